@@ -1,0 +1,116 @@
+//! Turns a client's credential into a signed Principal.
+
+use agentshare_kit::Error;
+use agentshare_kit::clock::Clock;
+use agentshare_kit::config::{BadSetting, Config};
+use agentshare_kit::identity::{Principal, PrincipalKind};
+use agentshare_kit::server::ServiceChannel;
+use agentshare_kit::session::SessionVerifier;
+use agentshare_proto::sharing::v1::{self as sharing, access_internal_service_client::AccessInternalServiceClient};
+use tonic::metadata::MetadataMap;
+
+pub const ORG_HEADER: &str = "x-agentshare-org";
+pub const WORKSPACE_HEADER: &str = "x-agentshare-workspace";
+
+/// `amr` values that name a second factor (RFC 8176).
+const SECOND_FACTORS: &[&str] = &["otp", "mfa", "hwk", "swk", "sms", "fpt", "face", "iris", "retina", "sc", "pop"];
+
+#[derive(Clone)]
+pub struct Authenticator {
+    verifier: SessionVerifier,
+    sharing: AccessInternalServiceClient<ServiceChannel>,
+    clock: Clock,
+}
+
+impl Authenticator {
+    pub fn new(config: &Config, sharing: ServiceChannel, clock: Clock) -> Result<Self, BadSetting> {
+        let auth = &config.auth;
+        let verifier = if !auth.public_key_file.as_os_str().is_empty() {
+            let pem = std::fs::read(&auth.public_key_file)
+                .map_err(|e| BadSetting::new("auth.public_key_file", format!("cannot read: {e}")))?;
+            SessionVerifier::from_public_pem(&pem, &auth.issuer, &auth.audience)
+                .map_err(|e| BadSetting::new("auth.public_key_file", e))?
+        } else {
+            let file = if auth.hs256_key_file.as_os_str().is_empty() {
+                config.keys_dir().join("session.hs256")
+            } else {
+                auth.hs256_key_file.clone()
+            };
+            let secret = std::fs::read(&file)
+                .map_err(|e| BadSetting::new("auth.hs256_key_file", format!("cannot read {}: {e}", file.display())))?;
+            if secret.len() < 32 {
+                return Err(BadSetting::new("auth.hs256_key_file", "the secret must be at least 32 bytes"));
+            }
+            SessionVerifier::hs256(&secret, &auth.issuer, &auth.audience)
+        };
+        Ok(Self {
+            verifier,
+            sharing: AccessInternalServiceClient::new(sharing),
+            clock,
+        })
+    }
+
+    /// Verifies the bearer credential and resolves the org and workspace of
+    /// the request against membership.
+    pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, tonic::Status> {
+        let token = bearer(metadata)?;
+        let claims = self.verifier.verify(token, &self.clock)?;
+        let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let resolved = self
+            .sharing
+            .clone()
+            .resolve_caller(sharing::ResolveCallerRequest {
+                subject: claims.sub.clone(),
+                email: claims.email.clone().unwrap_or_default(),
+                display_name: claims.name.clone().unwrap_or_default(),
+                requested_org_id: header(ORG_HEADER),
+                requested_workspace_id: header(WORKSPACE_HEADER),
+            })
+            .await?
+            .into_inner();
+        let role = sharing::OrgRole::try_from(resolved.org_role).unwrap_or(sharing::OrgRole::Unspecified);
+        let second_factor = claims.amr.iter().any(|m| SECOND_FACTORS.contains(&m.as_str()));
+        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        Ok(Principal {
+            kind: PrincipalKind::User,
+            user_id: Some(resolved.user_id),
+            org_id: non_empty(resolved.org_id),
+            org_role: match role {
+                sharing::OrgRole::Unspecified => None,
+                sharing::OrgRole::Owner => Some("owner".into()),
+                sharing::OrgRole::Admin => Some("admin".into()),
+                sharing::OrgRole::Member => Some("member".into()),
+                sharing::OrgRole::Viewer => Some("viewer".into()),
+            },
+            workspace_id: non_empty(resolved.workspace_id),
+            workspaces_enabled: resolved.workspaces_enabled,
+            org_choice_required: resolved.org_choice_required,
+            step_up_at: if second_factor { claims.auth_time } else { None },
+            grant_id: None,
+            session_id: claims.sid,
+            token: String::new(),
+        })
+    }
+}
+
+fn bearer(metadata: &MetadataMap) -> Result<&str, Error> {
+    let missing = || {
+        Error::Unauthenticated(
+            "missing credential: send `authorization: Bearer <token>` (mint a dev token with `agentshare token --user NAME`)"
+                .into(),
+        )
+    };
+    let value = metadata.get("authorization").ok_or_else(missing)?;
+    let value = value
+        .to_str()
+        .map_err(|_| Error::Unauthenticated("malformed authorization header".into()))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| Error::Unauthenticated("malformed authorization header: expected `Bearer <token>`".into()))?
+        .trim();
+    if token.is_empty() {
+        return Err(missing());
+    }
+    Ok(token)
+}

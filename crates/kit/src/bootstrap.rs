@@ -1,0 +1,153 @@
+//! What every service binary does before it serves: flags, config,
+//! telemetry, database and migrations, keys; and the exit code 2 with one line
+//! when any of it is wrong.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::{BadSetting, Config, ConfigArgs};
+use crate::db::{Db, Migrations};
+use crate::identity::{Identity, KeyRing, ServiceName};
+use crate::server::{Running, Shutdown};
+
+/// Everything a service needs to start, whichever way it is hosted.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Config,
+    pub identity: Identity,
+    pub clock: Clock,
+    pub shutdown: Shutdown,
+}
+
+impl Context {
+    /// Loads this service's keys from the configured keys dir.
+    pub fn new(config: Config, service: ServiceName, clock: Clock, shutdown: Shutdown) -> Result<Self, BadSetting> {
+        let keys = KeyRing::load(&config.keys_dir(), service).map_err(|e| BadSetting::new("keys_dir", e))?;
+        Ok(Self {
+            identity: Identity::new(keys, clock.clone()),
+            config,
+            clock,
+            shutdown,
+        })
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.config.shutdown_grace_secs)
+    }
+
+    pub fn event_poll(&self) -> Duration {
+        Duration::from_millis(self.config.event_poll_millis.max(10))
+    }
+}
+
+/// Opens and migrates `service`'s database.
+pub async fn open_db(config: &Config, service: ServiceName, migrations: &Migrations) -> Result<Db, BadSetting> {
+    let url = config.database_url_for(service);
+    if config.database_url.is_empty() {
+        config.ensure_data_dir()?;
+    }
+    let db = Db::connect(&url, config.database_max_connections).await?;
+    db.migrate(migrations).await?;
+    Ok(db)
+}
+
+/// The flags of a per-service binary.
+#[derive(Parser, Debug)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Run the database migrations and exit (for a Kubernetes Job).
+    #[arg(long)]
+    pub migrate_only: bool,
+}
+
+/// The body of a per-service `main`: serves `service` alone until SIGTERM.
+pub fn run_service<F, Fut>(service: ServiceName, migrations: Option<&'static Migrations>, start: F) -> ExitCode
+where
+    F: FnOnce(Context, Option<Db>, TcpListener) -> Fut,
+    Fut: Future<Output = Result<Running, BadSetting>>,
+{
+    let args = ServiceArgs::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&BadSetting::new("runtime", e)),
+    };
+    runtime.block_on(async move {
+        let config = match Config::load(Config::default(), &args.config) {
+            Ok(config) => config,
+            Err(e) => return fail(&e),
+        };
+        let _telemetry = crate::telemetry::init(&format!("agentshare-{service}"));
+        let result = async {
+            let db = match migrations {
+                Some(migrations) => Some(open_db(&config, service, migrations).await?),
+                None => None,
+            };
+            if args.migrate_only {
+                tracing::info!(%service, "migrations applied");
+                return Ok(None);
+            }
+            let shutdown = Shutdown::default();
+            let context = Context::new(config.clone(), service, Clock::system(), shutdown.clone())?;
+            let listener = crate::server::bind("listen", config.listen_addr()?).await?;
+            let running = start(context, db, listener).await?;
+            tracing::info!(%service, addr = %running.addr, "serving");
+            shutdown.trigger_on_signals();
+            Ok(Some(running))
+        }
+        .await;
+        match result {
+            Ok(None) => ExitCode::SUCCESS,
+            Ok(Some(running)) => match running.join().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "server failed");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => fail(&e),
+        }
+    })
+}
+
+/// Prints one line naming the setting and returns exit code 2.
+pub fn fail(error: &BadSetting) -> ExitCode {
+    eprintln!("agentshare: {error}");
+    ExitCode::from(2)
+}
+
+/// Serves a backend service: `names` are its gRPC services (health and
+/// reflection list them), `add` mounts them, and every call passes the
+/// identity layer with `policy`.
+pub async fn serve_backend(
+    context: &Context,
+    listener: TcpListener,
+    policy: crate::identity::CallerPolicy,
+    names: &[&str],
+    add: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes,
+) -> Running {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
+    let (health, routes) = crate::server::health_and_reflection(&names);
+    crate::server::serve(
+        crate::server::ServerSpec {
+            listener,
+            routes: add(routes),
+            health_names: names,
+            health,
+            grace: context.grace(),
+            shutdown: context.shutdown.clone(),
+        },
+        crate::identity::IdentityLayer::new(context.identity.clone(), policy),
+    )
+    .await
+}
+
+/// This service's event log, stopped with the context.
+pub fn event_log(context: &Context, db: &Db) -> crate::events::EventLog {
+    crate::events::EventLog::new(db.clone(), context.event_poll(), context.shutdown.clone())
+}

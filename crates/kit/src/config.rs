@@ -1,0 +1,297 @@
+//! Configuration, layered once for every binary: defaults, then an optional
+//! TOML file, then `AGENTSHARE_*` environment variables (`__` nests, e.g.
+//! `AGENTSHARE_PEERS__SHARING`), then CLI flags. It is validated at load, and
+//! a bad setting is reported in one line that names it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::ServiceName;
+
+/// A setting that stops the process from starting. Binaries print it as one
+/// line and exit with code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad setting `{setting}`: {message}")]
+pub struct BadSetting {
+    pub setting: String,
+    pub message: String,
+}
+
+impl BadSetting {
+    pub fn new(setting: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self {
+            setting: setting.into(),
+            message: message.to_string().replace('\n', " "),
+        }
+    }
+
+    /// The exit code for any configuration or start-up error.
+    pub const EXIT_CODE: i32 = 2;
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    /// Where the embedded mode keeps its SQLite files and generated keys.
+    pub data_dir: PathBuf,
+    /// The address this process listens on: the gateway's in `serve`.
+    pub listen: String,
+    /// `sqlite://…` or `postgres://…`; empty means SQLite in the data dir.
+    pub database_url: String,
+    /// Upper bound on the connections of this service's pool.
+    pub database_max_connections: u32,
+    /// Holds `<service>.key` (own private key) and `<service>.pub` (peers);
+    /// empty means `<data_dir>/keys`.
+    pub keys_dir: PathBuf,
+    /// Endpoints of the other services, several per service for replicas.
+    pub peers: Peers,
+    /// How user session tokens are verified (gateway).
+    pub auth: Auth,
+    /// How long in-flight calls may take to drain after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// How often event watchers poll for commits from other replicas.
+    pub event_poll_millis: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Peers {
+    #[serde(deserialize_with = "endpoint_list")]
+    pub registry: Vec<String>,
+    #[serde(deserialize_with = "endpoint_list")]
+    pub sharing: Vec<String>,
+    #[serde(deserialize_with = "endpoint_list")]
+    pub store: Vec<String>,
+    #[serde(deserialize_with = "endpoint_list")]
+    pub scheduler: Vec<String>,
+}
+
+impl Peers {
+    pub fn of(&self, service: ServiceName) -> &[String] {
+        match service {
+            ServiceName::Registry => &self.registry,
+            ServiceName::Sharing => &self.sharing,
+            ServiceName::Store => &self.store,
+            ServiceName::Scheduler => &self.scheduler,
+            ServiceName::Gateway => &[],
+        }
+    }
+
+    pub fn set(&mut self, service: ServiceName, endpoints: Vec<String>) {
+        match service {
+            ServiceName::Registry => self.registry = endpoints,
+            ServiceName::Sharing => self.sharing = endpoints,
+            ServiceName::Store => self.store = endpoints,
+            ServiceName::Scheduler => self.scheduler = endpoints,
+            ServiceName::Gateway => {}
+        }
+    }
+}
+
+/// Accepts a list, or one string with comma-separated endpoints (handy in an
+/// environment variable).
+fn endpoint_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Auth {
+    /// Expected `iss` of session tokens.
+    pub issuer: String,
+    /// Expected `aud` of session tokens.
+    pub audience: String,
+    /// HS256 secret file; empty means `<keys_dir>/session.hs256` when no
+    /// public key is configured.
+    pub hs256_key_file: PathBuf,
+    /// RS256/ES256 public key PEM of the identity provider.
+    pub public_key_file: PathBuf,
+    /// How recent `auth_time` must be for step-up.
+    pub step_up_max_age_secs: i64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            issuer: crate::session::DEV_ISSUER.into(),
+            audience: crate::session::DEV_AUDIENCE.into(),
+            hs256_key_file: PathBuf::new(),
+            public_key_file: PathBuf::new(),
+            step_up_max_age_secs: 600,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./agentshare-data"),
+            listen: "127.0.0.1:50051".into(),
+            database_url: String::new(),
+            database_max_connections: 8,
+            keys_dir: PathBuf::new(),
+            peers: Peers::default(),
+            auth: Auth::default(),
+            shutdown_grace_secs: 30,
+            event_poll_millis: 200,
+        }
+    }
+}
+
+/// The flags every binary takes; each overrides its setting when given.
+#[derive(clap::Args, Debug, Default, Clone, Serialize)]
+pub struct ConfigArgs {
+    /// A TOML config file, read after the defaults and before the environment.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Data dir of the embedded mode.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:50051.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://…
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers over `defaults` and validates the result.
+    pub fn load(defaults: Config, args: &ConfigArgs) -> Result<Config, BadSetting> {
+        let mut figment = Figment::from(Serialized::defaults(defaults));
+        if let Some(file) = &args.config {
+            if !file.is_file() {
+                return Err(BadSetting::new("config", format!("{} is not a readable file", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("AGENTSHARE_").split("__").ignore(&["test_postgres_url"]))
+            .merge(Serialized::defaults(args));
+        let config: Config = figment.extract().map_err(|e| {
+            let setting = if e.path.is_empty() { "config".to_string() } else { e.path.join(".") };
+            BadSetting::new(setting, e.kind)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), BadSetting> {
+        self.listen_addr()?;
+        if !self.database_url.is_empty() {
+            crate::db::Backend::of_url(&self.database_url)?;
+        }
+        if self.database_max_connections == 0 {
+            return Err(BadSetting::new("database_max_connections", "must be at least 1"));
+        }
+        for service in ServiceName::ALL {
+            for endpoint in self.peers.of(service) {
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                    return Err(BadSetting::new(
+                        format!("peers.{service}"),
+                        format!("{endpoint:?} is not an http:// or https:// URL"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, BadSetting> {
+        self.listen
+            .parse()
+            .map_err(|e| BadSetting::new("listen", format!("{:?} is not an address like 127.0.0.1:50051 ({e})", self.listen)))
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        if self.keys_dir.as_os_str().is_empty() {
+            self.data_dir.join("keys")
+        } else {
+            self.keys_dir.clone()
+        }
+    }
+
+    /// The database of `service`: the configured URL, or its SQLite file.
+    pub fn database_url_for(&self, service: ServiceName) -> String {
+        if self.database_url.is_empty() {
+            sqlite_url(&self.data_dir.join(format!("{service}.db")))
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// Creates the data dir, reporting a path that cannot be a directory.
+    pub fn ensure_data_dir(&self) -> Result<(), BadSetting> {
+        ensure_dir(&self.data_dir).map_err(|e| BadSetting::new("data_dir", e))
+    }
+}
+
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+pub fn ensure_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(".agentshare-write-probe");
+    std::fs::write(&probe, b"").map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_defaults_and_bad_values_name_their_setting() {
+        let args = ConfigArgs {
+            listen: Some("127.0.0.1:0".into()),
+            ..ConfigArgs::default()
+        };
+        let config = Config::load(Config::default(), &args).expect("loads");
+        assert_eq!(config.listen, "127.0.0.1:0");
+
+        let bad = ConfigArgs {
+            database_url: Some("mysql://localhost/x".into()),
+            ..ConfigArgs::default()
+        };
+        let err = Config::load(Config::default(), &bad).expect_err("mysql is not supported");
+        assert_eq!(err.setting, "database_url");
+
+        let bad = ConfigArgs {
+            listen: Some("nowhere".into()),
+            ..ConfigArgs::default()
+        };
+        assert_eq!(Config::load(Config::default(), &bad).expect_err("bad").setting, "listen");
+    }
+
+    #[test]
+    fn peers_accept_a_comma_separated_string() {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Serialized::default("peers.sharing", "http://a:1, http://b:2"));
+        let config: Config = figment.extract().expect("extracts");
+        assert_eq!(config.peers.sharing, ["http://a:1", "http://b:2"]);
+    }
+}

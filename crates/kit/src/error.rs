@@ -1,0 +1,195 @@
+//! One small error vocabulary for every service, mapped once to gRPC and HTTP.
+//!
+//! Domain code returns [`Error`]; the gRPC layer turns it into a
+//! [`tonic::Status`] with `google.rpc` details, and the gateway's HTTP side
+//! uses [`Error::http_status`]. Every message says what the client can do.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A field of the request that failed validation, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The request is malformed; each violation names a field.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// Missing, malformed, expired or revoked credential.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A visible resource the caller may not act on.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Does not exist, or must not be seen; callers cannot tell which.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The resource is in the wrong state for this call.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A revision conflict, or a container that still holds things.
+    #[error("{0}")]
+    Aborted(String),
+    /// A uniqueness conflict on create.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A quota or cap is reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// A dependency is down; the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug. The message is logged; the client sees only that it happened.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound(what.into())
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    pub fn grpc_code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::NotFound(_) => Code::NotFound,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Aborted(_) => Code::Aborted,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The HTTP status a REST client sees, as DESIGN.md fixes it: a wrong
+    /// state is 400 and a conflict 409.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::InvalidArgument(_) | Self::FailedPrecondition(_) => 400,
+            Self::Unauthenticated(_) => 401,
+            Self::PermissionDenied(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::Aborted(_) | Self::AlreadyExists(_) => 409,
+            Self::ResourceExhausted(_) => 429,
+            Self::Unavailable(_) => 503,
+            Self::Internal(_) => 500,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in &violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("invalid argument: {}", describe(&violations)),
+                    details,
+                )
+            }
+            Error::Internal(cause) => {
+                // The cause may hold SQL or paths; it belongs in our logs only.
+                tracing::error!(%cause, "internal error");
+                Status::internal("internal error; it has been logged, please report it")
+            }
+            other => Status::new(other.grpc_code(), other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(%error, "database unavailable");
+                Self::Unavailable("the database is unavailable; retry shortly".into())
+            }
+            _ => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_maps_to_its_grpc_and_http_code() {
+        let cases = [
+            (Error::invalid("name", "empty"), Code::InvalidArgument, 400),
+            (Error::Unauthenticated("x".into()), Code::Unauthenticated, 401),
+            (Error::PermissionDenied("x".into()), Code::PermissionDenied, 403),
+            (Error::not_found("agent"), Code::NotFound, 404),
+            (Error::FailedPrecondition("x".into()), Code::FailedPrecondition, 400),
+            (Error::Aborted("x".into()), Code::Aborted, 409),
+            (Error::AlreadyExists("x".into()), Code::AlreadyExists, 409),
+            (Error::ResourceExhausted("x".into()), Code::ResourceExhausted, 429),
+            (Error::Unavailable("x".into()), Code::Unavailable, 503),
+            (Error::internal("boom"), Code::Internal, 500),
+        ];
+        for (error, code, http) in cases {
+            assert_eq!(error.http_status(), http, "{error:?}");
+            let status = Status::from(error.clone());
+            assert_eq!(status.code(), code, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_argument_carries_bad_request_field_violations() {
+        let status = Status::from(Error::InvalidArgument(vec![
+            FieldViolation::new("draft.name", "must not be empty"),
+            FieldViolation::new("draft.instructions", "over 100 KiB"),
+        ]));
+        let details = status.get_error_details();
+        let fields: Vec<_> = details
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(fields, ["draft.name", "draft.instructions"]);
+        assert!(status.message().contains("draft.name: must not be empty"));
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let status = Status::from(Error::internal("SELECT secret FROM connections"));
+        assert!(!status.message().contains("SELECT"));
+    }
+}

@@ -1,0 +1,578 @@
+//! Who is calling: service identities and the signed user Principal.
+//!
+//! Every service holds an Ed25519 key pair. A service-to-service call carries
+//! two short-lived EdDSA JWTs in metadata:
+//! - `x-agentshare-service`: the calling service, addressed to the target;
+//! - `x-agentshare-principal`: the user (or grant) the call is made for,
+//!   signed by the gateway or the scheduler only, with an internal audience so
+//!   a service can pass it on to the services it calls for that request.
+//!
+//! [`IdentityLayer`] verifies both on the server and rejects what it cannot
+//! verify; [`Outbound`] attaches the service identity on the client.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+
+use crate::clock::Clock;
+use crate::error::Error;
+
+pub const SERVICE_HEADER: &str = "x-agentshare-service";
+pub const PRINCIPAL_HEADER: &str = "x-agentshare-principal";
+/// The audience of every Principal: any agentshare service, never a client.
+pub const PRINCIPAL_AUDIENCE: &str = "agentshare-internal";
+/// A Principal lives for one request and the calls it fans out into.
+pub const PRINCIPAL_TTL_SECS: i64 = 60;
+const SERVICE_TOKEN_TTL_SECS: i64 = 60;
+/// A cached service token is replaced this long before it expires.
+const SERVICE_TOKEN_REFRESH_SECS: i64 = 20;
+/// Allowed drift between replicas' clocks.
+const LEEWAY_SECS: i64 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    Gateway,
+    Registry,
+    Sharing,
+    Store,
+    Scheduler,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 5] = [
+        Self::Gateway,
+        Self::Registry,
+        Self::Sharing,
+        Self::Store,
+        Self::Scheduler,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Registry => "registry",
+            Self::Sharing => "sharing",
+            Self::Store => "store",
+            Self::Scheduler => "scheduler",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Only these may sign a user Principal: the gateway for clients, the
+    /// scheduler for automations it fires on a user's behalf.
+    pub fn may_sign_principals(self) -> bool {
+        matches!(self, Self::Gateway | Self::Scheduler)
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Our own signing key and every peer's public key.
+pub struct KeyRing {
+    me: ServiceName,
+    signing: EncodingKey,
+    verifying: HashMap<ServiceName, DecodingKey>,
+}
+
+impl KeyRing {
+    /// Loads `<me>.key` and every `<service>.pub` from `dir`.
+    pub fn load(dir: &Path, me: ServiceName) -> Result<Self, String> {
+        let read = |file: String| {
+            let path = dir.join(&file);
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let signing = EncodingKey::from_ed_pem(&read(format!("{me}.key"))?)
+            .map_err(|e| format!("{me}.key is not an Ed25519 PKCS#8 PEM key: {e}"))?;
+        let mut verifying = HashMap::new();
+        for peer in ServiceName::ALL {
+            let file = format!("{peer}.pub");
+            let pem = match read(file.clone()) {
+                Ok(pem) => pem,
+                // A missing peer key means that peer is simply not trusted.
+                Err(_) => continue,
+            };
+            let key = DecodingKey::from_ed_pem(&pem)
+                .map_err(|e| format!("{file} is not an Ed25519 public key PEM: {e}"))?;
+            verifying.insert(peer, key);
+        }
+        Ok(Self {
+            me,
+            signing,
+            verifying,
+        })
+    }
+
+    pub fn me(&self) -> ServiceName {
+        self.me
+    }
+
+    fn sign<T: Serialize>(&self, claims: &T) -> Result<String, Error> {
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &self.signing)
+            .map_err(Error::internal)
+    }
+
+    fn verify<T: for<'de> Deserialize<'de>>(&self, token: &str, audience: &str) -> Result<(ServiceName, T), String> {
+        let issuer: IssuerOnly = peek_claims(token).ok_or("not a JWT")?;
+        let issuer = ServiceName::parse(&issuer.iss).ok_or("issued by an unknown service")?;
+        let key = self
+            .verifying
+            .get(&issuer)
+            .ok_or_else(|| format!("no public key configured for {issuer}"))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[issuer.as_str()]);
+        // Expiry is checked against our Clock, so tests can move time.
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        let data = jsonwebtoken::decode::<T>(token, key, &validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                format!("signature does not verify against {issuer}'s key")
+            }
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => "addressed to another audience".to_string(),
+            _ => e.to_string(),
+        })?;
+        Ok((issuer, data.claims))
+    }
+}
+
+#[derive(Deserialize)]
+struct IssuerOnly {
+    iss: String,
+}
+
+/// Reads the claims of a JWT without verifying it, to pick the key.
+fn peek_claims<T: for<'de> Deserialize<'de>>(token: &str) -> Option<T> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// What kind of caller a Principal speaks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    /// A signed-in user (session or API key).
+    User,
+    /// A share-grant holder; may also carry a user.
+    Grant,
+}
+
+/// The caller of one request, as the gateway (or scheduler) resolved it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// The caller's org role, as the lowercase role name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub workspaces_enabled: bool,
+    /// The user belongs to several orgs and named none.
+    #[serde(default)]
+    pub org_choice_required: bool,
+    /// When the user last passed a second factor (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The signed form, kept so the Principal can be passed on unchanged.
+    #[serde(skip)]
+    pub token: String,
+}
+
+impl Principal {
+    pub fn user(user_id: impl Into<String>) -> Self {
+        Self {
+            kind: PrincipalKind::User,
+            user_id: Some(user_id.into()),
+            org_id: None,
+            org_role: None,
+            workspace_id: None,
+            workspaces_enabled: false,
+            org_choice_required: false,
+            step_up_at: None,
+            grant_id: None,
+            session_id: None,
+            token: String::new(),
+        }
+    }
+
+    /// The Principal the identity layer verified for this request.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Principal, Error> {
+        request.extensions().get::<Principal>().ok_or_else(|| {
+            Error::Unauthenticated("this call needs a user: send a session token or API key".into())
+        })
+    }
+
+    /// The signed-in user, or UNAUTHENTICATED for a caller without one.
+    pub fn require_user(&self) -> Result<&str, Error> {
+        self.user_id.as_deref().ok_or_else(|| {
+            Error::Unauthenticated("this call needs a signed-in user: send a session token or API key".into())
+        })
+    }
+
+    /// The org of the request, or a message saying how to name one.
+    pub fn require_org(&self) -> Result<&str, Error> {
+        if let Some(org) = self.org_id.as_deref() {
+            return Ok(org);
+        }
+        if self.org_choice_required {
+            return Err(Error::invalid(
+                "x-agentshare-org",
+                "you belong to several orgs: name one in the x-agentshare-org header",
+            ));
+        }
+        Err(Error::FailedPrecondition(
+            "you belong to no org yet: create one with TenancyService.CreateOrg".into(),
+        ))
+    }
+
+    /// Adds this Principal to an outgoing request, unchanged.
+    pub fn forward<T>(&self, request: &mut tonic::Request<T>) {
+        if let Ok(value) = self.token.parse() {
+            request.metadata_mut().insert(PRINCIPAL_HEADER, value);
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PrincipalClaims {
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+    #[serde(flatten)]
+    principal: Principal,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ServiceClaims {
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs and verifies on behalf of one service.
+#[derive(Clone)]
+pub struct Identity {
+    keys: Arc<KeyRing>,
+    clock: Clock,
+    cached: Arc<Mutex<HashMap<ServiceName, (String, i64)>>>,
+}
+
+impl Identity {
+    pub fn new(keys: KeyRing, clock: Clock) -> Self {
+        Self {
+            keys: Arc::new(keys),
+            clock,
+            cached: Arc::default(),
+        }
+    }
+
+    pub fn me(&self) -> ServiceName {
+        self.keys.me
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Signs a Principal for one request. Only the gateway and the scheduler
+    /// may; for any other service this is a bug.
+    pub fn sign_principal(&self, principal: &Principal) -> Result<String, Error> {
+        if !self.me().may_sign_principals() {
+            return Err(Error::internal(format!("{} may not sign principals", self.me())));
+        }
+        let now = self.clock.now_secs();
+        self.keys.sign(&PrincipalClaims {
+            iss: self.me().to_string(),
+            aud: PRINCIPAL_AUDIENCE.into(),
+            iat: now,
+            exp: now + PRINCIPAL_TTL_SECS,
+            principal: principal.clone(),
+        })
+    }
+
+    /// A token naming us, addressed to `target`; reused until near expiry.
+    pub fn service_token(&self, target: ServiceName) -> Result<String, Error> {
+        let now = self.clock.now_secs();
+        let mut cached = self.cached.lock().map_err(|_| Error::internal("identity cache poisoned"))?;
+        if let Some((token, exp)) = cached.get(&target)
+            && exp - now > SERVICE_TOKEN_REFRESH_SECS
+            && *exp - SERVICE_TOKEN_TTL_SECS <= now
+        {
+            return Ok(token.clone());
+        }
+        let exp = now + SERVICE_TOKEN_TTL_SECS;
+        let token = self.keys.sign(&ServiceClaims {
+            iss: self.me().to_string(),
+            aud: target.to_string(),
+            iat: now,
+            exp,
+        })?;
+        cached.insert(target, (token.clone(), exp));
+        Ok(token)
+    }
+
+    /// Verifies a service token addressed to us; returns the caller.
+    pub fn verify_service(&self, token: &str) -> Result<ServiceName, String> {
+        let (caller, claims) = self.keys.verify::<ServiceClaims>(token, self.me().as_str())?;
+        self.check_fresh(claims.iat, claims.exp)?;
+        Ok(caller)
+    }
+
+    /// Verifies a Principal signed by the gateway or the scheduler.
+    pub fn verify_principal(&self, token: &str) -> Result<Principal, String> {
+        let (signer, claims) = self.keys.verify::<PrincipalClaims>(token, PRINCIPAL_AUDIENCE)?;
+        if !signer.may_sign_principals() {
+            return Err(format!("{signer} may not sign principals"));
+        }
+        self.check_fresh(claims.iat, claims.exp)?;
+        let mut principal = claims.principal;
+        principal.token = token.to_string();
+        Ok(principal)
+    }
+
+    fn check_fresh(&self, iat: i64, exp: i64) -> Result<(), String> {
+        let now = self.clock.now_secs();
+        if exp + LEEWAY_SECS < now {
+            return Err("expired".into());
+        }
+        if exp - iat > PRINCIPAL_TTL_SECS.max(SERVICE_TOKEN_TTL_SECS) || iat - LEEWAY_SECS > now {
+            return Err("lifetime is longer than 60 s or starts in the future".into());
+        }
+        Ok(())
+    }
+}
+
+/// Which services may call which gRPC services of this server.
+///
+/// Public services accept any verified agentshare service (in practice the
+/// gateway, and the scheduler for automations); internal services accept only
+/// the callers listed for them.
+#[derive(Clone, Default)]
+pub struct CallerPolicy {
+    internal: HashMap<&'static str, &'static [ServiceName]>,
+}
+
+impl CallerPolicy {
+    /// Restricts the gRPC service `service` (full name) to `callers`.
+    pub fn internal(mut self, service: &'static str, callers: &'static [ServiceName]) -> Self {
+        self.internal.insert(service, callers);
+        self
+    }
+
+    fn allows(&self, service: &str, caller: ServiceName) -> bool {
+        self.internal
+            .get(service)
+            .is_none_or(|callers| callers.contains(&caller))
+    }
+}
+
+/// Paths served to anyone: probes and schema discovery carry no data.
+fn is_open_path(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+/// The gRPC service name of a request path `/pkg.Service/Method`.
+pub fn grpc_service_of(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or_default()
+}
+
+/// A server layer that verifies the caller service and the Principal of every
+/// request, and enforces the [`CallerPolicy`].
+#[derive(Clone)]
+pub struct IdentityLayer {
+    identity: Identity,
+    policy: Arc<CallerPolicy>,
+}
+
+impl IdentityLayer {
+    pub fn new(identity: Identity, policy: CallerPolicy) -> Self {
+        Self {
+            identity,
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for IdentityLayer {
+    type Service = IdentityService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IdentityService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct IdentityService<S> {
+    inner: S,
+    layer: IdentityLayer,
+}
+
+impl IdentityLayer {
+    fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), Status> {
+        let path = request.uri().path().to_string();
+        if is_open_path(&path) {
+            return Ok(());
+        }
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let service_token = header(SERVICE_HEADER).ok_or_else(|| {
+            Status::unauthenticated(format!(
+                "missing {SERVICE_HEADER}: this port serves agentshare services only; clients call the gateway"
+            ))
+        })?;
+        let caller = self
+            .identity
+            .verify_service(&service_token)
+            .map_err(|why| Status::unauthenticated(format!("service identity rejected: {why}")))?;
+        let service = grpc_service_of(&path);
+        if !self.policy.allows(service, caller) {
+            return Err(Status::permission_denied(format!(
+                "{caller} may not call {service}"
+            )));
+        }
+        if let Some(token) = header(PRINCIPAL_HEADER) {
+            let principal = self
+                .identity
+                .verify_principal(&token)
+                .map_err(|why| Status::unauthenticated(format!("principal rejected: {why}")))?;
+            request.extensions_mut().insert(principal);
+        }
+        request.extensions_mut().insert(caller);
+        Ok(())
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for IdentityService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<
+        S::Future,
+        futures::future::Ready<Result<Self::Response, Self::Error>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        match self.layer.admit(&mut request) {
+            Ok(()) => futures::future::Either::Left(self.inner.call(request)),
+            Err(status) => futures::future::Either::Right(futures::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+/// Client interceptor: names the calling service to the target, and carries
+/// the W3C trace context of the current span.
+#[derive(Clone)]
+pub struct Outbound {
+    identity: Identity,
+    target: ServiceName,
+}
+
+impl Outbound {
+    pub fn new(identity: Identity, target: ServiceName) -> Self {
+        Self { identity, target }
+    }
+}
+
+impl tonic::service::Interceptor for Outbound {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let token = self.identity.service_token(self.target)?;
+        let value = token
+            .parse()
+            .map_err(|_| Status::internal("service token is not a valid header"))?;
+        request.metadata_mut().insert(SERVICE_HEADER, value);
+        crate::telemetry::inject_context(request.metadata_mut());
+        Ok(request)
+    }
+}
+
+/// Creates any missing key pair for every service in `dir`.
+pub fn generate_missing_keys(dir: &Path) -> Result<(), String> {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for service in ServiceName::ALL {
+        let private = dir.join(format!("{service}.key"));
+        if private.exists() {
+            continue;
+        }
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let private_pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| format!("cannot encode key: {e}"))?;
+        let public_pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| format!("cannot encode key: {e}"))?;
+        write_secret(&private, private_pem.as_bytes())?;
+        std::fs::write(dir.join(format!("{service}.pub")), public_pem)
+            .map_err(|e| format!("cannot write key: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// 32 random bytes, URL-safe base64: for tokens and secrets.
+pub fn random_token() -> Result<String, Error> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(Error::internal)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}

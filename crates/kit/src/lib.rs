@@ -1,0 +1,14 @@
+//! Shared machinery of every agentshare service, written once.
+
+pub mod bootstrap;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod identity;
+pub mod server;
+pub mod session;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,220 @@
+//! Serving one gRPC service: bind, health, reflection, identity, and a
+//! graceful stop in which readiness goes NOT_SERVING first and in-flight calls
+//! drain. Also the balanced clients services use to call each other.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::config::BadSetting;
+use crate::identity::{Identity, Outbound, ServiceName};
+
+/// A stop signal shared by a server and its long-lived streams.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    tx: watch::Sender<bool>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Self { tx, rx }
+    }
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once the stop is triggered.
+    pub async fn wait(&mut self) {
+        let _ = self.rx.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Triggers on SIGTERM or Ctrl-C.
+    pub fn trigger_on_signals(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let ctrl_c = tokio::signal::ctrl_c();
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = ctrl_c => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+            tracing::info!("stop requested; draining in-flight calls");
+            this.trigger();
+        });
+    }
+}
+
+/// Binds `addr`, naming the setting when the port is taken.
+pub async fn bind(setting: &str, addr: SocketAddr) -> Result<TcpListener, BadSetting> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("{addr} is already in use; pick another port")
+        } else {
+            format!("cannot listen on {addr}: {e}")
+        };
+        BadSetting::new(setting, why)
+    })
+}
+
+/// What one server serves.
+pub struct ServerSpec {
+    pub listener: TcpListener,
+    pub routes: Routes,
+    /// gRPC service names reported by health, SERVING once started.
+    pub health_names: Vec<String>,
+    pub health: HealthReporter,
+    /// How long in-flight calls may drain after the stop.
+    pub grace: Duration,
+    pub shutdown: Shutdown,
+}
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub health: HealthReporter,
+    pub shutdown: Shutdown,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Triggers the stop and waits for the drain.
+    pub async fn stop(self) -> Result<(), String> {
+        self.shutdown.trigger();
+        self.join().await
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn join(self) -> Result<(), String> {
+        self.task.await.map_err(|e| format!("server task failed: {e}"))?
+    }
+}
+
+/// Health and its reporter, with the reflection services for `names`.
+pub fn health_and_reflection(names: &[String]) -> (HealthReporter, Routes) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let mut v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(agentshare_proto::FILE_DESCRIPTOR_SET);
+    let mut v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(agentshare_proto::FILE_DESCRIPTOR_SET);
+    for name in names {
+        v1 = v1.with_service_name(name.clone());
+        v1alpha = v1alpha.with_service_name(name.clone());
+    }
+    let mut routes = Routes::new(health);
+    if let Ok(v1) = v1.build_v1() {
+        routes = routes.add_service(v1);
+    }
+    if let Ok(v1alpha) = v1alpha.build_v1alpha() {
+        routes = routes.add_service(v1alpha);
+    }
+    (reporter, routes)
+}
+
+/// Serves `spec` behind `layer` until its shutdown triggers; then reports
+/// NOT_SERVING, stops accepting and drains for at most the grace period.
+pub async fn serve<L>(spec: ServerSpec, layer: L) -> Running
+where
+    L: tower::Layer<Routes> + Clone + Send + 'static,
+    L::Service: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    <L::Service as tower::Service<http::Request<Body>>>::Future: Send + 'static,
+{
+    let addr = spec.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    for name in spec.health_names.iter().chain(std::iter::once(&String::new())) {
+        spec.health.set_service_status(name, ServingStatus::Serving).await;
+    }
+    let health = spec.health.clone();
+    let names = spec.health_names.clone();
+    let mut stop = spec.shutdown.clone();
+    let grace = spec.grace;
+    let router = tonic::transport::Server::builder()
+        .trace_fn(crate::telemetry::server_span)
+        .layer(layer)
+        .add_routes(spec.routes);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(spec.listener);
+    let reporter = health.clone();
+    let task = tokio::spawn(async move {
+        let signal = async move {
+            stop.wait().await;
+            for name in names.iter().chain(std::iter::once(&String::new())) {
+                reporter.set_service_status(name, ServingStatus::NotServing).await;
+            }
+        };
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = router.serve_with_incoming_shutdown(incoming, async move {
+            signal.await;
+            let _ = drained_tx.send(());
+        });
+        tokio::pin!(serving);
+        tokio::select! {
+            result = &mut serving => result.map_err(|e| e.to_string()),
+            _ = drained_rx => {
+                match tokio::time::timeout(grace, serving).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => {
+                        tracing::warn!(?grace, "calls still in flight after the grace period; closing them");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    });
+    Running {
+        addr,
+        health,
+        shutdown: spec.shutdown,
+        task,
+    }
+}
+
+/// A channel to another service as this service.
+pub type ServiceChannel = InterceptedService<Channel, Outbound>;
+
+/// A client channel to `target` that balances over all its `endpoints` and
+/// names us with every call. It connects lazily, so services may start in any
+/// order.
+pub fn channel(identity: &Identity, target: ServiceName, endpoints: &[String]) -> Result<ServiceChannel, BadSetting> {
+    if endpoints.is_empty() {
+        return Err(BadSetting::new(format!("peers.{target}"), "no endpoint configured"));
+    }
+    let mut parsed = Vec::with_capacity(endpoints.len());
+    for url in endpoints {
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| BadSetting::new(format!("peers.{target}"), format!("{url:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        parsed.push(endpoint);
+    }
+    let channel = if parsed.len() == 1 {
+        parsed.remove(0).connect_lazy()
+    } else {
+        Channel::balance_list(parsed.into_iter())
+    };
+    Ok(InterceptedService::new(channel, Outbound::new(identity.clone(), target)))
+}

@@ -1,0 +1,42 @@
+//! The registry service: the authority on an agent's design and versions.
+
+mod domain;
+mod rpc;
+mod storage;
+
+use agentshare_kit::bootstrap::{self, Context};
+use agentshare_kit::config::BadSetting;
+use agentshare_kit::db::{Db, Migrations};
+use agentshare_kit::identity::{CallerPolicy, ServiceName};
+use agentshare_kit::server::Running;
+use agentshare_proto::events::v1::event_log_service_server::{self as event_log, EventLogServiceServer};
+use agentshare_proto::registry::v1::agent_registry_service_server::{self as registry, AgentRegistryServiceServer};
+use tokio::net::TcpListener;
+
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: sqlx::migrate!("migrations/sqlite"),
+    postgres: sqlx::migrate!("migrations/postgres"),
+};
+
+/// Sharing repairs its access facts from registry's events; the scheduler
+/// follows automation changes.
+fn caller_policy() -> CallerPolicy {
+    CallerPolicy::default().internal(event_log::SERVICE_NAME, &[ServiceName::Sharing, ServiceName::Scheduler])
+}
+
+/// Serves the registry on `listener` until the context's shutdown.
+pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
+    let events = bootstrap::event_log(&context, &db);
+    let storage = storage::Storage {
+        db,
+        clock: context.clock.clone(),
+        events: events.clone(),
+    };
+    let names = [registry::SERVICE_NAME, event_log::SERVICE_NAME];
+    Ok(bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+        routes
+            .add_service(AgentRegistryServiceServer::new(rpc::Registry { storage }))
+            .add_service(EventLogServiceServer::new(events))
+    })
+    .await)
+}

@@ -1,0 +1,102 @@
+//! The tenancy rules of `003_*`, as plain types and functions.
+
+use agentshare_kit::Error;
+use agentshare_proto::sharing::v1 as pb;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrgRole {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl OrgRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(role: &str) -> Option<Self> {
+        [Self::Owner, Self::Admin, Self::Member, Self::Viewer]
+            .into_iter()
+            .find(|r| r.as_str() == role)
+    }
+
+    pub fn to_proto(self) -> pb::OrgRole {
+        match self {
+            Self::Owner => pb::OrgRole::Owner,
+            Self::Admin => pb::OrgRole::Admin,
+            Self::Member => pb::OrgRole::Member,
+            Self::Viewer => pb::OrgRole::Viewer,
+        }
+    }
+}
+
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// A display name: trimmed, 1 to 200 characters.
+pub fn display_name(field: &str, name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::invalid(field, format!("must be at most {MAX_NAME_CHARS} characters")));
+    }
+    Ok(name.to_string())
+}
+
+/// How a request's org is chosen when the client names none.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OrgChoice {
+    /// The header named this org, or the user has only this one.
+    Chosen(String),
+    /// The user belongs to no org yet.
+    NoOrg,
+    /// Several orgs and no header: org-scoped calls must name one.
+    Ambiguous,
+}
+
+pub fn choose_org(requested: &str, memberships: &[String]) -> Result<OrgChoice, Error> {
+    if !requested.is_empty() {
+        return if memberships.iter().any(|m| m == requested) {
+            Ok(OrgChoice::Chosen(requested.to_string()))
+        } else {
+            // Identical for an org that exists and one that does not.
+            Err(Error::not_found(format!("org {requested}")))
+        };
+    }
+    Ok(match memberships {
+        [] => OrgChoice::NoOrg,
+        [only] => OrgChoice::Chosen(only.clone()),
+        _ => OrgChoice::Ambiguous,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_with_one_org_needs_no_header_and_several_need_one() {
+        let one = vec!["o1".to_string()];
+        let two = vec!["o1".to_string(), "o2".to_string()];
+        assert_eq!(choose_org("", &one).ok(), Some(OrgChoice::Chosen("o1".into())));
+        assert_eq!(choose_org("", &two).ok(), Some(OrgChoice::Ambiguous));
+        assert_eq!(choose_org("o2", &two).ok(), Some(OrgChoice::Chosen("o2".into())));
+        assert_eq!(choose_org("", &[]).ok(), Some(OrgChoice::NoOrg));
+        assert!(matches!(choose_org("o3", &two), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(display_name("name", "  Acme ").ok().as_deref(), Some("Acme"));
+        assert!(display_name("name", "   ").is_err());
+        assert!(display_name("name", &"x".repeat(201)).is_err());
+    }
+}

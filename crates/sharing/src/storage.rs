@@ -1,0 +1,210 @@
+//! Sharing's SQL. Nothing here decides who may do what.
+
+use agentshare_kit::clock::Clock;
+use agentshare_kit::db::{Db, is_unique_violation, new_id};
+use agentshare_kit::events::{self, EventLog, NewEvent};
+use sqlx::Row;
+
+use crate::domain::OrgRole;
+
+pub struct OrgRow {
+    pub id: String,
+    pub name: String,
+    pub workspaces_enabled: bool,
+    pub default_workspace_id: String,
+    pub created_at: i64,
+}
+
+pub struct WorkspaceRow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub is_default: bool,
+    pub created_at: i64,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    pub db: Db,
+    pub clock: Clock,
+    pub events: EventLog,
+}
+
+impl Storage {
+    /// The user with this IdP subject, created on first sight. Email and
+    /// name follow the latest token.
+    pub async fn upsert_user(&self, subject: &str, email: &str, display_name: &str) -> Result<String, sqlx::Error> {
+        if let Some(row) = sqlx::query("SELECT id, email, display_name FROM users WHERE subject = $1")
+            .bind(subject)
+            .fetch_optional(&self.db.pool)
+            .await?
+        {
+            let id: String = row.try_get("id")?;
+            let (old_email, old_name): (String, String) = (row.try_get("email")?, row.try_get("display_name")?);
+            if old_email != email || old_name != display_name {
+                sqlx::query("UPDATE users SET email = $1, display_name = $2 WHERE id = $3")
+                    .bind(email)
+                    .bind(display_name)
+                    .bind(&id)
+                    .execute(&self.db.pool)
+                    .await?;
+            }
+            return Ok(id);
+        }
+        let id = new_id();
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, subject, email, display_name, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(subject)
+        .bind(email)
+        .bind(display_name)
+        .bind(self.clock.now_micros())
+        .execute(&self.db.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(id),
+            // A concurrent first request created it; use theirs.
+            Err(e) if is_unique_violation(&e) => sqlx::query("SELECT id FROM users WHERE subject = $1")
+                .bind(subject)
+                .fetch_one(&self.db.pool)
+                .await?
+                .try_get("id"),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The orgs a user belongs to, oldest membership first.
+    pub async fn org_ids_of(&self, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query("SELECT org_id FROM org_members WHERE user_id = $1 ORDER BY created_at, org_id")
+            .bind(user_id)
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get("org_id"))
+            .collect()
+    }
+
+    pub async fn org_role(&self, org_id: &str, user_id: &str) -> Result<Option<OrgRole>, sqlx::Error> {
+        let row = sqlx::query("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => OrgRole::parse(&row.try_get::<String, _>("role")?),
+            None => None,
+        })
+    }
+
+    pub async fn org(&self, org_id: &str) -> Result<Option<OrgRow>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT o.id, o.name, o.workspaces_enabled, o.created_at, w.id AS default_workspace_id \
+             FROM orgs o JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 WHERE o.id = $1",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.map(|row| {
+            Ok(OrgRow {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                workspaces_enabled: row.try_get::<i64, _>("workspaces_enabled")? != 0,
+                default_workspace_id: row.try_get("default_workspace_id")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Whether the user is a member of this workspace of this org.
+    pub async fn is_workspace_member(&self, org_id: &str, workspace_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id \
+             WHERE w.org_id = $1 AND m.workspace_id = $2 AND m.user_id = $3",
+        )
+        .bind(org_id)
+        .bind(workspace_id)
+        .bind(user_id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .is_some())
+    }
+
+    /// The user's workspaces in an org, the default one first.
+    pub async fn workspace_ids_of(&self, org_id: &str, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query(
+            "SELECT w.id FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id \
+             WHERE w.org_id = $1 AND m.user_id = $2 ORDER BY w.is_default DESC, w.created_at, w.id",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|row| row.try_get("id"))
+        .collect()
+    }
+
+    /// Creates an org, its default workspace and the owner's memberships, and
+    /// records `org.created`, in one transaction.
+    pub async fn create_org(&self, name: &str, owner_id: &str) -> Result<(OrgRow, WorkspaceRow), sqlx::Error> {
+        let now = self.clock.now_micros();
+        let org = OrgRow {
+            id: new_id(),
+            name: name.to_string(),
+            workspaces_enabled: false,
+            default_workspace_id: new_id(),
+            created_at: now,
+        };
+        let workspace = WorkspaceRow {
+            id: org.default_workspace_id.clone(),
+            org_id: org.id.clone(),
+            name: "Default".into(),
+            is_default: true,
+            created_at: now,
+        };
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("INSERT INTO orgs (id, name, workspaces_enabled, created_at) VALUES ($1, $2, 0, $3)")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO workspaces (id, org_id, name, is_default, created_at) VALUES ($1, $2, $3, 1, $4)")
+            .bind(&workspace.id)
+            .bind(&org.id)
+            .bind(&workspace.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
+            .bind(&org.id)
+            .bind(owner_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
+        )
+        .bind(&workspace.id)
+        .bind(owner_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        events::append(
+            &mut tx,
+            &self.clock,
+            &NewEvent {
+                kind: "org.created",
+                subject_id: org.id.clone(),
+                org_id: org.id.clone(),
+                payload: serde_json::json!({ "owner_user_id": owner_id, "default_workspace_id": workspace.id }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok((org, workspace))
+    }
+}
