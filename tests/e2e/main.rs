@@ -1,1 +1,27 @@
+//! The one end-to-end test binary: real servers on loopback ports, real gRPC
+//! through the gateway. Runs on SQLite, and on PostgreSQL when
+//! `AGENTSHARE_TEST_POSTGRES_URL` is set.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod auth;
+mod lifecycle;
+mod outbox;
+mod replicas;
+mod slice;
+mod trust;
+
+use tonic::{Code, Status};
+
+/// Asserts a call failed with `code` and a message containing `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, needle: &str) -> Status {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "unexpected code; message: {}", status.message());
+    assert!(
+        status.message().contains(needle),
+        "message {:?} should contain {needle:?}",
+        status.message()
+    );
+    status
+}

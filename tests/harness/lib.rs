@@ -1,0 +1,527 @@
+//! The end-to-end harness: starts the real suite on ephemeral loopback
+//! ports, in-process or as child processes, over SQLite or PostgreSQL, and
+//! hands back authenticated clients that talk gRPC through the gateway.
+//!
+//! - SQLite: one file per service in a temp dir.
+//! - PostgreSQL: set `AGENTSHARE_TEST_POSTGRES_URL`; each suite gets its own
+//!   schema per service and pools of at most 2. An unreachable server fails
+//!   the test; it never skips.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod db;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use agentshare_kit::bootstrap::{Context, open_db};
+use agentshare_kit::clock::Clock;
+use agentshare_kit::config::Config;
+use agentshare_kit::identity::{Identity, KeyRing, ServiceName, generate_missing_keys};
+use agentshare_kit::server::{Running, ServiceChannel, Shutdown, bind};
+use agentshare_kit::session;
+use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+pub use db::Databases;
+
+/// How long a service may take to become ready before the test fails.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// A service run as a child process (its own binary).
+struct Child {
+    process: tokio::process::Child,
+    env: Vec<(String, String)>,
+}
+
+enum Host {
+    InProcess(Running),
+    Process(Child),
+    Stopped,
+}
+
+struct Instance {
+    service: ServiceName,
+    addr: SocketAddr,
+    host: Host,
+}
+
+/// What to start.
+pub struct SuiteBuilder {
+    replicas: HashMap<ServiceName, usize>,
+    processes: bool,
+}
+
+impl SuiteBuilder {
+    /// Runs `count` replicas of `service`.
+    pub fn replicas(mut self, service: ServiceName, count: usize) -> Self {
+        self.replicas.insert(service, count.max(1));
+        self
+    }
+
+    /// Runs every service as a child process of its own binary.
+    pub fn processes(mut self) -> Self {
+        self.processes = true;
+        self
+    }
+
+    pub async fn start(self) -> Suite {
+        agentshare_kit::telemetry::init_for_tests();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys_dir = dir.path().join("keys");
+        generate_missing_keys(&keys_dir).expect("keys");
+        let databases = Databases::create(dir.path()).await;
+        // Child processes cannot share a manual clock; they read the system's.
+        let clock = if self.processes {
+            Clock::system()
+        } else {
+            Clock::manual(Clock::system().now_micros())
+        };
+        let mut suite = Suite {
+            clock,
+            dir,
+            keys_dir,
+            databases,
+            instances: Vec::new(),
+            config: Config::default(),
+            processes: self.processes,
+        };
+        let count = |s: ServiceName| self.replicas.get(&s).copied().unwrap_or(1);
+
+        // Every port first, so each service knows all its peers' addresses.
+        let mut listeners = Vec::new();
+        for service in ServiceName::ALL {
+            for _ in 0..count(service) {
+                let listener = bind("listen", SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                listeners.push((service, addr, listener));
+            }
+        }
+        let mut config = Config {
+            data_dir: suite.dir.path().to_path_buf(),
+            keys_dir: suite.keys_dir.clone(),
+            database_max_connections: 2,
+            event_poll_millis: 50,
+            shutdown_grace_secs: 10,
+            shutdown_delay_millis: 100,
+            ..Config::default()
+        };
+        for service in ServiceName::ALL {
+            let endpoints = listeners
+                .iter()
+                .filter(|(s, _, _)| *s == service)
+                .map(|(_, addr, _)| format!("http://{addr}"))
+                .collect();
+            config.peers.set(service, endpoints);
+        }
+        suite.config = config;
+
+        for (service, addr, listener) in listeners {
+            let host = if suite.processes {
+                drop(listener);
+                Host::Process(suite.spawn(service, addr).await)
+            } else {
+                Host::InProcess(suite.start_in_process(service, listener).await)
+            };
+            suite.instances.push(Instance { service, addr, host });
+        }
+        for instance in &suite.instances {
+            wait_ready(instance.addr, "").await;
+        }
+        // The gateway reports each public service once its backend answers.
+        for gateway in suite.addrs(ServiceName::Gateway) {
+            wait_ready(gateway, "agentshare.sharing.v1.TenancyService").await;
+            wait_ready(gateway, "agentshare.registry.v1.AgentRegistryService").await;
+        }
+        suite
+    }
+}
+
+/// A running suite. Stop it with [`Suite::stop`] to drop its databases.
+pub struct Suite {
+    pub clock: Clock,
+    dir: tempfile::TempDir,
+    keys_dir: PathBuf,
+    databases: Databases,
+    instances: Vec<Instance>,
+    config: Config,
+    processes: bool,
+}
+
+impl Suite {
+    pub fn builder() -> SuiteBuilder {
+        SuiteBuilder {
+            replicas: HashMap::new(),
+            processes: false,
+        }
+    }
+
+    /// One replica of everything, in-process.
+    pub async fn start() -> Suite {
+        Self::builder().start().await
+    }
+
+    async fn start_in_process(&self, service: ServiceName, listener: tokio::net::TcpListener) -> Running {
+        let mut config = self.config.clone();
+        config.database_url = self.databases.url(service);
+        // Each replica stops on its own, so tests can stop just one.
+        let context = Context::new(config.clone(), service, self.clock.clone(), Shutdown::default()).expect("context");
+        match agentshare::BACKENDS.iter().find(|b| b.name == service) {
+            Some(backend) => {
+                let db = open_db(&config, service, backend.migrations).await.expect("database");
+                (backend.start)(context, db, listener).await.expect("start")
+            }
+            None => agentshare_gateway::start(context, listener).await.expect("start gateway"),
+        }
+    }
+
+    fn child_env(&self, service: ServiceName, addr: SocketAddr) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("AGENTSHARE_LISTEN".into(), addr.to_string()),
+            ("AGENTSHARE_DATA_DIR".into(), self.dir.path().display().to_string()),
+            ("AGENTSHARE_KEYS_DIR".into(), self.keys_dir.display().to_string()),
+            ("AGENTSHARE_DATABASE_MAX_CONNECTIONS".into(), "2".into()),
+            ("AGENTSHARE_EVENT_POLL_MILLIS".into(), "50".into()),
+            ("AGENTSHARE_SHUTDOWN_DELAY_MILLIS".into(), "100".into()),
+        ];
+        if service != ServiceName::Gateway {
+            env.push(("AGENTSHARE_DATABASE_URL".into(), self.databases.url(service)));
+        }
+        for peer in ServiceName::ALL {
+            let endpoints = self.config.peers.of(peer);
+            if !endpoints.is_empty() {
+                env.push((format!("AGENTSHARE_PEERS__{}", peer.as_str().to_uppercase()), endpoints.join(",")));
+            }
+        }
+        env
+    }
+
+    async fn spawn(&self, service: ServiceName, addr: SocketAddr) -> Child {
+        let env = self.child_env(service, addr);
+        Child {
+            process: spawn_binary(service, &env),
+            env,
+        }
+    }
+
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.addrs(ServiceName::Gateway)[0]
+    }
+
+    /// The addresses of every replica of `service`.
+    pub fn addrs(&self, service: ServiceName) -> Vec<SocketAddr> {
+        self.instances.iter().filter(|i| i.service == service).map(|i| i.addr).collect()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn keys_dir(&self) -> &Path {
+        &self.keys_dir
+    }
+
+    /// Calls each in-process replica of `service` has received.
+    pub fn calls_served(&self, service: ServiceName) -> Vec<u64> {
+        self.instances
+            .iter()
+            .filter(|i| i.service == service)
+            .map(|i| match &i.host {
+                Host::InProcess(running) => running.calls.load(Ordering::Relaxed),
+                _ => 0,
+            })
+            .collect()
+    }
+
+    fn instance_mut(&mut self, service: ServiceName, replica: usize) -> &mut Instance {
+        self.instances
+            .iter_mut()
+            .filter(|i| i.service == service)
+            .nth(replica)
+            .expect("no such replica")
+    }
+
+    /// Stops one replica gracefully (in-process: drain; process: SIGTERM).
+    pub async fn stop_replica(&mut self, service: ServiceName, replica: usize) {
+        let instance = self.instance_mut(service, replica);
+        match std::mem::replace(&mut instance.host, Host::Stopped) {
+            Host::InProcess(running) => running.stop().await.expect("stops cleanly"),
+            Host::Process(mut child) => {
+                signal(&child.process, libc::SIGTERM);
+                let status = child.process.wait().await.expect("wait");
+                assert!(status.success(), "{service} exited with {status} after SIGTERM");
+            }
+            Host::Stopped => {}
+        }
+    }
+
+    /// Kills a child-process replica with SIGKILL: no drain, no cleanup.
+    pub async fn kill_replica(&mut self, service: ServiceName, replica: usize) {
+        let instance = self.instance_mut(service, replica);
+        let Host::Process(mut child) = std::mem::replace(&mut instance.host, Host::Stopped) else {
+            panic!("only child processes can be killed; build the suite with .processes()");
+        };
+        signal(&child.process, libc::SIGKILL);
+        let _ = child.process.wait().await;
+    }
+
+    /// Starts a stopped replica again on the same address and waits for it.
+    pub async fn restart_replica(&mut self, service: ServiceName, replica: usize) {
+        let processes = self.processes;
+        let addr = self.instance_mut(service, replica).addr;
+        let host = if processes {
+            Host::Process(self.spawn(service, addr).await)
+        } else {
+            let listener = bind("listen", addr).await.expect("rebind");
+            Host::InProcess(self.start_in_process(service, listener).await)
+        };
+        self.instance_mut(service, replica).host = host;
+        wait_ready(addr, "").await;
+    }
+
+    /// A channel to the gateway, as any client has.
+    pub async fn gateway_channel(&self) -> Channel {
+        connect(self.gateway_addr()).await
+    }
+
+    /// A dev session token for `user`, valid for an hour of the suite clock.
+    pub fn token(&self, user: &str) -> String {
+        self.token_with(user, false, 3600)
+    }
+
+    pub fn token_with(&self, user: &str, step_up: bool, ttl_secs: i64) -> String {
+        let claims = session::dev_claims(user, Some(&format!("{user}@example.com")), step_up, self.clock.now_secs(), ttl_secs);
+        self.sign_session(&claims)
+    }
+
+    pub fn sign_session(&self, claims: &session::SessionClaims) -> String {
+        let secret = std::fs::read(self.keys_dir.join(agentshare_kit::identity::SESSION_SECRET_FILE)).expect("secret");
+        session::mint_hs256(&secret, claims).expect("mint")
+    }
+
+    /// Clients for `user` through the gateway, signed in with a fresh token.
+    pub async fn user(&self, user: &str) -> UserClient {
+        UserClient::new(self.gateway_channel().await, Some(self.token(user)))
+    }
+
+    /// Clients through the gateway with no credential at all.
+    pub async fn anonymous(&self) -> UserClient {
+        UserClient::new(self.gateway_channel().await, None)
+    }
+
+    /// A channel straight to one replica of `target`, calling as the service
+    /// `caller` with that service's real key.
+    pub async fn service_channel(&self, caller: ServiceName, target: ServiceName, replica: usize) -> ServiceChannel {
+        let keys = KeyRing::load(&self.keys_dir, caller).expect("keys");
+        let identity = Identity::new(keys, self.clock.clone());
+        let addr = self.addrs(target)[replica];
+        agentshare_kit::server::channel(&identity, target, &[format!("http://{addr}")]).expect("channel")
+    }
+
+    /// A pool on `service`'s own database, for tests that write beside it.
+    pub async fn db(&self, service: ServiceName) -> agentshare_kit::db::Db {
+        agentshare_kit::db::Db::connect(&self.databases.url(service), 4).await.expect("db")
+    }
+
+    /// Stops everything: the gateways first, then the services; drops the
+    /// suite's PostgreSQL schemas.
+    pub async fn stop(mut self) {
+        let mut order: Vec<usize> = (0..self.instances.len()).collect();
+        order.sort_by_key(|i| self.instances[*i].service != ServiceName::Gateway);
+        for index in order {
+            let host = std::mem::replace(&mut self.instances[index].host, Host::Stopped);
+            match host {
+                Host::InProcess(running) => running.stop().await.expect("stops cleanly"),
+                Host::Process(mut child) => {
+                    signal(&child.process, libc::SIGTERM);
+                    let _ = child.process.wait().await;
+                }
+                Host::Stopped => {}
+            }
+        }
+        self.databases.drop_all().await;
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        for instance in &mut self.instances {
+            match std::mem::replace(&mut instance.host, Host::Stopped) {
+                Host::InProcess(running) => running.shutdown.trigger(),
+                Host::Process(child) => signal(&child.process, libc::SIGKILL),
+                Host::Stopped => {}
+            }
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn signal(child: &tokio::process::Child, signal: i32) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe {
+            libc::kill(pid as i32, signal);
+        }
+    }
+}
+
+/// Path of one of the workspace's binaries (`agentshare`, or
+/// `agentshare-<service>`), built on first use so the suite always runs the
+/// code under test.
+pub fn binary(name: &str) -> PathBuf {
+    static TARGET_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let target_dir = TARGET_DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = std::process::Command::new(cargo);
+        command.args(["build", "--quiet", "--bins", "-p", "agentshare"]);
+        for s in ServiceName::ALL {
+            command.args(["-p", &format!("agentshare-{s}")]);
+        }
+        let status = command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+        // target/<profile>/deps/e2e-… → target/<profile>
+        let exe = std::env::current_exe().expect("current exe");
+        exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    });
+    target_dir.join(name)
+}
+
+fn spawn_binary(service: ServiceName, env: &[(String, String)]) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(binary(&format!("agentshare-{service}")));
+    command.envs(env.iter().cloned()).kill_on_drop(true);
+    if std::env::var_os("TEST_LOG").is_none() {
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    }
+    command.spawn().expect("spawn service binary")
+}
+
+/// The environment a child replica was started with.
+pub fn child_env_of(suite: &Suite, service: ServiceName, replica: usize) -> Vec<(String, String)> {
+    suite
+        .instances
+        .iter()
+        .filter(|i| i.service == service)
+        .nth(replica)
+        .and_then(|i| match &i.host {
+            Host::Process(child) => Some(child.env.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+pub async fn connect(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_lazy()
+}
+
+/// Polls health until `service` (empty: the server) reports SERVING.
+pub async fn wait_ready(addr: SocketAddr, service: &str) {
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    let mut client = HealthClient::new(connect(addr).await);
+    loop {
+        let request = tonic_health::pb::HealthCheckRequest { service: service.into() };
+        if let Ok(response) = client.check(request).await
+            && response.get_ref().status == ServingStatus::Serving as i32
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{addr} {service:?} not ready within {READY_WITHIN:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Adds the bearer token and the org and workspace headers to every call.
+#[derive(Clone)]
+pub struct Credentials {
+    token: Option<String>,
+    org: Option<String>,
+    workspace: Option<String>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let metadata = request.metadata_mut();
+        if let Some(token) = &self.token {
+            metadata.insert("authorization", MetadataValue::try_from(format!("Bearer {token}")).expect("header"));
+        }
+        if let Some(org) = &self.org {
+            metadata.insert("x-agentshare-org", MetadataValue::try_from(org.as_str()).expect("header"));
+        }
+        if let Some(workspace) = &self.workspace {
+            metadata.insert("x-agentshare-workspace", MetadataValue::try_from(workspace.as_str()).expect("header"));
+        }
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Credentials>;
+
+/// One caller's clients for every public service, through the gateway.
+#[derive(Clone)]
+pub struct UserClient {
+    channel: Channel,
+    credentials: Credentials,
+}
+
+impl UserClient {
+    pub fn new(channel: Channel, token: Option<String>) -> Self {
+        Self {
+            channel,
+            credentials: Credentials {
+                token,
+                org: None,
+                workspace: None,
+            },
+        }
+    }
+
+    /// The same caller, naming `org` in `x-agentshare-org`.
+    pub fn in_org(&self, org: &str) -> Self {
+        let mut next = self.clone();
+        next.credentials.org = Some(org.to_string());
+        next
+    }
+
+    /// The same caller, naming `workspace` in `x-agentshare-workspace`.
+    pub fn in_workspace(&self, workspace: &str) -> Self {
+        let mut next = self.clone();
+        next.credentials.workspace = Some(workspace.to_string());
+        next
+    }
+
+    /// The same caller with another raw credential.
+    pub fn with_token(&self, token: &str) -> Self {
+        let mut next = self.clone();
+        next.credentials.token = Some(token.to_string());
+        next
+    }
+
+    /// The raw authenticated channel, for clients of any service.
+    pub fn channel(&self) -> Authed {
+        self.authed()
+    }
+
+    fn authed(&self) -> Authed {
+        InterceptedService::new(self.channel.clone(), self.credentials.clone())
+    }
+
+    pub fn tenancy(&self) -> TenancyServiceClient<Authed> {
+        TenancyServiceClient::new(self.authed())
+    }
+
+    pub fn registry(&self) -> AgentRegistryServiceClient<Authed> {
+        AgentRegistryServiceClient::new(self.authed())
+    }
+}

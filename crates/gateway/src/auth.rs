@@ -32,7 +32,7 @@ impl Authenticator {
                 .map_err(|e| BadSetting::new("auth.public_key_file", e))?
         } else {
             let file = if auth.hs256_key_file.as_os_str().is_empty() {
-                config.keys_dir().join("session.hs256")
+                config.keys_dir().join(agentshare_kit::identity::SESSION_SECRET_FILE)
             } else {
                 auth.hs256_key_file.clone()
             };

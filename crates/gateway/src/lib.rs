@@ -61,6 +61,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             health_names: Vec::new(),
             health,
             grace: context.grace(),
+            drain_delay: context.drain_delay(),
             shutdown: context.shutdown.clone(),
         },
         proxy::GatewayLayer { forwarder },

@@ -40,6 +40,10 @@ impl Context {
         Duration::from_secs(self.config.shutdown_grace_secs)
     }
 
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_millis(self.config.shutdown_delay_millis)
+    }
+
     pub fn event_poll(&self) -> Duration {
         Duration::from_millis(self.config.event_poll_millis.max(10))
     }
@@ -64,6 +68,27 @@ pub struct ServiceArgs {
     /// Run the database migrations and exit (for a Kubernetes Job).
     #[arg(long)]
     pub migrate_only: bool,
+}
+
+/// Starts one backend service on a migrated database.
+pub type StartFn = fn(Context, Db, TcpListener) -> futures::future::BoxFuture<'static, Result<Running, BadSetting>>;
+
+/// A backend service as every host mounts it: its binary, `agentshare
+/// serve` and the test suite.
+pub struct BackendService {
+    pub name: ServiceName,
+    pub migrations: &'static Migrations,
+    pub start: StartFn,
+}
+
+/// The body of a backend's `main`: serves it alone until SIGTERM.
+pub fn run_backend(service: &'static BackendService) -> ExitCode {
+    run_service(service.name, Some(service.migrations), |context, db, listener| async move {
+        match db {
+            Some(db) => (service.start)(context, db, listener).await,
+            None => Err(BadSetting::new("database_url", format!("{} needs a database", service.name))),
+        }
+    })
 }
 
 /// The body of a per-service `main`: serves `service` alone until SIGTERM.
@@ -140,6 +165,7 @@ pub async fn serve_backend(
             health_names: names,
             health,
             grace: context.grace(),
+            drain_delay: context.drain_delay(),
             shutdown: context.shutdown.clone(),
         },
         crate::identity::IdentityLayer::new(context.identity.clone(), policy),

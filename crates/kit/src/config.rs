@@ -53,6 +53,9 @@ pub struct Config {
     pub auth: Auth,
     /// How long in-flight calls may take to drain after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// How long a stopping server still accepts calls after reporting
+    /// NOT_SERVING, so clients and load balancers move away first.
+    pub shutdown_delay_millis: u64,
     /// How often event watchers poll for commits from other replicas.
     pub event_poll_millis: u64,
 }
@@ -151,6 +154,7 @@ impl Default for Config {
             peers: Peers::default(),
             auth: Auth::default(),
             shutdown_grace_secs: 30,
+            shutdown_delay_millis: 500,
             event_poll_millis: 200,
         }
     }

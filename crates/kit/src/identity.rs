@@ -527,7 +527,8 @@ impl tonic::service::Interceptor for Outbound {
     }
 }
 
-/// Creates any missing key pair for every service in `dir`.
+/// Creates any missing key pair for every service in `dir`, and the dev
+/// session secret: the embedded mode's keys.
 pub fn generate_missing_keys(dir: &Path) -> Result<(), String> {
     use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
     use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
@@ -551,8 +552,16 @@ pub fn generate_missing_keys(dir: &Path) -> Result<(), String> {
         std::fs::write(dir.join(format!("{service}.pub")), public_pem)
             .map_err(|e| format!("cannot write key: {e}"))?;
     }
+    let session = dir.join(SESSION_SECRET_FILE);
+    if !session.exists() {
+        let secret = random_token().map_err(|e| e.to_string())?;
+        write_secret(&session, secret.as_bytes())?;
+    }
     Ok(())
 }
+
+/// The HS256 secret of dev session tokens, beside the service keys.
+pub const SESSION_SECRET_FILE: &str = "session.hs256";
 
 /// Writes a file readable by its owner only.
 pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), String> {

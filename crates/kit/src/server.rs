@@ -4,6 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -13,6 +15,10 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus as WireStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic::transport::channel::Change;
 use tonic_health::server::HealthReporter;
 
 use crate::config::BadSetting;
@@ -89,12 +95,17 @@ pub struct ServerSpec {
     pub health: HealthReporter,
     /// How long in-flight calls may drain after the stop.
     pub grace: Duration,
+    /// How long to keep accepting calls after reporting NOT_SERVING, so
+    /// balancers take this replica out of rotation first.
+    pub drain_delay: Duration,
     pub shutdown: Shutdown,
 }
 
 /// A started server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Calls this server has received, for operators and the replica tests.
+    pub calls: Arc<AtomicU64>,
     pub health: HealthReporter,
     pub shutdown: Shutdown,
     task: tokio::task::JoinHandle<Result<(), String>>,
@@ -153,8 +164,15 @@ where
     let names = spec.health_names.clone();
     let mut stop = spec.shutdown.clone();
     let grace = spec.grace;
+    let drain_delay = spec.drain_delay;
+    let calls = Arc::new(AtomicU64::new(0));
+    let counter = calls.clone();
     let router = tonic::transport::Server::builder()
         .trace_fn(crate::telemetry::server_span)
+        .layer(tower::util::MapRequestLayer::new(move |request: http::Request<Body>| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            request
+        }))
         .layer(layer)
         .add_routes(spec.routes);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(spec.listener);
@@ -165,6 +183,7 @@ where
             for name in names.iter().chain(std::iter::once(&String::new())) {
                 reporter.set_service_status(name, ServingStatus::NotServing).await;
             }
+            tokio::time::sleep(drain_delay).await;
         };
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = router.serve_with_incoming_shutdown(incoming, async move {
@@ -187,6 +206,7 @@ where
     });
     Running {
         addr,
+        calls,
         health,
         shutdown: spec.shutdown,
         task,
@@ -198,7 +218,8 @@ pub type ServiceChannel = InterceptedService<Channel, Outbound>;
 
 /// A client channel to `target` that balances over all its `endpoints` and
 /// names us with every call. It connects lazily, so services may start in any
-/// order.
+/// order, and follows each replica's health, so a replica that stops or dies
+/// leaves the rotation as soon as its health stream says so or breaks.
 pub fn channel(identity: &Identity, target: ServiceName, endpoints: &[String]) -> Result<ServiceChannel, BadSetting> {
     if endpoints.is_empty() {
         return Err(BadSetting::new(format!("peers.{target}"), "no endpoint configured"));
@@ -214,7 +235,75 @@ pub fn channel(identity: &Identity, target: ServiceName, endpoints: &[String]) -
     let channel = if parsed.len() == 1 {
         parsed.remove(0).connect_lazy()
     } else {
-        Channel::balance_list(parsed.into_iter())
+        balanced(parsed)
     };
     Ok(InterceptedService::new(channel, Outbound::new(identity.clone(), target)))
+}
+
+/// Balances over the replicas that report SERVING. When none does, all stay
+/// in the rotation, so calls fail fast with UNAVAILABLE instead of waiting.
+fn balanced(endpoints: Vec<Endpoint>) -> Channel {
+    let count = endpoints.len();
+    let (channel, changes) = Channel::balance_channel::<usize>(count * 2 + 1);
+    let (health_tx, mut health_rx) = tokio::sync::mpsc::channel::<(usize, bool)>(count * 4);
+    for (index, endpoint) in endpoints.iter().enumerate() {
+        tokio::spawn(follow_health(index, endpoint.clone(), health_tx.clone()));
+    }
+    drop(health_tx);
+    tokio::spawn(async move {
+        let mut serving = vec![true; count];
+        let mut member = vec![false; count];
+        loop {
+            let any_serving = serving.iter().any(|s| *s);
+            for index in 0..count {
+                let wanted = serving[index] || !any_serving;
+                if wanted == member[index] {
+                    continue;
+                }
+                let change = if wanted {
+                    Change::Insert(index, endpoints[index].clone())
+                } else {
+                    Change::Remove(index)
+                };
+                if changes.send(change).await.is_err() {
+                    return;
+                }
+                member[index] = wanted;
+            }
+            tokio::select! {
+                update = health_rx.recv() => match update {
+                    Some((index, is_serving)) => serving[index] = is_serving,
+                    None => return,
+                },
+                // The channel was dropped: nobody balances over these any more.
+                () = changes.closed() => return,
+            }
+        }
+    });
+    channel
+}
+
+/// Streams one replica's health into the balancer until it is dropped.
+async fn follow_health(index: usize, endpoint: Endpoint, updates: tokio::sync::mpsc::Sender<(usize, bool)>) {
+    let probe = endpoint.connect_lazy();
+    loop {
+        let mut client = HealthClient::new(probe.clone());
+        let request = HealthCheckRequest { service: String::new() };
+        if let Ok(response) = client.watch(request).await {
+            let mut stream = response.into_inner();
+            while let Ok(Some(update)) = stream.message().await {
+                let is_serving = update.status == WireStatus::Serving as i32;
+                if updates.send((index, is_serving)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if updates.send((index, false)).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = updates.closed() => return,
+        }
+    }
 }

@@ -4,7 +4,7 @@ mod domain;
 mod rpc;
 mod storage;
 
-use agentshare_kit::bootstrap::{self, Context};
+use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
@@ -13,7 +13,7 @@ use agentshare_proto::events::v1::event_log_service_server::{self as event_log, 
 use agentshare_proto::registry::v1::agent_registry_service_server::{self as registry, AgentRegistryServiceServer};
 use tokio::net::TcpListener;
 
-pub static MIGRATIONS: Migrations = Migrations {
+static MIGRATIONS: Migrations = Migrations {
     sqlite: sqlx::migrate!("migrations/sqlite"),
     postgres: sqlx::migrate!("migrations/postgres"),
 };
@@ -40,3 +40,10 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     })
     .await)
 }
+
+/// How every host mounts registry.
+pub static SERVICE: BackendService = BackendService {
+    name: ServiceName::Registry,
+    migrations: &MIGRATIONS,
+    start: |context, db, listener| Box::pin(start(context, db, listener)),
+};

@@ -5,7 +5,7 @@ mod domain;
 mod rpc;
 mod storage;
 
-use agentshare_kit::bootstrap::{self, Context};
+use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
@@ -15,7 +15,7 @@ use agentshare_proto::sharing::v1::access_internal_service_server::{self as acce
 use agentshare_proto::sharing::v1::tenancy_service_server::{self as tenancy, TenancyServiceServer};
 use tokio::net::TcpListener;
 
-pub static MIGRATIONS: Migrations = Migrations {
+static MIGRATIONS: Migrations = Migrations {
     sqlite: sqlx::migrate!("migrations/sqlite"),
     postgres: sqlx::migrate!("migrations/postgres"),
 };
@@ -44,3 +44,10 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     })
     .await)
 }
+
+/// How every host mounts sharing.
+pub static SERVICE: BackendService = BackendService {
+    name: ServiceName::Sharing,
+    migrations: &MIGRATIONS,
+    start: |context, db, listener| Box::pin(start(context, db, listener)),
+};

@@ -2,7 +2,7 @@
 //! serves health, reflection and its event log, so the suite's topology and
 //! trust are complete from the start.
 
-use agentshare_kit::bootstrap::{self, Context};
+use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
@@ -12,7 +12,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
 /// Only kit's outbox tables so far.
-pub static MIGRATIONS: Migrations = Migrations {
+static MIGRATIONS: Migrations = Migrations {
     sqlite: Migrator::DEFAULT,
     postgres: Migrator::DEFAULT,
 };
@@ -29,3 +29,10 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     })
     .await)
 }
+
+/// How every host mounts store.
+pub static SERVICE: BackendService = BackendService {
+    name: ServiceName::Store,
+    migrations: &MIGRATIONS,
+    start: |context, db, listener| Box::pin(start(context, db, listener)),
+};

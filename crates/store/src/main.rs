@@ -1,11 +1,3 @@
-use std::process::ExitCode;
-
-use agentshare_kit::config::BadSetting;
-use agentshare_kit::identity::ServiceName;
-
-fn main() -> ExitCode {
-    agentshare_kit::bootstrap::run_service(ServiceName::Store, Some(&agentshare_store::MIGRATIONS), |context, db, listener| async move {
-        let db = db.ok_or_else(|| BadSetting::new("database_url", "store needs a database"))?;
-        agentshare_store::start(context, db, listener).await
-    })
+fn main() -> std::process::ExitCode {
+    agentshare_kit::bootstrap::run_backend(&agentshare_store::SERVICE)
 }
