@@ -381,6 +381,18 @@ pub fn binary(name: &str) -> PathBuf {
     let target_dir = TARGET_DIR.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = std::process::Command::new(cargo);
+        // Cargo describes this test binary in the environment; passed on,
+        // those variables would make the build look different and rebuild.
+        for (key, _) in std::env::vars() {
+            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
+                || key == "OUT_DIR"
+                || key == "LD_LIBRARY_PATH"
+            {
+                command.env_remove(key);
+            }
+        }
         command.args(["build", "--quiet", "--bins", "-p", "agentshare"]);
         for s in ServiceName::ALL {
             command.args(["-p", &format!("agentshare-{s}")]);

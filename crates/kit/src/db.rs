@@ -103,10 +103,19 @@ impl Db {
             migrations: Cow::Owned(all),
             ..Migrator::DEFAULT
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .map_err(|e| BadSetting::new("database_url", format!("migration failed: {e}")))
+        // PostgreSQL serialises concurrent migrators with an advisory lock.
+        // SQLite has none, so a replica that loses the race to apply a
+        // migration runs again and finds it applied.
+        let attempts = if self.backend == Backend::Sqlite { 5 } else { 1 };
+        let mut last_error = None;
+        for _ in 0..attempts {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let error = last_error.map(|e| e.to_string()).unwrap_or_default();
+        Err(BadSetting::new("database_url", format!("migration failed: {error}")))
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write

@@ -184,6 +184,12 @@ where
                 reporter.set_service_status(name, ServingStatus::NotServing).await;
             }
             tokio::time::sleep(drain_delay).await;
+            // Ends every health watch stream, which would otherwise keep
+            // its connection, and so the drain, open until the grace ran out.
+            let mut reporter = reporter;
+            for name in names.iter().chain(std::iter::once(&String::new())) {
+                reporter.clear_service_status(name).await;
+            }
         };
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = router.serve_with_incoming_shutdown(incoming, async move {
