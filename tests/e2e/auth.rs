@@ -9,14 +9,20 @@ use tonic::Code;
 use crate::assert_status;
 
 fn create_org() -> sharing::CreateOrgRequest {
-    sharing::CreateOrgRequest { name: "Acme".into() }
+    sharing::CreateOrgRequest {
+        name: "Acme".into(),
+    }
 }
 
 #[tokio::test]
 async fn bad_credentials_are_unauthenticated_and_say_why() {
     let suite = Suite::start().await;
     let anonymous = suite.anonymous().await;
-    assert_status(anonymous.tenancy().create_org(create_org()).await, Code::Unauthenticated, "missing credential");
+    assert_status(
+        anonymous.tenancy().create_org(create_org()).await,
+        Code::Unauthenticated,
+        "missing credential",
+    );
 
     // alg none: a token anyone could write.
     let unsigned = format!(
@@ -30,16 +36,25 @@ async fn bad_credentials_are_unauthenticated_and_say_why() {
         ))
     );
     assert_status(
-        anonymous.with_token(&unsigned).tenancy().create_org(create_org()).await,
+        anonymous
+            .with_token(&unsigned)
+            .tenancy()
+            .create_org(create_org())
+            .await,
         Code::Unauthenticated,
         "alg none",
     );
 
     // Signed with a key that is not the data dir's.
     let claims = session::dev_claims("mallory", None, false, suite.clock.now_secs(), 600);
-    let forged = session::mint_hs256(b"another-secret-another-secret-another", &claims).expect("mint");
+    let forged =
+        session::mint_hs256(b"another-secret-another-secret-another", &claims).expect("mint");
     assert_status(
-        anonymous.with_token(&forged).tenancy().create_org(create_org()).await,
+        anonymous
+            .with_token(&forged)
+            .tenancy()
+            .create_org(create_org())
+            .await,
         Code::Unauthenticated,
         "another key",
     );
@@ -47,7 +62,11 @@ async fn bad_credentials_are_unauthenticated_and_say_why() {
     // Expired: minted an hour ago with a ten-minute life.
     let claims = session::dev_claims("alice", None, false, suite.clock.now_secs() - 3600, 600);
     assert_status(
-        anonymous.with_token(&suite.sign_session(&claims)).tenancy().create_org(create_org()).await,
+        anonymous
+            .with_token(&suite.sign_session(&claims))
+            .tenancy()
+            .create_org(create_org())
+            .await,
         Code::Unauthenticated,
         "expired",
     );
@@ -56,13 +75,21 @@ async fn bad_credentials_are_unauthenticated_and_say_why() {
     let mut claims = session::dev_claims("alice", None, false, suite.clock.now_secs(), 600);
     claims.iss = "https://elsewhere.example".into();
     assert_status(
-        anonymous.with_token(&suite.sign_session(&claims)).tenancy().create_org(create_org()).await,
+        anonymous
+            .with_token(&suite.sign_session(&claims))
+            .tenancy()
+            .create_org(create_org())
+            .await,
         Code::Unauthenticated,
         "wrong issuer",
     );
 
     assert_status(
-        anonymous.with_token("not-a-jwt").tenancy().create_org(create_org()).await,
+        anonymous
+            .with_token("not-a-jwt")
+            .tenancy()
+            .create_org(create_org())
+            .await,
         Code::Unauthenticated,
         "malformed",
     );
@@ -72,10 +99,21 @@ async fn bad_credentials_are_unauthenticated_and_say_why() {
 #[tokio::test]
 async fn a_token_expires_on_the_suite_clock() {
     let suite = Suite::start().await;
-    let alice = suite.anonymous().await.with_token(&suite.token_with("alice", false, 60));
-    alice.tenancy().create_org(create_org()).await.expect("valid now");
+    let alice = suite
+        .anonymous()
+        .await
+        .with_token(&suite.token_with("alice", false, 60));
+    alice
+        .tenancy()
+        .create_org(create_org())
+        .await
+        .expect("valid now");
     suite.clock.advance(std::time::Duration::from_secs(61));
-    assert_status(alice.tenancy().create_org(create_org()).await, Code::Unauthenticated, "expired");
+    assert_status(
+        alice.tenancy().create_org(create_org()).await,
+        Code::Unauthenticated,
+        "expired",
+    );
     suite.stop().await;
 }
 

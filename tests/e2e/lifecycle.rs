@@ -34,8 +34,15 @@ fn token(data_dir: &std::path::Path, user: &str) -> String {
         .arg(data_dir)
         .output()
         .expect("run token");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("utf-8").trim().to_string()
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
 
 #[allow(unsafe_code)]
@@ -47,7 +54,10 @@ fn sigterm(child: &tokio::process::Child) {
     }
 }
 
-const PUBLIC: [&str; 2] = ["agentshare.sharing.v1.TenancyService", "agentshare.registry.v1.AgentRegistryService"];
+const PUBLIC: [&str; 2] = [
+    "agentshare.sharing.v1.TenancyService",
+    "agentshare.registry.v1.AgentRegistryService",
+];
 
 #[tokio::test]
 async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
@@ -61,7 +71,9 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
     let alice = UserClient::new(connect(addr).await, Some(token(&data_dir, "alice")));
     alice
         .tenancy()
-        .create_org(sharing::CreateOrgRequest { name: "Before".into() })
+        .create_org(sharing::CreateOrgRequest {
+            name: "Before".into(),
+        })
         .await
         .expect("org");
 
@@ -69,8 +81,12 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
     // waiting inside the server, when SIGTERM arrives.
     let url = agentshare_kit::config::sqlite_url(&data_dir.join("registry.db"));
     sqlx::any::install_default_drivers();
-    let mut blocker = sqlx::AnyConnection::connect(&url).await.expect("open registry.db");
-    sqlx::Executor::execute(&mut blocker, "BEGIN IMMEDIATE").await.expect("lock");
+    let mut blocker = sqlx::AnyConnection::connect(&url)
+        .await
+        .expect("open registry.db");
+    sqlx::Executor::execute(&mut blocker, "BEGIN IMMEDIATE")
+        .await
+        .expect("lock");
     let mut calls = Vec::new();
     for i in 0..5 {
         let alice = alice.clone();
@@ -89,13 +105,21 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     sigterm(&child);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(calls.iter().all(|c| !c.is_finished()), "calls finished before the lock was released");
-    sqlx::Executor::execute(&mut blocker, "ROLLBACK").await.expect("unlock");
+    assert!(
+        calls.iter().all(|c| !c.is_finished()),
+        "calls finished before the lock was released"
+    );
+    sqlx::Executor::execute(&mut blocker, "ROLLBACK")
+        .await
+        .expect("unlock");
     drop(blocker);
 
     let mut agents = Vec::new();
     for call in calls {
-        let agent = call.await.expect("task").expect("an in-flight call finishes after SIGTERM");
+        let agent = call
+            .await
+            .expect("task")
+            .expect("an in-flight call finishes after SIGTERM");
         agents.push(agent.into_inner().agent.expect("agent").id);
     }
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
@@ -110,7 +134,11 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
         wait_ready(addr, service).await;
     }
     let alice = UserClient::new(connect(addr).await, Some(token(&data_dir, "alice")));
-    let org = alice.tenancy().get_org(sharing::GetOrgRequest::default()).await.expect("org survives");
+    let org = alice
+        .tenancy()
+        .get_org(sharing::GetOrgRequest::default())
+        .await
+        .expect("org survives");
     assert_eq!(org.into_inner().org.expect("org").name, "Before");
     for id in agents {
         alice
@@ -133,7 +161,11 @@ async fn refuses(program: &str, args: &[&str]) -> String {
         .await
         .expect("run");
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert_eq!(output.status.code(), Some(2), "exit code for {args:?}; stderr: {stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "exit code for {args:?}; stderr: {stderr}"
+    );
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
@@ -143,25 +175,55 @@ async fn refuses(program: &str, args: &[&str]) -> String {
 async fn bad_settings_exit_2_with_one_line_naming_the_setting() {
     let dir = tempfile::tempdir().expect("dir");
 
-    let stderr = refuses("agentshare-registry", &["--database-url", "mysql://localhost/agents"]).await;
+    let stderr = refuses(
+        "agentshare-registry",
+        &["--database-url", "mysql://localhost/agents"],
+    )
+    .await;
     assert!(stderr.contains("database_url"), "{stderr}");
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").to_string();
     let data = dir.path().join("data");
-    let stderr = refuses("agentshare", &["serve", "--listen", &port, "--data-dir", data.to_str().expect("path")]).await;
-    assert!(stderr.contains("listen") && stderr.contains("in use"), "{stderr}");
+    let stderr = refuses(
+        "agentshare",
+        &[
+            "serve",
+            "--listen",
+            &port,
+            "--data-dir",
+            data.to_str().expect("path"),
+        ],
+    )
+    .await;
+    assert!(
+        stderr.contains("listen") && stderr.contains("in use"),
+        "{stderr}"
+    );
 
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a directory").expect("write");
     let under_file = file.join("data");
-    let stderr = refuses("agentshare", &["serve", "--data-dir", under_file.to_str().expect("path")]).await;
+    let stderr = refuses(
+        "agentshare",
+        &["serve", "--data-dir", under_file.to_str().expect("path")],
+    )
+    .await;
     assert!(stderr.contains("data_dir"), "{stderr}");
 
     let stderr = refuses("agentshare", &["serve", "--listen", "nowhere"]).await;
     assert!(stderr.contains("listen"), "{stderr}");
 
-    let stderr = refuses("agentshare-sharing", &["--listen", "127.0.0.1:0", "--data-dir", under_file.to_str().expect("path")]).await;
+    let stderr = refuses(
+        "agentshare-sharing",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            under_file.to_str().expect("path"),
+        ],
+    )
+    .await;
     assert!(stderr.contains("data_dir"), "{stderr}");
 }
 
@@ -175,7 +237,9 @@ async fn per_service_processes_survive_a_sigkilled_replica_and_its_restart() {
     let alice = suite.user("alice").await;
     alice
         .tenancy()
-        .create_org(sharing::CreateOrgRequest { name: "Acme".into() })
+        .create_org(sharing::CreateOrgRequest {
+            name: "Acme".into(),
+        })
         .await
         .expect("org");
     let create = || registry::CreateAgentRequest {
@@ -184,27 +248,47 @@ async fn per_service_processes_survive_a_sigkilled_replica_and_its_restart() {
             ..Default::default()
         }),
     };
-    let agent = alice.registry().create_agent(create()).await.expect("agent").into_inner().agent.expect("agent");
+    let agent = alice
+        .registry()
+        .create_agent(create())
+        .await
+        .expect("agent")
+        .into_inner()
+        .agent
+        .expect("agent");
 
     suite.kill_replica(ServiceName::Registry, 0).await;
     // The other replica carries on. A call routed to the dead one before the
     // balancer notices may fail with UNAVAILABLE; nothing else may.
     let mut served = 0;
     for _ in 0..20 {
-        match alice.registry().get_agent(registry::GetAgentRequest { agent_id: agent.id.clone() }).await {
+        match alice
+            .registry()
+            .get_agent(registry::GetAgentRequest {
+                agent_id: agent.id.clone(),
+            })
+            .await
+        {
             Ok(_) => served += 1,
             Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
         }
     }
-    assert!(served >= 15, "only {served} of 20 calls served with one replica down");
+    assert!(
+        served >= 15,
+        "only {served} of 20 calls served with one replica down"
+    );
 
     suite.restart_replica(ServiceName::Registry, 0).await;
     let mut direct = registry::agent_registry_service_client::AgentRegistryServiceClient::new(
-        suite.service_channel(ServiceName::Gateway, ServiceName::Registry, 0).await,
+        suite
+            .service_channel(ServiceName::Gateway, ServiceName::Registry, 0)
+            .await,
     );
     // The restarted replica answers (and reads the shared database).
     let status = direct
-        .get_agent(registry::GetAgentRequest { agent_id: agent.id.clone() })
+        .get_agent(registry::GetAgentRequest {
+            agent_id: agent.id.clone(),
+        })
         .await
         .expect_err("no principal: the replica is up and rejects it");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);

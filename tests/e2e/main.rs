@@ -15,9 +15,18 @@ use tonic::{Code, Status};
 
 /// Asserts a call failed with `code` and a message containing `needle`.
 #[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, needle: &str) -> Status {
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    needle: &str,
+) -> Status {
     let status = result.expect_err("the call should have failed");
-    assert_eq!(status.code(), code, "unexpected code; message: {}", status.message());
+    assert_eq!(
+        status.code(),
+        code,
+        "unexpected code; message: {}",
+        status.message()
+    );
     assert!(
         status.message().contains(needle),
         "message {:?} should contain {needle:?}",

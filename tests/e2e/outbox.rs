@@ -51,15 +51,23 @@ async fn a_late_commit_is_delivered_in_order_and_exactly_once() {
     let suite = Suite::start().await;
     let db = suite.db(ServiceName::Registry).await;
     let start = last_seq(&db).await;
-    let mut watcher = EventLogServiceClient::new(suite.service_channel(ServiceName::Sharing, ServiceName::Registry, 0).await)
-        .watch(pb::WatchRequest { after_seq: u64::try_from(start).expect("seq") })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut watcher = EventLogServiceClient::new(
+        suite
+            .service_channel(ServiceName::Sharing, ServiceName::Registry, 0)
+            .await,
+    )
+    .watch(pb::WatchRequest {
+        after_seq: u64::try_from(start).expect("seq"),
+    })
+    .await
+    .expect("watch")
+    .into_inner();
 
     // The first transaction takes its number and stays open.
     let mut first = db.begin_write().await.expect("begin");
-    let first_seq = events::append(&mut first, &suite.clock, &event("first")).await.expect("append");
+    let first_seq = events::append(&mut first, &suite.clock, &event("first"))
+        .await
+        .expect("append");
     assert_eq!(first_seq, start + 1);
 
     // Later transactions try to commit meanwhile.
@@ -69,7 +77,9 @@ async fn a_late_commit_is_delivered_in_order_and_exactly_once() {
         let clock = suite.clock.clone();
         later.push(tokio::spawn(async move {
             let mut tx = db.begin_write().await.expect("begin");
-            let seq = events::append(&mut tx, &clock, &event(name)).await.expect("append");
+            let seq = events::append(&mut tx, &clock, &event(name))
+                .await
+                .expect("append");
             tx.commit().await.expect("commit");
             seq
         }));
@@ -90,7 +100,9 @@ async fn a_late_commit_is_delivered_in_order_and_exactly_once() {
 
     let events = receive(&mut watcher, 3).await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-    let expected: Vec<u64> = (1..=3).map(|i| u64::try_from(start + i).expect("seq")).collect();
+    let expected: Vec<u64> = (1..=3)
+        .map(|i| u64::try_from(start + i).expect("seq"))
+        .collect();
     assert_eq!(seqs, expected);
     assert_eq!(events[0].subject_id, "first");
     suite.stop().await;
@@ -101,11 +113,17 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
     let suite = Suite::start().await;
     let db = suite.db(ServiceName::Sharing).await;
     let start = last_seq(&db).await;
-    let mut watcher = EventLogServiceClient::new(suite.service_channel(ServiceName::Registry, ServiceName::Sharing, 0).await)
-        .watch(pb::WatchRequest { after_seq: u64::try_from(start).expect("seq") })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut watcher = EventLogServiceClient::new(
+        suite
+            .service_channel(ServiceName::Registry, ServiceName::Sharing, 0)
+            .await,
+    )
+    .watch(pb::WatchRequest {
+        after_seq: u64::try_from(start).expect("seq"),
+    })
+    .await
+    .expect("watch")
+    .into_inner();
 
     let writers = 12;
     let mut tasks = Vec::new();
@@ -113,7 +131,9 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
         let user = suite.user(&format!("writer{i}")).await;
         tasks.push(tokio::spawn(async move {
             user.tenancy()
-                .create_org(sharing::CreateOrgRequest { name: format!("Org {i}") })
+                .create_org(sharing::CreateOrgRequest {
+                    name: format!("Org {i}"),
+                })
                 .await
                 .expect("create org")
                 .into_inner()
@@ -129,7 +149,9 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
 
     let events = receive(&mut watcher, writers).await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-    let expected: Vec<u64> = (1..=writers).map(|i| u64::try_from(start).expect("seq") + i as u64).collect();
+    let expected: Vec<u64> = (1..=writers)
+        .map(|i| u64::try_from(start).expect("seq") + i as u64)
+        .collect();
     assert_eq!(seqs, expected, "gapless and in order");
     let seen: HashSet<String> = events.iter().map(|e| e.subject_id.clone()).collect();
     assert_eq!(seen, created, "every org.created exactly once");
@@ -137,11 +159,15 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
 
     // A watcher that resumes from the middle gets exactly the rest.
     let middle = expected[writers / 2];
-    let mut resumed = EventLogServiceClient::new(suite.service_channel(ServiceName::Registry, ServiceName::Sharing, 0).await)
-        .watch(pb::WatchRequest { after_seq: middle })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut resumed = EventLogServiceClient::new(
+        suite
+            .service_channel(ServiceName::Registry, ServiceName::Sharing, 0)
+            .await,
+    )
+    .watch(pb::WatchRequest { after_seq: middle })
+    .await
+    .expect("watch")
+    .into_inner();
     let rest = receive(&mut resumed, writers - writers / 2 - 1).await;
     assert_eq!(rest.first().map(|e| e.seq), Some(middle + 1));
     suite.stop().await;

@@ -16,7 +16,9 @@ async fn calls_spread_across_three_replicas_and_survive_one_stopping() {
     let alice = suite.user("alice").await;
     alice
         .tenancy()
-        .create_org(sharing::CreateOrgRequest { name: "Acme".into() })
+        .create_org(sharing::CreateOrgRequest {
+            name: "Acme".into(),
+        })
         .await
         .expect("org");
     let agent = alice
@@ -32,7 +34,9 @@ async fn calls_spread_across_three_replicas_and_survive_one_stopping() {
         .into_inner()
         .agent
         .expect("agent");
-    let get = || registry::GetAgentRequest { agent_id: agent.id.clone() };
+    let get = || registry::GetAgentRequest {
+        agent_id: agent.id.clone(),
+    };
 
     let before = suite.calls_served(ServiceName::Registry);
     for _ in 0..60 {
@@ -40,15 +44,25 @@ async fn calls_spread_across_three_replicas_and_survive_one_stopping() {
     }
     let after = suite.calls_served(ServiceName::Registry);
     for (replica, (b, a)) in before.iter().zip(&after).enumerate() {
-        assert!(a > b, "registry replica {replica} served no call: {before:?} -> {after:?}");
+        assert!(
+            a > b,
+            "registry replica {replica} served no call: {before:?} -> {after:?}"
+        );
     }
     let sharing_calls = suite.calls_served(ServiceName::Sharing);
-    assert!(sharing_calls.iter().all(|c| *c > 0), "sharing replicas: {sharing_calls:?}");
+    assert!(
+        sharing_calls.iter().all(|c| *c > 0),
+        "sharing replicas: {sharing_calls:?}"
+    );
 
     suite.stop_replica(ServiceName::Registry, 1).await;
     suite.stop_replica(ServiceName::Sharing, 0).await;
     for _ in 0..60 {
-        alice.registry().get_agent(get()).await.expect("get after a replica stopped");
+        alice
+            .registry()
+            .get_agent(get())
+            .await
+            .expect("get after a replica stopped");
     }
     suite.stop().await;
 }

@@ -23,7 +23,9 @@ async fn create_org_then_a_draft_agent_and_read_it_back() {
 
     let created = alice
         .tenancy()
-        .create_org(sharing::CreateOrgRequest { name: "Acme".into() })
+        .create_org(sharing::CreateOrgRequest {
+            name: "Acme".into(),
+        })
         .await
         .expect("create org")
         .into_inner();
@@ -45,7 +47,9 @@ async fn create_org_then_a_draft_agent_and_read_it_back() {
 
     let agent = alice
         .registry()
-        .create_agent(registry::CreateAgentRequest { draft: draft("Support") })
+        .create_agent(registry::CreateAgentRequest {
+            draft: draft("Support"),
+        })
         .await
         .expect("create agent")
         .into_inner()
@@ -58,7 +62,9 @@ async fn create_org_then_a_draft_agent_and_read_it_back() {
 
     let read = alice
         .registry()
-        .get_agent(registry::GetAgentRequest { agent_id: agent.id.clone() })
+        .get_agent(registry::GetAgentRequest {
+            agent_id: agent.id.clone(),
+        })
         .await
         .expect("get agent")
         .into_inner()
@@ -76,7 +82,9 @@ async fn another_org_cannot_see_an_org_or_its_agents() {
     let bob = suite.user("bob").await;
     let acme = alice
         .tenancy()
-        .create_org(sharing::CreateOrgRequest { name: "Acme".into() })
+        .create_org(sharing::CreateOrgRequest {
+            name: "Acme".into(),
+        })
         .await
         .expect("org")
         .into_inner()
@@ -84,7 +92,9 @@ async fn another_org_cannot_see_an_org_or_its_agents() {
         .expect("org");
     let agent = alice
         .registry()
-        .create_agent(registry::CreateAgentRequest { draft: draft("Secret") })
+        .create_agent(registry::CreateAgentRequest {
+            draft: draft("Secret"),
+        })
         .await
         .expect("agent")
         .into_inner()
@@ -93,13 +103,20 @@ async fn another_org_cannot_see_an_org_or_its_agents() {
 
     // Bob has no org yet: org-scoped calls tell him to create one.
     assert_status(
-        bob.registry().get_agent(registry::GetAgentRequest { agent_id: agent.id.clone() }).await,
+        bob.registry()
+            .get_agent(registry::GetAgentRequest {
+                agent_id: agent.id.clone(),
+            })
+            .await,
         Code::FailedPrecondition,
         "CreateOrg",
     );
     // Naming Alice's org looks exactly like naming an org that does not exist.
     let foreign = assert_status(
-        bob.in_org(&acme.id).tenancy().get_org(sharing::GetOrgRequest::default()).await,
+        bob.in_org(&acme.id)
+            .tenancy()
+            .get_org(sharing::GetOrgRequest::default())
+            .await,
         Code::NotFound,
         "not found",
     );
@@ -113,20 +130,32 @@ async fn another_org_cannot_see_an_org_or_its_agents() {
     );
     assert_eq!(
         foreign.message().replace(&acme.id, "ID"),
-        missing.message().replace("00000000-0000-0000-0000-000000000000", "ID")
+        missing
+            .message()
+            .replace("00000000-0000-0000-0000-000000000000", "ID")
     );
 
     bob.tenancy()
-        .create_org(sharing::CreateOrgRequest { name: "Bobco".into() })
+        .create_org(sharing::CreateOrgRequest {
+            name: "Bobco".into(),
+        })
         .await
         .expect("bob's org");
     assert_status(
-        bob.registry().get_agent(registry::GetAgentRequest { agent_id: agent.id.clone() }).await,
+        bob.registry()
+            .get_agent(registry::GetAgentRequest {
+                agent_id: agent.id.clone(),
+            })
+            .await,
         Code::NotFound,
         "not found",
     );
     assert_status(
-        bob.tenancy().get_org(sharing::GetOrgRequest { org_id: acme.id.clone() }).await,
+        bob.tenancy()
+            .get_org(sharing::GetOrgRequest {
+                org_id: acme.id.clone(),
+            })
+            .await,
         Code::NotFound,
         "not found",
     );
@@ -151,11 +180,17 @@ async fn a_user_of_several_orgs_must_name_one() {
         );
     }
     let status = assert_status(
-        alice.registry().create_agent(registry::CreateAgentRequest { draft: draft("A") }).await,
+        alice
+            .registry()
+            .create_agent(registry::CreateAgentRequest { draft: draft("A") })
+            .await,
         Code::InvalidArgument,
         "x-agentshare-org",
     );
-    let violations = status.get_details_bad_request().expect("BadRequest details").field_violations;
+    let violations = status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations;
     assert_eq!(violations[0].field, "x-agentshare-org");
 
     let agent = alice
@@ -176,15 +211,27 @@ async fn invalid_drafts_and_names_are_rejected_naming_the_field() {
     let suite = Suite::start().await;
     let alice = suite.user("alice").await;
     let status = assert_status(
-        alice.tenancy().create_org(sharing::CreateOrgRequest { name: "  ".into() }).await,
+        alice
+            .tenancy()
+            .create_org(sharing::CreateOrgRequest { name: "  ".into() })
+            .await,
         Code::InvalidArgument,
         "name",
     );
-    assert_eq!(status.get_details_bad_request().expect("details").field_violations[0].field, "name");
+    assert_eq!(
+        status
+            .get_details_bad_request()
+            .expect("details")
+            .field_violations[0]
+            .field,
+        "name"
+    );
 
     alice
         .tenancy()
-        .create_org(sharing::CreateOrgRequest { name: "Acme".into() })
+        .create_org(sharing::CreateOrgRequest {
+            name: "Acme".into(),
+        })
         .await
         .expect("org");
     let status = assert_status(

@@ -12,17 +12,22 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sharing::access_internal_service_client::AccessInternalServiceClient;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 use crate::assert_status;
 
 /// Signs `claims` with `service`'s real private key.
 fn sign_as(suite: &Suite, service: ServiceName, claims: &serde_json::Value) -> String {
     let pem = std::fs::read(suite.keys_dir().join(format!("{service}.key"))).expect("key");
-    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &EncodingKey::from_ed_pem(&pem).expect("pem")).expect("sign")
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        claims,
+        &EncodingKey::from_ed_pem(&pem).expect("pem"),
+    )
+    .expect("sign")
 }
 
 fn principal_claims(suite: &Suite, iss: &str) -> serde_json::Value {
@@ -39,54 +44,107 @@ async fn a_backend_port_rejects_callers_it_cannot_verify() {
     let registry_addr = suite.addrs(ServiceName::Registry)[0];
     let direct = agentshare_e2e::connect(registry_addr).await;
     let get = || {
-        let mut request = tonic::Request::new(registry::GetAgentRequest { agent_id: "x".into() });
+        let mut request = tonic::Request::new(registry::GetAgentRequest {
+            agent_id: "x".into(),
+        });
         request.metadata_mut().insert(
             PRINCIPAL_HEADER,
-            MetadataValue::try_from(sign_as(&suite, ServiceName::Gateway, &principal_claims(&suite, "gateway"))).expect("header"),
+            MetadataValue::try_from(sign_as(
+                &suite,
+                ServiceName::Gateway,
+                &principal_claims(&suite, "gateway"),
+            ))
+            .expect("header"),
         );
         request
     };
-    let mut client = registry::agent_registry_service_client::AgentRegistryServiceClient::new(direct.clone());
+    let mut client =
+        registry::agent_registry_service_client::AgentRegistryServiceClient::new(direct.clone());
 
     // A well-signed Principal alone is not enough: the caller must be a service.
-    assert_status(client.get_agent(get()).await, Code::Unauthenticated, SERVICE_HEADER);
+    assert_status(
+        client.get_agent(get()).await,
+        Code::Unauthenticated,
+        SERVICE_HEADER,
+    );
 
     // A service identity signed with a key the suite does not trust.
     let stranger_dir = tempfile::tempdir().expect("dir");
     agentshare_kit::identity::generate_missing_keys(stranger_dir.path()).expect("keys");
     let stranger = KeyRing::load(stranger_dir.path(), ServiceName::Gateway).expect("keys");
     let stranger = agentshare_kit::identity::Identity::new(stranger, suite.clock.clone());
-    let token = stranger.service_token(ServiceName::Registry).expect("token");
+    let token = stranger
+        .service_token(ServiceName::Registry)
+        .expect("token");
     let mut request = get();
-    request.metadata_mut().insert(SERVICE_HEADER, MetadataValue::try_from(token).expect("header"));
-    assert_status(client.get_agent(request).await, Code::Unauthenticated, "signature does not verify");
+    request.metadata_mut().insert(
+        SERVICE_HEADER,
+        MetadataValue::try_from(token).expect("header"),
+    );
+    assert_status(
+        client.get_agent(request).await,
+        Code::Unauthenticated,
+        "signature does not verify",
+    );
 
     // A real service, but the Principal was forged: signed by the stranger.
     let mut store = registry::agent_registry_service_client::AgentRegistryServiceClient::new(
-        suite.service_channel(ServiceName::Store, ServiceName::Registry, 0).await,
+        suite
+            .service_channel(ServiceName::Store, ServiceName::Registry, 0)
+            .await,
     );
-    let mut request = tonic::Request::new(registry::GetAgentRequest { agent_id: "x".into() });
-    let forged = stranger.sign_principal(&agentshare_kit::identity::Principal::user("mallory")).expect("sign");
-    request.metadata_mut().insert(PRINCIPAL_HEADER, MetadataValue::try_from(forged).expect("header"));
-    assert_status(store.get_agent(request).await, Code::Unauthenticated, "principal rejected");
+    let mut request = tonic::Request::new(registry::GetAgentRequest {
+        agent_id: "x".into(),
+    });
+    let forged = stranger
+        .sign_principal(&agentshare_kit::identity::Principal::user("mallory"))
+        .expect("sign");
+    request.metadata_mut().insert(
+        PRINCIPAL_HEADER,
+        MetadataValue::try_from(forged).expect("header"),
+    );
+    assert_status(
+        store.get_agent(request).await,
+        Code::Unauthenticated,
+        "principal rejected",
+    );
 
     // A real service signing a Principal itself: only the gateway and the
     // scheduler may.
-    let mut request = tonic::Request::new(registry::GetAgentRequest { agent_id: "x".into() });
-    let self_signed = sign_as(&suite, ServiceName::Store, &principal_claims(&suite, "store"));
-    request.metadata_mut().insert(PRINCIPAL_HEADER, MetadataValue::try_from(self_signed).expect("header"));
-    assert_status(store.get_agent(request).await, Code::Unauthenticated, "store may not sign principals");
+    let mut request = tonic::Request::new(registry::GetAgentRequest {
+        agent_id: "x".into(),
+    });
+    let self_signed = sign_as(
+        &suite,
+        ServiceName::Store,
+        &principal_claims(&suite, "store"),
+    );
+    request.metadata_mut().insert(
+        PRINCIPAL_HEADER,
+        MetadataValue::try_from(self_signed).expect("header"),
+    );
+    assert_status(
+        store.get_agent(request).await,
+        Code::Unauthenticated,
+        "store may not sign principals",
+    );
 
     // An expired Principal from the real gateway key.
     let mut claims = principal_claims(&suite, "gateway");
     claims["iat"] = serde_json::json!(suite.clock.now_secs() - 300);
     claims["exp"] = serde_json::json!(suite.clock.now_secs() - 240);
-    let mut request = tonic::Request::new(registry::GetAgentRequest { agent_id: "x".into() });
+    let mut request = tonic::Request::new(registry::GetAgentRequest {
+        agent_id: "x".into(),
+    });
     request.metadata_mut().insert(
         PRINCIPAL_HEADER,
         MetadataValue::try_from(sign_as(&suite, ServiceName::Gateway, &claims)).expect("header"),
     );
-    assert_status(store.get_agent(request).await, Code::Unauthenticated, "expired");
+    assert_status(
+        store.get_agent(request).await,
+        Code::Unauthenticated,
+        "expired",
+    );
     suite.stop().await;
 }
 
@@ -98,17 +156,45 @@ async fn internal_services_accept_only_their_listed_callers() {
         ..Default::default()
     };
     // Registry is not a listed caller of AccessInternal; the gateway is.
-    let mut as_registry = AccessInternalServiceClient::new(suite.service_channel(ServiceName::Registry, ServiceName::Sharing, 0).await);
-    assert_status(as_registry.resolve_caller(resolve()).await, Code::PermissionDenied, "registry may not call");
-    let mut as_gateway = AccessInternalServiceClient::new(suite.service_channel(ServiceName::Gateway, ServiceName::Sharing, 0).await);
-    let resolved = as_gateway.resolve_caller(resolve()).await.expect("gateway is listed").into_inner();
+    let mut as_registry = AccessInternalServiceClient::new(
+        suite
+            .service_channel(ServiceName::Registry, ServiceName::Sharing, 0)
+            .await,
+    );
+    assert_status(
+        as_registry.resolve_caller(resolve()).await,
+        Code::PermissionDenied,
+        "registry may not call",
+    );
+    let mut as_gateway = AccessInternalServiceClient::new(
+        suite
+            .service_channel(ServiceName::Gateway, ServiceName::Sharing, 0)
+            .await,
+    );
+    let resolved = as_gateway
+        .resolve_caller(resolve())
+        .await
+        .expect("gateway is listed")
+        .into_inner();
     assert!(!resolved.user_id.is_empty());
 
     // Registry's event log is for sharing and the scheduler only.
     let watch = events::WatchRequest { after_seq: 0 };
-    let mut as_gateway = EventLogServiceClient::new(suite.service_channel(ServiceName::Gateway, ServiceName::Registry, 0).await);
-    assert_status(as_gateway.watch(watch).await, Code::PermissionDenied, "gateway may not call");
-    let mut as_sharing = EventLogServiceClient::new(suite.service_channel(ServiceName::Sharing, ServiceName::Registry, 0).await);
+    let mut as_gateway = EventLogServiceClient::new(
+        suite
+            .service_channel(ServiceName::Gateway, ServiceName::Registry, 0)
+            .await,
+    );
+    assert_status(
+        as_gateway.watch(watch).await,
+        Code::PermissionDenied,
+        "gateway may not call",
+    );
+    let mut as_sharing = EventLogServiceClient::new(
+        suite
+            .service_channel(ServiceName::Sharing, ServiceName::Registry, 0)
+            .await,
+    );
     as_sharing.watch(watch).await.expect("sharing is listed");
     suite.stop().await;
 }
@@ -140,13 +226,28 @@ async fn the_gateway_routes_public_services_only_and_reflects_them() {
         .await
         .expect("reflection")
         .into_inner();
-    let response = responses.message().await.expect("response").expect("one response");
+    let response = responses
+        .message()
+        .await
+        .expect("response")
+        .expect("one response");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("expected a service list");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"agentshare.sharing.v1.TenancyService".to_string()), "{names:?}");
-    assert!(names.contains(&"agentshare.registry.v1.AgentRegistryService".to_string()), "{names:?}");
-    assert!(!names.iter().any(|n| n.contains("Internal") || n.contains("EventLog")), "{names:?}");
+    assert!(
+        names.contains(&"agentshare.sharing.v1.TenancyService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"agentshare.registry.v1.AgentRegistryService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("Internal") || n.contains("EventLog")),
+        "{names:?}"
+    );
     suite.stop().await;
 }

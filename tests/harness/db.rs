@@ -41,7 +41,9 @@ impl Databases {
         sqlx::any::install_default_drivers();
         let mut admin = sqlx::AnyConnection::connect(&admin_url)
             .await
-            .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is unreachable: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is unreachable: {e}")
+            });
         sweep_leftovers(&mut admin).await;
         let now = Clock::system().now_secs();
         let tag = uuid::Uuid::now_v7().simple().to_string();
@@ -53,11 +55,18 @@ impl Databases {
                 .execute(format!("CREATE SCHEMA {schema}").as_str())
                 .await
                 .expect("create schema");
-            urls.insert(service, with_query(&admin_url, &format!("options=-c%20search_path%3D{schema}")));
+            urls.insert(
+                service,
+                with_query(&admin_url, &format!("options=-c%20search_path%3D{schema}")),
+            );
             schemas.push(schema);
         }
         let _ = admin.close().await;
-        Self::Postgres { admin_url, urls, schemas }
+        Self::Postgres {
+            admin_url,
+            urls,
+            schemas,
+        }
     }
 
     pub fn url(&self, service: ServiceName) -> String {
@@ -71,12 +80,17 @@ impl Databases {
     }
 
     pub async fn drop_all(&self) {
-        let Self::Postgres { admin_url, schemas, .. } = self else {
+        let Self::Postgres {
+            admin_url, schemas, ..
+        } = self
+        else {
             return;
         };
         if let Ok(mut admin) = sqlx::AnyConnection::connect(admin_url).await {
             for schema in schemas {
-                let _ = admin.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str()).await;
+                let _ = admin
+                    .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+                    .await;
             }
             let _ = admin.close().await;
         }
@@ -90,7 +104,10 @@ async fn sweep_leftovers(admin: &mut sqlx::AnyConnection) {
         return;
     }
     let rows = admin
-        .fetch_all(format!("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE '{SCHEMA_PREFIX}%'").as_str())
+        .fetch_all(
+            format!("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE '{SCHEMA_PREFIX}%'")
+                .as_str(),
+        )
         .await
         .expect("list schemas");
     let cutoff = Clock::system().now_secs() - LEFTOVER_AFTER_SECS;
@@ -102,7 +119,9 @@ async fn sweep_leftovers(admin: &mut sqlx::AnyConnection) {
             .next()
             .and_then(|s| s.parse::<i64>().ok());
         if created.is_some_and(|t| t < cutoff) {
-            let _ = admin.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str()).await;
+            let _ = admin
+                .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+                .await;
         }
     }
 }

@@ -100,7 +100,9 @@ impl SuiteBuilder {
         let mut listeners = Vec::new();
         for service in ServiceName::ALL {
             for _ in 0..count(service) {
-                let listener = bind("listen", SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+                let listener = bind("listen", SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .await
+                    .expect("bind");
                 let addr = listener.local_addr().expect("addr");
                 listeners.push((service, addr, listener));
             }
@@ -131,7 +133,11 @@ impl SuiteBuilder {
             } else {
                 Host::InProcess(suite.start_in_process(service, listener).await)
             };
-            suite.instances.push(Instance { service, addr, host });
+            suite.instances.push(Instance {
+                service,
+                addr,
+                host,
+            });
         }
         for instance in &suite.instances {
             wait_ready(instance.addr, "").await;
@@ -169,36 +175,62 @@ impl Suite {
         Self::builder().start().await
     }
 
-    async fn start_in_process(&self, service: ServiceName, listener: tokio::net::TcpListener) -> Running {
+    async fn start_in_process(
+        &self,
+        service: ServiceName,
+        listener: tokio::net::TcpListener,
+    ) -> Running {
         let mut config = self.config.clone();
         config.database_url = self.databases.url(service);
         // Each replica stops on its own, so tests can stop just one.
-        let context = Context::new(config.clone(), service, self.clock.clone(), Shutdown::default()).expect("context");
+        let context = Context::new(
+            config.clone(),
+            service,
+            self.clock.clone(),
+            Shutdown::default(),
+        )
+        .expect("context");
         match agentshare::BACKENDS.iter().find(|b| b.name == service) {
             Some(backend) => {
-                let db = open_db(&config, service, backend.migrations).await.expect("database");
+                let db = open_db(&config, service, backend.migrations)
+                    .await
+                    .expect("database");
                 (backend.start)(context, db, listener).await.expect("start")
             }
-            None => agentshare_gateway::start(context, listener).await.expect("start gateway"),
+            None => agentshare_gateway::start(context, listener)
+                .await
+                .expect("start gateway"),
         }
     }
 
     fn child_env(&self, service: ServiceName, addr: SocketAddr) -> Vec<(String, String)> {
         let mut env = vec![
             ("AGENTSHARE_LISTEN".into(), addr.to_string()),
-            ("AGENTSHARE_DATA_DIR".into(), self.dir.path().display().to_string()),
-            ("AGENTSHARE_KEYS_DIR".into(), self.keys_dir.display().to_string()),
+            (
+                "AGENTSHARE_DATA_DIR".into(),
+                self.dir.path().display().to_string(),
+            ),
+            (
+                "AGENTSHARE_KEYS_DIR".into(),
+                self.keys_dir.display().to_string(),
+            ),
             ("AGENTSHARE_DATABASE_MAX_CONNECTIONS".into(), "2".into()),
             ("AGENTSHARE_EVENT_POLL_MILLIS".into(), "50".into()),
             ("AGENTSHARE_SHUTDOWN_DELAY_MILLIS".into(), "100".into()),
         ];
         if service != ServiceName::Gateway {
-            env.push(("AGENTSHARE_DATABASE_URL".into(), self.databases.url(service)));
+            env.push((
+                "AGENTSHARE_DATABASE_URL".into(),
+                self.databases.url(service),
+            ));
         }
         for peer in ServiceName::ALL {
             let endpoints = self.config.peers.of(peer);
             if !endpoints.is_empty() {
-                env.push((format!("AGENTSHARE_PEERS__{}", peer.as_str().to_uppercase()), endpoints.join(",")));
+                env.push((
+                    format!("AGENTSHARE_PEERS__{}", peer.as_str().to_uppercase()),
+                    endpoints.join(","),
+                ));
             }
         }
         env
@@ -218,7 +250,11 @@ impl Suite {
 
     /// The addresses of every replica of `service`.
     pub fn addrs(&self, service: ServiceName) -> Vec<SocketAddr> {
-        self.instances.iter().filter(|i| i.service == service).map(|i| i.addr).collect()
+        self.instances
+            .iter()
+            .filter(|i| i.service == service)
+            .map(|i| i.addr)
+            .collect()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -257,7 +293,10 @@ impl Suite {
             Host::Process(mut child) => {
                 signal(&child.process, libc::SIGTERM);
                 let status = child.process.wait().await.expect("wait");
-                assert!(status.success(), "{service} exited with {status} after SIGTERM");
+                assert!(
+                    status.success(),
+                    "{service} exited with {status} after SIGTERM"
+                );
             }
             Host::Stopped => {}
         }
@@ -298,12 +337,22 @@ impl Suite {
     }
 
     pub fn token_with(&self, user: &str, step_up: bool, ttl_secs: i64) -> String {
-        let claims = session::dev_claims(user, Some(&format!("{user}@example.com")), step_up, self.clock.now_secs(), ttl_secs);
+        let claims = session::dev_claims(
+            user,
+            Some(&format!("{user}@example.com")),
+            step_up,
+            self.clock.now_secs(),
+            ttl_secs,
+        );
         self.sign_session(&claims)
     }
 
     pub fn sign_session(&self, claims: &session::SessionClaims) -> String {
-        let secret = std::fs::read(self.keys_dir.join(agentshare_kit::identity::SESSION_SECRET_FILE)).expect("secret");
+        let secret = std::fs::read(
+            self.keys_dir
+                .join(agentshare_kit::identity::SESSION_SECRET_FILE),
+        )
+        .expect("secret");
         session::mint_hs256(&secret, claims).expect("mint")
     }
 
@@ -319,16 +368,24 @@ impl Suite {
 
     /// A channel straight to one replica of `target`, calling as the service
     /// `caller` with that service's real key.
-    pub async fn service_channel(&self, caller: ServiceName, target: ServiceName, replica: usize) -> ServiceChannel {
+    pub async fn service_channel(
+        &self,
+        caller: ServiceName,
+        target: ServiceName,
+        replica: usize,
+    ) -> ServiceChannel {
         let keys = KeyRing::load(&self.keys_dir, caller).expect("keys");
         let identity = Identity::new(keys, self.clock.clone());
         let addr = self.addrs(target)[replica];
-        agentshare_kit::server::channel(&identity, target, &[format!("http://{addr}")]).expect("channel")
+        agentshare_kit::server::channel(&identity, target, &[format!("http://{addr}")])
+            .expect("channel")
     }
 
     /// A pool on `service`'s own database, for tests that write beside it.
     pub async fn db(&self, service: ServiceName) -> agentshare_kit::db::Db {
-        agentshare_kit::db::Db::connect(&self.databases.url(service), 4).await.expect("db")
+        agentshare_kit::db::Db::connect(&self.databases.url(service), 4)
+            .await
+            .expect("db")
     }
 
     /// Stops everything: the gateways first, then the services; drops the
@@ -384,9 +441,16 @@ pub fn binary(name: &str) -> PathBuf {
         // Cargo describes this test binary in the environment; passed on,
         // those variables would make the build look different and rebuild.
         for (key, _) in std::env::vars() {
-            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
-                .iter()
-                .any(|prefix| key.starts_with(prefix))
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
                 || key == "OUT_DIR"
                 || key == "LD_LIBRARY_PATH"
             {
@@ -404,7 +468,10 @@ pub fn binary(name: &str) -> PathBuf {
         assert!(status.success(), "building the binaries failed");
         // target/<profile>/deps/e2e-… → target/<profile>
         let exe = std::env::current_exe().expect("current exe");
-        exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf()
     });
     target_dir.join(name)
 }
@@ -413,7 +480,9 @@ fn spawn_binary(service: ServiceName, env: &[(String, String)]) -> tokio::proces
     let mut command = tokio::process::Command::new(binary(&format!("agentshare-{service}")));
     command.envs(env.iter().cloned()).kill_on_drop(true);
     if std::env::var_os("TEST_LOG").is_none() {
-        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
     }
     command.spawn().expect("spawn service binary")
 }
@@ -443,13 +512,18 @@ pub async fn wait_ready(addr: SocketAddr, service: &str) {
     let deadline = tokio::time::Instant::now() + READY_WITHIN;
     let mut client = HealthClient::new(connect(addr).await);
     loop {
-        let request = tonic_health::pb::HealthCheckRequest { service: service.into() };
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
         if let Ok(response) = client.check(request).await
             && response.get_ref().status == ServingStatus::Serving as i32
         {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{addr} {service:?} not ready within {READY_WITHIN:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{addr} {service:?} not ready within {READY_WITHIN:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -463,16 +537,28 @@ pub struct Credentials {
 }
 
 impl tonic::service::Interceptor for Credentials {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         let metadata = request.metadata_mut();
         if let Some(token) = &self.token {
-            metadata.insert("authorization", MetadataValue::try_from(format!("Bearer {token}")).expect("header"));
+            metadata.insert(
+                "authorization",
+                MetadataValue::try_from(format!("Bearer {token}")).expect("header"),
+            );
         }
         if let Some(org) = &self.org {
-            metadata.insert("x-agentshare-org", MetadataValue::try_from(org.as_str()).expect("header"));
+            metadata.insert(
+                "x-agentshare-org",
+                MetadataValue::try_from(org.as_str()).expect("header"),
+            );
         }
         if let Some(workspace) = &self.workspace {
-            metadata.insert("x-agentshare-workspace", MetadataValue::try_from(workspace.as_str()).expect("header"));
+            metadata.insert(
+                "x-agentshare-workspace",
+                MetadataValue::try_from(workspace.as_str()).expect("header"),
+            );
         }
         Ok(request)
     }

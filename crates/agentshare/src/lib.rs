@@ -64,8 +64,12 @@ pub async fn start(mut config: Config, gateway_shutdown: Shutdown) -> Result<Emb
     let mut listeners = Vec::new();
     for service in BACKENDS {
         let listener = bind("listen", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr().map_err(|e| BadSetting::new("listen", e))?;
-        config.peers.set(service.name, vec![format!("http://{addr}")]);
+        let addr = listener
+            .local_addr()
+            .map_err(|e| BadSetting::new("listen", e))?;
+        config
+            .peers
+            .set(service.name, vec![format!("http://{addr}")]);
         listeners.push((service, listener));
     }
 
@@ -73,7 +77,12 @@ pub async fn start(mut config: Config, gateway_shutdown: Shutdown) -> Result<Emb
     let backend_shutdown = Shutdown::default();
     let mut running = Vec::new();
     for (service, listener) in listeners {
-        let context = Context::new(config.clone(), service.name, clock.clone(), backend_shutdown.clone())?;
+        let context = Context::new(
+            config.clone(),
+            service.name,
+            clock.clone(),
+            backend_shutdown.clone(),
+        )?;
         let db = open_db(&config, service.name, service.migrations).await?;
         running.push((service.start)(context, db, listener).await?);
     }

@@ -12,7 +12,11 @@ use agentshare_kit::session;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "agentshare", version, about = "Share AI agents across an organisation.")]
+#[command(
+    name = "agentshare",
+    version,
+    about = "Share AI agents across an organisation."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,9 +89,17 @@ fn serve(args: &ConfigArgs) -> ExitCode {
         };
         shutdown.trigger_on_signals();
         let addr = embedded.gateway_addr();
-        eprintln!("agentshare is serving on {addr} (data dir {})", data_dir.display());
-        eprintln!("mint a token:  agentshare token --data-dir {} --user alice", shell_path(&data_dir));
-        eprintln!("then call it:  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {addr} list");
+        eprintln!(
+            "agentshare is serving on {addr} (data dir {})",
+            data_dir.display()
+        );
+        eprintln!(
+            "mint a token:  agentshare token --data-dir {} --user alice",
+            shell_path(&data_dir)
+        );
+        eprintln!(
+            "then call it:  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {addr} list"
+        );
         match embedded.wait().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -100,10 +112,20 @@ fn serve(args: &ConfigArgs) -> ExitCode {
 
 fn shell_path(path: &std::path::Path) -> String {
     let text = path.display().to_string();
-    if text.contains(' ') { format!("'{text}'") } else { text }
+    if text.contains(' ') {
+        format!("'{text}'")
+    } else {
+        text
+    }
 }
 
-fn token(args: &ConfigArgs, user: &str, email: Option<&str>, step_up: bool, ttl_secs: i64) -> Result<String, BadSetting> {
+fn token(
+    args: &ConfigArgs,
+    user: &str,
+    email: Option<&str>,
+    step_up: bool,
+    ttl_secs: i64,
+) -> Result<String, BadSetting> {
     let config = Config::load(Config::default(), args)?;
     if user.trim().is_empty() {
         return Err(BadSetting::new("user", "must not be empty"));
@@ -116,10 +138,14 @@ fn token(args: &ConfigArgs, user: &str, email: Option<&str>, step_up: bool, ttl_
     let secret = std::fs::read(&secret_file).map_err(|e| {
         BadSetting::new(
             "data_dir",
-            format!("cannot read {}: {e}; run `agentshare serve` once to create the data dir", secret_file.display()),
+            format!(
+                "cannot read {}: {e}; run `agentshare serve` once to create the data dir",
+                secret_file.display()
+            ),
         )
     })?;
-    let mut claims = session::dev_claims(user, email, step_up, Clock::system().now_secs(), ttl_secs);
+    let mut claims =
+        session::dev_claims(user, email, step_up, Clock::system().now_secs(), ttl_secs);
     claims.iss.clone_from(&config.auth.issuer);
     claims.aud.clone_from(&config.auth.audience);
     session::mint_hs256(&secret, &claims).map_err(|e| BadSetting::new("token", e))

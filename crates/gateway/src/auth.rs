@@ -6,14 +6,18 @@ use agentshare_kit::config::{BadSetting, Config};
 use agentshare_kit::identity::{Principal, PrincipalKind};
 use agentshare_kit::server::ServiceChannel;
 use agentshare_kit::session::SessionVerifier;
-use agentshare_proto::sharing::v1::{self as sharing, access_internal_service_client::AccessInternalServiceClient};
+use agentshare_proto::sharing::v1::{
+    self as sharing, access_internal_service_client::AccessInternalServiceClient,
+};
 use tonic::metadata::MetadataMap;
 
 pub const ORG_HEADER: &str = "x-agentshare-org";
 pub const WORKSPACE_HEADER: &str = "x-agentshare-workspace";
 
 /// `amr` values that name a second factor (RFC 8176).
-const SECOND_FACTORS: &[&str] = &["otp", "mfa", "hwk", "swk", "sms", "fpt", "face", "iris", "retina", "sc", "pop"];
+const SECOND_FACTORS: &[&str] = &[
+    "otp", "mfa", "hwk", "swk", "sms", "fpt", "face", "iris", "retina", "sc", "pop",
+];
 
 #[derive(Clone)]
 pub struct Authenticator {
@@ -26,20 +30,30 @@ impl Authenticator {
     pub fn new(config: &Config, sharing: ServiceChannel, clock: Clock) -> Result<Self, BadSetting> {
         let auth = &config.auth;
         let verifier = if !auth.public_key_file.as_os_str().is_empty() {
-            let pem = std::fs::read(&auth.public_key_file)
-                .map_err(|e| BadSetting::new("auth.public_key_file", format!("cannot read: {e}")))?;
+            let pem = std::fs::read(&auth.public_key_file).map_err(|e| {
+                BadSetting::new("auth.public_key_file", format!("cannot read: {e}"))
+            })?;
             SessionVerifier::from_public_pem(&pem, &auth.issuer, &auth.audience)
                 .map_err(|e| BadSetting::new("auth.public_key_file", e))?
         } else {
             let file = if auth.hs256_key_file.as_os_str().is_empty() {
-                config.keys_dir().join(agentshare_kit::identity::SESSION_SECRET_FILE)
+                config
+                    .keys_dir()
+                    .join(agentshare_kit::identity::SESSION_SECRET_FILE)
             } else {
                 auth.hs256_key_file.clone()
             };
-            let secret = std::fs::read(&file)
-                .map_err(|e| BadSetting::new("auth.hs256_key_file", format!("cannot read {}: {e}", file.display())))?;
+            let secret = std::fs::read(&file).map_err(|e| {
+                BadSetting::new(
+                    "auth.hs256_key_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
             if secret.len() < 32 {
-                return Err(BadSetting::new("auth.hs256_key_file", "the secret must be at least 32 bytes"));
+                return Err(BadSetting::new(
+                    "auth.hs256_key_file",
+                    "the secret must be at least 32 bytes",
+                ));
             }
             SessionVerifier::hs256(&secret, &auth.issuer, &auth.audience)
         };
@@ -55,7 +69,13 @@ impl Authenticator {
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, tonic::Status> {
         let token = bearer(metadata)?;
         let claims = self.verifier.verify(token, &self.clock)?;
-        let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let header = |name: &str| {
+            metadata
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
         let resolved = self
             .sharing
             .clone()
@@ -68,8 +88,12 @@ impl Authenticator {
             })
             .await?
             .into_inner();
-        let role = sharing::OrgRole::try_from(resolved.org_role).unwrap_or(sharing::OrgRole::Unspecified);
-        let second_factor = claims.amr.iter().any(|m| SECOND_FACTORS.contains(&m.as_str()));
+        let role =
+            sharing::OrgRole::try_from(resolved.org_role).unwrap_or(sharing::OrgRole::Unspecified);
+        let second_factor = claims
+            .amr
+            .iter()
+            .any(|m| SECOND_FACTORS.contains(&m.as_str()));
         let non_empty = |s: String| (!s.is_empty()).then_some(s);
         Ok(Principal {
             kind: PrincipalKind::User,
@@ -85,7 +109,11 @@ impl Authenticator {
             workspace_id: non_empty(resolved.workspace_id),
             workspaces_enabled: resolved.workspaces_enabled,
             org_choice_required: resolved.org_choice_required,
-            step_up_at: if second_factor { claims.auth_time } else { None },
+            step_up_at: if second_factor {
+                claims.auth_time
+            } else {
+                None
+            },
             grant_id: None,
             session_id: claims.sid,
             token: String::new(),
@@ -107,7 +135,11 @@ fn bearer(metadata: &MetadataMap) -> Result<&str, Error> {
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| Error::Unauthenticated("malformed authorization header: expected `Bearer <token>`".into()))?
+        .ok_or_else(|| {
+            Error::Unauthenticated(
+                "malformed authorization header: expected `Bearer <token>`".into(),
+            )
+        })?
         .trim();
     if token.is_empty() {
         return Err(missing());

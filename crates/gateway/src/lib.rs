@@ -27,14 +27,21 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     let mut backends = HashMap::new();
     for backend in routes.backends().into_iter().chain([ServiceName::Sharing]) {
         let endpoints = context.config.peers.of(backend);
-        backends.insert(backend, server::channel(&context.identity, backend, endpoints)?);
+        backends.insert(
+            backend,
+            server::channel(&context.identity, backend, endpoints)?,
+        );
     }
     let sharing = backends
         .get(&ServiceName::Sharing)
         .cloned()
         .ok_or_else(|| BadSetting::new("peers.sharing", "no endpoint configured"))?;
     let auth = auth::Authenticator::new(&context.config, sharing, context.clock.clone())?;
-    let public: Vec<String> = routes.public_services().into_iter().map(|(name, _)| name).collect();
+    let public: Vec<String> = routes
+        .public_services()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let (health, health_routes) = server::health_and_reflection(&public);
     for backend in routes.backends() {
         let names: Vec<String> = routes
@@ -44,7 +51,12 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             .map(|(name, _)| name)
             .collect();
         if let Some(channel) = backends.get(&backend) {
-            tokio::spawn(mirror_health(channel.clone(), names, health.clone(), context.shutdown.clone()));
+            tokio::spawn(mirror_health(
+                channel.clone(),
+                names,
+                health.clone(),
+                context.shutdown.clone(),
+            ));
         }
     }
     let forwarder = Arc::new(proxy::Forwarder {
@@ -71,7 +83,12 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
 
 /// Reports each public service as its backend reports itself, so a probe of
 /// the gateway tells whether calls to that service can succeed.
-async fn mirror_health(channel: ServiceChannel, names: Vec<String>, health: HealthReporter, mut shutdown: server::Shutdown) {
+async fn mirror_health(
+    channel: ServiceChannel,
+    names: Vec<String>,
+    health: HealthReporter,
+    mut shutdown: server::Shutdown,
+) {
     let set_all = |status: ServingStatus| {
         let health = health.clone();
         let names = names.clone();
@@ -84,7 +101,9 @@ async fn mirror_health(channel: ServiceChannel, names: Vec<String>, health: Heal
     set_all(ServingStatus::NotServing).await;
     loop {
         let mut client = HealthClient::new(channel.clone());
-        let watch = client.watch(tonic_health::pb::HealthCheckRequest { service: String::new() });
+        let watch = client.watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        });
         let stream = tokio::select! {
             result = watch => result,
             () = shutdown.wait() => break,
@@ -98,8 +117,15 @@ async fn mirror_health(channel: ServiceChannel, names: Vec<String>, health: Heal
                 };
                 match update {
                     Ok(Some(update)) => {
-                        let serving = update.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-                        set_all(if serving { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+                        let serving = update.status
+                            == tonic_health::pb::health_check_response::ServingStatus::Serving
+                                as i32;
+                        set_all(if serving {
+                            ServingStatus::Serving
+                        } else {
+                            ServingStatus::NotServing
+                        })
+                        .await;
                     }
                     _ => break,
                 }

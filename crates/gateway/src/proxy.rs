@@ -70,12 +70,16 @@ pub struct Forwarder {
 const STRIPPED: &[&str] = &["authorization", PRINCIPAL_HEADER, SERVICE_HEADER];
 
 impl Forwarder {
-    async fn forward(self: Arc<Self>, backend: ServiceName, path: String, request: Request<Streaming<Bytes>>) -> Result<Response<Streaming<Bytes>>, Status> {
-        let channel = self
-            .backends
-            .get(&backend)
-            .cloned()
-            .ok_or_else(|| Status::unavailable(format!("no endpoint configured for {backend}")))?;
+    async fn forward(
+        self: Arc<Self>,
+        backend: ServiceName,
+        path: String,
+        request: Request<Streaming<Bytes>>,
+    ) -> Result<Response<Streaming<Bytes>>, Status> {
+        let channel =
+            self.backends.get(&backend).cloned().ok_or_else(|| {
+                Status::unavailable(format!("no endpoint configured for {backend}"))
+            })?;
         let (metadata, _extensions, inbound) = request.into_parts();
         let principal = self.auth.authenticate(&metadata).await?;
         let signed = self.identity.sign_principal(&principal)?;
@@ -91,11 +95,16 @@ impl Forwarder {
         }
         outbound_metadata.insert(
             PRINCIPAL_HEADER,
-            signed.parse().map_err(|_| Status::internal("principal is not a valid header"))?,
+            signed
+                .parse()
+                .map_err(|_| Status::internal("principal is not a valid header"))?,
         );
         // A client stream that fails ends the forwarded stream there.
-        let messages = inbound.take_while(|m| futures::future::ready(m.is_ok())).filter_map(|m| futures::future::ready(m.ok()));
-        let outbound = Request::from_parts(outbound_metadata, tonic::Extensions::default(), messages);
+        let messages = inbound
+            .take_while(|m| futures::future::ready(m.is_ok()))
+            .filter_map(|m| futures::future::ready(m.ok()));
+        let outbound =
+            Request::from_parts(outbound_metadata, tonic::Extensions::default(), messages);
         let mut client = tonic::client::Grpc::new(channel);
         client
             .ready()
@@ -134,7 +143,10 @@ pub struct GatewayService<S> {
 
 impl<S> tower::Service<http::Request<Body>> for GatewayService<S>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
@@ -147,7 +159,11 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path().to_string();
-        let Some(backend) = self.forwarder.routes.backend_of(identity::grpc_service_of(&path)) else {
+        let Some(backend) = self
+            .forwarder
+            .routes
+            .backend_of(identity::grpc_service_of(&path))
+        else {
             return Box::pin(self.inner.call(request));
         };
         let forwarder = self.forwarder.clone();
@@ -155,7 +171,9 @@ where
             let method = tower::service_fn(move |call: Request<Streaming<Bytes>>| {
                 forwarder.clone().forward(backend, path.clone(), call)
             });
-            Ok(tonic::server::Grpc::new(RawCodec).streaming(method, request).await)
+            Ok(tonic::server::Grpc::new(RawCodec)
+                .streaming(method, request)
+                .await)
         })
     }
 }

@@ -22,17 +22,21 @@ fn is_internal(service: &str) -> bool {
 
 impl RouteTable {
     pub fn from_contract() -> Self {
-        let Ok(set) = prost_types::FileDescriptorSet::decode(agentshare_proto::FILE_DESCRIPTOR_SET) else {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(agentshare_proto::FILE_DESCRIPTOR_SET)
+        else {
             return Self::default();
         };
         let mut routes = HashMap::new();
         for file in set.file {
             let package = file.package();
             let mut parts = package.split('.');
-            let (Some("agentshare"), Some(area), Some("v1"), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            let (Some("agentshare"), Some(area), Some("v1"), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
-            let Some(backend) = ServiceName::parse(area).filter(|b| *b != ServiceName::Gateway) else {
+            let Some(backend) = ServiceName::parse(area).filter(|b| *b != ServiceName::Gateway)
+            else {
                 continue;
             };
             for service in &file.service {
@@ -50,7 +54,11 @@ impl RouteTable {
 
     /// Public services, sorted, with their backend.
     pub fn public_services(&self) -> Vec<(String, ServiceName)> {
-        let mut all: Vec<_> = self.routes.iter().map(|(name, backend)| (name.clone(), *backend)).collect();
+        let mut all: Vec<_> = self
+            .routes
+            .iter()
+            .map(|(name, backend)| (name.clone(), *backend))
+            .collect();
         all.sort();
         all
     }
@@ -78,7 +86,13 @@ mod tests {
             table.backend_of("agentshare.registry.v1.AgentRegistryService"),
             Some(ServiceName::Registry)
         );
-        assert_eq!(table.backend_of("agentshare.sharing.v1.AccessInternalService"), None);
-        assert_eq!(table.backend_of("agentshare.events.v1.EventLogService"), None);
+        assert_eq!(
+            table.backend_of("agentshare.sharing.v1.AccessInternalService"),
+            None
+        );
+        assert_eq!(
+            table.backend_of("agentshare.events.v1.EventLogService"),
+            None
+        );
     }
 }

@@ -26,8 +26,14 @@ pub struct Context {
 
 impl Context {
     /// Loads this service's keys from the configured keys dir.
-    pub fn new(config: Config, service: ServiceName, clock: Clock, shutdown: Shutdown) -> Result<Self, BadSetting> {
-        let keys = KeyRing::load(&config.keys_dir(), service).map_err(|e| BadSetting::new("keys_dir", e))?;
+    pub fn new(
+        config: Config,
+        service: ServiceName,
+        clock: Clock,
+        shutdown: Shutdown,
+    ) -> Result<Self, BadSetting> {
+        let keys = KeyRing::load(&config.keys_dir(), service)
+            .map_err(|e| BadSetting::new("keys_dir", e))?;
         Ok(Self {
             identity: Identity::new(keys, clock.clone()),
             config,
@@ -50,7 +56,11 @@ impl Context {
 }
 
 /// Opens and migrates `service`'s database.
-pub async fn open_db(config: &Config, service: ServiceName, migrations: &Migrations) -> Result<Db, BadSetting> {
+pub async fn open_db(
+    config: &Config,
+    service: ServiceName,
+    migrations: &Migrations,
+) -> Result<Db, BadSetting> {
     let url = config.database_url_for(service);
     if config.database_url.is_empty() {
         config.ensure_data_dir()?;
@@ -71,7 +81,11 @@ pub struct ServiceArgs {
 }
 
 /// Starts one backend service on a migrated database.
-pub type StartFn = fn(Context, Db, TcpListener) -> futures::future::BoxFuture<'static, Result<Running, BadSetting>>;
+pub type StartFn = fn(
+    Context,
+    Db,
+    TcpListener,
+) -> futures::future::BoxFuture<'static, Result<Running, BadSetting>>;
 
 /// A backend service as every host mounts it: its binary, `agentshare
 /// serve` and the test suite.
@@ -83,16 +97,27 @@ pub struct BackendService {
 
 /// The body of a backend's `main`: serves it alone until SIGTERM.
 pub fn run_backend(service: &'static BackendService) -> ExitCode {
-    run_service(service.name, Some(service.migrations), |context, db, listener| async move {
-        match db {
-            Some(db) => (service.start)(context, db, listener).await,
-            None => Err(BadSetting::new("database_url", format!("{} needs a database", service.name))),
-        }
-    })
+    run_service(
+        service.name,
+        Some(service.migrations),
+        |context, db, listener| async move {
+            match db {
+                Some(db) => (service.start)(context, db, listener).await,
+                None => Err(BadSetting::new(
+                    "database_url",
+                    format!("{} needs a database", service.name),
+                )),
+            }
+        },
+    )
 }
 
 /// The body of a per-service `main`: serves `service` alone until SIGTERM.
-pub fn run_service<F, Fut>(service: ServiceName, migrations: Option<&'static Migrations>, start: F) -> ExitCode
+pub fn run_service<F, Fut>(
+    service: ServiceName,
+    migrations: Option<&'static Migrations>,
+    start: F,
+) -> ExitCode
 where
     F: FnOnce(Context, Option<Db>, TcpListener) -> Fut,
     Fut: Future<Output = Result<Running, BadSetting>>,

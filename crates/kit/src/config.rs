@@ -187,15 +187,26 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(defaults));
         if let Some(file) = &args.config {
             if !file.is_file() {
-                return Err(BadSetting::new("config", format!("{} is not a readable file", file.display())));
+                return Err(BadSetting::new(
+                    "config",
+                    format!("{} is not a readable file", file.display()),
+                ));
             }
             figment = figment.merge(Toml::file(file));
         }
         figment = figment
-            .merge(Env::prefixed("AGENTSHARE_").split("__").ignore(&["test_postgres_url"]))
+            .merge(
+                Env::prefixed("AGENTSHARE_")
+                    .split("__")
+                    .ignore(&["test_postgres_url"]),
+            )
             .merge(Serialized::defaults(args));
         let config: Config = figment.extract().map_err(|e| {
-            let setting = if e.path.is_empty() { "config".to_string() } else { e.path.join(".") };
+            let setting = if e.path.is_empty() {
+                "config".to_string()
+            } else {
+                e.path.join(".")
+            };
             BadSetting::new(setting, e.kind)
         })?;
         config.validate()?;
@@ -208,7 +219,10 @@ impl Config {
             crate::db::Backend::of_url(&self.database_url)?;
         }
         if self.database_max_connections == 0 {
-            return Err(BadSetting::new("database_max_connections", "must be at least 1"));
+            return Err(BadSetting::new(
+                "database_max_connections",
+                "must be at least 1",
+            ));
         }
         for service in ServiceName::ALL {
             for endpoint in self.peers.of(service) {
@@ -224,9 +238,15 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, BadSetting> {
-        self.listen
-            .parse()
-            .map_err(|e| BadSetting::new("listen", format!("{:?} is not an address like 127.0.0.1:50051 ({e})", self.listen)))
+        self.listen.parse().map_err(|e| {
+            BadSetting::new(
+                "listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:50051 ({e})",
+                    self.listen
+                ),
+            )
+        })
     }
 
     pub fn keys_dir(&self) -> PathBuf {
@@ -288,13 +308,19 @@ mod tests {
             listen: Some("nowhere".into()),
             ..ConfigArgs::default()
         };
-        assert_eq!(Config::load(Config::default(), &bad).expect_err("bad").setting, "listen");
+        assert_eq!(
+            Config::load(Config::default(), &bad)
+                .expect_err("bad")
+                .setting,
+            "listen"
+        );
     }
 
     #[test]
     fn peers_accept_a_comma_separated_string() {
-        let figment = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Serialized::default("peers.sharing", "http://a:1, http://b:2"));
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(
+            Serialized::default("peers.sharing", "http://a:1, http://b:2"),
+        );
         let config: Config = figment.extract().expect("extracts");
         assert_eq!(config.peers.sharing, ["http://a:1", "http://b:2"]);
     }

@@ -94,7 +94,10 @@ impl Db {
             if migration.version < SERVICE_MIGRATIONS_START {
                 return Err(BadSetting::new(
                     "migrations",
-                    format!("service migration {} must be numbered from {SERVICE_MIGRATIONS_START}", migration.version),
+                    format!(
+                        "service migration {} must be numbered from {SERVICE_MIGRATIONS_START}",
+                        migration.version
+                    ),
                 ));
             }
             all.push(migration.clone());
@@ -106,7 +109,11 @@ impl Db {
         // PostgreSQL serialises concurrent migrators with an advisory lock.
         // SQLite has none, so a replica that loses the race to apply a
         // migration runs again and finds it applied.
-        let attempts = if self.backend == Backend::Sqlite { 5 } else { 1 };
+        let attempts = if self.backend == Backend::Sqlite {
+            5
+        } else {
+            1
+        };
         let mut last_error = None;
         for _ in 0..attempts {
             match migrator.run(&self.pool).await {
@@ -115,7 +122,10 @@ impl Db {
             }
         }
         let error = last_error.map(|e| e.to_string()).unwrap_or_default();
-        Err(BadSetting::new("database_url", format!("migration failed: {error}")))
+        Err(BadSetting::new(
+            "database_url",
+            format!("migration failed: {error}"),
+        ))
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write

@@ -155,13 +155,29 @@ mod tests {
     fn every_error_maps_to_its_grpc_and_http_code() {
         let cases = [
             (Error::invalid("name", "empty"), Code::InvalidArgument, 400),
-            (Error::Unauthenticated("x".into()), Code::Unauthenticated, 401),
-            (Error::PermissionDenied("x".into()), Code::PermissionDenied, 403),
+            (
+                Error::Unauthenticated("x".into()),
+                Code::Unauthenticated,
+                401,
+            ),
+            (
+                Error::PermissionDenied("x".into()),
+                Code::PermissionDenied,
+                403,
+            ),
             (Error::not_found("agent"), Code::NotFound, 404),
-            (Error::FailedPrecondition("x".into()), Code::FailedPrecondition, 400),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+                400,
+            ),
             (Error::Aborted("x".into()), Code::Aborted, 409),
             (Error::AlreadyExists("x".into()), Code::AlreadyExists, 409),
-            (Error::ResourceExhausted("x".into()), Code::ResourceExhausted, 429),
+            (
+                Error::ResourceExhausted("x".into()),
+                Code::ResourceExhausted,
+                429,
+            ),
             (Error::Unavailable("x".into()), Code::Unavailable, 503),
             (Error::internal("boom"), Code::Internal, 500),
         ];

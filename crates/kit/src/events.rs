@@ -34,11 +34,17 @@ pub struct NewEvent {
 
 /// Appends `event` in `tx`; returns its number. Call [`EventLog::committed`]
 /// after the commit so local watchers wake at once.
-pub async fn append(tx: &mut Transaction<'static, Any>, clock: &Clock, event: &NewEvent) -> Result<i64, sqlx::Error> {
-    let seq: i64 = sqlx::query("UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?;
+pub async fn append(
+    tx: &mut Transaction<'static, Any>,
+    clock: &Clock,
+    event: &NewEvent,
+) -> Result<i64, sqlx::Error> {
+    let seq: i64 = sqlx::query(
+        "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
+    )
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
     sqlx::query(
         "INSERT INTO events (seq, kind, subject_id, org_id, payload, occurred_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -90,14 +96,12 @@ impl EventLog {
         .fetch_all(&self.db.pool)
         .await?;
         let mut events = Vec::with_capacity(rows.len());
-        let mut expected = after + 1;
-        for row in rows {
+        for (expected, row) in (after + 1..).zip(rows) {
             let seq: i64 = row.try_get("seq")?;
             // Belt and braces: never deliver past a hole.
             if seq != expected {
                 break;
             }
-            expected += 1;
             events.push(pb::Event {
                 seq: u64::try_from(seq).unwrap_or_default(),
                 kind: row.try_get("kind")?,
@@ -120,7 +124,11 @@ impl EventLog {
                 Ok(events) if !events.is_empty() => {
                     for event in events {
                         cursor = i64::try_from(event.seq).unwrap_or(cursor);
-                        if out.send(Ok(pb::WatchResponse { event: Some(event) })).await.is_err() {
+                        if out
+                            .send(Ok(pb::WatchResponse { event: Some(event) }))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -150,11 +158,16 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> 
 impl EventLogService for EventLog {
     type WatchStream = WatchStream;
 
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
         let after = i64::try_from(request.into_inner().after_seq)
             .map_err(|_| Status::invalid_argument("after_seq is too large"))?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(self.clone().pump(after, tx));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -124,7 +124,11 @@ impl KeyRing {
             .map_err(Error::internal)
     }
 
-    fn verify<T: for<'de> Deserialize<'de>>(&self, token: &str, audience: &str) -> Result<(ServiceName, T), String> {
+    fn verify<T: for<'de> Deserialize<'de>>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<(ServiceName, T), String> {
         let issuer: IssuerOnly = peek_claims(token).ok_or("not a JWT")?;
         let issuer = ServiceName::parse(&issuer.iss).ok_or("issued by an unknown service")?;
         let key = self
@@ -137,13 +141,16 @@ impl KeyRing {
         // Expiry is checked against our Clock, so tests can move time.
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
-        let data = jsonwebtoken::decode::<T>(token, key, &validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                format!("signature does not verify against {issuer}'s key")
-            }
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => "addressed to another audience".to_string(),
-            _ => e.to_string(),
-        })?;
+        let data =
+            jsonwebtoken::decode::<T>(token, key, &validation).map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    format!("signature does not verify against {issuer}'s key")
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    "addressed to another audience".to_string()
+                }
+                _ => e.to_string(),
+            })?;
         Ok((issuer, data.claims))
     }
 }
@@ -230,7 +237,9 @@ impl Principal {
     /// The signed-in user, or UNAUTHENTICATED for a caller without one.
     pub fn require_user(&self) -> Result<&str, Error> {
         self.user_id.as_deref().ok_or_else(|| {
-            Error::Unauthenticated("this call needs a signed-in user: send a session token or API key".into())
+            Error::Unauthenticated(
+                "this call needs a signed-in user: send a session token or API key".into(),
+            )
         })
     }
 
@@ -305,7 +314,10 @@ impl Identity {
     /// may; for any other service this is a bug.
     pub fn sign_principal(&self, principal: &Principal) -> Result<String, Error> {
         if !self.me().may_sign_principals() {
-            return Err(Error::internal(format!("{} may not sign principals", self.me())));
+            return Err(Error::internal(format!(
+                "{} may not sign principals",
+                self.me()
+            )));
         }
         let now = self.clock.now_secs();
         self.keys.sign(&PrincipalClaims {
@@ -320,7 +332,10 @@ impl Identity {
     /// A token naming us, addressed to `target`; reused until near expiry.
     pub fn service_token(&self, target: ServiceName) -> Result<String, Error> {
         let now = self.clock.now_secs();
-        let mut cached = self.cached.lock().map_err(|_| Error::internal("identity cache poisoned"))?;
+        let mut cached = self
+            .cached
+            .lock()
+            .map_err(|_| Error::internal("identity cache poisoned"))?;
         if let Some((token, exp)) = cached.get(&target)
             && exp - now > SERVICE_TOKEN_REFRESH_SECS
             && *exp - SERVICE_TOKEN_TTL_SECS <= now
@@ -340,14 +355,18 @@ impl Identity {
 
     /// Verifies a service token addressed to us; returns the caller.
     pub fn verify_service(&self, token: &str) -> Result<ServiceName, String> {
-        let (caller, claims) = self.keys.verify::<ServiceClaims>(token, self.me().as_str())?;
+        let (caller, claims) = self
+            .keys
+            .verify::<ServiceClaims>(token, self.me().as_str())?;
         self.check_fresh(claims.iat, claims.exp)?;
         Ok(caller)
     }
 
     /// Verifies a Principal signed by the gateway or the scheduler.
     pub fn verify_principal(&self, token: &str) -> Result<Principal, String> {
-        let (signer, claims) = self.keys.verify::<PrincipalClaims>(token, PRINCIPAL_AUDIENCE)?;
+        let (signer, claims) = self
+            .keys
+            .verify::<PrincipalClaims>(token, PRINCIPAL_AUDIENCE)?;
         if !signer.may_sign_principals() {
             return Err(format!("{signer} may not sign principals"));
         }
@@ -400,7 +419,10 @@ fn is_open_path(path: &str) -> bool {
 
 /// The gRPC service name of a request path `/pkg.Service/Method`.
 pub fn grpc_service_of(path: &str) -> &str {
-    path.trim_start_matches('/').split('/').next().unwrap_or_default()
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
 }
 
 /// A server layer that verifies the caller service and the Principal of every
@@ -496,7 +518,9 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         match self.layer.admit(&mut request) {
             Ok(()) => futures::future::Either::Left(self.inner.call(request)),
-            Err(status) => futures::future::Either::Right(futures::future::ready(Ok(status.into_http()))),
+            Err(status) => {
+                futures::future::Either::Right(futures::future::ready(Ok(status.into_http())))
+            }
         }
     }
 }

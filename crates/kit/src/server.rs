@@ -13,12 +13,12 @@ use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus as WireStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic::transport::channel::Change;
 use tonic_health::server::HealthReporter;
 
 use crate::config::BadSetting;
@@ -120,7 +120,9 @@ impl Running {
 
     /// Waits until the server has stopped.
     pub async fn join(self) -> Result<(), String> {
-        self.task.await.map_err(|e| format!("server task failed: {e}"))?
+        self.task
+            .await
+            .map_err(|e| format!("server task failed: {e}"))?
     }
 }
 
@@ -156,9 +158,18 @@ where
         + 'static,
     <L::Service as tower::Service<http::Request<Body>>>::Future: Send + 'static,
 {
-    let addr = spec.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    for name in spec.health_names.iter().chain(std::iter::once(&String::new())) {
-        spec.health.set_service_status(name, ServingStatus::Serving).await;
+    let addr = spec
+        .listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    for name in spec
+        .health_names
+        .iter()
+        .chain(std::iter::once(&String::new()))
+    {
+        spec.health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
     }
     let health = spec.health.clone();
     let names = spec.health_names.clone();
@@ -169,10 +180,12 @@ where
     let counter = calls.clone();
     let router = tonic::transport::Server::builder()
         .trace_fn(crate::telemetry::server_span)
-        .layer(tower::util::MapRequestLayer::new(move |request: http::Request<Body>| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            request
-        }))
+        .layer(tower::util::MapRequestLayer::new(
+            move |request: http::Request<Body>| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                request
+            },
+        ))
         .layer(layer)
         .add_routes(spec.routes);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(spec.listener);
@@ -181,7 +194,9 @@ where
         let signal = async move {
             stop.wait().await;
             for name in names.iter().chain(std::iter::once(&String::new())) {
-                reporter.set_service_status(name, ServingStatus::NotServing).await;
+                reporter
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
             tokio::time::sleep(drain_delay).await;
             // Ends every health watch stream, which would otherwise keep
@@ -226,9 +241,16 @@ pub type ServiceChannel = InterceptedService<Channel, Outbound>;
 /// names us with every call. It connects lazily, so services may start in any
 /// order, and follows each replica's health, so a replica that stops or dies
 /// leaves the rotation as soon as its health stream says so or breaks.
-pub fn channel(identity: &Identity, target: ServiceName, endpoints: &[String]) -> Result<ServiceChannel, BadSetting> {
+pub fn channel(
+    identity: &Identity,
+    target: ServiceName,
+    endpoints: &[String],
+) -> Result<ServiceChannel, BadSetting> {
     if endpoints.is_empty() {
-        return Err(BadSetting::new(format!("peers.{target}"), "no endpoint configured"));
+        return Err(BadSetting::new(
+            format!("peers.{target}"),
+            "no endpoint configured",
+        ));
     }
     let mut parsed = Vec::with_capacity(endpoints.len());
     for url in endpoints {
@@ -243,7 +265,10 @@ pub fn channel(identity: &Identity, target: ServiceName, endpoints: &[String]) -
     } else {
         balanced(parsed)
     };
-    Ok(InterceptedService::new(channel, Outbound::new(identity.clone(), target)))
+    Ok(InterceptedService::new(
+        channel,
+        Outbound::new(identity.clone(), target),
+    ))
 }
 
 /// Balances over the replicas that report SERVING. When none does, all stay
@@ -290,11 +315,17 @@ fn balanced(endpoints: Vec<Endpoint>) -> Channel {
 }
 
 /// Streams one replica's health into the balancer until it is dropped.
-async fn follow_health(index: usize, endpoint: Endpoint, updates: tokio::sync::mpsc::Sender<(usize, bool)>) {
+async fn follow_health(
+    index: usize,
+    endpoint: Endpoint,
+    updates: tokio::sync::mpsc::Sender<(usize, bool)>,
+) {
     let probe = endpoint.connect_lazy();
     loop {
         let mut client = HealthClient::new(probe.clone());
-        let request = HealthCheckRequest { service: String::new() };
+        let request = HealthCheckRequest {
+            service: String::new(),
+        };
         if let Ok(response) = client.watch(request).await {
             let mut stream = response.into_inner();
             while let Ok(Some(update)) = stream.message().await {

@@ -74,7 +74,8 @@ impl SessionVerifier {
     }
 
     pub fn verify(&self, token: &str, clock: &Clock) -> Result<SessionClaims, Error> {
-        let unauthenticated = |why: &str| Error::Unauthenticated(format!("session token rejected: {why}"));
+        let unauthenticated =
+            |why: &str| Error::Unauthenticated(format!("session token rejected: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             if declares_alg_none(token) {
                 unauthenticated("alg none is not accepted; tokens must be signed")
@@ -94,20 +95,29 @@ impl SessionVerifier {
         validation.set_audience(&[&self.audience]);
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<SessionClaims>(token, &self.key, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::InvalidSignature => {
-                    unauthenticated("signature does not verify; the token was signed with another key")
+        let data =
+            jsonwebtoken::decode::<SessionClaims>(token, &self.key, &validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::InvalidSignature => unauthenticated(
+                        "signature does not verify; the token was signed with another key",
+                    ),
+                    ErrorKind::InvalidIssuer => {
+                        unauthenticated(&format!("wrong issuer; expected {}", self.issuer))
+                    }
+                    ErrorKind::InvalidAudience => {
+                        unauthenticated(&format!("wrong audience; expected {}", self.audience))
+                    }
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        unauthenticated(&format!("missing claim {claim}"))
+                    }
+                    _ => unauthenticated(&format!("invalid token: {e}")),
                 }
-                ErrorKind::InvalidIssuer => unauthenticated(&format!("wrong issuer; expected {}", self.issuer)),
-                ErrorKind::InvalidAudience => unauthenticated(&format!("wrong audience; expected {}", self.audience)),
-                ErrorKind::MissingRequiredClaim(claim) => unauthenticated(&format!("missing claim {claim}")),
-                _ => unauthenticated(&format!("invalid token: {e}")),
-            }
-        })?;
+            })?;
         if data.claims.exp <= clock.now_secs() {
-            return Err(unauthenticated("token expired; sign in again or mint a new token"));
+            return Err(unauthenticated(
+                "token expired; sign in again or mint a new token",
+            ));
         }
         Ok(data.claims)
     }
@@ -122,18 +132,32 @@ fn declares_alg_none(token: &str) -> bool {
         .decode(header)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(|a| a.eq_ignore_ascii_case("none")))
+        .and_then(|v| {
+            v.get("alg")
+                .and_then(|a| a.as_str())
+                .map(|a| a.eq_ignore_ascii_case("none"))
+        })
         .unwrap_or(false)
 }
 
 /// Mints an HS256 session token, as `agentshare token` does.
 pub fn mint_hs256(secret: &[u8], claims: &SessionClaims) -> Result<String, Error> {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
-        .map_err(Error::internal)
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(Error::internal)
 }
 
 /// Claims of a dev token for `user`, valid for `ttl_secs` from `now`.
-pub fn dev_claims(user: &str, email: Option<&str>, step_up: bool, now: i64, ttl_secs: i64) -> SessionClaims {
+pub fn dev_claims(
+    user: &str,
+    email: Option<&str>,
+    step_up: bool,
+    now: i64,
+    ttl_secs: i64,
+) -> SessionClaims {
     SessionClaims {
         iss: DEV_ISSUER.into(),
         aud: DEV_AUDIENCE.into(),

@@ -32,7 +32,11 @@ impl Drop for Telemetry {
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(service: &str) -> Telemetry {
-    init_with(service, EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")), true)
+    init_with(
+        service,
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        true,
+    )
 }
 
 /// For test binaries: quiet unless `TEST_LOG` is set, and safe to call often.
@@ -56,7 +60,10 @@ fn init_with(service: &str, filter: EnvFilter, ansi: bool) -> Telemetry {
     );
     let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
     if exporting {
-        match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+        {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             Err(error) => eprintln!("OTLP exporter disabled: {error}"),
         }
@@ -65,7 +72,11 @@ fn init_with(service: &str, filter: EnvFilter, ansi: bool) -> Telemetry {
     let tracer = provider.tracer("agentshare");
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi),
+        )
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .try_init();
     Telemetry { provider }

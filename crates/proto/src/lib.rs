@@ -2,7 +2,8 @@
 //! root), and the encoded descriptor set for reflection.
 
 /// Every file of the contract, encoded, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentshare_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/agentshare_descriptor.bin"));
 
 pub mod events {
     pub mod v1 {

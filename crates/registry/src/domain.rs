@@ -25,7 +25,9 @@ impl AgentState {
     }
 
     pub fn parse(state: &str) -> Option<Self> {
-        [Self::Draft, Self::Active, Self::Deleted].into_iter().find(|s| s.as_str() == state)
+        [Self::Draft, Self::Active, Self::Deleted]
+            .into_iter()
+            .find(|s| s.as_str() == state)
     }
 
     pub fn to_proto(self) -> pb::AgentState {
@@ -53,10 +55,16 @@ pub fn validate_draft(draft: Option<pb::AgentDraft>) -> Result<Draft, Error> {
     if name.is_empty() {
         violations.push(FieldViolation::new("draft.name", "must not be empty"));
     } else if name.chars().count() > MAX_NAME_CHARS {
-        violations.push(FieldViolation::new("draft.name", format!("must be at most {MAX_NAME_CHARS} characters")));
+        violations.push(FieldViolation::new(
+            "draft.name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
     }
     if draft.instructions.len() > MAX_INSTRUCTIONS_BYTES {
-        violations.push(FieldViolation::new("draft.instructions", "must be at most 100 KiB"));
+        violations.push(FieldViolation::new(
+            "draft.instructions",
+            "must be at most 100 KiB",
+        ));
     }
     if !violations.is_empty() {
         return Err(Error::InvalidArgument(violations));
@@ -75,7 +83,9 @@ pub fn require_builder(principal: &Principal) -> Result<(), Error> {
         Some("viewer") => Err(Error::PermissionDenied(
             "viewers cannot build agents; ask an org admin for the member role".into(),
         )),
-        _ => Err(Error::PermissionDenied("you are not a member of this org".into())),
+        _ => Err(Error::PermissionDenied(
+            "you are not a member of this org".into(),
+        )),
     }
 }
 

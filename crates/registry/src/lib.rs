@@ -9,8 +9,12 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::server::Running;
-use agentshare_proto::events::v1::event_log_service_server::{self as event_log, EventLogServiceServer};
-use agentshare_proto::registry::v1::agent_registry_service_server::{self as registry, AgentRegistryServiceServer};
+use agentshare_proto::events::v1::event_log_service_server::{
+    self as event_log, EventLogServiceServer,
+};
+use agentshare_proto::registry::v1::agent_registry_service_server::{
+    self as registry, AgentRegistryServiceServer,
+};
 use tokio::net::TcpListener;
 
 static MIGRATIONS: Migrations = Migrations {
@@ -21,7 +25,10 @@ static MIGRATIONS: Migrations = Migrations {
 /// Sharing repairs its access facts from registry's events; the scheduler
 /// follows automation changes.
 fn caller_policy() -> CallerPolicy {
-    CallerPolicy::default().internal(event_log::SERVICE_NAME, &[ServiceName::Sharing, ServiceName::Scheduler])
+    CallerPolicy::default().internal(
+        event_log::SERVICE_NAME,
+        &[ServiceName::Sharing, ServiceName::Scheduler],
+    )
 }
 
 /// Serves the registry on `listener` until the context's shutdown.
@@ -33,12 +40,14 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         events: events.clone(),
     };
     let names = [registry::SERVICE_NAME, event_log::SERVICE_NAME];
-    Ok(bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
-        routes
-            .add_service(AgentRegistryServiceServer::new(rpc::Registry { storage }))
-            .add_service(EventLogServiceServer::new(events))
-    })
-    .await)
+    Ok(
+        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+            routes
+                .add_service(AgentRegistryServiceServer::new(rpc::Registry { storage }))
+                .add_service(EventLogServiceServer::new(events))
+        })
+        .await,
+    )
 }
 
 /// How every host mounts registry.

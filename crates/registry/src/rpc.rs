@@ -22,7 +22,11 @@ fn agent_to_proto(agent: AgentRow, viewer: &str) -> pb::Agent {
         draft: Some(pb::AgentDraft {
             name: agent.draft.name,
             description: agent.draft.description,
-            instructions: if is_owner { agent.draft.instructions } else { String::new() },
+            instructions: if is_owner {
+                agent.draft.instructions
+            } else {
+                String::new()
+            },
         }),
         id: agent.id,
         org_id: agent.org_id,
@@ -37,13 +41,18 @@ fn agent_to_proto(agent: AgentRow, viewer: &str) -> pb::Agent {
 
 #[tonic::async_trait]
 impl AgentRegistryService for Registry {
-    async fn create_agent(&self, request: Request<pb::CreateAgentRequest>) -> Result<Response<pb::CreateAgentResponse>, Status> {
+    async fn create_agent(
+        &self,
+        request: Request<pb::CreateAgentRequest>,
+    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let org = principal.require_org()?;
         domain::require_builder(principal)?;
         let workspace = principal.workspace_id.as_deref().ok_or_else(|| {
-            Error::PermissionDenied("you have no workspace in this org; ask an admin to add you to one".into())
+            Error::PermissionDenied(
+                "you have no workspace in this org; ask an admin to add you to one".into(),
+            )
         })?;
         let draft = domain::validate_draft(request.get_ref().draft.clone())?;
         let agent = self
@@ -56,7 +65,10 @@ impl AgentRegistryService for Registry {
         }))
     }
 
-    async fn get_agent(&self, request: Request<pb::GetAgentRequest>) -> Result<Response<pb::GetAgentResponse>, Status> {
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::GetAgentResponse>, Status> {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let org = principal.require_org()?;

@@ -27,7 +27,13 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub async fn create_agent(&self, org_id: &str, owner: &str, home_workspace: &str, draft: Draft) -> Result<AgentRow, sqlx::Error> {
+    pub async fn create_agent(
+        &self,
+        org_id: &str,
+        owner: &str,
+        home_workspace: &str,
+        draft: Draft,
+    ) -> Result<AgentRow, sqlx::Error> {
         let now = self.clock.now_micros();
         let agent = AgentRow {
             id: new_id(),
@@ -78,7 +84,11 @@ impl Storage {
     }
 
     /// The agent, if it belongs to `org_id`.
-    pub async fn agent(&self, org_id: &str, agent_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
+    pub async fn agent(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<AgentRow>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT id, org_id, owner_user_id, home_workspace_id, state, name, description, instructions, \
              draft_revision, created_at, updated_at FROM agents WHERE id = $1 AND org_id = $2",
@@ -94,7 +104,9 @@ impl Storage {
                 org_id: row.try_get("org_id")?,
                 owner_user_id: row.try_get("owner_user_id")?,
                 home_workspace_id: row.try_get("home_workspace_id")?,
-                state: AgentState::parse(&state).ok_or_else(|| sqlx::Error::Decode(format!("unknown agent state {state:?}").into()))?,
+                state: AgentState::parse(&state).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown agent state {state:?}").into())
+                })?,
                 draft: Draft {
                     name: row.try_get("name")?,
                     description: row.try_get("description")?,

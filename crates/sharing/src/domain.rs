@@ -46,7 +46,10 @@ pub fn display_name(field: &str, name: &str) -> Result<String, Error> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(Error::invalid(field, format!("must be at most {MAX_NAME_CHARS} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
     }
     Ok(name.to_string())
 }
@@ -86,16 +89,25 @@ mod tests {
     fn a_user_with_one_org_needs_no_header_and_several_need_one() {
         let one = vec!["o1".to_string()];
         let two = vec!["o1".to_string(), "o2".to_string()];
-        assert_eq!(choose_org("", &one).ok(), Some(OrgChoice::Chosen("o1".into())));
+        assert_eq!(
+            choose_org("", &one).ok(),
+            Some(OrgChoice::Chosen("o1".into()))
+        );
         assert_eq!(choose_org("", &two).ok(), Some(OrgChoice::Ambiguous));
-        assert_eq!(choose_org("o2", &two).ok(), Some(OrgChoice::Chosen("o2".into())));
+        assert_eq!(
+            choose_org("o2", &two).ok(),
+            Some(OrgChoice::Chosen("o2".into()))
+        );
         assert_eq!(choose_org("", &[]).ok(), Some(OrgChoice::NoOrg));
         assert!(matches!(choose_org("o3", &two), Err(Error::NotFound(_))));
     }
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(display_name("name", "  Acme ").ok().as_deref(), Some("Acme"));
+        assert_eq!(
+            display_name("name", "  Acme ").ok().as_deref(),
+            Some("Acme")
+        );
         assert!(display_name("name", "   ").is_err());
         assert!(display_name("name", &"x".repeat(201)).is_err());
     }

@@ -10,9 +10,15 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::server::Running;
-use agentshare_proto::events::v1::event_log_service_server::{self as event_log, EventLogServiceServer};
-use agentshare_proto::sharing::v1::access_internal_service_server::{self as access_internal, AccessInternalServiceServer};
-use agentshare_proto::sharing::v1::tenancy_service_server::{self as tenancy, TenancyServiceServer};
+use agentshare_proto::events::v1::event_log_service_server::{
+    self as event_log, EventLogServiceServer,
+};
+use agentshare_proto::sharing::v1::access_internal_service_server::{
+    self as access_internal, AccessInternalServiceServer,
+};
+use agentshare_proto::sharing::v1::tenancy_service_server::{
+    self as tenancy, TenancyServiceServer,
+};
 use tokio::net::TcpListener;
 
 static MIGRATIONS: Migrations = Migrations {
@@ -24,7 +30,14 @@ static MIGRATIONS: Migrations = Migrations {
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
         .internal(access_internal::SERVICE_NAME, &[ServiceName::Gateway])
-        .internal(event_log::SERVICE_NAME, &[ServiceName::Registry, ServiceName::Store, ServiceName::Scheduler])
+        .internal(
+            event_log::SERVICE_NAME,
+            &[
+                ServiceName::Registry,
+                ServiceName::Store,
+                ServiceName::Scheduler,
+            ],
+        )
 }
 
 /// Serves sharing on `listener` until the context's shutdown.
@@ -35,14 +48,24 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         clock: context.clock.clone(),
         events: events.clone(),
     };
-    let names = [tenancy::SERVICE_NAME, access_internal::SERVICE_NAME, event_log::SERVICE_NAME];
-    Ok(bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
-        routes
-            .add_service(TenancyServiceServer::new(rpc::Tenancy { storage: storage.clone() }))
-            .add_service(AccessInternalServiceServer::new(rpc::AccessInternal { storage }))
-            .add_service(EventLogServiceServer::new(events))
-    })
-    .await)
+    let names = [
+        tenancy::SERVICE_NAME,
+        access_internal::SERVICE_NAME,
+        event_log::SERVICE_NAME,
+    ];
+    Ok(
+        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+            routes
+                .add_service(TenancyServiceServer::new(rpc::Tenancy {
+                    storage: storage.clone(),
+                }))
+                .add_service(AccessInternalServiceServer::new(rpc::AccessInternal {
+                    storage,
+                }))
+                .add_service(EventLogServiceServer::new(events))
+        })
+        .await,
+    )
 }
 
 /// How every host mounts sharing.

@@ -44,17 +44,27 @@ fn workspace_to_proto(workspace: WorkspaceRow) -> pb::Workspace {
 
 #[tonic::async_trait]
 impl TenancyService for Tenancy {
-    async fn create_org(&self, request: Request<pb::CreateOrgRequest>) -> Result<Response<pb::CreateOrgResponse>, Status> {
+    async fn create_org(
+        &self,
+        request: Request<pb::CreateOrgRequest>,
+    ) -> Result<Response<pb::CreateOrgResponse>, Status> {
         let user = Principal::of(&request)?.require_user()?.to_string();
         let name = domain::display_name("name", &request.get_ref().name)?;
-        let (org, workspace) = self.storage.create_org(&name, &user).await.map_err(Error::from)?;
+        let (org, workspace) = self
+            .storage
+            .create_org(&name, &user)
+            .await
+            .map_err(Error::from)?;
         Ok(Response::new(pb::CreateOrgResponse {
             org: Some(org_to_proto(org)),
             default_workspace: Some(workspace_to_proto(workspace)),
         }))
     }
 
-    async fn get_org(&self, request: Request<pb::GetOrgRequest>) -> Result<Response<pb::GetOrgResponse>, Status> {
+    async fn get_org(
+        &self,
+        request: Request<pb::GetOrgRequest>,
+    ) -> Result<Response<pb::GetOrgResponse>, Status> {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let org_id = match request.get_ref().org_id.as_str() {
@@ -68,7 +78,12 @@ impl TenancyService for Tenancy {
             .await
             .map_err(Error::from)?
             .ok_or_else(not_found)?;
-        let org = self.storage.org(org_id).await.map_err(Error::from)?.ok_or_else(not_found)?;
+        let org = self
+            .storage
+            .org(org_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(not_found)?;
         Ok(Response::new(pb::GetOrgResponse {
             org: Some(org_to_proto(org)),
             caller_role: role.to_proto().into(),
@@ -105,12 +120,26 @@ impl AccessInternalService for AccessInternal {
             }
         };
         let not_found = || Error::not_found(format!("org {org_id}"));
-        let role = storage.org_role(&org_id, &user_id).await.map_err(Error::from)?.ok_or_else(not_found)?;
-        let org = storage.org(&org_id).await.map_err(Error::from)?.ok_or_else(not_found)?;
+        let role = storage
+            .org_role(&org_id, &user_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(not_found)?;
+        let org = storage
+            .org(&org_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(not_found)?;
         response.workspace_id = if !org.workspaces_enabled {
             // With workspaces off, the org behaves as its default workspace.
-            if !request.requested_workspace_id.is_empty() && request.requested_workspace_id != org.default_workspace_id {
-                return Err(Error::not_found(format!("workspace {}", request.requested_workspace_id)).into());
+            if !request.requested_workspace_id.is_empty()
+                && request.requested_workspace_id != org.default_workspace_id
+            {
+                return Err(Error::not_found(format!(
+                    "workspace {}",
+                    request.requested_workspace_id
+                ))
+                .into());
             }
             org.default_workspace_id.clone()
         } else if !request.requested_workspace_id.is_empty() {
@@ -119,7 +148,11 @@ impl AccessInternalService for AccessInternal {
                 .await
                 .map_err(Error::from)?
             {
-                return Err(Error::not_found(format!("workspace {}", request.requested_workspace_id)).into());
+                return Err(Error::not_found(format!(
+                    "workspace {}",
+                    request.requested_workspace_id
+                ))
+                .into());
             }
             request.requested_workspace_id
         } else {

@@ -33,14 +33,21 @@ pub struct Storage {
 impl Storage {
     /// The user with this IdP subject, created on first sight. Email and
     /// name follow the latest token.
-    pub async fn upsert_user(&self, subject: &str, email: &str, display_name: &str) -> Result<String, sqlx::Error> {
-        if let Some(row) = sqlx::query("SELECT id, email, display_name FROM users WHERE subject = $1")
-            .bind(subject)
-            .fetch_optional(&self.db.pool)
-            .await?
+    pub async fn upsert_user(
+        &self,
+        subject: &str,
+        email: &str,
+        display_name: &str,
+    ) -> Result<String, sqlx::Error> {
+        if let Some(row) =
+            sqlx::query("SELECT id, email, display_name FROM users WHERE subject = $1")
+                .bind(subject)
+                .fetch_optional(&self.db.pool)
+                .await?
         {
             let id: String = row.try_get("id")?;
-            let (old_email, old_name): (String, String) = (row.try_get("email")?, row.try_get("display_name")?);
+            let (old_email, old_name): (String, String) =
+                (row.try_get("email")?, row.try_get("display_name")?);
             if old_email != email || old_name != display_name {
                 sqlx::query("UPDATE users SET email = $1, display_name = $2 WHERE id = $3")
                     .bind(email)
@@ -65,11 +72,13 @@ impl Storage {
         match inserted {
             Ok(_) => Ok(id),
             // A concurrent first request created it; use theirs.
-            Err(e) if is_unique_violation(&e) => sqlx::query("SELECT id FROM users WHERE subject = $1")
-                .bind(subject)
-                .fetch_one(&self.db.pool)
-                .await?
-                .try_get("id"),
+            Err(e) if is_unique_violation(&e) => {
+                sqlx::query("SELECT id FROM users WHERE subject = $1")
+                    .bind(subject)
+                    .fetch_one(&self.db.pool)
+                    .await?
+                    .try_get("id")
+            }
             Err(e) => Err(e),
         }
     }
@@ -85,7 +94,11 @@ impl Storage {
             .collect()
     }
 
-    pub async fn org_role(&self, org_id: &str, user_id: &str) -> Result<Option<OrgRole>, sqlx::Error> {
+    pub async fn org_role(
+        &self,
+        org_id: &str,
+        user_id: &str,
+    ) -> Result<Option<OrgRole>, sqlx::Error> {
         let row = sqlx::query("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
             .bind(org_id)
             .bind(user_id)
@@ -118,7 +131,12 @@ impl Storage {
     }
 
     /// Whether the user is a member of this workspace of this org.
-    pub async fn is_workspace_member(&self, org_id: &str, workspace_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn is_workspace_member(
+        &self,
+        org_id: &str,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> Result<bool, sqlx::Error> {
         Ok(sqlx::query(
             "SELECT 1 FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id \
              WHERE w.org_id = $1 AND m.workspace_id = $2 AND m.user_id = $3",
@@ -132,7 +150,11 @@ impl Storage {
     }
 
     /// The user's workspaces in an org, the default one first.
-    pub async fn workspace_ids_of(&self, org_id: &str, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    pub async fn workspace_ids_of(
+        &self,
+        org_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query(
             "SELECT w.id FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id \
              WHERE w.org_id = $1 AND m.user_id = $2 ORDER BY w.is_default DESC, w.created_at, w.id",
@@ -148,7 +170,11 @@ impl Storage {
 
     /// Creates an org, its default workspace and the owner's memberships, and
     /// records `org.created`, in one transaction.
-    pub async fn create_org(&self, name: &str, owner_id: &str) -> Result<(OrgRow, WorkspaceRow), sqlx::Error> {
+    pub async fn create_org(
+        &self,
+        name: &str,
+        owner_id: &str,
+    ) -> Result<(OrgRow, WorkspaceRow), sqlx::Error> {
         let now = self.clock.now_micros();
         let org = OrgRow {
             id: new_id(),
@@ -165,12 +191,14 @@ impl Storage {
             created_at: now,
         };
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("INSERT INTO orgs (id, name, workspaces_enabled, created_at) VALUES ($1, $2, 0, $3)")
-            .bind(&org.id)
-            .bind(&org.name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO orgs (id, name, workspaces_enabled, created_at) VALUES ($1, $2, 0, $3)",
+        )
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("INSERT INTO workspaces (id, org_id, name, is_default, created_at) VALUES ($1, $2, $3, 1, $4)")
             .bind(&workspace.id)
             .bind(&org.id)

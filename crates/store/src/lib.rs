@@ -7,7 +7,9 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::server::Running;
-use agentshare_proto::events::v1::event_log_service_server::{self as event_log, EventLogServiceServer};
+use agentshare_proto::events::v1::event_log_service_server::{
+    self as event_log, EventLogServiceServer,
+};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
@@ -24,9 +26,13 @@ fn caller_policy() -> CallerPolicy {
 /// Serves store on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
     let events = bootstrap::event_log(&context, &db);
-    Ok(bootstrap::serve_backend(&context, listener, caller_policy(), &[event_log::SERVICE_NAME], |routes| {
-        routes.add_service(EventLogServiceServer::new(events))
-    })
+    Ok(bootstrap::serve_backend(
+        &context,
+        listener,
+        caller_policy(),
+        &[event_log::SERVICE_NAME],
+        |routes| routes.add_service(EventLogServiceServer::new(events)),
+    )
     .await)
 }
 
