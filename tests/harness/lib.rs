@@ -457,7 +457,13 @@ pub fn binary(name: &str) -> PathBuf {
                 command.env_remove(key);
             }
         }
+        // target/<profile>/deps/<this binary> → target/<profile>
+        let exe = std::env::current_exe().expect("current exe");
+        let target_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
         command.args(["build", "--quiet", "--bins", "-p", "agentshare"]);
+        if target_dir.ends_with("release") {
+            command.arg("--release");
+        }
         for s in ServiceName::ALL {
             command.args(["-p", &format!("agentshare-{s}")]);
         }
@@ -466,12 +472,7 @@ pub fn binary(name: &str) -> PathBuf {
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building the binaries failed");
-        // target/<profile>/deps/e2e-… → target/<profile>
-        let exe = std::env::current_exe().expect("current exe");
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_path_buf()
+        target_dir
     });
     target_dir.join(name)
 }

@@ -10,6 +10,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -70,14 +72,16 @@ fn init_with(service: &str, filter: EnvFilter, ansi: bool) -> Telemetry {
     }
     let provider = builder.build();
     let tracer = provider.tracer("agentshare");
+    // The filter quiets the logs only: spans still reach OpenTelemetry, so
+    // trace context flows through a process whose logs are off.
     let _ = tracing_subscriber::registry()
-        .with(filter)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(ansi),
+                .with_ansi(ansi)
+                .with_filter(filter),
         )
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO))
         .try_init();
     Telemetry { provider }
 }
@@ -120,4 +124,26 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
     let parent = propagator().extract(&HeaderExtractor(request.headers()));
     let _ = span.set_parent(parent);
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incoming_trace_continues_in_outgoing_metadata() {
+        init_for_tests();
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let request = http::Request::builder()
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .body(())
+            .expect("request");
+        let span = server_span(&request);
+        let _entered = span.enter();
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        inject_context(&mut metadata);
+        let outgoing = metadata.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(outgoing.contains(trace_id), "outgoing traceparent {outgoing:?}");
+        assert!(!outgoing.contains("00f067aa0ba902b7"), "a new span id for our hop: {outgoing:?}");
+    }
 }
