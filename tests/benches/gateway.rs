@@ -30,7 +30,10 @@ async fn serve_start(runs: usize) {
     let started = Instant::now();
     for _ in 0..runs {
         let dir = tempfile::tempdir().expect("dir");
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
         let begin = Instant::now();
         let mut child = tokio::process::Command::new(binary("agentshare"))
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
@@ -39,13 +42,23 @@ async fn serve_start(runs: usize) {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn");
-        for service in ["", "agentshare.sharing.v1.TenancyService", "agentshare.registry.v1.AgentRegistryService"] {
+        for service in [
+            "",
+            "agentshare.sharing.v1.TenancyService",
+            "agentshare.registry.v1.AgentRegistryService",
+        ] {
             wait_ready(addr, service).await;
         }
-        histogram.record(begin.elapsed().as_micros() as u64).expect("record");
+        histogram
+            .record(begin.elapsed().as_micros() as u64)
+            .expect("record");
         let _ = child.kill().await;
     }
-    report("serve: new data dir to all SERVING", &histogram, started.elapsed());
+    report(
+        "serve: new data dir to all SERVING",
+        &histogram,
+        started.elapsed(),
+    );
 }
 
 /// Unary calls through the gateway at a given concurrency.
@@ -53,12 +66,7 @@ async fn unary(suite: &Suite, concurrency: usize, per_worker: usize) {
     let alice = suite.user("alice").await;
     let agent = alice
         .registry()
-        .create_agent(registry::CreateAgentRequest {
-            draft: Some(registry::AgentDraft {
-                name: "Bench".into(),
-                ..Default::default()
-            }),
-        })
+        .create_agent(agentshare_e2e::draft_agent("Bench"))
         .await
         .expect("agent")
         .into_inner()
@@ -75,10 +83,14 @@ async fn unary(suite: &Suite, concurrency: usize, per_worker: usize) {
             for _ in 0..per_worker {
                 let begin = Instant::now();
                 client
-                    .get_agent(registry::GetAgentRequest { agent_id: id.clone() })
+                    .get_agent(registry::GetAgentRequest {
+                        agent_id: id.clone(),
+                    })
                     .await
                     .expect("get");
-                histogram.record(begin.elapsed().as_micros() as u64).expect("record");
+                histogram
+                    .record(begin.elapsed().as_micros() as u64)
+                    .expect("record");
             }
             histogram
         }));
@@ -87,11 +99,18 @@ async fn unary(suite: &Suite, concurrency: usize, per_worker: usize) {
     for worker in workers {
         total.add(worker.await.expect("worker")).expect("add");
     }
-    report(&format!("GetAgent via gateway, concurrency {concurrency}"), &total, started.elapsed());
+    report(
+        &format!("GetAgent via gateway, concurrency {concurrency}"),
+        &total,
+        started.elapsed(),
+    );
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         serve_start(5).await;
         let suite = Suite::start().await;
@@ -99,7 +118,9 @@ fn main() {
             .user("alice")
             .await
             .tenancy()
-            .create_org(sharing::CreateOrgRequest { name: "Bench".into() })
+            .create_org(sharing::CreateOrgRequest {
+                name: "Bench".into(),
+            })
             .await
             .expect("org");
         unary(&suite, 1, 1000).await;

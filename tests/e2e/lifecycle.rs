@@ -93,12 +93,7 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
         calls.push(tokio::spawn(async move {
             alice
                 .registry()
-                .create_agent(registry::CreateAgentRequest {
-                    draft: Some(registry::AgentDraft {
-                        name: format!("Agent {i}"),
-                        ..Default::default()
-                    }),
-                })
+                .create_agent(agentshare_e2e::draft_agent(&format!("Agent {i}")))
                 .await
         }));
     }
@@ -242,12 +237,7 @@ async fn per_service_processes_survive_a_sigkilled_replica_and_its_restart() {
         })
         .await
         .expect("org");
-    let create = || registry::CreateAgentRequest {
-        draft: Some(registry::AgentDraft {
-            name: "Durable".into(),
-            ..Default::default()
-        }),
-    };
+    let create = || agentshare_e2e::draft_agent("Durable");
     let agent = alice
         .registry()
         .create_agent(create())

@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod auth;
+mod contract;
 mod lifecycle;
 mod outbox;
 mod replicas;

@@ -23,12 +23,7 @@ async fn calls_spread_across_three_replicas_and_survive_one_stopping() {
         .expect("org");
     let agent = alice
         .registry()
-        .create_agent(registry::CreateAgentRequest {
-            draft: Some(registry::AgentDraft {
-                name: "Spread".into(),
-                ..Default::default()
-            }),
-        })
+        .create_agent(agentshare_e2e::draft_agent("Spread"))
         .await
         .expect("agent")
         .into_inner()

@@ -8,12 +8,16 @@ use tonic_types::StatusExt;
 
 use crate::assert_status;
 
-fn draft(name: &str) -> Option<registry::AgentDraft> {
-    Some(registry::AgentDraft {
-        name: name.into(),
-        description: "Answers support tickets".into(),
-        instructions: "Be kind.".into(),
-    })
+fn new_agent(name: &str) -> registry::CreateAgentRequest {
+    registry::CreateAgentRequest {
+        draft: Some(registry::AgentDraft {
+            name: name.into(),
+            description: "Answers support tickets".into(),
+            instructions: "Be kind.".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -47,9 +51,7 @@ async fn create_org_then_a_draft_agent_and_read_it_back() {
 
     let agent = alice
         .registry()
-        .create_agent(registry::CreateAgentRequest {
-            draft: draft("Support"),
-        })
+        .create_agent(new_agent("Support"))
         .await
         .expect("create agent")
         .into_inner()
@@ -92,9 +94,7 @@ async fn another_org_cannot_see_an_org_or_its_agents() {
         .expect("org");
     let agent = alice
         .registry()
-        .create_agent(registry::CreateAgentRequest {
-            draft: draft("Secret"),
-        })
+        .create_agent(new_agent("Secret"))
         .await
         .expect("agent")
         .into_inner()
@@ -180,10 +180,7 @@ async fn a_user_of_several_orgs_must_name_one() {
         );
     }
     let status = assert_status(
-        alice
-            .registry()
-            .create_agent(registry::CreateAgentRequest { draft: draft("A") })
-            .await,
+        alice.registry().create_agent(new_agent("A")).await,
         Code::InvalidArgument,
         "x-agentshare-org",
     );
@@ -196,7 +193,7 @@ async fn a_user_of_several_orgs_must_name_one() {
     let agent = alice
         .in_org(&orgs[1].id)
         .registry()
-        .create_agent(registry::CreateAgentRequest { draft: draft("A") })
+        .create_agent(new_agent("A"))
         .await
         .expect("agent in the named org")
         .into_inner()
@@ -242,7 +239,9 @@ async fn invalid_drafts_and_names_are_rejected_naming_the_field() {
                     name: String::new(),
                     description: String::new(),
                     instructions: "x".repeat(100 * 1024 + 1),
+                    ..Default::default()
                 }),
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,

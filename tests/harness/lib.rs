@@ -24,6 +24,7 @@ use agentshare_kit::identity::{Identity, KeyRing, ServiceName, generate_missing_
 use agentshare_kit::server::{Running, ServiceChannel, Shutdown, bind};
 use agentshare_kit::session;
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use agentshare_proto::registry::v1::{AgentDraft, CreateAgentRequest};
 use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -459,7 +460,11 @@ pub fn binary(name: &str) -> PathBuf {
         }
         // target/<profile>/deps/<this binary> → target/<profile>
         let exe = std::env::current_exe().expect("current exe");
-        let target_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+        let target_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
         command.args(["build", "--quiet", "--bins", "-p", "agentshare"]);
         if target_dir.ends_with("release") {
             command.arg("--release");
@@ -500,6 +505,17 @@ pub fn child_env_of(suite: &Suite, service: ServiceName, replica: usize) -> Vec<
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// A request for a draft agent with just a name.
+pub fn draft_agent(name: &str) -> CreateAgentRequest {
+    CreateAgentRequest {
+        draft: Some(AgentDraft {
+            name: name.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 pub async fn connect(addr: SocketAddr) -> Channel {

@@ -85,6 +85,7 @@ impl Authenticator {
                 display_name: claims.name.clone().unwrap_or_default(),
                 requested_org_id: header(ORG_HEADER),
                 requested_workspace_id: header(WORKSPACE_HEADER),
+                session_id: claims.sid.clone().unwrap_or_default(),
             })
             .await?
             .into_inner();

@@ -12,7 +12,11 @@ use std::time::Duration;
 use agentshare_kit::bootstrap::Context;
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::identity::ServiceName;
+use agentshare_kit::roadmap::Planned;
 use agentshare_kit::server::{self, Running, ServerSpec, ServiceChannel};
+use agentshare_proto::gateway::v1::invoke_service_server::{
+    self as invoke, InvokeService, InvokeServiceServer,
+};
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -20,6 +24,14 @@ use tonic_health::server::HealthReporter;
 
 pub use auth::{ORG_HEADER, WORKSPACE_HEADER};
 pub use routes::RouteTable;
+
+/// What later issues build here.
+static ROADMAP: &[Planned] = &[Planned::service(invoke::SERVICE_NAME, "Invoke", 10)];
+
+/// The gateway's own RPCs that later issues build.
+struct Unbuilt;
+
+impl InvokeService for Unbuilt {}
 
 /// Serves the gateway on `listener` until the context's shutdown.
 pub async fn start(context: Context, listener: TcpListener) -> Result<Running, BadSetting> {
@@ -37,12 +49,15 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         .cloned()
         .ok_or_else(|| BadSetting::new("peers.sharing", "no endpoint configured"))?;
     let auth = auth::Authenticator::new(&context.config, sharing, context.clock.clone())?;
+    let own = routes.own_services().to_vec();
     let public: Vec<String> = routes
         .public_services()
         .into_iter()
         .map(|(name, _)| name)
+        .chain(own.iter().cloned())
         .collect();
-    let (health, health_routes) = server::health_and_reflection(&public);
+    let (health, routes_served_here) = server::health_and_reflection(&public);
+    let routes_served_here = routes_served_here.add_service(InvokeServiceServer::new(Unbuilt));
     for backend in routes.backends() {
         let names: Vec<String> = routes
             .public_services()
@@ -68,9 +83,10 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     Ok(server::serve(
         ServerSpec {
             listener,
-            routes: health_routes,
-            // Public services turn SERVING when their backend does.
-            health_names: Vec::new(),
+            routes: routes_served_here,
+            // Routed services turn SERVING when their backend does.
+            health_names: own,
+            roadmap: ROADMAP,
             health,
             grace: context.grace(),
             drain_delay: context.drain_delay(),

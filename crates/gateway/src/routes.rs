@@ -14,6 +14,8 @@ use prost::Message;
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: HashMap<String, ServiceName>,
+    /// Public services the gateway implements itself (`agentshare.gateway.v1`).
+    own: Vec<String>,
 }
 
 fn is_internal(service: &str) -> bool {
@@ -27,6 +29,7 @@ impl RouteTable {
             return Self::default();
         };
         let mut routes = HashMap::new();
+        let mut own = Vec::new();
         for file in set.file {
             let package = file.package();
             let mut parts = package.split('.');
@@ -35,24 +38,35 @@ impl RouteTable {
             else {
                 continue;
             };
-            let Some(backend) = ServiceName::parse(area).filter(|b| *b != ServiceName::Gateway)
-            else {
+            let Some(backend) = ServiceName::parse(area) else {
                 continue;
             };
             for service in &file.service {
-                if !is_internal(service.name()) {
-                    routes.insert(format!("{package}.{}", service.name()), backend);
+                if is_internal(service.name()) {
+                    continue;
+                }
+                let name = format!("{package}.{}", service.name());
+                if backend == ServiceName::Gateway {
+                    own.push(name);
+                } else {
+                    routes.insert(name, backend);
                 }
             }
         }
-        Self { routes }
+        own.sort();
+        Self { routes, own }
     }
 
     pub fn backend_of(&self, grpc_service: &str) -> Option<ServiceName> {
         self.routes.get(grpc_service).copied()
     }
 
-    /// Public services, sorted, with their backend.
+    /// Public services the gateway serves itself.
+    pub fn own_services(&self) -> &[String] {
+        &self.own
+    }
+
+    /// Public services routed to a backend, sorted, with their backend.
     pub fn public_services(&self) -> Vec<(String, ServiceName)> {
         let mut all: Vec<_> = self
             .routes

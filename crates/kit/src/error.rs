@@ -52,6 +52,9 @@ pub enum Error {
     /// A dependency is down; the client may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Part of the contract that a later issue builds; the message names it.
+    #[error("{0}")]
+    Unimplemented(String),
     /// A bug. The message is logged; the client sees only that it happened.
     #[error("internal error: {0}")]
     Internal(String),
@@ -91,6 +94,7 @@ impl Error {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::Unimplemented(_) => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -106,6 +110,7 @@ impl Error {
             Self::Aborted(_) | Self::AlreadyExists(_) => 409,
             Self::ResourceExhausted(_) => 429,
             Self::Unavailable(_) => 503,
+            Self::Unimplemented(_) => 501,
             Self::Internal(_) => 500,
         }
     }
@@ -179,6 +184,7 @@ mod tests {
                 429,
             ),
             (Error::Unavailable("x".into()), Code::Unavailable, 503),
+            (Error::Unimplemented("x".into()), Code::Unimplemented, 501),
             (Error::internal("boom"), Code::Internal, 500),
         ];
         for (error, code, http) in cases {

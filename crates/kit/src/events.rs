@@ -156,8 +156,6 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> 
 
 #[tonic::async_trait]
 impl EventLogService for EventLog {
-    type WatchStream = WatchStream;
-
     async fn watch(
         &self,
         request: Request<pb::WatchRequest>,

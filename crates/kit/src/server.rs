@@ -92,6 +92,8 @@ pub struct ServerSpec {
     pub routes: Routes,
     /// gRPC service names reported by health, SERVING once started.
     pub health_names: Vec<String>,
+    /// RPCs a later issue builds, named in their UNIMPLEMENTED answer.
+    pub roadmap: &'static [crate::roadmap::Planned],
     pub health: HealthReporter,
     /// How long in-flight calls may drain after the stop.
     pub grace: Duration,
@@ -186,6 +188,7 @@ where
                 request
             },
         ))
+        .layer(crate::roadmap::RoadmapLayer::new(spec.roadmap))
         .layer(layer)
         .add_routes(spec.routes);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(spec.listener);

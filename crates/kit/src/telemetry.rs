@@ -81,7 +81,11 @@ fn init_with(service: &str, filter: EnvFilter, ansi: bool) -> Telemetry {
                 .with_ansi(ansi)
                 .with_filter(filter),
         )
-        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(LevelFilter::INFO),
+        )
         .try_init();
     Telemetry { provider }
 }
@@ -142,8 +146,17 @@ mod tests {
         let _entered = span.enter();
         let mut metadata = tonic::metadata::MetadataMap::new();
         inject_context(&mut metadata);
-        let outgoing = metadata.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        assert!(outgoing.contains(trace_id), "outgoing traceparent {outgoing:?}");
-        assert!(!outgoing.contains("00f067aa0ba902b7"), "a new span id for our hop: {outgoing:?}");
+        let outgoing = metadata
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            outgoing.contains(trace_id),
+            "outgoing traceparent {outgoing:?}"
+        );
+        assert!(
+            !outgoing.contains("00f067aa0ba902b7"),
+            "a new span id for our hop: {outgoing:?}"
+        );
     }
 }

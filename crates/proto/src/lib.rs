@@ -1,6 +1,10 @@
 //! Generated code for the agentshare contract (`proto/` at the workspace
 //! root), and the encoded descriptor set for reflection.
 
+// Generated code follows its generator's style, and its doc comments are
+// the proto comments, written for every language rather than for rustdoc.
+#![allow(clippy::all, clippy::pedantic, clippy::nursery)]
+
 /// Every file of the contract, encoded, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/agentshare_descriptor.bin"));
@@ -20,5 +24,29 @@ pub mod sharing {
 pub mod registry {
     pub mod v1 {
         tonic::include_proto!("agentshare.registry.v1");
+    }
+}
+
+pub mod store {
+    pub mod v1 {
+        tonic::include_proto!("agentshare.store.v1");
+    }
+}
+
+pub mod scheduler {
+    pub mod v1 {
+        tonic::include_proto!("agentshare.scheduler.v1");
+    }
+}
+
+pub mod gateway {
+    pub mod v1 {
+        tonic::include_proto!("agentshare.gateway.v1");
+    }
+}
+
+pub mod runtime {
+    pub mod v1 {
+        tonic::include_proto!("agentshare.runtime.v1");
     }
 }

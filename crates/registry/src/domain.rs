@@ -50,6 +50,17 @@ pub struct Draft {
 /// Checks every field and reports all violations at once.
 pub fn validate_draft(draft: Option<pb::AgentDraft>) -> Result<Draft, Error> {
     let draft = draft.unwrap_or_default();
+    // The rest of the definition is stored by the registry issue; refusing it
+    // beats dropping what the builder sent.
+    if draft.model.is_some()
+        || !draft.tools.is_empty()
+        || !draft.files.is_empty()
+        || !draft.automations.is_empty()
+    {
+        return Err(Error::Unimplemented(
+            "model, tools, files and automations in a draft arrive with issue #5".into(),
+        ));
+    }
     let mut violations = Vec::new();
     let name = draft.name.trim().to_string();
     if name.is_empty() {
@@ -99,6 +110,7 @@ mod tests {
             name: " ".into(),
             description: String::new(),
             instructions: "x".repeat(MAX_INSTRUCTIONS_BYTES + 1),
+            ..Default::default()
         }))
         .expect_err("invalid");
         let Error::InvalidArgument(violations) = err else {

@@ -8,6 +8,7 @@ use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
+use agentshare_kit::roadmap::Planned;
 use agentshare_kit::server::Running;
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
@@ -31,6 +32,13 @@ fn caller_policy() -> CallerPolicy {
     )
 }
 
+/// What later issues build here.
+static ROADMAP: &[Planned] = &[Planned::service(
+    registry::SERVICE_NAME,
+    "the agent lifecycle (drafts, deploys, versions, templates, the default agent)",
+    5,
+)];
+
 /// Serves the registry on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
     let events = bootstrap::event_log(&context, &db);
@@ -40,14 +48,19 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         events: events.clone(),
     };
     let names = [registry::SERVICE_NAME, event_log::SERVICE_NAME];
-    Ok(
-        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+    Ok(bootstrap::serve_backend(
+        &context,
+        listener,
+        caller_policy(),
+        &names,
+        ROADMAP,
+        |routes| {
             routes
                 .add_service(AgentRegistryServiceServer::new(rpc::Registry { storage }))
                 .add_service(EventLogServiceServer::new(events))
-        })
-        .await,
+        },
     )
+    .await)
 }
 
 /// How every host mounts registry.

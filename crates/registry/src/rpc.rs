@@ -27,6 +27,7 @@ fn agent_to_proto(agent: AgentRow, viewer: &str) -> pb::Agent {
             } else {
                 String::new()
             },
+            ..Default::default()
         }),
         id: agent.id,
         org_id: agent.org_id,
@@ -36,6 +37,9 @@ fn agent_to_proto(agent: AgentRow, viewer: &str) -> pb::Agent {
         draft_revision: agent.draft_revision,
         create_time: Some(timestamp(agent.created_at)),
         update_time: Some(timestamp(agent.updated_at)),
+        has_undeployed_changes: agent.state == AgentState::Draft,
+        caller_can_edit: is_owner,
+        ..Default::default()
     }
 }
 
@@ -54,6 +58,9 @@ impl AgentRegistryService for Registry {
                 "you have no workspace in this org; ask an admin to add you to one".into(),
             )
         })?;
+        if request.get_ref().is_managed {
+            return Err(Error::Unimplemented("managed agents arrive with issue #5".into()).into());
+        }
         let draft = domain::validate_draft(request.get_ref().draft.clone())?;
         let agent = self
             .storage

@@ -9,12 +9,20 @@ use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
+use agentshare_kit::roadmap::Planned;
 use agentshare_kit::server::Running;
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
 use agentshare_proto::sharing::v1::access_internal_service_server::{
     self as access_internal, AccessInternalServiceServer,
+};
+use agentshare_proto::sharing::v1::access_service_server::{self as access, AccessServiceServer};
+use agentshare_proto::sharing::v1::connections_service_server::{
+    self as connections, ConnectionsServiceServer,
+};
+use agentshare_proto::sharing::v1::sharing_service_server::{
+    self as sharing, SharingServiceServer,
 };
 use agentshare_proto::sharing::v1::tenancy_service_server::{
     self as tenancy, TenancyServiceServer,
@@ -26,10 +34,19 @@ static MIGRATIONS: Migrations = Migrations {
     postgres: sqlx::migrate!("migrations/postgres"),
 };
 
-/// Who may call sharing's internal services.
+/// Who may call sharing's internal services: the gateway authenticates
+/// callers and plans runs, registry syncs agents, the scheduler plans
+/// automation runs.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
-        .internal(access_internal::SERVICE_NAME, &[ServiceName::Gateway])
+        .internal(
+            access_internal::SERVICE_NAME,
+            &[
+                ServiceName::Gateway,
+                ServiceName::Registry,
+                ServiceName::Scheduler,
+            ],
+        )
         .internal(
             event_log::SERVICE_NAME,
             &[
@@ -39,6 +56,57 @@ fn caller_policy() -> CallerPolicy {
             ],
         )
 }
+
+/// What later issues build here.
+static ROADMAP: &[Planned] = &[
+    Planned::service(
+        tenancy::SERVICE_NAME,
+        "tenancy (orgs, workspaces, members, projects, API keys, audit)",
+        4,
+    ),
+    Planned::service(sharing::SERVICE_NAME, "sharing agents with workspaces", 6),
+    Planned::method(sharing::SERVICE_NAME, "CreateGrant", "share grants", 9),
+    Planned::method(sharing::SERVICE_NAME, "ListGrants", "share grants", 9),
+    Planned::method(sharing::SERVICE_NAME, "RevokeGrant", "share grants", 9),
+    Planned::method(
+        sharing::SERVICE_NAME,
+        "GetAgentReach",
+        "an agent's reach",
+        9,
+    ),
+    Planned::service(
+        connections::SERVICE_NAME,
+        "connections and personal setup",
+        7,
+    ),
+    Planned::service(access::SERVICE_NAME, "access checks and My Agents", 6),
+    Planned::method(
+        access::SERVICE_NAME,
+        "ResolveInvocation",
+        "invocation plans",
+        9,
+    ),
+    Planned::method(access::SERVICE_NAME, "PinVersion", "version pins", 5),
+    Planned::method(access::SERVICE_NAME, "UnpinVersion", "version pins", 5),
+    Planned::method(access::SERVICE_NAME, "GetPin", "version pins", 5),
+    Planned::service(
+        access_internal::SERVICE_NAME,
+        "grant tokens and invocation plans",
+        9,
+    ),
+    Planned::method(
+        access_internal::SERVICE_NAME,
+        "SyncAgent",
+        "syncing agents from the registry",
+        5,
+    ),
+    Planned::method(
+        access_internal::SERVICE_NAME,
+        "AuthenticateApiKey",
+        "API keys",
+        4,
+    ),
+];
 
 /// Serves sharing on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
@@ -50,22 +118,33 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     };
     let names = [
         tenancy::SERVICE_NAME,
+        sharing::SERVICE_NAME,
+        connections::SERVICE_NAME,
+        access::SERVICE_NAME,
         access_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
     ];
-    Ok(
-        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+    Ok(bootstrap::serve_backend(
+        &context,
+        listener,
+        caller_policy(),
+        &names,
+        ROADMAP,
+        |routes| {
             routes
                 .add_service(TenancyServiceServer::new(rpc::Tenancy {
                     storage: storage.clone(),
                 }))
+                .add_service(SharingServiceServer::new(rpc::Unbuilt))
+                .add_service(ConnectionsServiceServer::new(rpc::Unbuilt))
+                .add_service(AccessServiceServer::new(rpc::Unbuilt))
                 .add_service(AccessInternalServiceServer::new(rpc::AccessInternal {
                     storage,
                 }))
                 .add_service(EventLogServiceServer::new(events))
-        })
-        .await,
+        },
     )
+    .await)
 }
 
 /// How every host mounts sharing.
