@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use agentshare_e2e::{Suite, UserClient, binary, connect, wait_ready};
+use agentshare_e2e::{Suite, UserClient, binary, connect, public_services, wait_ready};
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
@@ -54,10 +54,13 @@ fn sigterm(child: &tokio::process::Child) {
     }
 }
 
-const PUBLIC: [&str; 2] = [
-    "agentshare.sharing.v1.TenancyService",
-    "agentshare.registry.v1.AgentRegistryService",
-];
+/// Waits until the gateway and every public service behind it are SERVING.
+async fn wait_all_ready(addr: SocketAddr) {
+    wait_ready(addr, "").await;
+    for service in public_services() {
+        wait_ready(addr, &service).await;
+    }
+}
 
 #[tokio::test]
 async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
@@ -65,17 +68,9 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
     let data_dir = dir.path().join("data");
     let addr = free_port();
     let mut child = serve(&data_dir, addr);
-    for service in [""].into_iter().chain(PUBLIC) {
-        wait_ready(addr, service).await;
-    }
+    wait_all_ready(addr).await;
     let alice = UserClient::new(connect(addr).await, Some(token(&data_dir, "alice")));
-    alice
-        .tenancy()
-        .create_org(sharing::CreateOrgRequest {
-            name: "Before".into(),
-        })
-        .await
-        .expect("org");
+    alice.new_org("Before").await;
 
     // Hold registry's write lock, so the next calls are surely in flight,
     // waiting inside the server, when SIGTERM arrives.
@@ -125,9 +120,7 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
 
     // A restart on the same data dir sees everything that was committed.
     let mut child = serve(&data_dir, addr);
-    for service in [""].into_iter().chain(PUBLIC) {
-        wait_ready(addr, service).await;
-    }
+    wait_all_ready(addr).await;
     let alice = UserClient::new(connect(addr).await, Some(token(&data_dir, "alice")));
     let org = alice
         .tenancy()
@@ -230,17 +223,10 @@ async fn per_service_processes_survive_a_sigkilled_replica_and_its_restart() {
         .start()
         .await;
     let alice = suite.user("alice").await;
-    alice
-        .tenancy()
-        .create_org(sharing::CreateOrgRequest {
-            name: "Acme".into(),
-        })
-        .await
-        .expect("org");
-    let create = || agentshare_e2e::draft_agent("Durable");
+    alice.new_org("Acme").await;
     let agent = alice
         .registry()
-        .create_agent(create())
+        .create_agent(agentshare_e2e::draft_agent("Durable"))
         .await
         .expect("agent")
         .into_inner()

@@ -4,7 +4,6 @@
 use agentshare_e2e::Suite;
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
-use agentshare_proto::sharing::v1 as sharing;
 
 #[tokio::test]
 async fn calls_spread_across_three_replicas_and_survive_one_stopping() {
@@ -14,21 +13,8 @@ async fn calls_spread_across_three_replicas_and_survive_one_stopping() {
         .start()
         .await;
     let alice = suite.user("alice").await;
-    alice
-        .tenancy()
-        .create_org(sharing::CreateOrgRequest {
-            name: "Acme".into(),
-        })
-        .await
-        .expect("org");
-    let agent = alice
-        .registry()
-        .create_agent(agentshare_e2e::draft_agent("Spread"))
-        .await
-        .expect("agent")
-        .into_inner()
-        .agent
-        .expect("agent");
+    alice.new_org("Acme").await;
+    let agent = alice.new_agent("Spread").await;
     let get = || registry::GetAgentRequest {
         agent_id: agent.id.clone(),
     };

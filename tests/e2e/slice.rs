@@ -82,24 +82,8 @@ async fn another_org_cannot_see_an_org_or_its_agents() {
     let suite = Suite::start().await;
     let alice = suite.user("alice").await;
     let bob = suite.user("bob").await;
-    let acme = alice
-        .tenancy()
-        .create_org(sharing::CreateOrgRequest {
-            name: "Acme".into(),
-        })
-        .await
-        .expect("org")
-        .into_inner()
-        .org
-        .expect("org");
-    let agent = alice
-        .registry()
-        .create_agent(new_agent("Secret"))
-        .await
-        .expect("agent")
-        .into_inner()
-        .agent
-        .expect("agent");
+    let acme = alice.new_org("Acme").await;
+    let agent = alice.new_agent("Secret").await;
 
     // Bob has no org yet: org-scoped calls tell him to create one.
     assert_status(

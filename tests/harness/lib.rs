@@ -24,8 +24,9 @@ use agentshare_kit::identity::{Identity, KeyRing, ServiceName, generate_missing_
 use agentshare_kit::server::{Running, ServiceChannel, Shutdown, bind};
 use agentshare_kit::session;
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
-use agentshare_proto::registry::v1::{AgentDraft, CreateAgentRequest};
+use agentshare_proto::registry::v1::{Agent, AgentDraft, CreateAgentRequest};
 use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
+use agentshare_proto::sharing::v1::{CreateOrgRequest, Org};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -145,8 +146,9 @@ impl SuiteBuilder {
         }
         // The gateway reports each public service once its backend answers.
         for gateway in suite.addrs(ServiceName::Gateway) {
-            wait_ready(gateway, "agentshare.sharing.v1.TenancyService").await;
-            wait_ready(gateway, "agentshare.registry.v1.AgentRegistryService").await;
+            for service in public_services() {
+                wait_ready(gateway, &service).await;
+            }
         }
         suite
     }
@@ -507,6 +509,18 @@ pub fn child_env_of(suite: &Suite, service: ServiceName, replica: usize) -> Vec<
         .unwrap_or_default()
 }
 
+/// Every public gRPC service of the contract, as the gateway serves them.
+pub fn public_services() -> Vec<String> {
+    let routes = agentshare_gateway::RouteTable::from_contract();
+    let mut all: Vec<String> = routes
+        .public_services()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    all.extend(routes.own_services().iter().cloned());
+    all
+}
+
 /// A request for a draft agent with just a name.
 pub fn draft_agent(name: &str) -> CreateAgentRequest {
     CreateAgentRequest {
@@ -638,5 +652,27 @@ impl UserClient {
 
     pub fn registry(&self) -> AgentRegistryServiceClient<Authed> {
         AgentRegistryServiceClient::new(self.authed())
+    }
+
+    /// Creates an org named `name`, with this caller as its owner.
+    pub async fn new_org(&self, name: &str) -> Org {
+        self.tenancy()
+            .create_org(CreateOrgRequest { name: name.into() })
+            .await
+            .expect("create org")
+            .into_inner()
+            .org
+            .expect("org")
+    }
+
+    /// Creates a draft agent named `name` in the caller's org.
+    pub async fn new_agent(&self, name: &str) -> Agent {
+        self.registry()
+            .create_agent(draft_agent(name))
+            .await
+            .expect("create agent")
+            .into_inner()
+            .agent
+            .expect("agent")
     }
 }

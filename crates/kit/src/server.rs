@@ -191,7 +191,10 @@ where
         .layer(crate::roadmap::RoadmapLayer::new(spec.roadmap))
         .layer(layer)
         .add_routes(spec.routes);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(spec.listener);
+    // Without TCP_NODELAY a reply can wait on the peer's delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(spec.listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
     let reporter = health.clone();
     let task = tokio::spawn(async move {
         let signal = async move {
