@@ -115,7 +115,7 @@ impl SuiteBuilder {
             database_max_connections: 2,
             event_poll_millis: 50,
             shutdown_grace_secs: 10,
-            shutdown_delay_millis: 100,
+            shutdown_delay_millis: 300,
             ..Config::default()
         };
         for service in ServiceName::ALL {
@@ -219,7 +219,7 @@ impl Suite {
             ),
             ("AGENTSHARE_DATABASE_MAX_CONNECTIONS".into(), "2".into()),
             ("AGENTSHARE_EVENT_POLL_MILLIS".into(), "50".into()),
-            ("AGENTSHARE_SHUTDOWN_DELAY_MILLIS".into(), "100".into()),
+            ("AGENTSHARE_SHUTDOWN_DELAY_MILLIS".into(), "300".into()),
         ];
         if service != ServiceName::Gateway {
             env.push((
@@ -292,7 +292,6 @@ impl Suite {
     pub async fn stop_replica(&mut self, service: ServiceName, replica: usize) {
         let instance = self.instance_mut(service, replica);
         match std::mem::replace(&mut instance.host, Host::Stopped) {
-            Host::InProcess(running) => running.stop().await.expect("stops cleanly"),
             Host::Process(mut child) => {
                 signal(&child.process, libc::SIGTERM);
                 let status = child.process.wait().await.expect("wait");
@@ -301,7 +300,7 @@ impl Suite {
                     "{service} exited with {status} after SIGTERM"
                 );
             }
-            Host::Stopped => {}
+            other => stop_host(other).await,
         }
     }
 
@@ -394,20 +393,32 @@ impl Suite {
     /// Stops everything: the gateways first, then the services; drops the
     /// suite's PostgreSQL schemas.
     pub async fn stop(mut self) {
-        let mut order: Vec<usize> = (0..self.instances.len()).collect();
-        order.sort_by_key(|i| self.instances[*i].service != ServiceName::Gateway);
-        for index in order {
-            let host = std::mem::replace(&mut self.instances[index].host, Host::Stopped);
-            match host {
-                Host::InProcess(running) => running.stop().await.expect("stops cleanly"),
-                Host::Process(mut child) => {
-                    signal(&child.process, libc::SIGTERM);
-                    let _ = child.process.wait().await;
+        for gateways_first in [true, false] {
+            let mut stopping = Vec::new();
+            for instance in &mut self.instances {
+                if (instance.service == ServiceName::Gateway) != gateways_first {
+                    continue;
                 }
-                Host::Stopped => {}
+                stopping.push(stop_host(std::mem::replace(
+                    &mut instance.host,
+                    Host::Stopped,
+                )));
             }
+            futures::future::join_all(stopping).await;
         }
         self.databases.drop_all().await;
+    }
+}
+
+/// Stops one replica: a graceful drain in-process, SIGTERM for a process.
+async fn stop_host(host: Host) {
+    match host {
+        Host::InProcess(running) => running.stop().await.expect("stops cleanly"),
+        Host::Process(mut child) => {
+            signal(&child.process, libc::SIGTERM);
+            let _ = child.process.wait().await;
+        }
+        Host::Stopped => {}
     }
 }
 
