@@ -34,10 +34,11 @@ impl Drop for Telemetry {
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(service: &str) -> Telemetry {
+    use std::io::IsTerminal;
     init_with(
         service,
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        true,
+        std::io::stderr().is_terminal(),
     )
 }
 
