@@ -4,6 +4,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod api_keys;
 mod auth;
 mod contract;
 mod lifecycle;

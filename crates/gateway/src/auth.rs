@@ -3,7 +3,7 @@
 use agentshare_kit::Error;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{BadSetting, Config};
-use agentshare_kit::identity::{Principal, PrincipalKind};
+use agentshare_kit::identity::{API_KEY_PREFIX, Principal};
 use agentshare_kit::server::ServiceChannel;
 use agentshare_kit::session::SessionVerifier;
 use agentshare_proto::sharing::v1::{
@@ -64,11 +64,10 @@ impl Authenticator {
         })
     }
 
-    /// Verifies the bearer credential and resolves the org and workspace of
-    /// the request against membership.
+    /// Verifies the bearer credential (a session JWT or an API key) and
+    /// resolves the org and workspace of the request against membership.
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, tonic::Status> {
         let token = bearer(metadata)?;
-        let claims = self.verifier.verify(token, &self.clock)?;
         let header = |name: &str| {
             metadata
                 .get(name)
@@ -76,6 +75,27 @@ impl Authenticator {
                 .unwrap_or_default()
                 .to_string()
         };
+        if token.starts_with(API_KEY_PREFIX) {
+            let key = self
+                .sharing
+                .clone()
+                .authenticate_api_key(sharing::AuthenticateApiKeyRequest {
+                    secret: token.to_string(),
+                    requested_org_id: header(ORG_HEADER),
+                    requested_workspace_id: header(WORKSPACE_HEADER),
+                })
+                .await?
+                .into_inner();
+            let mut principal = Principal::user(key.user_id);
+            principal.org_id = non_empty(key.org_id);
+            principal.org_role = role_name(key.org_role);
+            principal.workspace_id = non_empty(key.workspace_id);
+            principal.workspaces_enabled = key.workspaces_enabled;
+            // An API key never passes step-up: `step_up_at` stays unset.
+            principal.api_key_id = Some(key.api_key_id);
+            return Ok(principal);
+        }
+        let claims = self.verifier.verify(token, &self.clock)?;
         let resolved = self
             .sharing
             .clone()
@@ -89,36 +109,38 @@ impl Authenticator {
             })
             .await?
             .into_inner();
-        let role =
-            sharing::OrgRole::try_from(resolved.org_role).unwrap_or(sharing::OrgRole::Unspecified);
         let second_factor = claims
             .amr
             .iter()
             .any(|m| SECOND_FACTORS.contains(&m.as_str()));
-        let non_empty = |s: String| (!s.is_empty()).then_some(s);
-        Ok(Principal {
-            kind: PrincipalKind::User,
-            user_id: Some(resolved.user_id),
-            org_id: non_empty(resolved.org_id),
-            org_role: match role {
-                sharing::OrgRole::Unspecified => None,
-                sharing::OrgRole::Owner => Some("owner".into()),
-                sharing::OrgRole::Admin => Some("admin".into()),
-                sharing::OrgRole::Member => Some("member".into()),
-                sharing::OrgRole::Viewer => Some("viewer".into()),
-            },
-            workspace_id: non_empty(resolved.workspace_id),
-            workspaces_enabled: resolved.workspaces_enabled,
-            org_choice_required: resolved.org_choice_required,
-            step_up_at: if second_factor {
-                claims.auth_time
-            } else {
-                None
-            },
-            grant_id: None,
-            session_id: claims.sid,
-            token: String::new(),
-        })
+        let mut principal = Principal::user(resolved.user_id);
+        principal.org_id = non_empty(resolved.org_id);
+        principal.org_role = role_name(resolved.org_role);
+        principal.workspace_id = non_empty(resolved.workspace_id);
+        principal.workspaces_enabled = resolved.workspaces_enabled;
+        principal.org_choice_required = resolved.org_choice_required;
+        principal.step_up_at = if second_factor {
+            claims.auth_time
+        } else {
+            None
+        };
+        principal.session_id = claims.sid;
+        Ok(principal)
+    }
+}
+
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// The role as the Principal carries it: its lowercase name.
+fn role_name(role: i32) -> Option<String> {
+    match sharing::OrgRole::try_from(role).unwrap_or(sharing::OrgRole::Unspecified) {
+        sharing::OrgRole::Unspecified => None,
+        sharing::OrgRole::Owner => Some("owner".into()),
+        sharing::OrgRole::Admin => Some("admin".into()),
+        sharing::OrgRole::Member => Some("member".into()),
+        sharing::OrgRole::Viewer => Some("viewer".into()),
     }
 }
 

@@ -23,6 +23,9 @@ use crate::clock::Clock;
 use crate::error::Error;
 
 pub const SERVICE_HEADER: &str = "x-agentshare-service";
+/// Every API key secret starts with this, so the gateway tells keys from
+/// session JWTs without trying both.
+pub const API_KEY_PREFIX: &str = "ask_";
 pub const PRINCIPAL_HEADER: &str = "x-agentshare-principal";
 /// The audience of every Principal: any agentshare service, never a client.
 pub const PRINCIPAL_AUDIENCE: &str = "agentshare-internal";
@@ -205,6 +208,10 @@ pub struct Principal {
     pub grant_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// Set when the caller authenticated with an API key, which never
+    /// passes step-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
     /// The signed form, kept so the Principal can be passed on unchanged.
     #[serde(skip)]
     pub token: String,
@@ -223,6 +230,7 @@ impl Principal {
             step_up_at: None,
             grant_id: None,
             session_id: None,
+            api_key_id: None,
             token: String::new(),
         }
     }
@@ -608,4 +616,12 @@ pub fn random_token() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(Error::internal)?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Hex SHA-256 of a high-entropy secret (API key, share token): enough to
+/// store it, since such secrets cannot be guessed; a slow password hash would
+/// only add latency to every call.
+pub fn secret_digest(secret: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(secret.as_bytes()))
 }

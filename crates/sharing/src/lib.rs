@@ -1,8 +1,10 @@
 //! The sharing service: tenancy and access. It is the authority on who may do
 //! what (DESIGN.md, "Who owns what").
 
+mod api_keys;
 mod domain;
 mod rpc;
+mod scope;
 mod storage;
 
 use agentshare_kit::bootstrap::{self, BackendService, Context};
@@ -99,12 +101,6 @@ static ROADMAP: &[Planned] = &[
         "SyncAgent",
         "syncing agents from the registry",
         5,
-    ),
-    Planned::method(
-        access_internal::SERVICE_NAME,
-        "AuthenticateApiKey",
-        "API keys",
-        4,
     ),
 ];
 

@@ -9,8 +9,11 @@ use pb::access_internal_service_server::AccessInternalService;
 use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
 
+use crate::api_keys;
 use crate::domain::{self, OrgChoice};
+use crate::scope;
 use crate::storage::{OrgRow, Storage, WorkspaceRow};
+use agentshare_kit::identity::{API_KEY_PREFIX, random_token, secret_digest};
 
 #[derive(Clone)]
 pub struct Tenancy {
@@ -37,6 +40,27 @@ fn org_to_proto(org: OrgRow) -> pb::Org {
         workspaces_enabled: org.workspaces_enabled,
         default_workspace_id: org.default_workspace_id,
         create_time: Some(timestamp(org.created_at)),
+    }
+}
+
+fn micros_of(time: &prost_types::Timestamp) -> i64 {
+    time.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(time.nanos) / 1_000)
+}
+
+fn api_key_to_proto(key: api_keys::ApiKeyRow) -> pb::ApiKey {
+    pb::ApiKey {
+        id: key.id,
+        user_id: key.user_id,
+        org_id: key.org_id,
+        default_workspace_id: key.default_workspace_id,
+        label: key.label,
+        prefix: key.prefix,
+        create_time: Some(timestamp(key.created_at)),
+        last_use_time: key.last_used_at.map(timestamp),
+        expire_time: key.expires_at.map(timestamp),
+        revoke_time: key.revoked_at.map(timestamp),
     }
 }
 
@@ -97,6 +121,107 @@ impl TenancyService for Tenancy {
             caller_role: role.to_proto().into(),
         }))
     }
+
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        if principal.api_key_id.is_some() {
+            return Err(Error::PermissionDenied(
+                "an API key cannot create API keys; sign in to create one".into(),
+            )
+            .into());
+        }
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let request = request.get_ref();
+        let label = domain::display_name("label", &request.label)?;
+        let now = self.storage.clock.now_micros();
+        let expires_at = request.expire_time.as_ref().map(micros_of);
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::invalid("expire_time", "must be in the future").into());
+        }
+        let org = self
+            .storage
+            .org(org_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
+        let preferred = principal.workspace_id.as_deref();
+        let workspace = scope::workspace_of(
+            &self.storage,
+            &org,
+            user,
+            &request.default_workspace_id,
+            preferred,
+        )
+        .await?;
+        if workspace.is_empty() {
+            return Err(Error::FailedPrecondition(
+                "you belong to no workspace in this org; ask an admin to add you to one".into(),
+            )
+            .into());
+        }
+        let secret = format!("{API_KEY_PREFIX}{}", random_token()?);
+        let prefix: String = secret.chars().take(api_keys::SHOWN_PREFIX_CHARS).collect();
+        let key = self
+            .storage
+            .create_api_key(api_keys::NewApiKey {
+                user_id: user,
+                org_id,
+                default_workspace_id: &workspace,
+                label: &label,
+                prefix: &prefix,
+                secret_digest: &secret_digest(&secret),
+                expires_at,
+            })
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            api_key: Some(api_key_to_proto(key)),
+            secret,
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let keys = self
+            .storage
+            .api_keys_of(user, org_id, page.after.as_deref(), page.size + 1)
+            .await
+            .map_err(Error::from)?;
+        let (keys, next_page_token) = page.split(keys, |key| key.id.clone());
+        Ok(Response::new(pb::ListApiKeysResponse {
+            api_keys: keys.into_iter().map(api_key_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let id = &request.get_ref().api_key_id;
+        let key = self
+            .storage
+            .revoke_api_key(user, org_id, id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("API key {id}")))?;
+        Ok(Response::new(pb::RevokeApiKeyResponse {
+            api_key: Some(api_key_to_proto(key)),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -138,45 +263,72 @@ impl AccessInternalService for AccessInternal {
             .await
             .map_err(Error::from)?
             .ok_or_else(not_found)?;
-        response.workspace_id = if !org.workspaces_enabled {
-            // With workspaces off, the org behaves as its default workspace.
-            if !request.requested_workspace_id.is_empty()
-                && request.requested_workspace_id != org.default_workspace_id
-            {
-                return Err(Error::not_found(format!(
-                    "workspace {}",
-                    request.requested_workspace_id
-                ))
-                .into());
-            }
-            org.default_workspace_id.clone()
-        } else if !request.requested_workspace_id.is_empty() {
-            if !storage
-                .is_workspace_member(&org_id, &request.requested_workspace_id, &user_id)
-                .await
-                .map_err(Error::from)?
-            {
-                return Err(Error::not_found(format!(
-                    "workspace {}",
-                    request.requested_workspace_id
-                ))
-                .into());
-            }
-            request.requested_workspace_id
-        } else {
-            // The user's default: the org default workspace if they are in
-            // it, else their first; none denies everything (null scope).
-            storage
-                .workspace_ids_of(&org_id, &user_id)
-                .await
-                .map_err(Error::from)?
-                .into_iter()
-                .next()
-                .unwrap_or_default()
-        };
+        response.workspace_id = scope::workspace_of(
+            storage,
+            &org,
+            &user_id,
+            &request.requested_workspace_id,
+            None,
+        )
+        .await?;
         response.org_id = org_id;
         response.org_role = role.to_proto().into();
         response.workspaces_enabled = org.workspaces_enabled;
         Ok(Response::new(response))
+    }
+
+    async fn authenticate_api_key(
+        &self,
+        request: Request<pb::AuthenticateApiKeyRequest>,
+    ) -> Result<Response<pb::AuthenticateApiKeyResponse>, Status> {
+        let request = request.into_inner();
+        let storage = &self.storage;
+        let rejected = |why: &str| Error::Unauthenticated(format!("API key rejected: {why}"));
+        let key = storage
+            .use_api_key(&secret_digest(&request.secret))
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| rejected("unknown key; create one with TenancyService.CreateApiKey"))?;
+        if key.revoked_at.is_some() {
+            return Err(rejected("API key revoked").into());
+        }
+        if key
+            .expires_at
+            .is_some_and(|at| at <= storage.clock.now_micros())
+        {
+            return Err(rejected("API key expired; create a new one").into());
+        }
+        if !request.requested_org_id.is_empty() && request.requested_org_id != key.org_id {
+            return Err(Error::PermissionDenied(
+                "this API key works in its own org only; drop x-agentshare-org or use a key of that org".into(),
+            )
+            .into());
+        }
+        let role = storage
+            .org_role(&key.org_id, &key.user_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| rejected("its user is no longer a member of its org"))?;
+        let org = storage
+            .org(&key.org_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| rejected("its org no longer exists"))?;
+        let workspace_id = scope::workspace_of(
+            storage,
+            &org,
+            &key.user_id,
+            &request.requested_workspace_id,
+            Some(&key.default_workspace_id),
+        )
+        .await?;
+        Ok(Response::new(pb::AuthenticateApiKeyResponse {
+            api_key_id: key.id,
+            user_id: key.user_id,
+            org_id: key.org_id,
+            org_role: role.to_proto().into(),
+            workspace_id,
+            workspaces_enabled: org.workspaces_enabled,
+        }))
     }
 }

@@ -1,0 +1,159 @@
+//! API keys: storage of a user's long-lived credentials in one org.
+
+use agentshare_kit::db::new_id;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::storage::Storage;
+
+/// How much of the secret listings show.
+pub const SHOWN_PREFIX_CHARS: usize = 12;
+
+pub struct ApiKeyRow {
+    pub id: String,
+    pub user_id: String,
+    pub org_id: String,
+    pub default_workspace_id: String,
+    pub label: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+pub struct NewApiKey<'a> {
+    pub user_id: &'a str,
+    pub org_id: &'a str,
+    pub default_workspace_id: &'a str,
+    pub label: &'a str,
+    pub prefix: &'a str,
+    pub secret_digest: &'a str,
+    pub expires_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, user_id, org_id, default_workspace_id, label, prefix, created_at, last_used_at, expires_at, revoked_at";
+
+fn from_row(row: &AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
+    Ok(ApiKeyRow {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        org_id: row.try_get("org_id")?,
+        default_workspace_id: row.try_get("default_workspace_id")?,
+        label: row.try_get("label")?,
+        prefix: row.try_get("prefix")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+impl Storage {
+    pub async fn create_api_key(&self, key: NewApiKey<'_>) -> Result<ApiKeyRow, sqlx::Error> {
+        let id = new_id();
+        let now = self.clock.now_micros();
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, org_id, default_workspace_id, label, prefix, secret_sha256, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(key.user_id)
+        .bind(key.org_id)
+        .bind(key.default_workspace_id)
+        .bind(key.label)
+        .bind(key.prefix)
+        .bind(key.secret_digest)
+        .bind(now)
+        .bind(key.expires_at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(ApiKeyRow {
+            id,
+            user_id: key.user_id.into(),
+            org_id: key.org_id.into(),
+            default_workspace_id: key.default_workspace_id.into(),
+            label: key.label.into(),
+            prefix: key.prefix.into(),
+            created_at: now,
+            last_used_at: None,
+            expires_at: key.expires_at,
+            revoked_at: None,
+        })
+    }
+
+    /// The caller's keys in an org, newest first, after `before_id`.
+    pub async fn api_keys_of(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        before_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 AND org_id = $2 AND ($3 = '' OR id < $3) \
+             ORDER BY id DESC LIMIT $4"
+        );
+        sqlx::query(&sql)
+            .bind(user_id)
+            .bind(org_id)
+            .bind(before_id.unwrap_or_default())
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(from_row)
+            .collect()
+    }
+
+    /// Revokes one of the user's keys (once); `None` when it is not theirs.
+    pub async fn revoke_api_key(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND org_id = $4 AND revoked_at IS NULL",
+        )
+        .bind(self.clock.now_micros())
+        .bind(id)
+        .bind(user_id)
+        .bind(org_id)
+        .execute(&self.db.pool)
+        .await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND user_id = $2 AND org_id = $3"
+        );
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(user_id)
+            .bind(org_id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    /// The key with this secret digest, its last use recorded.
+    pub async fn use_api_key(&self, secret_digest: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_sha256 = $1");
+        let Some(key) = sqlx::query(&sql)
+            .bind(secret_digest)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(from_row)
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(self.clock.now_micros())
+            .bind(&key.id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(Some(key))
+    }
+}

@@ -1,0 +1,196 @@
+//! API keys (`003_*`, issue 4): shown once, listed by prefix and last use,
+//! acting as their creator in their org, revoked on the very next call.
+
+use std::time::Duration;
+
+use agentshare_e2e::Suite;
+use agentshare_proto::sharing::v1 as sharing;
+use tonic::Code;
+
+use crate::assert_status;
+
+fn create(label: &str) -> sharing::CreateApiKeyRequest {
+    sharing::CreateApiKeyRequest {
+        label: label.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_key_acts_as_its_creator_until_revoked() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let org = alice.new_org("Acme").await;
+
+    let created = alice
+        .tenancy()
+        .create_api_key(create("ci"))
+        .await
+        .expect("create key")
+        .into_inner();
+    let secret = created.secret;
+    let key = created.api_key.expect("key");
+    assert!(
+        secret.starts_with("ask_") && secret.len() > 40,
+        "a high-entropy secret"
+    );
+    assert!(secret.starts_with(&key.prefix) && key.prefix.len() < 16);
+    assert_eq!(key.org_id, org.id);
+    assert_eq!(key.default_workspace_id, org.default_workspace_id);
+    assert!(key.last_use_time.is_none());
+
+    // The key acts as Alice, in her org, with no header.
+    let with_key = alice.with_token(&secret);
+    let seen = with_key
+        .tenancy()
+        .get_org(sharing::GetOrgRequest::default())
+        .await
+        .expect("get org")
+        .into_inner();
+    assert_eq!(seen.org.expect("org").id, org.id);
+    let by_key = with_key.new_agent("Made with a key").await;
+    let by_session = alice.new_agent("Made in a session").await;
+    assert_eq!(
+        by_key.owner_user_id, by_session.owner_user_id,
+        "the key acts as its creator"
+    );
+
+    let listed = alice
+        .tenancy()
+        .list_api_keys(sharing::ListApiKeysRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .api_keys;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].prefix, key.prefix);
+    assert!(
+        listed[0].last_use_time.is_some(),
+        "the last use is recorded"
+    );
+
+    alice
+        .tenancy()
+        .revoke_api_key(sharing::RevokeApiKeyRequest {
+            api_key_id: key.id.clone(),
+        })
+        .await
+        .expect("revoke");
+    assert_status(
+        with_key
+            .tenancy()
+            .get_org(sharing::GetOrgRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "API key revoked",
+    );
+    assert_status(
+        alice
+            .with_token("ask_not-a-key-anyone-made")
+            .tenancy()
+            .get_org(sharing::GetOrgRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "unknown key",
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn keys_stay_in_their_org_and_cannot_mint_more_keys() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    alice.new_org("Acme").await;
+    let bobco = bob.new_org("Bobco").await;
+    let secret = alice
+        .tenancy()
+        .create_api_key(create("ci"))
+        .await
+        .expect("key")
+        .into_inner()
+        .secret;
+    let with_key = alice.with_token(&secret);
+
+    assert_status(
+        with_key.tenancy().create_api_key(create("more")).await,
+        Code::PermissionDenied,
+        "sign in",
+    );
+    assert_status(
+        with_key
+            .in_org(&bobco.id)
+            .tenancy()
+            .get_org(sharing::GetOrgRequest::default())
+            .await,
+        Code::PermissionDenied,
+        "its own org",
+    );
+    // Bob cannot revoke Alice's key, nor learn that it exists.
+    let key_id = alice
+        .tenancy()
+        .list_api_keys(sharing::ListApiKeysRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .api_keys[0]
+        .id
+        .clone();
+    assert_status(
+        bob.tenancy()
+            .revoke_api_key(sharing::RevokeApiKeyRequest { api_key_id: key_id })
+            .await,
+        Code::NotFound,
+        "not found",
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_expires_on_the_suite_clock() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    alice.new_org("Acme").await;
+    let expire = agentshare_kit::clock::timestamp(suite.clock.now_micros() + 60_000_000);
+    let secret = alice
+        .tenancy()
+        .create_api_key(sharing::CreateApiKeyRequest {
+            label: "short".into(),
+            expire_time: Some(expire),
+            ..Default::default()
+        })
+        .await
+        .expect("key")
+        .into_inner()
+        .secret;
+    let with_key = alice.with_token(&secret);
+    with_key
+        .tenancy()
+        .get_org(sharing::GetOrgRequest::default())
+        .await
+        .expect("valid now");
+    suite.clock.advance(Duration::from_secs(61));
+    assert_status(
+        with_key
+            .tenancy()
+            .get_org(sharing::GetOrgRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "expired",
+    );
+    let past = agentshare_kit::clock::timestamp(suite.clock.now_micros() - 1);
+    assert_status(
+        alice
+            .with_token(&suite.token("alice"))
+            .tenancy()
+            .create_api_key(sharing::CreateApiKeyRequest {
+                label: "late".into(),
+                expire_time: Some(past),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "expire_time",
+    );
+    suite.stop().await;
+}
