@@ -194,3 +194,115 @@ async fn a_key_expires_on_the_suite_clock() {
     );
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn key_changes_are_audited_with_the_credential_that_made_them() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    alice.new_org("Acme").await;
+    bob.new_org("Bobco").await;
+
+    let first = alice
+        .tenancy()
+        .create_api_key(create("ci"))
+        .await
+        .expect("key")
+        .into_inner();
+    let second = alice
+        .tenancy()
+        .create_api_key(create("laptop"))
+        .await
+        .expect("key")
+        .into_inner();
+    let second_id = second.api_key.expect("key").id;
+    // The first key revokes the second: the trail says a key did it.
+    alice
+        .with_token(&first.secret)
+        .tenancy()
+        .revoke_api_key(sharing::RevokeApiKeyRequest {
+            api_key_id: second_id.clone(),
+        })
+        .await
+        .expect("revoke with a key");
+
+    let events = alice
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["api_key.revoked", "api_key.created", "api_key.created"],
+        "newest first"
+    );
+    let revoked = &events[0];
+    assert_eq!(revoked.target_id, second_id);
+    assert_eq!(
+        revoked.credential_kind,
+        sharing::CredentialKind::ApiKey as i32
+    );
+    assert_eq!(
+        events[1].credential_kind,
+        sharing::CredentialKind::Session as i32
+    );
+    assert!(events[1].before_json.is_empty() && events[1].after_json.contains("laptop"));
+    for event in &events {
+        assert!(
+            !event.after_json.contains(&first.secret) && !event.after_json.contains(&second.secret)
+        );
+    }
+
+    // Filtered by target, one per page.
+    let page = alice
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest {
+            target_id: second_id.clone(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("page")
+        .into_inner();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].action, "api_key.revoked");
+    let rest = alice
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest {
+            target_id: second_id,
+            page_size: 1,
+            page_token: page.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .expect("next page")
+        .into_inner();
+    assert_eq!(rest.events.len(), 1);
+    assert_eq!(rest.events[0].action, "api_key.created");
+    assert!(rest.next_page_token.is_empty());
+
+    // Another org's trail shows none of it.
+    let theirs = bob
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest::default())
+        .await
+        .expect("bob's audit")
+        .into_inner()
+        .events;
+    assert!(theirs.is_empty(), "{theirs:?}");
+    assert_status(
+        alice
+            .tenancy()
+            .list_audit_events(sharing::ListAuditEventsRequest {
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+    suite.stop().await;
+}

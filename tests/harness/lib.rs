@@ -128,21 +128,29 @@ impl SuiteBuilder {
         }
         suite.config = config;
 
-        for (service, addr, listener) in listeners {
-            let host = if suite.processes {
-                drop(listener);
-                Host::Process(suite.spawn(service, addr).await)
-            } else {
-                Host::InProcess(suite.start_in_process(service, listener).await)
-            };
-            suite.instances.push(Instance {
-                service,
-                addr,
-                host,
-            });
-        }
-        for instance in &suite.instances {
-            wait_ready(instance.addr, "").await;
+        // The services first, then the gateways, as a rollout would: a
+        // gateway then finds every replica serving from its first probe.
+        let (gateways, backends): (Vec<_>, Vec<_>) = listeners
+            .into_iter()
+            .partition(|(service, _, _)| *service == ServiceName::Gateway);
+        for tier in [backends, gateways] {
+            let first = suite.instances.len();
+            for (service, addr, listener) in tier {
+                let host = if suite.processes {
+                    drop(listener);
+                    Host::Process(suite.spawn(service, addr).await)
+                } else {
+                    Host::InProcess(suite.start_in_process(service, listener).await)
+                };
+                suite.instances.push(Instance {
+                    service,
+                    addr,
+                    host,
+                });
+            }
+            for instance in &suite.instances[first..] {
+                wait_ready(instance.addr, "").await;
+            }
         }
         // The gateway reports each public service once its backend answers.
         for gateway in suite.addrs(ServiceName::Gateway) {

@@ -290,26 +290,42 @@ fn balanced(endpoints: Vec<Endpoint>) -> Channel {
     tokio::spawn(async move {
         let mut serving = vec![true; count];
         let mut member = vec![false; count];
+        // Members inserted while their replica was not known to serve: their
+        // connection may hold a stale connect error, so they are replaced
+        // once the replica serves.
+        let mut stale = vec![false; count];
         loop {
             let any_serving = serving.iter().any(|s| *s);
             for index in 0..count {
                 let wanted = serving[index] || !any_serving;
-                if wanted == member[index] {
+                let refresh = wanted && member[index] && stale[index] && serving[index];
+                if wanted == member[index] && !refresh {
                     continue;
                 }
-                let change = if wanted {
-                    Change::Insert(index, endpoints[index].clone())
-                } else {
-                    Change::Remove(index)
-                };
-                if changes.send(change).await.is_err() {
+                if member[index] && changes.send(Change::Remove(index)).await.is_err() {
                     return;
                 }
-                member[index] = wanted;
+                member[index] = false;
+                if wanted {
+                    if changes
+                        .send(Change::Insert(index, endpoints[index].clone()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    member[index] = true;
+                    stale[index] = !serving[index];
+                }
             }
             tokio::select! {
                 update = health_rx.recv() => match update {
-                    Some((index, is_serving)) => serving[index] = is_serving,
+                    Some((index, is_serving)) => {
+                        if !is_serving && member[index] {
+                            stale[index] = true;
+                        }
+                        serving[index] = is_serving;
+                    }
                     None => return,
                 },
                 // The channel was dropped: nobody balances over these any more.

@@ -1,14 +1,17 @@
 //! API keys: storage of a user's long-lived credentials in one org.
 
 use agentshare_kit::db::new_id;
+use agentshare_kit::identity::Principal;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::audit;
 use crate::storage::Storage;
 
 /// How much of the secret listings show.
 pub const SHOWN_PREFIX_CHARS: usize = 12;
 
+#[derive(Clone)]
 pub struct ApiKeyRow {
     pub id: String,
     pub user_id: String,
@@ -20,6 +23,20 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+impl ApiKeyRow {
+    /// What the audit trail keeps of a key: never its secret or digest.
+    fn audit_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "user_id": self.user_id,
+            "label": self.label,
+            "prefix": self.prefix,
+            "default_workspace_id": self.default_workspace_id,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+        })
+    }
 }
 
 pub struct NewApiKey<'a> {
@@ -50,36 +67,57 @@ fn from_row(row: &AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
 }
 
 impl Storage {
-    pub async fn create_api_key(&self, key: NewApiKey<'_>) -> Result<ApiKeyRow, sqlx::Error> {
-        let id = new_id();
-        let now = self.clock.now_micros();
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, org_id, default_workspace_id, label, prefix, secret_sha256, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&id)
-        .bind(key.user_id)
-        .bind(key.org_id)
-        .bind(key.default_workspace_id)
-        .bind(key.label)
-        .bind(key.prefix)
-        .bind(key.secret_digest)
-        .bind(now)
-        .bind(key.expires_at)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(ApiKeyRow {
-            id,
+    /// Creates a key and records `api_key.created`, in one transaction.
+    pub async fn create_api_key(
+        &self,
+        actor: &Principal,
+        key: NewApiKey<'_>,
+    ) -> Result<ApiKeyRow, sqlx::Error> {
+        let row = ApiKeyRow {
+            id: new_id(),
             user_id: key.user_id.into(),
             org_id: key.org_id.into(),
             default_workspace_id: key.default_workspace_id.into(),
             label: key.label.into(),
             prefix: key.prefix.into(),
-            created_at: now,
+            created_at: self.clock.now_micros(),
             last_used_at: None,
             expires_at: key.expires_at,
             revoked_at: None,
-        })
+        };
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, org_id, default_workspace_id, label, prefix, secret_sha256, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&row.id)
+        .bind(&row.user_id)
+        .bind(&row.org_id)
+        .bind(&row.default_workspace_id)
+        .bind(&row.label)
+        .bind(&row.prefix)
+        .bind(key.secret_digest)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id: &row.org_id,
+                actor,
+                action: "api_key.created",
+                target_type: "api_key",
+                target_id: &row.id,
+                before: None,
+                after: Some(row.audit_view()),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(row)
     }
 
     /// The caller's keys in an org, newest first, after `before_id`.
@@ -106,34 +144,61 @@ impl Storage {
             .collect()
     }
 
-    /// Revokes one of the user's keys (once); `None` when it is not theirs.
+    /// Revokes one of the user's keys, recording `api_key.revoked` the first
+    /// time; `None` when the key is not theirs.
     pub async fn revoke_api_key(
         &self,
-        user_id: &str,
+        actor: &Principal,
         org_id: &str,
         id: &str,
     ) -> Result<Option<ApiKeyRow>, sqlx::Error> {
-        sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND org_id = $4 AND revoked_at IS NULL",
-        )
-        .bind(self.clock.now_micros())
-        .bind(id)
-        .bind(user_id)
-        .bind(org_id)
-        .execute(&self.db.pool)
-        .await?;
+        let user_id = actor.user_id.as_deref().unwrap_or_default();
+        let mut tx = self.db.begin_write().await?;
         let sql = format!(
             "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND user_id = $2 AND org_id = $3"
         );
-        sqlx::query(&sql)
+        let Some(before) = sqlx::query(&sql)
             .bind(id)
             .bind(user_id)
             .bind(org_id)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(&mut *tx)
             .await?
             .as_ref()
             .map(from_row)
-            .transpose()
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        if before.revoked_at.is_some() {
+            return Ok(Some(before));
+        }
+        let now = self.clock.now_micros();
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let after = ApiKeyRow {
+            revoked_at: Some(now),
+            ..before.clone()
+        };
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id,
+                actor,
+                action: "api_key.revoked",
+                target_type: "api_key",
+                target_id: id,
+                before: Some(before.audit_view()),
+                after: Some(after.audit_view()),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(Some(after))
     }
 
     /// The key with this secret digest, its last use recorded.

@@ -2,6 +2,7 @@
 //! what (DESIGN.md, "Who owns what").
 
 mod api_keys;
+mod audit;
 mod domain;
 mod rpc;
 mod scope;

@@ -10,6 +10,7 @@ use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
 
 use crate::api_keys;
+use crate::audit;
 use crate::domain::{self, OrgChoice};
 use crate::scope;
 use crate::storage::{OrgRow, Storage, WorkspaceRow};
@@ -61,6 +62,28 @@ fn api_key_to_proto(key: api_keys::ApiKeyRow) -> pb::ApiKey {
         last_use_time: key.last_used_at.map(timestamp),
         expire_time: key.expires_at.map(timestamp),
         revoke_time: key.revoked_at.map(timestamp),
+    }
+}
+
+fn audit_to_proto(row: audit::AuditRow) -> pb::AuditEvent {
+    let credential_kind = match row.credential_kind.as_str() {
+        "session" => pb::CredentialKind::Session,
+        "api_key" => pb::CredentialKind::ApiKey,
+        "grant_token" => pb::CredentialKind::GrantToken,
+        "service" => pb::CredentialKind::Service,
+        _ => pb::CredentialKind::Unspecified,
+    };
+    pb::AuditEvent {
+        id: row.id,
+        org_id: row.org_id,
+        actor_user_id: row.actor_user_id,
+        credential_kind: credential_kind.into(),
+        action: row.action,
+        target_type: row.target_type,
+        target_id: row.target_id,
+        before_json: row.before_json,
+        after_json: row.after_json,
+        occur_time: Some(timestamp(row.occurred_at)),
     }
 }
 
@@ -167,15 +190,18 @@ impl TenancyService for Tenancy {
         let prefix: String = secret.chars().take(api_keys::SHOWN_PREFIX_CHARS).collect();
         let key = self
             .storage
-            .create_api_key(api_keys::NewApiKey {
-                user_id: user,
-                org_id,
-                default_workspace_id: &workspace,
-                label: &label,
-                prefix: &prefix,
-                secret_digest: &secret_digest(&secret),
-                expires_at,
-            })
+            .create_api_key(
+                principal,
+                api_keys::NewApiKey {
+                    user_id: user,
+                    org_id,
+                    default_workspace_id: &workspace,
+                    label: &label,
+                    prefix: &prefix,
+                    secret_digest: &secret_digest(&secret),
+                    expires_at,
+                },
+            )
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::CreateApiKeyResponse {
@@ -209,17 +235,52 @@ impl TenancyService for Tenancy {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
+        principal.require_user()?;
         let org_id = principal.require_org()?;
         let id = &request.get_ref().api_key_id;
         let key = self
             .storage
-            .revoke_api_key(user, org_id, id)
+            .revoke_api_key(principal, org_id, id)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found(format!("API key {id}")))?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(api_key_to_proto(key)),
+        }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require_user()?;
+        let org_id = principal.require_org()?;
+        if !matches!(principal.org_role.as_deref(), Some("owner" | "admin")) {
+            return Err(Error::PermissionDenied(
+                "only org owners and admins read the audit trail".into(),
+            )
+            .into());
+        }
+        let request = request.get_ref();
+        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let rows = self
+            .storage
+            .audit_events(audit::Filter {
+                org_id,
+                actor_user_id: &request.actor_user_id,
+                target_id: &request.target_id,
+                from_micros: request.start_time.as_ref().map(micros_of),
+                until_micros: request.end_time.as_ref().map(micros_of),
+                before_id: page.after.as_deref(),
+                limit: page.size + 1,
+            })
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |row| row.id.clone());
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: rows.into_iter().map(audit_to_proto).collect(),
+            next_page_token,
         }))
     }
 }
