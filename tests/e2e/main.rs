@@ -12,6 +12,7 @@ mod outbox;
 mod replicas;
 mod slice;
 mod trust;
+mod workspaces;
 
 use tonic::{Code, Status};
 

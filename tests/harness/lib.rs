@@ -686,12 +686,12 @@ impl UserClient {
 
     /// Creates a draft agent named `name` in the caller's org.
     pub async fn new_agent(&self, name: &str) -> Agent {
-        self.registry()
-            .create_agent(draft_agent(name))
-            .await
-            .expect("create agent")
-            .into_inner()
-            .agent
-            .expect("agent")
+        self.new_agent_result(name).await.expect("create agent")
+    }
+
+    /// Tries to create a draft agent named `name`.
+    pub async fn new_agent_result(&self, name: &str) -> Result<Agent, tonic::Status> {
+        let response = self.registry().create_agent(draft_agent(name)).await?;
+        Ok(response.into_inner().agent.expect("agent"))
     }
 }

@@ -1,6 +1,7 @@
 //! The tenancy rules of `003_*`, as plain types and functions.
 
 use agentshare_kit::Error;
+use agentshare_kit::identity::Principal;
 use agentshare_proto::sharing::v1 as pb;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,9 @@ pub fn display_name(field: &str, name: &str) -> Result<String, Error> {
     if name.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
     }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(Error::invalid(
             field,
@@ -52,6 +56,13 @@ pub fn display_name(field: &str, name: &str) -> Result<String, Error> {
         ));
     }
     Ok(name.to_string())
+}
+
+/// A client-supplied id: it must be a UUID.
+pub fn uuid(field: &str, value: &str) -> Result<String, Error> {
+    uuid::Uuid::parse_str(value)
+        .map(|id| id.to_string())
+        .map_err(|_| Error::invalid(field, "must be a UUID"))
 }
 
 /// How a request's org is chosen when the client names none.
@@ -79,6 +90,38 @@ pub fn choose_org(requested: &str, memberships: &[String]) -> Result<OrgChoice, 
         [only] => OrgChoice::Chosen(only.clone()),
         _ => OrgChoice::Ambiguous,
     })
+}
+
+/// Privileged mutations need a session that passed a second factor
+/// recently; an API key never does.
+pub fn require_step_up(
+    principal: &Principal,
+    now_secs: i64,
+    max_age_secs: i64,
+) -> Result<(), Error> {
+    if principal.api_key_id.is_some() {
+        return Err(Error::PermissionDenied(
+            "step-up required: API keys never pass step-up; use a browser session with a second factor".into(),
+        ));
+    }
+    match principal.step_up_at {
+        Some(at) if now_secs - at <= max_age_secs => Ok(()),
+        _ => Err(Error::PermissionDenied(format!(
+            "step-up required: sign in again with a second factor (it counts for {max_age_secs} s)"
+        ))),
+    }
+}
+
+/// The caller's org role, or PERMISSION_DENIED unless it is one of `allowed`.
+pub fn require_org_role(
+    principal: &Principal,
+    allowed: &[OrgRole],
+    what: &str,
+) -> Result<OrgRole, Error> {
+    match principal.org_role.as_deref().and_then(OrgRole::parse) {
+        Some(role) if allowed.contains(&role) => Ok(role),
+        _ => Err(Error::PermissionDenied(format!("only {what} may do this"))),
+    }
 }
 
 /// One page of a list call, keyed by the last id of the previous page
@@ -151,6 +194,29 @@ mod tests {
         );
         assert_eq!(choose_org("", &[]).ok(), Some(OrgChoice::NoOrg));
         assert!(matches!(choose_org("o3", &two), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn step_up_holds_for_its_age_and_never_for_api_keys() {
+        let mut principal = Principal::user("u");
+        assert!(
+            require_step_up(&principal, 1_000, 600).is_err(),
+            "no second factor"
+        );
+        principal.step_up_at = Some(1_000);
+        assert!(
+            require_step_up(&principal, 1_600, 600).is_ok(),
+            "exactly at the age"
+        );
+        assert!(
+            require_step_up(&principal, 1_601, 600).is_err(),
+            "one second past"
+        );
+        principal.api_key_id = Some("k".into());
+        assert!(
+            require_step_up(&principal, 1_000, 600).is_err(),
+            "API keys never pass"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod domain;
 mod rpc;
 mod scope;
 mod storage;
+mod workspaces;
 
 use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
@@ -131,6 +132,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
             routes
                 .add_service(TenancyServiceServer::new(rpc::Tenancy {
                     storage: storage.clone(),
+                    step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
                 }))
                 .add_service(SharingServiceServer::new(rpc::Unbuilt))
                 .add_service(ConnectionsServiceServer::new(rpc::Unbuilt))

@@ -11,14 +11,17 @@ use tonic::{Request, Response, Status};
 
 use crate::api_keys;
 use crate::audit;
-use crate::domain::{self, OrgChoice};
+use crate::domain::{self, OrgChoice, OrgRole};
 use crate::scope;
 use crate::storage::{OrgRow, Storage, WorkspaceRow};
+use crate::workspaces::NameTaken;
 use agentshare_kit::identity::{API_KEY_PREFIX, random_token, secret_digest};
 
 #[derive(Clone)]
 pub struct Tenancy {
     pub storage: Storage,
+    /// How recent a second factor must be for privileged mutations.
+    pub step_up_max_age_secs: i64,
 }
 
 #[derive(Clone)]
@@ -84,6 +87,19 @@ fn audit_to_proto(row: audit::AuditRow) -> pb::AuditEvent {
         before_json: row.before_json,
         after_json: row.after_json,
         occur_time: Some(timestamp(row.occurred_at)),
+    }
+}
+
+fn membership_to_proto(workspace: WorkspaceRow, role: Option<&str>) -> pb::WorkspaceMembership {
+    let role = match role {
+        Some("owner") => pb::WorkspaceRole::Owner,
+        Some("admin") => pb::WorkspaceRole::Admin,
+        Some("member") => pb::WorkspaceRole::Member,
+        _ => pb::WorkspaceRole::Unspecified,
+    };
+    pb::WorkspaceMembership {
+        workspace: Some(workspace_to_proto(workspace)),
+        role: role.into(),
     }
 }
 
@@ -246,6 +262,158 @@ impl TenancyService for Tenancy {
             .ok_or_else(|| Error::not_found(format!("API key {id}")))?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(api_key_to_proto(key)),
+        }))
+    }
+
+    async fn update_org(
+        &self,
+        request: Request<pb::UpdateOrgRequest>,
+    ) -> Result<Response<pb::UpdateOrgResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let request = request.get_ref();
+        let org_id = match request.org_id.as_str() {
+            "" => principal.require_org()?,
+            named => named,
+        };
+        let not_found = || Error::not_found(format!("org {org_id}"));
+        let role = self
+            .storage
+            .org_role(org_id, user)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(not_found)?;
+        let before = self
+            .storage
+            .org(org_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(not_found)?;
+        if !matches!(role, OrgRole::Owner | OrgRole::Admin) {
+            return Err(Error::PermissionDenied(
+                "only org owners and admins may change the org".into(),
+            )
+            .into());
+        }
+        let name = request
+            .name
+            .as_deref()
+            .map(|n| domain::display_name("name", n))
+            .transpose()?;
+        if let Some(enabled) = request.workspaces_enabled
+            && enabled != before.workspaces_enabled
+        {
+            if role != OrgRole::Owner {
+                return Err(Error::PermissionDenied(
+                    "only an org owner may turn workspaces on or off".into(),
+                )
+                .into());
+            }
+            domain::require_step_up(
+                principal,
+                self.storage.clock.now_secs(),
+                self.step_up_max_age_secs,
+            )?;
+        }
+        let org = self
+            .storage
+            .update_org(
+                principal,
+                &before,
+                name.as_deref(),
+                request.workspaces_enabled,
+            )
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::UpdateOrgResponse {
+            org: Some(org_to_proto(org)),
+        }))
+    }
+
+    async fn create_workspace(
+        &self,
+        request: Request<pb::CreateWorkspaceRequest>,
+    ) -> Result<Response<pb::CreateWorkspaceResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require_user()?;
+        let org_id = principal.require_org()?;
+        domain::require_org_role(
+            principal,
+            &[OrgRole::Owner, OrgRole::Admin],
+            "org owners and admins",
+        )?;
+        domain::require_step_up(
+            principal,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )?;
+        let name = domain::display_name("name", &request.get_ref().name)?;
+        if !principal.workspaces_enabled {
+            return Err(Error::FailedPrecondition(
+                "this org has no workspaces: an org owner turns them on with UpdateOrg(workspaces_enabled)".into(),
+            )
+            .into());
+        }
+        let workspace = match self
+            .storage
+            .create_workspace(principal, org_id, &name)
+            .await
+        {
+            Ok(workspace) => workspace,
+            Err(NameTaken::Taken) => {
+                return Err(Error::AlreadyExists(format!(
+                    "a workspace named {name:?} exists in this org; pick another name"
+                ))
+                .into());
+            }
+            Err(NameTaken::Db(e)) => return Err(Error::from(e).into()),
+        };
+        Ok(Response::new(pb::CreateWorkspaceResponse {
+            workspace: Some(workspace_to_proto(workspace)),
+        }))
+    }
+
+    async fn get_workspace(
+        &self,
+        request: Request<pb::GetWorkspaceRequest>,
+    ) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let id = domain::uuid("workspace_id", &request.get_ref().workspace_id)?;
+        let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let (workspace, role) = self
+            .storage
+            .workspace_visible_to(org_id, &id, user, sees_all)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("workspace {id}")))?;
+        Ok(Response::new(pb::GetWorkspaceResponse {
+            workspace: Some(membership_to_proto(workspace, role.as_deref())),
+        }))
+    }
+
+    async fn list_workspaces(
+        &self,
+        request: Request<pb::ListWorkspacesRequest>,
+    ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let rows = self
+            .storage
+            .workspaces_visible_to(org_id, user, sees_all, page.after.as_deref(), page.size + 1)
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |(workspace, _)| workspace.id.clone());
+        Ok(Response::new(pb::ListWorkspacesResponse {
+            workspaces: rows
+                .into_iter()
+                .map(|(workspace, role)| membership_to_proto(workspace, role.as_deref()))
+                .collect(),
+            next_page_token,
         }))
     }
 

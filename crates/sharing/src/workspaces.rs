@@ -1,0 +1,189 @@
+//! Orgs' settings and workspaces: storage, with each change audited in its
+//! transaction.
+
+use agentshare_kit::db::{is_unique_violation, new_id};
+use agentshare_kit::identity::Principal;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::audit;
+use crate::storage::{OrgRow, Storage, WorkspaceRow};
+
+/// Why a workspace could not be created or renamed.
+pub enum NameTaken {
+    Taken,
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for NameTaken {
+    fn from(error: sqlx::Error) -> Self {
+        if is_unique_violation(&error) {
+            Self::Taken
+        } else {
+            Self::Db(error)
+        }
+    }
+}
+
+fn org_view(org: &OrgRow) -> serde_json::Value {
+    serde_json::json!({ "name": org.name, "workspaces_enabled": org.workspaces_enabled })
+}
+
+fn workspace_from_row(row: &AnyRow) -> Result<(WorkspaceRow, Option<String>), sqlx::Error> {
+    Ok((
+        WorkspaceRow {
+            id: row.try_get("id")?,
+            org_id: row.try_get("org_id")?,
+            name: row.try_get("name")?,
+            is_default: row.try_get::<i64, _>("is_default")? != 0,
+            created_at: row.try_get("created_at")?,
+        },
+        row.try_get("role")?,
+    ))
+}
+
+impl Storage {
+    /// Changes an org's name and or workspace switch, recording
+    /// `org.updated`; returns the org after.
+    pub async fn update_org(
+        &self,
+        actor: &Principal,
+        before: &OrgRow,
+        name: Option<&str>,
+        workspaces_enabled: Option<bool>,
+    ) -> Result<OrgRow, sqlx::Error> {
+        let after = OrgRow {
+            id: before.id.clone(),
+            name: name.map_or_else(|| before.name.clone(), str::to_string),
+            workspaces_enabled: workspaces_enabled.unwrap_or(before.workspaces_enabled),
+            default_workspace_id: before.default_workspace_id.clone(),
+            created_at: before.created_at,
+        };
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE orgs SET name = $1, workspaces_enabled = $2 WHERE id = $3")
+            .bind(&after.name)
+            .bind(i64::from(after.workspaces_enabled))
+            .bind(&after.id)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id: &after.id,
+                actor,
+                action: "org.updated",
+                target_type: "org",
+                target_id: &after.id,
+                before: Some(org_view(before)),
+                after: Some(org_view(&after)),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(after)
+    }
+
+    /// Creates a workspace owned by the actor, recording `workspace.created`.
+    pub async fn create_workspace(
+        &self,
+        actor: &Principal,
+        org_id: &str,
+        name: &str,
+    ) -> Result<WorkspaceRow, NameTaken> {
+        let owner = actor.user_id.as_deref().unwrap_or_default();
+        let workspace = WorkspaceRow {
+            id: new_id(),
+            org_id: org_id.into(),
+            name: name.into(),
+            is_default: false,
+            created_at: self.clock.now_micros(),
+        };
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("INSERT INTO workspaces (id, org_id, name, is_default, created_at) VALUES ($1, $2, $3, 0, $4)")
+            .bind(&workspace.id)
+            .bind(org_id)
+            .bind(name)
+            .bind(workspace.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
+        )
+        .bind(&workspace.id)
+        .bind(owner)
+        .bind(workspace.created_at)
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id,
+                actor,
+                action: "workspace.created",
+                target_type: "workspace",
+                target_id: &workspace.id,
+                before: None,
+                after: Some(serde_json::json!({ "name": name, "owner_user_id": owner })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(workspace)
+    }
+
+    /// The org's workspaces the user may see (every one when `all`), oldest
+    /// first, with the user's role where they are a member.
+    pub async fn workspaces_visible_to(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        all: bool,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(WorkspaceRow, Option<String>)>, sqlx::Error> {
+        sqlx::query(
+            "SELECT w.id, w.org_id, w.name, w.is_default, w.created_at, m.role FROM workspaces w \
+             LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $2 \
+             WHERE w.org_id = $1 AND ($3 = 1 OR m.role IS NOT NULL) AND ($4 = '' OR w.id > $4) \
+             ORDER BY w.id LIMIT $5",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .bind(i64::from(all))
+        .bind(after_id.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(workspace_from_row)
+        .collect()
+    }
+
+    /// One workspace of the org if the user may see it (any when `all`).
+    pub async fn workspace_visible_to(
+        &self,
+        org_id: &str,
+        workspace_id: &str,
+        user_id: &str,
+        all: bool,
+    ) -> Result<Option<(WorkspaceRow, Option<String>)>, sqlx::Error> {
+        sqlx::query(
+            "SELECT w.id, w.org_id, w.name, w.is_default, w.created_at, m.role FROM workspaces w \
+             LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $3 \
+             WHERE w.org_id = $1 AND w.id = $2 AND ($4 = 1 OR m.role IS NOT NULL)",
+        )
+        .bind(org_id)
+        .bind(workspace_id)
+        .bind(user_id)
+        .bind(i64::from(all))
+        .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(workspace_from_row)
+        .transpose()
+    }
+}

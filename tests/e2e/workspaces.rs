@@ -1,0 +1,261 @@
+//! Workspaces and step-up (`003_*`, issue 4): opt-in per org, created only by
+//! owners and admins with a fresh second factor, isolated between orgs.
+
+use std::time::Duration;
+
+use agentshare_e2e::{Suite, UserClient};
+use agentshare_proto::sharing::v1 as sharing;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::assert_status;
+
+fn enable_workspaces() -> sharing::UpdateOrgRequest {
+    sharing::UpdateOrgRequest {
+        workspaces_enabled: Some(true),
+        ..Default::default()
+    }
+}
+
+fn named(name: &str) -> sharing::CreateWorkspaceRequest {
+    sharing::CreateWorkspaceRequest { name: name.into() }
+}
+
+/// Alice's clients with a token that passed a second factor just now.
+fn stepped_up(suite: &Suite, alice: &UserClient) -> UserClient {
+    alice.with_token(&suite.token_with("alice", true, 7200))
+}
+
+#[tokio::test]
+async fn privileged_mutations_need_a_fresh_second_factor() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    alice.new_org("Acme").await;
+
+    assert_status(
+        alice.tenancy().update_org(enable_workspaces()).await,
+        Code::PermissionDenied,
+        "step-up required",
+    );
+    let strong = stepped_up(&suite, &alice);
+    let org = strong
+        .tenancy()
+        .update_org(enable_workspaces())
+        .await
+        .expect("owner with step-up")
+        .into_inner();
+    assert!(org.org.expect("org").workspaces_enabled);
+
+    // Exactly at the configured age (600 s) it still counts; a second later
+    // it does not.
+    suite.clock.advance(Duration::from_secs(600));
+    strong
+        .tenancy()
+        .create_workspace(named("Sales"))
+        .await
+        .expect("at the boundary");
+    suite.clock.advance(Duration::from_secs(1));
+    assert_status(
+        strong.tenancy().create_workspace(named("Late")).await,
+        Code::PermissionDenied,
+        "step-up required",
+    );
+
+    // An API key never passes, even the org owner's.
+    let secret = alice
+        .tenancy()
+        .create_api_key(sharing::CreateApiKeyRequest {
+            label: "ci".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("key")
+        .into_inner()
+        .secret;
+    assert_status(
+        alice
+            .with_token(&secret)
+            .tenancy()
+            .create_workspace(named("Keyed"))
+            .await,
+        Code::PermissionDenied,
+        "API keys never pass step-up",
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn workspaces_are_opt_in_named_uniquely_and_scope_new_agents() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let org = alice.new_org("Acme").await;
+    let strong = stepped_up(&suite, &alice);
+
+    assert_status(
+        strong.tenancy().create_workspace(named("Sales")).await,
+        Code::FailedPrecondition,
+        "workspaces_enabled",
+    );
+    strong
+        .tenancy()
+        .update_org(enable_workspaces())
+        .await
+        .expect("enable");
+    let sales = strong
+        .tenancy()
+        .create_workspace(named("Sales"))
+        .await
+        .expect("create")
+        .into_inner()
+        .workspace
+        .expect("workspace");
+    assert!(!sales.is_default);
+    assert_status(
+        strong.tenancy().create_workspace(named("Sales")).await,
+        Code::AlreadyExists,
+        "Sales",
+    );
+    let status = assert_status(
+        strong
+            .tenancy()
+            .create_workspace(named("Bad\u{7}name"))
+            .await,
+        Code::InvalidArgument,
+        "control",
+    );
+    assert_eq!(
+        status
+            .get_details_bad_request()
+            .expect("details")
+            .field_violations[0]
+            .field,
+        "name"
+    );
+
+    let listed = alice
+        .tenancy()
+        .list_workspaces(sharing::ListWorkspacesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .workspaces;
+    let names: Vec<String> = listed
+        .iter()
+        .map(|m| m.workspace.clone().expect("workspace").name)
+        .collect();
+    assert_eq!(names, ["Default", "Sales"], "oldest first");
+    assert!(
+        listed
+            .iter()
+            .all(|m| m.role == sharing::WorkspaceRole::Owner as i32)
+    );
+
+    // The workspace header scopes the request: a new agent lives there.
+    let agent = alice.in_workspace(&sales.id).new_agent("Pipeline").await;
+    assert_eq!(agent.home_workspace_id, sales.id);
+    let default_agent = alice.new_agent("Elsewhere").await;
+    assert_eq!(default_agent.home_workspace_id, org.default_workspace_id);
+
+    let events = alice
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["workspace.created", "org.updated"]);
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn another_orgs_workspaces_look_like_none_at_all() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    alice.new_org("Acme").await;
+    bob.new_org("Bobco").await;
+    let strong = stepped_up(&suite, &alice);
+    strong
+        .tenancy()
+        .update_org(enable_workspaces())
+        .await
+        .expect("enable");
+    let sales = strong
+        .tenancy()
+        .create_workspace(named("Sales"))
+        .await
+        .expect("create")
+        .into_inner()
+        .workspace
+        .expect("workspace");
+
+    let get = |id: &str| sharing::GetWorkspaceRequest {
+        workspace_id: id.into(),
+    };
+    let foreign = assert_status(
+        bob.tenancy().get_workspace(get(&sales.id)).await,
+        Code::NotFound,
+        "not found",
+    );
+    let never = "01900000-0000-7000-8000-000000000000";
+    let missing = assert_status(
+        bob.tenancy().get_workspace(get(never)).await,
+        Code::NotFound,
+        "not found",
+    );
+    assert_eq!(
+        foreign.message().replace(&sales.id, "ID"),
+        missing.message().replace(never, "ID")
+    );
+    assert_status(
+        bob.in_workspace(&sales.id).new_agent_result("Sneaky").await,
+        Code::NotFound,
+        "workspace",
+    );
+    let status = assert_status(
+        bob.tenancy().get_workspace(get("not-a-uuid")).await,
+        Code::InvalidArgument,
+        "UUID",
+    );
+    assert_eq!(
+        status
+            .get_details_bad_request()
+            .expect("details")
+            .field_violations[0]
+            .field,
+        "workspace_id"
+    );
+    let theirs = bob
+        .tenancy()
+        .list_workspaces(sharing::ListWorkspacesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .workspaces;
+    assert_eq!(theirs.len(), 1, "only Bobco's default workspace");
+    // Bob's org has workspaces off: naming Alice's workspace is refused too.
+    assert_status(
+        bob.tenancy()
+            .update_org(sharing::UpdateOrgRequest {
+                org_id: alice_org(&alice).await,
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        "not found",
+    );
+    suite.stop().await;
+}
+
+async fn alice_org(alice: &UserClient) -> String {
+    alice
+        .tenancy()
+        .get_org(sharing::GetOrgRequest::default())
+        .await
+        .expect("org")
+        .into_inner()
+        .org
+        .expect("org")
+        .id
+}
