@@ -8,6 +8,7 @@ mod api_keys;
 mod auth;
 mod contract;
 mod lifecycle;
+mod members;
 mod outbox;
 mod replicas;
 mod slice;

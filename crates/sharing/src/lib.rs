@@ -4,6 +4,7 @@
 mod api_keys;
 mod audit;
 mod domain;
+mod members;
 mod rpc;
 mod scope;
 mod storage;

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::api_keys;
 use crate::audit;
 use crate::domain::{self, OrgChoice, OrgRole};
+use crate::members;
 use crate::scope;
 use crate::storage::{OrgRow, Storage, WorkspaceRow};
 use crate::workspaces::NameTaken;
@@ -100,6 +101,19 @@ fn membership_to_proto(workspace: WorkspaceRow, role: Option<&str>) -> pb::Works
     pb::WorkspaceMembership {
         workspace: Some(workspace_to_proto(workspace)),
         role: role.into(),
+    }
+}
+
+fn member_to_proto(member: members::MemberRow) -> pb::OrgMember {
+    pb::OrgMember {
+        user: Some(pb::User {
+            id: member.user.id,
+            email: member.user.email,
+            display_name: member.user.display_name,
+            create_time: Some(timestamp(member.user.created_at)),
+        }),
+        role: member.role.to_proto().into(),
+        create_time: Some(timestamp(member.joined_at)),
     }
 }
 
@@ -413,6 +427,101 @@ impl TenancyService for Tenancy {
                 .into_iter()
                 .map(|(workspace, role)| membership_to_proto(workspace, role.as_deref()))
                 .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn add_org_member(
+        &self,
+        request: Request<pb::AddOrgMemberRequest>,
+    ) -> Result<Response<pb::AddOrgMemberResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let actor_role = domain::require_org_role(
+            principal,
+            &[OrgRole::Owner, OrgRole::Admin],
+            "org owners and admins",
+        )?;
+        domain::require_step_up(
+            principal,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )?;
+        let request = request.get_ref();
+        let role = domain::org_role_of(request.role)?;
+        if role == OrgRole::Owner && actor_role != OrgRole::Owner {
+            return Err(
+                Error::PermissionDenied("only an org owner may add an owner".into()).into(),
+            );
+        }
+        let (key, by_email) = match &request.user {
+            Some(pb::add_org_member_request::User::UserId(id)) => {
+                (domain::uuid("user_id", id)?, false)
+            }
+            Some(pb::add_org_member_request::User::Email(email)) if !email.trim().is_empty() => {
+                (email.trim().to_string(), true)
+            }
+            _ => return Err(Error::invalid("user", "name the user by user_id or email").into()),
+        };
+        let user = self
+            .storage
+            .user_by(&key, by_email)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::not_found(format!("user {key} (they must sign in to agentshare once)"))
+            })?;
+        let org = self
+            .storage
+            .org(org_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
+        let added = self
+            .storage
+            .add_org_member(principal, org_id, &org.default_workspace_id, &user.id, role)
+            .await
+            .map_err(Error::from)?;
+        if !added {
+            return Err(Error::AlreadyExists(format!(
+                "user {} is already a member; change their role instead",
+                user.id
+            ))
+            .into());
+        }
+        let member = self
+            .storage
+            .org_member(org_id, &user.id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::internal("a member just added is missing"))?;
+        Ok(Response::new(pb::AddOrgMemberResponse {
+            member: Some(member_to_proto(member)),
+        }))
+    }
+
+    async fn list_org_members(
+        &self,
+        request: Request<pb::ListOrgMembersRequest>,
+    ) -> Result<Response<pb::ListOrgMembersResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require_user()?;
+        let org_id = principal.require_org()?;
+        domain::require_org_role(
+            principal,
+            &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
+            "org members other than viewers",
+        )?;
+        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let rows = self
+            .storage
+            .org_members(org_id, page.after.as_deref(), page.size + 1)
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |member| member.user.id.clone());
+        Ok(Response::new(pb::ListOrgMembersResponse {
+            members: rows.into_iter().map(member_to_proto).collect(),
             next_page_token,
         }))
     }
