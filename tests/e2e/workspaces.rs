@@ -259,3 +259,107 @@ async fn alice_org(alice: &UserClient) -> String {
         .expect("org")
         .id
 }
+
+#[tokio::test]
+async fn a_session_switches_its_own_active_workspace() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    let org = alice.new_org("Acme").await;
+    bob.new_org("Bobco").await;
+    let strong = stepped_up(&suite, &alice);
+    strong
+        .tenancy()
+        .update_org(enable_workspaces())
+        .await
+        .expect("enable");
+    let sales = strong
+        .tenancy()
+        .create_workspace(named("Sales"))
+        .await
+        .expect("create")
+        .into_inner()
+        .workspace
+        .expect("workspace");
+    let me = |client: &UserClient| {
+        let client = client.clone();
+        async move {
+            client
+                .tenancy()
+                .get_me(sharing::GetMeRequest {})
+                .await
+                .expect("me")
+                .into_inner()
+        }
+    };
+    let before = me(&alice).await;
+    assert_eq!(before.workspace_id, org.default_workspace_id);
+    assert_eq!(
+        before.credential_kind,
+        sharing::CredentialKind::Session as i32
+    );
+    assert!(!before.step_up_fresh);
+    assert!(me(&strong).await.step_up_fresh);
+
+    alice
+        .tenancy()
+        .switch_workspace(sharing::SwitchWorkspaceRequest {
+            workspace_id: sales.id.clone(),
+        })
+        .await
+        .expect("switch");
+    assert_eq!(me(&alice).await.workspace_id, sales.id);
+    assert_eq!(
+        alice.new_agent("Where am I").await.home_workspace_id,
+        sales.id
+    );
+    // Another session of the same user keeps its own choice.
+    assert_eq!(me(&strong).await.workspace_id, org.default_workspace_id);
+
+    assert_status(
+        bob.in_org(&org.id)
+            .tenancy()
+            .switch_workspace(sharing::SwitchWorkspaceRequest {
+                workspace_id: sales.id.clone(),
+            })
+            .await,
+        Code::NotFound,
+        "not found",
+    );
+    let secret = alice
+        .tenancy()
+        .create_api_key(sharing::CreateApiKeyRequest {
+            label: "ci".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("key")
+        .into_inner()
+        .secret;
+    let with_key = alice.with_token(&secret);
+    assert_eq!(
+        me(&with_key).await.credential_kind,
+        sharing::CredentialKind::ApiKey as i32
+    );
+    assert_status(
+        with_key
+            .tenancy()
+            .switch_workspace(sharing::SwitchWorkspaceRequest {
+                workspace_id: sales.id,
+            })
+            .await,
+        Code::FailedPrecondition,
+        "x-agentshare-workspace",
+    );
+
+    let orgs = alice
+        .tenancy()
+        .list_my_orgs(sharing::ListMyOrgsRequest::default())
+        .await
+        .expect("my orgs")
+        .into_inner()
+        .orgs;
+    assert_eq!(orgs.len(), 1);
+    assert_eq!(orgs[0].role, sharing::OrgRole::Owner as i32);
+    suite.stop().await;
+}

@@ -166,7 +166,9 @@ pub fn dev_claims(
         iat: now,
         email: email.map(str::to_string),
         name: Some(user.into()),
-        sid: None,
+        // Each minted token is its own session, so SwitchWorkspace works in
+        // the embedded mode too.
+        sid: Some(uuid::Uuid::now_v7().to_string()),
         auth_time: Some(now),
         amr: if step_up {
             vec!["pwd".into(), "otp".into()]

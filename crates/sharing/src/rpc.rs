@@ -526,6 +526,120 @@ impl TenancyService for Tenancy {
         }))
     }
 
+    async fn get_me(
+        &self,
+        request: Request<pb::GetMeRequest>,
+    ) -> Result<Response<pb::GetMeResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user_id = principal.require_user()?;
+        let user = self
+            .storage
+            .user_by(user_id, false)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::Unauthenticated("your user no longer exists; sign in again".into())
+            })?;
+        let kind = match audit::credential_kind(principal) {
+            "api_key" => pb::CredentialKind::ApiKey,
+            "grant_token" => pb::CredentialKind::GrantToken,
+            _ => pb::CredentialKind::Session,
+        };
+        let step_up_fresh = domain::require_step_up(
+            principal,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )
+        .is_ok();
+        Ok(Response::new(pb::GetMeResponse {
+            user: Some(pb::User {
+                id: user.id,
+                email: user.email,
+                display_name: user.display_name,
+                create_time: Some(timestamp(user.created_at)),
+            }),
+            org_id: principal.org_id.clone().unwrap_or_default(),
+            org_role: principal
+                .org_role
+                .as_deref()
+                .and_then(OrgRole::parse)
+                .map_or(pb::OrgRole::Unspecified, OrgRole::to_proto)
+                .into(),
+            workspace_id: principal.workspace_id.clone().unwrap_or_default(),
+            workspaces_enabled: principal.workspaces_enabled,
+            credential_kind: kind.into(),
+            step_up_fresh,
+        }))
+    }
+
+    async fn list_my_orgs(
+        &self,
+        request: Request<pb::ListMyOrgsRequest>,
+    ) -> Result<Response<pb::ListMyOrgsResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let rows = self
+            .storage
+            .orgs_of(user, page.after.as_deref(), page.size + 1)
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |(org, _)| org.id.clone());
+        Ok(Response::new(pb::ListMyOrgsResponse {
+            orgs: rows
+                .into_iter()
+                .map(|(org, role)| pb::OrgMembership {
+                    org: Some(org_to_proto(org)),
+                    role: OrgRole::parse(&role)
+                        .map_or(pb::OrgRole::Unspecified, OrgRole::to_proto)
+                        .into(),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn switch_workspace(
+        &self,
+        request: Request<pb::SwitchWorkspaceRequest>,
+    ) -> Result<Response<pb::SwitchWorkspaceResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let Some(session) = principal
+            .session_id
+            .as_deref()
+            .filter(|_| principal.api_key_id.is_none())
+        else {
+            return Err(Error::FailedPrecondition(
+                "SwitchWorkspace needs a session with a `sid`; send x-agentshare-workspace instead"
+                    .into(),
+            )
+            .into());
+        };
+        if !principal.workspaces_enabled {
+            return Err(Error::FailedPrecondition(
+                "workspaces are off in this org: there is only one".into(),
+            )
+            .into());
+        }
+        let id = domain::uuid("workspace_id", &request.get_ref().workspace_id)?;
+        // Only a workspace the caller belongs to, whatever their org role.
+        let (workspace, _) = self
+            .storage
+            .workspace_visible_to(org_id, &id, user, false)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("workspace {id}")))?;
+        self.storage
+            .switch_workspace(session, org_id, user, &id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::SwitchWorkspaceResponse {
+            workspace: Some(workspace_to_proto(workspace)),
+        }))
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
@@ -601,12 +715,19 @@ impl AccessInternalService for AccessInternal {
             .await
             .map_err(Error::from)?
             .ok_or_else(not_found)?;
+        let chosen = match request.session_id.as_str() {
+            "" => None,
+            session => storage
+                .session_workspace(session, &org_id, &user_id)
+                .await
+                .map_err(Error::from)?,
+        };
         response.workspace_id = scope::workspace_of(
             storage,
             &org,
             &user_id,
             &request.requested_workspace_id,
-            None,
+            chosen.as_deref(),
         )
         .await?;
         response.org_id = org_id;

@@ -186,4 +186,79 @@ impl Storage {
         .map(workspace_from_row)
         .transpose()
     }
+
+    /// Makes `workspace_id` the session's active workspace in the org.
+    pub async fn switch_workspace(
+        &self,
+        session_id: &str,
+        org_id: &str,
+        user_id: &str,
+        workspace_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO session_workspaces (session_id, org_id, user_id, workspace_id, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, org_id) \
+             DO UPDATE SET workspace_id = excluded.workspace_id, updated_at = excluded.updated_at",
+        )
+        .bind(session_id)
+        .bind(org_id)
+        .bind(user_id)
+        .bind(workspace_id)
+        .bind(self.clock.now_micros())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The workspace the session chose in the org, if any. The user must
+    /// match, so one user's session id never steers another's requests.
+    pub async fn session_workspace(
+        &self,
+        session_id: &str,
+        org_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query("SELECT workspace_id FROM session_workspaces WHERE session_id = $1 AND org_id = $2 AND user_id = $3")
+            .bind(session_id)
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .map(|row| row.try_get("workspace_id"))
+            .transpose()
+    }
+
+    /// The orgs the user belongs to with their role, oldest membership first.
+    pub async fn orgs_of(
+        &self,
+        user_id: &str,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(OrgRow, String)>, sqlx::Error> {
+        sqlx::query(
+            "SELECT o.id, o.name, o.workspaces_enabled, o.created_at, w.id AS default_workspace_id, m.role \
+             FROM org_members m JOIN orgs o ON o.id = m.org_id \
+             JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
+             WHERE m.user_id = $1 AND ($2 = '' OR o.id > $2) ORDER BY o.id LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(after_id.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                OrgRow {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    workspaces_enabled: row.try_get::<i64, _>("workspaces_enabled")? != 0,
+                    default_workspace_id: row.try_get("default_workspace_id")?,
+                    created_at: row.try_get("created_at")?,
+                },
+                row.try_get("role")?,
+            ))
+        })
+        .collect()
+    }
 }
