@@ -199,3 +199,131 @@ async fn owners_add_members_and_viewers_change_nothing() {
     assert_eq!(actions, ["member.added", "member.added"]);
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn roles_change_and_members_leave_but_an_org_keeps_an_owner() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    let _ = bob
+        .tenancy()
+        .get_org(sharing::GetOrgRequest::default())
+        .await;
+    let acme = alice.new_org("Acme").await;
+    let strong = alice.with_token(&suite.token_with("alice", true, 7200));
+    let bob_id = strong
+        .tenancy()
+        .add_org_member(add(
+            User::Email("bob@example.com".into()),
+            sharing::OrgRole::Member,
+        ))
+        .await
+        .expect("add")
+        .into_inner()
+        .member
+        .expect("member")
+        .user
+        .expect("user")
+        .id;
+    let alice_id = alice
+        .tenancy()
+        .get_me(sharing::GetMeRequest {})
+        .await
+        .expect("me")
+        .into_inner()
+        .user
+        .expect("user")
+        .id;
+
+    let set_role = |user_id: &str, role: sharing::OrgRole| sharing::UpdateOrgMemberRoleRequest {
+        user_id: user_id.into(),
+        role: role as i32,
+    };
+    assert_status(
+        alice
+            .tenancy()
+            .update_org_member_role(set_role(&bob_id, sharing::OrgRole::Admin))
+            .await,
+        Code::PermissionDenied,
+        "step-up required",
+    );
+    let bob_admin = strong
+        .tenancy()
+        .update_org_member_role(set_role(&bob_id, sharing::OrgRole::Admin))
+        .await
+        .expect("promote")
+        .into_inner()
+        .member
+        .expect("member");
+    assert_eq!(bob_admin.role, sharing::OrgRole::Admin as i32);
+
+    // Bob, an admin, may not touch the owner; nobody may leave the org
+    // without one.
+    let bob_strong = bob.with_token(&suite.token_with("bob", true, 7200));
+    assert_status(
+        bob_strong
+            .tenancy()
+            .update_org_member_role(set_role(&alice_id, sharing::OrgRole::Member))
+            .await,
+        Code::PermissionDenied,
+        "owner role",
+    );
+    assert_status(
+        strong
+            .tenancy()
+            .update_org_member_role(set_role(&alice_id, sharing::OrgRole::Admin))
+            .await,
+        Code::FailedPrecondition,
+        "without an owner",
+    );
+    assert_status(
+        strong
+            .tenancy()
+            .remove_org_member(sharing::RemoveOrgMemberRequest {
+                user_id: alice_id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "without an owner",
+    );
+
+    strong
+        .tenancy()
+        .remove_org_member(sharing::RemoveOrgMemberRequest {
+            user_id: bob_id.clone(),
+        })
+        .await
+        .expect("remove bob");
+    // Bob's access ends on his very next call.
+    assert_status(
+        bob.in_org(&acme.id)
+            .tenancy()
+            .get_org(sharing::GetOrgRequest::default())
+            .await,
+        Code::NotFound,
+        "not found",
+    );
+    assert_status(
+        strong
+            .tenancy()
+            .remove_org_member(sharing::RemoveOrgMemberRequest { user_id: bob_id })
+            .await,
+        Code::NotFound,
+        "not found",
+    );
+    let actions: Vec<String> = alice
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .events
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["member.removed", "member.role_changed", "member.added"]
+    );
+    suite.stop().await;
+}

@@ -155,4 +155,106 @@ impl Storage {
             .map(member_from_row)
             .collect()
     }
+
+    /// Owners of the org, counted inside `tx`'s snapshot.
+    async fn owner_count(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        org_id: &str,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query(
+            "SELECT COUNT(*) AS owners FROM org_members WHERE org_id = $1 AND role = 'owner'",
+        )
+        .bind(org_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("owners")
+    }
+
+    /// Changes a member's role, recording `member.role_changed`. Refuses
+    /// (with `Ok(Err(..))`) to take the org's last owner away.
+    pub async fn change_org_role(
+        &self,
+        actor: &Principal,
+        org_id: &str,
+        member: &MemberRow,
+        role: OrgRole,
+    ) -> Result<Result<(), LastOwner>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        if member.role == OrgRole::Owner
+            && role != OrgRole::Owner
+            && Self::owner_count(&mut tx, org_id).await? <= 1
+        {
+            return Ok(Err(LastOwner));
+        }
+        sqlx::query("UPDATE org_members SET role = $1 WHERE org_id = $2 AND user_id = $3")
+            .bind(role.as_str())
+            .bind(org_id)
+            .bind(&member.user.id)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id,
+                actor,
+                action: "member.role_changed",
+                target_type: "org_member",
+                target_id: &member.user.id,
+                before: Some(serde_json::json!({ "role": member.role.as_str() })),
+                after: Some(serde_json::json!({ "role": role.as_str() })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(Ok(()))
+    }
+
+    /// Removes a member from the org and all its workspaces, recording
+    /// `member.removed`. Refuses to remove the last owner.
+    pub async fn remove_org_member(
+        &self,
+        actor: &Principal,
+        org_id: &str,
+        member: &MemberRow,
+    ) -> Result<Result<(), LastOwner>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        if member.role == OrgRole::Owner && Self::owner_count(&mut tx, org_id).await? <= 1 {
+            return Ok(Err(LastOwner));
+        }
+        sqlx::query(
+            "DELETE FROM workspace_members WHERE user_id = $1 \
+             AND workspace_id IN (SELECT id FROM workspaces WHERE org_id = $2)",
+        )
+        .bind(&member.user.id)
+        .bind(org_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(org_id)
+            .bind(&member.user.id)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id,
+                actor,
+                action: "member.removed",
+                target_type: "org_member",
+                target_id: &member.user.id,
+                before: Some(serde_json::json!({ "role": member.role.as_str() })),
+                after: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(Ok(()))
+    }
 }
+
+/// The change would leave the org without an owner.
+pub struct LastOwner;

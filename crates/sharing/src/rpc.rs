@@ -127,6 +127,41 @@ fn workspace_to_proto(workspace: WorkspaceRow) -> pb::Workspace {
     }
 }
 
+impl Tenancy {
+    /// The org of a member-management call, and the caller's role, once the
+    /// caller is an owner or admin with a fresh second factor.
+    fn member_admin<'p>(&self, principal: &'p Principal) -> Result<(&'p str, OrgRole), Error> {
+        principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let role = domain::require_org_role(
+            principal,
+            &[OrgRole::Owner, OrgRole::Admin],
+            "org owners and admins",
+        )?;
+        domain::require_step_up(
+            principal,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )?;
+        Ok((org_id, role))
+    }
+
+    /// A member of the org, or NOT_FOUND exactly as for a user who is not.
+    async fn member_of(&self, org_id: &str, user_id: &str) -> Result<members::MemberRow, Error> {
+        let user_id = domain::uuid("user_id", user_id)?;
+        self.storage
+            .org_member(org_id, &user_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("member {user_id}")))
+    }
+}
+
+fn last_owner() -> Error {
+    Error::FailedPrecondition(
+        "that would leave the org without an owner: make someone else owner first".into(),
+    )
+}
+
 #[tonic::async_trait]
 impl TenancyService for Tenancy {
     async fn create_org(
@@ -436,18 +471,7 @@ impl TenancyService for Tenancy {
         request: Request<pb::AddOrgMemberRequest>,
     ) -> Result<Response<pb::AddOrgMemberResponse>, Status> {
         let principal = Principal::of(&request)?;
-        principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let actor_role = domain::require_org_role(
-            principal,
-            &[OrgRole::Owner, OrgRole::Admin],
-            "org owners and admins",
-        )?;
-        domain::require_step_up(
-            principal,
-            self.storage.clock.now_secs(),
-            self.step_up_max_age_secs,
-        )?;
+        let (org_id, actor_role) = self.member_admin(principal)?;
         let request = request.get_ref();
         let role = domain::org_role_of(request.role)?;
         if role == OrgRole::Owner && actor_role != OrgRole::Owner {
@@ -638,6 +662,59 @@ impl TenancyService for Tenancy {
         Ok(Response::new(pb::SwitchWorkspaceResponse {
             workspace: Some(workspace_to_proto(workspace)),
         }))
+    }
+
+    async fn update_org_member_role(
+        &self,
+        request: Request<pb::UpdateOrgMemberRoleRequest>,
+    ) -> Result<Response<pb::UpdateOrgMemberRoleResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let (org_id, actor_role) = self.member_admin(principal)?;
+        let request = request.get_ref();
+        let role = domain::org_role_of(request.role)?;
+        let member = self.member_of(org_id, &request.user_id).await?;
+        if (role == OrgRole::Owner || member.role == OrgRole::Owner) && actor_role != OrgRole::Owner
+        {
+            return Err(Error::PermissionDenied(
+                "only an org owner may grant or take away the owner role".into(),
+            )
+            .into());
+        }
+        if let Err(members::LastOwner) = self
+            .storage
+            .change_org_role(principal, org_id, &member, role)
+            .await
+            .map_err(Error::from)?
+        {
+            return Err(last_owner().into());
+        }
+        let member = self.member_of(org_id, &request.user_id).await?;
+        Ok(Response::new(pb::UpdateOrgMemberRoleResponse {
+            member: Some(member_to_proto(member)),
+        }))
+    }
+
+    async fn remove_org_member(
+        &self,
+        request: Request<pb::RemoveOrgMemberRequest>,
+    ) -> Result<Response<pb::RemoveOrgMemberResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let (org_id, actor_role) = self.member_admin(principal)?;
+        let member = self.member_of(org_id, &request.get_ref().user_id).await?;
+        if member.role == OrgRole::Owner && actor_role != OrgRole::Owner {
+            return Err(
+                Error::PermissionDenied("only an org owner may remove an owner".into()).into(),
+            );
+        }
+        if let Err(members::LastOwner) = self
+            .storage
+            .remove_org_member(principal, org_id, &member)
+            .await
+            .map_err(Error::from)?
+        {
+            return Err(last_owner().into());
+        }
+        Ok(Response::new(pb::RemoveOrgMemberResponse {}))
     }
 
     async fn list_audit_events(
