@@ -363,3 +363,129 @@ async fn a_session_switches_its_own_active_workspace() {
     assert_eq!(orgs[0].role, sharing::OrgRole::Owner as i32);
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn workspace_members_are_managed_with_step_up_and_listed_only_inside() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    let carol = suite.user("carol").await;
+    let dave = suite.user("dave").await;
+    for user in [&bob, &carol, &dave] {
+        let _ = user.tenancy().get_me(sharing::GetMeRequest {}).await;
+    }
+    alice.new_org("Acme").await;
+    let strong = stepped_up(&suite, &alice);
+    strong
+        .tenancy()
+        .update_org(enable_workspaces())
+        .await
+        .expect("enable");
+    let sales = strong
+        .tenancy()
+        .create_workspace(named("Sales"))
+        .await
+        .expect("create")
+        .into_inner()
+        .workspace
+        .expect("workspace");
+    let id_of = |client: &UserClient| {
+        let client = client.clone();
+        async move {
+            client
+                .tenancy()
+                .get_me(sharing::GetMeRequest {})
+                .await
+                .expect("me")
+                .into_inner()
+                .user
+                .expect("user")
+                .id
+        }
+    };
+    let (bob_id, carol_id, dave_id) = (id_of(&bob).await, id_of(&carol).await, id_of(&dave).await);
+    for user_id in [&bob_id, &carol_id] {
+        strong
+            .tenancy()
+            .add_org_member(sharing::AddOrgMemberRequest {
+                user: Some(sharing::add_org_member_request::User::UserId(
+                    user_id.clone(),
+                )),
+                role: sharing::OrgRole::Member as i32,
+            })
+            .await
+            .expect("org member");
+    }
+    let add = |user_id: &str| sharing::AddWorkspaceMemberRequest {
+        workspace_id: sales.id.clone(),
+        user_id: user_id.into(),
+        role: sharing::WorkspaceRole::Member as i32,
+    };
+    assert_status(
+        alice.tenancy().add_workspace_member(add(&bob_id)).await,
+        Code::PermissionDenied,
+        "step-up required",
+    );
+    strong
+        .tenancy()
+        .add_workspace_member(add(&bob_id))
+        .await
+        .expect("add bob");
+    assert_status(
+        strong.tenancy().add_workspace_member(add(&bob_id)).await,
+        Code::AlreadyExists,
+        "already",
+    );
+    assert_status(
+        strong.tenancy().add_workspace_member(add(&dave_id)).await,
+        Code::FailedPrecondition,
+        "org first",
+    );
+
+    let list = || sharing::ListWorkspaceMembersRequest {
+        workspace_id: sales.id.clone(),
+        ..Default::default()
+    };
+    let members = bob
+        .tenancy()
+        .list_workspace_members(list())
+        .await
+        .expect("bob is inside")
+        .into_inner()
+        .members;
+    assert_eq!(members.len(), 2, "alice (owner) and bob");
+    assert_status(
+        carol.tenancy().list_workspace_members(list()).await,
+        Code::PermissionDenied,
+        "members",
+    );
+    let bob_strong = bob.with_token(&suite.token_with("bob", true, 7200));
+    assert_status(
+        bob_strong
+            .tenancy()
+            .add_workspace_member(add(&carol_id))
+            .await,
+        Code::PermissionDenied,
+        "manage",
+    );
+
+    strong
+        .tenancy()
+        .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
+            workspace_id: sales.id.clone(),
+            user_id: bob_id,
+        })
+        .await
+        .expect("remove bob");
+    assert_status(
+        bob.tenancy().list_workspace_members(list()).await,
+        Code::PermissionDenied,
+        "members",
+    );
+    assert_status(
+        bob.in_workspace(&sales.id).new_agent_result("Gone").await,
+        Code::NotFound,
+        "workspace",
+    );
+    suite.stop().await;
+}

@@ -92,15 +92,18 @@ fn audit_to_proto(row: audit::AuditRow) -> pb::AuditEvent {
 }
 
 fn membership_to_proto(workspace: WorkspaceRow, role: Option<&str>) -> pb::WorkspaceMembership {
-    let role = match role {
+    pb::WorkspaceMembership {
+        workspace: Some(workspace_to_proto(workspace)),
+        role: workspace_role_proto(role).into(),
+    }
+}
+
+fn workspace_role_proto(role: Option<&str>) -> pb::WorkspaceRole {
+    match role {
         Some("owner") => pb::WorkspaceRole::Owner,
         Some("admin") => pb::WorkspaceRole::Admin,
         Some("member") => pb::WorkspaceRole::Member,
         _ => pb::WorkspaceRole::Unspecified,
-    };
-    pb::WorkspaceMembership {
-        workspace: Some(workspace_to_proto(workspace)),
-        role: role.into(),
     }
 }
 
@@ -153,6 +156,64 @@ impl Tenancy {
             .org_member(org_id, &user_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("member {user_id}")))
+    }
+}
+
+impl Tenancy {
+    /// The org and workspace of a workspace-management call, once the
+    /// caller has a fresh second factor and is an org owner or admin, or an
+    /// owner or admin of the workspace. A workspace the caller cannot see is
+    /// NOT_FOUND.
+    async fn workspace_admin<'p>(
+        &self,
+        principal: &'p Principal,
+        workspace_id: &str,
+    ) -> Result<(&'p str, String), Error> {
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let workspace_id = domain::uuid("workspace_id", workspace_id)?;
+        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let (_, role) = self
+            .storage
+            .workspace_visible_to(org_id, &workspace_id, user, org_admin)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
+        if !org_admin && !matches!(role.as_deref(), Some("owner" | "admin")) {
+            return Err(Error::PermissionDenied(
+                "only org owners and admins, or the workspace's owners and admins, manage its members".into(),
+            ));
+        }
+        domain::require_step_up(
+            principal,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )?;
+        Ok((org_id, workspace_id))
+    }
+}
+
+fn workspace_role_of(role: i32) -> Result<&'static str, Error> {
+    match pb::WorkspaceRole::try_from(role) {
+        Ok(pb::WorkspaceRole::Owner) => Ok("owner"),
+        Ok(pb::WorkspaceRole::Admin) => Ok("admin"),
+        Ok(pb::WorkspaceRole::Member) => Ok("member"),
+        _ => Err(Error::invalid(
+            "role",
+            "must be WORKSPACE_ROLE_OWNER, WORKSPACE_ROLE_ADMIN or WORKSPACE_ROLE_MEMBER",
+        )),
+    }
+}
+
+fn workspace_member_to_proto(member: crate::workspaces::WorkspaceMemberRow) -> pb::WorkspaceMember {
+    pb::WorkspaceMember {
+        user: Some(pb::User {
+            id: member.user.id,
+            email: member.user.email,
+            display_name: member.user.display_name,
+            create_time: Some(timestamp(member.user.created_at)),
+        }),
+        role: workspace_role_proto(Some(&member.role)).into(),
+        create_time: Some(timestamp(member.joined_at)),
     }
 }
 
@@ -715,6 +776,120 @@ impl TenancyService for Tenancy {
             return Err(last_owner().into());
         }
         Ok(Response::new(pb::RemoveOrgMemberResponse {}))
+    }
+
+    async fn add_workspace_member(
+        &self,
+        request: Request<pb::AddWorkspaceMemberRequest>,
+    ) -> Result<Response<pb::AddWorkspaceMemberResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let (org_id, workspace_id) = self
+            .workspace_admin(principal, &request.workspace_id)
+            .await?;
+        let role = workspace_role_of(request.role)?;
+        let user_id = domain::uuid("user_id", &request.user_id)?;
+        if self
+            .storage
+            .org_role(org_id, &user_id)
+            .await
+            .map_err(Error::from)?
+            .is_none()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "user {user_id} is not a member of this org: add them to the org first"
+            ))
+            .into());
+        }
+        if !self
+            .storage
+            .add_workspace_member(principal, org_id, &workspace_id, &user_id, role)
+            .await
+            .map_err(Error::from)?
+        {
+            return Err(Error::AlreadyExists(format!(
+                "user {user_id} is already in this workspace"
+            ))
+            .into());
+        }
+        let member = self
+            .storage
+            .workspace_members(&workspace_id, None, i64::from(domain::MAX_PAGE_SIZE))
+            .await
+            .map_err(Error::from)?
+            .into_iter()
+            .find(|m| m.user.id == user_id)
+            .ok_or_else(|| Error::internal("a workspace member just added is missing"))?;
+        Ok(Response::new(pb::AddWorkspaceMemberResponse {
+            member: Some(workspace_member_to_proto(member)),
+        }))
+    }
+
+    async fn list_workspace_members(
+        &self,
+        request: Request<pb::ListWorkspaceMembersRequest>,
+    ) -> Result<Response<pb::ListWorkspaceMembersResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let request = request.get_ref();
+        let workspace_id = domain::uuid("workspace_id", &request.workspace_id)?;
+        let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        if self
+            .storage
+            .workspace_visible_to(org_id, &workspace_id, user, sees_all)
+            .await
+            .map_err(Error::from)?
+            .is_none()
+        {
+            return Err(if self
+                .storage
+                .workspace_exists(org_id, &workspace_id)
+                .await
+                .map_err(Error::from)?
+            {
+                Error::PermissionDenied(
+                    "only the workspace's members and org admins list its members".into(),
+                )
+            } else {
+                Error::not_found(format!("workspace {workspace_id}"))
+            }
+            .into());
+        }
+        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let rows = self
+            .storage
+            .workspace_members(&workspace_id, page.after.as_deref(), page.size + 1)
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |m| m.user.id.clone());
+        Ok(Response::new(pb::ListWorkspaceMembersResponse {
+            members: rows.into_iter().map(workspace_member_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn remove_workspace_member(
+        &self,
+        request: Request<pb::RemoveWorkspaceMemberRequest>,
+    ) -> Result<Response<pb::RemoveWorkspaceMemberResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let (org_id, workspace_id) = self
+            .workspace_admin(principal, &request.workspace_id)
+            .await?;
+        let user_id = domain::uuid("user_id", &request.user_id)?;
+        if !self
+            .storage
+            .remove_workspace_member(principal, org_id, &workspace_id, &user_id)
+            .await
+            .map_err(Error::from)?
+        {
+            return Err(
+                Error::not_found(format!("member {user_id} of workspace {workspace_id}")).into(),
+            );
+        }
+        Ok(Response::new(pb::RemoveWorkspaceMemberResponse {}))
     }
 
     async fn list_audit_events(

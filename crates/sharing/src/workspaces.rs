@@ -261,4 +261,142 @@ impl Storage {
         })
         .collect()
     }
+
+    /// Whether the workspace exists in the org (whoever may see it).
+    pub async fn workspace_exists(
+        &self,
+        org_id: &str,
+        workspace_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(
+            sqlx::query("SELECT 1 FROM workspaces WHERE org_id = $1 AND id = $2")
+                .bind(org_id)
+                .bind(workspace_id)
+                .fetch_optional(&self.db.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// A workspace's members, oldest first (by user id).
+    pub async fn workspace_members(
+        &self,
+        workspace_id: &str,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<WorkspaceMemberRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at \
+             FROM workspace_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.workspace_id = $1 AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3",
+        )
+        .bind(workspace_id)
+        .bind(after_id.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(WorkspaceMemberRow {
+                user: crate::members::UserRow {
+                    id: row.try_get("id")?,
+                    email: row.try_get("email")?,
+                    display_name: row.try_get("display_name")?,
+                    created_at: row.try_get("created_at")?,
+                },
+                role: row.try_get("role")?,
+                joined_at: row.try_get("joined_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Adds an org member to a workspace, recording `workspace_member.added`;
+    /// `Ok(false)` if they already belong.
+    pub async fn add_workspace_member(
+        &self,
+        actor: &Principal,
+        org_id: &str,
+        workspace_id: &str,
+        user_id: &str,
+        role: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let added = sqlx::query(
+            "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(workspace_id)
+        .bind(user_id)
+        .bind(role)
+        .bind(self.clock.now_micros())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if added {
+            audit::record(
+                &mut tx,
+                &self.clock,
+                audit::Change {
+                    org_id,
+                    actor,
+                    action: "workspace_member.added",
+                    target_type: "workspace_member",
+                    target_id: user_id,
+                    before: None,
+                    after: Some(serde_json::json!({ "workspace_id": workspace_id, "role": role })),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.events.committed();
+        Ok(added)
+    }
+
+    /// Removes a user from a workspace, recording `member.removed`;
+    /// `Ok(false)` if they were not in it.
+    pub async fn remove_workspace_member(
+        &self,
+        actor: &Principal,
+        org_id: &str,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let removed =
+            sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
+                .bind(workspace_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        if removed {
+            audit::record(
+                &mut tx,
+                &self.clock,
+                audit::Change {
+                    org_id,
+                    actor,
+                    action: "member.removed",
+                    target_type: "workspace_member",
+                    target_id: user_id,
+                    before: Some(serde_json::json!({ "workspace_id": workspace_id })),
+                    after: None,
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.events.committed();
+        Ok(removed)
+    }
+}
+
+pub struct WorkspaceMemberRow {
+    pub user: crate::members::UserRow,
+    pub role: String,
+    pub joined_at: i64,
 }
