@@ -489,3 +489,68 @@ async fn workspace_members_are_managed_with_step_up_and_listed_only_inside() {
     );
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn a_workspace_is_renamed_with_step_up_to_a_free_name() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    alice.new_org("Acme").await;
+    bob.new_org("Bobco").await;
+    let strong = stepped_up(&suite, &alice);
+    strong
+        .tenancy()
+        .update_org(enable_workspaces())
+        .await
+        .expect("enable");
+    let sales = strong
+        .tenancy()
+        .create_workspace(named("Sales"))
+        .await
+        .expect("create")
+        .into_inner()
+        .workspace
+        .expect("workspace");
+    let rename = |name: &str| sharing::UpdateWorkspaceRequest {
+        workspace_id: sales.id.clone(),
+        name: Some(name.into()),
+    };
+    assert_status(
+        alice.tenancy().update_workspace(rename("Revenue")).await,
+        Code::PermissionDenied,
+        "step-up required",
+    );
+    let renamed = strong
+        .tenancy()
+        .update_workspace(rename("Revenue"))
+        .await
+        .expect("rename")
+        .into_inner()
+        .workspace
+        .expect("workspace");
+    assert_eq!(renamed.name, "Revenue");
+    assert_status(
+        strong.tenancy().update_workspace(rename("Default")).await,
+        Code::AlreadyExists,
+        "Default",
+    );
+    let bob_strong = bob.with_token(&suite.token_with("bob", true, 7200));
+    assert_status(
+        bob_strong.tenancy().update_workspace(rename("Mine")).await,
+        Code::NotFound,
+        "not found",
+    );
+    let events = alice
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest {
+            target_id: sales.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert_eq!(events[0].action, "workspace.updated");
+    assert!(events[0].before_json.contains("Sales") && events[0].after_json.contains("Revenue"));
+    suite.stop().await;
+}

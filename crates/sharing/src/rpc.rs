@@ -192,6 +192,24 @@ impl Tenancy {
     }
 }
 
+impl Tenancy {
+    /// A workspace the caller may see, or NOT_FOUND.
+    async fn workspace_row(
+        &self,
+        principal: &Principal,
+        org_id: &str,
+        workspace_id: &str,
+    ) -> Result<WorkspaceRow, Error> {
+        let user = principal.require_user()?;
+        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        self.storage
+            .workspace_visible_to(org_id, workspace_id, user, org_admin)
+            .await?
+            .map(|(workspace, _)| workspace)
+            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))
+    }
+}
+
 fn workspace_role_of(role: i32) -> Result<&'static str, Error> {
     match pb::WorkspaceRole::try_from(role) {
         Ok(pb::WorkspaceRole::Owner) => Ok("owner"),
@@ -890,6 +908,41 @@ impl TenancyService for Tenancy {
             );
         }
         Ok(Response::new(pb::RemoveWorkspaceMemberResponse {}))
+    }
+
+    async fn update_workspace(
+        &self,
+        request: Request<pb::UpdateWorkspaceRequest>,
+    ) -> Result<Response<pb::UpdateWorkspaceResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let (org_id, workspace_id) = self
+            .workspace_admin(principal, &request.workspace_id)
+            .await?;
+        let workspace = self.workspace_row(principal, org_id, &workspace_id).await?;
+        let Some(name) = request.name.as_deref() else {
+            return Ok(Response::new(pb::UpdateWorkspaceResponse {
+                workspace: Some(workspace_to_proto(workspace)),
+            }));
+        };
+        let name = domain::display_name("name", name)?;
+        let workspace = match self
+            .storage
+            .rename_workspace(principal, &workspace, &name)
+            .await
+        {
+            Ok(workspace) => workspace,
+            Err(NameTaken::Taken) => {
+                return Err(Error::AlreadyExists(format!(
+                    "a workspace named {name:?} exists in this org; pick another name"
+                ))
+                .into());
+            }
+            Err(NameTaken::Db(e)) => return Err(Error::from(e).into()),
+        };
+        Ok(Response::new(pb::UpdateWorkspaceResponse {
+            workspace: Some(workspace_to_proto(workspace)),
+        }))
     }
 
     async fn list_audit_events(

@@ -15,6 +15,7 @@ pub struct OrgRow {
     pub created_at: i64,
 }
 
+#[derive(Clone)]
 pub struct WorkspaceRow {
     pub id: String,
     pub org_id: String,

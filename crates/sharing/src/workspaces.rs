@@ -393,6 +393,41 @@ impl Storage {
         self.events.committed();
         Ok(removed)
     }
+
+    /// Renames a workspace, recording `workspace.updated`.
+    pub async fn rename_workspace(
+        &self,
+        actor: &Principal,
+        before: &WorkspaceRow,
+        name: &str,
+    ) -> Result<WorkspaceRow, NameTaken> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(&before.id)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id: &before.org_id,
+                actor,
+                action: "workspace.updated",
+                target_type: "workspace",
+                target_id: &before.id,
+                before: Some(serde_json::json!({ "name": before.name })),
+                after: Some(serde_json::json!({ "name": name })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(WorkspaceRow {
+            name: name.into(),
+            ..before.clone()
+        })
+    }
 }
 
 pub struct WorkspaceMemberRow {
