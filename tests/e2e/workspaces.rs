@@ -469,6 +469,38 @@ async fn workspace_members_are_managed_with_step_up_and_listed_only_inside() {
         "manage",
     );
 
+    // A workspace admin manages members but not the owner role.
+    let set_role =
+        |user_id: &str, role: sharing::WorkspaceRole| sharing::UpdateWorkspaceMemberRoleRequest {
+            workspace_id: sales.id.clone(),
+            user_id: user_id.into(),
+            role: role as i32,
+        };
+    let promoted = strong
+        .tenancy()
+        .update_workspace_member_role(set_role(&bob_id, sharing::WorkspaceRole::Admin))
+        .await
+        .expect("promote bob")
+        .into_inner()
+        .member
+        .expect("member");
+    assert_eq!(promoted.role, sharing::WorkspaceRole::Admin as i32);
+    assert_status(
+        bob_strong
+            .tenancy()
+            .update_workspace_member_role(set_role(&bob_id, sharing::WorkspaceRole::Owner))
+            .await,
+        Code::PermissionDenied,
+        "owner role",
+    );
+    assert_status(
+        bob_strong
+            .tenancy()
+            .update_workspace_member_role(set_role(&carol_id, sharing::WorkspaceRole::Member))
+            .await,
+        Code::NotFound,
+        "not found",
+    );
     strong
         .tenancy()
         .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {

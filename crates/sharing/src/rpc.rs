@@ -832,11 +832,9 @@ impl TenancyService for Tenancy {
         }
         let member = self
             .storage
-            .workspace_members(&workspace_id, None, i64::from(domain::MAX_PAGE_SIZE))
+            .workspace_member(&workspace_id, &user_id)
             .await
             .map_err(Error::from)?
-            .into_iter()
-            .find(|m| m.user.id == user_id)
             .ok_or_else(|| Error::internal("a workspace member just added is missing"))?;
         Ok(Response::new(pb::AddWorkspaceMemberResponse {
             member: Some(workspace_member_to_proto(member)),
@@ -942,6 +940,57 @@ impl TenancyService for Tenancy {
         };
         Ok(Response::new(pb::UpdateWorkspaceResponse {
             workspace: Some(workspace_to_proto(workspace)),
+        }))
+    }
+
+    async fn update_workspace_member_role(
+        &self,
+        request: Request<pb::UpdateWorkspaceMemberRoleRequest>,
+    ) -> Result<Response<pb::UpdateWorkspaceMemberRoleResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let (org_id, workspace_id) = self
+            .workspace_admin(principal, &request.workspace_id)
+            .await?;
+        let role = workspace_role_of(request.role)?;
+        let user_id = domain::uuid("user_id", &request.user_id)?;
+        let caller = principal.require_user()?;
+        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let caller_is_owner = org_admin
+            || self
+                .storage
+                .workspace_visible_to(org_id, &workspace_id, caller, false)
+                .await
+                .map_err(Error::from)?
+                .is_some_and(|(_, r)| r.as_deref() == Some("owner"));
+        let current = self
+            .storage
+            .workspace_member(&workspace_id, &user_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
+            })?;
+        if (role == "owner" || current.role == "owner") && !caller_is_owner {
+            return Err(Error::PermissionDenied(
+                "only a workspace owner may grant or take away the owner role".into(),
+            )
+            .into());
+        }
+        self.storage
+            .change_workspace_role(principal, org_id, &workspace_id, &user_id, role)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
+            })?;
+        Ok(Response::new(pb::UpdateWorkspaceMemberRoleResponse {
+            member: Some(workspace_member_to_proto(
+                crate::workspaces::WorkspaceMemberRow {
+                    role: role.to_string(),
+                    ..current
+                },
+            )),
         }))
     }
 

@@ -285,12 +285,37 @@ impl Storage {
         after_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<WorkspaceMemberRow>, sqlx::Error> {
+        self.workspace_members_where(workspace_id, "", after_id, limit)
+            .await
+    }
+
+    /// One member of a workspace.
+    pub async fn workspace_member(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> Result<Option<WorkspaceMemberRow>, sqlx::Error> {
+        Ok(self
+            .workspace_members_where(workspace_id, user_id, None, 1)
+            .await?
+            .pop())
+    }
+
+    async fn workspace_members_where(
+        &self,
+        workspace_id: &str,
+        only_user: &str,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<WorkspaceMemberRow>, sqlx::Error> {
         sqlx::query(
             "SELECT u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at \
              FROM workspace_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.workspace_id = $1 AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3",
+             WHERE m.workspace_id = $1 AND ($2 = '' OR u.id = $2) AND ($3 = '' OR u.id > $3) \
+             ORDER BY u.id LIMIT $4",
         )
         .bind(workspace_id)
+        .bind(only_user)
         .bind(after_id.unwrap_or_default())
         .bind(limit)
         .fetch_all(&self.db.pool)
@@ -427,6 +452,56 @@ impl Storage {
             name: name.into(),
             ..before.clone()
         })
+    }
+
+    /// Changes a workspace member's role, recording
+    /// `workspace_member.role_changed`; `Ok(None)` if they are not in it.
+    pub async fn change_workspace_role(
+        &self,
+        actor: &Principal,
+        org_id: &str,
+        workspace_id: &str,
+        user_id: &str,
+        role: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let Some(before) = sqlx::query(
+            "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+        )
+        .bind(workspace_id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get::<String, _>("role"))
+        .transpose()?
+        else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE workspace_members SET role = $1 WHERE workspace_id = $2 AND user_id = $3",
+        )
+        .bind(role)
+        .bind(workspace_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id,
+                actor,
+                action: "workspace_member.role_changed",
+                target_type: "workspace_member",
+                target_id: user_id,
+                before: Some(serde_json::json!({ "workspace_id": workspace_id, "role": before })),
+                after: Some(serde_json::json!({ "workspace_id": workspace_id, "role": role })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(Some(before))
     }
 }
 
