@@ -10,6 +10,7 @@ mod contract;
 mod lifecycle;
 mod members;
 mod outbox;
+mod projects;
 mod replicas;
 mod slice;
 mod trust;

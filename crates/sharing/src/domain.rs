@@ -79,6 +79,19 @@ pub fn uuid(field: &str, value: &str) -> Result<String, Error> {
         .map_err(|_| Error::invalid(field, "must be a UUID"))
 }
 
+pub const MAX_DESCRIPTION_CHARS: usize = 4000;
+
+/// A free-text description: at most 4,000 characters.
+pub fn description(field: &str, text: &str) -> Result<String, Error> {
+    if text.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
 /// How a request's org is chosen when the client names none.
 #[derive(Debug, PartialEq, Eq)]
 pub enum OrgChoice {

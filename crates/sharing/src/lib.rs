@@ -5,6 +5,7 @@ mod api_keys;
 mod audit;
 mod domain;
 mod members;
+mod projects;
 mod rpc;
 mod scope;
 mod storage;

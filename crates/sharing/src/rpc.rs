@@ -13,6 +13,7 @@ use crate::api_keys;
 use crate::audit;
 use crate::domain::{self, OrgChoice, OrgRole};
 use crate::members;
+use crate::projects;
 use crate::scope;
 use crate::storage::{OrgRow, Storage, WorkspaceRow};
 use crate::workspaces::NameTaken;
@@ -207,6 +208,84 @@ impl Tenancy {
             .await?
             .map(|(workspace, _)| workspace)
             .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))
+    }
+}
+
+impl Tenancy {
+    /// A project the caller can see, or NOT_FOUND.
+    async fn project(
+        &self,
+        principal: &Principal,
+        project_id: &str,
+    ) -> Result<projects::ProjectRow, Error> {
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let project_id = domain::uuid("project_id", project_id)?;
+        let viewer = projects::Viewer {
+            org_id,
+            user_id: user,
+            workspaces_enabled: principal.workspaces_enabled,
+        };
+        self.storage
+            .visible_project(&viewer, &project_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("project {project_id}")))
+    }
+
+    /// The home and `listed` workspaces the caller can access, home first.
+    async fn accessible_workspaces(
+        &self,
+        principal: &Principal,
+        project: &projects::ProjectRow,
+        listed: &[String],
+    ) -> Result<Vec<WorkspaceRow>, Error> {
+        let user = principal.require_user()?;
+        let mut out = Vec::new();
+        for id in std::iter::once(&project.home_workspace_id).chain(listed) {
+            if let Some((workspace, _)) = self
+                .storage
+                .workspace_visible_to(&project.org_id, id, user, false)
+                .await?
+            {
+                out.push(workspace);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A project's owner, or an org owner or admin.
+fn require_project_manager(
+    principal: &Principal,
+    project: &projects::ProjectRow,
+) -> Result<(), Error> {
+    let is_owner = principal.user_id.as_deref() == Some(project.owner_user_id.as_str());
+    if is_owner || matches!(principal.org_role.as_deref(), Some("owner" | "admin")) {
+        return Ok(());
+    }
+    Err(Error::PermissionDenied(
+        "only the project's owner and org owners and admins may change it".into(),
+    ))
+}
+
+fn stale_project(project: &projects::ProjectRow) -> Error {
+    Error::Aborted(format!(
+        "project {} changed since you read it (revision {}): read it again and retry",
+        project.id, project.revision
+    ))
+}
+
+fn project_to_proto(project: projects::ProjectRow) -> pb::Project {
+    pb::Project {
+        id: project.id,
+        org_id: project.org_id,
+        home_workspace_id: project.home_workspace_id,
+        owner_user_id: project.owner_user_id,
+        name: project.name,
+        description: project.description,
+        revision: project.revision,
+        create_time: Some(timestamp(project.created_at)),
+        update_time: Some(timestamp(project.updated_at)),
     }
 }
 
@@ -991,6 +1070,240 @@ impl TenancyService for Tenancy {
                     ..current
                 },
             )),
+        }))
+    }
+
+    async fn create_project(
+        &self,
+        request: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::CreateProjectResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        domain::require_org_role(
+            principal,
+            &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
+            "members who build",
+        )?;
+        let home = principal.workspace_id.as_deref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "you have no active workspace in this org; ask an admin to add you to one".into(),
+            )
+        })?;
+        let request = request.get_ref();
+        let name = domain::display_name("name", &request.name)?;
+        let description = domain::description("description", &request.description)?;
+        let project = projects::new_project(
+            org_id,
+            home,
+            user,
+            name,
+            description,
+            self.storage.clock.now_micros(),
+        );
+        self.storage
+            .create_project(&project)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::CreateProjectResponse {
+            project: Some(project_to_proto(project)),
+        }))
+    }
+
+    async fn get_project(
+        &self,
+        request: Request<pb::GetProjectRequest>,
+    ) -> Result<Response<pb::GetProjectResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let project = self
+            .project(principal, &request.get_ref().project_id)
+            .await?;
+        Ok(Response::new(pb::GetProjectResponse {
+            project: Some(project_to_proto(project)),
+        }))
+    }
+
+    async fn list_projects(
+        &self,
+        request: Request<pb::ListProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectsResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        // A null workspace scope sees nothing.
+        let Some(workspace) = principal.workspace_id.as_deref() else {
+            return Ok(Response::new(pb::ListProjectsResponse::default()));
+        };
+        let rows = self
+            .storage
+            .projects_in(org_id, workspace, page.after.as_deref(), page.size + 1)
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |p| p.id.clone());
+        Ok(Response::new(pb::ListProjectsResponse {
+            projects: rows.into_iter().map(project_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_project(
+        &self,
+        request: Request<pb::UpdateProjectRequest>,
+    ) -> Result<Response<pb::UpdateProjectResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let mut project = self.project(principal, &request.project_id).await?;
+        require_project_manager(principal, &project)?;
+        let expected = request.expected_revision.unwrap_or(project.revision);
+        if expected != project.revision {
+            return Err(stale_project(&project).into());
+        }
+        if let Some(name) = request.name.as_deref() {
+            project.name = domain::display_name("name", name)?;
+        }
+        if let Some(description) = request.description.as_deref() {
+            project.description = domain::description("description", description)?;
+        }
+        project.updated_at = self.storage.clock.now_micros();
+        if !self
+            .storage
+            .update_project(&project, expected)
+            .await
+            .map_err(Error::from)?
+        {
+            return Err(stale_project(&project).into());
+        }
+        project.revision = expected + 1;
+        Ok(Response::new(pb::UpdateProjectResponse {
+            project: Some(project_to_proto(project)),
+        }))
+    }
+
+    async fn delete_project(
+        &self,
+        request: Request<pb::DeleteProjectRequest>,
+    ) -> Result<Response<pb::DeleteProjectResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let project = self
+            .project(principal, &request.get_ref().project_id)
+            .await?;
+        require_project_manager(principal, &project)?;
+        self.storage
+            .delete_project(&project.id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::DeleteProjectResponse {}))
+    }
+
+    async fn get_project_workspaces(
+        &self,
+        request: Request<pb::GetProjectWorkspacesRequest>,
+    ) -> Result<Response<pb::GetProjectWorkspacesResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let project = self
+            .project(principal, &request.get_ref().project_id)
+            .await?;
+        let listed = self
+            .storage
+            .project_workspace_ids(&project.id)
+            .await
+            .map_err(Error::from)?;
+        let workspaces = self
+            .accessible_workspaces(principal, &project, &listed)
+            .await?;
+        Ok(Response::new(pb::GetProjectWorkspacesResponse {
+            home_workspace_id: project.home_workspace_id,
+            workspaces: workspaces.into_iter().map(workspace_to_proto).collect(),
+        }))
+    }
+
+    async fn set_project_workspaces(
+        &self,
+        request: Request<pb::SetProjectWorkspacesRequest>,
+    ) -> Result<Response<pb::SetProjectWorkspacesResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let project = self.project(principal, &request.project_id).await?;
+        require_project_manager(principal, &project)?;
+        domain::require_step_up(
+            principal,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )?;
+        let user = principal.require_user()?;
+        let mut requested = Vec::new();
+        for (index, id) in request.workspace_ids.iter().enumerate() {
+            let id = domain::uuid(&format!("workspace_ids[{index}]"), id)?;
+            if id != project.home_workspace_id && !requested.contains(&id) {
+                requested.push(id);
+            }
+        }
+        let before = self
+            .storage
+            .project_workspace_ids(&project.id)
+            .await
+            .map_err(Error::from)?;
+        let mut visible_before = Vec::new();
+        let mut after = Vec::new();
+        for id in &before {
+            if self
+                .storage
+                .is_workspace_member(&project.org_id, id, user)
+                .await
+                .map_err(Error::from)?
+            {
+                visible_before.push(id.clone());
+            } else {
+                // Listed workspaces the caller cannot see are kept.
+                after.push(id.clone());
+            }
+        }
+        let mut added = Vec::new();
+        for id in requested {
+            if after.contains(&id) {
+                continue;
+            }
+            if !before.contains(&id) {
+                if !self
+                    .storage
+                    .workspace_exists(&project.org_id, &id)
+                    .await
+                    .map_err(Error::from)?
+                {
+                    return Err(Error::not_found(format!("workspace {id}")).into());
+                }
+                if !self
+                    .storage
+                    .is_workspace_member(&project.org_id, &id, user)
+                    .await
+                    .map_err(Error::from)?
+                {
+                    return Err(Error::PermissionDenied(format!(
+                        "you are not a member of workspace {id}"
+                    ))
+                    .into());
+                }
+                added.push(id.clone());
+            }
+            after.push(id);
+        }
+        let removed: Vec<String> = visible_before
+            .into_iter()
+            .filter(|id| !after.contains(id))
+            .collect();
+        after.sort();
+        self.storage
+            .set_project_workspaces(principal, &project, &before, &after)
+            .await
+            .map_err(Error::from)?;
+        let workspaces = self
+            .accessible_workspaces(principal, &project, &after)
+            .await?;
+        Ok(Response::new(pb::SetProjectWorkspacesResponse {
+            workspaces: workspaces.into_iter().map(workspace_to_proto).collect(),
+            added_workspace_ids: added,
+            removed_workspace_ids: removed,
         }))
     }
 

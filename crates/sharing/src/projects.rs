@@ -1,0 +1,228 @@
+//! Projects: storage. A project has a home workspace and may be shared into
+//! more, by the same rules as agents (`003_*`).
+
+use agentshare_kit::db::new_id;
+use agentshare_kit::identity::Principal;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::audit;
+use crate::storage::Storage;
+
+#[derive(Clone)]
+pub struct ProjectRow {
+    pub id: String,
+    pub org_id: String,
+    pub home_workspace_id: String,
+    pub owner_user_id: String,
+    pub name: String,
+    pub description: String,
+    pub revision: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "p.id, p.org_id, p.home_workspace_id, p.owner_user_id, p.name, p.description, p.revision, \
+                       p.created_at, p.updated_at";
+
+/// Projects a user can see: any of the org's when workspaces are off, else
+/// those whose home or listed workspaces include one of the user's.
+const VISIBLE: &str = "p.org_id = $1 AND p.deleted_at IS NULL AND ($2 = 0 OR EXISTS (\
+    SELECT 1 FROM workspace_members m WHERE m.user_id = $3 AND (m.workspace_id = p.home_workspace_id \
+    OR m.workspace_id IN (SELECT pw.workspace_id FROM project_workspaces pw WHERE pw.project_id = p.id))))";
+
+fn from_row(row: &AnyRow) -> Result<ProjectRow, sqlx::Error> {
+    Ok(ProjectRow {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        home_workspace_id: row.try_get("home_workspace_id")?,
+        owner_user_id: row.try_get("owner_user_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        revision: row.try_get("revision")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Who is asking, for visibility.
+pub struct Viewer<'a> {
+    pub org_id: &'a str,
+    pub user_id: &'a str,
+    pub workspaces_enabled: bool,
+}
+
+impl Storage {
+    pub async fn create_project(&self, project: &ProjectRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO projects (id, org_id, home_workspace_id, owner_user_id, name, description, revision, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(&project.id)
+        .bind(&project.org_id)
+        .bind(&project.home_workspace_id)
+        .bind(&project.owner_user_id)
+        .bind(&project.name)
+        .bind(&project.description)
+        .bind(project.revision)
+        .bind(project.created_at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn visible_project(
+        &self,
+        viewer: &Viewer<'_>,
+        project_id: &str,
+    ) -> Result<Option<ProjectRow>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM projects p WHERE {VISIBLE} AND p.id = $4");
+        sqlx::query(&sql)
+            .bind(viewer.org_id)
+            .bind(i64::from(viewer.workspaces_enabled))
+            .bind(viewer.user_id)
+            .bind(project_id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    /// Projects in a workspace (home or listed), oldest first.
+    pub async fn projects_in(
+        &self,
+        org_id: &str,
+        workspace_id: &str,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ProjectRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM projects p WHERE p.org_id = $1 AND p.deleted_at IS NULL AND \
+             (p.home_workspace_id = $2 OR p.id IN (SELECT project_id FROM project_workspaces WHERE workspace_id = $2)) \
+             AND ($3 = '' OR p.id > $3) ORDER BY p.id LIMIT $4"
+        );
+        sqlx::query(&sql)
+            .bind(org_id)
+            .bind(workspace_id)
+            .bind(after_id.unwrap_or_default())
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(from_row)
+            .collect()
+    }
+
+    /// Writes name and description if the revision still matches; `false`
+    /// when another change came first.
+    pub async fn update_project(
+        &self,
+        project: &ProjectRow,
+        expected_revision: i64,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(
+            "UPDATE projects SET name = $1, description = $2, revision = revision + 1, updated_at = $3 \
+             WHERE id = $4 AND revision = $5 AND deleted_at IS NULL",
+        )
+        .bind(&project.name)
+        .bind(&project.description)
+        .bind(project.updated_at)
+        .bind(&project.id)
+        .bind(expected_revision)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    pub async fn delete_project(&self, project_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE projects SET deleted_at = $1 WHERE id = $2")
+            .bind(self.clock.now_micros())
+            .bind(project_id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The workspaces a project is listed in, beside its home.
+    pub async fn project_workspace_ids(
+        &self,
+        project_id: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query("SELECT workspace_id FROM project_workspaces WHERE project_id = $1 ORDER BY workspace_id")
+            .bind(project_id)
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get("workspace_id"))
+            .collect()
+    }
+
+    /// Replaces a project's listed workspaces, recording
+    /// `project.workspaces_changed` with what was added and removed.
+    pub async fn set_project_workspaces(
+        &self,
+        actor: &Principal,
+        project: &ProjectRow,
+        before: &[String],
+        after: &[String],
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM project_workspaces WHERE project_id = $1")
+            .bind(&project.id)
+            .execute(&mut *tx)
+            .await?;
+        for workspace_id in after {
+            sqlx::query(
+                "INSERT INTO project_workspaces (project_id, workspace_id) VALUES ($1, $2)",
+            )
+            .bind(&project.id)
+            .bind(workspace_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let removed: Vec<&String> = before.iter().filter(|w| !after.contains(w)).collect();
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id: &project.org_id,
+                actor,
+                action: "project.workspaces_changed",
+                target_type: "project",
+                target_id: &project.id,
+                before: Some(serde_json::json!({ "workspace_ids": before })),
+                after: Some(
+                    serde_json::json!({ "workspace_ids": after, "removed_workspace_ids": removed }),
+                ),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.events.committed();
+        Ok(())
+    }
+}
+
+/// A new project, owned by `owner`, at home in `home`.
+pub fn new_project(
+    org_id: &str,
+    home: &str,
+    owner: &str,
+    name: String,
+    description: String,
+    now: i64,
+) -> ProjectRow {
+    ProjectRow {
+        id: new_id(),
+        org_id: org_id.into(),
+        home_workspace_id: home.into(),
+        owner_user_id: owner.into(),
+        name,
+        description,
+        revision: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
