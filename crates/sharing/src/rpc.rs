@@ -16,7 +16,6 @@ use crate::members;
 use crate::projects;
 use crate::scope;
 use crate::storage::{OrgRow, Storage, WorkspaceRow};
-use crate::workspaces::NameTaken;
 use agentshare_kit::identity::{API_KEY_PREFIX, random_token, secret_digest};
 
 #[derive(Clone)]
@@ -561,20 +560,11 @@ impl TenancyService for Tenancy {
             )
             .into());
         }
-        let workspace = match self
+        let workspace = self
             .storage
             .create_workspace(principal, org_id, &name)
             .await
-        {
-            Ok(workspace) => workspace,
-            Err(NameTaken::Taken) => {
-                return Err(Error::AlreadyExists(format!(
-                    "a workspace named {name:?} exists in this org; pick another name"
-                ))
-                .into());
-            }
-            Err(NameTaken::Db(e)) => return Err(Error::from(e).into()),
-        };
+            .map_err(|e| e.into_error(&name))?;
         Ok(Response::new(pb::CreateWorkspaceResponse {
             workspace: Some(workspace_to_proto(workspace)),
         }))
@@ -1003,20 +993,11 @@ impl TenancyService for Tenancy {
             }));
         };
         let name = domain::display_name("name", name)?;
-        let workspace = match self
+        let workspace = self
             .storage
             .rename_workspace(principal, &workspace, &name)
             .await
-        {
-            Ok(workspace) => workspace,
-            Err(NameTaken::Taken) => {
-                return Err(Error::AlreadyExists(format!(
-                    "a workspace named {name:?} exists in this org; pick another name"
-                ))
-                .into());
-            }
-            Err(NameTaken::Db(e)) => return Err(Error::from(e).into()),
-        };
+            .map_err(|e| e.into_error(&name))?;
         Ok(Response::new(pb::UpdateWorkspaceResponse {
             workspace: Some(workspace_to_proto(workspace)),
         }))

@@ -15,6 +15,18 @@ pub enum NameTaken {
     Db(sqlx::Error),
 }
 
+impl NameTaken {
+    /// ALREADY_EXISTS naming the name, or the database's error.
+    pub fn into_error(self, name: &str) -> agentshare_kit::Error {
+        match self {
+            Self::Taken => agentshare_kit::Error::AlreadyExists(format!(
+                "a workspace named {name:?} exists in this org; pick another name"
+            )),
+            Self::Db(error) => error.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for NameTaken {
     fn from(error: sqlx::Error) -> Self {
         if is_unique_violation(&error) {
