@@ -30,10 +30,7 @@ async fn serve_start(runs: usize) {
     let mut histogram = Histogram::<u64>::new(3).expect("histogram");
     for _ in 0..runs {
         let dir = tempfile::tempdir().expect("dir");
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr");
+        let addr = agentshare_e2e::reserve_addr();
         let begin = Instant::now();
         let mut child = tokio::process::Command::new(&serve)
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])

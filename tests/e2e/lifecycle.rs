@@ -11,11 +11,6 @@ use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
 use sqlx::Connection;
 
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
 fn serve(data_dir: &std::path::Path, addr: SocketAddr) -> tokio::process::Child {
     tokio::process::Command::new(binary("agentshare"))
         .args(["serve", "--data-dir"])
@@ -66,7 +61,7 @@ async fn wait_all_ready(addr: SocketAddr) {
 async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
     let dir = tempfile::tempdir().expect("dir");
     let data_dir = dir.path().join("data");
-    let addr = free_port();
+    let addr = agentshare_e2e::reserve_addr();
     let mut child = serve(&data_dir, addr);
     wait_all_ready(addr).await;
     let alice = UserClient::new(connect(addr).await, Some(token(&data_dir, "alice")));

@@ -99,10 +99,18 @@ impl SuiteBuilder {
         let count = |s: ServiceName| self.replicas.get(&s).copied().unwrap_or(1);
 
         // Every port first, so each service knows all its peers' addresses.
+        // Child processes bind their own ports after we let go of them, so
+        // they get a loopback address of their own, where no in-process
+        // suite can take a freed port in between.
+        let ip = if self.processes {
+            private_loopback()
+        } else {
+            std::net::Ipv4Addr::LOCALHOST
+        };
         let mut listeners = Vec::new();
         for service in ServiceName::ALL {
             for _ in 0..count(service) {
-                let listener = bind("listen", SocketAddr::from(([127, 0, 0, 1], 0)))
+                let listener = bind("listen", SocketAddr::from((ip, 0)))
                     .await
                     .expect("bind");
                 let addr = listener.local_addr().expect("addr");
@@ -526,6 +534,22 @@ pub fn child_env_of(suite: &Suite, service: ServiceName, replica: usize) -> Vec<
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// A loopback address of 127.0.0.0/8 that no other suite of this test run
+/// uses, for servers that bind in another process after we chose their port.
+pub fn private_loopback() -> std::net::Ipv4Addr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(2);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let [_, b, c, d] = n.to_be_bytes();
+    std::net::Ipv4Addr::new(127, b, c, d.max(2))
+}
+
+/// A port on a private loopback address, free now and not handed out by the
+/// kernel to any other suite of this run.
+pub fn reserve_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind((private_loopback(), 0)).expect("bind");
+    listener.local_addr().expect("addr")
 }
 
 /// Every public gRPC service of the contract, as the gateway serves them.
