@@ -115,8 +115,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(row)
     }
 
@@ -196,8 +195,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(Some(after))
     }
 

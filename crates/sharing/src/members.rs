@@ -15,6 +15,18 @@ pub struct UserRow {
     pub created_at: i64,
 }
 
+impl UserRow {
+    /// Reads `id`, `email`, `display_name` and `created_at` of a users row.
+    pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            display_name: row.try_get("display_name")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
 pub struct MemberRow {
     pub user: UserRow,
     pub role: OrgRole,
@@ -24,12 +36,7 @@ pub struct MemberRow {
 fn member_from_row(row: &AnyRow) -> Result<MemberRow, sqlx::Error> {
     let role: String = row.try_get("role")?;
     Ok(MemberRow {
-        user: UserRow {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            display_name: row.try_get("display_name")?,
-            created_at: row.try_get("created_at")?,
-        },
+        user: UserRow::from_row(row)?,
         role: OrgRole::parse(&role)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown org role {role:?}").into()))?,
         joined_at: row.try_get("joined_at")?,
@@ -51,14 +58,8 @@ impl Storage {
             .bind(key)
             .fetch_optional(&self.db.pool)
             .await?
-            .map(|row| {
-                Ok(UserRow {
-                    id: row.try_get("id")?,
-                    email: row.try_get("email")?,
-                    display_name: row.try_get("display_name")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
+            .as_ref()
+            .map(UserRow::from_row)
             .transpose()
     }
 
@@ -110,8 +111,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -206,8 +206,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(Ok(()))
     }
 
@@ -250,8 +249,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(Ok(()))
     }
 }

@@ -199,8 +199,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(())
     }
 }

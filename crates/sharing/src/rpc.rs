@@ -109,14 +109,18 @@ fn workspace_role_proto(role: Option<&str>) -> pb::WorkspaceRole {
 
 fn member_to_proto(member: members::MemberRow) -> pb::OrgMember {
     pb::OrgMember {
-        user: Some(pb::User {
-            id: member.user.id,
-            email: member.user.email,
-            display_name: member.user.display_name,
-            create_time: Some(timestamp(member.user.created_at)),
-        }),
+        user: Some(user_to_proto(member.user)),
         role: member.role.to_proto().into(),
         create_time: Some(timestamp(member.joined_at)),
+    }
+}
+
+fn user_to_proto(user: members::UserRow) -> pb::User {
+    pb::User {
+        id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        create_time: Some(timestamp(user.created_at)),
     }
 }
 
@@ -302,12 +306,7 @@ fn workspace_role_of(role: i32) -> Result<&'static str, Error> {
 
 fn workspace_member_to_proto(member: crate::workspaces::WorkspaceMemberRow) -> pb::WorkspaceMember {
     pb::WorkspaceMember {
-        user: Some(pb::User {
-            id: member.user.id,
-            email: member.user.email,
-            display_name: member.user.display_name,
-            create_time: Some(timestamp(member.user.created_at)),
-        }),
+        user: Some(user_to_proto(member.user)),
         role: workspace_role_proto(Some(&member.role)).into(),
         create_time: Some(timestamp(member.joined_at)),
     }
@@ -724,12 +723,7 @@ impl TenancyService for Tenancy {
         )
         .is_ok();
         Ok(Response::new(pb::GetMeResponse {
-            user: Some(pb::User {
-                id: user.id,
-                email: user.email,
-                display_name: user.display_name,
-                create_time: Some(timestamp(user.created_at)),
-            }),
+            user: Some(user_to_proto(user)),
             org_id: principal.org_id.clone().unwrap_or_default(),
             org_role: principal
                 .org_role

@@ -32,6 +32,16 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// Commits a change and wakes this replica's event watchers at once.
+    pub async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.events.committed();
+        Ok(())
+    }
+
     /// The user with this IdP subject, created on first sight. Email and
     /// name follow the latest token.
     pub async fn upsert_user(
@@ -232,8 +242,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok((org, workspace))
     }
 }

@@ -92,8 +92,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(after)
     }
 
@@ -142,8 +141,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(workspace)
     }
 
@@ -335,12 +333,7 @@ impl Storage {
         .iter()
         .map(|row| {
             Ok(WorkspaceMemberRow {
-                user: crate::members::UserRow {
-                    id: row.try_get("id")?,
-                    email: row.try_get("email")?,
-                    display_name: row.try_get("display_name")?,
-                    created_at: row.try_get("created_at")?,
-                },
+                user: crate::members::UserRow::from_row(row)?,
                 role: row.try_get("role")?,
                 joined_at: row.try_get("joined_at")?,
             })
@@ -387,8 +380,7 @@ impl Storage {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(added)
     }
 
@@ -426,8 +418,7 @@ impl Storage {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(removed)
     }
 
@@ -458,8 +449,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(WorkspaceRow {
             name: name.into(),
             ..before.clone()
@@ -511,8 +501,7 @@ impl Storage {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
+        self.commit(tx).await?;
         Ok(Some(before))
     }
 }
