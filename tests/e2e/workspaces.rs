@@ -21,6 +21,23 @@ fn named(name: &str) -> sharing::CreateWorkspaceRequest {
     sharing::CreateWorkspaceRequest { name: name.into() }
 }
 
+/// Turns workspaces on in the caller's org and creates "Sales" in it.
+async fn with_sales(strong: &UserClient) -> sharing::Workspace {
+    strong
+        .tenancy()
+        .update_org(enable_workspaces())
+        .await
+        .expect("enable");
+    strong
+        .tenancy()
+        .create_workspace(named("Sales"))
+        .await
+        .expect("create")
+        .into_inner()
+        .workspace
+        .expect("workspace")
+}
+
 /// Alice's clients with a token that passed a second factor just now.
 fn stepped_up(suite: &Suite, alice: &UserClient) -> UserClient {
     alice.with_token(&suite.token_with("alice", true, 7200))
@@ -96,19 +113,7 @@ async fn workspaces_are_opt_in_named_uniquely_and_scope_new_agents() {
         Code::FailedPrecondition,
         "workspaces_enabled",
     );
-    strong
-        .tenancy()
-        .update_org(enable_workspaces())
-        .await
-        .expect("enable");
-    let sales = strong
-        .tenancy()
-        .create_workspace(named("Sales"))
-        .await
-        .expect("create")
-        .into_inner()
-        .workspace
-        .expect("workspace");
+    let sales = with_sales(&strong).await;
     assert!(!sales.is_default);
     assert_status(
         strong.tenancy().create_workspace(named("Sales")).await,
@@ -176,19 +181,7 @@ async fn another_orgs_workspaces_look_like_none_at_all() {
     alice.new_org("Acme").await;
     bob.new_org("Bobco").await;
     let strong = stepped_up(&suite, &alice);
-    strong
-        .tenancy()
-        .update_org(enable_workspaces())
-        .await
-        .expect("enable");
-    let sales = strong
-        .tenancy()
-        .create_workspace(named("Sales"))
-        .await
-        .expect("create")
-        .into_inner()
-        .workspace
-        .expect("workspace");
+    let sales = with_sales(&strong).await;
 
     let get = |id: &str| sharing::GetWorkspaceRequest {
         workspace_id: id.into(),
@@ -268,19 +261,7 @@ async fn a_session_switches_its_own_active_workspace() {
     let org = alice.new_org("Acme").await;
     bob.new_org("Bobco").await;
     let strong = stepped_up(&suite, &alice);
-    strong
-        .tenancy()
-        .update_org(enable_workspaces())
-        .await
-        .expect("enable");
-    let sales = strong
-        .tenancy()
-        .create_workspace(named("Sales"))
-        .await
-        .expect("create")
-        .into_inner()
-        .workspace
-        .expect("workspace");
+    let sales = with_sales(&strong).await;
     let me = |client: &UserClient| {
         let client = client.clone();
         async move {
@@ -376,19 +357,7 @@ async fn workspace_members_are_managed_with_step_up_and_listed_only_inside() {
     }
     alice.new_org("Acme").await;
     let strong = stepped_up(&suite, &alice);
-    strong
-        .tenancy()
-        .update_org(enable_workspaces())
-        .await
-        .expect("enable");
-    let sales = strong
-        .tenancy()
-        .create_workspace(named("Sales"))
-        .await
-        .expect("create")
-        .into_inner()
-        .workspace
-        .expect("workspace");
+    let sales = with_sales(&strong).await;
     let id_of = |client: &UserClient| {
         let client = client.clone();
         async move {
@@ -530,19 +499,7 @@ async fn a_workspace_is_renamed_with_step_up_to_a_free_name() {
     alice.new_org("Acme").await;
     bob.new_org("Bobco").await;
     let strong = stepped_up(&suite, &alice);
-    strong
-        .tenancy()
-        .update_org(enable_workspaces())
-        .await
-        .expect("enable");
-    let sales = strong
-        .tenancy()
-        .create_workspace(named("Sales"))
-        .await
-        .expect("create")
-        .into_inner()
-        .workspace
-        .expect("workspace");
+    let sales = with_sales(&strong).await;
     let rename = |name: &str| sharing::UpdateWorkspaceRequest {
         workspace_id: sales.id.clone(),
         name: Some(name.into()),
