@@ -306,3 +306,114 @@ async fn key_changes_are_audited_with_the_credential_that_made_them() {
     );
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn the_audit_trail_filters_by_actor_and_time() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    let bob_id = bob
+        .tenancy()
+        .get_me(sharing::GetMeRequest {})
+        .await
+        .expect("me")
+        .into_inner()
+        .user
+        .expect("user")
+        .id;
+    alice.new_org("Acme").await;
+    let strong = alice.with_token(&suite.token_with("alice", true, 7200));
+    strong
+        .tenancy()
+        .add_org_member(sharing::AddOrgMemberRequest {
+            user: Some(sharing::add_org_member_request::User::UserId(
+                bob_id.clone(),
+            )),
+            role: sharing::OrgRole::Admin as i32,
+        })
+        .await
+        .expect("bob joins as admin");
+    suite.clock.advance(Duration::from_secs(60));
+    let before_keys = suite.clock.now_micros();
+    let bob_key = bob
+        .tenancy()
+        .create_api_key(create("bob's"))
+        .await
+        .expect("bob's key")
+        .into_inner()
+        .api_key
+        .expect("key");
+    suite.clock.advance(Duration::from_secs(60));
+    let between = suite.clock.now_micros();
+    suite.clock.advance(Duration::from_secs(60));
+    alice
+        .tenancy()
+        .create_api_key(create("alice's"))
+        .await
+        .expect("alice's key");
+
+    let list = |filter: sharing::ListAuditEventsRequest| {
+        let alice = alice.clone();
+        async move {
+            alice
+                .tenancy()
+                .list_audit_events(filter)
+                .await
+                .expect("audit")
+                .into_inner()
+                .events
+        }
+    };
+    let at = |micros: i64| Some(agentshare_kit::clock::timestamp(micros));
+    let bobs = list(sharing::ListAuditEventsRequest {
+        actor_user_id: bob_id.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(bobs.len(), 1, "{bobs:?}");
+    assert_eq!(
+        (bobs[0].action.as_str(), bobs[0].target_id.as_str()),
+        ("api_key.created", bob_key.id.as_str())
+    );
+    let since = list(sharing::ListAuditEventsRequest {
+        start_time: at(before_keys),
+        ..Default::default()
+    })
+    .await;
+    let actions: Vec<&str> = since.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["api_key.created", "api_key.created"],
+        "not the member added before"
+    );
+    let window = list(sharing::ListAuditEventsRequest {
+        start_time: at(before_keys),
+        end_time: at(between),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(window.len(), 1, "{window:?}");
+    assert_eq!(window[0].target_id, bob_key.id);
+    let earlier = list(sharing::ListAuditEventsRequest {
+        end_time: at(before_keys),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        earlier.iter().all(|e| e.action != "api_key.created")
+            && earlier.iter().any(|e| e.action == "member.added"),
+        "{earlier:?}"
+    );
+    assert_status(
+        alice
+            .tenancy()
+            .list_audit_events(sharing::ListAuditEventsRequest {
+                actor_user_id: "bob".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "actor_user_id",
+    );
+    suite.stop().await;
+}

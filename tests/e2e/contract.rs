@@ -79,10 +79,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
     let alice: UserClient = suite.user("alice").await;
     let unbuilt = [
         (
-            "/agentshare.sharing.v1.TenancyService/DeleteWorkspace",
-            "issue #4",
-        ),
-        (
             "/agentshare.sharing.v1.SharingService/ShareAgent",
             "issue #6",
         ),

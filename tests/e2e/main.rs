@@ -7,6 +7,7 @@
 mod api_keys;
 mod auth;
 mod contract;
+mod isolation;
 mod lifecycle;
 mod members;
 mod outbox;
@@ -14,6 +15,7 @@ mod projects;
 mod replicas;
 mod slice;
 mod trust;
+mod viewers;
 mod workspaces;
 
 use tonic::{Code, Status};

@@ -239,5 +239,44 @@ async fn invalid_drafts_and_names_are_rejected_naming_the_field() {
         .map(|v| v.field)
         .collect();
     assert_eq!(fields, ["draft.name", "draft.instructions"]);
+
+    // Each bad input names its field in BadRequest.
+    let strong = alice.with_token(&suite.token_with("alice", true, 7200));
+    let field_of = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        status
+            .get_details_bad_request()
+            .expect("details")
+            .field_violations[0]
+            .field
+            .clone()
+    };
+    for name in ["x".repeat(201), "bell\u{7}".into(), String::new()] {
+        let status = strong
+            .tenancy()
+            .create_workspace(sharing::CreateWorkspaceRequest { name })
+            .await
+            .expect_err("a bad name");
+        assert_eq!(field_of(status), "name");
+    }
+    let status = strong
+        .tenancy()
+        .get_org(sharing::GetOrgRequest {
+            org_id: "acme".into(),
+        })
+        .await
+        .expect_err("not a UUID");
+    assert_eq!(field_of(status), "org_id");
+    let status = strong
+        .tenancy()
+        .add_org_member(sharing::AddOrgMemberRequest {
+            user: Some(sharing::add_org_member_request::User::Email(
+                "bob@example.com".into(),
+            )),
+            role: 42,
+        })
+        .await
+        .expect_err("an unknown role");
+    assert_eq!(field_of(status), "role");
     suite.stop().await;
 }

@@ -543,3 +543,256 @@ async fn a_workspace_is_renamed_with_step_up_to_a_free_name() {
     assert!(events[0].before_json.contains("Sales") && events[0].after_json.contains("Revenue"));
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn a_workspace_is_deleted_only_when_nothing_lives_in_it() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    let bob_id = bob
+        .tenancy()
+        .get_me(sharing::GetMeRequest {})
+        .await
+        .expect("me")
+        .into_inner()
+        .user
+        .expect("user")
+        .id;
+    let acme = alice.new_org("Acme").await;
+    let strong = stepped_up(&suite, &alice);
+    let sales = with_sales(&strong).await;
+    let delete = |id: &str| sharing::DeleteWorkspaceRequest {
+        workspace_id: id.into(),
+    };
+    strong
+        .tenancy()
+        .add_org_member(sharing::AddOrgMemberRequest {
+            user: Some(sharing::add_org_member_request::User::UserId(
+                bob_id.clone(),
+            )),
+            role: sharing::OrgRole::Member as i32,
+        })
+        .await
+        .expect("bob joins");
+    strong
+        .tenancy()
+        .add_workspace_member(sharing::AddWorkspaceMemberRequest {
+            workspace_id: sales.id.clone(),
+            user_id: bob_id.clone(),
+            role: sharing::WorkspaceRole::Admin as i32,
+        })
+        .await
+        .expect("bob administers sales");
+    bob.tenancy()
+        .switch_workspace(sharing::SwitchWorkspaceRequest {
+            workspace_id: sales.id.clone(),
+        })
+        .await
+        .expect("bob works in sales");
+
+    assert_status(
+        strong
+            .tenancy()
+            .delete_workspace(delete(&acme.default_workspace_id))
+            .await,
+        Code::FailedPrecondition,
+        "default workspace",
+    );
+    let project = alice
+        .in_workspace(&sales.id)
+        .tenancy()
+        .create_project(sharing::CreateProjectRequest {
+            name: "Pipeline".into(),
+            description: String::new(),
+        })
+        .await
+        .expect("project in sales")
+        .into_inner()
+        .project
+        .expect("project");
+    assert_eq!(project.home_workspace_id, sales.id);
+    // Without a fresh second factor, and as a workspace admin who is not its
+    // owner, the deletion is refused before anything else is said.
+    assert_status(
+        alice.tenancy().delete_workspace(delete(&sales.id)).await,
+        Code::PermissionDenied,
+        "step-up required",
+    );
+    assert_status(
+        bob.with_token(&suite.token_with("bob", true, 7200))
+            .tenancy()
+            .delete_workspace(delete(&sales.id))
+            .await,
+        Code::PermissionDenied,
+        "owner",
+    );
+    let blocked = assert_status(
+        strong.tenancy().delete_workspace(delete(&sales.id)).await,
+        Code::Aborted,
+        "Pipeline",
+    );
+    assert!(
+        blocked.message().contains("move or delete"),
+        "{}",
+        blocked.message()
+    );
+    alice
+        .tenancy()
+        .delete_project(sharing::DeleteProjectRequest {
+            project_id: project.id.clone(),
+        })
+        .await
+        .expect("delete the project");
+
+    strong
+        .tenancy()
+        .delete_workspace(delete(&sales.id))
+        .await
+        .expect("now it goes");
+    assert_status(
+        strong
+            .tenancy()
+            .get_workspace(sharing::GetWorkspaceRequest {
+                workspace_id: sales.id.clone(),
+            })
+            .await,
+        Code::NotFound,
+        "not found",
+    );
+    assert_status(
+        strong.tenancy().delete_workspace(delete(&sales.id)).await,
+        Code::NotFound,
+        "not found",
+    );
+    // Bob's session was in Sales; he falls back to the default.
+    let scope = bob
+        .tenancy()
+        .get_me(sharing::GetMeRequest {})
+        .await
+        .expect("me")
+        .into_inner();
+    assert_eq!(scope.workspace_id, acme.default_workspace_id);
+    let names = strong
+        .tenancy()
+        .list_workspaces(sharing::ListWorkspacesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .workspaces
+        .into_iter()
+        .filter_map(|w| w.workspace)
+        .map(|w| w.name)
+        .collect::<Vec<_>>();
+    assert_eq!(names, ["Default"], "{names:?}");
+    let trail = strong
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest {
+            target_id: sales.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert_eq!(trail[0].action, "workspace.deleted");
+    assert!(trail[0].before_json.contains("Sales"));
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_workspace_reads_are_empty_and_writes_are_denied() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    let bob_id = bob
+        .tenancy()
+        .get_me(sharing::GetMeRequest {})
+        .await
+        .expect("me")
+        .into_inner()
+        .user
+        .expect("user")
+        .id;
+    let acme = alice.new_org("Acme").await;
+    let strong = stepped_up(&suite, &alice);
+    strong
+        .tenancy()
+        .add_org_member(sharing::AddOrgMemberRequest {
+            user: Some(sharing::add_org_member_request::User::UserId(
+                bob_id.clone(),
+            )),
+            role: sharing::OrgRole::Member as i32,
+        })
+        .await
+        .expect("bob joins");
+    alice
+        .tenancy()
+        .create_project(sharing::CreateProjectRequest {
+            name: "Everyone's".into(),
+            description: String::new(),
+        })
+        .await
+        .expect("project");
+    // With workspaces off, Bob is in the one workspace the org behaves as.
+    let seen = bob
+        .tenancy()
+        .list_projects(sharing::ListProjectsRequest::default())
+        .await
+        .expect("projects")
+        .into_inner()
+        .projects;
+    assert_eq!(seen.len(), 1);
+
+    strong
+        .tenancy()
+        .update_org(enable_workspaces())
+        .await
+        .expect("enable");
+    strong
+        .tenancy()
+        .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
+            workspace_id: acme.default_workspace_id.clone(),
+            user_id: bob_id.clone(),
+        })
+        .await
+        .expect("bob leaves the default workspace");
+    let scope = bob
+        .tenancy()
+        .get_me(sharing::GetMeRequest {})
+        .await
+        .expect("me")
+        .into_inner();
+    assert!(scope.workspaces_enabled && scope.workspace_id.is_empty());
+    let projects = bob
+        .tenancy()
+        .list_projects(sharing::ListProjectsRequest::default())
+        .await
+        .expect("an empty read, not an error")
+        .into_inner()
+        .projects;
+    assert!(projects.is_empty(), "{projects:?}");
+    let workspaces = bob
+        .tenancy()
+        .list_workspaces(sharing::ListWorkspacesRequest::default())
+        .await
+        .expect("an empty read, not an error")
+        .into_inner()
+        .workspaces;
+    assert!(workspaces.is_empty(), "{workspaces:?}");
+    assert_status(
+        bob.tenancy()
+            .create_project(sharing::CreateProjectRequest {
+                name: "Mine".into(),
+                description: String::new(),
+            })
+            .await,
+        Code::PermissionDenied,
+        "workspace",
+    );
+    assert_status(
+        bob.new_agent_result("Mine").await,
+        Code::PermissionDenied,
+        "workspace",
+    );
+    suite.stop().await;
+}

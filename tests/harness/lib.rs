@@ -60,6 +60,7 @@ struct Instance {
 pub struct SuiteBuilder {
     replicas: HashMap<ServiceName, usize>,
     processes: bool,
+    auth: Option<agentshare_kit::config::Auth>,
 }
 
 impl SuiteBuilder {
@@ -70,6 +71,12 @@ impl SuiteBuilder {
     }
 
     /// Runs every service as a child process of its own binary.
+    /// How the gateway verifies session tokens, instead of the dev key.
+    pub fn session_auth(mut self, auth: agentshare_kit::config::Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
     pub fn processes(mut self) -> Self {
         self.processes = true;
         self
@@ -122,6 +129,7 @@ impl SuiteBuilder {
             keys_dir: suite.keys_dir.clone(),
             database_max_connections: 2,
             event_poll_millis: 50,
+            auth: self.auth.clone().unwrap_or_default(),
             shutdown_grace_secs: 10,
             shutdown_delay_millis: 300,
             ..Config::default()
@@ -186,6 +194,7 @@ impl Suite {
         SuiteBuilder {
             replicas: HashMap::new(),
             processes: false,
+            auth: None,
         }
     }
 
@@ -242,6 +251,20 @@ impl Suite {
                 "AGENTSHARE_DATABASE_URL".into(),
                 self.databases.url(service),
             ));
+        }
+        let auth = &self.config.auth;
+        env.push(("AGENTSHARE_AUTH__ISSUER".into(), auth.issuer.clone()));
+        env.push(("AGENTSHARE_AUTH__AUDIENCE".into(), auth.audience.clone()));
+        for (name, file) in [
+            ("PUBLIC_KEY_FILE", &auth.public_key_file),
+            ("JWKS_FILE", &auth.jwks_file),
+        ] {
+            if !file.as_os_str().is_empty() {
+                env.push((
+                    format!("AGENTSHARE_AUTH__{name}"),
+                    file.display().to_string(),
+                ));
+            }
         }
         for peer in ServiceName::ALL {
             let endpoints = self.config.peers.of(peer);

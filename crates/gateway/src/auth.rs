@@ -29,7 +29,12 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(config: &Config, sharing: ServiceChannel, clock: Clock) -> Result<Self, BadSetting> {
         let auth = &config.auth;
-        let verifier = if !auth.public_key_file.as_os_str().is_empty() {
+        let verifier = if !auth.jwks_file.as_os_str().is_empty() {
+            let json = std::fs::read(&auth.jwks_file)
+                .map_err(|e| BadSetting::new("auth.jwks_file", format!("cannot read: {e}")))?;
+            SessionVerifier::from_jwks(&json, &auth.issuer, &auth.audience)
+                .map_err(|e| BadSetting::new("auth.jwks_file", e))?
+        } else if !auth.public_key_file.as_os_str().is_empty() {
             let pem = std::fs::read(&auth.public_key_file).map_err(|e| {
                 BadSetting::new("auth.public_key_file", format!("cannot read: {e}"))
             })?;

@@ -127,6 +127,9 @@ pub struct Auth {
     pub hs256_key_file: PathBuf,
     /// RS256/ES256 public key PEM of the identity provider.
     pub public_key_file: PathBuf,
+    /// The identity provider's JWKS document (RS256/ES256 keys, chosen by
+    /// the token's `kid`); an alternative to `public_key_file`.
+    pub jwks_file: PathBuf,
     /// How recent `auth_time` must be for step-up.
     pub step_up_max_age_secs: i64,
 }
@@ -138,6 +141,7 @@ impl Default for Auth {
             audience: crate::session::DEV_AUDIENCE.into(),
             hs256_key_file: PathBuf::new(),
             public_key_file: PathBuf::new(),
+            jwks_file: PathBuf::new(),
             step_up_max_age_secs: 600,
         }
     }
@@ -222,6 +226,14 @@ impl Config {
             return Err(BadSetting::new(
                 "database_max_connections",
                 "must be at least 1",
+            ));
+        }
+        if !self.auth.public_key_file.as_os_str().is_empty()
+            && !self.auth.jwks_file.as_os_str().is_empty()
+        {
+            return Err(BadSetting::new(
+                "auth.jwks_file",
+                "set either auth.public_key_file or auth.jwks_file, not both",
             ));
         }
         for service in ServiceName::ALL {

@@ -139,6 +139,17 @@ impl Db {
     }
 }
 
+impl Backend {
+    /// The clause that locks the rows a SELECT reads until the transaction
+    /// ends. SQLite needs none: `begin_write` already holds the one write lock.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
 /// A new time-ordered id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

@@ -169,3 +169,160 @@ impl EventLogService for EventLog {
         )))
     }
 }
+
+/// What a follower's handler returns.
+pub type Handled = Pin<Box<dyn std::future::Future<Output = Result<(), crate::Error>> + Send>>;
+
+/// Follows `source`'s EventLog for as long as the context runs, calling
+/// `handle` with each event in number order. The cursor is stored under
+/// `consumer` in this service's own database after each handled event, so a
+/// restart resumes where the last replica stopped. Delivery is at least once:
+/// a crash between handling and storing replays one event, and every replica
+/// follows on its own, so handlers must be idempotent. A failing handler is
+/// retried with backoff and holds back the events after it, because later
+/// events may depend on it.
+pub fn follow<H>(
+    context: &crate::bootstrap::Context,
+    db: Db,
+    source: crate::identity::ServiceName,
+    consumer: &'static str,
+    handle: H,
+) -> Result<tokio::task::JoinHandle<()>, crate::config::BadSetting>
+where
+    H: Fn(pb::Event) -> Handled + Send + Sync + 'static,
+{
+    let channel =
+        crate::server::channel(&context.identity, source, context.config.peers.of(source))?;
+    let follower = Follower {
+        db,
+        consumer,
+        shutdown: context.shutdown.clone(),
+    };
+    Ok(tokio::spawn(follower.run(channel, handle)))
+}
+
+struct Follower {
+    db: Db,
+    consumer: &'static str,
+    shutdown: Shutdown,
+}
+
+const FOLLOW_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const FOLLOW_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl Follower {
+    async fn run<H>(self, channel: crate::server::ServiceChannel, handle: H)
+    where
+        H: Fn(pb::Event) -> Handled + Send + Sync + 'static,
+    {
+        let mut shutdown = self.shutdown.clone();
+        let mut backoff = FOLLOW_BACKOFF_MIN;
+        loop {
+            if self.shutdown.is_triggered() {
+                return;
+            }
+            match self.follow_once(channel.clone(), &handle).await {
+                Ok(progressed) if progressed => backoff = FOLLOW_BACKOFF_MIN,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(consumer = self.consumer, %error, "event stream broke; reconnecting");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.wait() => return,
+            }
+            backoff = (backoff * 2).min(FOLLOW_BACKOFF_MAX);
+        }
+    }
+
+    /// Reads the stream until it ends or breaks; true when any event was
+    /// handled.
+    async fn follow_once<H>(
+        &self,
+        channel: crate::server::ServiceChannel,
+        handle: &H,
+    ) -> Result<bool, String>
+    where
+        H: Fn(pb::Event) -> Handled + Send + Sync + 'static,
+    {
+        let mut cursor = self.cursor().await.map_err(|e| e.to_string())?;
+        let mut client =
+            agentshare_proto::events::v1::event_log_service_client::EventLogServiceClient::new(
+                channel,
+            );
+        let mut stream = client
+            .watch(pb::WatchRequest {
+                after_seq: u64::try_from(cursor).unwrap_or_default(),
+            })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        let mut shutdown = self.shutdown.clone();
+        let mut progressed = false;
+        loop {
+            let message = tokio::select! {
+                message = stream.message() => message.map_err(|s| s.message().to_string())?,
+                () = shutdown.wait() => return Ok(progressed),
+            };
+            let Some(event) = message.and_then(|m| m.event) else {
+                return Ok(progressed);
+            };
+            let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+            if seq <= cursor {
+                continue;
+            }
+            self.handle_until_done(handle, event).await?;
+            self.store_cursor(seq).await.map_err(|e| e.to_string())?;
+            cursor = seq;
+            progressed = true;
+        }
+    }
+
+    async fn handle_until_done<H>(&self, handle: &H, event: pb::Event) -> Result<(), String>
+    where
+        H: Fn(pb::Event) -> Handled + Send + Sync + 'static,
+    {
+        let mut shutdown = self.shutdown.clone();
+        let mut backoff = FOLLOW_BACKOFF_MIN;
+        loop {
+            match handle(event.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) => tracing::warn!(
+                    consumer = self.consumer,
+                    seq = event.seq,
+                    kind = %event.kind,
+                    %error,
+                    "event handler failed; retrying"
+                ),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.wait() => return Err("shutting down".into()),
+            }
+            backoff = (backoff * 2).min(FOLLOW_BACKOFF_MAX);
+        }
+    }
+
+    async fn cursor(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT seq FROM event_cursors WHERE consumer = $1")
+            .bind(self.consumer)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map_or(Ok(0), |row| row.try_get(0))
+    }
+
+    /// Never moves a cursor back: another replica may be ahead.
+    async fn store_cursor(&self, seq: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO event_cursors (consumer, seq) VALUES ($1, $2) \
+             ON CONFLICT (consumer) DO UPDATE SET seq = CASE \
+             WHEN excluded.seq > event_cursors.seq THEN excluded.seq ELSE event_cursors.seq END",
+        )
+        .bind(self.consumer)
+        .bind(seq)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+}

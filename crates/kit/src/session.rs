@@ -36,41 +36,126 @@ pub struct SessionClaims {
     pub amr: Vec<String>,
 }
 
+/// One key a session token may be signed with.
+#[derive(Clone)]
+struct VerifyKey {
+    /// The JWKS `kid`; a token naming a kid is checked against that key only.
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
 /// Checks session tokens: algorithm, signature, issuer, audience and expiry.
 #[derive(Clone)]
 pub struct SessionVerifier {
-    key: DecodingKey,
+    keys: Vec<VerifyKey>,
     algorithms: Vec<Algorithm>,
     issuer: String,
     audience: String,
 }
 
 impl SessionVerifier {
-    /// Verifies HS256 tokens signed with a shared secret (the dev key).
-    pub fn hs256(secret: &[u8], issuer: &str, audience: &str) -> Self {
+    fn new(keys: Vec<VerifyKey>, issuer: &str, audience: &str) -> Self {
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        for key in &keys {
+            if !algorithms.contains(&key.algorithm) {
+                algorithms.push(key.algorithm);
+            }
+        }
         Self {
-            key: DecodingKey::from_secret(secret),
-            algorithms: vec![Algorithm::HS256],
+            keys,
+            algorithms,
             issuer: issuer.into(),
             audience: audience.into(),
         }
     }
 
+    /// Verifies HS256 tokens signed with a shared secret (the dev key).
+    pub fn hs256(secret: &[u8], issuer: &str, audience: &str) -> Self {
+        let key = VerifyKey {
+            kid: None,
+            algorithm: Algorithm::HS256,
+            key: DecodingKey::from_secret(secret),
+        };
+        Self::new(vec![key], issuer, audience)
+    }
+
     /// Verifies RS256 or ES256 tokens against a PEM public key.
     pub fn from_public_pem(pem: &[u8], issuer: &str, audience: &str) -> Result<Self, String> {
-        let (key, algorithms) = if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-            (key, vec![Algorithm::RS256])
+        let (key, algorithm) = if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+            (key, Algorithm::RS256)
         } else {
             let key = DecodingKey::from_ec_pem(pem)
                 .map_err(|e| format!("not an RSA or EC public key PEM: {e}"))?;
-            (key, vec![Algorithm::ES256])
+            (key, Algorithm::ES256)
         };
-        Ok(Self {
+        let key = VerifyKey {
+            kid: None,
+            algorithm,
             key,
-            algorithms,
-            issuer: issuer.into(),
-            audience: audience.into(),
-        })
+        };
+        Ok(Self::new(vec![key], issuer, audience))
+    }
+
+    /// Verifies RS256 or ES256 tokens against the signing keys of a JWKS
+    /// document, as identity providers publish them. RSA keys verify RS256
+    /// and P-256 keys ES256; a key of any other kind, or a JWKS with no
+    /// usable key, is refused so a mistyped file cannot lock everyone out
+    /// silently.
+    pub fn from_jwks(json: &[u8], issuer: &str, audience: &str) -> Result<Self, String> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
+        let set: JwkSet =
+            serde_json::from_slice(json).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = Vec::with_capacity(set.keys.len());
+        for (index, jwk) in set.keys.iter().enumerate() {
+            let name = jwk
+                .common
+                .key_id
+                .clone()
+                .unwrap_or_else(|| format!("#{index}"));
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
+            let algorithm = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                _ => {
+                    return Err(format!(
+                        "key {name}: only RSA (RS256) and P-256 (ES256) keys are supported"
+                    ));
+                }
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {name}: {e}"))?;
+            keys.push(VerifyKey {
+                kid: jwk.common.key_id.clone(),
+                algorithm,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            return Err("the JWKS holds no signing key".into());
+        }
+        Ok(Self::new(keys, issuer, audience))
+    }
+
+    /// The keys a token with this header may be checked against.
+    fn candidates(&self, header: &Header) -> Result<Vec<&VerifyKey>, String> {
+        let of_alg = self.keys.iter().filter(|k| k.algorithm == header.alg);
+        match &header.kid {
+            Some(kid) if self.keys.iter().any(|k| k.kid.is_some()) => {
+                let named: Vec<_> = of_alg.filter(|k| k.kid.as_deref() == Some(kid)).collect();
+                if named.is_empty() {
+                    Err(format!(
+                        "unknown key id {kid:?}; the identity provider's keys may have rotated"
+                    ))
+                } else {
+                    Ok(named)
+                }
+            }
+            _ => Ok(of_alg.collect()),
+        }
     }
 
     pub fn verify(&self, token: &str, clock: &Clock) -> Result<SessionClaims, Error> {
@@ -90,30 +175,44 @@ impl SessionVerifier {
             )));
         }
         let mut validation = Validation::new(header.alg);
-        validation.algorithms = self.algorithms.clone();
+        // One algorithm: the library refuses a list that spans key families.
+        validation.algorithms = vec![header.alg];
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data =
-            jsonwebtoken::decode::<SessionClaims>(token, &self.key, &validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::InvalidSignature => unauthenticated(
-                        "signature does not verify; the token was signed with another key",
-                    ),
-                    ErrorKind::InvalidIssuer => {
-                        unauthenticated(&format!("wrong issuer; expected {}", self.issuer))
-                    }
-                    ErrorKind::InvalidAudience => {
-                        unauthenticated(&format!("wrong audience; expected {}", self.audience))
-                    }
-                    ErrorKind::MissingRequiredClaim(claim) => {
-                        unauthenticated(&format!("missing claim {claim}"))
-                    }
-                    _ => unauthenticated(&format!("invalid token: {e}")),
+        let candidates = self
+            .candidates(&header)
+            .map_err(|why| unauthenticated(&why))?;
+        let mut outcome = Err(jsonwebtoken::errors::ErrorKind::InvalidSignature.into());
+        for key in candidates {
+            outcome = jsonwebtoken::decode::<SessionClaims>(token, &key.key, &validation);
+            let wrong_key = matches!(
+                &outcome,
+                Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature)
+            );
+            if !wrong_key {
+                break;
+            }
+        }
+        let data = outcome.map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => unauthenticated(
+                    "signature does not verify; the token was signed with another key",
+                ),
+                ErrorKind::InvalidIssuer => {
+                    unauthenticated(&format!("wrong issuer; expected {}", self.issuer))
                 }
-            })?;
+                ErrorKind::InvalidAudience => {
+                    unauthenticated(&format!("wrong audience; expected {}", self.audience))
+                }
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    unauthenticated(&format!("missing claim {claim}"))
+                }
+                _ => unauthenticated(&format!("invalid token: {e}")),
+            }
+        })?;
         if data.claims.exp <= clock.now_secs() {
             return Err(unauthenticated(
                 "token expired; sign in again or mint a new token",

@@ -9,6 +9,8 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/agentshare_descriptor.bin"));
 
+pub mod access_facts;
+
 pub mod events {
     pub mod v1 {
         tonic::include_proto!("agentshare.events.v1");

@@ -1,10 +1,13 @@
 //! The sharing service: tenancy and access. It is the authority on who may do
 //! what (DESIGN.md, "Who owns what").
 
+mod access;
+mod agent_access;
 mod api_keys;
 mod audit;
 mod domain;
 mod members;
+mod pins;
 mod projects;
 mod rpc;
 mod scope;
@@ -23,7 +26,9 @@ use agentshare_proto::events::v1::event_log_service_server::{
 use agentshare_proto::sharing::v1::access_internal_service_server::{
     self as access_internal, AccessInternalServiceServer,
 };
-use agentshare_proto::sharing::v1::access_service_server::{self as access, AccessServiceServer};
+use agentshare_proto::sharing::v1::access_service_server::{
+    self as access_service, AccessServiceServer,
+};
 use agentshare_proto::sharing::v1::connections_service_server::{
     self as connections, ConnectionsServiceServer,
 };
@@ -85,26 +90,21 @@ static ROADMAP: &[Planned] = &[
         "connections and personal setup",
         7,
     ),
-    Planned::service(access::SERVICE_NAME, "access checks and My Agents", 6),
+    Planned::service(
+        access_service::SERVICE_NAME,
+        "access checks and My Agents",
+        6,
+    ),
     Planned::method(
-        access::SERVICE_NAME,
+        access_service::SERVICE_NAME,
         "ResolveInvocation",
         "invocation plans",
         9,
     ),
-    Planned::method(access::SERVICE_NAME, "PinVersion", "version pins", 5),
-    Planned::method(access::SERVICE_NAME, "UnpinVersion", "version pins", 5),
-    Planned::method(access::SERVICE_NAME, "GetPin", "version pins", 5),
     Planned::service(
         access_internal::SERVICE_NAME,
         "grant tokens and invocation plans",
         9,
-    ),
-    Planned::method(
-        access_internal::SERVICE_NAME,
-        "SyncAgent",
-        "syncing agents from the registry",
-        5,
     ),
 ];
 
@@ -116,11 +116,22 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         clock: context.clock.clone(),
         events: events.clone(),
     };
+    let repaired = storage.clone();
+    agentshare_kit::events::follow(
+        &context,
+        storage.db.clone(),
+        ServiceName::Registry,
+        "sharing.agent_access",
+        move |event| {
+            let storage = repaired.clone();
+            Box::pin(async move { agent_access::repair(&storage, &event).await })
+        },
+    )?;
     let names = [
         tenancy::SERVICE_NAME,
         sharing::SERVICE_NAME,
         connections::SERVICE_NAME,
-        access::SERVICE_NAME,
+        access_service::SERVICE_NAME,
         access_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
     ];
@@ -138,7 +149,9 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                 }))
                 .add_service(SharingServiceServer::new(rpc::Unbuilt))
                 .add_service(ConnectionsServiceServer::new(rpc::Unbuilt))
-                .add_service(AccessServiceServer::new(rpc::Unbuilt))
+                .add_service(AccessServiceServer::new(rpc::Access {
+                    storage: storage.clone(),
+                }))
                 .add_service(AccessInternalServiceServer::new(rpc::AccessInternal {
                     storage,
                 }))

@@ -456,6 +456,86 @@ impl Storage {
         })
     }
 
+    /// Deletes a workspace with its memberships and its places in project
+    /// lists and sessions, recording `workspace.deleted`. ABORTED while it is
+    /// the home of a non-deleted project or agent. The workspace row is
+    /// locked first, so an agent synced into it concurrently is either seen
+    /// here or refused by the sync.
+    pub async fn delete_workspace(
+        &self,
+        actor: &Principal,
+        workspace: &WorkspaceRow,
+    ) -> Result<(), agentshare_kit::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let still_there = sqlx::query(&format!(
+            "SELECT id FROM workspaces WHERE id = $1{}",
+            self.db.backend.for_update()
+        ))
+        .bind(&workspace.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still_there.is_none() {
+            return Err(agentshare_kit::Error::not_found(format!(
+                "workspace {}",
+                workspace.id
+            )));
+        }
+        const NAMED: i64 = 5;
+        let mut homed: Vec<String> = sqlx::query(
+            "SELECT id, name FROM projects WHERE home_workspace_id = $1 AND deleted_at IS NULL \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(&workspace.id)
+        .bind(NAMED)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let id: String = row.try_get("id")?;
+            let name: String = row.try_get("name")?;
+            Ok(format!("project {name:?} ({id})"))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        homed.extend(self.agents_homed_in(&mut tx, &workspace.id, NAMED).await?);
+        if !homed.is_empty() {
+            return Err(agentshare_kit::Error::Aborted(format!(
+                "workspace {:?} is still the home of {}; move or delete them first",
+                workspace.name,
+                homed.join(", ")
+            )));
+        }
+        for table in [
+            "workspace_members",
+            "project_workspaces",
+            "session_workspaces",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1"))
+                .bind(&workspace.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM workspaces WHERE id = $1")
+            .bind(&workspace.id)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut tx,
+            &self.clock,
+            audit::Change {
+                org_id: &workspace.org_id,
+                actor,
+                action: "workspace.deleted",
+                target_type: "workspace",
+                target_id: &workspace.id,
+                before: Some(serde_json::json!({ "name": workspace.name })),
+                after: None,
+            },
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+
     /// Changes a workspace member's role, recording
     /// `workspace_member.role_changed`; `Ok(None)` if they are not in it.
     pub async fn change_workspace_role(

@@ -1,17 +1,15 @@
-//! The gRPC face of sharing: decode, check the caller, call the domain and
-//! storage, map the result. No SQL and no rules live here.
+//! TenancyService: orgs, workspaces, members, projects, API keys, audit.
 
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
 use agentshare_proto::sharing::v1 as pb;
-use pb::access_internal_service_server::AccessInternalService;
 use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
 
 use crate::api_keys;
 use crate::audit;
-use crate::domain::{self, OrgChoice, OrgRole};
+use crate::domain::{self, OrgRole};
 use crate::members;
 use crate::projects;
 use crate::scope;
@@ -24,19 +22,6 @@ pub struct Tenancy {
     /// How recent a second factor must be for privileged mutations.
     pub step_up_max_age_secs: i64,
 }
-
-#[derive(Clone)]
-pub struct AccessInternal {
-    pub storage: Storage,
-}
-
-/// Services whose RPCs later issues build; each answers UNIMPLEMENTED naming
-/// its issue (see the roadmap in lib.rs).
-pub struct Unbuilt;
-
-impl pb::sharing_service_server::SharingService for Unbuilt {}
-impl pb::connections_service_server::ConnectionsService for Unbuilt {}
-impl pb::access_service_server::AccessService for Unbuilt {}
 
 fn org_to_proto(org: OrgRow) -> pb::Org {
     pb::Org {
@@ -176,6 +161,12 @@ impl Tenancy {
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
         let workspace_id = domain::uuid("workspace_id", workspace_id)?;
+        // A workspace role never lifts an org viewer above reading.
+        domain::require_org_role(
+            principal,
+            &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
+            "org members who are not viewers",
+        )?;
         let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
         let (_, role) = self
             .storage
@@ -344,9 +335,10 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let org_id = match request.get_ref().org_id.as_str() {
-            "" => principal.require_org()?,
-            named => named,
+            "" => principal.require_org()?.to_string(),
+            named => domain::uuid("org_id", named)?,
         };
+        let org_id = org_id.as_str();
         let not_found = || Error::not_found(format!("org {org_id}"));
         let role = self
             .storage
@@ -997,6 +989,48 @@ impl TenancyService for Tenancy {
         }))
     }
 
+    async fn delete_workspace(
+        &self,
+        request: Request<pb::DeleteWorkspaceRequest>,
+    ) -> Result<Response<pb::DeleteWorkspaceResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let user = principal.require_user()?;
+        let org_id = principal.require_org()?;
+        let workspace_id = domain::uuid("workspace_id", &request.workspace_id)?;
+        domain::require_org_role(
+            principal,
+            &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
+            "org members who are not viewers",
+        )?;
+        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let (workspace, role) = self
+            .storage
+            .workspace_visible_to(org_id, &workspace_id, user, org_admin)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
+        if !org_admin && role.as_deref() != Some("owner") {
+            return Err(Error::PermissionDenied(
+                "only org owners and admins, or the workspace's owner, delete a workspace".into(),
+            )
+            .into());
+        }
+        domain::require_step_up(
+            principal,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )?;
+        if workspace.is_default {
+            return Err(Error::FailedPrecondition(
+                "the org's default workspace can never be deleted".into(),
+            )
+            .into());
+        }
+        self.storage.delete_workspace(principal, &workspace).await?;
+        Ok(Response::new(pb::DeleteWorkspaceResponse {}))
+    }
+
     async fn update_workspace_member_role(
         &self,
         request: Request<pb::UpdateWorkspaceMemberRoleRequest>,
@@ -1061,8 +1095,8 @@ impl TenancyService for Tenancy {
             "members who build",
         )?;
         let home = principal.workspace_id.as_deref().ok_or_else(|| {
-            Error::FailedPrecondition(
-                "you have no active workspace in this org; ask an admin to add you to one".into(),
+            Error::PermissionDenied(
+                "you have no workspace in this org; ask an admin to add you to one".into(),
             )
         })?;
         let request = request.get_ref();
@@ -1297,12 +1331,18 @@ impl TenancyService for Tenancy {
         }
         let request = request.get_ref();
         let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let optional_uuid = |field: &str, value: &str| match value {
+            "" => Ok(String::new()),
+            id => domain::uuid(field, id),
+        };
+        let actor_user_id = optional_uuid("actor_user_id", &request.actor_user_id)?;
+        let target_id = optional_uuid("target_id", &request.target_id)?;
         let rows = self
             .storage
             .audit_events(audit::Filter {
                 org_id,
-                actor_user_id: &request.actor_user_id,
-                target_id: &request.target_id,
+                actor_user_id: &actor_user_id,
+                target_id: &target_id,
                 from_micros: request.start_time.as_ref().map(micros_of),
                 until_micros: request.end_time.as_ref().map(micros_of),
                 before_id: page.after.as_deref(),
@@ -1314,122 +1354,6 @@ impl TenancyService for Tenancy {
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: rows.into_iter().map(audit_to_proto).collect(),
             next_page_token,
-        }))
-    }
-}
-
-#[tonic::async_trait]
-impl AccessInternalService for AccessInternal {
-    async fn resolve_caller(
-        &self,
-        request: Request<pb::ResolveCallerRequest>,
-    ) -> Result<Response<pb::ResolveCallerResponse>, Status> {
-        let request = request.into_inner();
-        if request.subject.is_empty() {
-            return Err(Error::invalid("subject", "must not be empty").into());
-        }
-        let storage = &self.storage;
-        let user_id = storage
-            .upsert_user(&request.subject, &request.email, &request.display_name)
-            .await
-            .map_err(Error::from)?;
-        let orgs = storage.org_ids_of(&user_id).await.map_err(Error::from)?;
-        let mut response = pb::ResolveCallerResponse {
-            user_id: user_id.clone(),
-            ..Default::default()
-        };
-        let org_id = match domain::choose_org(&request.requested_org_id, &orgs)? {
-            OrgChoice::Chosen(org_id) => org_id,
-            OrgChoice::NoOrg => return Ok(Response::new(response)),
-            OrgChoice::Ambiguous => {
-                response.org_choice_required = true;
-                return Ok(Response::new(response));
-            }
-        };
-        let not_found = || Error::not_found(format!("org {org_id}"));
-        let role = storage
-            .org_role(&org_id, &user_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(not_found)?;
-        let org = storage
-            .org(&org_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(not_found)?;
-        let chosen = match request.session_id.as_str() {
-            "" => None,
-            session => storage
-                .session_workspace(session, &org_id, &user_id)
-                .await
-                .map_err(Error::from)?,
-        };
-        response.workspace_id = scope::workspace_of(
-            storage,
-            &org,
-            &user_id,
-            &request.requested_workspace_id,
-            chosen.as_deref(),
-        )
-        .await?;
-        response.org_id = org_id;
-        response.org_role = role.to_proto().into();
-        response.workspaces_enabled = org.workspaces_enabled;
-        Ok(Response::new(response))
-    }
-
-    async fn authenticate_api_key(
-        &self,
-        request: Request<pb::AuthenticateApiKeyRequest>,
-    ) -> Result<Response<pb::AuthenticateApiKeyResponse>, Status> {
-        let request = request.into_inner();
-        let storage = &self.storage;
-        let rejected = |why: &str| Error::Unauthenticated(format!("API key rejected: {why}"));
-        let key = storage
-            .use_api_key(&secret_digest(&request.secret))
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| rejected("unknown key; create one with TenancyService.CreateApiKey"))?;
-        if key.revoked_at.is_some() {
-            return Err(rejected("API key revoked").into());
-        }
-        if key
-            .expires_at
-            .is_some_and(|at| at <= storage.clock.now_micros())
-        {
-            return Err(rejected("API key expired; create a new one").into());
-        }
-        if !request.requested_org_id.is_empty() && request.requested_org_id != key.org_id {
-            return Err(Error::PermissionDenied(
-                "this API key works in its own org only; drop x-agentshare-org or use a key of that org".into(),
-            )
-            .into());
-        }
-        let role = storage
-            .org_role(&key.org_id, &key.user_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| rejected("its user is no longer a member of its org"))?;
-        let org = storage
-            .org(&key.org_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| rejected("its org no longer exists"))?;
-        let workspace_id = scope::workspace_of(
-            storage,
-            &org,
-            &key.user_id,
-            &request.requested_workspace_id,
-            Some(&key.default_workspace_id),
-        )
-        .await?;
-        Ok(Response::new(pb::AuthenticateApiKeyResponse {
-            api_key_id: key.id,
-            user_id: key.user_id,
-            org_id: key.org_id,
-            org_role: role.to_proto().into(),
-            workspace_id,
-            workspaces_enabled: org.workspaces_enabled,
         }))
     }
 }

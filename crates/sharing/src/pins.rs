@@ -1,0 +1,73 @@
+//! Version pins (`001_*`): a user who may run an agent holds it at one
+//! deployed version for themselves, while the owner deploys newer ones.
+
+use sqlx::Row;
+
+use crate::storage::Storage;
+
+pub struct PinRow {
+    pub agent_id: String,
+    pub user_id: String,
+    pub version: i64,
+    pub created_at: i64,
+}
+
+impl Storage {
+    /// Sets or replaces the user's pin.
+    pub async fn pin(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        version: i64,
+    ) -> Result<PinRow, sqlx::Error> {
+        let pin = PinRow {
+            agent_id: agent_id.into(),
+            user_id: user_id.into(),
+            version,
+            created_at: self.clock.now_micros(),
+        };
+        sqlx::query(
+            "INSERT INTO pins (agent_id, user_id, version, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (agent_id, user_id) DO UPDATE SET version = excluded.version, \
+             created_at = excluded.created_at",
+        )
+        .bind(&pin.agent_id)
+        .bind(&pin.user_id)
+        .bind(pin.version)
+        .bind(pin.created_at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(pin)
+    }
+
+    /// Removes the user's pin; false when there was none.
+    pub async fn unpin(&self, agent_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM pins WHERE agent_id = $1 AND user_id = $2")
+            .bind(agent_id)
+            .bind(user_id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn pin_of(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+    ) -> Result<Option<PinRow>, sqlx::Error> {
+        sqlx::query("SELECT version, created_at FROM pins WHERE agent_id = $1 AND user_id = $2")
+            .bind(agent_id)
+            .bind(user_id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .map(|row| {
+                Ok(PinRow {
+                    agent_id: agent_id.into(),
+                    user_id: user_id.into(),
+                    version: row.try_get("version")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .transpose()
+    }
+}
