@@ -79,10 +79,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
     let alice: UserClient = suite.user("alice").await;
     let unbuilt = [
         (
-            "/agentshare.sharing.v1.SharingService/ShareAgent",
-            "issue #6",
-        ),
-        (
             "/agentshare.sharing.v1.SharingService/CreateGrant",
             "issue #9",
         ),
@@ -90,10 +86,13 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
             "/agentshare.sharing.v1.ConnectionsService/ListConnections",
             "issue #7",
         ),
-        ("/agentshare.sharing.v1.AccessService/Check", "issue #6"),
         (
-            "/agentshare.registry.v1.AgentRegistryService/ListAgents",
-            "issue #5",
+            "/agentshare.sharing.v1.AccessService/ResolveInvocation",
+            "issue #9",
+        ),
+        (
+            "/agentshare.scheduler.v1.AutomationsService/Subscribe",
+            "issue #11",
         ),
         (
             "/agentshare.store.v1.WorkspaceStoreService/WorkspaceList",

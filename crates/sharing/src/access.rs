@@ -1,37 +1,385 @@
 //! Who may do what with an agent (DESIGN.md, "Access model"), decided from
 //! the synced access facts alone, so no check ever calls registry.
+//!
+//! One function, [`explain`], finds every path from a subject to an agent
+//! and every reason none applies; Check, CheckBulk, My Agents, pins and the
+//! registry's holder view all take their answer from it, so they cannot
+//! disagree.
 
 use agentshare_kit::Error;
-use agentshare_kit::identity::Principal;
+use agentshare_proto::sharing::v1 as pb;
+use pb::{AccessPathKind as PathKind, DecisionReason as Reason};
 
 use crate::agent_access::{AccessState, AgentRow};
+use crate::domain::OrgRole;
 
-/// The agent, if the principal may RUN it. An agent they cannot see answers
-/// NOT_FOUND, exactly like one that never existed; one they see but may not
-/// run answers PERMISSION_DENIED.
-///
-/// Sees and runs: the owner, and every member of the org for the org's
-/// default agent. Workspace sharing widens this in the sharing issue (#6).
-pub fn require_run(
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    View,
+    Run,
+    ConfigureOwn,
+    Edit,
+    Deploy,
+    Share,
+    Delete,
+    ManageGrants,
+}
+
+impl Action {
+    /// A client's action; UNSPECIFIED only where `default` allows it.
+    pub fn of(action: i32, default: Option<Action>) -> Result<Self, Error> {
+        Ok(match pb::Action::try_from(action) {
+            Ok(pb::Action::View) => Self::View,
+            Ok(pb::Action::Run) => Self::Run,
+            Ok(pb::Action::ConfigureOwn) => Self::ConfigureOwn,
+            Ok(pb::Action::Edit) => Self::Edit,
+            Ok(pb::Action::Deploy) => Self::Deploy,
+            Ok(pb::Action::Share) => Self::Share,
+            Ok(pb::Action::Delete) => Self::Delete,
+            Ok(pb::Action::ManageGrants) => Self::ManageGrants,
+            Ok(pb::Action::Unspecified) if default.is_some() => {
+                return default.ok_or_else(|| Error::invalid("action", "is required"));
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "action",
+                    "must be one of VIEW, RUN, CONFIGURE_OWN, EDIT, DEPLOY, SHARE, DELETE, MANAGE_GRANTS",
+                ));
+            }
+        })
+    }
+
+    pub fn to_proto(self) -> pb::Action {
+        match self {
+            Self::View => pb::Action::View,
+            Self::Run => pb::Action::Run,
+            Self::ConfigureOwn => pb::Action::ConfigureOwn,
+            Self::Edit => pb::Action::Edit,
+            Self::Deploy => pb::Action::Deploy,
+            Self::Share => pb::Action::Share,
+            Self::Delete => pb::Action::Delete,
+            Self::ManageGrants => pb::Action::ManageGrants,
+        }
+    }
+}
+
+/// What a holder (a workspace member, or anyone with the default agent)
+/// may do; viewers only look.
+const HOLDER: &[Action] = &[Action::View, Action::Run, Action::ConfigureOwn];
+const LOOK: &[Action] = &[Action::View];
+
+/// The principal a question is about, as seen in the agent's org.
+#[derive(Clone, Debug)]
+pub struct Subject {
+    pub user_id: String,
+    /// The org the subject acts in; agents of other orgs are out of reach.
+    pub org_id: String,
+    /// Their role in that org; `None` when they are not a member.
+    pub org_role: Option<OrgRole>,
+    pub workspaces_enabled: bool,
+    /// The workspace they act in, validated against membership; `None`
+    /// when they may act in none.
+    pub active_workspace: Option<String>,
+    /// Every workspace of the org they belong to.
+    pub memberships: Vec<String>,
+    /// The org's default workspace, where everything lives while workspaces
+    /// are off.
+    pub org_default_workspace: String,
+}
+
+/// One way the subject reaches the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    pub kind: PathKind,
+    pub workspace_id: String,
+    pub actions: &'static [Action],
+}
+
+/// One fact the decision read.
+#[derive(Clone, Debug)]
+pub struct Fact {
+    pub code: &'static str,
+    pub subject_id: String,
+    pub value: String,
+    pub supports_access: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    pub allowed: bool,
+    /// The path that allows the action, or the first reason it is denied.
+    pub reason: Reason,
+    pub paths: Vec<Path>,
+    /// Every reason no path allows it; empty when allowed.
+    pub denials: Vec<Reason>,
+    pub facts: Vec<Fact>,
+}
+
+fn reason_of(path: PathKind) -> Reason {
+    match path {
+        PathKind::Owner => Reason::Owner,
+        PathKind::WorkspaceShare => Reason::WorkspaceMember,
+        PathKind::OrgDefaultAgent => Reason::OrgDefaultAgent,
+        PathKind::OrgAdmin => Reason::OrgAdmin,
+        PathKind::Grant => Reason::Grant,
+        PathKind::Unspecified => Reason::Unspecified,
+    }
+}
+
+/// The owner's actions on their own agent.
+fn owner_actions(agent: &AgentRow) -> &'static [Action] {
+    use Action::*;
+    if agent.is_default {
+        // The default agent is never shared or deleted, by anyone.
+        &[View, Run, ConfigureOwn, Edit, Deploy, ManageGrants]
+    } else if agent.state == AccessState::Draft {
+        // A draft runs only in test mode, which ResolveInvocation allows
+        // the owner separately.
+        &[
+            View,
+            ConfigureOwn,
+            Edit,
+            Deploy,
+            Share,
+            Delete,
+            ManageGrants,
+        ]
+    } else {
+        &[
+            View,
+            Run,
+            ConfigureOwn,
+            Edit,
+            Deploy,
+            Share,
+            Delete,
+            ManageGrants,
+        ]
+    }
+}
+
+/// Every path from `subject` to `agent`, whether `action` is allowed, and
+/// why not when it is not.
+pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> Explanation {
+    let mut facts = Vec::new();
+    let mut fact = |code: &'static str, subject_id: &str, value: String, supports: bool| {
+        facts.push(Fact {
+            code,
+            subject_id: subject_id.to_string(),
+            value,
+            supports_access: supports,
+        });
+    };
+    let Some(agent) = agent else {
+        return Explanation {
+            allowed: false,
+            reason: Reason::NotFound,
+            paths: Vec::new(),
+            denials: vec![Reason::NotFound],
+            facts,
+        };
+    };
+    let role = subject.org_role.filter(|_| subject.org_id == agent.org_id);
+    let viewer = role == Some(OrgRole::Viewer);
+    let org_admin = matches!(role, Some(OrgRole::Owner | OrgRole::Admin));
+    fact(
+        "principal.org_role",
+        &subject.user_id,
+        role.map_or("none", OrgRole::as_str).into(),
+        role.is_some(),
+    );
+    fact(
+        "org.workspaces_enabled",
+        &agent.org_id,
+        subject.workspaces_enabled.to_string(),
+        true,
+    );
+    // Where the subject stands: the active workspace when workspaces are
+    // on, the org as one workspace when they are off.
+    let standing = if subject.workspaces_enabled {
+        subject.active_workspace.clone()
+    } else {
+        Some(subject.org_default_workspace.clone())
+    };
+    fact(
+        "principal.active_workspace",
+        standing.as_deref().unwrap_or_default(),
+        standing.clone().unwrap_or_else(|| "none".into()),
+        standing.is_some(),
+    );
+    let live = agent.state != AccessState::Deleted;
+    fact(
+        "agent.state",
+        &agent.agent_id,
+        agent.state.as_str().to_uppercase(),
+        live,
+    );
+    let owner = agent.owner_user_id == subject.user_id;
+    fact(
+        "agent.owner",
+        &agent.owner_user_id,
+        owner.to_string(),
+        owner,
+    );
+    fact(
+        "agent.is_default",
+        &agent.agent_id,
+        agent.is_default.to_string(),
+        agent.is_default,
+    );
+    fact(
+        "agent.is_managed",
+        &agent.agent_id,
+        agent.is_managed.to_string(),
+        false,
+    );
+    fact(
+        "agent.shared",
+        &agent.agent_id,
+        agent.shared.to_string(),
+        agent.shared,
+    );
+    for workspace in &agent.workspaces {
+        let member = !subject.workspaces_enabled || subject.memberships.contains(workspace);
+        fact("agent.workspace", workspace, "listed".into(), true);
+        fact(
+            "workspace.membership",
+            workspace,
+            if member { "member" } else { "none" }.into(),
+            member,
+        );
+    }
+
+    let mut paths = Vec::new();
+    let in_org = role.is_some();
+    let active = agent.state == AccessState::Active;
+    if in_org && live {
+        if owner {
+            let actions = if viewer { LOOK } else { owner_actions(agent) };
+            paths.push(Path {
+                kind: PathKind::Owner,
+                workspace_id: String::new(),
+                actions,
+            });
+        }
+        if agent.is_default && active {
+            paths.push(Path {
+                kind: PathKind::OrgDefaultAgent,
+                workspace_id: String::new(),
+                actions: if viewer { LOOK } else { HOLDER },
+            });
+            if org_admin {
+                paths.push(Path {
+                    kind: PathKind::OrgAdmin,
+                    workspace_id: String::new(),
+                    actions: &[Action::Edit, Action::Deploy],
+                });
+            }
+        }
+        if !agent.is_default
+            && active
+            && agent.shared
+            && let Some(standing) = &standing
+            && agent.workspaces.contains(standing)
+        {
+            paths.push(Path {
+                kind: PathKind::WorkspaceShare,
+                workspace_id: standing.clone(),
+                actions: if viewer { LOOK } else { HOLDER },
+            });
+        }
+    }
+    if let Some(path) = paths.iter().find(|p| p.actions.contains(&action)) {
+        let reason = reason_of(path.kind);
+        return Explanation {
+            allowed: true,
+            reason,
+            paths,
+            denials: Vec::new(),
+            facts,
+        };
+    }
+
+    let mut denials = Vec::new();
+    if !in_org {
+        denials.push(Reason::NotOrgMember);
+    }
+    if !live {
+        denials.push(Reason::AgentDeleted);
+    }
+    if !paths.is_empty() {
+        // The subject reaches the agent, but not for this action.
+        if viewer && action != Action::View {
+            denials.push(Reason::ViewerRole);
+        } else if agent.is_default && matches!(action, Action::Share | Action::Delete) {
+            denials.push(Reason::DefaultAgentProtected);
+        } else if owner && action == Action::Run && agent.state == AccessState::Draft {
+            denials.push(Reason::AgentDraft);
+        } else {
+            denials.push(Reason::OwnerOnly);
+        }
+    } else if in_org && live {
+        if agent.state == AccessState::Draft {
+            denials.push(Reason::AgentDraft);
+        }
+        if !agent.is_default {
+            if !agent.shared {
+                denials.push(Reason::NotShared);
+            }
+            match &standing {
+                None => denials.push(Reason::NoActiveWorkspace),
+                Some(standing) if !agent.workspaces.contains(standing) => {
+                    denials.push(Reason::NotWorkspaceMember);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Explanation {
+        allowed: false,
+        reason: denials.first().copied().unwrap_or(Reason::NotFound),
+        paths,
+        denials,
+        facts,
+    }
+}
+
+/// Whether the subject can see the agent at all: any path, even a viewer's.
+/// An agent they cannot see answers NOT_FOUND everywhere, exactly like one
+/// that never existed.
+pub fn visible(explanation: &Explanation) -> bool {
+    !explanation.paths.is_empty()
+}
+
+/// The agent, if the subject may do `action`; NOT_FOUND when they cannot
+/// see it, PERMISSION_DENIED naming why when they see it but may not.
+pub fn require(
     agent: Option<AgentRow>,
     agent_id: &str,
-    principal: &Principal,
+    subject: &Subject,
+    action: Action,
 ) -> Result<AgentRow, Error> {
-    let not_found = || Error::not_found(format!("agent {agent_id}"));
-    let agent = agent.ok_or_else(not_found)?;
-    let user = principal.user_id.as_deref().unwrap_or_default();
-    let in_org = principal.org_id.as_deref() == Some(agent.org_id.as_str());
-    let visible = in_org
-        && agent.state != AccessState::Deleted
-        && (agent.owner_user_id == user
-            || (agent.is_default && agent.state == AccessState::Active));
-    if !visible {
-        return Err(not_found());
+    let explanation = explain(agent.as_ref(), subject, action);
+    match agent {
+        Some(agent) if explanation.allowed => Ok(agent),
+        Some(_) if visible(&explanation) => {
+            Err(Error::PermissionDenied(denial_message(explanation.reason)))
+        }
+        _ => Err(Error::not_found(format!("agent {agent_id}"))),
     }
-    if principal.org_role.as_deref() == Some("viewer") {
-        return Err(Error::PermissionDenied(
-            "viewers read agents but cannot run them".into(),
-        ));
+}
+
+/// What a caller reads when an agent they can see refuses them.
+pub fn denial_message(reason: Reason) -> String {
+    match reason {
+        Reason::ViewerRole => "viewers read agents but never run, build or change them".into(),
+        Reason::DefaultAgentProtected => {
+            "the org default agent cannot be shared, unshared or deleted".into()
+        }
+        Reason::ManagedAgent => "a managed agent's workspaces cannot change".into(),
+        Reason::AgentDraft => {
+            "the agent is a draft: deploy it first, or run the draft in test mode".into()
+        }
+        _ => "only the agent's owner may do this".into(),
     }
-    Ok(agent)
 }

@@ -4,6 +4,7 @@
 //! a missed write through the same path.
 
 use agentshare_kit::Error;
+use agentshare_kit::events::{self, NewEvent};
 use agentshare_proto::events::v1::Event;
 use agentshare_proto::sharing::v1 as pb;
 use sqlx::Row;
@@ -393,36 +394,339 @@ pub struct AgentRow {
     pub agent_id: String,
     pub org_id: String,
     pub owner_user_id: String,
+    /// Empty only for the org default agent.
+    pub home_workspace_id: String,
     pub state: AccessState,
     pub is_default: bool,
+    pub is_managed: bool,
+    pub shared: bool,
+    /// The home workspace first, then the others in the order added.
+    pub workspaces: Vec<String>,
     pub latest_version: i64,
+    pub name: String,
+    pub description: String,
+}
+
+const AGENT_COLUMNS: &str = "agent_id, org_id, owner_user_id, home_workspace_id, state, \
+     is_default, is_managed, shared, latest_version, name, description";
+
+fn agent_of(row: &sqlx::any::AnyRow) -> Result<AgentRow, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    let home: String = row.try_get("home_workspace_id")?;
+    Ok(AgentRow {
+        agent_id: row.try_get("agent_id")?,
+        org_id: row.try_get("org_id")?,
+        owner_user_id: row.try_get("owner_user_id")?,
+        workspaces: if home.is_empty() {
+            Vec::new()
+        } else {
+            vec![home.clone()]
+        },
+        home_workspace_id: home,
+        state: match state.as_str() {
+            "draft" => AccessState::Draft,
+            "active" => AccessState::Active,
+            _ => AccessState::Deleted,
+        },
+        is_default: row.try_get::<i64, _>("is_default")? != 0,
+        is_managed: row.try_get::<i64, _>("is_managed")? != 0,
+        shared: row.try_get::<i64, _>("shared")? != 0,
+        latest_version: row.try_get("latest_version")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+    })
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A user who reaches an agent through its workspaces.
+pub struct Reached {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub workspace_ids: Vec<String>,
+}
+
+/// One row of My Agents before setup status.
+pub struct Listed {
+    pub agent: AgentRow,
+    pub owner_display_name: String,
+    pub pinned_version: Option<i64>,
+    /// Integrations the caller must bind themselves in the latest version
+    /// (or the draft, for a DRAFT).
+    pub to_bind: i64,
 }
 
 impl Storage {
     /// The agent's facts, if registry has synced it.
     pub async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
-        let Some(row) = sqlx::query(
-            "SELECT agent_id, org_id, owner_user_id, state, is_default, latest_version \
-             FROM agent_access WHERE agent_id = $1",
-        )
-        .bind(agent_id)
-        .fetch_optional(&self.db.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let state: String = row.try_get("state")?;
-        Ok(Some(AgentRow {
-            agent_id: row.try_get("agent_id")?,
-            org_id: row.try_get("org_id")?,
-            owner_user_id: row.try_get("owner_user_id")?,
-            state: match state.as_str() {
-                "draft" => AccessState::Draft,
-                "active" => AccessState::Active,
-                _ => AccessState::Deleted,
+        Ok(self
+            .agents(&[agent_id.to_string()])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The synced agents among `ids`, each with its workspace list.
+    pub async fn agents(&self, ids: &[String]) -> Result<Vec<AgentRow>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = placeholders(1, ids.len());
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agent_access WHERE agent_id IN ({list})");
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
+        let mut agents: Vec<AgentRow> = rows.iter().map(agent_of).collect::<Result<_, _>>()?;
+        self.attach_workspaces(&mut agents).await?;
+        Ok(agents)
+    }
+
+    async fn attach_workspaces(&self, agents: &mut [AgentRow]) -> Result<(), sqlx::Error> {
+        if agents.is_empty() {
+            return Ok(());
+        }
+        let list = placeholders(1, agents.len());
+        let sql = format!(
+            "SELECT agent_id, workspace_id FROM agent_workspaces WHERE agent_id IN ({list}) \
+             ORDER BY added_at, workspace_id"
+        );
+        let mut query = sqlx::query(&sql);
+        for agent in agents.iter() {
+            query = query.bind(&agent.agent_id);
+        }
+        for row in query.fetch_all(&self.db.pool).await? {
+            let agent_id: String = row.try_get("agent_id")?;
+            let workspace_id: String = row.try_get("workspace_id")?;
+            if let Some(agent) = agents.iter_mut().find(|a| a.agent_id == agent_id)
+                && !agent.workspaces.contains(&workspace_id)
+            {
+                agent.workspaces.push(workspace_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the `shared` flag, recording `agent.shared` or `agent.unshared`
+    /// when it changes; false when it already had that value.
+    pub async fn set_shared(&self, agent: &AgentRow, shared: bool) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let changed =
+            sqlx::query("UPDATE agent_access SET shared = $2 WHERE agent_id = $1 AND shared <> $2")
+                .bind(&agent.agent_id)
+                .bind(i64::from(shared))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+        if changed {
+            events::append(
+                &mut tx,
+                &self.clock,
+                &NewEvent {
+                    kind: if shared {
+                        "agent.shared"
+                    } else {
+                        "agent.unshared"
+                    },
+                    subject_id: agent.agent_id.clone(),
+                    org_id: agent.org_id.clone(),
+                    payload: serde_json::json!({
+                        "owner_user_id": agent.owner_user_id,
+                        "workspace_ids": agent.workspaces,
+                    }),
+                },
+            )
+            .await?;
+        }
+        self.commit(tx).await?;
+        Ok(changed)
+    }
+
+    /// Replaces the workspaces besides the home one, recording
+    /// `agent.workspaces_changed` with those removed and an audit event.
+    pub async fn set_agent_workspaces(
+        &self,
+        actor: &agentshare_kit::identity::Principal,
+        agent: &AgentRow,
+        after: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), sqlx::Error> {
+        let before = &agent.workspaces;
+        let added: Vec<String> = after
+            .iter()
+            .filter(|w| !before.contains(w))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = before
+            .iter()
+            .filter(|w| !after.contains(w))
+            .cloned()
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return Ok((added, removed));
+        }
+        let mut tx = self.db.begin_write().await?;
+        let now = self.clock.now_micros();
+        for workspace in &removed {
+            sqlx::query("DELETE FROM agent_workspaces WHERE agent_id = $1 AND workspace_id = $2")
+                .bind(&agent.agent_id)
+                .bind(workspace)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for workspace in &added {
+            sqlx::query(
+                "INSERT INTO agent_workspaces (agent_id, workspace_id, added_at) VALUES ($1, $2, $3)",
+            )
+            .bind(&agent.agent_id)
+            .bind(workspace)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // The audit record is also the `agent.workspaces_changed` event.
+        crate::audit::record(
+            &mut tx,
+            &self.clock,
+            crate::audit::Change {
+                org_id: &agent.org_id,
+                actor,
+                action: "agent.workspaces_changed",
+                target_type: "agent",
+                target_id: &agent.agent_id,
+                before: Some(serde_json::json!({ "workspace_ids": before })),
+                after: Some(serde_json::json!({
+                    "workspace_ids": after,
+                    "added_workspace_ids": added,
+                    "removed_workspace_ids": removed,
+                })),
             },
-            is_default: row.try_get::<i64, _>("is_default")? != 0,
-            latest_version: row.try_get("latest_version")?,
-        }))
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok((added, removed))
+    }
+
+    /// The users other than the owner who reach the agent through its
+    /// workspaces now (every org member when workspaces are off), and
+    /// through which. Viewers count: they lose sight of it too.
+    pub async fn users_reaching(
+        &self,
+        agent: &AgentRow,
+        workspaces_enabled: bool,
+        default_workspace_id: &str,
+    ) -> Result<Vec<Reached>, sqlx::Error> {
+        let rows = if workspaces_enabled {
+            if agent.workspaces.is_empty() {
+                return Ok(Vec::new());
+            }
+            let list = placeholders(3, agent.workspaces.len());
+            let sql = format!(
+                "SELECT u.id, u.email, u.display_name, m.workspace_id FROM workspace_members m \
+                 JOIN users u ON u.id = m.user_id \
+                 JOIN org_members o ON o.user_id = m.user_id AND o.org_id = $1 \
+                 WHERE m.user_id <> $2 AND m.workspace_id IN ({list}) ORDER BY u.id, m.workspace_id"
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(&agent.org_id)
+                .bind(&agent.owner_user_id);
+            for workspace in &agent.workspaces {
+                query = query.bind(workspace);
+            }
+            query.fetch_all(&self.db.pool).await?
+        } else {
+            sqlx::query(
+                "SELECT u.id, u.email, u.display_name, $3 AS workspace_id FROM org_members o \
+                 JOIN users u ON u.id = o.user_id WHERE o.org_id = $1 AND o.user_id <> $2 ORDER BY u.id",
+            )
+            .bind(&agent.org_id)
+            .bind(&agent.owner_user_id)
+            .bind(default_workspace_id)
+            .fetch_all(&self.db.pool)
+            .await?
+        };
+        let mut reached: Vec<Reached> = Vec::new();
+        for row in rows {
+            let user_id: String = row.try_get("id")?;
+            let workspace_id: String = row.try_get("workspace_id")?;
+            match reached.last_mut() {
+                Some(last) if last.user_id == user_id => last.workspace_ids.push(workspace_id),
+                _ => reached.push(Reached {
+                    user_id,
+                    email: row.try_get("email")?,
+                    display_name: row.try_get("display_name")?,
+                    workspace_ids: vec![workspace_id],
+                }),
+            }
+        }
+        Ok(reached)
+    }
+
+    /// Candidates for the user's My Agents in `org_id`, after `after`, by
+    /// agent id: their own live agents, the org's active default agent, and
+    /// active shared agents listed in `standing` (any workspace of the org
+    /// while workspaces are off). The caller applies the access decision to
+    /// each, so the list and Check cannot disagree.
+    pub async fn my_agent_candidates(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        standing: Option<&str>,
+        workspaces_enabled: bool,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Listed>, sqlx::Error> {
+        let reach = match (workspaces_enabled, standing) {
+            (false, _) => "OR (a.state = 'active' AND a.shared = 1)".to_string(),
+            (true, Some(_)) => "OR (a.state = 'active' AND a.shared = 1 AND (a.home_workspace_id = $4 \
+                 OR EXISTS (SELECT 1 FROM agent_workspaces w WHERE w.agent_id = a.agent_id AND w.workspace_id = $4)))"
+                .to_string(),
+            (true, None) => String::new(),
+        };
+        let sql = format!(
+            "SELECT a.agent_id, a.org_id, a.owner_user_id, a.home_workspace_id, a.state, a.is_default, \
+             a.is_managed, a.shared, a.latest_version, a.name, a.description, \
+             COALESCE(u.display_name, '') AS owner_display_name, p.version AS pinned_version, \
+             (SELECT COUNT(*) FROM agent_integrations i WHERE i.agent_id = a.agent_id \
+              AND i.version = CASE WHEN a.state = 'draft' THEN 0 ELSE a.latest_version END \
+              AND i.scope = 'user_configured') AS to_bind \
+             FROM agent_access a \
+             LEFT JOIN users u ON u.id = a.owner_user_id \
+             LEFT JOIN pins p ON p.agent_id = a.agent_id AND p.user_id = $2 \
+             WHERE a.org_id = $1 AND a.state <> 'deleted' AND a.agent_id > $3 \
+             AND ((a.owner_user_id = $2) OR (a.is_default = 1 AND a.state = 'active') {reach}) \
+             ORDER BY a.agent_id LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(user_id)
+            .bind(after.unwrap_or(""))
+            .bind(standing.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let mut listed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            listed.push(Listed {
+                agent: agent_of(row)?,
+                owner_display_name: row.try_get("owner_display_name")?,
+                pinned_version: row.try_get("pinned_version")?,
+                to_bind: row.try_get("to_bind")?,
+            });
+        }
+        let mut agents: Vec<AgentRow> = listed.iter().map(|l| l.agent.clone()).collect();
+        self.attach_workspaces(&mut agents).await?;
+        for (row, agent) in listed.iter_mut().zip(agents) {
+            row.agent = agent;
+        }
+        Ok(listed)
     }
 }

@@ -75,7 +75,6 @@ static ROADMAP: &[Planned] = &[
         "tenancy (orgs, workspaces, members, projects, API keys, audit)",
         4,
     ),
-    Planned::service(sharing::SERVICE_NAME, "sharing agents with workspaces", 6),
     Planned::method(sharing::SERVICE_NAME, "CreateGrant", "share grants", 9),
     Planned::method(sharing::SERVICE_NAME, "ListGrants", "share grants", 9),
     Planned::method(sharing::SERVICE_NAME, "RevokeGrant", "share grants", 9),
@@ -89,11 +88,6 @@ static ROADMAP: &[Planned] = &[
         connections::SERVICE_NAME,
         "connections and personal setup",
         7,
-    ),
-    Planned::service(
-        access_service::SERVICE_NAME,
-        "access checks and My Agents",
-        6,
     ),
     Planned::method(
         access_service::SERVICE_NAME,
@@ -147,7 +141,10 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                     storage: storage.clone(),
                     step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
                 }))
-                .add_service(SharingServiceServer::new(rpc::Unbuilt))
+                .add_service(SharingServiceServer::new(rpc::Sharing {
+                    storage: storage.clone(),
+                    step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
+                }))
                 .add_service(ConnectionsServiceServer::new(rpc::Unbuilt))
                 .add_service(AccessServiceServer::new(rpc::Access {
                     storage: storage.clone(),

@@ -51,3 +51,54 @@ pub async fn workspace_of(
         .next()
         .unwrap_or_default())
 }
+
+/// The caller as an access subject, from the scope the gateway resolved for
+/// this very call (no cache: a membership change shows on the next call).
+pub async fn caller(
+    storage: &Storage,
+    principal: &agentshare_kit::identity::Principal,
+) -> Result<crate::access::Subject, Error> {
+    let user_id = principal.require_user()?;
+    let org_id = principal.require_org()?;
+    let org = storage
+        .org(org_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
+    Ok(crate::access::Subject {
+        user_id: user_id.to_string(),
+        org_id: org_id.to_string(),
+        org_role: principal
+            .org_role
+            .as_deref()
+            .and_then(crate::domain::OrgRole::parse),
+        workspaces_enabled: org.workspaces_enabled,
+        active_workspace: principal.workspace_id.clone().filter(|w| !w.is_empty()),
+        memberships: storage.workspace_ids_of(org_id, user_id).await?,
+        org_default_workspace: org.default_workspace_id,
+    })
+}
+
+/// Another member of `org` as an access subject, acting in `requested`
+/// (validated against their membership) or else their default workspace.
+/// NOT_FOUND when they are not a member, as for a user that never existed.
+pub async fn member(
+    storage: &Storage,
+    org: &OrgRow,
+    user_id: &str,
+    requested: &str,
+) -> Result<crate::access::Subject, Error> {
+    let role = storage
+        .org_role(&org.id, user_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
+    let workspace = workspace_of(storage, org, user_id, requested, None).await?;
+    Ok(crate::access::Subject {
+        user_id: user_id.to_string(),
+        org_id: org.id.clone(),
+        org_role: Some(role),
+        workspaces_enabled: org.workspaces_enabled,
+        active_workspace: Some(workspace).filter(|w| !w.is_empty()),
+        memberships: storage.workspace_ids_of(&org.id, user_id).await?,
+        org_default_workspace: org.default_workspace_id.clone(),
+    })
+}

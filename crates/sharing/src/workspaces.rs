@@ -508,6 +508,7 @@ impl Storage {
             "workspace_members",
             "project_workspaces",
             "session_workspaces",
+            "agent_workspaces",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1"))
                 .bind(&workspace.id)

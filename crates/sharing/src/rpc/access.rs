@@ -1,4 +1,4 @@
-//! AccessService: checks, My Agents, plans and version pins.
+//! AccessService: checks and their explanation, My Agents, version pins.
 
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
@@ -7,11 +7,15 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 
-use crate::access;
-use crate::agent_access::AgentRow;
-use crate::domain;
+use crate::access::{self, Action, Explanation, Subject};
+use crate::agent_access::{AccessState, AgentRow};
+use crate::domain::{self, OrgRole};
 use crate::pins::PinRow;
+use crate::scope;
 use crate::storage::Storage;
+
+/// The most agents one CheckBulk answers.
+pub const MAX_BULK: usize = 1000;
 
 #[derive(Clone)]
 pub struct Access {
@@ -27,17 +31,345 @@ fn pin_to_proto(pin: PinRow) -> pb::Pin {
     }
 }
 
+fn state_to_proto(state: AccessState) -> pb::AgentAccessState {
+    match state {
+        AccessState::Draft => pb::AgentAccessState::Draft,
+        AccessState::Active => pb::AgentAccessState::Active,
+        AccessState::Deleted => pb::AgentAccessState::Deleted,
+    }
+}
+
+fn explanation_to_proto(explanation: Explanation) -> pb::ExplainResponse {
+    pb::ExplainResponse {
+        allowed: explanation.allowed,
+        reason: explanation.reason.into(),
+        paths: explanation
+            .paths
+            .into_iter()
+            .map(|path| pb::AccessPath {
+                kind: path.kind.into(),
+                workspace_id: path.workspace_id,
+                actions: path.actions.iter().map(|a| a.to_proto().into()).collect(),
+                ..Default::default()
+            })
+            .collect(),
+        denial_reasons: explanation.denials.into_iter().map(Into::into).collect(),
+        facts: explanation
+            .facts
+            .into_iter()
+            .map(|fact| pb::AccessFact {
+                code: fact.code.into(),
+                subject_id: fact.subject_id,
+                value: fact.value,
+                supports_access: fact.supports_access,
+            })
+            .collect(),
+    }
+}
+
+/// Who a question is about, once the asker may ask it.
+enum Asked {
+    /// The caller themselves.
+    Caller,
+    /// Another member of the caller's org, acting in a workspace.
+    Member { user_id: String, workspace: String },
+}
+
+fn asked(principal: Option<&pb::PrincipalRef>, caller: &str) -> Result<Asked, Error> {
+    let Some(principal) = principal else {
+        return Ok(Asked::Caller);
+    };
+    if !principal.grant_id.is_empty() {
+        return Err(Error::Unimplemented(
+            "answering for a grant's holder arrives with share grants, issue #9".into(),
+        ));
+    }
+    let workspace = match principal.workspace_id.as_str() {
+        "" => String::new(),
+        id => domain::uuid("principal.workspace_id", id)?,
+    };
+    match principal.user_id.as_str() {
+        "" => Ok(Asked::Caller),
+        id if id == caller && workspace.is_empty() => Ok(Asked::Caller),
+        id => Ok(Asked::Member {
+            user_id: domain::uuid("principal.user_id", id)?,
+            workspace,
+        }),
+    }
+}
+
+/// Whether `caller` may ask about `agent` at all: they see it, or they are
+/// an owner or admin of its org. Anything else answers NOT_FOUND, exactly
+/// like an agent that never existed.
+fn administers(caller: &Subject, agent: Option<&AgentRow>) -> bool {
+    let Some(agent) = agent else {
+        return false;
+    };
+    let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+    (org_admin && agent.org_id == caller.org_id)
+        || access::visible(&access::explain(Some(agent), caller, Action::View))
+}
+
 impl Access {
-    /// The agent named by a request, if the caller may run it.
-    async fn runnable(&self, principal: &Principal, agent_id: &str) -> Result<AgentRow, Error> {
+    /// The subject of a Check or Explain about `agent`, or PERMISSION_DENIED
+    /// when the caller may not ask about them: only the subject themselves,
+    /// the agent's owner, and org owners and admins may, so access cannot be
+    /// probed.
+    async fn subject_for(
+        &self,
+        principal: &Principal,
+        question: Option<&pb::PrincipalRef>,
+        agent: Option<&AgentRow>,
+        agent_id: &str,
+    ) -> Result<Subject, Error> {
+        let caller = scope::caller(&self.storage, principal).await?;
+        if !administers(&caller, agent) {
+            return Err(Error::not_found(format!("agent {agent_id}")));
+        }
+        let Asked::Member { user_id, workspace } = asked(question, &caller.user_id)? else {
+            return Ok(caller);
+        };
+        let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let owns = agent.is_some_and(|a| a.owner_user_id == caller.user_id);
+        if !org_admin && !owns {
+            return Err(Error::PermissionDenied(
+                "only the user themselves, the agent's owner, or an org owner or admin may ask about a user's access".into(),
+            ));
+        }
+        let org = self
+            .storage
+            .org(&caller.org_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("org {}", caller.org_id)))?;
+        scope::member(&self.storage, &org, &user_id, &workspace).await
+    }
+
+    /// The agent named by a request, if the caller may do `action` with it.
+    async fn agent_for(
+        &self,
+        principal: &Principal,
+        agent_id: &str,
+        action: Action,
+    ) -> Result<AgentRow, Error> {
         let agent_id = domain::uuid("agent_id", agent_id)?;
-        let agent = self.storage.agent(&agent_id).await?;
-        access::require_run(agent, &agent_id, principal)
+        let subject = scope::caller(&self.storage, principal).await?;
+        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
+        access::require(agent, &agent_id, &subject, action)
     }
 }
 
 #[tonic::async_trait]
 impl AccessService for Access {
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let action = Action::of(request.action, None)?;
+        let agent_id = domain::uuid("agent_id", &request.agent_id)?;
+        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
+        let subject = self
+            .subject_for(
+                principal,
+                request.principal.as_ref(),
+                agent.as_ref(),
+                &agent_id,
+            )
+            .await?;
+        let explanation = access::explain(agent.as_ref(), &subject, action);
+        Ok(Response::new(pb::CheckResponse {
+            allowed: explanation.allowed,
+            reason: explanation.reason.into(),
+        }))
+    }
+
+    async fn check_bulk(
+        &self,
+        request: Request<pb::CheckBulkRequest>,
+    ) -> Result<Response<pb::CheckBulkResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let action = Action::of(request.action, None)?;
+        if request.agent_ids.is_empty() || request.agent_ids.len() > MAX_BULK {
+            return Err(Error::invalid(
+                "agent_ids",
+                format!("must hold 1 to {MAX_BULK} agent ids"),
+            )
+            .into());
+        }
+        let ids = request
+            .agent_ids
+            .iter()
+            .map(|id| domain::uuid("agent_ids", id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        let agents = self.storage.agents(&unique).await.map_err(Error::from)?;
+        let caller = scope::caller(&self.storage, principal).await?;
+        let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let subject = match asked(request.principal.as_ref(), &caller.user_id)? {
+            Asked::Caller => caller.clone(),
+            Asked::Member { user_id, workspace } => {
+                let owns_any = agents.iter().any(|a| a.owner_user_id == caller.user_id);
+                if !org_admin && !owns_any {
+                    return Err(Error::PermissionDenied(
+                        "only the user themselves, the agents' owner, or an org owner or admin may ask about a user's access".into(),
+                    )
+                    .into());
+                }
+                let org = self
+                    .storage
+                    .org(&caller.org_id)
+                    .await
+                    .map_err(Error::from)?
+                    .ok_or_else(|| Error::not_found(format!("org {}", caller.org_id)))?;
+                scope::member(&self.storage, &org, &user_id, &workspace).await?
+            }
+        };
+        let about_someone_else = subject.user_id != caller.user_id;
+        let decisions = ids
+            .into_iter()
+            .map(|id| {
+                let agent = agents.iter().find(|a| a.agent_id == id);
+                // About someone else, a plain member answers only for the
+                // agents they own.
+                let may_ask = administers(&caller, agent)
+                    && (!about_someone_else
+                        || org_admin
+                        || agent.is_some_and(|a| a.owner_user_id == caller.user_id));
+                let (allowed, reason) = if may_ask {
+                    let explanation = access::explain(agent, &subject, action);
+                    (explanation.allowed, explanation.reason)
+                } else {
+                    (false, pb::DecisionReason::NotFound)
+                };
+                pb::Decision {
+                    agent_id: id,
+                    allowed,
+                    reason: reason.into(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::CheckBulkResponse { decisions }))
+    }
+
+    async fn explain(
+        &self,
+        request: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let action = Action::of(request.action, Some(Action::View))?;
+        let agent_id = domain::uuid("agent_id", &request.agent_id)?;
+        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
+        let subject = self
+            .subject_for(
+                principal,
+                request.principal.as_ref(),
+                agent.as_ref(),
+                &agent_id,
+            )
+            .await?;
+        let explanation = access::explain(agent.as_ref(), &subject, action);
+        Ok(Response::new(explanation_to_proto(explanation)))
+    }
+
+    async fn list_my_agents(
+        &self,
+        request: Request<pb::ListMyAgentsRequest>,
+    ) -> Result<Response<pb::ListMyAgentsResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let relation = match pb::AgentRelation::try_from(request.relation) {
+            Ok(relation) => relation,
+            Err(_) => {
+                return Err(Error::invalid(
+                    "relation",
+                    "must be OWNED, SHARED_WITH_YOU, ORG_DEFAULT or UNSPECIFIED",
+                )
+                .into());
+            }
+        };
+        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let subject = scope::caller(&self.storage, principal).await?;
+        let standing = if subject.workspaces_enabled {
+            subject.active_workspace.clone()
+        } else {
+            Some(subject.org_default_workspace.clone())
+        };
+        let wanted = usize::try_from(page.size).unwrap_or(usize::MAX);
+        let mut rows = Vec::new();
+        let mut after = page.after.clone();
+        // Candidates are filtered by the same decision Check makes, so a
+        // batch may yield fewer rows than asked; read on until the page is
+        // full or the candidates run out.
+        loop {
+            let batch = self
+                .storage
+                .my_agent_candidates(
+                    &subject.org_id,
+                    &subject.user_id,
+                    standing.as_deref(),
+                    subject.workspaces_enabled,
+                    after.as_deref(),
+                    page.size + 1,
+                )
+                .await
+                .map_err(Error::from)?;
+            let exhausted = batch.len() < usize::try_from(page.size + 1).unwrap_or(usize::MAX);
+            after = batch.last().map(|row| row.agent.agent_id.clone());
+            for row in batch {
+                let agent = &row.agent;
+                let seen = access::explain(Some(agent), &subject, Action::View);
+                if !access::visible(&seen) {
+                    continue;
+                }
+                let kind = if agent.owner_user_id == subject.user_id {
+                    pb::AgentRelation::Owned
+                } else if agent.is_default {
+                    pb::AgentRelation::OrgDefault
+                } else {
+                    pb::AgentRelation::SharedWithYou
+                };
+                if relation != pb::AgentRelation::Unspecified && relation != kind {
+                    continue;
+                }
+                let can_run = access::explain(Some(agent), &subject, Action::Run).allowed;
+                rows.push(pb::MyAgent {
+                    agent_id: agent.agent_id.clone(),
+                    name: agent.name.clone(),
+                    description: agent.description.clone(),
+                    owner_user_id: agent.owner_user_id.clone(),
+                    owner_display_name: row.owner_display_name.clone(),
+                    relation: kind.into(),
+                    state: state_to_proto(agent.state).into(),
+                    can_run,
+                    setup_status: if row.to_bind == 0 {
+                        pb::SetupStatus::Ready
+                    } else {
+                        pb::SetupStatus::SetupRequired
+                    }
+                    .into(),
+                    latest_version: agent.latest_version,
+                    pinned_version: row.pinned_version,
+                });
+                if rows.len() > wanted {
+                    break;
+                }
+            }
+            if rows.len() > wanted || exhausted {
+                break;
+            }
+        }
+        let (agents, next_page_token) = page.split(rows, |row| row.agent_id.clone());
+        Ok(Response::new(pb::ListMyAgentsResponse {
+            agents,
+            next_page_token,
+        }))
+    }
+
     async fn pin_version(
         &self,
         request: Request<pb::PinVersionRequest>,
@@ -45,7 +377,9 @@ impl AccessService for Access {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let request = request.get_ref();
-        let agent = self.runnable(principal, &request.agent_id).await?;
+        let agent = self
+            .agent_for(principal, &request.agent_id, Action::Run)
+            .await?;
         if request.version < 1 {
             return Err(Error::invalid("version", "must be a deployed version, 1 or more").into());
         }
@@ -73,7 +407,7 @@ impl AccessService for Access {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let agent = self
-            .runnable(principal, &request.get_ref().agent_id)
+            .agent_for(principal, &request.get_ref().agent_id, Action::View)
             .await?;
         let removed = self
             .storage
@@ -90,7 +424,7 @@ impl AccessService for Access {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let agent = self
-            .runnable(principal, &request.get_ref().agent_id)
+            .agent_for(principal, &request.get_ref().agent_id, Action::View)
             .await?;
         let pin = self
             .storage

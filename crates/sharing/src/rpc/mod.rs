@@ -3,10 +3,12 @@
 
 mod access;
 mod access_internal;
+mod sharing;
 mod tenancy;
 
 pub use access::Access;
 pub use access_internal::AccessInternal;
+pub use sharing::Sharing;
 pub use tenancy::Tenancy;
 
 use agentshare_proto::sharing::v1 as pb;
@@ -15,5 +17,4 @@ use agentshare_proto::sharing::v1 as pb;
 /// its issue (see the roadmap in lib.rs).
 pub struct Unbuilt;
 
-impl pb::sharing_service_server::SharingService for Unbuilt {}
 impl pb::connections_service_server::ConnectionsService for Unbuilt {}

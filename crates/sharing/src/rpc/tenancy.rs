@@ -109,7 +109,7 @@ fn user_to_proto(user: members::UserRow) -> pb::User {
     }
 }
 
-fn workspace_to_proto(workspace: WorkspaceRow) -> pb::Workspace {
+pub(super) fn workspace_to_proto(workspace: WorkspaceRow) -> pb::Workspace {
     pb::Workspace {
         id: workspace.id,
         org_id: workspace.org_id,
