@@ -1,15 +1,18 @@
 //! The registry service: the authority on an agent's design and versions.
 
+mod diff;
 mod domain;
 mod rpc;
 mod storage;
+mod sync;
 
 use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
+use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::roadmap::Planned;
-use agentshare_kit::server::Running;
+use agentshare_kit::server::{self, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
@@ -32,12 +35,33 @@ fn caller_policy() -> CallerPolicy {
     )
 }
 
-/// What later issues build here.
-static ROADMAP: &[Planned] = &[Planned::service(
-    registry::SERVICE_NAME,
-    "the agent lifecycle (drafts, deploys, versions, templates, the default agent)",
-    5,
-)];
+/// What later issues build here: nothing, every RPC is built.
+static ROADMAP: &[Planned] = &[];
+
+/// Where registry's cursor over sharing's events is stored.
+const ORG_FOLLOWER: &str = "registry.org-default-agents";
+
+/// Creates each new org's default agent as sharing announces the org. The
+/// first GetDefaultAgent may have created it already; either way there is
+/// exactly one.
+fn follow_new_orgs(context: &Context, db: Db, registry: rpc::Registry) -> Result<(), BadSetting> {
+    events::follow(
+        context,
+        db,
+        ServiceName::Sharing,
+        ORG_FOLLOWER,
+        move |event| {
+            let registry = registry.clone();
+            Box::pin(async move {
+                if event.kind == "org.created" {
+                    registry.ensure_default_agent(&event.subject_id).await?;
+                }
+                Ok(())
+            })
+        },
+    )?;
+    Ok(())
+}
 
 /// Serves the registry on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
@@ -47,6 +71,16 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         clock: context.clock.clone(),
         events: events.clone(),
     };
+    let sharing = server::channel(
+        &context.identity,
+        ServiceName::Sharing,
+        context.config.peers.of(ServiceName::Sharing),
+    )?;
+    let agents = rpc::Registry {
+        storage,
+        access: sync::AccessSync::new(sharing),
+    };
+    follow_new_orgs(&context, agents.storage.db.clone(), agents.clone())?;
     let names = [registry::SERVICE_NAME, event_log::SERVICE_NAME];
     Ok(bootstrap::serve_backend(
         &context,
@@ -56,7 +90,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         ROADMAP,
         |routes| {
             routes
-                .add_service(AgentRegistryServiceServer::new(rpc::Registry { storage }))
+                .add_service(AgentRegistryServiceServer::new(agents))
                 .add_service(EventLogServiceServer::new(events))
         },
     )

@@ -1,22 +1,121 @@
-//! Registry's SQL.
+//! Registry's SQL. Nothing here decides who may do what.
+//!
+//! Every change that alters an agent's access facts raises its `revision`
+//! and records an event carrying the facts at that revision, in the same
+//! transaction, so sharing's event follower can repair a missed sync.
 
 use agentshare_kit::clock::Clock;
-use agentshare_kit::db::{Db, new_id};
+use agentshare_kit::db::{Db, is_unique_violation, new_id};
 use agentshare_kit::events::{self, EventLog, NewEvent};
-use sqlx::Row;
+use agentshare_proto::access_facts;
+use agentshare_proto::registry::v1 as pb;
+use agentshare_proto::sharing::v1::AgentAccessFacts;
+use prost::Message;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use crate::domain::{AgentState, Draft};
+use crate::domain::{self, AgentState, FactsSource, Origin};
 
+#[derive(Clone, Debug)]
 pub struct AgentRow {
     pub id: String,
     pub org_id: String,
+    /// Empty for the org default agent, which belongs to the org.
     pub owner_user_id: String,
+    /// Empty for the org default agent.
     pub home_workspace_id: String,
     pub state: AgentState,
-    pub draft: Draft,
+    pub is_default: bool,
+    pub is_managed: bool,
+    pub draft: pb::AgentDraft,
     pub draft_revision: i64,
+    pub revision: i64,
+    pub latest_version: i64,
+    /// The content of the latest version; `None` while a DRAFT.
+    pub latest: Option<pb::AgentDraft>,
+    pub latest_deployed_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+impl AgentRow {
+    pub fn standing(&self) -> domain::Standing<'_> {
+        domain::Standing {
+            owner_user_id: &self.owner_user_id,
+            is_default: self.is_default,
+            state: self.state,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct VersionRow {
+    pub agent_id: String,
+    pub number: i64,
+    pub content: pb::AgentDraft,
+    pub deployer_user_id: String,
+    pub deployed_at: i64,
+    pub notes: String,
+    pub origin: Origin,
+    pub rollback_of: i64,
+    pub draft_revision: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct TemplateRow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub description: String,
+    pub content: pb::AgentDraft,
+    pub source_agent_id: String,
+    pub source_version: i64,
+    pub publisher_user_id: String,
+    pub created_at: i64,
+}
+
+/// A new agent's first draft.
+pub struct NewAgent<'a> {
+    pub org_id: &'a str,
+    pub owner_user_id: &'a str,
+    pub home_workspace_id: &'a str,
+    pub draft: &'a pb::AgentDraft,
+    pub is_managed: bool,
+}
+
+/// A version to add, applied only while the agent still is as the caller
+/// read it: the same latest version and, for a deploy, the same draft.
+pub struct NewVersion<'a> {
+    pub agent_id: &'a str,
+    pub expected_latest: i64,
+    pub expected_draft_revision: Option<i64>,
+    pub content: &'a pb::AgentDraft,
+    pub deployer_user_id: &'a str,
+    pub notes: &'a str,
+    pub origin: Origin,
+    pub rollback_of: i64,
+    /// The draft revision snapshotted; 0 for rollbacks.
+    pub draft_revision: i64,
+}
+
+pub struct NewTemplate<'a> {
+    pub org_id: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub content: &'a pb::AgentDraft,
+    pub source_agent_id: &'a str,
+    pub source_version: i64,
+    pub publisher_user_id: &'a str,
+}
+
+/// Filters of ListAgents, with the visibility rule from the domain.
+pub struct AgentFilter<'a> {
+    pub org_id: &'a str,
+    pub listing: &'a domain::Listing,
+    pub state: Option<AgentState>,
+    pub after_id: Option<&'a str>,
+    pub limit: i64,
 }
 
 #[derive(Clone)]
@@ -26,61 +125,252 @@ pub struct Storage {
     pub events: EventLog,
 }
 
-impl Storage {
-    pub async fn create_agent(
-        &self,
-        org_id: &str,
-        owner: &str,
-        home_workspace: &str,
-        draft: Draft,
-    ) -> Result<AgentRow, sqlx::Error> {
-        let now = self.clock.now_micros();
-        let agent = AgentRow {
-            id: new_id(),
-            org_id: org_id.into(),
-            owner_user_id: owner.into(),
-            home_workspace_id: home_workspace.into(),
-            state: AgentState::Draft,
-            draft,
-            draft_revision: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO agents (id, org_id, owner_user_id, home_workspace_id, state, name, description, \
-             instructions, draft_revision, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-        )
-        .bind(&agent.id)
-        .bind(&agent.org_id)
-        .bind(&agent.owner_user_id)
-        .bind(&agent.home_workspace_id)
-        .bind(agent.state.as_str())
-        .bind(&agent.draft.name)
-        .bind(&agent.draft.description)
-        .bind(&agent.draft.instructions)
-        .bind(agent.draft_revision)
-        .bind(now)
-        .execute(&mut *tx)
+const AGENT_COLUMNS: &str = "a.id, a.org_id, a.owner_user_id, a.home_workspace_id, a.state, \
+     a.name, a.description, a.instructions, a.design, a.draft_revision, a.revision, a.is_default, \
+     a.is_managed, a.latest_version, a.latest_deployed_at, a.created_at, a.updated_at, \
+     a.deleted_at, v.content AS latest_content \
+     FROM agents a LEFT JOIN agent_versions v ON v.agent_id = a.id AND v.number = a.latest_version";
+
+const VERSION_COLUMNS: &str = "agent_id, number, content, deployer_user_id, deployed_at, notes, \
+     origin, rollback_of, draft_revision FROM agent_versions";
+
+const TEMPLATE_COLUMNS: &str = "id, org_id, name, description, content, source_agent_id, \
+     source_version, publisher_user_id, created_at FROM templates";
+
+fn corrupt(what: &str, error: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("{what}: {error}").into())
+}
+
+fn decode_design(bytes: &[u8]) -> Result<pb::AgentDraft, sqlx::Error> {
+    pb::AgentDraft::decode(bytes).map_err(|e| corrupt("stored design", e))
+}
+
+/// The draft minus the three fields that have columns of their own.
+fn design_bytes(draft: &pb::AgentDraft) -> Vec<u8> {
+    pb::AgentDraft {
+        name: String::new(),
+        description: String::new(),
+        instructions: String::new(),
+        ..draft.clone()
+    }
+    .encode_to_vec()
+}
+
+fn agent_of(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    let mut draft = decode_design(&row.try_get::<Vec<u8>, _>("design")?)?;
+    draft.name = row.try_get("name")?;
+    draft.description = row.try_get("description")?;
+    draft.instructions = row.try_get("instructions")?;
+    let latest = row
+        .try_get::<Option<Vec<u8>>, _>("latest_content")?
+        .map(|bytes| decode_design(&bytes))
+        .transpose()?;
+    Ok(AgentRow {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        owner_user_id: row.try_get("owner_user_id")?,
+        home_workspace_id: row.try_get("home_workspace_id")?,
+        state: AgentState::parse(&state).ok_or_else(|| corrupt("agent state", &state))?,
+        is_default: row.try_get::<i64, _>("is_default")? != 0,
+        is_managed: row.try_get::<i64, _>("is_managed")? != 0,
+        draft,
+        draft_revision: row.try_get("draft_revision")?,
+        revision: row.try_get("revision")?,
+        latest_version: row.try_get("latest_version")?,
+        latest,
+        latest_deployed_at: row.try_get("latest_deployed_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+fn version_of(row: &AnyRow) -> Result<VersionRow, sqlx::Error> {
+    let origin: String = row.try_get("origin")?;
+    Ok(VersionRow {
+        agent_id: row.try_get("agent_id")?,
+        number: row.try_get("number")?,
+        content: decode_design(&row.try_get::<Vec<u8>, _>("content")?)?,
+        deployer_user_id: row.try_get("deployer_user_id")?,
+        deployed_at: row.try_get("deployed_at")?,
+        notes: row.try_get("notes")?,
+        origin: Origin::parse(&origin).ok_or_else(|| corrupt("version origin", &origin))?,
+        rollback_of: row.try_get("rollback_of")?,
+        draft_revision: row.try_get("draft_revision")?,
+    })
+}
+
+fn template_of(row: &AnyRow) -> Result<TemplateRow, sqlx::Error> {
+    Ok(TemplateRow {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        content: decode_design(&row.try_get::<Vec<u8>, _>("content")?)?,
+        source_agent_id: row.try_get("source_agent_id")?,
+        source_version: row.try_get("source_version")?,
+        publisher_user_id: row.try_get("publisher_user_id")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn agent_on(conn: &mut AnyConnection, agent_id: &str) -> Result<AgentRow, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} WHERE a.id = $1"))
+        .bind(agent_id)
+        .fetch_one(&mut *conn)
         .await?;
+    agent_of(&row)
+}
+
+/// The agent and its facts as of this connection's view.
+async fn facts_on(
+    conn: &mut AnyConnection,
+    agent_id: &str,
+) -> Result<(AgentRow, AgentAccessFacts), sqlx::Error> {
+    let agent = agent_on(conn, agent_id).await?;
+    let versions = sqlx::query(
+        "SELECT number, content FROM agent_versions WHERE agent_id = $1 ORDER BY number",
+    )
+    .bind(agent_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get::<i64, _>("number")?,
+            decode_design(&row.try_get::<Vec<u8>, _>("content")?)?,
+        ))
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let facts = domain::facts(&FactsSource {
+        agent_id: &agent.id,
+        org_id: &agent.org_id,
+        owner_user_id: &agent.owner_user_id,
+        home_workspace_id: &agent.home_workspace_id,
+        state: agent.state,
+        is_default: agent.is_default,
+        is_managed: agent.is_managed,
+        revision: agent.revision,
+        draft: &agent.draft,
+        versions: &versions,
+    });
+    Ok((agent, facts))
+}
+
+impl Storage {
+    async fn commit(&self, tx: Transaction<'static, Any>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.events.committed();
+        Ok(())
+    }
+
+    /// Records an event about an agent, carrying its facts.
+    async fn record(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        kind: &'static str,
+        facts: &AgentAccessFacts,
+        mut payload: serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        if let Some(object) = payload.as_object_mut() {
+            object.insert("facts".into(), access_facts::to_json(facts));
+        }
         events::append(
-            &mut tx,
+            tx,
             &self.clock,
             &NewEvent {
-                kind: "agent.created",
-                subject_id: agent.id.clone(),
-                org_id: agent.org_id.clone(),
-                payload: serde_json::json!({
-                    "owner_user_id": agent.owner_user_id,
-                    "home_workspace_id": agent.home_workspace_id,
-                    "draft_revision": agent.draft_revision,
-                }),
+                kind,
+                subject_id: facts.agent_id.clone(),
+                org_id: facts.org_id.clone(),
+                payload,
             },
         )
         .await?;
-        tx.commit().await?;
-        self.events.committed();
-        Ok(agent)
+        Ok(())
+    }
+
+    pub async fn create_agent(
+        &self,
+        new: NewAgent<'_>,
+    ) -> Result<(AgentRow, AgentAccessFacts), sqlx::Error> {
+        let now = self.clock.now_micros();
+        let id = new_id();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO agents (id, org_id, owner_user_id, home_workspace_id, state, name, \
+             description, instructions, design, draft_revision, revision, is_managed, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, 1, 1, $9, $10, $10)",
+        )
+        .bind(&id)
+        .bind(new.org_id)
+        .bind(new.owner_user_id)
+        .bind(new.home_workspace_id)
+        .bind(&new.draft.name)
+        .bind(&new.draft.description)
+        .bind(&new.draft.instructions)
+        .bind(design_bytes(new.draft))
+        .bind(i64::from(new.is_managed))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (agent, facts) = facts_on(&mut tx, &id).await?;
+        let payload = serde_json::json!({
+            "owner_user_id": agent.owner_user_id,
+            "home_workspace_id": agent.home_workspace_id,
+            "is_managed": agent.is_managed,
+        });
+        self.record(&mut tx, "agent.created", &facts, payload)
+            .await?;
+        self.commit(tx).await?;
+        Ok((agent, facts))
+    }
+
+    /// Creates the org default agent, ACTIVE with version 1. `None` when the
+    /// org already has one: the unique index lets exactly one creator win.
+    pub async fn create_default_agent(
+        &self,
+        org_id: &str,
+        content: &pb::AgentDraft,
+    ) -> Result<Option<(AgentRow, AgentAccessFacts)>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let id = new_id();
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO agents (id, org_id, owner_user_id, home_workspace_id, state, name, \
+             description, instructions, design, draft_revision, revision, is_default, latest_version, \
+             latest_deployed_at, created_at, updated_at) \
+             VALUES ($1, $2, '', '', 'active', $3, $4, $5, $6, 1, 1, 1, 1, $7, $7, $7)",
+        )
+        .bind(&id)
+        .bind(org_id)
+        .bind(&content.name)
+        .bind(&content.description)
+        .bind(&content.instructions)
+        .bind(design_bytes(content))
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        sqlx::query(
+            "INSERT INTO agent_versions (agent_id, number, content, deployer_user_id, deployed_at, origin) \
+             VALUES ($1, 1, $2, '', $3, 'initial')",
+        )
+        .bind(&id)
+        .bind(content.encode_to_vec())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (agent, facts) = facts_on(&mut tx, &id).await?;
+        let payload = serde_json::json!({ "is_default": true, "version": 1 });
+        self.record(&mut tx, "agent.created", &facts, payload)
+            .await?;
+        self.commit(tx).await?;
+        Ok(Some((agent, facts)))
     }
 
     /// The agent, if it belongs to `org_id`.
@@ -89,34 +379,338 @@ impl Storage {
         org_id: &str,
         agent_id: &str,
     ) -> Result<Option<AgentRow>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT id, org_id, owner_user_id, home_workspace_id, state, name, description, instructions, \
-             draft_revision, created_at, updated_at FROM agents WHERE id = $1 AND org_id = $2",
-        )
+        sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} WHERE a.id = $1 AND a.org_id = $2"
+        ))
         .bind(agent_id)
         .bind(org_id)
         .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(agent_of)
+        .transpose()
+    }
+
+    pub async fn default_agent(&self, org_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} WHERE a.org_id = $1 AND a.is_default = 1"
+        ))
+        .bind(org_id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(agent_of)
+        .transpose()
+    }
+
+    /// The agent's facts now, for a sync that repeats the latest one.
+    pub async fn current_facts(
+        &self,
+        agent_id: &str,
+    ) -> Result<(AgentRow, AgentAccessFacts), sqlx::Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        facts_on(&mut conn, agent_id).await
+    }
+
+    pub async fn agents(&self, filter: AgentFilter<'_>) -> Result<Vec<AgentRow>, sqlx::Error> {
+        let mut sql = format!(
+            "SELECT {AGENT_COLUMNS} WHERE a.org_id = $1 AND a.state <> 'deleted' \
+             AND (a.owner_user_id = $2 OR (a.is_default = 1 AND $3 = 1))"
+        );
+        let mut next = 4;
+        if filter.state.is_some() {
+            sql.push_str(&format!(" AND a.state = ${next}"));
+            next += 1;
+        }
+        if filter.after_id.is_some() {
+            sql.push_str(&format!(" AND a.id < ${next}"));
+            next += 1;
+        }
+        sql.push_str(&format!(" ORDER BY a.id DESC LIMIT ${next}"));
+        let mut query = sqlx::query(&sql)
+            .bind(filter.org_id)
+            .bind(&filter.listing.owner_user_id)
+            .bind(i64::from(filter.listing.include_default));
+        if let Some(state) = filter.state {
+            query = query.bind(state.as_str());
+        }
+        if let Some(after) = filter.after_id {
+            query = query.bind(after);
+        }
+        query
+            .bind(filter.limit)
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(agent_of)
+            .collect()
+    }
+
+    /// Replaces the draft if it is still at `expected_revision`; `None`
+    /// otherwise (or when the agent is gone). `changes_facts` raises the
+    /// agent's revision and records the facts with `agent.draft_updated`.
+    pub async fn update_draft(
+        &self,
+        agent_id: &str,
+        expected_revision: i64,
+        draft: &pb::AgentDraft,
+        changes_facts: bool,
+    ) -> Result<Option<(AgentRow, Option<AgentAccessFacts>)>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE agents SET name = $1, description = $2, instructions = $3, design = $4, \
+             draft_revision = draft_revision + 1, revision = revision + $5, updated_at = $6 \
+             WHERE id = $7 AND draft_revision = $8 AND state <> 'deleted'",
+        )
+        .bind(&draft.name)
+        .bind(&draft.description)
+        .bind(&draft.instructions)
+        .bind(design_bytes(draft))
+        .bind(i64::from(changes_facts))
+        .bind(self.clock.now_micros())
+        .bind(agent_id)
+        .bind(expected_revision)
+        .execute(&mut *tx)
         .await?;
-        row.map(|row| {
-            let state: String = row.try_get("state")?;
-            Ok(AgentRow {
-                id: row.try_get("id")?,
-                org_id: row.try_get("org_id")?,
-                owner_user_id: row.try_get("owner_user_id")?,
-                home_workspace_id: row.try_get("home_workspace_id")?,
-                state: AgentState::parse(&state).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("unknown agent state {state:?}").into())
-                })?,
-                draft: Draft {
-                    name: row.try_get("name")?,
-                    description: row.try_get("description")?,
-                    instructions: row.try_get("instructions")?,
-                },
-                draft_revision: row.try_get("draft_revision")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        })
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let (agent, facts) = facts_on(&mut tx, agent_id).await?;
+        let synced = if changes_facts {
+            let payload = serde_json::json!({ "draft_revision": agent.draft_revision });
+            self.record(&mut tx, "agent.draft_updated", &facts, payload)
+                .await?;
+            Some(facts)
+        } else {
+            None
+        };
+        self.commit(tx).await?;
+        Ok(Some((agent, synced)))
+    }
+
+    /// Adds version N+1 and makes the agent ACTIVE, if the agent is still as
+    /// `new` expects; `None` otherwise. The number comes from the row the
+    /// same statement updates, so numbers are gapless and unique under any
+    /// number of concurrent deploys.
+    pub async fn add_version(
+        &self,
+        new: NewVersion<'_>,
+    ) -> Result<Option<(AgentRow, VersionRow, AgentAccessFacts)>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let mut tx = self.db.begin_write().await?;
+        let mut sql = String::from(
+            "UPDATE agents SET latest_version = latest_version + 1, state = 'active', \
+             revision = revision + 1, latest_deployed_at = $1, updated_at = $1 \
+             WHERE id = $2 AND latest_version = $3 AND state <> 'deleted'",
+        );
+        if new.expected_draft_revision.is_some() {
+            sql.push_str(" AND draft_revision = $4");
+        }
+        sql.push_str(" RETURNING latest_version");
+        let mut query = sqlx::query(&sql)
+            .bind(now)
+            .bind(new.agent_id)
+            .bind(new.expected_latest);
+        if let Some(revision) = new.expected_draft_revision {
+            query = query.bind(revision);
+        }
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let number: i64 = row.try_get(0)?;
+        let version = VersionRow {
+            agent_id: new.agent_id.to_string(),
+            number,
+            content: new.content.clone(),
+            deployer_user_id: new.deployer_user_id.to_string(),
+            deployed_at: now,
+            notes: new.notes.to_string(),
+            origin: new.origin,
+            rollback_of: new.rollback_of,
+            draft_revision: new.draft_revision,
+        };
+        sqlx::query(
+            "INSERT INTO agent_versions (agent_id, number, content, deployer_user_id, deployed_at, \
+             notes, origin, rollback_of, draft_revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&version.agent_id)
+        .bind(number)
+        .bind(version.content.encode_to_vec())
+        .bind(&version.deployer_user_id)
+        .bind(now)
+        .bind(&version.notes)
+        .bind(version.origin.as_str())
+        .bind(version.rollback_of)
+        .bind(version.draft_revision)
+        .execute(&mut *tx)
+        .await?;
+        let (agent, facts) = facts_on(&mut tx, new.agent_id).await?;
+        let payload = serde_json::json!({
+            "version": number,
+            "origin": version.origin.as_str(),
+            "rollback_of": version.rollback_of,
+            "deployer_user_id": version.deployer_user_id,
+            "integrations": domain::integrations_json(&version.content),
+        });
+        self.record(&mut tx, "agent.deployed", &facts, payload)
+            .await?;
+        self.commit(tx).await?;
+        Ok(Some((agent, version, facts)))
+    }
+
+    /// Marks the agent DELETED; `None` when it already was.
+    pub async fn delete_agent(
+        &self,
+        agent_id: &str,
+    ) -> Result<Option<(AgentRow, AgentAccessFacts)>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let mut tx = self.db.begin_write().await?;
+        let deleted = sqlx::query(
+            "UPDATE agents SET state = 'deleted', deleted_at = $1, updated_at = $1, \
+             revision = revision + 1 WHERE id = $2 AND state <> 'deleted'",
+        )
+        .bind(now)
+        .bind(agent_id)
+        .execute(&mut *tx)
+        .await?;
+        if deleted.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let (agent, facts) = facts_on(&mut tx, agent_id).await?;
+        let payload = serde_json::json!({ "owner_user_id": agent.owner_user_id });
+        self.record(&mut tx, "agent.deleted", &facts, payload)
+            .await?;
+        self.commit(tx).await?;
+        Ok(Some((agent, facts)))
+    }
+
+    /// Versions newest first, before `before` when given.
+    pub async fn versions(
+        &self,
+        agent_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<VersionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number < $2 ORDER BY number DESC LIMIT $3"
+        ))
+        .bind(agent_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(version_of)
+        .collect()
+    }
+
+    pub async fn version(
+        &self,
+        agent_id: &str,
+        number: i64,
+    ) -> Result<Option<VersionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number = $2"
+        ))
+        .bind(agent_id)
+        .bind(number)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(version_of)
+        .transpose()
+    }
+
+    pub async fn create_template(&self, new: NewTemplate<'_>) -> Result<TemplateRow, sqlx::Error> {
+        let template = TemplateRow {
+            id: new_id(),
+            org_id: new.org_id.to_string(),
+            name: new.name.to_string(),
+            description: new.description.to_string(),
+            content: new.content.clone(),
+            source_agent_id: new.source_agent_id.to_string(),
+            source_version: new.source_version,
+            publisher_user_id: new.publisher_user_id.to_string(),
+            created_at: self.clock.now_micros(),
+        };
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO templates (id, org_id, name, description, content, source_agent_id, \
+             source_version, publisher_user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&template.id)
+        .bind(&template.org_id)
+        .bind(&template.name)
+        .bind(&template.description)
+        .bind(template.content.encode_to_vec())
+        .bind(&template.source_agent_id)
+        .bind(template.source_version)
+        .bind(&template.publisher_user_id)
+        .bind(template.created_at)
+        .execute(&mut *tx)
+        .await?;
+        events::append(
+            &mut tx,
+            &self.clock,
+            &NewEvent {
+                kind: "template.published",
+                subject_id: template.id.clone(),
+                org_id: template.org_id.clone(),
+                payload: serde_json::json!({
+                    "source_agent_id": template.source_agent_id,
+                    "source_version": template.source_version,
+                    "publisher_user_id": template.publisher_user_id,
+                }),
+            },
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(template)
+    }
+
+    /// The org's templates, newest first, after `after_id` when given.
+    pub async fn templates(
+        &self,
+        org_id: &str,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<TemplateRow>, sqlx::Error> {
+        let rows = match after_id {
+            Some(after) => sqlx::query(&format!(
+                "SELECT {TEMPLATE_COLUMNS} WHERE org_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(org_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?,
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {TEMPLATE_COLUMNS} WHERE org_id = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(org_id)
+                .bind(limit)
+                .fetch_all(&self.db.pool)
+                .await?
+            }
+        };
+        rows.iter().map(template_of).collect()
+    }
+
+    pub async fn template(
+        &self,
+        org_id: &str,
+        template_id: &str,
+    ) -> Result<Option<TemplateRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {TEMPLATE_COLUMNS} WHERE id = $1 AND org_id = $2"
+        ))
+        .bind(template_id)
+        .bind(org_id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(template_of)
         .transpose()
     }
 }

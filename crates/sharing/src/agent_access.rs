@@ -123,7 +123,12 @@ pub fn facts_of(facts: pb::AgentAccessFacts) -> Result<Facts, Error> {
     Ok(Facts {
         agent_id: domain::uuid("agent.agent_id", &facts.agent_id)?,
         org_id: domain::uuid("agent.org_id", &facts.org_id)?,
-        owner_user_id: domain::uuid("agent.owner_user_id", &facts.owner_user_id)?,
+        // No user owns the org default agent: org owners and admins edit it.
+        owner_user_id: if facts.is_default && facts.owner_user_id.is_empty() {
+            String::new()
+        } else {
+            domain::uuid("agent.owner_user_id", &facts.owner_user_id)?
+        },
         home_workspace_id,
         state,
         is_default: facts.is_default,
