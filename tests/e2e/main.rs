@@ -4,6 +4,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod access_model;
 mod api_keys;
 mod auth;
 mod contract;
@@ -12,7 +13,9 @@ mod lifecycle;
 mod members;
 mod outbox;
 mod projects;
+mod registry;
 mod replicas;
+mod sharing;
 mod slice;
 mod trust;
 mod viewers;

@@ -24,9 +24,11 @@ use agentshare_kit::identity::{Identity, KeyRing, ServiceName, generate_missing_
 use agentshare_kit::server::{Running, ServiceChannel, Shutdown, bind};
 use agentshare_kit::session;
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
-use agentshare_proto::registry::v1::{Agent, AgentDraft, CreateAgentRequest};
+use agentshare_proto::registry::v1::{Agent, AgentDraft, CreateAgentRequest, DeployAgentRequest};
+use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
+use agentshare_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
-use agentshare_proto::sharing::v1::{CreateOrgRequest, Org};
+use agentshare_proto::sharing::v1::{CreateOrgRequest, GetMeRequest, Org, ShareAgentRequest};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -718,6 +720,60 @@ impl UserClient {
 
     pub fn registry(&self) -> AgentRegistryServiceClient<Authed> {
         AgentRegistryServiceClient::new(self.authed())
+    }
+
+    pub fn sharing(&self) -> SharingServiceClient<Authed> {
+        SharingServiceClient::new(self.authed())
+    }
+
+    pub fn access(&self) -> AccessServiceClient<Authed> {
+        AccessServiceClient::new(self.authed())
+    }
+
+    /// The caller's user id.
+    pub async fn user_id(&self) -> String {
+        self.tenancy()
+            .get_me(GetMeRequest {})
+            .await
+            .expect("me")
+            .into_inner()
+            .user
+            .expect("user")
+            .id
+    }
+
+    /// Creates an agent named `name` and deploys it as version 1.
+    pub async fn deployed_agent(&self, name: &str) -> Agent {
+        let agent = self.new_agent(name).await;
+        self.deploy(&agent).await
+    }
+
+    /// Deploys the agent's current draft.
+    pub async fn deploy(&self, agent: &Agent) -> Agent {
+        self.registry()
+            .deploy_agent(DeployAgentRequest {
+                agent_id: agent.id.clone(),
+                expected_draft_revision: agent.draft_revision,
+                notes: String::new(),
+            })
+            .await
+            .expect("deploy")
+            .into_inner()
+            .agent
+            .expect("agent")
+    }
+
+    /// Creates, deploys and shares an agent named `name` with its home
+    /// workspace.
+    pub async fn shared_agent(&self, name: &str) -> Agent {
+        let agent = self.deployed_agent(name).await;
+        self.sharing()
+            .share_agent(ShareAgentRequest {
+                agent_id: agent.id.clone(),
+            })
+            .await
+            .expect("share");
+        agent
     }
 
     /// Creates an org named `name`, with this caller as its owner.
