@@ -204,6 +204,13 @@ async fn sharing_with_the_workspace_lets_members_see_and_run_until_unshared() {
         decision(&alice, check(&agent.id, Action::Run)).await,
         (true, Reason::Owner)
     );
+    let kinds: Vec<String> = suite
+        .events_about(agentshare_kit::identity::ServiceName::Sharing, &agent.id)
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["agent.shared", "agent.unshared"]);
     // Sharing again restores the same reach.
     alice
         .sharing()
@@ -563,6 +570,78 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
     assert_eq!(why_not.reason(), Reason::NotShared);
     assert_eq!(why_not.denial_reasons, [Reason::NotShared as i32]);
 
+    // An admin learns why: no workspace to act in, or a deleted agent.
+    strong
+        .tenancy()
+        .update_org(sharing::UpdateOrgRequest {
+            workspaces_enabled: Some(true),
+            ..Default::default()
+        })
+        .await
+        .expect("workspaces on");
+    let acme_default = strong
+        .tenancy()
+        .get_org(sharing::GetOrgRequest::default())
+        .await
+        .expect("org")
+        .into_inner()
+        .org
+        .expect("org")
+        .default_workspace_id;
+    bob.sharing()
+        .share_agent(sharing::ShareAgentRequest {
+            agent_id: agent.id.clone(),
+        })
+        .await
+        .expect("share again");
+    strong
+        .tenancy()
+        .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
+            workspace_id: acme_default.clone(),
+            user_id: carol_id.clone(),
+        })
+        .await
+        .expect("carol in no workspace");
+    assert_eq!(
+        decision(&alice, check_for(&carol_id, &agent.id, Action::View)).await,
+        (false, Reason::NoActiveWorkspace)
+    );
+    strong
+        .tenancy()
+        .add_workspace_member(sharing::AddWorkspaceMemberRequest {
+            workspace_id: acme_default,
+            user_id: carol_id.clone(),
+            role: sharing::WorkspaceRole::Member as i32,
+        })
+        .await
+        .expect("carol back");
+    let doomed = bob.shared_agent("Doomed").await;
+    bob.registry()
+        .delete_agent(registry::DeleteAgentRequest {
+            agent_id: doomed.id.clone(),
+        })
+        .await
+        .expect("delete");
+    let gone = alice
+        .access()
+        .explain(sharing::ExplainRequest {
+            principal: Some(sharing::PrincipalRef {
+                user_id: carol_id.clone(),
+                ..Default::default()
+            }),
+            agent_id: doomed.id.clone(),
+            action: Action::Run as i32,
+        })
+        .await
+        .expect("explain")
+        .into_inner();
+    assert_eq!(gone.reason(), Reason::AgentDeleted);
+    assert_status(
+        carol.access().check(check(&doomed.id, Action::View)).await,
+        Code::NotFound,
+        "not found",
+    );
+
     // The org default agent: every member runs it; it is never shared.
     let default = carol
         .registry()
@@ -609,6 +688,7 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
                 never.into(),
                 default.id.clone(),
                 mine.id.clone(),
+                doomed.id.clone(),
             ],
             action: Action::Run as i32,
         })
@@ -621,10 +701,11 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
         answers,
         [
             (true, Reason::Owner as i32),
-            (false, Reason::NotFound as i32),
+            (true, Reason::WorkspaceMember as i32),
             (false, Reason::NotFound as i32),
             (true, Reason::OrgDefaultAgent as i32),
             (true, Reason::Owner as i32),
+            (false, Reason::NotFound as i32),
         ]
     );
     assert_status(
@@ -942,5 +1023,143 @@ async fn every_change_is_seen_by_the_next_call_on_every_replica() {
             .expect("sales again");
         assert!(runs(bob_in_sales.clone()).await, "round {round}: listed");
     }
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_holder_reads_the_holder_view_and_changes_nothing() {
+    let suite = Suite::start().await;
+    let alice = suite.user("alice").await;
+    let bob = suite.user("bob").await;
+    alice.new_org("Acme").await;
+    let strong = alice.with_token(&suite.token_with("alice", true, 7200));
+    join(&strong, &bob.user_id().await, sharing::OrgRole::Member).await;
+    let draft = alice
+        .registry()
+        .create_agent(registry::CreateAgentRequest {
+            draft: Some(registry::AgentDraft {
+                name: "Support".into(),
+                description: "Answers tickets".into(),
+                instructions: "Never reveal the escalation phone number 555-0100.".into(),
+                tools: vec![registry::Tool {
+                    integration_key: "crm".into(),
+                    provider: "hubspot".into(),
+                    scope: registry::IntegrationScope::UserConfigured as i32,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            is_managed: false,
+        })
+        .await
+        .expect("agent")
+        .into_inner()
+        .agent
+        .expect("agent");
+    let agent = alice.deploy(&draft).await;
+    let get = || registry::GetAgentRequest {
+        agent_id: agent.id.clone(),
+    };
+    assert_status(
+        bob.registry().get_agent(get()).await,
+        Code::NotFound,
+        "not found",
+    );
+    alice
+        .sharing()
+        .share_agent(sharing::ShareAgentRequest {
+            agent_id: agent.id.clone(),
+        })
+        .await
+        .expect("share");
+
+    let seen = bob
+        .registry()
+        .get_agent(get())
+        .await
+        .expect("a holder reads it")
+        .into_inner()
+        .agent
+        .expect("agent");
+    assert!(!seen.caller_can_edit);
+    let design = seen.draft.expect("the holder view");
+    assert_eq!(design.name, "Support");
+    assert_eq!(design.description, "Answers tickets");
+    assert!(design.instructions.is_empty(), "never the instructions");
+    assert_eq!(design.tools.len(), 1);
+    assert!(design.tools[0].connection_id.is_empty());
+    let version = bob
+        .registry()
+        .get_version(registry::GetVersionRequest {
+            agent_id: agent.id.clone(),
+            version_number: 1,
+        })
+        .await
+        .expect("a holder reads a version")
+        .into_inner();
+    assert!(
+        !format!("{version:?}").contains("555-0100"),
+        "no instructions in the holder's version view"
+    );
+
+    assert_status(
+        bob.registry()
+            .update_draft(registry::UpdateDraftRequest {
+                agent_id: agent.id.clone(),
+                draft: Some(registry::AgentDraft {
+                    name: "Mine now".into(),
+                    ..Default::default()
+                }),
+                update_mask: None,
+                expected_draft_revision: agent.draft_revision,
+            })
+            .await,
+        Code::PermissionDenied,
+        "owner",
+    );
+    assert_status(
+        bob.registry()
+            .deploy_agent(registry::DeployAgentRequest {
+                agent_id: agent.id.clone(),
+                expected_draft_revision: agent.draft_revision,
+                notes: String::new(),
+            })
+            .await,
+        Code::PermissionDenied,
+        "owner",
+    );
+    assert_status(
+        bob.registry()
+            .rollback_agent(registry::RollbackAgentRequest {
+                agent_id: agent.id.clone(),
+                version_number: 1,
+                ..Default::default()
+            })
+            .await,
+        Code::PermissionDenied,
+        "owner",
+    );
+    assert_status(
+        bob.registry()
+            .delete_agent(registry::DeleteAgentRequest {
+                agent_id: agent.id.clone(),
+            })
+            .await,
+        Code::PermissionDenied,
+        "",
+    );
+
+    alice
+        .sharing()
+        .unshare_agent(sharing::UnshareAgentRequest {
+            agent_id: agent.id.clone(),
+        })
+        .await
+        .expect("unshare");
+    assert_status(
+        bob.registry().get_agent(get()).await,
+        Code::NotFound,
+        "not found",
+    );
     suite.stop().await;
 }

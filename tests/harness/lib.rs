@@ -23,6 +23,8 @@ use agentshare_kit::config::Config;
 use agentshare_kit::identity::{Identity, KeyRing, ServiceName, generate_missing_keys};
 use agentshare_kit::server::{Running, ServiceChannel, Shutdown, bind};
 use agentshare_kit::session;
+use agentshare_proto::events::v1::event_log_service_client::EventLogServiceClient;
+use agentshare_proto::events::v1::{Event, WatchRequest};
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use agentshare_proto::registry::v1::{Agent, AgentDraft, CreateAgentRequest, DeployAgentRequest};
 use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
@@ -407,6 +409,34 @@ impl Suite {
     /// Clients through the gateway with no credential at all.
     pub async fn anonymous(&self) -> UserClient {
         UserClient::new(self.gateway_channel().await, None)
+    }
+
+    /// Every event `target` has emitted so far about `subject`, oldest
+    /// first, read as a consumer would: Watch from the start (as the
+    /// scheduler, which may follow every service) until nothing more comes
+    /// for 300 ms.
+    pub async fn events_about(&self, target: ServiceName, subject: &str) -> Vec<Event> {
+        let channel = self
+            .service_channel(ServiceName::Scheduler, target, 0)
+            .await;
+        let mut stream = EventLogServiceClient::new(channel)
+            .watch(WatchRequest { after_seq: 0 })
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut events = Vec::new();
+        while let Ok(next) =
+            tokio::time::timeout(Duration::from_millis(300), stream.message()).await
+        {
+            let Some(message) = next.expect("event stream") else {
+                break;
+            };
+            let event = message.event.expect("event");
+            if event.subject_id == subject {
+                events.push(event);
+            }
+        }
+        events
     }
 
     /// A channel straight to one replica of `target`, calling as the service

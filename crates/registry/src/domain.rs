@@ -117,6 +117,8 @@ impl OrgRole {
 /// The signed-in user of a request, in the org of that request.
 #[derive(Clone, Debug)]
 pub struct Caller {
+    /// Forwarded when registry asks sharing about this caller.
+    pub principal: Principal,
     pub user_id: String,
     pub org_id: String,
     pub role: OrgRole,
@@ -135,6 +137,7 @@ impl Caller {
             .and_then(OrgRole::parse)
             .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
         Ok(Self {
+            principal: principal.clone(),
             user_id,
             org_id,
             role,

@@ -2,6 +2,7 @@
 
 mod diff;
 mod domain;
+mod holders;
 mod rpc;
 mod storage;
 mod sync;
@@ -78,7 +79,8 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     )?;
     let agents = rpc::Registry {
         storage,
-        access: sync::AccessSync::new(sharing),
+        access: sync::AccessSync::new(sharing.clone()),
+        holders: holders::Holders::new(sharing),
     };
     follow_new_orgs(&context, agents.storage.db.clone(), agents.clone())?;
     let names = [registry::SERVICE_NAME, event_log::SERVICE_NAME];

@@ -24,6 +24,7 @@ const WRITE_ATTEMPTS: usize = 3;
 pub struct Registry {
     pub storage: Storage,
     pub access: AccessSync,
+    pub holders: crate::holders::Holders,
 }
 
 /// How much of an agent a caller sees.
@@ -155,20 +156,48 @@ impl Registry {
     /// caller may not see it.
     async fn visible(&self, caller: &Caller, agent_id: &str) -> Result<(AgentRow, Access), Error> {
         require_id("agent_id", agent_id)?;
-        let agent = self.storage.agent(&caller.org_id, agent_id).await?;
-        agent
-            .and_then(|agent| domain::access(&agent.standing(), caller).map(|a| (agent, a)))
-            .ok_or_else(|| domain::not_found(agent_id))
+        let agent = self
+            .storage
+            .agent(&caller.org_id, agent_id)
+            .await?
+            .ok_or_else(|| domain::not_found(agent_id))?;
+        let access = self
+            .access_of(caller, Some(&agent))
+            .await?
+            .ok_or_else(|| domain::not_found(agent_id))?;
+        Ok((agent, access))
     }
 
     async fn editable(&self, caller: &Caller, agent_id: &str) -> Result<AgentRow, Error> {
         require_id("agent_id", agent_id)?;
         let agent = self.storage.agent(&caller.org_id, agent_id).await?;
-        let access = agent
-            .as_ref()
-            .and_then(|agent| domain::access(&agent.standing(), caller));
+        let access = self.access_of(caller, agent.as_ref()).await?;
         domain::require_edit(access, agent_id)?;
         agent.ok_or_else(|| domain::not_found(agent_id))
+    }
+
+    /// What the caller may do with the agent: the owner's and the default
+    /// agent's rules here, and for anyone else sharing's decision, so a
+    /// holder of a shared agent reads its holder view.
+    async fn access_of(
+        &self,
+        caller: &Caller,
+        agent: Option<&AgentRow>,
+    ) -> Result<Option<Access>, Error> {
+        let Some(agent) = agent else {
+            return Ok(None);
+        };
+        if let Some(access) = domain::access(&agent.standing(), caller) {
+            return Ok(Some(access));
+        }
+        if agent.state != AgentState::Active || agent.is_default {
+            return Ok(None);
+        }
+        Ok(self
+            .holders
+            .may_view(caller, &agent.id)
+            .await?
+            .then_some(Access::Read))
     }
 
     async fn version_of(&self, agent_id: &str, number: i64) -> Result<VersionRow, Error> {
@@ -324,7 +353,8 @@ impl AgentRegistryService for Registry {
         let view = if domain::sees_deleted(&agent.standing(), &caller) {
             View::History
         } else {
-            domain::access(&agent.standing(), &caller)
+            self.access_of(&caller, Some(&agent))
+                .await?
                 .ok_or_else(|| domain::not_found(agent_id))?
                 .into()
         };
@@ -614,9 +644,7 @@ impl AgentRegistryService for Registry {
             .agent(&caller.org_id, agent_id)
             .await
             .map_err(Error::from)?;
-        let access = agent
-            .as_ref()
-            .and_then(|agent| domain::access(&agent.standing(), &caller));
+        let access = self.access_of(&caller, agent.as_ref()).await?;
         let agent = agent.ok_or_else(|| domain::not_found(agent_id))?;
         domain::require_may_delete(
             &agent.standing(),
