@@ -898,6 +898,7 @@ mod tests {
 
     fn caller(user: &str, role: OrgRole) -> Caller {
         Caller {
+            principal: Principal::user(user),
             user_id: user.into(),
             org_id: "o".into(),
             role,
