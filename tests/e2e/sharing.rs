@@ -546,6 +546,18 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
             .iter()
             .any(|f| f.code == "agent.shared" && f.value == "true")
     );
+    assert_eq!(
+        decision(&carol, check(&agent.id, Action::ConfigureOwn)).await,
+        (true, Reason::WorkspaceMember)
+    );
+    assert_eq!(
+        decision(&carol, check(&agent.id, Action::ManageGrants)).await,
+        (false, Reason::OwnerOnly)
+    );
+    assert_eq!(
+        decision(&bob, check(&agent.id, Action::ManageGrants)).await,
+        (true, Reason::Owner)
+    );
 
     bob.sharing()
         .unshare_agent(sharing::UnshareAgentRequest {
@@ -605,6 +617,39 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
     assert_eq!(
         decision(&alice, check_for(&carol_id, &agent.id, Action::View)).await,
         (false, Reason::NoActiveWorkspace)
+    );
+    let legal = strong
+        .tenancy()
+        .create_workspace(sharing::CreateWorkspaceRequest {
+            name: "Legal".into(),
+        })
+        .await
+        .expect("legal")
+        .into_inner()
+        .workspace
+        .expect("workspace")
+        .id;
+    strong
+        .tenancy()
+        .add_workspace_member(sharing::AddWorkspaceMemberRequest {
+            workspace_id: legal.clone(),
+            user_id: carol_id.clone(),
+            role: sharing::WorkspaceRole::Member as i32,
+        })
+        .await
+        .expect("carol in legal");
+    let in_legal = sharing::CheckRequest {
+        principal: Some(sharing::PrincipalRef {
+            user_id: carol_id.clone(),
+            workspace_id: legal.clone(),
+            ..Default::default()
+        }),
+        agent_id: agent.id.clone(),
+        action: Action::View as i32,
+    };
+    assert_eq!(
+        decision(&alice, in_legal).await,
+        (false, Reason::NotWorkspaceMember)
     );
     strong
         .tenancy()
@@ -881,6 +926,61 @@ async fn my_agents_pages_by_id_filters_by_relation_and_shows_setup_and_pins() {
         .expect("get pin")
         .into_inner();
     assert!(pin.pin.is_none());
+    // Paging stays stable while agents come and go: nothing twice, nothing
+    // that stayed visible skipped.
+    let before: Vec<String> = my_agents(&bob)
+        .await
+        .into_iter()
+        .map(|a| a.agent_id)
+        .collect();
+    let first = bob
+        .access()
+        .list_my_agents(sharing::ListMyAgentsRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("first page")
+        .into_inner();
+    let later: Vec<&String> = before
+        .iter()
+        .filter(|id| first.agents.iter().all(|a| &a.agent_id != *id))
+        .filter(|id| shared_ids.contains(id))
+        .collect();
+    let dropped = later
+        .first()
+        .copied()
+        .expect("a shared agent on a later page")
+        .clone();
+    alice
+        .sharing()
+        .unshare_agent(sharing::UnshareAgentRequest {
+            agent_id: dropped.clone(),
+        })
+        .await
+        .expect("unshare mid-walk");
+    let late = alice.shared_agent("Late").await;
+    let mut walked: Vec<String> = first.agents.into_iter().map(|a| a.agent_id).collect();
+    let mut token = first.next_page_token;
+    while !token.is_empty() {
+        let page = bob
+            .access()
+            .list_my_agents(sharing::ListMyAgentsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        walked.extend(page.agents.into_iter().map(|a| a.agent_id));
+        token = page.next_page_token;
+    }
+    let mut expected: Vec<String> = before.into_iter().filter(|id| *id != dropped).collect();
+    expected.push(late.id.clone());
+    expected.sort_unstable();
+    assert_eq!(walked, expected);
+
     assert_status(
         bob.access()
             .list_my_agents(sharing::ListMyAgentsRequest {
