@@ -83,10 +83,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
             "issue #9",
         ),
         (
-            "/agentshare.sharing.v1.ConnectionsService/ListConnections",
-            "issue #7",
-        ),
-        (
             "/agentshare.sharing.v1.AccessService/ResolveInvocation",
             "issue #9",
         ),

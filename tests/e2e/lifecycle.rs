@@ -270,3 +270,83 @@ async fn per_service_processes_survive_a_sigkilled_replica_and_its_restart() {
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     suite.stop().await;
 }
+
+/// `agentshare serve` with the `search` provider and `extra` settings.
+fn serve_with(
+    data_dir: &std::path::Path,
+    addr: SocketAddr,
+    extra: &[(&str, &str)],
+) -> tokio::process::Child {
+    tokio::process::Command::new(binary("agentshare"))
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", &addr.to_string()])
+        .env("AGENTSHARE_CONNECTIONS__PROVIDERS__SEARCH__KIND", "api_key")
+        .env(
+            "AGENTSHARE_CONNECTIONS__PROVIDERS__SEARCH__KEY_PREFIX",
+            "srch-",
+        )
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn serve")
+}
+
+#[tokio::test]
+async fn rotate_secrets_reseals_everything_so_the_old_key_can_go() {
+    use sharing::connections_service_client::ConnectionsServiceClient;
+    let dir = tempfile::tempdir().expect("dir");
+    let addr = agentshare_e2e::reserve_addr();
+    let mut first = serve_with(dir.path(), addr, &[]);
+    wait_all_ready(addr).await;
+    let alice = UserClient::new(connect(addr).await, Some(token(dir.path(), "alice")));
+    let created = ConnectionsServiceClient::new(alice.channel())
+        .create_api_key_connection(sharing::CreateApiKeyConnectionRequest {
+            provider: "search".into(),
+            api_key: "srch-rotate-me-0001".into(),
+            label: "Team search".into(),
+            expire_time: None,
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .connection
+        .expect("connection");
+    sigterm(&first);
+    first.wait().await.expect("stopped");
+
+    // A new key, made active; the generated one is still on disk.
+    let new_key = [
+        (
+            "AGENTSHARE_CONNECTIONS__SECRET_KEYS__K2",
+            "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=",
+        ),
+        ("AGENTSHARE_CONNECTIONS__ACTIVE_SECRET_KEY", "k2"),
+    ];
+    let rotated = tokio::process::Command::new(binary("agentshare"))
+        .args(["rotate-secrets", "--data-dir"])
+        .arg(dir.path())
+        .envs(new_key)
+        .output()
+        .await
+        .expect("rotate");
+    let said = String::from_utf8_lossy(&rotated.stderr);
+    assert!(rotated.status.success(), "{said}");
+    assert!(said.contains("re-sealed 1 secrets"), "{said}");
+
+    // The old key goes; the connection still opens under the new one.
+    std::fs::remove_file(dir.path().join("keys/connections.key")).expect("remove old key");
+    let _second = serve_with(dir.path(), addr, &new_key);
+    wait_all_ready(addr).await;
+    let alice = UserClient::new(connect(addr).await, Some(token(dir.path(), "alice")));
+    let tested = ConnectionsServiceClient::new(alice.channel())
+        .test_connection(sharing::TestConnectionRequest {
+            connection_id: created.id.clone(),
+        })
+        .await
+        .expect("test")
+        .into_inner();
+    assert!(tested.ok, "{}", tested.message);
+}

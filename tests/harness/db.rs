@@ -75,6 +75,51 @@ impl Databases {
         }
     }
 
+    /// Every byte the services stored: each SQLite file of `dir` (the
+    /// `-wal` and `-shm` files included), or a `pg_dump` of every schema.
+    pub async fn stored_bytes(&self, dir: &Path) -> Vec<u8> {
+        match self {
+            Self::Sqlite(_) => {
+                let mut bytes = Vec::new();
+                let mut pending = vec![dir.to_path_buf()];
+                while let Some(next) = pending.pop() {
+                    for entry in std::fs::read_dir(&next).expect("read dir").flatten() {
+                        let path = entry.path();
+                        if path.is_dir() {
+                            pending.push(path);
+                        } else if path
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.contains(".db"))
+                        {
+                            bytes.extend(std::fs::read(&path).expect("read database file"));
+                        }
+                    }
+                }
+                bytes
+            }
+            Self::Postgres {
+                admin_url, schemas, ..
+            } => {
+                let mut bytes = Vec::new();
+                for schema in schemas {
+                    let dump = tokio::process::Command::new("pg_dump")
+                        .args(["--schema", schema, "--dbname", admin_url])
+                        .output()
+                        .await
+                        .expect("run pg_dump");
+                    assert!(
+                        dump.status.success(),
+                        "pg_dump failed: {}",
+                        String::from_utf8_lossy(&dump.stderr)
+                    );
+                    bytes.extend(dump.stdout);
+                }
+                bytes
+            }
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres { .. })
     }

@@ -10,6 +10,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod db;
+pub mod oauth_provider;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,11 +61,45 @@ struct Instance {
     host: Host,
 }
 
+/// The providers every suite knows: API-key ones for `000_*`'s scenarios
+/// (web search, CRM, document storage, a warehouse database, Slack), and
+/// `gmail` over OAuth when a suite runs a fake provider.
+fn connections(
+    gmail: Option<agentshare_kit::config::Provider>,
+) -> agentshare_kit::config::Connections {
+    let api_key = |prefix: &str| agentshare_kit::config::Provider {
+        kind: "api_key".into(),
+        check: "static".into(),
+        key_prefix: prefix.into(),
+        ..Default::default()
+    };
+    let mut providers = std::collections::BTreeMap::new();
+    for (key, prefix) in [
+        ("search", "srch-"),
+        ("crm", ""),
+        ("drive", ""),
+        ("warehouse", ""),
+        ("slack", "xoxp-"),
+    ] {
+        providers.insert(key.to_string(), api_key(prefix));
+    }
+    if let Some(gmail) = gmail {
+        providers.insert("gmail".to_string(), gmail);
+    }
+    agentshare_kit::config::Connections {
+        oauth_redirect_url: "http://127.0.0.1:9/oauth/callback".into(),
+        providers,
+        ..Default::default()
+    }
+}
+
 /// What to start.
 pub struct SuiteBuilder {
     replicas: HashMap<ServiceName, usize>,
     processes: bool,
     auth: Option<agentshare_kit::config::Auth>,
+    oauth: Option<agentshare_kit::config::Provider>,
+    log_files: bool,
 }
 
 impl SuiteBuilder {
@@ -75,6 +110,28 @@ impl SuiteBuilder {
     }
 
     /// Runs every service as a child process of its own binary.
+    /// Adds the OAuth provider `gmail`, served by `fake`.
+    pub fn oauth(mut self, fake: &oauth_provider::FakeOAuth) -> Self {
+        self.oauth = Some(agentshare_kit::config::Provider {
+            kind: "oauth".into(),
+            check: "static".into(),
+            authorize_url: fake.authorize_url(),
+            token_url: fake.token_url(),
+            client_id: fake.client_id(),
+            client_secret: fake.client_secret(),
+            scopes: vec!["mail.compose".into(), "mail.send".into()],
+            ..Default::default()
+        });
+        self
+    }
+
+    /// Child processes log everything (`RUST_LOG=trace`) to files that
+    /// [`Suite::logs`] reads back.
+    pub fn log_files(mut self) -> Self {
+        self.log_files = true;
+        self
+    }
+
     /// How the gateway verifies session tokens, instead of the dev key.
     pub fn session_auth(mut self, auth: agentshare_kit::config::Auth) -> Self {
         self.auth = Some(auth);
@@ -106,6 +163,7 @@ impl SuiteBuilder {
             instances: Vec::new(),
             config: Config::default(),
             processes: self.processes,
+            log_files: self.log_files,
         };
         let count = |s: ServiceName| self.replicas.get(&s).copied().unwrap_or(1);
 
@@ -134,6 +192,7 @@ impl SuiteBuilder {
             database_max_connections: 2,
             event_poll_millis: 50,
             auth: self.auth.clone().unwrap_or_default(),
+            connections: connections(self.oauth.clone()),
             shutdown_grace_secs: 10,
             shutdown_delay_millis: 300,
             ..Config::default()
@@ -191,6 +250,7 @@ pub struct Suite {
     instances: Vec<Instance>,
     config: Config,
     processes: bool,
+    log_files: bool,
 }
 
 impl Suite {
@@ -199,6 +259,8 @@ impl Suite {
             replicas: HashMap::new(),
             processes: false,
             auth: None,
+            oauth: None,
+            log_files: false,
         }
     }
 
@@ -256,6 +318,38 @@ impl Suite {
                 self.databases.url(service),
             ));
         }
+        if self.log_files {
+            let logs = self.dir.path().join("logs");
+            std::fs::create_dir_all(&logs).expect("logs dir");
+            env.push(("RUST_LOG".into(), "trace".into()));
+            env.push((
+                LOG_FILE_VAR.into(),
+                logs.join(format!("{service}-{}.log", addr.port()))
+                    .display()
+                    .to_string(),
+            ));
+        }
+        let connections = &self.config.connections;
+        env.push((
+            "AGENTSHARE_CONNECTIONS__OAUTH_REDIRECT_URL".into(),
+            connections.oauth_redirect_url.clone(),
+        ));
+        for (key, provider) in &connections.providers {
+            let prefix = format!("AGENTSHARE_CONNECTIONS__PROVIDERS__{}", key.to_uppercase());
+            for (field, value) in [
+                ("KIND", &provider.kind),
+                ("CHECK", &provider.check),
+                ("KEY_PREFIX", &provider.key_prefix),
+                ("AUTHORIZE_URL", &provider.authorize_url),
+                ("TOKEN_URL", &provider.token_url),
+                ("CLIENT_ID", &provider.client_id),
+                ("CLIENT_SECRET", &provider.client_secret),
+            ] {
+                if !value.is_empty() {
+                    env.push((format!("{prefix}__{field}"), value.clone()));
+                }
+            }
+        }
         let auth = &self.config.auth;
         env.push(("AGENTSHARE_AUTH__ISSUER".into(), auth.issuer.clone()));
         env.push(("AGENTSHARE_AUTH__AUDIENCE".into(), auth.audience.clone()));
@@ -301,6 +395,24 @@ impl Suite {
             .filter(|i| i.service == service)
             .map(|i| i.addr)
             .collect()
+    }
+
+    /// Every byte the services stored so far, as a thief with the disk or
+    /// a database dump would see it.
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        self.databases.stored_bytes(self.dir.path()).await
+    }
+
+    /// Everything the suite's child processes logged so far (see
+    /// [`SuiteBuilder::log_files`]).
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for entry in entries.flatten() {
+                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        all
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -566,10 +678,25 @@ pub fn binary(name: &str) -> PathBuf {
     target_dir.join(name)
 }
 
+/// Where a child's output goes when the suite keeps log files; the harness
+/// reads it and never passes it on.
+const LOG_FILE_VAR: &str = "HARNESS_LOG_FILE";
+
 fn spawn_binary(service: ServiceName, env: &[(String, String)]) -> tokio::process::Child {
     let mut command = tokio::process::Command::new(binary(&format!("agentshare-{service}")));
-    command.envs(env.iter().cloned()).kill_on_drop(true);
-    if std::env::var_os("TEST_LOG").is_none() {
+    command
+        .envs(env.iter().filter(|(k, _)| k != LOG_FILE_VAR).cloned())
+        .kill_on_drop(true);
+    if let Some((_, path)) = env.iter().find(|(k, _)| k == LOG_FILE_VAR) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("log file");
+        command
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file);
+    } else if std::env::var_os("TEST_LOG").is_none() {
         command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());

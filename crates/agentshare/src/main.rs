@@ -46,6 +46,12 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Re-seal every connection secret under `connections.active_secret_key`,
+    /// after which older keys can be removed from config.
+    RotateSecrets {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,21 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::RotateSecrets { config } => rotate_secrets(&config),
+    }
+}
+
+fn rotate_secrets(args: &ConfigArgs) -> ExitCode {
+    let outcome = Config::load(Config::default(), args).and_then(|config| {
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| BadSetting::new("runtime", e))?;
+        runtime.block_on(agentshare_sharing::rotate_secrets(&config))
+    });
+    match outcome {
+        Ok(count) => {
+            eprintln!("re-sealed {count} secrets under the active key");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Config {
     pub peers: Peers,
     /// How user session tokens are verified (gateway).
     pub auth: Auth,
+    /// Users' connections: the keys their secrets are sealed with, and the
+    /// providers they may connect to (sharing).
+    pub connections: Connections,
     /// How long in-flight calls may take to drain after SIGTERM.
     pub shutdown_grace_secs: u64,
     /// How long a stopping server still accepts calls after reporting
@@ -134,6 +137,48 @@ pub struct Auth {
     pub step_up_max_age_secs: i64,
 }
 
+/// How connections' secrets are sealed, and which providers exist.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Connections {
+    /// Sealing keys by id, each the base64 of 32 random bytes. Keep old keys
+    /// listed until `agentshare rotate-secrets` has re-sealed everything
+    /// under the active one. Empty means the embedded mode's generated
+    /// `<keys_dir>/connections.key`, under the id `local`.
+    pub secret_keys: std::collections::BTreeMap<String, String>,
+    /// The key new secrets are sealed with; required when `secret_keys` is
+    /// set.
+    pub active_secret_key: String,
+    /// Where OAuth providers send the user back (the client's callback page).
+    pub oauth_redirect_url: String,
+    /// Providers by key (`gmail`, `brave`, …). Tools name these keys.
+    pub providers: std::collections::BTreeMap<String, Provider>,
+}
+
+/// One outside service users connect to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Provider {
+    /// `api_key` or `oauth`.
+    pub kind: String,
+    /// How TestConnection checks a credential; `static` checks its shape
+    /// only and needs no network.
+    pub check: String,
+    /// A prefix every API key of this provider has (for `static`), such as
+    /// `sk-`; empty for none.
+    pub key_prefix: String,
+    /// OAuth: the provider's authorize endpoint.
+    pub authorize_url: String,
+    /// OAuth: the provider's token endpoint.
+    pub token_url: String,
+    /// OAuth: agentshare's client id at the provider.
+    pub client_id: String,
+    /// OAuth: agentshare's client secret at the provider.
+    pub client_secret: String,
+    /// OAuth: the scopes to ask for.
+    pub scopes: Vec<String>,
+}
+
 impl Default for Auth {
     fn default() -> Self {
         Self {
@@ -157,6 +202,7 @@ impl Default for Config {
             keys_dir: PathBuf::new(),
             peers: Peers::default(),
             auth: Auth::default(),
+            connections: Connections::default(),
             shutdown_grace_secs: 30,
             shutdown_delay_millis: 500,
             event_poll_millis: 200,
@@ -236,6 +282,7 @@ impl Config {
                 "set either auth.public_key_file or auth.jwks_file, not both",
             ));
         }
+        self.validate_connections()?;
         for service in ServiceName::ALL {
             for endpoint in self.peers.of(service) {
                 if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
@@ -244,6 +291,59 @@ impl Config {
                         format!("{endpoint:?} is not an http:// or https:// URL"),
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_connections(&self) -> Result<(), BadSetting> {
+        let connections = &self.connections;
+        if !connections.secret_keys.is_empty()
+            && !connections
+                .secret_keys
+                .contains_key(&connections.active_secret_key)
+        {
+            return Err(BadSetting::new(
+                "connections.active_secret_key",
+                "must name one of connections.secret_keys",
+            ));
+        }
+        for (key, provider) in &connections.providers {
+            let setting = |field: &str| format!("connections.providers.{key}.{field}");
+            match provider.kind.as_str() {
+                "api_key" => {}
+                "oauth" => {
+                    for (field, value) in [
+                        ("authorize_url", &provider.authorize_url),
+                        ("token_url", &provider.token_url),
+                        ("client_id", &provider.client_id),
+                    ] {
+                        if value.is_empty() {
+                            return Err(BadSetting::new(
+                                setting(field),
+                                "is required for an OAuth provider",
+                            ));
+                        }
+                    }
+                    if connections.oauth_redirect_url.is_empty() {
+                        return Err(BadSetting::new(
+                            "connections.oauth_redirect_url",
+                            "is required when an OAuth provider is configured",
+                        ));
+                    }
+                }
+                other => {
+                    return Err(BadSetting::new(
+                        setting("kind"),
+                        format!("{other:?} is not a provider kind; use api_key or oauth"),
+                    ));
+                }
+            }
+            if !matches!(provider.check.as_str(), "" | "static") {
+                return Err(BadSetting::new(
+                    setting("check"),
+                    format!("{:?} is not a known check; use static", provider.check),
+                ));
             }
         }
         Ok(())

@@ -589,11 +589,22 @@ pub fn generate_missing_keys(dir: &Path) -> Result<(), String> {
         let secret = random_token().map_err(|e| e.to_string())?;
         write_secret(&session, secret.as_bytes())?;
     }
+    let connections = dir.join(CONNECTIONS_KEY_FILE);
+    if !connections.exists() {
+        use base64::Engine;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+        write_secret(&connections, encoded.as_bytes())?;
+    }
     Ok(())
 }
 
 /// The HS256 secret of dev session tokens, beside the service keys.
 pub const SESSION_SECRET_FILE: &str = "session.hs256";
+/// The embedded mode's key for sealing connections' secrets (base64 of 32
+/// bytes), used when `connections.secret_keys` is empty.
+pub const CONNECTIONS_KEY_FILE: &str = "connections.key";
 
 /// Writes a file readable by its owner only.
 pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -463,9 +463,6 @@ pub struct Listed {
     pub agent: AgentRow,
     pub owner_display_name: String,
     pub pinned_version: Option<i64>,
-    /// Integrations the caller must bind themselves in the latest version
-    /// (or the draft, for a DRAFT).
-    pub to_bind: i64,
 }
 
 impl Storage {
@@ -699,10 +696,7 @@ impl Storage {
         let sql = format!(
             "SELECT a.agent_id, a.org_id, a.owner_user_id, a.home_workspace_id, a.state, a.is_default, \
              a.is_managed, a.shared, a.latest_version, a.name, a.description, \
-             COALESCE(u.display_name, '') AS owner_display_name, p.version AS pinned_version, \
-             (SELECT COUNT(*) FROM agent_integrations i WHERE i.agent_id = a.agent_id \
-              AND i.version = CASE WHEN a.state = 'draft' THEN 0 ELSE a.latest_version END \
-              AND i.scope = 'user_configured') AS to_bind \
+             COALESCE(u.display_name, '') AS owner_display_name, p.version AS pinned_version \
              FROM agent_access a \
              LEFT JOIN users u ON u.id = a.owner_user_id \
              LEFT JOIN pins p ON p.agent_id = a.agent_id AND p.user_id = $2 \
@@ -724,7 +718,6 @@ impl Storage {
                 agent: agent_of(row)?,
                 owner_display_name: row.try_get("owner_display_name")?,
                 pinned_version: row.try_get("pinned_version")?,
-                to_bind: row.try_get("to_bind")?,
             });
         }
         let mut agents: Vec<AgentRow> = listed.iter().map(|l| l.agent.clone()).collect();

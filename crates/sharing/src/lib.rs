@@ -5,12 +5,17 @@ mod access;
 mod agent_access;
 mod api_keys;
 mod audit;
+mod connections;
 mod domain;
 mod members;
+mod oauth;
 mod pins;
 mod projects;
+mod providers;
 mod rpc;
 mod scope;
+mod secrets;
+mod setup;
 mod storage;
 mod workspaces;
 
@@ -30,7 +35,7 @@ use agentshare_proto::sharing::v1::access_service_server::{
     self as access_service, AccessServiceServer,
 };
 use agentshare_proto::sharing::v1::connections_service_server::{
-    self as connections, ConnectionsServiceServer,
+    self as connections_service, ConnectionsServiceServer,
 };
 use agentshare_proto::sharing::v1::sharing_service_server::{
     self as sharing, SharingServiceServer,
@@ -84,11 +89,6 @@ static ROADMAP: &[Planned] = &[
         "an agent's reach",
         9,
     ),
-    Planned::service(
-        connections::SERVICE_NAME,
-        "connections and personal setup",
-        7,
-    ),
     Planned::method(
         access_service::SERVICE_NAME,
         "ResolveInvocation",
@@ -110,6 +110,8 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         clock: context.clock.clone(),
         events: events.clone(),
     };
+    let secrets = secrets::SecretBox::from_config(&context.config)?;
+    let providers = std::sync::Arc::new(providers::Providers::from_config(&context.config)?);
     let repaired = storage.clone();
     agentshare_kit::events::follow(
         &context,
@@ -124,7 +126,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     let names = [
         tenancy::SERVICE_NAME,
         sharing::SERVICE_NAME,
-        connections::SERVICE_NAME,
+        connections_service::SERVICE_NAME,
         access_service::SERVICE_NAME,
         access_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
@@ -145,7 +147,11 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                     storage: storage.clone(),
                     step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
                 }))
-                .add_service(ConnectionsServiceServer::new(rpc::Unbuilt))
+                .add_service(ConnectionsServiceServer::new(rpc::Connections {
+                    storage: storage.clone(),
+                    secrets,
+                    providers,
+                }))
                 .add_service(AccessServiceServer::new(rpc::Access {
                     storage: storage.clone(),
                 }))
@@ -164,3 +170,72 @@ pub static SERVICE: BackendService = BackendService {
     migrations: &MIGRATIONS,
     start: |context, db, listener| Box::pin(start(context, db, listener)),
 };
+
+/// Re-seals every connection secret and pending OAuth verifier under the
+/// active key, so older keys can then be removed from config. Safe to run
+/// while sharing serves: a row changed meanwhile is left for the next run.
+/// Returns how many values were re-sealed.
+pub async fn rotate_secrets(config: &agentshare_kit::config::Config) -> Result<usize, BadSetting> {
+    let db = bootstrap::open_db(config, ServiceName::Sharing, &MIGRATIONS).await?;
+    let secrets = secrets::SecretBox::from_config(config)?;
+    let storage = storage::Storage {
+        db: db.clone(),
+        clock: agentshare_kit::clock::Clock::system(),
+        events: agentshare_kit::events::EventLog::new(
+            db,
+            std::time::Duration::from_secs(1),
+            agentshare_kit::server::Shutdown::default(),
+        ),
+    };
+    let failed = |e: &dyn std::fmt::Display| BadSetting::new("connections.secret_keys", e);
+    let (connections, flows) = storage
+        .sealed_elsewhere(secrets.active_key_id())
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut resealed = 0;
+    for row in connections {
+        let open = |sealed: &secrets::Sealed, context: &str| {
+            secrets
+                .open(sealed, context)
+                .map_err(|e| failed(&format!("connection {}: {e}", row.id)))
+        };
+        let secret = open(
+            &row.secret,
+            &connections::ConnectionRow::secret_context(&row.id),
+        )?;
+        let refresh = row
+            .refresh
+            .as_ref()
+            .map(|r| open(r, &connections::ConnectionRow::refresh_context(&row.id)))
+            .transpose()?;
+        let seal =
+            |plain: &str, context: &str| secrets.seal(plain, context).map_err(|e| failed(&e));
+        let secret = seal(
+            &secret,
+            &connections::ConnectionRow::secret_context(&row.id),
+        )?;
+        let refresh = refresh
+            .map(|r| seal(&r, &connections::ConnectionRow::refresh_context(&row.id)))
+            .transpose()?;
+        if storage
+            .reseal_connection(&row, &secret, refresh.as_ref())
+            .await
+            .map_err(|e| failed(&e))?
+        {
+            resealed += 1 + usize::from(refresh.is_some());
+        }
+    }
+    for (state, verifier) in flows {
+        let context = connections::Flow::verifier_context(&state);
+        let plain = secrets
+            .open(&verifier, &context)
+            .map_err(|e| failed(&format!("an OAuth flow: {e}")))?;
+        let sealed = secrets.seal(&plain, &context).map_err(|e| failed(&e))?;
+        storage
+            .reseal_flow(&state, &sealed)
+            .await
+            .map_err(|e| failed(&e))?;
+        resealed += 1;
+    }
+    Ok(resealed)
+}

@@ -12,6 +12,7 @@ use crate::agent_access::{AccessState, AgentRow};
 use crate::domain::{self, OrgRole};
 use crate::pins::PinRow;
 use crate::scope;
+use crate::setup::{self, Runner};
 use crate::storage::Storage;
 
 /// The most agents one CheckBulk answers.
@@ -346,12 +347,8 @@ impl AccessService for Access {
                     relation: kind.into(),
                     state: state_to_proto(agent.state).into(),
                     can_run,
-                    setup_status: if row.to_bind == 0 {
-                        pb::SetupStatus::Ready
-                    } else {
-                        pb::SetupStatus::SetupRequired
-                    }
-                    .into(),
+                    // Filled in below, for the whole page at once.
+                    setup_status: pb::SetupStatus::Unspecified.into(),
                     latest_version: agent.latest_version,
                     pinned_version: row.pinned_version,
                 });
@@ -363,7 +360,33 @@ impl AccessService for Access {
                 break;
             }
         }
-        let (agents, next_page_token) = page.split(rows, |row| row.agent_id.clone());
+        let (mut agents, next_page_token) = page.split(rows, |row| row.agent_id.clone());
+        let wanted: Vec<(String, i64, Runner)> = agents
+            .iter()
+            .map(|row| {
+                let version = if row.state() == pb::AgentAccessState::Draft {
+                    0
+                } else {
+                    row.pinned_version.unwrap_or(row.latest_version)
+                };
+                let runner = if row.owner_user_id == subject.user_id {
+                    Runner::Owner
+                } else {
+                    Runner::Member
+                };
+                (row.agent_id.clone(), version, runner)
+            })
+            .collect();
+        let setups = setup::setups(&self.storage, &subject.user_id, &wanted)
+            .await
+            .map_err(Error::from)?;
+        for (row, setups) in agents.iter_mut().zip(setups) {
+            row.set_setup_status(if setup::ready(&setups) {
+                pb::SetupStatus::Ready
+            } else {
+                pb::SetupStatus::SetupRequired
+            });
+        }
         Ok(Response::new(pb::ListMyAgentsResponse {
             agents,
             next_page_token,

@@ -3,18 +3,12 @@
 
 mod access;
 mod access_internal;
+mod connections;
 mod sharing;
 mod tenancy;
 
 pub use access::Access;
 pub use access_internal::AccessInternal;
+pub use connections::Connections;
 pub use sharing::Sharing;
 pub use tenancy::Tenancy;
-
-use agentshare_proto::sharing::v1 as pb;
-
-/// Services whose RPCs later issues build; each answers UNIMPLEMENTED naming
-/// its issue (see the roadmap in lib.rs).
-pub struct Unbuilt;
-
-impl pb::connections_service_server::ConnectionsService for Unbuilt {}

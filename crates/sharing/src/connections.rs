@@ -1,0 +1,660 @@
+//! Users' connections, OAuth flows and agent setups: storage. Secrets are
+//! stored sealed only (see `secrets.rs`); nothing here decides who may do
+//! what.
+
+use agentshare_kit::db::new_id;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::secrets::Sealed;
+use crate::storage::Storage;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    ApiKey,
+    OAuth,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::OAuth => "oauth",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Live,
+    Expired,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Expired => "expired",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(status: &str) -> Self {
+        match status {
+            "live" => Self::Live,
+            "expired" => Self::Expired,
+            _ => Self::Failed,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub user_id: String,
+    pub provider: String,
+    pub kind: Kind,
+    pub label: String,
+    /// As stored; [`ConnectionRow::status_at`] adds what time decides.
+    pub status: Status,
+    pub status_message: String,
+    pub secret: Sealed,
+    pub refresh: Option<Sealed>,
+    pub access_expires_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub last_tested_at: Option<i64>,
+}
+
+impl ConnectionRow {
+    /// The status at `now`: a LIVE connection whose credential ended is
+    /// EXPIRED, and so is an OAuth one whose access token ended with no
+    /// refresh token to renew it.
+    pub fn status_at(&self, now: i64) -> (Status, String) {
+        if self.status != Status::Live {
+            return (self.status, self.status_message.clone());
+        }
+        if self.expires_at.is_some_and(|at| at <= now) {
+            return (
+                Status::Expired,
+                "the credential expired: reconnect it".into(),
+            );
+        }
+        if self.kind == Kind::OAuth
+            && self.refresh.is_none()
+            && self.access_expires_at.is_some_and(|at| at <= now)
+        {
+            return (
+                Status::Expired,
+                "the access token expired and the provider gave no refresh token: reconnect it"
+                    .into(),
+            );
+        }
+        (Status::Live, String::new())
+    }
+
+    /// Where each sealed field of this row is bound, so it opens nowhere
+    /// else.
+    pub fn secret_context(id: &str) -> String {
+        format!("connection/{id}/secret")
+    }
+
+    pub fn refresh_context(id: &str) -> String {
+        format!("connection/{id}/refresh")
+    }
+}
+
+const CONNECTION_COLUMNS: &str = "id, user_id, provider, kind, label, status, status_message, key_id, \
+     sealed_secret, sealed_refresh, access_expires_at, expires_at, scopes, created_at, last_used_at, \
+     last_tested_at";
+
+fn connection_of(row: &AnyRow) -> Result<ConnectionRow, sqlx::Error> {
+    let key_id: String = row.try_get("key_id")?;
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    let scopes: String = row.try_get("scopes")?;
+    let refresh: Option<String> = row.try_get("sealed_refresh")?;
+    Ok(ConnectionRow {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        provider: row.try_get("provider")?,
+        kind: if kind == "oauth" {
+            Kind::OAuth
+        } else {
+            Kind::ApiKey
+        },
+        label: row.try_get("label")?,
+        status: Status::parse(&status),
+        status_message: row.try_get("status_message")?,
+        secret: Sealed {
+            key_id: key_id.clone(),
+            blob: row.try_get("sealed_secret")?,
+        },
+        refresh: refresh.map(|blob| Sealed { key_id, blob }),
+        access_expires_at: row.try_get("access_expires_at")?,
+        expires_at: row.try_get("expires_at")?,
+        scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        last_tested_at: row.try_get("last_tested_at")?,
+    })
+}
+
+/// New material for a connection: what a key or a token exchange gave.
+pub struct Material {
+    pub secret: Sealed,
+    /// Sealed under the same key as `secret`.
+    pub refresh: Option<Sealed>,
+    pub access_expires_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub scopes: Vec<String>,
+}
+
+/// An OAuth flow waiting for its code.
+pub struct Flow {
+    pub user_id: String,
+    pub provider: String,
+    pub label: String,
+    pub connection_id: Option<String>,
+    pub verifier: Sealed,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+impl Flow {
+    pub fn verifier_context(state_sha256: &str) -> String {
+        format!("oauth_flow/{state_sha256}/verifier")
+    }
+}
+
+/// The caller's binding of one integration, with its connection.
+pub struct Binding {
+    pub agent_id: String,
+    pub integration_key: String,
+    pub connection: ConnectionRow,
+}
+
+/// One integration of one version, as sharing keeps it.
+#[derive(Clone, Debug)]
+pub struct IntegrationRow {
+    pub agent_id: String,
+    pub version: i64,
+    pub key: String,
+    pub provider: String,
+    pub shared: bool,
+    pub builder_connection_id: String,
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Storage {
+    /// A new id for a connection about to be sealed: the id is part of
+    /// where its secret is bound.
+    pub fn new_connection_id(&self) -> String {
+        new_id()
+    }
+
+    pub async fn insert_connection(&self, row: &ConnectionRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO connections (id, user_id, provider, kind, label, status, status_message, key_id, \
+             sealed_secret, sealed_refresh, access_expires_at, expires_at, scopes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&row.id)
+        .bind(&row.user_id)
+        .bind(&row.provider)
+        .bind(row.kind.as_str())
+        .bind(&row.label)
+        .bind(row.status.as_str())
+        .bind(&row.status_message)
+        .bind(&row.secret.key_id)
+        .bind(&row.secret.blob)
+        .bind(row.refresh.as_ref().map(|r| r.blob.clone()))
+        .bind(row.access_expires_at)
+        .bind(row.expires_at)
+        .bind(row.scopes.join(" "))
+        .bind(row.created_at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One of the user's connections; another user's is `None`, exactly
+    /// like one that never existed.
+    pub async fn connection(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<ConnectionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(connection_of)
+        .transpose()
+    }
+
+    /// Connections by id whoever owns them: builders' connections behind
+    /// SHARED integrations. Only their status may leave sharing.
+    pub async fn connections_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<ConnectionRow>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(connection_of)
+            .collect()
+    }
+
+    /// The user's connections, newest first, after `before_id`.
+    pub async fn connections_of(
+        &self,
+        user_id: &str,
+        provider: &str,
+        before_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ConnectionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE user_id = $1 \
+             AND ($2 = '' OR provider = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(user_id)
+        .bind(provider)
+        .bind(before_id.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(connection_of)
+        .collect()
+    }
+
+    /// Deletes the connection and its secret, with every binding to it;
+    /// `None` when the user has no such connection.
+    pub async fn delete_connection(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let owned = sqlx::query("SELECT 1 FROM connections WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !owned {
+            return Ok(None);
+        }
+        let bindings = sqlx::query("DELETE FROM agent_setups WHERE connection_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM connections WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(bindings))
+    }
+
+    /// Replaces a connection's material and makes it LIVE again.
+    pub async fn replace_material(&self, id: &str, material: &Material) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE connections SET key_id = $2, sealed_secret = $3, sealed_refresh = $4, \
+             access_expires_at = $5, expires_at = $6, scopes = $7, status = 'live', status_message = '' \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&material.secret.key_id)
+        .bind(&material.secret.blob)
+        .bind(material.refresh.as_ref().map(|r| r.blob.clone()))
+        .bind(material.access_expires_at)
+        .bind(material.expires_at)
+        .bind(material.scopes.join(" "))
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a check's outcome.
+    pub async fn record_check(
+        &self,
+        id: &str,
+        status: Status,
+        message: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE connections SET status = $2, status_message = $3, last_tested_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(message)
+        .bind(self.clock.now_micros())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a connection FAILED, saying what to do.
+    pub async fn fail_connection(&self, id: &str, message: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE connections SET status = 'failed', status_message = $2 WHERE id = $1")
+            .bind(id)
+            .bind(message)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_flow(&self, state_sha256: &str, flow: &Flow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO oauth_flows (state_sha256, user_id, provider, label, connection_id, key_id, \
+             sealed_verifier, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(state_sha256)
+        .bind(&flow.user_id)
+        .bind(&flow.provider)
+        .bind(&flow.label)
+        .bind(&flow.connection_id)
+        .bind(&flow.verifier.key_id)
+        .bind(&flow.verifier.blob)
+        .bind(flow.expires_at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user's pending flows, to cap them.
+    pub async fn pending_flows(&self, user_id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query(
+            "SELECT COUNT(*) FROM oauth_flows WHERE user_id = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(user_id)
+        .bind(self.clock.now_micros())
+        .fetch_one(&self.db.pool)
+        .await?
+        .try_get(0)
+    }
+
+    /// Takes the flow of a state once: the first taker marks it used, so a
+    /// replayed redirect finds it spent.
+    pub async fn take_flow(&self, state_sha256: &str) -> Result<Option<Flow>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT user_id, provider, label, connection_id, key_id, sealed_verifier, expires_at, used_at \
+             FROM oauth_flows WHERE state_sha256 = $1{}",
+            self.db.backend.for_update()
+        ))
+        .bind(state_sha256)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let flow = Flow {
+            user_id: row.try_get("user_id")?,
+            provider: row.try_get("provider")?,
+            label: row.try_get("label")?,
+            connection_id: row.try_get("connection_id")?,
+            verifier: Sealed {
+                key_id: row.try_get("key_id")?,
+                blob: row.try_get("sealed_verifier")?,
+            },
+            expires_at: row.try_get("expires_at")?,
+            used_at: row.try_get("used_at")?,
+        };
+        if flow.used_at.is_none() {
+            sqlx::query("UPDATE oauth_flows SET used_at = $2 WHERE state_sha256 = $1")
+                .bind(state_sha256)
+                .bind(self.clock.now_micros())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(flow))
+    }
+
+    /// The integrations of several (agent, version) pairs at once.
+    pub async fn integrations_of(
+        &self,
+        pairs: &[(String, i64)],
+    ) -> Result<Vec<IntegrationRow>, sqlx::Error> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<String> = (0..pairs.len())
+            .map(|n| format!("(agent_id = ${} AND version = ${})", 2 * n + 1, 2 * n + 2))
+            .collect();
+        let sql = format!(
+            "SELECT agent_id, version, key, provider, scope, builder_connection_id FROM agent_integrations \
+             WHERE {} ORDER BY agent_id, version, position",
+            wanted.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (agent_id, version) in pairs {
+            query = query.bind(agent_id).bind(*version);
+        }
+        query
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let scope: String = row.try_get("scope")?;
+                Ok(IntegrationRow {
+                    agent_id: row.try_get("agent_id")?,
+                    version: row.try_get("version")?,
+                    key: row.try_get("key")?,
+                    provider: row.try_get("provider")?,
+                    shared: scope == "shared",
+                    builder_connection_id: row.try_get("builder_connection_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The user's bindings of these agents, with their connections.
+    pub async fn bindings(
+        &self,
+        user_id: &str,
+        agent_ids: &[String],
+    ) -> Result<Vec<Binding>, sqlx::Error> {
+        if agent_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = CONNECTION_COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT s.agent_id AS bound_agent_id, s.integration_key, {columns} FROM agent_setups s \
+             JOIN connections c ON c.id = s.connection_id \
+             WHERE s.user_id = $1 AND s.agent_id IN ({})",
+            placeholders(2, agent_ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(user_id);
+        for id in agent_ids {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Binding {
+                    agent_id: row.try_get("bound_agent_id")?,
+                    integration_key: row.try_get("integration_key")?,
+                    connection: connection_of(row)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn bind(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        integration_key: &str,
+        connection_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO agent_setups (agent_id, user_id, integration_key, connection_id, bound_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, user_id, integration_key) \
+             DO UPDATE SET connection_id = excluded.connection_id, bound_at = excluded.bound_at",
+        )
+        .bind(agent_id)
+        .bind(user_id)
+        .bind(integration_key)
+        .bind(connection_id)
+        .bind(self.clock.now_micros())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn unbind(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+        integration_key: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "DELETE FROM agent_setups WHERE agent_id = $1 AND user_id = $2 AND integration_key = $3",
+        )
+        .bind(agent_id)
+        .bind(user_id)
+        .bind(integration_key)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn complete_setup(&self, agent_id: &str, user_id: &str) -> Result<i64, sqlx::Error> {
+        let now = self.clock.now_micros();
+        sqlx::query(
+            "INSERT INTO agent_setup_completions (agent_id, user_id, completed_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (agent_id, user_id) DO UPDATE SET completed_at = excluded.completed_at",
+        )
+        .bind(agent_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(now)
+    }
+
+    pub async fn setup_completed_at(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query(
+            "SELECT completed_at FROM agent_setup_completions WHERE agent_id = $1 AND user_id = $2",
+        )
+        .bind(agent_id)
+        .bind(user_id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()
+    }
+
+    /// Every sealed value not under `active`, for rotation.
+    pub async fn sealed_elsewhere(
+        &self,
+        active: &str,
+    ) -> Result<(Vec<ConnectionRow>, Vec<(String, Sealed)>), sqlx::Error> {
+        let connections = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE key_id <> $1"
+        ))
+        .bind(active)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(connection_of)
+        .collect::<Result<Vec<_>, _>>()?;
+        let flows = sqlx::query(
+            "SELECT state_sha256, key_id, sealed_verifier FROM oauth_flows WHERE key_id <> $1",
+        )
+        .bind(active)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get("state_sha256")?,
+                Sealed {
+                    key_id: row.try_get("key_id")?,
+                    blob: row.try_get("sealed_verifier")?,
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok((connections, flows))
+    }
+
+    /// Stores a re-sealed secret, unless the row changed meanwhile.
+    pub async fn reseal_connection(
+        &self,
+        before: &ConnectionRow,
+        secret: &Sealed,
+        refresh: Option<&Sealed>,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE connections SET key_id = $2, sealed_secret = $3, sealed_refresh = $4 \
+             WHERE id = $1 AND key_id = $5 AND sealed_secret = $6",
+        )
+        .bind(&before.id)
+        .bind(&secret.key_id)
+        .bind(&secret.blob)
+        .bind(refresh.map(|r| r.blob.clone()))
+        .bind(&before.secret.key_id)
+        .bind(&before.secret.blob)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn reseal_flow(
+        &self,
+        state_sha256: &str,
+        verifier: &Sealed,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE oauth_flows SET key_id = $2, sealed_verifier = $3 WHERE state_sha256 = $1",
+        )
+        .bind(state_sha256)
+        .bind(&verifier.key_id)
+        .bind(&verifier.blob)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+}
