@@ -79,14 +79,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
     let alice: UserClient = suite.user("alice").await;
     let unbuilt = [
         (
-            "/agentshare.sharing.v1.SharingService/CreateGrant",
-            "issue #9",
-        ),
-        (
-            "/agentshare.sharing.v1.AccessService/ResolveInvocation",
-            "issue #9",
-        ),
-        (
             "/agentshare.scheduler.v1.AutomationsService/Subscribe",
             "issue #11",
         ),

@@ -9,6 +9,7 @@ mod api_keys;
 mod auth;
 mod connections;
 mod contract;
+mod grants;
 mod isolation;
 mod lifecycle;
 mod members;

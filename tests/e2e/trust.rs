@@ -162,6 +162,18 @@ async fn internal_services_accept_only_their_listed_callers() {
         Code::PermissionDenied,
         "store may not call",
     );
+    // It is listed for the one method it needs, and that one only.
+    let store_call = as_store
+        .resolve_store(sharing::ResolveStoreRequest {
+            agent_id: "01900000-0000-7000-8000-000000000000".into(),
+        })
+        .await
+        .expect_err("no Principal was sent");
+    assert!(
+        !store_call.message().contains("may not call"),
+        "{}",
+        store_call.message()
+    );
     let mut as_gateway = AccessInternalServiceClient::new(
         suite
             .service_channel(ServiceName::Gateway, ServiceName::Sharing, 0)

@@ -790,6 +790,7 @@ pub struct Credentials {
     token: Option<String>,
     org: Option<String>,
     workspace: Option<String>,
+    grant: Option<String>,
 }
 
 impl tonic::service::Interceptor for Credentials {
@@ -816,6 +817,12 @@ impl tonic::service::Interceptor for Credentials {
                 MetadataValue::try_from(workspace.as_str()).expect("header"),
             );
         }
+        if let Some(grant) = &self.grant {
+            metadata.insert(
+                "x-agentshare-grant-token",
+                MetadataValue::try_from(grant.as_str()).expect("header"),
+            );
+        }
         Ok(request)
     }
 }
@@ -837,6 +844,7 @@ impl UserClient {
                 token,
                 org: None,
                 workspace: None,
+                grant: None,
             },
         }
     }
@@ -852,6 +860,13 @@ impl UserClient {
     pub fn in_workspace(&self, workspace: &str) -> Self {
         let mut next = self.clone();
         next.credentials.workspace = Some(workspace.to_string());
+        next
+    }
+
+    /// The same caller presenting a share token too.
+    pub fn with_grant(&self, token: &str) -> Self {
+        let mut next = self.clone();
+        next.credentials.grant = Some(token.to_string());
         next
     }
 

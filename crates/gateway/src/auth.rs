@@ -3,7 +3,7 @@
 use agentshare_kit::Error;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{BadSetting, Config};
-use agentshare_kit::identity::{API_KEY_PREFIX, Principal};
+use agentshare_kit::identity::{API_KEY_PREFIX, Principal, PrincipalKind};
 use agentshare_kit::server::ServiceChannel;
 use agentshare_kit::session::SessionVerifier;
 use agentshare_proto::sharing::v1::{
@@ -13,6 +13,8 @@ use tonic::metadata::MetadataMap;
 
 pub const ORG_HEADER: &str = "x-agentshare-org";
 pub const WORKSPACE_HEADER: &str = "x-agentshare-workspace";
+/// A share token (grant), alone or beside a user credential.
+pub const GRANT_HEADER: &str = "x-agentshare-grant-token";
 
 /// `amr` values that name a second factor (RFC 8176).
 const SECOND_FACTORS: &[&str] = &[
@@ -69,11 +71,99 @@ impl Authenticator {
         })
     }
 
-    /// Verifies the bearer credential (a session JWT or an API key) and
-    /// resolves the org and workspace of the request against membership.
-    pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, tonic::Status> {
+    /// The Principal of a call to `path`: a share token's holder when the
+    /// call carries one (see [`Self::authenticate_grant`]), else the user
+    /// of the bearer credential (a session JWT or an API key), with the org
+    /// and workspace of the request resolved against membership.
+    pub async fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        path: &str,
+    ) -> Result<Principal, tonic::Status> {
+        if let Some(token) = metadata.get(GRANT_HEADER) {
+            let token = token
+                .to_str()
+                .map_err(|_| Error::Unauthenticated("malformed share token header".into()))?;
+            return self.authenticate_grant(metadata, token.trim(), path).await;
+        }
+        self.authenticate_user(metadata, true).await
+    }
+
+    /// A share token's holder. The grant is read fresh on every call (no
+    /// cache), so a revocation shows on the very next one, on every
+    /// replica. A grant's principal may call only what running its agent
+    /// needs: Invoke, its sessions, the agent's tools and its own setup.
+    async fn authenticate_grant(
+        &self,
+        metadata: &MetadataMap,
+        token: &str,
+        path: &str,
+    ) -> Result<Principal, tonic::Status> {
+        if token.is_empty() {
+            return Err(Error::Unauthenticated("share token rejected: empty token".into()).into());
+        }
+        let grant = self
+            .sharing
+            .clone()
+            .authenticate_grant_token(sharing::AuthenticateGrantTokenRequest {
+                token: token.to_string(),
+            })
+            .await?
+            .into_inner();
+        let rejected = |why: &str| Error::Unauthenticated(format!("share token rejected: {why}"));
+        match sharing::GrantState::try_from(grant.state).unwrap_or(sharing::GrantState::Unspecified)
+        {
+            sharing::GrantState::Active => {}
+            sharing::GrantState::Expired => return Err(rejected("token expired").into()),
+            sharing::GrantState::Revoked => return Err(rejected("token revoked").into()),
+            sharing::GrantState::Ended => {
+                return Err(rejected("grant ended: the agent was deleted").into());
+            }
+            sharing::GrantState::Unspecified => return Err(rejected("unknown state").into()),
+        }
+        if !grant_may_call(path) {
+            return Err(Error::PermissionDenied(
+                "a share token allows running its agent only: Invoke, your sessions and the agent's tools"
+                    .into(),
+            )
+            .into());
+        }
+        let invoke = grant.kind == sharing::GrantKind::Invoke as i32;
+        let user = if metadata.get("authorization").is_some() {
+            Some(self.authenticate_user(metadata, false).await?)
+        } else {
+            None
+        };
+        if invoke && user.is_none() {
+            return Err(rejected(
+                "an INVOKE share token needs a signed-in user as well: send `authorization: Bearer <session or API key>`",
+            )
+            .into());
+        }
+        let mut principal = Principal::user(String::new());
+        principal.kind = PrincipalKind::Grant;
+        principal.user_id = user.as_ref().and_then(|u| u.user_id.clone());
+        principal.session_id = user.as_ref().and_then(|u| u.session_id.clone());
+        principal.api_key_id = user.and_then(|u| u.api_key_id);
+        principal.org_id = non_empty(grant.org_id);
+        principal.grant_id = Some(grant.grant_id);
+        principal.grant_kind = Some(if invoke { "invoke" } else { "delegate" }.into());
+        principal.grant_agent_id = Some(grant.agent_id);
+        Ok(principal)
+    }
+
+    /// The user of the bearer credential. `scoped` resolves the org and
+    /// workspace the request names; a grant call needs only who the user is.
+    async fn authenticate_user(
+        &self,
+        metadata: &MetadataMap,
+        scoped: bool,
+    ) -> Result<Principal, tonic::Status> {
         let token = bearer(metadata)?;
         let header = |name: &str| {
+            if !scoped {
+                return String::new();
+            }
             metadata
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -132,6 +222,23 @@ impl Authenticator {
         principal.session_id = claims.sid;
         Ok(principal)
     }
+}
+
+/// What a share token's holder may call.
+fn grant_may_call(path: &str) -> bool {
+    const SERVICES: &[&str] = &[
+        "/agentshare.gateway.v1.InvokeService/",
+        "/agentshare.store.v1.SessionsService/",
+        "/agentshare.store.v1.WorkspaceStoreService/",
+    ];
+    const METHODS: &[&str] = &[
+        "/agentshare.sharing.v1.AccessService/ResolveInvocation",
+        "/agentshare.sharing.v1.ConnectionsService/GetAgentSetup",
+        "/agentshare.sharing.v1.ConnectionsService/BindIntegration",
+        "/agentshare.sharing.v1.ConnectionsService/UnbindIntegration",
+        "/agentshare.sharing.v1.ConnectionsService/CompleteAgentSetup",
+    ];
+    SERVICES.iter().any(|s| path.starts_with(s)) || METHODS.contains(&path)
 }
 
 fn non_empty(value: String) -> Option<String> {

@@ -67,7 +67,12 @@ pub struct Forwarder {
 }
 
 /// Headers a client must never be able to set on an internal call.
-const STRIPPED: &[&str] = &["authorization", PRINCIPAL_HEADER, SERVICE_HEADER];
+const STRIPPED: &[&str] = &[
+    "authorization",
+    crate::auth::GRANT_HEADER,
+    PRINCIPAL_HEADER,
+    SERVICE_HEADER,
+];
 
 impl Forwarder {
     async fn forward(
@@ -81,7 +86,7 @@ impl Forwarder {
                 Status::unavailable(format!("no endpoint configured for {backend}"))
             })?;
         let (metadata, _extensions, inbound) = request.into_parts();
-        let principal = self.auth.authenticate(&metadata).await?;
+        let principal = self.auth.authenticate(&metadata, &path).await?;
         let signed = self.identity.sign_principal(&principal)?;
         let mut outbound_metadata = MetadataMap::new();
         for entry in metadata.iter() {

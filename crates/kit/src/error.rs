@@ -40,6 +40,11 @@ pub enum Error {
     /// The resource is in the wrong state for this call.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The resource is in the wrong state for this call, for reasons a
+    /// client can act on one by one: each becomes a `PreconditionFailure`
+    /// violation (type, subject, description).
+    #[error("{0}")]
+    Unmet(String, Vec<(String, String, String)>),
     /// A revision conflict, or a container that still holds things.
     #[error("{0}")]
     Aborted(String),
@@ -89,7 +94,7 @@ impl Error {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::NotFound(_) => Code::NotFound,
-            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::FailedPrecondition(_) | Self::Unmet(..) => Code::FailedPrecondition,
             Self::Aborted(_) => Code::Aborted,
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
@@ -103,7 +108,7 @@ impl Error {
     /// state is 400 and a conflict 409.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::InvalidArgument(_) | Self::FailedPrecondition(_) => 400,
+            Self::InvalidArgument(_) | Self::FailedPrecondition(_) | Self::Unmet(..) => 400,
             Self::Unauthenticated(_) => 401,
             Self::PermissionDenied(_) => 403,
             Self::NotFound(_) => 404,
@@ -129,6 +134,13 @@ impl From<Error> for Status {
                     format!("invalid argument: {}", describe(&violations)),
                     details,
                 )
+            }
+            Error::Unmet(message, violations) => {
+                let mut details = ErrorDetails::new();
+                for (kind, subject, description) in violations {
+                    details.add_precondition_failure_violation(kind, subject, description);
+                }
+                Status::with_error_details(Code::FailedPrecondition, message, details)
             }
             Error::Internal(cause) => {
                 // The cause may hold SQL or paths; it belongs in our logs only.

@@ -206,6 +206,12 @@ pub struct Principal {
     pub step_up_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// `invoke` or `delegate`, with `grant_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_kind: Option<String>,
+    /// The one agent the grant reaches, with `grant_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_agent_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// Set when the caller authenticated with an API key, which never
@@ -229,6 +235,8 @@ impl Principal {
             org_choice_required: false,
             step_up_at: None,
             grant_id: None,
+            grant_kind: None,
+            grant_agent_id: None,
             session_id: None,
             api_key_id: None,
             token: String::new(),
@@ -413,10 +421,25 @@ impl CallerPolicy {
         self
     }
 
-    fn allows(&self, service: &str, caller: ServiceName) -> bool {
-        self.internal
-            .get(service)
-            .is_none_or(|callers| callers.contains(&caller))
+    /// Restricts one method (`pkg.Service/Method`) of an internal service
+    /// to `callers`, in place of the service's list, so a caller that needs
+    /// one RPC is granted that RPC only.
+    pub fn internal_method(
+        mut self,
+        method: &'static str,
+        callers: &'static [ServiceName],
+    ) -> Self {
+        self.internal.insert(method, callers);
+        self
+    }
+
+    fn allows(&self, path: &str, caller: ServiceName) -> bool {
+        let method = path.trim_start_matches('/');
+        let rule = self
+            .internal
+            .get(method)
+            .or_else(|| self.internal.get(grpc_service_of(path)));
+        rule.is_none_or(|callers| callers.contains(&caller))
     }
 }
 
@@ -489,10 +512,10 @@ impl IdentityLayer {
             .identity
             .verify_service(&service_token)
             .map_err(|why| Status::unauthenticated(format!("service identity rejected: {why}")))?;
-        let service = grpc_service_of(&path);
-        if !self.policy.allows(service, caller) {
+        if !self.policy.allows(&path, caller) {
             return Err(Status::permission_denied(format!(
-                "{caller} may not call {service}"
+                "{caller} may not call {}",
+                path.trim_start_matches('/')
             )));
         }
         if let Some(token) = header(PRINCIPAL_HEADER) {

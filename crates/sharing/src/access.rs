@@ -12,6 +12,7 @@ use pb::{AccessPathKind as PathKind, DecisionReason as Reason};
 
 use crate::agent_access::{AccessState, AgentRow};
 use crate::domain::OrgRole;
+use crate::grants::{GrantKind, GrantState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -85,6 +86,21 @@ pub struct Subject {
     /// The org's default workspace, where everything lives while workspaces
     /// are off.
     pub org_default_workspace: String,
+    /// Set when the subject holds a share grant: then the grant alone
+    /// decides (a grant's principal acts through its grant, not as a
+    /// member).
+    pub grant: Option<GrantHeld>,
+}
+
+/// A grant as a subject holds it.
+#[derive(Clone, Debug)]
+pub struct GrantHeld {
+    pub id: String,
+    pub kind: GrantKind,
+    pub agent_id: String,
+    pub state: GrantState,
+    /// Whether a signed-in user presents it (INVOKE needs one).
+    pub with_user: bool,
 }
 
 /// One way the subject reaches the agent.
@@ -92,6 +108,8 @@ pub struct Subject {
 pub struct Path {
     pub kind: PathKind,
     pub workspace_id: String,
+    /// For a grant path, the grant.
+    pub grant: Option<(String, GrantKind)>,
     pub actions: &'static [Action],
 }
 
@@ -179,6 +197,9 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
             facts,
         };
     };
+    if let Some(grant) = &subject.grant {
+        return explain_grant(agent, grant, action, facts);
+    }
     let role = subject.org_role.filter(|_| subject.org_id == agent.org_id);
     let viewer = role == Some(OrgRole::Viewer);
     let org_admin = matches!(role, Some(OrgRole::Owner | OrgRole::Admin));
@@ -259,6 +280,7 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
             paths.push(Path {
                 kind: PathKind::Owner,
                 workspace_id: String::new(),
+                grant: None,
                 actions,
             });
         }
@@ -266,12 +288,14 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
             paths.push(Path {
                 kind: PathKind::OrgDefaultAgent,
                 workspace_id: String::new(),
+                grant: None,
                 actions: if viewer { LOOK } else { HOLDER },
             });
             if org_admin {
                 paths.push(Path {
                     kind: PathKind::OrgAdmin,
                     workspace_id: String::new(),
+                    grant: None,
                     actions: &[Action::Edit, Action::Deploy],
                 });
             }
@@ -285,6 +309,7 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
             paths.push(Path {
                 kind: PathKind::WorkspaceShare,
                 workspace_id: standing.clone(),
+                grant: None,
                 actions: if viewer { LOOK } else { HOLDER },
             });
         }
@@ -362,6 +387,15 @@ pub fn require(
     let explanation = explain(agent.as_ref(), subject, action);
     match agent {
         Some(agent) if explanation.allowed => Ok(agent),
+        // A valid grant presented for another agent of its org is a
+        // refusal, not a mystery: the holder knows which agent it is for.
+        Some(agent)
+            if explanation.reason == Reason::GrantOtherAgent && agent.org_id == subject.org_id =>
+        {
+            Err(Error::PermissionDenied(
+                "this share token is for another agent".into(),
+            ))
+        }
         Some(_) if visible(&explanation) => {
             Err(Error::PermissionDenied(denial_message(explanation.reason)))
         }
@@ -380,6 +414,135 @@ pub fn denial_message(reason: Reason) -> String {
         Reason::AgentDraft => {
             "the agent is a draft: deploy it first, or run the draft in test mode".into()
         }
+        Reason::GrantActionNotAllowed => "a share token allows running its agent only".into(),
         _ => "only the agent's owner may do this".into(),
+    }
+}
+
+/// Which kind of store partition a run uses (DESIGN.md, "The store's
+/// workspaces").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreScope {
+    UserPrivate,
+    AgentWorkspace,
+    AgentHome,
+    AgentGrantHolder,
+    AgentOrgWide,
+}
+
+impl StoreScope {
+    pub fn to_proto(self) -> pb::StoreScopeKind {
+        match self {
+            Self::UserPrivate => pb::StoreScopeKind::UserPrivate,
+            Self::AgentWorkspace => pb::StoreScopeKind::AgentWorkspace,
+            Self::AgentHome => pb::StoreScopeKind::AgentHome,
+            Self::AgentGrantHolder => pb::StoreScopeKind::AgentGrantHolder,
+            Self::AgentOrgWide => pb::StoreScopeKind::AgentOrgWide,
+        }
+    }
+}
+
+/// The store partition of a user's run of an agent they may RUN (or, for
+/// the owner, test as a draft): `user-<owner>` only for the owner's own
+/// unshared agent, the org-wide one for the default agent, else the agent's
+/// partition for the workspace the user stands in.
+pub fn user_store(agent: &AgentRow, subject: &Subject) -> Result<(String, StoreScope), Error> {
+    if agent.is_default {
+        return Ok((
+            format!("agent-{}", agent.agent_id),
+            StoreScope::AgentOrgWide,
+        ));
+    }
+    if agent.owner_user_id == subject.user_id && !agent.shared {
+        return Ok((format!("user-{}", subject.user_id), StoreScope::UserPrivate));
+    }
+    let standing = if subject.workspaces_enabled {
+        subject.active_workspace.clone()
+    } else {
+        Some(subject.org_default_workspace.clone())
+    };
+    let workspace = standing.ok_or_else(|| {
+        Error::PermissionDenied(
+            "you have no active workspace in this org; ask an admin to add you to one".into(),
+        )
+    })?;
+    Ok((
+        format!("agent-{}/{workspace}", agent.agent_id),
+        StoreScope::AgentWorkspace,
+    ))
+}
+
+/// The one path a grant gives: RUN (and CONFIGURE_OWN for INVOKE) of its own
+/// agent while it is active, and nothing else.
+fn explain_grant(
+    agent: &AgentRow,
+    grant: &GrantHeld,
+    action: Action,
+    mut facts: Vec<Fact>,
+) -> Explanation {
+    let state = match grant.state {
+        GrantState::Active => "ACTIVE",
+        GrantState::Expired => "EXPIRED",
+        GrantState::Revoked => "REVOKED",
+        GrantState::Ended => "ENDED",
+    };
+    facts.push(Fact {
+        code: "grant.state",
+        subject_id: grant.id.clone(),
+        value: state.into(),
+        supports_access: grant.state == GrantState::Active,
+    });
+    let same_agent = grant.agent_id == agent.agent_id;
+    facts.push(Fact {
+        code: "grant.agent",
+        subject_id: grant.id.clone(),
+        value: grant.agent_id.clone(),
+        supports_access: same_agent,
+    });
+    facts.push(Fact {
+        code: "grant.kind",
+        subject_id: grant.id.clone(),
+        value: grant.kind.as_str().to_uppercase(),
+        supports_access: true,
+    });
+    let mut denials = Vec::new();
+    if !same_agent {
+        denials.push(Reason::GrantOtherAgent);
+    }
+    match grant.state {
+        GrantState::Active => {}
+        GrantState::Expired => denials.push(Reason::GrantExpired),
+        GrantState::Revoked => denials.push(Reason::GrantRevoked),
+        GrantState::Ended => denials.push(Reason::GrantEnded),
+    }
+    if agent.state == AccessState::Deleted && !denials.contains(&Reason::GrantEnded) {
+        denials.push(Reason::GrantEnded);
+    }
+    if grant.kind == GrantKind::Invoke && !grant.with_user {
+        denials.push(Reason::GrantNeedsUser);
+    }
+    let mut paths = Vec::new();
+    if denials.is_empty() {
+        let actions: &'static [Action] = match grant.kind {
+            GrantKind::Invoke => &[Action::Run, Action::ConfigureOwn],
+            GrantKind::Delegate => &[Action::Run],
+        };
+        if !actions.contains(&action) {
+            denials.push(Reason::GrantActionNotAllowed);
+        }
+        paths.push(Path {
+            kind: PathKind::Grant,
+            workspace_id: String::new(),
+            grant: Some((grant.id.clone(), grant.kind)),
+            actions,
+        });
+    }
+    let allowed = denials.is_empty();
+    Explanation {
+        allowed,
+        reason: if allowed { Reason::Grant } else { denials[0] },
+        paths,
+        denials,
+        facts,
     }
 }

@@ -285,6 +285,17 @@ impl Storage {
             .await
             .map_err(Error::from)?;
         insert_integrations(&mut tx, &facts.agent_id, 0, &facts.draft, false).await?;
+        if facts.state == AccessState::Deleted {
+            // A delete ends every grant: the next call with a token says so.
+            sqlx::query(
+                "UPDATE share_grants SET ended_at = $2 WHERE agent_id = $1 AND ended_at IS NULL",
+            )
+            .bind(&facts.agent_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        }
         tx.commit().await.map_err(Error::from)?;
         Ok(Synced {
             applied: true,

@@ -344,6 +344,16 @@ impl Storage {
         Ok(())
     }
 
+    /// Records that a run used the connection.
+    pub async fn touch_connection(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE connections SET last_used_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(self.clock.now_micros())
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records a check's outcome.
     pub async fn record_check(
         &self,

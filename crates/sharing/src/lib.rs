@@ -6,10 +6,13 @@ mod agent_access;
 mod api_keys;
 mod audit;
 mod connections;
+mod credentials;
 mod domain;
+mod grants;
 mod members;
 mod oauth;
 mod pins;
+mod plan;
 mod projects;
 mod providers;
 mod rpc;
@@ -51,8 +54,8 @@ static MIGRATIONS: Migrations = Migrations {
 };
 
 /// Who may call sharing's internal services: the gateway authenticates
-/// callers and plans runs, registry syncs agents, the scheduler plans
-/// automation runs.
+/// callers and plans runs, registry syncs agents, the store resolves its
+/// partitions, the scheduler plans automation runs.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
         .internal(
@@ -62,6 +65,10 @@ fn caller_policy() -> CallerPolicy {
                 ServiceName::Registry,
                 ServiceName::Scheduler,
             ],
+        )
+        .internal_method(
+            "agentshare.sharing.v1.AccessInternalService/ResolveStore",
+            &[ServiceName::Store],
         )
         .internal(
             event_log::SERVICE_NAME,
@@ -74,33 +81,7 @@ fn caller_policy() -> CallerPolicy {
 }
 
 /// What later issues build here.
-static ROADMAP: &[Planned] = &[
-    Planned::service(
-        tenancy::SERVICE_NAME,
-        "tenancy (orgs, workspaces, members, projects, API keys, audit)",
-        4,
-    ),
-    Planned::method(sharing::SERVICE_NAME, "CreateGrant", "share grants", 9),
-    Planned::method(sharing::SERVICE_NAME, "ListGrants", "share grants", 9),
-    Planned::method(sharing::SERVICE_NAME, "RevokeGrant", "share grants", 9),
-    Planned::method(
-        sharing::SERVICE_NAME,
-        "GetAgentReach",
-        "an agent's reach",
-        9,
-    ),
-    Planned::method(
-        access_service::SERVICE_NAME,
-        "ResolveInvocation",
-        "invocation plans",
-        9,
-    ),
-    Planned::service(
-        access_internal::SERVICE_NAME,
-        "grant tokens and invocation plans",
-        9,
-    ),
-];
+static ROADMAP: &[Planned] = &[];
 
 /// Serves sharing on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
@@ -112,6 +93,11 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     };
     let secrets = secrets::SecretBox::from_config(&context.config)?;
     let providers = std::sync::Arc::new(providers::Providers::from_config(&context.config)?);
+    let credentials = credentials::Credentials {
+        storage: storage.clone(),
+        secrets,
+        providers,
+    };
     let repaired = storage.clone();
     agentshare_kit::events::follow(
         &context,
@@ -149,14 +135,14 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                 }))
                 .add_service(ConnectionsServiceServer::new(rpc::Connections {
                     storage: storage.clone(),
-                    secrets,
-                    providers,
+                    credentials: credentials.clone(),
                 }))
                 .add_service(AccessServiceServer::new(rpc::Access {
                     storage: storage.clone(),
                 }))
                 .add_service(AccessInternalServiceServer::new(rpc::AccessInternal {
                     storage,
+                    credentials,
                 }))
                 .add_service(EventLogServiceServer::new(events))
         },

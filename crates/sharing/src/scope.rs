@@ -58,6 +58,9 @@ pub async fn caller(
     storage: &Storage,
     principal: &agentshare_kit::identity::Principal,
 ) -> Result<crate::access::Subject, Error> {
+    if let Some(grant_id) = &principal.grant_id {
+        return grant_holder(storage, principal, grant_id).await;
+    }
     let user_id = principal.require_user()?;
     let org_id = principal.require_org()?;
     let org = storage
@@ -75,6 +78,7 @@ pub async fn caller(
         active_workspace: principal.workspace_id.clone().filter(|w| !w.is_empty()),
         memberships: storage.workspace_ids_of(org_id, user_id).await?,
         org_default_workspace: org.default_workspace_id,
+        grant: None,
     })
 }
 
@@ -100,5 +104,41 @@ pub async fn member(
         active_workspace: Some(workspace).filter(|w| !w.is_empty()),
         memberships: storage.workspace_ids_of(&org.id, user_id).await?,
         org_default_workspace: org.default_workspace_id.clone(),
+        grant: None,
+    })
+}
+
+/// The holder of a grant as an access subject: the grant alone decides,
+/// read fresh, so a revocation shows on the very next call.
+async fn grant_holder(
+    storage: &Storage,
+    principal: &agentshare_kit::identity::Principal,
+    grant_id: &str,
+) -> Result<crate::access::Subject, Error> {
+    let grant = storage
+        .grant(grant_id)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown grant".into()))?;
+    let org = storage
+        .org(&grant.org_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("org {}", grant.org_id)))?;
+    let user_id = principal.user_id.clone().unwrap_or_default();
+    let held = crate::access::GrantHeld {
+        id: grant.id.clone(),
+        kind: grant.kind,
+        agent_id: grant.agent_id.clone(),
+        state: grant.state_at(storage.clock.now_micros()),
+        with_user: !user_id.is_empty(),
+    };
+    Ok(crate::access::Subject {
+        user_id,
+        org_id: org.id,
+        org_role: None,
+        workspaces_enabled: org.workspaces_enabled,
+        active_workspace: None,
+        memberships: Vec::new(),
+        org_default_workspace: org.default_workspace_id,
+        grant: Some(held),
     })
 }

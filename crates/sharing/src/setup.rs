@@ -14,6 +14,11 @@ pub enum Runner {
     /// agent: the builder's connection for SHARED integrations, their own
     /// binding for USER_CONFIGURED ones.
     Member,
+    /// An INVOKE grant holder: their own binding for every integration.
+    InvokeHolder,
+    /// A DELEGATE grant run: the owner's connections, as if the owner
+    /// called; the bindings passed in are the owner's.
+    Delegate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +33,8 @@ pub enum Gap {
 #[derive(Clone, Debug)]
 pub struct IntegrationSetup {
     pub integration: IntegrationRow,
+    /// The run uses the builder's connection the tool names.
+    pub uses_builder: bool,
     pub binding_required: bool,
     /// The user's own bound connection, with its status now.
     pub bound: Option<(ConnectionRow, Status)>,
@@ -51,14 +58,16 @@ pub fn integration_setup(
     now: i64,
 ) -> IntegrationSetup {
     let uses_builder = match runner {
-        Runner::Owner => !integration.builder_connection_id.is_empty(),
+        Runner::Owner | Runner::Delegate => !integration.builder_connection_id.is_empty(),
         Runner::Member => integration.shared,
+        Runner::InvokeHolder => false,
     };
+    let binds = !uses_builder && (runner == Runner::InvokeHolder || !integration.shared);
     let bound = binding.map(|c| (c.clone(), c.status_at(now).0));
     let gap = if uses_builder {
         (!builder_usable(&integration.builder_connection_id, builders, now))
             .then_some(Gap::BuilderUnavailable)
-    } else if integration.shared {
+    } else if !binds {
         // A SHARED integration with no builder connection: only a draft
         // can be in that state, and only its owner can fix it.
         Some(Gap::BuilderUnavailable)
@@ -72,7 +81,9 @@ pub fn integration_setup(
     };
     IntegrationSetup {
         integration: integration.clone(),
-        binding_required: !uses_builder && !integration.shared,
+        uses_builder,
+        // Under DELEGATE the owner binds, never the caller.
+        binding_required: binds && runner != Runner::Delegate,
         bound,
         gap,
     }

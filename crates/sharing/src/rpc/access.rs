@@ -11,6 +11,7 @@ use crate::access::{self, Action, Explanation, Subject};
 use crate::agent_access::{AccessState, AgentRow};
 use crate::domain::{self, OrgRole};
 use crate::pins::PinRow;
+use crate::plan::{self, ConnectionOwner, Plan, VersionSource};
 use crate::scope;
 use crate::setup::{self, Runner};
 use crate::storage::Storage;
@@ -50,8 +51,19 @@ fn explanation_to_proto(explanation: Explanation) -> pb::ExplainResponse {
             .map(|path| pb::AccessPath {
                 kind: path.kind.into(),
                 workspace_id: path.workspace_id,
+                grant_id: path
+                    .grant
+                    .as_ref()
+                    .map(|(id, _)| id.clone())
+                    .unwrap_or_default(),
+                grant_kind: path
+                    .grant
+                    .as_ref()
+                    .map_or(pb::GrantKind::Unspecified, |(_, kind)| {
+                        super::sharing::grant_kind_to_proto(*kind)
+                    })
+                    .into(),
                 actions: path.actions.iter().map(|a| a.to_proto().into()).collect(),
-                ..Default::default()
             })
             .collect(),
         denial_reasons: explanation.denials.into_iter().map(Into::into).collect(),
@@ -74,6 +86,8 @@ enum Asked {
     Caller,
     /// Another member of the caller's org, acting in a workspace.
     Member { user_id: String, workspace: String },
+    /// A holder of a grant, with the signed-in user presenting it if any.
+    Holder { grant_id: String, user_id: String },
 }
 
 fn asked(principal: Option<&pb::PrincipalRef>, caller: &str) -> Result<Asked, Error> {
@@ -81,9 +95,14 @@ fn asked(principal: Option<&pb::PrincipalRef>, caller: &str) -> Result<Asked, Er
         return Ok(Asked::Caller);
     };
     if !principal.grant_id.is_empty() {
-        return Err(Error::Unimplemented(
-            "answering for a grant's holder arrives with share grants, issue #9".into(),
-        ));
+        let user_id = match principal.user_id.as_str() {
+            "" => String::new(),
+            id => domain::uuid("principal.user_id", id)?,
+        };
+        return Ok(Asked::Holder {
+            grant_id: domain::uuid("principal.grant_id", &principal.grant_id)?,
+            user_id,
+        });
     }
     let workspace = match principal.workspace_id.as_str() {
         "" => String::new(),
@@ -127,8 +146,12 @@ impl Access {
         if !administers(&caller, agent) {
             return Err(Error::not_found(format!("agent {agent_id}")));
         }
-        let Asked::Member { user_id, workspace } = asked(question, &caller.user_id)? else {
-            return Ok(caller);
+        let (user_id, workspace) = match asked(question, &caller.user_id)? {
+            Asked::Caller => return Ok(caller),
+            Asked::Member { user_id, workspace } => (user_id, workspace),
+            Asked::Holder { grant_id, user_id } => {
+                return self.holder(&caller, agent, &grant_id, user_id).await;
+            }
         };
         let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
         let owns = agent.is_some_and(|a| a.owner_user_id == caller.user_id);
@@ -143,6 +166,44 @@ impl Access {
             .await?
             .ok_or_else(|| Error::not_found(format!("org {}", caller.org_id)))?;
         scope::member(&self.storage, &org, &user_id, &workspace).await
+    }
+
+    /// The holder of one of `agent`'s grants as a subject; only the agent's
+    /// owner and org owners and admins may ask about one.
+    async fn holder(
+        &self,
+        caller: &Subject,
+        agent: Option<&AgentRow>,
+        grant_id: &str,
+        user_id: String,
+    ) -> Result<Subject, Error> {
+        let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let owns = agent.is_some_and(|a| a.owner_user_id == caller.user_id);
+        if !org_admin && !owns {
+            return Err(Error::PermissionDenied(
+                "only the agent's owner, or an org owner or admin, may ask about a grant".into(),
+            ));
+        }
+        let grant = self
+            .storage
+            .grant(grant_id)
+            .await?
+            .filter(|g| g.org_id == caller.org_id)
+            .ok_or_else(|| Error::not_found(format!("grant {grant_id}")))?;
+        Ok(Subject {
+            grant: Some(crate::access::GrantHeld {
+                id: grant.id.clone(),
+                kind: grant.kind,
+                agent_id: grant.agent_id.clone(),
+                state: grant.state_at(self.storage.clock.now_micros()),
+                with_user: !user_id.is_empty() || grant.kind == crate::grants::GrantKind::Delegate,
+            }),
+            user_id,
+            org_role: None,
+            active_workspace: None,
+            memberships: Vec::new(),
+            ..caller.clone()
+        })
     }
 
     /// The agent named by a request, if the caller may do `action` with it.
@@ -212,6 +273,10 @@ impl AccessService for Access {
         let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
         let subject = match asked(request.principal.as_ref(), &caller.user_id)? {
             Asked::Caller => caller.clone(),
+            Asked::Holder { grant_id, user_id } => {
+                let first = agents.first();
+                self.holder(&caller, first, &grant_id, user_id).await?
+            }
             Asked::Member { user_id, workspace } => {
                 let owns_any = agents.iter().any(|a| a.owner_user_id == caller.user_id);
                 if !org_admin && !owns_any {
@@ -393,6 +458,25 @@ impl AccessService for Access {
         }))
     }
 
+    async fn resolve_invocation(
+        &self,
+        request: Request<pb::ResolveInvocationRequest>,
+    ) -> Result<Response<pb::ResolveInvocationResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let plan = plan_for(
+            &self.storage,
+            principal,
+            &request.agent_id,
+            &request.project_id,
+            request.draft,
+        )
+        .await?;
+        Ok(Response::new(pb::ResolveInvocationResponse {
+            plan: Some(plan_to_proto(&plan)),
+        }))
+    }
+
     async fn pin_version(
         &self,
         request: Request<pb::PinVersionRequest>,
@@ -458,4 +542,114 @@ impl AccessService for Access {
             pin: pin.map(pin_to_proto),
         }))
     }
+}
+
+pub(super) fn plan_to_proto(plan: &Plan) -> pb::InvocationPlan {
+    pb::InvocationPlan {
+        agent_id: plan.agent.agent_id.clone(),
+        org_id: plan.agent.org_id.clone(),
+        version: plan.version,
+        version_source: match plan.source {
+            VersionSource::Latest => pb::VersionSource::Latest,
+            VersionSource::UserPin => pb::VersionSource::UserPin,
+            VersionSource::GrantPin => pb::VersionSource::GrantPin,
+            VersionSource::Draft => pb::VersionSource::Draft,
+        }
+        .into(),
+        integrations: plan
+            .integrations
+            .iter()
+            .map(|i| pb::IntegrationPlan {
+                integration_key: i.setup.integration.key.clone(),
+                provider: i.setup.integration.provider.clone(),
+                scope: if i.setup.integration.shared {
+                    pb::IntegrationScope::Shared
+                } else {
+                    pb::IntegrationScope::UserConfigured
+                }
+                .into(),
+                connection_owner: match i.owner {
+                    ConnectionOwner::Owner => pb::ConnectionOwnerKind::Owner,
+                    ConnectionOwner::Builder => pb::ConnectionOwnerKind::Builder,
+                    ConnectionOwner::Caller => pb::ConnectionOwnerKind::Caller,
+                    ConnectionOwner::Holder => pb::ConnectionOwnerKind::Holder,
+                }
+                .into(),
+                // Only the caller's own connection is ever named.
+                connection_id: i
+                    .connection
+                    .as_ref()
+                    .filter(|c| !plan.caller_user_id.is_empty() && c.user_id == plan.caller_user_id)
+                    .map(|c| c.id.clone())
+                    .unwrap_or_default(),
+                connection_status: i
+                    .status
+                    .map_or(pb::ConnectionStatus::Unspecified, |status| match status {
+                        crate::connections::Status::Live => pb::ConnectionStatus::Live,
+                        crate::connections::Status::Expired => pb::ConnectionStatus::Expired,
+                        crate::connections::Status::Failed => pb::ConnectionStatus::Failed,
+                    })
+                    .into(),
+            })
+            .collect(),
+        executes_as_user_id: plan.executes_as.clone(),
+        billed_to_user_id: plan.billed_to.clone(),
+        store_workspace: plan.store_workspace.clone(),
+        store_scope: plan.store_scope.to_proto().into(),
+        grant_id: plan
+            .grant
+            .as_ref()
+            .map(|(id, _)| id.clone())
+            .unwrap_or_default(),
+        grant_kind: plan
+            .grant
+            .as_ref()
+            .map_or(pb::GrantKind::Unspecified, |(_, kind)| {
+                super::sharing::grant_kind_to_proto(*kind)
+            })
+            .into(),
+        caller_user_id: plan.caller_user_id.clone(),
+        session_workspace_id: plan.session_workspace_id.clone(),
+    }
+}
+
+/// The plan of a run as the request describes it, for the caller.
+pub(super) async fn plan_for(
+    storage: &Storage,
+    principal: &Principal,
+    agent_id: &str,
+    project_id: &str,
+    draft: bool,
+) -> Result<Plan, Error> {
+    let agent_id = domain::uuid("agent_id", agent_id)?;
+    let subject = scope::caller(storage, principal).await?;
+    let project_home = match project_id {
+        "" => None,
+        id => {
+            let id = domain::uuid("project_id", id)?;
+            let viewer = crate::projects::Viewer {
+                org_id: &subject.org_id,
+                user_id: &subject.user_id,
+                workspaces_enabled: subject.workspaces_enabled,
+            };
+            let project = storage
+                .visible_project(&viewer, &id)
+                .await?
+                .filter(|_| subject.grant.is_none())
+                .ok_or_else(|| Error::not_found(format!("project {id}")))?;
+            Some(project.home_workspace_id)
+        }
+    };
+    let agent = storage.agent(&agent_id).await?;
+    plan::resolve(
+        storage,
+        agent,
+        &agent_id,
+        &subject,
+        &plan::Options {
+            draft,
+            project_home,
+        },
+    )
+    .await
 }

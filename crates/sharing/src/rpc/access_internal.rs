@@ -7,14 +7,45 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::access_internal_service_server::AccessInternalService;
 use tonic::{Request, Response, Status};
 
+use crate::access;
 use crate::agent_access;
 use crate::domain::{self, OrgChoice};
 use crate::scope;
 use crate::storage::Storage;
 
+impl AccessInternal {
+    /// One connection's secret for the runtime, refreshed first when due.
+    async fn secret_of(
+        &self,
+        integration_key: &str,
+        connection: &crate::connections::ConnectionRow,
+    ) -> Result<pb::ConnectionSecret, Error> {
+        let secret = self.credentials.fresh_secret(connection).await?;
+        // Read again: a refresh moved the access token's expiry.
+        let expires = self
+            .storage
+            .connection(&connection.user_id, &connection.id)
+            .await?
+            .and_then(|c| c.access_expires_at.or(c.expires_at));
+        self.storage.touch_connection(&connection.id).await?;
+        Ok(pb::ConnectionSecret {
+            integration_key: integration_key.to_string(),
+            provider: connection.provider.clone(),
+            kind: match connection.kind {
+                crate::connections::Kind::ApiKey => pb::ConnectionKind::ApiKey,
+                crate::connections::Kind::OAuth => pb::ConnectionKind::Oauth,
+            }
+            .into(),
+            secret,
+            expire_time: expires.map(agentshare_kit::clock::timestamp),
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct AccessInternal {
     pub storage: Storage,
+    pub credentials: crate::credentials::Credentials,
 }
 
 #[tonic::async_trait]
@@ -89,6 +120,127 @@ impl AccessInternalService for AccessInternal {
         Ok(Response::new(pb::SyncAgentResponse {
             applied: synced.applied,
             stored_revision: synced.stored_revision,
+        }))
+    }
+
+    async fn resolve_store(
+        &self,
+        request: Request<pb::ResolveStoreRequest>,
+    ) -> Result<Response<pb::ResolveStoreResponse>, Status> {
+        let principal = agentshare_kit::identity::Principal::of(&request)?;
+        let agent_id = domain::uuid("agent_id", &request.get_ref().agent_id)?;
+        let subject = scope::caller(&self.storage, principal).await?;
+        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
+        // The owner's draft has a store too: they test it in the builder.
+        let action = match &agent {
+            Some(a) if a.owner_user_id == subject.user_id => access::Action::ConfigureOwn,
+            _ => access::Action::Run,
+        };
+        let agent = access::require(agent, &agent_id, &subject, action)?;
+        let (store_workspace, scope) = crate::plan::store_of(&agent, &subject)?;
+        Ok(Response::new(pb::ResolveStoreResponse {
+            store_workspace,
+            store_scope: scope.to_proto().into(),
+            org_id: agent.org_id,
+        }))
+    }
+
+    async fn authenticate_grant_token(
+        &self,
+        request: Request<pb::AuthenticateGrantTokenRequest>,
+    ) -> Result<Response<pb::AuthenticateGrantTokenResponse>, Status> {
+        let token = &request.get_ref().token;
+        if token.is_empty() {
+            return Err(Error::invalid("token", "must not be empty").into());
+        }
+        let grant = self
+            .storage
+            .use_grant(&secret_digest(token))
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown token".into()))?;
+        let owner = self
+            .storage
+            .agent(&grant.agent_id)
+            .await
+            .map_err(Error::from)?
+            .map(|a| a.owner_user_id)
+            .unwrap_or_default();
+        let now = self.storage.clock.now_micros();
+        Ok(Response::new(pb::AuthenticateGrantTokenResponse {
+            grant_id: grant.id.clone(),
+            agent_id: grant.agent_id.clone(),
+            org_id: grant.org_id.clone(),
+            kind: super::sharing::grant_kind_to_proto(grant.kind).into(),
+            state: super::sharing::grant_state_to_proto(grant.state_at(now)).into(),
+            owner_user_id: owner,
+            pinned_version: grant.pinned_version,
+            expire_time: grant.expires_at.map(agentshare_kit::clock::timestamp),
+        }))
+    }
+
+    async fn resolve_invocation_with_secrets(
+        &self,
+        request: Request<pb::ResolveInvocationWithSecretsRequest>,
+    ) -> Result<Response<pb::ResolveInvocationWithSecretsResponse>, Status> {
+        let principal = agentshare_kit::identity::Principal::of(&request)?;
+        let request = request.get_ref();
+        let plan = super::access::plan_for(
+            &self.storage,
+            principal,
+            &request.agent_id,
+            &request.project_id,
+            request.draft,
+        )
+        .await?;
+        let mut secrets = Vec::with_capacity(plan.integrations.len());
+        for integration in &plan.integrations {
+            let connection = integration.connection.as_ref().ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "{} has no connection: complete setup",
+                    integration.setup.integration.key
+                ))
+            })?;
+            secrets.push(
+                self.secret_of(&integration.setup.integration.key, connection)
+                    .await?,
+            );
+        }
+        Ok(Response::new(pb::ResolveInvocationWithSecretsResponse {
+            plan: Some(super::access::plan_to_proto(&plan)),
+            secrets,
+        }))
+    }
+
+    async fn resolve_connection_secret(
+        &self,
+        request: Request<pb::ResolveConnectionSecretRequest>,
+    ) -> Result<Response<pb::ResolveConnectionSecretResponse>, Status> {
+        let principal = agentshare_kit::identity::Principal::of(&request)?;
+        let request = request.get_ref();
+        let plan = super::access::plan_for(
+            &self.storage,
+            principal,
+            &request.agent_id,
+            "",
+            request.version == 0,
+        )
+        .await?;
+        let integration = plan
+            .integrations
+            .iter()
+            .find(|i| i.setup.integration.key == request.integration_key)
+            .ok_or_else(|| {
+                Error::not_found(format!("integration {:?}", request.integration_key))
+            })?;
+        let connection = integration.connection.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "{} has no connection: complete setup",
+                request.integration_key
+            ))
+        })?;
+        Ok(Response::new(pb::ResolveConnectionSecretResponse {
+            secret: Some(self.secret_of(&request.integration_key, connection).await?),
         }))
     }
 

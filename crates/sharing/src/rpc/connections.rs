@@ -1,7 +1,6 @@
 //! ConnectionsService: a user's connections, OAuth flows and agent setups.
 //! No answer here carries a secret or another user's connection id.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use agentshare_kit::Error;
@@ -14,11 +13,11 @@ use tonic::{Request, Response, Status};
 use crate::access::{self, Action};
 use crate::agent_access::{AccessState, AgentRow};
 use crate::connections::{ConnectionRow, Flow, Kind, Material, Status as ConnStatus};
+use crate::credentials::Credentials;
 use crate::domain;
-use crate::oauth::{self, TokenError, Tokens};
-use crate::providers::{Provider, Providers};
+use crate::oauth::{self, TokenError};
+use crate::providers::Provider;
 use crate::scope;
-use crate::secrets::SecretBox;
 use crate::setup::{self, Gap, IntegrationSetup, Runner};
 use crate::storage::Storage;
 
@@ -32,8 +31,7 @@ const MAX_PENDING_FLOWS: i64 = 20;
 #[derive(Clone)]
 pub struct Connections {
     pub storage: Storage,
-    pub secrets: SecretBox,
-    pub providers: Arc<Providers>,
+    pub credentials: Credentials,
 }
 
 fn status_to_proto(status: ConnStatus) -> pb::ConnectionStatus {
@@ -168,10 +166,13 @@ fn micros(duration: Duration) -> i64 {
 
 impl Connections {
     fn provider(&self, key: &str, kind: Kind) -> Result<&Provider, Error> {
-        let provider = self.providers.get(key).ok_or_else(|| {
+        let provider = self.credentials.providers.get(key).ok_or_else(|| {
             Error::invalid(
                 "provider",
-                format!("unknown provider {key:?}; known: {}", self.providers.keys()),
+                format!(
+                    "unknown provider {key:?}; known: {}",
+                    self.credentials.providers.keys()
+                ),
             )
         })?;
         if provider.kind != kind {
@@ -192,101 +193,6 @@ impl Connections {
             .connection(user, &id)
             .await?
             .ok_or_else(|| Error::not_found(format!("connection {id}")))
-    }
-
-    /// Seals what a token exchange gave, for connection `id`.
-    fn seal_tokens(&self, id: &str, tokens: &Tokens, scopes: &[String]) -> Result<Material, Error> {
-        let secret = self
-            .secrets
-            .seal(&tokens.access_token, &ConnectionRow::secret_context(id))?;
-        let refresh = tokens
-            .refresh_token
-            .as_deref()
-            .map(|token| {
-                self.secrets
-                    .seal(token, &ConnectionRow::refresh_context(id))
-            })
-            .transpose()?;
-        let now = self.storage.clock.now_micros();
-        Ok(Material {
-            secret,
-            refresh,
-            access_expires_at: tokens.expires_in.map(|ttl| now.saturating_add(micros(ttl))),
-            expires_at: None,
-            scopes: if tokens.scopes.is_empty() {
-                scopes.to_vec()
-            } else {
-                tokens.scopes.clone()
-            },
-        })
-    }
-
-    /// The credential of a connection ready for use: an OAuth access token
-    /// that has ended is refreshed first. A refresh the provider refuses
-    /// marks the connection FAILED with "reconnect".
-    pub async fn fresh_secret(&self, connection: &ConnectionRow) -> Result<String, Error> {
-        let unsealable = |e: crate::secrets::Unsealable| Error::internal(e);
-        let now = self.storage.clock.now_micros();
-        let ended = connection.access_expires_at.is_some_and(|at| at <= now);
-        if connection.kind == Kind::OAuth
-            && ended
-            && let Some(refresh) = &connection.refresh
-        {
-            {
-                let provider = self
-                    .providers
-                    .get(&connection.provider)
-                    .and_then(|p| p.oauth.as_ref())
-                    .ok_or_else(|| {
-                        Error::FailedPrecondition(format!(
-                            "provider {} is no longer configured",
-                            connection.provider
-                        ))
-                    })?;
-                let token = self
-                    .secrets
-                    .open(refresh, &ConnectionRow::refresh_context(&connection.id))
-                    .map_err(unsealable)?;
-                return match oauth::refresh(provider, &token).await {
-                    Ok(mut tokens) => {
-                        // Providers that do not rotate refresh tokens send
-                        // none back; the old one stays good.
-                        if tokens.refresh_token.is_none() {
-                            tokens.refresh_token = Some(token);
-                        }
-                        let material =
-                            self.seal_tokens(&connection.id, &tokens, &connection.scopes)?;
-                        self.storage
-                            .replace_material(&connection.id, &material)
-                            .await?;
-                        Ok(tokens.access_token)
-                    }
-                    Err(TokenError::Refused(reason)) => {
-                        let message = format!(
-                            "{} refused the refresh token ({reason}): reconnect",
-                            connection.provider
-                        );
-                        self.storage
-                            .fail_connection(&connection.id, &message)
-                            .await?;
-                        Err(Error::FailedPrecondition(format!(
-                            "reconnect {}: {message}",
-                            connection.provider
-                        )))
-                    }
-                    Err(TokenError::Unreachable(reason)) => Err(Error::Unavailable(format!(
-                        "{} could not be reached to refresh the token ({reason}); retry later",
-                        connection.provider
-                    ))),
-                };
-            }
-        }
-        self.secrets
-            .open(
-                &connection.secret,
-                &ConnectionRow::secret_context(&connection.id),
-            )
-            .map_err(unsealable)
     }
 
     /// Begins an OAuth flow for a new connection or a reconnect.
@@ -317,7 +223,7 @@ impl Connections {
             provider: provider.key.clone(),
             label: label.to_string(),
             connection_id,
-            verifier: self.secrets.seal(
+            verifier: self.credentials.secrets.seal(
                 &authorization.pkce_verifier,
                 &Flow::verifier_context(&digest),
             )?,
@@ -340,15 +246,27 @@ impl Connections {
         let subject = scope::caller(&self.storage, principal).await?;
         let agent = self.storage.agent(&agent_id).await?;
         let agent = access::require(agent, &agent_id, &subject, Action::ConfigureOwn)?;
+        let grant_pin = match &subject.grant {
+            Some(held) => self
+                .storage
+                .grant(&held.id)
+                .await?
+                .and_then(|g| g.pinned_version),
+            None => None,
+        };
         let version = if agent.state == AccessState::Draft {
             0
+        } else if let Some(pinned) = grant_pin {
+            pinned
         } else {
             self.storage
                 .pin_of(&agent.agent_id, user)
                 .await?
                 .map_or(agent.latest_version, |pin| pin.version)
         };
-        let runner = if agent.owner_user_id == user {
+        let runner = if subject.grant.is_some() {
+            Runner::InvokeHolder
+        } else if agent.owner_user_id == user {
             Runner::Owner
         } else {
             Runner::Member
@@ -400,6 +318,7 @@ impl ConnectionsService for Connections {
         let id = self.storage.new_connection_id();
         let row = ConnectionRow {
             secret: self
+                .credentials
                 .secrets
                 .seal(key, &ConnectionRow::secret_context(&id))?,
             id,
@@ -492,6 +411,7 @@ impl ConnectionsService for Connections {
             .as_ref()
             .ok_or_else(|| Error::internal("an OAuth provider without OAuth settings"))?;
         let verifier = self
+            .credentials
             .secrets
             .open(&flow.verifier, &Flow::verifier_context(&digest))
             .map_err(Error::internal)?;
@@ -514,7 +434,7 @@ impl ConnectionsService for Connections {
         };
         let row = match &flow.connection_id {
             Some(id) => {
-                let material = self.seal_tokens(id, &tokens, &config.scopes)?;
+                let material = self.credentials.seal_tokens(id, &tokens, &config.scopes)?;
                 self.storage
                     .replace_material(id, &material)
                     .await
@@ -523,7 +443,7 @@ impl ConnectionsService for Connections {
             }
             None => {
                 let id = self.storage.new_connection_id();
-                let material = self.seal_tokens(&id, &tokens, &config.scopes)?;
+                let material = self.credentials.seal_tokens(&id, &tokens, &config.scopes)?;
                 let row = ConnectionRow {
                     id,
                     user_id: user.to_string(),
@@ -621,14 +541,18 @@ impl ConnectionsService for Connections {
         let (ok, message) = if status == ConnStatus::Expired {
             (false, message)
         } else {
-            match self.fresh_secret(&row).await {
+            match self.credentials.fresh_secret(&row).await {
                 Ok(secret) => {
-                    let provider = self.providers.get(&row.provider).ok_or_else(|| {
-                        Error::FailedPrecondition(format!(
-                            "provider {} is no longer configured",
-                            row.provider
-                        ))
-                    })?;
+                    let provider =
+                        self.credentials
+                            .providers
+                            .get(&row.provider)
+                            .ok_or_else(|| {
+                                Error::FailedPrecondition(format!(
+                                    "provider {} is no longer configured",
+                                    row.provider
+                                ))
+                            })?;
                     match provider.check.check(&secret).await {
                         Ok(()) => (true, format!("{} accepted the credential", row.provider)),
                         Err(why) => (false, why),
@@ -671,6 +595,7 @@ impl ConnectionsService for Connections {
                 let key = api_key(&request.api_key)?;
                 let material = Material {
                     secret: self
+                        .credentials
                         .secrets
                         .seal(key, &ConnectionRow::secret_context(&row.id))?,
                     refresh: None,

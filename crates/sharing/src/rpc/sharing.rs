@@ -13,8 +13,11 @@ use super::tenancy::workspace_to_proto;
 use crate::access::{self, Action, Subject};
 use crate::agent_access::{AccessState, AgentRow};
 use crate::domain::{self, OrgRole};
+use crate::grants::{GrantKind, GrantRow, GrantState};
 use crate::scope;
 use crate::storage::Storage;
+use agentshare_kit::clock::timestamp;
+use agentshare_kit::identity::{random_token, secret_digest};
 
 /// The most workspaces one agent's list may name.
 const MAX_WORKSPACES: usize = 1000;
@@ -133,7 +136,11 @@ impl SharingService for Sharing {
             Vec::new()
         };
         let total = i32::try_from(losing.len()).unwrap_or(i32::MAX);
+        let surviving = self.surviving_grants(&agent.agent_id).await?;
+        let now = self.storage.clock.now_micros();
         Ok(Response::new(pb::PreviewUnshareAgentResponse {
+            surviving_grants_total: i32::try_from(surviving.len()).unwrap_or(i32::MAX),
+            surviving_grants: surviving.iter().map(|g| grant_to_proto(g, now)).collect(),
             shared: agent.shared,
             users_losing_access: losing
                 .into_iter()
@@ -258,5 +265,261 @@ impl SharingService for Sharing {
             added_workspace_ids: added,
             removed_workspace_ids: removed,
         }))
+    }
+
+    async fn create_grant(
+        &self,
+        request: Request<pb::CreateGrantRequest>,
+    ) -> Result<Response<pb::CreateGrantResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        Ok(Response::new(
+            self.create_grant_impl(principal, request.get_ref()).await?,
+        ))
+    }
+
+    async fn list_grants(
+        &self,
+        request: Request<pb::ListGrantsRequest>,
+    ) -> Result<Response<pb::ListGrantsResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let (agent, _) = self.grants_agent(principal, &request.agent_id).await?;
+        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let now = self.storage.clock.now_micros();
+        // Inactive grants are filtered after reading, so read on until the
+        // page is full.
+        let mut rows = Vec::new();
+        let mut after = page.after.clone();
+        loop {
+            let batch = self
+                .storage
+                .grants_of(&agent.agent_id, after.as_deref(), page.size + 1)
+                .await
+                .map_err(Error::from)?;
+            let exhausted = i64::try_from(batch.len()).unwrap_or(i64::MAX) < page.size + 1;
+            after = batch.last().map(|g| g.id.clone());
+            rows.extend(
+                batch
+                    .into_iter()
+                    .filter(|g| request.include_inactive || g.state_at(now) == GrantState::Active),
+            );
+            if exhausted || i64::try_from(rows.len()).unwrap_or(i64::MAX) > page.size {
+                break;
+            }
+        }
+        let (rows, next_page_token) = page.split(rows, |g| g.id.clone());
+        Ok(Response::new(pb::ListGrantsResponse {
+            grants: rows.iter().map(|g| grant_to_proto(g, now)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_grant(
+        &self,
+        request: Request<pb::RevokeGrantRequest>,
+    ) -> Result<Response<pb::RevokeGrantResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let grant_id = domain::uuid("grant_id", &request.get_ref().grant_id)?;
+        let not_found = || Error::not_found(format!("grant {grant_id}"));
+        let grant = self
+            .storage
+            .grant(&grant_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(not_found)?;
+        // A grant of an agent the caller cannot see reads as no grant.
+        self.grants_agent(principal, &grant.agent_id)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => not_found(),
+                other => other,
+            })?;
+        self.storage
+            .revoke_grant(&grant)
+            .await
+            .map_err(Error::from)?;
+        let grant = self
+            .storage
+            .grant(&grant_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(not_found)?;
+        Ok(Response::new(pb::RevokeGrantResponse {
+            grant: Some(grant_to_proto(&grant, self.storage.clock.now_micros())),
+        }))
+    }
+
+    async fn get_agent_reach(
+        &self,
+        request: Request<pb::GetAgentReachRequest>,
+    ) -> Result<Response<pb::GetAgentReachResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let agent_id = domain::uuid("agent_id", &request.get_ref().agent_id)?;
+        let subject = scope::caller(&self.storage, principal).await?;
+        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
+        let org_admin = matches!(subject.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let agent = match agent {
+            Some(agent)
+                if org_admin
+                    && agent.org_id == subject.org_id
+                    && agent.state != AccessState::Deleted =>
+            {
+                agent
+            }
+            other => access::require(other, &agent_id, &subject, Action::ManageGrants)?,
+        };
+        let grants = self.surviving_grants(&agent.agent_id).await?;
+        let pins = self
+            .storage
+            .pins_of(&agent.agent_id)
+            .await
+            .map_err(Error::from)?;
+        let now = self.storage.clock.now_micros();
+        Ok(Response::new(pb::GetAgentReachResponse {
+            sharing: Some(self.sharing_state(&agent, &subject, agent.shared).await?),
+            is_default: agent.is_default,
+            grants_total: i32::try_from(grants.len()).unwrap_or(i32::MAX),
+            grants: grants.iter().map(|g| grant_to_proto(g, now)).collect(),
+            pins_total: i32::try_from(pins.len()).unwrap_or(i32::MAX),
+            pins: pins
+                .into_iter()
+                .map(|pin| pb::Pin {
+                    agent_id: pin.agent_id,
+                    user_id: pin.user_id,
+                    version: pin.version,
+                    create_time: Some(timestamp(pin.created_at)),
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// Share tokens start with this, so a leaked one is recognisable.
+pub const GRANT_TOKEN_PREFIX: &str = "asg_";
+/// Active grants one agent may have at once.
+const MAX_ACTIVE_GRANTS: i64 = 100;
+
+pub fn grant_to_proto(grant: &GrantRow, now: i64) -> pb::Grant {
+    pb::Grant {
+        id: grant.id.clone(),
+        agent_id: grant.agent_id.clone(),
+        org_id: grant.org_id.clone(),
+        kind: grant_kind_to_proto(grant.kind).into(),
+        label: grant.label.clone(),
+        token_prefix: grant.token_prefix.clone(),
+        pinned_version: grant.pinned_version,
+        state: grant_state_to_proto(grant.state_at(now)).into(),
+        creator_user_id: grant.creator_user_id.clone(),
+        create_time: Some(timestamp(grant.created_at)),
+        expire_time: grant.expires_at.map(timestamp),
+        last_use_time: grant.last_used_at.map(timestamp),
+        revoke_time: grant.revoked_at.or(grant.ended_at).map(timestamp),
+    }
+}
+
+pub fn grant_kind_to_proto(kind: GrantKind) -> pb::GrantKind {
+    match kind {
+        GrantKind::Invoke => pb::GrantKind::Invoke,
+        GrantKind::Delegate => pb::GrantKind::Delegate,
+    }
+}
+
+pub fn grant_state_to_proto(state: GrantState) -> pb::GrantState {
+    match state {
+        GrantState::Active => pb::GrantState::Active,
+        GrantState::Expired => pb::GrantState::Expired,
+        GrantState::Revoked => pb::GrantState::Revoked,
+        GrantState::Ended => pb::GrantState::Ended,
+    }
+}
+
+fn micros_of(time: &prost_types::Timestamp) -> i64 {
+    time.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(time.nanos) / 1_000)
+}
+
+impl Sharing {
+    /// The agent of a grant call, once the caller may manage its grants
+    /// (the owner; org owners and admins may read its reach too).
+    async fn grants_agent(
+        &self,
+        principal: &Principal,
+        agent_id: &str,
+    ) -> Result<(AgentRow, Subject), Error> {
+        self.owned(principal, agent_id, Action::ManageGrants).await
+    }
+
+    async fn surviving_grants(&self, agent_id: &str) -> Result<Vec<GrantRow>, Error> {
+        let now = self.storage.clock.now_micros();
+        Ok(self
+            .storage
+            .grants_of(agent_id, None, MAX_ACTIVE_GRANTS * 10)
+            .await?
+            .into_iter()
+            .filter(|g| g.state_at(now) == GrantState::Active)
+            .collect())
+    }
+
+    pub async fn create_grant_impl(
+        &self,
+        principal: &Principal,
+        request: &pb::CreateGrantRequest,
+    ) -> Result<pb::CreateGrantResponse, Error> {
+        let user = principal.require_user()?;
+        let (agent, _) = self.grants_agent(principal, &request.agent_id).await?;
+        let kind = match pb::GrantKind::try_from(request.kind) {
+            Ok(pb::GrantKind::Invoke) => GrantKind::Invoke,
+            Ok(pb::GrantKind::Delegate) => GrantKind::Delegate,
+            _ => return Err(Error::invalid("kind", "must be INVOKE or DELEGATE")),
+        };
+        let label = domain::display_name("label", &request.label)?;
+        if agent.state != AccessState::Active {
+            return Err(Error::FailedPrecondition(
+                "deploy the agent before granting access to it".into(),
+            ));
+        }
+        let now = self.storage.clock.now_micros();
+        let expires_at = request.expire_time.as_ref().map(micros_of);
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::invalid("expire_time", "must be in the future"));
+        }
+        if let Some(pinned) = request.pinned_version
+            && (pinned < 1 || pinned > agent.latest_version)
+        {
+            return Err(Error::not_found(format!(
+                "version {pinned} of agent {} (the latest is {})",
+                agent.agent_id, agent.latest_version
+            )));
+        }
+        if self.storage.active_grant_count(&agent.agent_id).await? >= MAX_ACTIVE_GRANTS {
+            return Err(Error::ResourceExhausted(format!(
+                "agent {} has {MAX_ACTIVE_GRANTS} active grants; revoke one first",
+                agent.agent_id
+            )));
+        }
+        let token = format!("{GRANT_TOKEN_PREFIX}{}", random_token()?);
+        let grant = GrantRow {
+            id: agentshare_kit::db::new_id(),
+            agent_id: agent.agent_id.clone(),
+            org_id: agent.org_id.clone(),
+            kind,
+            label,
+            token_prefix: token.chars().take(GRANT_TOKEN_PREFIX.len() + 4).collect(),
+            pinned_version: request.pinned_version,
+            creator_user_id: user.to_string(),
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+            ended_at: None,
+        };
+        self.storage
+            .insert_grant(&grant, &secret_digest(&token))
+            .await?;
+        Ok(pb::CreateGrantResponse {
+            grant: Some(grant_to_proto(&grant, now)),
+            token,
+        })
     }
 }

@@ -1,0 +1,255 @@
+//! Share grants (`001_*`): storage, and the state a grant is in at a time.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::storage::Storage;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantKind {
+    Invoke,
+    Delegate,
+}
+
+impl GrantKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invoke => "invoke",
+            Self::Delegate => "delegate",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "invoke" => Some(Self::Invoke),
+            "delegate" => Some(Self::Delegate),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantState {
+    Active,
+    Expired,
+    Revoked,
+    Ended,
+}
+
+#[derive(Clone, Debug)]
+pub struct GrantRow {
+    pub id: String,
+    pub agent_id: String,
+    pub org_id: String,
+    pub kind: GrantKind,
+    pub label: String,
+    pub token_prefix: String,
+    pub pinned_version: Option<i64>,
+    pub creator_user_id: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub ended_at: Option<i64>,
+}
+
+impl GrantRow {
+    /// Revoked and ended outrank expired: they say what the owner did.
+    pub fn state_at(&self, now: i64) -> GrantState {
+        if self.revoked_at.is_some() {
+            GrantState::Revoked
+        } else if self.ended_at.is_some() {
+            GrantState::Ended
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            GrantState::Expired
+        } else {
+            GrantState::Active
+        }
+    }
+}
+
+const GRANT_COLUMNS: &str = "id, agent_id, org_id, kind, label, token_prefix, pinned_version, \
+     creator_user_id, created_at, expires_at, last_used_at, revoked_at, ended_at";
+
+fn grant_of(row: &AnyRow) -> Result<GrantRow, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    Ok(GrantRow {
+        id: row.try_get("id")?,
+        agent_id: row.try_get("agent_id")?,
+        org_id: row.try_get("org_id")?,
+        kind: GrantKind::parse(&kind).unwrap_or(GrantKind::Invoke),
+        label: row.try_get("label")?,
+        token_prefix: row.try_get("token_prefix")?,
+        pinned_version: row.try_get("pinned_version")?,
+        creator_user_id: row.try_get("creator_user_id")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        ended_at: row.try_get("ended_at")?,
+    })
+}
+
+impl Storage {
+    /// Stores a grant, recording `grant.created`.
+    pub async fn insert_grant(
+        &self,
+        grant: &GrantRow,
+        token_sha256: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(&format!(
+            "INSERT INTO share_grants ({GRANT_COLUMNS}, token_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(&grant.id)
+        .bind(&grant.agent_id)
+        .bind(&grant.org_id)
+        .bind(grant.kind.as_str())
+        .bind(&grant.label)
+        .bind(&grant.token_prefix)
+        .bind(grant.pinned_version)
+        .bind(&grant.creator_user_id)
+        .bind(grant.created_at)
+        .bind(grant.expires_at)
+        .bind(grant.last_used_at)
+        .bind(grant.revoked_at)
+        .bind(grant.ended_at)
+        .bind(token_sha256)
+        .execute(&mut *tx)
+        .await?;
+        agentshare_kit::events::append(
+            &mut tx,
+            &self.clock,
+            &agentshare_kit::events::NewEvent {
+                kind: "grant.created",
+                subject_id: grant.id.clone(),
+                org_id: grant.org_id.clone(),
+                payload: serde_json::json!({
+                    "agent_id": grant.agent_id,
+                    "kind": grant.kind.as_str(),
+                    "label": grant.label,
+                }),
+            },
+        )
+        .await?;
+        self.commit(tx).await
+    }
+
+    pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM share_grants WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(grant_of)
+        .transpose()
+    }
+
+    /// The grant behind a token, read fresh on every call (no cache may
+    /// serve a revoked grant), recording its use.
+    pub async fn use_grant(&self, token_sha256: &str) -> Result<Option<GrantRow>, sqlx::Error> {
+        let grant = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM share_grants WHERE token_sha256 = $1"
+        ))
+        .bind(token_sha256)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .as_ref()
+        .map(grant_of)
+        .transpose()?;
+        if let Some(grant) = &grant {
+            sqlx::query("UPDATE share_grants SET last_used_at = $2 WHERE id = $1")
+                .bind(&grant.id)
+                .bind(self.clock.now_micros())
+                .execute(&self.db.pool)
+                .await?;
+        }
+        Ok(grant)
+    }
+
+    /// An agent's grants, newest first, after `before_id`.
+    pub async fn grants_of(
+        &self,
+        agent_id: &str,
+        before_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<GrantRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM share_grants WHERE agent_id = $1 AND ($2 = '' OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(agent_id)
+        .bind(before_id.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(grant_of)
+        .collect()
+    }
+
+    pub async fn active_grant_count(&self, agent_id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query(
+            "SELECT COUNT(*) FROM share_grants WHERE agent_id = $1 AND revoked_at IS NULL \
+             AND ended_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(agent_id)
+        .bind(self.clock.now_micros())
+        .fetch_one(&self.db.pool)
+        .await?
+        .try_get(0)
+    }
+
+    /// Revokes a grant, recording `grant.revoked`; false when it already
+    /// was.
+    pub async fn revoke_grant(&self, grant: &GrantRow) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE share_grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(&grant.id)
+        .bind(self.clock.now_micros())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if done {
+            agentshare_kit::events::append(
+                &mut tx,
+                &self.clock,
+                &agentshare_kit::events::NewEvent {
+                    kind: "grant.revoked",
+                    subject_id: grant.id.clone(),
+                    org_id: grant.org_id.clone(),
+                    payload: serde_json::json!({ "agent_id": grant.agent_id }),
+                },
+            )
+            .await?;
+        }
+        self.commit(tx).await?;
+        Ok(done)
+    }
+
+    /// Every pin of an agent, for its reach.
+    pub async fn pins_of(&self, agent_id: &str) -> Result<Vec<crate::pins::PinRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT user_id, version, created_at FROM pins WHERE agent_id = $1 ORDER BY user_id",
+        )
+        .bind(agent_id)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(crate::pins::PinRow {
+                agent_id: agent_id.to_string(),
+                user_id: row.try_get("user_id")?,
+                version: row.try_get("version")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,260 @@
+//! The plan of a run (DESIGN.md, "Whose connection each integration uses"):
+//! which version runs, whose connection each integration uses, as whom,
+//! billed to whom, over which store. Every run depends on this one answer.
+
+use agentshare_kit::Error;
+
+use crate::access::{self, Action, StoreScope, Subject};
+use crate::agent_access::{AccessState, AgentRow};
+use crate::connections::ConnectionRow;
+use crate::grants::GrantKind;
+use crate::setup::{self, Gap, IntegrationSetup, Runner};
+use crate::storage::Storage;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionSource {
+    Latest,
+    UserPin,
+    GrantPin,
+    Draft,
+}
+
+/// Whose connection an integration uses in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionOwner {
+    Owner,
+    Builder,
+    Caller,
+    Holder,
+}
+
+pub struct IntegrationPlan {
+    pub setup: IntegrationSetup,
+    pub owner: ConnectionOwner,
+    /// The connection the run uses, when there is one.
+    pub connection: Option<ConnectionRow>,
+    /// That connection's status when the plan was made.
+    pub status: Option<crate::connections::Status>,
+}
+
+pub struct Plan {
+    pub agent: AgentRow,
+    pub version: i64,
+    pub source: VersionSource,
+    pub integrations: Vec<IntegrationPlan>,
+    pub executes_as: String,
+    pub billed_to: String,
+    pub store_workspace: String,
+    pub store_scope: StoreScope,
+    pub grant: Option<(String, GrantKind)>,
+    /// The signed-in user behind the call; empty for an anonymous visitor.
+    pub caller_user_id: String,
+    pub session_workspace_id: String,
+}
+
+/// What the caller asked for beyond the agent.
+pub struct Options {
+    pub draft: bool,
+    /// The home workspace of the project the run belongs to, if any.
+    pub project_home: Option<String>,
+}
+
+/// How the subject runs the agent.
+fn runner_of(agent: &AgentRow, subject: &Subject) -> Runner {
+    match &subject.grant {
+        Some(grant) if grant.kind == GrantKind::Invoke => Runner::InvokeHolder,
+        Some(_) => Runner::Delegate,
+        None if agent.owner_user_id == subject.user_id => Runner::Owner,
+        None => Runner::Member,
+    }
+}
+
+/// The run's plan, or why it cannot run now: NOT_FOUND and PERMISSION_DENIED
+/// from the access decision, FAILED_PRECONDITION listing what setup lacks.
+pub async fn resolve(
+    storage: &Storage,
+    agent: Option<AgentRow>,
+    agent_id: &str,
+    subject: &Subject,
+    options: &Options,
+) -> Result<Plan, Error> {
+    let owner_testing = options.draft
+        && subject.grant.is_none()
+        && agent
+            .as_ref()
+            .is_some_and(|a| a.owner_user_id == subject.user_id);
+    if options.draft && !owner_testing {
+        // Only the owner tests the draft; anyone else is told so once they
+        // may see the agent at all.
+        access::require(agent, agent_id, subject, Action::View)?;
+        return Err(Error::PermissionDenied(
+            "only the agent's owner runs its draft (test mode)".into(),
+        ));
+    }
+    let action = if owner_testing {
+        Action::ConfigureOwn
+    } else {
+        Action::Run
+    };
+    let agent = access::require(agent, agent_id, subject, action)?;
+    let runner = runner_of(&agent, subject);
+
+    let grant = match &subject.grant {
+        Some(held) => storage.grant(&held.id).await?,
+        None => None,
+    };
+    let user_pin = if subject.user_id.is_empty() || runner == Runner::Delegate {
+        None
+    } else {
+        storage.pin_of(&agent.agent_id, &subject.user_id).await?
+    };
+    let (version, source) = if owner_testing {
+        (0, VersionSource::Draft)
+    } else if let Some(pinned) = grant.as_ref().and_then(|g| g.pinned_version) {
+        (pinned, VersionSource::GrantPin)
+    } else if let Some(pin) = user_pin {
+        (pin.version, VersionSource::UserPin)
+    } else {
+        (agent.latest_version, VersionSource::Latest)
+    };
+    if version == 0 && !owner_testing && agent.state == AccessState::Draft {
+        return Err(Error::PermissionDenied(access::denial_message(
+            agentshare_proto::sharing::v1::DecisionReason::AgentDraft,
+        )));
+    }
+
+    // Whose bindings count: the owner's under DELEGATE, else the caller's.
+    let binder = if runner == Runner::Delegate {
+        agent.owner_user_id.clone()
+    } else {
+        subject.user_id.clone()
+    };
+    let setups = setup::setups(
+        storage,
+        &binder,
+        &[(agent.agent_id.clone(), version, runner)],
+    )
+    .await?
+    .pop()
+    .unwrap_or_default();
+    let missing: Vec<&IntegrationSetup> = setups.iter().filter(|s| s.gap.is_some()).collect();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|s| format!("{} ({})", s.integration.key, s.integration.provider))
+            .collect();
+        return Err(Error::Unmet(
+            format!(
+                "setup incomplete: connect {}; see ConnectionsService.GetAgentSetup",
+                names.join(", ")
+            ),
+            missing
+                .iter()
+                .map(|s| {
+                    let kind = match s.gap {
+                        Some(Gap::Expired) => "CONNECTION_EXPIRED",
+                        Some(Gap::Failed) => "CONNECTION_FAILED",
+                        Some(Gap::BuilderUnavailable) => "BUILDER_CONNECTION_UNAVAILABLE",
+                        _ => "NOT_BOUND",
+                    };
+                    (
+                        kind.to_string(),
+                        format!("integrations/{}", s.integration.key),
+                        format!("bind a {} connection", s.integration.provider),
+                    )
+                })
+                .collect(),
+        ));
+    }
+
+    let builder_ids: Vec<String> = setups
+        .iter()
+        .filter(|s| s.uses_builder)
+        .map(|s| s.integration.builder_connection_id.clone())
+        .collect();
+    let builders = storage.connections_by_id(&builder_ids).await?;
+    let now = storage.clock.now_micros();
+    let integrations = setups
+        .into_iter()
+        .map(|setup| {
+            let uses_builder = setup.uses_builder;
+            let owner = match runner {
+                Runner::Owner | Runner::Delegate => ConnectionOwner::Owner,
+                Runner::InvokeHolder => ConnectionOwner::Holder,
+                Runner::Member if uses_builder => ConnectionOwner::Builder,
+                Runner::Member => ConnectionOwner::Caller,
+            };
+            let connection = if uses_builder {
+                builders
+                    .iter()
+                    .find(|c| c.id == setup.integration.builder_connection_id)
+                    .cloned()
+            } else {
+                setup
+                    .bound
+                    .as_ref()
+                    .map(|(connection, _)| connection.clone())
+            };
+            IntegrationPlan {
+                status: connection.as_ref().map(|c| c.status_at(now).0),
+                setup,
+                owner,
+                connection,
+            }
+        })
+        .collect();
+
+    let (executes_as, billed_to) = if runner == Runner::Delegate {
+        (agent.owner_user_id.clone(), agent.owner_user_id.clone())
+    } else {
+        (subject.user_id.clone(), subject.user_id.clone())
+    };
+    let (store_workspace, store_scope) = store_of(&agent, subject)?;
+    let standing = if subject.workspaces_enabled {
+        subject.active_workspace.clone()
+    } else {
+        Some(subject.org_default_workspace.clone())
+    };
+    let session_workspace_id = options
+        .project_home
+        .clone()
+        .or(standing.filter(|_| subject.grant.is_none()))
+        .unwrap_or_else(|| agent.home_workspace_id.clone());
+    Ok(Plan {
+        version,
+        source,
+        integrations,
+        executes_as,
+        billed_to,
+        store_workspace,
+        store_scope,
+        grant: subject.grant.as_ref().map(|g| (g.id.clone(), g.kind)),
+        caller_user_id: subject.user_id.clone(),
+        session_workspace_id,
+        agent,
+    })
+}
+
+/// The store partition of the subject's runs of `agent`, by DESIGN.md's
+/// table: the holder's own partition under INVOKE, the home partition under
+/// DELEGATE, else as for a user's run.
+pub fn store_of(agent: &AgentRow, subject: &Subject) -> Result<(String, StoreScope), Error> {
+    match &subject.grant {
+        Some(held) if held.kind == GrantKind::Invoke => Ok((
+            format!(
+                "agent-{}/grant-{}/{}",
+                agent.agent_id, held.id, subject.user_id
+            ),
+            StoreScope::AgentGrantHolder,
+        )),
+        Some(_) if agent.is_default => Ok((
+            format!("agent-{}", agent.agent_id),
+            StoreScope::AgentOrgWide,
+        )),
+        Some(_) => Ok((
+            format!("agent-{}/{}", agent.agent_id, agent.home_workspace_id),
+            StoreScope::AgentHome,
+        )),
+        None => access::user_store(agent, subject),
+    }
+}
