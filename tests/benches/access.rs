@@ -1,5 +1,6 @@
 //! Access checks as clients see them, through the gateway: Check,
-//! CheckBulk of 100 agents, and ListMyAgents, at concurrency 1, 16 and 64.
+//! CheckBulk of 100 agents, and ListMyAgents, at concurrency 1, 16 and 64;
+//! and ResolveInvocation, the plan of a run, at concurrency 16.
 //! Run with `cargo bench -p agentshare-e2e --bench access` (SQLite), and
 //! with `AGENTSHARE_TEST_POSTGRES_URL` set for PostgreSQL. The README keeps
 //! the figures.
@@ -148,6 +149,22 @@ fn main() {
             })
             .await;
         }
+        let (client, id) = (bob.clone(), ids[0].clone());
+        measure("ResolveInvocation", 16, move || {
+            let (client, id) = (client.clone(), id.clone());
+            async move {
+                let plan = client
+                    .access()
+                    .resolve_invocation(sharing::ResolveInvocationRequest {
+                        agent_id: id,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("plan");
+                assert!(plan.into_inner().plan.is_some());
+            }
+        })
+        .await;
         suite.stop().await;
     });
 }
