@@ -140,14 +140,7 @@ async fn run_case(suite: &Suite, case: Case) -> Result<(), TestCaseError> {
     let org = users[0].new_org(&format!("Model {n}")).await;
     let owner = &users[0];
     if case.workspaces_enabled {
-        owner
-            .tenancy()
-            .update_org(sharing::UpdateOrgRequest {
-                workspaces_enabled: Some(true),
-                ..Default::default()
-            })
-            .await
-            .expect("workspaces on");
+        owner.enable_workspaces().await;
     }
     let mut workspaces = vec![org.default_workspace_id.clone()];
     for w in 0..case.extra_workspaces {
@@ -195,23 +188,10 @@ async fn run_case(suite: &Suite, case: Case) -> Result<(), TestCaseError> {
             }
             if *wanted {
                 owner
-                    .tenancy()
-                    .add_workspace_member(sharing::AddWorkspaceMemberRequest {
-                        workspace_id: workspaces[w].clone(),
-                        user_id: user_id.clone(),
-                        role: sharing::WorkspaceRole::Member as i32,
-                    })
-                    .await
-                    .expect("add to workspace");
+                    .add_to_workspace(&workspaces[w], &user_id, sharing::WorkspaceRole::Member)
+                    .await;
             } else {
-                owner
-                    .tenancy()
-                    .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
-                        workspace_id: workspaces[w].clone(),
-                        user_id: user_id.clone(),
-                    })
-                    .await
-                    .expect("remove from workspace");
+                owner.remove_from_workspace(&workspaces[w], &user_id).await;
             }
             member[w] = *wanted;
         }

@@ -96,13 +96,7 @@ async fn shared_with_tools(
         .agent
         .expect("agent");
     let agent = owner.deploy(&agent).await;
-    owner
-        .sharing()
-        .share_agent(sharing::ShareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("share");
+    owner.share(&agent.id).await;
     agent
 }
 
@@ -162,15 +156,8 @@ async fn org_with_bob(suite: &Suite) -> (UserClient, UserClient) {
     alice.new_org("Acme").await;
     let strong = alice.with_token(&suite.token_with("alice", true, 7200));
     strong
-        .tenancy()
-        .add_org_member(sharing::AddOrgMemberRequest {
-            user: Some(sharing::add_org_member_request::User::UserId(
-                bob.user_id().await,
-            )),
-            role: sharing::OrgRole::Member as i32,
-        })
-        .await
-        .expect("bob joins");
+        .add_member(&bob.user_id().await, sharing::OrgRole::Member)
+        .await;
     (alice, bob)
 }
 
@@ -546,13 +533,7 @@ async fn research_agent_shared_search_and_each_users_own_crm() {
     );
 
     // Connections belong to the user: unshare leaves Bob's intact.
-    alice
-        .sharing()
-        .unshare_agent(sharing::UnshareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("unshare");
+    alice.unshare(&agent.id).await;
     connections(&bob)
         .get_connection(sharing::GetConnectionRequest {
             connection_id: wrong.id.clone(),
@@ -702,13 +683,7 @@ async fn daily_reporting_agent_keeps_bindings_across_versions_and_asks_for_new_o
         .agent
         .expect("agent");
     let agent = alice.deploy(&created).await;
-    alice
-        .sharing()
-        .share_agent(sharing::ShareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("share");
+    alice.share(&agent.id).await;
     let slack = connections(&bob)
         .create_api_key_connection(sharing::CreateApiKeyConnectionRequest {
             provider: "slack".into(),

@@ -149,13 +149,7 @@ async fn world() -> World {
         .agent
         .expect("agent");
     let agent = alice.deploy(&agent).await;
-    alice
-        .sharing()
-        .share_agent(sharing::ShareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("share");
+    alice.share(&agent.id).await;
     let alice_id = alice.user_id().await;
     let carol_id = carol.user_id().await;
     World {
@@ -332,13 +326,7 @@ async fn every_row_of_the_table_plans_version_connections_identity_billing_and_s
     assert_eq!(automation.billed_to_user_id, w.bob_id);
 
     // The owner's unshared agent uses their private store.
-    w.alice
-        .sharing()
-        .unshare_agent(sharing::UnshareAgentRequest {
-            agent_id: id.clone(),
-        })
-        .await
-        .expect("unshare");
+    w.alice.unshare(&id).await;
     let private = plan(&w.alice, id, false).await.expect("private plan");
     assert_eq!(private.store_workspace, format!("user-{}", w.alice_id));
     assert_eq!(private.store_scope(), sharing::StoreScopeKind::UserPrivate);

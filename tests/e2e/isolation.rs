@@ -46,14 +46,7 @@ async fn nothing_of_another_org_is_reachable_or_even_detectable() {
     let alice_strong = alice.with_token(&suite.token_with("alice", true, 7200));
     let bob_strong = bob.with_token(&suite.token_with("bob", true, 7200));
     for owner in [&alice_strong, &bob_strong] {
-        owner
-            .tenancy()
-            .update_org(sharing::UpdateOrgRequest {
-                workspaces_enabled: Some(true),
-                ..Default::default()
-            })
-            .await
-            .expect("workspaces on");
+        owner.enable_workspaces().await;
     }
     let sales = alice_strong
         .tenancy()

@@ -48,20 +48,6 @@ async fn my_agents(client: &UserClient) -> Vec<sharing::MyAgent> {
         .agents
 }
 
-/// Adds `user` to the caller's org with `role`.
-async fn join(strong: &UserClient, user_id: &str, role: sharing::OrgRole) {
-    strong
-        .tenancy()
-        .add_org_member(sharing::AddOrgMemberRequest {
-            user: Some(sharing::add_org_member_request::User::UserId(
-                user_id.into(),
-            )),
-            role: role as i32,
-        })
-        .await
-        .expect("join the org");
-}
-
 #[tokio::test]
 async fn sharing_with_the_workspace_lets_members_see_and_run_until_unshared() {
     let suite = Suite::start().await;
@@ -72,8 +58,8 @@ async fn sharing_with_the_workspace_lets_members_see_and_run_until_unshared() {
     let strong = alice.with_token(&suite.token_with("alice", true, 7200));
     let bob_id = bob.user_id().await;
     let vera_id = vera.user_id().await;
-    join(&strong, &bob_id, sharing::OrgRole::Member).await;
-    join(&strong, &vera_id, sharing::OrgRole::Viewer).await;
+    strong.add_member(&bob_id, sharing::OrgRole::Member).await;
+    strong.add_member(&vera_id, sharing::OrgRole::Viewer).await;
 
     // A draft cannot be shared, and nobody else sees it.
     let draft = alice.new_agent("Triage").await;
@@ -183,13 +169,7 @@ async fn sharing_with_the_workspace_lets_members_see_and_run_until_unshared() {
     assert!(decision(&bob, check(&agent.id, Action::Run)).await.0);
 
     // Unshare: gone for everyone but the owner, at once.
-    alice
-        .sharing()
-        .unshare_agent(sharing::UnshareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("unshare");
+    alice.unshare(&agent.id).await;
     assert_status(
         bob.access().check(check(&agent.id, Action::Run)).await,
         Code::NotFound,
@@ -212,13 +192,7 @@ async fn sharing_with_the_workspace_lets_members_see_and_run_until_unshared() {
         .collect();
     assert_eq!(kinds, ["agent.shared", "agent.unshared"]);
     // Sharing again restores the same reach.
-    alice
-        .sharing()
-        .share_agent(sharing::ShareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("share again");
+    alice.share(&agent.id).await;
     assert!(decision(&bob, check(&agent.id, Action::Run)).await.0);
     suite.stop().await;
 }
@@ -234,16 +208,9 @@ async fn the_workspace_list_is_set_with_step_up_by_members_and_keeps_what_the_ca
     let bob_strong = bob.with_token(&suite.token_with("bob", true, 7200));
     let bob_id = bob.user_id().await;
     let carol_id = carol.user_id().await;
-    join(&strong, &bob_id, sharing::OrgRole::Member).await;
-    join(&strong, &carol_id, sharing::OrgRole::Member).await;
-    strong
-        .tenancy()
-        .update_org(sharing::UpdateOrgRequest {
-            workspaces_enabled: Some(true),
-            ..Default::default()
-        })
-        .await
-        .expect("workspaces on");
+    strong.add_member(&bob_id, sharing::OrgRole::Member).await;
+    strong.add_member(&carol_id, sharing::OrgRole::Member).await;
+    strong.enable_workspaces().await;
     let mut ids = Vec::new();
     for name in ["Sales", "Ops", "Legal"] {
         ids.push(
@@ -261,24 +228,13 @@ async fn the_workspace_list_is_set_with_step_up_by_members_and_keeps_what_the_ca
     let (sales, ops, legal) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
     for (workspace, user) in [(&sales, &bob_id), (&ops, &bob_id), (&sales, &carol_id)] {
         strong
-            .tenancy()
-            .add_workspace_member(sharing::AddWorkspaceMemberRequest {
-                workspace_id: workspace.clone(),
-                user_id: user.clone(),
-                role: sharing::WorkspaceRole::Member as i32,
-            })
-            .await
-            .expect("add to workspace");
+            .add_to_workspace(&workspace, &user, sharing::WorkspaceRole::Member)
+            .await;
     }
     // Carol works in Sales only.
     strong
-        .tenancy()
-        .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
-            workspace_id: acme.default_workspace_id.clone(),
-            user_id: carol_id.clone(),
-        })
-        .await
-        .expect("carol leaves the default workspace");
+        .remove_from_workspace(&acme.default_workspace_id, &carol_id)
+        .await;
 
     let agent = bob.shared_agent("Pipeline").await;
     assert_eq!(agent.home_workspace_id, acme.default_workspace_id);
@@ -358,14 +314,7 @@ async fn the_workspace_list_is_set_with_step_up_by_members_and_keeps_what_the_ca
     assert_eq!(seen, [sales.as_str()]);
 
     // Bob leaves Ops: his next set cannot take away what he cannot see.
-    strong
-        .tenancy()
-        .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
-            workspace_id: ops.clone(),
-            user_id: bob_id.clone(),
-        })
-        .await
-        .expect("bob leaves ops");
+    strong.remove_from_workspace(&ops, &bob_id).await;
     let changed = bob_strong
         .sharing()
         .set_agent_workspaces(set(Vec::new()))
@@ -487,8 +436,8 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
     let strong = alice.with_token(&suite.token_with("alice", true, 7200));
     let bob_id = bob.user_id().await;
     let carol_id = carol.user_id().await;
-    join(&strong, &bob_id, sharing::OrgRole::Member).await;
-    join(&strong, &carol_id, sharing::OrgRole::Member).await;
+    strong.add_member(&bob_id, sharing::OrgRole::Member).await;
+    strong.add_member(&carol_id, sharing::OrgRole::Member).await;
     let agent = bob.shared_agent("Research").await;
 
     // Carol sees the agent, but may not ask about Bob's access to it.
@@ -559,12 +508,7 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
         (true, Reason::Owner)
     );
 
-    bob.sharing()
-        .unshare_agent(sharing::UnshareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("unshare");
+    bob.unshare(&agent.id).await;
     let why_not = alice
         .access()
         .explain(sharing::ExplainRequest {
@@ -583,14 +527,7 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
     assert_eq!(why_not.denial_reasons, [Reason::NotShared as i32]);
 
     // An admin learns why: no workspace to act in, or a deleted agent.
-    strong
-        .tenancy()
-        .update_org(sharing::UpdateOrgRequest {
-            workspaces_enabled: Some(true),
-            ..Default::default()
-        })
-        .await
-        .expect("workspaces on");
+    strong.enable_workspaces().await;
     let acme_default = strong
         .tenancy()
         .get_org(sharing::GetOrgRequest::default())
@@ -600,20 +537,8 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
         .org
         .expect("org")
         .default_workspace_id;
-    bob.sharing()
-        .share_agent(sharing::ShareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("share again");
-    strong
-        .tenancy()
-        .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
-            workspace_id: acme_default.clone(),
-            user_id: carol_id.clone(),
-        })
-        .await
-        .expect("carol in no workspace");
+    bob.share(&agent.id).await;
+    strong.remove_from_workspace(&acme_default, &carol_id).await;
     assert_eq!(
         decision(&alice, check_for(&carol_id, &agent.id, Action::View)).await,
         (false, Reason::NoActiveWorkspace)
@@ -630,14 +555,8 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
         .expect("workspace")
         .id;
     strong
-        .tenancy()
-        .add_workspace_member(sharing::AddWorkspaceMemberRequest {
-            workspace_id: legal.clone(),
-            user_id: carol_id.clone(),
-            role: sharing::WorkspaceRole::Member as i32,
-        })
-        .await
-        .expect("carol in legal");
+        .add_to_workspace(&legal, &carol_id, sharing::WorkspaceRole::Member)
+        .await;
     let in_legal = sharing::CheckRequest {
         principal: Some(sharing::PrincipalRef {
             user_id: carol_id.clone(),
@@ -652,14 +571,8 @@ async fn only_the_user_the_owner_or_an_admin_may_ask_and_explain_names_the_path(
         (false, Reason::NotWorkspaceMember)
     );
     strong
-        .tenancy()
-        .add_workspace_member(sharing::AddWorkspaceMemberRequest {
-            workspace_id: acme_default,
-            user_id: carol_id.clone(),
-            role: sharing::WorkspaceRole::Member as i32,
-        })
-        .await
-        .expect("carol back");
+        .add_to_workspace(&acme_default, &carol_id, sharing::WorkspaceRole::Member)
+        .await;
     let doomed = bob.shared_agent("Doomed").await;
     bob.registry()
         .delete_agent(registry::DeleteAgentRequest {
@@ -775,7 +688,9 @@ async fn my_agents_pages_by_id_filters_by_relation_and_shows_setup_and_pins() {
     let bob = suite.user("bob").await;
     alice.new_org("Acme").await;
     let strong = alice.with_token(&suite.token_with("alice", true, 7200));
-    join(&strong, &bob.user_id().await, sharing::OrgRole::Member).await;
+    strong
+        .add_member(&bob.user_id().await, sharing::OrgRole::Member)
+        .await;
 
     let mut shared_ids = Vec::new();
     for name in ["One", "Two", "Three"] {
@@ -803,13 +718,7 @@ async fn my_agents_pages_by_id_filters_by_relation_and_shows_setup_and_pins() {
         .agent
         .expect("agent");
     let inbox = alice.deploy(&inbox).await;
-    alice
-        .sharing()
-        .share_agent(sharing::ShareAgentRequest {
-            agent_id: inbox.id.clone(),
-        })
-        .await
-        .expect("share");
+    alice.share(&inbox.id).await;
     shared_ids.push(inbox.id.clone());
     let own = bob.new_agent("Bob's draft").await;
     // Bob's first call of the default agent creates it.
@@ -952,13 +861,7 @@ async fn my_agents_pages_by_id_filters_by_relation_and_shows_setup_and_pins() {
         .copied()
         .expect("a shared agent on a later page")
         .clone();
-    alice
-        .sharing()
-        .unshare_agent(sharing::UnshareAgentRequest {
-            agent_id: dropped.clone(),
-        })
-        .await
-        .expect("unshare mid-walk");
+    alice.unshare(&dropped).await;
     let late = alice.shared_agent("Late").await;
     let mut walked: Vec<String> = first.agents.into_iter().map(|a| a.agent_id).collect();
     let mut token = first.next_page_token;
@@ -1011,24 +914,12 @@ async fn every_change_is_seen_by_the_next_call_on_every_replica() {
     let bob = through(gateways[1], "bob").await;
     let acme = alice.new_org("Acme").await;
     let bob_id = bob.user_id().await;
-    join(&alice, &bob_id, sharing::OrgRole::Member).await;
-    alice
-        .tenancy()
-        .update_org(sharing::UpdateOrgRequest {
-            workspaces_enabled: Some(true),
-            ..Default::default()
-        })
-        .await
-        .expect("workspaces on");
+    alice.add_member(&bob_id, sharing::OrgRole::Member).await;
+    alice.enable_workspaces().await;
     // Bob works in Sales only, so Sales is his one way to the agent.
     alice
-        .tenancy()
-        .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
-            workspace_id: acme.default_workspace_id.clone(),
-            user_id: bob_id.clone(),
-        })
-        .await
-        .expect("bob leaves the default workspace");
+        .remove_from_workspace(&acme.default_workspace_id, &bob_id)
+        .await;
     let sales = alice
         .tenancy()
         .create_workspace(sharing::CreateWorkspaceRequest {
@@ -1072,31 +963,12 @@ async fn every_change_is_seen_by_the_next_call_on_every_replica() {
         }
     };
     for round in 0..6 {
-        alice
-            .sharing()
-            .unshare_agent(sharing::UnshareAgentRequest {
-                agent_id: agent.id.clone(),
-            })
-            .await
-            .expect("unshare");
+        alice.unshare(&agent.id).await;
         assert!(!runs(bob_in_sales.clone()).await, "round {round}: unshare");
-        alice
-            .sharing()
-            .share_agent(sharing::ShareAgentRequest {
-                agent_id: agent.id.clone(),
-            })
-            .await
-            .expect("share");
+        alice.share(&agent.id).await;
         assert!(runs(bob_in_sales.clone()).await, "round {round}: share");
 
-        alice
-            .tenancy()
-            .remove_workspace_member(sharing::RemoveWorkspaceMemberRequest {
-                workspace_id: sales.clone(),
-                user_id: bob_id.clone(),
-            })
-            .await
-            .expect("remove bob");
+        alice.remove_from_workspace(&sales, &bob_id).await;
         // He no longer acts in any workspace: nothing is listed for him.
         assert!(!runs(bob.clone()).await, "round {round}: removed member");
         assert!(
@@ -1133,7 +1005,9 @@ async fn a_holder_reads_the_holder_view_and_changes_nothing() {
     let bob = suite.user("bob").await;
     alice.new_org("Acme").await;
     let strong = alice.with_token(&suite.token_with("alice", true, 7200));
-    join(&strong, &bob.user_id().await, sharing::OrgRole::Member).await;
+    strong
+        .add_member(&bob.user_id().await, sharing::OrgRole::Member)
+        .await;
     let draft = alice
         .registry()
         .create_agent(registry::CreateAgentRequest {
@@ -1165,13 +1039,7 @@ async fn a_holder_reads_the_holder_view_and_changes_nothing() {
         Code::NotFound,
         "not found",
     );
-    alice
-        .sharing()
-        .share_agent(sharing::ShareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("share");
+    alice.share(&agent.id).await;
 
     let seen = bob
         .registry()
@@ -1249,13 +1117,7 @@ async fn a_holder_reads_the_holder_view_and_changes_nothing() {
         "",
     );
 
-    alice
-        .sharing()
-        .unshare_agent(sharing::UnshareAgentRequest {
-            agent_id: agent.id.clone(),
-        })
-        .await
-        .expect("unshare");
+    alice.unshare(&agent.id).await;
     assert_status(
         bob.registry().get_agent(get()).await,
         Code::NotFound,

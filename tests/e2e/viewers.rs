@@ -40,14 +40,7 @@ async fn a_viewer_is_refused_every_mutation_of_tenancy() {
         .user
         .expect("user")
         .id;
-    strong
-        .tenancy()
-        .update_org(sharing::UpdateOrgRequest {
-            workspaces_enabled: Some(true),
-            ..Default::default()
-        })
-        .await
-        .expect("workspaces on");
+    strong.enable_workspaces().await;
     for (id, role) in [
         (&bob_id, sharing::OrgRole::Viewer),
         (&carol_id, sharing::OrgRole::Member),
@@ -73,14 +66,8 @@ async fn a_viewer_is_refused_every_mutation_of_tenancy() {
         .expect("workspace");
     // Even as the owner of a workspace, an org viewer changes nothing in it.
     strong
-        .tenancy()
-        .add_workspace_member(sharing::AddWorkspaceMemberRequest {
-            workspace_id: sales.id.clone(),
-            user_id: bob_id.clone(),
-            role: sharing::WorkspaceRole::Owner as i32,
-        })
-        .await
-        .expect("bob owns sales");
+        .add_to_workspace(&sales.id, &bob_id, sharing::WorkspaceRole::Owner)
+        .await;
     let project = strong
         .tenancy()
         .create_project(sharing::CreateProjectRequest {

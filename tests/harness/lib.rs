@@ -31,7 +31,11 @@ use agentshare_proto::registry::v1::{Agent, AgentDraft, CreateAgentRequest, Depl
 use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
 use agentshare_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
-use agentshare_proto::sharing::v1::{CreateOrgRequest, GetMeRequest, Org, ShareAgentRequest};
+use agentshare_proto::sharing::v1::{
+    AddOrgMemberRequest, AddWorkspaceMemberRequest, CreateOrgRequest, CreateWorkspaceRequest,
+    GetMeRequest, Org, OrgRole, RemoveWorkspaceMemberRequest, ShareAgentRequest,
+    UnshareAgentRequest, UpdateOrgRequest, WorkspaceRole, add_org_member_request,
+};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -914,6 +918,83 @@ impl UserClient {
             .id
     }
 
+    /// Shares the agent with its workspaces.
+    pub async fn share(&self, agent_id: &str) {
+        self.sharing()
+            .share_agent(ShareAgentRequest {
+                agent_id: agent_id.into(),
+            })
+            .await
+            .expect("share");
+    }
+
+    /// Unshares the agent; its workspace list stays.
+    pub async fn unshare(&self, agent_id: &str) {
+        self.sharing()
+            .unshare_agent(UnshareAgentRequest {
+                agent_id: agent_id.into(),
+            })
+            .await
+            .expect("unshare");
+    }
+
+    /// Adds a user to the caller's org (the caller needs step-up).
+    pub async fn add_member(&self, user_id: &str, role: OrgRole) {
+        self.tenancy()
+            .add_org_member(AddOrgMemberRequest {
+                user: Some(add_org_member_request::User::UserId(user_id.into())),
+                role: role as i32,
+            })
+            .await
+            .expect("add org member");
+    }
+
+    /// Turns workspaces on in the caller's org (the owner, with step-up).
+    pub async fn enable_workspaces(&self) {
+        self.tenancy()
+            .update_org(UpdateOrgRequest {
+                workspaces_enabled: Some(true),
+                ..Default::default()
+            })
+            .await
+            .expect("workspaces on");
+    }
+
+    /// Creates a workspace; returns its id (the caller needs step-up).
+    pub async fn create_workspace(&self, name: &str) -> String {
+        self.tenancy()
+            .create_workspace(CreateWorkspaceRequest { name: name.into() })
+            .await
+            .expect("create workspace")
+            .into_inner()
+            .workspace
+            .expect("workspace")
+            .id
+    }
+
+    /// Puts a member in a workspace (the caller needs step-up).
+    pub async fn add_to_workspace(&self, workspace_id: &str, user_id: &str, role: WorkspaceRole) {
+        self.tenancy()
+            .add_workspace_member(AddWorkspaceMemberRequest {
+                workspace_id: workspace_id.into(),
+                user_id: user_id.into(),
+                role: role as i32,
+            })
+            .await
+            .expect("add workspace member");
+    }
+
+    /// Takes a member out of a workspace (the caller needs step-up).
+    pub async fn remove_from_workspace(&self, workspace_id: &str, user_id: &str) {
+        self.tenancy()
+            .remove_workspace_member(RemoveWorkspaceMemberRequest {
+                workspace_id: workspace_id.into(),
+                user_id: user_id.into(),
+            })
+            .await
+            .expect("remove workspace member");
+    }
+
     /// Creates an agent named `name` and deploys it as version 1.
     pub async fn deployed_agent(&self, name: &str) -> Agent {
         let agent = self.new_agent(name).await;
@@ -939,12 +1020,7 @@ impl UserClient {
     /// workspace.
     pub async fn shared_agent(&self, name: &str) -> Agent {
         let agent = self.deployed_agent(name).await;
-        self.sharing()
-            .share_agent(ShareAgentRequest {
-                agent_id: agent.id.clone(),
-            })
-            .await
-            .expect("share");
+        self.share(&agent.id).await;
         agent
     }
 
