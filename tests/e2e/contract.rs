@@ -133,6 +133,10 @@ async fn internal_services_are_unreachable_through_the_gateway_and_need_a_servic
             ServiceName::Sharing,
         ),
         (
+            "/agentshare.registry.v1.AgentRegistryInternalService/GetRunContent",
+            ServiceName::Registry,
+        ),
+        (
             "/agentshare.store.v1.StoreInternalService/RecordInvocation",
             ServiceName::Store,
         ),

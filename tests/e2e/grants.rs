@@ -326,7 +326,7 @@ async fn every_row_of_the_table_plans_version_connections_identity_billing_and_s
     assert_eq!(automation.billed_to_user_id, w.bob_id);
 
     // The owner's unshared agent uses their private store.
-    w.alice.unshare(&id).await;
+    w.alice.unshare(id).await;
     let private = plan(&w.alice, id, false).await.expect("private plan");
     assert_eq!(private.store_workspace, format!("user-{}", w.alice_id));
     assert_eq!(private.store_scope(), sharing::StoreScopeKind::UserPrivate);

@@ -228,7 +228,7 @@ async fn the_workspace_list_is_set_with_step_up_by_members_and_keeps_what_the_ca
     let (sales, ops, legal) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
     for (workspace, user) in [(&sales, &bob_id), (&ops, &bob_id), (&sales, &carol_id)] {
         strong
-            .add_to_workspace(&workspace, &user, sharing::WorkspaceRole::Member)
+            .add_to_workspace(workspace, user, sharing::WorkspaceRole::Member)
             .await;
     }
     // Carol works in Sales only.

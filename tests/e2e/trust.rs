@@ -6,6 +6,7 @@ use agentshare_e2e::Suite;
 use agentshare_kit::identity::{KeyRing, PRINCIPAL_HEADER, SERVICE_HEADER, ServiceName};
 use agentshare_proto::events::v1 as events;
 use agentshare_proto::registry::v1 as registry;
+use agentshare_proto::registry::v1::agent_registry_internal_service_client::AgentRegistryInternalServiceClient;
 use agentshare_proto::sharing::v1 as sharing;
 use events::event_log_service_client::EventLogServiceClient;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -185,6 +186,60 @@ async fn internal_services_accept_only_their_listed_callers() {
         .expect("gateway is listed")
         .into_inner();
     assert!(!resolved.user_id.is_empty());
+
+    // A run's full design goes to the gateway and the scheduler only:
+    // holders never read the instructions, but the runtime needs them.
+    let alice = suite.user("alice").await;
+    alice.new_org("Acme").await;
+    let created = alice
+        .registry()
+        .create_agent(registry::CreateAgentRequest {
+            draft: Some(registry::AgentDraft {
+                name: "Secretive".into(),
+                instructions: "Answer in haiku.".into(),
+                ..Default::default()
+            }),
+            is_managed: false,
+        })
+        .await
+        .expect("agent")
+        .into_inner()
+        .agent
+        .expect("agent");
+    let agent = alice.deploy(&created).await;
+    let content = |version_number| registry::GetRunContentRequest {
+        agent_id: agent.id.clone(),
+        version_number,
+    };
+    let mut run_as_gateway = AgentRegistryInternalServiceClient::new(
+        suite
+            .service_channel(ServiceName::Gateway, ServiceName::Registry, 0)
+            .await,
+    );
+    let version = run_as_gateway
+        .get_run_content(content(1))
+        .await
+        .expect("the gateway reads a run's design")
+        .into_inner();
+    assert_eq!(
+        version.content.expect("content").instructions,
+        "Answer in haiku."
+    );
+    assert_status(
+        run_as_gateway.get_run_content(content(2)).await,
+        Code::NotFound,
+        "version 2",
+    );
+    let mut run_as_store = AgentRegistryInternalServiceClient::new(
+        suite
+            .service_channel(ServiceName::Store, ServiceName::Registry, 0)
+            .await,
+    );
+    assert_status(
+        run_as_store.get_run_content(content(1)).await,
+        Code::PermissionDenied,
+        "store may not call",
+    );
 
     // Registry's event log is for sharing and the scheduler only.
     let watch = events::WatchRequest { after_seq: 0 };

@@ -3,6 +3,7 @@
 mod diff;
 mod domain;
 mod holders;
+mod internal;
 mod rpc;
 mod storage;
 mod sync;
@@ -17,6 +18,9 @@ use agentshare_kit::server::{self, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
+use agentshare_proto::registry::v1::agent_registry_internal_service_server::{
+    self as registry_internal, AgentRegistryInternalServiceServer,
+};
 use agentshare_proto::registry::v1::agent_registry_service_server::{
     self as registry, AgentRegistryServiceServer,
 };
@@ -28,12 +32,21 @@ static MIGRATIONS: Migrations = Migrations {
 };
 
 /// Sharing repairs its access facts from registry's events; the scheduler
-/// follows automation changes.
+/// follows automation changes; the store drops a deleted agent's items.
 fn caller_policy() -> CallerPolicy {
-    CallerPolicy::default().internal(
-        event_log::SERVICE_NAME,
-        &[ServiceName::Sharing, ServiceName::Scheduler],
-    )
+    CallerPolicy::default()
+        .internal(
+            event_log::SERVICE_NAME,
+            &[
+                ServiceName::Sharing,
+                ServiceName::Store,
+                ServiceName::Scheduler,
+            ],
+        )
+        .internal(
+            registry_internal::SERVICE_NAME,
+            &[ServiceName::Gateway, ServiceName::Scheduler],
+        )
 }
 
 /// What later issues build here: nothing, every RPC is built.
@@ -83,7 +96,14 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         holders: holders::Holders::new(sharing),
     };
     follow_new_orgs(&context, agents.storage.db.clone(), agents.clone())?;
-    let names = [registry::SERVICE_NAME, event_log::SERVICE_NAME];
+    let internal = internal::RegistryInternal {
+        storage: agents.storage.clone(),
+    };
+    let names = [
+        registry::SERVICE_NAME,
+        registry_internal::SERVICE_NAME,
+        event_log::SERVICE_NAME,
+    ];
     Ok(bootstrap::serve_backend(
         &context,
         listener,
@@ -93,6 +113,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         |routes| {
             routes
                 .add_service(AgentRegistryServiceServer::new(agents))
+                .add_service(AgentRegistryInternalServiceServer::new(internal))
                 .add_service(EventLogServiceServer::new(events))
         },
     )

@@ -391,6 +391,18 @@ impl Storage {
         .transpose()
     }
 
+    /// An agent whatever its org, for the run path, which sharing has
+    /// already authorised.
+    pub async fn agent_for_run(&self, agent_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
+        sqlx::query(&format!("SELECT {AGENT_COLUMNS} WHERE a.id = $1"))
+            .bind(agent_id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(agent_of)
+            .transpose()
+    }
+
     pub async fn default_agent(&self, org_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
         sqlx::query(&format!(
             "SELECT {AGENT_COLUMNS} WHERE a.org_id = $1 AND a.is_default = 1"
