@@ -83,8 +83,8 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
             "issue #11",
         ),
         (
-            "/agentshare.store.v1.WorkspaceStoreService/WorkspaceList",
-            "issue #8",
+            "/agentshare.store.v1.SessionsService/GetSession",
+            "issue #10",
         ),
         (
             "/agentshare.store.v1.SessionsService/ListSessions",

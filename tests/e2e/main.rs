@@ -19,6 +19,7 @@ mod registry;
 mod replicas;
 mod sharing;
 mod slice;
+mod store;
 mod trust;
 mod viewers;
 mod workspaces;

@@ -61,6 +61,134 @@ pub struct Config {
     pub shutdown_delay_millis: u64,
     /// How often event watchers poll for commits from other replicas.
     pub event_poll_millis: u64,
+    /// The workspace store's quotas and watch settings (store).
+    pub store: Store,
+    /// Automations: notification delivery (scheduler).
+    pub scheduler: Scheduler,
+}
+
+/// How the scheduler delivers email and push notifications from its
+/// outbox. A failed attempt is retried after a backoff that doubles from
+/// `delivery_backoff_base_secs` up to `delivery_backoff_max_secs`, until
+/// `delivery_max_attempts` attempts have failed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Scheduler {
+    /// How often each replica looks for due deliveries.
+    pub delivery_poll_millis: u64,
+    /// Attempts before a delivery is given up as FAILED.
+    pub delivery_max_attempts: u32,
+    /// The wait after the first failed attempt.
+    pub delivery_backoff_base_secs: u64,
+    /// The longest wait between attempts.
+    pub delivery_backoff_max_secs: u64,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self {
+            delivery_poll_millis: 1_000,
+            delivery_max_attempts: 6,
+            delivery_backoff_base_secs: 30,
+            delivery_backoff_max_secs: 3_600,
+        }
+    }
+}
+
+impl Scheduler {
+    fn validate(&self) -> Result<(), BadSetting> {
+        if self.delivery_poll_millis == 0 || self.delivery_poll_millis > 3_600_000 {
+            return Err(BadSetting::new(
+                "scheduler.delivery_poll_millis",
+                "must be between 1 and 3600000",
+            ));
+        }
+        if !(1..=100).contains(&self.delivery_max_attempts) {
+            return Err(BadSetting::new(
+                "scheduler.delivery_max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.delivery_backoff_base_secs == 0 || self.delivery_backoff_base_secs > 86_400 {
+            return Err(BadSetting::new(
+                "scheduler.delivery_backoff_base_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if self.delivery_backoff_max_secs < self.delivery_backoff_base_secs
+            || self.delivery_backoff_max_secs > 7 * 86_400
+        {
+            return Err(BadSetting::new(
+                "scheduler.delivery_backoff_max_secs",
+                "must be at least delivery_backoff_base_secs and at most 604800",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Limits of the workspace store. Each store partition (`user-<id>`,
+/// `agent-<id>/<workspace>`, …) is counted on its own.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Store {
+    /// Largest value of one item, in bytes of UTF-8.
+    pub max_value_bytes: u64,
+    /// Most items one partition may hold.
+    pub max_items: u64,
+    /// Largest total size of one partition's values, in bytes.
+    pub max_total_bytes: u64,
+    /// How many of a partition's latest changes Watch can resume from.
+    pub watch_retention_changes: u64,
+    /// How long a change stays resumable, in seconds.
+    pub watch_retention_secs: u64,
+    /// Most watches one principal may hold open on one store replica.
+    pub max_watches_per_principal: u64,
+    /// How often an open watch checks that its caller may still RUN the
+    /// agent; the stream ends within this long of a revocation.
+    pub watch_access_check_millis: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: 256 * 1024,
+            max_items: 1_000,
+            max_total_bytes: 16 * 1024 * 1024,
+            watch_retention_changes: 10_000,
+            watch_retention_secs: 24 * 3600,
+            max_watches_per_principal: 32,
+            watch_access_check_millis: 2_000,
+        }
+    }
+}
+
+impl Store {
+    fn validate(&self) -> Result<(), BadSetting> {
+        for (setting, value) in [
+            ("store.max_value_bytes", self.max_value_bytes),
+            ("store.max_items", self.max_items),
+            ("store.max_total_bytes", self.max_total_bytes),
+            (
+                "store.watch_retention_changes",
+                self.watch_retention_changes,
+            ),
+            ("store.watch_retention_secs", self.watch_retention_secs),
+            (
+                "store.max_watches_per_principal",
+                self.max_watches_per_principal,
+            ),
+            (
+                "store.watch_access_check_millis",
+                self.watch_access_check_millis,
+            ),
+        ] {
+            if value == 0 || i64::try_from(value).is_err() {
+                return Err(BadSetting::new(setting, "must be between 1 and 2^63-1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -206,6 +334,8 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             shutdown_delay_millis: 500,
             event_poll_millis: 200,
+            store: Store::default(),
+            scheduler: Scheduler::default(),
         }
     }
 }
@@ -283,6 +413,8 @@ impl Config {
             ));
         }
         self.validate_connections()?;
+        self.store.validate()?;
+        self.scheduler.validate()?;
         for service in ServiceName::ALL {
             for endpoint in self.peers.of(service) {
                 if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {

@@ -1,0 +1,531 @@
+//! The workspace store's rules: what a key and a value may be, the quotas,
+//! compare-and-set, where publishing may go, and list pages. Plain functions
+//! over plain types; the SQL lives in `storage`, the wire in `rpc`.
+
+use agentshare_kit::Error;
+use agentshare_kit::config;
+use base64::Engine;
+
+/// Longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Characters of a value shown by WorkspaceList.
+pub const PREVIEW_CHARS: usize = 200;
+/// Page size when the request names none, and the most a page holds.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1_000;
+
+/// How a value is read. Stored as `json` or `text`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentType {
+    Json,
+    Text,
+}
+
+impl ContentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Text => "text",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        match stored {
+            "json" => Some(Self::Json),
+            "text" => Some(Self::Text),
+            _ => None,
+        }
+    }
+}
+
+/// Which kind of partition a call resolved to, as sharing answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `user-<userId>`: the owner's own unshared agents.
+    Private,
+    /// Any partition of an agent's own store.
+    Shared,
+}
+
+/// The partition a call reads and writes, never chosen by the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String,
+    pub scope: Scope,
+}
+
+/// The quotas in force, from config.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_value_bytes: i64,
+    pub max_items: i64,
+    pub max_total_bytes: i64,
+}
+
+impl Limits {
+    pub fn from_config(store: &config::Store) -> Self {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        Self {
+            max_value_bytes: clamp(store.max_value_bytes),
+            max_items: clamp(store.max_items),
+            max_total_bytes: clamp(store.max_total_bytes),
+        }
+    }
+}
+
+/// Why a store call was refused, beyond kit's vocabulary: the answers that
+/// carry `google.rpc` details of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A rule of kit's vocabulary.
+    Rule(Error),
+    /// Compare-and-set failed; `current` is the item's revision, 0 if absent.
+    RevisionMismatch { expected: i64, current: i64 },
+    /// A quota would be exceeded.
+    Quota(QuotaExceeded),
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Self::Rule(error)
+    }
+}
+
+impl From<sqlx::Error> for Refusal {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Rule(error.into())
+    }
+}
+
+/// One exceeded quota: `subject` names the limit, `description` gives the
+/// current use against it, `message` says how to make room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaExceeded {
+    pub subject: &'static str,
+    pub description: String,
+    pub message: String,
+}
+
+/// A key is 1 to 512 bytes of UTF-8 with no control characters.
+pub fn check_key(field: &str, key: &str) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    check_key_text(field, key)
+}
+
+/// A key prefix follows the key rules but may be empty.
+pub fn check_prefix(field: &str, prefix: &str) -> Result<(), Error> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    check_key_text(field, prefix)
+}
+
+fn check_key_text(field: &str, key: &str) -> Result<(), Error> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is {} bytes of UTF-8; at most {MAX_KEY_BYTES} are allowed",
+                key.len()
+            ),
+        ));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "holds the control character U+{:04X}; use printable characters only",
+                u32::from(c)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The content type a write names; UNSPECIFIED means text.
+pub fn content_type_of(wire: i32) -> Result<ContentType, Error> {
+    use agentshare_proto::store::v1::ItemContentType as Wire;
+    match Wire::try_from(wire) {
+        Ok(Wire::Json) => Ok(ContentType::Json),
+        Ok(Wire::Text | Wire::Unspecified) => Ok(ContentType::Text),
+        Err(_) => Err(Error::invalid(
+            "content_type",
+            format!("{wire} is not a content type; use JSON or TEXT"),
+        )),
+    }
+}
+
+/// A value must fit the size limit; a JSON value must parse. Text may be
+/// anything but U+0000, which PostgreSQL cannot store in text, so both
+/// backends refuse it alike.
+pub fn check_value(value: &str, content_type: ContentType, limits: &Limits) -> Result<(), Refusal> {
+    let size = byte_len(value);
+    if size > limits.max_value_bytes {
+        return Err(Refusal::Quota(QuotaExceeded {
+            subject: "value_bytes",
+            description: format!(
+                "value is {size} bytes; the limit is {} bytes",
+                limits.max_value_bytes
+            ),
+            message: format!(
+                "the value is {size} bytes, over the limit of {} bytes per item; \
+                 store it in smaller items",
+                limits.max_value_bytes
+            ),
+        }));
+    }
+    if value.contains('\0') {
+        return Err(Error::invalid("value", "must not contain U+0000").into());
+    }
+    if content_type == ContentType::Json
+        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(value)
+    {
+        return Err(Error::invalid(
+            "value",
+            format!("is not valid JSON ({e}); send valid JSON or use content type TEXT"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+pub fn byte_len(value: &str) -> i64 {
+    i64::try_from(value.len()).unwrap_or(i64::MAX)
+}
+
+/// A compare-and-set condition on one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Write whatever is there.
+    Any,
+    /// The key must not exist.
+    Absent,
+    /// The item must exist at this revision.
+    Revision(i64),
+}
+
+impl Expected {
+    /// The condition of a write: absent, 0 (create only) or N > 0.
+    pub fn for_write(field: &str, wire: Option<i64>) -> Result<Self, Error> {
+        match wire {
+            None => Ok(Self::Any),
+            Some(0) => Ok(Self::Absent),
+            Some(n) if n > 0 => Ok(Self::Revision(n)),
+            Some(n) => Err(Error::invalid(
+                field,
+                format!("{n} is negative; use 0 to create only, or the item's revision"),
+            )),
+        }
+    }
+
+    /// The condition of a delete: absent or N > 0; 0 means nothing to
+    /// delete and is refused.
+    pub fn for_delete(wire: Option<i64>) -> Result<Self, Error> {
+        match wire {
+            Some(0) => Err(Error::invalid(
+                "expected_revision",
+                "0 would delete only an absent item; omit it or pass the item's revision",
+            )),
+            other => Self::for_write("expected_revision", other),
+        }
+    }
+
+    /// Whether an item at `current` (0 when absent) meets the condition.
+    pub fn check(self, current: i64) -> Result<(), Refusal> {
+        let expected = match self {
+            Self::Any => return Ok(()),
+            Self::Absent if current == 0 => return Ok(()),
+            Self::Revision(n) if n == current => return Ok(()),
+            Self::Absent => 0,
+            Self::Revision(n) => n,
+        };
+        Err(Refusal::RevisionMismatch { expected, current })
+    }
+}
+
+/// A partition's use before a write, and what the write changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub item_count: i64,
+    pub total_bytes: i64,
+}
+
+/// The use after putting `new_size` bytes where `old_size` stood (`None`
+/// when the key is new). Only a limit that the write makes worse is
+/// checked, so a partition over a lowered limit can still shrink.
+pub fn usage_after_put(
+    before: Usage,
+    old_size: Option<i64>,
+    new_size: i64,
+    limits: &Limits,
+) -> Result<Usage, Refusal> {
+    let after = Usage {
+        item_count: before.item_count + i64::from(old_size.is_none()),
+        total_bytes: before.total_bytes - old_size.unwrap_or(0) + new_size,
+    };
+    if after.item_count > before.item_count && after.item_count > limits.max_items {
+        return Err(Refusal::Quota(QuotaExceeded {
+            subject: "items",
+            description: format!("{} of {} items used", before.item_count, limits.max_items),
+            message: format!(
+                "this store is full: {} of {} items used; delete items to make room",
+                before.item_count, limits.max_items
+            ),
+        }));
+    }
+    if after.total_bytes > before.total_bytes && after.total_bytes > limits.max_total_bytes {
+        return Err(Refusal::Quota(QuotaExceeded {
+            subject: "total_bytes",
+            description: format!(
+                "{} of {} bytes used",
+                before.total_bytes, limits.max_total_bytes
+            ),
+            message: format!(
+                "this store is full: {} of {} bytes used, and the value needs {new_size}; \
+                 delete items to make room",
+                before.total_bytes, limits.max_total_bytes
+            ),
+        }));
+    }
+    Ok(after)
+}
+
+/// Publishing goes one way: from the caller's private store into the store
+/// of another, shared agent.
+pub fn check_publish(
+    source_agent: &str,
+    source: &Partition,
+    target_agent: &str,
+    target: &Partition,
+) -> Result<(), Error> {
+    if source_agent.eq_ignore_ascii_case(target_agent) {
+        return Err(Error::FailedPrecondition(
+            "an agent cannot publish into its own store; name another, shared agent as the target"
+                .into(),
+        ));
+    }
+    if source.scope != Scope::Private {
+        return Err(Error::FailedPrecondition(
+            "publishing goes one way, from a private store to a shared one, and this agent's store is shared; \
+             write to the target agent directly"
+                .into(),
+        ));
+    }
+    if target.scope == Scope::Private {
+        return Err(Error::FailedPrecondition(
+            "the target agent is visible but not shared, so its store is private; \
+             share it first or publish to a shared agent"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The first 200 characters of a value.
+pub fn preview(value: &str) -> String {
+    value.chars().take(PREVIEW_CHARS).collect()
+}
+
+/// How many items a page holds.
+pub fn page_size(wire: i32) -> usize {
+    match usize::try_from(wire) {
+        Ok(0) | Err(_) => DEFAULT_PAGE_SIZE,
+        Ok(n) => n.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// Where a list page resumes: after `last_key`, for one agent and prefix.
+/// The token is opaque to clients; it binds the agent and prefix so that a
+/// token cannot silently page through another listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageToken {
+    pub agent_id: String,
+    pub prefix: String,
+    pub last_key: String,
+}
+
+const TOKEN_VERSION: &str = "v1";
+
+impl PageToken {
+    /// Keys and prefixes hold no control characters, so NUL separates them.
+    pub fn encode(&self) -> String {
+        let raw = format!(
+            "{TOKEN_VERSION}\0{}\0{}\0{}",
+            self.agent_id, self.prefix, self.last_key
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The key to resume after; `None` for the first page.
+    pub fn resume_after(
+        token: &str,
+        agent_id: &str,
+        prefix: &str,
+    ) -> Result<Option<String>, Error> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let bad = || {
+            Error::invalid(
+                "page_token",
+                "is not a token from this listing; pass the next_page_token of the previous page, \
+                 with the same agent_id and key_prefix",
+            )
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let raw = String::from_utf8(bytes).map_err(|_| bad())?;
+        let mut parts = raw.split('\0');
+        let (Some(TOKEN_VERSION), Some(agent), Some(token_prefix), Some(last_key), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        if agent != agent_id || token_prefix != prefix || last_key.is_empty() {
+            return Err(bad());
+        }
+        Ok(Some(last_key.to_string()))
+    }
+}
+
+/// Whether `partition` belongs to the store of `agent_id`: the org-wide
+/// `agent-<id>` or any `agent-<id>/...` partition.
+pub fn belongs_to_agent(partition: &str, agent_id: &str) -> bool {
+    partition
+        .strip_prefix("agent-")
+        .and_then(|rest| rest.strip_prefix(agent_id))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_value_bytes: 10,
+        max_items: 2,
+        max_total_bytes: 15,
+    };
+
+    #[test]
+    fn keys_are_short_printable_utf8() {
+        assert!(check_key("key", "notes/2026-01 ✓").is_ok());
+        assert!(check_key("key", "").is_err());
+        assert!(check_key("key", "a\u{7}b").is_err());
+        assert!(check_key("key", "a\u{85}b").is_err());
+        assert!(check_key("key", &"é".repeat(256)).is_ok());
+        assert!(check_key("key", &"é".repeat(257)).is_err());
+        assert!(check_prefix("key_prefix", "").is_ok());
+    }
+
+    #[test]
+    fn values_fit_the_limit_and_json_parses() {
+        assert!(check_value("{\"a\":1}", ContentType::Json, &LIMITS).is_ok());
+        assert!(check_value("{a}", ContentType::Json, &LIMITS).is_err());
+        assert!(check_value("{a}", ContentType::Text, &LIMITS).is_ok());
+        assert!(matches!(
+            check_value("01234567890", ContentType::Text, &LIMITS),
+            Err(Refusal::Quota(QuotaExceeded {
+                subject: "value_bytes",
+                ..
+            }))
+        ));
+        assert!(check_value("a\0b", ContentType::Text, &LIMITS).is_err());
+    }
+
+    #[test]
+    fn compare_and_set_names_the_current_revision() {
+        assert!(Expected::Any.check(7).is_ok());
+        assert!(Expected::Absent.check(0).is_ok());
+        assert_eq!(
+            Expected::Absent.check(3),
+            Err(Refusal::RevisionMismatch {
+                expected: 0,
+                current: 3
+            })
+        );
+        assert!(Expected::Revision(3).check(3).is_ok());
+        assert_eq!(
+            Expected::Revision(2).check(0),
+            Err(Refusal::RevisionMismatch {
+                expected: 2,
+                current: 0
+            })
+        );
+        assert!(Expected::for_delete(Some(0)).is_err());
+        assert!(Expected::for_write("expected_revision", Some(-1)).is_err());
+    }
+
+    #[test]
+    fn quotas_check_only_what_a_write_makes_worse() {
+        let full = Usage {
+            item_count: 2,
+            total_bytes: 14,
+        };
+        assert!(matches!(
+            usage_after_put(full, None, 1, &LIMITS),
+            Err(Refusal::Quota(QuotaExceeded {
+                subject: "items",
+                ..
+            }))
+        ));
+        assert!(matches!(
+            usage_after_put(full, Some(4), 6, &LIMITS),
+            Err(Refusal::Quota(QuotaExceeded {
+                subject: "total_bytes",
+                ..
+            }))
+        ));
+        let over = Usage {
+            item_count: 5,
+            total_bytes: 40,
+        };
+        assert_eq!(
+            usage_after_put(over, Some(10), 2, &LIMITS),
+            Ok(Usage {
+                item_count: 5,
+                total_bytes: 32
+            })
+        );
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_bind_their_listing() {
+        let token = PageToken {
+            agent_id: "a1".into(),
+            prefix: "notes/".into(),
+            last_key: "notes/9".into(),
+        }
+        .encode();
+        assert_eq!(
+            PageToken::resume_after(&token, "a1", "notes/"),
+            Ok(Some("notes/9".into()))
+        );
+        assert!(PageToken::resume_after(&token, "a2", "notes/").is_err());
+        assert!(PageToken::resume_after(&token, "a1", "").is_err());
+        assert!(PageToken::resume_after("garbage!", "a1", "").is_err());
+        assert_eq!(PageToken::resume_after("", "a1", ""), Ok(None));
+    }
+
+    #[test]
+    fn an_agents_store_is_its_org_wide_partition_and_its_slashed_ones() {
+        assert!(belongs_to_agent("agent-a1", "a1"));
+        assert!(belongs_to_agent("agent-a1/ws", "a1"));
+        assert!(!belongs_to_agent("agent-a12/ws", "a1"));
+        assert!(!belongs_to_agent("user-a1", "a1"));
+    }
+
+    #[test]
+    fn previews_count_characters_not_bytes() {
+        let value = "é".repeat(300);
+        assert_eq!(preview(&value).chars().count(), 200);
+        assert_eq!(preview("short"), "short");
+    }
+}

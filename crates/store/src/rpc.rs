@@ -1,0 +1,419 @@
+//! The gRPC face of the workspace store: decode, ask sharing for the
+//! partition, apply the domain's rules through storage, map the result.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use agentshare_kit::Error;
+use agentshare_kit::clock::timestamp;
+use agentshare_kit::config;
+use agentshare_kit::identity::Principal;
+use agentshare_kit::server::Shutdown;
+use agentshare_proto::store::v1 as pb;
+use futures::Stream;
+use pb::workspace_store_service_server::WorkspaceStoreService;
+use tokio::sync::mpsc;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::access::Access;
+use crate::domain::{self, Expected, PageToken, Partition, Refusal};
+use crate::storage::{ItemRow, PartitionState, Put, Storage};
+use crate::watch;
+
+/// The ErrorInfo domain of the store's details.
+const ERROR_DOMAIN: &str = "store.agentshare";
+
+#[derive(Clone)]
+pub struct WorkspaceStore {
+    pub storage: Storage,
+    pub access: Access,
+    pub hub: watch::Hub,
+    pub caps: watch::Caps,
+    pub settings: WatchSettings,
+    pub shutdown: Shutdown,
+}
+
+/// How watches behave, from config.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchSettings {
+    pub max_per_principal: u64,
+    pub access_check: Duration,
+    pub poll: Duration,
+}
+
+impl WatchSettings {
+    pub fn new(store: &config::Store, poll: Duration) -> Self {
+        Self {
+            max_per_principal: store.max_watches_per_principal,
+            access_check: Duration::from_millis(store.watch_access_check_millis),
+            poll,
+        }
+    }
+}
+
+pub fn item_to_proto(item: ItemRow) -> pb::WorkspaceItem {
+    pb::WorkspaceItem {
+        content_type: content_type_to_proto(item.content_type).into(),
+        key: item.key,
+        value: item.value,
+        revision: item.revision,
+        created_by: item.created_by,
+        create_time: Some(timestamp(item.created_at)),
+        update_time: Some(timestamp(item.updated_at)),
+        size_bytes: item.size_bytes,
+    }
+}
+
+/// An item as listed: `item.value` already holds the preview.
+fn summary_to_proto(item: ItemRow) -> pb::WorkspaceItemSummary {
+    pb::WorkspaceItemSummary {
+        content_type: content_type_to_proto(item.content_type).into(),
+        key: item.key,
+        preview: domain::preview(&item.value),
+        created_by: item.created_by,
+        update_time: Some(timestamp(item.updated_at)),
+        revision: item.revision,
+        size_bytes: item.size_bytes,
+    }
+}
+
+fn content_type_to_proto(content_type: domain::ContentType) -> pb::ItemContentType {
+    match content_type {
+        domain::ContentType::Json => pb::ItemContentType::Json,
+        domain::ContentType::Text => pb::ItemContentType::Text,
+    }
+}
+
+/// The store's refusals as clients see them, with ErrorInfo for a
+/// revision conflict and QuotaFailure for a quota.
+fn refused(refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::Rule(error) => error.into(),
+        Refusal::RevisionMismatch { expected, current } => {
+            let mut details = ErrorDetails::new();
+            details.set_error_info(
+                "REVISION_MISMATCH",
+                ERROR_DOMAIN,
+                [
+                    ("current_revision".to_string(), current.to_string()),
+                    ("expected_revision".to_string(), expected.to_string()),
+                ],
+            );
+            let message = match (expected, current) {
+                (0, current) => format!(
+                    "the key already exists at revision {current}; read it and write with that revision"
+                ),
+                (expected, 0) => format!(
+                    "the item does not exist, so it is not at revision {expected}; \
+                     write with expected_revision 0 to create it"
+                ),
+                (expected, current) => format!(
+                    "the item is at revision {current}, not {expected}; read it again, recompute and retry"
+                ),
+            };
+            Status::with_error_details(Code::Aborted, message, details)
+        }
+        Refusal::Quota(quota) => {
+            let mut details = ErrorDetails::new();
+            details.add_quota_failure_violation(quota.subject, quota.description);
+            Status::with_error_details(Code::ResourceExhausted, quota.message, details)
+        }
+    }
+}
+
+fn usage_to_proto(state: PartitionState, limits: &domain::Limits) -> pb::StoreUsage {
+    pb::StoreUsage {
+        item_count: state.usage.item_count,
+        item_count_limit: limits.max_items,
+        total_bytes: state.usage.total_bytes,
+        total_bytes_limit: limits.max_total_bytes,
+        value_bytes_limit: limits.max_value_bytes,
+    }
+}
+
+fn require_agent(agent_id: &str) -> Result<(), Error> {
+    if agent_id.is_empty() {
+        return Err(Error::invalid("agent_id", "must name the calling agent"));
+    }
+    Ok(())
+}
+
+impl WorkspaceStore {
+    /// The partition the caller reaches through `agent_id`, as sharing
+    /// decides it now.
+    async fn partition<T>(
+        &self,
+        request: &Request<T>,
+        agent_id: &str,
+    ) -> Result<Partition, Status> {
+        require_agent(agent_id)?;
+        let principal = Principal::of(request)?;
+        self.access.partition(principal, agent_id).await
+    }
+
+    async fn write(&self, put: Put<'_>) -> Result<crate::storage::Written, Status> {
+        let written = self.storage.put(&put).await.map_err(refused)?;
+        self.hub.committed(put.partition);
+        Ok(written)
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WorkspaceStoreService for WorkspaceStore {
+    async fn workspace_list(
+        &self,
+        request: Request<pb::WorkspaceListRequest>,
+    ) -> Result<Response<pb::WorkspaceListResponse>, Status> {
+        let message = request.get_ref();
+        domain::check_prefix("key_prefix", &message.key_prefix)?;
+        let after =
+            PageToken::resume_after(&message.page_token, &message.agent_id, &message.key_prefix)?;
+        let partition = self.partition(&request, &message.agent_id).await?;
+        let size = domain::page_size(message.page_size);
+        // The revision first: a change racing the page then shows up both
+        // in the page and in a watch from this revision, never in neither.
+        let state = self
+            .storage
+            .partition(&partition.name)
+            .await
+            .map_err(Error::from)?;
+        let mut items = self
+            .storage
+            .list(
+                &partition.name,
+                &message.key_prefix,
+                after.as_deref(),
+                size + 1,
+            )
+            .await
+            .map_err(Error::from)?;
+        let next_page_token = if items.len() > size {
+            items.truncate(size);
+            items.last().map_or_else(String::new, |last| {
+                PageToken {
+                    agent_id: message.agent_id.clone(),
+                    prefix: message.key_prefix.clone(),
+                    last_key: last.key.clone(),
+                }
+                .encode()
+            })
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::WorkspaceListResponse {
+            items: items.into_iter().map(summary_to_proto).collect(),
+            next_page_token,
+            revision: state.revision,
+            usage: Some(usage_to_proto(state, &self.storage.limits)),
+            partition: partition.name,
+        }))
+    }
+
+    async fn workspace_read(
+        &self,
+        request: Request<pb::WorkspaceReadRequest>,
+    ) -> Result<Response<pb::WorkspaceReadResponse>, Status> {
+        let message = request.get_ref();
+        domain::check_key("key", &message.key)?;
+        let partition = self.partition(&request, &message.agent_id).await?;
+        let item = self
+            .storage
+            .read(&partition.name, &message.key)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("item {:?}", message.key)))?;
+        Ok(Response::new(pb::WorkspaceReadResponse {
+            item: Some(item_to_proto(item)),
+        }))
+    }
+
+    async fn workspace_write(
+        &self,
+        request: Request<pb::WorkspaceWriteRequest>,
+    ) -> Result<Response<pb::WorkspaceWriteResponse>, Status> {
+        let message = request.get_ref();
+        domain::check_key("key", &message.key)?;
+        let content_type = domain::content_type_of(message.content_type)?;
+        let expected = Expected::for_write("expected_revision", message.expected_revision)?;
+        domain::check_value(&message.value, content_type, &self.storage.limits).map_err(refused)?;
+        let partition = self.partition(&request, &message.agent_id).await?;
+        let written = self
+            .write(Put {
+                partition: &partition.name,
+                key: &message.key,
+                value: &message.value,
+                content_type,
+                expected,
+                agent_id: &message.agent_id,
+            })
+            .await?;
+        Ok(Response::new(pb::WorkspaceWriteResponse {
+            item: Some(item_to_proto(written.item)),
+            created: written.created,
+        }))
+    }
+
+    async fn workspace_delete(
+        &self,
+        request: Request<pb::WorkspaceDeleteRequest>,
+    ) -> Result<Response<pb::WorkspaceDeleteResponse>, Status> {
+        let message = request.get_ref();
+        domain::check_key("key", &message.key)?;
+        let expected = Expected::for_delete(message.expected_revision)?;
+        let partition = self.partition(&request, &message.agent_id).await?;
+        let deleted = self
+            .storage
+            .delete(&partition.name, &message.key, expected)
+            .await
+            .map_err(refused)?;
+        self.hub.committed(&partition.name);
+        Ok(Response::new(pb::WorkspaceDeleteResponse {
+            revision: deleted.revision,
+            deleted_item_revision: deleted.item_revision,
+        }))
+    }
+
+    async fn workspace_publish(
+        &self,
+        request: Request<pb::WorkspacePublishRequest>,
+    ) -> Result<Response<pb::WorkspacePublishResponse>, Status> {
+        let message = request.get_ref();
+        domain::check_key("key", &message.key)?;
+        let target_key = match message.target_key.as_deref() {
+            None | Some("") => message.key.as_str(),
+            Some(key) => {
+                domain::check_key("target_key", key)?;
+                key
+            }
+        };
+        if message.target_agent_id.is_empty() {
+            return Err(Error::invalid(
+                "target_agent_id",
+                "must name the shared agent to publish into",
+            )
+            .into());
+        }
+        let expected =
+            Expected::for_write("expected_target_revision", message.expected_target_revision)?;
+        let source = self.partition(&request, &message.agent_id).await?;
+        let target = self.partition(&request, &message.target_agent_id).await?;
+        domain::check_publish(
+            &message.agent_id,
+            &source,
+            &message.target_agent_id,
+            &target,
+        )?;
+        let item = self
+            .storage
+            .read(&source.name, &message.key)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::not_found(format!("item {:?}", message.key)))?;
+        let written = self
+            .write(Put {
+                partition: &target.name,
+                key: target_key,
+                value: &item.value,
+                content_type: item.content_type,
+                expected,
+                agent_id: &message.agent_id,
+            })
+            .await?;
+        Ok(Response::new(pb::WorkspacePublishResponse {
+            item: Some(summary_to_proto(written.item)),
+            created: written.created,
+        }))
+    }
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let message = request.get_ref();
+        domain::check_prefix("key_prefix", &message.key_prefix)?;
+        if message.after_revision.is_some_and(|r| r < 0) {
+            return Err(Error::invalid("after_revision", "must not be negative").into());
+        }
+        let partition = self.partition(&request, &message.agent_id).await?;
+        let principal = Principal::of(&request)?.clone();
+        let slot = self
+            .caps
+            .take(
+                &watch::holder_of(&principal),
+                self.settings.max_per_principal,
+            )
+            .ok_or_else(|| {
+                let mut details = ErrorDetails::new();
+                details.add_quota_failure_violation(
+                    "open_watches",
+                    format!(
+                        "{0} of {0} open watches used",
+                        self.settings.max_per_principal
+                    ),
+                );
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    format!(
+                        "you already hold {} open watches, the most allowed; close one first",
+                        self.settings.max_per_principal
+                    ),
+                    details,
+                )
+            })?;
+        let state = self
+            .storage
+            .partition(&partition.name)
+            .await
+            .map_err(Error::from)?;
+        let cursor = match message.after_revision {
+            None => state.revision,
+            Some(after) if after > state.revision => {
+                return Err(Status::out_of_range(format!(
+                    "after_revision {after} is ahead of this store, which is at revision {}; \
+                     list it again and watch from the revision it returns",
+                    state.revision
+                )));
+            }
+            Some(after) if after < state.revision => {
+                let retained = self
+                    .storage
+                    .change_retained(&partition.name, after + 1)
+                    .await
+                    .map_err(Error::from)?;
+                if !retained {
+                    return Err(watch::out_of_range(after));
+                }
+                after
+            }
+            Some(after) => after,
+        };
+        let now = self.storage.clock.now_secs();
+        let lifetime = watch::principal_expiry(&principal).map_or(Duration::ZERO, |exp| {
+            Duration::from_secs(u64::try_from(exp - now).unwrap_or(0))
+        });
+        let stream = watch::Stream {
+            storage: self.storage.clone(),
+            access: self.access.clone(),
+            hub: self.hub.clone(),
+            agent_id: message.agent_id.clone(),
+            principal,
+            partition,
+            prefix: message.key_prefix.clone(),
+            omit_values: message.omit_values,
+            cursor,
+            poll: self.settings.poll,
+            access_check: self.settings.access_check,
+            lifetime,
+            shutdown: self.shutdown.clone(),
+            _slot: slot,
+        };
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(stream.pump(tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
