@@ -6,8 +6,7 @@ use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
 use agentshare_proto::registry::v1 as pb;
 use pb::agent_registry_service_server::AgentRegistryService;
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::{Request, Response, Status};
 
 use crate::diff;
 use crate::domain::{self, Access, AgentState, Caller, Origin, Page};
@@ -115,23 +114,23 @@ fn template_to_proto(template: TemplateRow, with_content: bool) -> pb::Template 
 
 /// FAILED_PRECONDITION naming each SHARED tool that needs a connection.
 fn undeployable(keys: &[String]) -> Status {
-    let mut details = ErrorDetails::new();
-    for key in keys {
-        details.add_precondition_failure_violation(
-            "SHARED_TOOL_WITHOUT_CONNECTION",
-            format!("tools[{key}]"),
-            format!("the SHARED tool {key} names none of your connections"),
-        );
-    }
-    Status::with_error_details(
-        Code::FailedPrecondition,
+    Error::Unmet(
         format!(
             "these SHARED tools need one of your connections before a version can be made: {}; \
              set their connection_id with UpdateDraft and deploy again",
             keys.join(", ")
         ),
-        details,
+        keys.iter()
+            .map(|key| {
+                (
+                    "SHARED_TOOL_WITHOUT_CONNECTION".to_string(),
+                    format!("tools[{key}]"),
+                    format!("the SHARED tool {key} names none of your connections"),
+                )
+            })
+            .collect(),
     )
+    .into()
 }
 
 fn require_id(field: &str, id: &str) -> Result<(), Error> {
