@@ -79,8 +79,8 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
     let alice: UserClient = suite.user("alice").await;
     let unbuilt = [
         (
-            "/agentshare.scheduler.v1.AutomationsService/Subscribe",
-            "issue #11",
+            "/agentshare.scheduler.v1.AutomationsService/GetRun",
+            "issue #12",
         ),
         (
             "/agentshare.store.v1.SessionsService/GetSession",
@@ -93,10 +93,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
         (
             "/agentshare.store.v1.UsageService/ListInvocations",
             "issue #10",
-        ),
-        (
-            "/agentshare.scheduler.v1.AutomationsService/ListMySubscriptions",
-            "issue #11",
         ),
         (
             "/agentshare.scheduler.v1.AutomationsService/ListRuns",

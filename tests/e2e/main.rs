@@ -7,6 +7,7 @@
 mod access_model;
 mod api_keys;
 mod auth;
+mod automations;
 mod connections;
 mod contract;
 mod grants;

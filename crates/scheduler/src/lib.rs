@@ -1,52 +1,86 @@
-//! The scheduler service: automations (per-user subscriptions, firing,
-//! runs, notifications). Its behaviour arrives with issues 11 and 12; until
-//! then every RPC answers UNIMPLEMENTED naming its issue.
+//! The scheduler service: automations. This part (issue 11) is the users'
+//! side: what builders scheduled, each user's subscriptions with their
+//! channels and pauses, the schedule math in IANA zones, workspace caps, the
+//! inbox and the email and push outbox. Firing and runs arrive with issue 12.
+
+mod delivery;
+mod domain;
+mod events;
+mod peers;
+mod rpc;
+mod schedule;
+mod storage;
+mod subscriptions;
+
+use std::sync::Arc;
 
 use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::roadmap::Planned;
-use agentshare_kit::server::Running;
+use agentshare_kit::server::{self, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
-use agentshare_proto::scheduler::v1::automations_service_server::{
-    self as automations, AutomationsService, AutomationsServiceServer,
+use agentshare_proto::scheduler::v1::automations_internal_service_server::{
+    self as automations_internal, AutomationsInternalServiceServer,
 };
-use sqlx::migrate::Migrator;
+use agentshare_proto::scheduler::v1::automations_service_server::{
+    self as automations, AutomationsServiceServer,
+};
 use tokio::net::TcpListener;
 
-/// Only kit's outbox tables so far.
+pub use delivery::{LoggingSender, Outgoing, Sender};
+
 static MIGRATIONS: Migrations = Migrations {
-    sqlite: Migrator::DEFAULT,
-    postgres: Migrator::DEFAULT,
+    sqlite: sqlx::migrate!("migrations/sqlite"),
+    postgres: sqlx::migrate!("migrations/postgres"),
 };
 
-/// No service consumes the scheduler's events yet.
+/// Sharing asks which automations an unshare would stop; no service
+/// consumes the scheduler's events yet.
 fn caller_policy() -> CallerPolicy {
-    CallerPolicy::default().internal(event_log::SERVICE_NAME, &[])
+    CallerPolicy::default()
+        .internal(event_log::SERVICE_NAME, &[])
+        .internal(automations_internal::SERVICE_NAME, &[ServiceName::Sharing])
 }
 
+/// Runs and firing are issue 12's.
 static ROADMAP: &[Planned] = &[
-    Planned::service(
-        automations::SERVICE_NAME,
-        "automations and subscriptions",
-        11,
-    ),
     Planned::method(automations::SERVICE_NAME, "ListRuns", "automation runs", 12),
     Planned::method(automations::SERVICE_NAME, "GetRun", "automation runs", 12),
 ];
 
-/// RPCs that later issues build; each answers UNIMPLEMENTED naming its issue.
-struct Unbuilt;
-
-impl AutomationsService for Unbuilt {}
-
 /// Serves the scheduler on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
     let events = bootstrap::event_log(&context, &db);
-    let names = [automations::SERVICE_NAME, event_log::SERVICE_NAME];
+    let storage = storage::Storage {
+        db,
+        clock: context.clock.clone(),
+    };
+    let channel = |service: ServiceName| {
+        server::channel(&context.identity, service, context.config.peers.of(service))
+    };
+    let subscriptions = subscriptions::Subscriptions {
+        storage: storage.clone(),
+        peers: peers::Peers::new(
+            channel(ServiceName::Registry)?,
+            &channel(ServiceName::Sharing)?,
+        ),
+    };
+    events::follow_registry(&context, storage.clone())?;
+    delivery::Delivery {
+        storage,
+        sender: Arc::new(LoggingSender),
+        settings: context.config.scheduler.clone(),
+    }
+    .spawn(context.shutdown.clone());
+    let names = [
+        automations::SERVICE_NAME,
+        automations_internal::SERVICE_NAME,
+        event_log::SERVICE_NAME,
+    ];
     Ok(bootstrap::serve_backend(
         &context,
         listener,
@@ -55,7 +89,12 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         ROADMAP,
         |routes| {
             routes
-                .add_service(AutomationsServiceServer::new(Unbuilt))
+                .add_service(AutomationsServiceServer::new(rpc::Automations {
+                    subscriptions: subscriptions.clone(),
+                }))
+                .add_service(AutomationsInternalServiceServer::new(
+                    rpc::AutomationsInternal { subscriptions },
+                ))
                 .add_service(EventLogServiceServer::new(events))
         },
     )

@@ -31,6 +31,7 @@ use agentshare_kit::server::Running;
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
+use agentshare_proto::scheduler::v1::automations_internal_service_client::AutomationsInternalServiceClient;
 use agentshare_proto::sharing::v1::access_internal_service_server::{
     self as access_internal, AccessInternalServiceServer,
 };
@@ -98,6 +99,11 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         secrets,
         providers,
     };
+    let scheduler = agentshare_kit::server::channel(
+        &context.identity,
+        ServiceName::Scheduler,
+        context.config.peers.of(ServiceName::Scheduler),
+    )?;
     let repaired = storage.clone();
     agentshare_kit::events::follow(
         &context,
@@ -132,6 +138,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                 .add_service(SharingServiceServer::new(rpc::Sharing {
                     storage: storage.clone(),
                     step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
+                    automations: AutomationsInternalServiceClient::new(scheduler),
                 }))
                 .add_service(ConnectionsServiceServer::new(rpc::Connections {
                     storage: storage.clone(),

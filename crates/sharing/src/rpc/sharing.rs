@@ -18,6 +18,11 @@ use crate::scope;
 use crate::storage::Storage;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{random_token, secret_digest};
+use agentshare_kit::server::ServiceChannel;
+use agentshare_proto::scheduler::v1::automations_internal_service_client::AutomationsInternalServiceClient;
+use agentshare_proto::scheduler::v1::{
+    ListEnabledSubscriptionsRequest, ListEnabledSubscriptionsResponse,
+};
 
 /// The most workspaces one agent's list may name.
 const MAX_WORKSPACES: usize = 1000;
@@ -27,6 +32,8 @@ pub struct Sharing {
     pub storage: Storage,
     /// How recent a second factor must be for privileged mutations.
     pub step_up_max_age_secs: i64,
+    /// The scheduler, which knows the subscriptions an unshare would stop.
+    pub automations: AutomationsInternalServiceClient<ServiceChannel>,
 }
 
 impl Sharing {
@@ -137,8 +144,40 @@ impl SharingService for Sharing {
         };
         let total = i32::try_from(losing.len()).unwrap_or(i32::MAX);
         let surviving = self.surviving_grants(&agent.agent_id).await?;
+        // An unshare stops every subscription but the owner's; the dry-run
+        // lists them, and fails rather than answer with a gap.
+        let stopping = if agent.shared {
+            self.automations
+                .clone()
+                .list_enabled_subscriptions(ListEnabledSubscriptionsRequest {
+                    agent_id: agent.agent_id.clone(),
+                    exclude_user_id: agent.owner_user_id.clone(),
+                    page_size: 1000,
+                    page_token: String::new(),
+                })
+                .await
+                .map_err(|status| {
+                    Error::Unavailable(format!(
+                        "the scheduler could not say which automations would stop ({}); retry",
+                        status.message()
+                    ))
+                })?
+                .into_inner()
+        } else {
+            ListEnabledSubscriptionsResponse::default()
+        };
         let now = self.storage.clock.now_micros();
         Ok(Response::new(pb::PreviewUnshareAgentResponse {
+            automations_disabled_total: stopping.total,
+            automations_disabled: stopping
+                .subscriptions
+                .into_iter()
+                .map(|s| pb::AutomationImpact {
+                    user_id: s.user_id,
+                    automation_key: s.automation_key,
+                    subscription_id: s.subscription_id,
+                })
+                .collect(),
             surviving_grants_total: i32::try_from(surviving.len()).unwrap_or(i32::MAX),
             surviving_grants: surviving.iter().map(|g| grant_to_proto(g, now)).collect(),
             shared: agent.shared,
@@ -152,7 +191,6 @@ impl SharingService for Sharing {
                 })
                 .collect(),
             users_losing_access_total: total,
-            ..Default::default()
         }))
     }
 

@@ -1,0 +1,545 @@
+//! The rules of automations for users (`000_*`, "Automation Behavior in
+//! Shared Agents"): channels, a subscription's status and its reason, the
+//! pause, paging, and the notifications agentshare sends when it stops a
+//! subscription.
+
+use agentshare_kit::Error;
+use agentshare_proto::registry::v1 as registry;
+use agentshare_proto::scheduler::v1 as pb;
+
+use crate::schedule::{Fire, Schedule};
+
+/// A way a user is told about runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Channel {
+    Web,
+    Email,
+    Push,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Email => "email",
+            Self::Push => "push",
+        }
+    }
+
+    pub fn to_proto(self) -> pb::NotificationChannel {
+        match self {
+            Self::Web => pb::NotificationChannel::Web,
+            Self::Email => pb::NotificationChannel::Email,
+            Self::Push => pb::NotificationChannel::Push,
+        }
+    }
+
+    fn of_number(number: i32) -> Option<Self> {
+        // The registry's and the scheduler's enums share their numbers.
+        match pb::NotificationChannel::try_from(number) {
+            Ok(pb::NotificationChannel::Web) => Some(Self::Web),
+            Ok(pb::NotificationChannel::Email) => Some(Self::Email),
+            Ok(pb::NotificationChannel::Push) => Some(Self::Push),
+            _ => None,
+        }
+    }
+
+    /// Channels as stored: comma-separated names.
+    pub fn parse_list(text: &str) -> Vec<Self> {
+        text.split(',')
+            .filter_map(|name| match name {
+                "web" => Some(Self::Web),
+                "email" => Some(Self::Email),
+                "push" => Some(Self::Push),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn list_text(channels: &[Self]) -> String {
+        channels
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The channels a request names: each known, none twice.
+pub fn requested_channels(numbers: &[i32], field: &str) -> Result<Vec<Channel>, Error> {
+    let mut channels = Vec::with_capacity(numbers.len());
+    for (i, number) in numbers.iter().enumerate() {
+        let channel = Channel::of_number(*number)
+            .ok_or_else(|| Error::invalid(format!("{field}[{i}]"), "must be WEB, EMAIL or PUSH"))?;
+        if channels.contains(&channel) {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                format!(
+                    "{} is named twice; name each channel once",
+                    channel.as_str()
+                ),
+            ));
+        }
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// The channels of a new subscription that names none: the builder's
+/// suggestion, or the inbox alone.
+pub fn default_channels(suggested: &[i32]) -> Vec<Channel> {
+    let mut channels = suggested_channels(suggested);
+    if channels.is_empty() {
+        channels.push(Channel::Web);
+    }
+    channels
+}
+
+/// The builder's suggested channels, each once.
+pub fn suggested_channels(suggested: &[i32]) -> Vec<Channel> {
+    let mut channels: Vec<Channel> = Vec::new();
+    for channel in suggested.iter().filter_map(|n| Channel::of_number(*n)) {
+        if !channels.contains(&channel) {
+            channels.push(channel);
+        }
+    }
+    channels
+}
+
+/// Why a subscription is DISABLED or INACTIVE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    User,
+    AgentUnshared,
+    AccessLost,
+    AutomationRemoved,
+    AgentDeleted,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::AgentUnshared => "agent_unshared",
+            Self::AccessLost => "access_lost",
+            Self::AutomationRemoved => "automation_removed",
+            Self::AgentDeleted => "agent_deleted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "agent_unshared" => Self::AgentUnshared,
+            "access_lost" => Self::AccessLost,
+            "automation_removed" => Self::AutomationRemoved,
+            "agent_deleted" => Self::AgentDeleted,
+            _ => Self::User,
+        }
+    }
+
+    pub fn to_proto(self) -> pb::SubscriptionStatusReason {
+        match self {
+            Self::User => pb::SubscriptionStatusReason::User,
+            Self::AgentUnshared => pb::SubscriptionStatusReason::AgentUnshared,
+            Self::AccessLost => pb::SubscriptionStatusReason::AccessLost,
+            Self::AutomationRemoved => pb::SubscriptionStatusReason::AutomationRemoved,
+            Self::AgentDeleted => pb::SubscriptionStatusReason::AgentDeleted,
+        }
+    }
+}
+
+/// The words shown for an automation absent from the version a user runs.
+pub fn removed_message(version: i64) -> String {
+    format!("automation removed in version {version}")
+}
+
+/// The words shown for a subscription whose agent was deleted.
+pub const AGENT_DELETED_MESSAGE: &str = "agent deleted";
+
+/// The catch-up policy as stored.
+pub fn catch_up_text(policy: i32) -> &'static str {
+    match registry::CatchUpPolicy::try_from(policy) {
+        Ok(registry::CatchUpPolicy::SkipMissed) => "skip_missed",
+        _ => "run_latest_missed",
+    }
+}
+
+pub fn catch_up_to_proto(text: &str) -> pb::CatchUpPolicy {
+    match text {
+        "skip_missed" => pb::CatchUpPolicy::SkipMissed,
+        _ => pb::CatchUpPolicy::RunLatestMissed,
+    }
+}
+
+/// Whether a subscription will fire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Paused,
+    Disabled,
+    Inactive,
+}
+
+impl Status {
+    pub fn to_proto(self) -> pb::SubscriptionStatus {
+        match self {
+            Self::Active => pb::SubscriptionStatus::Active,
+            Self::Paused => pb::SubscriptionStatus::Paused,
+            Self::Disabled => pb::SubscriptionStatus::Disabled,
+            Self::Inactive => pb::SubscriptionStatus::Inactive,
+        }
+    }
+
+    pub fn of_proto(number: i32, field: &str) -> Result<Self, Error> {
+        match pb::SubscriptionStatus::try_from(number) {
+            Ok(pb::SubscriptionStatus::Active) => Ok(Self::Active),
+            Ok(pb::SubscriptionStatus::Paused) => Ok(Self::Paused),
+            Ok(pb::SubscriptionStatus::Disabled) => Ok(Self::Disabled),
+            Ok(pb::SubscriptionStatus::Inactive) => Ok(Self::Inactive),
+            _ => Err(Error::invalid(
+                field,
+                "must be ACTIVE, PAUSED, DISABLED or INACTIVE",
+            )),
+        }
+    }
+}
+
+/// The user's switch and agentshare's verdict, from which status follows.
+#[derive(Clone, Copy, Debug)]
+pub struct Switches {
+    pub enabled: bool,
+    pub inactive: bool,
+    pub paused_until: Option<i64>,
+}
+
+impl Switches {
+    /// An automation that no longer exists cannot fire, whatever the
+    /// user's switch; a pause only matters while the switch is on.
+    pub fn status(&self, now: i64) -> Status {
+        if self.inactive {
+            Status::Inactive
+        } else if !self.enabled {
+            Status::Disabled
+        } else if self.paused_until.is_some_and(|until| until > now) {
+            Status::Paused
+        } else {
+            Status::Active
+        }
+    }
+
+    /// The next fire, the pause included: a fire exactly at the end of the
+    /// pause happens, since the pause ends at that instant.
+    pub fn next_run(&self, schedule: &Schedule, now: i64) -> Option<Fire> {
+        match self.status(now) {
+            Status::Active => schedule.next_after(now),
+            Status::Paused => schedule.next_after(self.paused_until.unwrap_or(now).max(now) - 1),
+            Status::Disabled | Status::Inactive => None,
+        }
+    }
+}
+
+/// The longest pause.
+pub const MAX_PAUSE_MICROS: i64 = 366 * 86_400 * 1_000_000;
+
+/// The end of a pause: in the future and within 366 days.
+pub fn pause_end(paused_until: Option<&prost_types::Timestamp>, now: i64) -> Result<i64, Error> {
+    let field = "paused_until";
+    let until = paused_until
+        .ok_or_else(|| Error::invalid(field, "required: when the automation resumes, in UTC"))?;
+    let until = until
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(i64::from(until.nanos / 1_000)))
+        .ok_or_else(|| Error::invalid(field, "out of range"))?;
+    if until <= now {
+        return Err(Error::invalid(field, "must be in the future"));
+    }
+    if until - now > MAX_PAUSE_MICROS {
+        return Err(Error::invalid(
+            field,
+            "must be at most 366 days ahead; disable the automation to stop it for longer",
+        ));
+    }
+    Ok(until)
+}
+
+/// What an inbox item reports. Runs (issue 12) add their own kinds; the
+/// stored names `run_succeeded` and `run_failed` are read already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboxKind {
+    SubscriptionStopped,
+}
+
+impl InboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SubscriptionStopped => "subscription_stopped",
+        }
+    }
+
+    pub fn to_proto(text: &str) -> pb::InboxItemKind {
+        match text {
+            "run_succeeded" => pb::InboxItemKind::RunSucceeded,
+            "run_failed" => pb::InboxItemKind::RunFailed,
+            "subscription_stopped" => pb::InboxItemKind::SubscriptionStopped,
+            _ => pb::InboxItemKind::Unspecified,
+        }
+    }
+}
+
+/// One notification, to be put on each of a user's channels.
+#[derive(Clone, Debug)]
+pub struct Notice {
+    pub org_id: String,
+    pub user_id: String,
+    pub kind: InboxKind,
+    pub title: String,
+    pub body: String,
+    pub agent_id: String,
+    pub automation_key: String,
+    pub run_id: String,
+    pub session_id: String,
+    pub channels: Vec<Channel>,
+    /// Where EMAIL goes; empty when the user has none.
+    pub email: String,
+}
+
+/// The notice that agentshare stopped one of a user's automations.
+pub fn stopped_notice(
+    subscription: &crate::storage::SubscriptionRow,
+    why: &str,
+    what_to_do: &str,
+) -> Notice {
+    Notice {
+        org_id: subscription.org_id.clone(),
+        user_id: subscription.user_id.clone(),
+        kind: InboxKind::SubscriptionStopped,
+        title: format!("{} stopped", subscription.automation_name),
+        body: format!(
+            "Your automation \"{}\" of {} no longer runs: {why}. {what_to_do}",
+            subscription.automation_name, subscription.agent_name
+        ),
+        agent_id: subscription.agent_id.clone(),
+        automation_key: subscription.automation_key.clone(),
+        run_id: String::new(),
+        session_id: String::new(),
+        channels: subscription.channels.clone(),
+        email: subscription.email.clone(),
+    }
+}
+
+/// Where a list resumes: after the last entry of the previous page. The
+/// token names the list and its filters, so a token from another call is
+/// refused instead of silently skipping entries.
+pub struct Page {
+    pub size: i64,
+    pub after: Option<String>,
+    scope: String,
+}
+
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
+pub const MAX_PAGE_SIZE: i32 = 200;
+
+impl Page {
+    pub fn of(page_size: i32, page_token: &str, scope: String) -> Result<Self, Error> {
+        Self::bounded(
+            page_size,
+            page_token,
+            scope,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+        )
+    }
+
+    pub fn bounded(
+        page_size: i32,
+        page_token: &str,
+        scope: String,
+        default: i32,
+        max: i32,
+    ) -> Result<Self, Error> {
+        let size = match page_size {
+            0 => default,
+            n if n < 0 => {
+                return Err(Error::invalid(
+                    "page_size",
+                    format!("must not be negative; 0 means {default}"),
+                ));
+            }
+            n => n.min(max),
+        };
+        let after = match page_token {
+            "" => None,
+            token => match token.rsplit_once('/') {
+                Some((token_scope, after)) if token_scope == scope && !after.is_empty() => {
+                    Some(after.to_string())
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "page_token",
+                        "not a token from a previous page of this list with these filters; start again with an empty token",
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            size: i64::from(size),
+            after,
+            scope,
+        })
+    }
+
+    /// Splits rows fetched with a limit of `size + 1` into this page and the
+    /// next token (empty on the last page).
+    pub fn split<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, String) {
+        let size = usize::try_from(self.size).unwrap_or(usize::MAX);
+        if rows.len() <= size {
+            return (rows, String::new());
+        }
+        rows.truncate(size);
+        let next = rows
+            .last()
+            .map(|row| format!("{}/{}", self.scope, key(row)))
+            .unwrap_or_default();
+        (rows, next)
+    }
+}
+
+/// A UUID id from a request, or INVALID_ARGUMENT naming the field.
+pub fn uuid(field: &str, value: &str) -> Result<String, Error> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "required"));
+    }
+    uuid::Uuid::parse_str(value)
+        .map(|id| id.to_string())
+        .map_err(|_| Error::invalid(field, "must be a UUID"))
+}
+
+/// An automation key from a request.
+pub fn automation_key(value: &str) -> Result<String, Error> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid("automation_key", "required"));
+    }
+    if value.len() > 200 {
+        return Err(Error::invalid(
+            "automation_key",
+            "must be at most 200 bytes",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// The most a workspace cap may be.
+pub const MAX_CAP: i32 = 1_000_000;
+
+/// The words of a reached cap: the cap, and who may raise it.
+pub fn cap_reached_message(cap: i64) -> String {
+    format!(
+        "workspace cap of {cap} active automations reached; ask a workspace owner or admin (or an org owner or admin) to raise it, or disable another automation first"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::schedule::Kind;
+
+    #[test]
+    fn channels_are_known_and_named_once() {
+        let web = pb::NotificationChannel::Web as i32;
+        let email = pb::NotificationChannel::Email as i32;
+        assert_eq!(
+            requested_channels(&[web, email], "channels").expect("ok"),
+            [Channel::Web, Channel::Email]
+        );
+        assert!(requested_channels(&[web, web], "channels").is_err());
+        assert!(requested_channels(&[0], "channels").is_err());
+        assert!(requested_channels(&[9], "channels").is_err());
+        assert_eq!(default_channels(&[]), [Channel::Web]);
+        assert_eq!(
+            default_channels(&[email, email, 3]),
+            [Channel::Email, Channel::Push]
+        );
+        assert_eq!(
+            Channel::parse_list(&Channel::list_text(&[Channel::Push, Channel::Web])),
+            [Channel::Push, Channel::Web]
+        );
+        assert!(Channel::parse_list("").is_empty());
+    }
+
+    #[test]
+    fn status_follows_the_switch_the_pause_and_the_automation() {
+        let schedule = Schedule::parse(Kind::Hourly, "0 * * * *", "UTC").expect("schedule");
+        let hour = 3_600_000_000;
+        let now = 10 * hour + 5;
+        let on = Switches {
+            enabled: true,
+            inactive: false,
+            paused_until: None,
+        };
+        assert_eq!(on.status(now), Status::Active);
+        assert_eq!(
+            on.next_run(&schedule, now).map(|f| f.at_micros),
+            Some(11 * hour)
+        );
+        let paused = Switches {
+            paused_until: Some(13 * hour),
+            ..on
+        };
+        assert_eq!(paused.status(now), Status::Paused);
+        assert_eq!(
+            paused.next_run(&schedule, now).map(|f| f.at_micros),
+            Some(13 * hour),
+            "a fire exactly at the end of the pause happens"
+        );
+        assert_eq!(
+            paused.status(13 * hour),
+            Status::Active,
+            "resumes by itself"
+        );
+        let off = Switches {
+            enabled: false,
+            ..paused
+        };
+        assert_eq!(off.status(now), Status::Disabled);
+        assert!(off.next_run(&schedule, now).is_none());
+        let gone = Switches {
+            inactive: true,
+            ..on
+        };
+        assert_eq!(gone.status(now), Status::Inactive);
+    }
+
+    #[test]
+    fn a_pause_ends_in_the_future_within_366_days() {
+        let now = 1_000_000_000_000;
+        let at = |micros: i64| prost_types::Timestamp {
+            seconds: micros / 1_000_000,
+            nanos: 0,
+        };
+        assert!(pause_end(None, now).is_err());
+        assert!(pause_end(Some(&at(now)), now).is_err());
+        assert!(pause_end(Some(&at(now + MAX_PAUSE_MICROS + 1_000_000)), now).is_err());
+        assert_eq!(
+            pause_end(Some(&at(now + 86_400_000_000)), now).expect("ok"),
+            now + 86_400_000_000
+        );
+    }
+
+    #[test]
+    fn page_tokens_belong_to_their_list() {
+        let page = Page::of(2, "", "subs:a".into()).expect("page");
+        let (rows, next) = page.split(vec![1, 2, 3], |n| n.to_string());
+        assert_eq!(rows, [1, 2]);
+        assert_eq!(next, "subs:a/2");
+        assert!(Page::of(2, &next, "subs:b".into()).is_err());
+        assert_eq!(
+            Page::of(2, &next, "subs:a".into()).expect("ok").after,
+            Some("2".into())
+        );
+        assert!(Page::of(-1, "", "x".into()).is_err());
+        assert_eq!(Page::of(900, "", "x".into()).expect("ok").size, 200);
+    }
+}

@@ -1,0 +1,671 @@
+//! AutomationsService and AutomationsInternalService: decode, check the
+//! caller, call `subscriptions`, and map rows to the contract.
+
+use agentshare_kit::Error;
+use agentshare_kit::clock::timestamp;
+use agentshare_kit::identity::Principal;
+use agentshare_proto::scheduler::v1 as pb;
+use agentshare_proto::sharing::v1::WorkspaceRole;
+use pb::automations_internal_service_server::AutomationsInternalService;
+use pb::automations_service_server::AutomationsService;
+use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::{self, Channel, Page, Status as SubscriptionStatus};
+use crate::schedule::{Fire, Schedule};
+use crate::storage::{LastRun, SubscriptionRow};
+use crate::subscriptions::{Caller, Refusal, Subscriptions, display_name};
+
+#[derive(Clone)]
+pub struct Automations {
+    pub subscriptions: Subscriptions,
+}
+
+impl From<Refusal> for Status {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Error(error) => error.into(),
+            Refusal::CapReached { workspace_id, cap } => {
+                let message = domain::cap_reached_message(cap);
+                let mut details = ErrorDetails::new();
+                details.add_quota_failure_violation(format!("workspace/{workspace_id}"), &message);
+                Status::with_error_details(tonic::Code::ResourceExhausted, message, details)
+            }
+        }
+    }
+}
+
+fn fire_to_proto(fire: &Fire) -> pb::FireTime {
+    pb::FireTime {
+        fire_time: Some(timestamp(fire.at_micros)),
+        local_time: fire.local.clone(),
+        shifted_by_dst: fire.shifted_by_dst,
+    }
+}
+
+fn schedule_to_proto(schedule: &Schedule) -> pb::Schedule {
+    use crate::schedule::Kind;
+    let kind = match schedule.kind {
+        Kind::Cron => pb::ScheduleKind::Cron,
+        Kind::Hourly => pb::ScheduleKind::Hourly,
+        Kind::Daily => pb::ScheduleKind::Daily,
+        Kind::Weekly => pb::ScheduleKind::Weekly,
+    };
+    pb::Schedule {
+        kind: kind.into(),
+        description: schedule.description(),
+        cron: schedule.cron.clone(),
+        time_zone: schedule.zone.name().to_string(),
+    }
+}
+
+fn run_status(text: &str) -> pb::AutomationRunStatus {
+    use pb::AutomationRunStatus as S;
+    match text {
+        "scheduled" => S::Scheduled,
+        "running" => S::Running,
+        "succeeded" => S::Succeeded,
+        "failed" => S::Failed,
+        "missed" => S::Missed,
+        "skipped" => S::Skipped,
+        _ => S::Unspecified,
+    }
+}
+
+fn subscription_to_proto(
+    row: &SubscriptionRow,
+    last_run: Option<&LastRun>,
+    now: i64,
+) -> Result<pb::Subscription, Error> {
+    let schedule = row.schedule()?;
+    let switches = row.switches();
+    let status = switches.status(now);
+    let stopped = matches!(
+        status,
+        SubscriptionStatus::Disabled | SubscriptionStatus::Inactive
+    );
+    Ok(pb::Subscription {
+        id: row.id.clone(),
+        agent_id: row.agent_id.clone(),
+        automation_key: row.automation_key.clone(),
+        user_id: row.user_id.clone(),
+        workspace_id: row.workspace_id.clone(),
+        enabled: row.enabled,
+        channels: row.channels.iter().map(|c| c.to_proto().into()).collect(),
+        paused_until: row
+            .paused_until
+            .filter(|_| status == SubscriptionStatus::Paused)
+            .map(timestamp),
+        status: status.to_proto().into(),
+        status_reason: if stopped {
+            row.status_reason.to_proto().into()
+        } else {
+            pb::SubscriptionStatusReason::Unspecified.into()
+        },
+        status_message: if stopped {
+            row.status_message.clone()
+        } else {
+            String::new()
+        },
+        next_run_time: switches
+            .next_run(&schedule, now)
+            .map(|fire| timestamp(fire.at_micros)),
+        last_run: last_run.map(|run| pb::AutomationRunSummary {
+            run_id: run.run_id.clone(),
+            scheduled_time: Some(timestamp(run.scheduled_at)),
+            status: run_status(&run.status).into(),
+            finish_time: run.finished_at.map(timestamp),
+        }),
+        agent_name: row.agent_name.clone(),
+        automation_name: row.automation_name.clone(),
+        schedule_description: schedule.description(),
+        create_time: Some(timestamp(row.created_at)),
+        update_time: Some(timestamp(row.updated_at)),
+    })
+}
+
+impl Automations {
+    fn now(&self) -> i64 {
+        self.subscriptions.storage.clock.now_micros()
+    }
+
+    /// One subscription as the contract shows it, with its last run.
+    async fn shown(&self, row: &SubscriptionRow) -> Result<pb::Subscription, Error> {
+        let runs = self
+            .subscriptions
+            .storage
+            .last_runs(std::slice::from_ref(&row.id))
+            .await?;
+        subscription_to_proto(row, runs.first(), self.now())
+    }
+
+    /// Whether the caller may read (and, with `manage`, set) a workspace's
+    /// cap. NOT_FOUND for a workspace they may not see.
+    async fn cap_access(
+        &self,
+        principal: &Principal,
+        workspace_id: &str,
+        manage: bool,
+    ) -> Result<(), Error> {
+        let role = self
+            .subscriptions
+            .peers
+            .workspace_role(principal, workspace_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
+        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let workspace_admin = matches!(role, WorkspaceRole::Owner | WorkspaceRole::Admin);
+        let member = role != WorkspaceRole::Unspecified;
+        if !(member || org_admin) {
+            return Err(Error::not_found(format!("workspace {workspace_id}")));
+        }
+        if manage && !(workspace_admin || org_admin) {
+            return Err(Error::PermissionDenied(
+                "only a workspace owner or admin, or an org owner or admin, may set the automation cap".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn cap(&self, workspace_id: &str) -> Result<pb::WorkspaceAutomationCap, Error> {
+        let (cap, active) = self.subscriptions.storage.cap(workspace_id).await?;
+        Ok(pb::WorkspaceAutomationCap {
+            workspace_id: workspace_id.to_string(),
+            max_active_automations: cap.max_active.and_then(|m| i32::try_from(m).ok()),
+            active_count: i32::try_from(active).unwrap_or(i32::MAX),
+            update_user_id: cap.updated_by,
+            update_time: cap.updated_at.map(timestamp),
+        })
+    }
+}
+
+fn channels_field(numbers: &[i32], field: &str) -> Result<Vec<Channel>, Error> {
+    domain::requested_channels(numbers, field)
+}
+
+#[tonic::async_trait]
+impl AutomationsService for Automations {
+    async fn list_automations(
+        &self,
+        request: Request<pb::ListAutomationsRequest>,
+    ) -> Result<Response<pb::ListAutomationsResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!("automations:{agent_id}"),
+        )?;
+        let (view, listed, cannot_enable) = self.subscriptions.list(&caller, &agent_id).await?;
+        let now = self.now();
+        let after = page.after.clone().unwrap_or_default();
+        let listed: Vec<_> = listed
+            .into_iter()
+            .filter(|l| page.after.is_none() || l.automation.key > after)
+            .take(usize::try_from(page.size + 1).unwrap_or(usize::MAX))
+            .collect();
+        let (listed, next_page_token) = page.split(listed, |l| l.automation.key.clone());
+        let ids: Vec<String> = listed
+            .iter()
+            .filter_map(|l| l.subscription.as_ref().map(|s| s.id.clone()))
+            .collect();
+        let runs = self
+            .subscriptions
+            .storage
+            .last_runs(&ids)
+            .await
+            .map_err(Error::from)?;
+        let mut automations = Vec::with_capacity(listed.len());
+        for item in listed {
+            let my_subscription = item
+                .subscription
+                .as_ref()
+                .map(|row| {
+                    let run = runs.iter().find(|r| r.subscription_id == row.id);
+                    subscription_to_proto(row, run, now)
+                })
+                .transpose()?;
+            automations.push(pb::Automation {
+                agent_id: agent_id.clone(),
+                key: item.automation.key.clone(),
+                name: display_name(&item.automation),
+                task: item.automation.task.clone(),
+                schedule: Some(schedule_to_proto(&item.schedule)),
+                catch_up_policy: domain::catch_up_to_proto(domain::catch_up_text(
+                    item.automation.catch_up_policy,
+                ))
+                .into(),
+                next_fire_times: item
+                    .schedule
+                    .fires_after(now, 3)
+                    .iter()
+                    .map(fire_to_proto)
+                    .collect(),
+                my_subscription,
+                agent_version_number: view.version,
+                can_enable: cannot_enable.is_none(),
+                cannot_enable_reason: cannot_enable.clone().unwrap_or_default(),
+                suggested_channels: domain::suggested_channels(&item.automation.suggested_channels)
+                    .iter()
+                    .map(|c| c.to_proto().into())
+                    .collect(),
+            });
+        }
+        Ok(Response::new(pb::ListAutomationsResponse {
+            automations,
+            next_page_token,
+        }))
+    }
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<pb::SubscribeResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let key = domain::automation_key(&message.automation_key)?;
+        let channels = if message.channels.is_empty() {
+            None
+        } else {
+            Some(channels_field(&message.channels, "channels")?)
+        };
+        let row = self
+            .subscriptions
+            .subscribe(&caller, &agent_id, &key, message.enabled, channels)
+            .await?;
+        Ok(Response::new(pb::SubscribeResponse {
+            subscription: Some(self.shown(&row).await?),
+        }))
+    }
+
+    async fn update_subscription(
+        &self,
+        request: Request<pb::UpdateSubscriptionRequest>,
+    ) -> Result<Response<pb::UpdateSubscriptionResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let key = domain::automation_key(&message.automation_key)?;
+        let paths = message
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.clone())
+            .unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid(
+                "update_mask",
+                "name the settings to change: enabled, channels or both",
+            )
+            .into());
+        }
+        let settings = message.settings.clone().unwrap_or_default();
+        let (mut enabled, mut channels) = (None, None);
+        for path in &paths {
+            match path.as_str() {
+                "enabled" => enabled = Some(settings.enabled),
+                "channels" => {
+                    channels = Some(channels_field(&settings.channels, "settings.channels")?);
+                }
+                other => {
+                    return Err(Error::invalid(
+                        "update_mask",
+                        format!("unknown path {other:?}; use enabled or channels"),
+                    )
+                    .into());
+                }
+            }
+        }
+        let row = self
+            .subscriptions
+            .update(&caller, &agent_id, &key, enabled, channels)
+            .await?;
+        Ok(Response::new(pb::UpdateSubscriptionResponse {
+            subscription: Some(self.shown(&row).await?),
+        }))
+    }
+
+    async fn pause_subscription(
+        &self,
+        request: Request<pb::PauseSubscriptionRequest>,
+    ) -> Result<Response<pb::PauseSubscriptionResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let key = domain::automation_key(&message.automation_key)?;
+        let until = domain::pause_end(message.paused_until.as_ref(), self.now())?;
+        let row = self
+            .subscriptions
+            .pause(&caller, &agent_id, &key, until)
+            .await?;
+        Ok(Response::new(pb::PauseSubscriptionResponse {
+            subscription: Some(self.shown(&row).await?),
+        }))
+    }
+
+    async fn resume_subscription(
+        &self,
+        request: Request<pb::ResumeSubscriptionRequest>,
+    ) -> Result<Response<pb::ResumeSubscriptionResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let key = domain::automation_key(&message.automation_key)?;
+        let row = self.subscriptions.resume(&caller, &agent_id, &key).await?;
+        Ok(Response::new(pb::ResumeSubscriptionResponse {
+            subscription: Some(self.shown(&row).await?),
+        }))
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: Request<pb::UnsubscribeRequest>,
+    ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let key = domain::automation_key(&message.automation_key)?;
+        let subscription_id = self
+            .subscriptions
+            .unsubscribe(&caller, &agent_id, &key)
+            .await?;
+        Ok(Response::new(pb::UnsubscribeResponse { subscription_id }))
+    }
+
+    async fn list_my_subscriptions(
+        &self,
+        request: Request<pb::ListMySubscriptionsRequest>,
+    ) -> Result<Response<pb::ListMySubscriptionsResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = match message.agent_id.as_str() {
+            "" => None,
+            id => Some(domain::uuid("agent_id", id)?),
+        };
+        let mut statuses = message
+            .statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SubscriptionStatus::of_proto(*s, &format!("statuses[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        statuses.dedup();
+        let mut scope_statuses: Vec<i32> = message.statuses.clone();
+        scope_statuses.sort_unstable();
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!(
+                "subscriptions:{}:{scope_statuses:?}",
+                agent_id.as_deref().unwrap_or("")
+            ),
+        )?;
+        let (rows, next_page_token) = self
+            .subscriptions
+            .mine(&caller, agent_id.as_deref(), &statuses, &page)
+            .await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let runs = self
+            .subscriptions
+            .storage
+            .last_runs(&ids)
+            .await
+            .map_err(Error::from)?;
+        let now = self.now();
+        let subscriptions = rows
+            .iter()
+            .map(|row| {
+                let run = runs.iter().find(|r| r.subscription_id == row.id);
+                subscription_to_proto(row, run, now)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListMySubscriptionsResponse {
+            subscriptions,
+            next_page_token,
+        }))
+    }
+
+    async fn next_runs(
+        &self,
+        request: Request<pb::NextRunsRequest>,
+    ) -> Result<Response<pb::NextRunsResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let key = domain::automation_key(&message.automation_key)?;
+        let count = match message.count {
+            0 => 3,
+            n @ 1..=50 => usize::try_from(n).unwrap_or(3),
+            _ => return Err(Error::invalid("count", "must be 0 to 50; 0 means 3").into()),
+        };
+        let after = match &message.after_time {
+            Some(t) => t
+                .seconds
+                .checked_mul(1_000_000)
+                .and_then(|s| s.checked_add(i64::from(t.nanos / 1_000)))
+                .ok_or_else(|| Error::invalid("after_time", "out of range"))?,
+            None => self.now(),
+        };
+        let (view, automation) = self
+            .subscriptions
+            .automation(&caller, &agent_id, &key)
+            .await?;
+        let schedule = crate::subscriptions::definition(&view, &automation)?.schedule;
+        Ok(Response::new(pb::NextRunsResponse {
+            fire_times: schedule
+                .fires_after(after, count)
+                .iter()
+                .map(fire_to_proto)
+                .collect(),
+            schedule: Some(schedule_to_proto(&schedule)),
+        }))
+    }
+
+    async fn list_inbox(
+        &self,
+        request: Request<pb::ListInboxRequest>,
+    ) -> Result<Response<pb::ListInboxResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!("inbox:{}", message.unread_only),
+        )?;
+        let storage = &self.subscriptions.storage;
+        let rows = storage
+            .inbox(
+                &caller.org_id,
+                &caller.user_id,
+                message.unread_only,
+                page.after.as_deref(),
+                page.size + 1,
+            )
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |r| r.id.clone());
+        let unread = storage
+            .unread_count(&caller.org_id, &caller.user_id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListInboxResponse {
+            items: rows
+                .into_iter()
+                .map(|r| pb::InboxItem {
+                    kind: domain::InboxKind::to_proto(&r.kind).into(),
+                    id: r.id,
+                    title: r.title,
+                    body: r.body,
+                    agent_id: r.agent_id,
+                    automation_key: r.automation_key,
+                    run_id: r.run_id,
+                    session_id: r.session_id,
+                    create_time: Some(timestamp(r.created_at)),
+                    read_time: r.read_at.map(timestamp),
+                })
+                .collect(),
+            next_page_token,
+            unread_count: i32::try_from(unread).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn mark_inbox_read(
+        &self,
+        request: Request<pb::MarkInboxReadRequest>,
+    ) -> Result<Response<pb::MarkInboxReadResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let named = !message.item_ids.is_empty();
+        // Exactly one of the two says what to mark.
+        if named == message.all {
+            return Err(Error::invalid(
+                "item_ids",
+                "name the items to mark read, or set all, but not both",
+            )
+            .into());
+        }
+        if message.item_ids.len() > 500 {
+            return Err(Error::invalid("item_ids", "at most 500 ids per call").into());
+        }
+        let ids = message
+            .item_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| domain::uuid(&format!("item_ids[{i}]"), id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let storage = &self.subscriptions.storage;
+        let marked = storage
+            .mark_read(
+                &caller.org_id,
+                &caller.user_id,
+                (!message.all).then_some(ids.as_slice()),
+            )
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::not_found("one of item_ids in your inbox; nothing was marked read")
+            })?;
+        let unread = storage
+            .unread_count(&caller.org_id, &caller.user_id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::MarkInboxReadResponse {
+            marked_count: i32::try_from(marked).unwrap_or(i32::MAX),
+            unread_count: i32::try_from(unread).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn get_inbox_unread_count(
+        &self,
+        request: Request<pb::GetInboxUnreadCountRequest>,
+    ) -> Result<Response<pb::GetInboxUnreadCountResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let unread = self
+            .subscriptions
+            .storage
+            .unread_count(&caller.org_id, &caller.user_id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::GetInboxUnreadCountResponse {
+            unread_count: i32::try_from(unread).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn get_workspace_automation_cap(
+        &self,
+        request: Request<pb::GetWorkspaceAutomationCapRequest>,
+    ) -> Result<Response<pb::GetWorkspaceAutomationCapResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        Caller::of(principal)?;
+        let workspace_id = domain::uuid("workspace_id", &request.get_ref().workspace_id)?;
+        self.cap_access(principal, &workspace_id, false).await?;
+        Ok(Response::new(pb::GetWorkspaceAutomationCapResponse {
+            cap: Some(self.cap(&workspace_id).await?),
+        }))
+    }
+
+    async fn set_workspace_automation_cap(
+        &self,
+        request: Request<pb::SetWorkspaceAutomationCapRequest>,
+    ) -> Result<Response<pb::SetWorkspaceAutomationCapResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        let caller = Caller::of(principal)?;
+        let message = request.get_ref();
+        let workspace_id = domain::uuid("workspace_id", &message.workspace_id)?;
+        if let Some(max) = message.max_active_automations
+            && !(0..=domain::MAX_CAP).contains(&max)
+        {
+            return Err(Error::invalid(
+                "max_active_automations",
+                format!(
+                    "must be 0 to {}; leave it unset to remove the cap",
+                    domain::MAX_CAP
+                ),
+            )
+            .into());
+        }
+        self.cap_access(principal, &workspace_id, true).await?;
+        self.subscriptions
+            .storage
+            .set_cap(
+                &workspace_id,
+                &caller.org_id,
+                message.max_active_automations.map(i64::from),
+                &caller.user_id,
+            )
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::SetWorkspaceAutomationCapResponse {
+            cap: Some(self.cap(&workspace_id).await?),
+        }))
+    }
+}
+
+/// Answers other services about subscriptions; sharing's unshare dry-run.
+#[derive(Clone)]
+pub struct AutomationsInternal {
+    pub subscriptions: Subscriptions,
+}
+
+#[tonic::async_trait]
+impl AutomationsInternalService for AutomationsInternal {
+    async fn list_enabled_subscriptions(
+        &self,
+        request: Request<pb::ListEnabledSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListEnabledSubscriptionsResponse>, Status> {
+        let message = request.get_ref();
+        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let page = Page::bounded(
+            message.page_size,
+            &message.page_token,
+            format!("enabled:{agent_id}:{}", message.exclude_user_id),
+            100,
+            1000,
+        )?;
+        let (rows, total) = self
+            .subscriptions
+            .storage
+            .enabled_of_agent(
+                &agent_id,
+                &message.exclude_user_id,
+                page.after.as_deref(),
+                page.size + 1,
+            )
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |r| r.id.clone());
+        Ok(Response::new(pb::ListEnabledSubscriptionsResponse {
+            subscriptions: rows
+                .into_iter()
+                .map(|r| pb::EnabledSubscription {
+                    subscription_id: r.id,
+                    user_id: r.user_id,
+                    automation_key: r.automation_key,
+                    workspace_id: r.workspace_id,
+                })
+                .collect(),
+            next_page_token,
+            total: i32::try_from(total).unwrap_or(i32::MAX),
+        }))
+    }
+}

@@ -1,0 +1,1059 @@
+//! The scheduler's SQL: subscriptions, the agents' latest versions as
+//! registry announced them, runs, workspace caps, the inbox and the
+//! notification outbox. One set of SQL serves SQLite and PostgreSQL; the one
+//! difference, locking a cap row while counting under it, sits in
+//! `Backend::for_update`.
+
+use agentshare_kit::clock::Clock;
+use agentshare_kit::db::{Db, new_id};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::domain::{Channel, Notice, StopReason, Switches};
+use crate::schedule::{Kind, Schedule};
+
+#[derive(Clone)]
+pub struct Storage {
+    pub db: Db,
+    pub clock: Clock,
+}
+
+/// One subscription as stored, with the definition last seen for it.
+#[derive(Clone, Debug)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub org_id: String,
+    pub agent_id: String,
+    pub automation_key: String,
+    pub user_id: String,
+    pub workspace_id: String,
+    pub enabled: bool,
+    pub channels: Vec<Channel>,
+    pub email: String,
+    pub paused_until: Option<i64>,
+    pub inactive: bool,
+    pub status_reason: StopReason,
+    pub status_message: String,
+    pub agent_version: i64,
+    pub checked_version: i64,
+    pub agent_name: String,
+    pub automation_name: String,
+    pub schedule_kind: String,
+    pub schedule_cron: String,
+    pub time_zone: String,
+    pub task: String,
+    pub catch_up_policy: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl SubscriptionRow {
+    pub fn switches(&self) -> Switches {
+        Switches {
+            enabled: self.enabled,
+            inactive: self.inactive,
+            paused_until: self.paused_until,
+        }
+    }
+
+    /// The stored schedule. Registry validated it when it was deployed, so
+    /// failing here means a row written by another version: a bug.
+    pub fn schedule(&self) -> Result<Schedule, agentshare_kit::Error> {
+        let kind = Kind::parse(&self.schedule_kind).ok_or_else(|| {
+            agentshare_kit::Error::internal(format!(
+                "subscription {} has schedule kind {:?}",
+                self.id, self.schedule_kind
+            ))
+        })?;
+        Schedule::parse(kind, &self.schedule_cron, &self.time_zone)
+            .map_err(|e| agentshare_kit::Error::internal(format!("subscription {}: {e}", self.id)))
+    }
+
+    /// Where the next fire is, for the firing engine: unset unless it can
+    /// fire at all.
+    fn next_run_at(&self, now: i64) -> Option<i64> {
+        let schedule = self.schedule().ok()?;
+        self.switches()
+            .next_run(&schedule, now)
+            .map(|fire| fire.at_micros)
+    }
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "id, org_id, agent_id, automation_key, user_id, workspace_id, \
+    enabled, channels, email, paused_until, inactive, status_reason, status_message, agent_version, \
+    checked_version, agent_name, automation_name, schedule_kind, schedule_cron, time_zone, task, \
+    catch_up_policy, created_at, updated_at";
+
+fn subscription(row: &AnyRow) -> Result<SubscriptionRow, sqlx::Error> {
+    Ok(SubscriptionRow {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        agent_id: row.try_get("agent_id")?,
+        automation_key: row.try_get("automation_key")?,
+        user_id: row.try_get("user_id")?,
+        workspace_id: row.try_get("workspace_id")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        channels: Channel::parse_list(&row.try_get::<String, _>("channels")?),
+        email: row.try_get("email")?,
+        paused_until: row.try_get("paused_until")?,
+        inactive: row.try_get::<i64, _>("inactive")? != 0,
+        status_reason: StopReason::parse(&row.try_get::<String, _>("status_reason")?),
+        status_message: row.try_get("status_message")?,
+        agent_version: row.try_get("agent_version")?,
+        checked_version: row.try_get("checked_version")?,
+        agent_name: row.try_get("agent_name")?,
+        automation_name: row.try_get("automation_name")?,
+        schedule_kind: row.try_get("schedule_kind")?,
+        schedule_cron: row.try_get("schedule_cron")?,
+        time_zone: row.try_get("time_zone")?,
+        task: row.try_get("task")?,
+        catch_up_policy: row.try_get("catch_up_policy")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// An automation's definition as the version a user runs has it.
+#[derive(Clone, Debug)]
+pub struct Definition {
+    pub agent_name: String,
+    pub agent_version: i64,
+    pub latest_version: i64,
+    pub automation_name: String,
+    pub schedule: Schedule,
+    pub task: String,
+    pub catch_up_policy: String,
+}
+
+/// A subscription to create.
+pub struct NewSubscription<'a> {
+    pub org_id: &'a str,
+    pub agent_id: &'a str,
+    pub automation_key: &'a str,
+    pub user_id: &'a str,
+    pub workspace_id: &'a str,
+    pub enabled: bool,
+    pub channels: &'a [Channel],
+    pub email: &'a str,
+    pub definition: &'a Definition,
+}
+
+/// Why a write was refused.
+#[derive(Debug)]
+pub enum Refused {
+    /// The user already subscribes to this automation.
+    Exists,
+    /// Enabling would pass the workspace's cap, of this many.
+    CapReached(i64),
+    /// The subscription is gone.
+    Missing,
+}
+
+/// What a change to a user's settings sets; `None` keeps the stored value.
+#[derive(Default)]
+pub struct SettingsChange<'a> {
+    pub enabled: Option<bool>,
+    pub channels: Option<&'a [Channel]>,
+    pub email: Option<&'a str>,
+}
+
+/// The cap of a workspace and who set it.
+pub struct CapRow {
+    pub max_active: Option<i64>,
+    pub updated_by: String,
+    pub updated_at: Option<i64>,
+}
+
+/// One run as a subscription shows it.
+pub struct LastRun {
+    pub subscription_id: String,
+    pub run_id: String,
+    pub scheduled_at: i64,
+    pub status: String,
+    pub finished_at: Option<i64>,
+}
+
+pub struct InboxRow {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub agent_id: String,
+    pub automation_key: String,
+    pub run_id: String,
+    pub session_id: String,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
+/// One email or push notification in the outbox.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub id: String,
+    pub channel: String,
+    pub address: String,
+    pub title: String,
+    pub body: String,
+    pub attempt_count: i64,
+}
+
+/// Statuses of a subscription, as SQL over its columns at `$now`.
+fn status_condition(status: crate::domain::Status) -> &'static str {
+    use crate::domain::Status;
+    match status {
+        Status::Inactive => "inactive = 1",
+        Status::Disabled => "(inactive = 0 AND enabled = 0)",
+        Status::Paused => "(inactive = 0 AND enabled = 1 AND paused_until > $now)",
+        Status::Active => {
+            "(inactive = 0 AND enabled = 1 AND (paused_until IS NULL OR paused_until <= $now))"
+        }
+    }
+}
+
+impl Storage {
+    pub async fn subscription(
+        &self,
+        agent_id: &str,
+        automation_key: &str,
+        user_id: &str,
+    ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
+             WHERE agent_id = $1 AND automation_key = $2 AND user_id = $3"
+        );
+        sqlx::query(&sql)
+            .bind(agent_id)
+            .bind(automation_key)
+            .bind(user_id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(subscription)
+            .transpose()
+    }
+
+    /// A user's subscriptions to one agent.
+    pub async fn subscriptions_to(
+        &self,
+        agent_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
+             WHERE agent_id = $1 AND user_id = $2 ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(agent_id)
+            .bind(user_id)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(subscription).collect()
+    }
+
+    /// One page of a user's subscriptions in an org, oldest first (ids are
+    /// UUID v7, so id order is creation order).
+    pub async fn subscriptions_of(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        agent_id: Option<&str>,
+        statuses: &[crate::domain::Status],
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
+        let mut sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org_id = $1 AND user_id = $2"
+        );
+        let mut next = 3;
+        if agent_id.is_some() {
+            sql.push_str(&format!(" AND agent_id = ${next}"));
+            next += 1;
+        }
+        if after.is_some() {
+            sql.push_str(&format!(" AND id > ${next}"));
+            next += 1;
+        }
+        if !statuses.is_empty() {
+            let now = format!("${next}");
+            next += 1;
+            let any: Vec<String> = statuses
+                .iter()
+                .map(|s| status_condition(*s).replace("$now", &now))
+                .collect();
+            sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT ${next}"));
+        let mut query = sqlx::query(&sql).bind(org_id).bind(user_id);
+        if let Some(agent_id) = agent_id {
+            query = query.bind(agent_id);
+        }
+        if let Some(after) = after {
+            query = query.bind(after);
+        }
+        if !statuses.is_empty() {
+            query = query.bind(self.clock.now_micros());
+        }
+        let rows = query.bind(limit).fetch_all(&self.db.pool).await?;
+        rows.iter().map(subscription).collect()
+    }
+
+    /// The agents of a user's subscriptions whose latest version registry
+    /// announced after the subscriptions were last compared with it.
+    pub async fn stale_agents_of(
+        &self,
+        org_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT s.agent_id FROM subscriptions s \
+             JOIN known_agents k ON k.agent_id = s.agent_id \
+             WHERE s.org_id = $1 AND s.user_id = $2 AND k.deleted = 0 \
+             AND k.latest_version > s.checked_version ORDER BY s.agent_id",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get(0)).collect()
+    }
+
+    /// Creates a subscription; an enabled one only with room under the
+    /// workspace's cap, counted in the same transaction.
+    pub async fn create_subscription(
+        &self,
+        new: NewSubscription<'_>,
+    ) -> Result<Result<SubscriptionRow, Refused>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let definition = new.definition;
+        let mut row = SubscriptionRow {
+            id: new_id(),
+            org_id: new.org_id.into(),
+            agent_id: new.agent_id.into(),
+            automation_key: new.automation_key.into(),
+            user_id: new.user_id.into(),
+            workspace_id: new.workspace_id.into(),
+            enabled: new.enabled,
+            channels: new.channels.to_vec(),
+            email: new.email.into(),
+            paused_until: None,
+            inactive: false,
+            status_reason: StopReason::User,
+            status_message: String::new(),
+            agent_version: definition.agent_version,
+            checked_version: definition.latest_version,
+            agent_name: definition.agent_name.clone(),
+            automation_name: definition.automation_name.clone(),
+            schedule_kind: definition.schedule.kind.as_str().into(),
+            schedule_cron: definition.schedule.cron.clone(),
+            time_zone: definition.schedule.zone.name().into(),
+            task: definition.task.clone(),
+            catch_up_policy: definition.catch_up_policy.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.db.begin_write().await?;
+        if new.enabled
+            && let Some(cap) = self.cap_without_room(&mut tx, new.workspace_id).await?
+        {
+            return Ok(Err(Refused::CapReached(cap)));
+        }
+        let next_run_at = row.next_run_at(now);
+        let sql = format!(
+            "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, next_run_at) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22, $23, $24, $25) ON CONFLICT (agent_id, automation_key, user_id) DO NOTHING"
+        );
+        let inserted = sqlx::query(&sql)
+            .bind(&row.id)
+            .bind(&row.org_id)
+            .bind(&row.agent_id)
+            .bind(&row.automation_key)
+            .bind(&row.user_id)
+            .bind(&row.workspace_id)
+            .bind(i64::from(row.enabled))
+            .bind(Channel::list_text(&row.channels))
+            .bind(&row.email)
+            .bind(row.paused_until)
+            .bind(0_i64)
+            .bind(row.status_reason.as_str())
+            .bind(&row.status_message)
+            .bind(row.agent_version)
+            .bind(row.checked_version)
+            .bind(&row.agent_name)
+            .bind(&row.automation_name)
+            .bind(&row.schedule_kind)
+            .bind(&row.schedule_cron)
+            .bind(&row.time_zone)
+            .bind(&row.task)
+            .bind(&row.catch_up_policy)
+            .bind(now)
+            .bind(now)
+            .bind(next_run_at)
+            .execute(&mut *tx)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(Err(Refused::Exists));
+        }
+        tx.commit().await?;
+        row.updated_at = now;
+        Ok(Ok(row))
+    }
+
+    /// The cap of `workspace_id` when it leaves no room for one more
+    /// enabled subscription. The cap row is locked, so concurrent enables
+    /// in one workspace count one after the other.
+    async fn cap_without_room(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        workspace_id: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let sql = format!(
+            "SELECT max_active FROM workspace_caps WHERE workspace_id = $1{}",
+            self.db.backend.for_update()
+        );
+        let cap: Option<i64> = sqlx::query(&sql)
+            .bind(workspace_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| row.try_get::<Option<i64>, _>(0))
+            .transpose()?
+            .flatten();
+        let Some(cap) = cap else {
+            return Ok(None);
+        };
+        let active = active_in(&mut **tx, workspace_id).await?;
+        Ok((active >= cap).then_some(cap))
+    }
+
+    /// Applies a user's change of settings. Turning the switch on counts
+    /// against the cap; turning it off clears any pause.
+    pub async fn change_settings(
+        &self,
+        id: &str,
+        change: SettingsChange<'_>,
+    ) -> Result<Result<SubscriptionRow, Refused>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let mut tx = self.db.begin_write().await?;
+        let Some(mut row) = self.locked(&mut tx, id).await? else {
+            return Ok(Err(Refused::Missing));
+        };
+        if change.enabled == Some(true)
+            && !row.enabled
+            && let Some(cap) = self.cap_without_room(&mut tx, &row.workspace_id).await?
+        {
+            return Ok(Err(Refused::CapReached(cap)));
+        }
+        if let Some(enabled) = change.enabled {
+            if enabled != row.enabled {
+                row.status_reason = StopReason::User;
+                row.status_message = String::new();
+            }
+            if !enabled {
+                row.paused_until = None;
+            }
+            row.enabled = enabled;
+        }
+        if let Some(channels) = change.channels {
+            row.channels = channels.to_vec();
+        }
+        if let Some(email) = change.email {
+            row.email = email.to_string();
+        }
+        row.updated_at = now;
+        self.write_state(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(Ok(row))
+    }
+
+    /// Sets or clears the pause of an enabled subscription.
+    pub async fn set_pause(
+        &self,
+        id: &str,
+        paused_until: Option<i64>,
+    ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let Some(mut row) = self.locked(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        if row.paused_until != paused_until {
+            row.paused_until = paused_until;
+            row.updated_at = self.clock.now_micros();
+            self.write_state(&mut tx, &row).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    async fn locked(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+    ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1{}",
+            self.db.backend.for_update()
+        );
+        sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .as_ref()
+            .map(subscription)
+            .transpose()
+    }
+
+    /// Writes everything a user or agentshare may change on a row, and the
+    /// next fire time that follows from it.
+    async fn write_state(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        row: &SubscriptionRow,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE subscriptions SET enabled = $1, channels = $2, email = $3, paused_until = $4, \
+             inactive = $5, status_reason = $6, status_message = $7, agent_version = $8, \
+             checked_version = $9, agent_name = $10, automation_name = $11, schedule_kind = $12, \
+             schedule_cron = $13, time_zone = $14, task = $15, catch_up_policy = $16, \
+             next_run_at = $17, updated_at = $18 WHERE id = $19",
+        )
+        .bind(i64::from(row.enabled))
+        .bind(Channel::list_text(&row.channels))
+        .bind(&row.email)
+        .bind(row.paused_until)
+        .bind(i64::from(row.inactive))
+        .bind(row.status_reason.as_str())
+        .bind(&row.status_message)
+        .bind(row.agent_version)
+        .bind(row.checked_version)
+        .bind(&row.agent_name)
+        .bind(&row.automation_name)
+        .bind(&row.schedule_kind)
+        .bind(&row.schedule_cron)
+        .bind(&row.time_zone)
+        .bind(&row.task)
+        .bind(&row.catch_up_policy)
+        .bind(row.next_run_at(self.clock.now_micros()))
+        .bind(row.updated_at)
+        .bind(&row.id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Brings one subscription up to the version its user runs: the new
+    /// definition when the key is still there, INACTIVE with the reason
+    /// when it is gone, DISABLED when a later version restores it. Only a
+    /// row still older than `definition`'s latest version changes, so
+    /// replicas and concurrent reads apply it once; an enabled subscription
+    /// that stops notifies its user in the same transaction. Returns the row
+    /// as it now is.
+    pub async fn reconcile(
+        &self,
+        id: &str,
+        latest_version: i64,
+        version: i64,
+        definition: Option<&Definition>,
+    ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let mut tx = self.db.begin_write().await?;
+        let Some(mut row) = self.locked(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        if row.checked_version >= latest_version && row.agent_version == version {
+            return Ok(Some(row));
+        }
+        let mut stopped = None;
+        match definition {
+            Some(definition) => {
+                if row.inactive && row.status_reason == StopReason::AutomationRemoved {
+                    row.inactive = false;
+                    row.enabled = false;
+                    row.paused_until = None;
+                    row.status_reason = StopReason::User;
+                    row.status_message = format!(
+                        "automation restored in version {version}; enable it again to run it"
+                    );
+                }
+                row.agent_name.clone_from(&definition.agent_name);
+                row.automation_name.clone_from(&definition.automation_name);
+                row.schedule_kind = definition.schedule.kind.as_str().into();
+                row.schedule_cron.clone_from(&definition.schedule.cron);
+                row.time_zone = definition.schedule.zone.name().into();
+                row.task.clone_from(&definition.task);
+                row.catch_up_policy.clone_from(&definition.catch_up_policy);
+            }
+            None if !row.inactive => {
+                let was_running = row.enabled;
+                row.inactive = true;
+                row.status_reason = StopReason::AutomationRemoved;
+                row.status_message = crate::domain::removed_message(version);
+                if was_running {
+                    stopped = Some(crate::domain::stopped_notice(
+                        &row,
+                        &row.status_message,
+                        "Nothing runs until the builder restores it.",
+                    ));
+                }
+            }
+            None => {}
+        }
+        row.agent_version = version;
+        row.checked_version = row.checked_version.max(latest_version);
+        row.updated_at = now;
+        self.write_state(&mut tx, &row).await?;
+        if let Some(notice) = stopped {
+            notify(&mut tx, &notice, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    pub async fn delete_subscription(&self, id: &str) -> Result<bool, sqlx::Error> {
+        let deleted = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// The latest run of each subscription, for the rows of one page.
+    pub async fn last_runs(&self, ids: &[String]) -> Result<Vec<LastRun>, sqlx::Error> {
+        let mut runs = Vec::new();
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT id, scheduled_at, status, finished_at FROM automation_runs \
+                 WHERE subscription_id = $1 ORDER BY scheduled_at DESC LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+            if let Some(row) = row {
+                runs.push(LastRun {
+                    subscription_id: id.clone(),
+                    run_id: row.try_get("id")?,
+                    scheduled_at: row.try_get("scheduled_at")?,
+                    status: row.try_get("status")?,
+                    finished_at: row.try_get("finished_at")?,
+                });
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Records registry's latest version of an agent; versions only grow.
+    pub async fn agent_deployed(
+        &self,
+        agent_id: &str,
+        org_id: &str,
+        version: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO known_agents (agent_id, org_id, latest_version, deleted, updated_at) \
+             VALUES ($1, $2, $3, 0, $4) ON CONFLICT (agent_id) DO UPDATE SET \
+             latest_version = CASE WHEN excluded.latest_version > known_agents.latest_version \
+             THEN excluded.latest_version ELSE known_agents.latest_version END, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(agent_id)
+        .bind(org_id)
+        .bind(version)
+        .bind(self.clock.now_micros())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stops every subscription of a deleted agent, notifying the users
+    /// whose subscriptions were running. Repeating it changes nothing.
+    pub async fn agent_deleted(&self, agent_id: &str, org_id: &str) -> Result<(), sqlx::Error> {
+        let now = self.clock.now_micros();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO known_agents (agent_id, org_id, latest_version, deleted, updated_at) \
+             VALUES ($1, $2, 0, 1, $3) ON CONFLICT (agent_id) DO UPDATE SET deleted = 1, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(agent_id)
+        .bind(org_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
+             AND NOT (inactive = 1 AND status_reason = 'agent_deleted'){}",
+            self.db.backend.for_update()
+        );
+        let rows = sqlx::query(&sql).bind(agent_id).fetch_all(&mut *tx).await?;
+        for row in &rows {
+            let mut row = subscription(row)?;
+            let was_running = row.enabled && !row.inactive;
+            row.inactive = true;
+            row.status_reason = StopReason::AgentDeleted;
+            row.status_message = crate::domain::AGENT_DELETED_MESSAGE.into();
+            row.updated_at = now;
+            self.write_state(&mut tx, &row).await?;
+            if was_running {
+                let notice = crate::domain::stopped_notice(
+                    &row,
+                    "the agent was deleted",
+                    "Its run history stays readable.",
+                );
+                notify(&mut tx, &notice, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enabled subscriptions of an agent that can still fire, oldest first,
+    /// and how many there are.
+    pub async fn enabled_of_agent(
+        &self,
+        agent_id: &str,
+        exclude_user_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<SubscriptionRow>, i64), sqlx::Error> {
+        let filter = "agent_id = $1 AND user_id <> $2 AND enabled = 1 AND inactive = 0";
+        let total: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM subscriptions WHERE {filter}"
+        ))
+        .bind(agent_id)
+        .bind(exclude_user_id)
+        .fetch_one(&self.db.pool)
+        .await?
+        .try_get(0)?;
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {filter} AND id > $3 \
+             ORDER BY id LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(agent_id)
+            .bind(exclude_user_id)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let rows = rows.iter().map(subscription).collect::<Result<_, _>>()?;
+        Ok((rows, total))
+    }
+
+    pub async fn cap(&self, workspace_id: &str) -> Result<(CapRow, i64), sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT max_active, updated_by, updated_at FROM workspace_caps WHERE workspace_id = $1",
+        )
+        .bind(workspace_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let cap = match row {
+            Some(row) => CapRow {
+                max_active: row.try_get("max_active")?,
+                updated_by: row.try_get("updated_by")?,
+                updated_at: Some(row.try_get("updated_at")?),
+            },
+            None => CapRow {
+                max_active: None,
+                updated_by: String::new(),
+                updated_at: None,
+            },
+        };
+        let active = active_in(&self.db.pool, workspace_id).await?;
+        Ok((cap, active))
+    }
+
+    pub async fn set_cap(
+        &self,
+        workspace_id: &str,
+        org_id: &str,
+        max_active: Option<i64>,
+        user_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO workspace_caps (workspace_id, org_id, max_active, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id) DO UPDATE SET \
+             max_active = excluded.max_active, updated_by = excluded.updated_by, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(workspace_id)
+        .bind(org_id)
+        .bind(max_active)
+        .bind(user_id)
+        .bind(self.clock.now_micros())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Puts a notice on its user's channels, in its own transaction.
+    #[cfg(test)]
+    pub async fn notify(&self, notice: &Notice) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        notify(&mut tx, notice, self.clock.now_micros()).await?;
+        tx.commit().await
+    }
+
+    pub async fn inbox(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        unread_only: bool,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<InboxRow>, sqlx::Error> {
+        let mut sql = String::from(
+            "SELECT id, kind, title, body, agent_id, automation_key, run_id, session_id, \
+             created_at, read_at FROM inbox_items WHERE org_id = $1 AND user_id = $2 AND id < $3",
+        );
+        if unread_only {
+            sql.push_str(" AND read_at IS NULL");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT $4");
+        // UUID v7 text sorts by time; every id sorts below this bound.
+        let rows = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(user_id)
+            .bind(before.unwrap_or("~"))
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InboxRow {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    title: row.try_get("title")?,
+                    body: row.try_get("body")?,
+                    agent_id: row.try_get("agent_id")?,
+                    automation_key: row.try_get("automation_key")?,
+                    run_id: row.try_get("run_id")?,
+                    session_id: row.try_get("session_id")?,
+                    created_at: row.try_get("created_at")?,
+                    read_at: row.try_get("read_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn unread_count(&self, org_id: &str, user_id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query(
+            "SELECT COUNT(*) FROM inbox_items WHERE org_id = $1 AND user_id = $2 AND read_at IS NULL",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_one(&self.db.pool)
+        .await?
+        .try_get(0)
+    }
+
+    /// Marks items read, keeping each first read time. With `ids`, all of
+    /// them must be the user's, or nothing is marked (`None`).
+    pub async fn mark_read(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let mut tx = self.db.begin_write().await?;
+        let Some(ids) = ids else {
+            let marked = sqlx::query(
+                "UPDATE inbox_items SET read_at = $1 WHERE org_id = $2 AND user_id = $3 \
+                 AND read_at IS NULL",
+            )
+            .bind(now)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(marked.rows_affected()));
+        };
+        let mut marked = 0;
+        for id in ids {
+            let owned = sqlx::query(
+                "SELECT read_at FROM inbox_items WHERE id = $1 AND org_id = $2 AND user_id = $3",
+            )
+            .bind(id)
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(owned) = owned else {
+                return Ok(None);
+            };
+            if owned.try_get::<Option<i64>, _>(0)?.is_none() {
+                marked += sqlx::query(
+                    "UPDATE inbox_items SET read_at = $1 WHERE id = $2 AND read_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(marked))
+    }
+
+    /// Claims up to `limit` due outbox rows for one attempt each. A claim
+    /// moves the row's next attempt past `lease_micros`, so another replica
+    /// leaves it alone meanwhile, and takes it again if this one dies.
+    pub async fn claim_deliveries(
+        &self,
+        limit: i64,
+        lease_micros: i64,
+    ) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let due = sqlx::query(
+            "SELECT id, channel, address, title, body, attempt_count, next_attempt_at \
+             FROM notification_outbox WHERE status IN ('pending', 'retrying') \
+             AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for row in due {
+            let id: String = row.try_get("id")?;
+            let seen: i64 = row.try_get("next_attempt_at")?;
+            let taken = sqlx::query(
+                "UPDATE notification_outbox SET next_attempt_at = $1 \
+                 WHERE id = $2 AND next_attempt_at = $3 AND status IN ('pending', 'retrying')",
+            )
+            .bind(now + lease_micros)
+            .bind(&id)
+            .bind(seen)
+            .execute(&self.db.pool)
+            .await?;
+            if taken.rows_affected() == 1 {
+                claimed.push(OutboxRow {
+                    id,
+                    channel: row.try_get("channel")?,
+                    address: row.try_get("address")?,
+                    title: row.try_get("title")?,
+                    body: row.try_get("body")?,
+                    attempt_count: row.try_get("attempt_count")?,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    pub async fn delivered(&self, id: &str) -> Result<(), sqlx::Error> {
+        let now = self.clock.now_micros();
+        sqlx::query(
+            "UPDATE notification_outbox SET status = 'delivered', attempt_count = attempt_count + 1, \
+             delivered_at = $1, last_error = '' WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: another at `retry_at`, or FAILED when
+    /// there is none.
+    pub async fn attempt_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), sqlx::Error> {
+        let (status, next) = match retry_at {
+            Some(at) => ("retrying", at),
+            None => ("failed", self.clock.now_micros()),
+        };
+        sqlx::query(
+            "UPDATE notification_outbox SET status = $1, attempt_count = attempt_count + 1, \
+             last_error = $2, next_attempt_at = $3 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(next)
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Enabled subscriptions of a workspace that can fire (ACTIVE or PAUSED).
+async fn active_in<'e, E>(executor: E, workspace_id: &str) -> Result<i64, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    sqlx::query(
+        "SELECT COUNT(*) FROM subscriptions WHERE workspace_id = $1 AND enabled = 1 AND inactive = 0",
+    )
+    .bind(workspace_id)
+    .fetch_one(executor)
+    .await?
+    .try_get(0)
+}
+
+/// Puts a notice on its channels in `tx`: an inbox item for WEB, an outbox
+/// row for EMAIL (when the user has an address) and for PUSH.
+async fn notify(
+    tx: &mut Transaction<'static, Any>,
+    notice: &Notice,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for channel in &notice.channels {
+        match channel {
+            Channel::Web => {
+                sqlx::query(
+                    "INSERT INTO inbox_items (id, org_id, user_id, kind, title, body, agent_id, \
+                     automation_key, run_id, session_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(new_id())
+                .bind(&notice.org_id)
+                .bind(&notice.user_id)
+                .bind(notice.kind.as_str())
+                .bind(&notice.title)
+                .bind(&notice.body)
+                .bind(&notice.agent_id)
+                .bind(&notice.automation_key)
+                .bind(&notice.run_id)
+                .bind(&notice.session_id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Channel::Email | Channel::Push => {
+                // Push goes to the user's devices, which the sender looks up
+                // by user id.
+                let address = if *channel == Channel::Email {
+                    notice.email.clone()
+                } else {
+                    notice.user_id.clone()
+                };
+                if address.is_empty() {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO notification_outbox (id, org_id, user_id, channel, address, title, \
+                     body, agent_id, automation_key, run_id, status, next_attempt_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $11)",
+                )
+                .bind(new_id())
+                .bind(&notice.org_id)
+                .bind(&notice.user_id)
+                .bind(channel.as_str())
+                .bind(&address)
+                .bind(&notice.title)
+                .bind(&notice.body)
+                .bind(&notice.agent_id)
+                .bind(&notice.automation_key)
+                .bind(&notice.run_id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
