@@ -98,7 +98,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
             "/agentshare.scheduler.v1.AutomationsService/ListRuns",
             "issue #12",
         ),
-        ("/agentshare.gateway.v1.InvokeService/Invoke", "issue #10"),
     ];
     for (path, issue) in unbuilt {
         let status = assert_status(

@@ -11,6 +11,7 @@
 
 mod db;
 pub mod oauth_provider;
+pub mod runtime;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,9 +27,12 @@ use agentshare_kit::server::{Running, ServiceChannel, Shutdown, bind};
 use agentshare_kit::session;
 use agentshare_proto::events::v1::event_log_service_client::EventLogServiceClient;
 use agentshare_proto::events::v1::{Event, WatchRequest};
+use agentshare_proto::gateway::v1::invoke_service_client::InvokeServiceClient;
+use agentshare_proto::gateway::v1::{InvokeRequest, InvokeResponse};
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use agentshare_proto::registry::v1::{Agent, AgentDraft, CreateAgentRequest, DeployAgentRequest};
 use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
+use agentshare_proto::sharing::v1::connections_service_client::ConnectionsServiceClient;
 use agentshare_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
 use agentshare_proto::sharing::v1::{
@@ -36,6 +40,11 @@ use agentshare_proto::sharing::v1::{
     GetMeRequest, Org, OrgRole, RemoveWorkspaceMemberRequest, ShareAgentRequest,
     UnshareAgentRequest, UpdateOrgRequest, WorkspaceRole, add_org_member_request,
 };
+use agentshare_proto::sharing::v1::{
+    BindIntegrationRequest, CreateApiKeyConnectionRequest, CreateGrantRequest, GrantKind,
+};
+use agentshare_proto::store::v1::sessions_service_client::SessionsServiceClient;
+use agentshare_proto::store::v1::usage_service_client::UsageServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -66,8 +75,8 @@ struct Instance {
 }
 
 /// The providers every suite knows: API-key ones for `000_*`'s scenarios
-/// (web search, CRM, document storage, a warehouse database, Slack), and
-/// `gmail` over OAuth when a suite runs a fake provider.
+/// (web search, CRM, document storage, a warehouse database, Slack, mail),
+/// and `gmail` over OAuth when a suite runs a fake provider.
 fn connections(
     gmail: Option<agentshare_kit::config::Provider>,
 ) -> agentshare_kit::config::Connections {
@@ -84,6 +93,7 @@ fn connections(
         ("drive", ""),
         ("warehouse", ""),
         ("slack", "xoxp-"),
+        ("outlook", ""),
     ] {
         providers.insert(key.to_string(), api_key(prefix));
     }
@@ -104,9 +114,17 @@ pub struct SuiteBuilder {
     auth: Option<agentshare_kit::config::Auth>,
     oauth: Option<agentshare_kit::config::Provider>,
     log_files: bool,
+    runtime_url: String,
 }
 
 impl SuiteBuilder {
+    /// Runs agents on the external runtime at `runtime` instead of the
+    /// built-in echo runtime.
+    pub fn runtime(mut self, runtime: &runtime::RecordingRuntime) -> Self {
+        self.runtime_url = runtime.url();
+        self
+    }
+
     /// Runs `count` replicas of `service`.
     pub fn replicas(mut self, service: ServiceName, count: usize) -> Self {
         self.replicas.insert(service, count.max(1));
@@ -199,6 +217,7 @@ impl SuiteBuilder {
             connections: connections(self.oauth.clone()),
             shutdown_grace_secs: 10,
             shutdown_delay_millis: 300,
+            runtime_url: self.runtime_url.clone(),
             ..Config::default()
         };
         for service in ServiceName::ALL {
@@ -265,6 +284,7 @@ impl Suite {
             auth: None,
             oauth: None,
             log_files: false,
+            runtime_url: String::new(),
         }
     }
 
@@ -316,6 +336,12 @@ impl Suite {
             ("AGENTSHARE_EVENT_POLL_MILLIS".into(), "50".into()),
             ("AGENTSHARE_SHUTDOWN_DELAY_MILLIS".into(), "300".into()),
         ];
+        if service == ServiceName::Gateway && !self.config.runtime_url.is_empty() {
+            env.push((
+                "AGENTSHARE_RUNTIME_URL".into(),
+                self.config.runtime_url.clone(),
+            ));
+        }
         if service != ServiceName::Gateway {
             env.push((
                 "AGENTSHARE_DATABASE_URL".into(),
@@ -1044,5 +1070,75 @@ impl UserClient {
     pub async fn new_agent_result(&self, name: &str) -> Result<Agent, tonic::Status> {
         let response = self.registry().create_agent(draft_agent(name)).await?;
         Ok(response.into_inner().agent.expect("agent"))
+    }
+
+    pub fn invoke(&self) -> InvokeServiceClient<Authed> {
+        InvokeServiceClient::new(self.authed())
+    }
+
+    pub fn sessions(&self) -> SessionsServiceClient<Authed> {
+        SessionsServiceClient::new(self.authed())
+    }
+
+    pub fn usage(&self) -> UsageServiceClient<Authed> {
+        UsageServiceClient::new(self.authed())
+    }
+
+    /// Runs `agent_id` once on `input` in a new session.
+    pub async fn run(&self, agent_id: &str, input: &str) -> Result<InvokeResponse, tonic::Status> {
+        self.invoke()
+            .invoke(InvokeRequest {
+                agent_id: agent_id.into(),
+                input: input.into(),
+                ..Default::default()
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Mints a share grant on `agent_id`; returns its id and its token.
+    pub async fn grant(&self, agent_id: &str, kind: GrantKind) -> (String, String) {
+        let created = self
+            .sharing()
+            .create_grant(CreateGrantRequest {
+                agent_id: agent_id.into(),
+                kind: kind as i32,
+                label: "test grant".into(),
+                expire_time: None,
+                pinned_version: None,
+            })
+            .await
+            .expect("grant")
+            .into_inner();
+        (created.grant.expect("grant").id, created.token)
+    }
+
+    /// Saves an API-key connection to `provider`; returns its id.
+    pub async fn api_key_connection(&self, provider: &str, key: &str) -> String {
+        ConnectionsServiceClient::new(self.authed())
+            .create_api_key_connection(CreateApiKeyConnectionRequest {
+                provider: provider.into(),
+                api_key: key.into(),
+                label: format!("{provider} key"),
+                expire_time: None,
+            })
+            .await
+            .expect("api key connection")
+            .into_inner()
+            .connection
+            .expect("connection")
+            .id
+    }
+
+    /// Binds the caller's connection to one integration of an agent.
+    pub async fn bind(&self, agent_id: &str, integration_key: &str, connection_id: &str) {
+        ConnectionsServiceClient::new(self.authed())
+            .bind_integration(BindIntegrationRequest {
+                agent_id: agent_id.into(),
+                integration_key: integration_key.into(),
+                connection_id: connection_id.into(),
+            })
+            .await
+            .expect("bind");
     }
 }

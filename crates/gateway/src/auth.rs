@@ -3,11 +3,16 @@
 use agentshare_kit::Error;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{BadSetting, Config};
-use agentshare_kit::identity::{API_KEY_PREFIX, Principal, PrincipalKind};
+use agentshare_kit::identity::{
+    API_KEY_PREFIX, Identity, Principal, PrincipalKind, RUN_TOKEN_PREFIX, RunScope,
+};
 use agentshare_kit::server::ServiceChannel;
 use agentshare_kit::session::SessionVerifier;
 use agentshare_proto::sharing::v1::{
     self as sharing, access_internal_service_client::AccessInternalServiceClient,
+};
+use agentshare_proto::store::v1::{
+    self as store, store_internal_service_client::StoreInternalServiceClient,
 };
 use tonic::metadata::MetadataMap;
 
@@ -25,11 +30,20 @@ const SECOND_FACTORS: &[&str] = &[
 pub struct Authenticator {
     verifier: SessionVerifier,
     sharing: AccessInternalServiceClient<ServiceChannel>,
+    /// Where a run token's run is looked up, on every use.
+    invocations: StoreInternalServiceClient<ServiceChannel>,
+    identity: Identity,
     clock: Clock,
 }
 
 impl Authenticator {
-    pub fn new(config: &Config, sharing: ServiceChannel, clock: Clock) -> Result<Self, BadSetting> {
+    pub fn new(
+        config: &Config,
+        sharing: ServiceChannel,
+        store: ServiceChannel,
+        identity: Identity,
+    ) -> Result<Self, BadSetting> {
+        let clock = identity.clock().clone();
         let auth = &config.auth;
         let verifier = if !auth.jwks_file.as_os_str().is_empty() {
             let json = std::fs::read(&auth.jwks_file)
@@ -67,6 +81,8 @@ impl Authenticator {
         Ok(Self {
             verifier,
             sharing: AccessInternalServiceClient::new(sharing),
+            invocations: StoreInternalServiceClient::new(store),
+            identity,
             clock,
         })
     }
@@ -86,7 +102,56 @@ impl Authenticator {
                 .map_err(|_| Error::Unauthenticated("malformed share token header".into()))?;
             return self.authenticate_grant(metadata, token.trim(), path).await;
         }
+        if let Ok(token) = bearer(metadata)
+            && token.starts_with(RUN_TOKEN_PREFIX)
+        {
+            return self.authenticate_run(token, path).await;
+        }
         self.authenticate_user(metadata, true).await
+    }
+
+    /// An agent's runtime calling a workspace tool with its run token. The
+    /// token is checked against its run on every call, so it dies with the
+    /// run on every replica; the services it reaches then check the run's
+    /// Principal afresh (a revoked grant, an unshare), and sharing holds it
+    /// to the run's store partition.
+    async fn authenticate_run(&self, token: &str, path: &str) -> Result<Principal, tonic::Status> {
+        let rejected = |why: &str| Error::Unauthenticated(format!("run token rejected: {why}"));
+        let grant = self
+            .identity
+            .verify_run_token(token)
+            .map_err(|why| rejected(&why))?;
+        if !path.starts_with("/agentshare.store.v1.WorkspaceStoreService/") {
+            return Err(Error::PermissionDenied(
+                "a run token calls the five workspace tools only".into(),
+            )
+            .into());
+        }
+        let invocation = self
+            .invocations
+            .clone()
+            .get_invocation(store::GetInvocationRequest {
+                invocation_id: grant.run.clone(),
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::NotFound => rejected("unknown run").into(),
+                _ => status,
+            })?
+            .into_inner()
+            .invocation
+            .unwrap_or_default();
+        if invocation.status != store::InvocationStatus::Running as i32 {
+            return Err(rejected("the run has ended").into());
+        }
+        let mut principal = grant.principal;
+        principal.token = String::new();
+        principal.run = Some(RunScope {
+            run_id: grant.run,
+            agent_id: grant.agent_id,
+            partition: grant.partition,
+        });
+        Ok(principal)
     }
 
     /// A share token's holder. The grant is read fresh on every call (no

@@ -2,8 +2,12 @@
 //! the caller's Principal, and forwards public services to their backend.
 
 mod auth;
+mod echo;
+mod invoke;
 mod proxy;
 mod routes;
+mod run;
+mod runtime;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,11 +16,13 @@ use std::time::Duration;
 use agentshare_kit::bootstrap::Context;
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::identity::ServiceName;
-use agentshare_kit::roadmap::Planned;
 use agentshare_kit::server::{self, Running, ServerSpec, ServiceChannel};
-use agentshare_proto::gateway::v1::invoke_service_server::{
-    self as invoke, InvokeService, InvokeServiceServer,
-};
+use agentshare_proto::gateway::v1::invoke_internal_service_server::InvokeInternalServiceServer;
+use agentshare_proto::gateway::v1::invoke_service_server::InvokeServiceServer;
+use agentshare_proto::registry::v1::agent_registry_internal_service_client::AgentRegistryInternalServiceClient;
+use agentshare_proto::sharing::v1::access_internal_service_client::AccessInternalServiceClient;
+use agentshare_proto::store::v1::sessions_service_client::SessionsServiceClient;
+use agentshare_proto::store::v1::store_internal_service_client::StoreInternalServiceClient;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -25,30 +31,66 @@ use tonic_health::server::HealthReporter;
 pub use auth::{ORG_HEADER, WORKSPACE_HEADER};
 pub use routes::RouteTable;
 
-/// What later issues build here.
-static ROADMAP: &[Planned] = &[Planned::service(invoke::SERVICE_NAME, "Invoke", 10)];
-
-/// The gateway's own RPCs that later issues build.
-struct Unbuilt;
-
-impl InvokeService for Unbuilt {}
-
 /// Serves the gateway on `listener` until the context's shutdown.
 pub async fn start(context: Context, listener: TcpListener) -> Result<Running, BadSetting> {
     let routes = RouteTable::from_contract();
     let mut backends = HashMap::new();
-    for backend in routes.backends().into_iter().chain([ServiceName::Sharing]) {
+    let needed = [
+        ServiceName::Sharing,
+        ServiceName::Registry,
+        ServiceName::Store,
+    ];
+    for backend in routes.backends().into_iter().chain(needed) {
         let endpoints = context.config.peers.of(backend);
         backends.insert(
             backend,
             server::channel(&context.identity, backend, endpoints)?,
         );
     }
-    let sharing = backends
-        .get(&ServiceName::Sharing)
-        .cloned()
-        .ok_or_else(|| BadSetting::new("peers.sharing", "no endpoint configured"))?;
-    let auth = auth::Authenticator::new(&context.config, sharing, context.clock.clone())?;
+    let backend = |service: ServiceName| {
+        backends
+            .get(&service)
+            .cloned()
+            .ok_or_else(|| BadSetting::new(format!("peers.{service}"), "no endpoint configured"))
+    };
+    let sharing = backend(ServiceName::Sharing)?;
+    let store = backend(ServiceName::Store)?;
+    let auth = auth::Authenticator::new(
+        &context.config,
+        sharing.clone(),
+        store.clone(),
+        context.identity.clone(),
+    )?;
+    let gateway_address = if context.config.gateway_address.is_empty() {
+        let local = listener
+            .local_addr()
+            .map_err(|e| BadSetting::new("listen", e.to_string()))?;
+        format!("http://{local}")
+    } else {
+        context.config.gateway_address.clone()
+    };
+    let runtime: Arc<dyn runtime::Runtime> = if context.config.runtime_url.is_empty() {
+        Arc::new(echo::Echo {
+            clock: context.clock.clone(),
+        })
+    } else {
+        Arc::new(runtime::Remote::new(&context.config.runtime_url)?)
+    };
+    let invoke = invoke::Invoke {
+        runs: Arc::new(run::RunPath {
+            access: AccessInternalServiceClient::new(sharing),
+            registry: AgentRegistryInternalServiceClient::new(backend(ServiceName::Registry)?),
+            store: StoreInternalServiceClient::new(store.clone()),
+            sessions: SessionsServiceClient::new(store),
+            runtime,
+            identity: context.identity.clone(),
+            clock: context.clock.clone(),
+            gateway_address,
+            deadline: Duration::from_secs(context.config.runtime_deadline_secs),
+        }),
+        auth: auth.clone(),
+        identity: context.identity.clone(),
+    };
     let own = routes.own_services().to_vec();
     let public: Vec<String> = routes
         .public_services()
@@ -57,7 +99,9 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         .chain(own.iter().cloned())
         .collect();
     let (health, routes_served_here) = server::health_and_reflection(&public);
-    let routes_served_here = routes_served_here.add_service(InvokeServiceServer::new(Unbuilt));
+    let routes_served_here = routes_served_here
+        .add_service(InvokeServiceServer::new(invoke.clone()))
+        .add_service(InvokeInternalServiceServer::new(invoke));
     for backend in routes.backends() {
         let names: Vec<String> = routes
             .public_services()
@@ -86,7 +130,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             routes: routes_served_here,
             // Routed services turn SERVING when their backend does.
             health_names: own,
-            roadmap: ROADMAP,
+            roadmap: &[],
             health,
             grace: context.grace(),
             drain_delay: context.drain_delay(),

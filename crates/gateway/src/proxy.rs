@@ -12,6 +12,7 @@ use agentshare_kit::server::ServiceChannel;
 use bytes::{Buf, BufMut, Bytes};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use prost::Message;
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
 use tonic::metadata::MetadataMap;
@@ -58,6 +59,13 @@ impl Decoder for RawCodec {
     }
 }
 
+/// Field 1 of every workspace tool's request: the agent it acts for.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AgentNamed {
+    #[prost(string, tag = "1")]
+    agent_id: String,
+}
+
 /// Everything a forwarded call needs.
 pub struct Forwarder {
     pub routes: RouteTable,
@@ -85,8 +93,22 @@ impl Forwarder {
             self.backends.get(&backend).cloned().ok_or_else(|| {
                 Status::unavailable(format!("no endpoint configured for {backend}"))
             })?;
-        let (metadata, _extensions, inbound) = request.into_parts();
+        let (metadata, _extensions, mut inbound) = request.into_parts();
         let principal = self.auth.authenticate(&metadata, &path).await?;
+        // A run token reaches its own agent only. Every workspace tool names
+        // the agent in field 1 of its request, so the first message says.
+        let mut first = None;
+        if let Some(run) = &principal.run {
+            let message = inbound.message().await?.unwrap_or_default();
+            let named = AgentNamed::decode(message.clone())
+                .map_err(|_| Status::invalid_argument("malformed request message"))?;
+            if named.agent_id != run.agent_id {
+                return Err(Status::permission_denied(
+                    "this run token is for another agent",
+                ));
+            }
+            first = Some(message);
+        }
         let signed = self.identity.sign_principal(&principal)?;
         let mut outbound_metadata = MetadataMap::new();
         for entry in metadata.iter() {
@@ -105,9 +127,11 @@ impl Forwarder {
                 .map_err(|_| Status::internal("principal is not a valid header"))?,
         );
         // A client stream that fails ends the forwarded stream there.
-        let messages = inbound
-            .take_while(|m| futures::future::ready(m.is_ok()))
-            .filter_map(|m| futures::future::ready(m.ok()));
+        let messages = futures::stream::iter(first).chain(
+            inbound
+                .take_while(|m| futures::future::ready(m.is_ok()))
+                .filter_map(|m| futures::future::ready(m.ok())),
+        );
         let outbound =
             Request::from_parts(outbound_metadata, tonic::Extensions::default(), messages);
         let mut client = tonic::client::Grpc::new(channel);

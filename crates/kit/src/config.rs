@@ -65,6 +65,14 @@ pub struct Config {
     pub store: Store,
     /// Automations: notification delivery (scheduler).
     pub scheduler: Scheduler,
+    /// The agent runtime the gateway calls (`AGENTSHARE_RUNTIME_URL`), an
+    /// `http://` or `https://` URL; empty runs the built-in echo runtime.
+    pub runtime_url: String,
+    /// How long one run may take before it fails with DEADLINE_EXCEEDED.
+    pub runtime_deadline_secs: u64,
+    /// Where a runtime reaches the gateway to call the workspace tools;
+    /// empty means `http://` and the gateway's own listen address.
+    pub gateway_address: String,
 }
 
 /// How the scheduler delivers email and push notifications from its
@@ -336,6 +344,9 @@ impl Default for Config {
             event_poll_millis: 200,
             store: Store::default(),
             scheduler: Scheduler::default(),
+            runtime_url: String::new(),
+            runtime_deadline_secs: 300,
+            gateway_address: String::new(),
         }
     }
 }
@@ -415,6 +426,23 @@ impl Config {
         self.validate_connections()?;
         self.store.validate()?;
         self.scheduler.validate()?;
+        for (setting, url) in [
+            ("runtime_url", &self.runtime_url),
+            ("gateway_address", &self.gateway_address),
+        ] {
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(BadSetting::new(
+                    setting,
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if self.runtime_deadline_secs == 0 || self.runtime_deadline_secs > 24 * 3600 {
+            return Err(BadSetting::new(
+                "runtime_deadline_secs",
+                "must be between 1 and 86400",
+            ));
+        }
         for service in ServiceName::ALL {
             for endpoint in self.peers.of(service) {
                 if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {

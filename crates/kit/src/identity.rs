@@ -218,6 +218,10 @@ pub struct Principal {
     /// passes step-up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_id: Option<String>,
+    /// Set when the caller is an agent's runtime presenting a run token:
+    /// the run it belongs to, which bounds what it may touch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunScope>,
     /// The signed form, kept so the Principal can be passed on unchanged.
     #[serde(skip)]
     pub token: String,
@@ -239,6 +243,7 @@ impl Principal {
             grant_agent_id: None,
             session_id: None,
             api_key_id: None,
+            run: None,
             token: String::new(),
         }
     }
@@ -301,6 +306,44 @@ struct ServiceClaims {
     exp: i64,
 }
 
+/// Every run token starts with this, so the gateway tells it from a session
+/// JWT or an API key without trying each.
+pub const RUN_TOKEN_PREFIX: &str = "asr_";
+/// The audience of run tokens: the gateway's tool calls, nothing else.
+const RUN_TOKEN_AUDIENCE: &str = "agentshare-run";
+
+/// The run a runtime's call belongs to: only its agent, and of that agent
+/// only its store partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunScope {
+    pub run_id: String,
+    pub agent_id: String,
+    pub partition: String,
+}
+
+/// What a run token binds: one run of one agent, as one Principal, over one
+/// store partition. The runtime holds it for the length of the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunGrant {
+    /// The invocation the token belongs to; the token dies with it.
+    pub run: String,
+    pub agent_id: String,
+    /// The store partition the plan chose; a tool call resolving to any
+    /// other is refused.
+    pub partition: String,
+    pub principal: Principal,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RunClaims {
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+    #[serde(flatten)]
+    grant: RunGrant,
+}
+
 /// Signs and verifies on behalf of one service.
 #[derive(Clone)]
 pub struct Identity {
@@ -343,6 +386,41 @@ impl Identity {
             exp: now + PRINCIPAL_TTL_SECS,
             principal: principal.clone(),
         })
+    }
+
+    /// A run token for the runtime, valid until `expires_at` (Unix
+    /// seconds). Only the gateway issues them: it alone runs agents.
+    pub fn sign_run_token(&self, grant: &RunGrant, expires_at: i64) -> Result<String, Error> {
+        if self.me() != ServiceName::Gateway {
+            return Err(Error::internal(format!(
+                "{} may not issue run tokens",
+                self.me()
+            )));
+        }
+        let token = self.keys.sign(&RunClaims {
+            iss: self.me().to_string(),
+            aud: RUN_TOKEN_AUDIENCE.into(),
+            iat: self.clock.now_secs(),
+            exp: expires_at,
+            grant: grant.clone(),
+        })?;
+        Ok(format!("{RUN_TOKEN_PREFIX}{token}"))
+    }
+
+    /// Verifies a run token issued by a gateway and not yet expired. Whether
+    /// its run still goes on is the caller's to check.
+    pub fn verify_run_token(&self, token: &str) -> Result<RunGrant, String> {
+        let jwt = token
+            .strip_prefix(RUN_TOKEN_PREFIX)
+            .ok_or("not a run token")?;
+        let (signer, claims) = self.keys.verify::<RunClaims>(jwt, RUN_TOKEN_AUDIENCE)?;
+        if signer != ServiceName::Gateway {
+            return Err(format!("{signer} may not issue run tokens"));
+        }
+        if claims.exp + LEEWAY_SECS < self.clock.now_secs() {
+            return Err("expired".into());
+        }
+        Ok(claims.grant)
     }
 
     /// A token naming us, addressed to `target`; reused until near expiry.

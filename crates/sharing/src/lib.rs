@@ -47,6 +47,7 @@ use agentshare_proto::sharing::v1::sharing_service_server::{
 use agentshare_proto::sharing::v1::tenancy_service_server::{
     self as tenancy, TenancyServiceServer,
 };
+use agentshare_proto::store::v1::store_internal_service_client::StoreInternalServiceClient;
 use tokio::net::TcpListener;
 
 static MIGRATIONS: Migrations = Migrations {
@@ -104,6 +105,11 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         ServiceName::Scheduler,
         context.config.peers.of(ServiceName::Scheduler),
     )?;
+    let sessions = StoreInternalServiceClient::new(agentshare_kit::server::channel(
+        &context.identity,
+        ServiceName::Store,
+        context.config.peers.of(ServiceName::Store),
+    )?);
     let repaired = storage.clone();
     agentshare_kit::events::follow(
         &context,
@@ -146,10 +152,12 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                 }))
                 .add_service(AccessServiceServer::new(rpc::Access {
                     storage: storage.clone(),
+                    sessions: sessions.clone(),
                 }))
                 .add_service(AccessInternalServiceServer::new(rpc::AccessInternal {
                     storage,
                     credentials,
+                    sessions,
                 }))
                 .add_service(EventLogServiceServer::new(events))
         },

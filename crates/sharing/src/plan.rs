@@ -57,6 +57,44 @@ pub struct Options {
     pub draft: bool,
     /// The home workspace of the project the run belongs to, if any.
     pub project_home: Option<String>,
+    /// The caller's own session the run continues, already opened (its
+    /// ownership and secret checked) by the store.
+    pub session: Option<SessionFacts>,
+}
+
+/// What the plan needs of a session the run continues.
+#[derive(Clone, Debug)]
+pub struct SessionFacts {
+    pub agent_id: String,
+    pub project_id: String,
+    pub workspace_id: String,
+    pub archived: bool,
+}
+
+/// Why the caller's own session can no longer be continued, where a run
+/// without a session would be NOT_FOUND or PERMISSION_DENIED: the session
+/// proves the caller once ran the agent, so telling them hides nothing.
+fn session_refusal(agent: Option<&AgentRow>, refusal: Error) -> Error {
+    match refusal {
+        Error::NotFound(_) | Error::PermissionDenied(_) => {
+            if agent.is_none_or(|a| a.state == AccessState::Deleted) {
+                deleted_session()
+            } else {
+                Error::FailedPrecondition(
+                    "agent no longer shared with you: your session stays readable, but it cannot be continued"
+                        .into(),
+                )
+            }
+        }
+        other => other,
+    }
+}
+
+fn deleted_session() -> Error {
+    Error::FailedPrecondition(
+        "agent deleted: the session is archived and stays readable, but it cannot be continued"
+            .into(),
+    )
 }
 
 /// How the subject runs the agent.
@@ -96,7 +134,25 @@ pub async fn resolve(
     } else {
         Action::Run
     };
-    let agent = access::require(agent, agent_id, subject, action)?;
+    if let Some(session) = &options.session {
+        if session.agent_id != agent_id {
+            return Err(Error::invalid(
+                "session_id",
+                "the session belongs to another agent: omit session_id to start a new one",
+            ));
+        }
+        if session.archived {
+            return Err(deleted_session());
+        }
+    }
+    let agent = match options.session {
+        Some(_) => {
+            let row = agent.clone();
+            access::require(agent, agent_id, subject, action)
+                .map_err(|refusal| session_refusal(row.as_ref(), refusal))?
+        }
+        None => access::require(agent, agent_id, subject, action)?,
+    };
     let runner = runner_of(&agent, subject);
 
     let grant = match &subject.grant {
@@ -215,11 +271,15 @@ pub async fn resolve(
     } else {
         Some(subject.org_default_workspace.clone())
     };
-    let session_workspace_id = options
-        .project_home
-        .clone()
-        .or(standing.filter(|_| subject.grant.is_none()))
-        .unwrap_or_else(|| agent.home_workspace_id.clone());
+    // A session keeps the workspace it started in.
+    let session_workspace_id = match &options.session {
+        Some(session) => session.workspace_id.clone(),
+        None => options
+            .project_home
+            .clone()
+            .or(standing.filter(|_| subject.grant.is_none()))
+            .unwrap_or_else(|| agent.home_workspace_id.clone()),
+    };
     Ok(Plan {
         version,
         source,

@@ -67,13 +67,19 @@ pub async fn caller(
         .org(org_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
+    let org_role = match principal.org_role.as_deref() {
+        Some(role) => crate::domain::OrgRole::parse(role),
+        // The scheduler signs a user's Principal when an automation fires
+        // and names no role: read it now, so a user removed from the org
+        // since they subscribed is refused at fire time.
+        None => Some(storage.org_role(org_id, user_id).await?.ok_or_else(|| {
+            Error::PermissionDenied("you are no longer a member of this org".into())
+        })?),
+    };
     Ok(crate::access::Subject {
         user_id: user_id.to_string(),
         org_id: org_id.to_string(),
-        org_role: principal
-            .org_role
-            .as_deref()
-            .and_then(crate::domain::OrgRole::parse),
+        org_role,
         workspaces_enabled: org.workspaces_enabled,
         active_workspace: principal.workspace_id.clone().filter(|w| !w.is_empty()),
         memberships: storage.workspace_ids_of(org_id, user_id).await?,

@@ -3,15 +3,18 @@
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
+use agentshare_kit::server::ServiceChannel;
 use agentshare_proto::sharing::v1 as pb;
+use agentshare_proto::store::v1 as store_pb;
 use pb::access_service_server::AccessService;
+use store_pb::store_internal_service_client::StoreInternalServiceClient;
 use tonic::{Request, Response, Status};
 
 use crate::access::{self, Action, Explanation, Subject};
 use crate::agent_access::{AccessState, AgentRow};
 use crate::domain::{self, OrgRole};
 use crate::pins::PinRow;
-use crate::plan::{self, ConnectionOwner, Plan, VersionSource};
+use crate::plan::{self, ConnectionOwner, Plan, SessionFacts, VersionSource};
 use crate::scope;
 use crate::setup::{self, Runner};
 use crate::storage::Storage;
@@ -22,6 +25,7 @@ pub const MAX_BULK: usize = 1000;
 #[derive(Clone)]
 pub struct Access {
     pub storage: Storage,
+    pub sessions: SessionStore,
 }
 
 fn pin_to_proto(pin: PinRow) -> pb::Pin {
@@ -464,12 +468,14 @@ impl AccessService for Access {
     ) -> Result<Response<pb::ResolveInvocationResponse>, Status> {
         let principal = Principal::of(&request)?;
         let request = request.get_ref();
+        let session = open_session(&self.sessions, principal, &request.session_id, "").await?;
         let plan = plan_for(
             &self.storage,
             principal,
             &request.agent_id,
             &request.project_id,
             request.draft,
+            session,
         )
         .await?;
         Ok(Response::new(pb::ResolveInvocationResponse {
@@ -610,18 +616,77 @@ pub(super) fn plan_to_proto(plan: &Plan) -> pb::InvocationPlan {
             .into(),
         caller_user_id: plan.caller_user_id.clone(),
         session_workspace_id: plan.session_workspace_id.clone(),
+        agent_owner_user_id: plan.agent.owner_user_id.clone(),
+        agent_name: plan.agent.name.clone(),
     }
 }
 
 /// The plan of a run as the request describes it, for the caller.
+/// The store's internal face, which sharing asks only to open a session a
+/// run would continue.
+pub type SessionStore = StoreInternalServiceClient<ServiceChannel>;
+
+/// The caller's session `session_id`, opened by the store (which checks
+/// that it is the caller's, or that the anonymous secret is right), or
+/// `None` for a run that starts a new session.
+pub(super) async fn open_session(
+    store: &SessionStore,
+    principal: &Principal,
+    session_id: &str,
+    secret: &str,
+) -> Result<Option<SessionFacts>, Status> {
+    if session_id.is_empty() {
+        if !secret.is_empty() {
+            return Err(Error::invalid(
+                "session_secret",
+                "a session secret needs the session_id it belongs to",
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    let session_id = domain::uuid("session_id", session_id)?;
+    let opened = store
+        .clone()
+        .open_session(store_pb::OpenSessionRequest {
+            session_id: session_id.clone(),
+            user_id: principal.user_id.clone().unwrap_or_default(),
+            session_secret: secret.to_string(),
+        })
+        .await
+        .map_err(|status| match status.code() {
+            tonic::Code::NotFound => Error::not_found(format!("session {session_id}")).into(),
+            _ => status,
+        })?
+        .into_inner()
+        .session
+        .ok_or_else(|| Status::internal("the store opened a session without returning it"))?;
+    Ok(Some(SessionFacts {
+        agent_id: opened.agent_id,
+        project_id: opened.project_id,
+        workspace_id: opened.workspace_id,
+        archived: opened.state == store_pb::SessionState::Archived as i32,
+    }))
+}
+
 pub(super) async fn plan_for(
     storage: &Storage,
     principal: &Principal,
     agent_id: &str,
     project_id: &str,
     draft: bool,
+    session: Option<SessionFacts>,
 ) -> Result<Plan, Error> {
     let agent_id = domain::uuid("agent_id", agent_id)?;
+    if let Some(session) = &session
+        && !project_id.is_empty()
+        && project_id != session.project_id
+    {
+        return Err(Error::invalid(
+            "project_id",
+            "differs from the session's project: a session stays in the project it started in",
+        ));
+    }
     let subject = scope::caller(storage, principal).await?;
     let project_home = match project_id {
         "" => None,
@@ -649,6 +714,7 @@ pub(super) async fn plan_for(
         &plan::Options {
             draft,
             project_home,
+            session,
         },
     )
     .await

@@ -46,6 +46,7 @@ impl AccessInternal {
 pub struct AccessInternal {
     pub storage: Storage,
     pub credentials: crate::credentials::Credentials,
+    pub sessions: super::access::SessionStore,
 }
 
 #[tonic::async_trait]
@@ -138,6 +139,17 @@ impl AccessInternalService for AccessInternal {
         };
         let agent = access::require(agent, &agent_id, &subject, action)?;
         let (store_workspace, scope) = crate::plan::store_of(&agent, &subject)?;
+        // A runtime's run token reaches its run's partition of its agent
+        // and nothing else of it, even if the caller's standing changed.
+        if let Some(run) = &principal.run
+            && run.agent_id == agent.agent_id
+            && run.partition != store_workspace
+        {
+            return Err(Error::PermissionDenied(
+                "this run token is bound to another store of the agent".into(),
+            )
+            .into());
+        }
         Ok(Response::new(pb::ResolveStoreResponse {
             store_workspace,
             store_scope: scope.to_proto().into(),
@@ -185,12 +197,20 @@ impl AccessInternalService for AccessInternal {
     ) -> Result<Response<pb::ResolveInvocationWithSecretsResponse>, Status> {
         let principal = agentshare_kit::identity::Principal::of(&request)?;
         let request = request.get_ref();
+        let session = super::access::open_session(
+            &self.sessions,
+            principal,
+            &request.session_id,
+            &request.session_secret,
+        )
+        .await?;
         let plan = super::access::plan_for(
             &self.storage,
             principal,
             &request.agent_id,
             &request.project_id,
             request.draft,
+            session,
         )
         .await?;
         let mut secrets = Vec::with_capacity(plan.integrations.len());
@@ -224,6 +244,7 @@ impl AccessInternalService for AccessInternal {
             &request.agent_id,
             "",
             request.version == 0,
+            None,
         )
         .await?;
         let integration = plan

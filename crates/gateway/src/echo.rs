@@ -1,0 +1,352 @@
+//! The built-in echo runtime: the default in the embedded mode and in tests.
+//!
+//! It answers deterministically from the input alone, and never repeats the
+//! builder's instructions or any secret. Input lines that start with `/` are
+//! a script, run in order before the answer:
+//! - `/workspace_write {"key":"k","value":"v"}` (and the other four
+//!   workspace tools, with the arguments of their `input_schema_json`) calls
+//!   the tool through the gateway with the run token, as a real agent would;
+//! - `/fail CODE message` ends the run with that `RunErrorCode` (for example
+//!   `/fail CONNECTION_FAILED crm`, `/fail MODEL_UNAVAILABLE`);
+//! - `/truncate` ends the answer as cut short by a model limit.
+//!
+//! The answer is `echo: <the other lines>`, one line per tool call with its
+//! result, and which connection each integration used.
+
+use std::time::Duration;
+
+use agentshare_kit::clock::Clock;
+use agentshare_proto::runtime::v1 as pb;
+use agentshare_proto::store::v1 as store;
+use futures::StreamExt;
+use serde_json::Value;
+use store::workspace_store_service_client::WorkspaceStoreServiceClient;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::runtime::{RunEvents, Runtime};
+
+pub struct Echo {
+    pub clock: Clock,
+}
+
+#[tonic::async_trait]
+impl Runtime for Echo {
+    async fn run(&self, request: pb::RunRequest, deadline: Duration) -> Result<RunEvents, Status> {
+        let (events, received) = mpsc::channel(16);
+        let clock = self.clock.clone();
+        tokio::spawn(async move {
+            let run = perform(request, &events, &clock);
+            let last = match tokio::time::timeout(deadline, run).await {
+                Ok(last) => last,
+                Err(_) => error_event(pb::RunErrorCode::DeadlineExceeded, "the run took too long"),
+            };
+            // The receiver is gone when the caller cancelled: nothing to do.
+            let _ = events.send(Ok(last)).await;
+        });
+        Ok(tokio_stream::wrappers::ReceiverStream::new(received).boxed())
+    }
+}
+
+type Sink = mpsc::Sender<Result<pb::RunResponse, Status>>;
+
+/// Runs the script and the answer; returns the terminal event.
+async fn perform(request: pb::RunRequest, events: &Sink, clock: &Clock) -> pb::RunResponse {
+    let mut said = Vec::new();
+    let mut lines = Vec::new();
+    let mut truncated = false;
+    let mut tools = Tools::new(&request);
+    let mut model_calls = 1;
+    for line in request.input.lines() {
+        let Some(command) = line.strip_prefix('/') else {
+            said.push(line);
+            continue;
+        };
+        let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+        match name {
+            "fail" => {
+                let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+                return failure(code, message);
+            }
+            "truncate" => truncated = true,
+            tool => {
+                model_calls += 1;
+                let call_id = format!("call-{model_calls}");
+                let start = clock.now_micros();
+                let mut record = pb::ToolCallRecord {
+                    call_id,
+                    tool_name: tool.to_string(),
+                    status: pb::ToolCallStatus::Started.into(),
+                    arguments_json: rest.trim().to_string(),
+                    start_time: Some(agentshare_kit::clock::timestamp(start)),
+                    ..Default::default()
+                };
+                if !send(events, pb::run_response::Event::ToolCall(record.clone())).await {
+                    return error_event(pb::RunErrorCode::Cancelled, "the caller went away");
+                }
+                match tools.call(tool, rest.trim()).await {
+                    Ok(summary) => {
+                        record.status = pb::ToolCallStatus::Succeeded.into();
+                        lines.push(format!("{tool}: {summary}"));
+                        record.result_summary = summary;
+                    }
+                    Err(message) => {
+                        record.status = pb::ToolCallStatus::Failed.into();
+                        lines.push(format!("{tool} failed: {message}"));
+                        record.error_message = message;
+                    }
+                }
+                record.finish_time = Some(agentshare_kit::clock::timestamp(clock.now_micros()));
+                if !send(events, pb::run_response::Event::ToolCall(record)).await {
+                    return error_event(pb::RunErrorCode::Cancelled, "the caller went away");
+                }
+            }
+        }
+    }
+    let mut answer = vec![format!("echo: {}", said.join("\n"))];
+    answer.extend(lines);
+    let mut uses: Vec<String> = request
+        .connections
+        .iter()
+        .map(|c| {
+            let whose = match pb::ConnectionSource::try_from(c.source) {
+                Ok(pb::ConnectionSource::AgentOwner) => "the agent owner's",
+                Ok(pb::ConnectionSource::Caller) => "your",
+                _ => "an unknown",
+            };
+            format!(
+                "{} ({}) with {whose} connection",
+                c.integration_key, c.provider
+            )
+        })
+        .collect();
+    uses.sort();
+    if !uses.is_empty() {
+        answer.push(format!("integrations: {}", uses.join(", ")));
+    }
+    let output = answer.join("\n");
+    // Streamed a line at a time, so a streaming caller sees several deltas.
+    let mut first = true;
+    for line in &answer {
+        let text = if first {
+            line.clone()
+        } else {
+            format!("\n{line}")
+        };
+        first = false;
+        if !send(
+            events,
+            pb::run_response::Event::TextDelta(pb::TextDelta { text }),
+        )
+        .await
+        {
+            return error_event(pb::RunErrorCode::Cancelled, "the caller went away");
+        }
+    }
+    let words = |text: &str| i64::try_from(text.split_whitespace().count()).unwrap_or(i64::MAX);
+    let history: i64 = request.history.iter().map(|m| words(&m.content)).sum();
+    pb::RunResponse {
+        event: Some(pb::run_response::Event::Result(pb::RunResult {
+            output_summary: output.chars().take(500).collect(),
+            usage: Some(pb::TokenUsage {
+                input_tokens: words(&request.input) + history,
+                output_tokens: words(&output),
+                cached_input_tokens: 0,
+                model_calls,
+            }),
+            status: if truncated {
+                pb::RunResultStatus::Truncated
+            } else {
+                pb::RunResultStatus::Completed
+            }
+            .into(),
+            output_text: output,
+        })),
+    }
+}
+
+async fn send(events: &Sink, event: pb::run_response::Event) -> bool {
+    events
+        .send(Ok(pb::RunResponse { event: Some(event) }))
+        .await
+        .is_ok()
+}
+
+fn error_event(code: pb::RunErrorCode, message: &str) -> pb::RunResponse {
+    pb::RunResponse {
+        event: Some(pb::run_response::Event::Error(pb::RunError {
+            code: code.into(),
+            message: message.to_string(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// A scripted failure: `CODE` is a `RunErrorCode` name without its prefix.
+fn failure(code: &str, rest: &str) -> pb::RunResponse {
+    let code = pb::RunErrorCode::from_str_name(&format!("RUN_ERROR_CODE_{code}"))
+        .unwrap_or(pb::RunErrorCode::Internal);
+    let integration = match code {
+        pb::RunErrorCode::ConnectionFailed | pb::RunErrorCode::ToolFailed => {
+            rest.split_whitespace().next().unwrap_or_default()
+        }
+        _ => "",
+    };
+    let message = if rest.is_empty() {
+        format!("scripted failure {}", code.as_str_name())
+    } else {
+        rest.to_string()
+    };
+    pb::RunResponse {
+        event: Some(pb::run_response::Event::Error(pb::RunError {
+            code: code.into(),
+            message,
+            integration_key: integration.to_string(),
+            usage: None,
+        })),
+    }
+}
+
+/// The five workspace tools, called through the gateway as the runtime
+/// contract says: `authorization: Bearer <run token>`.
+struct Tools {
+    agent_id: String,
+    token: String,
+    address: String,
+    client: Option<WorkspaceStoreServiceClient<Channel>>,
+}
+
+impl Tools {
+    fn new(request: &pb::RunRequest) -> Self {
+        Self {
+            agent_id: request
+                .agent
+                .as_ref()
+                .map(|a| a.agent_id.clone())
+                .unwrap_or_default(),
+            token: request.run_token.clone(),
+            address: request.gateway_address.clone(),
+            client: None,
+        }
+    }
+
+    fn client(&mut self) -> Result<WorkspaceStoreServiceClient<Channel>, String> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let channel = Endpoint::from_shared(self.address.clone())
+            .map_err(|e| format!("bad gateway address: {e}"))?
+            .connect_lazy();
+        let client = WorkspaceStoreServiceClient::new(channel);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| "the run token is not a valid header".to_string())?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+
+    /// Calls one tool; the result is a one-line summary for the answer.
+    async fn call(&mut self, tool: &str, arguments: &str) -> Result<String, String> {
+        let args: Value = if arguments.is_empty() {
+            Value::Object(serde_json::Map::new())
+        } else {
+            serde_json::from_str(arguments).map_err(|e| format!("arguments are not JSON: {e}"))?
+        };
+        let text = |name: &str| {
+            args.get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let agent_id = self.agent_id.clone();
+        let mut client = self.client()?;
+        let failed = |status: Status| format!("{:?}: {}", status.code(), status.message());
+        match tool {
+            "workspace_list" => {
+                let listed = client
+                    .workspace_list(self.request(store::WorkspaceListRequest {
+                        agent_id,
+                        key_prefix: text("key_prefix"),
+                        ..Default::default()
+                    })?)
+                    .await
+                    .map_err(failed)?
+                    .into_inner();
+                let keys: Vec<String> = listed.items.into_iter().map(|i| i.key).collect();
+                Ok(format!(
+                    "partition {} holds [{}]",
+                    listed.partition,
+                    keys.join(", ")
+                ))
+            }
+            "workspace_read" => {
+                let item = client
+                    .workspace_read(self.request(store::WorkspaceReadRequest {
+                        agent_id,
+                        key: text("key"),
+                    })?)
+                    .await
+                    .map_err(failed)?
+                    .into_inner()
+                    .item
+                    .unwrap_or_default();
+                Ok(format!("{} = {}", item.key, item.value))
+            }
+            "workspace_write" => {
+                let written = client
+                    .workspace_write(self.request(store::WorkspaceWriteRequest {
+                        agent_id,
+                        key: text("key"),
+                        value: text("value"),
+                        ..Default::default()
+                    })?)
+                    .await
+                    .map_err(failed)?
+                    .into_inner()
+                    .item
+                    .unwrap_or_default();
+                Ok(format!(
+                    "wrote {} at revision {}",
+                    written.key, written.revision
+                ))
+            }
+            "workspace_delete" => {
+                client
+                    .workspace_delete(self.request(store::WorkspaceDeleteRequest {
+                        agent_id,
+                        key: text("key"),
+                        expected_revision: None,
+                    })?)
+                    .await
+                    .map_err(failed)?;
+                Ok(format!("deleted {}", text("key")))
+            }
+            "workspace_publish" => {
+                let target_key = text("target_key");
+                client
+                    .workspace_publish(self.request(store::WorkspacePublishRequest {
+                        agent_id,
+                        key: text("key"),
+                        target_agent_id: text("target_agent_id"),
+                        target_key: (!target_key.is_empty()).then_some(target_key),
+                        expected_target_revision: None,
+                    })?)
+                    .await
+                    .map_err(failed)?;
+                Ok(format!(
+                    "published {} to agent {}",
+                    text("key"),
+                    text("target_agent_id")
+                ))
+            }
+            other => Err(format!("the echo runtime has no tool {other:?}")),
+        }
+    }
+}
