@@ -83,18 +83,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
             "issue #12",
         ),
         (
-            "/agentshare.store.v1.SessionsService/GetSession",
-            "issue #10",
-        ),
-        (
-            "/agentshare.store.v1.SessionsService/ListSessions",
-            "issue #10",
-        ),
-        (
-            "/agentshare.store.v1.UsageService/ListInvocations",
-            "issue #10",
-        ),
-        (
             "/agentshare.scheduler.v1.AutomationsService/ListRuns",
             "issue #12",
         ),

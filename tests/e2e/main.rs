@@ -18,6 +18,7 @@ mod outbox;
 mod projects;
 mod registry;
 mod replicas;
+mod sessions_usage;
 mod sharing;
 mod slice;
 mod store;

@@ -155,6 +155,8 @@ pub struct Store {
     /// How often an open watch checks that its caller may still RUN the
     /// agent; the stream ends within this long of a revocation.
     pub watch_access_check_millis: u64,
+    /// Largest message of a session turn, in bytes of UTF-8.
+    pub max_message_bytes: u64,
 }
 
 impl Default for Store {
@@ -167,6 +169,7 @@ impl Default for Store {
             watch_retention_secs: 24 * 3600,
             max_watches_per_principal: 32,
             watch_access_check_millis: 2_000,
+            max_message_bytes: 1024 * 1024,
         }
     }
 }
@@ -190,6 +193,7 @@ impl Store {
                 "store.watch_access_check_millis",
                 self.watch_access_check_millis,
             ),
+            ("store.max_message_bytes", self.max_message_bytes),
         ] {
             if value == 0 || i64::try_from(value).is_err() {
                 return Err(BadSetting::new(setting, "must be between 1 and 2^63-1"));

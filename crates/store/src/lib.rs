@@ -1,11 +1,11 @@
 //! The store service: workspace-scoped data (items, sessions and messages,
-//! invocation records). The workspace store is built (issue 8); sessions,
-//! usage and the internal recording RPCs arrive with issue 10 and until
-//! then answer UNIMPLEMENTED naming it.
+//! invocation records). The workspace store is issue 8; sessions, usage and
+//! the internal recording RPCs of the run path are issue 10 (`runs`).
 
 mod access;
 mod domain;
 mod rpc;
+mod runs;
 mod storage;
 mod watch;
 
@@ -14,20 +14,17 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::roadmap::Planned;
 use agentshare_kit::server::{self, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
 use agentshare_proto::store::v1::sessions_service_server::{
-    self as sessions, SessionsService, SessionsServiceServer,
+    self as sessions, SessionsServiceServer,
 };
 use agentshare_proto::store::v1::store_internal_service_server::{
-    self as store_internal, StoreInternalService, StoreInternalServiceServer,
+    self as store_internal, StoreInternalServiceServer,
 };
-use agentshare_proto::store::v1::usage_service_server::{
-    self as usage, UsageService, UsageServiceServer,
-};
+use agentshare_proto::store::v1::usage_service_server::{self as usage, UsageServiceServer};
 use agentshare_proto::store::v1::workspace_store_service_server::{
     self as workspace_store, WorkspaceStoreServiceServer,
 };
@@ -38,43 +35,37 @@ static MIGRATIONS: Migrations = Migrations {
     postgres: sqlx::migrate!("migrations/postgres"),
 };
 
-/// The gateway and the scheduler record runs; the scheduler follows store
-/// events.
+/// The gateway and the scheduler record runs; sharing also opens a session
+/// to check who continues it before planning a run. The scheduler follows
+/// store events.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
         .internal(
             store_internal::SERVICE_NAME,
             &[ServiceName::Gateway, ServiceName::Scheduler],
         )
+        .internal_method(
+            "agentshare.store.v1.StoreInternalService/OpenSession",
+            &[
+                ServiceName::Gateway,
+                ServiceName::Scheduler,
+                ServiceName::Sharing,
+            ],
+        )
         .internal(event_log::SERVICE_NAME, &[ServiceName::Scheduler])
 }
-
-static ROADMAP: &[Planned] = &[
-    Planned::service(sessions::SERVICE_NAME, "sessions", 10),
-    Planned::service(usage::SERVICE_NAME, "usage records", 10),
-    Planned::service(
-        store_internal::SERVICE_NAME,
-        "invocation records and turns",
-        10,
-    ),
-];
-
-/// RPCs that later issues build; each answers UNIMPLEMENTED naming its issue.
-struct Unbuilt;
-
-impl SessionsService for Unbuilt {}
-impl UsageService for Unbuilt {}
-impl StoreInternalService for Unbuilt {}
 
 /// Where the store's cursor over registry's events is stored.
 const AGENT_FOLLOWER: &str = "store.agent_deleted";
 
-/// Drops a deleted agent's store as registry announces the deletion.
-/// Private `user-*` workspaces are the users' and stay.
+/// Drops a deleted agent's store and archives its sessions as registry
+/// announces the deletion. Private `user-*` workspaces are the users' and
+/// stay; so do the sessions, readable but never continued.
 fn follow_deleted_agents(
     context: &Context,
     db: Db,
     storage: storage::Storage,
+    runs: runs::storage::Storage,
 ) -> Result<(), BadSetting> {
     events::follow(
         context,
@@ -83,6 +74,7 @@ fn follow_deleted_agents(
         AGENT_FOLLOWER,
         move |event| {
             let storage = storage.clone();
+            let runs = runs.clone();
             Box::pin(async move {
                 if event.kind != "agent.deleted" {
                     return Ok(());
@@ -92,10 +84,10 @@ fn follow_deleted_agents(
                     tracing::warn!(subject = %event.subject_id, "agent.deleted names no agent id");
                     return Ok(());
                 };
-                let dropped = storage
-                    .drop_agent_store(&agent_id.hyphenated().to_string())
-                    .await?;
-                tracing::info!(agent_id = %agent_id, partitions = dropped, "deleted agent's store dropped");
+                let agent_id = agent_id.hyphenated().to_string();
+                let dropped = storage.drop_agent_store(&agent_id).await?;
+                let archived = runs.archive_agent(&agent_id).await?;
+                tracing::info!(%agent_id, partitions = dropped, sessions = archived, "deleted agent's store dropped and sessions archived");
                 Ok(())
             })
         },
@@ -124,6 +116,21 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         ServiceName::Sharing,
         context.config.peers.of(ServiceName::Sharing),
     )?;
+    let runs = runs::storage::Storage {
+        db: db.clone(),
+        clock: context.clock.clone(),
+    };
+    let internal = runs::Internal {
+        storage: runs.clone(),
+        max_message_bytes: settings.max_message_bytes,
+    };
+    let sessions = runs::Sessions {
+        storage: runs.clone(),
+    };
+    let usage = runs::Usage {
+        storage: runs.clone(),
+        sharing: sharing.clone(),
+    };
     let workspace_store = rpc::WorkspaceStore {
         storage: storage.clone(),
         access: access::Access::new(sharing),
@@ -132,7 +139,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         settings: rpc::WatchSettings::new(settings, context.event_poll()),
         shutdown: context.shutdown.clone(),
     };
-    follow_deleted_agents(&context, db, storage)?;
+    follow_deleted_agents(&context, db, storage, runs)?;
     let names = [
         workspace_store::SERVICE_NAME,
         sessions::SERVICE_NAME,
@@ -140,22 +147,17 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         store_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
     ];
-    Ok(bootstrap::serve_backend(
-        &context,
-        listener,
-        caller_policy(),
-        &names,
-        ROADMAP,
-        |routes| {
+    Ok(
+        bootstrap::serve_backend(&context, listener, caller_policy(), &names, &[], |routes| {
             routes
                 .add_service(WorkspaceStoreServiceServer::new(workspace_store))
-                .add_service(SessionsServiceServer::new(Unbuilt))
-                .add_service(UsageServiceServer::new(Unbuilt))
-                .add_service(StoreInternalServiceServer::new(Unbuilt))
+                .add_service(SessionsServiceServer::new(sessions))
+                .add_service(UsageServiceServer::new(usage))
+                .add_service(StoreInternalServiceServer::new(internal))
                 .add_service(EventLogServiceServer::new(events))
-        },
+        })
+        .await,
     )
-    .await)
 }
 
 /// How every host mounts the store.

@@ -1,0 +1,908 @@
+//! The SQL of sessions, messages and invocation records. Who may do what
+//! is decided by the caller, which hands in its rule where a check must sit
+//! inside a transaction.
+//!
+//! An append locks its session's row first (on SQLite `begin_write`
+//! already holds the one write lock), so sequences are gapless per session
+//! however many appends race. The idempotency row of an append commits in
+//! the same transaction as its messages, so a racing duplicate fails on
+//! its key and, retried, finds the first result.
+
+use agentshare_kit::Error;
+use agentshare_kit::clock::Clock;
+use agentshare_kit::db::{Db, is_unique_violation, new_id};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::domain::{
+    self, DayTotals, IntegrationUse, Invocation, Message, NewMessage, Range, Role, RunFacts,
+    Session, SessionSpec, SessionState, Status, Totals, UsageFilter,
+};
+
+#[derive(Clone)]
+pub struct Storage {
+    pub db: Db,
+    pub clock: Clock,
+}
+
+/// Where an append goes.
+pub enum Target<'a> {
+    /// An existing session.
+    Existing(&'a str),
+    /// A new session, created by this append.
+    New {
+        spec: &'a SessionSpec,
+        secret_digest: &'a str,
+    },
+}
+
+/// One turn to append.
+pub struct Append<'a> {
+    pub request_id: &'a str,
+    pub target: Target<'a>,
+    /// Refreshes the session's agent name unless empty.
+    pub agent_name: &'a str,
+    pub invocation_id: &'a str,
+    pub agent_version_number: i64,
+    pub messages: &'a [NewMessage],
+}
+
+/// What an append did (or, on a retry, did the first time).
+pub struct Appended {
+    pub session: Session,
+    pub messages: Vec<Message>,
+    pub created: bool,
+}
+
+/// What a create did: made the session, or found the one a retry names.
+pub struct Created {
+    pub session: Session,
+    pub retried: bool,
+}
+
+/// Filters of ListSessions.
+pub struct SessionFilter<'a> {
+    pub user_id: &'a str,
+    pub org_id: Option<&'a str>,
+    pub grant_id: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub project_id: Option<&'a str>,
+    pub state: Option<SessionState>,
+}
+
+/// The end of a run.
+pub struct Completed<'a> {
+    pub status: Status,
+    pub error_code: &'a str,
+    pub error_message: &'a str,
+    pub end_time: i64,
+    pub duration_micros: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Replaces the recorded session unless empty.
+    pub session_id: &'a str,
+}
+
+/// How many times an append races a duplicate of itself before giving up.
+const APPEND_ATTEMPTS: usize = 3;
+
+const SESSION_COLUMNS: &str = "id, org_id, agent_id, agent_name, user_id, anonymous, \
+     secret_digest, grant_id, project_id, workspace_id, state, title, message_count, \
+     created_at, updated_at, archived_at";
+
+const MESSAGE_COLUMNS: &str =
+    "sequence, role, content, tool_name, invocation_id, agent_version_number, created_at";
+
+const INVOCATION_COLUMNS: &str = "id, org_id, agent_id, agent_owner_user_id, \
+     agent_version_number, draft_run, caller_kind, user_id, anonymous, grant_id, session_id, \
+     project_id, automation_run_id, integrations, executes_as_user_id, billed_to_user_id, \
+     store_partition, status, error_code, error_message, duration_micros, start_time, end_time, \
+     input_tokens, output_tokens";
+
+fn decode(what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("stored {what}").into())
+}
+
+fn session_of(row: &AnyRow) -> Result<Session, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    Ok(Session {
+        id: row.try_get("id")?,
+        spec: SessionSpec {
+            org_id: row.try_get("org_id")?,
+            agent_id: row.try_get("agent_id")?,
+            agent_name: row.try_get("agent_name")?,
+            user_id: row.try_get("user_id")?,
+            anonymous: row.try_get::<i64, _>("anonymous")? != 0,
+            grant_id: row.try_get("grant_id")?,
+            project_id: row.try_get("project_id")?,
+            workspace_id: row.try_get("workspace_id")?,
+        },
+        secret_digest: row.try_get("secret_digest")?,
+        state: SessionState::parse(&state).ok_or_else(|| decode("session state"))?,
+        title: row.try_get("title")?,
+        message_count: row.try_get("message_count")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        archived_at: row.try_get("archived_at")?,
+    })
+}
+
+fn message_of(row: &AnyRow) -> Result<Message, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(Message {
+        sequence: row.try_get("sequence")?,
+        role: Role::parse(&role).ok_or_else(|| decode("message role"))?,
+        content: row.try_get("content")?,
+        tool_name: row.try_get("tool_name")?,
+        invocation_id: row.try_get("invocation_id")?,
+        agent_version_number: row.try_get("agent_version_number")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn invocation_of(row: &AnyRow) -> Result<Invocation, sqlx::Error> {
+    let caller_kind: String = row.try_get("caller_kind")?;
+    let status: String = row.try_get("status")?;
+    let integrations: String = row.try_get("integrations")?;
+    let integrations: Vec<IntegrationUse> =
+        serde_json::from_str(&integrations).map_err(|_| decode("integrations"))?;
+    Ok(Invocation {
+        id: row.try_get("id")?,
+        facts: RunFacts {
+            org_id: row.try_get("org_id")?,
+            agent_id: row.try_get("agent_id")?,
+            agent_owner_user_id: row.try_get("agent_owner_user_id")?,
+            agent_version_number: row.try_get("agent_version_number")?,
+            draft_run: row.try_get::<i64, _>("draft_run")? != 0,
+            caller_kind: domain::caller_kind_name(domain::caller_kind_wire(&caller_kind))
+                .ok_or_else(|| decode("caller kind"))?,
+            user_id: row.try_get("user_id")?,
+            anonymous: row.try_get::<i64, _>("anonymous")? != 0,
+            grant_id: row.try_get("grant_id")?,
+            session_id: row.try_get("session_id")?,
+            project_id: row.try_get("project_id")?,
+            automation_run_id: row.try_get("automation_run_id")?,
+            integrations,
+            executes_as_user_id: row.try_get("executes_as_user_id")?,
+            billed_to_user_id: row.try_get("billed_to_user_id")?,
+            store_partition: row.try_get("store_partition")?,
+            start_time: row.try_get("start_time")?,
+        },
+        status: Status::parse(&status).ok_or_else(|| decode("invocation status"))?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        duration_micros: row.try_get("duration_micros")?,
+        end_time: row.try_get("end_time")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+    })
+}
+
+/// A value bound to a dynamically built query.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A WHERE clause built condition by condition, numbering its `$n`.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Conditions {
+    fn next(&self) -> usize {
+        self.binds.len() + 1
+    }
+
+    /// Adds `template`, whose `?` stand for `binds` in order.
+    fn push(&mut self, template: &str, binds: Vec<Bind>) {
+        let mut sql = String::new();
+        let mut n = self.next();
+        for part in template.split_inclusive('?') {
+            if let Some(head) = part.strip_suffix('?') {
+                sql.push_str(head);
+                sql.push_str(&format!("${n}"));
+                n += 1;
+            } else {
+                sql.push_str(part);
+            }
+        }
+        self.sql.push(sql);
+        self.binds.extend(binds);
+    }
+
+    fn text(&mut self, column: &str, value: &str) {
+        self.push(&format!("{column} = ?"), vec![Bind::Text(value.into())]);
+    }
+
+    fn clause(&self) -> String {
+        if self.sql.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.sql.join(" AND "))
+        }
+    }
+
+    fn query<'q>(&self, sql: &'q str) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        let mut query = sqlx::query(sql);
+        for bind in &self.binds {
+            query = match bind {
+                Bind::Text(value) => query.bind(value.clone()),
+                Bind::Int(value) => query.bind(*value),
+            };
+        }
+        query
+    }
+}
+
+fn usage_conditions(filter: &UsageFilter, range: Range, status: Option<Status>) -> Conditions {
+    let mut conditions = Conditions::default();
+    match filter {
+        UsageFilter::BilledTo { user_id, agent_id } => {
+            conditions.text("billed_to_user_id", user_id);
+            if !agent_id.is_empty() {
+                conditions.text("agent_id", agent_id);
+            }
+        }
+        UsageFilter::Agent { agent_id } => conditions.text("agent_id", agent_id),
+    }
+    if let Some(start) = range.start {
+        conditions.push("start_time >= ?", vec![Bind::Int(start)]);
+    }
+    conditions.push("start_time < ?", vec![Bind::Int(range.end)]);
+    if let Some(status) = status {
+        conditions.text("status", status.as_str());
+    }
+    conditions
+}
+
+impl Storage {
+    pub async fn session(&self, id: &str) -> Result<Option<Session>, sqlx::Error> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.as_ref().map(session_of).transpose()
+    }
+
+    /// Starts an empty session, or finds the one a retry of `request_id`
+    /// created.
+    pub async fn create_session(
+        &self,
+        request_id: &str,
+        spec: &SessionSpec,
+        secret_digest: &str,
+    ) -> Result<Created, Error> {
+        for _ in 0..APPEND_ATTEMPTS {
+            let mut tx = self.db.begin_write().await?;
+            if let Some(prior) = prior_request(&mut tx, "create", request_id).await? {
+                let session = locked_session(&mut tx, &prior.session_id, "")
+                    .await?
+                    .ok_or_else(|| Error::internal("a recorded create names no session"))?;
+                return Ok(Created {
+                    session,
+                    retried: true,
+                });
+            }
+            let session = self.insert_session(&mut tx, spec, secret_digest).await?;
+            match record_request(
+                &mut tx,
+                "create",
+                request_id,
+                &session.id,
+                0,
+                0,
+                true,
+                session.created_at,
+            )
+            .await
+            {
+                Err(e) if is_unique_violation(&e) => continue,
+                other => other?,
+            }
+            match tx.commit().await {
+                Err(e) if is_unique_violation(&e) => continue,
+                other => other?,
+            }
+            return Ok(Created {
+                session,
+                retried: false,
+            });
+        }
+        Err(Error::Aborted(
+            "the request raced a retry of itself; retry it".into(),
+        ))
+    }
+
+    async fn insert_session(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        spec: &SessionSpec,
+        secret_digest: &str,
+    ) -> Result<Session, Error> {
+        let deleted = sqlx::query("SELECT 1 FROM deleted_agents WHERE agent_id = $1")
+            .bind(&spec.agent_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if deleted.is_some() {
+            return Err(agent_deleted());
+        }
+        let now = self.clock.now_micros();
+        let session = Session {
+            id: new_id(),
+            spec: spec.clone(),
+            secret_digest: secret_digest.to_string(),
+            state: SessionState::Active,
+            title: String::new(),
+            message_count: 0,
+            created_at: now,
+            updated_at: now,
+            archived_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO sessions (id, org_id, agent_id, agent_name, user_id, anonymous, \
+             secret_digest, grant_id, project_id, workspace_id, state, title, message_count, \
+             created_at, updated_at, archived_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', 0, $12, $12, NULL)",
+        )
+        .bind(&session.id)
+        .bind(&spec.org_id)
+        .bind(&spec.agent_id)
+        .bind(&spec.agent_name)
+        .bind(&spec.user_id)
+        .bind(i64::from(spec.anonymous))
+        .bind(secret_digest)
+        .bind(&spec.grant_id)
+        .bind(&spec.project_id)
+        .bind(&spec.workspace_id)
+        .bind(SessionState::Active.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(session)
+    }
+
+    /// Appends one turn after the session's last message. `admit` says
+    /// whether the caller is the session's owner; it runs under the
+    /// session's lock, and on a retry before the first result is returned.
+    pub async fn append(
+        &self,
+        append: &Append<'_>,
+        admit: impl Fn(&Session) -> Result<(), Error>,
+    ) -> Result<Appended, Error> {
+        for _ in 0..APPEND_ATTEMPTS {
+            match self.append_once(append, &admit).await {
+                Err(Error::Aborted(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Aborted(
+            "the request raced a retry of itself; retry it".into(),
+        ))
+    }
+
+    async fn append_once(
+        &self,
+        append: &Append<'_>,
+        admit: &impl Fn(&Session) -> Result<(), Error>,
+    ) -> Result<Appended, Error> {
+        let for_update = self.db.backend.for_update();
+        let mut tx = self.db.begin_write().await?;
+        if let Some(prior) = prior_request(&mut tx, "append", append.request_id).await? {
+            let session = locked_session(&mut tx, &prior.session_id, "")
+                .await?
+                .ok_or_else(|| Error::internal("a recorded append names no session"))?;
+            if let Target::Existing(id) = append.target
+                && id != session.id
+            {
+                return Err(Error::invalid(
+                    "request_id",
+                    "was already used for a turn of another session; use a new request_id per turn",
+                ));
+            }
+            admit(&session)?;
+            let messages = messages_between(
+                &mut tx,
+                &session.id,
+                prior.first_sequence,
+                prior.last_sequence,
+            )
+            .await?;
+            return Ok(Appended {
+                session,
+                messages,
+                created: prior.created,
+            });
+        }
+        let now = self.clock.now_micros();
+        let (mut session, created) = match append.target {
+            Target::Existing(id) => {
+                let session = locked_session(&mut tx, id, for_update)
+                    .await?
+                    .ok_or_else(|| Error::not_found("session"))?;
+                admit(&session)?;
+                if session.state == SessionState::Archived {
+                    return Err(agent_deleted());
+                }
+                if self.agent_deleted(&mut tx, &session.spec.agent_id).await? {
+                    // Registry's deletion was recorded while this session was
+                    // being created; archive it now instead of continuing it.
+                    archive(&mut tx, &session.spec.agent_id, now).await?;
+                    tx.commit().await?;
+                    return Err(agent_deleted());
+                }
+                (session, false)
+            }
+            Target::New {
+                spec,
+                secret_digest,
+            } => (
+                self.insert_session(&mut tx, spec, secret_digest).await?,
+                true,
+            ),
+        };
+        let first = session.message_count + 1;
+        let mut title = None;
+        if session.title.is_empty()
+            && let Some(first_user) = append.messages.iter().find(|m| m.role == Role::User)
+        {
+            let earlier = sqlx::query(
+                "SELECT 1 FROM messages WHERE session_id = $1 AND role = 'user' LIMIT 1",
+            )
+            .bind(&session.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if earlier.is_none() {
+                title = Some(domain::title_of(&first_user.content));
+            }
+        }
+        let mut messages = Vec::with_capacity(append.messages.len());
+        for (sequence, message) in (first..).zip(append.messages) {
+            let stored = Message {
+                sequence,
+                role: message.role,
+                content: message.content.clone(),
+                tool_name: message.tool_name.clone(),
+                invocation_id: append.invocation_id.to_string(),
+                agent_version_number: append.agent_version_number,
+                created_at: now,
+            };
+            sqlx::query(
+                "INSERT INTO messages (session_id, sequence, role, content, tool_name, \
+                 invocation_id, agent_version_number, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&session.id)
+            .bind(stored.sequence)
+            .bind(stored.role.as_str())
+            .bind(&stored.content)
+            .bind(&stored.tool_name)
+            .bind(&stored.invocation_id)
+            .bind(stored.agent_version_number)
+            .bind(stored.created_at)
+            .execute(&mut *tx)
+            .await?;
+            messages.push(stored);
+        }
+        let last = first + i64::try_from(messages.len()).unwrap_or(0) - 1;
+        if let Some(title) = title {
+            session.title = title;
+        }
+        if !append.agent_name.is_empty() {
+            session.spec.agent_name = append.agent_name.to_string();
+        }
+        session.message_count = last;
+        session.updated_at = now;
+        sqlx::query(
+            "UPDATE sessions SET message_count = $2, updated_at = $3, title = $4, agent_name = $5 \
+             WHERE id = $1",
+        )
+        .bind(&session.id)
+        .bind(session.message_count)
+        .bind(now)
+        .bind(&session.title)
+        .bind(&session.spec.agent_name)
+        .execute(&mut *tx)
+        .await?;
+        let recorded = record_request(
+            &mut tx,
+            "append",
+            append.request_id,
+            &session.id,
+            first,
+            last,
+            created,
+            now,
+        )
+        .await;
+        match recorded {
+            Err(e) if is_unique_violation(&e) => return Err(raced()),
+            other => other?,
+        }
+        match tx.commit().await {
+            Err(e) if is_unique_violation(&e) => return Err(raced()),
+            other => other?,
+        }
+        Ok(Appended {
+            session,
+            messages,
+            created,
+        })
+    }
+
+    async fn agent_deleted(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        agent_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query("SELECT 1 FROM deleted_agents WHERE agent_id = $1")
+            .bind(agent_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Up to `limit` sessions matching `filter`, newest first, after the
+    /// session at (`created_at`, `id`).
+    pub async fn sessions(
+        &self,
+        filter: &SessionFilter<'_>,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Session>, sqlx::Error> {
+        let mut conditions = Conditions::default();
+        conditions.text("user_id", filter.user_id);
+        conditions.push("anonymous = 0", vec![]);
+        for (column, value) in [
+            ("org_id", filter.org_id),
+            ("grant_id", filter.grant_id),
+            ("agent_id", filter.agent_id),
+            ("project_id", filter.project_id),
+            ("state", filter.state.map(SessionState::as_str)),
+        ] {
+            if let Some(value) = value {
+                conditions.text(column, value);
+            }
+        }
+        if let Some((created_at, id)) = after {
+            conditions.push(
+                "(created_at < ? OR (created_at = ? AND id < ?))",
+                vec![Bind::Int(created_at), Bind::Int(created_at), Bind::Text(id)],
+            );
+        }
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions{} ORDER BY created_at DESC, id DESC LIMIT ${}",
+            conditions.clause(),
+            conditions.next()
+        );
+        let rows = conditions
+            .query(&sql)
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(session_of).collect()
+    }
+
+    /// Up to `limit` messages of a session after `after`, in order.
+    pub async fn messages(
+        &self,
+        session_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND sequence > $2 \
+             ORDER BY sequence LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(session_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(message_of).collect()
+    }
+
+    /// Archives every session of a deleted agent and refuses it new ones.
+    /// Idempotent: the first archive time stays.
+    pub async fn archive_agent(&self, agent_id: &str) -> Result<u64, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO deleted_agents (agent_id, deleted_at) VALUES ($1, $2) \
+             ON CONFLICT (agent_id) DO NOTHING",
+        )
+        .bind(agent_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let archived = archive(&mut tx, agent_id, now).await?;
+        tx.commit().await?;
+        Ok(archived)
+    }
+
+    /// Stores a run's start. `None` when stored now; otherwise the record
+    /// already stored under this id.
+    pub async fn record(&self, invocation: &Invocation) -> Result<Option<Invocation>, Error> {
+        let facts = &invocation.facts;
+        let integrations = serde_json::to_string(&facts.integrations).map_err(Error::internal)?;
+        let inserted = sqlx::query(
+            "INSERT INTO invocations (id, org_id, agent_id, agent_owner_user_id, \
+             agent_version_number, draft_run, caller_kind, user_id, anonymous, grant_id, \
+             session_id, project_id, automation_run_id, integrations, executes_as_user_id, \
+             billed_to_user_id, store_partition, status, error_code, error_message, \
+             duration_micros, start_time, end_time, input_tokens, output_tokens) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, '', '', NULL, $19, NULL, 0, 0) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&invocation.id)
+        .bind(&facts.org_id)
+        .bind(&facts.agent_id)
+        .bind(&facts.agent_owner_user_id)
+        .bind(facts.agent_version_number)
+        .bind(i64::from(facts.draft_run))
+        .bind(facts.caller_kind)
+        .bind(&facts.user_id)
+        .bind(i64::from(facts.anonymous))
+        .bind(&facts.grant_id)
+        .bind(&facts.session_id)
+        .bind(&facts.project_id)
+        .bind(&facts.automation_run_id)
+        .bind(integrations)
+        .bind(&facts.executes_as_user_id)
+        .bind(&facts.billed_to_user_id)
+        .bind(&facts.store_partition)
+        .bind(Status::Running.as_str())
+        .bind(facts.start_time)
+        .execute(&self.db.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(None);
+        }
+        self.invocation(&invocation.id)
+            .await?
+            .map(Some)
+            .ok_or_else(|| Error::internal("an invocation id conflicted but is not stored"))
+    }
+
+    pub async fn invocation(&self, id: &str) -> Result<Option<Invocation>, sqlx::Error> {
+        let sql = format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.as_ref().map(invocation_of).transpose()
+    }
+
+    /// Records a run's end if it is still RUNNING; whether it was.
+    pub async fn complete(&self, id: &str, end: &Completed<'_>) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE invocations SET status = $2, error_code = $3, error_message = $4, \
+             end_time = $5, duration_micros = $6, input_tokens = $7, output_tokens = $8, \
+             session_id = CASE WHEN $9 = '' THEN session_id ELSE $9 END \
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(end.status.as_str())
+        .bind(end.error_code)
+        .bind(end.error_message)
+        .bind(end.end_time)
+        .bind(end.duration_micros)
+        .bind(end.input_tokens)
+        .bind(end.output_tokens)
+        .bind(end.session_id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Up to `limit` records, newest first by start time, after the record
+    /// at (`start_time`, `id`).
+    pub async fn invocations(
+        &self,
+        filter: &UsageFilter,
+        range: Range,
+        status: Option<Status>,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Invocation>, sqlx::Error> {
+        let mut conditions = usage_conditions(filter, range, status);
+        if let Some((start_time, id)) = after {
+            conditions.push(
+                "(start_time < ? OR (start_time = ? AND id < ?))",
+                vec![Bind::Int(start_time), Bind::Int(start_time), Bind::Text(id)],
+            );
+        }
+        let sql = format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations{} \
+             ORDER BY start_time DESC, id DESC LIMIT ${}",
+            conditions.clause(),
+            conditions.next()
+        );
+        let rows = conditions
+            .query(&sql)
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(invocation_of).collect()
+    }
+
+    /// Totals per group (`agent_id` or `billed_to_user_id`) and UTC day.
+    /// Days are integer division of microseconds, the same on both
+    /// backends; months are folded from them by the domain.
+    pub async fn daily_totals(
+        &self,
+        filter: &UsageFilter,
+        range: Range,
+        by_agent: bool,
+    ) -> Result<Vec<DayTotals>, sqlx::Error> {
+        let group = if by_agent {
+            "agent_id"
+        } else {
+            "billed_to_user_id"
+        };
+        let conditions = usage_conditions(filter, range, None);
+        let sql = format!(
+            "SELECT {group} AS grp, start_time / 86400000000 AS day, \
+             COUNT(*) AS invocations, \
+             CAST(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS BIGINT) AS succeeded, \
+             CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
+             CAST(SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) AS BIGINT) AS cancelled, \
+             CAST(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS BIGINT) AS running, \
+             CAST(COALESCE(SUM(duration_micros), 0) AS BIGINT) AS duration_micros, \
+             CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
+             CAST(SUM(output_tokens) AS BIGINT) AS output_tokens \
+             FROM invocations{} GROUP BY {group}, start_time / 86400000000",
+            conditions.clause()
+        );
+        let rows = conditions.query(&sql).fetch_all(&self.db.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let day: i64 = row.try_get("day")?;
+                Ok(DayTotals {
+                    group: row.try_get("grp")?,
+                    day: day * 86_400_000_000,
+                    totals: Totals {
+                        invocations: row.try_get("invocations")?,
+                        succeeded: row.try_get("succeeded")?,
+                        failed: row.try_get("failed")?,
+                        cancelled: row.try_get("cancelled")?,
+                        running: row.try_get("running")?,
+                        duration_micros: row.try_get("duration_micros")?,
+                        input_tokens: row.try_get("input_tokens")?,
+                        output_tokens: row.try_get("output_tokens")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `user_id` owned `agent_id` when any of its runs started.
+    pub async fn owned_runs(&self, agent_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT 1 FROM invocations WHERE agent_id = $1 AND agent_owner_user_id = $2 LIMIT 1",
+        )
+        .bind(agent_id)
+        .bind(user_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+}
+
+fn agent_deleted() -> Error {
+    Error::FailedPrecondition(
+        "agent deleted: its sessions stay readable but take no new turns".into(),
+    )
+}
+
+fn raced() -> Error {
+    Error::Aborted("the request raced a retry of itself; retry it".into())
+}
+
+async fn archive(
+    tx: &mut Transaction<'static, Any>,
+    agent_id: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions SET state = 'archived', archived_at = $2 \
+         WHERE agent_id = $1 AND state = 'active'",
+    )
+    .bind(agent_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+async fn locked_session(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    for_update: &str,
+) -> Result<Option<Session>, sqlx::Error> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1{for_update}");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
+    row.as_ref().map(session_of).transpose()
+}
+
+async fn messages_between(
+    tx: &mut Transaction<'static, Any>,
+    session_id: &str,
+    first: i64,
+    last: i64,
+) -> Result<Vec<Message>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 \
+         AND sequence >= $2 AND sequence <= $3 ORDER BY sequence"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(session_id)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(message_of).collect()
+}
+
+/// What an earlier call with the same idempotency key did.
+struct PriorRequest {
+    session_id: String,
+    first_sequence: i64,
+    last_sequence: i64,
+    created: bool,
+}
+
+async fn prior_request(
+    tx: &mut Transaction<'static, Any>,
+    kind: &str,
+    request_id: &str,
+) -> Result<Option<PriorRequest>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT session_id, first_sequence, last_sequence, created FROM session_requests \
+         WHERE kind = $1 AND request_id = $2",
+    )
+    .bind(kind)
+    .bind(request_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| {
+        Ok(PriorRequest {
+            session_id: row.try_get("session_id")?,
+            first_sequence: row.try_get("first_sequence")?,
+            last_sequence: row.try_get("last_sequence")?,
+            created: row.try_get::<i64, _>("created")? != 0,
+        })
+    })
+    .transpose()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_request(
+    tx: &mut Transaction<'static, Any>,
+    kind: &str,
+    request_id: &str,
+    session_id: &str,
+    first: i64,
+    last: i64,
+    created: bool,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO session_requests (kind, request_id, session_id, first_sequence, \
+         last_sequence, created, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(kind)
+    .bind(request_id)
+    .bind(session_id)
+    .bind(first)
+    .bind(last)
+    .bind(i64::from(created))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
