@@ -79,10 +79,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
     let alice: UserClient = suite.user("alice").await;
     let unbuilt = [
         (
-            "/agentshare.scheduler.v1.AutomationsService/GetRun",
-            "issue #12",
-        ),
-        (
             "/agentshare.store.v1.SessionsService/GetSession",
             "issue #10",
         ),
@@ -93,10 +89,6 @@ async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
         (
             "/agentshare.store.v1.UsageService/ListInvocations",
             "issue #10",
-        ),
-        (
-            "/agentshare.scheduler.v1.AutomationsService/ListRuns",
-            "issue #12",
         ),
         ("/agentshare.gateway.v1.InvokeService/Invoke", "issue #10"),
     ];

@@ -104,9 +104,17 @@ pub struct SuiteBuilder {
     auth: Option<agentshare_kit::config::Auth>,
     oauth: Option<agentshare_kit::config::Provider>,
     log_files: bool,
+    scheduler: agentshare_kit::config::Scheduler,
 }
 
 impl SuiteBuilder {
+    /// The scheduler's settings (firing pace, leases, event following),
+    /// in-process and in child processes alike.
+    pub fn scheduler(mut self, settings: agentshare_kit::config::Scheduler) -> Self {
+        self.scheduler = settings;
+        self
+    }
+
     /// Runs `count` replicas of `service`.
     pub fn replicas(mut self, service: ServiceName, count: usize) -> Self {
         self.replicas.insert(service, count.max(1));
@@ -199,6 +207,7 @@ impl SuiteBuilder {
             connections: connections(self.oauth.clone()),
             shutdown_grace_secs: 10,
             shutdown_delay_millis: 300,
+            scheduler: self.scheduler.clone(),
             ..Config::default()
         };
         for service in ServiceName::ALL {
@@ -265,6 +274,7 @@ impl Suite {
             auth: None,
             oauth: None,
             log_files: false,
+            scheduler: agentshare_kit::config::Scheduler::default(),
         }
     }
 
@@ -316,6 +326,9 @@ impl Suite {
             ("AGENTSHARE_EVENT_POLL_MILLIS".into(), "50".into()),
             ("AGENTSHARE_SHUTDOWN_DELAY_MILLIS".into(), "300".into()),
         ];
+        if service == ServiceName::Scheduler {
+            env.extend(scheduler_env(&self.config.scheduler));
+        }
         if service != ServiceName::Gateway {
             env.push((
                 "AGENTSHARE_DATABASE_URL".into(),
@@ -595,6 +608,26 @@ impl Suite {
         }
         self.databases.drop_all().await;
     }
+}
+
+/// The scheduler's settings as `AGENTSHARE_SCHEDULER__*` variables.
+fn scheduler_env(settings: &agentshare_kit::config::Scheduler) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(settings) else {
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (
+                format!("AGENTSHARE_SCHEDULER__{}", name.to_uppercase()),
+                value,
+            )
+        })
+        .collect()
 }
 
 /// Stops one replica: a graceful drain in-process, SIGTERM for a process.
