@@ -10,6 +10,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod db;
+pub mod fire;
 pub mod oauth_provider;
 
 use std::collections::HashMap;

@@ -511,18 +511,22 @@ impl Storage {
     }
 
     /// Writes everything a user or agentshare may change on a row, and the
-    /// next fire time that follows from it.
+    /// next fire time that follows from it. A time already due and not yet
+    /// claimed stays due while the subscription is still ACTIVE, so
+    /// changing channels at 08:00:00 does not lose the 08:00 run.
     pub(crate) async fn write_state(
         &self,
         tx: &mut Transaction<'static, Any>,
         row: &SubscriptionRow,
     ) -> Result<(), sqlx::Error> {
+        let now = self.clock.now_micros();
         sqlx::query(
             "UPDATE subscriptions SET enabled = $1, channels = $2, email = $3, paused_until = $4, \
              inactive = $5, status_reason = $6, status_message = $7, agent_version = $8, \
              checked_version = $9, agent_name = $10, automation_name = $11, schedule_kind = $12, \
              schedule_cron = $13, time_zone = $14, task = $15, catch_up_policy = $16, \
-             next_run_at = $17, updated_at = $18 WHERE id = $19",
+             next_run_at = CASE WHEN $20 = 1 AND next_run_at IS NOT NULL AND next_run_at <= $21 \
+             THEN next_run_at ELSE $17 END, updated_at = $18 WHERE id = $19",
         )
         .bind(i64::from(row.enabled))
         .bind(Channel::list_text(&row.channels))
@@ -540,9 +544,13 @@ impl Storage {
         .bind(&row.time_zone)
         .bind(&row.task)
         .bind(&row.catch_up_policy)
-        .bind(row.next_run_at(self.clock.now_micros()))
+        .bind(row.next_run_at(now))
         .bind(row.updated_at)
         .bind(&row.id)
+        .bind(i64::from(
+            row.switches().status(now) == crate::domain::Status::Active,
+        ))
+        .bind(now)
         .execute(&mut **tx)
         .await?;
         Ok(())
