@@ -24,11 +24,11 @@ const MONTH: i64 = 30 * 86_400;
 const HOUR_MICROS: i64 = 3_600_000_000;
 const DAY_MICROS: i64 = 24 * HOUR_MICROS;
 
-fn automations(user: &UserClient) -> AutomationsServiceClient<agentshare_e2e::Authed> {
+pub(crate) fn automations(user: &UserClient) -> AutomationsServiceClient<agentshare_e2e::Authed> {
     AutomationsServiceClient::new(user.channel())
 }
 
-fn automation(
+pub(crate) fn automation(
     key: &str,
     name: &str,
     kind: registry::schedule::Kind,
@@ -46,13 +46,13 @@ fn automation(
     }
 }
 
-fn daily(hours: i32, minutes: i32) -> registry::schedule::Kind {
+pub(crate) fn daily(hours: i32, minutes: i32) -> registry::schedule::Kind {
     registry::schedule::Kind::Daily(registry::DailySchedule {
         time_of_day: Some(registry::TimeOfDay { hours, minutes }),
     })
 }
 
-fn hourly(minute: i32) -> registry::schedule::Kind {
+pub(crate) fn hourly(minute: i32) -> registry::schedule::Kind {
     registry::schedule::Kind::Hourly(registry::HourlySchedule { minute })
 }
 
@@ -63,7 +63,7 @@ fn cron(expression: &str) -> registry::schedule::Kind {
 }
 
 /// Creates, deploys and shares an agent with these tools and automations.
-async fn agent_with(
+pub(crate) async fn agent_with(
     owner: &UserClient,
     name: &str,
     tools: Vec<registry::Tool>,
@@ -132,7 +132,7 @@ async fn redeploy_with(
 
 /// Alice's org with Bob as a member; tokens outlive the days these tests
 /// move the clock by.
-async fn org_with_bob(suite: &Suite) -> (UserClient, UserClient, String) {
+pub(crate) async fn org_with_bob(suite: &Suite) -> (UserClient, UserClient, String) {
     let alice = suite
         .user("alice")
         .await
@@ -162,7 +162,7 @@ async fn list(user: &UserClient, agent_id: &str) -> Vec<pb::Automation> {
         .automations
 }
 
-async fn subscribe(
+pub(crate) async fn subscribe(
     user: &UserClient,
     agent_id: &str,
     key: &str,
@@ -180,7 +180,7 @@ async fn subscribe(
         .map(|r| r.into_inner().subscription.expect("subscription"))
 }
 
-async fn update(
+pub(crate) async fn update(
     user: &UserClient,
     agent_id: &str,
     key: &str,
@@ -216,7 +216,10 @@ async fn update(
         .map(|r| r.into_inner().subscription.expect("subscription"))
 }
 
-async fn mine(user: &UserClient, statuses: &[pb::SubscriptionStatus]) -> Vec<pb::Subscription> {
+pub(crate) async fn mine(
+    user: &UserClient,
+    statuses: &[pb::SubscriptionStatus],
+) -> Vec<pb::Subscription> {
     automations(user)
         .list_my_subscriptions(pb::ListMySubscriptionsRequest {
             statuses: statuses.iter().map(|s| *s as i32).collect(),
@@ -230,7 +233,7 @@ async fn mine(user: &UserClient, statuses: &[pb::SubscriptionStatus]) -> Vec<pb:
 
 /// Polls `probe` until it returns something, for changes that follow
 /// another service's events.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -249,7 +252,7 @@ where
 }
 
 /// A timestamp of the contract in microseconds since the epoch.
-fn micros<T: Clone>(t: Option<&T>) -> i64
+pub(crate) fn micros<T: Clone>(t: Option<&T>) -> i64
 where
     std::time::SystemTime: TryFrom<T>,
 {

@@ -10,6 +10,7 @@ mod auth;
 mod automations;
 mod connections;
 mod contract;
+mod firing;
 mod grants;
 mod isolation;
 mod lifecycle;

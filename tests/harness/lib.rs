@@ -10,6 +10,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod db;
+pub mod fire;
 pub mod oauth_provider;
 pub mod runtime;
 
@@ -115,6 +116,7 @@ pub struct SuiteBuilder {
     oauth: Option<agentshare_kit::config::Provider>,
     log_files: bool,
     runtime_url: String,
+    scheduler: agentshare_kit::config::Scheduler,
 }
 
 impl SuiteBuilder {
@@ -122,6 +124,13 @@ impl SuiteBuilder {
     /// built-in echo runtime.
     pub fn runtime(mut self, runtime: &runtime::RecordingRuntime) -> Self {
         self.runtime_url = runtime.url();
+        self
+    }
+
+    /// The scheduler's settings (firing pace, leases, event following),
+    /// in-process and in child processes alike.
+    pub fn scheduler(mut self, settings: agentshare_kit::config::Scheduler) -> Self {
+        self.scheduler = settings;
         self
     }
 
@@ -218,6 +227,7 @@ impl SuiteBuilder {
             shutdown_grace_secs: 10,
             shutdown_delay_millis: 300,
             runtime_url: self.runtime_url.clone(),
+            scheduler: self.scheduler.clone(),
             ..Config::default()
         };
         for service in ServiceName::ALL {
@@ -285,6 +295,7 @@ impl Suite {
             oauth: None,
             log_files: false,
             runtime_url: String::new(),
+            scheduler: agentshare_kit::config::Scheduler::default(),
         }
     }
 
@@ -341,6 +352,9 @@ impl Suite {
                 "AGENTSHARE_RUNTIME_URL".into(),
                 self.config.runtime_url.clone(),
             ));
+        }
+        if service == ServiceName::Scheduler {
+            env.extend(scheduler_env(&self.config.scheduler));
         }
         if service != ServiceName::Gateway {
             env.push((
@@ -621,6 +635,26 @@ impl Suite {
         }
         self.databases.drop_all().await;
     }
+}
+
+/// The scheduler's settings as `AGENTSHARE_SCHEDULER__*` variables.
+fn scheduler_env(settings: &agentshare_kit::config::Scheduler) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(settings) else {
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (
+                format!("AGENTSHARE_SCHEDULER__{}", name.to_uppercase()),
+                value,
+            )
+        })
+        .collect()
 }
 
 /// Stops one replica: a graceful drain in-process, SIGTERM for a process.

@@ -60,6 +60,18 @@ pub async fn start(mut config: Config, gateway_shutdown: Shutdown) -> Result<Emb
     config.ensure_data_dir()?;
     generate_missing_keys(&config.keys_dir()).map_err(|e| BadSetting::new("keys_dir", e))?;
     let gateway_listener = bind("listen", config.listen_addr()?).await?;
+    // The scheduler fires automations through the gateway's internal run
+    // path; it reaches the gateway on loopback even when it listens on all
+    // interfaces.
+    let mut gateway_addr = gateway_listener
+        .local_addr()
+        .map_err(|e| BadSetting::new("listen", e))?;
+    if gateway_addr.ip().is_unspecified() {
+        gateway_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    config
+        .peers
+        .set(ServiceName::Gateway, vec![format!("http://{gateway_addr}")]);
 
     let mut listeners = Vec::new();
     for service in BACKENDS {

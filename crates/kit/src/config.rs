@@ -63,7 +63,7 @@ pub struct Config {
     pub event_poll_millis: u64,
     /// The workspace store's quotas and watch settings (store).
     pub store: Store,
-    /// Automations: notification delivery (scheduler).
+    /// Automations: firing and notification delivery (scheduler).
     pub scheduler: Scheduler,
     /// The agent runtime the gateway calls (`AGENTSHARE_RUNTIME_URL`), an
     /// `http://` or `https://` URL; empty runs the built-in echo runtime.
@@ -75,13 +75,41 @@ pub struct Config {
     pub gateway_address: String,
 }
 
-/// How the scheduler delivers email and push notifications from its
-/// outbox. A failed attempt is retried after a backoff that doubles from
+/// How the scheduler fires automations and delivers email and push
+/// notifications from its outbox.
+///
+/// Firing: every replica polls for due subscriptions each
+/// `fire_poll_millis`, claims at most `fire_batch` at a time under a lease
+/// of `fire_lease_secs` (renewed while the run is in flight), and runs at
+/// most `fire_concurrency` at once. A scheduled time more than
+/// `fire_missed_after_secs` late counts as missed during downtime, for the
+/// catch-up policy.
+///
+/// Delivery: a failed attempt is retried after a backoff that doubles from
 /// `delivery_backoff_base_secs` up to `delivery_backoff_max_secs`, until
 /// `delivery_max_attempts` attempts have failed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Scheduler {
+    /// How often each replica looks for due subscriptions and expired
+    /// leases.
+    pub fire_poll_millis: u64,
+    /// How long a claimed run belongs to its replica without renewal; a
+    /// run whose lease expired is retried once by any replica.
+    pub fire_lease_secs: u64,
+    /// Due subscriptions one claim takes at most.
+    pub fire_batch: u32,
+    /// Runs one replica executes at once at most.
+    pub fire_concurrency: u32,
+    /// How late a scheduled time may fire before it counts as missed
+    /// during downtime (then the catch-up policy decides).
+    pub fire_missed_after_secs: u64,
+    /// How long one run may take, the agent's work included.
+    pub fire_run_timeout_secs: u64,
+    /// Whether to follow registry's and sharing's events, which stop
+    /// subscriptions on unshare, delete and removal. Only tests turn it off,
+    /// to show that the access check at fire time stops them too.
+    pub follow_events: bool,
     /// How often each replica looks for due deliveries.
     pub delivery_poll_millis: u64,
     /// Attempts before a delivery is given up as FAILED.
@@ -95,6 +123,13 @@ pub struct Scheduler {
 impl Default for Scheduler {
     fn default() -> Self {
         Self {
+            fire_poll_millis: 1_000,
+            fire_lease_secs: 60,
+            fire_batch: 100,
+            fire_concurrency: 16,
+            fire_missed_after_secs: 300,
+            fire_run_timeout_secs: 900,
+            follow_events: true,
             delivery_poll_millis: 1_000,
             delivery_max_attempts: 6,
             delivery_backoff_base_secs: 30,
@@ -105,6 +140,46 @@ impl Default for Scheduler {
 
 impl Scheduler {
     fn validate(&self) -> Result<(), BadSetting> {
+        for (setting, value, min, max) in [
+            (
+                "scheduler.fire_poll_millis",
+                self.fire_poll_millis,
+                1,
+                3_600_000,
+            ),
+            ("scheduler.fire_lease_secs", self.fire_lease_secs, 3, 86_400),
+            (
+                "scheduler.fire_batch",
+                u64::from(self.fire_batch),
+                1,
+                10_000,
+            ),
+            (
+                "scheduler.fire_concurrency",
+                u64::from(self.fire_concurrency),
+                1,
+                1_000,
+            ),
+            (
+                "scheduler.fire_missed_after_secs",
+                self.fire_missed_after_secs,
+                1,
+                86_400,
+            ),
+            (
+                "scheduler.fire_run_timeout_secs",
+                self.fire_run_timeout_secs,
+                1,
+                86_400,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(BadSetting::new(
+                    setting,
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+        }
         if self.delivery_poll_millis == 0 || self.delivery_poll_millis > 3_600_000 {
             return Err(BadSetting::new(
                 "scheduler.delivery_poll_millis",
@@ -214,6 +289,10 @@ pub struct Peers {
     pub store: Vec<String>,
     #[serde(deserialize_with = "endpoint_list")]
     pub scheduler: Vec<String>,
+    /// The gateway's internal endpoints: the scheduler runs automations
+    /// through its InvokeInternalService.
+    #[serde(deserialize_with = "endpoint_list")]
+    pub gateway: Vec<String>,
 }
 
 impl Peers {
@@ -223,7 +302,7 @@ impl Peers {
             ServiceName::Sharing => &self.sharing,
             ServiceName::Store => &self.store,
             ServiceName::Scheduler => &self.scheduler,
-            ServiceName::Gateway => &[],
+            ServiceName::Gateway => &self.gateway,
         }
     }
 
@@ -233,7 +312,7 @@ impl Peers {
             ServiceName::Sharing => self.sharing = endpoints,
             ServiceName::Store => self.store = endpoints,
             ServiceName::Scheduler => self.scheduler = endpoints,
-            ServiceName::Gateway => {}
+            ServiceName::Gateway => self.gateway = endpoints,
         }
     }
 }

@@ -206,6 +206,7 @@ mod tests {
             delivery_max_attempts: max_attempts,
             delivery_backoff_base_secs: 30,
             delivery_backoff_max_secs: 100,
+            ..Settings::default()
         }
     }
 

@@ -263,16 +263,19 @@ pub fn pause_end(paused_until: Option<&prost_types::Timestamp>, now: i64) -> Res
     Ok(until)
 }
 
-/// What an inbox item reports. Runs (issue 12) add their own kinds; the
-/// stored names `run_succeeded` and `run_failed` are read already.
+/// What an inbox item reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InboxKind {
+    RunSucceeded,
+    RunFailed,
     SubscriptionStopped,
 }
 
 impl InboxKind {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::RunSucceeded => "run_succeeded",
+            Self::RunFailed => "run_failed",
             Self::SubscriptionStopped => "subscription_stopped",
         }
     }
@@ -327,6 +330,68 @@ pub fn stopped_notice(
         email: subscription.email.clone(),
     }
 }
+
+/// The longest output summary a run keeps and notifies.
+pub const MAX_SUMMARY_CHARS: usize = 500;
+
+/// `text` cut to at most `max` characters, on a character boundary.
+pub fn truncated(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text[..end].to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// How one run ended, as the user is told.
+pub enum RunEnding<'a> {
+    Succeeded { summary: &'a str },
+    Failed { code: &'a str, message: &'a str },
+}
+
+/// The notice that one of a user's automation runs finished.
+pub fn run_notice(
+    subscription: &crate::storage::SubscriptionRow,
+    run_id: &str,
+    session_id: &str,
+    ending: &RunEnding<'_>,
+) -> Notice {
+    let name = &subscription.automation_name;
+    let (kind, title, body) = match ending {
+        RunEnding::Succeeded { summary } => (
+            InboxKind::RunSucceeded,
+            format!("{name} ran"),
+            truncated(summary, MAX_SUMMARY_CHARS),
+        ),
+        RunEnding::Failed { code, message } => (
+            InboxKind::RunFailed,
+            format!("{name} failed"),
+            format!(
+                "Your automation \"{name}\" of {} failed ({code}): {message}. It runs again at its next scheduled time.",
+                subscription.agent_name
+            ),
+        ),
+    };
+    Notice {
+        org_id: subscription.org_id.clone(),
+        user_id: subscription.user_id.clone(),
+        kind,
+        title,
+        body,
+        agent_id: subscription.agent_id.clone(),
+        automation_key: subscription.automation_key.clone(),
+        run_id: run_id.to_string(),
+        session_id: session_id.to_string(),
+        channels: subscription.channels.clone(),
+        email: subscription.email.clone(),
+    }
+}
+
+/// The words shown for a subscription whose agent was unshared.
+pub const AGENT_UNSHARED_MESSAGE: &str = "agent unshared";
+
+/// The words shown for a subscription whose user can no longer run the
+/// agent.
+pub const ACCESS_LOST_MESSAGE: &str = "agent no longer shared with you";
 
 /// Where a list resumes: after the last entry of the previous page. The
 /// token names the list and its filters, so a token from another call is

@@ -1,8 +1,20 @@
-//! Registry's events, as far as users' automations need them: each deploy
-//! announces the agent's latest version, so the next read of a user's
-//! subscriptions compares them with the version that user runs; a delete
-//! stops every subscription of the agent. Handlers are idempotent, since
-//! delivery is at least once and every replica follows on its own.
+//! Registry's and sharing's events, as far as users' automations need them.
+//!
+//! Registry: each deploy announces the agent's latest version, so the next
+//! read of a user's subscriptions compares them with the version that user
+//! runs; a delete stops every subscription of the agent.
+//!
+//! Sharing: an unshare disables every subscription but the owner's; a
+//! member leaving a workspace or the org, an agent leaving a workspace and a
+//! workspace being deleted stop only the subscriptions whose user can no
+//! longer RUN the agent, asked of sharing user by user. A user who still
+//! reaches the agent through another of their workspaces keeps theirs, and
+//! it moves to that workspace, since its runs must execute in one the user
+//! belongs to.
+//!
+//! Handlers are idempotent, since delivery is at least once and every
+//! replica follows on its own. The access check at fire time (the gateway's)
+//! stops what an event missed.
 
 use agentshare_kit::Error;
 use agentshare_kit::bootstrap::Context;
@@ -10,10 +22,73 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::events::v1::Event;
 
-use crate::storage::Storage;
+use crate::peers::{Peers, Reach};
+use crate::storage::{RunningBy, Storage};
 
 /// Where the scheduler's cursor over registry's events is stored.
 const REGISTRY_FOLLOWER: &str = "scheduler.agents";
+/// Where the scheduler's cursor over sharing's events is stored.
+const SHARING_FOLLOWER: &str = "scheduler.access";
+
+pub fn follow_sharing(context: &Context, storage: Storage, peers: Peers) -> Result<(), BadSetting> {
+    agentshare_kit::events::follow(
+        context,
+        storage.db.clone(),
+        ServiceName::Sharing,
+        SHARING_FOLLOWER,
+        move |event| {
+            let (storage, peers) = (storage.clone(), peers.clone());
+            Box::pin(async move { access_changed(&storage, &peers, &event).await })
+        },
+    )?;
+    Ok(())
+}
+
+fn payload(event: &Event) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(&event.payload_json)
+        .map_err(|e| Error::internal(format!("{} {}: {e}", event.kind, event.seq)))
+}
+
+async fn access_changed(storage: &Storage, peers: &Peers, event: &Event) -> Result<(), Error> {
+    let (by, subject) = match event.kind.as_str() {
+        "agent.unshared" => {
+            let payload = payload(event)?;
+            let owner = payload
+                .get("owner_user_id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let stopped = storage.agent_unshared(&event.subject_id, owner).await?;
+            tracing::info!(agent = %event.subject_id, stopped, "agent unshared: subscriptions disabled");
+            return Ok(());
+        }
+        "member.removed" => (RunningBy::User, &event.subject_id),
+        "agent.workspaces_changed" => (RunningBy::Agent, &event.subject_id),
+        "workspace.deleted" => (RunningBy::Workspace, &event.subject_id),
+        _ => return Ok(()),
+    };
+    for subscription in storage.running_where(by, subject, &event.org_id).await? {
+        match peers
+            .reach(
+                &subscription.user_id,
+                &subscription.org_id,
+                &subscription.workspace_id,
+                &subscription.agent_id,
+            )
+            .await?
+        {
+            Reach::Runs { workspace_id } if workspace_id == subscription.workspace_id => {}
+            Reach::Runs { workspace_id } => {
+                storage
+                    .move_to_workspace(&subscription.id, &workspace_id)
+                    .await?;
+            }
+            Reach::Lost => {
+                storage.access_lost(&subscription.id).await?;
+            }
+        }
+    }
+    Ok(())
+}
 
 pub fn follow_registry(context: &Context, storage: Storage) -> Result<(), BadSetting> {
     agentshare_kit::events::follow(

@@ -1,13 +1,19 @@
-//! The scheduler service: automations. This part (issue 11) is the users'
-//! side: what builders scheduled, each user's subscriptions with their
-//! channels and pauses, the schedule math in IANA zones, workspace caps, the
-//! inbox and the email and push outbox. Firing and runs arrive with issue 12.
+//! The scheduler service: automations. The users' side (issue 11): what
+//! builders scheduled, each user's subscriptions with their channels and
+//! pauses, the schedule math in IANA zones, workspace caps, the inbox and
+//! the email and push outbox. Firing (issue 12): exactly one run per
+//! subscription and scheduled time across replicas, under leases, with
+//! catch-up after downtime, stopped by access events and by the access
+//! check at fire time; and the run history.
 
 mod delivery;
 mod domain;
+mod due;
 mod events;
+mod firing;
 mod peers;
 mod rpc;
+mod runs;
 mod schedule;
 mod storage;
 mod subscriptions;
@@ -18,7 +24,6 @@ use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::roadmap::Planned;
 use agentshare_kit::server::{self, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
@@ -46,11 +51,8 @@ fn caller_policy() -> CallerPolicy {
         .internal(automations_internal::SERVICE_NAME, &[ServiceName::Sharing])
 }
 
-/// Runs and firing are issue 12's.
-static ROADMAP: &[Planned] = &[
-    Planned::method(automations::SERVICE_NAME, "ListRuns", "automation runs", 12),
-    Planned::method(automations::SERVICE_NAME, "GetRun", "automation runs", 12),
-];
+/// Every RPC of the scheduler is built.
+static ROADMAP: &[agentshare_kit::roadmap::Planned] = &[];
 
 /// Serves the scheduler on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
@@ -62,14 +64,26 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     let channel = |service: ServiceName| {
         server::channel(&context.identity, service, context.config.peers.of(service))
     };
+    let peers = peers::Peers::new(
+        channel(ServiceName::Registry)?,
+        &channel(ServiceName::Sharing)?,
+        context.identity.clone(),
+    );
     let subscriptions = subscriptions::Subscriptions {
         storage: storage.clone(),
-        peers: peers::Peers::new(
-            channel(ServiceName::Registry)?,
-            &channel(ServiceName::Sharing)?,
-        ),
+        peers: peers.clone(),
     };
-    events::follow_registry(&context, storage.clone())?;
+    if context.config.scheduler.follow_events {
+        events::follow_registry(&context, storage.clone())?;
+        events::follow_sharing(&context, storage.clone(), peers)?;
+    }
+    firing::Firing::new(
+        storage.clone(),
+        channel(ServiceName::Gateway)?,
+        context.identity.clone(),
+        context.config.scheduler.clone(),
+    )
+    .spawn(context.shutdown.clone());
     delivery::Delivery {
         storage,
         sender: Arc::new(LoggingSender),

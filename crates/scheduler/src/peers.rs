@@ -4,11 +4,16 @@
 //! whether they may run the agent, their setup, their pin, their email and
 //! their workspace roles. Nothing here is cached: access changes show on the
 //! next call.
+//!
+//! One question has no caller: whether a subscriber can still RUN an agent
+//! after an access event. The scheduler asks it with a Principal it signs
+//! for that user, naming no org role, so sharing reads the user's current
+//! role and memberships itself.
 
 use std::time::Duration;
 
 use agentshare_kit::Error;
-use agentshare_kit::identity::Principal;
+use agentshare_kit::identity::{Identity, Principal};
 use agentshare_kit::server::ServiceChannel;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
@@ -27,6 +32,18 @@ pub struct Peers {
     access: AccessServiceClient<ServiceChannel>,
     connections: ConnectionsServiceClient<ServiceChannel>,
     tenancy: TenancyServiceClient<ServiceChannel>,
+    identity: Identity,
+}
+
+/// Whether a subscriber still runs an agent, and in which workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// They run it in `workspace_id`: the subscription's own when it still
+    /// serves, else another of their workspaces the agent is shared with.
+    Runs {
+        workspace_id: String,
+    },
+    Lost,
 }
 
 /// An agent as the caller runs it.
@@ -77,12 +94,121 @@ fn from_peer(status: &tonic::Status, what: &str) -> Error {
 }
 
 impl Peers {
-    pub fn new(registry: ServiceChannel, sharing: &ServiceChannel) -> Self {
+    pub fn new(registry: ServiceChannel, sharing: &ServiceChannel, identity: Identity) -> Self {
         Self {
             registry: AgentRegistryServiceClient::new(registry),
             access: AccessServiceClient::new(sharing.clone()),
             connections: ConnectionsServiceClient::new(sharing.clone()),
             tenancy: TenancyServiceClient::new(sharing.clone()),
+            identity,
+        }
+    }
+
+    /// A Principal for `user_id` in `org_id`, signed by the scheduler.
+    fn acting_for(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        workspace_id: Option<&str>,
+    ) -> Result<Principal, Error> {
+        let mut principal = Principal::user(user_id);
+        principal.org_id = Some(org_id.to_string());
+        principal.workspace_id = workspace_id.map(str::to_string);
+        principal.token = self.identity.sign_principal(&principal)?;
+        Ok(principal)
+    }
+
+    /// Whether `user_id` can still RUN `agent_id` as its owner or a member
+    /// of one of its workspaces, preferring `workspace_id`, the workspace
+    /// their subscription runs in. A grant never counts: it never made a
+    /// subscriber.
+    pub async fn reach(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        workspace_id: &str,
+        agent_id: &str,
+    ) -> Result<Reach, Error> {
+        let me = self.acting_for(user_id, org_id, None)?;
+        // Sharing takes the active workspace of a Principal as given, so
+        // a workspace counts only while the user is still a member of it.
+        let memberships = self.memberships(&me).await?;
+        let mut candidates: Vec<&str> = Vec::with_capacity(memberships.len() + 1);
+        candidates.push(workspace_id);
+        candidates.extend(
+            memberships
+                .iter()
+                .map(String::as_str)
+                .filter(|w| *w != workspace_id),
+        );
+        use sharing::DecisionReason as R;
+        for candidate in candidates {
+            let principal = self.acting_for(user_id, org_id, Some(candidate))?;
+            let answer = match self
+                .access
+                .clone()
+                .check(request(
+                    &principal,
+                    sharing::CheckRequest {
+                        principal: None,
+                        agent_id: agent_id.into(),
+                        action: sharing::Action::Run as i32,
+                    },
+                ))
+                .await
+            {
+                Ok(answer) => answer.into_inner(),
+                // Gone, or no longer a member of the org: no reach at all.
+                Err(status) if matches!(status.code(), Code::NotFound | Code::PermissionDenied) => {
+                    return Ok(Reach::Lost);
+                }
+                Err(status) => return Err(from_peer(&status, &format!("agent {agent_id}"))),
+            };
+            let reason = R::try_from(answer.reason).unwrap_or(R::Unspecified);
+            let member = memberships.iter().any(|w| w == candidate);
+            let runs = match (answer.allowed, reason) {
+                // Neither depends on the workspace.
+                (true, R::Owner | R::OrgDefaultAgent) => true,
+                (true, R::WorkspaceMember) => member,
+                _ => false,
+            };
+            if runs {
+                return Ok(Reach::Runs {
+                    workspace_id: candidate.to_string(),
+                });
+            }
+        }
+        Ok(Reach::Lost)
+    }
+
+    /// The workspaces `principal`'s user is a member of in its org.
+    async fn memberships(&self, principal: &Principal) -> Result<Vec<String>, Error> {
+        let mut ids = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .tenancy
+                .clone()
+                .list_workspaces(request(
+                    principal,
+                    sharing::ListWorkspacesRequest {
+                        page_size: 1000,
+                        page_token,
+                    },
+                ))
+                .await
+                .map_err(|s| from_peer(&s, "workspaces"))?
+                .into_inner();
+            ids.extend(
+                page.workspaces
+                    .iter()
+                    .filter(|w| w.role() != sharing::WorkspaceRole::Unspecified)
+                    .filter_map(|w| w.workspace.as_ref().map(|w| w.id.clone())),
+            );
+            if page.next_page_token.is_empty() {
+                return Ok(ids);
+            }
+            page_token = page.next_page_token;
         }
     }
 

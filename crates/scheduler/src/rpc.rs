@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::{self, Channel, Page, Status as SubscriptionStatus};
+use crate::runs::{DeliveryRow, RunFilter, RunRow};
 use crate::schedule::{Fire, Schedule};
 use crate::storage::{LastRun, SubscriptionRow};
 use crate::subscriptions::{Caller, Refusal, Subscriptions, display_name};
@@ -69,6 +70,81 @@ fn run_status(text: &str) -> pb::AutomationRunStatus {
         "missed" => S::Missed,
         "skipped" => S::Skipped,
         _ => S::Unspecified,
+    }
+}
+
+/// A run status of a request, as stored.
+fn run_status_text(number: i32, field: &str) -> Result<&'static str, Error> {
+    use pb::AutomationRunStatus as S;
+    match S::try_from(number) {
+        Ok(S::Scheduled) => Ok("scheduled"),
+        Ok(S::Running) => Ok("running"),
+        Ok(S::Succeeded) => Ok("succeeded"),
+        Ok(S::Failed) => Ok("failed"),
+        Ok(S::Missed) => Ok("missed"),
+        Ok(S::Skipped) => Ok("skipped"),
+        _ => Err(Error::invalid(
+            field,
+            "must be SCHEDULED, RUNNING, SUCCEEDED, FAILED, MISSED or SKIPPED",
+        )),
+    }
+}
+
+fn delivery_to_proto(row: DeliveryRow) -> pb::NotificationDelivery {
+    use pb::DeliveryStatus as D;
+    let channel = Channel::parse_list(&row.channel)
+        .first()
+        .map_or(pb::NotificationChannel::Unspecified, |c| c.to_proto());
+    let status = match row.status.as_str() {
+        "pending" => D::Pending,
+        "delivered" => D::Delivered,
+        "retrying" => D::Retrying,
+        "failed" => D::Failed,
+        _ => D::Unspecified,
+    };
+    pb::NotificationDelivery {
+        channel: channel.into(),
+        status: status.into(),
+        attempt_count: i32::try_from(row.attempt_count).unwrap_or(i32::MAX),
+        last_error: row.last_error,
+        deliver_time: row.delivered_at.map(timestamp),
+        next_attempt_time: row.next_attempt_at.map(timestamp),
+    }
+}
+
+fn run_to_proto(row: RunRow, deliveries: Vec<pb::NotificationDelivery>) -> pb::AutomationRun {
+    let error = (!row.error_code.is_empty()).then(|| pb::AutomationRunError {
+        code: row.error_code.clone(),
+        message: row.error_message.clone(),
+    });
+    let missed = row.status == "missed";
+    pb::AutomationRun {
+        status: run_status(&row.status).into(),
+        id: row.id,
+        subscription_id: row.subscription_id,
+        agent_id: row.agent_id,
+        automation_key: row.automation_key,
+        automation_name: row.automation_name,
+        user_id: row.user_id,
+        scheduled_time: Some(timestamp(row.scheduled_at)),
+        start_time: row.started_at.map(timestamp),
+        finish_time: row.finished_at.map(timestamp),
+        output_summary: row.output_summary,
+        error,
+        attempt: i32::try_from(row.attempt).unwrap_or(i32::MAX),
+        retried_after_lease_expiry: row.retried_after_lease_expiry,
+        note: row.note,
+        catch_up: row.catch_up,
+        missed_count: if missed {
+            i32::try_from(row.missed_count).unwrap_or(i32::MAX)
+        } else {
+            1
+        },
+        missed_through_time: row.missed_through.filter(|_| missed).map(timestamp),
+        agent_version_number: row.agent_version,
+        invocation_id: row.invocation_id,
+        session_id: row.session_id,
+        deliveries,
     }
 }
 
@@ -422,6 +498,109 @@ impl AutomationsService for Automations {
         Ok(Response::new(pb::ListMySubscriptionsResponse {
             subscriptions,
             next_page_token,
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let message = request.get_ref();
+        let agent_id = match message.agent_id.as_str() {
+            "" => None,
+            id => Some(domain::uuid("agent_id", id)?),
+        };
+        let automation_key = match message.automation_key.as_str() {
+            "" => None,
+            _ if agent_id.is_none() => {
+                return Err(Error::invalid(
+                    "automation_key",
+                    "needs agent_id: name the agent the automation belongs to",
+                )
+                .into());
+            }
+            key => Some(domain::automation_key(key)?),
+        };
+        let mut statuses = message
+            .statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| run_status_text(*s, &format!("statuses[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        statuses.sort_unstable();
+        statuses.dedup();
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!(
+                "runs:{}:{}:{}",
+                agent_id.as_deref().unwrap_or(""),
+                automation_key.as_deref().unwrap_or(""),
+                statuses.join(",")
+            ),
+        )?;
+        // The token resumes after (scheduled time, id) of the last run.
+        let after = match page.after.as_deref() {
+            None => None,
+            Some(after) => Some(
+                after
+                    .split_once('_')
+                    .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "page_token",
+                            "not a token from a previous page of this list; start again with an empty token",
+                        )
+                    })?,
+            ),
+        };
+        let rows = self
+            .subscriptions
+            .storage
+            .runs_of(&RunFilter {
+                org_id: &caller.org_id,
+                user_id: &caller.user_id,
+                agent_id: agent_id.as_deref(),
+                automation_key: automation_key.as_deref(),
+                statuses: &statuses,
+                after,
+                limit: page.size + 1,
+            })
+            .await
+            .map_err(Error::from)?;
+        let (rows, next_page_token) = page.split(rows, |r| format!("{}_{}", r.scheduled_at, r.id));
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: rows
+                .into_iter()
+                .map(|row| run_to_proto(row, Vec::new()))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::GetRunResponse>, Status> {
+        let caller = Caller::of(Principal::of(&request)?)?;
+        let run_id = domain::uuid("run_id", &request.get_ref().run_id)?;
+        let storage = &self.subscriptions.storage;
+        let run = storage
+            .run(&run_id)
+            .await
+            .map_err(Error::from)?
+            .filter(|r| r.user_id == caller.user_id && r.org_id == caller.org_id)
+            .ok_or_else(|| Error::not_found(format!("run {run_id}")))?;
+        let deliveries = storage
+            .deliveries(&run_id)
+            .await
+            .map_err(Error::from)?
+            .into_iter()
+            .map(delivery_to_proto)
+            .collect();
+        Ok(Response::new(pb::GetRunResponse {
+            run: Some(run_to_proto(run, deliveries)),
         }))
     }
 

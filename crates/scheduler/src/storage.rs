@@ -71,7 +71,7 @@ impl SubscriptionRow {
 
     /// Where the next fire is, for the firing engine: unset unless it can
     /// fire at all.
-    fn next_run_at(&self, now: i64) -> Option<i64> {
+    pub(crate) fn next_run_at(&self, now: i64) -> Option<i64> {
         let schedule = self.schedule().ok()?;
         self.switches()
             .next_run(&schedule, now)
@@ -79,12 +79,12 @@ impl SubscriptionRow {
     }
 }
 
-const SUBSCRIPTION_COLUMNS: &str = "id, org_id, agent_id, automation_key, user_id, workspace_id, \
+pub(crate) const SUBSCRIPTION_COLUMNS: &str = "id, org_id, agent_id, automation_key, user_id, workspace_id, \
     enabled, channels, email, paused_until, inactive, status_reason, status_message, agent_version, \
     checked_version, agent_name, automation_name, schedule_kind, schedule_cron, time_zone, task, \
     catch_up_policy, created_at, updated_at";
 
-fn subscription(row: &AnyRow) -> Result<SubscriptionRow, sqlx::Error> {
+pub(crate) fn subscription(row: &AnyRow) -> Result<SubscriptionRow, sqlx::Error> {
     Ok(SubscriptionRow {
         id: row.try_get("id")?,
         org_id: row.try_get("org_id")?,
@@ -136,6 +136,14 @@ pub struct NewSubscription<'a> {
     pub channels: &'a [Channel],
     pub email: &'a str,
     pub definition: &'a Definition,
+}
+
+/// Which column picks the subscriptions an access change concerns.
+#[derive(Clone, Copy, Debug)]
+pub enum RunningBy {
+    User,
+    Agent,
+    Workspace,
 }
 
 /// Why a write was refused.
@@ -484,7 +492,7 @@ impl Storage {
         Ok(Some(row))
     }
 
-    async fn locked(
+    pub(crate) async fn locked(
         &self,
         tx: &mut Transaction<'static, Any>,
         id: &str,
@@ -503,18 +511,22 @@ impl Storage {
     }
 
     /// Writes everything a user or agentshare may change on a row, and the
-    /// next fire time that follows from it.
-    async fn write_state(
+    /// next fire time that follows from it. A time already due and not yet
+    /// claimed stays due while the subscription is still ACTIVE, so
+    /// changing channels at 08:00:00 does not lose the 08:00 run.
+    pub(crate) async fn write_state(
         &self,
         tx: &mut Transaction<'static, Any>,
         row: &SubscriptionRow,
     ) -> Result<(), sqlx::Error> {
+        let now = self.clock.now_micros();
         sqlx::query(
             "UPDATE subscriptions SET enabled = $1, channels = $2, email = $3, paused_until = $4, \
              inactive = $5, status_reason = $6, status_message = $7, agent_version = $8, \
              checked_version = $9, agent_name = $10, automation_name = $11, schedule_kind = $12, \
              schedule_cron = $13, time_zone = $14, task = $15, catch_up_policy = $16, \
-             next_run_at = $17, updated_at = $18 WHERE id = $19",
+             next_run_at = CASE WHEN $20 = 1 AND next_run_at IS NOT NULL AND next_run_at <= $21 \
+             THEN next_run_at ELSE $17 END, updated_at = $18 WHERE id = $19",
         )
         .bind(i64::from(row.enabled))
         .bind(Channel::list_text(&row.channels))
@@ -532,9 +544,13 @@ impl Storage {
         .bind(&row.time_zone)
         .bind(&row.task)
         .bind(&row.catch_up_policy)
-        .bind(row.next_run_at(self.clock.now_micros()))
+        .bind(row.next_run_at(now))
         .bind(row.updated_at)
         .bind(&row.id)
+        .bind(i64::from(
+            row.switches().status(now) == crate::domain::Status::Active,
+        ))
+        .bind(now)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -703,6 +719,124 @@ impl Storage {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Disables every running subscription of an unshared agent except the
+    /// owner's, with the reason "agent unshared", notifying each user.
+    /// Repeating it changes nothing; sharing again re-enables none.
+    pub async fn agent_unshared(
+        &self,
+        agent_id: &str,
+        owner_id: &str,
+    ) -> Result<usize, sqlx::Error> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
+             AND user_id <> $2 AND enabled = 1 AND inactive = 0{}",
+            self.db.backend.for_update()
+        );
+        let mut tx = self.db.begin_write().await?;
+        let rows = sqlx::query(&sql)
+            .bind(agent_id)
+            .bind(owner_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut stopped = 0;
+        for row in &rows {
+            let mut row = subscription(row)?;
+            self.disable(
+                &mut tx,
+                &mut row,
+                StopReason::AgentUnshared,
+                crate::domain::AGENT_UNSHARED_MESSAGE,
+                "the owner unshared the agent",
+            )
+            .await?;
+            stopped += 1;
+        }
+        tx.commit().await?;
+        Ok(stopped)
+    }
+
+    /// Disables one subscription of a user who can no longer run its agent,
+    /// if it is still running; true when it stopped now.
+    pub async fn access_lost(&self, id: &str) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let Some(mut row) = self.locked(&mut tx, id).await? else {
+            return Ok(false);
+        };
+        if !row.enabled || row.inactive {
+            return Ok(false);
+        }
+        self.disable(
+            &mut tx,
+            &mut row,
+            StopReason::AccessLost,
+            crate::domain::ACCESS_LOST_MESSAGE,
+            "you can no longer run the agent",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves a subscription to another workspace of its user through which
+    /// they still run the agent, after they lost the one it ran in.
+    pub async fn move_to_workspace(&self, id: &str, workspace_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE subscriptions SET workspace_id = $1, updated_at = $2 WHERE id = $3")
+            .bind(workspace_id)
+            .bind(self.clock.now_micros())
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Running subscriptions of one user in an org, or of one agent, or in
+    /// one workspace: those an access change may have stopped.
+    pub async fn running_where(
+        &self,
+        column: RunningBy,
+        value: &str,
+        org_id: &str,
+    ) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
+        let column = match column {
+            RunningBy::User => "user_id",
+            RunningBy::Agent => "agent_id",
+            RunningBy::Workspace => "workspace_id",
+        };
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {column} = $1 AND org_id = $2 \
+             AND enabled = 1 AND inactive = 0 ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(value)
+            .bind(org_id)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(subscription).collect()
+    }
+
+    async fn disable(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        row: &mut SubscriptionRow,
+        reason: StopReason,
+        message: &str,
+        why: &str,
+    ) -> Result<(), sqlx::Error> {
+        let now = self.clock.now_micros();
+        row.enabled = false;
+        row.paused_until = None;
+        row.status_reason = reason;
+        row.status_message = message.into();
+        row.updated_at = now;
+        self.write_state(tx, row).await?;
+        let notice = crate::domain::stopped_notice(
+            row,
+            why,
+            "It stays listed, disabled; enable it again once you can run the agent.",
+        );
+        notify(tx, &notice, now).await
     }
 
     /// Enabled subscriptions of an agent that can still fire, oldest first,
@@ -996,7 +1130,7 @@ where
 
 /// Puts a notice on its channels in `tx`: an inbox item for WEB, an outbox
 /// row for EMAIL (when the user has an address) and for PUSH.
-async fn notify(
+pub(crate) async fn notify(
     tx: &mut Transaction<'static, Any>,
     notice: &Notice,
     now: i64,

@@ -1,0 +1,713 @@
+//! The SQL of runs: claiming due subscriptions, leases, reclaiming the runs
+//! of a replica that died, recording how a run ended, and the run history.
+//!
+//! A claim is one transaction that inserts the run row and moves the
+//! subscription's next run time on. The run row's UNIQUE (subscription_id,
+//! scheduled_at) makes a second claim of the same time a no-op, on any
+//! replica. The one difference between the backends sits in
+//! [`skip_locked`]: PostgreSQL replicas claim side by side, each skipping
+//! the rows another holds; SQLite has one writer, whose `BEGIN IMMEDIATE`
+//! already serialises claims.
+
+use agentshare_kit::db::{Backend, new_id};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::domain::{self, Notice, RunEnding, StopReason};
+use crate::due::{self, CatchUp};
+use crate::storage::{self, SUBSCRIPTION_COLUMNS, Storage, SubscriptionRow};
+
+/// Locks the rows a claim reads, skipping those another replica holds.
+fn skip_locked(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    }
+}
+
+/// The note on a run that catches up the latest time missed in downtime.
+pub const CATCH_UP_NOTE: &str = "catch-up of the latest time missed during downtime";
+/// The note on a run retried because its claimant's lease expired.
+pub const RETRIED_NOTE: &str = "retried after lease expiry";
+const MISSED_NOTE: &str = "missed during downtime; only the latest missed time runs";
+const SKIPPED_NOTE: &str =
+    "missed during downtime and skipped: the automation's catch-up policy is SKIP_MISSED";
+
+/// A run this replica holds the lease of, ready to execute.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub run_id: String,
+    pub attempt: i64,
+    pub subscription_id: String,
+    pub org_id: String,
+    pub user_id: String,
+    pub workspace_id: String,
+    pub agent_id: String,
+    pub automation_key: String,
+    pub task: String,
+    pub scheduled_at: i64,
+}
+
+/// How a run ended, to record.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Succeeded {
+        summary: String,
+        invocation_id: String,
+        session_id: String,
+        version: i64,
+    },
+    Failed {
+        code: String,
+        message: String,
+        invocation_id: String,
+        session_id: String,
+        version: i64,
+    },
+    /// The run path refused the user: they may no longer run the agent.
+    /// The run is SKIPPED and the subscription disabled, never retried.
+    AccessLost { code: String, message: String },
+}
+
+/// One run as stored.
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub id: String,
+    pub subscription_id: String,
+    pub org_id: String,
+    pub agent_id: String,
+    pub automation_key: String,
+    pub automation_name: String,
+    pub user_id: String,
+    pub scheduled_at: i64,
+    pub status: String,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub output_summary: String,
+    pub error_code: String,
+    pub error_message: String,
+    pub attempt: i64,
+    pub retried_after_lease_expiry: bool,
+    pub note: String,
+    pub catch_up: bool,
+    pub missed_count: i64,
+    pub missed_through: Option<i64>,
+    pub agent_version: i64,
+    pub invocation_id: String,
+    pub session_id: String,
+}
+
+const RUN_COLUMNS: &str = "id, subscription_id, org_id, agent_id, automation_key, \
+    automation_name, user_id, scheduled_at, status, started_at, finished_at, output_summary, \
+    error_code, error_message, attempt, retried_after_lease_expiry, note, catch_up, missed_count, \
+    missed_through, agent_version, invocation_id, session_id";
+
+fn run(row: &AnyRow) -> Result<RunRow, sqlx::Error> {
+    Ok(RunRow {
+        id: row.try_get("id")?,
+        subscription_id: row.try_get("subscription_id")?,
+        org_id: row.try_get("org_id")?,
+        agent_id: row.try_get("agent_id")?,
+        automation_key: row.try_get("automation_key")?,
+        automation_name: row.try_get("automation_name")?,
+        user_id: row.try_get("user_id")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        status: row.try_get("status")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        output_summary: row.try_get("output_summary")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        attempt: row.try_get("attempt")?,
+        retried_after_lease_expiry: row.try_get::<i64, _>("retried_after_lease_expiry")? != 0,
+        note: row.try_get("note")?,
+        catch_up: row.try_get::<i64, _>("catch_up")? != 0,
+        missed_count: row.try_get("missed_count")?,
+        missed_through: row.try_get("missed_through")?,
+        agent_version: row.try_get("agent_version")?,
+        invocation_id: row.try_get("invocation_id")?,
+        session_id: row.try_get("session_id")?,
+    })
+}
+
+/// One notification of a run on one channel.
+pub struct DeliveryRow {
+    pub channel: String,
+    /// pending, retrying, delivered or failed.
+    pub status: String,
+    pub attempt_count: i64,
+    pub last_error: String,
+    pub delivered_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+}
+
+/// The filters of a run history page.
+pub struct RunFilter<'a> {
+    pub org_id: &'a str,
+    pub user_id: &'a str,
+    pub agent_id: Option<&'a str>,
+    pub automation_key: Option<&'a str>,
+    pub statuses: &'a [&'static str],
+    /// Resume after this (scheduled time, id), newest first.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// Who holds a run's lease: the replica and the attempt.
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub run_id: &'a str,
+    pub attempt: i64,
+}
+
+/// What one claim writes for a row of the plan.
+struct NewRun<'a> {
+    subscription: &'a SubscriptionRow,
+    scheduled_at: i64,
+    status: &'static str,
+    note: &'static str,
+    catch_up: bool,
+    missed_count: i64,
+    missed_through: Option<i64>,
+    /// The lease, for a run that executes now.
+    lease: Option<(&'a str, i64)>,
+}
+
+async fn insert_run(
+    tx: &mut Transaction<'static, Any>,
+    new: &NewRun<'_>,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let id = new_id();
+    let s = new.subscription;
+    let (owner, expires) = match new.lease {
+        Some((owner, expires)) => (owner, Some(expires)),
+        None => ("", None),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO automation_runs (id, subscription_id, org_id, agent_id, automation_key, \
+         automation_name, user_id, workspace_id, task, scheduled_at, status, started_at, attempt, \
+         lease_owner, lease_expires_at, note, catch_up, missed_count, missed_through, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $14, $15, $16, $17, \
+         $18, $19) ON CONFLICT (subscription_id, scheduled_at) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&s.id)
+    .bind(&s.org_id)
+    .bind(&s.agent_id)
+    .bind(&s.automation_key)
+    .bind(&s.automation_name)
+    .bind(&s.user_id)
+    .bind(&s.workspace_id)
+    .bind(&s.task)
+    .bind(new.scheduled_at)
+    .bind(new.status)
+    .bind(new.lease.map(|_| now))
+    .bind(owner)
+    .bind(expires)
+    .bind(new.note)
+    .bind(i64::from(new.catch_up))
+    .bind(new.missed_count)
+    .bind(new.missed_through)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
+}
+
+/// Whether any subscription is due at `$1`.
+const DUE: &str =
+    "SELECT 1 FROM subscriptions WHERE next_run_at <= $1 AND enabled = 1 AND inactive = 0 LIMIT 1";
+/// Whether any run's lease expired before `$1`.
+const EXPIRED: &str =
+    "SELECT 1 FROM automation_runs WHERE status = 'running' AND lease_expires_at < $1 LIMIT 1";
+
+impl Storage {
+    /// A read before a claim, so an idle replica never takes SQLite's one
+    /// write lock (or PostgreSQL row locks) just to find nothing.
+    async fn any(&self, sql: &str, now: i64) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(sql)
+            .bind(now)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Claims up to `limit` due subscriptions for `owner`: writes each
+    /// one's run rows by the catch-up plan, leases the run that executes
+    /// now for `lease` microseconds, and moves the subscription to its next
+    /// time, all in one transaction. Returns the runs to execute.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        lease: i64,
+        missed_after: i64,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        if !self.any(DUE, now).await? {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.db.begin_write().await?;
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS}, next_run_at FROM subscriptions \
+             WHERE next_run_at <= $1 AND enabled = 1 AND inactive = 0 \
+             ORDER BY next_run_at LIMIT $2{}",
+            skip_locked(self.db.backend)
+        );
+        let due = sqlx::query(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for row in &due {
+            let subscription = storage::subscription(row)?;
+            let first: i64 = row.try_get("next_run_at")?;
+            let next = match subscription.schedule() {
+                Ok(schedule) => {
+                    let times = due::due_times(&schedule, first, now);
+                    let policy = CatchUp::parse(&subscription.catch_up_policy);
+                    for planned in due::plan(&times, policy, now, missed_after) {
+                        if let Some(run) = self
+                            .write_planned(&mut tx, &subscription, &planned, owner, lease, now)
+                            .await?
+                        {
+                            claimed.push(run);
+                        }
+                    }
+                    subscription.next_run_at(now)
+                }
+                Err(error) => {
+                    // A schedule this version cannot read: a bug, logged;
+                    // the subscription waits for the next redeploy rather
+                    // than being claimed over and over.
+                    tracing::error!(subscription = %subscription.id, %error, "unreadable schedule; not fired");
+                    None
+                }
+            };
+            sqlx::query("UPDATE subscriptions SET next_run_at = $1 WHERE id = $2")
+                .bind(next)
+                .bind(&subscription.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn write_planned(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        subscription: &SubscriptionRow,
+        planned: &due::Row,
+        owner: &str,
+        lease: i64,
+        now: i64,
+    ) -> Result<Option<Claimed>, sqlx::Error> {
+        let new = match *planned {
+            due::Row::Run { at, catch_up } => NewRun {
+                subscription,
+                scheduled_at: at,
+                status: "running",
+                note: if catch_up { CATCH_UP_NOTE } else { "" },
+                catch_up,
+                missed_count: 1,
+                missed_through: None,
+                lease: Some((owner, now + lease)),
+            },
+            due::Row::Missed { first, last, count } => NewRun {
+                subscription,
+                scheduled_at: first,
+                status: "missed",
+                note: MISSED_NOTE,
+                catch_up: false,
+                missed_count: count,
+                missed_through: (count > 1).then_some(last),
+                lease: None,
+            },
+            due::Row::Skipped { at } => NewRun {
+                subscription,
+                scheduled_at: at,
+                status: "skipped",
+                note: SKIPPED_NOTE,
+                catch_up: false,
+                missed_count: 1,
+                missed_through: None,
+                lease: None,
+            },
+        };
+        let Some(run_id) = insert_run(tx, &new, now).await? else {
+            return Ok(None);
+        };
+        if new.lease.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Claimed {
+            run_id,
+            attempt: 1,
+            subscription_id: subscription.id.clone(),
+            org_id: subscription.org_id.clone(),
+            user_id: subscription.user_id.clone(),
+            workspace_id: subscription.workspace_id.clone(),
+            agent_id: subscription.agent_id.clone(),
+            automation_key: subscription.automation_key.clone(),
+            task: subscription.task.clone(),
+            scheduled_at: new.scheduled_at,
+        }))
+    }
+
+    /// Takes over up to `limit` runs whose lease expired: a first attempt
+    /// is retried once under the same run id as attempt 2; a second
+    /// attempt whose lease expired too is recorded FAILED and not retried
+    /// again, so a run that kills its replica cannot take them all down.
+    pub async fn reclaim_expired(
+        &self,
+        owner: &str,
+        lease: i64,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
+        let now = self.clock.now_micros();
+        if !self.any(EXPIRED, now).await? {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.db.begin_write().await?;
+        let sql = format!(
+            "SELECT id, subscription_id, org_id, user_id, workspace_id, agent_id, automation_key, \
+             task, scheduled_at, attempt, lease_owner, note FROM automation_runs \
+             WHERE status = 'running' AND lease_expires_at < $1 \
+             ORDER BY lease_expires_at LIMIT $2{}",
+            skip_locked(self.db.backend)
+        );
+        let expired = sqlx::query(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed = Vec::new();
+        for row in &expired {
+            let run_id: String = row.try_get("id")?;
+            let attempt: i64 = row.try_get("attempt")?;
+            let previous: String = row.try_get("lease_owner")?;
+            if attempt >= 2 {
+                let message = "the scheduler replicas running it stopped twice before it finished, so it is not retried again; the next scheduled time runs as usual";
+                let ended = sqlx::query(
+                    "UPDATE automation_runs SET status = 'failed', finished_at = $1, \
+                     error_code = 'ABORTED', error_message = $2, lease_owner = '', \
+                     lease_expires_at = NULL WHERE id = $3 AND attempt = $4 AND lease_owner = $5 \
+                     AND status = 'running'",
+                )
+                .bind(now)
+                .bind(message)
+                .bind(&run_id)
+                .bind(attempt)
+                .bind(&previous)
+                .execute(&mut *tx)
+                .await?;
+                let subscription_id: String = row.try_get("subscription_id")?;
+                if ended.rows_affected() == 1
+                    && let Some(subscription) = self.locked(&mut tx, &subscription_id).await?
+                {
+                    let ending = RunEnding::Failed {
+                        code: "ABORTED",
+                        message,
+                    };
+                    let notice = domain::run_notice(&subscription, &run_id, "", &ending);
+                    storage::notify(&mut tx, &notice, now).await?;
+                }
+                continue;
+            }
+            let note: String = row.try_get("note")?;
+            let note = if note.is_empty() {
+                RETRIED_NOTE.to_string()
+            } else {
+                format!("{note}; {RETRIED_NOTE}")
+            };
+            let taken = sqlx::query(
+                "UPDATE automation_runs SET attempt = 2, lease_owner = $1, lease_expires_at = $2, \
+                 started_at = $3, retried_after_lease_expiry = 1, note = $4 \
+                 WHERE id = $5 AND attempt = 1 AND lease_owner = $6 AND status = 'running'",
+            )
+            .bind(owner)
+            .bind(now + lease)
+            .bind(now)
+            .bind(&note)
+            .bind(&run_id)
+            .bind(&previous)
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() == 1 {
+                claimed.push(Claimed {
+                    run_id,
+                    attempt: 2,
+                    subscription_id: row.try_get("subscription_id")?,
+                    org_id: row.try_get("org_id")?,
+                    user_id: row.try_get("user_id")?,
+                    workspace_id: row.try_get("workspace_id")?,
+                    agent_id: row.try_get("agent_id")?,
+                    automation_key: row.try_get("automation_key")?,
+                    task: row.try_get("task")?,
+                    scheduled_at: row.try_get("scheduled_at")?,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Extends a lease this replica holds; false when it was lost (it
+    /// expired and another replica took the run over).
+    pub async fn renew_lease(&self, lease: &Lease<'_>, length: i64) -> Result<bool, sqlx::Error> {
+        let renewed = sqlx::query(
+            "UPDATE automation_runs SET lease_expires_at = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
+        )
+        .bind(self.clock.now_micros() + length)
+        .bind(lease.run_id)
+        .bind(lease.owner)
+        .bind(lease.attempt)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Gives a lease up at once, when a replica stops with the run
+    /// unfinished: another replica retries it without waiting out the
+    /// lease.
+    pub async fn release_lease(&self, lease: &Lease<'_>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE automation_runs SET lease_expires_at = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
+        )
+        .bind(self.clock.now_micros() - 1)
+        .bind(lease.run_id)
+        .bind(lease.owner)
+        .bind(lease.attempt)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how a run ended, while this replica still holds its lease,
+    /// and notifies its user in the same transaction. When access was
+    /// lost, the subscription is disabled too. False when the lease was
+    /// lost: the replica that took the run over records it.
+    pub async fn finish_run(
+        &self,
+        lease: &Lease<'_>,
+        outcome: &Outcome,
+    ) -> Result<bool, sqlx::Error> {
+        let now = self.clock.now_micros();
+        let (status, summary, code, message, invocation, session, version) = match outcome {
+            Outcome::Succeeded {
+                summary,
+                invocation_id,
+                session_id,
+                version,
+            } => (
+                "succeeded",
+                summary.as_str(),
+                "",
+                "",
+                invocation_id.as_str(),
+                session_id.as_str(),
+                *version,
+            ),
+            Outcome::Failed {
+                code,
+                message,
+                invocation_id,
+                session_id,
+                version,
+            } => (
+                "failed",
+                "",
+                code.as_str(),
+                message.as_str(),
+                invocation_id.as_str(),
+                session_id.as_str(),
+                *version,
+            ),
+            Outcome::AccessLost { code, message } => {
+                ("skipped", "", code.as_str(), message.as_str(), "", "", 0)
+            }
+        };
+        let summary = domain::truncated(summary, domain::MAX_SUMMARY_CHARS);
+        let mut tx = self.db.begin_write().await?;
+        let ended = sqlx::query(
+            "UPDATE automation_runs SET status = $1, finished_at = $2, output_summary = $3, \
+             error_code = $4, error_message = $5, invocation_id = $6, session_id = $7, \
+             agent_version = $8, lease_owner = '', lease_expires_at = NULL \
+             WHERE id = $9 AND lease_owner = $10 AND attempt = $11 AND status = 'running' \
+             RETURNING subscription_id",
+        )
+        .bind(status)
+        .bind(now)
+        .bind(&summary)
+        .bind(code)
+        .bind(message)
+        .bind(invocation)
+        .bind(session)
+        .bind(version)
+        .bind(lease.run_id)
+        .bind(lease.owner)
+        .bind(lease.attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(ended) = ended else {
+            return Ok(false);
+        };
+        let subscription_id: String = ended.try_get(0)?;
+        // An unsubscribed user keeps the history but is told nothing more.
+        if let Some(mut subscription) = self.locked(&mut tx, &subscription_id).await? {
+            let notice = match outcome {
+                Outcome::Succeeded { .. } => Some(domain::run_notice(
+                    &subscription,
+                    lease.run_id,
+                    session,
+                    &RunEnding::Succeeded { summary: &summary },
+                )),
+                Outcome::Failed { .. } => Some(domain::run_notice(
+                    &subscription,
+                    lease.run_id,
+                    session,
+                    &RunEnding::Failed { code, message },
+                )),
+                Outcome::AccessLost { .. } => self
+                    .stop_for_lost_access(&mut tx, &mut subscription, message, now)
+                    .await?
+                    .map(|mut notice| {
+                        notice.run_id = lease.run_id.to_string();
+                        notice
+                    }),
+            };
+            if let Some(notice) = notice {
+                storage::notify(&mut tx, &notice, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Disables a running subscription whose user lost access; returns the
+    /// notice to send, or nothing when it was not running.
+    async fn stop_for_lost_access(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        subscription: &mut SubscriptionRow,
+        why: &str,
+        now: i64,
+    ) -> Result<Option<Notice>, sqlx::Error> {
+        if !subscription.enabled || subscription.inactive {
+            return Ok(None);
+        }
+        subscription.enabled = false;
+        subscription.paused_until = None;
+        subscription.status_reason = StopReason::AccessLost;
+        subscription.status_message = domain::ACCESS_LOST_MESSAGE.into();
+        subscription.updated_at = now;
+        self.write_state(tx, subscription).await?;
+        Ok(Some(domain::stopped_notice(
+            subscription,
+            &format!("you can no longer run the agent ({why})"),
+            "Enable it again once you can run the agent.",
+        )))
+    }
+
+    /// One page of a user's runs, newest scheduled time first.
+    pub async fn runs_of(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>, sqlx::Error> {
+        let mut sql =
+            format!("SELECT {RUN_COLUMNS} FROM automation_runs WHERE org_id = $1 AND user_id = $2");
+        let mut next = 3;
+        if filter.agent_id.is_some() {
+            sql.push_str(&format!(" AND agent_id = ${next}"));
+            next += 1;
+        }
+        if filter.automation_key.is_some() {
+            sql.push_str(&format!(" AND automation_key = ${next}"));
+            next += 1;
+        }
+        if !filter.statuses.is_empty() {
+            let any: Vec<String> = filter.statuses.iter().map(|s| format!("'{s}'")).collect();
+            sql.push_str(&format!(" AND status IN ({})", any.join(", ")));
+        }
+        if filter.after.is_some() {
+            sql.push_str(&format!(
+                " AND (scheduled_at < ${next} OR (scheduled_at = ${next} AND id < ${}))",
+                next + 1
+            ));
+            next += 2;
+        }
+        sql.push_str(&format!(
+            " ORDER BY scheduled_at DESC, id DESC LIMIT ${next}"
+        ));
+        let mut query = sqlx::query(&sql).bind(filter.org_id).bind(filter.user_id);
+        if let Some(agent_id) = filter.agent_id {
+            query = query.bind(agent_id);
+        }
+        if let Some(key) = filter.automation_key {
+            query = query.bind(key);
+        }
+        if let Some((at, id)) = &filter.after {
+            query = query.bind(*at).bind(id.as_str());
+        }
+        let rows = query.bind(filter.limit).fetch_all(&self.db.pool).await?;
+        rows.iter().map(run).collect()
+    }
+
+    pub async fn run(&self, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM automation_runs WHERE id = $1");
+        sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(run)
+            .transpose()
+    }
+
+    /// Where each notification of a run is: the inbox item (WEB), then the
+    /// outbox rows (EMAIL, PUSH).
+    pub async fn deliveries(&self, run_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+        let mut deliveries: Vec<DeliveryRow> =
+            sqlx::query("SELECT created_at FROM inbox_items WHERE run_id = $1 ORDER BY id")
+                .bind(run_id)
+                .fetch_all(&self.db.pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(DeliveryRow {
+                        channel: "web".into(),
+                        status: "delivered".into(),
+                        attempt_count: 1,
+                        last_error: String::new(),
+                        delivered_at: Some(row.try_get(0)?),
+                        next_attempt_at: None,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()?;
+        let outbox = sqlx::query(
+            "SELECT channel, status, attempt_count, last_error, delivered_at, next_attempt_at \
+             FROM notification_outbox WHERE run_id = $1 ORDER BY channel",
+        )
+        .bind(run_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        for row in &outbox {
+            let status: String = row.try_get("status")?;
+            deliveries.push(DeliveryRow {
+                channel: row.try_get("channel")?,
+                next_attempt_at: if status == "retrying" {
+                    Some(row.try_get("next_attempt_at")?)
+                } else {
+                    None
+                },
+                status,
+                attempt_count: row.try_get("attempt_count")?,
+                last_error: row.try_get("last_error")?,
+                delivered_at: row.try_get("delivered_at")?,
+            });
+        }
+        Ok(deliveries)
+    }
+}
