@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use agentshare_kit::Error;
 use agentshare_kit::identity::{
     Identity, PRINCIPAL_HEADER, Principal, SERVICE_HEADER, ServiceName,
 };
@@ -275,18 +274,7 @@ impl InvokeInternalService for Invoke {
             violations.push(("automation_key", "is required"));
         }
         if !violations.is_empty() {
-            return Err(Error::InvalidArgument(
-                violations
-                    .into_iter()
-                    .map(
-                        |(field, description)| agentshare_kit::error::FieldViolation {
-                            field: field.into(),
-                            description: description.into(),
-                        },
-                    )
-                    .collect(),
-            )
-            .into());
+            return Err(run::invalid(violations).into());
         }
         let spec = RunSpec {
             agent_id: r.agent_id,
@@ -316,7 +304,7 @@ impl InvokeInternalService for Invoke {
                     invocation_id: started.invocation_id,
                     session_id: started.session_id,
                     version_number: started.version_number,
-                    error_code: run::code_name(failed.status.code()).to_string(),
+                    error_code: agentshare_kit::error::code_name(failed.status.code()).to_string(),
                     error_message: failed.status.message().to_string(),
                     ..Default::default()
                 }

@@ -248,12 +248,7 @@ impl RunPath {
     ) -> Result<Recorded, Status> {
         let invocation_id = uuid::Uuid::now_v7().to_string();
         let begun_at = self.clock.now_micros();
-        let caller_kind = match (&spec.automation, principal.grant_kind.as_deref()) {
-            (Some(_), _) => store::CallerKind::Automation,
-            (None, Some("invoke")) => store::CallerKind::InvokeGrant,
-            (None, Some(_)) => store::CallerKind::DelegateGrant,
-            (None, None) => store::CallerKind::User,
-        };
+        let caller_kind = caller_kind(principal, spec);
         let integrations = plan
             .integrations
             .iter()
@@ -455,12 +450,9 @@ impl RunPath {
             .zip(secrets)
             .map(|(integration, secret)| resolved_connection(integration, secret))
             .collect();
-        let caller_kind = match (&spec.automation, principal.grant_kind.as_deref()) {
-            (Some(_), _) => runtime::CallerKind::Automation,
-            (None, Some("invoke")) => runtime::CallerKind::InvokeGrant,
-            (None, Some(_)) => runtime::CallerKind::DelegateGrant,
-            (None, None) => runtime::CallerKind::User,
-        };
+        // The runtime's enum numbers kinds as the store's does.
+        let caller_kind = runtime::CallerKind::try_from(caller_kind(principal, spec) as i32)
+            .unwrap_or(runtime::CallerKind::Unspecified);
         let automation = spec.automation.clone().unwrap_or_default();
         Ok(runtime::RunRequest {
             run_id: if automation.run_id.is_empty() {
@@ -710,7 +702,7 @@ impl RunPath {
             .complete_invocation(store::CompleteInvocationRequest {
                 invocation_id: recorded.started.invocation_id.clone(),
                 status: outcome.into(),
-                error_code: code_name(why.code()).to_string(),
+                error_code: agentshare_kit::error::code_name(why.code()).to_string(),
                 error_message: why.message().to_string(),
                 duration: Some(prost_types::Duration {
                     seconds: elapsed / 1_000_000,
@@ -763,17 +755,7 @@ fn validate(principal: &Principal, spec: &RunSpec) -> Result<(), Error> {
         violations.push(("session_secret", "needs the session_id it belongs to"));
     }
     if !violations.is_empty() {
-        return Err(Error::InvalidArgument(
-            violations
-                .into_iter()
-                .map(
-                    |(field, description)| agentshare_kit::error::FieldViolation {
-                        field: field.into(),
-                        description: description.into(),
-                    },
-                )
-                .collect(),
-        ));
+        return Err(invalid(violations));
     }
     if grant && spec.draft {
         return Err(Error::PermissionDenied(
@@ -781,6 +763,31 @@ fn validate(principal: &Principal, spec: &RunSpec) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// How the run's caller reached the agent.
+fn caller_kind(principal: &Principal, spec: &RunSpec) -> store::CallerKind {
+    match (&spec.automation, principal.grant_kind.as_deref()) {
+        (Some(_), _) => store::CallerKind::Automation,
+        (None, Some("invoke")) => store::CallerKind::InvokeGrant,
+        (None, Some(_)) => store::CallerKind::DelegateGrant,
+        (None, None) => store::CallerKind::User,
+    }
+}
+
+/// INVALID_ARGUMENT naming every bad field at once.
+pub fn invalid(violations: Vec<(&str, &str)>) -> Error {
+    Error::InvalidArgument(
+        violations
+            .into_iter()
+            .map(
+                |(field, description)| agentshare_kit::error::FieldViolation {
+                    field: field.into(),
+                    description: description.into(),
+                },
+            )
+            .collect(),
+    )
 }
 
 /// The version as a resource name: registry numbers versions per agent.
@@ -855,29 +862,6 @@ fn runtime_error(error: &runtime::RunError) -> Status {
         | runtime::RunErrorCode::Unspecified => {
             Status::unavailable(format!("the agent runtime failed: {message}"))
         }
-    }
-}
-
-/// The gRPC code name, as usage records keep it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

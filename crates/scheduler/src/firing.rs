@@ -244,7 +244,7 @@ impl Firing {
             );
             if !retryable || tries >= TRANSPORT_RETRIES {
                 return Outcome::Failed {
-                    code: code_name(status.code()).into(),
+                    code: agentshare_kit::error::code_name(status.code()).into(),
                     message: format!("the run could not be started: {}", status.message()),
                     invocation_id: String::new(),
                     session_id: String::new(),
@@ -308,28 +308,5 @@ fn outcome_of(response: gateway::RunAutomationResponse) -> Outcome {
         invocation_id: response.invocation_id,
         session_id: response.session_id,
         version: response.version_number,
-    }
-}
-
-/// The gRPC code name, as the run history shows codes.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
