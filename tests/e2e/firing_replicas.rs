@@ -13,9 +13,9 @@ use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
 use sqlx::Row;
 
-use crate::automations::{agent_with, automation, hourly, subscribe};
-use pb::NotificationChannel::Web;
+use crate::automations::{agent_with, automation, eventually, hourly, subscribe};
 use agentshare_proto::scheduler::v1 as pb;
+use pb::NotificationChannel::Web;
 
 const MONTH: i64 = 30 * 86_400;
 
@@ -30,7 +30,10 @@ where
         if let Some(found) = probe().await {
             return found;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what} never happened");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -161,7 +164,10 @@ async fn three_scheduler_processes_run_a_thousand_due_subscriptions_exactly_once
         ids.insert(id);
         subscriptions.insert(row.get::<String, _>("subscription_id"));
     }
-    assert_eq!((ids.len(), subscriptions.len()), (USERS * KEYS, USERS * KEYS));
+    assert_eq!(
+        (ids.len(), subscriptions.len()),
+        (USERS * KEYS, USERS * KEYS)
+    );
     assert!(!retried.is_empty(), "the killed replica held runs");
     // No run beyond its scheduled time, and none missed.
     let all: i64 = sqlx::query("SELECT COUNT(*) FROM automation_runs")

@@ -122,8 +122,13 @@ pub struct SuiteBuilder {
 impl SuiteBuilder {
     /// Runs agents on the external runtime at `runtime` instead of the
     /// built-in echo runtime.
-    pub fn runtime(mut self, runtime: &runtime::RecordingRuntime) -> Self {
-        self.runtime_url = runtime.url();
+    pub fn runtime(self, runtime: &runtime::RecordingRuntime) -> Self {
+        self.runtime_url(&runtime.url())
+    }
+
+    /// Runs agents on the external runtime at `url`, reachable or not.
+    pub fn runtime_url(mut self, url: &str) -> Self {
+        self.runtime_url = url.to_string();
         self
     }
 
