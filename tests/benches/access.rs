@@ -7,61 +7,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
+use agentshare_e2e::bench::measure;
 use agentshare_e2e::{Suite, UserClient};
 use agentshare_proto::sharing::v1 as sharing;
-use hdrhistogram::Histogram;
 
 /// Calls per concurrency level, split over the workers.
 const CALLS: usize = 2000;
-
-fn report(name: &str, histogram: &Histogram<u64>, elapsed: Duration) {
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{name:<34} n={:>5}  {:>7.0} ops/s  p50={:>7.2} ms  p99={:>7.2} ms  p99.9={:>7.2} ms",
-        histogram.len(),
-        histogram.len() as f64 / elapsed.as_secs_f64(),
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-    );
-}
-
-/// Runs `call` `CALLS` times over `concurrency` workers and reports it.
-async fn measure<F, Fut>(name: &str, concurrency: usize, call: F)
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let per_worker = CALLS / concurrency;
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let call = call.clone();
-        workers.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-            for _ in 0..per_worker {
-                let begin = Instant::now();
-                call().await;
-                histogram
-                    .record(begin.elapsed().as_micros() as u64)
-                    .expect("record");
-            }
-            histogram
-        }));
-    }
-    let mut total = Histogram::<u64>::new(3).expect("histogram");
-    for worker in workers {
-        total.add(worker.await.expect("worker")).expect("add");
-    }
-    report(
-        &format!("{name}, concurrency {concurrency}"),
-        &total,
-        started.elapsed(),
-    );
-}
 
 /// Alice shares 100 agents with the org; Bob, a member, asks about them.
 async fn setup(suite: &Suite) -> (UserClient, Vec<String>) {
@@ -102,7 +53,7 @@ fn main() {
         let (bob, ids) = setup(&suite).await;
         for concurrency in [1, 16, 64] {
             let (client, id) = (bob.clone(), ids[0].clone());
-            measure("Check", concurrency, move || {
+            measure("Check", CALLS, concurrency, move |_| {
                 let (client, id) = (client.clone(), id.clone());
                 async move {
                     let answer = client
@@ -119,7 +70,7 @@ fn main() {
             })
             .await;
             let (client, all) = (bob.clone(), ids.clone());
-            measure("CheckBulk(100)", concurrency, move || {
+            measure("CheckBulk(100)", CALLS, concurrency, move |_| {
                 let (client, all) = (client.clone(), all.clone());
                 async move {
                     let answer = client
@@ -136,7 +87,7 @@ fn main() {
             })
             .await;
             let client = bob.clone();
-            measure("ListMyAgents(page of 50)", concurrency, move || {
+            measure("ListMyAgents(page of 50)", CALLS, concurrency, move |_| {
                 let client = client.clone();
                 async move {
                     let page = client
@@ -150,7 +101,7 @@ fn main() {
             .await;
         }
         let (client, id) = (bob.clone(), ids[0].clone());
-        measure("ResolveInvocation", 16, move || {
+        measure("ResolveInvocation", CALLS, 16, move |_| {
             let (client, id) = (client.clone(), id.clone());
             async move {
                 let plan = client

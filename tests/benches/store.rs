@@ -11,9 +11,9 @@
     clippy::panic
 )]
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
+use agentshare_e2e::bench::{measure, report};
 use agentshare_e2e::{Suite, UserClient};
 use agentshare_proto::sharing::v1 as sharing;
 use agentshare_proto::store::v1 as store;
@@ -29,52 +29,6 @@ const WATCHERS: usize = 100;
 const WATCHES_PER_MEMBER: usize = 25;
 /// Writes the fan-out delivers to every watcher.
 const FAN_OUT_WRITES: usize = 200;
-
-fn report(name: &str, histogram: &Histogram<u64>, elapsed: Duration) {
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{name:<40} n={:>6}  {:>7.0} ops/s  p50={:>7.2} ms  p99={:>7.2} ms  p99.9={:>7.2} ms",
-        histogram.len(),
-        histogram.len() as f64 / elapsed.as_secs_f64(),
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-    );
-}
-
-/// Runs `call(n)` `CALLS` times over `CONCURRENCY` workers and reports it.
-async fn measure<F, Fut>(name: &str, call: F)
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let per_worker = CALLS / CONCURRENCY;
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for worker in 0..CONCURRENCY {
-        let call = call.clone();
-        workers.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-            for n in 0..per_worker {
-                let begin = Instant::now();
-                call(worker * per_worker + n).await;
-                histogram
-                    .record(begin.elapsed().as_micros() as u64)
-                    .expect("record");
-            }
-            histogram
-        }));
-    }
-    let mut total = Histogram::<u64>::new(3).expect("histogram");
-    for worker in workers {
-        total.add(worker.await.expect("worker")).expect("add");
-    }
-    report(
-        &format!("{name}, concurrency {CONCURRENCY}"),
-        &total,
-        started.elapsed(),
-    );
-}
 
 fn write(agent: &str, key: String, value: String) -> store::WorkspaceWriteRequest {
     store::WorkspaceWriteRequest {
@@ -208,17 +162,22 @@ fn main() {
 
         let value = "v".repeat(1024);
         let (c, a) = (client.clone(), agent.clone());
-        measure("WorkspaceWrite (1 KiB, 500 keys)", move |n| {
-            let (mut c, a, value) = (c.clone(), a.clone(), value.clone());
-            async move {
-                c.workspace_write(write(&a, format!("item{:03}", n % 500), value))
-                    .await
-                    .expect("write");
-            }
-        })
+        measure(
+            "WorkspaceWrite (1 KiB, 500 keys)",
+            CALLS,
+            CONCURRENCY,
+            move |n| {
+                let (mut c, a, value) = (c.clone(), a.clone(), value.clone());
+                async move {
+                    c.workspace_write(write(&a, format!("item{:03}", n % 500), value))
+                        .await
+                        .expect("write");
+                }
+            },
+        )
         .await;
         let (c, a) = (client.clone(), agent.clone());
-        measure("WorkspaceRead (1 KiB)", move |n| {
+        measure("WorkspaceRead (1 KiB)", CALLS, CONCURRENCY, move |n| {
             let (mut c, a) = (c.clone(), a.clone());
             async move {
                 let item = c
@@ -233,19 +192,24 @@ fn main() {
         })
         .await;
         let (c, a) = (client.clone(), agent.clone());
-        measure("WorkspaceList (page of 100)", move |_| {
-            let (mut c, a) = (c.clone(), a.clone());
-            async move {
-                let page = c
-                    .workspace_list(store::WorkspaceListRequest {
-                        agent_id: a,
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("list");
-                assert_eq!(page.into_inner().items.len(), 100);
-            }
-        })
+        measure(
+            "WorkspaceList (page of 100)",
+            CALLS,
+            CONCURRENCY,
+            move |_| {
+                let (mut c, a) = (c.clone(), a.clone());
+                async move {
+                    let page = c
+                        .workspace_list(store::WorkspaceListRequest {
+                            agent_id: a,
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("list");
+                    assert_eq!(page.into_inner().items.len(), 100);
+                }
+            },
+        )
         .await;
         fan_out(&alice, &members, &agent).await;
         suite.stop().await;

@@ -9,6 +9,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod bench;
 mod db;
 pub mod fire;
 pub mod oauth_provider;
