@@ -14,7 +14,7 @@ use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
 
 /// Runs per workload, split over the workers.
-const CALLS: usize = 1000;
+const CALLS: usize = 1024;
 const CONCURRENCY: usize = 16;
 
 /// Alice shares a research agent (her search key SHARED, a CRM each user
@@ -135,16 +135,20 @@ fn main() {
 
         let (client, id) = (bob.clone(), agent_id.clone());
         measure(
-            "Invoke, one workspace_write tool call",
+            "Invoke, one workspace_write (500 keys)",
             CALLS,
             CONCURRENCY,
             move |n| {
                 let (client, id) = (client.clone(), id.clone());
                 async move {
-                    let input =
-                        format!("/workspace_write {{\"key\":\"note-{n}\",\"value\":\"v\"}}");
+                    let input = format!(
+                        "/workspace_write {{\"key\":\"note-{}\",\"value\":\"v\"}}",
+                        n % 500
+                    );
                     let answer = client.run(&id, &input).await.expect("run");
-                    assert!(answer.tool_calls.iter().all(|c| c.succeeded));
+                    for call in &answer.tool_calls {
+                        assert!(call.succeeded, "{}: {}", call.tool_name, call.error_message);
+                    }
                 }
             },
         )
