@@ -229,6 +229,50 @@ async fn research_agent_uses_the_builders_search_and_each_users_own_crm() {
         w.bob_id
     );
     assert_eq!(seen.listed, Ok(partition_of_team(&agent, &w.home)));
+    let tools: Vec<_> = seen
+        .request
+        .workspace_tools
+        .iter()
+        .map(|t| {
+            let schema: serde_json::Value =
+                serde_json::from_str(&t.input_schema_json).expect("a JSON schema");
+            assert_eq!(schema["type"], "object", "{}", t.name);
+            (t.name.as_str(), t.grpc_method.as_str())
+        })
+        .collect();
+    let service = "/agentshare.store.v1.WorkspaceStoreService";
+    assert_eq!(
+        tools,
+        [
+            (
+                "workspace_list",
+                format!("{service}/WorkspaceList").as_str()
+            ),
+            (
+                "workspace_read",
+                format!("{service}/WorkspaceRead").as_str()
+            ),
+            (
+                "workspace_write",
+                format!("{service}/WorkspaceWrite").as_str()
+            ),
+            (
+                "workspace_delete",
+                format!("{service}/WorkspaceDelete").as_str()
+            ),
+            (
+                "workspace_publish",
+                format!("{service}/WorkspacePublish").as_str()
+            ),
+        ]
+    );
+    let version = seen.request.agent.clone().expect("the version");
+    assert_eq!(version.version_number, 1);
+    assert_eq!(
+        version.instructions,
+        "Secret playbook of the Research, version one."
+    );
+    assert!(seen.request.run_token.starts_with("asr_"));
 
     let usage = record(&w.alice, &agent.id, &answer.invocation_id).await;
     assert_eq!(
