@@ -117,15 +117,25 @@ async fn a_due_subscription_runs_as_its_user_once_per_time_and_notifies_each_cha
     let suite = suite().await;
     let (alice, bob, bob_id) = org_with_bob(&suite).await;
     let keys = ["pulse", "digest", "audit"];
+    let crm = registry::Tool {
+        integration_key: "crm".into(),
+        provider: "crm".into(),
+        scope: registry::IntegrationScope::UserConfigured as i32,
+        ..Default::default()
+    };
     let agent = agent_with(
         &alice,
         "Monitor",
-        Vec::new(),
+        vec![crm],
         keys.iter()
             .map(|k| automation(k, &format!("{k} report"), hourly(0), "UTC", &[]))
             .collect(),
     )
     .await;
+    for user in [&alice, &bob] {
+        let own = user.api_key_connection("crm", "crm-own-key").await;
+        user.bind(&agent.id, "crm", &own).await;
+    }
     for key in keys {
         subscribe(&bob, &agent.id, key, true, &[Web, Email, Push])
             .await
@@ -151,6 +161,49 @@ async fn a_due_subscription_runs_as_its_user_once_per_time_and_notifies_each_cha
         assert!(!run.catch_up && !run.retried_after_lease_expiry);
     }
     settled(&alice, 3).await;
+
+    // Each run went through the run path as Bob: his usage record with his
+    // own CRM, billed to him, and a session he reads.
+    let usage = bob
+        .usage()
+        .list_invocations(agentshare_proto::store::v1::ListInvocationsRequest {
+            scope: agentshare_proto::store::v1::UsageScope::BilledToCaller as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("usage")
+        .into_inner()
+        .invocations;
+    let record = usage
+        .iter()
+        .find(|r| r.automation_run_id == bobs[0].id)
+        .expect("a usage record of the run");
+    assert_eq!(record.id, bobs[0].invocation_id);
+    assert_eq!(
+        record.caller_kind(),
+        agentshare_proto::store::v1::CallerKind::Automation
+    );
+    assert_eq!(
+        (
+            record.executes_as_user_id.as_str(),
+            record.billed_to_user_id.as_str()
+        ),
+        (bob_id.as_str(), bob_id.as_str())
+    );
+    assert_eq!(
+        record.integrations[0].connection_owner(),
+        agentshare_proto::store::v1::ConnectionOwner::Caller
+    );
+    let session = bob
+        .sessions()
+        .get_session(agentshare_proto::store::v1::GetSessionRequest {
+            session_id: bobs[0].session_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("Bob reads the run's session")
+        .into_inner();
+    assert!(session.messages.len() >= 2, "{session:?}");
 
     // One inbox item per run, and email and push rows in the outbox.
     let run = automations(&bob)
