@@ -24,12 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
-    // Unbuilt RPCs answer UNIMPLEMENTED from a default method, which kit's
-    // roadmap layer rewrites to name the issue that builds them.
+    // No default stubs: a service that leaves an RPC of the contract
+    // unbuilt does not compile.
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .generate_default_stubs(true)
+        .generate_default_stubs(false)
         .compile_fds(descriptors)?;
     Ok(())
 }

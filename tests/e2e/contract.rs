@@ -74,27 +74,6 @@ async fn reflection_alone_lists_every_public_service_and_no_internal_one() {
 }
 
 #[tokio::test]
-async fn every_public_service_is_mounted_and_unbuilt_rpcs_name_their_issue() {
-    let suite = Suite::start().await;
-    let alice: UserClient = suite.user("alice").await;
-    // Every RPC of the contract is built; the roadmap layer stays for the next.
-    let unbuilt: [(&str, &str); 0] = [];
-    for (path, issue) in unbuilt {
-        let status = assert_status(
-            call_empty(alice.channel(), path).await,
-            Code::Unimplemented,
-            issue,
-        );
-        assert!(
-            status.message().contains(path.trim_start_matches('/')),
-            "{path}: {}",
-            status.message()
-        );
-    }
-    suite.stop().await;
-}
-
-#[tokio::test]
 async fn internal_services_are_unreachable_through_the_gateway_and_need_a_service_identity() {
     let suite = Suite::start().await;
     let alice = suite.user("alice").await;

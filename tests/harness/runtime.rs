@@ -127,10 +127,12 @@ async fn list_with_token(request: &pb::RunRequest) -> Result<String, tonic::Code
 
 #[tonic::async_trait]
 impl AgentRuntimeService for Recorder {
+    type RunStream = BoxStream<'static, Result<pb::RunResponse, Status>>;
+
     async fn run(
         &self,
         request: Request<pb::RunRequest>,
-    ) -> Result<Response<BoxStream<'static, Result<pb::RunResponse, Status>>>, Status> {
+    ) -> Result<Response<Self::RunStream>, Status> {
         let request = request.into_inner();
         let shared = self.shared.clone();
         let (events, received) = tokio::sync::mpsc::channel(8);

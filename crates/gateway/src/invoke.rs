@@ -129,6 +129,8 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::InvokeStreamResponse, St
 
 #[tonic::async_trait]
 impl InvokeService for Invoke {
+    type InvokeStreamStream = EventStream;
+
     async fn invoke(
         &self,
         request: Request<pb::InvokeRequest>,

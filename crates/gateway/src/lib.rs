@@ -130,7 +130,6 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             routes: routes_served_here,
             // Routed services turn SERVING when their backend does.
             health_names: own,
-            roadmap: &[],
             health,
             grace: context.grace(),
             drain_delay: context.drain_delay(),

@@ -173,13 +173,12 @@ pub fn fail(error: &BadSetting) -> ExitCode {
 
 /// Serves a backend service: `names` are its gRPC services (health and
 /// reflection list them), `add` mounts them, every call passes the identity
-/// layer with `policy`, and unbuilt RPCs name their issue from `roadmap`.
+/// layer with `policy`.
 pub async fn serve_backend(
     context: &Context,
     listener: TcpListener,
     policy: crate::identity::CallerPolicy,
     names: &[&str],
-    roadmap: &'static [crate::roadmap::Planned],
     add: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes,
 ) -> Running {
     let names: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
@@ -189,7 +188,6 @@ pub async fn serve_backend(
             listener,
             routes: add(routes),
             health_names: names,
-            roadmap,
             health,
             grace: context.grace(),
             drain_delay: context.drain_delay(),

@@ -152,14 +152,13 @@ impl EventLog {
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+type Events = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl EventLogService for EventLog {
-    async fn watch(
-        &self,
-        request: Request<pb::WatchRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    type WatchStream = Events;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
         let after = i64::try_from(request.into_inner().after_seq)
             .map_err(|_| Status::invalid_argument("after_seq is too large"))?;
         let (tx, rx) = mpsc::channel(64);

@@ -7,7 +7,6 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod identity;
-pub mod roadmap;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -92,8 +92,6 @@ pub struct ServerSpec {
     pub routes: Routes,
     /// gRPC service names reported by health, SERVING once started.
     pub health_names: Vec<String>,
-    /// RPCs a later issue builds, named in their UNIMPLEMENTED answer.
-    pub roadmap: &'static [crate::roadmap::Planned],
     pub health: HealthReporter,
     /// How long in-flight calls may drain after the stop.
     pub grace: Duration,
@@ -188,7 +186,6 @@ where
                 request
             },
         ))
-        .layer(crate::roadmap::RoadmapLayer::new(spec.roadmap))
         .layer(layer)
         .add_routes(spec.routes);
     // Without TCP_NODELAY a reply can wait on the peer's delayed ACK (~40 ms).

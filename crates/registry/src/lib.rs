@@ -13,7 +13,6 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::roadmap::Planned;
 use agentshare_kit::server::{self, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
@@ -48,9 +47,6 @@ fn caller_policy() -> CallerPolicy {
             &[ServiceName::Gateway, ServiceName::Scheduler],
         )
 }
-
-/// What later issues build here: nothing, every RPC is built.
-static ROADMAP: &[Planned] = &[];
 
 /// Where registry's cursor over sharing's events is stored.
 const ORG_FOLLOWER: &str = "registry.org-default-agents";
@@ -104,20 +100,15 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         registry_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
     ];
-    Ok(bootstrap::serve_backend(
-        &context,
-        listener,
-        caller_policy(),
-        &names,
-        ROADMAP,
-        |routes| {
+    Ok(
+        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
             routes
                 .add_service(AgentRegistryServiceServer::new(agents))
                 .add_service(AgentRegistryInternalServiceServer::new(internal))
                 .add_service(EventLogServiceServer::new(events))
-        },
+        })
+        .await,
     )
-    .await)
 }
 
 /// How every host mounts registry.

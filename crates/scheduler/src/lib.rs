@@ -51,9 +51,6 @@ fn caller_policy() -> CallerPolicy {
         .internal(automations_internal::SERVICE_NAME, &[ServiceName::Sharing])
 }
 
-/// Every RPC of the scheduler is built.
-static ROADMAP: &[agentshare_kit::roadmap::Planned] = &[];
-
 /// Serves the scheduler on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
     let events = bootstrap::event_log(&context, &db);
@@ -95,13 +92,8 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         automations_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
     ];
-    Ok(bootstrap::serve_backend(
-        &context,
-        listener,
-        caller_policy(),
-        &names,
-        ROADMAP,
-        |routes| {
+    Ok(
+        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
             routes
                 .add_service(AutomationsServiceServer::new(rpc::Automations {
                     subscriptions: subscriptions.clone(),
@@ -110,9 +102,9 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                     rpc::AutomationsInternal { subscriptions },
                 ))
                 .add_service(EventLogServiceServer::new(events))
-        },
+        })
+        .await,
     )
-    .await)
 }
 
 /// How every host mounts the scheduler.

@@ -26,7 +26,6 @@ use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::roadmap::Planned;
 use agentshare_kit::server::Running;
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
@@ -82,9 +81,6 @@ fn caller_policy() -> CallerPolicy {
         )
 }
 
-/// What later issues build here.
-static ROADMAP: &[Planned] = &[];
-
 /// Serves sharing on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
     let events = bootstrap::event_log(&context, &db);
@@ -129,13 +125,8 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         access_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
     ];
-    Ok(bootstrap::serve_backend(
-        &context,
-        listener,
-        caller_policy(),
-        &names,
-        ROADMAP,
-        |routes| {
+    Ok(
+        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
             routes
                 .add_service(TenancyServiceServer::new(rpc::Tenancy {
                     storage: storage.clone(),
@@ -160,9 +151,9 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                     sessions,
                 }))
                 .add_service(EventLogServiceServer::new(events))
-        },
+        })
+        .await,
     )
-    .await)
 }
 
 /// How every host mounts sharing.

@@ -148,7 +148,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         event_log::SERVICE_NAME,
     ];
     Ok(
-        bootstrap::serve_backend(&context, listener, caller_policy(), &names, &[], |routes| {
+        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
             routes
                 .add_service(WorkspaceStoreServiceServer::new(workspace_store))
                 .add_service(SessionsServiceServer::new(sessions))

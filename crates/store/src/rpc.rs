@@ -159,10 +159,12 @@ impl WorkspaceStore {
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+type Changes = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl WorkspaceStoreService for WorkspaceStore {
+    type WatchStream = Changes;
+
     async fn workspace_list(
         &self,
         request: Request<pb::WorkspaceListRequest>,
@@ -328,10 +330,7 @@ impl WorkspaceStoreService for WorkspaceStore {
         }))
     }
 
-    async fn watch(
-        &self,
-        request: Request<pb::WatchRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Changes>, Status> {
         let message = request.get_ref();
         domain::check_prefix("key_prefix", &message.key_prefix)?;
         if message.after_revision.is_some_and(|r| r < 0) {
