@@ -52,6 +52,19 @@ fn system_micros() -> i64 {
 }
 
 /// A protobuf timestamp from stored microseconds.
+/// Microseconds since the epoch of a protobuf timestamp, saturating at the
+/// ends of `i64` (callers that must refuse odd times check the range).
+pub fn micros_of(time: &prost_types::Timestamp) -> i64 {
+    time.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(time.nanos) / 1_000)
+}
+
+/// A duration in microseconds, saturating for the absurdly long.
+pub fn duration_micros(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
 pub fn timestamp(micros: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),

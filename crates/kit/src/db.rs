@@ -151,6 +151,15 @@ impl Backend {
 }
 
 /// A new time-ordered id.
+/// `$first, $first+1, …` for `count` values: the bind markers both
+/// backends accept, for an `IN (…)` of a given length.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

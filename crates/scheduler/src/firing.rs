@@ -10,6 +10,7 @@
 //! interval, the lease renewals) is real time, so tests on a manual clock
 //! move schedules without waiting for them.
 
+use agentshare_kit::clock::duration_micros;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,10 +45,6 @@ pub struct Firing {
     pub settings: Settings,
     /// This replica, as it names itself in the leases it holds.
     pub owner: Arc<str>,
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 impl Firing {
@@ -113,7 +110,7 @@ impl Firing {
         slots: &Arc<Semaphore>,
         shutdown: &Shutdown,
     ) -> Result<usize, sqlx::Error> {
-        let lease = micros(self.lease());
+        let lease = duration_micros(self.lease());
         let mut started = 0;
         for reclaim in [true, false] {
             let free = slots
@@ -129,7 +126,7 @@ impl Firing {
                     .await?
             } else {
                 let missed_after =
-                    micros(Duration::from_secs(self.settings.fire_missed_after_secs));
+                    duration_micros(Duration::from_secs(self.settings.fire_missed_after_secs));
                 self.storage
                     .claim_due(&self.owner, lease, missed_after, limit)
                     .await?
@@ -203,14 +200,18 @@ impl Firing {
         let mut failing_since: Option<i64> = None;
         loop {
             tokio::time::sleep(length / 3).await;
-            match self.storage.renew_lease(lease, micros(length)).await {
+            match self
+                .storage
+                .renew_lease(lease, duration_micros(length))
+                .await
+            {
                 Ok(true) => failing_since = None,
                 Ok(false) => return true,
                 Err(error) => {
                     let now = self.clock().now_micros();
                     let since = *failing_since.get_or_insert(now);
                     tracing::warn!(run = %lease.run_id, %error, "lease renewal failed");
-                    if now - since >= micros(length) * 2 / 3 {
+                    if now - since >= duration_micros(length) * 2 / 3 {
                         return false;
                     }
                 }

@@ -4,6 +4,7 @@
 //! a missed write through the same path.
 
 use agentshare_kit::Error;
+use agentshare_kit::db::placeholders;
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_proto::events::v1::Event;
 use agentshare_proto::sharing::v1 as pb;
@@ -451,14 +452,6 @@ fn agent_of(row: &sqlx::any::AnyRow) -> Result<AgentRow, sqlx::Error> {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
     })
-}
-
-/// `$first, $first+1, …` for `count` values.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A user who reaches an agent through its workspaces.

@@ -3,6 +3,7 @@
 //! what.
 
 use agentshare_kit::db::new_id;
+use agentshare_kit::db::placeholders;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -186,14 +187,6 @@ pub struct IntegrationRow {
     pub provider: String,
     pub shared: bool,
     pub builder_connection_id: String,
-}
-
-/// `$first, $first+1, …` for `count` values.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Storage {

@@ -2,8 +2,8 @@
 //! access tokens refreshed first. Only `AccessInternal` hands them out, to
 //! the gateway for the runtime; no public answer carries one.
 
+use agentshare_kit::clock::duration_micros;
 use std::sync::Arc;
-use std::time::Duration;
 
 use agentshare_kit::Error;
 
@@ -18,10 +18,6 @@ pub struct Credentials {
     pub storage: Storage,
     pub secrets: SecretBox,
     pub providers: Arc<Providers>,
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 impl Credentials {
@@ -47,7 +43,9 @@ impl Credentials {
         Ok(Material {
             secret,
             refresh,
-            access_expires_at: tokens.expires_in.map(|ttl| now.saturating_add(micros(ttl))),
+            access_expires_at: tokens
+                .expires_in
+                .map(|ttl| now.saturating_add(duration_micros(ttl))),
             expires_at: None,
             scopes: if tokens.scopes.is_empty() {
                 scopes.to_vec()

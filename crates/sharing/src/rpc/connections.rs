@@ -1,6 +1,8 @@
 //! ConnectionsService: a user's connections, OAuth flows and agent setups.
 //! No answer here carries a secret or another user's connection id.
 
+use agentshare_kit::clock::duration_micros;
+use agentshare_kit::clock::micros_of;
 use std::time::Duration;
 
 use agentshare_kit::Error;
@@ -154,16 +156,6 @@ fn api_key(key: &str) -> Result<&str, Error> {
     Ok(key)
 }
 
-fn micros_of(time: &prost_types::Timestamp) -> i64 {
-    time.seconds
-        .saturating_mul(1_000_000)
-        .saturating_add(i64::from(time.nanos) / 1_000)
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
 impl Connections {
     fn provider(&self, key: &str, kind: Kind) -> Result<&Provider, Error> {
         let provider = self.credentials.providers.get(key).ok_or_else(|| {
@@ -217,7 +209,7 @@ impl Connections {
         let state = random_token()?;
         let authorization = oauth::authorize(config, &state).map_err(Error::internal)?;
         let digest = secret_digest(&state);
-        let expires_at = self.storage.clock.now_micros() + micros(FLOW_TTL);
+        let expires_at = self.storage.clock.now_micros() + duration_micros(FLOW_TTL);
         let flow = Flow {
             user_id: user.to_string(),
             provider: provider.key.clone(),

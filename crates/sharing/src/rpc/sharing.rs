@@ -1,6 +1,7 @@
 //! SharingService: sharing agents with their workspaces (`000_*`) and
 //! setting the workspace list (`003_*`).
 
+use agentshare_kit::clock::micros_of;
 use std::collections::HashSet;
 
 use agentshare_kit::Error;
@@ -469,12 +470,6 @@ pub fn grant_state_to_proto(state: GrantState) -> pb::GrantState {
         GrantState::Revoked => pb::GrantState::Revoked,
         GrantState::Ended => pb::GrantState::Ended,
     }
-}
-
-fn micros_of(time: &prost_types::Timestamp) -> i64 {
-    time.seconds
-        .saturating_mul(1_000_000)
-        .saturating_add(i64::from(time.nanos) / 1_000)
 }
 
 impl Sharing {

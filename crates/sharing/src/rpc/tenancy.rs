@@ -1,6 +1,7 @@
 //! TenancyService: orgs, workspaces, members, projects, API keys, audit.
 
 use agentshare_kit::Error;
+use agentshare_kit::clock::micros_of;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
 use agentshare_proto::sharing::v1 as pb;
@@ -31,12 +32,6 @@ fn org_to_proto(org: OrgRow) -> pb::Org {
         default_workspace_id: org.default_workspace_id,
         create_time: Some(timestamp(org.created_at)),
     }
-}
-
-fn micros_of(time: &prost_types::Timestamp) -> i64 {
-    time.seconds
-        .saturating_mul(1_000_000)
-        .saturating_add(i64::from(time.nanos) / 1_000)
 }
 
 fn api_key_to_proto(key: api_keys::ApiKeyRow) -> pb::ApiKey {
