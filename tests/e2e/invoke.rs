@@ -345,6 +345,7 @@ async fn email_drafting_agent_uses_each_users_own_mail_and_drive() {
         );
         let usage = record(&w.alice, &agent.id, &answer.invocation_id).await;
         assert_eq!(&usage.billed_to_user_id, user_id);
+        assert_eq!(usage.agent_version_number, 1);
         assert_eq!(usage.store_partition, partition_of_team(&agent, &w.home));
         assert_eq!(seen.listed, Ok(partition_of_team(&agent, &w.home)));
     }
@@ -451,6 +452,7 @@ async fn a_teammate_with_an_invoke_grant_runs_the_design_with_their_own_slack_an
         ]
     );
     assert_eq!(usage.grant_id, grant_id);
+    assert_eq!(usage.agent_version_number, 1);
     assert_eq!(usage.billed_to_user_id, w.bob_id);
     assert_eq!(usage.executes_as_user_id, w.bob_id);
     assert_eq!(usage.store_partition, partition);
@@ -493,6 +495,7 @@ async fn a_support_widget_delegates_to_the_owner_and_visitors_cannot_read_each_o
     assert_eq!(seen.listed, Ok(partition_of_team(&agent, &w.home)));
     let usage = record(&w.alice, &agent.id, &one.invocation_id).await;
     assert!(usage.anonymous);
+    assert_eq!(usage.agent_version_number, 1);
     assert_eq!(usage.grant_id, grant_id);
     assert_eq!(usage.billed_to_user_id, w.alice_id);
     assert_eq!(usage.executes_as_user_id, w.alice_id);
@@ -588,6 +591,7 @@ async fn an_internal_slack_bot_delegates_so_members_run_it_on_the_owners_connect
     assert_eq!(seen.listed, Ok(partition_of_team(&agent, &w.home)));
     let usage = record(&w.alice, &agent.id, &answer.invocation_id).await;
     assert_eq!(usage.caller_kind(), store::CallerKind::DelegateGrant);
+    assert_eq!(usage.agent_version_number, 1);
     assert_eq!(usage.grant_id, grant_id);
     assert_eq!(usage.billed_to_user_id, w.alice_id);
     assert_eq!(usage.executes_as_user_id, w.alice_id);
@@ -648,6 +652,7 @@ async fn an_open_source_template_runs_outside_the_org_on_the_holders_own_integra
         ]
     );
     assert_eq!(usage.billed_to_user_id, w.carol_id);
+    assert_eq!(usage.agent_version_number, 1);
     assert_eq!(usage.store_partition, partition);
     assert_eq!(billed_to_me(&w.carol).await, [answer.invocation_id]);
     w.suite.stop().await;
@@ -1248,4 +1253,99 @@ async fn a_session_continues_until_unshare_or_delete_and_stays_readable() {
         store::SessionState::Archived
     );
     suite.stop().await;
+}
+
+#[tokio::test]
+async fn the_owner_tests_the_draft_and_a_project_run_keeps_its_session_in_the_project() {
+    let w = acme().await;
+    let agent = shared_agent(&w.alice, "Planner", vec![]).await;
+    w.alice
+        .registry()
+        .update_draft(registry::UpdateDraftRequest {
+            agent_id: agent.id.clone(),
+            draft: Some(registry::AgentDraft {
+                instructions: "Draft: not deployed yet.".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["instructions".into()],
+            }),
+            expected_draft_revision: agent.draft_revision,
+        })
+        .await
+        .expect("edit");
+    let mut draft = invoke_request(&agent.id);
+    draft.input = "try the draft".into();
+    draft.draft = true;
+    let tried = invoke_with(&w.alice, draft.clone())
+        .await
+        .expect("owner runs the draft");
+    assert!(tried.draft);
+    let seen = w.runtime.run_with_input("try the draft");
+    let version = seen.request.agent.clone().expect("version");
+    assert!(version.draft);
+    assert_eq!(version.instructions, "Draft: not deployed yet.");
+    let usage = record(&w.alice, &agent.id, &tried.invocation_id).await;
+    assert!(usage.draft_run);
+    assert_status(
+        invoke_with(&w.bob, draft.clone()).await,
+        Code::PermissionDenied,
+        "draft",
+    );
+    let (_, token) = w.alice.grant(&agent.id, GrantKind::Delegate).await;
+    assert_status(
+        invoke_with(&w.alice.with_grant(&token), draft).await,
+        Code::PermissionDenied,
+        "draft",
+    );
+    // Members still run the deployed version.
+    let deployed = run(&w.bob, &agent.id, "the deployed one").await;
+    assert!(!deployed.draft);
+    assert_eq!(deployed.version_number, 1);
+
+    let project = w
+        .alice
+        .tenancy()
+        .create_project(sharing::CreateProjectRequest {
+            name: "Launch".into(),
+            description: String::new(),
+        })
+        .await
+        .expect("project")
+        .into_inner()
+        .project
+        .expect("project");
+    let mut in_project = invoke_request(&agent.id);
+    in_project.input = "plan the launch".into();
+    in_project.project_id = Some(project.id.clone());
+    let answer = invoke_with(&w.alice, in_project.clone())
+        .await
+        .expect("a project run");
+    let session = w
+        .alice
+        .sessions()
+        .get_session(store::GetSessionRequest {
+            session_id: answer.session_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("session")
+        .into_inner()
+        .session
+        .expect("session");
+    assert_eq!(session.project_id, project.id);
+    assert_eq!(session.workspace_id, project.home_workspace_id);
+    assert_eq!(
+        record(&w.alice, &agent.id, &answer.invocation_id)
+            .await
+            .project_id,
+        project.id
+    );
+    in_project.project_id = Some(uuid::Uuid::now_v7().to_string());
+    assert_status(
+        invoke_with(&w.alice, in_project).await,
+        Code::NotFound,
+        "project",
+    );
+    w.suite.stop().await;
 }
