@@ -1239,19 +1239,26 @@ async fn a_session_continues_until_unshare_or_delete_and_stays_readable() {
         Code::FailedPrecondition,
         "agent deleted",
     );
-    let archived = alice
-        .sessions()
-        .get_session(store::GetSessionRequest {
-            session_id: hers.session_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("an archived session stays readable")
-        .into_inner();
-    assert_eq!(
-        archived.session.expect("session").state(),
-        store::SessionState::Archived
-    );
+    // The store archives on registry's agent.deleted event, moments later.
+    let archived = crate::automations::eventually("the session archived", || {
+        let mut sessions = alice.sessions();
+        let session_id = hers.session_id.clone();
+        async move {
+            let session = sessions
+                .get_session(store::GetSessionRequest {
+                    session_id,
+                    ..Default::default()
+                })
+                .await
+                .expect("an archived session stays readable")
+                .into_inner()
+                .session
+                .expect("session");
+            (session.state() == store::SessionState::Archived).then_some(session)
+        }
+    })
+    .await;
+    assert_eq!(archived.id, hers.session_id);
     suite.stop().await;
 }
 
