@@ -8,9 +8,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
 use agentshare_e2e::bench::measure;
-use agentshare_e2e::{Suite, UserClient};
+use agentshare_e2e::{Suite, UserClient, tool};
 use agentshare_proto::gateway::v1 as gateway;
-use agentshare_proto::registry::v1 as registry;
+use agentshare_proto::registry::v1::IntegrationScope;
 use agentshare_proto::sharing::v1 as sharing;
 
 /// Runs per workload, split over the workers.
@@ -33,40 +33,16 @@ async fn setup(suite: &Suite) -> (UserClient, String) {
         .add_member(&bob.user_id().await, sharing::OrgRole::Member)
         .await;
     let search = alice.api_key_connection("search", "srch-bench-0001").await;
-    let tool =
-        |key: &str, provider: &str, scope: registry::IntegrationScope, id: &str| registry::Tool {
-            integration_key: key.into(),
-            provider: provider.into(),
-            scope: scope as i32,
-            connection_id: id.into(),
-            ..Default::default()
-        };
     let agent = alice
-        .registry()
-        .create_agent(registry::CreateAgentRequest {
-            draft: Some(registry::AgentDraft {
-                name: "Research".into(),
-                instructions: "Answer from search and the CRM.".into(),
-                tools: vec![
-                    tool(
-                        "web_search",
-                        "search",
-                        registry::IntegrationScope::Shared,
-                        &search,
-                    ),
-                    tool("crm", "crm", registry::IntegrationScope::UserConfigured, ""),
-                ],
-                ..Default::default()
-            }),
-            is_managed: false,
-        })
-        .await
-        .expect("agent")
-        .into_inner()
-        .agent
-        .expect("agent");
-    let agent = alice.deploy(&agent).await;
-    alice.share(&agent.id).await;
+        .shared_agent_with(
+            "Research",
+            "Answer from search and the CRM.",
+            vec![
+                tool("web_search", "search", IntegrationScope::Shared, &search),
+                tool("crm", "crm", IntegrationScope::UserConfigured, ""),
+            ],
+        )
+        .await;
     let crm = bob.api_key_connection("crm", "crm-bench-bob").await;
     bob.bind(&agent.id, "crm", &crm).await;
     (bob, agent.id)

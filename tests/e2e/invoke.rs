@@ -5,7 +5,7 @@
 //! which store partition the run's token reached.
 
 use agentshare_e2e::runtime::{Received, RecordingRuntime};
-use agentshare_e2e::{Authed, Suite, UserClient};
+use agentshare_e2e::{Authed, Suite, UserClient, tool};
 use agentshare_proto::gateway::v1 as gateway;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::runtime::v1 as runtime;
@@ -69,46 +69,15 @@ async fn acme() -> Acme {
     }
 }
 
-fn tool(
-    key: &str,
-    provider: &str,
-    scope: registry::IntegrationScope,
-    conn: &str,
-) -> registry::Tool {
-    registry::Tool {
-        integration_key: key.into(),
-        provider: provider.into(),
-        scope: scope as i32,
-        connection_id: conn.into(),
-        ..Default::default()
-    }
-}
-
-/// Creates, deploys and shares an agent with these instructions and tools.
+/// Creates, deploys and shares an agent whose instructions the runtime must
+/// never repeat.
 async fn shared_agent(
     owner: &UserClient,
     name: &str,
     tools: Vec<registry::Tool>,
 ) -> registry::Agent {
-    let agent = owner
-        .registry()
-        .create_agent(registry::CreateAgentRequest {
-            draft: Some(registry::AgentDraft {
-                name: name.into(),
-                instructions: format!("Secret playbook of the {name}, version one."),
-                tools,
-                ..Default::default()
-            }),
-            is_managed: false,
-        })
-        .await
-        .expect("agent")
-        .into_inner()
-        .agent
-        .expect("agent");
-    let agent = owner.deploy(&agent).await;
-    owner.share(&agent.id).await;
-    agent
+    let instructions = format!("Secret playbook of the {name}, version one.");
+    owner.shared_agent_with(name, &instructions, tools).await
 }
 
 /// The run's usage record, as the agent's owner lists it.
@@ -735,6 +704,26 @@ async fn list_with(
         .map(|r| r.into_inner().partition)
 }
 
+/// Starts a run of `input` (which holds it open) and waits for its start.
+async fn hold_run(
+    user: &UserClient,
+    agent_id: &str,
+    input: &str,
+) -> tonic::Streaming<gateway::InvokeStreamResponse> {
+    let mut stream = user
+        .invoke()
+        .invoke_stream(gateway::InvokeStreamRequest {
+            agent_id: agent_id.into(),
+            input: input.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("stream")
+        .into_inner();
+    let _started = stream.next().await.expect("an event").expect("started");
+    stream
+}
+
 #[tokio::test]
 async fn a_run_token_reaches_its_own_run_and_nothing_after_or_beside_it() {
     let w = acme().await;
@@ -752,18 +741,7 @@ async fn a_run_token_reaches_its_own_run_and_nothing_after_or_beside_it() {
     );
 
     // For another agent, while the run is open.
-    let mut held = w
-        .bob
-        .invoke()
-        .invoke_stream(gateway::InvokeStreamRequest {
-            agent_id: agent.id.clone(),
-            input: "/hold still".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("stream")
-        .into_inner();
-    let _started = held.next().await.expect("an event").expect("started");
+    let mut held = hold_run(&w.bob, &agent.id, "/hold still").await;
     let open = w.runtime.run_with_input("/hold still").request.run_token;
     assert_eq!(
         list_with(&w.suite, &open, &agent.id)
@@ -782,17 +760,7 @@ async fn a_run_token_reaches_its_own_run_and_nothing_after_or_beside_it() {
     // After the grant is revoked mid-run.
     let (grant_id, token) = w.alice.grant(&agent.id, GrantKind::Invoke).await;
     let holder = w.carol.with_grant(&token);
-    let mut held = holder
-        .invoke()
-        .invoke_stream(gateway::InvokeStreamRequest {
-            agent_id: agent.id.clone(),
-            input: "/hold for the revoke".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("stream")
-        .into_inner();
-    let _started = held.next().await.expect("an event").expect("started");
+    let mut held = hold_run(&holder, &agent.id, "/hold for the revoke").await;
     w.alice
         .sharing()
         .revoke_grant(sharing::RevokeGrantRequest { grant_id })
@@ -807,18 +775,7 @@ async fn a_run_token_reaches_its_own_run_and_nothing_after_or_beside_it() {
     );
 
     // After the agent is unshared from Bob mid-run.
-    let mut held = w
-        .bob
-        .invoke()
-        .invoke_stream(gateway::InvokeStreamRequest {
-            agent_id: agent.id.clone(),
-            input: "/hold for the unshare".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("stream")
-        .into_inner();
-    let _started = held.next().await.expect("an event").expect("started");
+    let mut held = hold_run(&w.bob, &agent.id, "/hold for the unshare").await;
     w.alice.unshare(&agent.id).await;
     w.runtime.release();
     while held.next().await.is_some() {}

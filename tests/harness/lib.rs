@@ -32,7 +32,9 @@ use agentshare_proto::events::v1::{Event, WatchRequest};
 use agentshare_proto::gateway::v1::invoke_service_client::InvokeServiceClient;
 use agentshare_proto::gateway::v1::{InvokeRequest, InvokeResponse};
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
-use agentshare_proto::registry::v1::{Agent, AgentDraft, CreateAgentRequest, DeployAgentRequest};
+use agentshare_proto::registry::v1::{
+    Agent, AgentDraft, CreateAgentRequest, DeployAgentRequest, IntegrationScope, Tool,
+};
 use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
 use agentshare_proto::sharing::v1::connections_service_client::ConnectionsServiceClient;
 use agentshare_proto::sharing::v1::sharing_service_client::SharingServiceClient;
@@ -816,6 +818,18 @@ pub fn public_services() -> Vec<String> {
     all
 }
 
+/// An agent's integration `key` on `provider`; `connection` names the
+/// builder's connection for SHARED, and is empty for USER_CONFIGURED.
+pub fn tool(key: &str, provider: &str, scope: IntegrationScope, connection: &str) -> Tool {
+    Tool {
+        integration_key: key.into(),
+        provider: provider.into(),
+        scope: scope as i32,
+        connection_id: connection.into(),
+        ..Default::default()
+    }
+}
+
 /// A request for a draft agent with just a name.
 pub fn draft_agent(name: &str) -> CreateAgentRequest {
     CreateAgentRequest {
@@ -1086,6 +1100,35 @@ impl UserClient {
     /// workspace.
     pub async fn shared_agent(&self, name: &str) -> Agent {
         let agent = self.deployed_agent(name).await;
+        self.share(&agent.id).await;
+        agent
+    }
+
+    /// Creates an agent with these instructions and tools, deploys it as
+    /// version 1 and shares it with its home workspace.
+    pub async fn shared_agent_with(
+        &self,
+        name: &str,
+        instructions: &str,
+        tools: Vec<Tool>,
+    ) -> Agent {
+        let agent = self
+            .registry()
+            .create_agent(CreateAgentRequest {
+                draft: Some(AgentDraft {
+                    name: name.into(),
+                    instructions: instructions.into(),
+                    tools,
+                    ..Default::default()
+                }),
+                is_managed: false,
+            })
+            .await
+            .expect("create agent")
+            .into_inner()
+            .agent
+            .expect("agent");
+        let agent = self.deploy(&agent).await;
         self.share(&agent.id).await;
         agent
     }
