@@ -84,23 +84,7 @@ struct Instance {
 fn connections(
     gmail: Option<agentshare_kit::config::Provider>,
 ) -> agentshare_kit::config::Connections {
-    let api_key = |prefix: &str| agentshare_kit::config::Provider {
-        kind: "api_key".into(),
-        check: "static".into(),
-        key_prefix: prefix.into(),
-        ..Default::default()
-    };
-    let mut providers = std::collections::BTreeMap::new();
-    for (key, prefix) in [
-        ("search", "srch-"),
-        ("crm", ""),
-        ("drive", ""),
-        ("warehouse", ""),
-        ("slack", "xoxp-"),
-        ("outlook", ""),
-    ] {
-        providers.insert(key.to_string(), api_key(prefix));
-    }
+    let mut providers = agentshare_kit::config::demo_providers();
     if let Some(gmail) = gmail {
         providers.insert("gmail".to_string(), gmail);
     }

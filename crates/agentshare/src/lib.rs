@@ -58,6 +58,11 @@ pub async fn start(mut config: Config, gateway_shutdown: Shutdown) -> Result<Emb
         ));
     }
     config.ensure_data_dir()?;
+    // A new machine can run the seeds' scenarios without a config file;
+    // `serve` says so at start.
+    if config.connections.providers.is_empty() {
+        config.connections.providers = agentshare_kit::config::demo_providers();
+    }
     generate_missing_keys(&config.keys_dir()).map_err(|e| BadSetting::new("keys_dir", e))?;
     let gateway_listener = bind("listen", config.listen_addr()?).await?;
     // The scheduler fires automations through the gateway's internal run

@@ -104,6 +104,7 @@ fn serve(args: &ConfigArgs) -> ExitCode {
         let _telemetry = agentshare_kit::telemetry::init("agentshare");
         let shutdown = Shutdown::default();
         let data_dir = config.data_dir.clone();
+        let demo_providers = config.connections.providers.is_empty();
         let embedded = match agentshare::start(config, shutdown.clone()).await {
             Ok(embedded) => embedded,
             Err(e) => return fail(&e),
@@ -114,6 +115,15 @@ fn serve(args: &ConfigArgs) -> ExitCode {
             "agentshare is serving on {addr} (data dir {})",
             data_dir.display()
         );
+        if demo_providers {
+            let keys: Vec<String> = agentshare_kit::config::demo_providers()
+                .into_keys()
+                .collect();
+            eprintln!(
+                "no connection providers configured; serving the demo API-key providers: {}",
+                keys.join(", ")
+            );
+        }
         eprintln!(
             "mint a token:  agentshare token --data-dir {} --user alice",
             shell_path(&data_dir)

@@ -398,6 +398,36 @@ pub struct Provider {
     pub scopes: Vec<String>,
 }
 
+impl Provider {
+    /// An API-key provider whose TestConnection checks only the key's shape.
+    pub fn api_key(key_prefix: &str) -> Self {
+        Self {
+            kind: "api_key".into(),
+            check: "static".into(),
+            key_prefix: key_prefix.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The API-key providers the embedded mode serves when none is configured,
+/// so the seeds' scenarios work on a new machine: web search (keys start
+/// `srch-`), CRM, document storage, a warehouse database, Slack (`xoxp-`)
+/// and mail. Their check is `static`: nothing leaves the machine.
+pub fn demo_providers() -> std::collections::BTreeMap<String, Provider> {
+    [
+        ("search", "srch-"),
+        ("crm", ""),
+        ("drive", ""),
+        ("warehouse", ""),
+        ("slack", "xoxp-"),
+        ("outlook", ""),
+    ]
+    .into_iter()
+    .map(|(key, prefix)| (key.to_string(), Provider::api_key(prefix)))
+    .collect()
+}
+
 impl Default for Auth {
     fn default() -> Self {
         Self {
