@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use prost::Message;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read at run time: a build script compiled for one checkout may be
     // reused by another that shares the target dir.
@@ -17,12 +15,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", file.display());
     }
 
-    let descriptors = protox::compile(&files, [&root])?;
+    let mut compiler = protox::Compiler::new([&root])?;
+    compiler.include_source_info(true).include_imports(true);
+    compiler.open_files(&files)?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Encoded by protox itself: prost-types' descriptors drop extension
+    // options, and the gateway reads its HTTP routes from the
+    // `google.api.http` option of each method.
     std::fs::write(
         out_dir.join("agentshare_descriptor.bin"),
-        descriptors.encode_to_vec(),
+        compiler.encode_file_descriptor_set(),
     )?;
+    let descriptors = compiler.file_descriptor_set();
 
     // No default stubs: a service that leaves an RPC of the contract
     // unbuilt does not compile.

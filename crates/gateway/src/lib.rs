@@ -3,6 +3,7 @@
 
 mod auth;
 mod echo;
+mod http;
 mod invoke;
 mod proxy;
 mod routes;
@@ -124,6 +125,13 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         auth,
         identity: context.identity.clone(),
     });
+    let api = http::Api::from_contract(MAX_HTTP_BODY_BYTES)
+        .map_err(|e| BadSetting::new("contract", e))?;
+    let edge = Edge {
+        gateway: proxy::GatewayLayer { forwarder },
+        api: Arc::new(api),
+        cors: http::cors(&context.config.http.allowed_origins),
+    };
     Ok(server::serve(
         ServerSpec {
             listener,
@@ -135,9 +143,40 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             drain_delay: context.drain_delay(),
             shutdown: context.shutdown.clone(),
         },
-        proxy::GatewayLayer { forwarder },
+        edge,
     )
     .await)
+}
+
+/// The largest HTTP/JSON body the gateway reads.
+const MAX_HTTP_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Every way in on the one port, outermost first: CORS for browsers,
+/// gRPC-Web translated to gRPC, HTTP/JSON transcoded to gRPC, and then the
+/// gRPC side, which authenticates and forwards public calls or serves the
+/// gateway's own services.
+#[derive(Clone)]
+struct Edge {
+    gateway: proxy::GatewayLayer,
+    api: Arc<http::Api>,
+    cors: tower_http::cors::CorsLayer,
+}
+
+impl tower::Layer<tonic::service::Routes> for Edge {
+    type Service = tower_http::cors::Cors<
+        tonic_web::GrpcWebService<
+            http::Transcoding<proxy::GatewayService<tonic::service::Routes>>,
+        >,
+    >;
+
+    fn layer(&self, routes: tonic::service::Routes) -> Self::Service {
+        let transcoding = http::Transcoding {
+            grpc: self.gateway.layer(routes),
+            api: self.api.clone(),
+        };
+        self.cors
+            .layer(tonic_web::GrpcWebLayer::new().layer(transcoding))
+    }
 }
 
 /// Reports each public service as its backend reports itself, so a probe of

@@ -22,6 +22,18 @@ fn is_internal(service: &str) -> bool {
     service.ends_with("InternalService") || service == "EventLogService"
 }
 
+/// Whether clients may call the gRPC service `full_name`
+/// (`agentshare.<area>.v1.<Service>`) through the gateway: a public service
+/// of an area the suite serves.
+pub fn is_public(full_name: &str) -> bool {
+    let mut parts = full_name.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some("agentshare"), Some(area), Some("v1"), Some(service), None)
+            if ServiceName::parse(area).is_some() && !is_internal(service)
+    )
+}
+
 impl RouteTable {
     pub fn from_contract() -> Self {
         let Ok(set) = prost_types::FileDescriptorSet::decode(agentshare_proto::FILE_DESCRIPTOR_SET)

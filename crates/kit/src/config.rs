@@ -73,6 +73,39 @@ pub struct Config {
     /// Where a runtime reaches the gateway to call the workspace tools;
     /// empty means `http://` and the gateway's own listen address.
     pub gateway_address: String,
+    /// The gateway's HTTP/JSON and gRPC-Web side.
+    pub http: Http,
+}
+
+/// The gateway's HTTP side: HTTP/JSON and gRPC-Web share its one port with
+/// gRPC.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Http {
+    /// Browser origins (`https://app.example.com`) allowed to call the
+    /// gateway across origins, for HTTP/JSON and gRPC-Web alike. Empty, the
+    /// default, allows none: browsers then reach it only from its own origin.
+    #[serde(deserialize_with = "endpoint_list")]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Http {
+    fn validate(&self) -> Result<(), BadSetting> {
+        for origin in &self.allowed_origins {
+            let well_formed = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && http::HeaderValue::from_str(origin).is_ok();
+            if !well_formed {
+                return Err(BadSetting::new(
+                    "http.allowed_origins",
+                    format!(
+                        "{origin:?} is not an origin; write scheme://host[:port] with no path, such as https://app.example.com"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How the scheduler fires automations and delivers email and push
@@ -460,6 +493,7 @@ impl Default for Config {
             runtime_url: String::new(),
             runtime_deadline_secs: 300,
             gateway_address: String::new(),
+            http: Http::default(),
         }
     }
 }
@@ -537,6 +571,7 @@ impl Config {
             ));
         }
         self.validate_connections()?;
+        self.http.validate()?;
         self.store.validate()?;
         self.scheduler.validate()?;
         for (setting, url) in [

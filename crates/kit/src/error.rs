@@ -107,17 +107,7 @@ impl Error {
     /// The HTTP status a REST client sees, as DESIGN.md fixes it: a wrong
     /// state is 400 and a conflict 409.
     pub fn http_status(&self) -> u16 {
-        match self {
-            Self::InvalidArgument(_) | Self::FailedPrecondition(_) | Self::Unmet(..) => 400,
-            Self::Unauthenticated(_) => 401,
-            Self::PermissionDenied(_) => 403,
-            Self::NotFound(_) => 404,
-            Self::Aborted(_) | Self::AlreadyExists(_) => 409,
-            Self::ResourceExhausted(_) => 429,
-            Self::Unavailable(_) => 503,
-            Self::Unimplemented(_) => 501,
-            Self::Internal(_) => 500,
-        }
+        http_status_of(self.grpc_code())
     }
 }
 
@@ -161,6 +151,27 @@ impl From<sqlx::Error> for Error {
             }
             _ => Self::Internal(error.to_string()),
         }
+    }
+}
+
+/// The HTTP status of a gRPC code, as Google's API design guide maps them
+/// (`google.rpc.Code`): the gateway answers HTTP/JSON calls with it.
+pub fn http_status_of(code: Code) -> u16 {
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::Aborted | Code::AlreadyExists => 409,
+        Code::ResourceExhausted => 429,
+        // The client closed the request (nginx's non-standard 499, which
+        // Google's mapping uses too).
+        Code::Cancelled => 499,
+        Code::Unknown | Code::Internal | Code::DataLoss => 500,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
     }
 }
 

@@ -178,7 +178,10 @@ where
     let drain_delay = spec.drain_delay;
     let calls = Arc::new(AtomicU64::new(0));
     let counter = calls.clone();
+    // HTTP/1.1 as well as HTTP/2: the gateway's HTTP/JSON and gRPC-Web
+    // clients (browsers, curl) often speak 1.1. gRPC itself stays on 2.
     let router = tonic::transport::Server::builder()
+        .accept_http1(true)
         .trace_fn(crate::telemetry::server_span)
         .layer(tower::util::MapRequestLayer::new(
             move |request: http::Request<Body>| {

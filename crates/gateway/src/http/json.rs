@@ -1,0 +1,342 @@
+//! The proto3 JSON mapping of requests and answers (prost-reflect), and the
+//! request message an HTTP call stands for: its JSON body, then its query
+//! parameters, then its path variables, which win.
+
+use agentshare_kit::Error;
+use agentshare_kit::error::FieldViolation;
+use bytes::Bytes;
+use prost::Message;
+use prost_reflect::{
+    DescriptorPool, DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor,
+    SerializeOptions,
+};
+use serde_json::{Map, Value as Json};
+use tonic::{Code, Status};
+
+use super::routes::{BodyRule, Route};
+
+/// Builds the encoded request message of `route` from the parts of an HTTP
+/// call. Every problem is INVALID_ARGUMENT naming the part to fix.
+pub fn request_message(
+    route: &Route,
+    variables: &[(&[FieldDescriptor], &str)],
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Bytes, Error> {
+    let input = route.method.input();
+    let mut object = match &route.body {
+        BodyRule::None => {
+            if !body.iter().all(u8::is_ascii_whitespace) {
+                return Err(Error::invalid(
+                    "body",
+                    format!(
+                        "{} {} takes no body; send the fields as query parameters",
+                        route.http_method, route.template
+                    ),
+                ));
+            }
+            Map::new()
+        }
+        BodyRule::Whole => body_object(body)?,
+        BodyRule::Field(field) => {
+            let mut object = Map::new();
+            if !body.is_empty() {
+                object.insert(field.name().to_string(), body_json(body)?);
+            }
+            object
+        }
+    };
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        if matches!(route.body, BodyRule::Whole) {
+            return Err(Error::invalid(
+                "query",
+                format!(
+                    "{} {} takes every field in its JSON body, not in the query",
+                    route.http_method, route.template
+                ),
+            ));
+        }
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let path = query_field_path(&input, &name).ok_or_else(|| {
+                Error::invalid(
+                    "query",
+                    format!(
+                        "{} has no field of that name; see /api/v1/openapi.json for its parameters",
+                        input.name()
+                    ),
+                )
+            })?;
+            let leaf = path.last().cloned().ok_or_else(|| Error::invalid("query", "empty name"))?;
+            let json = scalar_json(&leaf, &value)?;
+            set_path(&mut object, &path, json, leaf.is_list());
+        }
+    }
+    for (path, raw) in variables {
+        let value = percent_encoding_decode(raw)?;
+        let leaf = path.last().cloned().ok_or_else(|| Error::invalid("path", "empty variable"))?;
+        let json = scalar_json(&leaf, &value)?;
+        set_path(&mut object, path, json, false);
+    }
+    let message = DynamicMessage::deserialize_with_options(
+        input.clone(),
+        Json::Object(object),
+        &DeserializeOptions::new(),
+    )
+    .map_err(|e| {
+        Error::InvalidArgument(vec![FieldViolation::new(
+            "body",
+            format!("not a valid {} in proto3 JSON: {e}", input.name()),
+        )])
+    })?;
+    Ok(Bytes::from(message.encode_to_vec()))
+}
+
+fn body_json(body: &[u8]) -> Result<Json, Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::invalid(
+            "body",
+            format!("not valid JSON ({e}); send a JSON object with Content-Type: application/json"),
+        )
+    })
+}
+
+fn body_object(body: &[u8]) -> Result<Map<String, Json>, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match body_json(body)? {
+        Json::Object(object) => Ok(object),
+        _ => Err(Error::invalid("body", "must be a JSON object")),
+    }
+}
+
+fn percent_encoding_decode(raw: &str) -> Result<String, Error> {
+    // A path segment is percent-encoded like a query value, except that `+`
+    // stays a plus.
+    let escaped = raw.replace('+', "%2B");
+    let decoded: String = form_urlencoded::parse(format!("v={escaped}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if decoded.contains('\u{FFFD}') && !raw.contains('\u{FFFD}') {
+        return Err(Error::invalid("path", "a path variable is not valid UTF-8"));
+    }
+    Ok(decoded)
+}
+
+/// `a.b` in a query, by proto or JSON names, through singular messages.
+fn query_field_path(message: &MessageDescriptor, dotted: &str) -> Option<Vec<FieldDescriptor>> {
+    let mut fields = Vec::new();
+    let mut current = message.clone();
+    let mut names = dotted.split('.').peekable();
+    while let Some(name) = names.next() {
+        let field = current
+            .get_field_by_name(name)
+            .or_else(|| current.get_field_by_json_name(name))?;
+        if field.is_map() {
+            return None;
+        }
+        if names.peek().is_some() {
+            let Kind::Message(next) = field.kind() else {
+                return None;
+            };
+            if field.is_list() {
+                return None;
+            }
+            current = next;
+        }
+        fields.push(field);
+    }
+    Some(fields)
+}
+
+/// A path or query value as the JSON the field's mapping expects: numbers
+/// stay strings (proto3 JSON accepts quoted numbers), booleans become JSON
+/// booleans, and well-known messages (timestamps, durations) take their
+/// string form.
+fn scalar_json(field: &FieldDescriptor, value: &str) -> Result<Json, Error> {
+    let name = field.name().to_string();
+    Ok(match field.kind() {
+        Kind::Bool => match value {
+            "true" => Json::Bool(true),
+            "false" => Json::Bool(false),
+            _ => return Err(Error::invalid(name, "must be true or false")),
+        },
+        Kind::Enum(_) => match value.parse::<i64>() {
+            Ok(number) => Json::from(number),
+            Err(_) => Json::String(value.to_string()),
+        },
+        Kind::Message(message) if !is_string_shaped(&message) => {
+            return Err(Error::invalid(
+                name,
+                "is a message; send it in a JSON body or by its fields (name.field=value)",
+            ));
+        }
+        _ => Json::String(value.to_string()),
+    })
+}
+
+/// Well-known types whose JSON form is one string.
+fn is_string_shaped(message: &MessageDescriptor) -> bool {
+    matches!(
+        message.full_name(),
+        "google.protobuf.Timestamp"
+            | "google.protobuf.Duration"
+            | "google.protobuf.FieldMask"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt64Value"
+    )
+}
+
+/// Sets `path` in `object` (creating nested objects), replacing whatever the
+/// body said under the field's proto or JSON name; repeated fields collect.
+fn set_path(object: &mut Map<String, Json>, path: &[FieldDescriptor], value: Json, list: bool) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let json_name = first.json_name().to_string();
+    let proto_name = first.name().to_string();
+    let existing = object.remove(&json_name).or_else(|| object.remove(&proto_name));
+    if rest.is_empty() {
+        let value = if list {
+            let mut items = match existing {
+                Some(Json::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            items.push(value);
+            Json::Array(items)
+        } else {
+            value
+        };
+        object.insert(proto_name, value);
+        return;
+    }
+    let mut nested = match existing {
+        Some(Json::Object(nested)) => nested,
+        _ => Map::new(),
+    };
+    set_path(&mut nested, rest, value, list);
+    object.insert(proto_name, Json::Object(nested));
+}
+
+/// One answer message in proto3 JSON: lowerCamelCase names, enums by name,
+/// 64-bit integers as strings, default values left out.
+pub fn answer_json(output: &MessageDescriptor, encoded: &[u8]) -> Result<Json, Status> {
+    let message = DynamicMessage::decode(output.clone(), encoded)
+        .map_err(|e| Status::internal(format!("cannot decode {}: {e}", output.full_name())))?;
+    message
+        .serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())
+        .map_err(|e| Status::internal(format!("cannot render {}: {e}", output.full_name())))
+}
+
+/// A gRPC status as JSON `google.rpc.Status`, with its details (`BadRequest`,
+/// `PreconditionFailure`, …) rendered by type.
+pub fn status_json(pool: &DescriptorPool, status: &Status) -> Json {
+    let fallback = || {
+        serde_json::json!({
+            "code": status.code() as i32,
+            "message": status.message(),
+        })
+    };
+    let Some(descriptor) = pool.get_message_by_name("google.rpc.Status") else {
+        return fallback();
+    };
+    let mut message = if status.details().is_empty() {
+        DynamicMessage::new(descriptor)
+    } else {
+        match DynamicMessage::decode(descriptor.clone(), status.details()) {
+            Ok(message) => message,
+            Err(_) => DynamicMessage::new(descriptor),
+        }
+    };
+    message.set_field_by_name("code", prost_reflect::Value::I32(status.code() as i32));
+    message.set_field_by_name(
+        "message",
+        prost_reflect::Value::String(status.message().to_string()),
+    );
+    message
+        .serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())
+        .unwrap_or_else(|_| fallback())
+}
+
+/// The status an HTTP client sees for `code`.
+pub fn http_status(code: Code) -> http::StatusCode {
+    http::StatusCode::from_u16(agentshare_kit::error::http_status_of(code))
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::routes::{Found, Router};
+
+    fn router() -> Router {
+        let pool = crate::http::contract_pool().expect("the contract decodes");
+        Router::from_contract(&pool, crate::http::is_public).expect("annotations")
+    }
+
+    fn build(method: http::Method, path: &str, query: Option<&str>, body: &str) -> Result<Json, Error> {
+        let router = router();
+        let Found::Route { route, variables } = router.find(&method, path) else {
+            panic!("no route for {method} {path}");
+        };
+        let bytes = request_message(route, &variables, query, body.as_bytes())?;
+        Ok(answer_json(&route.method.input(), &bytes).expect("re-encodes"))
+    }
+
+    #[test]
+    fn path_variables_override_the_body() {
+        let json = build(
+            http::Method::PATCH,
+            "/api/v1/agents/from-path/workspaces",
+            None,
+            r#"{"agentId": "from-body", "workspaceIds": ["w1", "w2"]}"#,
+        )
+        .expect("valid");
+        assert_eq!(json["agentId"], "from-path");
+        assert_eq!(json["workspaceIds"], serde_json::json!(["w1", "w2"]));
+    }
+
+    #[test]
+    fn query_parameters_fill_a_get() {
+        let json = build(
+            http::Method::GET,
+            "/api/v1/agents",
+            Some("page_size=7&pageToken=abc"),
+            "",
+        )
+        .expect("valid");
+        assert_eq!(json["pageSize"], 7);
+        assert_eq!(json["pageToken"], "abc");
+    }
+
+    #[test]
+    fn bad_input_names_the_part_to_fix() {
+        let unknown = build(http::Method::GET, "/api/v1/agents", Some("nope=1"), "");
+        assert!(matches!(unknown, Err(Error::InvalidArgument(ref v)) if v[0].field == "query"));
+        let not_json = build(http::Method::POST, "/api/v1/workspaces/switch", None, "{");
+        assert!(matches!(not_json, Err(Error::InvalidArgument(ref v)) if v[0].field == "body"));
+        let wrong_type = build(
+            http::Method::POST,
+            "/api/v1/workspaces/switch",
+            None,
+            r#"{"workspaceId": 5}"#,
+        );
+        assert!(matches!(wrong_type, Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn a_status_renders_with_its_details() {
+        let pool = crate::http::contract_pool().expect("the contract decodes");
+        let status: Status = Error::invalid("name", "must not be empty").into();
+        let json = status_json(&pool, &status);
+        assert_eq!(json["code"], 3);
+        assert_eq!(
+            json["details"][0]["@type"],
+            "type.googleapis.com/google.rpc.BadRequest"
+        );
+        assert_eq!(json["details"][0]["fieldViolations"][0]["field"], "name");
+    }
+}

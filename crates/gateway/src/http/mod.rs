@@ -1,0 +1,451 @@
+//! HTTP/JSON and gRPC-Web on the gateway's one port (DESIGN.md, "The edge").
+//!
+//! Neither has rules of its own. A gRPC-Web call is translated to gRPC by
+//! tonic-web; an HTTP/JSON call is transcoded from its `google.api.http`
+//! route into the gRPC call it stands for, which then takes the same path
+//! as any gRPC call in this process: authentication, the Principal, the
+//! owning service. Only the encoding differs on the way out:
+//! - a unary answer is its message in proto3 JSON; an error is JSON
+//!   `google.rpc.Status` with its details, under the HTTP status Google's
+//!   mapping gives its code;
+//! - a server stream is newline-delimited JSON (`application/x-ndjson`):
+//!   one `{"result": …}` line per message and, if the stream fails after it
+//!   started, a last `{"error": …}` line. A stream that fails before its
+//!   first message answers like a unary error.
+//!
+//! The OpenAPI document of the same routes is served at
+//! `/api/v1/openapi.json`.
+
+mod json;
+mod openapi;
+mod routes;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use prost_reflect::DescriptorPool;
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Service, ServiceExt};
+
+use self::routes::{Found, Route, Router};
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Headers of an HTTP call that travel into its gRPC call as metadata: the
+/// same credentials and scope headers gRPC clients send, and trace context.
+const FORWARDED: &[&str] = &[
+    "authorization",
+    crate::auth::ORG_HEADER,
+    crate::auth::WORKSPACE_HEADER,
+    crate::auth::GRANT_HEADER,
+    "traceparent",
+    "tracestate",
+];
+
+/// Headers a browser may send and read across origins.
+const CORS_REQUEST_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    crate::auth::ORG_HEADER,
+    crate::auth::WORKSPACE_HEADER,
+    crate::auth::GRANT_HEADER,
+    "traceparent",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+];
+const CORS_EXPOSED_HEADERS: &[&str] = &["grpc-status", "grpc-message", "grpc-status-details-bin"];
+
+/// The contract's descriptors, for routes and the JSON mapping.
+pub fn contract_pool() -> Result<DescriptorPool, String> {
+    DescriptorPool::decode(agentshare_proto::FILE_DESCRIPTOR_SET)
+        .map_err(|e| format!("the contract's descriptor set does not decode: {e}"))
+}
+
+/// Whether clients may call `service` (a full gRPC service name) from
+/// outside: the services the gateway routes or serves itself.
+pub fn is_public(service: &str) -> bool {
+    crate::routes::is_public(service)
+}
+
+/// What the HTTP side needs: the routes, the descriptors, the document.
+pub struct Api {
+    router: Router,
+    pool: DescriptorPool,
+    openapi: Bytes,
+    max_body_bytes: usize,
+}
+
+impl Api {
+    pub fn from_contract(max_body_bytes: usize) -> Result<Self, String> {
+        let pool = contract_pool()?;
+        let router = Router::from_contract(&pool, is_public)?;
+        let document = openapi::document(&pool, &router);
+        let openapi = serde_json::to_vec_pretty(&document)
+            .map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
+        Ok(Self {
+            router,
+            pool,
+            openapi: Bytes::from(openapi),
+            max_body_bytes,
+        })
+    }
+}
+
+/// The CORS policy for `allowed_origins` (`http.allowed_origins`): none by
+/// default, so only same-origin pages call the gateway from a browser.
+pub fn cors(allowed_origins: &[String]) -> tower_http::cors::CorsLayer {
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers(
+            CORS_REQUEST_HEADERS
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .collect::<Vec<_>>(),
+        )
+        .expose_headers(
+            CORS_EXPOSED_HEADERS
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .collect::<Vec<_>>(),
+        )
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// Serves HTTP/JSON calls by transcoding them into the gRPC service `grpc`,
+/// and passes gRPC calls (gRPC-Web ones already translated) straight on.
+#[derive(Clone)]
+pub struct Transcoding<S> {
+    pub grpc: S,
+    pub api: Arc<Api>,
+}
+
+fn is_grpc(request: &http::Request<Body>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+impl<S> Service<http::Request<Body>> for Transcoding<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.grpc.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if is_grpc(&request) {
+            return Box::pin(self.grpc.call(request));
+        }
+        // The ready clone answers this call; a fresh one waits for the next.
+        let clone = self.grpc.clone();
+        let grpc = std::mem::replace(&mut self.grpc, clone);
+        let api = self.api.clone();
+        Box::pin(async move { Ok(serve_http(api, grpc, request).await) })
+    }
+}
+
+async fn serve_http<S>(api: Arc<Api>, grpc: S, request: http::Request<Body>) -> http::Response<Body>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let path = request.uri().path().to_string();
+    if path == OPENAPI_PATH && request.method() == Method::GET {
+        return plain(StatusCode::OK, "application/json", api.openapi.clone());
+    }
+    let route = match api.router.find(request.method(), &path) {
+        Found::Route { route, variables } => {
+            let variables: Vec<_> = variables
+                .into_iter()
+                .map(|(fields, raw)| (fields.to_vec(), raw.to_string()))
+                .collect();
+            (route.clone(), variables)
+        }
+        Found::WrongMethod(allowed) => {
+            let allow = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut response = error_response(
+                &api.pool,
+                &Status::unimplemented(format!(
+                    "{path} does not take {}; it takes {allow}",
+                    request.method()
+                )),
+            );
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
+        Found::Nothing => {
+            return error_response(
+                &api.pool,
+                &Status::not_found(format!(
+                    "no route for {} {path}; the routes are listed in {OPENAPI_PATH}",
+                    request.method()
+                )),
+            );
+        }
+    };
+    let (route, variables) = route;
+    match transcode(&api, grpc, route.clone(), variables, request).await {
+        Ok(response) => response,
+        Err(status) => error_response(&api.pool, &status),
+    }
+}
+
+async fn transcode<S>(
+    api: &Api,
+    grpc: S,
+    route: Route,
+    variables: Vec<(Vec<prost_reflect::FieldDescriptor>, String)>,
+    request: http::Request<Body>,
+) -> Result<http::Response<Body>, Status>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let has_body = !matches!(route.body, routes::BodyRule::None);
+    if has_body {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        if !content_type.starts_with("application/json") {
+            return Err(Status::invalid_argument(format!(
+                "{} {} takes a JSON body; send Content-Type: application/json",
+                route.http_method, route.template
+            )));
+        }
+    }
+    let body = http_body_util::Limited::new(body, api.max_body_bytes)
+        .collect()
+        .await
+        .map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the request body is larger than the limit of {} bytes (max_message_bytes)",
+                api.max_body_bytes
+            ))
+        })?
+        .to_bytes();
+    let bound: Vec<(&[prost_reflect::FieldDescriptor], &str)> = variables
+        .iter()
+        .map(|(fields, raw)| (fields.as_slice(), raw.as_str()))
+        .collect();
+    let message = json::request_message(&route, &bound, parts.uri.query(), &body)
+        .map_err(Status::from)?;
+    let call = grpc_request(&route, &parts.headers, message)?;
+    let answer = grpc.oneshot(call).await.unwrap_or_else(|e| match e {});
+    let mut reader = GrpcReader::new(answer);
+    let output = route.method.output();
+    if route.method.is_server_streaming() {
+        // Answer like a unary error if the stream fails before it starts.
+        let first = reader.next().await?;
+        let stream = futures::stream::unfold(
+            (reader, first, output, api.pool.clone(), false),
+            |(mut reader, pending, output, pool, done)| async move {
+                if done {
+                    return None;
+                }
+                let next = match pending {
+                    Some(message) => Ok(Some(message)),
+                    None => reader.next().await,
+                };
+                let (line, done, pending) = match next {
+                    Ok(Some(message)) => match json::answer_json(&output, &message) {
+                        Ok(json) => (serde_json::json!({ "result": json }), false, None),
+                        Err(status) => {
+                            (serde_json::json!({ "error": json::status_json(&pool, &status) }), true, None)
+                        }
+                    },
+                    Ok(None) => return None,
+                    Err(status) => (
+                        serde_json::json!({ "error": json::status_json(&pool, &status) }),
+                        true,
+                        None,
+                    ),
+                };
+                let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+                bytes.push(b'\n');
+                Some((
+                    Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(bytes))),
+                    (reader, pending, output, pool, done),
+                ))
+            },
+        );
+        let mut response = http::Response::new(Body::new(http_body_util::StreamBody::new(stream)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        return Ok(response);
+    }
+    let message = reader
+        .next()
+        .await?
+        .ok_or_else(|| Status::internal("the call answered no message"))?;
+    let json = json::answer_json(&output, &message)?;
+    Ok(json_response(StatusCode::OK, &json))
+}
+
+/// The gRPC call an HTTP call stands for.
+fn grpc_request(
+    route: &Route,
+    headers: &HeaderMap,
+    message: Bytes,
+) -> Result<http::Request<Body>, Status> {
+    let length = u32::try_from(message.len())
+        .map_err(|_| Status::resource_exhausted("the request message is too large"))?;
+    let mut framed = BytesMut::with_capacity(message.len() + 5);
+    framed.put_u8(0);
+    framed.put_u32(length);
+    framed.put(message);
+    let mut request = http::Request::new(Body::new(http_body_util::Full::new(framed.freeze())));
+    *request.method_mut() = Method::POST;
+    *request.version_mut() = http::Version::HTTP_2;
+    *request.uri_mut() = route
+        .grpc_path
+        .parse()
+        .map_err(|_| Status::internal("a route's gRPC path is malformed"))?;
+    let out = request.headers_mut();
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    out.insert(header::TE, HeaderValue::from_static("trailers"));
+    for name in FORWARDED {
+        if let Some(value) = headers.get(*name) {
+            out.insert(HeaderName::from_static(name), value.clone());
+        }
+    }
+    Ok(request)
+}
+
+/// Reads length-prefixed messages and the final status of a gRPC answer.
+struct GrpcReader {
+    body: Option<Body>,
+    buffer: BytesMut,
+    status: Option<Status>,
+}
+
+impl GrpcReader {
+    fn new(answer: http::Response<Body>) -> Self {
+        let (parts, body) = answer.into_parts();
+        // A trailers-only answer carries its status in the headers.
+        let status = Status::from_header_map(&parts.headers);
+        Self {
+            body: if status.is_some() { None } else { Some(body) },
+            buffer: BytesMut::new(),
+            status,
+        }
+    }
+
+    /// The next message; `Ok(None)` once the call ended well.
+    async fn next(&mut self) -> Result<Option<Bytes>, Status> {
+        loop {
+            if self.buffer.len() >= 5 {
+                let length = u32::from_be_bytes([
+                    self.buffer[1],
+                    self.buffer[2],
+                    self.buffer[3],
+                    self.buffer[4],
+                ]) as usize;
+                if self.buffer.len() >= 5 + length {
+                    self.buffer.advance(5);
+                    return Ok(Some(self.buffer.split_to(length).freeze()));
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                return match self.status.take() {
+                    Some(status) if status.code() != tonic::Code::Ok => Err(status),
+                    _ => Ok(None),
+                };
+            };
+            match body.frame().await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.buffer.put(data),
+                    Err(frame) => {
+                        if let Some(trailers) = frame.trailers_ref() {
+                            self.status = Status::from_header_map(trailers);
+                        }
+                    }
+                },
+                Some(Err(status)) => {
+                    self.body = None;
+                    self.status = Some(status);
+                }
+                None => {
+                    self.body = None;
+                    if self.status.is_none() {
+                        self.status = Some(Status::internal("the call ended without a status"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn plain(status: StatusCode, content_type: &'static str, body: Bytes) -> http::Response<Body> {
+    let mut response = http::Response::new(Body::new(http_body_util::Full::new(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response<Body> {
+    let body = serde_json::to_vec(json).unwrap_or_default();
+    plain(status, "application/json", Bytes::from(body))
+}
+
+fn error_response(pool: &DescriptorPool, status: &Status) -> http::Response<Body> {
+    let mut response = json_response(json::http_status(status.code()), &json::status_json(pool, status));
+    if status.code() == tonic::Code::Unauthenticated {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"agentshare\""),
+        );
+    }
+    response
+}
