@@ -152,7 +152,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
 const MAX_HTTP_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Every way in on the one port, outermost first: CORS for browsers,
-/// gRPC-Web translated to gRPC, HTTP/JSON transcoded to gRPC, and then the
+/// HTTP/JSON transcoded to gRPC, gRPC-Web translated to gRPC, and then the
 /// gRPC side, which authenticates and forwards public calls or serves the
 /// gateway's own services.
 #[derive(Clone)]
@@ -164,21 +164,17 @@ struct Edge {
 
 impl tower::Layer<tonic::service::Routes> for Edge {
     type Service = tower_http::cors::Cors<
-        tonic_web::GrpcWebService<
-            http::Transcoding<proxy::GatewayService<tonic::service::Routes>>,
-        >,
+        http::Transcoding<tonic_web::GrpcWebService<proxy::GatewayService<tonic::service::Routes>>>,
     >;
 
     fn layer(&self, routes: tonic::service::Routes) -> Self::Service {
-        let transcoding = http::Transcoding {
-            grpc: self.gateway.layer(routes),
+        let grpc = tonic_web::GrpcWebLayer::new().layer(self.gateway.layer(routes));
+        self.cors.layer(http::Transcoding {
+            grpc,
             api: self.api.clone(),
-        };
-        self.cors
-            .layer(tonic_web::GrpcWebLayer::new().layer(transcoding))
+        })
     }
 }
-
 /// Reports each public service as its backend reports itself, so a probe of
 /// the gateway tells whether calls to that service can succeed.
 async fn mirror_health(

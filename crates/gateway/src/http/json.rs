@@ -66,14 +66,20 @@ pub fn request_message(
                     ),
                 )
             })?;
-            let leaf = path.last().cloned().ok_or_else(|| Error::invalid("query", "empty name"))?;
+            let leaf = path
+                .last()
+                .cloned()
+                .ok_or_else(|| Error::invalid("query", "empty name"))?;
             let json = scalar_json(&leaf, &value)?;
             set_path(&mut object, &path, json, leaf.is_list());
         }
     }
     for (path, raw) in variables {
         let value = percent_encoding_decode(raw)?;
-        let leaf = path.last().cloned().ok_or_else(|| Error::invalid("path", "empty variable"))?;
+        let leaf = path
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::invalid("path", "empty variable"))?;
         let json = scalar_json(&leaf, &value)?;
         set_path(&mut object, path, json, false);
     }
@@ -198,7 +204,9 @@ fn set_path(object: &mut Map<String, Json>, path: &[FieldDescriptor], value: Jso
     };
     let json_name = first.json_name().to_string();
     let proto_name = first.name().to_string();
-    let existing = object.remove(&json_name).or_else(|| object.remove(&proto_name));
+    let existing = object
+        .remove(&json_name)
+        .or_else(|| object.remove(&proto_name));
     if rest.is_empty() {
         let value = if list {
             let mut items = match existing {
@@ -277,9 +285,14 @@ mod tests {
         Router::from_contract(&pool, crate::http::is_public).expect("annotations")
     }
 
-    fn build(method: http::Method, path: &str, query: Option<&str>, body: &str) -> Result<Json, Error> {
+    fn build(
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+        body: &str,
+    ) -> Result<Json, Error> {
         let router = router();
-        let Found::Route { route, variables } = router.find(&method, path) else {
+        let Found::Route { route, variables } = router.find(method, path) else {
             panic!("no route for {method} {path}");
         };
         let bytes = request_message(route, &variables, query, body.as_bytes())?;
@@ -289,7 +302,7 @@ mod tests {
     #[test]
     fn path_variables_override_the_body() {
         let json = build(
-            http::Method::PATCH,
+            &http::Method::PATCH,
             "/api/v1/agents/from-path/workspaces",
             None,
             r#"{"agentId": "from-body", "workspaceIds": ["w1", "w2"]}"#,
@@ -302,7 +315,7 @@ mod tests {
     #[test]
     fn query_parameters_fill_a_get() {
         let json = build(
-            http::Method::GET,
+            &http::Method::GET,
             "/api/v1/agents",
             Some("page_size=7&pageToken=abc"),
             "",
@@ -314,12 +327,12 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_part_to_fix() {
-        let unknown = build(http::Method::GET, "/api/v1/agents", Some("nope=1"), "");
+        let unknown = build(&http::Method::GET, "/api/v1/agents", Some("nope=1"), "");
         assert!(matches!(unknown, Err(Error::InvalidArgument(ref v)) if v[0].field == "query"));
-        let not_json = build(http::Method::POST, "/api/v1/workspaces/switch", None, "{");
+        let not_json = build(&http::Method::POST, "/api/v1/workspaces/switch", None, "{");
         assert!(matches!(not_json, Err(Error::InvalidArgument(ref v)) if v[0].field == "body"));
         let wrong_type = build(
-            http::Method::POST,
+            &http::Method::POST,
             "/api/v1/workspaces/switch",
             None,
             r#"{"workspaceId": 5}"#,

@@ -132,7 +132,8 @@ pub fn cors(allowed_origins: &[String]) -> tower_http::cors::CorsLayer {
 }
 
 /// Serves HTTP/JSON calls by transcoding them into the gRPC service `grpc`,
-/// and passes gRPC calls (gRPC-Web ones already translated) straight on.
+/// and passes gRPC and gRPC-Web calls straight on (tonic-web, inside,
+/// translates the latter).
 #[derive(Clone)]
 pub struct Transcoding<S> {
     pub grpc: S,
@@ -272,8 +273,8 @@ where
         .iter()
         .map(|(fields, raw)| (fields.as_slice(), raw.as_str()))
         .collect();
-    let message = json::request_message(&route, &bound, parts.uri.query(), &body)
-        .map_err(Status::from)?;
+    let message =
+        json::request_message(&route, &bound, parts.uri.query(), &body).map_err(Status::from)?;
     let call = grpc_request(&route, &parts.headers, message)?;
     let answer = grpc.oneshot(call).await.unwrap_or_else(|e| match e {});
     let mut reader = GrpcReader::new(answer);
@@ -294,9 +295,11 @@ where
                 let (line, done, pending) = match next {
                     Ok(Some(message)) => match json::answer_json(&output, &message) {
                         Ok(json) => (serde_json::json!({ "result": json }), false, None),
-                        Err(status) => {
-                            (serde_json::json!({ "error": json::status_json(&pool, &status) }), true, None)
-                        }
+                        Err(status) => (
+                            serde_json::json!({ "error": json::status_json(&pool, &status) }),
+                            true,
+                            None,
+                        ),
                     },
                     Ok(None) => return None,
                     Err(status) => (
@@ -440,7 +443,10 @@ fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response
 }
 
 fn error_response(pool: &DescriptorPool, status: &Status) -> http::Response<Body> {
-    let mut response = json_response(json::http_status(status.code()), &json::status_json(pool, status));
+    let mut response = json_response(
+        json::http_status(status.code()),
+        &json::status_json(pool, status),
+    );
     if status.code() == tonic::Code::Unauthenticated {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -93,11 +93,11 @@ pub fn document(pool: &DescriptorPool, router: &Router) -> Json {
         } else {
             format!("{base}_{seen}")
         };
-        let operation = operation(route, operation_id, &comments, &mut schemas);
-        paths
-            .entry(route.template.clone())
-            .or_default()
-            .insert(route.http_method.as_str().to_lowercase(), Json::Object(operation));
+        let operation = operation(route, &operation_id, &comments, &mut schemas);
+        paths.entry(route.template.clone()).or_default().insert(
+            route.http_method.as_str().to_lowercase(),
+            Json::Object(operation),
+        );
     }
     for name in std::iter::once(STATUS).chain(DETAILS.iter().copied()) {
         if let Some(message) = pool.get_message_by_name(name) {
@@ -125,7 +125,7 @@ pub fn document(pool: &DescriptorPool, router: &Router) -> Json {
 
 fn operation(
     route: &Route,
-    operation_id: String,
+    operation_id: &str,
     comments: &Comments,
     schemas: &mut Schemas<'_>,
 ) -> Map<String, Json> {
@@ -246,8 +246,11 @@ fn query_schema(field: &FieldDescriptor, schemas: &mut Schemas<'_>) -> Option<Js
         return None;
     }
     let item = match field.kind() {
-        Kind::Message(message) => well_known(&message)
-            .filter(|schema| schema.get("type").is_some_and(|t| t != "object" && t != "array"))?,
+        Kind::Message(message) => well_known(&message).filter(|schema| {
+            schema
+                .get("type")
+                .is_some_and(|t| t != "object" && t != "array")
+        })?,
         _ => schemas.scalar(field),
     };
     Some(if field.is_list() {
@@ -313,11 +316,12 @@ impl Schemas<'_> {
             let mut properties = Map::new();
             for field in message.fields() {
                 let mut schema = self.field(&field);
-                if let (Some(text), Some(object)) = (self.comments.field(&field), schema.as_object_mut())
+                // A `$ref` takes no siblings in OpenAPI 3.0.
+                if let (Some(text), Some(object)) =
+                    (self.comments.field(&field), schema.as_object_mut())
+                    && !object.contains_key("$ref")
                 {
-                    if !object.contains_key("$ref") {
-                        object.insert("description".into(), json!(text));
-                    }
+                    object.insert("description".into(), json!(text));
                 }
                 properties.insert(field.json_name().to_string(), schema);
             }
@@ -399,11 +403,16 @@ mod tests {
                 route.template
             );
         }
-        let schemas = document["components"]["schemas"].as_object().expect("schemas");
+        let schemas = document["components"]["schemas"]
+            .as_object()
+            .expect("schemas");
         let text = document.to_string();
         for reference in text.split("\"#/components/schemas/").skip(1) {
             let name = reference.split('"').next().unwrap_or_default();
-            assert!(schemas.contains_key(name), "{name} is referenced but not defined");
+            assert!(
+                schemas.contains_key(name),
+                "{name} is referenced but not defined"
+            );
         }
         assert!(schemas.contains_key("google.rpc.BadRequest"));
     }

@@ -207,7 +207,8 @@ fn route_of(method: &MethodDescriptor, rule: &DynamicMessage) -> Result<Route, S
             binding = Some((verb, text(name)));
         }
     }
-    let (http_method, template) = binding.ok_or("only get, put, post, delete and patch are served")?;
+    let (http_method, template) =
+        binding.ok_or("only get, put, post, delete and patch are served")?;
     let input = method.input();
     let (path, verb) = split_verb(
         template
@@ -244,11 +245,7 @@ fn route_of(method: &MethodDescriptor, rule: &DynamicMessage) -> Result<Route, S
         segments,
         verb: verb.map(str::to_string),
         body,
-        grpc_path: format!(
-            "/{}/{}",
-            method.parent_service().full_name(),
-            method.name()
-        ),
+        grpc_path: format!("/{}/{}", method.parent_service().full_name(), method.name()),
         method: method.clone(),
         template,
     })
@@ -263,9 +260,12 @@ fn field_path(
     let mut current = message.clone();
     let mut names = dotted.split('.').peekable();
     while let Some(name) = names.next() {
-        let field = current
-            .get_field_by_name(name)
-            .ok_or_else(|| format!("path variable {dotted} is not a field of {}", message.full_name()))?;
+        let field = current.get_field_by_name(name).ok_or_else(|| {
+            format!(
+                "path variable {dotted} is not a field of {}",
+                message.full_name()
+            )
+        })?;
         if field.is_list() || field.is_map() {
             return Err(format!("path variable {dotted} is repeated"));
         }
@@ -291,8 +291,8 @@ mod tests {
         Router::from_contract(&pool, crate::http::is_public).expect("every annotation is served")
     }
 
-    fn rpc_of(router: &Router, method: http::Method, path: &str) -> Option<String> {
-        match router.find(&method, path) {
+    fn rpc_of(router: &Router, method: &http::Method, path: &str) -> Option<String> {
+        match router.find(method, path) {
             Found::Route { route, .. } => Some(route.method.full_name().to_string()),
             _ => None,
         }
@@ -302,15 +302,20 @@ mod tests {
     fn the_seed_routes_are_served_as_written() {
         let router = router();
         assert_eq!(
-            rpc_of(&router, http::Method::GET, "/api/v1/agents/a1/workspaces").as_deref(),
+            rpc_of(&router, &http::Method::GET, "/api/v1/agents/a1/workspaces").as_deref(),
             Some("agentshare.sharing.v1.SharingService.GetAgentWorkspaces")
         );
         assert_eq!(
-            rpc_of(&router, http::Method::PATCH, "/api/v1/agents/a1/workspaces").as_deref(),
+            rpc_of(
+                &router,
+                &http::Method::PATCH,
+                "/api/v1/agents/a1/workspaces"
+            )
+            .as_deref(),
             Some("agentshare.sharing.v1.SharingService.SetAgentWorkspaces")
         );
         assert_eq!(
-            rpc_of(&router, http::Method::POST, "/api/v1/workspaces/switch").as_deref(),
+            rpc_of(&router, &http::Method::POST, "/api/v1/workspaces/switch").as_deref(),
             Some("agentshare.sharing.v1.TenancyService.SwitchWorkspace")
         );
     }
@@ -319,7 +324,10 @@ mod tests {
     fn every_public_rpc_has_a_route() {
         let pool = crate::http::contract_pool().expect("the contract decodes");
         let router = router();
-        for service in pool.services().filter(|s| crate::http::is_public(s.full_name())) {
+        for service in pool
+            .services()
+            .filter(|s| crate::http::is_public(s.full_name()))
+        {
             for method in service.methods() {
                 assert!(
                     router
@@ -349,7 +357,10 @@ mod tests {
 
     #[test]
     fn verbs_and_variables_split_as_templates_say() {
-        assert_eq!(split_verb("api/v1/agents/x:share"), ("api/v1/agents/x", Some("share")));
+        assert_eq!(
+            split_verb("api/v1/agents/x:share"),
+            ("api/v1/agents/x", Some("share"))
+        );
         assert_eq!(split_verb("api/v1/agents/x"), ("api/v1/agents/x", None));
         assert_eq!(split_verb("a:b/c"), ("a:b/c", None));
     }
