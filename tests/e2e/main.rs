@@ -13,6 +13,7 @@ mod contract;
 mod firing;
 mod firing_replicas;
 mod grants;
+mod http;
 mod invoke;
 mod isolation;
 mod lifecycle;
