@@ -10,6 +10,7 @@ mod auth;
 mod automations;
 mod connections;
 mod contract;
+mod default_agent;
 mod firing;
 mod firing_replicas;
 mod grants;

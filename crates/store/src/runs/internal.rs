@@ -151,7 +151,9 @@ fn run_facts(record: pb::InvocationRecord, now: i64) -> Result<(String, RunFacts
     let facts = RunFacts {
         org_id: domain::uuid(&field("org_id"), &record.org_id)?,
         agent_id: domain::uuid(&field("agent_id"), &record.agent_id)?,
-        agent_owner_user_id: domain::uuid(
+        // Empty for the org default agent: no user owns it, and each run
+        // is billed to its caller.
+        agent_owner_user_id: domain::optional_uuid(
             &field("agent_owner_user_id"),
             &record.agent_owner_user_id,
         )?,
