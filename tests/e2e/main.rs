@@ -17,6 +17,7 @@ mod grants;
 mod invoke;
 mod isolation;
 mod lifecycle;
+mod malformed_ids;
 mod members;
 mod outbox;
 mod projects;
