@@ -265,10 +265,12 @@ impl InvokeInternalService for Invoke {
     ) -> Result<Response<pb::RunAutomationResponse>, Status> {
         let principal = self.scheduler_principal(request.metadata())?;
         let r = request.into_inner();
-        let mut violations = Vec::new();
-        if uuid::Uuid::parse_str(&r.run_id).is_err() {
-            violations.push(("run_id", "must be a UUID"));
-        }
+        let mut ids = Vec::new();
+        run::check_id(&mut ids, "run_id", Some(&r.run_id));
+        let mut violations: Vec<(&str, &str)> = ids
+            .iter()
+            .map(|v| (v.field.as_str(), v.description.as_str()))
+            .collect();
         if r.attempt < 1 {
             violations.push(("attempt", "must be 1 or more"));
         }

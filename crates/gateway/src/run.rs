@@ -736,9 +736,13 @@ struct Answer {
 /// Checks what the plan does not: the shape of the request.
 fn validate(principal: &Principal, spec: &RunSpec) -> Result<(), Error> {
     let mut violations = Vec::new();
-    if spec.agent_id.is_empty() {
-        violations.push(("agent_id", "is required"));
-    }
+    check_id(&mut violations, "agent_id", Some(&spec.agent_id));
+    check_id(&mut violations, "session_id", spec.session_id.as_deref());
+    check_id(&mut violations, "project_id", spec.project_id.as_deref());
+    let mut violations: Vec<(&str, &str)> = violations
+        .iter()
+        .map(|v| (v.field.as_str(), v.description.as_str()))
+        .collect();
     if spec.input.is_empty() {
         violations.push(("input", "must not be empty"));
     } else if spec.input.len() > MAX_INPUT_BYTES {
@@ -763,6 +767,21 @@ fn validate(principal: &Principal, spec: &RunSpec) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// Adds the violation of a malformed id in `field`, in the form every
+/// service answers it. `None` is a field left out; `Some("")` a required
+/// one left empty.
+pub fn check_id(
+    violations: &mut Vec<agentshare_kit::error::FieldViolation>,
+    field: &str,
+    value: Option<&str>,
+) {
+    if let Some(value) = value
+        && let Err(Error::InvalidArgument(found)) = agentshare_kit::ids::parse(field, value)
+    {
+        violations.extend(found);
+    }
 }
 
 /// How the run's caller reached the agent.

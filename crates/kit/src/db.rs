@@ -160,9 +160,7 @@ pub fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use crate::ids::new_id;
 
 /// Whether an error is a uniqueness violation, on either backend.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {

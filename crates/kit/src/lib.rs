@@ -7,6 +7,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod ids;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -312,9 +312,10 @@ pub fn apply_mask(
             "tools" => draft.tools.clone_from(&update.tools),
             "files" => draft.files.clone_from(&update.files),
             "automations" => draft.automations.clone_from(&update.automations),
-            other => violations.push(FieldViolation::new(
+            _ => violations.push(FieldViolation::new(
                 format!("update_mask.paths[{i}]"),
-                format!("unknown path {other:?}"),
+                "is not a field of the draft: use name, description, instructions, model, \
+                 model.provider, model.model, model.parameters, tools, files, automations or *",
             )),
         }
     }
@@ -495,10 +496,7 @@ fn check_automations(automations: &[pb::Automation], field: &str, v: &mut Vec<Fi
         if automation.time_zone.parse::<chrono_tz::Tz>().is_err() {
             v.push(FieldViolation::new(
                 at("time_zone"),
-                format!(
-                    "{:?} is not an IANA time zone; use a name such as `Europe/Berlin` or `UTC`",
-                    automation.time_zone
-                ),
+                "is not an IANA time zone; use a name such as `Europe/Berlin` or `UTC`",
             ));
         }
         if automation.task.trim().is_empty() {
@@ -541,8 +539,7 @@ fn check_schedule(schedule: Option<&pb::Schedule>) -> Result<(), (&'static str, 
             (
                 ".cron.expression",
                 format!(
-                    "{:?} does not parse as a five-field cron expression ({why}); for example `0 8 * * 1-5`",
-                    cron.expression
+                    "does not parse as a five-field cron expression ({why}); for example `0 8 * * 1-5`"
                 ),
             )
         }),

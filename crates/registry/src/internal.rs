@@ -23,9 +23,7 @@ impl AgentRegistryInternalService for RegistryInternal {
         request: Request<pb::GetRunContentRequest>,
     ) -> Result<Response<pb::GetRunContentResponse>, Status> {
         let request = request.into_inner();
-        let agent_id = uuid::Uuid::parse_str(&request.agent_id)
-            .map_err(|_| Error::invalid("agent_id", "must be a UUID"))?
-            .to_string();
+        let agent_id = agentshare_kit::ids::parse("agent_id", &request.agent_id)?;
         if request.version_number < 0 {
             return Err(
                 Error::invalid("version_number", "must be 0 (the draft) or a version").into(),

@@ -4,6 +4,7 @@
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
+use agentshare_kit::ids;
 use agentshare_proto::registry::v1 as pb;
 use pb::agent_registry_service_server::AgentRegistryService;
 use tonic::{Request, Response, Status};
@@ -133,13 +134,6 @@ fn undeployable(keys: &[String]) -> Status {
     .into()
 }
 
-fn require_id(field: &str, id: &str) -> Result<(), Error> {
-    if id.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    Ok(())
-}
-
 fn aborted_draft(current: i64) -> Error {
     Error::Aborted(format!(
         "the draft changed since you read it (it is now at revision {current}); read the agent again, reapply your change and retry"
@@ -154,7 +148,7 @@ impl Registry {
     /// The agent and what the caller may do with it; NOT_FOUND when the
     /// caller may not see it.
     async fn visible(&self, caller: &Caller, agent_id: &str) -> Result<(AgentRow, Access), Error> {
-        require_id("agent_id", agent_id)?;
+        let agent_id = &ids::parse("agent_id", agent_id)?;
         let agent = self
             .storage
             .agent(&caller.org_id, agent_id)
@@ -168,7 +162,7 @@ impl Registry {
     }
 
     async fn editable(&self, caller: &Caller, agent_id: &str) -> Result<AgentRow, Error> {
-        require_id("agent_id", agent_id)?;
+        let agent_id = &ids::parse("agent_id", agent_id)?;
         let agent = self.storage.agent(&caller.org_id, agent_id).await?;
         let access = self.access_of(caller, agent.as_ref()).await?;
         domain::require_edit(access, agent_id)?;
@@ -341,8 +335,7 @@ impl AgentRegistryService for Registry {
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::GetAgentResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
-        let agent_id = &request.get_ref().agent_id;
-        require_id("agent_id", agent_id)?;
+        let agent_id = &ids::parse("agent_id", &request.get_ref().agent_id)?;
         let agent = self
             .storage
             .agent(&caller.org_id, agent_id)
@@ -636,8 +629,7 @@ impl AgentRegistryService for Registry {
         request: Request<pb::DeleteAgentRequest>,
     ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
-        let agent_id = &request.get_ref().agent_id;
-        require_id("agent_id", agent_id)?;
+        let agent_id = &ids::parse("agent_id", &request.get_ref().agent_id)?;
         let agent = self
             .storage
             .agent(&caller.org_id, agent_id)
@@ -756,8 +748,7 @@ impl AgentRegistryService for Registry {
         request: Request<pb::GetTemplateRequest>,
     ) -> Result<Response<pb::GetTemplateResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
-        let template_id = &request.get_ref().template_id;
-        require_id("template_id", template_id)?;
+        let template_id = &ids::parse("template_id", &request.get_ref().template_id)?;
         let template = self
             .storage
             .template(&caller.org_id, template_id)
@@ -777,13 +768,13 @@ impl AgentRegistryService for Registry {
         caller.require_builder()?;
         caller.home_workspace()?;
         let request = request.into_inner();
-        require_id("template_id", &request.template_id)?;
+        let template_id = ids::parse("template_id", &request.template_id)?;
         let template = self
             .storage
-            .template(&caller.org_id, &request.template_id)
+            .template(&caller.org_id, &template_id)
             .await
             .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(format!("template {}", request.template_id)))?;
+            .ok_or_else(|| Error::not_found(format!("template {template_id}")))?;
         let mut draft = domain::without_connections(&template.content);
         draft.name = match request.name.trim() {
             "" => template.name,

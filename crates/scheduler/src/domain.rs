@@ -470,16 +470,6 @@ impl Page {
     }
 }
 
-/// A UUID id from a request, or INVALID_ARGUMENT naming the field.
-pub fn uuid(field: &str, value: &str) -> Result<String, Error> {
-    if value.is_empty() {
-        return Err(Error::invalid(field, "required"));
-    }
-    uuid::Uuid::parse_str(value)
-        .map(|id| id.to_string())
-        .map_err(|_| Error::invalid(field, "must be a UUID"))
-}
-
 /// An automation key from a request.
 pub fn automation_key(value: &str) -> Result<String, Error> {
     if value.trim().is_empty() {

@@ -1,6 +1,7 @@
 //! AutomationsService and AutomationsInternalService: decode, check the
 //! caller, call `subscriptions`, and map rows to the contract.
 
+use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
@@ -267,7 +268,7 @@ impl AutomationsService for Automations {
     ) -> Result<Response<pb::ListAutomationsResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
         let message = request.get_ref();
-        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let page = Page::of(
             message.page_size,
             &message.page_token,
@@ -340,7 +341,7 @@ impl AutomationsService for Automations {
     ) -> Result<Response<pb::SubscribeResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
         let message = request.get_ref();
-        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let key = domain::automation_key(&message.automation_key)?;
         let channels = if message.channels.is_empty() {
             None
@@ -362,7 +363,7 @@ impl AutomationsService for Automations {
     ) -> Result<Response<pb::UpdateSubscriptionResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
         let message = request.get_ref();
-        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let key = domain::automation_key(&message.automation_key)?;
         let paths = message
             .update_mask
@@ -384,10 +385,10 @@ impl AutomationsService for Automations {
                 "channels" => {
                     channels = Some(channels_field(&settings.channels, "settings.channels")?);
                 }
-                other => {
+                _ => {
                     return Err(Error::invalid(
                         "update_mask",
-                        format!("unknown path {other:?}; use enabled or channels"),
+                        "names an unknown path; use enabled or channels",
                     )
                     .into());
                 }
@@ -408,7 +409,7 @@ impl AutomationsService for Automations {
     ) -> Result<Response<pb::PauseSubscriptionResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
         let message = request.get_ref();
-        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let key = domain::automation_key(&message.automation_key)?;
         let until = domain::pause_end(message.paused_until.as_ref(), self.now())?;
         let row = self
@@ -426,7 +427,7 @@ impl AutomationsService for Automations {
     ) -> Result<Response<pb::ResumeSubscriptionResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
         let message = request.get_ref();
-        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let key = domain::automation_key(&message.automation_key)?;
         let row = self.subscriptions.resume(&caller, &agent_id, &key).await?;
         Ok(Response::new(pb::ResumeSubscriptionResponse {
@@ -440,7 +441,7 @@ impl AutomationsService for Automations {
     ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
         let message = request.get_ref();
-        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let key = domain::automation_key(&message.automation_key)?;
         let subscription_id = self
             .subscriptions
@@ -457,7 +458,7 @@ impl AutomationsService for Automations {
         let message = request.get_ref();
         let agent_id = match message.agent_id.as_str() {
             "" => None,
-            id => Some(domain::uuid("agent_id", id)?),
+            id => Some(ids::parse("agent_id", id)?),
         };
         let mut statuses = message
             .statuses
@@ -509,7 +510,7 @@ impl AutomationsService for Automations {
         let message = request.get_ref();
         let agent_id = match message.agent_id.as_str() {
             "" => None,
-            id => Some(domain::uuid("agent_id", id)?),
+            id => Some(ids::parse("agent_id", id)?),
         };
         let automation_key = match message.automation_key.as_str() {
             "" => None,
@@ -584,7 +585,7 @@ impl AutomationsService for Automations {
         request: Request<pb::GetRunRequest>,
     ) -> Result<Response<pb::GetRunResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
-        let run_id = domain::uuid("run_id", &request.get_ref().run_id)?;
+        let run_id = ids::parse("run_id", &request.get_ref().run_id)?;
         let storage = &self.subscriptions.storage;
         let run = storage
             .run(&run_id)
@@ -610,7 +611,7 @@ impl AutomationsService for Automations {
     ) -> Result<Response<pb::NextRunsResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
         let message = request.get_ref();
-        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let key = domain::automation_key(&message.automation_key)?;
         let count = match message.count {
             0 => 3,
@@ -710,7 +711,7 @@ impl AutomationsService for Automations {
             .item_ids
             .iter()
             .enumerate()
-            .map(|(i, id)| domain::uuid(&format!("item_ids[{i}]"), id))
+            .map(|(i, id)| ids::parse(&format!("item_ids[{i}]"), id))
             .collect::<Result<Vec<_>, _>>()?;
         let storage = &self.subscriptions.storage;
         let marked = storage
@@ -756,7 +757,7 @@ impl AutomationsService for Automations {
     ) -> Result<Response<pb::GetWorkspaceAutomationCapResponse>, Status> {
         let principal = Principal::of(&request)?;
         Caller::of(principal)?;
-        let workspace_id = domain::uuid("workspace_id", &request.get_ref().workspace_id)?;
+        let workspace_id = ids::parse("workspace_id", &request.get_ref().workspace_id)?;
         self.cap_access(principal, &workspace_id, false).await?;
         Ok(Response::new(pb::GetWorkspaceAutomationCapResponse {
             cap: Some(self.cap(&workspace_id).await?),
@@ -770,7 +771,7 @@ impl AutomationsService for Automations {
         let principal = Principal::of(&request)?;
         let caller = Caller::of(principal)?;
         let message = request.get_ref();
-        let workspace_id = domain::uuid("workspace_id", &message.workspace_id)?;
+        let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
         if let Some(max) = message.max_active_automations
             && !(0..=domain::MAX_CAP).contains(&max)
         {
@@ -813,7 +814,7 @@ impl AutomationsInternalService for AutomationsInternal {
         request: Request<pb::ListEnabledSubscriptionsRequest>,
     ) -> Result<Response<pb::ListEnabledSubscriptionsResponse>, Status> {
         let message = request.get_ref();
-        let agent_id = domain::uuid("agent_id", &message.agent_id)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let page = Page::bounded(
             message.page_size,
             &message.page_token,

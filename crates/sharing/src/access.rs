@@ -148,8 +148,9 @@ fn reason_of(path: PathKind) -> Reason {
 fn owner_actions(agent: &AgentRow) -> &'static [Action] {
     use Action::*;
     if agent.is_default {
-        // The default agent is never shared or deleted, by anyone.
-        &[View, Run, ConfigureOwn, Edit, Deploy, ManageGrants]
+        // The default agent is never shared, deleted or granted, by anyone;
+        // no user owns it, so this arm only keeps the rule in one place.
+        &[View, Run, ConfigureOwn, Edit, Deploy]
     } else if agent.state == AccessState::Draft {
         // A draft runs only in test mode, which ResolveInvocation allows
         // the owner separately.
@@ -336,7 +337,12 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
         // The subject reaches the agent, but not for this action.
         if viewer && action != Action::View {
             denials.push(Reason::ViewerRole);
-        } else if agent.is_default && matches!(action, Action::Share | Action::Delete) {
+        } else if agent.is_default
+            && matches!(
+                action,
+                Action::Share | Action::Delete | Action::ManageGrants
+            )
+        {
             denials.push(Reason::DefaultAgentProtected);
         } else if owner && action == Action::Run && agent.state == AccessState::Draft {
             denials.push(Reason::AgentDraft);
@@ -408,7 +414,7 @@ pub fn denial_message(reason: Reason) -> String {
     match reason {
         Reason::ViewerRole => "viewers read agents but never run, build or change them".into(),
         Reason::DefaultAgentProtected => {
-            "the org default agent cannot be shared, unshared or deleted".into()
+            "the org default agent cannot be shared, unshared, deleted or given share tokens: every member of the org already runs it".into()
         }
         Reason::ManagedAgent => "a managed agent's workspaces cannot change".into(),
         Reason::AgentDraft => {
@@ -544,5 +550,103 @@ fn explain_grant(
         paths,
         denials,
         facts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORG: &str = "org-1";
+    const HOME: &str = "ws-home";
+
+    fn default_agent() -> AgentRow {
+        AgentRow {
+            agent_id: "agent-default".into(),
+            org_id: ORG.into(),
+            owner_user_id: String::new(),
+            home_workspace_id: String::new(),
+            state: AccessState::Active,
+            is_default: true,
+            is_managed: false,
+            shared: false,
+            workspaces: Vec::new(),
+            latest_version: 1,
+            name: "Assistant".into(),
+            description: String::new(),
+        }
+    }
+
+    fn member(user_id: &str, role: OrgRole, workspace: Option<&str>) -> Subject {
+        Subject {
+            user_id: user_id.into(),
+            org_id: ORG.into(),
+            org_role: Some(role),
+            workspaces_enabled: true,
+            active_workspace: workspace.map(str::to_string),
+            memberships: workspace.map(str::to_string).into_iter().collect(),
+            org_default_workspace: HOME.into(),
+            grant: None,
+        }
+    }
+
+    #[test]
+    fn every_member_runs_the_default_agent_from_any_workspace_and_viewers_only_look() {
+        let agent = default_agent();
+        for workspace in [Some(HOME), Some("ws-sales"), None] {
+            let bob = member("bob", OrgRole::Member, workspace);
+            let run = explain(Some(&agent), &bob, Action::Run);
+            assert!(run.allowed, "{workspace:?}");
+            assert_eq!(run.reason, Reason::OrgDefaultAgent);
+        }
+        let vera = member("vera", OrgRole::Viewer, Some(HOME));
+        assert!(explain(Some(&agent), &vera, Action::View).allowed);
+        let run = explain(Some(&agent), &vera, Action::Run);
+        assert_eq!((run.allowed, run.reason), (false, Reason::ViewerRole));
+        let outsider = Subject {
+            org_id: "org-2".into(),
+            ..member("mallory", OrgRole::Owner, Some(HOME))
+        };
+        assert!(!visible(&explain(Some(&agent), &outsider, Action::Run)));
+    }
+
+    #[test]
+    fn org_admins_edit_the_default_agent_and_nobody_shares_deletes_or_grants_it() {
+        let agent = default_agent();
+        let alice = member("alice", OrgRole::Owner, Some(HOME));
+        let bob = member("bob", OrgRole::Member, Some(HOME));
+        let edit = explain(Some(&agent), &alice, Action::Edit);
+        assert_eq!((edit.allowed, edit.reason), (true, Reason::OrgAdmin));
+        let edit = explain(Some(&agent), &bob, Action::Edit);
+        assert_eq!((edit.allowed, edit.reason), (false, Reason::OwnerOnly));
+        for subject in [&alice, &bob] {
+            for action in [Action::Share, Action::Delete, Action::ManageGrants] {
+                let decision = explain(Some(&agent), subject, action);
+                assert_eq!(
+                    (decision.allowed, decision.reason),
+                    (false, Reason::DefaultAgentProtected),
+                    "{} {action:?}",
+                    subject.user_id
+                );
+            }
+        }
+        let refused = require(Some(agent), "agent-default", &alice, Action::ManageGrants)
+            .expect_err("no grants on the default agent");
+        assert!(
+            matches!(&refused, Error::PermissionDenied(m) if m.contains("cannot be shared")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn the_default_agents_store_is_one_org_wide_partition() {
+        let agent = default_agent();
+        for workspace in [Some(HOME), Some("ws-sales"), None] {
+            let bob = member("bob", OrgRole::Member, workspace);
+            assert_eq!(
+                user_store(&agent, &bob).expect("a partition"),
+                ("agent-agent-default".to_string(), StoreScope::AgentOrgWide)
+            );
+        }
     }
 }

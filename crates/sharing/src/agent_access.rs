@@ -3,6 +3,7 @@
 //! Registry writes them through `AccessInternal.SyncAgent`; its events repair
 //! a missed write through the same path.
 
+use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::db::placeholders;
 use agentshare_kit::events::{self, NewEvent};
@@ -10,7 +11,6 @@ use agentshare_proto::events::v1::Event;
 use agentshare_proto::sharing::v1 as pb;
 use sqlx::Row;
 
-use crate::domain;
 use crate::storage::Storage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub fn facts_of(facts: pb::AgentAccessFacts) -> Result<Facts, Error> {
                 "the org default agent lives in no workspace",
             ));
         }
-        (false, home) => domain::uuid("agent.home_workspace_id", home)?,
+        (false, home) => ids::parse("agent.home_workspace_id", home)?,
     };
     if facts.revision < 1 {
         return Err(Error::invalid("agent.revision", "must be 1 or more"));
@@ -122,13 +122,13 @@ pub fn facts_of(facts: pb::AgentAccessFacts) -> Result<Facts, Error> {
         ));
     }
     Ok(Facts {
-        agent_id: domain::uuid("agent.agent_id", &facts.agent_id)?,
-        org_id: domain::uuid("agent.org_id", &facts.org_id)?,
+        agent_id: ids::parse("agent.agent_id", &facts.agent_id)?,
+        org_id: ids::parse("agent.org_id", &facts.org_id)?,
         // No user owns the org default agent: org owners and admins edit it.
         owner_user_id: if facts.is_default && facts.owner_user_id.is_empty() {
             String::new()
         } else {
-            domain::uuid("agent.owner_user_id", &facts.owner_user_id)?
+            ids::parse("agent.owner_user_id", &facts.owner_user_id)?
         },
         home_workspace_id,
         state,

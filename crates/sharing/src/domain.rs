@@ -72,13 +72,6 @@ pub fn org_role_of(role: i32) -> Result<OrgRole, Error> {
     }
 }
 
-/// A client-supplied id: it must be a UUID.
-pub fn uuid(field: &str, value: &str) -> Result<String, Error> {
-    uuid::Uuid::parse_str(value)
-        .map(|id| id.to_string())
-        .map_err(|_| Error::invalid(field, "must be a UUID"))
-}
-
 pub const MAX_DESCRIPTION_CHARS: usize = 4000;
 
 /// A free-text description: at most 4,000 characters.

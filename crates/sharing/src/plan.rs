@@ -97,13 +97,33 @@ fn deleted_session() -> Error {
     )
 }
 
-/// How the subject runs the agent.
+/// How the subject runs the agent. No user owns the org default agent:
+/// everyone, its org's owners and admins included, runs it as a member, on
+/// their own bindings and billed to themselves.
 fn runner_of(agent: &AgentRow, subject: &Subject) -> Runner {
     match &subject.grant {
         Some(grant) if grant.kind == GrantKind::Invoke => Runner::InvokeHolder,
         Some(_) => Runner::Delegate,
+        None if agent.is_default => Runner::Member,
         None if agent.owner_user_id == subject.user_id => Runner::Owner,
         None => Runner::Member,
+    }
+}
+
+/// Whether the subject may run the draft in test mode: whoever edits the
+/// agent, signed in and without a share token. That is the owner, or, for
+/// the org default agent, the org's owners and admins.
+fn tests_draft(agent: Option<&AgentRow>, subject: &Subject) -> bool {
+    let Some(agent) = agent else {
+        return false;
+    };
+    if subject.grant.is_some() || subject.user_id.is_empty() {
+        return false;
+    }
+    if agent.is_default {
+        access::explain(Some(agent), subject, Action::Edit).allowed
+    } else {
+        agent.owner_user_id == subject.user_id
     }
 }
 
@@ -116,11 +136,7 @@ pub async fn resolve(
     subject: &Subject,
     options: &Options,
 ) -> Result<Plan, Error> {
-    let owner_testing = options.draft
-        && subject.grant.is_none()
-        && agent
-            .as_ref()
-            .is_some_and(|a| a.owner_user_id == subject.user_id);
+    let owner_testing = options.draft && tests_draft(agent.as_ref(), subject);
     if options.draft && !owner_testing {
         // Only the owner tests the draft; anyone else is told so once they
         // may see the agent at all.
@@ -316,5 +332,99 @@ pub fn store_of(agent: &AgentRow, subject: &Subject) -> Result<(String, StoreSco
             StoreScope::AgentHome,
         )),
         None => access::user_store(agent, subject),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::GrantHeld;
+    use crate::domain::OrgRole;
+    use crate::grants::GrantState;
+
+    fn agent(owner: &str, is_default: bool) -> AgentRow {
+        AgentRow {
+            agent_id: "agent-1".into(),
+            org_id: "org-1".into(),
+            owner_user_id: owner.into(),
+            home_workspace_id: if is_default { "" } else { "ws-home" }.into(),
+            state: AccessState::Active,
+            is_default,
+            is_managed: false,
+            shared: !is_default,
+            workspaces: if is_default {
+                Vec::new()
+            } else {
+                vec!["ws-home".into()]
+            },
+            latest_version: 1,
+            name: "Agent".into(),
+            description: String::new(),
+        }
+    }
+
+    fn subject(user: &str, role: OrgRole) -> Subject {
+        Subject {
+            user_id: user.into(),
+            org_id: "org-1".into(),
+            org_role: Some(role),
+            workspaces_enabled: false,
+            active_workspace: Some("ws-home".into()),
+            memberships: vec!["ws-home".into()],
+            org_default_workspace: "ws-home".into(),
+            grant: None,
+        }
+    }
+
+    fn with_grant(subject: Subject, kind: GrantKind) -> Subject {
+        Subject {
+            grant: Some(GrantHeld {
+                id: "grant-1".into(),
+                kind,
+                agent_id: "agent-1".into(),
+                state: GrantState::Active,
+                with_user: true,
+            }),
+            ..subject
+        }
+    }
+
+    #[test]
+    fn everyone_runs_the_default_agent_as_a_member_and_owners_their_own() {
+        let default = agent("", true);
+        for role in [OrgRole::Owner, OrgRole::Admin, OrgRole::Member] {
+            assert_eq!(
+                runner_of(&default, &subject("alice", role)),
+                Runner::Member,
+                "{role:?}"
+            );
+        }
+        let own = agent("alice", false);
+        assert_eq!(
+            runner_of(&own, &subject("alice", OrgRole::Member)),
+            Runner::Owner
+        );
+        assert_eq!(
+            runner_of(&own, &subject("bob", OrgRole::Member)),
+            Runner::Member
+        );
+        let holder = with_grant(subject("carol", OrgRole::Member), GrantKind::Invoke);
+        assert_eq!(runner_of(&own, &holder), Runner::InvokeHolder);
+    }
+
+    #[test]
+    fn whoever_edits_the_agent_tests_its_draft() {
+        let own = agent("alice", false);
+        assert!(tests_draft(Some(&own), &subject("alice", OrgRole::Member)));
+        assert!(!tests_draft(Some(&own), &subject("bob", OrgRole::Owner)));
+        let owner_with_token = with_grant(subject("alice", OrgRole::Member), GrantKind::Delegate);
+        assert!(!tests_draft(Some(&own), &owner_with_token));
+
+        let default = agent("", true);
+        assert!(tests_draft(Some(&default), &subject("alice", OrgRole::Owner)));
+        assert!(tests_draft(Some(&default), &subject("ada", OrgRole::Admin)));
+        assert!(!tests_draft(Some(&default), &subject("bob", OrgRole::Member)));
+        assert!(!tests_draft(Some(&default), &subject("", OrgRole::Owner)));
+        assert!(!tests_draft(None, &subject("alice", OrgRole::Owner)));
     }
 }

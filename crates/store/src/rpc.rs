@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use agentshare_kit::Error;
+use agentshare_kit::ids;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::config;
 use agentshare_kit::identity::Principal;
@@ -132,11 +133,12 @@ fn usage_to_proto(state: PartitionState, limits: &domain::Limits) -> pb::StoreUs
     }
 }
 
-fn require_agent(agent_id: &str) -> Result<(), Error> {
+/// The agent a tool call names in `field`, as a well-formed id.
+fn agent_named(field: &str, agent_id: &str, missing: &str) -> Result<String, Error> {
     if agent_id.is_empty() {
-        return Err(Error::invalid("agent_id", "must name the calling agent"));
+        return Err(Error::invalid(field, missing));
     }
-    Ok(())
+    ids::parse(field, agent_id)
 }
 
 impl WorkspaceStore {
@@ -147,9 +149,9 @@ impl WorkspaceStore {
         request: &Request<T>,
         agent_id: &str,
     ) -> Result<Partition, Status> {
-        require_agent(agent_id)?;
+        let agent_id = agent_named("agent_id", agent_id, "must name the calling agent")?;
         let principal = Principal::of(request)?;
-        self.access.partition(principal, agent_id).await
+        self.access.partition(principal, &agent_id).await
     }
 
     async fn write(&self, put: Put<'_>) -> Result<crate::storage::Written, Status> {
@@ -291,23 +293,19 @@ impl WorkspaceStoreService for WorkspaceStore {
                 key
             }
         };
-        if message.target_agent_id.is_empty() {
-            return Err(Error::invalid(
-                "target_agent_id",
-                "must name the shared agent to publish into",
-            )
-            .into());
-        }
+        let target_agent_id = agent_named(
+            "target_agent_id",
+            &message.target_agent_id,
+            "must name the shared agent to publish into",
+        )?;
         let expected =
             Expected::for_write("expected_target_revision", message.expected_target_revision)?;
         let source = self.partition(&request, &message.agent_id).await?;
-        let target = self.partition(&request, &message.target_agent_id).await?;
-        domain::check_publish(
-            &message.agent_id,
-            &source,
-            &message.target_agent_id,
-            &target,
-        )?;
+        let target = self
+            .access
+            .partition(Principal::of(&request)?, &target_agent_id)
+            .await?;
+        domain::check_publish(&message.agent_id, &source, &target_agent_id, &target)?;
         let item = self
             .storage
             .read(&source.name, &message.key)

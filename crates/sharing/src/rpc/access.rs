@@ -1,5 +1,6 @@
 //! AccessService: checks and their explanation, My Agents, version pins.
 
+use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
@@ -101,22 +102,22 @@ fn asked(principal: Option<&pb::PrincipalRef>, caller: &str) -> Result<Asked, Er
     if !principal.grant_id.is_empty() {
         let user_id = match principal.user_id.as_str() {
             "" => String::new(),
-            id => domain::uuid("principal.user_id", id)?,
+            id => ids::parse("principal.user_id", id)?,
         };
         return Ok(Asked::Holder {
-            grant_id: domain::uuid("principal.grant_id", &principal.grant_id)?,
+            grant_id: ids::parse("principal.grant_id", &principal.grant_id)?,
             user_id,
         });
     }
     let workspace = match principal.workspace_id.as_str() {
         "" => String::new(),
-        id => domain::uuid("principal.workspace_id", id)?,
+        id => ids::parse("principal.workspace_id", id)?,
     };
     match principal.user_id.as_str() {
         "" => Ok(Asked::Caller),
         id if id == caller && workspace.is_empty() => Ok(Asked::Caller),
         id => Ok(Asked::Member {
-            user_id: domain::uuid("principal.user_id", id)?,
+            user_id: ids::parse("principal.user_id", id)?,
             workspace,
         }),
     }
@@ -217,7 +218,7 @@ impl Access {
         agent_id: &str,
         action: Action,
     ) -> Result<AgentRow, Error> {
-        let agent_id = domain::uuid("agent_id", agent_id)?;
+        let agent_id = ids::parse("agent_id", agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
         let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
         access::require(agent, &agent_id, &subject, action)
@@ -233,7 +234,7 @@ impl AccessService for Access {
         let principal = Principal::of(&request)?;
         let request = request.get_ref();
         let action = Action::of(request.action, None)?;
-        let agent_id = domain::uuid("agent_id", &request.agent_id)?;
+        let agent_id = ids::parse("agent_id", &request.agent_id)?;
         let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
         let subject = self
             .subject_for(
@@ -267,7 +268,7 @@ impl AccessService for Access {
         let ids = request
             .agent_ids
             .iter()
-            .map(|id| domain::uuid("agent_ids", id))
+            .map(|id| ids::parse("agent_ids", id))
             .collect::<Result<Vec<_>, _>>()?;
         let mut unique = ids.clone();
         unique.sort_unstable();
@@ -332,7 +333,7 @@ impl AccessService for Access {
         let principal = Principal::of(&request)?;
         let request = request.get_ref();
         let action = Action::of(request.action, Some(Action::View))?;
-        let agent_id = domain::uuid("agent_id", &request.agent_id)?;
+        let agent_id = ids::parse("agent_id", &request.agent_id)?;
         let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
         let subject = self
             .subject_for(
@@ -645,7 +646,7 @@ pub(super) async fn open_session(
         }
         return Ok(None);
     }
-    let session_id = domain::uuid("session_id", session_id)?;
+    let session_id = ids::parse("session_id", session_id)?;
     let opened = store
         .clone()
         .open_session(store_pb::OpenSessionRequest {
@@ -677,7 +678,7 @@ pub(super) async fn plan_for(
     draft: bool,
     session: Option<SessionFacts>,
 ) -> Result<Plan, Error> {
-    let agent_id = domain::uuid("agent_id", agent_id)?;
+    let agent_id = ids::parse("agent_id", agent_id)?;
     if let Some(session) = &session
         && !project_id.is_empty()
         && project_id != session.project_id
@@ -691,7 +692,7 @@ pub(super) async fn plan_for(
     let project_home = match project_id {
         "" => None,
         id => {
-            let id = domain::uuid("project_id", id)?;
+            let id = ids::parse("project_id", id)?;
             let viewer = crate::projects::Viewer {
                 org_id: &subject.org_id,
                 user_id: &subject.user_id,

@@ -1,6 +1,7 @@
 //! AccessInternalService: what the gateway, registry and scheduler ask of
 //! sharing with their service identity.
 
+use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::identity::secret_digest;
 use agentshare_proto::sharing::v1 as pb;
@@ -129,7 +130,7 @@ impl AccessInternalService for AccessInternal {
         request: Request<pb::ResolveStoreRequest>,
     ) -> Result<Response<pb::ResolveStoreResponse>, Status> {
         let principal = agentshare_kit::identity::Principal::of(&request)?;
-        let agent_id = domain::uuid("agent_id", &request.get_ref().agent_id)?;
+        let agent_id = ids::parse("agent_id", &request.get_ref().agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
         let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
         // The owner's draft has a store too: they test it in the builder.
@@ -252,7 +253,7 @@ impl AccessInternalService for AccessInternal {
             .iter()
             .find(|i| i.setup.integration.key == request.integration_key)
             .ok_or_else(|| {
-                Error::not_found(format!("integration {:?}", request.integration_key))
+                Error::not_found("integration key of the run's agent")
             })?;
         let connection = integration.connection.as_ref().ok_or_else(|| {
             Error::FailedPrecondition(format!(

@@ -1,6 +1,7 @@
 //! ConnectionsService: a user's connections, OAuth flows and agent setups.
 //! No answer here carries a secret or another user's connection id.
 
+use agentshare_kit::ids;
 use agentshare_kit::clock::duration_micros;
 use agentshare_kit::clock::micros_of;
 use std::time::Duration;
@@ -162,7 +163,7 @@ impl Connections {
             Error::invalid(
                 "provider",
                 format!(
-                    "unknown provider {key:?}; known: {}",
+                    "is not a configured provider; use one of: {}",
                     self.credentials.providers.keys()
                 ),
             )
@@ -180,7 +181,7 @@ impl Connections {
     }
 
     async fn own(&self, user: &str, id: &str) -> Result<ConnectionRow, Error> {
-        let id = domain::uuid("connection_id", id)?;
+        let id = ids::parse("connection_id", id)?;
         self.storage
             .connection(user, &id)
             .await?
@@ -234,7 +235,7 @@ impl Connections {
         agent_id: &str,
     ) -> Result<(AgentRow, i64, Runner), Error> {
         let user = principal.require_user()?;
-        let agent_id = domain::uuid("agent_id", agent_id)?;
+        let agent_id = ids::parse("agent_id", agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
         let agent = self.storage.agent(&agent_id).await?;
         let agent = access::require(agent, &agent_id, &subject, Action::ConfigureOwn)?;
@@ -389,8 +390,8 @@ impl ConnectionsService for Connections {
         }
         if !request.error.is_empty() {
             return Err(Error::FailedPrecondition(format!(
-                "{} reported {:?}: start again",
-                flow.provider, request.error
+                "{} refused the authorization: start again",
+                flow.provider
             ))
             .into());
         }
@@ -509,7 +510,7 @@ impl ConnectionsService for Connections {
     ) -> Result<Response<pb::DeleteConnectionResponse>, Status> {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
-        let id = domain::uuid("connection_id", &request.get_ref().connection_id)?;
+        let id = ids::parse("connection_id", &request.get_ref().connection_id)?;
         let removed = self
             .storage
             .delete_connection(user, &id)
@@ -655,8 +656,8 @@ impl ConnectionsService for Connections {
             .find(|s| s.integration.key == request.integration_key)
             .ok_or_else(|| {
                 Error::not_found(format!(
-                    "integration {:?} of agent {}",
-                    request.integration_key, agent.agent_id
+                    "integration key (GetAgentSetup lists those of agent {})",
+                    agent.agent_id
                 ))
             })?;
         let connection = self.own(user, &request.connection_id).await?;
@@ -708,8 +709,8 @@ impl ConnectionsService for Connections {
             .all(|s| s.integration.key != request.integration_key)
         {
             return Err(Error::not_found(format!(
-                "integration {:?} of agent {}",
-                request.integration_key, agent.agent_id
+                "integration key (GetAgentSetup lists those of agent {})",
+                agent.agent_id
             ))
             .into());
         }

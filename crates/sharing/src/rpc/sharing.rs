@@ -1,6 +1,7 @@
 //! SharingService: sharing agents with their workspaces (`000_*`) and
 //! setting the workspace list (`003_*`).
 
+use agentshare_kit::ids;
 use agentshare_kit::clock::micros_of;
 use std::collections::HashSet;
 
@@ -47,7 +48,7 @@ impl Sharing {
         agent_id: &str,
         action: Action,
     ) -> Result<(AgentRow, Subject), Error> {
-        let agent_id = domain::uuid("agent_id", agent_id)?;
+        let agent_id = ids::parse("agent_id", agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
         let agent = self.storage.agent(&agent_id).await?;
         let agent = access::require(agent, &agent_id, &subject, action)?;
@@ -239,7 +240,7 @@ impl SharingService for Sharing {
         let mut requested = Vec::with_capacity(request.workspace_ids.len());
         let mut seen = HashSet::new();
         for id in &request.workspace_ids {
-            let id = domain::uuid("workspace_ids", id)?;
+            let id = ids::parse("workspace_ids", id)?;
             if !seen.insert(id.clone()) {
                 return Err(Error::invalid(
                     "workspace_ids",
@@ -358,7 +359,7 @@ impl SharingService for Sharing {
         request: Request<pb::RevokeGrantRequest>,
     ) -> Result<Response<pb::RevokeGrantResponse>, Status> {
         let principal = Principal::of(&request)?;
-        let grant_id = domain::uuid("grant_id", &request.get_ref().grant_id)?;
+        let grant_id = ids::parse("grant_id", &request.get_ref().grant_id)?;
         let not_found = || Error::not_found(format!("grant {grant_id}"));
         let grant = self
             .storage
@@ -393,7 +394,7 @@ impl SharingService for Sharing {
         request: Request<pb::GetAgentReachRequest>,
     ) -> Result<Response<pb::GetAgentReachResponse>, Status> {
         let principal = Principal::of(&request)?;
-        let agent_id = domain::uuid("agent_id", &request.get_ref().agent_id)?;
+        let agent_id = ids::parse("agent_id", &request.get_ref().agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
         let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
         let org_admin = matches!(subject.org_role, Some(OrgRole::Owner | OrgRole::Admin));

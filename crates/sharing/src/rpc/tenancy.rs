@@ -1,5 +1,6 @@
 //! TenancyService: orgs, workspaces, members, projects, API keys, audit.
 
+use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::clock::micros_of;
 use agentshare_kit::clock::timestamp;
@@ -135,7 +136,7 @@ impl Tenancy {
 
     /// A member of the org, or NOT_FOUND exactly as for a user who is not.
     async fn member_of(&self, org_id: &str, user_id: &str) -> Result<members::MemberRow, Error> {
-        let user_id = domain::uuid("user_id", user_id)?;
+        let user_id = ids::parse("user_id", user_id)?;
         self.storage
             .org_member(org_id, &user_id)
             .await?
@@ -155,7 +156,7 @@ impl Tenancy {
     ) -> Result<(&'p str, String), Error> {
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
-        let workspace_id = domain::uuid("workspace_id", workspace_id)?;
+        let workspace_id = ids::parse("workspace_id", workspace_id)?;
         // A workspace role never lifts an org viewer above reading.
         domain::require_org_role(
             principal,
@@ -209,7 +210,7 @@ impl Tenancy {
     ) -> Result<projects::ProjectRow, Error> {
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
-        let project_id = domain::uuid("project_id", project_id)?;
+        let project_id = ids::parse("project_id", project_id)?;
         let viewer = projects::Viewer {
             org_id,
             user_id: user,
@@ -331,7 +332,7 @@ impl TenancyService for Tenancy {
         let user = principal.require_user()?;
         let org_id = match request.get_ref().org_id.as_str() {
             "" => principal.require_org()?.to_string(),
-            named => domain::uuid("org_id", named)?,
+            named => ids::parse("org_id", named)?,
         };
         let org_id = org_id.as_str();
         let not_found = || Error::not_found(format!("org {org_id}"));
@@ -563,7 +564,7 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
-        let id = domain::uuid("workspace_id", &request.get_ref().workspace_id)?;
+        let id = ids::parse("workspace_id", &request.get_ref().workspace_id)?;
         let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
         let (workspace, role) = self
             .storage
@@ -615,7 +616,7 @@ impl TenancyService for Tenancy {
         }
         let (key, by_email) = match &request.user {
             Some(pb::add_org_member_request::User::UserId(id)) => {
-                (domain::uuid("user_id", id)?, false)
+                (ids::parse("user_id", id)?, false)
             }
             Some(pb::add_org_member_request::User::Email(email)) if !email.trim().is_empty() => {
                 (email.trim().to_string(), true)
@@ -776,7 +777,7 @@ impl TenancyService for Tenancy {
             )
             .into());
         }
-        let id = domain::uuid("workspace_id", &request.get_ref().workspace_id)?;
+        let id = ids::parse("workspace_id", &request.get_ref().workspace_id)?;
         // Only a workspace the caller belongs to, whatever their org role.
         let (workspace, _) = self
             .storage
@@ -856,7 +857,7 @@ impl TenancyService for Tenancy {
             .workspace_admin(principal, &request.workspace_id)
             .await?;
         let role = workspace_role_of(request.role)?;
-        let user_id = domain::uuid("user_id", &request.user_id)?;
+        let user_id = ids::parse("user_id", &request.user_id)?;
         if self
             .storage
             .org_role(org_id, &user_id)
@@ -899,7 +900,7 @@ impl TenancyService for Tenancy {
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
         let request = request.get_ref();
-        let workspace_id = domain::uuid("workspace_id", &request.workspace_id)?;
+        let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
         let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
         if self
             .storage
@@ -944,7 +945,7 @@ impl TenancyService for Tenancy {
         let (org_id, workspace_id) = self
             .workspace_admin(principal, &request.workspace_id)
             .await?;
-        let user_id = domain::uuid("user_id", &request.user_id)?;
+        let user_id = ids::parse("user_id", &request.user_id)?;
         if !self
             .storage
             .remove_workspace_member(principal, org_id, &workspace_id, &user_id)
@@ -992,7 +993,7 @@ impl TenancyService for Tenancy {
         let request = request.get_ref();
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
-        let workspace_id = domain::uuid("workspace_id", &request.workspace_id)?;
+        let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
         domain::require_org_role(
             principal,
             &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
@@ -1036,7 +1037,7 @@ impl TenancyService for Tenancy {
             .workspace_admin(principal, &request.workspace_id)
             .await?;
         let role = workspace_role_of(request.role)?;
-        let user_id = domain::uuid("user_id", &request.user_id)?;
+        let user_id = ids::parse("user_id", &request.user_id)?;
         let caller = principal.require_user()?;
         let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
         let caller_is_owner = org_admin
@@ -1238,7 +1239,7 @@ impl TenancyService for Tenancy {
         let user = principal.require_user()?;
         let mut requested = Vec::new();
         for (index, id) in request.workspace_ids.iter().enumerate() {
-            let id = domain::uuid(&format!("workspace_ids[{index}]"), id)?;
+            let id = ids::parse(&format!("workspace_ids[{index}]"), id)?;
             if id != project.home_workspace_id && !requested.contains(&id) {
                 requested.push(id);
             }
@@ -1326,12 +1327,8 @@ impl TenancyService for Tenancy {
         }
         let request = request.get_ref();
         let page = domain::Page::of(request.page_size, &request.page_token)?;
-        let optional_uuid = |field: &str, value: &str| match value {
-            "" => Ok(String::new()),
-            id => domain::uuid(field, id),
-        };
-        let actor_user_id = optional_uuid("actor_user_id", &request.actor_user_id)?;
-        let target_id = optional_uuid("target_id", &request.target_id)?;
+        let actor_user_id = ids::parse_optional("actor_user_id", &request.actor_user_id)?;
+        let target_id = ids::parse_optional("target_id", &request.target_id)?;
         let rows = self
             .storage
             .audit_events(audit::Filter {

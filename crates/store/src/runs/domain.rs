@@ -5,6 +5,7 @@
 //! lives in `storage`, the wire in `rpc`.
 
 use agentshare_kit::Error;
+use agentshare_kit::ids;
 use agentshare_kit::identity::{Principal, PrincipalKind, secret_digest};
 use base64::Engine;
 use chrono::{Datelike, NaiveDate};
@@ -115,38 +116,19 @@ pub struct NewMessage {
     pub tool_name: String,
 }
 
-/// A UUID from a request, lower-case and hyphenated, or INVALID_ARGUMENT
-/// naming the field.
-pub fn uuid(field: &str, value: &str) -> Result<String, Error> {
-    if value.is_empty() {
-        return Err(Error::invalid(field, "required: pass a UUID"));
-    }
-    optional_uuid(field, value)
-}
-
-/// Like [`uuid`], but empty stays empty.
-pub fn optional_uuid(field: &str, value: &str) -> Result<String, Error> {
-    if value.is_empty() {
-        return Ok(String::new());
-    }
-    uuid::Uuid::parse_str(value)
-        .map(|id| id.hyphenated().to_string())
-        .map_err(|_| Error::invalid(field, format!("{value:?} is not a UUID")))
-}
-
 /// A session's owner and place, checked: a named user or an anonymous
 /// visitor, never both.
 pub fn session_spec(field: &str, wire: SessionSpec) -> Result<SessionSpec, Error> {
     let at = |name: &str| format!("{field}.{name}");
     let spec = SessionSpec {
-        org_id: uuid(&at("org_id"), &wire.org_id)?,
-        agent_id: uuid(&at("agent_id"), &wire.agent_id)?,
+        org_id: ids::parse(&at("org_id"), &wire.org_id)?,
+        agent_id: ids::parse(&at("agent_id"), &wire.agent_id)?,
         agent_name: wire.agent_name,
-        user_id: optional_uuid(&at("user_id"), &wire.user_id)?,
+        user_id: ids::parse_optional(&at("user_id"), &wire.user_id)?,
         anonymous: wire.anonymous,
-        grant_id: optional_uuid(&at("grant_id"), &wire.grant_id)?,
-        project_id: optional_uuid(&at("project_id"), &wire.project_id)?,
-        workspace_id: optional_uuid(&at("workspace_id"), &wire.workspace_id)?,
+        grant_id: ids::parse_optional(&at("grant_id"), &wire.grant_id)?,
+        project_id: ids::parse_optional(&at("project_id"), &wire.project_id)?,
+        workspace_id: ids::parse_optional(&at("workspace_id"), &wire.workspace_id)?,
     };
     owner_fields(field, &spec)?;
     Ok(spec)

@@ -3,6 +3,7 @@
 //! identity layer; the facts they send come from sharing's plan and are
 //! stored as given, after checking that they are well formed.
 
+use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_proto::store::v1 as pb;
 use pb::store_internal_service_server::StoreInternalService;
@@ -74,14 +75,14 @@ fn same_owner(session: &Session, spec: &SessionSpec, digest: &str) -> Result<(),
 /// The facts of a run's start, checked field by field.
 fn run_facts(record: pb::InvocationRecord, now: i64) -> Result<(String, RunFacts, bool), Error> {
     let field = |name: &str| format!("invocation.{name}");
-    let id = domain::uuid(&field("id"), &record.id)?;
+    let id = ids::parse(&field("id"), &record.id)?;
     let caller_kind = domain::caller_kind_name(record.caller_kind).ok_or_else(|| {
         Error::invalid(
             field("caller_kind"),
             "must be USER, INVOKE_GRANT, DELEGATE_GRANT or AUTOMATION",
         )
     })?;
-    let user_id = domain::optional_uuid(&field("user_id"), &record.user_id)?;
+    let user_id = ids::parse_optional(&field("user_id"), &record.user_id)?;
     match (record.anonymous, user_id.is_empty()) {
         (true, false) => {
             return Err(Error::invalid(
@@ -103,7 +104,7 @@ fn run_facts(record: pb::InvocationRecord, now: i64) -> Result<(String, RunFacts
             "only DELEGATE_GRANT runs have anonymous callers",
         ));
     }
-    let grant_id = domain::optional_uuid(&field("grant_id"), &record.grant_id)?;
+    let grant_id = ids::parse_optional(&field("grant_id"), &record.grant_id)?;
     if grant_id.is_empty() && matches!(caller_kind, "invoke_grant" | "delegate_grant") {
         return Err(Error::invalid(
             field("grant_id"),
@@ -149,9 +150,11 @@ fn run_facts(record: pb::InvocationRecord, now: i64) -> Result<(String, RunFacts
         None => now,
     };
     let facts = RunFacts {
-        org_id: domain::uuid(&field("org_id"), &record.org_id)?,
-        agent_id: domain::uuid(&field("agent_id"), &record.agent_id)?,
-        agent_owner_user_id: domain::uuid(
+        org_id: ids::parse(&field("org_id"), &record.org_id)?,
+        agent_id: ids::parse(&field("agent_id"), &record.agent_id)?,
+        // Empty for the org default agent: no user owns it, and each run
+        // is billed to its caller.
+        agent_owner_user_id: ids::parse_optional(
             &field("agent_owner_user_id"),
             &record.agent_owner_user_id,
         )?,
@@ -161,18 +164,18 @@ fn run_facts(record: pb::InvocationRecord, now: i64) -> Result<(String, RunFacts
         user_id,
         anonymous: record.anonymous,
         grant_id,
-        session_id: domain::optional_uuid(&field("session_id"), &record.session_id)?,
-        project_id: domain::optional_uuid(&field("project_id"), &record.project_id)?,
-        automation_run_id: domain::optional_uuid(
+        session_id: ids::parse_optional(&field("session_id"), &record.session_id)?,
+        project_id: ids::parse_optional(&field("project_id"), &record.project_id)?,
+        automation_run_id: ids::parse_optional(
             &field("automation_run_id"),
             &record.automation_run_id,
         )?,
         integrations,
-        executes_as_user_id: domain::uuid(
+        executes_as_user_id: ids::parse(
             &field("executes_as_user_id"),
             &record.executes_as_user_id,
         )?,
-        billed_to_user_id: domain::uuid(&field("billed_to_user_id"), &record.billed_to_user_id)?,
+        billed_to_user_id: ids::parse(&field("billed_to_user_id"), &record.billed_to_user_id)?,
         store_partition: record.store_partition,
         start_time,
     };
@@ -200,11 +203,11 @@ impl Internal {
     }
 
     async fn complete(&self, request: pb::CompleteInvocationRequest) -> Result<Invocation, Error> {
-        let id = domain::uuid("invocation_id", &request.invocation_id)?;
+        let id = ids::parse("invocation_id", &request.invocation_id)?;
         let status = domain::final_status(request.status)?;
         let input_tokens = non_negative("input_tokens", request.input_tokens)?;
         let output_tokens = non_negative("output_tokens", request.output_tokens)?;
-        let session_id = domain::optional_uuid("session_id", &request.session_id)?;
+        let session_id = ids::parse_optional("session_id", &request.session_id)?;
         let end_time = request
             .end_time
             .as_ref()
@@ -342,12 +345,12 @@ impl StoreInternalService for Internal {
         let message = request.into_inner();
         let request_id = request_id(&message.request_id)?;
         let messages = self.messages(message.messages)?;
-        let invocation_id = domain::optional_uuid("invocation_id", &message.invocation_id)?;
+        let invocation_id = ids::parse_optional("invocation_id", &message.invocation_id)?;
         let agent_version_number =
             non_negative("agent_version_number", message.agent_version_number)?;
         let wire_spec = spec_of(message.spec)?;
         let secret = message.session_secret;
-        let session_id = domain::optional_uuid("session_id", &message.session_id)?;
+        let session_id = ids::parse_optional("session_id", &message.session_id)?;
         let appended = if session_id.is_empty() {
             let spec = domain::session_spec("spec", wire_spec)?;
             let digest = domain::new_secret_digest("session_secret", spec.anonymous, &secret)?;
@@ -366,9 +369,9 @@ impl StoreInternalService for Internal {
                 .append(&append, |session| same_owner(session, &spec, &digest))
                 .await?
         } else {
-            let agent_id = domain::uuid("spec.agent_id", &wire_spec.agent_id)?;
+            let agent_id = ids::parse("spec.agent_id", &wire_spec.agent_id)?;
             let spec = SessionSpec {
-                user_id: domain::optional_uuid("spec.user_id", &wire_spec.user_id)?,
+                user_id: ids::parse_optional("spec.user_id", &wire_spec.user_id)?,
                 agent_id,
                 ..wire_spec
             };
@@ -406,8 +409,8 @@ impl StoreInternalService for Internal {
         request: Request<pb::OpenSessionRequest>,
     ) -> Result<Response<pb::OpenSessionResponse>, Status> {
         let message = request.into_inner();
-        let session_id = domain::uuid("session_id", &message.session_id)?;
-        let user_id = domain::optional_uuid("user_id", &message.user_id)?;
+        let session_id = ids::parse("session_id", &message.session_id)?;
+        let user_id = ids::parse_optional("user_id", &message.user_id)?;
         let session = self
             .storage
             .session(&session_id)
@@ -424,7 +427,7 @@ impl StoreInternalService for Internal {
         &self,
         request: Request<pb::GetInvocationRequest>,
     ) -> Result<Response<pb::GetInvocationResponse>, Status> {
-        let id = domain::uuid("invocation_id", &request.get_ref().invocation_id)?;
+        let id = ids::parse("invocation_id", &request.get_ref().invocation_id)?;
         let invocation = self
             .storage
             .invocation(&id)

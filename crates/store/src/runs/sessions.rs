@@ -1,6 +1,7 @@
 //! SessionsService: a user, grant holder or anonymous visitor reads their
 //! own conversations, and nobody else's.
 
+use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::identity::Principal;
 use agentshare_proto::store::v1 as pb;
@@ -36,8 +37,8 @@ impl SessionsService for Sessions {
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let reader = Reader::of(Principal::of(&request)?)?;
         let message = request.into_inner();
-        let agent_id = domain::optional_uuid("agent_id", &message.agent_id)?;
-        let project_id = domain::optional_uuid("project_id", &message.project_id)?;
+        let agent_id = ids::parse_optional("agent_id", &message.agent_id)?;
+        let project_id = ids::parse_optional("project_id", &message.project_id)?;
         let state = state_filter(message.state)?;
         let size = domain::page_size(message.page_size, 50, 500)?;
         let list = format!("sessions:{agent_id}:{project_id}:{}", message.state);
@@ -99,7 +100,7 @@ impl SessionsService for Sessions {
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
         let reader = Reader::of(Principal::of(&request)?)?;
         let message = request.into_inner();
-        let session_id = domain::uuid("session_id", &message.session_id)?;
+        let session_id = ids::parse("session_id", &message.session_id)?;
         if message.after_sequence < 0 {
             return Err(Error::invalid("after_sequence", "must not be negative").into());
         }

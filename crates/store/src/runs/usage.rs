@@ -2,6 +2,7 @@
 //! the usage of their agent. Nobody else reads a record: not an org admin
 //! (but for the org default agent), not the user a run executed as.
 
+use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{Principal, PrincipalKind};
@@ -49,7 +50,7 @@ impl Usage {
     ) -> Result<Scope, Status> {
         let principal = Principal::of(request)?;
         let user_id = caller(principal)?;
-        let agent_id = domain::optional_uuid("agent_id", agent_id)?;
+        let agent_id = ids::parse_optional("agent_id", agent_id)?;
         match pb::UsageScope::try_from(scope) {
             Ok(pb::UsageScope::BilledToCaller) => Ok(Scope {
                 key: format!("billed:{agent_id}"),
