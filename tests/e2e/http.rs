@@ -22,12 +22,8 @@ struct Answer {
 
 impl Answer {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// Asserts an error answer: HTTP status, gRPC code, and a message part.
@@ -36,7 +32,10 @@ impl Answer {
         assert_eq!(self.status, status, "{json}");
         assert_eq!(json["code"], code, "{json}");
         assert!(
-            json["message"].as_str().unwrap_or_default().contains(message),
+            json["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(message),
             "{json} does not say {message:?}"
         );
         json
@@ -140,9 +139,14 @@ async fn the_seed_workspace_routes_answer_as_written() {
 
     // GET lists the home workspace; PATCH replaces the list and keeps it.
     let listed = http
-        .ok(http.get(&format!("/api/v1/agents/{}/workspaces", agent.id)).await)
+        .ok(http
+            .get(&format!("/api/v1/agents/{}/workspaces", agent.id))
+            .await)
         .await;
-    assert_eq!(ids(&listed["sharing"]["workspaces"]), vec![default_ws.clone()]);
+    assert_eq!(
+        ids(&listed["sharing"]["workspaces"]),
+        vec![default_ws.clone()]
+    );
     let set = http
         .ok(http
             .patch(
@@ -155,7 +159,9 @@ async fn the_seed_workspace_routes_answer_as_written() {
     both.sort();
     assert_eq!(ids(&set["sharing"]["workspaces"]), both, "{set}");
     let listed = http
-        .ok(http.get(&format!("/api/v1/agents/{}/workspaces", agent.id)).await)
+        .ok(http
+            .get(&format!("/api/v1/agents/{}/workspaces", agent.id))
+            .await)
         .await;
     assert_eq!(ids(&listed["sharing"]["workspaces"]), both);
 
@@ -171,16 +177,26 @@ async fn the_seed_workspace_routes_answer_as_written() {
     // Switching the session's workspace: a new agent lands in it.
     let switched = http
         .ok(http
-            .post("/api/v1/workspaces/switch", json!({ "workspace_id": sales }))
+            .post(
+                "/api/v1/workspaces/switch",
+                json!({ "workspace_id": sales }),
+            )
             .await)
         .await;
     assert_eq!(switched["workspace"]["id"], sales.as_str(), "{switched}");
     let created = http
         .ok(http
-            .post("/api/v1/agents", json!({ "draft": { "name": "Sales helper" } }))
+            .post(
+                "/api/v1/agents",
+                json!({ "draft": { "name": "Sales helper" } }),
+            )
             .await)
         .await;
-    assert_eq!(created["agent"]["homeWorkspaceId"], sales.as_str(), "{created}");
+    assert_eq!(
+        created["agent"]["homeWorkspaceId"],
+        sales.as_str(),
+        "{created}"
+    );
 
     // The seed's status codes.
     http.delete(&format!("/api/v1/workspaces/{default_ws}"))
@@ -190,7 +206,10 @@ async fn the_seed_workspace_routes_answer_as_written() {
         .await
         .assert_error(409, 10, "Sales helper");
     let default_agent = http.ok(http.get("/api/v1/defaultAgent").await).await;
-    let default_id = default_agent["agent"]["id"].as_str().expect("id").to_string();
+    let default_id = default_agent["agent"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     http.post(&format!("/api/v1/agents/{default_id}:share"), json!({}))
         .await
         .assert_error(403, 7, "default agent");
@@ -205,8 +224,11 @@ async fn the_seed_workspace_routes_answer_as_written() {
     let helper = created["agent"]["id"].as_str().expect("id").to_string();
     http.ok(http.delete(&format!("/api/v1/agents/{helper}")).await)
         .await;
-    http.post("/api/v1/workspaces/switch", json!({ "workspace_id": default_ws }))
-        .await;
+    http.post(
+        "/api/v1/workspaces/switch",
+        json!({ "workspace_id": default_ws }),
+    )
+    .await;
     http.ok(http.delete(&format!("/api/v1/workspaces/{sales}")).await)
         .await;
     suite.stop().await;
@@ -223,7 +245,10 @@ async fn errors_are_json_status_with_their_details() {
     assert!(answer.headers.contains_key("www-authenticate"));
 
     let bad = http
-        .post("/api/v1/workspaces", json!({ "name": "Ops", "colour": "red" }))
+        .post(
+            "/api/v1/workspaces",
+            json!({ "name": "Ops", "colour": "red" }),
+        )
         .await
         .assert_error(400, 3, "invalid argument");
     assert_eq!(
@@ -242,7 +267,11 @@ async fn errors_are_json_status_with_their_details() {
         .await
         .assert_error(404, 5, "no route");
     let wrong = http
-        .call(reqwest::Method::PUT, "/api/v1/workspaces/switch", Some(json!({})))
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/workspaces/switch",
+            Some(json!({})),
+        )
         .await;
     assert_eq!(wrong.status, 405);
     assert_eq!(
@@ -305,11 +334,13 @@ async fn streams_answer_newline_delimited_json() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line is JSON"))
         .collect();
-    assert!(lines[0]["result"]["started"]["sessionId"].is_string(), "{lines:?}");
+    assert!(
+        lines[0]["result"]["started"]["sessionId"].is_string(),
+        "{lines:?}"
+    );
     let last = lines.last().expect("lines");
     assert_eq!(
-        last["result"]["completed"]["finishReason"],
-        "FINISH_REASON_COMPLETED",
+        last["result"]["completed"]["finishReason"], "FINISH_REASON_COMPLETED",
         "{last}"
     );
     assert!(

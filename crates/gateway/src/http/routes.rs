@@ -170,13 +170,17 @@ impl Router {
     }
 
     pub fn find<'r>(&'r self, method: &http::Method, path: &'r str) -> Found<'r> {
+        // The methods of the most literal templates the path fits: a PUT to
+        // `/workspaces/switch` is told POST, not also `{workspace_id}`'s.
         let mut allowed = Vec::new();
+        let mut most_literal = None;
         for route in &self.routes {
             if let Some(variables) = route.bind(path) {
                 if route.http_method == *method {
                     return Found::Route { route, variables };
                 }
-                if !allowed.contains(&route.http_method) {
+                let literal = *most_literal.get_or_insert(route.literal_count());
+                if route.literal_count() == literal && !allowed.contains(&route.http_method) {
                     allowed.push(route.http_method.clone());
                 }
             }
