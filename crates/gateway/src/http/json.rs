@@ -97,7 +97,45 @@ pub fn request_message(
     Ok(Bytes::from(message.encode_to_vec()))
 }
 
+/// How deep a JSON body may nest. The protobuf side has its own, lower
+/// limit, which names the field; this one only keeps the JSON parser's
+/// recursion bounded with a message that says what to do.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// The deepest nesting of objects and arrays in `body`, outside strings.
+fn json_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn body_json(body: &[u8]) -> Result<Json, Error> {
+    let depth = json_depth(body);
+    if depth > MAX_JSON_DEPTH {
+        return Err(Error::invalid(
+            "body",
+            format!("nests {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"),
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         Error::invalid(
             "body",
@@ -338,6 +376,21 @@ mod tests {
             r#"{"workspaceId": 5}"#,
         );
         assert!(matches!(wrong_type, Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn deep_bodies_are_refused_with_the_depth_allowed() {
+        assert_eq!(json_depth(br#"{"a": [1, {"b": "}}}[[["}]}"#), 3);
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH + 1),
+            "]".repeat(MAX_JSON_DEPTH + 1)
+        );
+        let refused = body_json(deep.as_bytes());
+        assert!(
+            matches!(refused, Err(Error::InvalidArgument(ref v)) if v[0].description.contains("at most 100")),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -262,11 +262,17 @@ where
     let body = http_body_util::Limited::new(body, api.max_body_bytes)
         .collect()
         .await
-        .map_err(|_| {
-            Status::resource_exhausted(format!(
-                "the request body is larger than the limit of {} bytes (max_message_bytes)",
-                api.max_body_bytes
-            ))
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Status::resource_exhausted(format!(
+                    "the request body is larger than the limit of {} bytes (max_message_bytes)",
+                    api.max_body_bytes
+                ))
+            } else {
+                Status::cancelled("the request body could not be read to its end")
+            }
         })?
         .to_bytes();
     let bound: Vec<(&[prost_reflect::FieldDescriptor], &str)> = variables
