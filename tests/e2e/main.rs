@@ -10,6 +10,7 @@ mod auth;
 mod automations;
 mod connections;
 mod contract;
+mod documented_errors;
 mod default_agent;
 mod firing;
 mod firing_replicas;
