@@ -153,8 +153,7 @@ async fn members_and_the_owner_run_it_billed_to_themselves_over_one_org_wide_par
 
     // Carol, in Sales only, reads it in a streamed run: one partition for
     // the whole org.
-    let (started, carols) =
-        run_streamed(&w.carol, &id, "/workspace_read {\"key\":\"memo\"}").await;
+    let (started, carols) = run_streamed(&w.carol, &id, "/workspace_read {\"key\":\"memo\"}").await;
     assert_eq!(started.invocation_id, carols.invocation_id);
     assert_eq!(carols.billed_to(), gateway::BilledParty::Caller);
     assert!(
@@ -258,7 +257,9 @@ async fn org_admins_test_its_draft_viewers_do_not_run_it_and_nobody_grants_it() 
         }
     };
     // Owners and admins edit and deploy it, so they test its draft too.
-    let tried = draft(&w.alice).await.expect("the org owner tests the draft");
+    let tried = draft(&w.alice)
+        .await
+        .expect("the org owner tests the draft");
     assert!(tried.draft);
     assert_eq!(tried.version_number, 0);
     assert_status(

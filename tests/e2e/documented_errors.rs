@@ -104,9 +104,19 @@ async fn every_documented_invoke_and_get_me_reason_is_what_a_client_gets() {
         Code::Unauthenticated,
         "missing credential",
     );
-    assert_status(get_me(&nobody).await, Code::Unauthenticated, "missing credential");
     assert_status(
-        invoke(&nobody.with_grant("asg_not-a-real-token"), &helper.id, "hi", false).await,
+        get_me(&nobody).await,
+        Code::Unauthenticated,
+        "missing credential",
+    );
+    assert_status(
+        invoke(
+            &nobody.with_grant("asg_not-a-real-token"),
+            &helper.id,
+            "hi",
+            false,
+        )
+        .await,
         Code::Unauthenticated,
         "share token rejected: unknown token",
     );
@@ -207,7 +217,10 @@ async fn every_documented_invoke_and_get_me_reason_is_what_a_client_gets() {
             ..Default::default()
         })
         .await;
-    for refused in [invoke(&bob, &crm.id, "hi", false).await.map(drop), planned.map(drop)] {
+    for refused in [
+        invoke(&bob, &crm.id, "hi", false).await.map(drop),
+        planned.map(drop),
+    ] {
         let status = assert_status(
             refused,
             Code::FailedPrecondition,

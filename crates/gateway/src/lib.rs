@@ -4,6 +4,7 @@
 mod auth;
 mod echo;
 mod invoke;
+mod limits;
 mod proxy;
 mod routes;
 mod run;
@@ -76,12 +77,16 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     } else {
         Arc::new(runtime::Remote::new(&context.config.runtime_url)?)
     };
+    // The run path reads designs and session pages as large as any
+    // service may send.
+    let limit = context.config.max_message_size();
     let invoke = invoke::Invoke {
         runs: Arc::new(run::RunPath {
-            access: AccessInternalServiceClient::new(sharing),
-            registry: AgentRegistryInternalServiceClient::new(backend(ServiceName::Registry)?),
-            store: StoreInternalServiceClient::new(store.clone()),
-            sessions: SessionsServiceClient::new(store),
+            access: AccessInternalServiceClient::new(sharing).max_decoding_message_size(limit),
+            registry: AgentRegistryInternalServiceClient::new(backend(ServiceName::Registry)?)
+                .max_decoding_message_size(limit),
+            store: StoreInternalServiceClient::new(store.clone()).max_decoding_message_size(limit),
+            sessions: SessionsServiceClient::new(store).max_decoding_message_size(limit),
             runtime,
             identity: context.identity.clone(),
             clock: context.clock.clone(),
@@ -100,8 +105,14 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         .collect();
     let (health, routes_served_here) = server::health_and_reflection(&public);
     let routes_served_here = routes_served_here
-        .add_service(InvokeServiceServer::new(invoke.clone()))
-        .add_service(InvokeInternalServiceServer::new(invoke));
+        .add_service(agentshare_kit::with_message_limit!(
+            limit,
+            InvokeServiceServer::new(invoke.clone())
+        ))
+        .add_service(agentshare_kit::with_message_limit!(
+            limit,
+            InvokeInternalServiceServer::new(invoke)
+        ));
     for backend in routes.backends() {
         let names: Vec<String> = routes
             .public_services()
@@ -123,6 +134,8 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         backends,
         auth,
         identity: context.identity.clone(),
+        limits: limits::Limits::new(&context.config)?,
+        max_message_size: limit,
     });
     Ok(server::serve(
         ServerSpec {

@@ -332,9 +332,9 @@ mod tests {
         ]));
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert!(
-            status
-                .message()
-                .starts_with("setup required: connect crm (salesforce), slack (slack), search (brave)"),
+            status.message().starts_with(
+                "setup required: connect crm (salesforce), slack (slack), search (brave)"
+            ),
             "{}",
             status.message()
         );

@@ -1,10 +1,10 @@
 //! AutomationsService and AutomationsInternalService: decode, check the
 //! caller, call `subscriptions`, and map rows to the contract.
 
-use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
+use agentshare_kit::ids;
 use agentshare_proto::scheduler::v1 as pb;
 use agentshare_proto::sharing::v1::WorkspaceRole;
 use pb::automations_internal_service_server::AutomationsInternalService;

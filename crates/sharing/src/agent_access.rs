@@ -3,10 +3,10 @@
 //! Registry writes them through `AccessInternal.SyncAgent`; its events repair
 //! a missed write through the same path.
 
-use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::db::placeholders;
 use agentshare_kit::events::{self, NewEvent};
+use agentshare_kit::ids;
 use agentshare_proto::events::v1::Event;
 use agentshare_proto::sharing::v1 as pb;
 use sqlx::Row;

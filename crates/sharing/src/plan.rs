@@ -412,9 +412,15 @@ mod tests {
         assert!(!tests_draft(Some(&own), &owner_with_token));
 
         let default = agent("", true);
-        assert!(tests_draft(Some(&default), &subject("alice", OrgRole::Owner)));
+        assert!(tests_draft(
+            Some(&default),
+            &subject("alice", OrgRole::Owner)
+        ));
         assert!(tests_draft(Some(&default), &subject("ada", OrgRole::Admin)));
-        assert!(!tests_draft(Some(&default), &subject("bob", OrgRole::Member)));
+        assert!(!tests_draft(
+            Some(&default),
+            &subject("bob", OrgRole::Member)
+        ));
         assert!(!tests_draft(Some(&default), &subject("", OrgRole::Owner)));
         assert!(!tests_draft(None, &subject("alice", OrgRole::Owner)));
     }

@@ -5,10 +5,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use agentshare_kit::Error;
-use agentshare_kit::ids;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::config;
 use agentshare_kit::identity::Principal;
+use agentshare_kit::ids;
 use agentshare_kit::server::Shutdown;
 use agentshare_proto::store::v1 as pb;
 use futures::Stream;

@@ -1,9 +1,9 @@
 //! AccessService: checks and their explanation, My Agents, version pins.
 
-use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
+use agentshare_kit::ids;
 use agentshare_kit::server::ServiceChannel;
 use agentshare_proto::sharing::v1 as pb;
 use agentshare_proto::store::v1 as store_pb;

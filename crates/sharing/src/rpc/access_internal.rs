@@ -1,9 +1,9 @@
 //! AccessInternalService: what the gateway, registry and scheduler ask of
 //! sharing with their service identity.
 
-use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::identity::secret_digest;
+use agentshare_kit::ids;
 use agentshare_proto::sharing::v1 as pb;
 use pb::access_internal_service_server::AccessInternalService;
 use tonic::{Request, Response, Status};
@@ -254,9 +254,7 @@ impl AccessInternalService for AccessInternal {
             .integrations
             .iter()
             .find(|i| i.setup.integration.key == request.integration_key)
-            .ok_or_else(|| {
-                Error::not_found("integration key of the run's agent")
-            })?;
+            .ok_or_else(|| Error::not_found("integration key of the run's agent"))?;
         let connection = integration.connection.as_ref().ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "{} has no connection: complete setup",

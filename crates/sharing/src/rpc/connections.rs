@@ -1,9 +1,9 @@
 //! ConnectionsService: a user's connections, OAuth flows and agent setups.
 //! No answer here carries a secret or another user's connection id.
 
-use agentshare_kit::ids;
 use agentshare_kit::clock::duration_micros;
 use agentshare_kit::clock::micros_of;
+use agentshare_kit::ids;
 use std::time::Duration;
 
 use agentshare_kit::Error;

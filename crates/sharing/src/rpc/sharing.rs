@@ -1,8 +1,8 @@
 //! SharingService: sharing agents with their workspaces (`000_*`) and
 //! setting the workspace list (`003_*`).
 
-use agentshare_kit::ids;
 use agentshare_kit::clock::micros_of;
+use agentshare_kit::ids;
 use std::collections::HashSet;
 
 use agentshare_kit::Error;

@@ -1,10 +1,10 @@
 //! TenancyService: orgs, workspaces, members, projects, API keys, audit.
 
-use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::clock::micros_of;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{GRANT_SCOPE_DENIED, Principal, PrincipalKind};
+use agentshare_kit::ids;
 use agentshare_proto::sharing::v1 as pb;
 use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};

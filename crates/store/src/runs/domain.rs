@@ -5,8 +5,8 @@
 //! lives in `storage`, the wire in `rpc`.
 
 use agentshare_kit::Error;
-use agentshare_kit::ids;
 use agentshare_kit::identity::{Principal, PrincipalKind, secret_digest};
+use agentshare_kit::ids;
 use base64::Engine;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};

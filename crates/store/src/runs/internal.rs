@@ -3,8 +3,8 @@
 //! identity layer; the facts they send come from sharing's plan and are
 //! stored as given, after checking that they are well formed.
 
-use agentshare_kit::ids;
 use agentshare_kit::Error;
+use agentshare_kit::ids;
 use agentshare_proto::store::v1 as pb;
 use pb::store_internal_service_server::StoreInternalService;
 use tonic::{Request, Response, Status};

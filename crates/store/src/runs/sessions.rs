@@ -1,9 +1,9 @@
 //! SessionsService: a user, grant holder or anonymous visitor reads their
 //! own conversations, and nobody else's.
 
-use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::identity::Principal;
+use agentshare_kit::ids;
 use agentshare_proto::store::v1 as pb;
 use pb::sessions_service_server::SessionsService;
 use tonic::{Request, Response, Status};

@@ -2,10 +2,10 @@
 //! the usage of their agent. Nobody else reads a record: not an org admin
 //! (but for the org default agent), not the user a run executed as.
 
-use agentshare_kit::ids;
 use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{Principal, PrincipalKind};
+use agentshare_kit::ids;
 use agentshare_kit::server::ServiceChannel;
 use agentshare_proto::sharing::v1 as sharing;
 use agentshare_proto::store::v1 as pb;
