@@ -372,7 +372,7 @@ async fn users_see_the_schedule_opt_in_disabled_and_enable_only_with_setup_ready
     let status = assert_status(
         update(&bob, &agent.id, "morning", Some(true), None).await,
         Code::FailedPrecondition,
-        "connect crm (crm) first",
+        "setup required: connect crm (crm)",
     );
     let violations = status
         .get_details_precondition_failure()

@@ -219,7 +219,8 @@ async fn every_row_of_the_table_plans_version_connections_identity_billing_and_s
     let details = incomplete
         .get_details_precondition_failure()
         .expect("precondition details");
-    assert_eq!(details.violations[0].subject, "integrations/crm");
+    assert_eq!(details.violations[0].r#type, "SETUP_REQUIRED");
+    assert_eq!(details.violations[0].subject, "integration/crm");
     let bob_crm = api_key(&w.bob, "crm", "crm-bob-00001").await;
     bind(&w.bob, id, "crm", &bob_crm).await;
     let member = plan(&w.bob, id, false).await.expect("member plan");

@@ -4,7 +4,8 @@ use agentshare_kit::Error;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{BadSetting, Config};
 use agentshare_kit::identity::{
-    API_KEY_PREFIX, Identity, Principal, PrincipalKind, RUN_TOKEN_PREFIX, RunScope,
+    API_KEY_PREFIX, GRANT_SCOPE_DENIED, Identity, Principal, PrincipalKind, RUN_TOKEN_PREFIX,
+    RunScope,
 };
 use agentshare_kit::server::ServiceChannel;
 use agentshare_kit::session::SessionVerifier;
@@ -187,11 +188,7 @@ impl Authenticator {
             sharing::GrantState::Unspecified => return Err(rejected("unknown state").into()),
         }
         if !grant_may_call(path) {
-            return Err(Error::PermissionDenied(
-                "a share token allows running its agent only: Invoke, your sessions and the agent's tools"
-                    .into(),
-            )
-            .into());
+            return Err(Error::PermissionDenied(GRANT_SCOPE_DENIED.into()).into());
         }
         let invoke = grant.kind == sharing::GrantKind::Invoke as i32;
         let user = if metadata.get("authorization").is_some() {

@@ -5,6 +5,7 @@ mod auth;
 mod echo;
 mod http;
 mod invoke;
+mod limits;
 mod proxy;
 mod routes;
 mod run;
@@ -77,12 +78,16 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     } else {
         Arc::new(runtime::Remote::new(&context.config.runtime_url)?)
     };
+    // The run path reads designs and session pages as large as any
+    // service may send.
+    let limit = context.config.max_message_size();
     let invoke = invoke::Invoke {
         runs: Arc::new(run::RunPath {
-            access: AccessInternalServiceClient::new(sharing),
-            registry: AgentRegistryInternalServiceClient::new(backend(ServiceName::Registry)?),
-            store: StoreInternalServiceClient::new(store.clone()),
-            sessions: SessionsServiceClient::new(store),
+            access: AccessInternalServiceClient::new(sharing).max_decoding_message_size(limit),
+            registry: AgentRegistryInternalServiceClient::new(backend(ServiceName::Registry)?)
+                .max_decoding_message_size(limit),
+            store: StoreInternalServiceClient::new(store.clone()).max_decoding_message_size(limit),
+            sessions: SessionsServiceClient::new(store).max_decoding_message_size(limit),
             runtime,
             identity: context.identity.clone(),
             clock: context.clock.clone(),
@@ -101,8 +106,14 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         .collect();
     let (health, routes_served_here) = server::health_and_reflection(&public);
     let routes_served_here = routes_served_here
-        .add_service(InvokeServiceServer::new(invoke.clone()))
-        .add_service(InvokeInternalServiceServer::new(invoke));
+        .add_service(agentshare_kit::with_message_limit!(
+            limit,
+            InvokeServiceServer::new(invoke.clone())
+        ))
+        .add_service(agentshare_kit::with_message_limit!(
+            limit,
+            InvokeInternalServiceServer::new(invoke)
+        ));
     for backend in routes.backends() {
         let names: Vec<String> = routes
             .public_services()
@@ -124,9 +135,11 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         backends,
         auth,
         identity: context.identity.clone(),
+        limits: limits::Limits::new(&context.config)?,
+        max_message_size: limit,
     });
-    let api = http::Api::from_contract(MAX_HTTP_BODY_BYTES)
-        .map_err(|e| BadSetting::new("contract", e))?;
+    // A JSON body is held to the same limit as the message it stands for.
+    let api = http::Api::from_contract(limit).map_err(|e| BadSetting::new("contract", e))?;
     let edge = Edge {
         gateway: proxy::GatewayLayer { forwarder },
         api: Arc::new(api),
@@ -147,9 +160,6 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     )
     .await)
 }
-
-/// The largest HTTP/JSON body the gateway reads.
-const MAX_HTTP_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Every way in on the one port, outermost first: CORS for browsers,
 /// HTTP/JSON transcoded to gRPC, gRPC-Web translated to gRPC, and then the

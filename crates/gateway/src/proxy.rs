@@ -1,17 +1,21 @@
 //! Forwards public calls to their backend, byte for byte, with the caller's
 //! Principal attached. Messages are not decoded: the gateway needs no change
 //! when an RPC is added, and unary and streaming calls take the same path.
+//! Every gRPC request, forwarded or served here, first passes the edge's
+//! message limits ([`crate::limits`]); a client stream that fails, on a
+//! limit or otherwise, ends the forwarded call with its error.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use agentshare_kit::identity::{self, Identity, PRINCIPAL_HEADER, SERVICE_HEADER, ServiceName};
 use agentshare_kit::server::ServiceChannel;
 use bytes::{Buf, BufMut, Bytes};
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
 use prost::Message;
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
@@ -19,7 +23,12 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Authenticator;
+use crate::limits::Limits;
 use crate::routes::RouteTable;
+
+/// The answer of a forwarded call: the backend's messages, cut short by the
+/// client stream's error if it fails mid-call.
+type Answer = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
 
 /// Passes encoded messages through untouched.
 #[derive(Clone, Copy, Default)]
@@ -72,6 +81,9 @@ pub struct Forwarder {
     pub backends: HashMap<ServiceName, ServiceChannel>,
     pub auth: Authenticator,
     pub identity: Identity,
+    pub limits: Limits,
+    /// `max_message_bytes`, for tonic's own codecs on both legs.
+    pub max_message_size: usize,
 }
 
 /// Headers a client must never be able to set on an internal call.
@@ -88,7 +100,7 @@ impl Forwarder {
         backend: ServiceName,
         path: String,
         request: Request<Streaming<Bytes>>,
-    ) -> Result<Response<Streaming<Bytes>>, Status> {
+    ) -> Result<Response<Answer>, Status> {
         let channel =
             self.backends.get(&backend).cloned().ok_or_else(|| {
                 Status::unavailable(format!("no endpoint configured for {backend}"))
@@ -126,15 +138,29 @@ impl Forwarder {
                 .parse()
                 .map_err(|_| Status::internal("principal is not a valid header"))?,
         );
-        // A client stream that fails ends the forwarded stream there.
-        let messages = futures::stream::iter(first).chain(
-            inbound
-                .take_while(|m| futures::future::ready(m.is_ok()))
-                .filter_map(|m| futures::future::ready(m.ok())),
+        // A client stream that fails ends the outbound stream there and
+        // records why, so the call answers the client's error rather than
+        // whatever the backend makes of a cut-short stream.
+        let (failed_tx, failed) = tokio::sync::watch::channel(None::<Status>);
+        let rest = futures::stream::unfold(
+            (inbound, failed_tx),
+            |(mut inbound, failed_tx)| async move {
+                match inbound.message().await {
+                    Ok(Some(message)) => Some((message, (inbound, failed_tx))),
+                    Ok(None) => None,
+                    Err(status) => {
+                        failed_tx.send_replace(Some(status));
+                        None
+                    }
+                }
+            },
         );
+        let messages = futures::stream::iter(first).chain(rest);
         let outbound =
             Request::from_parts(outbound_metadata, tonic::Extensions::default(), messages);
-        let mut client = tonic::client::Grpc::new(channel);
+        let mut client = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size);
         client
             .ready()
             .await
@@ -142,8 +168,75 @@ impl Forwarder {
         let path = path
             .parse()
             .map_err(|_| Status::invalid_argument("malformed method path"))?;
-        client.streaming(outbound, path, RawCodec).await
+        let answered = tokio::select! {
+            biased;
+            Ok(status) = client_failure(failed.clone()) => return Err(status),
+            answered = client.streaming(outbound, path, RawCodec) => answered,
+        };
+        if let Some(status) = failed.borrow().clone() {
+            return Err(status);
+        }
+        Ok(answered?.map(|answer| cut_short_by(answer, failed)))
     }
+}
+
+/// The client stream's error, once it fails; an error of its own when the
+/// stream ended without one.
+async fn client_failure(
+    mut failed: tokio::sync::watch::Receiver<Option<Status>>,
+) -> Result<Status, tokio::sync::watch::error::RecvError> {
+    let status = failed.wait_for(Option::is_some).await?;
+    Ok(status.clone().unwrap_or_else(|| Status::cancelled("")))
+}
+
+/// The backend's answer, ended with the client stream's error if that
+/// fails first (a backend that answers while the client still streams).
+fn cut_short_by(
+    answer: Streaming<Bytes>,
+    failed: tokio::sync::watch::Receiver<Option<Status>>,
+) -> Answer {
+    struct Cut {
+        answer: Streaming<Bytes>,
+        failed: Option<tokio::sync::watch::Receiver<Option<Status>>>,
+        over: bool,
+    }
+    enum Next {
+        Failed(Status),
+        ClientDone,
+        Answer(Option<Result<Bytes, Status>>),
+    }
+    let cut = Cut {
+        answer,
+        failed: Some(failed),
+        over: false,
+    };
+    Box::pin(futures::stream::unfold(cut, |mut cut| async move {
+        loop {
+            if cut.over {
+                return None;
+            }
+            let next = match cut.failed.clone() {
+                Some(failed) => tokio::select! {
+                    biased;
+                    failure = client_failure(failed) => match failure {
+                        Ok(status) => Next::Failed(status),
+                        Err(_) => Next::ClientDone,
+                    },
+                    item = cut.answer.next() => Next::Answer(item),
+                },
+                None => Next::Answer(cut.answer.next().await),
+            };
+            match next {
+                Next::Failed(status) => {
+                    cut.over = true;
+                    return Some((Err(status), cut));
+                }
+                Next::ClientDone => cut.failed = None,
+                Next::Answer(Some(item)) => return Some((item, cut)),
+                Next::Answer(None) => return None,
+            }
+        }
+    }))
 }
 
 /// Routes public services through the [`Forwarder`] and everything else
@@ -187,6 +280,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let request = self.forwarder.limits.guard(request);
         let path = request.uri().path().to_string();
         let Some(backend) = self
             .forwarder
@@ -196,11 +290,14 @@ where
             return Box::pin(self.inner.call(request));
         };
         let forwarder = self.forwarder.clone();
+        let limit = forwarder.max_message_size;
         Box::pin(async move {
             let method = tower::service_fn(move |call: Request<Streaming<Bytes>>| {
                 forwarder.clone().forward(backend, path.clone(), call)
             });
             Ok(tonic::server::Grpc::new(RawCodec)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit)
                 .streaming(method, request)
                 .await)
         })

@@ -198,6 +198,20 @@ pub async fn serve_backend(
     .await
 }
 
+/// A generated tonic server (`FooServiceServer::new(…)`) that accepts and
+/// sends messages of up to `limit` bytes (`Config::max_message_size`), so
+/// every service holds to the one `max_message_bytes`. Generated servers
+/// take the limit as inherent methods, which no trait can add.
+#[macro_export]
+macro_rules! with_message_limit {
+    ($limit:expr, $server:expr) => {{
+        let limit: usize = $limit;
+        $server
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }};
+}
+
 /// This service's event log, stopped with the context.
 pub fn event_log(context: &Context, db: &Db) -> crate::events::EventLog {
     crate::events::EventLog::new(db.clone(), context.event_poll(), context.shutdown.clone())

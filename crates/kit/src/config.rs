@@ -75,6 +75,16 @@ pub struct Config {
     pub gateway_address: String,
     /// The gateway's HTTP/JSON and gRPC-Web side.
     pub http: Http,
+    /// The largest gRPC message, in bytes, that any server accepts or sends:
+    /// the gateway on every way in (forwarded calls and its own services)
+    /// and every service behind it. A larger request is RESOURCE_EXHAUSTED,
+    /// naming this setting.
+    pub max_message_bytes: u64,
+    /// How deep a request's messages may nest at the gateway (the request
+    /// itself is level 1). Checked only for methods whose input can nest
+    /// without bound (`google.protobuf.Struct`, `Value`, `ListValue` or a
+    /// recursive message); deeper is INVALID_ARGUMENT naming the field.
+    pub max_nesting_depth: u32,
 }
 
 /// The gateway's HTTP side: HTTP/JSON and gRPC-Web share its one port with
@@ -107,6 +117,15 @@ impl Http {
         Ok(())
     }
 }
+
+/// Bounds of `max_message_bytes`: 4 KiB holds any request of the contract
+/// with room to spare; a gRPC length prefix is 32 bits.
+const MESSAGE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 4 * 1024..=u32::MAX as u64;
+/// Bounds of `max_nesting_depth`: the contract's own messages nest at most 6
+/// deep before any free-form value (the gateway's tests check it), and the
+/// services decode at most 100 levels (prost's limit), so whatever the
+/// gateway admits, they can read.
+const NESTING_DEPTH_RANGE: std::ops::RangeInclusive<u32> = 8..=64;
 
 /// How the scheduler fires automations and delivers email and push
 /// notifications from its outbox.
@@ -494,6 +513,8 @@ impl Default for Config {
             runtime_deadline_secs: 300,
             gateway_address: String::new(),
             http: Http::default(),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_nesting_depth: 32,
         }
     }
 }
@@ -585,6 +606,26 @@ impl Config {
                 ));
             }
         }
+        if !MESSAGE_BYTES_RANGE.contains(&self.max_message_bytes) {
+            return Err(BadSetting::new(
+                "max_message_bytes",
+                format!(
+                    "must be between {} and {}",
+                    MESSAGE_BYTES_RANGE.start(),
+                    MESSAGE_BYTES_RANGE.end()
+                ),
+            ));
+        }
+        if !NESTING_DEPTH_RANGE.contains(&self.max_nesting_depth) {
+            return Err(BadSetting::new(
+                "max_nesting_depth",
+                format!(
+                    "must be between {} and {}",
+                    NESTING_DEPTH_RANGE.start(),
+                    NESTING_DEPTH_RANGE.end()
+                ),
+            ));
+        }
         if self.runtime_deadline_secs == 0 || self.runtime_deadline_secs > 24 * 3600 {
             return Err(BadSetting::new(
                 "runtime_deadline_secs",
@@ -669,6 +710,11 @@ impl Config {
         })
     }
 
+    /// `max_message_bytes` as tonic's servers and clients take it.
+    pub fn max_message_size(&self) -> usize {
+        usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX)
+    }
+
     pub fn keys_dir(&self) -> PathBuf {
         if self.keys_dir.as_os_str().is_empty() {
             self.data_dir.join("keys")
@@ -734,6 +780,31 @@ mod tests {
                 .setting,
             "listen"
         );
+    }
+
+    #[test]
+    fn message_limits_default_to_4_mib_and_32_levels_and_are_bounded() {
+        let config = Config::default();
+        assert_eq!(config.max_message_bytes, 4_194_304);
+        assert_eq!(config.max_nesting_depth, 32);
+        for (bad, setting) in [
+            (
+                Config {
+                    max_message_bytes: 100,
+                    ..Config::default()
+                },
+                "max_message_bytes",
+            ),
+            (
+                Config {
+                    max_nesting_depth: 200,
+                    ..Config::default()
+                },
+                "max_nesting_depth",
+            ),
+        ] {
+            assert_eq!(bad.validate().expect_err("out of range").setting, setting);
+        }
     }
 
     #[test]

@@ -75,6 +75,53 @@ fn describe(violations: &[FieldViolation]) -> String {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why one integration keeps a user's setup of an agent from READY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupGapKind {
+    /// The user has bound no live connection to it.
+    NotBound,
+    /// The user's bound connection expired.
+    Expired,
+    /// The user's bound connection failed its last check.
+    Failed,
+    /// A SHARED integration whose builder connection is unusable: only the
+    /// agent's owner can fix it.
+    BuilderUnavailable,
+}
+
+/// One integration that stops a run (or an automation) until its user acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupGap {
+    pub integration_key: String,
+    pub provider: String,
+    pub kind: SetupGapKind,
+}
+
+impl SetupGap {
+    /// What the user does about it.
+    fn remedy(&self) -> String {
+        let (key, provider) = (&self.integration_key, &self.provider);
+        match self.kind {
+            SetupGapKind::NotBound => format!(
+                "bind one of your {provider} connections to {key} (ConnectionsService.BindIntegration)"
+            ),
+            SetupGapKind::Expired => {
+                format!("your {provider} connection bound to {key} expired: reconnect it")
+            }
+            SetupGapKind::Failed => {
+                format!("your {provider} connection bound to {key} failed: reconnect it")
+            }
+            SetupGapKind::BuilderUnavailable => format!(
+                "the agent owner's shared {provider} connection for {key} is unavailable: ask the owner to reconnect it"
+            ),
+        }
+    }
+}
+
+/// The `PreconditionFailure` violation type of an integration whose setup
+/// is missing, wherever a setup stops a call.
+pub const SETUP_REQUIRED: &str = "SETUP_REQUIRED";
+
 impl Error {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Self::InvalidArgument(vec![FieldViolation::new(field, description)])
@@ -86,6 +133,32 @@ impl Error {
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::Internal(cause.to_string())
+    }
+
+    /// FAILED_PRECONDITION for a setup that is not READY, in the one form
+    /// every service answers it: "setup required: connect crm (crm), …",
+    /// and a `PreconditionFailure` violation per integration, type
+    /// `SETUP_REQUIRED`, subject `integration/<key>`, saying what to do.
+    pub fn setup_required(gaps: &[SetupGap]) -> Self {
+        let named: Vec<String> = gaps
+            .iter()
+            .map(|g| format!("{} ({})", g.integration_key, g.provider))
+            .collect();
+        Self::Unmet(
+            format!(
+                "setup required: connect {}; see ConnectionsService.GetAgentSetup",
+                named.join(", ")
+            ),
+            gaps.iter()
+                .map(|gap| {
+                    (
+                        SETUP_REQUIRED.to_string(),
+                        format!("integration/{}", gap.integration_key),
+                        gap.remedy(),
+                    )
+                })
+                .collect(),
+        )
     }
 
     pub fn grpc_code(&self) -> Code {
@@ -254,6 +327,46 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(fields, ["draft.name", "draft.instructions"]);
         assert!(status.message().contains("draft.name: must not be empty"));
+    }
+
+    #[test]
+    fn a_missing_setup_lists_each_integration_in_one_form() {
+        let gap = |key: &str, provider: &str, kind| SetupGap {
+            integration_key: key.into(),
+            provider: provider.into(),
+            kind,
+        };
+        let status = Status::from(Error::setup_required(&[
+            gap("crm", "salesforce", SetupGapKind::NotBound),
+            gap("slack", "slack", SetupGapKind::Expired),
+            gap("search", "brave", SetupGapKind::BuilderUnavailable),
+        ]));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status.message().starts_with(
+                "setup required: connect crm (salesforce), slack (slack), search (brave)"
+            ),
+            "{}",
+            status.message()
+        );
+        let violations = status
+            .get_details_precondition_failure()
+            .expect("precondition failure")
+            .violations;
+        let seen: Vec<(&str, &str)> = violations
+            .iter()
+            .map(|v| (v.r#type.as_str(), v.subject.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("SETUP_REQUIRED", "integration/crm"),
+                ("SETUP_REQUIRED", "integration/slack"),
+                ("SETUP_REQUIRED", "integration/search"),
+            ]
+        );
+        assert!(violations[1].description.contains("expired"));
+        assert!(violations[2].description.contains("owner"));
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub const SERVICE_HEADER: &str = "x-agentshare-service";
 /// Every API key secret starts with this, so the gateway tells keys from
 /// session JWTs without trying both.
 pub const API_KEY_PREFIX: &str = "ask_";
+/// What a share token's holder reads when they call anything but running
+/// its agent: a valid credential that is not allowed there, so
+/// PERMISSION_DENIED, wherever it is refused.
+pub const GRANT_SCOPE_DENIED: &str =
+    "a share token allows running its agent only: Invoke, your sessions and the agent's tools";
 pub const PRINCIPAL_HEADER: &str = "x-agentshare-principal";
 /// The audience of every Principal: any agentshare service, never a client.
 pub const PRINCIPAL_AUDIENCE: &str = "agentshare-internal";

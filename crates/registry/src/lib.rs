@@ -102,10 +102,20 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     ];
     Ok(
         bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+            let limit = context.config.max_message_size();
             routes
-                .add_service(AgentRegistryServiceServer::new(agents))
-                .add_service(AgentRegistryInternalServiceServer::new(internal))
-                .add_service(EventLogServiceServer::new(events))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    AgentRegistryServiceServer::new(agents)
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    AgentRegistryInternalServiceServer::new(internal)
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    EventLogServiceServer::new(events)
+                ))
         })
         .await,
     )

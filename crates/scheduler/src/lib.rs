@@ -94,14 +94,24 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     ];
     Ok(
         bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+            let limit = context.config.max_message_size();
             routes
-                .add_service(AutomationsServiceServer::new(rpc::Automations {
-                    subscriptions: subscriptions.clone(),
-                }))
-                .add_service(AutomationsInternalServiceServer::new(
-                    rpc::AutomationsInternal { subscriptions },
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    AutomationsServiceServer::new(rpc::Automations {
+                        subscriptions: subscriptions.clone(),
+                    })
                 ))
-                .add_service(EventLogServiceServer::new(events))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    AutomationsInternalServiceServer::new(rpc::AutomationsInternal {
+                        subscriptions
+                    },)
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    EventLogServiceServer::new(events)
+                ))
         })
         .await,
     )

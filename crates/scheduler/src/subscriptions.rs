@@ -114,30 +114,25 @@ pub fn display_name(automation: &registry::Automation) -> String {
     }
 }
 
-/// What blocks a setup, in words and as `PreconditionFailure` violations.
+/// What blocks a setup, in the form every service answers it.
 fn setup_required(gaps: &[sharing::SetupGap]) -> Error {
-    let named: Vec<String> = gaps
+    use agentshare_kit::error::{SetupGap, SetupGapKind};
+    let gaps: Vec<SetupGap> = gaps
         .iter()
-        .map(|g| format!("{} ({})", g.integration_key, g.provider))
+        .map(|g| SetupGap {
+            integration_key: g.integration_key.clone(),
+            provider: g.provider.clone(),
+            kind: match sharing::SetupGapReason::try_from(g.reason) {
+                Ok(sharing::SetupGapReason::ConnectionExpired) => SetupGapKind::Expired,
+                Ok(sharing::SetupGapReason::ConnectionFailed) => SetupGapKind::Failed,
+                Ok(sharing::SetupGapReason::BuilderConnectionUnavailable) => {
+                    SetupGapKind::BuilderUnavailable
+                }
+                _ => SetupGapKind::NotBound,
+            },
+        })
         .collect();
-    Error::Unmet(
-        format!(
-            "setup required before enabling this automation: connect {} first",
-            named.join(", ")
-        ),
-        gaps.iter()
-            .map(|g| {
-                (
-                    "SETUP_REQUIRED".to_string(),
-                    format!("integration/{}", g.integration_key),
-                    format!(
-                        "connect {} ({}) and bind it to this agent",
-                        g.integration_key, g.provider
-                    ),
-                )
-            })
-            .collect(),
-    )
+    Error::setup_required(&gaps)
 }
 
 impl Subscriptions {

@@ -383,7 +383,8 @@ pub fn visible(explanation: &Explanation) -> bool {
 }
 
 /// The agent, if the subject may do `action`; NOT_FOUND when they cannot
-/// see it, PERMISSION_DENIED naming why when they see it but may not.
+/// see it, FAILED_PRECONDITION for running an agent with no deployed
+/// version yet, PERMISSION_DENIED naming why when they see it but may not.
 pub fn require(
     agent: Option<AgentRow>,
     agent_id: &str,
@@ -402,6 +403,11 @@ pub fn require(
                 "this share token is for another agent".into(),
             ))
         }
+        // The owner's own draft: nothing is deployed to run yet, a state
+        // they can change, not a permission they lack.
+        Some(_) if explanation.reason == Reason::AgentDraft => Err(Error::FailedPrecondition(
+            denial_message(Reason::AgentDraft),
+        )),
         Some(_) if visible(&explanation) => {
             Err(Error::PermissionDenied(denial_message(explanation.reason)))
         }
@@ -418,7 +424,7 @@ pub fn denial_message(reason: Reason) -> String {
         }
         Reason::ManagedAgent => "a managed agent's workspaces cannot change".into(),
         Reason::AgentDraft => {
-            "the agent is a draft: deploy it first, or run the draft in test mode".into()
+            "agent is not deployed: deploy a version first, or (as its owner) set `draft` to run the draft in test mode".into()
         }
         Reason::GrantActionNotAllowed => "a share token allows running its agent only".into(),
         _ => "only the agent's owner may do this".into(),

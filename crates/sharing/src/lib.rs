@@ -127,30 +127,49 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     ];
     Ok(
         bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+            let limit = context.config.max_message_size();
             routes
-                .add_service(TenancyServiceServer::new(rpc::Tenancy {
-                    storage: storage.clone(),
-                    step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
-                }))
-                .add_service(SharingServiceServer::new(rpc::Sharing {
-                    storage: storage.clone(),
-                    step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
-                    automations: AutomationsInternalServiceClient::new(scheduler),
-                }))
-                .add_service(ConnectionsServiceServer::new(rpc::Connections {
-                    storage: storage.clone(),
-                    credentials: credentials.clone(),
-                }))
-                .add_service(AccessServiceServer::new(rpc::Access {
-                    storage: storage.clone(),
-                    sessions: sessions.clone(),
-                }))
-                .add_service(AccessInternalServiceServer::new(rpc::AccessInternal {
-                    storage,
-                    credentials,
-                    sessions,
-                }))
-                .add_service(EventLogServiceServer::new(events))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    TenancyServiceServer::new(rpc::Tenancy {
+                        storage: storage.clone(),
+                        step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
+                    })
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    SharingServiceServer::new(rpc::Sharing {
+                        storage: storage.clone(),
+                        step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
+                        automations: AutomationsInternalServiceClient::new(scheduler),
+                    })
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    ConnectionsServiceServer::new(rpc::Connections {
+                        storage: storage.clone(),
+                        credentials: credentials.clone(),
+                    })
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    AccessServiceServer::new(rpc::Access {
+                        storage: storage.clone(),
+                        sessions: sessions.clone(),
+                    })
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    AccessInternalServiceServer::new(rpc::AccessInternal {
+                        storage,
+                        credentials,
+                        sessions,
+                    })
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    EventLogServiceServer::new(events)
+                ))
         })
         .await,
     )

@@ -3,6 +3,7 @@
 //! billed to whom, over which store. Every run depends on this one answer.
 
 use agentshare_kit::Error;
+use agentshare_kit::error::{SetupGap, SetupGapKind};
 
 use crate::access::{self, Action, StoreScope, Subject};
 use crate::agent_access::{AccessState, AgentRow};
@@ -97,6 +98,20 @@ fn deleted_session() -> Error {
     )
 }
 
+/// What keeps one integration's setup from READY, if anything.
+fn setup_gap(setup: &IntegrationSetup) -> Option<SetupGap> {
+    Some(SetupGap {
+        integration_key: setup.integration.key.clone(),
+        provider: setup.integration.provider.clone(),
+        kind: match setup.gap? {
+            Gap::NotBound => SetupGapKind::NotBound,
+            Gap::Expired => SetupGapKind::Expired,
+            Gap::Failed => SetupGapKind::Failed,
+            Gap::BuilderUnavailable => SetupGapKind::BuilderUnavailable,
+        },
+    })
+}
+
 /// How the subject runs the agent. No user owns the org default agent:
 /// everyone, its org's owners and admins included, runs it as a member, on
 /// their own bindings and billed to themselves.
@@ -128,7 +143,8 @@ fn tests_draft(agent: Option<&AgentRow>, subject: &Subject) -> bool {
 }
 
 /// The run's plan, or why it cannot run now: NOT_FOUND and PERMISSION_DENIED
-/// from the access decision, FAILED_PRECONDITION listing what setup lacks.
+/// from the access decision, FAILED_PRECONDITION for an agent with no
+/// deployed version or a setup that is not READY (listing what it lacks).
 pub async fn resolve(
     storage: &Storage,
     agent: Option<AgentRow>,
@@ -190,7 +206,7 @@ pub async fn resolve(
         (agent.latest_version, VersionSource::Latest)
     };
     if version == 0 && !owner_testing && agent.state == AccessState::Draft {
-        return Err(Error::PermissionDenied(access::denial_message(
+        return Err(Error::FailedPrecondition(access::denial_message(
             agentshare_proto::sharing::v1::DecisionReason::AgentDraft,
         )));
     }
@@ -209,34 +225,9 @@ pub async fn resolve(
     .await?
     .pop()
     .unwrap_or_default();
-    let missing: Vec<&IntegrationSetup> = setups.iter().filter(|s| s.gap.is_some()).collect();
+    let missing: Vec<SetupGap> = setups.iter().filter_map(setup_gap).collect();
     if !missing.is_empty() {
-        let names: Vec<String> = missing
-            .iter()
-            .map(|s| format!("{} ({})", s.integration.key, s.integration.provider))
-            .collect();
-        return Err(Error::Unmet(
-            format!(
-                "setup incomplete: connect {}; see ConnectionsService.GetAgentSetup",
-                names.join(", ")
-            ),
-            missing
-                .iter()
-                .map(|s| {
-                    let kind = match s.gap {
-                        Some(Gap::Expired) => "CONNECTION_EXPIRED",
-                        Some(Gap::Failed) => "CONNECTION_FAILED",
-                        Some(Gap::BuilderUnavailable) => "BUILDER_CONNECTION_UNAVAILABLE",
-                        _ => "NOT_BOUND",
-                    };
-                    (
-                        kind.to_string(),
-                        format!("integrations/{}", s.integration.key),
-                        format!("bind a {} connection", s.integration.provider),
-                    )
-                })
-                .collect(),
-        ));
+        return Err(Error::setup_required(&missing));
     }
 
     let builder_ids: Vec<String> = setups

@@ -149,12 +149,28 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     ];
     Ok(
         bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
+            let limit = context.config.max_message_size();
             routes
-                .add_service(WorkspaceStoreServiceServer::new(workspace_store))
-                .add_service(SessionsServiceServer::new(sessions))
-                .add_service(UsageServiceServer::new(usage))
-                .add_service(StoreInternalServiceServer::new(internal))
-                .add_service(EventLogServiceServer::new(events))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    WorkspaceStoreServiceServer::new(workspace_store)
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    SessionsServiceServer::new(sessions)
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    UsageServiceServer::new(usage)
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    StoreInternalServiceServer::new(internal)
+                ))
+                .add_service(agentshare_kit::with_message_limit!(
+                    limit,
+                    EventLogServiceServer::new(events)
+                ))
         })
         .await,
     )

@@ -135,7 +135,9 @@ impl AccessInternalService for AccessInternal {
         let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
         // The owner's draft has a store too: they test it in the builder.
         let action = match &agent {
-            Some(a) if a.owner_user_id == subject.user_id => access::Action::ConfigureOwn,
+            Some(a) if !a.is_default && a.owner_user_id == subject.user_id => {
+                access::Action::ConfigureOwn
+            }
             _ => access::Action::Run,
         };
         let agent = access::require(agent, &agent_id, &subject, action)?;

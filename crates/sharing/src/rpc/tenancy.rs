@@ -3,7 +3,7 @@
 use agentshare_kit::Error;
 use agentshare_kit::clock::micros_of;
 use agentshare_kit::clock::timestamp;
-use agentshare_kit::identity::Principal;
+use agentshare_kit::identity::{GRANT_SCOPE_DENIED, Principal, PrincipalKind};
 use agentshare_kit::ids;
 use agentshare_proto::sharing::v1 as pb;
 use pb::tenancy_service_server::TenancyService;
@@ -690,6 +690,11 @@ impl TenancyService for Tenancy {
         request: Request<pb::GetMeRequest>,
     ) -> Result<Response<pb::GetMeResponse>, Status> {
         let principal = Principal::of(&request)?;
+        // The gateway refuses a share token here already; a grant's
+        // principal passed on by another service is refused the same way.
+        if principal.kind == PrincipalKind::Grant {
+            return Err(Error::PermissionDenied(GRANT_SCOPE_DENIED.into()).into());
+        }
         let user_id = principal.require_user()?;
         let user = self
             .storage
