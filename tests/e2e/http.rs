@@ -364,3 +364,52 @@ async fn streams_answer_newline_delimited_json() {
     .assert_error(404, 5, "not found");
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn the_message_limits_hold_over_http_too() {
+    let suite = Suite::start().await;
+    let (_alice, http, _) = acme(&suite).await;
+
+    // A body past max_message_bytes (4 MiB by default) is 429, naming it.
+    let huge = json!({ "draft": { "name": "Big", "instructions": "x".repeat(5 * 1024 * 1024) } });
+    http.post("/api/v1/agents", huge)
+        .await
+        .assert_error(429, 8, "max_message_bytes");
+
+    // Parameters nested 40 levels: the protobuf check names the field.
+    let mut parameters = json!("leaf");
+    for _ in 0..40 {
+        parameters = json!({ "deeper": parameters });
+    }
+    let deep = json!({ "draft": { "name": "Deep", "model": { "parameters": parameters } } });
+    let refused = http
+        .post("/api/v1/agents", deep)
+        .await
+        .assert_error(400, 3, "max_nesting_depth");
+    assert_eq!(
+        refused["details"][0]["fieldViolations"][0]["field"], "draft.model.parameters",
+        "{refused}"
+    );
+
+    // Past what the JSON reader takes at all: the depth allowed is named.
+    let body = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let answer = http
+        .client
+        .post(format!("{}/api/v1/agents", http.base))
+        .header("authorization", format!("Bearer {}", suite.token("alice")))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status().as_u16(), 400);
+    let json: Value = serde_json::from_slice(&answer.bytes().await.expect("body")).expect("json");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 100"),
+        "{json}"
+    );
+    suite.stop().await;
+}
