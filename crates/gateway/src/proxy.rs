@@ -180,13 +180,14 @@ impl Forwarder {
     }
 }
 
-/// The client stream's error, once it fails; an error of its own when the
-/// stream ended without one.
+/// The client stream's error, once it fails; `Err` once the stream has
+/// ended without one.
 async fn client_failure(
     mut failed: tokio::sync::watch::Receiver<Option<Status>>,
 ) -> Result<Status, tokio::sync::watch::error::RecvError> {
-    let status = failed.wait_for(Option::is_some).await?;
-    Ok(status.clone().unwrap_or_else(|| Status::cancelled("")))
+    let failure = failed.wait_for(Option::is_some).await?;
+    // `wait_for` returned, so the failure is set.
+    Ok(failure.clone().unwrap_or_else(|| Status::unknown("")))
 }
 
 /// The backend's answer, ended with the client stream's error if that
