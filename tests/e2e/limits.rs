@@ -251,3 +251,31 @@ async fn a_client_stream_that_fails_mid_call_ends_the_forwarded_call_with_its_er
     assert_status(answer, Code::ResourceExhausted, "(max_message_bytes)");
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn bytes_that_are_not_the_request_are_invalid_argument_not_internal() {
+    let (suite, alice) = member().await;
+    // Field 1 claims 127 bytes and carries one: no protobuf decoder takes it.
+    let garbage = Bytes::from_static(&[0x0a, 0x7f, 0x01]);
+    for path in [
+        "/agentshare.registry.v1.AgentRegistryService/GetAgent",
+        "/agentshare.sharing.v1.TenancyService/GetMe",
+        "/agentshare.gateway.v1.InvokeService/Invoke",
+    ] {
+        let mut client = tonic::client::Grpc::new(alice.channel());
+        client.ready().await.expect("ready");
+        let answer = client
+            .unary::<Bytes, Bytes, _>(
+                tonic::Request::new(garbage.clone()),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                Raw,
+            )
+            .await;
+        assert_status(
+            answer,
+            Code::InvalidArgument,
+            "not a valid protobuf encoding",
+        );
+    }
+    suite.stop().await;
+}

@@ -10,6 +10,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/agentshare_descriptor.bin"));
 
 pub mod access_facts;
+pub mod codec;
 
 pub mod events {
     pub mod v1 {
