@@ -239,6 +239,26 @@ async fn every_documented_invoke_and_get_me_reason_is_what_a_client_gets() {
             violations[0]
         );
     }
+    // A DELEGATE token runs on the owner's setup: its holder is told that
+    // only the owner can finish it.
+    let (_, crm_widget) = alice.grant(&crm.id, sharing::GrantKind::Delegate).await;
+    let status = assert_status(
+        invoke(&nobody.with_grant(&crm_widget), &crm.id, "hi", false).await,
+        Code::FailedPrecondition,
+        "setup required: the agent's owner has not connected crm (crm)",
+    );
+    let violations = status
+        .get_details_precondition_failure()
+        .expect("a PreconditionFailure detail")
+        .violations;
+    assert_eq!(
+        (
+            violations[0].r#type.as_str(),
+            violations[0].subject.as_str()
+        ),
+        ("SETUP_REQUIRED", "integration/crm")
+    );
+    assert!(violations[0].description.contains("only the owner"));
     let session = invoke(&bob, &helper.id, "hello", false)
         .await
         .expect("bob runs the shared agent")

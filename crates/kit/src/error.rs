@@ -118,6 +118,28 @@ impl SetupGap {
     }
 }
 
+fn named(gaps: &[SetupGap]) -> String {
+    gaps.iter()
+        .map(|g| format!("{} ({})", g.integration_key, g.provider))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn violations(
+    gaps: &[SetupGap],
+    remedy: impl Fn(&SetupGap) -> String,
+) -> Vec<(String, String, String)> {
+    gaps.iter()
+        .map(|gap| {
+            (
+                SETUP_REQUIRED.to_string(),
+                format!("integration/{}", gap.integration_key),
+                remedy(gap),
+            )
+        })
+        .collect()
+}
+
 /// The `PreconditionFailure` violation type of an integration whose setup
 /// is missing, wherever a setup stops a call.
 pub const SETUP_REQUIRED: &str = "SETUP_REQUIRED";
@@ -140,24 +162,30 @@ impl Error {
     /// and a `PreconditionFailure` violation per integration, type
     /// `SETUP_REQUIRED`, subject `integration/<key>`, saying what to do.
     pub fn setup_required(gaps: &[SetupGap]) -> Self {
-        let named: Vec<String> = gaps
-            .iter()
-            .map(|g| format!("{} ({})", g.integration_key, g.provider))
-            .collect();
         Self::Unmet(
             format!(
                 "setup required: connect {}; see ConnectionsService.GetAgentSetup",
-                named.join(", ")
+                named(gaps)
             ),
-            gaps.iter()
-                .map(|gap| {
-                    (
-                        SETUP_REQUIRED.to_string(),
-                        format!("integration/{}", gap.integration_key),
-                        gap.remedy(),
-                    )
-                })
-                .collect(),
+            violations(gaps, SetupGap::remedy),
+        )
+    }
+
+    /// The same condition for a DELEGATE share token's run, which uses the
+    /// agent owner's setup: only the owner can complete it, so the holder
+    /// (often an anonymous visitor) is told whom to ask, not what to bind.
+    pub fn setup_required_of_owner(gaps: &[SetupGap]) -> Self {
+        Self::Unmet(
+            format!(
+                "setup required: the agent's owner has not connected {}; ask the owner to finish the agent's setup",
+                named(gaps)
+            ),
+            violations(gaps, |gap| {
+                format!(
+                    "the agent's owner must connect {} for {} (only the owner can)",
+                    gap.provider, gap.integration_key
+                )
+            }),
         )
     }
 

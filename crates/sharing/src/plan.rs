@@ -227,7 +227,11 @@ pub async fn resolve(
     .unwrap_or_default();
     let missing: Vec<SetupGap> = setups.iter().filter_map(setup_gap).collect();
     if !missing.is_empty() {
-        return Err(Error::setup_required(&missing));
+        return Err(if runner == Runner::Delegate {
+            Error::setup_required_of_owner(&missing)
+        } else {
+            Error::setup_required(&missing)
+        });
     }
 
     let builder_ids: Vec<String> = setups
