@@ -65,12 +65,32 @@ pub enum Error {
     Internal(String),
 }
 
+/// How many violations the message names; the `BadRequest` detail lists
+/// the rest.
+const NAMED_IN_MESSAGE: usize = 3;
+/// How many violations the `BadRequest` detail lists. Status details travel
+/// in a trailer, and HTTP/2 peers refuse header blocks past 16 KiB, so an
+/// answer listing every fault of a large request would never arrive.
+pub const MAX_VIOLATIONS: usize = 100;
+
 fn describe(violations: &[FieldViolation]) -> String {
-    violations
+    let mut text = violations
         .iter()
+        .take(NAMED_IN_MESSAGE)
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if violations.len() > NAMED_IN_MESSAGE {
+        let more = violations.len() - NAMED_IN_MESSAGE;
+        text.push_str(&format!("; and {more} more"));
+        if violations.len() > MAX_VIOLATIONS {
+            text.push_str(&format!(
+                " (the details list the first {MAX_VIOLATIONS} of {})",
+                violations.len()
+            ));
+        }
+    }
+    text
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -217,7 +237,7 @@ impl From<Error> for Status {
         match error {
             Error::InvalidArgument(violations) => {
                 let mut details = ErrorDetails::new();
-                for v in &violations {
+                for v in violations.iter().take(MAX_VIOLATIONS) {
                     details.add_bad_request_violation(v.field.clone(), v.description.clone());
                 }
                 Status::with_error_details(
@@ -303,6 +323,32 @@ pub fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_with_many_faults_answers_a_bounded_status() {
+        let violations: Vec<FieldViolation> = (0..250)
+            .map(|i| FieldViolation::new(format!("draft.files[{i}].name"), "must not be empty"))
+            .collect();
+        let status: Status = Error::InvalidArgument(violations).into();
+        assert!(
+            status
+                .message()
+                .ends_with("and 247 more (the details list the first 100 of 250)"),
+            "{}",
+            status.message()
+        );
+        let listed = status
+            .get_details_bad_request()
+            .expect("BadRequest")
+            .field_violations;
+        assert_eq!(listed.len(), MAX_VIOLATIONS);
+        assert_eq!(listed[0].field, "draft.files[0].name");
+        assert!(
+            status.details().len() < 8 * 1024,
+            "{} bytes",
+            status.details().len()
+        );
+    }
 
     #[test]
     fn every_error_maps_to_its_grpc_and_http_code() {

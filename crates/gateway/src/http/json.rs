@@ -70,7 +70,7 @@ pub fn request_message(
                 .last()
                 .cloned()
                 .ok_or_else(|| Error::invalid("query", "empty name"))?;
-            let json = scalar_json(&leaf, &value)?;
+            let json = checked(&leaf, scalar_json(&leaf, &value)?, &name)?;
             set_path(&mut object, &path, json, leaf.is_list());
         }
     }
@@ -80,7 +80,12 @@ pub fn request_message(
             .last()
             .cloned()
             .ok_or_else(|| Error::invalid("path", "empty variable"))?;
-        let json = scalar_json(&leaf, &value)?;
+        let dotted = path
+            .iter()
+            .map(FieldDescriptor::name)
+            .collect::<Vec<_>>()
+            .join(".");
+        let json = checked(&leaf, scalar_json(&leaf, &value)?, &dotted)?;
         set_path(&mut object, path, json, false);
     }
     let message = DynamicMessage::deserialize_with_options(
@@ -218,6 +223,58 @@ fn scalar_json(field: &FieldDescriptor, value: &str) -> Result<Json, Error> {
         }
         _ => Json::String(value.to_string()),
     })
+}
+
+/// `json` if it is a valid value of `field`; otherwise INVALID_ARGUMENT
+/// naming the parameter it came from (never repeating the value).
+fn checked(field: &FieldDescriptor, json: Json, parameter: &str) -> Result<Json, Error> {
+    let alone = if field.is_list() {
+        Json::Array(vec![json.clone()])
+    } else {
+        json.clone()
+    };
+    let mut object = Map::new();
+    object.insert(field.name().to_string(), alone);
+    DynamicMessage::deserialize_with_options(
+        field.parent_message().clone(),
+        Json::Object(object),
+        &DeserializeOptions::new(),
+    )
+    .map_err(|_| Error::invalid(parameter, format!("is not a valid {}", kind_name(field))))?;
+    Ok(json)
+}
+
+/// What a parameter of `field`'s kind looks like, for error messages.
+fn kind_name(field: &FieldDescriptor) -> String {
+    match field.kind() {
+        Kind::Double | Kind::Float => "number".into(),
+        Kind::Int32
+        | Kind::Sint32
+        | Kind::Sfixed32
+        | Kind::Int64
+        | Kind::Sint64
+        | Kind::Sfixed64 => "integer".into(),
+        Kind::Uint32 | Kind::Fixed32 | Kind::Uint64 | Kind::Fixed64 => {
+            "non-negative integer".into()
+        }
+        Kind::Bool => "boolean (true or false)".into(),
+        Kind::String => "string".into(),
+        Kind::Bytes => "base64 string".into(),
+        Kind::Enum(enumeration) => format!(
+            "{} (one of {})",
+            enumeration.name(),
+            enumeration
+                .values()
+                .map(|v| v.name().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Kind::Message(message) => match message.full_name() {
+            "google.protobuf.Timestamp" => "RFC 3339 timestamp".into(),
+            "google.protobuf.Duration" => "duration such as 1.5s".into(),
+            other => other.to_string(),
+        },
+    }
 }
 
 /// Well-known types whose JSON form is one string.
@@ -361,6 +418,20 @@ mod tests {
         .expect("valid");
         assert_eq!(json["pageSize"], 7);
         assert_eq!(json["pageToken"], "abc");
+    }
+
+    #[test]
+    fn a_malformed_query_value_names_its_parameter() {
+        let refused = build(
+            &http::Method::GET,
+            "/api/v1/agents",
+            Some("pageSize=abc"),
+            "",
+        );
+        assert!(
+            matches!(refused, Err(Error::InvalidArgument(ref v)) if v[0].field == "pageSize" && v[0].description == "is not a valid integer"),
+            "{refused:?}"
+        );
     }
 
     #[test]
