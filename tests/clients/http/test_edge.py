@@ -60,9 +60,25 @@ class TestErrors:
         )
         assert body_violation(status)["field"] == "workspace_id"
 
+    def test_a_body_breaking_many_rules_gets_them_all_not_a_500(self, edge):
+        # 40 linked files, each breaking three rules: 120 field violations
+        # (found by schemathesis; "no input causes a panic, INTERNAL means a
+        # bug").
+        files = [{"name": ""} for _ in range(40)]
+        answer = edge.erin.post("/api/v1/agents", {"draft": {"name": "Many files", "files": files}})
+        status = fails(answer, "INVALID_ARGUMENT")
+        assert [d["@type"] for d in status["details"]] == [BAD_REQUEST], status
+        fields = {v["field"] for v in status["details"][0]["fieldViolations"]}
+        assert {"draft.files[0].name", "draft.files[39].name"} <= fields, sorted(fields)
+
     def test_an_unknown_query_parameter_is_rejected(self, edge):
         status = fails(edge.erin.get("/api/v1/agents", nosuch="1"), "INVALID_ARGUMENT")
         assert body_violation(status)["field"] == "query"
+
+    def test_a_malformed_query_value_names_the_parameter_not_a_body(self, edge):
+        # A GET has no body: the violation names the parameter.
+        status = fails(edge.erin.get("/api/v1/agents", pageSize="abc"), "INVALID_ARGUMENT")
+        assert body_violation(status)["field"] in ("pageSize", "page_size", "query"), status
 
     def test_a_body_needs_the_json_content_type(self, edge):
         answer = edge.erin.session.post(

@@ -114,9 +114,20 @@ class TestResearchAgentStory:
                 {"provider": "serch", "apiKey": ALICE_SEARCH_KEY, "label": "Typo"},
             ),
             "INVALID_ARGUMENT",
-            "serch",
+            "is not a configured provider",
         )
-        assert status["details"][0]["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+        assert status["details"] == [
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [
+                    {
+                        "field": "provider",
+                        "description": status["details"][0]["fieldViolations"][0]["description"],
+                    }
+                ],
+            }
+        ]
+        assert "serch" not in status["message"], "no error repeats unvalidated input"
 
         agent = ok(
             alice.post(
