@@ -170,7 +170,10 @@ class TestStreams:
         missing = "01a2428d-5faf-768a-816a-b37b45a798f2"
         answer = edge.erin.post(f"/api/v1/agents/{missing}:invokeStream", {"input": "x"})
         fails(answer, "NOT_FOUND", missing)
-        fails(edge.server.caller().post(f"/api/v1/agents/{missing}:invokeStream", {}), "UNAUTHENTICATED")
+        fails(
+            edge.server.caller().post(f"/api/v1/agents/{missing}:invokeStream", {}),
+            "UNAUTHENTICATED",
+        )
 
     def test_watch_streams_a_change_written_by_another_call(self, edge):
         erin, agent_id = edge.erin, edge.agent_id
@@ -196,7 +199,9 @@ class TestStreams:
                 )
             )
             assert "workspace_write: wrote notes/watched" in run["outputText"], run
-            change = next(line["result"]["change"] for line in lines if "change" in line.get("result", {}))
+            change = next(
+                line["result"]["change"] for line in lines if "change" in line.get("result", {})
+            )
             assert change["kind"] == "WORKSPACE_CHANGE_KIND_PUT"
             assert change["key"] == "notes/watched"
             assert change["item"]["value"] == "seen"
@@ -207,12 +212,20 @@ class TestStreams:
                     f"/api/v1/agents/{agent_id}/store:write", {"key": "notes/direct", "value": "2"}
                 )
             )["item"]
-            change = next(line["result"]["change"] for line in lines if "change" in line.get("result", {}))
+            change = next(
+                line["result"]["change"] for line in lines if "change" in line.get("result", {})
+            )
             assert (change["key"], change["revision"]) == ("notes/direct", written["revision"])
             # Keys outside the prefix are filtered out; a later one proves it.
             ok(erin.post(f"/api/v1/agents/{agent_id}/store:write", {"key": "other", "value": "3"}))
-            ok(erin.post(f"/api/v1/agents/{agent_id}/store:write", {"key": "notes/last", "value": "4"}))
-            change = next(line["result"]["change"] for line in lines if "change" in line.get("result", {}))
+            ok(
+                erin.post(
+                    f"/api/v1/agents/{agent_id}/store:write", {"key": "notes/last", "value": "4"}
+                )
+            )
+            change = next(
+                line["result"]["change"] for line in lines if "change" in line.get("result", {})
+            )
             assert change["key"] == "notes/last"
 
     def test_a_stream_that_fails_after_it_started_ends_with_an_error_line(self, edge):

@@ -295,9 +295,7 @@ class TestResearchAgentStory:
         # The grant allows running its agent and nothing else.
         fails(visitor.get("/api/v1/me"), "PERMISSION_DENIED")
         usage = ok(
-            alice.get(
-                "/api/v1/invocations", scope="USAGE_SCOPE_BILLED_TO_CALLER", agentId=agent_id
-            )
+            alice.get("/api/v1/invocations", scope="USAGE_SCOPE_BILLED_TO_CALLER", agentId=agent_id)
         )
         assert answer["invocationId"] in [r["id"] for r in usage["invocations"]], "the owner pays"
 
@@ -335,9 +333,7 @@ class TestResearchAgentStory:
         item = ok(bob.get(f"/api/v1/agents/{agent_id}/store:read", key="plan"))["item"]
         assert (item["key"], item["value"]) == ("plan", "ship")
         assert item["createdBy"] == agent_id
-        fails(
-            bob.get(f"/api/v1/agents/{agent_id}/store:read", key="no-such-key"), "NOT_FOUND"
-        )
+        fails(bob.get(f"/api/v1/agents/{agent_id}/store:read", key="no-such-key"), "NOT_FOUND")
 
     def test_5_a_teammate_subscribes_to_the_daily_automation(self, story):
         bob, agent_id = story.bob, story.agent_id

@@ -67,7 +67,9 @@ class TestWorkspaces:
             "PERMISSION_DENIED",
             "step-up required",
         )
-        org.research = ok(olivia.post("/api/v1/workspaces", {"name": "Research"}))["workspace"]["id"]
+        org.research = ok(olivia.post("/api/v1/workspaces", {"name": "Research"}))["workspace"][
+            "id"
+        ]
         org.sales = ok(olivia.post("/api/v1/workspaces", {"name": "Sales"}))["workspace"]["id"]
         fails(olivia.post("/api/v1/workspaces", {"name": "Sales"}), "ALREADY_EXISTS")
 
@@ -166,7 +168,9 @@ class TestWorkspaces:
         assert agent["homeWorkspaceId"] == org.research, "a new agent lands in Research"
         org.research_agent = agent["id"]
         # ... unless a request names another workspace in the header ...
-        named = ok(pat.request("GET", "/api/v1/me", headers={"x-agentshare-workspace": org.default}))
+        named = ok(
+            pat.request("GET", "/api/v1/me", headers={"x-agentshare-workspace": org.default})
+        )
         assert named["workspaceId"] == org.default
         # ... and another session of Pat's is where it was.
         other = org.server.caller(org.server.token("pat", "pat@example.com"))
