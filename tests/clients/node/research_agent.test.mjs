@@ -112,7 +112,7 @@ describe('the research agent story', () => {
     await rejects(
       alice.connections.CreateApiKeyConnection({ provider: 'serch', api_key: ALICE_SEARCH_KEY, label: 'Typo' }),
       'INVALID_ARGUMENT',
-      'serch',
+      'provider: is not a configured provider',
     );
 
     const { agent } = await alice.registry.CreateAgent({

@@ -141,7 +141,7 @@ class TestResearchAgentStory:
                 )
             ),
             Code.INVALID_ARGUMENT,
-            "serch",
+            "provider: is not a configured provider",
         )
 
         agent = alice.registry.CreateAgent(
