@@ -75,6 +75,20 @@ pub fn request_message(
         }
     }
     for (path, raw) in variables {
+        if body_sets(&object, path) {
+            let name = path
+                .iter()
+                .map(FieldDescriptor::json_name)
+                .collect::<Vec<_>>()
+                .join(".");
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "is taken from the path of {} {}; leave it out of the body",
+                    route.http_method, route.template
+                ),
+            ));
+        }
         let value = percent_encoding_decode(raw)?;
         let leaf = path
             .last()
@@ -171,6 +185,22 @@ fn percent_encoding_decode(raw: &str) -> Result<String, Error> {
         return Err(Error::invalid("path", "a path variable is not valid UTF-8"));
     }
     Ok(decoded)
+}
+
+/// Whether the body already sets the field at `path` (by either name).
+fn body_sets(object: &Map<String, Json>, path: &[FieldDescriptor]) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let value = object
+        .get(first.json_name())
+        .or_else(|| object.get(first.name()));
+    match (value, rest.is_empty()) {
+        (None, _) => false,
+        (Some(_), true) => true,
+        (Some(Json::Object(nested)), false) => body_sets(nested, rest),
+        (Some(_), false) => false,
+    }
 }
 
 /// `a.b` in a query, by proto or JSON names, through singular messages.
@@ -395,16 +425,26 @@ mod tests {
     }
 
     #[test]
-    fn path_variables_override_the_body() {
+    fn path_variables_fill_the_message_and_the_body_may_not_repeat_them() {
         let json = build(
             &http::Method::PATCH,
             "/api/v1/agents/from-path/workspaces",
             None,
-            r#"{"agentId": "from-body", "workspaceIds": ["w1", "w2"]}"#,
+            r#"{"workspaceIds": ["w1", "w2"]}"#,
         )
         .expect("valid");
         assert_eq!(json["agentId"], "from-path");
         assert_eq!(json["workspaceIds"], serde_json::json!(["w1", "w2"]));
+        let repeated = build(
+            &http::Method::PATCH,
+            "/api/v1/agents/from-path/workspaces",
+            None,
+            r#"{"agent_id": "from-body"}"#,
+        );
+        assert!(
+            matches!(repeated, Err(Error::InvalidArgument(ref v)) if v[0].field == "agentId"),
+            "{repeated:?}"
+        );
     }
 
     #[test]

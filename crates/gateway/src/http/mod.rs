@@ -140,9 +140,13 @@ pub struct Transcoding<S> {
     pub api: Arc<Api>,
 }
 
-fn is_grpc(request: &http::Request<Body>) -> bool {
-    request
-        .headers()
+fn is_grpc<B>(request: &http::Request<B>) -> bool {
+    is_grpc_content(request.headers())
+}
+
+/// gRPC, or gRPC-Web, which tonic-web translates inside.
+fn is_grpc_content(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))
@@ -165,29 +169,102 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if is_grpc(&request) {
+        // gRPC over HTTP/2 goes straight on: an answer sent before its
+        // request is read resets only that stream.
+        if is_grpc(&request) && request.version() >= http::Version::HTTP_2 {
             return Box::pin(self.grpc.call(request));
         }
         // The ready clone answers this call; a fresh one waits for the next.
         let clone = self.grpc.clone();
         let grpc = std::mem::replace(&mut self.grpc, clone);
         let api = self.api.clone();
-        Box::pin(async move { Ok(serve_http(api, grpc, request).await) })
+        Box::pin(async move {
+            // On HTTP/1.1 an answer sent before the request body is read
+            // costs the connection, and a client that sent its body after
+            // the headers then fails its next call on it. So the body is read
+            // first, for gRPC-Web (unary or server-streaming: one request
+            // message) as for HTTP/JSON.
+            let (parts, body) = request.into_parts();
+            let grpc_web = is_grpc_content(&parts.headers);
+            // gRPC-Web text is base64: a third larger than the message.
+            let limit = if grpc_web {
+                api.max_body_bytes / 3 * 4 + 64
+            } else {
+                api.max_body_bytes
+            };
+            let body = match read_body(body, limit).await {
+                Ok(body) => body,
+                Err(status) => {
+                    let mut response = if grpc_web {
+                        grpc_web_error(&status)
+                    } else {
+                        error_response(&api.pool, &status)
+                    };
+                    // The rest of the body is still on the wire.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return Ok(response);
+                }
+            };
+            if grpc_web {
+                let request =
+                    http::Request::from_parts(parts, Body::new(http_body_util::Full::new(body)));
+                return Ok(grpc.oneshot(request).await.unwrap_or_else(|e| match e {}));
+            }
+            Ok(serve_http(api, grpc, parts, body).await)
+        })
     }
 }
 
-async fn serve_http<S>(api: Arc<Api>, grpc: S, request: http::Request<Body>) -> http::Response<Body>
+/// Reads a whole request body of at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Status> {
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Status::resource_exhausted(format!(
+                    "the request body is larger than the limit of {limit} bytes (max_message_bytes)"
+                ))
+            } else {
+                Status::cancelled("the request body could not be read to its end")
+            }
+        })
+}
+
+/// A trailers-only gRPC-Web answer carrying `status`.
+fn grpc_web_error(status: &Status) -> http::Response<Body> {
+    let mut response = http::Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc-web+proto"),
+    );
+    let _ = status.add_header(headers);
+    response
+}
+
+async fn serve_http<S>(
+    api: Arc<Api>,
+    grpc: S,
+    request: http::request::Parts,
+    body: Bytes,
+) -> http::Response<Body>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + Send
         + 'static,
     S::Future: Send + 'static,
 {
-    let path = request.uri().path().to_string();
-    if path == OPENAPI_PATH && request.method() == Method::GET {
+    let path = request.uri.path().to_string();
+    if path == OPENAPI_PATH && request.method == Method::GET {
         return plain(StatusCode::OK, "application/json", api.openapi.clone());
     }
-    let route = match api.router.find(request.method(), &path) {
+    let route = match api.router.find(&request.method, &path) {
         Found::Route { route, variables } => {
             let variables: Vec<_> = variables
                 .into_iter()
@@ -205,7 +282,7 @@ where
                 &api.pool,
                 &Status::unimplemented(format!(
                     "{path} does not take {}; it takes {allow}",
-                    request.method()
+                    request.method
                 )),
             );
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -219,13 +296,13 @@ where
                 &api.pool,
                 &Status::not_found(format!(
                     "no route for {} {path}; the routes are listed in {OPENAPI_PATH}",
-                    request.method()
+                    request.method
                 )),
             );
         }
     };
     let (route, variables) = route;
-    match transcode(&api, grpc, route.clone(), variables, request).await {
+    match transcode(&api, grpc, route.clone(), variables, request, body).await {
         Ok(response) => response,
         Err(status) => error_response(&api.pool, &status),
     }
@@ -236,7 +313,8 @@ async fn transcode<S>(
     grpc: S,
     route: Route,
     variables: Vec<(Vec<prost_reflect::FieldDescriptor>, String)>,
-    request: http::Request<Body>,
+    parts: http::request::Parts,
+    body: Bytes,
 ) -> Result<http::Response<Body>, Status>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
@@ -244,7 +322,6 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let (parts, body) = request.into_parts();
     let has_body = !matches!(route.body, routes::BodyRule::None);
     if has_body {
         let content_type = parts
@@ -259,22 +336,6 @@ where
             )));
         }
     }
-    let body = http_body_util::Limited::new(body, api.max_body_bytes)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Status::resource_exhausted(format!(
-                    "the request body is larger than the limit of {} bytes (max_message_bytes)",
-                    api.max_body_bytes
-                ))
-            } else {
-                Status::cancelled("the request body could not be read to its end")
-            }
-        })?
-        .to_bytes();
     let bound: Vec<(&[prost_reflect::FieldDescriptor], &str)> = variables
         .iter()
         .map(|(fields, raw)| (fields.as_slice(), raw.as_str()))

@@ -188,7 +188,13 @@ fn operation(
             }
         }
         BodyRule::Whole => {
-            let schema = schemas.message_ref(&input);
+            // The body is the request without the fields its path sets.
+            let reference = schemas.message_ref(&input);
+            let schema = if in_path.is_empty() {
+                reference
+            } else {
+                schemas.without(&input, &in_path)
+            };
             operation.insert(
                 "requestBody".into(),
                 json!({
@@ -336,6 +342,20 @@ impl Schemas<'_> {
             self.out.insert(name.clone(), schema);
         }
         json!({ "$ref": format!("#/components/schemas/{name}") })
+    }
+
+    /// `message`'s schema inline, less the top-level fields `left_out`.
+    fn without(&mut self, message: &MessageDescriptor, left_out: &HashSet<String>) -> Json {
+        self.message_ref(message);
+        let mut schema = self.out[message.full_name()].clone();
+        if let Some(properties) = schema["properties"].as_object_mut() {
+            for field in message.fields() {
+                if left_out.contains(field.name()) {
+                    properties.remove(field.json_name());
+                }
+            }
+        }
+        schema
     }
 
     fn field(&mut self, field: &FieldDescriptor) -> Json {
