@@ -3,41 +3,15 @@ with `requests`, an HTTP client we did not write.
 
 Nothing is generated: the routes are the ones the gateway transcodes from the
 `google.api.http` annotations in proto/ (and lists in /api/v1/openapi.json).
-The binary comes from AGENTSHARE_BIN. The schemathesis driver starts its
-server with this module too.
+The server is started by tests/clients/support/serve.py from AGENTSHARE_BIN.
+The schemathesis driver starts its server with this module too.
 """
 
 import json
-import os
-import queue
-import re
-import shutil
 import struct
-import subprocess
-import tempfile
-import threading
-import time
 
 import requests
-
-SERVING_LINE = re.compile(r"agentshare is serving on (\S+:\d+) \(data dir ")
-START_WITHIN_SECS = 30
-CALL_TIMEOUT_SECS = 15
-
-# Every public service the suites call; the gateway reports each SERVING
-# once its backend does.
-SERVICES = [
-    "agentshare.sharing.v1.TenancyService",
-    "agentshare.sharing.v1.SharingService",
-    "agentshare.sharing.v1.ConnectionsService",
-    "agentshare.sharing.v1.AccessService",
-    "agentshare.registry.v1.AgentRegistryService",
-    "agentshare.store.v1.WorkspaceStoreService",
-    "agentshare.store.v1.SessionsService",
-    "agentshare.store.v1.UsageService",
-    "agentshare.scheduler.v1.AutomationsService",
-    "agentshare.gateway.v1.InvokeService",
-]
+from serve import CALL_TIMEOUT_SECS, ServeProcess
 
 # Google's mapping of gRPC codes to HTTP statuses, by code number.
 HTTP_STATUS = {
@@ -90,88 +64,25 @@ def health_check(base_url, service):
     return 0 if length == 0 else None
 
 
-class Server:
-    """`agentshare serve` on a fresh data dir and a port the OS picks;
-    `env` adds settings (such as AGENTSHARE_HTTP__ALLOWED_ORIGINS)."""
+class Server(ServeProcess):
+    """`agentshare serve` (see tests/clients/support/serve.py), its health
+    asked over gRPC-Web; `env` adds settings (such as
+    AGENTSHARE_HTTP__ALLOWED_ORIGINS)."""
 
     def __init__(self, binary, env=None, name="http"):
-        self.binary = binary
-        self.data_dir = tempfile.mkdtemp(prefix=f"agentshare-{name}-")
-        self.lines = []
-        environment = dict(os.environ, AGENTSHARE_SHUTDOWN_DELAY_MILLIS="0")
-        environment.update(env or {})
-        self.process = subprocess.Popen(
-            [binary, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=environment,
-        )
-        self._lines = queue.Queue()
-        threading.Thread(target=self._drain, daemon=True).start()
+        super().__init__(binary, name=name, env=env)
+
+    def connect(self):
+        self.base_url = f"http://{self.address}"
+
+    def serving(self, service):
         try:
-            self.address = self._address()
-            self.base_url = f"http://{self.address}"
-            self._wait_serving()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _drain(self):
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _address(self):
-        deadline = time.monotonic() + START_WITHIN_SECS
-        while time.monotonic() < deadline:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                raise AssertionError(
-                    f"agentshare serve exited with {self.process.wait()} before serving:\n"
-                    + self.log()
-                )
-            match = SERVING_LINE.search(line)
-            if match:
-                return match.group(1)
-        raise AssertionError(f"no serving line within {START_WITHIN_SECS} s:\n" + self.log())
-
-    def _wait_serving(self):
-        deadline = time.monotonic() + START_WITHIN_SECS
-        for service in [""] + SERVICES:
-            while True:
-                try:
-                    if health_check(self.base_url, service) == 1:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{service or 'the server'} not SERVING:\n" + self.log())
-                time.sleep(0.02)
-
-    def token(self, user, email, step_up=False):
-        """A session JWT minted by `agentshare token` for this data dir; each
-        one is a new session (its own `sid`)."""
-        args = [self.binary, "token", "--data-dir", self.data_dir, "--user", user, "--email", email]
-        if step_up:
-            args.append("--step-up")
-        return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+            return health_check(self.base_url, service) == 1
+        except requests.RequestException:
+            return False
 
     def caller(self, token=None, grant_token=None, headers=None):
         return Caller(self.base_url, token=token, grant_token=grant_token, headers=headers)
-
-    def log(self):
-        return "\n".join(self.lines[-200:])
-
-    def stop(self):
-        self.process.kill()
-        self.process.wait(timeout=10)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 class Caller:

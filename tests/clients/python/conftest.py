@@ -1,22 +1,15 @@
-"""A real `agentshare serve` for the suite, and callers that reach it.
+"""A real `agentshare serve` for the suite (started by
+tests/clients/support/serve.py), and callers that reach it over gRPC.
 
 The client code is generated from proto/ by tests/clients/run (grpcio-tools)
 into a folder on PYTHONPATH; nothing generated is committed. The binary comes
 from AGENTSHARE_BIN.
 """
 
-import os
-import queue
-import re
-import shutil
-import subprocess
-import tempfile
-import threading
-import time
-
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve import CALL_TIMEOUT_SECS, ServeProcess, agentshare_binary
 
 try:
     from agentshare.gateway.v1 import invoke_pb2_grpc
@@ -38,112 +31,38 @@ except ImportError as e:  # pragma: no cover - a setup mistake, said plainly
         f"{e}: generate the client first; run the suite with `tests/clients/run python`"
     ) from e
 
-SERVING_LINE = re.compile(r"agentshare is serving on (\S+:\d+) \(data dir ")
-START_WITHIN_SECS = 30
-CALL_TIMEOUT_SECS = 15
-
-# Every public service the story calls; the gateway reports each SERVING
-# once its backend does.
-SERVICES = [
-    "agentshare.sharing.v1.TenancyService",
-    "agentshare.sharing.v1.SharingService",
-    "agentshare.sharing.v1.ConnectionsService",
-    "agentshare.sharing.v1.AccessService",
-    "agentshare.registry.v1.AgentRegistryService",
-    "agentshare.store.v1.WorkspaceStoreService",
-    "agentshare.store.v1.SessionsService",
-    "agentshare.store.v1.UsageService",
-    "agentshare.scheduler.v1.AutomationsService",
-    "agentshare.gateway.v1.InvokeService",
-]
+# The story's steps build on each other (see tests/clients/support).
+pytest_plugins = ["story_steps"]
 
 
-class Server:
-    """`agentshare serve` on a fresh data dir and a port the OS picks."""
+class Server(ServeProcess):
+    """`agentshare serve` (see tests/clients/support/serve.py), reached over
+    one gRPC channel."""
 
     def __init__(self, binary):
-        self.binary = binary
-        self.data_dir = tempfile.mkdtemp(prefix="agentshare-python-")
-        self.lines = []
-        env = dict(os.environ, AGENTSHARE_SHUTDOWN_DELAY_MILLIS="0")
-        self.process = subprocess.Popen(
-            [binary, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self._lines = queue.Queue()
-        threading.Thread(target=self._drain, daemon=True).start()
         self.channel = None
+        super().__init__(binary, name="python")
+
+    def connect(self):
+        self.channel = grpc.insecure_channel(self.address)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    def serving(self, service):
         try:
-            self.address = self._address()
-            self.channel = grpc.insecure_channel(self.address)
-            self._wait_serving()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _drain(self):
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _address(self):
-        deadline = time.monotonic() + START_WITHIN_SECS
-        while time.monotonic() < deadline:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                raise AssertionError(
-                    f"agentshare serve exited with {self.process.wait()} before serving:\n"
-                    + self.log()
-                )
-            match = SERVING_LINE.search(line)
-            if match:
-                return match.group(1)
-        raise AssertionError(f"no serving line within {START_WITHIN_SECS} s:\n" + self.log())
-
-    def _wait_serving(self):
-        health = health_pb2_grpc.HealthStub(self.channel)
-        deadline = time.monotonic() + START_WITHIN_SECS
-        for service in [""] + SERVICES:
-            while True:
-                try:
-                    status = health.Check(
-                        health_pb2.HealthCheckRequest(service=service), timeout=1
-                    ).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{service or 'the server'} not SERVING:\n" + self.log())
-                time.sleep(0.02)
-
-    def token(self, user, email, step_up=False):
-        """A session JWT minted by `agentshare token` for this data dir."""
-        args = [self.binary, "token", "--data-dir", self.data_dir, "--user", user, "--email", email]
-        if step_up:
-            args.append("--step-up")
-        return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+            status = self._health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=1
+            ).status
+        except grpc.RpcError:
+            return False
+        return status == health_pb2.HealthCheckResponse.SERVING
 
     def caller(self, token=None, grant_token=None):
         return Caller(self.channel, token=token, grant_token=grant_token)
 
-    def log(self):
-        return "\n".join(self.lines[-200:])
-
     def stop(self):
         if self.channel is not None:
             self.channel.close()
-        self.process.kill()
-        self.process.wait(timeout=10)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        super().stop()
 
 
 class Stub:
@@ -199,26 +118,6 @@ def fails(call, code, *fragments):
 
 @pytest.fixture(scope="session")
 def server():
-    binary = os.environ.get("AGENTSHARE_BIN")
-    assert binary, "set AGENTSHARE_BIN to the agentshare binary (tests/clients/run does)"
-    running = Server(binary)
+    running = Server(agentshare_binary())
     yield running
     running.stop()
-
-
-# The story's steps build on each other: once one fails, the later ones are
-# reported as expected failures of that step rather than as noise.
-def pytest_runtest_makereport(item, call):
-    if "incremental" in item.keywords and call.excinfo is not None:
-        item.parent._failed_step = item
-
-
-def pytest_runtest_setup(item):
-    if "incremental" in item.keywords:
-        failed = getattr(item.parent, "_failed_step", None)
-        if failed is not None:
-            pytest.xfail(f"an earlier step failed ({failed.name})")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "incremental: steps that build on each other")

@@ -1,6 +1,7 @@
 """schemathesis against the OpenAPI document of a live `agentshare serve`.
 
-Starts the server with the HTTP suite's server.py, mints a step-up session
+Starts the server with the HTTP suite's server.py (on PYTHONPATH, as
+tests/clients/support is, from tests/clients/run), mints a step-up session
 for a user who creates an org, and runs the schemathesis CLI (from PyPI,
 pinned in requirements.txt) on `GET /api/v1/openapi.json` with that user's
 bearer token and org, through all four phases (examples, coverage, fuzzing,
@@ -41,10 +42,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "http"))
-
-from server import Server, health_check, ok  # noqa: E402
+from server import Server, health_check, ok
 
 CHECKS = [
     "not_a_server_error",
