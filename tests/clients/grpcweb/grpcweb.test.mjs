@@ -10,11 +10,12 @@
 // answers UNAUTHENTICATED and leaves the connection usable.
 
 import http from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { Code } from '@connectrpc/connect';
 
+import { storySteps } from '../support/story_steps.mjs';
 import { Server, enumValue, rejects } from './server.mjs';
 
 describe('gRPC-Web through @connectrpc/connect-node', () => {
@@ -22,17 +23,7 @@ describe('gRPC-Web through @connectrpc/connect-node', () => {
   // What the steps learn and pass on.
   const story = {};
   // The steps build on each other: once one fails, the later ones skip.
-  let failedStep = null;
-  const step = (name, body) =>
-    it(name, async (t) => {
-      if (failedStep) return t.skip(`an earlier step failed (${failedStep})`);
-      try {
-        await body();
-      } catch (error) {
-        failedStep = name;
-        throw error;
-      }
-    });
+  const step = storySteps();
 
   before(async () => {
     server = await Server.start();

@@ -1,16 +1,13 @@
-// A real `agentshare serve` for the suite, and gRPC-Web callers that reach
-// it through @connectrpc/connect-node's gRPC-Web transport over HTTP/1.1.
+// A real `agentshare serve` for the suite (started by
+// tests/clients/support/serve.mjs), and gRPC-Web callers that reach it
+// through @connectrpc/connect-node's gRPC-Web transport over HTTP/1.1.
 //
 // Nothing is generated: tests/clients/run builds a descriptor set from
 // proto/ with buf (AGENTSHARE_DESCRIPTOR_SET), which @bufbuild/protobuf loads
 // into a registry at run time; `createClient` takes the services from it.
 // The binary comes from AGENTSHARE_BIN.
 
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 
 import { create, createFileRegistry, fromBinary } from '@bufbuild/protobuf';
@@ -23,19 +20,12 @@ import {
 import { ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcWebTransport } from '@connectrpc/connect-node';
 
-const SERVING_LINE = /agentshare is serving on (\S+:\d+) \(data dir /;
-const START_WITHIN_MS = 30_000;
-const CALL_TIMEOUT_MS = 15_000;
+import { CALL_TIMEOUT_MS, PUBLIC_SERVICES, ServeProcess } from '../support/serve.mjs';
 
-// The public services the suite calls; the gateway reports each SERVING
-// once its backend does.
-const SERVICES = {
-  tenancy: 'agentshare.sharing.v1.TenancyService',
-  sharing: 'agentshare.sharing.v1.SharingService',
-  registry: 'agentshare.registry.v1.AgentRegistryService',
-  store: 'agentshare.store.v1.WorkspaceStoreService',
-  invoke: 'agentshare.gateway.v1.InvokeService',
-};
+// The public services the suite calls, the ones it waits for.
+const SERVICES = Object.fromEntries(
+  ['tenancy', 'sharing', 'registry', 'store', 'invoke'].map((name) => [name, PUBLIC_SERVICES[name]]),
+);
 
 // The standard health-checking protocol (grpc.health.v1) is not part of
 // proto/: its three declarations, as a FileDescriptorProto.
@@ -118,57 +108,25 @@ export function enumValue(registry, enumTypeName, valueName) {
   return found.number;
 }
 
-/** `agentshare serve` on a fresh data dir and a port the OS picks. */
-export class Server {
-  static async start() {
-    const binary = process.env.AGENTSHARE_BIN;
-    assert.ok(binary, 'set AGENTSHARE_BIN to the agentshare binary (tests/clients/run does)');
-    const server = new Server(binary);
-    try {
-      server.address = await server.#address();
-      server.transport = server.newTransport();
-      await server.#waitServing();
-    } catch (error) {
-      await server.stop();
-      throw error;
-    }
-    return server;
-  }
-
+/** `agentshare serve` (see tests/clients/support/serve.mjs), reached over
+ * gRPC-Web. */
+export class Server extends ServeProcess {
   constructor(binary) {
-    this.binary = binary;
-    this.registry = loadRegistry();
-    this.lines = [];
-    this.dataDir = mkdtempSync(path.join(tmpdir(), 'agentshare-grpcweb-'));
-    this.process = spawn(binary, ['serve', '--data-dir', this.dataDir, '--listen', '127.0.0.1:0'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, AGENTSHARE_SHUTDOWN_DELAY_MILLIS: '0' },
-    });
-    this.exited = new Promise((resolve) => this.process.once('exit', (code, signal) => resolve(code ?? signal)));
-    this.stderr = readline.createInterface({ input: this.process.stderr });
-    this.stderr.on('line', (line) => this.lines.push(line));
+    const registry = loadRegistry();
+    super(binary, { name: 'grpcweb', services: SERVICES });
+    this.registry = registry;
   }
 
-  #address() {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no serving line within ${START_WITHIN_MS} ms:\n${this.log()}`)),
-        START_WITHIN_MS,
-      );
-      const seen = (line) => {
-        const match = SERVING_LINE.exec(line);
-        if (match) {
-          clearTimeout(timer);
-          this.stderr.off('line', seen);
-          resolve(match[1]);
-        }
-      };
-      this.stderr.on('line', seen);
-      this.exited.then((how) => {
-        clearTimeout(timer);
-        reject(new Error(`agentshare serve exited (${how}) before serving:\n${this.log()}`));
-      });
-    });
+  // Health over gRPC-Web too, through the same transport.
+  connect() {
+    this.transport = this.newTransport();
+    this.health = createClient(service(this.registry, 'grpc.health.v1.Health'), this.transport);
+    this.servingStatus = enumValue(this.registry, 'grpc.health.v1.HealthCheckResponse.ServingStatus', 'SERVING');
+  }
+
+  async serving(name) {
+    const answer = await this.health.check({ service: name }, { timeoutMs: 1000 }).catch(() => null);
+    return answer?.status === this.servingStatus;
   }
 
   /** A gRPC-Web transport over HTTP/1.1; `nodeOptions` go to Node's
@@ -182,28 +140,6 @@ export class Server {
     });
   }
 
-  // Health over gRPC-Web too, through the same transport.
-  async #waitServing() {
-    const health = createClient(service(this.registry, 'grpc.health.v1.Health'), this.transport);
-    const serving = enumValue(this.registry, 'grpc.health.v1.HealthCheckResponse.ServingStatus', 'SERVING');
-    const deadline = Date.now() + START_WITHIN_MS;
-    for (const name of ['', ...Object.values(SERVICES)]) {
-      for (;;) {
-        const answer = await health.check({ service: name }, { timeoutMs: 1000 }).catch(() => null);
-        if (answer?.status === serving) break;
-        if (Date.now() > deadline) throw new Error(`${name || 'the server'} not SERVING:\n${this.log()}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    }
-  }
-
-  /** A session JWT minted by `agentshare token` for this data dir. */
-  token(user, email, { stepUp = false } = {}) {
-    const args = ['token', '--data-dir', this.dataDir, '--user', user, '--email', email];
-    if (stepUp) args.push('--step-up');
-    return execFileSync(this.binary, args, { encoding: 'utf8' }).trim();
-  }
-
   /**
    * One caller's view of the gateway: a client per service whose calls all
    * carry `authorization: Bearer <token>` (none without a token).
@@ -214,7 +150,7 @@ export class Server {
   caller({ token, transport = this.transport } = {}) {
     const headers = token === undefined ? {} : { authorization: `Bearer ${token}` };
     const caller = {};
-    for (const [name, typeName] of Object.entries(SERVICES)) {
+    for (const [name, typeName] of Object.entries(this.services)) {
       const client = createClient(service(this.registry, typeName), transport);
       caller[name] = new Proxy(
         {},
@@ -225,17 +161,6 @@ export class Server {
       );
     }
     return caller;
-  }
-
-  log() {
-    return this.lines.slice(-200).join('\n');
-  }
-
-  async stop() {
-    this.process.kill('SIGKILL');
-    await this.exited;
-    this.stderr.close();
-    rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
 

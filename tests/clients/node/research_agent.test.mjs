@@ -9,9 +9,10 @@
 // revokes it. A run writes and reads the workspace store through the echo
 // runtime's tool calls. Bob subscribes to the agent's daily automation.
 
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 
+import { storySteps } from '../support/story_steps.mjs';
 import { Server, rejects } from './server.mjs';
 
 const ALICE_SEARCH_KEY = 'srch-alice-0001';
@@ -54,17 +55,7 @@ describe('the research agent story', () => {
   // What the steps learn and pass on: callers, ids, tokens.
   const story = {};
   // The steps build on each other: once one fails, the later ones skip.
-  let failedStep = null;
-  const step = (name, body) =>
-    it(name, async (t) => {
-      if (failedStep) return t.skip(`an earlier step failed (${failedStep})`);
-      try {
-        await body();
-      } catch (error) {
-        failedStep = name;
-        throw error;
-      }
-    });
+  const step = storySteps();
 
   before(async () => {
     server = await Server.start();

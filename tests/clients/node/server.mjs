@@ -1,41 +1,20 @@
-// A real `agentshare serve` for the suite, and callers that reach it.
+// A real `agentshare serve` for the suite (started by
+// tests/clients/support/serve.mjs), and callers that reach it.
 //
 // @grpc/proto-loader reads every .proto under proto/ at run time (the list
 // comes from tests/clients/run in AGENTSHARE_PROTO_FILES); nothing is
 // generated. The binary comes from AGENTSHARE_BIN.
 
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
 import assert from 'node:assert/strict';
 
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 
-const SERVING_LINE = /agentshare is serving on (\S+:\d+) \(data dir /;
-const START_WITHIN_MS = 30_000;
-const CALL_TIMEOUT_MS = 15_000;
+import { CALL_TIMEOUT_MS, PUBLIC_SERVICES, ServeProcess } from '../support/serve.mjs';
 
 // Field names as the protos spell them, enums as their names, int64 as
 // numbers, unset fields with their defaults (null for messages).
 const LOAD_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
-
-// Every public service the story calls; the gateway reports each SERVING
-// once its backend does.
-const SERVICES = {
-  tenancy: 'agentshare.sharing.v1.TenancyService',
-  sharing: 'agentshare.sharing.v1.SharingService',
-  connections: 'agentshare.sharing.v1.ConnectionsService',
-  access: 'agentshare.sharing.v1.AccessService',
-  registry: 'agentshare.registry.v1.AgentRegistryService',
-  store: 'agentshare.store.v1.WorkspaceStoreService',
-  sessions: 'agentshare.store.v1.SessionsService',
-  usage: 'agentshare.store.v1.UsageService',
-  automations: 'agentshare.scheduler.v1.AutomationsService',
-  invoke: 'agentshare.gateway.v1.InvokeService',
-};
 
 // The standard health-checking protocol (grpc.health.v1), which is not part
 // of proto/: its three declarations, as proto-loader's JSON form.
@@ -73,70 +52,23 @@ function unary(client, method, request, metadata) {
   });
 }
 
-/** `agentshare serve` on a fresh data dir and a port the OS picks. */
-export class Server {
-  static async start() {
-    const binary = process.env.AGENTSHARE_BIN;
-    assert.ok(binary, 'set AGENTSHARE_BIN to the agentshare binary (tests/clients/run does)');
-    const server = new Server(binary);
-    try {
-      server.address = await server.#address();
-      await server.#waitServing();
-    } catch (error) {
-      await server.stop();
-      throw error;
-    }
-    return server;
-  }
-
+/** `agentshare serve` (see tests/clients/support/serve.mjs), reached over
+ * gRPC with every public service the story calls. */
+export class Server extends ServeProcess {
   constructor(binary) {
-    this.binary = binary;
-    this.contract = loadContract();
+    const contract = loadContract();
+    super(binary, { name: 'node', services: PUBLIC_SERVICES });
+    this.contract = contract;
     this.clients = [];
-    this.lines = [];
-    this.dataDir = mkdtempSync(path.join(tmpdir(), 'agentshare-node-'));
-    this.process = spawn(binary, ['serve', '--data-dir', this.dataDir, '--listen', '127.0.0.1:0'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, AGENTSHARE_SHUTDOWN_DELAY_MILLIS: '0' },
-    });
-    this.exited = new Promise((resolve) => this.process.once('exit', (code, signal) => resolve(code ?? signal)));
-    this.stderr = readline.createInterface({ input: this.process.stderr });
-    this.stderr.on('line', (line) => this.lines.push(line));
   }
 
-  #address() {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no serving line within ${START_WITHIN_MS} ms:\n${this.log()}`)),
-        START_WITHIN_MS,
-      );
-      const seen = (line) => {
-        const match = SERVING_LINE.exec(line);
-        if (match) {
-          clearTimeout(timer);
-          this.stderr.off('line', seen);
-          resolve(match[1]);
-        }
-      };
-      this.stderr.on('line', seen);
-      this.exited.then((how) => {
-        clearTimeout(timer);
-        reject(new Error(`agentshare serve exited (${how}) before serving:\n${this.log()}`));
-      });
-    });
+  connect() {
+    this.health = this.#client('grpc.health.v1.Health');
   }
 
-  async #waitServing() {
-    const health = this.#client('grpc.health.v1.Health');
-    const deadline = Date.now() + START_WITHIN_MS;
-    for (const service of ['', ...Object.values(SERVICES)]) {
-      for (;;) {
-        const answer = await unary(health, 'Check', { service }, new grpc.Metadata()).catch(() => null);
-        if (answer?.status === 'SERVING') break;
-        if (Date.now() > deadline) throw new Error(`${service || 'the server'} not SERVING:\n${this.log()}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    }
+  async serving(service) {
+    const answer = await unary(this.health, 'Check', { service }, new grpc.Metadata()).catch(() => null);
+    return answer?.status === 'SERVING';
   }
 
   #client(fullName) {
@@ -144,13 +76,6 @@ export class Server {
     const client = new Client(this.address, grpc.credentials.createInsecure());
     this.clients.push(client);
     return client;
-  }
-
-  /** A session JWT minted by `agentshare token` for this data dir. */
-  token(user, email, { stepUp = false } = {}) {
-    const args = ['token', '--data-dir', this.dataDir, '--user', user, '--email', email];
-    if (stepUp) args.push('--step-up');
-    return execFileSync(this.binary, args, { encoding: 'utf8' }).trim();
   }
 
   /**
@@ -163,7 +88,7 @@ export class Server {
     if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
     if (grantToken !== undefined) metadata.set('x-agentshare-grant-token', grantToken);
     const caller = {};
-    for (const [name, fullName] of Object.entries(SERVICES)) {
+    for (const [name, fullName] of Object.entries(this.services)) {
       const client = this.#client(fullName);
       caller[name] = new Proxy(
         {},
@@ -173,16 +98,9 @@ export class Server {
     return caller;
   }
 
-  log() {
-    return this.lines.slice(-200).join('\n');
-  }
-
   async stop() {
     for (const client of this.clients) client.close();
-    this.process.kill('SIGKILL');
-    await this.exited;
-    this.stderr.close();
-    rmSync(this.dataDir, { recursive: true, force: true });
+    await super.stop();
   }
 }
 
