@@ -72,6 +72,10 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         context.config.gateway_address.clone()
     };
     let runtime: Arc<dyn runtime::Runtime> = if context.config.runtime_url.is_empty() {
+        // Said at start, so an operator who forgot the setting sees it.
+        tracing::warn!(
+            "runtime_url is not set: agent runs go to the built-in echo runtime (set AGENTSHARE_RUNTIME_URL)"
+        );
         Arc::new(echo::Echo {
             clock: context.clock.clone(),
         })
