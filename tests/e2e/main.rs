@@ -30,6 +30,7 @@ mod sessions_usage;
 mod sharing;
 mod slice;
 mod store;
+mod telemetry;
 mod trust;
 mod viewers;
 mod workspaces;

@@ -10,6 +10,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod bench;
+pub mod collector;
 mod db;
 pub mod fire;
 pub mod oauth_provider;
@@ -98,6 +99,7 @@ fn connections(
 /// What to start.
 pub struct SuiteBuilder {
     replicas: HashMap<ServiceName, usize>,
+    env: Vec<(String, String)>,
     processes: bool,
     auth: Option<agentshare_kit::config::Auth>,
     oauth: Option<agentshare_kit::config::Provider>,
@@ -166,6 +168,13 @@ impl SuiteBuilder {
         self
     }
 
+    /// An extra variable for every child process (with [`Self::processes`]),
+    /// such as `OTEL_EXPORTER_OTLP_ENDPOINT` or `AGENTSHARE_LOG__FORMAT`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub async fn start(self) -> Suite {
         agentshare_kit::telemetry::init_for_tests();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -187,6 +196,7 @@ impl SuiteBuilder {
             config: Config::default(),
             processes: self.processes,
             log_files: self.log_files,
+            env: self.env.clone(),
         };
         let count = |s: ServiceName| self.replicas.get(&s).copied().unwrap_or(1);
 
@@ -276,12 +286,14 @@ pub struct Suite {
     config: Config,
     processes: bool,
     log_files: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Suite {
     pub fn builder() -> SuiteBuilder {
         SuiteBuilder {
             replicas: HashMap::new(),
+            env: Vec::new(),
             processes: false,
             auth: None,
             oauth: None,
@@ -366,6 +378,7 @@ impl Suite {
             ));
         }
         let connections = &self.config.connections;
+        env.extend(self.env.iter().cloned());
         env.push((
             "AGENTSHARE_CONNECTIONS__OAUTH_REDIRECT_URL".into(),
             connections.oauth_redirect_url.clone(),

@@ -101,7 +101,7 @@ fn serve(args: &ConfigArgs) -> ExitCode {
         Err(e) => return fail(&BadSetting::new("runtime", e)),
     };
     runtime.block_on(async move {
-        let _telemetry = agentshare_kit::telemetry::init("agentshare");
+        let _telemetry = agentshare_kit::telemetry::init("agentshare", config.log.format);
         let shutdown = Shutdown::default();
         let data_dir = config.data_dir.clone();
         let demo_providers = config.connections.providers.is_empty();

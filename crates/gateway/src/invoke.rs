@@ -14,6 +14,7 @@ use pb::invoke_service_server::InvokeService;
 use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::auth::Authenticator;
 use crate::run::{self, AutomationRun, Failed, Finished, Progress, RunPath, RunSpec, Started};
@@ -46,7 +47,8 @@ impl Invoke {
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<Finished, Failed> {
         let runs = self.runs.clone();
-        tokio::spawn(async move { runs.run(&principal, spec, progress).await })
+        // In the call's span, so the run's calls continue its trace.
+        tokio::spawn(async move { runs.run(&principal, spec, progress).await }.in_current_span())
             .await
             .unwrap_or_else(|panic| {
                 tracing::error!(error = %panic, "a run panicked");
@@ -191,66 +193,73 @@ impl InvokeService for Invoke {
         let (progress, mut events) = mpsc::channel::<Progress>(16);
         let (out, received) = mpsc::channel::<Result<pb::InvokeStreamResponse, Status>>(16);
         let runs = self.runs.clone();
-        tokio::spawn(async move {
-            let run = tokio::spawn(async move { runs.run(&principal, spec, Some(progress)).await });
-            // Forward progress until the run drops its sender.
-            while let Some(event) = events.recv().await {
-                let event = match event {
-                    Progress::Started(started) => {
-                        pb::invoke_stream_response::Event::Started(pb::InvokeStarted {
-                            session_id: started.session_id.clone(),
-                            invocation_id: started.invocation_id.clone(),
-                            version_id: run::version_id(&agent_id, started.version_number),
-                            version_number: started.version_number,
-                            draft: started.draft,
-                            session_secret: started.session_secret,
-                        })
-                    }
-                    Progress::Text(text) => {
-                        pb::invoke_stream_response::Event::TextDelta(pb::TextDelta { text })
-                    }
-                    Progress::Tool(call) => {
-                        pb::invoke_stream_response::Event::ToolCall(tool_call_event(call))
-                    }
-                };
-                let message = pb::InvokeStreamResponse { event: Some(event) };
-                if out.send(Ok(message)).await.is_err() {
-                    // The caller hung up: dropping the receiver cancels
-                    // the run at its next event.
-                    drop(events);
-                    let _ = run.await;
-                    return;
-                }
-            }
-            let last = match run.await {
-                Ok(Ok(finished)) => {
-                    let started = &finished.started;
-                    Ok(pb::InvokeStreamResponse {
-                        event: Some(pb::invoke_stream_response::Event::Completed(
-                            pb::InvokeCompleted {
+        // Both tasks stay in the call's span, so the run continues its trace.
+        tokio::spawn(
+            async move {
+                let run = tokio::spawn(
+                    async move { runs.run(&principal, spec, Some(progress)).await }
+                        .in_current_span(),
+                );
+                // Forward progress until the run drops its sender.
+                while let Some(event) = events.recv().await {
+                    let event = match event {
+                        Progress::Started(started) => {
+                            pb::invoke_stream_response::Event::Started(pb::InvokeStarted {
                                 session_id: started.session_id.clone(),
                                 invocation_id: started.invocation_id.clone(),
                                 version_id: run::version_id(&agent_id, started.version_number),
                                 version_number: started.version_number,
                                 draft: started.draft,
-                                usage: Some(usage_of(&finished)),
-                                billed_to: billed_to(started).into(),
-                                finish_reason: finish_reason(&finished).into(),
-                                output_text: finished.output_text,
-                            },
-                        )),
-                    })
+                                session_secret: started.session_secret,
+                            })
+                        }
+                        Progress::Text(text) => {
+                            pb::invoke_stream_response::Event::TextDelta(pb::TextDelta { text })
+                        }
+                        Progress::Tool(call) => {
+                            pb::invoke_stream_response::Event::ToolCall(tool_call_event(call))
+                        }
+                    };
+                    let message = pb::InvokeStreamResponse { event: Some(event) };
+                    if out.send(Ok(message)).await.is_err() {
+                        // The caller hung up: dropping the receiver cancels
+                        // the run at its next event.
+                        drop(events);
+                        let _ = run.await;
+                        return;
+                    }
                 }
-                Ok(Err(failed)) => Err(failed.status),
-                Err(panic) => {
-                    tracing::error!(error = %panic, "a streamed run panicked");
-                    Err(Status::internal(
-                        "internal error; it has been logged, please report it",
-                    ))
-                }
-            };
-            let _ = out.send(last).await;
-        });
+                let last = match run.await {
+                    Ok(Ok(finished)) => {
+                        let started = &finished.started;
+                        Ok(pb::InvokeStreamResponse {
+                            event: Some(pb::invoke_stream_response::Event::Completed(
+                                pb::InvokeCompleted {
+                                    session_id: started.session_id.clone(),
+                                    invocation_id: started.invocation_id.clone(),
+                                    version_id: run::version_id(&agent_id, started.version_number),
+                                    version_number: started.version_number,
+                                    draft: started.draft,
+                                    usage: Some(usage_of(&finished)),
+                                    billed_to: billed_to(started).into(),
+                                    finish_reason: finish_reason(&finished).into(),
+                                    output_text: finished.output_text,
+                                },
+                            )),
+                        })
+                    }
+                    Ok(Err(failed)) => Err(failed.status),
+                    Err(panic) => {
+                        tracing::error!(error = %panic, "a streamed run panicked");
+                        Err(Status::internal(
+                            "internal error; it has been logged, please report it",
+                        ))
+                    }
+                };
+                let _ = out.send(last).await;
+            }
+            .in_current_span(),
+        );
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(received),
         )))

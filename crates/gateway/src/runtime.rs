@@ -53,6 +53,8 @@ impl Runtime for Remote {
     async fn run(&self, request: pb::RunRequest, deadline: Duration) -> Result<RunEvents, Status> {
         let mut request = tonic::Request::new(request);
         request.set_timeout(deadline);
+        // The runtime continues the run's trace, as every service does.
+        agentshare_kit::telemetry::inject_context(request.metadata_mut());
         let stream = self
             .client
             .clone()

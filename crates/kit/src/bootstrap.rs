@@ -67,6 +67,7 @@ pub async fn open_db(
     }
     let db = Db::connect(&url, config.database_max_connections).await?;
     db.migrate(migrations).await?;
+    db.observe_pool(service.as_str());
     Ok(db)
 }
 
@@ -132,7 +133,8 @@ where
             Ok(config) => config,
             Err(e) => return fail(&e),
         };
-        let _telemetry = crate::telemetry::init(&format!("agentshare-{service}"));
+        let _telemetry =
+            crate::telemetry::init(&format!("agentshare-{service}"), config.log.format);
         let result = async {
             let db = match migrations {
                 Some(migrations) => Some(open_db(&config, service, migrations).await?),

@@ -85,6 +85,25 @@ pub struct Config {
     /// without bound (`google.protobuf.Struct`, `Value`, `ListValue` or a
     /// recursive message); deeper is INVALID_ARGUMENT naming the field.
     pub max_nesting_depth: u32,
+    /// How this process writes its logs.
+    pub log: Log,
+}
+
+/// The process's log lines on stderr; `RUST_LOG` picks which.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Log {
+    pub format: LogFormat,
+}
+
+/// `text` for people at a terminal; `json` for log pipelines: one object a
+/// line, with the trace and span ids that join it to its trace.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The gateway's HTTP side: HTTP/JSON and gRPC-Web share its one port with
@@ -515,6 +534,7 @@ impl Default for Config {
             http: Http::default(),
             max_message_bytes: 4 * 1024 * 1024,
             max_nesting_depth: 32,
+            log: Log::default(),
         }
     }
 }

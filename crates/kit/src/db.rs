@@ -128,6 +128,44 @@ impl Db {
         ))
     }
 
+    /// Reports the pool's connections as OpenTelemetry's database client
+    /// metrics, read at each export: `db.client.connection.count` by
+    /// `db.client.connection.state` (`idle`, `used`) and
+    /// `db.client.connection.max`, both per `db.client.connection.pool.name`
+    /// (the service), so a pool that runs dry shows before calls time out.
+    pub fn observe_pool(&self, pool_name: &str) {
+        use opentelemetry::KeyValue;
+        let meter = crate::telemetry::meter();
+        let pool = self.pool.clone();
+        let name = KeyValue::new("db.client.connection.pool.name", pool_name.to_string());
+        let attributes = name.clone();
+        let _count = meter
+            .i64_observable_up_down_counter("db.client.connection.count")
+            .with_unit("{connection}")
+            .with_description("Connections of the pool, by state")
+            .with_callback(move |observer| {
+                let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+                let open = i64::from(pool.size());
+                for (state, value) in [("idle", idle), ("used", (open - idle).max(0))] {
+                    observer.observe(
+                        value,
+                        &[
+                            attributes.clone(),
+                            KeyValue::new("db.client.connection.state", state),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let max = i64::from(self.pool.options().get_max_connections());
+        let _max = meter
+            .i64_observable_up_down_counter("db.client.connection.max")
+            .with_unit("{connection}")
+            .with_description("The most connections the pool may open")
+            .with_callback(move |observer| observer.observe(max, std::slice::from_ref(&name)))
+            .build();
+    }
+
     /// Begins a transaction that will write. On SQLite it takes the write
     /// lock up front, so it waits on the busy timeout instead of failing
     /// when it upgrades from reading.

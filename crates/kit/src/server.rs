@@ -183,6 +183,7 @@ where
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .trace_fn(crate::telemetry::server_span)
+        .layer(RpcMetricsLayer::new())
         .layer(tower::util::MapRequestLayer::new(
             move |request: http::Request<Body>| {
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -237,6 +238,207 @@ where
         health,
         shutdown: spec.shutdown,
         task,
+    }
+}
+
+/// `/package.Service/Method` as (`package.Service`, `Method`).
+pub fn rpc_names(path: &str) -> (&str, &str) {
+    let path = path.trim_start_matches('/');
+    path.rsplit_once('/').unwrap_or((path, ""))
+}
+
+/// Records OpenTelemetry's `rpc.server.call.duration` (seconds) of every
+/// gRPC call a server answers, with `rpc.system`, `rpc.service`,
+/// `rpc.method` and `rpc.grpc.status_code`.
+///
+/// The status is in the response headers of a trailers-only answer (every
+/// refusal) and otherwise in the trailers, so a call is measured when its
+/// last frame is sent: a stream's duration is its whole life. A call whose
+/// body is dropped before its status (the client went away) counts as
+/// CANCELLED. An unknown method would let any client mint new series, so
+/// UNIMPLEMENTED calls are recorded under `_OTHER`. Only `application/grpc`
+/// is measured: HTTP/JSON and gRPC-Web answer in other shapes.
+#[derive(Clone)]
+pub struct RpcMetricsLayer {
+    duration: opentelemetry::metrics::Histogram<f64>,
+}
+
+impl Default for RpcMetricsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RpcMetricsLayer {
+    /// Makes the instrument from the global meter: call after telemetry's
+    /// `init`, or it records nowhere.
+    pub fn new() -> Self {
+        let duration = crate::telemetry::meter()
+            .f64_histogram("rpc.server.call.duration")
+            .with_unit("s")
+            .with_description("Duration of the gRPC calls this server answered")
+            // The boundaries the RPC semantic conventions recommend.
+            .with_boundaries(vec![
+                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+            ])
+            .build();
+        Self { duration }
+    }
+}
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetrics {
+            inner,
+            duration: self.duration.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcMetrics<S> {
+    inner: S,
+    duration: opentelemetry::metrics::Histogram<f64>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for RpcMetrics<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let is_grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == "application/grpc" || v.starts_with("application/grpc+"));
+        let call = is_grpc.then(|| CallRecord {
+            started: std::time::Instant::now(),
+            path: request.uri().path().to_string(),
+            duration: self.duration.clone(),
+        });
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            let Some(call) = call else {
+                return Ok(response);
+            };
+            if let Some(code) = grpc_status(response.headers()) {
+                call.record(code);
+                return Ok(response);
+            }
+            let (parts, body) = response.into_parts();
+            let body = MeasuredBody {
+                inner: body,
+                call: Some(call),
+            };
+            Ok(http::Response::from_parts(parts, Body::new(body)))
+        })
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<i64> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// One call being measured, recorded once.
+struct CallRecord {
+    started: std::time::Instant,
+    path: String,
+    duration: opentelemetry::metrics::Histogram<f64>,
+}
+
+impl CallRecord {
+    fn record(self, code: i64) {
+        use opentelemetry::KeyValue;
+        let (service, method) = if code == tonic::Code::Unimplemented as i64 {
+            ("_OTHER", "_OTHER")
+        } else {
+            rpc_names(&self.path)
+        };
+        self.duration.record(
+            self.started.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.service", service.to_string()),
+                KeyValue::new("rpc.method", method.to_string()),
+                KeyValue::new("rpc.grpc.status_code", code),
+            ],
+        );
+    }
+}
+
+/// A response body that records its call when the trailers pass.
+struct MeasuredBody {
+    inner: Body,
+    call: Option<CallRecord>,
+}
+
+impl http_body::Body for MeasuredBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_status)
+                    && let Some(call) = self.call.take()
+                {
+                    call.record(code);
+                }
+            }
+            // A body that fails is a call the server could not finish.
+            std::task::Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = self.call.take() {
+                    call.record(tonic::Code::Internal as i64);
+                }
+            }
+            // Ended without trailers: tonic always sends them, so only a
+            // body another layer built can get here; it answered OK.
+            std::task::Poll::Ready(None) => {
+                if let Some(call) = self.call.take() {
+                    call.record(tonic::Code::Ok as i64);
+                }
+            }
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for MeasuredBody {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.record(tonic::Code::Cancelled as i64);
+        }
     }
 }
 

@@ -23,7 +23,9 @@ use agentshare_proto::gateway::v1 as gateway;
 use agentshare_proto::gateway::v1::invoke_internal_service_client::InvokeInternalServiceClient;
 use tokio::sync::Semaphore;
 use tonic::Code;
+use tracing::Instrument as _;
 
+use crate::metrics::FireMetrics;
 use crate::runs::{Claimed, Lease, Outcome};
 use crate::storage::Storage;
 
@@ -45,6 +47,7 @@ pub struct Firing {
     pub settings: Settings,
     /// This replica, as it names itself in the leases it holds.
     pub owner: Arc<str>,
+    metrics: FireMetrics,
 }
 
 impl Firing {
@@ -60,6 +63,7 @@ impl Firing {
             identity,
             settings,
             owner: Arc::from(new_id()),
+            metrics: FireMetrics::new(),
         }
     }
 
@@ -127,9 +131,12 @@ impl Firing {
             } else {
                 let missed_after =
                     duration_micros(Duration::from_secs(self.settings.fire_missed_after_secs));
-                self.storage
+                let claims = self
+                    .storage
                     .claim_due(&self.owner, lease, missed_after, limit)
-                    .await?
+                    .await?;
+                self.metrics.not_run(claims.missed, claims.skipped);
+                claims.runs
             };
             for run in runs {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -137,10 +144,22 @@ impl Firing {
                 };
                 let firing = self.clone();
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    firing.execute(run, shutdown).await;
-                    drop(permit);
-                });
+                // The root of the run's trace: the gateway's RunAutomation
+                // and everything it calls continue it.
+                let span = tracing::info_span!(
+                    "fire",
+                    otel.name = "fire automation run",
+                    run = %run.run_id,
+                    attempt = run.attempt,
+                    subscription = %run.subscription_id,
+                );
+                tokio::spawn(
+                    async move {
+                        firing.execute(run, shutdown).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
                 started += 1;
             }
         }
@@ -156,12 +175,14 @@ impl Firing {
             run_id: &run.run_id,
             attempt: run.attempt,
         };
+        let lateness_micros = self.clock().now_micros() - run.scheduled_at;
+        self.metrics.started(lateness_micros);
         tracing::debug!(
             run = %run.run_id,
             attempt = run.attempt,
             subscription = %run.subscription_id,
             scheduled_at = run.scheduled_at,
-            lateness_micros = self.clock().now_micros() - run.scheduled_at,
+            lateness_micros,
             "firing"
         );
         let mut stop = shutdown.clone();
@@ -180,7 +201,7 @@ impl Firing {
         };
         // The record is written even while stopping: the run is done.
         match self.storage.finish_run(&lease, &outcome).await {
-            Ok(true) => {}
+            Ok(true) => self.metrics.finished(&outcome),
             Ok(false) => {
                 tracing::warn!(run = %run.run_id, attempt = run.attempt, "lease lost before the run was recorded; the replica that took it over records it");
             }

@@ -11,6 +11,7 @@ mod domain;
 mod due;
 mod events;
 mod firing;
+mod metrics;
 mod peers;
 mod rpc;
 mod runs;

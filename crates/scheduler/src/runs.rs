@@ -48,6 +48,16 @@ pub struct Claimed {
     pub scheduled_at: i64,
 }
 
+/// What one claim wrote: the runs to execute now, and how many scheduled
+/// times it recorded as missed during downtime or skipped by the catch-up
+/// policy (counted once committed).
+#[derive(Debug, Default)]
+pub struct Claims {
+    pub runs: Vec<Claimed>,
+    pub missed: u64,
+    pub skipped: u64,
+}
+
 /// How a run ended, to record.
 #[derive(Clone, Debug)]
 pub enum Outcome {
@@ -243,10 +253,10 @@ impl Storage {
         lease: i64,
         missed_after: i64,
         limit: i64,
-    ) -> Result<Vec<Claimed>, sqlx::Error> {
+    ) -> Result<Claims, sqlx::Error> {
         let now = self.clock.now_micros();
         if !self.any(DUE, now).await? {
-            return Ok(Vec::new());
+            return Ok(Claims::default());
         }
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
@@ -260,7 +270,10 @@ impl Storage {
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-        let mut claimed = Vec::with_capacity(due.len());
+        let mut claims = Claims {
+            runs: Vec::with_capacity(due.len()),
+            ..Claims::default()
+        };
         for row in &due {
             let subscription = storage::subscription(row)?;
             let first: i64 = row.try_get("next_run_at")?;
@@ -270,10 +283,16 @@ impl Storage {
                     let policy = CatchUp::parse(&subscription.catch_up_policy);
                     for planned in due::plan(&times, policy, now, missed_after) {
                         if let Some(run) = self
-                            .write_planned(&mut tx, &subscription, &planned, owner, lease, now)
+                            .write_planned(
+                                &mut tx,
+                                &subscription,
+                                &planned,
+                                (owner, lease, now),
+                                &mut claims,
+                            )
                             .await?
                         {
-                            claimed.push(run);
+                            claims.runs.push(run);
                         }
                     }
                     subscription.next_run_at(now)
@@ -293,7 +312,7 @@ impl Storage {
                 .await?;
         }
         tx.commit().await?;
-        Ok(claimed)
+        Ok(claims)
     }
 
     async fn write_planned(
@@ -301,9 +320,8 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         subscription: &SubscriptionRow,
         planned: &due::Row,
-        owner: &str,
-        lease: i64,
-        now: i64,
+        (owner, lease, now): (&str, i64, i64),
+        tally: &mut Claims,
     ) -> Result<Option<Claimed>, sqlx::Error> {
         let new = match *planned {
             due::Row::Run { at, catch_up } => NewRun {
@@ -340,6 +358,11 @@ impl Storage {
         let Some(run_id) = insert_run(tx, &new, now).await? else {
             return Ok(None);
         };
+        match *planned {
+            due::Row::Missed { count, .. } => tally.missed += u64::try_from(count).unwrap_or(0),
+            due::Row::Skipped { .. } => tally.skipped += 1,
+            due::Row::Run { .. } => {}
+        }
         if new.lease.is_none() {
             return Ok(None);
         }
