@@ -549,7 +549,8 @@ def long_invoke(caller, agent_id, results):
         failed = [t.result_summary for t in answer.tool_calls if not t.succeeded]
         text = f"{ok}/{len(answer.tool_calls)} tool calls succeeded"
         if failed:
-            text += f"; the first failed one: {failed[0]!r}"
+            lines = [l for l in answer.output_text.splitlines() if l.startswith("workspace_write") and "wrote" not in l]
+            text += f"; the first failed one: {(lines[0] if lines else failed[0])!r}"
         results.append(("OK", text, time.monotonic() - start))
     except grpc.RpcError as e:
         results.append((e.code().name, e.details(), time.monotonic() - start))
