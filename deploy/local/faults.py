@@ -739,11 +739,14 @@ def main():
     sigkill_phase(topo, load, "scheduler-1")
     postgres_phase(topo, load)
 
-    # Automations: past the next minute boundary, so every run has fired.
-    now = time.time()
-    end_time = int(now // 60) * 60
-    if now - end_time < 5:
-        time.sleep(5 - (now - end_time))
+    # Automations: at least two minute boundaries since the subscriptions
+    # (one of them the scheduler kill's), and 5 s past the last, so each
+    # run has fired.
+    first = min((int(w.subscribed_at) // 60 + 1) * 60 for w in load.workers)
+    end_time = max(int(time.time() // 60) * 60, first + 60)
+    if time.time() < end_time + 5:
+        log(f"waiting {end_time + 5 - time.time():.0f} s for a second minute boundary of automations")
+        time.sleep(end_time + 5 - time.time())
     load.stop()
     text, _, by = summary(load.records)
     log(f"all phases: {text}")
