@@ -82,9 +82,10 @@ KNOWN_DEFECTS = {
     "pg-admin-shutdown-internal": "a query on a connection PostgreSQL terminates (SQLSTATE 57P01, "
     "'terminating connection due to administrator command') is INTERNAL, not UNAVAILABLE: "
     "kit::error's From<sqlx::Error> maps only PoolTimedOut, PoolClosed and Io to UNAVAILABLE",
-    "killed-replica-unknown": "a call in flight on a replica killed with SIGKILL answers "
-    "UNKNOWN 'transport error', not UNAVAILABLE: the gateway's proxy (crates/gateway/src/proxy.rs, "
-    "`answered?`) passes on tonic's status for a backend connection that broke mid-call",
+    "killed-replica-code": "a call in flight on a replica killed with SIGKILL answers "
+    "UNKNOWN 'transport error' (proxied calls: crates/gateway/src/proxy.rs passes on tonic's "
+    "status) or CANCELLED 'operation was canceled' (Invoke, whose run calls sharing), not "
+    "UNAVAILABLE: the gateway passes on what tonic says of a backend connection that broke mid-call",
     "gateway-drain-tool-calls": "a run in flight when its (only) gateway gets SIGTERM loses the "
     "workspace tool calls it makes after the shutdown delay: the run calls its tools through "
     "gateway_address, which no longer accepts; the Invoke still answers OK",
@@ -535,7 +536,11 @@ def sigkill_phase(topo, load, name):
     for r in failed:
         if r.code != "UNAVAILABLE":
             in_flight = r.start <= t_kill + KILL_NOTICE_SECS and r.end >= t_kill
-            defect = "killed-replica-unknown" if in_flight and r.code == "UNKNOWN" and r.details == "transport error" else None
+            broken_connection = (r.code, r.details) in [
+                ("UNKNOWN", "transport error"),
+                ("CANCELLED", "operation was canceled"),
+            ]
+            defect = "killed-replica-code" if in_flight and broken_connection else None
             problem(
                 f"SIGKILL {name}: {r.op} (in flight: {in_flight}, started {r.start - t_kill:+.3f}s, "
                 f"took {r.end - r.start:.3f}s) failed {r.code}, not UNAVAILABLE: {r.details}",
