@@ -192,7 +192,10 @@ class TestResearchAgentStory:
         assert bob_me.get("orgId", "") == ""
         story.bob_id = bob_me["user"]["id"]
         member = ok(
-            alice.post("/api/v1/members", {"email": "bob@example.com", "role": "ORG_ROLE_MEMBER"})
+            alice.post(
+                "/api/v1/members",
+                {"email": story.server.email("bob@example.com"), "role": "ORG_ROLE_MEMBER"},
+            )
         )["member"]
         assert member["role"] == "ORG_ROLE_MEMBER"
 

@@ -75,7 +75,12 @@ class TestWorkspaces:
 
         # Pat signs in once; Olivia adds him to the org and to Research.
         org.pat_id = ok(pat.get("/api/v1/me"))["user"]["id"]
-        ok(olivia.post("/api/v1/members", {"email": "pat@example.com", "role": "ORG_ROLE_MEMBER"}))
+        ok(
+            olivia.post(
+                "/api/v1/members",
+                {"email": org.server.email("pat@example.com"), "role": "ORG_ROLE_MEMBER"},
+            )
+        )
         ok(
             olivia.post(
                 f"/api/v1/workspaces/{org.research}/members",

@@ -156,7 +156,10 @@ describe('the research agent story', () => {
     const bobMe = await bob.tenancy.GetMe({});
     assert.equal(bobMe.org_id, '');
     story.bob_id = bobMe.user.id;
-    const { member } = await alice.tenancy.AddOrgMember({ email: 'bob@example.com', role: 'ORG_ROLE_MEMBER' });
+    const { member } = await alice.tenancy.AddOrgMember({
+      email: server.email('bob@example.com'),
+      role: 'ORG_ROLE_MEMBER',
+    });
     assert.equal(member.role, 'ORG_ROLE_MEMBER');
 
     // My Agents: shared with him, orange dot.

@@ -204,7 +204,9 @@ class TestResearchAgentStory:
         assert bob_me.org_id == ""
         story.bob_id = bob_me.user.id
         member = alice.tenancy.AddOrgMember(
-            tenancy_pb2.AddOrgMemberRequest(email="bob@example.com", role=tenancy_pb2.ORG_ROLE_MEMBER)
+            tenancy_pb2.AddOrgMemberRequest(
+                email=story.server.email("bob@example.com"), role=tenancy_pb2.ORG_ROLE_MEMBER
+            )
         ).member
         assert member.role == tenancy_pb2.ORG_ROLE_MEMBER
 
