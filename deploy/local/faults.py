@@ -79,9 +79,6 @@ known = []
 # deploy/local/README.md). They are printed, and fail the run only with
 # AGENTSHARE_FAULTS_STRICT=1; anything else fails it always.
 KNOWN_DEFECTS = {
-    "pg-admin-shutdown-internal": "a query on a connection PostgreSQL terminates (SQLSTATE 57P01, "
-    "'terminating connection due to administrator command') is INTERNAL, not UNAVAILABLE: "
-    "kit::error's From<sqlx::Error> maps only PoolTimedOut, PoolClosed and Io to UNAVAILABLE",
     "killed-replica-code": "a call in flight on a replica killed with SIGKILL answers "
     "UNKNOWN 'transport error' (proxied calls: crates/gateway/src/proxy.rs passes on tonic's "
     "status) or CANCELLED 'operation was canceled' (Invoke, whose run calls sharing), not "
@@ -692,15 +689,9 @@ def postgres_phase(topo, load):
             logged = internal_errors_in_logs(wall0 - 1)
             for file, line in logged[:5]:
                 print(f"    {file}: {line[:600]}", flush=True)
-            # Known only if every internal error logged meanwhile is the
-            # terminated connection.
-            defect = None
-            if code == "INTERNAL" and logged and all("administrator command" in line for _, line in logged):
-                defect = "pg-admin-shutdown-internal"
             problem(
                 f"PostgreSQL restart: {len(rows)} calls failed {code}, not UNAVAILABLE ({dict(ops)}); "
-                f"first: {rows[0].op}: {rows[0].details}",
-                defect,
+                f"first: {rows[0].op}: {rows[0].details}"
             )
     now = {name: row[1] for name, row in topo.instances().items()}
     for name, pid in pids.items():

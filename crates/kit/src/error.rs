@@ -265,14 +265,26 @@ impl From<Error> for Status {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(%error, "database unavailable");
-                Self::Unavailable("the database is unavailable; retry shortly".into())
-            }
-            _ => Self::Internal(error.to_string()),
+        let unavailable = match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| database_is_down(&code)),
+            _ => false,
+        };
+        if unavailable {
+            tracing::warn!(%error, "database unavailable");
+            return Self::Unavailable("the database is unavailable; retry shortly".into());
         }
+        Self::Internal(error.to_string())
     }
+}
+
+/// Whether a database error's SQLSTATE says the server went away or is not
+/// taking connections (a restart, a failover, a full connection table):
+/// the call may succeed once it is back, so it is UNAVAILABLE, not a bug.
+/// Class 08 is connection exceptions; 57P01 to 57P03 an administrator or
+/// crash shutdown and "cannot connect now"; 53300 too many connections.
+fn database_is_down(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 /// The HTTP status of a gRPC code, as Google's API design guide maps them
@@ -323,6 +335,16 @@ pub fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_going_away_is_unavailable_and_other_errors_are_bugs() {
+        for down in ["57P01", "57P03", "08006", "08001", "53300"] {
+            assert!(database_is_down(down), "{down}");
+        }
+        for bug in ["23505", "42P01", "40001"] {
+            assert!(!database_is_down(bug), "{bug}");
+        }
+    }
 
     #[test]
     fn a_request_with_many_faults_answers_a_bounded_status() {
