@@ -80,9 +80,10 @@ known = []
 # AGENTSHARE_FAULTS_STRICT=1; anything else fails it always.
 KNOWN_DEFECTS = {
     "killed-replica-code": "a call in flight on a replica killed with SIGKILL answers "
-    "UNKNOWN 'transport error' (proxied calls: crates/gateway/src/proxy.rs passes on tonic's "
-    "status) or CANCELLED 'operation was canceled' (Invoke, whose run calls sharing), not "
-    "UNAVAILABLE: the gateway passes on what tonic says of a backend connection that broke mid-call",
+    "UNKNOWN 'transport error' or CANCELLED 'operation was canceled', not UNAVAILABLE. The "
+    "gateway now maps its own backend calls that break (kit::error::unavailable_if_broken, in "
+    "the proxy and the run path); a hop between two services behind it (store to sharing, say) "
+    "may still pass one on, so this stays tolerated until a strict run shows none",
     "gateway-drain-tool-calls": "a run in flight when its (only) gateway gets SIGTERM loses the "
     "workspace tool calls it makes after the shutdown delay: the run calls its tools through "
     "gateway_address, which no longer accepts; the Invoke still answers OK",

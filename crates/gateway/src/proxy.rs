@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use agentshare_kit::error::unavailable_if_broken;
 use agentshare_kit::identity::{self, Identity, PRINCIPAL_HEADER, SERVICE_HEADER, ServiceName};
 use agentshare_kit::server::ServiceChannel;
 use bytes::{Buf, BufMut, Bytes};
@@ -176,7 +177,9 @@ impl Forwarder {
         if let Some(status) = failed.borrow().clone() {
             return Err(status);
         }
-        Ok(answered?.map(|answer| cut_short_by(answer, failed)))
+        Ok(answered
+            .map_err(unavailable_if_broken)?
+            .map(|answer| cut_short_by(answer, failed)))
     }
 }
 
@@ -233,7 +236,9 @@ fn cut_short_by(
                     return Some((Err(status), cut));
                 }
                 Next::ClientDone => cut.failed = None,
-                Next::Answer(Some(item)) => return Some((item, cut)),
+                Next::Answer(Some(item)) => {
+                    return Some((item.map_err(unavailable_if_broken), cut));
+                }
                 Next::Answer(None) => return None,
             }
         }
