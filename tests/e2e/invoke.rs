@@ -1,4 +1,4 @@
-//! Invoke (issue 10): the run path end to end. Each seed scenario runs a
+//! Invoke (DESIGN.md, "Invoke"): the run path end to end. Each seed scenario runs a
 //! shared agent through the gateway on a recording runtime and asserts,
 //! from what the runtime received and from the usage record, whose
 //! connection each integration used, who was billed, which version ran and
