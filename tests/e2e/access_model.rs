@@ -1,4 +1,4 @@
-//! Check against a reference model (issue 6): for random orgs, workspaces,
+//! Check against a reference model: for random orgs, workspaces,
 //! memberships, roles, shares, unshares and workspace lists, every Check
 //! answer agrees with a small model written here from DESIGN.md, and My
 //! Agents lists exactly what Check lets the user VIEW.

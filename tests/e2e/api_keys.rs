@@ -1,4 +1,4 @@
-//! API keys (`003_*`, issue 4): shown once, listed by prefix and last use,
+//! API keys (`003_*`): shown once, listed by prefix and last use,
 //! acting as their creator in their org, revoked on the very next call.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Automations, users' side (`000_*`, issue 11): what the builder
+//! Automations, users' side (`000_*`): what the builder
 //! scheduled, each user's own opt-in with channels, setup first, who may
 //! subscribe, pauses on the suite clock, redeploys, the workspace cap, and
 //! the inbox and outbox the scheduler writes when it stops a subscription.

@@ -1,4 +1,4 @@
-//! Connections and personal setup (`000_*`, issue 7): API keys and OAuth,
+//! Connections and personal setup (`000_*`): API keys and OAuth,
 //! sealed at rest, tested, refreshed, expiring on the suite clock; and each
 //! user's setup of the agents they run.
 

@@ -1,7 +1,6 @@
 //! The v1 contract as a client in any language meets it: discoverable by
-//! reflection alone, every public service mounted behind the gateway, every
-//! unbuilt RPC naming the issue that builds it, internal services out of
-//! reach.
+//! reflection alone, every public service mounted behind the gateway,
+//! internal services out of reach.
 
 use std::collections::BTreeSet;
 

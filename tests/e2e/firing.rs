@@ -1,4 +1,4 @@
-//! Automations, firing (issue 12): a due subscription runs the agent as its
+//! Automations, firing: a due subscription runs the agent as its
 //! user through the gateway's run path and notifies them; exactly one run
 //! per (subscription, scheduled time) with any number of schedulers; a run
 //! whose claimant died is retried once under the same id; catch-up after

@@ -1,4 +1,4 @@
-//! The replica test of issue 12: three scheduler processes on PostgreSQL,
+//! Firing across replicas: three scheduler processes on PostgreSQL,
 //! a thousand subscriptions due at once, one replica killed mid-run; every
 //! run happens exactly once and none is missed, by the run records and by
 //! the run ids the recording runtime received.

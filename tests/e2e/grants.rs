@@ -1,4 +1,4 @@
-//! Share grants and ResolveInvocation (`001_*`, issue 9): tokens shown once,
+//! Share grants and ResolveInvocation (`001_*`): tokens shown once,
 //! owner only, revoked on the very next call everywhere; and the plan of
 //! every run, row by row of DESIGN.md's table.
 

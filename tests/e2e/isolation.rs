@@ -1,4 +1,4 @@
-//! Org isolation (issue 4): a user of org B, even an owner with a fresh
+//! Org isolation: a user of org B, even an owner with a fresh
 //! second factor, reaches nothing of org A through any tenancy RPC, and
 //! every id of A answers exactly as an id that never existed.
 

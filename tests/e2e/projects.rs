@@ -1,4 +1,4 @@
-//! Projects (`003_*`, issue 4): a home workspace, shared into more by the
+//! Projects (`003_*`): a home workspace, shared into more by the
 //! same rules as agents, with revision-checked updates.
 
 use agentshare_e2e::{Suite, UserClient};

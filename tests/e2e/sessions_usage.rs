@@ -1,4 +1,4 @@
-//! Sessions, messages and usage records (issue 10): written as the gateway
+//! Sessions, messages and usage records: written as the gateway
 //! writes them, through StoreInternal with its service identity, and read
 //! through the public gateway as real users, grant holders and anonymous
 //! visitors. Only the session's owner reads it; only the billed account

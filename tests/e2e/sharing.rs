@@ -1,4 +1,4 @@
-//! Sharing and access (`000_*`, `003_*`, issue 6): share with workspace,
+//! Sharing and access (`000_*`, `003_*`): share with workspace,
 //! unshare, the workspace list, Check, CheckBulk, Explain and My Agents.
 
 use agentshare_e2e::{Suite, UserClient};

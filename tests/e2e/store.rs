@@ -1,4 +1,4 @@
-//! The workspace store (`002_*` with `003_*`, issue 8), through the gateway:
+//! The workspace store (`002_*` with `003_*`), through the gateway:
 //! the five agent tools, the privacy boundary, partitions by workspace,
 //! one-way publishing, agent deletion, compare-and-set, watch and quotas.
 

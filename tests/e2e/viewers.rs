@@ -1,4 +1,4 @@
-//! A viewer (`001_*`'s "viewer", issue 4) reads the org and changes nothing:
+//! A viewer (`001_*`'s "viewer") reads the org and changes nothing:
 //! every mutating tenancy RPC refuses them, even with a fresh second factor
 //! and even in a workspace they own, and nothing they tried shows up.
 

@@ -1,4 +1,4 @@
-//! Workspaces and step-up (`003_*`, issue 4): opt-in per org, created only by
+//! Workspaces and step-up (`003_*`): opt-in per org, created only by
 //! owners and admins with a fresh second factor, isolated between orgs.
 
 use std::time::Duration;

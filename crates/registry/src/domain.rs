@@ -1,4 +1,4 @@
-//! The builder's rules for an agent design (`000_*`, issue 5): what a draft
+//! The builder's rules for an agent design (`000_*`): what a draft
 //! may hold, who may see and change an agent, when a draft may become a
 //! version, and the access facts sharing keeps about it.
 
@@ -193,7 +193,7 @@ pub struct Standing<'a> {
 
 /// Who may see a live agent, and how. `None` means the caller must get
 /// NOT_FOUND, exactly as for an id that never existed. This is the one place
-/// that decides it: holders of shared agents and grants (issue 6) join here.
+/// that decides it: holders of shared agents and grants join here.
 pub fn access(agent: &Standing<'_>, caller: &Caller) -> Option<Access> {
     // Viewers read agents but never change them, even ones they built
     // before they became viewers.

@@ -1,7 +1,7 @@
-//! The scheduler service: automations. The users' side (issue 11): what
+//! The scheduler service: automations. The users' side: what
 //! builders scheduled, each user's subscriptions with their channels and
 //! pauses, the schedule math in IANA zones, workspace caps, the inbox and
-//! the email and push outbox. Firing (issue 12): exactly one run per
+//! the email and push outbox. Firing: exactly one run per
 //! subscription and scheduled time across replicas, under leases, with
 //! catch-up after downtime, stopped by access events and by the access
 //! check at fire time; and the run history.

@@ -1,6 +1,6 @@
 //! The store service: workspace-scoped data (items, sessions and messages,
-//! invocation records). The workspace store is issue 8; sessions, usage and
-//! the internal recording RPCs of the run path are issue 10 (`runs`).
+//! invocation records). `runs` holds sessions, usage and the internal
+//! recording RPCs of the run path; the rest is the workspace store.
 
 mod access;
 mod domain;

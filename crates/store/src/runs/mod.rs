@@ -1,4 +1,4 @@
-//! Sessions, their messages and invocation records (issue 10): written by
+//! Sessions, their messages and invocation records: written by
 //! the run path through StoreInternal, read by their owners through
 //! Sessions and Usage.
 
