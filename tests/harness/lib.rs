@@ -805,7 +805,7 @@ pub fn reserve_addr() -> SocketAddr {
 
 /// Every public gRPC service of the contract, as the gateway serves them.
 pub fn public_services() -> Vec<String> {
-    let routes = agentshare_gateway::RouteTable::from_contract();
+    let routes = agentshare_gateway::RouteTable::from_contract().expect("the contract decodes");
     let mut all: Vec<String> = routes
         .public_services()
         .into_iter()

@@ -35,7 +35,9 @@ pub use routes::RouteTable;
 
 /// Serves the gateway on `listener` until the context's shutdown.
 pub async fn start(context: Context, listener: TcpListener) -> Result<Running, BadSetting> {
-    let routes = RouteTable::from_contract();
+    // The contract, decoded once: routes, limits and HTTP/JSON all read it.
+    let contract = http::contract_pool().map_err(|e| BadSetting::new("contract", e))?;
+    let routes = RouteTable::of_pool(&contract);
     let mut backends = HashMap::new();
     let needed = [
         ServiceName::Sharing,
@@ -139,11 +141,12 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         backends,
         auth,
         identity: context.identity.clone(),
-        limits: limits::Limits::new(&context.config)?,
+        limits: limits::Limits::new(&context.config, &contract),
         max_message_size: limit,
     });
     // A JSON body is held to the same limit as the message it stands for.
-    let api = http::Api::from_contract(limit).map_err(|e| BadSetting::new("contract", e))?;
+    let api =
+        http::Api::from_contract(contract, limit).map_err(|e| BadSetting::new("contract", e))?;
     let edge = Edge {
         gateway: proxy::GatewayLayer { forwarder },
         api: Arc::new(api),

@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use agentshare_kit::Error;
-use agentshare_kit::config::{BadSetting, Config};
+use agentshare_kit::config::Config;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame};
 use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
@@ -40,15 +40,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of `config`, for every method of the contract.
-    pub fn new(config: &Config) -> Result<Self, BadSetting> {
-        let pool = DescriptorPool::decode(agentshare_proto::FILE_DESCRIPTOR_SET)
-            .map_err(|e| BadSetting::new("max_nesting_depth", format!("the contract: {e}")))?;
-        Ok(Self::of_pool(
-            &pool,
+    /// The limits of `config`, for every method of the contract in `pool`.
+    pub fn new(config: &Config, pool: &DescriptorPool) -> Self {
+        Self::of_pool(
+            pool,
             config.max_message_size(),
             usize::try_from(config.max_nesting_depth).unwrap_or(usize::MAX),
-        ))
+        )
     }
 
     fn of_pool(pool: &DescriptorPool, max_message_bytes: usize, max_nesting_depth: usize) -> Self {
@@ -489,7 +487,7 @@ mod tests {
     use tonic::Code;
 
     fn pool() -> DescriptorPool {
-        DescriptorPool::decode(agentshare_proto::FILE_DESCRIPTOR_SET).expect("the contract")
+        crate::http::contract_pool().expect("the contract")
     }
 
     const CREATE_AGENT: &str = "/agentshare.registry.v1.AgentRegistryService/CreateAgent";

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 
 use agentshare_kit::identity::ServiceName;
-use prost::Message;
 
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
@@ -22,47 +21,50 @@ fn is_internal(service: &str) -> bool {
     service.ends_with("InternalService") || service == "EventLogService"
 }
 
-/// Whether clients may call the gRPC service `full_name`
-/// (`agentshare.<area>.v1.<Service>`) through the gateway: a public service
-/// of an area the suite serves.
-pub fn is_public(full_name: &str) -> bool {
+/// The service that owns the gRPC service `full_name`
+/// (`agentshare.<area>.v1.<Service>`), when clients may call it through the
+/// gateway: a public service of an area the suite serves.
+pub fn owner_of(full_name: &str) -> Option<ServiceName> {
     let mut parts = full_name.split('.');
-    matches!(
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
         (Some("agentshare"), Some(area), Some("v1"), Some(service), None)
-            if ServiceName::parse(area).is_some() && !is_internal(service)
-    )
+            if !is_internal(service) =>
+        {
+            ServiceName::parse(area)
+        }
+        _ => None,
+    }
+}
+
+/// Whether clients may call the gRPC service `full_name` through the
+/// gateway.
+pub fn is_public(full_name: &str) -> bool {
+    owner_of(full_name).is_some()
 }
 
 impl RouteTable {
-    pub fn from_contract() -> Self {
-        let Ok(set) = prost_types::FileDescriptorSet::decode(agentshare_proto::FILE_DESCRIPTOR_SET)
-        else {
-            return Self::default();
-        };
+    /// The table of the contract this gateway was built with.
+    pub fn from_contract() -> Result<Self, String> {
+        Ok(Self::of_pool(&crate::http::contract_pool()?))
+    }
+
+    pub fn of_pool(pool: &prost_reflect::DescriptorPool) -> Self {
         let mut routes = HashMap::new();
         let mut own = Vec::new();
-        for file in set.file {
-            let package = file.package();
-            let mut parts = package.split('.');
-            let (Some("agentshare"), Some(area), Some("v1"), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Some(backend) = ServiceName::parse(area) else {
-                continue;
-            };
-            for service in &file.service {
-                if is_internal(service.name()) {
-                    continue;
-                }
-                let name = format!("{package}.{}", service.name());
-                if backend == ServiceName::Gateway {
-                    own.push(name);
-                } else {
+        for service in pool.services() {
+            let name = service.full_name().to_string();
+            match owner_of(&name) {
+                Some(ServiceName::Gateway) => own.push(name),
+                Some(backend) => {
                     routes.insert(name, backend);
                 }
+                None => {}
             }
         }
         own.sort();
@@ -103,7 +105,7 @@ mod tests {
 
     #[test]
     fn public_services_are_routed_and_internal_ones_are_not() {
-        let table = RouteTable::from_contract();
+        let table = RouteTable::from_contract().expect("the contract decodes");
         assert_eq!(
             table.backend_of("agentshare.sharing.v1.TenancyService"),
             Some(ServiceName::Sharing)

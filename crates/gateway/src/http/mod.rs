@@ -85,8 +85,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn from_contract(max_body_bytes: usize) -> Result<Self, String> {
-        let pool = contract_pool()?;
+    pub fn from_contract(pool: DescriptorPool, max_body_bytes: usize) -> Result<Self, String> {
         let router = Router::from_contract(&pool, is_public)?;
         let document = openapi::document(&pool, &router);
         let openapi = serde_json::to_vec_pretty(&document)
@@ -278,12 +277,13 @@ where
                 .map(Method::as_str)
                 .collect::<Vec<_>>()
                 .join(", ");
+            // Not a stub: the path exists for other methods. UNIMPLEMENTED is
+            // the gRPC code for a method a resource does not serve (as
+            // grpc-gateway answers it), under HTTP 405 with `Allow`. The
+            // message repeats neither the path nor the method the client sent.
             let mut response = error_response(
                 &api.pool,
-                &Status::unimplemented(format!(
-                    "{path} does not take {}; it takes {allow}",
-                    request.method
-                )),
+                &Status::unimplemented(format!("this path takes {allow} only")),
             );
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             if let Ok(value) = HeaderValue::from_str(&allow) {
@@ -295,8 +295,7 @@ where
             return error_response(
                 &api.pool,
                 &Status::not_found(format!(
-                    "no route for {} {path}; the routes are listed in {OPENAPI_PATH}",
-                    request.method
+                    "no route for this method and path; the routes are listed in {OPENAPI_PATH}"
                 )),
             );
         }
