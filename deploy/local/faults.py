@@ -33,9 +33,6 @@ the runtime executed a retried run twice is not observable here: the echo
 runtime keeps no record, and an external runtime would de-duplicate by run
 id and attempt.
 
-Known defects (KNOWN_DEFECTS) are printed and fail the run only with
-AGENTSHARE_FAULTS_STRICT=1.
-
 Prints each phase's calls and failures, and exits 1 naming each broken
 expectation.
 """
@@ -70,31 +67,10 @@ UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 # may still send the call there.
 KILL_NOTICE_SECS = 0.1
 
-STRICT = os.environ.get("AGENTSHARE_FAULTS_STRICT") == "1"
-
 problems = []
-known = []
-
-# Defects this test has found and that are reported, not yet fixed (see
-# deploy/local/README.md). They are printed, and fail the run only with
-# AGENTSHARE_FAULTS_STRICT=1; anything else fails it always.
-KNOWN_DEFECTS = {
-    "killed-replica-code": "a call in flight on a replica killed with SIGKILL answers "
-    "UNKNOWN 'transport error' or CANCELLED 'operation was canceled', not UNAVAILABLE. The "
-    "gateway now maps its own backend calls that break (kit::error::unavailable_if_broken, in "
-    "the proxy and the run path); a hop between two services behind it (store to sharing, say) "
-    "may still pass one on, so this stays tolerated until a strict run shows none",
-    "gateway-drain-tool-calls": "a run in flight when its (only) gateway gets SIGTERM loses the "
-    "workspace tool calls it makes after the shutdown delay: the run calls its tools through "
-    "gateway_address, which no longer accepts; the Invoke still answers OK",
-}
 
 
-def problem(text, defect=None):
-    if defect is not None and not STRICT:
-        known.append((defect, text))
-        print(f"  KNOWN DEFECT ({defect}): {text}", flush=True)
-        return
+def problem(text):
     problems.append(text)
     print(f"  PROBLEM: {text}", flush=True)
 
@@ -534,15 +510,9 @@ def sigkill_phase(topo, load, name):
     for r in failed:
         if r.code != "UNAVAILABLE":
             in_flight = r.start <= t_kill + KILL_NOTICE_SECS and r.end >= t_kill
-            broken_connection = (r.code, r.details) in [
-                ("UNKNOWN", "transport error"),
-                ("CANCELLED", "operation was canceled"),
-            ]
-            defect = "killed-replica-code" if in_flight and broken_connection else None
             problem(
                 f"SIGKILL {name}: {r.op} (in flight: {in_flight}, started {r.start - t_kill:+.3f}s, "
-                f"took {r.end - r.start:.3f}s) failed {r.code}, not UNAVAILABLE: {r.details}",
-                defect,
+                f"took {r.end - r.start:.3f}s) failed {r.code}, not UNAVAILABLE: {r.details}"
             )
     after = [r for r in failed if r.start > t_kill + KILL_NOTICE_SECS]
     if after:
@@ -614,8 +584,7 @@ def sigterm_phase(topo, load, name, replicated):
     code, details, took = results[0] if results else ("NONE", "no answer", 0)
     log(f"  the long Invoke in flight: {code} after {took:.2f} s: {details[:200]}")
     if code != "OK" or not details.startswith("60/60"):
-        defect = "gateway-drain-tool-calls" if name.startswith("gateway") and code == "OK" else None
-        problem(f"SIGTERM {name}: the Invoke in flight at SIGTERM did not finish cleanly: {code}: {details[:300]}", defect)
+        problem(f"SIGTERM {name}: the Invoke in flight at SIGTERM did not finish cleanly: {code}: {details[:300]}")
     t_restart = time.monotonic()
     topo.start(name)
     if name.startswith("gateway"):
@@ -751,10 +720,6 @@ def main():
     check_automations(load, end_time)
     channel.close()
     log(f"fault tests took {time.monotonic() - started:.0f} s")
-    if known:
-        print(f"\n{len(known)} known defects seen (AGENTSHARE_FAULTS_STRICT=1 fails on them):", flush=True)
-        for defect, text in known:
-            print(f"  - {defect}: {KNOWN_DEFECTS[defect]}\n    seen: {text}", flush=True)
     if problems:
         print(f"\n{len(problems)} problems:", flush=True)
         for p in problems:

@@ -137,8 +137,14 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
 
 /// Runs a binary that must refuse to start; returns its stderr.
 async fn refuses(program: &str, args: &[&str]) -> String {
+    refuses_with(program, args, &[]).await
+}
+
+/// As [`refuses`], with extra environment variables.
+async fn refuses_with(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = tokio::process::Command::new(binary(program))
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "off")
         .output()
         .await
@@ -208,6 +214,21 @@ async fn bad_settings_exit_2_with_one_line_naming_the_setting() {
     )
     .await;
     assert!(stderr.contains("data_dir"), "{stderr}");
+
+    // An export the OTEL_* variables ask for and this build cannot do.
+    let stderr = refuses_with(
+        "agentshare-store",
+        &["--listen", "127.0.0.1:0"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+    )
+    .await;
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("grpc"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

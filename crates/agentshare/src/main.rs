@@ -101,7 +101,10 @@ fn serve(args: &ConfigArgs) -> ExitCode {
         Err(e) => return fail(&BadSetting::new("runtime", e)),
     };
     runtime.block_on(async move {
-        let _telemetry = agentshare_kit::telemetry::init("agentshare", config.log.format);
+        let _telemetry = match agentshare_kit::telemetry::init("agentshare", config.log.format) {
+            Ok(telemetry) => telemetry,
+            Err(e) => return fail(&e),
+        };
         let shutdown = Shutdown::default();
         let data_dir = config.data_dir.clone();
         let demo_providers = config.connections.providers.is_empty();

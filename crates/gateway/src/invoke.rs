@@ -54,10 +54,6 @@ impl Invoke {
                 tracing::error!(error = %panic, "a run panicked");
                 Err(Status::internal("internal error; it has been logged, please report it").into())
             })
-            .map_err(|failed| Failed {
-                status: agentshare_kit::error::unavailable_if_broken(failed.status),
-                ..failed
-            })
     }
 }
 

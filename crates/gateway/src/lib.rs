@@ -87,6 +87,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     // The run path reads designs and session pages as large as any
     // service may send.
     let limit = context.config.max_message_size();
+    let runs_in_flight = server::InFlight::default();
     let invoke = invoke::Invoke {
         runs: Arc::new(run::RunPath {
             access: AccessInternalServiceClient::new(sharing).max_decoding_message_size(limit),
@@ -99,6 +100,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             clock: context.clock.clone(),
             gateway_address,
             deadline: Duration::from_secs(context.config.runtime_deadline_secs),
+            in_flight: runs_in_flight.clone(),
         }),
         auth: auth.clone(),
         identity: context.identity.clone(),
@@ -161,6 +163,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             health,
             grace: context.grace(),
             drain_delay: context.drain_delay(),
+            in_flight: runs_in_flight,
             shutdown: context.shutdown.clone(),
         },
         edge,

@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use agentshare_kit::error::unavailable_if_broken;
 use agentshare_kit::identity::{self, Identity, PRINCIPAL_HEADER, SERVICE_HEADER, ServiceName};
 use agentshare_kit::server::ServiceChannel;
 use bytes::{Buf, BufMut, Bytes};
@@ -177,9 +176,7 @@ impl Forwarder {
         if let Some(status) = failed.borrow().clone() {
             return Err(status);
         }
-        Ok(answered
-            .map_err(unavailable_if_broken)?
-            .map(|answer| cut_short_by(answer, failed)))
+        Ok(answered?.map(|answer| cut_short_by(answer, failed)))
     }
 }
 
@@ -237,7 +234,7 @@ fn cut_short_by(
                 }
                 Next::ClientDone => cut.failed = None,
                 Next::Answer(Some(item)) => {
-                    return Some((item.map_err(unavailable_if_broken), cut));
+                    return Some((item, cut));
                 }
                 Next::Answer(None) => return None,
             }

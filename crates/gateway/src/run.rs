@@ -14,7 +14,7 @@ use std::time::Duration;
 use agentshare_kit::Error;
 use agentshare_kit::clock::{Clock, timestamp};
 use agentshare_kit::identity::{Identity, Principal, PrincipalKind, RunGrant, random_token};
-use agentshare_kit::server::ServiceChannel;
+use agentshare_kit::server::{InFlight, ServiceChannel};
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::runtime::v1 as runtime;
 use agentshare_proto::sharing::v1 as sharing;
@@ -51,6 +51,9 @@ pub struct RunPath {
     /// Where the runtime calls the workspace tools.
     pub gateway_address: String,
     pub deadline: Duration,
+    /// Runs in flight: a stopping gateway keeps taking their tool calls
+    /// until they end, and refuses new runs once its drain delay is over.
+    pub in_flight: InFlight,
 }
 
 /// What to run, as the caller asked.
@@ -145,6 +148,9 @@ impl RunPath {
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<Finished, Failed> {
         validate(principal, &spec)?;
+        let _running = self.in_flight.enter().ok_or_else(|| {
+            Status::unavailable("this gateway is stopping; call again to reach another")
+        })?;
         let resolved = self.resolve(principal, &spec).await?;
         let plan = resolved.plan.clone().unwrap_or_default();
         let content = self

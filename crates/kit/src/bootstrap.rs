@@ -134,7 +134,10 @@ where
             Err(e) => return fail(&e),
         };
         let _telemetry =
-            crate::telemetry::init(&format!("agentshare-{service}"), config.log.format);
+            match crate::telemetry::init(&format!("agentshare-{service}"), config.log.format) {
+                Ok(telemetry) => telemetry,
+                Err(e) => return fail(&e),
+            };
         let result = async {
             let db = match migrations {
                 Some(migrations) => Some(open_db(&config, service, migrations).await?),
@@ -193,6 +196,7 @@ pub async fn serve_backend(
             health,
             grace: context.grace(),
             drain_delay: context.drain_delay(),
+            in_flight: crate::server::InFlight::default(),
             shutdown: context.shutdown.clone(),
         },
         crate::identity::IdentityLayer::new(context.identity.clone(), policy),

@@ -278,21 +278,6 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-/// A call to another service that broke in transport (its replica died
-/// mid-call, the connection reset) comes back from tonic as UNKNOWN
-/// "transport error" or CANCELLED, with the transport error as its source;
-/// a status the peer itself sent has none. Either way the call may succeed
-/// on another replica, so a client is told UNAVAILABLE, which it may retry.
-pub fn unavailable_if_broken(status: tonic::Status) -> tonic::Status {
-    let broken = matches!(status.code(), Code::Unknown | Code::Cancelled)
-        && std::error::Error::source(&status).is_some();
-    if broken {
-        tracing::warn!(error = %status, "a call to another service broke mid-call");
-        return tonic::Status::unavailable("a service went away during the call; retry it");
-    }
-    status
-}
-
 /// Whether a database error's SQLSTATE says the server went away or is not
 /// taking connections (a restart, a failover, a full connection table):
 /// the call may succeed once it is back, so it is UNAVAILABLE, not a bug.
@@ -350,18 +335,6 @@ pub fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_broken_transport_is_unavailable_and_a_peers_own_status_is_kept() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        let broken = Status::from_error(Box::new(io));
-        assert_eq!(broken.code(), Code::Unknown);
-        assert_eq!(unavailable_if_broken(broken).code(), Code::Unavailable);
-        let sent = Status::cancelled("the peer cancelled");
-        assert_eq!(unavailable_if_broken(sent).code(), Code::Cancelled);
-        let sent = Status::unknown("the peer said unknown");
-        assert_eq!(unavailable_if_broken(sent).code(), Code::Unknown);
-    }
 
     #[test]
     fn a_database_going_away_is_unavailable_and_other_errors_are_bugs() {

@@ -74,6 +74,69 @@ impl Shutdown {
     }
 }
 
+/// Work in flight that calls back into its own server (a gateway's runs call
+/// their workspace tools through the gateway). A stopping server refuses new
+/// such work once its drain delay is over, then keeps accepting calls until
+/// the work in flight has ended (within the grace), and only then stops
+/// accepting: otherwise the work's own calls back would be refused.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    state: Arc<watch::Sender<Work>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Work {
+    running: usize,
+    closed: bool,
+}
+
+/// One piece of work in flight; it ends when dropped.
+#[derive(Debug)]
+pub struct Entered {
+    state: Arc<watch::Sender<Work>>,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self {
+            state: Arc::new(watch::Sender::new(Work::default())),
+        }
+    }
+}
+
+impl InFlight {
+    /// Starts a piece of work, or `None` once the server is stopping.
+    pub fn enter(&self) -> Option<Entered> {
+        let entered = self.state.send_if_modified(|work| {
+            if work.closed {
+                return false;
+            }
+            work.running += 1;
+            true
+        });
+        entered.then(|| Entered {
+            state: self.state.clone(),
+        })
+    }
+
+    /// Refuses new work from now on.
+    fn close(&self) {
+        self.state.send_modify(|work| work.closed = true);
+    }
+
+    /// Resolves once no work is in flight.
+    async fn idle(&self) {
+        let mut work = self.state.subscribe();
+        let _ = work.wait_for(|work| work.running == 0).await;
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.state.send_modify(|work| work.running -= 1);
+    }
+}
+
 /// Binds `addr`, naming the setting when the port is taken.
 pub async fn bind(setting: &str, addr: SocketAddr) -> Result<TcpListener, BadSetting> {
     TcpListener::bind(addr).await.map_err(|e| {
@@ -98,6 +161,9 @@ pub struct ServerSpec {
     /// How long to keep accepting calls after reporting NOT_SERVING, so
     /// balancers take this replica out of rotation first.
     pub drain_delay: Duration,
+    /// Work that calls back into this server, which it lets finish before
+    /// it stops accepting (the grace bounds the wait).
+    pub in_flight: InFlight,
     pub shutdown: Shutdown,
 }
 
@@ -176,6 +242,7 @@ where
     let mut stop = spec.shutdown.clone();
     let grace = spec.grace;
     let drain_delay = spec.drain_delay;
+    let in_flight = spec.in_flight;
     let calls = Arc::new(AtomicU64::new(0));
     let counter = calls.clone();
     // HTTP/1.1 as well as HTTP/2: the gateway's HTTP/JSON and gRPC-Web
@@ -206,23 +273,33 @@ where
                     .await;
             }
             tokio::time::sleep(drain_delay).await;
+            in_flight.close();
+            let lingered = std::time::Instant::now();
+            if tokio::time::timeout(grace, in_flight.idle()).await.is_err() {
+                tracing::warn!(
+                    ?grace,
+                    "work still in flight after the grace period; stopping anyway"
+                );
+            }
             // Ends every health watch stream, which would otherwise keep
             // its connection, and so the drain, open until the grace ran out.
             let mut reporter = reporter;
             for name in names.iter().chain(std::iter::once(&String::new())) {
                 reporter.clear_service_status(name).await;
             }
+            lingered.elapsed()
         };
-        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<Duration>();
         let serving = router.serve_with_incoming_shutdown(incoming, async move {
-            signal.await;
-            let _ = drained_tx.send(());
+            let lingered = signal.await;
+            let _ = drained_tx.send(lingered);
         });
         tokio::pin!(serving);
         tokio::select! {
             result = &mut serving => result.map_err(|e| e.to_string()),
-            _ = drained_rx => {
-                match tokio::time::timeout(grace, serving).await {
+            Ok(lingered) = drained_rx => {
+                // The wait for work in flight came out of the same grace.
+                match tokio::time::timeout(grace.saturating_sub(lingered), serving).await {
                     Ok(result) => result.map_err(|e| e.to_string()),
                     Err(_) => {
                         tracing::warn!(?grace, "calls still in flight after the grace period; closing them");
@@ -443,7 +520,73 @@ impl Drop for MeasuredBody {
 }
 
 /// A channel to another service as this service.
-pub type ServiceChannel = InterceptedService<Channel, Outbound>;
+pub type ServiceChannel = Unbroken<InterceptedService<Channel, Outbound>>;
+
+/// A channel on which a call that breaks in transport answers UNAVAILABLE.
+///
+/// A peer's replica that dies mid-call, or a connection that resets, reaches
+/// tonic as an error rather than as a status the peer sent, and tonic turns
+/// it into UNKNOWN "transport error" or CANCELLED. The call may well succeed
+/// on another replica, and a service passing that UNKNOWN on would tell its
+/// own caller something it cannot act on, so every call one service makes to
+/// another answers UNAVAILABLE (which clients retry) instead. Statuses a peer
+/// sends arrive in its trailers and pass through untouched.
+#[derive(Clone, Debug)]
+pub struct Unbroken<S> {
+    inner: S,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> tower::Service<http::Request<Body>> for Unbroken<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|error| Box::new(broken(&*error.into())) as BoxError)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            match answer.await {
+                Ok(response) => Ok(response.map(|body| {
+                    Body::new(http_body_util::BodyExt::map_err(body, |error| {
+                        broken(&*error.into())
+                    }))
+                })),
+                Err(error) => Err(Box::new(broken(&*error.into())) as BoxError),
+            }
+        })
+    }
+}
+
+/// The status a call that broke in transport answers with.
+fn broken(error: &(dyn std::error::Error + 'static)) -> tonic::Status {
+    // A deadline the caller set is the caller's, not a broken peer.
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tonic::TimeoutExpired>() {
+            return tonic::Status::deadline_exceeded(error.to_string());
+        }
+        cause = error.source();
+    }
+    tracing::warn!(%error, "a call to another service broke in transport");
+    tonic::Status::unavailable("a service went away during the call; retry it")
+}
 
 /// A client channel to `target` that balances over all its `endpoints` and
 /// names us with every call. It connects lazily, so services may start in any
@@ -473,10 +616,9 @@ pub fn channel(
     } else {
         balanced(parsed)
     };
-    Ok(InterceptedService::new(
-        channel,
-        Outbound::new(identity.clone(), target),
-    ))
+    Ok(Unbroken {
+        inner: InterceptedService::new(channel, Outbound::new(identity.clone(), target)),
+    })
 }
 
 /// Balances over the replicas that report SERVING. When none does, all stay
@@ -566,5 +708,53 @@ async fn follow_health(
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
             () = updates.closed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::identity::{KeyRing, generate_missing_keys};
+
+    /// A peer whose answer breaks off mid-body (its replica died, its
+    /// connection reset) resets the HTTP/2 stream; tonic alone would call
+    /// that INTERNAL, which would tell the caller there is a bug.
+    #[tokio::test]
+    async fn a_call_that_breaks_mid_answer_is_unavailable() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let breaks_off = tower::util::MapResponseLayer::new(|response: http::Response<Body>| {
+            response.map(|_| {
+                let failing = futures::stream::iter([Err::<http_body::Frame<bytes::Bytes>, _>(
+                    tonic::Status::internal("the replica died"),
+                )]);
+                Body::new(http_body_util::StreamBody::new(failing))
+            })
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .layer(breaks_off)
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+
+        let keys = tempfile::tempdir().unwrap();
+        generate_missing_keys(keys.path()).unwrap();
+        let me = KeyRing::load(keys.path(), ServiceName::Gateway).unwrap();
+        let identity = Identity::new(me, Clock::system());
+        let channel = channel(
+            &identity,
+            ServiceName::Store,
+            &[format!("http://{address}")],
+        )
+        .unwrap();
+
+        let request = HealthCheckRequest {
+            service: String::new(),
+        };
+        let status = HealthClient::new(channel).check(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     }
 }

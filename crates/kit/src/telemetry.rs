@@ -26,7 +26,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::LogFormat;
+use crate::config::{BadSetting, LogFormat};
 
 static PROPAGATOR: OnceLock<TraceContextPropagator> = OnceLock::new();
 
@@ -59,15 +59,43 @@ impl Drop for Telemetry {
 }
 
 /// Installs the global subscriber and, when exporting, the global meter
-/// provider. `RUST_LOG` filters the logs (default `info`).
-pub fn init(service: &str, format: LogFormat) -> Telemetry {
+/// provider. `RUST_LOG` filters the logs (default `info`). An export the
+/// `OTEL_*` variables ask for and this build cannot do stops the start,
+/// rather than leaving the operator without the telemetry they set up.
+pub fn init(service: &str, format: LogFormat) -> Result<Telemetry, BadSetting> {
     use std::io::IsTerminal;
+    check_export_protocol()?;
     init_with(
         service,
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         format,
         std::io::stderr().is_terminal(),
     )
+}
+
+/// This build exports OTLP over gRPC only (the HTTP exporters would add an
+/// HTTP client to every binary).
+fn check_export_protocol() -> Result<(), BadSetting> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    ] {
+        match std::env::var(name) {
+            Ok(protocol) if !protocol.is_empty() && protocol != "grpc" => {
+                return Err(BadSetting::new(
+                    name,
+                    format!(
+                        "{protocol:?} is not supported: agentshare exports OTLP over gRPC only; \
+                         set it to grpc (or unset it) and point OTEL_EXPORTER_OTLP_ENDPOINT at \
+                         the collector's OTLP/gRPC port (usually 4317)"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// For test binaries: quiet unless `TEST_LOG` is set, and safe to call often.
@@ -79,12 +107,10 @@ pub fn init_for_tests() {
         } else {
             EnvFilter::new("off")
         };
-        std::mem::forget(init_with(
-            "agentshare-tests",
-            filter,
-            LogFormat::Text,
-            false,
-        ));
+        match init_with("agentshare-tests", filter, LogFormat::Text, false) {
+            Ok(telemetry) => std::mem::forget(telemetry),
+            Err(e) => eprintln!("test telemetry is off: {e}"),
+        }
     });
 }
 
@@ -98,35 +124,34 @@ fn resource(service: &str) -> opentelemetry_sdk::Resource {
     builder.build()
 }
 
-fn init_with(service: &str, filter: EnvFilter, format: LogFormat, ansi: bool) -> Telemetry {
+fn init_with(
+    service: &str,
+    filter: EnvFilter,
+    format: LogFormat,
+    ansi: bool,
+) -> Result<Telemetry, BadSetting> {
     let resource = resource(service);
     let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
     let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
     let mut meter = None;
     if exporting {
-        match opentelemetry_otlp::SpanExporter::builder()
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .build()
-        {
-            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
-            Err(error) => eprintln!("OTLP span exporter disabled: {error}"),
-        }
+            .map_err(|e| BadSetting::new("OTEL_EXPORTER_OTLP_ENDPOINT", e))?;
+        builder = builder.with_batch_exporter(exporter);
         // Cumulative, the OTLP default, so a lost export loses no counts;
         // the reader's interval is `OTEL_METRIC_EXPORT_INTERVAL` (60 s).
-        match opentelemetry_otlp::MetricExporter::builder()
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
             .build()
-        {
-            Ok(exporter) => {
-                let provider = SdkMeterProvider::builder()
-                    .with_resource(resource)
-                    .with_periodic_exporter(exporter)
-                    .build();
-                opentelemetry::global::set_meter_provider(provider.clone());
-                meter = Some(provider);
-            }
-            Err(error) => eprintln!("OTLP metric exporter disabled: {error}"),
-        }
+            .map_err(|e| BadSetting::new("OTEL_EXPORTER_OTLP_ENDPOINT", e))?;
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_periodic_exporter(exporter)
+            .build();
+        opentelemetry::global::set_meter_provider(provider.clone());
+        meter = Some(provider);
     }
     let provider = builder.build();
     let tracer = provider.tracer("agentshare");
@@ -148,10 +173,10 @@ fn init_with(service: &str, filter: EnvFilter, format: LogFormat, ansi: bool) ->
                 .with_filter(LevelFilter::INFO),
         )
         .try_init();
-    Telemetry {
+    Ok(Telemetry {
         tracer: provider,
         meter,
-    }
+    })
 }
 
 /// Writes each event as one JSON object on stderr: time, level, target,
