@@ -30,13 +30,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // No default stubs: a service that leaves an RPC of the contract
     // unbuilt does not compile.
+    // Every message names its full proto name (`prost::Name`), so a client
+    // can render any answer in the proto3 JSON mapping by reflection.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .generate_default_stubs(false)
         // Bytes that do not decode are the client's to fix: INVALID_ARGUMENT.
         .codec_path("crate::codec::Codec")
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod access_model;
 mod api_keys;
 mod auth;
 mod automations;
+mod cli;
 mod connections;
 mod contract;
 mod default_agent;

@@ -10,6 +10,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod bench;
+pub mod cli;
 pub mod collector;
 mod db;
 pub mod fire;

@@ -1,6 +1,8 @@
 //! The embedded mode: all five services in one process on SQLite, each on
 //! its own loopback port, talking real gRPC exactly as they do on Kubernetes.
 
+pub mod cli;
+
 use std::net::SocketAddr;
 
 use agentshare_kit::bootstrap::{BackendService, Context, open_db};

@@ -1,25 +1,26 @@
-//! `agentshare`: run the whole product on one machine, and mint dev tokens.
+//! `agentshare`: run the whole product on one machine, mint dev tokens, and
+//! call every service from a shell.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agentshare::cli;
 use agentshare_kit::bootstrap::fail;
-use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{BadSetting, Config, ConfigArgs};
-use agentshare_kit::identity::SESSION_SECRET_FILE;
 use agentshare_kit::server::Shutdown;
-use agentshare_kit::session;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "agentshare",
     version,
-    about = "Share AI agents across an organisation."
+    about = "Share AI agents across an organisation.",
+    after_help = "Start with `agentshare serve` in one shell and `agentshare demo` in another."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: cli::Global,
 }
 
 #[derive(Subcommand)]
@@ -52,10 +53,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let parsed = Cli::parse();
+    match parsed.command {
         Command::Serve { config } => serve(&config),
         Command::Token {
             user,
@@ -63,7 +67,7 @@ fn main() -> ExitCode {
             step_up,
             ttl_secs,
             config,
-        } => match token(&config, &user, email.as_deref(), step_up, ttl_secs) {
+        } => match cli::client::mint(&config, &user, email.as_deref(), step_up, ttl_secs) {
             Ok(token) => {
                 #[allow(clippy::print_stdout)]
                 {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         Command::RotateSecrets { config } => rotate_secrets(&config),
+        Command::Client(command) => cli::run::<Cli>(command, &parsed.global),
     }
 }
 
@@ -151,36 +156,4 @@ fn shell_path(path: &std::path::Path) -> String {
     } else {
         text
     }
-}
-
-fn token(
-    args: &ConfigArgs,
-    user: &str,
-    email: Option<&str>,
-    step_up: bool,
-    ttl_secs: i64,
-) -> Result<String, BadSetting> {
-    let config = Config::load(Config::default(), args)?;
-    if user.trim().is_empty() {
-        return Err(BadSetting::new("user", "must not be empty"));
-    }
-    let secret_file: PathBuf = if config.auth.hs256_key_file.as_os_str().is_empty() {
-        config.keys_dir().join(SESSION_SECRET_FILE)
-    } else {
-        config.auth.hs256_key_file.clone()
-    };
-    let secret = std::fs::read(&secret_file).map_err(|e| {
-        BadSetting::new(
-            "data_dir",
-            format!(
-                "cannot read {}: {e}; run `agentshare serve` once to create the data dir",
-                secret_file.display()
-            ),
-        )
-    })?;
-    let mut claims =
-        session::dev_claims(user, email, step_up, Clock::system().now_secs(), ttl_secs);
-    claims.iss.clone_from(&config.auth.issuer);
-    claims.aud.clone_from(&config.auth.audience);
-    session::mint_hs256(&secret, &claims).map_err(|e| BadSetting::new("token", e))
 }

@@ -1,0 +1,339 @@
+//! The connection a command calls the gateway on: where (the endpoint),
+//! as whom (a bearer token, or a grant token for a widget's visitors), and
+//! in which org and workspace.
+//!
+//! Each setting comes from, first to last: the command line, the
+//! environment (`AGENTSHARE_ENDPOINT`, `AGENTSHARE_TOKEN`, `AGENTSHARE_ORG`,
+//! `AGENTSHARE_WORKSPACE`), the context in use, and the embedded default
+//! (`http://127.0.0.1:50051`, a dev token minted with `--as USER`).
+
+use std::time::Duration;
+
+use agentshare_kit::clock::Clock;
+use agentshare_kit::config::{Config, ConfigArgs};
+use agentshare_kit::identity::SESSION_SECRET_FILE;
+use agentshare_kit::session;
+use agentshare_proto::gateway::v1::invoke_service_client::InvokeServiceClient;
+use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use agentshare_proto::scheduler::v1::automations_service_client::AutomationsServiceClient;
+use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
+use agentshare_proto::sharing::v1::connections_service_client::ConnectionsServiceClient;
+use agentshare_proto::sharing::v1::sharing_service_client::SharingServiceClient;
+use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
+use agentshare_proto::store::v1::sessions_service_client::SessionsServiceClient;
+use agentshare_proto::store::v1::usage_service_client::UsageServiceClient;
+use agentshare_proto::store::v1::workspace_store_service_client::WorkspaceStoreServiceClient;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
+
+use super::context::{Contexts, check_endpoint, config_dir};
+use super::failure::{Failure, Outcome};
+
+/// Where the embedded default (`agentshare serve`) listens.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+/// How long a dev token minted for `--as` lasts.
+const DEV_TOKEN_SECS: i64 = 3600;
+
+/// Who calls, and where, as the command line and environment say.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Target {
+    /// The context to use instead of the current one.
+    #[arg(long, global = true, value_name = "NAME", env = "AGENTSHARE_CONTEXT")]
+    pub context: Option<String>,
+    /// The gateway, as http://host:port (default: the context's, else
+    /// http://127.0.0.1:50051).
+    #[arg(long, global = true, value_name = "URL", env = "AGENTSHARE_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Call as this dev user, with a token minted from the embedded
+    /// default's data dir (`AGENTSHARE_DATA_DIR`, else ./agentshare-data).
+    /// The user's email is USER@example.com, and the token is stepped up.
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// The org to act in, when you belong to several.
+    #[arg(long, global = true, value_name = "ORG_ID", env = "AGENTSHARE_ORG")]
+    pub org: Option<String>,
+    /// The workspace to act in, instead of your current one.
+    #[arg(
+        long,
+        global = true,
+        value_name = "WORKSPACE_ID",
+        env = "AGENTSHARE_WORKSPACE"
+    )]
+    pub workspace: Option<String>,
+}
+
+/// A channel to the gateway that presents the caller on every call.
+pub type Channel = InterceptedService<tonic::transport::Channel, Credentials>;
+
+/// What every call carries.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    authorization: Option<AsciiMetadataValue>,
+    grant_token: Option<AsciiMetadataValue>,
+    org: Option<AsciiMetadataValue>,
+    workspace: Option<AsciiMetadataValue>,
+}
+
+impl Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let metadata = request.metadata_mut();
+        if let Some(value) = &self.authorization {
+            metadata.insert("authorization", value.clone());
+        }
+        if let Some(value) = &self.grant_token {
+            metadata.insert("x-agentshare-grant-token", value.clone());
+        }
+        if let Some(value) = &self.org {
+            metadata.insert("x-agentshare-org", value.clone());
+        }
+        if let Some(value) = &self.workspace {
+            metadata.insert("x-agentshare-workspace", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The gateway, reached as one caller.
+#[derive(Clone, Debug)]
+pub struct Api {
+    channel: Channel,
+    /// The endpoint, for messages.
+    pub endpoint: String,
+}
+
+/// Settings resolved from every source.
+#[derive(Clone, Debug, Default)]
+pub struct Resolved {
+    pub endpoint: String,
+    pub token: Option<String>,
+    pub org: Option<String>,
+    pub workspace: Option<String>,
+}
+
+impl Target {
+    /// Resolves every setting; a missing token is an error only when the
+    /// call is made (some callers, a widget's visitor, need none).
+    pub fn resolve(&self) -> Outcome<Resolved> {
+        let dir = config_dir()?;
+        let contexts = Contexts::load(&dir)?;
+        let selected = contexts.selected(self.context.as_deref())?;
+        let context = selected.as_ref().map(|(_, context)| context);
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| context.map(|c| c.endpoint.clone()))
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        check_endpoint(&endpoint)?;
+        let token = match (&self.as_user, env("AGENTSHARE_TOKEN")) {
+            (Some(user), _) => Some(dev_token(user)?),
+            (None, Some(token)) => Some(token),
+            (None, None) => match context.and_then(|c| c.token_file.as_ref()) {
+                Some(file) => Some(read_token_file(file)?),
+                None => None,
+            },
+        };
+        Ok(Resolved {
+            endpoint,
+            token,
+            org: self
+                .org
+                .clone()
+                .or_else(|| context.and_then(|c| c.org.clone())),
+            workspace: self
+                .workspace
+                .clone()
+                .or_else(|| context.and_then(|c| c.workspace.clone())),
+        })
+    }
+
+    /// The gateway as the resolved caller, who must have a token.
+    pub fn api(&self) -> Outcome<Api> {
+        let resolved = self.resolve()?;
+        if resolved.token.is_none() {
+            return Err(Failure::usage(
+                "no credentials: pass --as USER against the embedded default, set \
+                 AGENTSHARE_TOKEN, or add a context with `agentshare context add NAME \
+                 --endpoint URL --token-file FILE`",
+            ));
+        }
+        resolved.api()
+    }
+}
+
+impl Resolved {
+    /// The gateway as this caller.
+    pub fn api(&self) -> Outcome<Api> {
+        let credentials = Credentials {
+            authorization: self
+                .token
+                .as_deref()
+                .map(|token| header("token", &format!("Bearer {token}")))
+                .transpose()?,
+            grant_token: None,
+            org: self
+                .org
+                .as_deref()
+                .map(|org| header("--org", org))
+                .transpose()?,
+            workspace: self
+                .workspace
+                .as_deref()
+                .map(|ws| header("--workspace", ws))
+                .transpose()?,
+        };
+        Api::connect(&self.endpoint, credentials)
+    }
+
+    /// The gateway as an anonymous visitor holding a grant token.
+    pub fn grant_api(&self, grant_token: &str) -> Outcome<Api> {
+        let credentials = Credentials {
+            authorization: None,
+            grant_token: Some(header("grant token", grant_token)?),
+            org: None,
+            workspace: None,
+        };
+        Api::connect(&self.endpoint, credentials)
+    }
+}
+
+fn header(what: &str, value: &str) -> Outcome<AsciiMetadataValue> {
+    MetadataValue::try_from(value)
+        .map_err(|_| Failure::usage(format!("the {what} has characters a header cannot carry")))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+fn read_token_file(file: &std::path::Path) -> Outcome<String> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Failure::local(format!(
+            "cannot read the token file {}: {e}",
+            file.display()
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Failure::local(format!(
+            "the token file {} is empty",
+            file.display()
+        )));
+    }
+    Ok(token.to_string())
+}
+
+/// A dev session token for `user`, signed with the embedded default's
+/// session key, as `agentshare token` mints it.
+pub fn dev_token(user: &str) -> Outcome<String> {
+    let user = user.trim();
+    if user.is_empty() || user.contains(char::is_whitespace) {
+        return Err(Failure::usage(
+            "--as needs a user name without spaces, such as alice",
+        ));
+    }
+    let email = format!("{user}@example.com");
+    mint(
+        &ConfigArgs::default(),
+        user,
+        Some(&email),
+        true,
+        DEV_TOKEN_SECS,
+    )
+    .map_err(|e| Failure::local(e.to_string()))
+}
+
+/// Mints a dev session token from the data dir's session key.
+pub fn mint(
+    args: &ConfigArgs,
+    user: &str,
+    email: Option<&str>,
+    step_up: bool,
+    ttl_secs: i64,
+) -> Result<String, agentshare_kit::config::BadSetting> {
+    use agentshare_kit::config::BadSetting;
+    let config = Config::load(Config::default(), args)?;
+    if user.trim().is_empty() {
+        return Err(BadSetting::new("user", "must not be empty"));
+    }
+    let secret_file = if config.auth.hs256_key_file.as_os_str().is_empty() {
+        config.keys_dir().join(SESSION_SECRET_FILE)
+    } else {
+        config.auth.hs256_key_file.clone()
+    };
+    let secret = std::fs::read(&secret_file).map_err(|e| {
+        BadSetting::new(
+            "data_dir",
+            format!(
+                "cannot read {}: {e}; run `agentshare serve` once to create the data dir, \
+                 or point AGENTSHARE_DATA_DIR at it",
+                secret_file.display()
+            ),
+        )
+    })?;
+    let mut claims =
+        session::dev_claims(user, email, step_up, Clock::system().now_secs(), ttl_secs);
+    claims.iss.clone_from(&config.auth.issuer);
+    claims.aud.clone_from(&config.auth.audience);
+    session::mint_hs256(&secret, &claims).map_err(|e| BadSetting::new("token", e))
+}
+
+impl Api {
+    fn connect(endpoint: &str, credentials: Credentials) -> Outcome<Self> {
+        let channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| Failure::usage(format!("{endpoint:?} is not an endpoint: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            channel: InterceptedService::new(channel, credentials),
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    pub fn tenancy(&self) -> TenancyServiceClient<Channel> {
+        TenancyServiceClient::new(self.channel.clone())
+    }
+
+    pub fn registry(&self) -> AgentRegistryServiceClient<Channel> {
+        AgentRegistryServiceClient::new(self.channel.clone())
+    }
+
+    pub fn sharing(&self) -> SharingServiceClient<Channel> {
+        SharingServiceClient::new(self.channel.clone())
+    }
+
+    pub fn access(&self) -> AccessServiceClient<Channel> {
+        AccessServiceClient::new(self.channel.clone())
+    }
+
+    pub fn connections(&self) -> ConnectionsServiceClient<Channel> {
+        ConnectionsServiceClient::new(self.channel.clone())
+    }
+
+    pub fn invoke(&self) -> InvokeServiceClient<Channel> {
+        InvokeServiceClient::new(self.channel.clone())
+    }
+
+    pub fn store(&self) -> WorkspaceStoreServiceClient<Channel> {
+        WorkspaceStoreServiceClient::new(self.channel.clone())
+    }
+
+    pub fn sessions(&self) -> SessionsServiceClient<Channel> {
+        SessionsServiceClient::new(self.channel.clone())
+    }
+
+    pub fn usage(&self) -> UsageServiceClient<Channel> {
+        UsageServiceClient::new(self.channel.clone())
+    }
+
+    pub fn automations(&self) -> AutomationsServiceClient<Channel> {
+        AutomationsServiceClient::new(self.channel.clone())
+    }
+}
