@@ -132,12 +132,20 @@ fn serve(args: &ConfigArgs) -> ExitCode {
                 keys.join(", ")
             );
         }
+        // The CLI finds the default data dir and port on its own; anything
+        // else it is told, so the hint works when pasted as printed.
+        let mut env = String::new();
+        if data_dir != Config::default().data_dir {
+            env.push_str(&format!("AGENTSHARE_DATA_DIR={} ", shell_path(&data_dir)));
+        }
+        if addr.to_string() != Config::default().listen {
+            env.push_str(&format!("AGENTSHARE_ENDPOINT=http://{addr} "));
+        }
+        eprintln!("watch the story:  {env}agentshare demo");
+        eprintln!("call it yourself: {env}agentshare --as alice org create Acme");
         eprintln!(
-            "mint a token:  agentshare token --data-dir {} --user alice",
+            "or mint a token:  agentshare token --data-dir {} --user alice",
             shell_path(&data_dir)
-        );
-        eprintln!(
-            "then call it:  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {addr} list"
         );
         match embedded.wait().await {
             Ok(()) => ExitCode::SUCCESS,
