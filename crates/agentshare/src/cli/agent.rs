@@ -40,7 +40,7 @@ pub enum Command {
     /// Change an agent's draft from a definition file: the fields the file
     /// names are replaced (lists whole), the others are kept.
     Update {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
         /// The definition file (YAML or JSON); `-` reads stdin.
         #[arg(short = 'f', long, value_name = "FILE")]
@@ -55,7 +55,7 @@ pub enum Command {
     },
     /// Show an agent, or one of its versions.
     Show {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
         /// A deployed version instead of the draft.
         #[arg(long, value_name = "N")]
@@ -77,7 +77,7 @@ pub enum Command {
     },
     /// Deploy the draft as the next version; holders' next runs use it.
     Deploy {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
         /// What changed, kept with the version.
         #[arg(long, default_value = "")]
@@ -89,7 +89,7 @@ pub enum Command {
     },
     /// An agent's deployed versions, newest first.
     Versions {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
     },
     /// The field-by-field differences between two versions, or a version
@@ -102,13 +102,13 @@ pub enum Command {
         /// The side to compare to: a version number or `draft`.
         #[arg(long, value_name = "N|draft", value_parser = parse_side, default_value = "draft")]
         to: Side,
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
     },
     /// Deploy an older version's content again, as a new version; the
     /// draft is left as it is.
     Rollback {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
         /// The version whose content to deploy.
         #[arg(long, value_name = "N")]
@@ -123,15 +123,16 @@ pub enum Command {
     /// Delete an agent: access, grants and automations end; sessions stay
     /// readable.
     Delete {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
     },
     /// Templates: agent versions the org's members start new agents from.
     #[command(subcommand)]
     Template(TemplateCommand),
-    /// The workspaces an agent reaches beyond its home.
+    /// The workspaces an agent reaches: its home and those it is shared
+    /// into.
     Workspaces {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
         #[command(subcommand)]
         command: WorkspacesCommand,
@@ -144,7 +145,7 @@ pub enum TemplateCommand {
     /// Publish a deployed version of an agent as a template. It includes
     /// the instructions, readable by every org member, but no connections.
     Create {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
         /// The version to publish (default: the latest).
         #[arg(long, value_name = "N")]
@@ -943,10 +944,39 @@ fn print_definition(draft: Option<&pb::AgentDraft>, out: Output) -> Outcome {
         text.push('\n');
         text
     } else {
-        serde_yaml_ng::to_string(&json)
+        serde_yaml_ng::to_string(&in_design_order(json)?)
             .map_err(|e| Failure::local(format!("cannot print YAML: {e}")))?
     };
     out.write(&text)
+}
+
+/// A design's fields in the order people write them (name first, as in
+/// the proto), not alphabetically; fields added later come last.
+fn in_design_order(json: serde_json::Value) -> Outcome<serde_yaml_ng::Value> {
+    const ORDER: [&str; 7] = [
+        "name",
+        "description",
+        "instructions",
+        "model",
+        "tools",
+        "files",
+        "automations",
+    ];
+    let serde_json::Value::Object(mut fields) = json else {
+        return serde_yaml_ng::to_value(json)
+            .map_err(|e| Failure::local(format!("cannot print YAML: {e}")));
+    };
+    let mut ordered = serde_yaml_ng::Mapping::new();
+    let known: Vec<_> = ORDER
+        .iter()
+        .filter_map(|key| fields.remove_entry(*key))
+        .collect();
+    for (key, value) in known.into_iter().chain(fields) {
+        let value = serde_yaml_ng::to_value(value)
+            .map_err(|e| Failure::local(format!("cannot print YAML: {e}")))?;
+        ordered.insert(serde_yaml_ng::Value::String(key), value);
+    }
+    Ok(serde_yaml_ng::Value::Mapping(ordered))
 }
 
 /// The agent as it is now.
