@@ -1,12 +1,1370 @@
-//! `agentshare agent ...` (being built).
+//! `agentshare agent ...`: an agent's life as its builder sees it
+//! (AgentRegistryService, `000_*`): a draft written in a definition file,
+//! deployed into immutable versions, compared, rolled back, published as a
+//! template, reaching more workspaces (SharingService, `003_*`), deleted.
+//!
+//! A definition file is the agent's design, `AgentDraft` in the proto3 JSON
+//! mapping, as YAML or JSON: `name`, `description`, `instructions`, `model`,
+//! `tools` (each an integration with its `scope` and, when SHARED, the
+//! builder's `connectionId`), `files` and `automations`. `agent show AGENT
+//! --definition` prints one back; `examples/research-agent.yaml` is the
+//! seeds' research agent.
+//!
+//! AGENT is an agent's id, or its exact name among the agents you can see.
 
-use super::client::Target;
-use super::failure::Outcome;
-use super::output::Output;
+use agentshare_proto::registry::v1 as pb;
+use agentshare_proto::sharing::v1 as sharing;
+use prost::Name as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor};
+use tonic_types::StatusExt as _;
 
+use super::client::{Channel, Target};
+use super::failure::{Failure, Outcome};
+use super::output::{Format, Output, View, from_json, label, time, to_json};
+use super::read_input;
+
+/// `agentshare agent ...`
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Create a DRAFT agent from a definition file, in the workspace your
+    /// calls land in.
+    Create {
+        /// The definition file (YAML or JSON); `-` reads stdin.
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: String,
+        /// Make it a managed agent, never deleted and never moved between
+        /// workspaces (org owners and admins only; cannot be undone).
+        #[arg(long)]
+        managed: bool,
+    },
+    /// Change an agent's draft from a definition file: the fields the file
+    /// names are replaced (lists whole), the others are kept.
+    Update {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// The definition file (YAML or JSON); `-` reads stdin.
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: String,
+        /// Replace the whole draft: fields the file leaves out become empty.
+        #[arg(long)]
+        replace: bool,
+        /// The draft revision your change is based on (default: the current
+        /// one); another edit since then refuses the update.
+        #[arg(long, value_name = "N")]
+        revision: Option<i64>,
+    },
+    /// Show an agent, or one of its versions.
+    Show {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// A deployed version instead of the draft.
+        #[arg(long, value_name = "N")]
+        version: Option<i64>,
+        /// Print only the design, as a definition file `agent update -f`
+        /// reads (YAML, or JSON with -o json).
+        #[arg(long)]
+        definition: bool,
+    },
+    /// The agents you can see: yours (drafts included), those shared with
+    /// you, and the org default agent.
+    List {
+        /// Only the agents you own.
+        #[arg(long)]
+        mine: bool,
+        /// Only agents in this state.
+        #[arg(long, value_enum)]
+        state: Option<State>,
+    },
+    /// Deploy the draft as the next version; holders' next runs use it.
+    Deploy {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// What changed, kept with the version.
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// The draft revision you reviewed (default: the current one);
+        /// another edit since then refuses the deploy.
+        #[arg(long, value_name = "N")]
+        revision: Option<i64>,
+    },
+    /// An agent's deployed versions, newest first.
+    Versions {
+        /// The agent: its id, or its exact name.
+        agent: String,
+    },
+    /// The field-by-field differences between two versions, or a version
+    /// and the draft (by default: what deploying the draft would change).
+    Diff {
+        /// The side to compare from: a version number or `draft` (default:
+        /// the latest version).
+        #[arg(long, value_name = "N|draft", value_parser = parse_side)]
+        from: Option<Side>,
+        /// The side to compare to: a version number or `draft`.
+        #[arg(long, value_name = "N|draft", value_parser = parse_side, default_value = "draft")]
+        to: Side,
+        /// The agent: its id, or its exact name.
+        agent: String,
+    },
+    /// Deploy an older version's content again, as a new version; the
+    /// draft is left as it is.
+    Rollback {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// The version whose content to deploy.
+        #[arg(long, value_name = "N")]
+        to: i64,
+        /// Refuse if the latest version is no longer this one.
+        #[arg(long, value_name = "N")]
+        if_latest: Option<i64>,
+        /// Why, kept with the new version.
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+    /// Delete an agent: access, grants and automations end; sessions stay
+    /// readable.
+    Delete {
+        /// The agent: its id, or its exact name.
+        agent: String,
+    },
+    /// Templates: agent versions the org's members start new agents from.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// The workspaces an agent reaches: its home and those it is shared
+    /// into.
+    Workspaces {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        #[command(subcommand)]
+        command: WorkspacesCommand,
+    },
+}
 
-pub async fn run(command: Command, _target: &Target, _out: Output) -> Outcome {
-    match command {}
+/// `agentshare agent template ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum TemplateCommand {
+    /// Publish a deployed version of an agent as a template. It includes
+    /// the instructions, readable by every org member, but no connections.
+    Create {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// The version to publish (default: the latest).
+        #[arg(long, value_name = "N")]
+        version: Option<i64>,
+        /// The template's name (default: the agent's).
+        #[arg(long)]
+        name: Option<String>,
+        /// What the template is for (default: the agent's description).
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// The org's templates, newest first.
+    List,
+    /// Show a template and its design.
+    Show {
+        /// The template's id.
+        template_id: String,
+    },
+    /// Create a new DRAFT agent of yours from a template.
+    Use {
+        /// The template's id.
+        template_id: String,
+        /// The new agent's name (default: the template's).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// `agentshare agent workspaces AGENT ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum WorkspacesCommand {
+    /// The workspaces the agent reaches that you can see, home first.
+    Get,
+    /// Replace the agent's workspace list (its home is always kept, and so
+    /// are workspaces you cannot see). Needs a stepped-up session.
+    Set {
+        /// Every workspace the agent should reach.
+        #[arg(required = true, value_name = "WORKSPACE_ID")]
+        workspace_ids: Vec<String>,
+    },
+}
+
+/// An agent state to filter by.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum State {
+    Draft,
+    Active,
+}
+
+impl From<State> for pb::AgentState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Draft => Self::Draft,
+            State::Active => Self::Active,
+        }
+    }
+}
+
+/// One side of a diff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Version(i64),
+    Draft,
+}
+
+fn parse_side(text: &str) -> Result<Side, String> {
+    if text.eq_ignore_ascii_case("draft") {
+        return Ok(Side::Draft);
+    }
+    let number = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    match number.parse::<i64>() {
+        Ok(number) if number >= 1 => Ok(Side::Version(number)),
+        _ => Err(format!(
+            "{text:?} is neither a version number (1, 2, …) nor `draft`"
+        )),
+    }
+}
+
+impl Side {
+    fn selector(self) -> pb::VersionSelector {
+        use pb::version_selector::Selector;
+        pb::VersionSelector {
+            selector: Some(match self {
+                Self::Version(number) => Selector::VersionNumber(number),
+                Self::Draft => Selector::Draft(true),
+            }),
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Self::Version(number) => format!("version {number}"),
+            Self::Draft => "the draft".into(),
+        }
+    }
+}
+
+type Registry = pb::agent_registry_service_client::AgentRegistryServiceClient<Channel>;
+
+pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
+    let api = target.api()?;
+    let mut registry = api.registry();
+    match command {
+        Command::Create { file, managed } => create(&mut registry, &file, managed, out).await,
+        Command::Update {
+            agent,
+            file,
+            replace,
+            revision,
+        } => {
+            let agent_id = agent_id(&mut registry, &agent).await?;
+            update(&mut registry, agent_id, &file, replace, revision, out).await
+        }
+        Command::Show {
+            agent,
+            version,
+            definition,
+        } => {
+            let agent_id = agent_id(&mut registry, &agent).await?;
+            show(&mut registry, agent_id, version, definition, out).await
+        }
+        Command::List { mine, state } => list(&mut registry, mine, state, out).await,
+        Command::Deploy {
+            agent,
+            notes,
+            revision,
+        } => {
+            let agent_id = agent_id(&mut registry, &agent).await?;
+            deploy(&mut registry, agent_id, notes, revision, out).await
+        }
+        Command::Versions { agent } => {
+            let agent_id = agent_id(&mut registry, &agent).await?;
+            versions(&mut registry, agent_id, out).await
+        }
+        Command::Diff { agent, from, to } => {
+            let agent_id = agent_id(&mut registry, &agent).await?;
+            diff(&mut registry, agent_id, from, to, out).await
+        }
+        Command::Rollback {
+            agent,
+            to,
+            if_latest,
+            notes,
+        } => {
+            let agent_id = agent_id(&mut registry, &agent).await?;
+            rollback(&mut registry, agent_id, to, if_latest, notes, out).await
+        }
+        Command::Delete { agent } => {
+            let agent_id = agent_id(&mut registry, &agent).await?;
+            let deleted = registry
+                .delete_agent(pb::DeleteAgentRequest { agent_id })
+                .await?
+                .into_inner();
+            let agent = deleted.agent.clone().unwrap_or_default();
+            let view = View::record(
+                agent.id.clone(),
+                vec![
+                    ("agent", agent.id.clone()),
+                    ("name", name_of(&agent)),
+                    ("state", state(agent.state)),
+                    ("deleted", time(agent.delete_time.as_ref())),
+                ],
+            );
+            out.show(&deleted, view)
+        }
+        Command::Template(command) => template(command, &mut registry, out).await,
+        Command::Workspaces { agent, command } => {
+            let agent_id = agent_id(&mut registry, &agent).await?;
+            let mut sharing = api.sharing();
+            workspaces(command, &mut sharing, agent_id, out).await
+        }
+    }
+}
+
+async fn create(registry: &mut Registry, file: &str, managed: bool, out: Output) -> Outcome {
+    let definition = Definition::read(file)?;
+    let created = registry
+        .create_agent(pb::CreateAgentRequest {
+            draft: Some(definition.draft),
+            is_managed: managed,
+        })
+        .await?
+        .into_inner();
+    let agent = created.agent.clone().unwrap_or_default();
+    out.show(&created, agent_record(&agent))?;
+    out.say(&format!(
+        "created a draft; deploy it with `agentshare agent deploy {}`",
+        agent.id
+    ))
+}
+
+async fn update(
+    registry: &mut Registry,
+    agent_id: String,
+    file: &str,
+    replace: bool,
+    revision: Option<i64>,
+    out: Output,
+) -> Outcome {
+    let definition = Definition::read(file)?;
+    let paths = if replace {
+        vec!["*".to_string()]
+    } else {
+        definition.fields
+    };
+    if paths.is_empty() {
+        return Err(Failure::usage(format!(
+            "{}: names no field to change; give at least one of name, description, \
+             instructions, model, tools, files, automations (or --replace to empty the draft)",
+            definition.source
+        )));
+    }
+    let expected_draft_revision = match revision {
+        Some(revision) => revision,
+        None => current(registry, &agent_id).await?.draft_revision,
+    };
+    let updated = registry
+        .update_draft(pb::UpdateDraftRequest {
+            agent_id,
+            draft: Some(definition.draft),
+            update_mask: Some(prost_types::FieldMask { paths }),
+            expected_draft_revision,
+        })
+        .await
+        .map_err(|status| {
+            hinted(
+                status,
+                tonic::Code::Aborted,
+                "someone changed the draft since that revision: look at it with `agentshare \
+                 agent show`, then update again",
+            )
+        })?
+        .into_inner();
+    let agent = updated.agent.clone().unwrap_or_default();
+    out.show(&updated, agent_record(&agent))
+}
+
+async fn show(
+    registry: &mut Registry,
+    agent_id: String,
+    version: Option<i64>,
+    definition: bool,
+    out: Output,
+) -> Outcome {
+    match version {
+        None => {
+            let shown = registry
+                .get_agent(pb::GetAgentRequest { agent_id })
+                .await?
+                .into_inner();
+            let agent = shown.agent.clone().unwrap_or_default();
+            if definition {
+                return print_definition(agent.draft.as_ref(), out);
+            }
+            out.show(&shown, agent_record(&agent))
+        }
+        Some(version_number) => {
+            let shown = registry
+                .get_version(pb::GetVersionRequest {
+                    agent_id,
+                    version_number,
+                })
+                .await?
+                .into_inner();
+            let version = shown.version.clone().unwrap_or_default();
+            if definition {
+                return print_definition(version.content.as_ref(), out);
+            }
+            let mut fields = version_fields(&version);
+            fields.extend(design_fields(&version.content.clone().unwrap_or_default()));
+            out.show(&shown, View::record(version.agent_id.clone(), fields))
+        }
+    }
+}
+
+async fn list(registry: &mut Registry, mine: bool, only: Option<State>, out: Output) -> Outcome {
+    let mut listed = pb::ListAgentsResponse::default();
+    // Every page, so the table and the JSON hold every agent.
+    loop {
+        let page = registry
+            .list_agents(pb::ListAgentsRequest {
+                page_size: 500,
+                page_token: listed.next_page_token.clone(),
+                owned_by_caller: mine,
+                state: only.map_or(0, |s| pb::AgentState::from(s) as i32),
+            })
+            .await?
+            .into_inner();
+        listed.agents.extend(page.agents);
+        listed.next_page_token = page.next_page_token;
+        if listed.next_page_token.is_empty() {
+            break;
+        }
+    }
+    let view = View::table(
+        vec!["ID", "NAME", "STATE", "VERSION", "OWNER", "UNDEPLOYED"],
+        &listed.agents,
+        |agent| {
+            vec![
+                agent.id.clone(),
+                if agent.is_default {
+                    format!("{} (org default)", name_of(agent))
+                } else {
+                    name_of(agent)
+                },
+                state(agent.state),
+                agent.latest_version_number.to_string(),
+                agent.owner_user_id.clone(),
+                if agent.has_undeployed_changes {
+                    "yes".into()
+                } else {
+                    String::new()
+                },
+            ]
+        },
+        |agent| agent.id.clone(),
+    );
+    out.show(&listed, view)
+}
+
+async fn deploy(
+    registry: &mut Registry,
+    agent_id: String,
+    notes: String,
+    revision: Option<i64>,
+    out: Output,
+) -> Outcome {
+    let expected_draft_revision = match revision {
+        Some(revision) => revision,
+        None => current(registry, &agent_id).await?.draft_revision,
+    };
+    let deployed = registry
+        .deploy_agent(pb::DeployAgentRequest {
+            agent_id,
+            expected_draft_revision,
+            notes,
+        })
+        .await
+        .map_err(|status| {
+            hinted(
+                status,
+                tonic::Code::FailedPrecondition,
+                "set each SHARED tool's connectionId to one of your connections (`agentshare \
+                 connection list`) with `agentshare agent update`, then deploy again",
+            )
+        })?
+        .into_inner();
+    let agent = deployed.agent.clone().unwrap_or_default();
+    let version = deployed.version.clone().unwrap_or_default();
+    let mut fields = vec![("name", name_of(&agent)), ("state", state(agent.state))];
+    fields.extend(version_fields(&version));
+    out.show(&deployed, View::record(agent.id, fields))?;
+    if deployed.created {
+        out.say(&format!(
+            "deployed version {}: holders' next runs use it",
+            version.number
+        ))
+    } else {
+        out.say(&format!(
+            "the draft equals version {}: no new version was made",
+            version.number
+        ))
+    }
+}
+
+async fn versions(registry: &mut Registry, agent_id: String, out: Output) -> Outcome {
+    let mut listed = pb::ListVersionsResponse::default();
+    loop {
+        let page = registry
+            .list_versions(pb::ListVersionsRequest {
+                agent_id: agent_id.clone(),
+                page_size: 500,
+                page_token: listed.next_page_token.clone(),
+            })
+            .await?
+            .into_inner();
+        listed.versions.extend(page.versions);
+        listed.next_page_token = page.next_page_token;
+        if listed.next_page_token.is_empty() {
+            break;
+        }
+    }
+    let view = View::table(
+        vec!["VERSION", "ORIGIN", "DEPLOYED", "BY", "NOTES"],
+        &listed.versions,
+        |version| {
+            vec![
+                version.number.to_string(),
+                origin(version),
+                time(version.deploy_time.as_ref()),
+                version.deployer_user_id.clone(),
+                version.notes.clone(),
+            ]
+        },
+        |version| version.number.to_string(),
+    );
+    out.show(&listed, view)
+}
+
+async fn diff(
+    registry: &mut Registry,
+    agent_id: String,
+    from: Option<Side>,
+    to: Side,
+    out: Output,
+) -> Outcome {
+    let from = match from {
+        Some(side) => side,
+        None => {
+            let latest = current(registry, &agent_id).await?.latest_version_number;
+            if latest == 0 {
+                return Err(Failure::usage(
+                    "the agent has no deployed version to compare the draft with: give --from",
+                ));
+            }
+            Side::Version(latest)
+        }
+    };
+    let diffed = registry
+        .diff_versions(pb::DiffVersionsRequest {
+            agent_id,
+            base: Some(from.selector()),
+            target: Some(to.selector()),
+        })
+        .await?
+        .into_inner();
+    if !out.for_people() {
+        let paths: Vec<String> = diffed
+            .changes
+            .iter()
+            .map(|c| c.field_path.clone())
+            .collect();
+        return out.show(
+            &diffed,
+            View {
+                header: Vec::new(),
+                rows: Vec::new(),
+                ids: paths,
+            },
+        );
+    }
+    // The values as JSON, as the API gives them.
+    let json = to_json(&diffed)?;
+    let changes = json["changes"].as_array().cloned().unwrap_or_default();
+    let mut text = match changes.len() {
+        0 => format!("no differences from {} to {}\n", from.name(), to.name()),
+        1 => format!("1 change from {} to {}:\n", from.name(), to.name()),
+        n => format!("{n} changes from {} to {}:\n", from.name(), to.name()),
+    };
+    for change in &changes {
+        text.push_str(&render_change(change));
+    }
+    out.write(&text)
+}
+
+async fn rollback(
+    registry: &mut Registry,
+    agent_id: String,
+    to: i64,
+    if_latest: Option<i64>,
+    notes: String,
+    out: Output,
+) -> Outcome {
+    let rolled = registry
+        .rollback_agent(pb::RollbackAgentRequest {
+            agent_id,
+            version_number: to,
+            expected_latest_version_number: if_latest,
+            notes,
+        })
+        .await?
+        .into_inner();
+    let agent = rolled.agent.clone().unwrap_or_default();
+    let version = rolled.version.clone().unwrap_or_default();
+    let mut fields = vec![("name", name_of(&agent))];
+    fields.extend(version_fields(&version));
+    out.show(&rolled, View::record(agent.id, fields))?;
+    if rolled.created {
+        out.say(&format!(
+            "deployed the content of version {to} as version {}; the draft is unchanged",
+            version.number
+        ))
+    } else {
+        out.say(&format!(
+            "version {} already has the content of version {to}: no new version was made",
+            version.number
+        ))
+    }
+}
+
+async fn template(command: TemplateCommand, registry: &mut Registry, out: Output) -> Outcome {
+    match command {
+        TemplateCommand::Create {
+            agent,
+            version,
+            name,
+            description,
+        } => {
+            let agent_id = agent_id(registry, &agent).await?;
+            let version_number = match version {
+                Some(version) => version,
+                None => match current(registry, &agent_id).await?.latest_version_number {
+                    0 => {
+                        return Err(Failure::local(format!(
+                            "{agent} has no deployed version to publish: deploy it first with \
+                             `agentshare agent deploy {agent}`"
+                        )));
+                    }
+                    latest => latest,
+                },
+            };
+            let created = registry
+                .create_template_from_agent(pb::CreateTemplateFromAgentRequest {
+                    agent_id,
+                    version_number,
+                    name: name.unwrap_or_default(),
+                    description: description.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let template = created.template.clone().unwrap_or_default();
+            out.show(&created, template_record(&template))?;
+            out.say("every member of the org can read this template, instructions included")
+        }
+        TemplateCommand::List => {
+            let listed = registry
+                .list_templates(pb::ListTemplatesRequest::default())
+                .await?
+                .into_inner();
+            let view = View::table(
+                vec![
+                    "ID",
+                    "NAME",
+                    "FROM AGENT",
+                    "VERSION",
+                    "PUBLISHER",
+                    "CREATED",
+                ],
+                &listed.templates,
+                |template| {
+                    vec![
+                        template.id.clone(),
+                        template.name.clone(),
+                        template.source_agent_id.clone(),
+                        template.source_version_number.to_string(),
+                        template.publisher_user_id.clone(),
+                        time(template.create_time.as_ref()),
+                    ]
+                },
+                |template| template.id.clone(),
+            );
+            out.show(&listed, view)
+        }
+        TemplateCommand::Show { template_id } => {
+            let shown = registry
+                .get_template(pb::GetTemplateRequest { template_id })
+                .await?
+                .into_inner();
+            let template = shown.template.clone().unwrap_or_default();
+            out.show(&shown, template_record(&template))
+        }
+        TemplateCommand::Use { template_id, name } => {
+            let created = registry
+                .create_agent_from_template(pb::CreateAgentFromTemplateRequest {
+                    template_id,
+                    name: name.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let agent = created.agent.clone().unwrap_or_default();
+            out.show(&created, agent_record(&agent))?;
+            let shared = agent.draft.as_ref().is_some_and(|draft| {
+                draft
+                    .tools
+                    .iter()
+                    .any(|tool| tool.scope == pb::IntegrationScope::Shared as i32)
+            });
+            if shared {
+                out.say(
+                    "templates carry no connections: point each shared tool at one of your \
+                     own with `agentshare agent update` before deploying",
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+type Sharing = sharing::sharing_service_client::SharingServiceClient<Channel>;
+
+async fn workspaces(
+    command: WorkspacesCommand,
+    sharing: &mut Sharing,
+    agent_id: String,
+    out: Output,
+) -> Outcome {
+    match command {
+        WorkspacesCommand::Get => {
+            let got = sharing
+                .get_agent_workspaces(sharing::GetAgentWorkspacesRequest { agent_id })
+                .await?
+                .into_inner();
+            let state = got.sharing.clone().unwrap_or_default();
+            out.say(&format!(
+                "shared with these workspaces' members: {}",
+                if state.shared { "yes" } else { "no" }
+            ))?;
+            out.show(&got, workspaces_table(&state))
+        }
+        WorkspacesCommand::Set { workspace_ids } => {
+            let set = sharing
+                .set_agent_workspaces(sharing::SetAgentWorkspacesRequest {
+                    agent_id,
+                    workspace_ids,
+                })
+                .await?
+                .into_inner();
+            let state = set.sharing.clone().unwrap_or_default();
+            out.show(&set, workspaces_table(&state))?;
+            for (what, ids) in [
+                ("added", &set.added_workspace_ids),
+                ("removed", &set.removed_workspace_ids),
+            ] {
+                if !ids.is_empty() {
+                    out.say(&format!("{what}: {}", ids.join(", ")))?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn workspaces_table(state: &sharing::AgentSharingState) -> View {
+    View::table(
+        vec!["ID", "NAME", "HOME"],
+        &state.workspaces,
+        |workspace| {
+            vec![
+                workspace.id.clone(),
+                workspace.name.clone(),
+                if workspace.id == state.home_workspace_id {
+                    "yes".into()
+                } else {
+                    String::new()
+                },
+            ]
+        },
+        |workspace| workspace.id.clone(),
+    )
+}
+
+/// A definition file read as an agent design.
+#[derive(Debug)]
+struct Definition {
+    draft: pb::AgentDraft,
+    /// The top-level fields the file names, as update-mask paths.
+    fields: Vec<String>,
+    /// The file, for messages.
+    source: String,
+}
+
+impl Definition {
+    fn read(file: &str) -> Outcome<Self> {
+        let source = if file == "-" {
+            "stdin".to_string()
+        } else {
+            file.to_string()
+        };
+        let text = read_input(file)?;
+        Self::parse(&text, &source)
+    }
+
+    fn parse(text: &str, source: &str) -> Outcome<Self> {
+        // JSON is read as JSON, so tabs and the like never trip the YAML
+        // reader; everything else is YAML.
+        let document: serde_json::Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| Failure::usage(format!("{source}: {e}")))?
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| Failure::usage(format!("{source}: {e}")))?
+        };
+        let Some(object) = document.as_object() else {
+            return Err(Failure::usage(format!(
+                "{source}: an agent definition is a mapping of its fields (name, description, \
+                 instructions, model, tools, files, automations)"
+            )));
+        };
+        let fields = object.keys().map(|key| mask_path(key)).collect();
+        let draft = match from_json::<pb::AgentDraft>(document.clone(), source) {
+            Err(Failure::Usage(why)) => {
+                return Err(Failure::usage(with_fault_path(&why, &document, source)));
+            }
+            read => read?,
+        };
+        Ok(Self {
+            draft,
+            fields,
+            source: source.to_string(),
+        })
+    }
+}
+
+/// `why` (which names the bad field or value, not where it is) with the
+/// path of the first field of `document` that does not fit, as
+/// `tools[1].scope`.
+fn with_fault_path(why: &str, document: &serde_json::Value, source: &str) -> String {
+    let fault = DescriptorPool::decode(agentshare_proto::FILE_DESCRIPTOR_SET)
+        .ok()
+        .and_then(|pool| pool.get_message_by_name(&pb::AgentDraft::full_name()))
+        .and_then(|draft| fault_path(&draft, document));
+    match fault {
+        Some(path) => {
+            let why = why
+                .strip_prefix(source)
+                .and_then(|rest| rest.strip_prefix(": "))
+                .unwrap_or(why);
+            format!("{source}: {path}: {why}")
+        }
+        None => why.to_string(),
+    }
+}
+
+/// The path of the first field of `document` that `message` cannot read,
+/// found by reading one field (and one list entry) at a time.
+fn fault_path(message: &MessageDescriptor, document: &serde_json::Value) -> Option<String> {
+    let reads = |key: &str, value: serde_json::Value| {
+        let mut one = serde_json::Map::new();
+        one.insert(key.to_string(), value);
+        DynamicMessage::deserialize(message.clone(), serde_json::Value::Object(one)).is_ok()
+    };
+    for (key, value) in document.as_object()? {
+        if reads(key, value.clone()) {
+            continue;
+        }
+        let Some(field) = message
+            .get_field_by_json_name(key)
+            .or_else(|| message.get_field_by_name(key))
+        else {
+            return Some(key.clone());
+        };
+        // Messages of our own are read field by field; well-known types
+        // (a Struct of model parameters, a Timestamp) and maps are leaves.
+        let nested = match field.kind() {
+            Kind::Message(inner)
+                if !field.is_map() && inner.package_name() != "google.protobuf" =>
+            {
+                Some(inner)
+            }
+            _ => None,
+        };
+        let inner_path =
+            |inner: &MessageDescriptor, value: &serde_json::Value, at: String| match fault_path(
+                inner, value,
+            ) {
+                Some(path) => format!("{at}.{path}"),
+                None => at,
+            };
+        return Some(match (value, nested) {
+            (serde_json::Value::Array(items), nested) if field.is_list() => items
+                .iter()
+                .enumerate()
+                .find(|(_, item)| !reads(key, serde_json::Value::Array(vec![(*item).clone()])))
+                .map_or_else(
+                    || key.clone(),
+                    |(at, item)| match &nested {
+                        Some(inner) => inner_path(inner, item, format!("{key}[{at}]")),
+                        None => format!("{key}[{at}]"),
+                    },
+                ),
+            (serde_json::Value::Object(_), Some(inner)) => inner_path(&inner, value, key.clone()),
+            _ => key.clone(),
+        });
+    }
+    None
+}
+
+/// A top-level field as the update mask names it: the proto field name,
+/// whichever spelling (`camelCase` JSON or `snake_case`) the file used.
+fn mask_path(key: &str) -> String {
+    let mut path = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            path.push('_');
+            path.push(c.to_ascii_lowercase());
+        } else {
+            path.push(c);
+        }
+    }
+    path
+}
+
+fn print_definition(draft: Option<&pb::AgentDraft>, out: Output) -> Outcome {
+    let json = to_json(&draft.cloned().unwrap_or_default())?;
+    let text = if out.format == Format::Json {
+        let mut text = serde_json::to_string_pretty(&json)
+            .map_err(|e| Failure::local(format!("cannot print JSON: {e}")))?;
+        text.push('\n');
+        text
+    } else {
+        serde_yaml_ng::to_string(&in_design_order(json)?)
+            .map_err(|e| Failure::local(format!("cannot print YAML: {e}")))?
+    };
+    out.write(&text)
+}
+
+/// A design's fields in the order people write them (name first, as in
+/// the proto), not alphabetically; fields added later come last.
+fn in_design_order(json: serde_json::Value) -> Outcome<serde_yaml_ng::Value> {
+    const ORDER: [&str; 7] = [
+        "name",
+        "description",
+        "instructions",
+        "model",
+        "tools",
+        "files",
+        "automations",
+    ];
+    let serde_json::Value::Object(mut fields) = json else {
+        return serde_yaml_ng::to_value(json)
+            .map_err(|e| Failure::local(format!("cannot print YAML: {e}")));
+    };
+    let mut ordered = serde_yaml_ng::Mapping::new();
+    let known: Vec<_> = ORDER
+        .iter()
+        .filter_map(|key| fields.remove_entry(*key))
+        .collect();
+    for (key, value) in known.into_iter().chain(fields) {
+        let value = serde_yaml_ng::to_value(value)
+            .map_err(|e| Failure::local(format!("cannot print YAML: {e}")))?;
+        ordered.insert(serde_yaml_ng::Value::String(key), value);
+    }
+    Ok(serde_yaml_ng::Value::Mapping(ordered))
+}
+
+/// The agent as it is now.
+async fn current(registry: &mut Registry, agent_id: &str) -> Outcome<pb::Agent> {
+    Ok(registry
+        .get_agent(pb::GetAgentRequest {
+            agent_id: agent_id.to_string(),
+        })
+        .await?
+        .into_inner()
+        .agent
+        .unwrap_or_default())
+}
+
+/// AGENT as an id: an id as given, else the one visible agent with that
+/// exact name.
+async fn agent_id(registry: &mut Registry, agent: &str) -> Outcome<String> {
+    if looks_like_id(agent) {
+        return Ok(agent.to_string());
+    }
+    let mut matches = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = registry
+            .list_agents(pb::ListAgentsRequest {
+                page_size: 500,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        matches.extend(
+            page.agents
+                .into_iter()
+                .filter(|a| a.draft.as_ref().is_some_and(|d| d.name == agent))
+                .map(|a| a.id),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    match matches.as_slice() {
+        [id] => Ok(id.clone()),
+        [] => Err(Failure::usage(format!(
+            "no agent you can see is named {agent:?}: give its id (`agentshare agent list`)"
+        ))),
+        ids => Err(Failure::usage(format!(
+            "{} agents are named {agent:?}: give one of their ids: {}",
+            ids.len(),
+            ids.join(", ")
+        ))),
+    }
+}
+
+/// Whether `text` has the shape of a UUID, as every agent id does.
+fn looks_like_id(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(at, c)| match at {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// `status` with `hint` added, when it has `code` and no hint of its own.
+fn hinted(status: tonic::Status, code: tonic::Code, hint: &str) -> Failure {
+    let mut details = status.get_error_details();
+    if status.code() != code || details.localized_message().is_some() {
+        return Failure::Call(status);
+    }
+    details.set_localized_message("en-US", hint);
+    Failure::Call(tonic::Status::with_error_details(
+        status.code(),
+        status.message(),
+        details,
+    ))
+}
+
+fn state(value: i32) -> String {
+    pb::AgentState::try_from(value)
+        .map(|state| label(state.as_str_name(), "AGENT_STATE_"))
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn scope(value: i32) -> String {
+    pb::IntegrationScope::try_from(value)
+        .map(|scope| label(scope.as_str_name(), "INTEGRATION_SCOPE_"))
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn origin(version: &pb::AgentVersion) -> String {
+    match pb::VersionOrigin::try_from(version.origin) {
+        Ok(pb::VersionOrigin::Rollback) => {
+            format!("rollback of {}", version.rollback_of_version_number)
+        }
+        Ok(origin) => label(origin.as_str_name(), "VERSION_ORIGIN_"),
+        Err(_) => version.origin.to_string(),
+    }
+}
+
+fn name_of(agent: &pb::Agent) -> String {
+    agent
+        .draft
+        .as_ref()
+        .map(|draft| draft.name.clone())
+        .unwrap_or_default()
+}
+
+fn agent_record(agent: &pb::Agent) -> View {
+    let mut fields = vec![
+        ("agent", agent.id.clone()),
+        ("state", state(agent.state)),
+        ("latest version", agent.latest_version_number.to_string()),
+    ];
+    if agent.caller_can_edit {
+        fields.push(("draft revision", agent.draft_revision.to_string()));
+        fields.push((
+            "undeployed changes",
+            agent.has_undeployed_changes.to_string(),
+        ));
+    }
+    if agent.is_default {
+        fields.push(("org default", "true".into()));
+    }
+    if agent.is_managed {
+        fields.push(("managed", "true".into()));
+    }
+    fields.push(("owner", agent.owner_user_id.clone()));
+    fields.push(("home workspace", agent.home_workspace_id.clone()));
+    fields.extend(design_fields(&agent.draft.clone().unwrap_or_default()));
+    fields.push(("created", time(agent.create_time.as_ref())));
+    if agent.latest_deploy_time.is_some() {
+        fields.push(("deployed", time(agent.latest_deploy_time.as_ref())));
+    }
+    View::record(agent.id.clone(), fields)
+}
+
+fn version_fields(version: &pb::AgentVersion) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("version", version.number.to_string()),
+        ("origin", origin(version)),
+        ("deployed", time(version.deploy_time.as_ref())),
+        ("deployed by", version.deployer_user_id.clone()),
+    ];
+    if !version.notes.is_empty() {
+        fields.push(("notes", version.notes.clone()));
+    }
+    fields
+}
+
+fn template_record(template: &pb::Template) -> View {
+    let mut fields = vec![
+        ("template", template.id.clone()),
+        ("from agent", template.source_agent_id.clone()),
+        ("from version", template.source_version_number.to_string()),
+        ("publisher", template.publisher_user_id.clone()),
+        ("created", time(template.create_time.as_ref())),
+    ];
+    let mut design = template.content.clone().unwrap_or_default();
+    // The template's own name and description, not the copied agent's.
+    design.name.clone_from(&template.name);
+    design.description.clone_from(&template.description);
+    fields.extend(design_fields(&design));
+    View::record(template.id.clone(), fields)
+}
+
+/// A design as record lines: one per tool and automation.
+fn design_fields(draft: &pb::AgentDraft) -> Vec<(&'static str, String)> {
+    let mut fields = vec![("name", draft.name.clone())];
+    if !draft.description.is_empty() {
+        fields.push(("description", draft.description.clone()));
+    }
+    if !draft.instructions.is_empty() {
+        fields.push(("instructions", summary(&draft.instructions)));
+    }
+    if let Some(model) = &draft.model {
+        fields.push(("model", format!("{} {}", model.provider, model.model)));
+    }
+    for tool in &draft.tools {
+        let mut text = format!(
+            "{} ({}, {})",
+            tool.integration_key,
+            tool.provider,
+            scope(tool.scope)
+        );
+        if !tool.connection_id.is_empty() {
+            text.push_str(&format!(", connection {}", tool.connection_id));
+        }
+        fields.push(("tool", text));
+    }
+    for file in &draft.files {
+        fields.push(("file", format!("{} ({})", file.name, file.uri)));
+    }
+    for automation in &draft.automations {
+        let text = if automation.display_name.is_empty() {
+            automation.key.clone()
+        } else {
+            format!("{}: {}", automation.key, automation.display_name)
+        };
+        fields.push(("automation", text));
+    }
+    fields
+}
+
+/// A long text's first line, shortened, and its length.
+fn summary(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    let mut shown: String = first.chars().take(60).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    format!("{shown} ({} characters)", text.chars().count())
+}
+
+/// One change, for people: `~ path: old → new`, `+ path: new`, `- path: old`;
+/// a text over several lines as a line diff.
+fn render_change(change: &serde_json::Value) -> String {
+    let path = change["fieldPath"].as_str().unwrap_or_default();
+    let base = &change["baseValue"];
+    let target = &change["targetValue"];
+    match change["kind"].as_str().unwrap_or_default() {
+        "FIELD_CHANGE_KIND_ADDED" => format!("+ {path}: {}\n", compact(target)),
+        "FIELD_CHANGE_KIND_REMOVED" => format!("- {path}: {}\n", compact(base)),
+        _ => match (base.as_str(), target.as_str()) {
+            (Some(old), Some(new)) if old.contains('\n') || new.contains('\n') => {
+                let mut text = format!("~ {path}:\n");
+                for (mark, line) in line_diff(old, new) {
+                    text.push_str(&format!("    {mark} {line}\n"));
+                }
+                text
+            }
+            _ => format!("~ {path}: {} → {}\n", compact(base), compact(target)),
+        },
+    }
+}
+
+fn compact(value: &serde_json::Value) -> String {
+    if value.is_null() {
+        return "(none)".into();
+    }
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The lines of `old` and `new` marked `-` (only in old), `+` (only in new)
+/// or ` ` (in both), in order, by their longest common subsequence. Texts
+/// too long to compare line by line are shown whole, old then new.
+fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<(char, &'a str)> {
+    const MAX_CELLS: usize = 4_000_000;
+    let old: Vec<&str> = old.lines().collect();
+    let new: Vec<&str> = new.lines().collect();
+    if old.len().saturating_mul(new.len()) > MAX_CELLS {
+        let mut lines: Vec<(char, &str)> = old.iter().map(|line| ('-', *line)).collect();
+        lines.extend(new.iter().map(|line| ('+', *line)));
+        return lines;
+    }
+    // common[i][j]: the longest common subsequence of old[i..] and new[j..].
+    let mut common = vec![vec![0usize; new.len() + 1]; old.len() + 1];
+    for i in (0..old.len()).rev() {
+        for j in (0..new.len()).rev() {
+            common[i][j] = if old[i] == new[j] {
+                common[i + 1][j + 1] + 1
+            } else {
+                common[i + 1][j].max(common[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut lines = Vec::new();
+    while i < old.len() && j < new.len() {
+        if old[i] == new[j] {
+            lines.push((' ', old[i]));
+            i += 1;
+            j += 1;
+        } else if common[i + 1][j] >= common[i][j + 1] {
+            lines.push(('-', old[i]));
+            i += 1;
+        } else {
+            lines.push(('+', new[j]));
+            j += 1;
+        }
+    }
+    lines.extend(old[i..].iter().map(|line| ('-', *line)));
+    lines.extend(new[j..].iter().map(|line| ('+', *line)));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_definition_reads_as_a_draft_and_names_its_fields_for_the_mask() {
+        let yaml = "name: Research agent\nmodel:\n  provider: anthropic\n  model: claude-sonnet-4\n\
+                    tools:\n  - integrationKey: crm\n    provider: crm\n    scope: INTEGRATION_SCOPE_USER_CONFIGURED\n";
+        let definition = Definition::parse(yaml, "agent.yaml").unwrap();
+        assert_eq!(definition.draft.name, "Research agent");
+        assert_eq!(
+            definition.draft.tools[0].scope,
+            pb::IntegrationScope::UserConfigured as i32
+        );
+        let mut fields = definition.fields;
+        fields.sort();
+        assert_eq!(fields, ["model", "name", "tools"]);
+
+        let json = r#"{"name": "From JSON", "instructions": "Be brief."}"#;
+        let definition = Definition::parse(json, "agent.json").unwrap();
+        assert_eq!(definition.draft.instructions, "Be brief.");
+    }
+
+    #[test]
+    fn a_field_that_does_not_fit_is_a_usage_error_naming_the_file_and_field() {
+        for (text, field) in [
+            ("name: A\ncolour: red\n", "colour"),
+            ("- name: A\n", "mapping"),
+            (
+                "name: A\ntools:\n  - scope: INTEGRATION_SCOPE_SHARED\n  - scope: SHARD\n",
+                "tools[1].scope: unrecognized enum value 'SHARD'",
+            ),
+            (
+                "name: A\nautomations:\n  - key: k\n    cadence: daily\n",
+                "automations[0].cadence",
+            ),
+            ("name: A\nmodel:\n  parameters: 3\n", "model.parameters"),
+            (
+                "name: A\nautomations:\n  - suggestedChannels: [NOTIFICATION_CHANNEL_WEB, SMS]\n",
+                "automations[0].suggestedChannels[1]",
+            ),
+            ("name: [unclosed\n", "agent.yaml"),
+        ] {
+            let refused = Definition::parse(text, "agent.yaml");
+            let Err(Failure::Usage(why)) = refused else {
+                panic!("{text}: {refused:?}");
+            };
+            assert!(
+                why.contains("agent.yaml") && why.contains(field),
+                "{text}: {why}"
+            );
+        }
+    }
+
+    #[test]
+    fn mask_paths_are_proto_field_names() {
+        assert_eq!(mask_path("instructions"), "instructions");
+        assert_eq!(mask_path("someField"), "some_field");
+    }
+
+    #[test]
+    fn diff_sides_are_numbers_or_the_draft() {
+        assert_eq!(parse_side("draft"), Ok(Side::Draft));
+        assert_eq!(parse_side("2"), Ok(Side::Version(2)));
+        assert_eq!(parse_side("v3"), Ok(Side::Version(3)));
+        assert!(parse_side("0").is_err());
+        assert!(parse_side("latest").is_err());
+    }
+
+    #[test]
+    fn ids_are_told_from_names() {
+        assert!(looks_like_id("01936f5e-8c2a-7b3d-9e4f-0a1b2c3d4e5f"));
+        assert!(!looks_like_id("Research agent"));
+        assert!(!looks_like_id("01936f5e-8c2a-7b3d-9e4f-0a1b2c3d4e5g"));
+    }
+
+    #[test]
+    fn a_changed_text_reads_as_a_line_diff() {
+        let lines = line_diff("a\nb\nc", "a\nB\nc\nd");
+        assert_eq!(
+            lines,
+            [(' ', "a"), ('-', "b"), ('+', "B"), (' ', "c"), ('+', "d")]
+        );
+        let change = serde_json::json!({
+            "fieldPath": "tools[crm].scope",
+            "kind": "FIELD_CHANGE_KIND_MODIFIED",
+            "baseValue": "INTEGRATION_SCOPE_SHARED",
+            "targetValue": "INTEGRATION_SCOPE_USER_CONFIGURED",
+        });
+        assert_eq!(
+            render_change(&change),
+            "~ tools[crm].scope: \"INTEGRATION_SCOPE_SHARED\" → \
+             \"INTEGRATION_SCOPE_USER_CONFIGURED\"\n"
+        );
+        let added = serde_json::json!({
+            "fieldPath": "tools[calendar]",
+            "kind": "FIELD_CHANGE_KIND_ADDED",
+            "targetValue": {"integrationKey": "calendar"},
+        });
+        assert_eq!(
+            render_change(&added),
+            "+ tools[calendar]: {\"integrationKey\":\"calendar\"}\n"
+        );
+    }
 }
