@@ -680,6 +680,33 @@ async fn connection_keys_come_from_a_file_or_stdin_and_are_never_shown() {
     assert_eq!(tested["ok"], true);
     assert!(tested["connection"]["lastTestTime"].is_string(), "{tested}");
 
+    // A key the provider refuses is a failed check: said, and exit 1.
+    let short = serve
+        .cli()
+        .args(&[
+            "--as",
+            "alice",
+            "connection",
+            "create",
+            "--provider",
+            "search",
+        ])
+        .args(&["--api-key-stdin", "-q"])
+        .stdin("srch-x")
+        .run()
+        .await
+        .ok()
+        .id();
+    let refused = serve
+        .as_user("alice", &["connection", "test", &short])
+        .await
+        .failed(1, "the provider refused");
+    assert!(
+        refused.stdout.contains("failed") && refused.stdout.contains("too short"),
+        "{}",
+        refused.stdout
+    );
+
     // Someone else's connection does not exist for them.
     serve.as_user("bob", &["me"]).await.ok();
     serve

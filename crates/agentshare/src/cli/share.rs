@@ -362,7 +362,7 @@ pub async fn access(command: AccessCommand, target: &Target, out: Output) -> Out
                     ("who", question.who()),
                     ("action", action_name(pb::Action::from(action) as i32)),
                     ("allowed", yes_no(checked.allowed)),
-                    ("because", reason_words(checked.reason).to_string()),
+                    ("because", reason_for(checked.reason, &question.who())),
                 ],
             );
             out.show(&checked, view)
@@ -393,18 +393,19 @@ pub async fn access(command: AccessCommand, target: &Target, out: Output) -> Out
 /// then the facts read in order.
 fn explanation(question: &Question, action: i32, explained: &pb::ExplainResponse) -> String {
     let who = question.who();
+    let because = |reason: i32| reason_for(reason, &who);
     let action = action_name(action);
     let mut text = if explained.allowed {
         format!(
             "Allowed: {who} may {action} agent {}, because {}.\n",
             question.agent_id,
-            reason_words(explained.reason)
+            because(explained.reason)
         )
     } else {
         format!(
             "Denied: {who} may not {action} agent {}, because {}.\n",
             question.agent_id,
-            reason_words(explained.reason)
+            because(explained.reason)
         )
     };
     if explained.paths.is_empty() {
@@ -423,7 +424,7 @@ fn explanation(question: &Question, action: i32, explained: &pb::ExplainResponse
     if !explained.denial_reasons.is_empty() {
         text.push_str("\nWhy not:\n");
         for reason in &explained.denial_reasons {
-            text.push_str(&format!("  - {}\n", reason_words(*reason)));
+            text.push_str(&format!("  - {}\n", because(*reason)));
         }
     }
     if !explained.facts.is_empty() {
@@ -457,7 +458,18 @@ fn path_words(path: &pb::AccessPath) -> String {
     }
 }
 
-/// Why an action is allowed or denied, in words.
+/// Why an action is allowed or denied, in words about `who`: "you own
+/// it", "they own it".
+fn reason_for(reason: i32, who: &str) -> String {
+    let words = reason_words(reason);
+    if who == "you" {
+        words.replace("they ", "you ").replace("them", "you")
+    } else {
+        words.to_string()
+    }
+}
+
+/// Why an action is allowed or denied, in words about "them".
 fn reason_words(reason: i32) -> &'static str {
     use pb::DecisionReason as R;
     match R::try_from(reason) {
@@ -617,6 +629,15 @@ mod tests {
         assert_eq!(setup_dot(required, Colour::Off), "● setup required");
         assert_eq!(setup_dot(ready, Colour::On), "\x1b[32m●\x1b[0m ready");
         assert!(setup_dot(required, Colour::On).ends_with("setup required"));
+    }
+
+    #[test]
+    fn reasons_speak_to_you_or_about_them() {
+        let owner = pb::DecisionReason::Owner as i32;
+        assert_eq!(reason_for(owner, "you"), "you own it");
+        assert_eq!(reason_for(owner, "user u-1"), "they own it");
+        let hidden = pb::DecisionReason::NotFound as i32;
+        assert!(reason_for(hidden, "you").ends_with("not visible to you"));
     }
 
     #[test]
