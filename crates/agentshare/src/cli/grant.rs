@@ -1,19 +1,361 @@
-//! `agentshare grant ...` and `agentshare pin` (being built).
+//! `agentshare grant create|list|revoke` and `agentshare pin`: tokens that
+//! let an app, widget or bot run one agent (SharingService's grants), and
+//! the version a user runs (AccessService's pins).
+//!
+//! A grant's token is shown once, by `grant create`: it goes to stdout
+//! (alone with `--quiet`, for `$(...)`), and a warning to store it goes to
+//! stderr, which a script's capture does not swallow.
+
+use std::str::FromStr as _;
+use std::time::{Duration, SystemTime};
+
+use agentshare_proto::sharing::v1 as pb;
 
 use super::client::Target;
 use super::failure::{Failure, Outcome};
-use super::output::Output;
+use super::output::{Format, Output, View, label, time};
+use super::share::{kind, yes_no};
 
+/// `agentshare grant ...`
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {}
-
-#[derive(Debug, clap::Args)]
-pub struct PinArgs {}
-
-pub async fn run(command: Command, _target: &Target, _out: Output) -> Outcome {
-    match command {}
+pub enum Command {
+    /// Create a grant for one of your agents and print its token, once.
+    Create {
+        /// The agent's id; it must be deployed, and yours.
+        agent_id: String,
+        /// Whose credentials runs use: the holder's own (invoke) or yours
+        /// (delegate, for anonymous widgets and bots).
+        #[arg(long, value_enum)]
+        kind: GrantKind,
+        /// A label to tell grants apart, such as "marketing-site widget".
+        #[arg(long)]
+        label: String,
+        /// When the token stops working, as RFC 3339
+        /// (2027-01-31T00:00:00Z); default: never.
+        #[arg(long, value_name = "TIME", conflicts_with = "expires_in")]
+        expires_at: Option<String>,
+        /// How long the token works from now: 90s, 30m, 12h, 30d or 2w.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Pin every run under the grant to this deployed version; default:
+        /// the latest.
+        #[arg(long, value_name = "VERSION")]
+        version: Option<i64>,
+    },
+    /// An agent's grants, newest first, with token prefixes, never tokens.
+    List {
+        /// The agent's id.
+        agent_id: String,
+        /// Include revoked, expired and ended grants.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a grant: the very next call with its token is refused.
+    Revoke {
+        /// The grant's id.
+        grant_id: String,
+    },
 }
 
-pub async fn pin(_args: PinArgs, _target: &Target, _out: Output) -> Outcome {
-    Err(Failure::local("not built yet"))
+/// A grant kind as the command line names it.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum GrantKind {
+    /// Runs with the holder's own connections, data and bill.
+    Invoke,
+    /// Runs with your connections, on your bill; needs no signed-in user.
+    Delegate,
+}
+
+impl From<GrantKind> for pb::GrantKind {
+    fn from(kind: GrantKind) -> Self {
+        match kind {
+            GrantKind::Invoke => Self::Invoke,
+            GrantKind::Delegate => Self::Delegate,
+        }
+    }
+}
+
+/// `agentshare pin AGENT [VERSION | --clear]`
+#[derive(Debug, clap::Args)]
+pub struct PinArgs {
+    /// The agent's id.
+    agent_id: String,
+    /// The deployed version to run from now on; without it (and without
+    /// --clear), show your pin.
+    #[arg(conflicts_with = "clear")]
+    version: Option<i64>,
+    /// Clear your pin: follow the latest version again.
+    #[arg(long)]
+    clear: bool,
+}
+
+pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
+    let api = target.api()?;
+    let mut sharing = api.sharing();
+    match command {
+        Command::Create {
+            agent_id,
+            kind,
+            label,
+            expires_at,
+            expires_in,
+            version,
+        } => {
+            let expire_time = expiry(expires_at.as_deref(), expires_in.as_deref())?;
+            let created = sharing
+                .create_grant(pb::CreateGrantRequest {
+                    agent_id,
+                    kind: pb::GrantKind::from(kind) as i32,
+                    label,
+                    expire_time,
+                    pinned_version: version,
+                })
+                .await?
+                .into_inner();
+            eprintln!(
+                "warning: this is the only time the grant's token is shown; store it now \
+                 (in a secret manager, not a chat or a ticket). It cannot be recovered: \
+                 if it is lost, revoke the grant and create another."
+            );
+            if out.quiet {
+                return out.line(&created.token);
+            }
+            let grant = created.grant.clone().unwrap_or_default();
+            // The whole token is shown, so its prefix would say nothing more.
+            let mut fields: Vec<_> = grant_fields(&grant)
+                .into_iter()
+                .filter(|(name, _)| *name != "token prefix")
+                .collect();
+            fields.push(("token", created.token.clone()));
+            out.show(&created, View::record(grant.id.clone(), fields))
+        }
+        Command::List { agent_id, all } => {
+            let mut listed = pb::ListGrantsResponse::default();
+            loop {
+                let page = sharing
+                    .list_grants(pb::ListGrantsRequest {
+                        agent_id: agent_id.clone(),
+                        include_inactive: all,
+                        page_size: 1000,
+                        page_token: std::mem::take(&mut listed.next_page_token),
+                    })
+                    .await?
+                    .into_inner();
+                listed.grants.extend(page.grants);
+                listed.next_page_token = page.next_page_token;
+                if listed.next_page_token.is_empty() {
+                    break;
+                }
+            }
+            let view = View::table(
+                vec![
+                    "ID",
+                    "KIND",
+                    "LABEL",
+                    "TOKEN",
+                    "STATE",
+                    "PINNED",
+                    "CREATED",
+                    "EXPIRES",
+                    "LAST USED",
+                ],
+                &listed.grants,
+                |grant| {
+                    vec![
+                        grant.id.clone(),
+                        kind(grant.kind),
+                        grant.label.clone(),
+                        format!("{}…", grant.token_prefix),
+                        state(grant.state),
+                        pinned(grant.pinned_version),
+                        time(grant.create_time.as_ref()),
+                        expires(grant.expire_time.as_ref()),
+                        time(grant.last_use_time.as_ref()),
+                    ]
+                },
+                |grant| grant.id.clone(),
+            );
+            out.show(&listed, view)
+        }
+        Command::Revoke { grant_id } => {
+            let revoked = sharing
+                .revoke_grant(pb::RevokeGrantRequest { grant_id })
+                .await?
+                .into_inner();
+            let grant = revoked.grant.clone().unwrap_or_default();
+            let mut fields = grant_fields(&grant);
+            fields.push(("revoked", time(grant.revoke_time.as_ref())));
+            out.show(&revoked, View::record(grant.id.clone(), fields))?;
+            out.say("Its token is refused from the very next call.")
+        }
+    }
+}
+
+fn grant_fields(grant: &pb::Grant) -> Vec<(&'static str, String)> {
+    vec![
+        ("grant", grant.id.clone()),
+        ("agent", grant.agent_id.clone()),
+        ("kind", kind(grant.kind)),
+        ("label", grant.label.clone()),
+        ("token prefix", grant.token_prefix.clone()),
+        ("state", state(grant.state)),
+        ("pinned version", pinned(grant.pinned_version)),
+        ("expires", expires(grant.expire_time.as_ref())),
+    ]
+}
+
+fn state(value: i32) -> String {
+    pb::GrantState::try_from(value)
+        .map(|s| label(s.as_str_name(), "GRANT_STATE_"))
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn pinned(version: Option<i64>) -> String {
+    version.map_or_else(|| "latest".into(), |v| v.to_string())
+}
+
+fn expires(stamp: Option<&prost_types::Timestamp>) -> String {
+    stamp.map_or_else(|| "never".into(), |t| time(Some(t)))
+}
+
+/// The expiry the flags ask for: an RFC 3339 time, or a duration from now.
+fn expiry(at: Option<&str>, within: Option<&str>) -> Outcome<Option<prost_types::Timestamp>> {
+    if let Some(at) = at {
+        return prost_types::Timestamp::from_str(at).map(Some).map_err(|e| {
+            Failure::usage(format!(
+                "--expires-at {at:?} is not an RFC 3339 time such as \
+                     2027-01-31T00:00:00Z: {e}"
+            ))
+        });
+    }
+    let Some(within) = within else {
+        return Ok(None);
+    };
+    let duration = parse_duration(within)
+        .map_err(|why| Failure::usage(format!("--expires-in {within:?}: {why}")))?;
+    let at = SystemTime::now()
+        .checked_add(duration)
+        .ok_or_else(|| Failure::usage(format!("--expires-in {within:?} is too far away")))?;
+    Ok(Some(prost_types::Timestamp::from(at)))
+}
+
+/// A duration as people write it: a whole number and one unit, `s`, `m`,
+/// `h`, `d` or `w` (`90s`, `5m`, `30d`).
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: s, m, h, d or w (such as 30m)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number (such as 30m)"))?;
+    let seconds_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        other => return Err(format!("{other:?} is not a unit: use s, m, h, d or w")),
+    };
+    let seconds = number
+        .checked_mul(seconds_per)
+        .ok_or_else(|| format!("{text:?} is too long"))?;
+    if seconds == 0 {
+        return Err("must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+/// `agentshare pin AGENT [VERSION | --clear]`
+pub async fn pin(args: PinArgs, target: &Target, out: Output) -> Outcome {
+    let api = target.api()?;
+    let mut access = api.access();
+    let agent_id = args.agent_id;
+    if args.clear {
+        let unpinned = access
+            .unpin_version(pb::UnpinVersionRequest {
+                agent_id: agent_id.clone(),
+            })
+            .await?
+            .into_inner();
+        let view = View::record(
+            agent_id.clone(),
+            vec![
+                ("agent", agent_id.clone()),
+                ("pin removed", yes_no(unpinned.removed)),
+                ("runs", "the latest version".into()),
+            ],
+        );
+        return out.show(&unpinned, view);
+    }
+    if let Some(version) = args.version {
+        let pinned = access
+            .pin_version(pb::PinVersionRequest {
+                agent_id: agent_id.clone(),
+                version,
+            })
+            .await?
+            .into_inner();
+        let view = pin_record(pinned.pin.as_ref());
+        out.show(&pinned, view)?;
+        return out.say(&format!(
+            "Your runs use version {version} until `agentshare pin {agent_id} --clear`."
+        ));
+    }
+    let shown = access
+        .get_pin(pb::GetPinRequest {
+            agent_id: agent_id.clone(),
+        })
+        .await?
+        .into_inner();
+    let view = pin_record(shown.pin.as_ref());
+    if shown.pin.is_none() && out.format == Format::Table && !out.quiet {
+        return out.line(&format!(
+            "You have no pin on agent {agent_id}: your runs use the latest version."
+        ));
+    }
+    out.show(&shown, view)
+}
+
+fn pin_record(pin: Option<&pb::Pin>) -> View {
+    let Some(pin) = pin else {
+        return View::record(String::new(), Vec::new());
+    };
+    View::record(
+        pin.agent_id.clone(),
+        vec![
+            ("agent", pin.agent_id.clone()),
+            ("version", pin.version.to_string()),
+            ("pinned", time(pin.create_time.as_ref())),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_a_number_and_a_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("30").unwrap_err().contains("unit"));
+        assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration("0m").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn an_expiry_is_a_time_or_a_duration_from_now() {
+        let at = expiry(Some("2030-01-31T00:00:00Z"), None).unwrap().unwrap();
+        assert_eq!(at.seconds, 1_896_048_000);
+        let soon = expiry(None, Some("1h")).unwrap().unwrap();
+        assert!(soon.seconds > at.seconds - 10 * 365 * 86_400);
+        assert!(matches!(
+            expiry(Some("tomorrow"), None),
+            Err(Failure::Usage(_))
+        ));
+        assert_eq!(expiry(None, None).unwrap(), None);
+    }
 }
