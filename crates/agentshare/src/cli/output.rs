@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::sync::OnceLock;
 
 use comfy_table::Table;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, SerializeOptions};
 
 use super::failure::{Failure, Outcome};
 
@@ -199,7 +199,7 @@ where
 
 /// A message from a JSON document in the proto3 JSON mapping (a YAML file
 /// read as JSON too), naming the first field that does not fit.
-pub fn from_json<M>(document: serde_json::Value, source: &str) -> Outcome<M>
+pub fn from_json<M>(document: &serde_json::Value, source: &str) -> Outcome<M>
 where
     M: prost::Message + prost::Name + Default,
 {
@@ -207,10 +207,72 @@ where
     let descriptor = pool()
         .get_message_by_name(&name)
         .ok_or_else(|| Failure::local(format!("{name} is not in the contract")))?;
-    let dynamic = DynamicMessage::deserialize(descriptor, document)
-        .map_err(|e| Failure::usage(format!("{source}: {e}")))?;
+    let dynamic = match DynamicMessage::deserialize(descriptor.clone(), document) {
+        Ok(dynamic) => dynamic,
+        // The reader names the bad field or value, not where it is.
+        Err(e) => {
+            return Err(Failure::usage(match fault_path(&descriptor, document) {
+                Some(path) => format!("{source}: {path}: {e}"),
+                None => format!("{source}: {e}"),
+            }));
+        }
+    };
     M::decode(prost::Message::encode_to_vec(&dynamic).as_slice())
         .map_err(|e| Failure::local(format!("cannot read {name}: {e}")))
+}
+
+/// The path of the first field of `document` that `message` cannot read,
+/// found by reading one field (and one list entry) at a time.
+fn fault_path(message: &MessageDescriptor, document: &serde_json::Value) -> Option<String> {
+    let reads = |key: &str, value: serde_json::Value| {
+        let mut one = serde_json::Map::new();
+        one.insert(key.to_string(), value);
+        DynamicMessage::deserialize(message.clone(), serde_json::Value::Object(one)).is_ok()
+    };
+    for (key, value) in document.as_object()? {
+        if reads(key, value.clone()) {
+            continue;
+        }
+        let Some(field) = message
+            .get_field_by_json_name(key)
+            .or_else(|| message.get_field_by_name(key))
+        else {
+            return Some(key.clone());
+        };
+        // Messages of our own are read field by field; well-known types
+        // (a Struct of model parameters, a Timestamp) and maps are leaves.
+        let nested = match field.kind() {
+            Kind::Message(inner)
+                if !field.is_map() && inner.package_name() != "google.protobuf" =>
+            {
+                Some(inner)
+            }
+            _ => None,
+        };
+        let inner_path =
+            |inner: &MessageDescriptor, value: &serde_json::Value, at: String| match fault_path(
+                inner, value,
+            ) {
+                Some(path) => format!("{at}.{path}"),
+                None => at,
+            };
+        return Some(match (value, nested) {
+            (serde_json::Value::Array(items), nested) if field.is_list() => items
+                .iter()
+                .enumerate()
+                .find(|(_, item)| !reads(key, serde_json::Value::Array(vec![(*item).clone()])))
+                .map_or_else(
+                    || key.clone(),
+                    |(at, item)| match &nested {
+                        Some(inner) => inner_path(inner, item, format!("{key}[{at}]")),
+                        None => format!("{key}[{at}]"),
+                    },
+                ),
+            (serde_json::Value::Object(_), Some(inner)) => inner_path(&inner, value, key.clone()),
+            _ => key.clone(),
+        });
+    }
+    None
 }
 
 /// A protobuf enum's value for people: `ORG_ROLE_ADMIN` as `admin`.
@@ -268,13 +330,13 @@ mod tests {
         };
         let json = to_json(&org).unwrap();
         assert_eq!(json["workspacesEnabled"], serde_json::json!(true));
-        let back: Org = from_json(json, "test").unwrap();
+        let back: Org = from_json(&json, "test").unwrap();
         assert_eq!(back, org);
     }
 
     #[test]
     fn a_field_that_is_not_in_the_message_is_named() {
-        let refused = from_json::<Org>(serde_json::json!({"colour": "red"}), "org.yaml");
+        let refused = from_json::<Org>(&serde_json::json!({"colour": "red"}), "org.yaml");
         let Err(Failure::Usage(why)) = refused else {
             panic!("{refused:?}");
         };

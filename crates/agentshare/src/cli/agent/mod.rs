@@ -12,16 +12,18 @@
 //!
 //! AGENT is an agent's id, or its exact name among the agents you can see.
 
+mod definition;
+mod diff;
+
 use agentshare_proto::registry::v1 as pb;
 use agentshare_proto::sharing::v1 as sharing;
-use prost::Name as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor};
 use tonic_types::StatusExt as _;
 
-use super::client::{Channel, Target};
-use super::failure::{Failure, Outcome};
-use super::output::{Format, Output, View, from_json, label, time, to_json};
-use super::read_input;
+use crate::cli::client::{Channel, Target};
+use crate::cli::failure::{Failure, Outcome};
+use crate::cli::output::{Output, View, label, time, to_json};
+use definition::{Definition, print_definition};
+use diff::{Side, parse_side, render_change};
 
 /// `agentshare agent ...`
 #[derive(Debug, clap::Subcommand)]
@@ -200,45 +202,6 @@ impl From<State> for pb::AgentState {
         match state {
             State::Draft => Self::Draft,
             State::Active => Self::Active,
-        }
-    }
-}
-
-/// One side of a diff.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Version(i64),
-    Draft,
-}
-
-fn parse_side(text: &str) -> Result<Side, String> {
-    if text.eq_ignore_ascii_case("draft") {
-        return Ok(Side::Draft);
-    }
-    let number = text.strip_prefix(['v', 'V']).unwrap_or(text);
-    match number.parse::<i64>() {
-        Ok(number) if number >= 1 => Ok(Side::Version(number)),
-        _ => Err(format!(
-            "{text:?} is neither a version number (1, 2, …) nor `draft`"
-        )),
-    }
-}
-
-impl Side {
-    fn selector(self) -> pb::VersionSelector {
-        use pb::version_selector::Selector;
-        pb::VersionSelector {
-            selector: Some(match self {
-                Self::Version(number) => Selector::VersionNumber(number),
-                Self::Draft => Selector::Draft(true),
-            }),
-        }
-    }
-
-    fn name(self) -> String {
-        match self {
-            Self::Version(number) => format!("version {number}"),
-            Self::Draft => "the draft".into(),
         }
     }
 }
@@ -797,188 +760,6 @@ fn workspaces_table(state: &sharing::AgentSharingState) -> View {
     )
 }
 
-/// A definition file read as an agent design.
-#[derive(Debug)]
-struct Definition {
-    draft: pb::AgentDraft,
-    /// The top-level fields the file names, as update-mask paths.
-    fields: Vec<String>,
-    /// The file, for messages.
-    source: String,
-}
-
-impl Definition {
-    fn read(file: &str) -> Outcome<Self> {
-        let source = if file == "-" {
-            "stdin".to_string()
-        } else {
-            file.to_string()
-        };
-        let text = read_input(file)?;
-        Self::parse(&text, &source)
-    }
-
-    fn parse(text: &str, source: &str) -> Outcome<Self> {
-        // JSON is read as JSON, so tabs and the like never trip the YAML
-        // reader; everything else is YAML.
-        let document: serde_json::Value = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| Failure::usage(format!("{source}: {e}")))?
-        } else {
-            serde_yaml_ng::from_str(text).map_err(|e| Failure::usage(format!("{source}: {e}")))?
-        };
-        let Some(object) = document.as_object() else {
-            return Err(Failure::usage(format!(
-                "{source}: an agent definition is a mapping of its fields (name, description, \
-                 instructions, model, tools, files, automations)"
-            )));
-        };
-        let fields = object.keys().map(|key| mask_path(key)).collect();
-        let draft = match from_json::<pb::AgentDraft>(document.clone(), source) {
-            Err(Failure::Usage(why)) => {
-                return Err(Failure::usage(with_fault_path(&why, &document, source)));
-            }
-            read => read?,
-        };
-        Ok(Self {
-            draft,
-            fields,
-            source: source.to_string(),
-        })
-    }
-}
-
-/// `why` (which names the bad field or value, not where it is) with the
-/// path of the first field of `document` that does not fit, as
-/// `tools[1].scope`.
-fn with_fault_path(why: &str, document: &serde_json::Value, source: &str) -> String {
-    let fault = DescriptorPool::decode(agentshare_proto::FILE_DESCRIPTOR_SET)
-        .ok()
-        .and_then(|pool| pool.get_message_by_name(&pb::AgentDraft::full_name()))
-        .and_then(|draft| fault_path(&draft, document));
-    match fault {
-        Some(path) => {
-            let why = why
-                .strip_prefix(source)
-                .and_then(|rest| rest.strip_prefix(": "))
-                .unwrap_or(why);
-            format!("{source}: {path}: {why}")
-        }
-        None => why.to_string(),
-    }
-}
-
-/// The path of the first field of `document` that `message` cannot read,
-/// found by reading one field (and one list entry) at a time.
-fn fault_path(message: &MessageDescriptor, document: &serde_json::Value) -> Option<String> {
-    let reads = |key: &str, value: serde_json::Value| {
-        let mut one = serde_json::Map::new();
-        one.insert(key.to_string(), value);
-        DynamicMessage::deserialize(message.clone(), serde_json::Value::Object(one)).is_ok()
-    };
-    for (key, value) in document.as_object()? {
-        if reads(key, value.clone()) {
-            continue;
-        }
-        let Some(field) = message
-            .get_field_by_json_name(key)
-            .or_else(|| message.get_field_by_name(key))
-        else {
-            return Some(key.clone());
-        };
-        // Messages of our own are read field by field; well-known types
-        // (a Struct of model parameters, a Timestamp) and maps are leaves.
-        let nested = match field.kind() {
-            Kind::Message(inner)
-                if !field.is_map() && inner.package_name() != "google.protobuf" =>
-            {
-                Some(inner)
-            }
-            _ => None,
-        };
-        let inner_path =
-            |inner: &MessageDescriptor, value: &serde_json::Value, at: String| match fault_path(
-                inner, value,
-            ) {
-                Some(path) => format!("{at}.{path}"),
-                None => at,
-            };
-        return Some(match (value, nested) {
-            (serde_json::Value::Array(items), nested) if field.is_list() => items
-                .iter()
-                .enumerate()
-                .find(|(_, item)| !reads(key, serde_json::Value::Array(vec![(*item).clone()])))
-                .map_or_else(
-                    || key.clone(),
-                    |(at, item)| match &nested {
-                        Some(inner) => inner_path(inner, item, format!("{key}[{at}]")),
-                        None => format!("{key}[{at}]"),
-                    },
-                ),
-            (serde_json::Value::Object(_), Some(inner)) => inner_path(&inner, value, key.clone()),
-            _ => key.clone(),
-        });
-    }
-    None
-}
-
-/// A top-level field as the update mask names it: the proto field name,
-/// whichever spelling (`camelCase` JSON or `snake_case`) the file used.
-fn mask_path(key: &str) -> String {
-    let mut path = String::with_capacity(key.len() + 4);
-    for c in key.chars() {
-        if c.is_ascii_uppercase() {
-            path.push('_');
-            path.push(c.to_ascii_lowercase());
-        } else {
-            path.push(c);
-        }
-    }
-    path
-}
-
-fn print_definition(draft: Option<&pb::AgentDraft>, out: Output) -> Outcome {
-    let json = to_json(&draft.cloned().unwrap_or_default())?;
-    let text = if out.format == Format::Json {
-        let mut text = serde_json::to_string_pretty(&json)
-            .map_err(|e| Failure::local(format!("cannot print JSON: {e}")))?;
-        text.push('\n');
-        text
-    } else {
-        serde_yaml_ng::to_string(&in_design_order(json)?)
-            .map_err(|e| Failure::local(format!("cannot print YAML: {e}")))?
-    };
-    out.write(&text)
-}
-
-/// A design's fields in the order people write them (name first, as in
-/// the proto), not alphabetically; fields added later come last.
-fn in_design_order(json: serde_json::Value) -> Outcome<serde_yaml_ng::Value> {
-    const ORDER: [&str; 7] = [
-        "name",
-        "description",
-        "instructions",
-        "model",
-        "tools",
-        "files",
-        "automations",
-    ];
-    let serde_json::Value::Object(mut fields) = json else {
-        return serde_yaml_ng::to_value(json)
-            .map_err(|e| Failure::local(format!("cannot print YAML: {e}")));
-    };
-    let mut ordered = serde_yaml_ng::Mapping::new();
-    let known: Vec<_> = ORDER
-        .iter()
-        .filter_map(|key| fields.remove_entry(*key))
-        .collect();
-    for (key, value) in known.into_iter().chain(fields) {
-        let value = serde_yaml_ng::to_value(value)
-            .map_err(|e| Failure::local(format!("cannot print YAML: {e}")))?;
-        ordered.insert(serde_yaml_ng::Value::String(key), value);
-    }
-    Ok(serde_yaml_ng::Value::Mapping(ordered))
-}
-
 /// The agent as it is now.
 async fn current(registry: &mut Registry, agent_id: &str) -> Outcome<pb::Agent> {
     Ok(registry
@@ -1191,180 +972,14 @@ fn summary(text: &str) -> String {
     format!("{shown} ({} characters)", text.chars().count())
 }
 
-/// One change, for people: `~ path: old → new`, `+ path: new`, `- path: old`;
-/// a text over several lines as a line diff.
-fn render_change(change: &serde_json::Value) -> String {
-    let path = change["fieldPath"].as_str().unwrap_or_default();
-    let base = &change["baseValue"];
-    let target = &change["targetValue"];
-    match change["kind"].as_str().unwrap_or_default() {
-        "FIELD_CHANGE_KIND_ADDED" => format!("+ {path}: {}\n", compact(target)),
-        "FIELD_CHANGE_KIND_REMOVED" => format!("- {path}: {}\n", compact(base)),
-        _ => match (base.as_str(), target.as_str()) {
-            (Some(old), Some(new)) if old.contains('\n') || new.contains('\n') => {
-                let mut text = format!("~ {path}:\n");
-                for (mark, line) in line_diff(old, new) {
-                    text.push_str(&format!("    {mark} {line}\n"));
-                }
-                text
-            }
-            _ => format!("~ {path}: {} → {}\n", compact(base), compact(target)),
-        },
-    }
-}
-
-fn compact(value: &serde_json::Value) -> String {
-    if value.is_null() {
-        return "(none)".into();
-    }
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-/// The lines of `old` and `new` marked `-` (only in old), `+` (only in new)
-/// or ` ` (in both), in order, by their longest common subsequence. Texts
-/// too long to compare line by line are shown whole, old then new.
-fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<(char, &'a str)> {
-    const MAX_CELLS: usize = 4_000_000;
-    let old: Vec<&str> = old.lines().collect();
-    let new: Vec<&str> = new.lines().collect();
-    if old.len().saturating_mul(new.len()) > MAX_CELLS {
-        let mut lines: Vec<(char, &str)> = old.iter().map(|line| ('-', *line)).collect();
-        lines.extend(new.iter().map(|line| ('+', *line)));
-        return lines;
-    }
-    // common[i][j]: the longest common subsequence of old[i..] and new[j..].
-    let mut common = vec![vec![0usize; new.len() + 1]; old.len() + 1];
-    for i in (0..old.len()).rev() {
-        for j in (0..new.len()).rev() {
-            common[i][j] = if old[i] == new[j] {
-                common[i + 1][j + 1] + 1
-            } else {
-                common[i + 1][j].max(common[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut lines = Vec::new();
-    while i < old.len() && j < new.len() {
-        if old[i] == new[j] {
-            lines.push((' ', old[i]));
-            i += 1;
-            j += 1;
-        } else if common[i + 1][j] >= common[i][j + 1] {
-            lines.push(('-', old[i]));
-            i += 1;
-        } else {
-            lines.push(('+', new[j]));
-            j += 1;
-        }
-    }
-    lines.extend(old[i..].iter().map(|line| ('-', *line)));
-    lines.extend(new[j..].iter().map(|line| ('+', *line)));
-    lines
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_definition_reads_as_a_draft_and_names_its_fields_for_the_mask() {
-        let yaml = "name: Research agent\nmodel:\n  provider: anthropic\n  model: claude-sonnet-4\n\
-                    tools:\n  - integrationKey: crm\n    provider: crm\n    scope: INTEGRATION_SCOPE_USER_CONFIGURED\n";
-        let definition = Definition::parse(yaml, "agent.yaml").unwrap();
-        assert_eq!(definition.draft.name, "Research agent");
-        assert_eq!(
-            definition.draft.tools[0].scope,
-            pb::IntegrationScope::UserConfigured as i32
-        );
-        let mut fields = definition.fields;
-        fields.sort();
-        assert_eq!(fields, ["model", "name", "tools"]);
-
-        let json = r#"{"name": "From JSON", "instructions": "Be brief."}"#;
-        let definition = Definition::parse(json, "agent.json").unwrap();
-        assert_eq!(definition.draft.instructions, "Be brief.");
-    }
-
-    #[test]
-    fn a_field_that_does_not_fit_is_a_usage_error_naming_the_file_and_field() {
-        for (text, field) in [
-            ("name: A\ncolour: red\n", "colour"),
-            ("- name: A\n", "mapping"),
-            (
-                "name: A\ntools:\n  - scope: INTEGRATION_SCOPE_SHARED\n  - scope: SHARD\n",
-                "tools[1].scope: unrecognized enum value 'SHARD'",
-            ),
-            (
-                "name: A\nautomations:\n  - key: k\n    cadence: daily\n",
-                "automations[0].cadence",
-            ),
-            ("name: A\nmodel:\n  parameters: 3\n", "model.parameters"),
-            (
-                "name: A\nautomations:\n  - suggestedChannels: [NOTIFICATION_CHANNEL_WEB, SMS]\n",
-                "automations[0].suggestedChannels[1]",
-            ),
-            ("name: [unclosed\n", "agent.yaml"),
-        ] {
-            let refused = Definition::parse(text, "agent.yaml");
-            let Err(Failure::Usage(why)) = refused else {
-                panic!("{text}: {refused:?}");
-            };
-            assert!(
-                why.contains("agent.yaml") && why.contains(field),
-                "{text}: {why}"
-            );
-        }
-    }
-
-    #[test]
-    fn mask_paths_are_proto_field_names() {
-        assert_eq!(mask_path("instructions"), "instructions");
-        assert_eq!(mask_path("someField"), "some_field");
-    }
-
-    #[test]
-    fn diff_sides_are_numbers_or_the_draft() {
-        assert_eq!(parse_side("draft"), Ok(Side::Draft));
-        assert_eq!(parse_side("2"), Ok(Side::Version(2)));
-        assert_eq!(parse_side("v3"), Ok(Side::Version(3)));
-        assert!(parse_side("0").is_err());
-        assert!(parse_side("latest").is_err());
-    }
 
     #[test]
     fn ids_are_told_from_names() {
         assert!(looks_like_id("01936f5e-8c2a-7b3d-9e4f-0a1b2c3d4e5f"));
         assert!(!looks_like_id("Research agent"));
         assert!(!looks_like_id("01936f5e-8c2a-7b3d-9e4f-0a1b2c3d4e5g"));
-    }
-
-    #[test]
-    fn a_changed_text_reads_as_a_line_diff() {
-        let lines = line_diff("a\nb\nc", "a\nB\nc\nd");
-        assert_eq!(
-            lines,
-            [(' ', "a"), ('-', "b"), ('+', "B"), (' ', "c"), ('+', "d")]
-        );
-        let change = serde_json::json!({
-            "fieldPath": "tools[crm].scope",
-            "kind": "FIELD_CHANGE_KIND_MODIFIED",
-            "baseValue": "INTEGRATION_SCOPE_SHARED",
-            "targetValue": "INTEGRATION_SCOPE_USER_CONFIGURED",
-        });
-        assert_eq!(
-            render_change(&change),
-            "~ tools[crm].scope: \"INTEGRATION_SCOPE_SHARED\" → \
-             \"INTEGRATION_SCOPE_USER_CONFIGURED\"\n"
-        );
-        let added = serde_json::json!({
-            "fieldPath": "tools[calendar]",
-            "kind": "FIELD_CHANGE_KIND_ADDED",
-            "targetValue": {"integrationKey": "calendar"},
-        });
-        assert_eq!(
-            render_change(&added),
-            "+ tools[calendar]: {\"integrationKey\":\"calendar\"}\n"
-        );
     }
 }
