@@ -8,6 +8,8 @@
 //! (`--workspace` picks another). `publish` copies a private item one way
 //! into a shared agent's store.
 
+use std::io::IsTerminal as _;
+
 use agentshare_proto::store::v1 as pb;
 use pb::watch_response::Event;
 
@@ -45,7 +47,8 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Create or replace an item; the value comes from stdin or --file.
+    /// Create or replace an item; the value is read as is (a trailing line
+    /// break included) from stdin or --file.
     Write {
         /// The agent whose store to write.
         agent: String,
@@ -210,6 +213,9 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             if_revision,
             create_only,
         } => {
+            if file.is_none() && std::io::stdin().is_terminal() {
+                eprintln!("type the value, then Ctrl-D");
+            }
             let value = super::read_input(file.as_deref().unwrap_or("-"))?;
             let written = store
                 .workspace_write(pb::WorkspaceWriteRequest {
