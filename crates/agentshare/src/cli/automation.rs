@@ -1,12 +1,782 @@
-//! `agentshare automation ...` (being built).
+//! `agentshare automation ...`: the automations a builder scheduled, your
+//! own opt-in to each (a subscription: disabled until you enable it,
+//! paused, resumed, unsubscribed), its runs and previews, and the inbox the
+//! runs notify (AutomationsService).
+//!
+//! A subscription is named by its id, as `automation mine` lists it, or by
+//! its agent and automation key.
 
-use super::client::Target;
-use super::failure::Outcome;
-use super::output::Output;
+use agentshare_proto::scheduler::v1 as pb;
 
+use super::client::{Channel, Target};
+use super::failure::{Failure, Outcome};
+use super::output::{Output, View, label, time};
+use super::usage::parse_time;
+
+type Automations = pb::automations_service_client::AutomationsServiceClient<Channel>;
+
+/// `agentshare automation ...`
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// The automations of the agent version you run, with your
+    /// subscription to each and whether you could enable it.
+    List {
+        /// The agent.
+        agent: String,
+    },
+    /// Subscribe to an automation; it stays disabled unless --enable.
+    Subscribe {
+        /// The agent.
+        agent: String,
+        /// The automation's key, as `automation list` shows it.
+        key: String,
+        /// Enable it now (needs the agent's setup ready).
+        #[arg(long)]
+        enable: bool,
+        /// Where to be told about runs (repeat for several); default: the
+        /// builder's suggestion, else the web inbox.
+        #[arg(long = "channel", value_enum, value_name = "CHANNEL")]
+        channels: Vec<NotificationChannel>,
+    },
+    /// Turn your subscription on: it runs on schedule from now.
+    Enable(Which),
+    /// Turn your subscription off; it stays, with its settings and runs.
+    Disable(Which),
+    /// Stop your enabled subscription from firing for a while; it resumes
+    /// by itself.
+    Pause {
+        #[command(flatten)]
+        which: Which,
+        /// Until this day (YYYY-MM-DD, UTC) or instant (RFC 3339).
+        #[arg(long, value_name = "TIME", required_unless_present = "for_")]
+        until: Option<String>,
+        /// For this long: minutes, hours or days, as 90m, 12h or 3d.
+        #[arg(
+            long = "for",
+            id = "for_",
+            value_name = "DURATION",
+            conflicts_with = "until"
+        )]
+        for_: Option<String>,
+    },
+    /// End a pause now.
+    Resume(Which),
+    /// Choose where you are told about runs.
+    Channels {
+        #[command(flatten)]
+        which: Which,
+        /// A channel (repeat for several; none at all records runs only).
+        #[arg(long = "channel", value_enum, value_name = "CHANNEL")]
+        channels: Vec<NotificationChannel>,
+    },
+    /// Delete your subscription; its runs and inbox items stay readable.
+    Unsubscribe(Which),
+    /// Your subscriptions in this org, in every workspace.
+    Mine {
+        /// Only this agent's.
+        #[arg(long, value_name = "AGENT_ID")]
+        agent: Option<String>,
+        /// Only subscriptions in this state (repeat for several).
+        #[arg(long, value_enum)]
+        status: Vec<SubscriptionStatus>,
+    },
+    /// Your runs, newest first, including missed and skipped times: of one
+    /// subscription, of one agent, or all of them.
+    Runs {
+        /// A subscription id, or an agent id (with KEY: one automation).
+        subscription: Option<String>,
+        /// The automation's key, after an agent id.
+        key: Option<String>,
+        /// Only runs in this state (repeat for several).
+        #[arg(long, value_enum)]
+        status: Vec<RunStatus>,
+        /// At most this many runs (the server caps it at 200).
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+    },
+    /// One of your runs, with the delivery of each notification.
+    Run {
+        /// The run's id.
+        run_id: String,
+    },
+    /// The next times an automation fires, in UTC and its own time zone.
+    Next {
+        #[command(flatten)]
+        which: Which,
+        /// How many (at most 50).
+        #[arg(long, default_value_t = 3)]
+        count: i32,
+    },
+    /// Your web notifications, newest first, and how many are unread.
+    Inbox {
+        #[command(subcommand)]
+        command: Option<InboxCommand>,
+        /// Only unread ones.
+        #[arg(long)]
+        unread: bool,
+    },
+}
 
-pub async fn run(command: Command, _target: &Target, _out: Output) -> Outcome {
-    match command {}
+/// `agentshare automation inbox ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum InboxCommand {
+    /// Mark notifications read.
+    Read {
+        /// The notifications' ids.
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Every unread notification.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+}
+
+/// A subscription: its id, or its agent and automation key.
+#[derive(Debug, clap::Args)]
+pub struct Which {
+    /// A subscription id (as `automation mine` lists it), or an agent id
+    /// followed by the automation's key.
+    subscription: String,
+    /// The automation's key, after an agent id.
+    key: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum NotificationChannel {
+    Web,
+    Email,
+    Push,
+}
+
+impl From<NotificationChannel> for pb::NotificationChannel {
+    fn from(channel: NotificationChannel) -> Self {
+        match channel {
+            NotificationChannel::Web => Self::Web,
+            NotificationChannel::Email => Self::Email,
+            NotificationChannel::Push => Self::Push,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SubscriptionStatus {
+    Active,
+    Paused,
+    Disabled,
+    Inactive,
+}
+
+impl From<SubscriptionStatus> for pb::SubscriptionStatus {
+    fn from(status: SubscriptionStatus) -> Self {
+        match status {
+            SubscriptionStatus::Active => Self::Active,
+            SubscriptionStatus::Paused => Self::Paused,
+            SubscriptionStatus::Disabled => Self::Disabled,
+            SubscriptionStatus::Inactive => Self::Inactive,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RunStatus {
+    Scheduled,
+    Running,
+    Succeeded,
+    Failed,
+    Missed,
+    Skipped,
+}
+
+impl From<RunStatus> for pb::AutomationRunStatus {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Scheduled => Self::Scheduled,
+            RunStatus::Running => Self::Running,
+            RunStatus::Succeeded => Self::Succeeded,
+            RunStatus::Failed => Self::Failed,
+            RunStatus::Missed => Self::Missed,
+            RunStatus::Skipped => Self::Skipped,
+        }
+    }
+}
+
+fn channels(values: Vec<NotificationChannel>) -> Vec<i32> {
+    values
+        .into_iter()
+        .map(|c| pb::NotificationChannel::from(c).into())
+        .collect()
+}
+
+pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
+    let api = target.api()?;
+    let mut automations = api.automations();
+    match command {
+        Command::List { agent } => list(&mut automations, agent, out).await,
+        Command::Subscribe {
+            agent,
+            key,
+            enable,
+            channels: chosen,
+        } => {
+            let subscribed = automations
+                .subscribe(pb::SubscribeRequest {
+                    agent_id: agent,
+                    automation_key: key,
+                    enabled: enable,
+                    channels: channels(chosen),
+                })
+                .await?
+                .into_inner();
+            let view = subscription_record(subscribed.subscription.as_ref());
+            out.show(&subscribed, view)
+        }
+        Command::Enable(which) => switch(&mut automations, which, true, out).await,
+        Command::Disable(which) => switch(&mut automations, which, false, out).await,
+        Command::Channels {
+            which,
+            channels: chosen,
+        } => {
+            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let updated = automations
+                .update_subscription(pb::UpdateSubscriptionRequest {
+                    agent_id,
+                    automation_key,
+                    settings: Some(pb::SubscriptionSettings {
+                        enabled: false,
+                        channels: channels(chosen),
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["channels".into()],
+                    }),
+                })
+                .await?
+                .into_inner();
+            let view = subscription_record(updated.subscription.as_ref());
+            out.show(&updated, view)
+        }
+        Command::Pause { which, until, for_ } => {
+            let paused_until = match (until, for_) {
+                (Some(until), _) => parse_time(&until, "--until")?,
+                (None, Some(length)) => from_now(&length)?,
+                (None, None) => return Err(Failure::usage("give --until TIME or --for DURATION")),
+            };
+            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let paused = automations
+                .pause_subscription(pb::PauseSubscriptionRequest {
+                    agent_id,
+                    automation_key,
+                    paused_until: Some(paused_until),
+                })
+                .await?
+                .into_inner();
+            let view = subscription_record(paused.subscription.as_ref());
+            out.show(&paused, view)
+        }
+        Command::Resume(which) => {
+            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let resumed = automations
+                .resume_subscription(pb::ResumeSubscriptionRequest {
+                    agent_id,
+                    automation_key,
+                })
+                .await?
+                .into_inner();
+            let view = subscription_record(resumed.subscription.as_ref());
+            out.show(&resumed, view)
+        }
+        Command::Unsubscribe(which) => {
+            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let removed = automations
+                .unsubscribe(pb::UnsubscribeRequest {
+                    agent_id,
+                    automation_key: automation_key.clone(),
+                })
+                .await?
+                .into_inner();
+            out.show(
+                &removed,
+                View::record(
+                    removed.subscription_id.clone(),
+                    vec![
+                        ("unsubscribed", removed.subscription_id.clone()),
+                        ("automation", automation_key),
+                        ("runs", "kept, with their inbox items".into()),
+                    ],
+                ),
+            )
+        }
+        Command::Mine { agent, status } => {
+            let statuses = status
+                .into_iter()
+                .map(|s| pb::SubscriptionStatus::from(s).into())
+                .collect();
+            let mine =
+                my_subscriptions(&mut automations, agent.unwrap_or_default(), statuses).await?;
+            let view = View::table(
+                vec![
+                    "ID",
+                    "AGENT",
+                    "AUTOMATION",
+                    "SCHEDULE",
+                    "STATUS",
+                    "NEXT RUN",
+                    "LAST RUN",
+                    "CHANNELS",
+                ],
+                &mine.subscriptions,
+                |s| {
+                    vec![
+                        s.id.clone(),
+                        s.agent_name.clone(),
+                        format!("{} ({})", s.automation_name, s.automation_key),
+                        s.schedule_description.clone(),
+                        subscription_status(s),
+                        time(s.next_run_time.as_ref()),
+                        last_run(s.last_run.as_ref()),
+                        channel_names(&s.channels),
+                    ]
+                },
+                |s| s.id.clone(),
+            );
+            out.show(&mine, view)
+        }
+        Command::Runs {
+            subscription,
+            key,
+            status,
+            limit,
+        } => {
+            let (agent_id, automation_key) = match (subscription, key) {
+                (None, _) => (String::new(), String::new()),
+                (Some(agent), Some(key)) => (agent, key),
+                (Some(first), None) => {
+                    match find_subscription(&mut automations, &first).await? {
+                        Some(found) => (found.agent_id, found.automation_key),
+                        // Not one of your subscriptions: an agent.
+                        None => (first, String::new()),
+                    }
+                }
+            };
+            let listed = automations
+                .list_runs(pb::ListRunsRequest {
+                    agent_id,
+                    automation_key,
+                    statuses: status
+                        .into_iter()
+                        .map(|s| pb::AutomationRunStatus::from(s).into())
+                        .collect(),
+                    page_size: limit,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            let view = View::table(
+                vec![
+                    "ID",
+                    "AUTOMATION",
+                    "SCHEDULED",
+                    "STATUS",
+                    "FINISHED",
+                    "OUTCOME",
+                ],
+                &listed.runs,
+                |run| {
+                    vec![
+                        run.id.clone(),
+                        run.automation_name.clone(),
+                        time(run.scheduled_time.as_ref()),
+                        run_status(run),
+                        time(run.finish_time.as_ref()),
+                        outcome(run),
+                    ]
+                },
+                |run| run.id.clone(),
+            );
+            out.show(&listed, view)?;
+            if !listed.next_page_token.is_empty() {
+                out.say("more runs are older; raise --limit to see them")?;
+            }
+            Ok(())
+        }
+        Command::Run { run_id } => {
+            let got = automations
+                .get_run(pb::GetRunRequest { run_id })
+                .await?
+                .into_inner();
+            let run = got.run.clone().unwrap_or_default();
+            let mut fields = vec![
+                ("run", run.id.clone()),
+                (
+                    "automation",
+                    format!("{} ({})", run.automation_name, run.automation_key),
+                ),
+                ("agent", run.agent_id.clone()),
+                ("scheduled", time(run.scheduled_time.as_ref())),
+                ("status", run_status(&run)),
+                ("started", time(run.start_time.as_ref())),
+                ("finished", time(run.finish_time.as_ref())),
+                ("version", run.agent_version_number.to_string()),
+                ("outcome", outcome(&run)),
+                ("session", run.session_id.clone()),
+                ("invocation", run.invocation_id.clone()),
+                ("attempt", run.attempt.to_string()),
+            ];
+            if !run.note.is_empty() {
+                fields.push(("note", run.note.clone()));
+            }
+            for delivery in &run.deliveries {
+                let mut said = label(delivery.status().as_str_name(), "DELIVERY_STATUS_");
+                if !delivery.last_error.is_empty() {
+                    said.push_str(&format!(": {}", delivery.last_error));
+                }
+                fields.push((channel_field(delivery.channel()), said));
+            }
+            out.show(&got, View::record(run.id, fields))
+        }
+        Command::Next { which, count } => {
+            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let next = automations
+                .next_runs(pb::NextRunsRequest {
+                    agent_id,
+                    automation_key,
+                    count,
+                    after_time: None,
+                })
+                .await?
+                .into_inner();
+            let view = View::table(
+                vec!["UTC", "LOCAL", "NOTE"],
+                &next.fire_times,
+                |fire| {
+                    vec![
+                        time(fire.fire_time.as_ref()),
+                        fire.local_time.clone(),
+                        if fire.shifted_by_dst {
+                            "moved past a daylight-saving gap".into()
+                        } else {
+                            String::new()
+                        },
+                    ]
+                },
+                |fire| time(fire.fire_time.as_ref()),
+            );
+            out.show(&next, view)?;
+            if let Some(schedule) = &next.schedule {
+                out.say(&format!(
+                    "{} (cron {})",
+                    schedule.description, schedule.cron
+                ))?;
+            }
+            Ok(())
+        }
+        Command::Inbox {
+            command: Some(InboxCommand::Read { ids, all }),
+            ..
+        } => {
+            let marked = automations
+                .mark_inbox_read(pb::MarkInboxReadRequest { item_ids: ids, all })
+                .await?
+                .into_inner();
+            out.show(
+                &marked,
+                View::record(
+                    String::new(),
+                    vec![
+                        ("marked read", marked.marked_count.to_string()),
+                        ("unread", marked.unread_count.to_string()),
+                    ],
+                ),
+            )
+        }
+        Command::Inbox {
+            command: None,
+            unread,
+        } => {
+            let inbox = automations
+                .list_inbox(pb::ListInboxRequest {
+                    unread_only: unread,
+                    page_size: 50,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            let view = View::table(
+                vec!["ID", "WHEN", "KIND", "TITLE", "BODY", "READ"],
+                &inbox.items,
+                |item| {
+                    vec![
+                        item.id.clone(),
+                        time(item.create_time.as_ref()),
+                        label(item.kind().as_str_name(), "INBOX_ITEM_KIND_"),
+                        item.title.clone(),
+                        item.body.chars().take(60).collect(),
+                        if item.read_time.is_some() {
+                            "read".into()
+                        } else {
+                            "unread".into()
+                        },
+                    ]
+                },
+                |item| item.id.clone(),
+            );
+            out.show(&inbox, view)?;
+            out.say(&format!("{} unread", inbox.unread_count))
+        }
+    }
+}
+
+async fn list(automations: &mut Automations, agent: String, out: Output) -> Outcome {
+    let mut answer = pb::ListAutomationsResponse::default();
+    let mut page_token = String::new();
+    loop {
+        let page = automations
+            .list_automations(pb::ListAutomationsRequest {
+                agent_id: agent.clone(),
+                page_size: 200,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        answer.automations.extend(page.automations);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let view = View::table(
+        vec!["KEY", "NAME", "SCHEDULE", "NEXT", "YOURS", "CAN ENABLE"],
+        &answer.automations,
+        |a| {
+            vec![
+                a.key.clone(),
+                a.name.clone(),
+                a.schedule
+                    .as_ref()
+                    .map(|s| s.description.clone())
+                    .unwrap_or_default(),
+                time(a.next_fire_times.first().and_then(|f| f.fire_time.as_ref())),
+                a.my_subscription
+                    .as_ref()
+                    .map(subscription_status)
+                    .unwrap_or_else(|| "not subscribed".into()),
+                if a.can_enable {
+                    "yes".into()
+                } else {
+                    format!("no: {}", a.cannot_enable_reason)
+                },
+            ]
+        },
+        |a| a.key.clone(),
+    );
+    out.show(&answer, view)
+}
+
+/// Enables or disables a subscription (UpdateSubscription on `enabled`).
+async fn switch(
+    automations: &mut Automations,
+    which: Which,
+    enabled: bool,
+    out: Output,
+) -> Outcome {
+    let (agent_id, automation_key) = resolve(automations, which).await?;
+    let updated = automations
+        .update_subscription(pb::UpdateSubscriptionRequest {
+            agent_id,
+            automation_key,
+            settings: Some(pb::SubscriptionSettings {
+                enabled,
+                channels: Vec::new(),
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["enabled".into()],
+            }),
+        })
+        .await?
+        .into_inner();
+    let view = subscription_record(updated.subscription.as_ref());
+    out.show(&updated, view)
+}
+
+/// The agent and key a subscription is addressed by.
+async fn resolve(automations: &mut Automations, which: Which) -> Outcome<(String, String)> {
+    if let Some(key) = which.key {
+        return Ok((which.subscription, key));
+    }
+    match find_subscription(automations, &which.subscription).await? {
+        Some(found) => Ok((found.agent_id, found.automation_key)),
+        None => Err(Failure::Call(tonic::Status::not_found(format!(
+            "none of your subscriptions has the id {}; name an automation as AGENT_ID KEY",
+            which.subscription
+        )))),
+    }
+}
+
+/// One of the caller's subscriptions by id, read from their list.
+async fn find_subscription(
+    automations: &mut Automations,
+    id: &str,
+) -> Outcome<Option<pb::Subscription>> {
+    let mine = my_subscriptions(automations, String::new(), Vec::new()).await?;
+    Ok(mine.subscriptions.into_iter().find(|s| s.id == id))
+}
+
+/// Every page of the caller's subscriptions, as one answer.
+async fn my_subscriptions(
+    automations: &mut Automations,
+    agent_id: String,
+    statuses: Vec<i32>,
+) -> Outcome<pb::ListMySubscriptionsResponse> {
+    let mut answer = pb::ListMySubscriptionsResponse::default();
+    let mut page_token = String::new();
+    loop {
+        let page = automations
+            .list_my_subscriptions(pb::ListMySubscriptionsRequest {
+                agent_id: agent_id.clone(),
+                statuses: statuses.clone(),
+                page_size: 200,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        answer.subscriptions.extend(page.subscriptions);
+        if page.next_page_token.is_empty() {
+            return Ok(answer);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn subscription_record(subscription: Option<&pb::Subscription>) -> View {
+    let s = subscription.cloned().unwrap_or_default();
+    let mut fields = vec![
+        ("subscription", s.id.clone()),
+        ("agent", format!("{} ({})", s.agent_name, s.agent_id)),
+        (
+            "automation",
+            format!("{} ({})", s.automation_name, s.automation_key),
+        ),
+        ("schedule", s.schedule_description.clone()),
+        ("status", subscription_status(&s)),
+        ("channels", channel_names(&s.channels)),
+        ("workspace", s.workspace_id.clone()),
+    ];
+    if s.paused_until.is_some() {
+        fields.push(("paused until", time(s.paused_until.as_ref())));
+    }
+    fields.push(("next run", time(s.next_run_time.as_ref())));
+    fields.push(("last run", last_run(s.last_run.as_ref())));
+    View::record(s.id, fields)
+}
+
+fn subscription_status(s: &pb::Subscription) -> String {
+    let status = label(s.status().as_str_name(), "SUBSCRIPTION_STATUS_");
+    if s.status_message.is_empty() {
+        status
+    } else {
+        format!("{status}: {}", s.status_message)
+    }
+}
+
+fn last_run(run: Option<&pb::AutomationRunSummary>) -> String {
+    run.map(|run| {
+        format!(
+            "{} {}",
+            time(run.scheduled_time.as_ref()),
+            label(run.status().as_str_name(), "AUTOMATION_RUN_STATUS_")
+        )
+    })
+    .unwrap_or_default()
+}
+
+fn channel_names(values: &[i32]) -> String {
+    let names: Vec<String> = values
+        .iter()
+        .map(|value| {
+            pb::NotificationChannel::try_from(*value)
+                .map(|c| label(c.as_str_name(), "NOTIFICATION_CHANNEL_"))
+                .unwrap_or_else(|_| value.to_string())
+        })
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn channel_field(channel: pb::NotificationChannel) -> &'static str {
+    match channel {
+        pb::NotificationChannel::Web => "web",
+        pb::NotificationChannel::Email => "email",
+        pb::NotificationChannel::Push => "push",
+        pb::NotificationChannel::Unspecified => "channel",
+    }
+}
+
+fn run_status(run: &pb::AutomationRun) -> String {
+    let status = label(run.status().as_str_name(), "AUTOMATION_RUN_STATUS_");
+    if run.missed_count > 1 {
+        format!("{status} ({} times)", run.missed_count)
+    } else {
+        status
+    }
+}
+
+fn outcome(run: &pb::AutomationRun) -> String {
+    let text = match &run.error {
+        Some(error) => format!("{}: {}", error.code, error.message),
+        None => run.output_summary.clone(),
+    };
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(80)
+        .collect();
+    flat
+}
+
+/// `now + length`, with length as minutes, hours or days (`90m`, `12h`,
+/// `3d`).
+fn from_now(length: &str) -> Outcome<prost_types::Timestamp> {
+    let seconds = duration_secs(length).ok_or_else(|| {
+        Failure::usage(format!(
+            "--for {length:?} is not a length such as 90m, 12h or 3d"
+        ))
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| Failure::local(format!("the system clock is before 1970: {e}")))?;
+    let now = i64::try_from(now.as_secs())
+        .map_err(|_| Failure::local("the system clock is out of range"))?;
+    Ok(prost_types::Timestamp {
+        seconds: now + seconds,
+        nanos: 0,
+    })
+}
+
+fn duration_secs(length: &str) -> Option<i64> {
+    let length = length.trim();
+    let unit = match length.chars().last()? {
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let count: i64 = length[..length.len() - 1].parse().ok()?;
+    (count > 0).then(|| count.checked_mul(unit)).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_lengths_read_in_minutes_hours_and_days() {
+        assert_eq!(duration_secs("90m"), Some(5400));
+        assert_eq!(duration_secs("12h"), Some(43_200));
+        assert_eq!(duration_secs("3d"), Some(259_200));
+        assert_eq!(duration_secs("0h"), None);
+        assert_eq!(duration_secs("soon"), None);
+        assert_eq!(duration_secs("5"), None);
+    }
 }
