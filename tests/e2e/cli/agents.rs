@@ -300,7 +300,7 @@ async fn the_research_agent_is_defined_in_a_file_deployed_compared_rolled_back_a
             &["agent", "create", "-f", "/nonexistent/agent.yaml"],
         )
         .await
-        .failed(1, "cannot read /nonexistent/agent.yaml");
+        .failed(2, "cannot read /nonexistent/agent.yaml");
     serve
         .as_user("alice", &["agent", "deploy", "No such agent"])
         .await

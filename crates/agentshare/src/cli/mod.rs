@@ -182,6 +182,8 @@ pub fn read_input(source: &str) -> Outcome<String> {
             .map_err(|e| failure::Failure::local(format!("cannot read stdin: {e}")))?;
         return Ok(text);
     }
+    // A file named on the command line that cannot be read is the command
+    // line's to fix.
     std::fs::read_to_string(source)
-        .map_err(|e| failure::Failure::local(format!("cannot read {source}: {e}")))
+        .map_err(|e| failure::Failure::usage(format!("cannot read {source}: {e}")))
 }
