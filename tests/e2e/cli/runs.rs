@@ -181,8 +181,9 @@ async fn a_teammate_runs_the_shared_agent_and_sees_whose_connections_ran_and_who
     let serve = Serve::start().await;
     let Story { research, .. } = story(&serve).await;
 
+    // A holder names the shared agent as it is called.
     let ran = serve
-        .as_user("bob", &["invoke", &research, "Brief me on Initech"])
+        .as_user("bob", &["invoke", "Research", "Brief me on Initech"])
         .await
         .ok();
     // Stdout is the answer alone; the footer is on stderr.

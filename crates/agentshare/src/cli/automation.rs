@@ -8,7 +8,7 @@
 
 use agentshare_proto::scheduler::v1 as pb;
 
-use super::client::{Channel, Target};
+use super::client::{Api, Channel, Target};
 use super::failure::{Failure, Outcome};
 use super::output::{Output, View, label, time};
 use super::usage::parse_time;
@@ -21,12 +21,12 @@ pub enum Command {
     /// The automations of the agent version you run, with your
     /// subscription to each and whether you could enable it.
     List {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
     },
     /// Subscribe to an automation; it stays disabled unless --enable.
     Subscribe {
-        /// The agent.
+        /// The agent: its id, or its exact name.
         agent: String,
         /// The automation's key, as `automation list` shows it.
         key: String,
@@ -211,13 +211,17 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
     let mut automations = api.automations();
     match command {
-        Command::List { agent } => list(&mut automations, agent, out).await,
+        Command::List { agent } => {
+            let agent = api.agent_id(&agent).await?;
+            list(&mut automations, agent, out).await
+        }
         Command::Subscribe {
             agent,
             key,
             enable,
             channels: chosen,
         } => {
+            let agent = api.agent_id(&agent).await?;
             let subscribed = automations
                 .subscribe(pb::SubscribeRequest {
                     agent_id: agent,
@@ -230,13 +234,13 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             let view = subscription_record(subscribed.subscription.as_ref());
             out.show(&subscribed, view)
         }
-        Command::Enable(which) => switch(&mut automations, which, true, out).await,
-        Command::Disable(which) => switch(&mut automations, which, false, out).await,
+        Command::Enable(which) => switch(&api, which, true, out).await,
+        Command::Disable(which) => switch(&api, which, false, out).await,
         Command::Channels {
             which,
             channels: chosen,
         } => {
-            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let (agent_id, automation_key) = resolve(&api, which).await?;
             let updated = automations
                 .update_subscription(pb::UpdateSubscriptionRequest {
                     agent_id,
@@ -260,7 +264,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 (None, Some(length)) => from_now(&length)?,
                 (None, None) => return Err(Failure::usage("give --until TIME or --for DURATION")),
             };
-            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let (agent_id, automation_key) = resolve(&api, which).await?;
             let paused = automations
                 .pause_subscription(pb::PauseSubscriptionRequest {
                     agent_id,
@@ -273,7 +277,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             out.show(&paused, view)
         }
         Command::Resume(which) => {
-            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let (agent_id, automation_key) = resolve(&api, which).await?;
             let resumed = automations
                 .resume_subscription(pb::ResumeSubscriptionRequest {
                     agent_id,
@@ -285,7 +289,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             out.show(&resumed, view)
         }
         Command::Unsubscribe(which) => {
-            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let (agent_id, automation_key) = resolve(&api, which).await?;
             let removed = automations
                 .unsubscribe(pb::UnsubscribeRequest {
                     agent_id,
@@ -434,7 +438,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             out.show(&got, View::record(run.id, fields))
         }
         Command::Next { which, count } => {
-            let (agent_id, automation_key) = resolve(&mut automations, which).await?;
+            let (agent_id, automation_key) = resolve(&api, which).await?;
             let next = automations
                 .next_runs(pb::NextRunsRequest {
                     agent_id,
@@ -572,14 +576,10 @@ async fn list(automations: &mut Automations, agent: String, out: Output) -> Outc
 }
 
 /// Enables or disables a subscription (UpdateSubscription on `enabled`).
-async fn switch(
-    automations: &mut Automations,
-    which: Which,
-    enabled: bool,
-    out: Output,
-) -> Outcome {
-    let (agent_id, automation_key) = resolve(automations, which).await?;
-    let updated = automations
+async fn switch(api: &Api, which: Which, enabled: bool, out: Output) -> Outcome {
+    let (agent_id, automation_key) = resolve(api, which).await?;
+    let updated = api
+        .automations()
         .update_subscription(pb::UpdateSubscriptionRequest {
             agent_id,
             automation_key,
@@ -598,14 +598,14 @@ async fn switch(
 }
 
 /// The agent and key a subscription is addressed by.
-async fn resolve(automations: &mut Automations, which: Which) -> Outcome<(String, String)> {
+async fn resolve(api: &Api, which: Which) -> Outcome<(String, String)> {
     if let Some(key) = which.key {
-        return Ok((which.subscription, key));
+        return Ok((api.agent_id(&which.subscription).await?, key));
     }
-    match find_subscription(automations, &which.subscription).await? {
+    match find_subscription(&mut api.automations(), &which.subscription).await? {
         Some(found) => Ok((found.agent_id, found.automation_key)),
         None => Err(Failure::Call(tonic::Status::not_found(format!(
-            "none of your subscriptions has the id {}; name an automation as AGENT_ID KEY",
+            "none of your subscriptions has the id {}; name an automation as AGENT KEY",
             which.subscription
         )))),
     }

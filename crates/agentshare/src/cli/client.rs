@@ -14,8 +14,10 @@ use agentshare_kit::config::{Config, ConfigArgs};
 use agentshare_kit::identity::SESSION_SECRET_FILE;
 use agentshare_kit::session;
 use agentshare_proto::gateway::v1::invoke_service_client::InvokeServiceClient;
+use agentshare_proto::registry::v1::ListAgentsRequest;
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use agentshare_proto::scheduler::v1::automations_service_client::AutomationsServiceClient;
+use agentshare_proto::sharing::v1::ListMyAgentsRequest;
 use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
 use agentshare_proto::sharing::v1::connections_service_client::ConnectionsServiceClient;
 use agentshare_proto::sharing::v1::sharing_service_client::SharingServiceClient;
@@ -297,6 +299,73 @@ impl Api {
         })
     }
 
+    /// AGENT as the command line takes it: an agent's id as given, else the
+    /// one agent the caller can see with exactly that name, among those
+    /// they build (ListAgents) and those they run (ListMyAgents).
+    pub async fn agent_id(&self, agent: &str) -> Outcome<String> {
+        if looks_like_id(agent) {
+            return Ok(agent.to_string());
+        }
+        let mut named = std::collections::BTreeSet::new();
+        let mut registry = self.registry();
+        let mut page_token = String::new();
+        loop {
+            let page = registry
+                .list_agents(ListAgentsRequest {
+                    page_size: 500,
+                    page_token,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            named.extend(
+                page.agents
+                    .into_iter()
+                    .filter(|a| a.draft.as_ref().is_some_and(|d| d.name == agent))
+                    .map(|a| a.id),
+            );
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        let mut access = self.access();
+        let mut page_token = String::new();
+        loop {
+            let page = access
+                .list_my_agents(ListMyAgentsRequest {
+                    page_size: 500,
+                    page_token,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            named.extend(
+                page.agents
+                    .into_iter()
+                    .filter(|a| a.name == agent)
+                    .map(|a| a.agent_id),
+            );
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        let ids: Vec<String> = named.into_iter().collect();
+        match ids.as_slice() {
+            [id] => Ok(id.clone()),
+            [] => Err(Failure::usage(format!(
+                "no agent you can see is named {agent:?}: give its id (`agentshare agent list`, \
+                 `agentshare my-agents`)"
+            ))),
+            ids => Err(Failure::usage(format!(
+                "{} agents are named {agent:?}: give one of their ids: {}",
+                ids.len(),
+                ids.join(", ")
+            ))),
+        }
+    }
+
     pub fn tenancy(&self) -> TenancyServiceClient<Channel> {
         TenancyServiceClient::new(self.channel.clone())
     }
@@ -335,5 +404,26 @@ impl Api {
 
     pub fn automations(&self) -> AutomationsServiceClient<Channel> {
         AutomationsServiceClient::new(self.channel.clone())
+    }
+}
+
+/// Whether `text` has the shape of a UUID, as every agent id does.
+fn looks_like_id(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(at, c)| match at {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_told_from_names() {
+        assert!(looks_like_id("01936f5e-8c2a-7b3d-9e4f-0a1b2c3d4e5f"));
+        assert!(!looks_like_id("Research agent"));
+        assert!(!looks_like_id("01936f5e-8c2a-7b3d-9e4f-0a1b2c3d4e5g"));
     }
 }

@@ -99,12 +99,14 @@ pub enum SetupCommand {
     /// Your setup of an agent: each integration, its scope, the connection
     /// it uses, and whether you are ready to run it.
     Show {
-        /// The agent's id.
+        /// The agent: its id, or its exact name.
+        #[arg(value_name = "AGENT")]
         agent_id: String,
     },
     /// Bind one of the agent's integrations to one of your connections.
     Bind {
-        /// The agent's id.
+        /// The agent: its id, or its exact name.
+        #[arg(value_name = "AGENT")]
         agent_id: String,
         /// The integration's key in the agent's design, such as `crm`.
         integration: String,
@@ -113,7 +115,8 @@ pub enum SetupCommand {
     },
     /// Remove your binding of one integration.
     Unbind {
-        /// The agent's id.
+        /// The agent: its id, or its exact name.
+        #[arg(value_name = "AGENT")]
         agent_id: String,
         /// The integration's key in the agent's design.
         integration: String,
@@ -121,7 +124,8 @@ pub enum SetupCommand {
     /// "Use the agent": check your setup and record it as complete when
     /// it is ready.
     Complete {
-        /// The agent's id.
+        /// The agent: its id, or its exact name.
+        #[arg(value_name = "AGENT")]
         agent_id: String,
     },
 }
@@ -454,8 +458,22 @@ fn status(value: i32) -> String {
     }
 }
 
-pub async fn setup(command: SetupCommand, target: &Target, out: Output) -> Outcome {
+impl SetupCommand {
+    /// The agent every setup command is about.
+    fn agent(&mut self) -> &mut String {
+        match self {
+            Self::Show { agent_id }
+            | Self::Bind { agent_id, .. }
+            | Self::Unbind { agent_id, .. }
+            | Self::Complete { agent_id } => agent_id,
+        }
+    }
+}
+
+pub async fn setup(mut command: SetupCommand, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
+    let agent_id = api.agent_id(command.agent()).await?;
+    *command.agent() = agent_id;
     let mut connections = api.connections();
     match command {
         SetupCommand::Show { agent_id } => {

@@ -21,7 +21,8 @@ use super::share::{kind, yes_no};
 pub enum Command {
     /// Create a grant for one of your agents and print its token, once.
     Create {
-        /// The agent's id; it must be deployed, and yours.
+        /// The agent (its id, or its exact name); it must be deployed, and yours.
+        #[arg(value_name = "AGENT")]
         agent_id: String,
         /// Whose credentials runs use: the holder's own (invoke) or yours
         /// (delegate, for anonymous widgets and bots).
@@ -44,7 +45,8 @@ pub enum Command {
     },
     /// An agent's grants, newest first, with token prefixes, never tokens.
     List {
-        /// The agent's id.
+        /// The agent: its id, or its exact name.
+        #[arg(value_name = "AGENT")]
         agent_id: String,
         /// Include revoked, expired and ended grants.
         #[arg(long)]
@@ -78,7 +80,8 @@ impl From<GrantKind> for pb::GrantKind {
 /// `agentshare pin AGENT [VERSION | --clear]`
 #[derive(Debug, clap::Args)]
 pub struct PinArgs {
-    /// The agent's id.
+    /// The agent: its id, or its exact name.
+    #[arg(value_name = "AGENT")]
     agent_id: String,
     /// The deployed version to run from now on; without it (and without
     /// --clear), show your pin.
@@ -102,6 +105,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             version,
         } => {
             let expire_time = expiry(expires_at.as_deref(), expires_in.as_deref())?;
+            let agent_id = api.agent_id(&agent_id).await?;
             let created = sharing
                 .create_grant(pb::CreateGrantRequest {
                     agent_id,
@@ -130,6 +134,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             out.show(&created, View::record(grant.id.clone(), fields))
         }
         Command::List { agent_id, all } => {
+            let agent_id = api.agent_id(&agent_id).await?;
             let mut listed = pb::ListGrantsResponse::default();
             loop {
                 let page = sharing
@@ -271,7 +276,7 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
 pub async fn pin(args: PinArgs, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
     let mut access = api.access();
-    let agent_id = args.agent_id;
+    let agent_id = api.agent_id(&args.agent_id).await?;
     if args.clear {
         let unpinned = access
             .unpin_version(pb::UnpinVersionRequest {

@@ -30,7 +30,7 @@ mapping of InvokeStreamResponse), as it arrives; -o yaml prints each event \
 as a YAML document; --quiet prints only the session id. A run that fails \
 exits 1 with its gRPC code, after the part of the answer already printed.")]
 pub struct Args {
-    /// The agent to run.
+    /// The agent to run: its id, or its exact name.
     agent: String,
     /// What to ask the agent; read from stdin when absent or `-` (trailing
     /// line breaks are dropped).
@@ -50,8 +50,9 @@ pub struct Args {
 pub async fn run(args: Args, target: &Target, out: Output) -> Outcome {
     let input = input(args.input.as_deref())?;
     let api = target.api()?;
+    let agent_id = api.agent_id(&args.agent).await?;
     let request = pb::InvokeStreamRequest {
-        agent_id: args.agent.clone(),
+        agent_id: agent_id.clone(),
         input,
         session_id: args.session,
         project_id: args.project,
@@ -76,7 +77,7 @@ pub async fn run(args: Args, target: &Target, out: Output) -> Outcome {
             }
         }
     }
-    run.finish(&api, &args.agent).await
+    run.finish(&api, &agent_id).await
 }
 
 /// The input from the argument, or stdin when it is absent or `-`.

@@ -25,7 +25,7 @@ pub enum Command {
     /// The items by key, with a preview of each value, the partition and
     /// its quota use.
     List {
-        /// The agent whose store to list.
+        /// The agent whose store to list: its id, or its exact name.
         agent: String,
         /// Only keys starting with this.
         #[arg(long)]
@@ -39,7 +39,7 @@ pub enum Command {
     },
     /// One item with its whole value.
     Read {
-        /// The agent whose store to read.
+        /// The agent whose store to read: its id, or its exact name.
         agent: String,
         /// The item's key.
         key: String,
@@ -50,7 +50,7 @@ pub enum Command {
     /// Create or replace an item; the value is read as is (a trailing line
     /// break included) from stdin or --file.
     Write {
-        /// The agent whose store to write.
+        /// The agent whose store to write: its id, or its exact name.
         agent: String,
         /// The item's key.
         key: String,
@@ -69,7 +69,7 @@ pub enum Command {
     },
     /// Remove an item.
     Delete {
-        /// The agent whose store to change.
+        /// The agent whose store to change: its id, or its exact name.
         agent: String,
         /// The item's key.
         key: String,
@@ -86,7 +86,7 @@ pub enum Command {
         /// The item's key.
         key: String,
         /// The shared agent to copy it into.
-        #[arg(long, value_name = "AGENT_ID")]
+        #[arg(long, value_name = "AGENT")]
         to: String,
         /// The key in the shared store (default: the same key).
         #[arg(long, value_name = "KEY")]
@@ -102,7 +102,7 @@ the revision caught up to) is printed as one JSON object per line (NDJSON); \
 -o yaml prints each as a YAML document. A watch outlives the credential it \
 was opened with by reopening itself from the last revision it saw.")]
     Watch {
-        /// The agent whose store to watch.
+        /// The agent whose store to watch: its id, or its exact name.
         agent: String,
         /// Only keys starting with this.
         #[arg(long)]
@@ -141,8 +141,28 @@ fn content_type(value: i32) -> String {
         .unwrap_or_else(|_| value.to_string())
 }
 
+impl Command {
+    /// The agent whose store every items command reads or changes.
+    fn agent(&mut self) -> &mut String {
+        match self {
+            Self::List { agent, .. }
+            | Self::Read { agent, .. }
+            | Self::Write { agent, .. }
+            | Self::Delete { agent, .. }
+            | Self::Publish { agent, .. }
+            | Self::Watch { agent, .. } => agent,
+        }
+    }
+}
+
 pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
+    let mut command = command;
+    let agent_id = api.agent_id(command.agent()).await?;
+    *command.agent() = agent_id;
+    if let Command::Publish { to, .. } = &mut command {
+        *to = api.agent_id(to).await?;
+    }
     let mut store = api.store();
     match command {
         Command::List {

@@ -19,14 +19,16 @@ use super::output::{Output, View, label};
 /// `agentshare share AGENT`
 #[derive(Debug, clap::Args)]
 pub struct ShareArgs {
-    /// The agent's id; it must be deployed, and yours.
+    /// The agent (its id, or its exact name); it must be deployed, and yours.
+    #[arg(value_name = "AGENT")]
     agent_id: String,
 }
 
 /// `agentshare unshare AGENT [--dry-run]`
 #[derive(Debug, clap::Args)]
 pub struct UnshareArgs {
-    /// The agent's id; it must be yours.
+    /// The agent (its id, or its exact name); it must be yours.
+    #[arg(value_name = "AGENT")]
     agent_id: String,
     /// Show who would lose access, which automations would stop and which
     /// grants survive, and change nothing.
@@ -67,7 +69,8 @@ pub enum AccessCommand {
 /// Whose access to which agent.
 #[derive(Debug, clap::Args)]
 pub struct Question {
-    /// The agent's id.
+    /// The agent: its id, or its exact name.
+    #[arg(value_name = "AGENT")]
     agent_id: String,
     /// Ask about this user instead of yourself (the agent's owner, and org
     /// owners and admins, may ask about anyone).
@@ -156,8 +159,9 @@ impl From<Relation> for pb::AgentRelation {
 }
 
 /// `agentshare share AGENT`
-pub async fn share(args: ShareArgs, target: &Target, out: Output) -> Outcome {
+pub async fn share(mut args: ShareArgs, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
+    args.agent_id = api.agent_id(&args.agent_id).await?;
     let shared = api
         .sharing()
         .share_agent(pb::ShareAgentRequest {
@@ -174,8 +178,9 @@ pub async fn share(args: ShareArgs, target: &Target, out: Output) -> Outcome {
 }
 
 /// `agentshare unshare AGENT [--dry-run]`
-pub async fn unshare(args: UnshareArgs, target: &Target, out: Output) -> Outcome {
+pub async fn unshare(mut args: UnshareArgs, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
+    args.agent_id = api.agent_id(&args.agent_id).await?;
     if args.dry_run {
         return preview_unshare(&api, args.agent_id, out).await;
     }
@@ -346,7 +351,11 @@ pub async fn access(command: AccessCommand, target: &Target, out: Output) -> Out
     let api = target.api()?;
     let mut access = api.access();
     match command {
-        AccessCommand::Check { question, action } => {
+        AccessCommand::Check {
+            mut question,
+            action,
+        } => {
+            question.agent_id = api.agent_id(&question.agent_id).await?;
             let checked = access
                 .check(pb::CheckRequest {
                     principal: question.principal(),
@@ -367,7 +376,11 @@ pub async fn access(command: AccessCommand, target: &Target, out: Output) -> Out
             );
             out.show(&checked, view)
         }
-        AccessCommand::Explain { question, action } => {
+        AccessCommand::Explain {
+            mut question,
+            action,
+        } => {
+            question.agent_id = api.agent_id(&question.agent_id).await?;
             let explained = access
                 .explain(pb::ExplainRequest {
                     principal: question.principal(),

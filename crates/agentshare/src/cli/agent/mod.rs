@@ -19,7 +19,7 @@ use agentshare_proto::registry::v1 as pb;
 use agentshare_proto::sharing::v1 as sharing;
 use tonic_types::StatusExt as _;
 
-use crate::cli::client::{Channel, Target};
+use crate::cli::client::{Api, Channel, Target};
 use crate::cli::failure::{Failure, Outcome};
 use crate::cli::output::{Output, View, label, time, to_json};
 use definition::{Definition, print_definition};
@@ -67,8 +67,8 @@ pub enum Command {
         #[arg(long)]
         definition: bool,
     },
-    /// The agents you can see: yours (drafts included), those shared with
-    /// you, and the org default agent.
+    /// The agents you build: yours (drafts included) and the org default
+    /// agent. `agentshare my-agents` lists those shared with you.
     List {
         /// Only the agents you own.
         #[arg(long)]
@@ -219,7 +219,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             replace,
             revision,
         } => {
-            let agent_id = agent_id(&mut registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             update(&mut registry, agent_id, &file, replace, revision, out).await
         }
         Command::Show {
@@ -227,7 +227,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             version,
             definition,
         } => {
-            let agent_id = agent_id(&mut registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             show(&mut registry, agent_id, version, definition, out).await
         }
         Command::List { mine, state } => list(&mut registry, mine, state, out).await,
@@ -236,15 +236,15 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             notes,
             revision,
         } => {
-            let agent_id = agent_id(&mut registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             deploy(&mut registry, agent_id, notes, revision, out).await
         }
         Command::Versions { agent } => {
-            let agent_id = agent_id(&mut registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             versions(&mut registry, agent_id, out).await
         }
         Command::Diff { agent, from, to } => {
-            let agent_id = agent_id(&mut registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             diff(&mut registry, agent_id, from, to, out).await
         }
         Command::Rollback {
@@ -253,11 +253,11 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             if_latest,
             notes,
         } => {
-            let agent_id = agent_id(&mut registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             rollback(&mut registry, agent_id, to, if_latest, notes, out).await
         }
         Command::Delete { agent } => {
-            let agent_id = agent_id(&mut registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             let deleted = registry
                 .delete_agent(pb::DeleteAgentRequest { agent_id })
                 .await?
@@ -274,9 +274,9 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             );
             out.show(&deleted, view)
         }
-        Command::Template(command) => template(command, &mut registry, out).await,
+        Command::Template(command) => template(command, &api, &mut registry, out).await,
         Command::Workspaces { agent, command } => {
-            let agent_id = agent_id(&mut registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             let mut sharing = api.sharing();
             workspaces(command, &mut sharing, agent_id, out).await
         }
@@ -599,7 +599,12 @@ async fn rollback(
     }
 }
 
-async fn template(command: TemplateCommand, registry: &mut Registry, out: Output) -> Outcome {
+async fn template(
+    command: TemplateCommand,
+    api: &Api,
+    registry: &mut Registry,
+    out: Output,
+) -> Outcome {
     match command {
         TemplateCommand::Create {
             agent,
@@ -607,7 +612,7 @@ async fn template(command: TemplateCommand, registry: &mut Registry, out: Output
             name,
             description,
         } => {
-            let agent_id = agent_id(registry, &agent).await?;
+            let agent_id = api.agent_id(&agent).await?;
             let version_number = match version {
                 Some(version) => version,
                 None => match current(registry, &agent_id).await?.latest_version_number {
@@ -772,56 +777,6 @@ async fn current(registry: &mut Registry, agent_id: &str) -> Outcome<pb::Agent> 
         .unwrap_or_default())
 }
 
-/// AGENT as an id: an id as given, else the one visible agent with that
-/// exact name.
-async fn agent_id(registry: &mut Registry, agent: &str) -> Outcome<String> {
-    if looks_like_id(agent) {
-        return Ok(agent.to_string());
-    }
-    let mut matches = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = registry
-            .list_agents(pb::ListAgentsRequest {
-                page_size: 500,
-                page_token,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        matches.extend(
-            page.agents
-                .into_iter()
-                .filter(|a| a.draft.as_ref().is_some_and(|d| d.name == agent))
-                .map(|a| a.id),
-        );
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    match matches.as_slice() {
-        [id] => Ok(id.clone()),
-        [] => Err(Failure::usage(format!(
-            "no agent you can see is named {agent:?}: give its id (`agentshare agent list`)"
-        ))),
-        ids => Err(Failure::usage(format!(
-            "{} agents are named {agent:?}: give one of their ids: {}",
-            ids.len(),
-            ids.join(", ")
-        ))),
-    }
-}
-
-/// Whether `text` has the shape of a UUID, as every agent id does.
-fn looks_like_id(text: &str) -> bool {
-    text.len() == 36
-        && text.char_indices().all(|(at, c)| match at {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
 /// `status` with `hint` added, when it has `code` and no hint of its own.
 fn hinted(status: tonic::Status, code: tonic::Code, hint: &str) -> Failure {
     let mut details = status.get_error_details();
@@ -970,16 +925,4 @@ fn summary(text: &str) -> String {
         shown.push('…');
     }
     format!("{shown} ({} characters)", text.chars().count())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_told_from_names() {
-        assert!(looks_like_id("01936f5e-8c2a-7b3d-9e4f-0a1b2c3d4e5f"));
-        assert!(!looks_like_id("Research agent"));
-        assert!(!looks_like_id("01936f5e-8c2a-7b3d-9e4f-0a1b2c3d4e5g"));
-    }
 }
