@@ -71,6 +71,32 @@ impl Serve {
         }
     }
 
+    /// A dev token for `user` (email `user@example.com`, stepped up), as
+    /// `agentshare token` mints it.
+    pub async fn token(&self, user: &str) -> String {
+        let email = format!("{user}@example.com");
+        let data_dir = self.data_dir.path().to_str().expect("path").to_string();
+        self.cli()
+            .args(&["token", "--user", user, "--email", &email, "--step-up"])
+            .args(&["--data-dir", &data_dir])
+            .run()
+            .await
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// `user` calling this server's HTTP/JSON API, for setting up what a
+    /// test's commands then act on.
+    pub async fn http(&self, user: &str) -> Http {
+        Http {
+            client: reqwest::Client::new(),
+            base: format!("{}/api/v1", self.endpoint),
+            token: self.token(user).await,
+        }
+    }
+
     /// `agentshare --as USER ARGS...`
     pub async fn as_user(&self, user: &str, args: &[&str]) -> Ran {
         self.cli().arg("--as").arg(user).args(args).run().await
@@ -223,5 +249,31 @@ impl Ran {
             self.stdout
         );
         lines[0].to_string()
+    }
+}
+
+/// One user of the HTTP/JSON API.
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Http {
+    /// POSTs `body` to `/api/v1{path}`; the call must succeed.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("call the HTTP/JSON API");
+        let status = response.status();
+        let text = response.text().await.expect("answer");
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+        serde_json::from_str(&text).expect("JSON answer")
     }
 }

@@ -17,8 +17,8 @@ struct Story {
 }
 
 async fn story(serve: &Serve) -> Story {
-    let alice = Api::new(serve, "alice").await;
-    let bob = Api::new(serve, "bob").await;
+    let alice = serve.http("alice").await;
+    let bob = serve.http("bob").await;
     alice.post("/orgs", json!({"name": "Acme"})).await;
     serve.as_user("bob", &["me"]).await.ok();
     alice
@@ -111,51 +111,6 @@ async fn story(serve: &Serve) -> Story {
     )
     .await;
     Story { research, notes }
-}
-
-/// The HTTP/JSON API as one user, with a token minted by `agentshare token`.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn new(serve: &Serve, user: &str) -> Self {
-        let email = format!("{user}@example.com");
-        let data_dir = serve.data_dir.path().to_str().expect("path").to_string();
-        let token = serve
-            .cli()
-            .args(&["token", "--user", user, "--email", &email, "--step-up"])
-            .args(&["--data-dir", &data_dir])
-            .run()
-            .await
-            .ok()
-            .stdout
-            .trim()
-            .to_string();
-        Self {
-            http: reqwest::Client::new(),
-            base: format!("{}/api/v1", serve.endpoint),
-            token,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("POST");
-        let status = response.status();
-        let text = response.text().await.expect("answer");
-        assert!(status.is_success(), "POST {path}: {status} {text}");
-        serde_json::from_str(&text).expect("JSON answer")
-    }
 }
 
 /// The stream events `invoke -o json` printed, one per line.

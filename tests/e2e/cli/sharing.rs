@@ -7,52 +7,22 @@
 use agentshare_e2e::cli::Serve;
 use serde_json::{Value, json};
 
-/// A dev token for `user`, as `agentshare token` mints it.
-async fn token(serve: &Serve, user: &str) -> String {
-    let email = format!("{user}@example.com");
-    let data_dir = serve.data_dir.path().to_str().expect("path");
-    let minted = serve
-        .cli()
-        .args(&["token", "--user", user, "--email", &email, "--step-up"])
-        .args(&["--data-dir", data_dir])
-        .run()
-        .await
-        .ok();
-    minted.stdout.trim().to_string()
-}
-
-/// One HTTP/JSON call as `user`; it must succeed.
-async fn call(serve: &Serve, user: &str, path: &str, body: Value) -> Value {
-    let answer = reqwest::Client::new()
-        .post(format!("{}/api/v1/{path}", serve.endpoint))
-        .bearer_auth(token(serve, user).await)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("call the HTTP/JSON API");
-    let status = answer.status();
-    let text = answer.text().await.expect("answer");
-    assert!(status.is_success(), "POST {path}: {status} {text}");
-    serde_json::from_str(&text).expect("JSON answer")
-}
-
 /// Drafts and deploys an agent of Alice's over HTTP/JSON (the CLI's own
 /// `agent` commands are tested elsewhere); returns its id.
 async fn deploy_agent(serve: &Serve, draft: Value) -> String {
-    let created = call(serve, "alice", "agents", json!({ "draft": draft })).await;
+    let alice = serve.http("alice").await;
+    let created = alice.post("/agents", json!({ "draft": draft })).await;
     let id = created["agent"]["id"]
         .as_str()
         .expect("agent id")
         .to_string();
     let revision = created["agent"]["draftRevision"].clone();
-    call(
-        serve,
-        "alice",
-        &format!("agents/{id}:deploy"),
-        json!({ "expectedDraftRevision": revision }),
-    )
-    .await;
+    alice
+        .post(
+            &format!("/agents/{id}:deploy"),
+            json!({ "expectedDraftRevision": revision }),
+        )
+        .await;
     id
 }
 
@@ -315,13 +285,14 @@ async fn a_teammate_sets_up_a_shared_agent_and_a_dry_run_shows_what_unsharing_ta
         .failed(2, "--action");
 
     // Bob's daily brief, and a widget's grant, before Alice unshares.
-    call(
-        &serve,
-        "bob",
-        &format!("agents/{agent}/automations/daily_brief:subscribe"),
-        json!({ "enabled": true }),
-    )
-    .await;
+    serve
+        .http("bob")
+        .await
+        .post(
+            &format!("/agents/{agent}/automations/daily_brief:subscribe"),
+            json!({ "enabled": true }),
+        )
+        .await;
     serve
         .as_user(
             "alice",

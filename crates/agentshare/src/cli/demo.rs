@@ -129,8 +129,42 @@ fn step_failed(what: &str) -> impl FnOnce(tonic::Status) -> Failure + '_ {
     }
 }
 
-fn connection_id(created: sharing::CreateApiKeyConnectionResponse) -> String {
-    created.connection.map(|c| c.id).unwrap_or_default()
+/// Connects `provider` with an API key as `api`'s user; the connection's id.
+async fn connect(
+    api: &Api,
+    provider: &str,
+    key: &str,
+    label: &str,
+) -> Result<String, tonic::Status> {
+    let created = api
+        .connections()
+        .create_api_key_connection(sharing::CreateApiKeyConnectionRequest {
+            provider: provider.into(),
+            api_key: key.into(),
+            label: label.into(),
+            expire_time: None,
+        })
+        .await?
+        .into_inner();
+    Ok(created.connection.map(|c| c.id).unwrap_or_default())
+}
+
+/// Connects a CRM of `api`'s user and binds the agent's `crm` to it.
+async fn connect_and_bind(
+    api: &Api,
+    agent_id: &str,
+    key: &str,
+    label: &str,
+) -> Result<(), tonic::Status> {
+    let crm = connect(api, "crm", key, label).await?;
+    api.connections()
+        .bind_integration(sharing::BindIntegrationRequest {
+            agent_id: agent_id.into(),
+            integration_key: "crm".into(),
+            connection_id: crm,
+        })
+        .await?;
+    Ok(())
 }
 
 fn invoke(agent_id: &str, input: &str) -> gateway::InvokeRequest {
@@ -186,19 +220,9 @@ impl Story {
             .map_err(step_failed("adding Ben to the org"))?;
         self.done(&format!("org {org_id} created; Ben is a member"))?;
 
-        self.search_id = connection_id(
-            self.ada
-                .connections()
-                .create_api_key_connection(sharing::CreateApiKeyConnectionRequest {
-                    provider: "search".into(),
-                    api_key: "srch-demo-team-key".into(),
-                    label: "Team search".into(),
-                    expire_time: None,
-                })
-                .await
-                .map_err(step_failed("connecting the team's search key"))?
-                .into_inner(),
-        );
+        self.search_id = connect(&self.ada, "search", "srch-demo-team-key", "Team search")
+            .await
+            .map_err(step_failed("connecting the team's search key"))?;
         self.done("Ada connected the team's search key (stored sealed, never shown again)")?;
 
         let created = self
@@ -312,28 +336,9 @@ impl Story {
             format!("the status is {status}"),
         )?;
         self.done("Ben's list shows Research with an orange dot: setup required (crm)")?;
-        let crm = connection_id(
-            self.ben
-                .connections()
-                .create_api_key_connection(sharing::CreateApiKeyConnectionRequest {
-                    provider: "crm".into(),
-                    api_key: "ben-crm-key".into(),
-                    label: "Ben's CRM".into(),
-                    expire_time: None,
-                })
-                .await
-                .map_err(step_failed("connecting Ben's CRM"))?
-                .into_inner(),
-        );
-        self.ben
-            .connections()
-            .bind_integration(sharing::BindIntegrationRequest {
-                agent_id: self.agent_id.clone(),
-                integration_key: "crm".into(),
-                connection_id: crm,
-            })
+        connect_and_bind(&self.ben, &self.agent_id, "ben-crm-key", "Ben's CRM")
             .await
-            .map_err(step_failed("binding Ben's CRM"))?;
+            .map_err(step_failed("connecting and binding Ben's CRM"))?;
         let status = self.setup_status().await?;
         expect(
             status == sharing::SetupStatus::Ready as i32,
@@ -435,28 +440,9 @@ impl Story {
         )?;
         // A delegated run uses the owner's connections, so Ada binds her own
         // CRM first.
-        let crm = connection_id(
-            self.ada
-                .connections()
-                .create_api_key_connection(sharing::CreateApiKeyConnectionRequest {
-                    provider: "crm".into(),
-                    api_key: "ada-crm-key".into(),
-                    label: "Ada's CRM".into(),
-                    expire_time: None,
-                })
-                .await
-                .map_err(step_failed("connecting Ada's CRM"))?
-                .into_inner(),
-        );
-        self.ada
-            .connections()
-            .bind_integration(sharing::BindIntegrationRequest {
-                agent_id: self.agent_id.clone(),
-                integration_key: "crm".into(),
-                connection_id: crm,
-            })
+        connect_and_bind(&self.ada, &self.agent_id, "ada-crm-key", "Ada's CRM")
             .await
-            .map_err(step_failed("binding Ada's CRM"))?;
+            .map_err(step_failed("connecting and binding Ada's CRM"))?;
         self.done("Ada bound her own CRM: a delegated run uses the owner's connections")?;
         let created = self
             .ada
