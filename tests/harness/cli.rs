@@ -23,11 +23,20 @@ impl Serve {
     /// Starts `agentshare serve` on an ephemeral port and waits until it
     /// says where it serves.
     pub async fn start() -> Self {
+        Self::start_with_config("").await
+    }
+
+    /// As [`Serve::start`], with `toml` as its config file (`--config`).
+    pub async fn start_with_config(toml: &str) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config_dir = tempfile::tempdir().expect("config dir");
+        let config_file = config_dir.path().join("agentshare.toml");
+        std::fs::write(&config_file, toml).expect("write the config file");
         let mut child = tokio::process::Command::new(binary("agentshare"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
+            .arg("--config")
+            .arg(&config_file)
             .env("RUST_LOG", "warn")
             .env_remove("AGENTSHARE_CONFIG")
             .stdin(Stdio::null())
@@ -142,6 +151,12 @@ impl Cli<'_> {
     }
 
     pub async fn run(self) -> Ran {
+        self.spawn().finish().await
+    }
+
+    /// Starts the command and returns at once, for commands that wait on
+    /// something the test then does.
+    pub fn spawn(self) -> Spawned {
         let mut command = tokio::process::Command::new(binary("agentshare"));
         command.args(&self.args).env_remove("AGENTSHARE_ENDPOINT");
         if self.endpoint {
@@ -171,18 +186,81 @@ impl Cli<'_> {
         let mut child = command.spawn().expect("spawn agentshare");
         if let Some(text) = self.stdin {
             let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(&text).await.expect("write stdin");
-            drop(stdin);
+            tokio::spawn(async move {
+                stdin.write_all(&text).await.expect("write stdin");
+            });
         }
-        let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("agentshare {:?} did not finish within 120 s", self.args))
-            .expect("run agentshare");
-        Ran {
+        let stdout = child.stdout.take().expect("stdout");
+        let stdout = tokio::spawn(async move {
+            let mut text = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut BufReader::new(stdout), &mut text)
+                .await
+                .expect("read stdout");
+            text
+        });
+        let stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        Spawned {
             args: self.args,
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            child,
+            stdout,
+            stderr,
+            stderr_seen: String::new(),
+        }
+    }
+}
+
+/// A command that is running.
+pub struct Spawned {
+    args: Vec<String>,
+    child: tokio::process::Child,
+    stdout: tokio::task::JoinHandle<Vec<u8>>,
+    stderr: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    stderr_seen: String,
+}
+
+impl Spawned {
+    /// Waits for the command to say `needle` on stderr; the line it is on.
+    pub async fn stderr_line_containing(&mut self, needle: &str) -> String {
+        let read = async {
+            while let Some(line) = self.stderr.next_line().await.expect("read stderr") {
+                self.stderr_seen.push_str(&line);
+                self.stderr_seen.push('\n');
+                if line.contains(needle) {
+                    return Some(line);
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(Duration::from_secs(60), read).await {
+            Ok(Some(line)) => line,
+            _ => panic!(
+                "agentshare {:?} did not say {needle:?}; stderr so far: {}",
+                self.args, self.stderr_seen
+            ),
+        }
+    }
+
+    /// Waits for the command to end.
+    pub async fn finish(mut self) -> Ran {
+        let args = self.args;
+        let mut stderr = self.stderr_seen;
+        let rest = async {
+            while let Some(line) = self.stderr.next_line().await.expect("read stderr") {
+                stderr.push_str(&line);
+                stderr.push('\n');
+            }
+            let status = self.child.wait().await.expect("wait for agentshare");
+            let stdout = self.stdout.await.expect("stdout");
+            (status, stdout)
+        };
+        let (status, stdout) = tokio::time::timeout(Duration::from_secs(120), rest)
+            .await
+            .unwrap_or_else(|_| panic!("agentshare {args:?} did not finish within 120 s"));
+        Ran {
+            args,
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr,
         }
     }
 }

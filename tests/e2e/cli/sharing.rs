@@ -783,3 +783,74 @@ async fn connection_keys_come_from_a_file_or_stdin_and_are_never_shown() {
     );
     assert!(refused.stdout.is_empty(), "{}", refused.stdout);
 }
+
+/// `serve` with `gmail` over OAuth at `fake`, besides nothing else.
+fn oauth_config(fake: &agentshare_e2e::oauth_provider::FakeOAuth) -> String {
+    format!(
+        r#"
+[connections]
+oauth_redirect_url = "http://127.0.0.1:9/oauth/callback"
+
+[connections.providers.gmail]
+kind = "oauth"
+check = "static"
+authorize_url = "{}"
+token_url = "{}"
+client_id = "{}"
+client_secret = "{}"
+scopes = ["mail.compose"]
+"#,
+        fake.authorize_url(),
+        fake.token_url(),
+        fake.client_id(),
+        fake.client_secret()
+    )
+}
+
+#[tokio::test]
+async fn an_oauth_connection_prints_where_to_consent_and_ends_when_the_user_comes_back() {
+    let fake = agentshare_e2e::oauth_provider::FakeOAuth::start().await;
+    let serve = Serve::start_with_config(&oauth_config(&fake)).await;
+    serve.as_user("bob", &["org", "create", "Bob's"]).await.ok();
+
+    // With -o json the URL goes to stderr; stdout is the connection alone.
+    let mut waiting = serve
+        .cli()
+        .args(&["--as", "bob", "connection", "create", "--provider", "gmail"])
+        .args(&["--oauth", "--label", "Work mail", "-o", "json"])
+        .spawn();
+    let line = waiting.stderr_line_containing(&fake.authorize_url()).await;
+    // The user consents in a browser, and the client's callback page
+    // completes the flow with what the provider sent back.
+    let (code, state) = fake.consent(line.trim()).await;
+    serve
+        .http("bob")
+        .await
+        .post(
+            "/connections:completeOAuth",
+            json!({ "state": state, "code": code }),
+        )
+        .await;
+    let ran = waiting.finish().await.ok();
+    let connection = ran.json()["connection"].clone();
+    assert_eq!(connection["kind"], "CONNECTION_KIND_OAUTH", "{connection}");
+    assert_eq!(connection["label"], "Work mail", "{connection}");
+    assert_eq!(connection["provider"], "gmail", "{connection}");
+
+    // Nobody comes back: the wait ends with a clear error, exit 1.
+    serve
+        .as_user(
+            "bob",
+            &[
+                "connection",
+                "create",
+                "--provider",
+                "gmail",
+                "--oauth",
+                "--timeout",
+                "1s",
+            ],
+        )
+        .await
+        .failed(1, "no gmail connection was completed within 1s");
+}
