@@ -203,6 +203,22 @@ async fn every_documented_invoke_and_get_me_reason_is_what_a_client_gets() {
         Code::NotFound,
         "not found",
     );
+    // A teammate's undeployed draft is not seen either: not by a run, and
+    // not by its workspaces (which once said "agent is not deployed").
+    assert_status(
+        invoke(&bob, &unfinished.id, "hi", false).await,
+        Code::NotFound,
+        "not found",
+    );
+    assert_status(
+        bob.sharing()
+            .get_agent_workspaces(sharing::GetAgentWorkspacesRequest {
+                agent_id: unfinished.id.clone(),
+            })
+            .await,
+        Code::NotFound,
+        "not found",
+    );
 
     // FAILED_PRECONDITION: a wrong state the caller can change.
     assert_status(

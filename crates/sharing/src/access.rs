@@ -404,10 +404,16 @@ pub fn require(
             ))
         }
         // The owner's own draft: nothing is deployed to run yet, a state
-        // they can change, not a permission they lack.
-        Some(_) if explanation.reason == Reason::AgentDraft => Err(Error::FailedPrecondition(
-            denial_message(Reason::AgentDraft),
-        )),
+        // they can change, not a permission they lack. Anyone else is not
+        // told the draft exists.
+        Some(agent)
+            if explanation.reason == Reason::AgentDraft
+                && agent.owner_user_id == subject.user_id =>
+        {
+            Err(Error::FailedPrecondition(denial_message(
+                Reason::AgentDraft,
+            )))
+        }
         Some(_) if visible(&explanation) => {
             Err(Error::PermissionDenied(denial_message(explanation.reason)))
         }
