@@ -727,67 +727,6 @@ pub fn check_notes(notes: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// One page of a list, resumed after the last entry of the previous page.
-/// The token names the list and its filters, so a token from another call is
-/// refused instead of silently skipping entries.
-pub struct Page {
-    pub size: i64,
-    pub after: Option<String>,
-    scope: String,
-}
-
-pub const DEFAULT_PAGE_SIZE: i32 = 50;
-pub const MAX_PAGE_SIZE: i32 = 500;
-
-impl Page {
-    pub fn of(page_size: i32, page_token: &str, scope: String) -> Result<Self, Error> {
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => {
-                return Err(Error::invalid(
-                    "page_size",
-                    "must not be negative; 0 means 50",
-                ));
-            }
-            n => n.min(MAX_PAGE_SIZE),
-        };
-        let after = match page_token {
-            "" => None,
-            token => match token.rsplit_once('/') {
-                Some((token_scope, after)) if token_scope == scope && !after.is_empty() => {
-                    Some(after.to_string())
-                }
-                _ => {
-                    return Err(Error::invalid(
-                        "page_token",
-                        "not a token from a previous page of this list with these filters; start again with an empty token",
-                    ));
-                }
-            },
-        };
-        Ok(Self {
-            size: i64::from(size),
-            after,
-            scope,
-        })
-    }
-
-    /// Splits rows fetched with a limit of `size + 1` into this page and the
-    /// next token (empty on the last page).
-    pub fn split<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, String) {
-        let size = usize::try_from(self.size).unwrap_or(usize::MAX);
-        if rows.len() <= size {
-            return (rows, String::new());
-        }
-        rows.truncate(size);
-        let next = rows
-            .last()
-            .map(|row| format!("{}/{}", self.scope, key(row)))
-            .unwrap_or_default();
-        (rows, next)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -975,15 +914,5 @@ mod tests {
             agentshare_proto::access_facts::from_json(&json).expect("decodes"),
             facts
         );
-    }
-
-    #[test]
-    fn page_tokens_belong_to_their_list() {
-        let page = Page::of(1, "", "agents:o0:s0".into()).expect("page");
-        let (rows, next) = page.split(vec!["a", "b"], |r| (*r).to_string());
-        assert_eq!(rows, ["a"]);
-        assert!(Page::of(1, &next, "agents:o0:s0".into()).is_ok());
-        assert!(Page::of(1, &next, "agents:o1:s0".into()).is_err());
-        assert!(Page::of(-1, "", "x".into()).is_err());
     }
 }

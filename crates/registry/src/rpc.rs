@@ -10,7 +10,9 @@ use pb::agent_registry_service_server::AgentRegistryService;
 use tonic::{Request, Response, Status};
 
 use crate::diff;
-use crate::domain::{self, Access, AgentState, Caller, Origin, Page};
+use agentshare_kit::page::Page;
+
+use crate::domain::{self, Access, AgentState, Caller, Origin};
 use crate::storage::{
     AgentFilter, AgentRow, NewAgent, NewTemplate, NewVersion, Storage, TemplateRow, VersionRow,
 };
@@ -288,8 +290,7 @@ impl Registry {
 }
 
 fn page_of_versions(page: &Page) -> Result<Option<i64>, Error> {
-    page.after
-        .as_deref()
+    page.after()
         .map(|n| {
             n.parse::<i64>()
                 .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))
@@ -365,7 +366,10 @@ impl AgentRegistryService for Registry {
         let page = Page::of(
             request.page_size,
             &request.page_token,
-            format!("agents:{}:{}", request.owned_by_caller, request.state),
+            format!(
+                "agents:{}:{}:{}:{}",
+                caller.org_id, caller.user_id, request.owned_by_caller, request.state
+            ),
         )?;
         let listing = domain::listing(&caller, request.owned_by_caller);
         let rows = self
@@ -374,8 +378,8 @@ impl AgentRegistryService for Registry {
                 org_id: &caller.org_id,
                 listing: &listing,
                 state,
-                after_id: page.after.as_deref(),
-                limit: page.size + 1,
+                after_id: page.after(),
+                limit: page.limit(),
             })
             .await
             .map_err(Error::from)?;
@@ -503,7 +507,7 @@ impl AgentRegistryService for Registry {
         )?;
         let rows = self
             .storage
-            .versions(&agent.id, page_of_versions(&page)?, page.size + 1)
+            .versions(&agent.id, page_of_versions(&page)?, page.limit())
             .await
             .map_err(Error::from)?;
         let (rows, next_page_token) = page.split(rows, |v| v.number.to_string());
@@ -727,10 +731,14 @@ impl AgentRegistryService for Registry {
     ) -> Result<Response<pb::ListTemplatesResponse>, Status> {
         let caller = Caller::of(Principal::of(&request)?)?;
         let request = request.into_inner();
-        let page = Page::of(request.page_size, &request.page_token, "templates".into())?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!("templates:{}", caller.org_id),
+        )?;
         let rows = self
             .storage
-            .templates(&caller.org_id, page.after.as_deref(), page.size + 1)
+            .templates(&caller.org_id, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
         let (rows, next_page_token) = page.split(rows, |t| t.id.clone());

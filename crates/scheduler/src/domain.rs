@@ -393,83 +393,6 @@ pub const AGENT_UNSHARED_MESSAGE: &str = "agent unshared";
 /// agent.
 pub const ACCESS_LOST_MESSAGE: &str = "agent no longer shared with you";
 
-/// Where a list resumes: after the last entry of the previous page. The
-/// token names the list and its filters, so a token from another call is
-/// refused instead of silently skipping entries.
-pub struct Page {
-    pub size: i64,
-    pub after: Option<String>,
-    scope: String,
-}
-
-pub const DEFAULT_PAGE_SIZE: i32 = 50;
-pub const MAX_PAGE_SIZE: i32 = 200;
-
-impl Page {
-    pub fn of(page_size: i32, page_token: &str, scope: String) -> Result<Self, Error> {
-        Self::bounded(
-            page_size,
-            page_token,
-            scope,
-            DEFAULT_PAGE_SIZE,
-            MAX_PAGE_SIZE,
-        )
-    }
-
-    pub fn bounded(
-        page_size: i32,
-        page_token: &str,
-        scope: String,
-        default: i32,
-        max: i32,
-    ) -> Result<Self, Error> {
-        let size = match page_size {
-            0 => default,
-            n if n < 0 => {
-                return Err(Error::invalid(
-                    "page_size",
-                    format!("must not be negative; 0 means {default}"),
-                ));
-            }
-            n => n.min(max),
-        };
-        let after = match page_token {
-            "" => None,
-            token => match token.rsplit_once('/') {
-                Some((token_scope, after)) if token_scope == scope && !after.is_empty() => {
-                    Some(after.to_string())
-                }
-                _ => {
-                    return Err(Error::invalid(
-                        "page_token",
-                        "not a token from a previous page of this list with these filters; start again with an empty token",
-                    ));
-                }
-            },
-        };
-        Ok(Self {
-            size: i64::from(size),
-            after,
-            scope,
-        })
-    }
-
-    /// Splits rows fetched with a limit of `size + 1` into this page and the
-    /// next token (empty on the last page).
-    pub fn split<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, String) {
-        let size = usize::try_from(self.size).unwrap_or(usize::MAX);
-        if rows.len() <= size {
-            return (rows, String::new());
-        }
-        rows.truncate(size);
-        let next = rows
-            .last()
-            .map(|row| format!("{}/{}", self.scope, key(row)))
-            .unwrap_or_default();
-        (rows, next)
-    }
-}
-
 /// An automation key from a request.
 pub fn automation_key(value: &str) -> Result<String, Error> {
     if value.trim().is_empty() {
@@ -581,20 +504,5 @@ mod tests {
             pause_end(Some(&at(now + 86_400_000_000)), now).expect("ok"),
             now + 86_400_000_000
         );
-    }
-
-    #[test]
-    fn page_tokens_belong_to_their_list() {
-        let page = Page::of(2, "", "subs:a".into()).expect("page");
-        let (rows, next) = page.split(vec![1, 2, 3], |n| n.to_string());
-        assert_eq!(rows, [1, 2]);
-        assert_eq!(next, "subs:a/2");
-        assert!(Page::of(2, &next, "subs:b".into()).is_err());
-        assert_eq!(
-            Page::of(2, &next, "subs:a".into()).expect("ok").after,
-            Some("2".into())
-        );
-        assert!(Page::of(-1, "", "x".into()).is_err());
-        assert_eq!(Page::of(900, "", "x".into()).expect("ok").size, 200);
     }
 }

@@ -12,7 +12,9 @@ use pb::automations_service_server::AutomationsService;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::{self, Channel, Page, Status as SubscriptionStatus};
+use agentshare_kit::page::Page;
+
+use crate::domain::{self, Channel, Status as SubscriptionStatus};
 use crate::runs::{DeliveryRow, RunFilter, RunRow};
 use crate::schedule::{Fire, Schedule};
 use crate::storage::{LastRun, SubscriptionRow};
@@ -276,11 +278,11 @@ impl AutomationsService for Automations {
         )?;
         let (view, listed, cannot_enable) = self.subscriptions.list(&caller, &agent_id).await?;
         let now = self.now();
-        let after = page.after.clone().unwrap_or_default();
+        let after = page.after().unwrap_or_default().to_string();
         let listed: Vec<_> = listed
             .into_iter()
-            .filter(|l| page.after.is_none() || l.automation.key > after)
-            .take(usize::try_from(page.size + 1).unwrap_or(usize::MAX))
+            .filter(|l| page.after().is_none() || l.automation.key > after)
+            .take(usize::try_from(page.limit()).unwrap_or(usize::MAX))
             .collect();
         let (listed, next_page_token) = page.split(listed, |l| l.automation.key.clone());
         let ids: Vec<String> = listed
@@ -542,7 +544,7 @@ impl AutomationsService for Automations {
             ),
         )?;
         // The token resumes after (scheduled time, id) of the last run.
-        let after = match page.after.as_deref() {
+        let after = match page.after() {
             None => None,
             Some(after) => Some(
                 after
@@ -566,7 +568,7 @@ impl AutomationsService for Automations {
                 automation_key: automation_key.as_deref(),
                 statuses: &statuses,
                 after,
-                limit: page.size + 1,
+                limit: page.limit(),
             })
             .await
             .map_err(Error::from)?;
@@ -658,8 +660,8 @@ impl AutomationsService for Automations {
                 &caller.org_id,
                 &caller.user_id,
                 message.unread_only,
-                page.after.as_deref(),
-                page.size + 1,
+                page.after(),
+                page.limit(),
             )
             .await
             .map_err(Error::from)?;
@@ -815,12 +817,10 @@ impl AutomationsInternalService for AutomationsInternal {
     ) -> Result<Response<pb::ListEnabledSubscriptionsResponse>, Status> {
         let message = request.get_ref();
         let agent_id = ids::parse("agent_id", &message.agent_id)?;
-        let page = Page::bounded(
+        let page = Page::of(
             message.page_size,
             &message.page_token,
             format!("enabled:{agent_id}:{}", message.exclude_user_id),
-            100,
-            1000,
         )?;
         let (rows, total) = self
             .subscriptions
@@ -828,8 +828,8 @@ impl AutomationsInternalService for AutomationsInternal {
             .enabled_of_agent(
                 &agent_id,
                 &message.exclude_user_id,
-                page.after.as_deref(),
-                page.size + 1,
+                page.after(),
+                page.limit(),
             )
             .await
             .map_err(Error::from)?;

@@ -471,7 +471,7 @@ impl Subscriptions {
         caller: &Caller<'_>,
         agent_id: Option<&str>,
         statuses: &[Status],
-        page: &domain::Page,
+        page: &agentshare_kit::page::Page,
     ) -> Result<(Vec<SubscriptionRow>, String), Error> {
         self.catch_up(caller, agent_id).await?;
         let rows = self
@@ -481,8 +481,8 @@ impl Subscriptions {
                 &caller.user_id,
                 agent_id,
                 statuses,
-                page.after.as_deref(),
-                page.size + 1,
+                page.after(),
+                page.limit(),
             )
             .await?;
         Ok(page.split(rows, |r| r.id.clone()))

@@ -144,57 +144,6 @@ pub fn require_org_role(
     }
 }
 
-/// One page of a list call, keyed by the last id of the previous page
-/// (ids are UUID v7, so they sort by creation).
-pub struct Page {
-    pub size: i64,
-    pub after: Option<String>,
-}
-
-pub const DEFAULT_PAGE_SIZE: i32 = 50;
-pub const MAX_PAGE_SIZE: i32 = 1000;
-
-impl Page {
-    pub fn of(page_size: i32, page_token: &str) -> Result<Self, Error> {
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            1..=MAX_PAGE_SIZE => page_size,
-            _ => {
-                return Err(Error::invalid(
-                    "page_size",
-                    format!("must be between 1 and {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"),
-                ));
-            }
-        };
-        let after = (!page_token.is_empty()).then(|| page_token.to_string());
-        if after
-            .as_deref()
-            .is_some_and(|t| uuid::Uuid::parse_str(t).is_err())
-        {
-            return Err(Error::invalid(
-                "page_token",
-                "not a token from a previous page",
-            ));
-        }
-        Ok(Self {
-            size: i64::from(size),
-            after,
-        })
-    }
-
-    /// Splits rows fetched with a limit of `size + 1` into this page and the
-    /// token of the next one (empty on the last page).
-    pub fn split<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> String) -> (Vec<T>, String) {
-        let size = usize::try_from(self.size).unwrap_or(usize::MAX);
-        if rows.len() <= size {
-            return (rows, String::new());
-        }
-        rows.truncate(size);
-        let next = rows.last().map(id).unwrap_or_default();
-        (rows, next)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

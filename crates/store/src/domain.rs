@@ -4,16 +4,11 @@
 
 use agentshare_kit::Error;
 use agentshare_kit::config;
-use base64::Engine;
 
 /// Longest key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 512;
 /// Characters of a value shown by WorkspaceList.
 pub const PREVIEW_CHARS: usize = 200;
-/// Page size when the request names none, and the most a page holds.
-pub const DEFAULT_PAGE_SIZE: usize = 100;
-pub const MAX_PAGE_SIZE: usize = 1_000;
-
 /// How a value is read. Stored as `json` or `text`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContentType {
@@ -328,73 +323,6 @@ pub fn preview(value: &str) -> String {
     value.chars().take(PREVIEW_CHARS).collect()
 }
 
-/// How many items a page holds.
-pub fn page_size(wire: i32) -> usize {
-    match usize::try_from(wire) {
-        Ok(0) | Err(_) => DEFAULT_PAGE_SIZE,
-        Ok(n) => n.min(MAX_PAGE_SIZE),
-    }
-}
-
-/// Where a list page resumes: after `last_key`, for one agent and prefix.
-/// The token is opaque to clients; it binds the agent and prefix so that a
-/// token cannot silently page through another listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PageToken {
-    pub agent_id: String,
-    pub prefix: String,
-    pub last_key: String,
-}
-
-const TOKEN_VERSION: &str = "v1";
-
-impl PageToken {
-    /// Keys and prefixes hold no control characters, so NUL separates them.
-    pub fn encode(&self) -> String {
-        let raw = format!(
-            "{TOKEN_VERSION}\0{}\0{}\0{}",
-            self.agent_id, self.prefix, self.last_key
-        );
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-    }
-
-    /// The key to resume after; `None` for the first page.
-    pub fn resume_after(
-        token: &str,
-        agent_id: &str,
-        prefix: &str,
-    ) -> Result<Option<String>, Error> {
-        if token.is_empty() {
-            return Ok(None);
-        }
-        let bad = || {
-            Error::invalid(
-                "page_token",
-                "is not a token from this listing; pass the next_page_token of the previous page, \
-                 with the same agent_id and key_prefix",
-            )
-        };
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| bad())?;
-        let raw = String::from_utf8(bytes).map_err(|_| bad())?;
-        let mut parts = raw.split('\0');
-        let (Some(TOKEN_VERSION), Some(agent), Some(token_prefix), Some(last_key), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(bad());
-        };
-        if agent != agent_id || token_prefix != prefix || last_key.is_empty() {
-            return Err(bad());
-        }
-        Ok(Some(last_key.to_string()))
-    }
-}
-
 /// Whether `partition` belongs to the store of `agent_id`: the org-wide
 /// `agent-<id>` or any `agent-<id>/...` partition.
 pub fn belongs_to_agent(partition: &str, agent_id: &str) -> bool {
@@ -494,24 +422,6 @@ mod tests {
                 total_bytes: 32
             })
         );
-    }
-
-    #[test]
-    fn page_tokens_round_trip_and_bind_their_listing() {
-        let token = PageToken {
-            agent_id: "a1".into(),
-            prefix: "notes/".into(),
-            last_key: "notes/9".into(),
-        }
-        .encode();
-        assert_eq!(
-            PageToken::resume_after(&token, "a1", "notes/"),
-            Ok(Some("notes/9".into()))
-        );
-        assert!(PageToken::resume_after(&token, "a2", "notes/").is_err());
-        assert!(PageToken::resume_after(&token, "a1", "").is_err());
-        assert!(PageToken::resume_after("garbage!", "a1", "").is_err());
-        assert_eq!(PageToken::resume_after("", "a1", ""), Ok(None));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use agentshare_kit::clock::timestamp;
 use agentshare_kit::config;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::ids;
+use agentshare_kit::page::Page;
 use agentshare_kit::server::Shutdown;
 use agentshare_proto::store::v1 as pb;
 use futures::Stream;
@@ -18,7 +19,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::access::Access;
-use crate::domain::{self, Expected, PageToken, Partition, Refusal};
+use crate::domain::{self, Expected, Partition, Refusal};
 use crate::storage::{ItemRow, PartitionState, Put, Storage};
 use crate::watch;
 
@@ -173,10 +174,12 @@ impl WorkspaceStoreService for WorkspaceStore {
     ) -> Result<Response<pb::WorkspaceListResponse>, Status> {
         let message = request.get_ref();
         domain::check_prefix("key_prefix", &message.key_prefix)?;
-        let after =
-            PageToken::resume_after(&message.page_token, &message.agent_id, &message.key_prefix)?;
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!("items:{}:{}", message.agent_id, message.key_prefix),
+        )?;
         let partition = self.partition(&request, &message.agent_id).await?;
-        let size = domain::page_size(message.page_size);
         // The revision first: a change racing the page then shows up both
         // in the page and in a watch from this revision, never in neither.
         let state = self
@@ -184,29 +187,17 @@ impl WorkspaceStoreService for WorkspaceStore {
             .partition(&partition.name)
             .await
             .map_err(Error::from)?;
-        let mut items = self
+        let items = self
             .storage
             .list(
                 &partition.name,
                 &message.key_prefix,
-                after.as_deref(),
-                size + 1,
+                page.after(),
+                usize::try_from(page.limit()).unwrap_or(usize::MAX),
             )
             .await
             .map_err(Error::from)?;
-        let next_page_token = if items.len() > size {
-            items.truncate(size);
-            items.last().map_or_else(String::new, |last| {
-                PageToken {
-                    agent_id: message.agent_id.clone(),
-                    prefix: message.key_prefix.clone(),
-                    last_key: last.key.clone(),
-                }
-                .encode()
-            })
-        } else {
-            String::new()
-        };
+        let (items, next_page_token) = page.split(items, |item| item.key.clone());
         Ok(Response::new(pb::WorkspaceListResponse {
             items: items.into_iter().map(summary_to_proto).collect(),
             next_page_token,

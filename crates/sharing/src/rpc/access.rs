@@ -4,6 +4,7 @@ use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::ids;
+use agentshare_kit::page::Page;
 use agentshare_kit::server::ServiceChannel;
 use agentshare_proto::sharing::v1 as pb;
 use agentshare_proto::store::v1 as store_pb;
@@ -13,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::access::{self, Action, Explanation, Subject};
 use crate::agent_access::{AccessState, AgentRow};
-use crate::domain::{self, OrgRole};
+use crate::domain::OrgRole;
 use crate::pins::PinRow;
 use crate::plan::{self, ConnectionOwner, Plan, SessionFacts, VersionSource};
 use crate::scope;
@@ -363,7 +364,11 @@ impl AccessService for Access {
                 .into());
             }
         };
-        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!("my-agents:{}", request.relation),
+        )?;
         let subject = scope::caller(&self.storage, principal).await?;
         let standing = if subject.workspaces_enabled {
             subject.active_workspace.clone()
@@ -372,7 +377,7 @@ impl AccessService for Access {
         };
         let wanted = usize::try_from(page.size).unwrap_or(usize::MAX);
         let mut rows = Vec::new();
-        let mut after = page.after.clone();
+        let mut after = page.after().map(str::to_string);
         // Candidates are filtered by the same decision Check makes, so a
         // batch may yield fewer rows than asked; read on until the page is
         // full or the candidates run out.
@@ -385,11 +390,11 @@ impl AccessService for Access {
                     standing.as_deref(),
                     subject.workspaces_enabled,
                     after.as_deref(),
-                    page.size + 1,
+                    page.limit(),
                 )
                 .await
                 .map_err(Error::from)?;
-            let exhausted = batch.len() < usize::try_from(page.size + 1).unwrap_or(usize::MAX);
+            let exhausted = batch.len() < usize::try_from(page.limit()).unwrap_or(usize::MAX);
             after = batch.last().map(|row| row.agent.agent_id.clone());
             for row in batch {
                 let agent = &row.agent;

@@ -4,6 +4,7 @@
 use agentshare_kit::clock::duration_micros;
 use agentshare_kit::clock::micros_of;
 use agentshare_kit::ids;
+use agentshare_kit::page::Page;
 use std::time::Duration;
 
 use agentshare_kit::Error;
@@ -473,15 +474,14 @@ impl ConnectionsService for Connections {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let request = request.get_ref();
-        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!("connections:{user}:{}", request.provider),
+        )?;
         let rows = self
             .storage
-            .connections_of(
-                user,
-                &request.provider,
-                page.after.as_deref(),
-                page.size + 1,
-            )
+            .connections_of(user, &request.provider, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
         let now = self.storage.clock.now_micros();

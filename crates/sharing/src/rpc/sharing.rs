@@ -3,6 +3,7 @@
 
 use agentshare_kit::clock::micros_of;
 use agentshare_kit::ids;
+use agentshare_kit::page::Page;
 use std::collections::HashSet;
 
 use agentshare_kit::Error;
@@ -324,19 +325,23 @@ impl SharingService for Sharing {
         let principal = Principal::of(&request)?;
         let request = request.get_ref();
         let (agent, _) = self.grants_agent(principal, &request.agent_id).await?;
-        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!("grants:{}:{}", agent.agent_id, request.include_inactive),
+        )?;
         let now = self.storage.clock.now_micros();
         // Inactive grants are filtered after reading, so read on until the
         // page is full.
         let mut rows = Vec::new();
-        let mut after = page.after.clone();
+        let mut after = page.after().map(str::to_string);
         loop {
             let batch = self
                 .storage
-                .grants_of(&agent.agent_id, after.as_deref(), page.size + 1)
+                .grants_of(&agent.agent_id, after.as_deref(), page.limit())
                 .await
                 .map_err(Error::from)?;
-            let exhausted = i64::try_from(batch.len()).unwrap_or(i64::MAX) < page.size + 1;
+            let exhausted = i64::try_from(batch.len()).unwrap_or(i64::MAX) < page.limit();
             after = batch.last().map(|g| g.id.clone());
             rows.extend(
                 batch

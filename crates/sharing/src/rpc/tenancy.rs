@@ -5,6 +5,7 @@ use agentshare_kit::clock::micros_of;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{GRANT_SCOPE_DENIED, Principal, PrincipalKind};
 use agentshare_kit::ids;
+use agentshare_kit::page::Page;
 use agentshare_proto::sharing::v1 as pb;
 use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
@@ -426,10 +427,14 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
-        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let page = Page::of(
+            request.get_ref().page_size,
+            &request.get_ref().page_token,
+            format!("api-keys:{org_id}:{user}"),
+        )?;
         let keys = self
             .storage
-            .api_keys_of(user, org_id, page.after.as_deref(), page.size + 1)
+            .api_keys_of(user, org_id, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
         let (keys, next_page_token) = page.split(keys, |key| key.id.clone());
@@ -584,11 +589,15 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
-        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let page = Page::of(
+            request.get_ref().page_size,
+            &request.get_ref().page_token,
+            format!("workspaces:{org_id}:{user}"),
+        )?;
         let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
         let rows = self
             .storage
-            .workspaces_visible_to(org_id, user, sees_all, page.after.as_deref(), page.size + 1)
+            .workspaces_visible_to(org_id, user, sees_all, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
         let (rows, next_page_token) = page.split(rows, |(workspace, _)| workspace.id.clone());
@@ -672,10 +681,14 @@ impl TenancyService for Tenancy {
             &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
             "org members other than viewers",
         )?;
-        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let page = Page::of(
+            request.get_ref().page_size,
+            &request.get_ref().page_token,
+            format!("org-members:{org_id}"),
+        )?;
         let rows = self
             .storage
-            .org_members(org_id, page.after.as_deref(), page.size + 1)
+            .org_members(org_id, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
         let (rows, next_page_token) = page.split(rows, |member| member.user.id.clone());
@@ -737,10 +750,14 @@ impl TenancyService for Tenancy {
     ) -> Result<Response<pb::ListMyOrgsResponse>, Status> {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
-        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let page = Page::of(
+            request.get_ref().page_size,
+            &request.get_ref().page_token,
+            format!("my-orgs:{user}"),
+        )?;
         let rows = self
             .storage
-            .orgs_of(user, page.after.as_deref(), page.size + 1)
+            .orgs_of(user, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
         let (rows, next_page_token) = page.split(rows, |(org, _)| org.id.clone());
@@ -928,10 +945,14 @@ impl TenancyService for Tenancy {
             }
             .into());
         }
-        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!("workspace-members:{workspace_id}"),
+        )?;
         let rows = self
             .storage
-            .workspace_members(&workspace_id, page.after.as_deref(), page.size + 1)
+            .workspace_members(&workspace_id, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
         let (rows, next_page_token) = page.split(rows, |m| m.user.id.clone());
@@ -1140,14 +1161,21 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         principal.require_user()?;
         let org_id = principal.require_org()?;
-        let page = domain::Page::of(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let page = Page::of(
+            request.get_ref().page_size,
+            &request.get_ref().page_token,
+            format!(
+                "projects:{org_id}:{}",
+                principal.workspace_id.as_deref().unwrap_or_default()
+            ),
+        )?;
         // A null workspace scope sees nothing.
         let Some(workspace) = principal.workspace_id.as_deref() else {
             return Ok(Response::new(pb::ListProjectsResponse::default()));
         };
         let rows = self
             .storage
-            .projects_in(org_id, workspace, page.after.as_deref(), page.size + 1)
+            .projects_in(org_id, workspace, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
         let (rows, next_page_token) = page.split(rows, |p| p.id.clone());
@@ -1331,7 +1359,14 @@ impl TenancyService for Tenancy {
             .into());
         }
         let request = request.get_ref();
-        let page = domain::Page::of(request.page_size, &request.page_token)?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!(
+                "audit:{org_id}:{}:{}:{:?}:{:?}",
+                request.actor_user_id, request.target_id, request.start_time, request.end_time
+            ),
+        )?;
         let actor_user_id = ids::parse_optional("actor_user_id", &request.actor_user_id)?;
         let target_id = ids::parse_optional("target_id", &request.target_id)?;
         let rows = self
@@ -1342,8 +1377,8 @@ impl TenancyService for Tenancy {
                 target_id: &target_id,
                 from_micros: request.start_time.as_ref().map(micros_of),
                 until_micros: request.end_time.as_ref().map(micros_of),
-                before_id: page.after.as_deref(),
-                limit: page.size + 1,
+                before_id: page.after(),
+                limit: page.limit(),
             })
             .await
             .map_err(Error::from)?;

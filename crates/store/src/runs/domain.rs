@@ -7,7 +7,6 @@
 use agentshare_kit::Error;
 use agentshare_kit::identity::{Principal, PrincipalKind, secret_digest};
 use agentshare_kit::ids;
-use base64::Engine;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
@@ -520,73 +519,7 @@ pub fn duration(micros: i64) -> prost_types::Duration {
     }
 }
 
-/// How many entries a page holds: 0 means `default`, more than `max`
-/// means `max`.
-pub fn page_size(wire: i32, default: i64, max: i64) -> Result<i64, Error> {
-    match i64::from(wire) {
-        0 => Ok(default),
-        n if n < 0 => Err(Error::invalid(
-            "page_size",
-            format!("must not be negative; 0 means {default}"),
-        )),
-        n => Ok(n.min(max)),
-    }
-}
-
-/// Where a list resumes. The token is opaque to clients; it binds the
-/// list and its filters, so a token from another listing is refused
-/// instead of silently skipping entries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cursor {
-    /// The listing and its filters.
-    pub list: String,
-    /// The position after which the next page starts.
-    pub after: Vec<String>,
-}
-
-const CURSOR_VERSION: &str = "r1";
-
-impl Cursor {
-    /// Filters are ids, numbers and enum values, so NUL separates them.
-    pub fn encode(&self) -> String {
-        let mut raw = format!("{CURSOR_VERSION}\0{}", self.list);
-        for part in &self.after {
-            raw.push('\0');
-            raw.push_str(part);
-        }
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-    }
-
-    /// The position of `token` in `list`, holding `parts` values; `None`
-    /// for the first page.
-    pub fn resume(token: &str, list: &str, parts: usize) -> Result<Option<Vec<String>>, Error> {
-        if token.is_empty() {
-            return Ok(None);
-        }
-        let bad = || {
-            Error::invalid(
-                "page_token",
-                "is not a token from this listing; pass the next_page_token of the previous page, \
-                 with the same filters, or start again with an empty token",
-            )
-        };
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| bad())?;
-        let raw = String::from_utf8(bytes).map_err(|_| bad())?;
-        let mut fields = raw.split('\0');
-        if fields.next() != Some(CURSOR_VERSION) || fields.next() != Some(list) {
-            return Err(bad());
-        }
-        let after: Vec<String> = fields.map(str::to_string).collect();
-        if after.len() != parts {
-            return Err(bad());
-        }
-        Ok(Some(after))
-    }
-}
-
-/// A page position that is a number, as the cursor carries it.
+/// A page position that is a number, as the page token carries it.
 pub fn cursor_number(part: &str) -> Result<i64, Error> {
     part.parse().map_err(|_| {
         Error::invalid(
@@ -894,23 +827,6 @@ mod tests {
         );
         assert!(final_status(1).is_err());
         assert!(final_status(0).is_err());
-    }
-
-    #[test]
-    fn cursors_bind_their_listing() {
-        let token = Cursor {
-            list: "sessions:a".into(),
-            after: vec!["5".into(), "id".into()],
-        }
-        .encode();
-        assert_eq!(
-            Cursor::resume(&token, "sessions:a", 2),
-            Ok(Some(vec!["5".into(), "id".into()]))
-        );
-        assert!(Cursor::resume(&token, "sessions:b", 2).is_err());
-        assert!(Cursor::resume(&token, "sessions:a", 1).is_err());
-        assert!(Cursor::resume("@@", "sessions:a", 2).is_err());
-        assert_eq!(Cursor::resume("", "x", 2), Ok(None));
     }
 
     #[test]

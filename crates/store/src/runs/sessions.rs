@@ -8,7 +8,9 @@ use agentshare_proto::store::v1 as pb;
 use pb::sessions_service_server::SessionsService;
 use tonic::{Request, Response, Status};
 
-use super::domain::{self, Cursor, Reader, SessionState};
+use agentshare_kit::page::Page;
+
+use super::domain::{self, Reader, SessionState};
 use super::storage::{SessionFilter, Storage};
 use super::wire;
 
@@ -40,9 +42,13 @@ impl SessionsService for Sessions {
         let agent_id = ids::parse_optional("agent_id", &message.agent_id)?;
         let project_id = ids::parse_optional("project_id", &message.project_id)?;
         let state = state_filter(message.state)?;
-        let size = domain::page_size(message.page_size, 50, 500)?;
-        let list = format!("sessions:{agent_id}:{project_id}:{}", message.state);
-        let after = match Cursor::resume(&message.page_token, &list, 2)? {
+        let page = Page::keyed(
+            message.page_size,
+            &message.page_token,
+            format!("sessions:{agent_id}:{project_id}:{}", message.state),
+            2,
+        )?;
+        let after = match page.after_parts() {
             Some(after) => Some((domain::cursor_number(&after[0])?, after[1].clone())),
             None => None,
         };
@@ -72,22 +78,14 @@ impl SessionsService for Sessions {
                 .into());
             }
         }
-        let mut sessions = self
+        let sessions = self
             .storage
-            .sessions(&filter, after, size + 1)
+            .sessions(&filter, after, page.limit())
             .await
             .map_err(Error::from)?;
-        let mut next_page_token = String::new();
-        if i64::try_from(sessions.len()).unwrap_or(i64::MAX) > size {
-            sessions.truncate(usize::try_from(size).unwrap_or(0));
-            if let Some(last) = sessions.last() {
-                next_page_token = Cursor {
-                    list,
-                    after: vec![last.created_at.to_string(), last.id.clone()],
-                }
-                .encode();
-            }
-        }
+        let (sessions, next_page_token) = page.split_keyed(sessions, |session| {
+            vec![session.created_at.to_string(), session.id.clone()]
+        });
         Ok(Response::new(pb::ListSessionsResponse {
             sessions: sessions.into_iter().map(wire::session).collect(),
             next_page_token,
@@ -104,10 +102,13 @@ impl SessionsService for Sessions {
         if message.after_sequence < 0 {
             return Err(Error::invalid("after_sequence", "must not be negative").into());
         }
-        let size = domain::page_size(message.page_size, 100, 1_000)?;
-        let list = format!("messages:{session_id}:{}", message.after_sequence);
-        let after = match Cursor::resume(&message.page_token, &list, 1)? {
-            Some(after) => domain::cursor_number(&after[0])?.max(message.after_sequence),
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!("messages:{session_id}:{}", message.after_sequence),
+        )?;
+        let after = match page.after() {
+            Some(after) => domain::cursor_number(after)?.max(message.after_sequence),
             None => message.after_sequence,
         };
         let session = self
@@ -117,22 +118,13 @@ impl SessionsService for Sessions {
             .map_err(Error::from)?
             .filter(|session| reader.may_read(session, &message.session_secret))
             .ok_or_else(|| Error::not_found("session"))?;
-        let mut messages = self
+        let messages = self
             .storage
-            .messages(&session.id, after, size + 1)
+            .messages(&session.id, after, page.limit())
             .await
             .map_err(Error::from)?;
-        let mut next_page_token = String::new();
-        if i64::try_from(messages.len()).unwrap_or(i64::MAX) > size {
-            messages.truncate(usize::try_from(size).unwrap_or(0));
-            if let Some(last) = messages.last() {
-                next_page_token = Cursor {
-                    list,
-                    after: vec![last.sequence.to_string()],
-                }
-                .encode();
-            }
-        }
+        let (messages, next_page_token) =
+            page.split(messages, |message| message.sequence.to_string());
         Ok(Response::new(pb::GetSessionResponse {
             session: Some(wire::session(session)),
             messages: messages.into_iter().map(wire::message).collect(),

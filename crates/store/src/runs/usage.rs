@@ -13,7 +13,9 @@ use pb::usage_service_server::UsageService;
 use sharing::access_service_client::AccessServiceClient;
 use tonic::{Code, Request, Response, Status};
 
-use super::domain::{self, Cursor, Period, Range, Status as RunStatus, UsageFilter};
+use agentshare_kit::page::Page;
+
+use super::domain::{self, Period, Range, Status as RunStatus, UsageFilter};
 use super::storage::Storage;
 use super::wire;
 
@@ -168,7 +170,6 @@ impl UsageService for Usage {
             message.end_time.as_ref(),
             self.storage.clock.now_micros(),
         )?;
-        let size = domain::page_size(message.page_size, 50, 500)?;
         let scope = self
             .scope(&request, message.scope, &message.agent_id)
             .await?;
@@ -179,26 +180,19 @@ impl UsageService for Usage {
             time_key(message.end_time.as_ref()),
             message.status
         );
-        let after = match Cursor::resume(&message.page_token, &list, 2)? {
+        let page = Page::keyed(message.page_size, &message.page_token, list, 2)?;
+        let after = match page.after_parts() {
             Some(after) => Some((domain::cursor_number(&after[0])?, after[1].clone())),
             None => None,
         };
-        let mut records = self
+        let records = self
             .storage
-            .invocations(&scope.filter, range, status, after, size + 1)
+            .invocations(&scope.filter, range, status, after, page.limit())
             .await
             .map_err(Error::from)?;
-        let mut next_page_token = String::new();
-        if i64::try_from(records.len()).unwrap_or(i64::MAX) > size {
-            records.truncate(usize::try_from(size).unwrap_or(0));
-            if let Some(last) = records.last() {
-                next_page_token = Cursor {
-                    list,
-                    after: vec![last.facts.start_time.to_string(), last.id.clone()],
-                }
-                .encode();
-            }
-        }
+        let (records, next_page_token) = page.split_keyed(records, |record| {
+            vec![record.facts.start_time.to_string(), record.id.clone()]
+        });
         Ok(Response::new(pb::ListInvocationsResponse {
             invocations: records.into_iter().map(wire::invocation).collect(),
             next_page_token,
@@ -234,7 +228,6 @@ impl UsageService for Usage {
             message.end_time.as_ref(),
             self.storage.clock.now_micros(),
         )?;
-        let size = domain::page_size(message.page_size, 100, 1_000)?;
         let scope = self
             .scope(&request, message.scope, &message.agent_id)
             .await?;
@@ -246,7 +239,8 @@ impl UsageService for Usage {
             message.group_by,
             message.period
         );
-        let after = match Cursor::resume(&message.page_token, &list, 2)? {
+        let page = Page::keyed(message.page_size, &message.page_token, list, 2)?;
+        let after = match page.after_parts() {
             Some(after) => Some((domain::cursor_number(&after[0])?, after[1].clone())),
             None => None,
         };
@@ -256,16 +250,12 @@ impl UsageService for Usage {
             .await
             .map_err(Error::from)?;
         let rows = domain::summarize(days, period, range);
-        let (rows, more) = domain::summary_page(rows, after.as_ref(), size);
+        let (rows, more) = domain::summary_page(rows, after.as_ref(), page.size);
         let next_page_token = match rows.last() {
-            Some(last) if more => Cursor {
-                list,
-                after: vec![
-                    last.period_start.unwrap_or(0).to_string(),
-                    last.group.clone(),
-                ],
-            }
-            .encode(),
+            Some(last) if more => page.token_after(&[
+                last.period_start.unwrap_or(0).to_string(),
+                last.group.clone(),
+            ]),
             _ => String::new(),
         };
         let rows = rows
