@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod identity;
 pub mod ids;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;
