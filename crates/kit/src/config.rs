@@ -1063,6 +1063,23 @@ mod tests {
         assert_eq!(err.setting, "auth.step_up_max_age_secs");
     }
 
+    /// The table's names are the names the settings are read by: a value
+    /// just outside each range, written under the table's name, is refused
+    /// naming that setting.
+    #[test]
+    fn every_bounded_setting_is_named_as_it_is_written() {
+        for bounded in Config::default().bounded_settings() {
+            let (min, max) = (*bounded.allowed.start(), *bounded.allowed.end());
+            let outside = if min > 0 {
+                u128::from(min) - 1
+            } else {
+                u128::from(max) + 1
+            };
+            let err = with(bounded.setting, &outside.to_string()).expect_err(bounded.setting);
+            assert_eq!(err.setting, bounded.setting);
+        }
+    }
+
     #[test]
     fn secrets_never_print_and_a_bad_one_is_not_quoted() {
         let file = tempfile::NamedTempFile::new().expect("file");
