@@ -44,11 +44,11 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 fn settings() -> Scheduler {
     Scheduler {
-        fire_poll_millis: 100,
+        fire_poll: Duration::from_millis(100),
         fire_batch: 200,
         fire_concurrency: 64,
         // Late runs of the backlog are still this minute's, not downtime.
-        fire_missed_after_secs: 3600,
+        fire_missed_after: Duration::from_secs(3600),
         ..Scheduler::default()
     }
 }

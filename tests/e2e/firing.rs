@@ -30,8 +30,8 @@ const MONTH: i64 = 30 * 86_400;
 /// Fast firing for tests: a short poll, the default lease.
 pub(crate) fn fast() -> Scheduler {
     Scheduler {
-        fire_poll_millis: 20,
-        delivery_poll_millis: 50,
+        fire_poll: Duration::from_millis(20),
+        delivery_poll: Duration::from_millis(50),
         ..Scheduler::default()
     }
 }

@@ -66,8 +66,8 @@ async fn three_scheduler_processes_run_a_thousand_due_subscriptions_exactly_once
         .replicas(ServiceName::Scheduler, 3)
         .runtime(&runtime)
         .scheduler(Scheduler {
-            fire_poll_millis: 100,
-            fire_lease_secs: 3,
+            fire_poll: Duration::from_millis(100),
+            fire_lease: Duration::from_secs(3),
             fire_concurrency: 8,
             fire_batch: 8,
             ..Scheduler::default()

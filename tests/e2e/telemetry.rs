@@ -269,11 +269,15 @@ async fn an_invoke_is_one_trace_across_the_services_and_each_exports_its_metrics
 #[tokio::test]
 async fn json_log_lines_carry_trace_ids_and_no_secret() {
     let runtime = RecordingRuntime::start().await;
+    // A configured sealing key: the connection below is sealed under it.
+    let sealing_key = "cGxhbnRlZC1zZWFsaW5nLWtleS0zMi1ieXRlcy1vayE=";
     let suite = Suite::builder()
         .processes()
         .log_files()
         .runtime(&runtime)
         .env("AGENTSHARE_LOG__FORMAT", "json")
+        .env("AGENTSHARE_CONNECTIONS__SECRET_KEYS__PLANTED", sealing_key)
+        .env("AGENTSHARE_CONNECTIONS__ACTIVE_SECRET_KEY", "planted")
         .start()
         .await;
     let session = suite.token("alice");
@@ -341,6 +345,7 @@ async fn json_log_lines_carry_trace_ids_and_no_secret() {
         ("API key", api_key.as_str()),
         ("share token", share_token.as_str()),
         ("run token", run_token.as_str()),
+        ("sealing key", sealing_key),
     ] {
         assert!(!logs.contains(secret), "the {what} reached the logs");
     }

@@ -144,7 +144,7 @@ impl SuiteBuilder {
             authorize_url: fake.authorize_url(),
             token_url: fake.token_url(),
             client_id: fake.client_id(),
-            client_secret: fake.client_secret(),
+            client_secret: fake.client_secret().into(),
             scopes: vec!["mail.compose".into(), "mail.send".into()],
             ..Default::default()
         });
@@ -224,11 +224,11 @@ impl SuiteBuilder {
             data_dir: suite.dir.path().to_path_buf(),
             keys_dir: suite.keys_dir.clone(),
             database_max_connections: 2,
-            event_poll_millis: 50,
+            event_poll: Duration::from_millis(50),
             auth: self.auth.clone().unwrap_or_default(),
             connections: connections(self.oauth.clone()),
-            shutdown_grace_secs: 10,
-            shutdown_delay_millis: 300,
+            shutdown_grace: Duration::from_secs(10),
+            shutdown_delay: Duration::from_millis(300),
             runtime_url: self.runtime_url.clone(),
             scheduler: self.scheduler.clone(),
             ..Config::default()
@@ -315,7 +315,7 @@ impl Suite {
         listener: tokio::net::TcpListener,
     ) -> Running {
         let mut config = self.config.clone();
-        config.database_url = self.databases.url(service);
+        config.database_url = self.databases.url(service).into();
         // Each replica stops on its own, so tests can stop just one.
         let context = Context::new(
             config.clone(),
@@ -387,16 +387,18 @@ impl Suite {
         for (key, provider) in &connections.providers {
             let prefix = format!("AGENTSHARE_CONNECTIONS__PROVIDERS__{}", key.to_uppercase());
             for (field, value) in [
-                ("KIND", &provider.kind),
-                ("CHECK", &provider.check),
-                ("KEY_PREFIX", &provider.key_prefix),
-                ("AUTHORIZE_URL", &provider.authorize_url),
-                ("TOKEN_URL", &provider.token_url),
-                ("CLIENT_ID", &provider.client_id),
-                ("CLIENT_SECRET", &provider.client_secret),
+                ("KIND", provider.kind.as_str()),
+                ("CHECK", provider.check.as_str()),
+                ("KEY_PREFIX", provider.key_prefix.as_str()),
+                ("AUTHORIZE_URL", provider.authorize_url.as_str()),
+                ("TOKEN_URL", provider.token_url.as_str()),
+                ("CLIENT_ID", provider.client_id.as_str()),
+                // The child process reads it from its environment, as a
+                // deployment passes it.
+                ("CLIENT_SECRET", provider.client_secret.expose()),
             ] {
                 if !value.is_empty() {
-                    env.push((format!("{prefix}__{field}"), value.clone()));
+                    env.push((format!("{prefix}__{field}"), value.to_string()));
                 }
             }
         }

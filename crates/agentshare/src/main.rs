@@ -83,7 +83,7 @@ fn main() -> ExitCode {
 }
 
 fn rotate_secrets(args: &ConfigArgs) -> ExitCode {
-    let outcome = Config::load(Config::default(), args).and_then(|config| {
+    let outcome = Config::load(args).and_then(|config| {
         let runtime = tokio::runtime::Runtime::new().map_err(|e| BadSetting::new("runtime", e))?;
         runtime.block_on(agentshare_sharing::rotate_secrets(&config))
     });
@@ -97,7 +97,7 @@ fn rotate_secrets(args: &ConfigArgs) -> ExitCode {
 }
 
 fn serve(args: &ConfigArgs) -> ExitCode {
-    let config = match Config::load(Config::default(), args) {
+    let config = match Config::load(args) {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };

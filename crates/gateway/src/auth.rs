@@ -7,6 +7,7 @@ use agentshare_kit::identity::{
     API_KEY_PREFIX, GRANT_SCOPE_DENIED, Identity, Principal, PrincipalKind, RUN_TOKEN_PREFIX,
     RunScope,
 };
+use agentshare_kit::secret::Secret;
 use agentshare_kit::server::ServiceChannel;
 use agentshare_kit::session::SessionVerifier;
 use agentshare_proto::sharing::v1::{
@@ -58,26 +59,22 @@ impl Authenticator {
             SessionVerifier::from_public_pem(&pem, &auth.issuer, &auth.audience)
                 .map_err(|e| BadSetting::new("auth.public_key_file", e))?
         } else {
-            let file = if auth.hs256_key_file.as_os_str().is_empty() {
-                config
-                    .keys_dir()
-                    .join(agentshare_kit::identity::SESSION_SECRET_FILE)
-            } else {
-                auth.hs256_key_file.clone()
-            };
-            let secret = std::fs::read(&file).map_err(|e| {
-                BadSetting::new(
-                    "auth.hs256_key_file",
-                    format!("cannot read {}: {e}", file.display()),
-                )
-            })?;
-            if secret.len() < 32 {
+            let file = config.hs256_key_file();
+            let secret = std::fs::read(&file)
+                .map(Secret::<[u8]>::from)
+                .map_err(|e| {
+                    BadSetting::new(
+                        "auth.hs256_key_file",
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+            if secret.expose().len() < 32 {
                 return Err(BadSetting::new(
                     "auth.hs256_key_file",
                     "the secret must be at least 32 bytes",
                 ));
             }
-            SessionVerifier::hs256(&secret, &auth.issuer, &auth.audience)
+            SessionVerifier::hs256(secret.expose(), &auth.issuer, &auth.audience)
         };
         Ok(Self {
             verifier,

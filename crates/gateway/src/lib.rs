@@ -99,7 +99,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             identity: context.identity.clone(),
             clock: context.clock.clone(),
             gateway_address,
-            deadline: Duration::from_secs(context.config.runtime_deadline_secs),
+            deadline: context.config.runtime_deadline,
             in_flight: runs_in_flight.clone(),
         }),
         auth: auth.clone(),

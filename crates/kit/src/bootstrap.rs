@@ -43,15 +43,17 @@ impl Context {
     }
 
     pub fn grace(&self) -> Duration {
-        Duration::from_secs(self.config.shutdown_grace_secs)
+        self.config.shutdown_grace
     }
 
     pub fn drain_delay(&self) -> Duration {
-        Duration::from_millis(self.config.shutdown_delay_millis)
+        self.config.shutdown_delay
     }
 
+    /// `event_poll_millis`, at least 10 ms: a tighter poll only loads the
+    /// database.
     pub fn event_poll(&self) -> Duration {
-        Duration::from_millis(self.config.event_poll_millis.max(10))
+        self.config.event_poll.max(Duration::from_millis(10))
     }
 }
 
@@ -65,7 +67,7 @@ pub async fn open_db(
     if config.database_url.is_empty() {
         config.ensure_data_dir()?;
     }
-    let db = Db::connect(&url, config.database_max_connections).await?;
+    let db = Db::connect(url.expose(), config.database_max_connections).await?;
     db.migrate(migrations).await?;
     db.observe_pool(service.as_str());
     Ok(db)
@@ -129,7 +131,7 @@ where
         Err(e) => return fail(&BadSetting::new("runtime", e)),
     };
     runtime.block_on(async move {
-        let config = match Config::load(Config::default(), &args.config) {
+        let config = match Config::load(&args.config) {
             Ok(config) => config,
             Err(e) => return fail(&e),
         };

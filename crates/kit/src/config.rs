@@ -4,13 +4,16 @@
 //! a bad setting is reported in one line that names it.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::ServiceName;
+use crate::secret::Secret;
 
 /// A setting that stops the process from starting. Binaries print it as one
 /// line and exit with code 2.
@@ -33,7 +36,10 @@ impl BadSetting {
     pub const EXIT_CODE: i32 = 2;
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// Every setting. Durations are [`Duration`]s here and whole milliseconds or
+/// seconds in files and the environment, as the setting's name says
+/// (`shutdown_delay_millis`); secrets are [`Secret`]s, which never print.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Where the embedded mode keeps its SQLite files and generated keys.
@@ -41,7 +47,8 @@ pub struct Config {
     /// The address this process listens on: the gateway's in `serve`.
     pub listen: String,
     /// `sqlite://…` or `postgres://…`; empty means SQLite in the data dir.
-    pub database_url: String,
+    /// A secret: the URL may carry the database password.
+    pub database_url: Secret,
     /// Upper bound on the connections of this service's pool.
     pub database_max_connections: u32,
     /// Holds `<service>.key` (own private key) and `<service>.pub` (peers);
@@ -55,12 +62,15 @@ pub struct Config {
     /// providers they may connect to (sharing).
     pub connections: Connections,
     /// How long in-flight calls may take to drain after SIGTERM.
-    pub shutdown_grace_secs: u64,
+    #[serde(rename = "shutdown_grace_secs", with = "secs")]
+    pub shutdown_grace: Duration,
     /// How long a stopping server still accepts calls after reporting
     /// NOT_SERVING, so clients and load balancers move away first.
-    pub shutdown_delay_millis: u64,
+    #[serde(rename = "shutdown_delay_millis", with = "millis")]
+    pub shutdown_delay: Duration,
     /// How often event watchers poll for commits from other replicas.
-    pub event_poll_millis: u64,
+    #[serde(rename = "event_poll_millis", with = "millis")]
+    pub event_poll: Duration,
     /// The workspace store's quotas and watch settings (store).
     pub store: Store,
     /// Automations: firing and notification delivery (scheduler).
@@ -69,7 +79,8 @@ pub struct Config {
     /// `http://` or `https://` URL; empty runs the built-in echo runtime.
     pub runtime_url: String,
     /// How long one run may take before it fails with DEADLINE_EXCEEDED.
-    pub runtime_deadline_secs: u64,
+    #[serde(rename = "runtime_deadline_secs", with = "secs")]
+    pub runtime_deadline: Duration,
     /// Where a runtime reaches the gateway to call the workspace tools;
     /// empty means `http://` and the gateway's own listen address.
     pub gateway_address: String,
@@ -137,15 +148,6 @@ impl Http {
     }
 }
 
-/// Bounds of `max_message_bytes`: 4 KiB holds any request of the contract
-/// with room to spare; a gRPC length prefix is 32 bits.
-const MESSAGE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 4 * 1024..=u32::MAX as u64;
-/// Bounds of `max_nesting_depth`: the contract's own messages nest at most 6
-/// deep before any free-form value (the gateway's tests check it), and the
-/// services decode at most 100 levels (prost's limit), so whatever the
-/// gateway admits, they can read.
-const NESTING_DEPTH_RANGE: std::ops::RangeInclusive<u32> = 8..=64;
-
 /// How the scheduler fires automations and delivers email and push
 /// notifications from its outbox.
 ///
@@ -164,120 +166,55 @@ const NESTING_DEPTH_RANGE: std::ops::RangeInclusive<u32> = 8..=64;
 pub struct Scheduler {
     /// How often each replica looks for due subscriptions and expired
     /// leases.
-    pub fire_poll_millis: u64,
+    #[serde(rename = "fire_poll_millis", with = "millis")]
+    pub fire_poll: Duration,
     /// How long a claimed run belongs to its replica without renewal; a
     /// run whose lease expired is retried once by any replica.
-    pub fire_lease_secs: u64,
+    #[serde(rename = "fire_lease_secs", with = "secs")]
+    pub fire_lease: Duration,
     /// Due subscriptions one claim takes at most.
     pub fire_batch: u32,
     /// Runs one replica executes at once at most.
     pub fire_concurrency: u32,
     /// How late a scheduled time may fire before it counts as missed
     /// during downtime (then the catch-up policy decides).
-    pub fire_missed_after_secs: u64,
+    #[serde(rename = "fire_missed_after_secs", with = "secs")]
+    pub fire_missed_after: Duration,
     /// How long one run may take, the agent's work included.
-    pub fire_run_timeout_secs: u64,
+    #[serde(rename = "fire_run_timeout_secs", with = "secs")]
+    pub fire_run_timeout: Duration,
     /// Whether to follow registry's and sharing's events, which stop
     /// subscriptions on unshare, delete and removal. Only tests turn it off,
     /// to show that the access check at fire time stops them too.
     pub follow_events: bool,
     /// How often each replica looks for due deliveries.
-    pub delivery_poll_millis: u64,
+    #[serde(rename = "delivery_poll_millis", with = "millis")]
+    pub delivery_poll: Duration,
     /// Attempts before a delivery is given up as FAILED.
     pub delivery_max_attempts: u32,
     /// The wait after the first failed attempt.
-    pub delivery_backoff_base_secs: u64,
+    #[serde(rename = "delivery_backoff_base_secs", with = "secs")]
+    pub delivery_backoff_base: Duration,
     /// The longest wait between attempts.
-    pub delivery_backoff_max_secs: u64,
+    #[serde(rename = "delivery_backoff_max_secs", with = "secs")]
+    pub delivery_backoff_max: Duration,
 }
 
 impl Default for Scheduler {
     fn default() -> Self {
         Self {
-            fire_poll_millis: 1_000,
-            fire_lease_secs: 60,
+            fire_poll: Duration::from_millis(1_000),
+            fire_lease: Duration::from_secs(60),
             fire_batch: 100,
             fire_concurrency: 16,
-            fire_missed_after_secs: 300,
-            fire_run_timeout_secs: 900,
+            fire_missed_after: Duration::from_secs(300),
+            fire_run_timeout: Duration::from_secs(900),
             follow_events: true,
-            delivery_poll_millis: 1_000,
+            delivery_poll: Duration::from_millis(1_000),
             delivery_max_attempts: 6,
-            delivery_backoff_base_secs: 30,
-            delivery_backoff_max_secs: 3_600,
+            delivery_backoff_base: Duration::from_secs(30),
+            delivery_backoff_max: Duration::from_secs(3_600),
         }
-    }
-}
-
-impl Scheduler {
-    fn validate(&self) -> Result<(), BadSetting> {
-        for (setting, value, min, max) in [
-            (
-                "scheduler.fire_poll_millis",
-                self.fire_poll_millis,
-                1,
-                3_600_000,
-            ),
-            ("scheduler.fire_lease_secs", self.fire_lease_secs, 3, 86_400),
-            (
-                "scheduler.fire_batch",
-                u64::from(self.fire_batch),
-                1,
-                10_000,
-            ),
-            (
-                "scheduler.fire_concurrency",
-                u64::from(self.fire_concurrency),
-                1,
-                1_000,
-            ),
-            (
-                "scheduler.fire_missed_after_secs",
-                self.fire_missed_after_secs,
-                1,
-                86_400,
-            ),
-            (
-                "scheduler.fire_run_timeout_secs",
-                self.fire_run_timeout_secs,
-                1,
-                86_400,
-            ),
-        ] {
-            if !(min..=max).contains(&value) {
-                return Err(BadSetting::new(
-                    setting,
-                    format!("must be between {min} and {max}"),
-                ));
-            }
-        }
-        if self.delivery_poll_millis == 0 || self.delivery_poll_millis > 3_600_000 {
-            return Err(BadSetting::new(
-                "scheduler.delivery_poll_millis",
-                "must be between 1 and 3600000",
-            ));
-        }
-        if !(1..=100).contains(&self.delivery_max_attempts) {
-            return Err(BadSetting::new(
-                "scheduler.delivery_max_attempts",
-                "must be between 1 and 100",
-            ));
-        }
-        if self.delivery_backoff_base_secs == 0 || self.delivery_backoff_base_secs > 86_400 {
-            return Err(BadSetting::new(
-                "scheduler.delivery_backoff_base_secs",
-                "must be between 1 and 86400",
-            ));
-        }
-        if self.delivery_backoff_max_secs < self.delivery_backoff_base_secs
-            || self.delivery_backoff_max_secs > 7 * 86_400
-        {
-            return Err(BadSetting::new(
-                "scheduler.delivery_backoff_max_secs",
-                "must be at least delivery_backoff_base_secs and at most 604800",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -294,13 +231,15 @@ pub struct Store {
     pub max_total_bytes: u64,
     /// How many of a partition's latest changes Watch can resume from.
     pub watch_retention_changes: u64,
-    /// How long a change stays resumable, in seconds.
-    pub watch_retention_secs: u64,
+    /// How long a change stays resumable.
+    #[serde(rename = "watch_retention_secs", with = "secs")]
+    pub watch_retention: Duration,
     /// Most watches one principal may hold open on one store replica.
     pub max_watches_per_principal: u64,
     /// How often an open watch checks that its caller may still RUN the
     /// agent; the stream ends within this long of a revocation.
-    pub watch_access_check_millis: u64,
+    #[serde(rename = "watch_access_check_millis", with = "millis")]
+    pub watch_access_check: Duration,
     /// Largest message of a session turn, in bytes of UTF-8.
     pub max_message_bytes: u64,
 }
@@ -312,40 +251,11 @@ impl Default for Store {
             max_items: 1_000,
             max_total_bytes: 16 * 1024 * 1024,
             watch_retention_changes: 10_000,
-            watch_retention_secs: 24 * 3600,
+            watch_retention: Duration::from_secs(24 * 3600),
             max_watches_per_principal: 32,
-            watch_access_check_millis: 2_000,
+            watch_access_check: Duration::from_millis(2_000),
             max_message_bytes: 1024 * 1024,
         }
-    }
-}
-
-impl Store {
-    fn validate(&self) -> Result<(), BadSetting> {
-        for (setting, value) in [
-            ("store.max_value_bytes", self.max_value_bytes),
-            ("store.max_items", self.max_items),
-            ("store.max_total_bytes", self.max_total_bytes),
-            (
-                "store.watch_retention_changes",
-                self.watch_retention_changes,
-            ),
-            ("store.watch_retention_secs", self.watch_retention_secs),
-            (
-                "store.max_watches_per_principal",
-                self.max_watches_per_principal,
-            ),
-            (
-                "store.watch_access_check_millis",
-                self.watch_access_check_millis,
-            ),
-            ("store.max_message_bytes", self.max_message_bytes),
-        ] {
-            if value == 0 || i64::try_from(value).is_err() {
-                return Err(BadSetting::new(setting, "must be between 1 and 2^63-1"));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -424,18 +334,19 @@ pub struct Auth {
     /// the token's `kid`); an alternative to `public_key_file`.
     pub jwks_file: PathBuf,
     /// How recent `auth_time` must be for step-up.
-    pub step_up_max_age_secs: i64,
+    #[serde(rename = "step_up_max_age_secs", with = "secs")]
+    pub step_up_max_age: Duration,
 }
 
 /// How connections' secrets are sealed, and which providers exist.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Connections {
     /// Sealing keys by id, each the base64 of 32 random bytes. Keep old keys
     /// listed until `agentshare rotate-secrets` has re-sealed everything
     /// under the active one. Empty means the embedded mode's generated
     /// `<keys_dir>/connections.key`, under the id `local`.
-    pub secret_keys: std::collections::BTreeMap<String, String>,
+    pub secret_keys: std::collections::BTreeMap<String, Secret>,
     /// The key new secrets are sealed with; required when `secret_keys` is
     /// set.
     pub active_secret_key: String,
@@ -446,7 +357,7 @@ pub struct Connections {
 }
 
 /// One outside service users connect to.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Provider {
     /// `api_key` or `oauth`.
@@ -464,7 +375,7 @@ pub struct Provider {
     /// OAuth: agentshare's client id at the provider.
     pub client_id: String,
     /// OAuth: agentshare's client secret at the provider.
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// OAuth: the scopes to ask for.
     pub scopes: Vec<String>,
 }
@@ -507,7 +418,7 @@ impl Default for Auth {
             hs256_key_file: PathBuf::new(),
             public_key_file: PathBuf::new(),
             jwks_file: PathBuf::new(),
-            step_up_max_age_secs: 600,
+            step_up_max_age: Duration::from_secs(600),
         }
     }
 }
@@ -517,19 +428,19 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./agentshare-data"),
             listen: "127.0.0.1:50051".into(),
-            database_url: String::new(),
+            database_url: Secret::default(),
             database_max_connections: 8,
             keys_dir: PathBuf::new(),
             peers: Peers::default(),
             auth: Auth::default(),
             connections: Connections::default(),
-            shutdown_grace_secs: 30,
-            shutdown_delay_millis: 500,
-            event_poll_millis: 200,
+            shutdown_grace: Duration::from_secs(30),
+            shutdown_delay: Duration::from_millis(500),
+            event_poll: Duration::from_millis(200),
             store: Store::default(),
             scheduler: Scheduler::default(),
             runtime_url: String::new(),
-            runtime_deadline_secs: 300,
+            runtime_deadline: Duration::from_secs(300),
             gateway_address: String::new(),
             http: Http::default(),
             max_message_bytes: 4 * 1024 * 1024,
@@ -556,14 +467,17 @@ pub struct ConfigArgs {
     pub listen: Option<String>,
     /// Database URL: sqlite://PATH or postgres://…
     #[arg(long, value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    // Layered by hand in `Config::load`: a secret does not serialize.
+    #[serde(skip)]
+    pub database_url: Option<Secret>,
 }
 
 impl Config {
-    /// Loads the layers over `defaults` and validates the result.
-    pub fn load(defaults: Config, args: &ConfigArgs) -> Result<Config, BadSetting> {
-        let mut figment = Figment::from(Serialized::defaults(defaults));
+    /// Loads the layers over the defaults and validates the result. The
+    /// defaults come from `Config::default()` through `#[serde(default)]`,
+    /// for what no layer sets.
+    pub fn load(args: &ConfigArgs) -> Result<Config, BadSetting> {
+        let mut figment = Figment::new();
         if let Some(file) = &args.config {
             if !file.is_file() {
                 return Err(BadSetting::new(
@@ -580,6 +494,9 @@ impl Config {
                     .ignore(&["test_postgres_url"]),
             )
             .merge(Serialized::defaults(args));
+        if let Some(url) = &args.database_url {
+            figment = figment.merge(Serialized::default("database_url", url.expose()));
+        }
         let config: Config = figment.extract().map_err(|e| {
             let setting = if e.path.is_empty() {
                 "config".to_string()
@@ -595,13 +512,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), BadSetting> {
         self.listen_addr()?;
         if !self.database_url.is_empty() {
-            crate::db::Backend::of_url(&self.database_url)?;
+            crate::db::Backend::of_url(self.database_url.expose())?;
         }
-        if self.database_max_connections == 0 {
-            return Err(BadSetting::new(
-                "database_max_connections",
-                "must be at least 1",
-            ));
+        for bounded in self.bounded_settings() {
+            bounded.check()?;
         }
         if !self.auth.public_key_file.as_os_str().is_empty()
             && !self.auth.jwks_file.as_os_str().is_empty()
@@ -613,8 +527,6 @@ impl Config {
         }
         self.validate_connections()?;
         self.http.validate()?;
-        self.store.validate()?;
-        self.scheduler.validate()?;
         for (setting, url) in [
             ("runtime_url", &self.runtime_url),
             ("gateway_address", &self.gateway_address),
@@ -625,32 +537,6 @@ impl Config {
                     format!("{url:?} is not an http:// or https:// URL"),
                 ));
             }
-        }
-        if !MESSAGE_BYTES_RANGE.contains(&self.max_message_bytes) {
-            return Err(BadSetting::new(
-                "max_message_bytes",
-                format!(
-                    "must be between {} and {}",
-                    MESSAGE_BYTES_RANGE.start(),
-                    MESSAGE_BYTES_RANGE.end()
-                ),
-            ));
-        }
-        if !NESTING_DEPTH_RANGE.contains(&self.max_nesting_depth) {
-            return Err(BadSetting::new(
-                "max_nesting_depth",
-                format!(
-                    "must be between {} and {}",
-                    NESTING_DEPTH_RANGE.start(),
-                    NESTING_DEPTH_RANGE.end()
-                ),
-            ));
-        }
-        if self.runtime_deadline_secs == 0 || self.runtime_deadline_secs > 24 * 3600 {
-            return Err(BadSetting::new(
-                "runtime_deadline_secs",
-                "must be between 1 and 86400",
-            ));
         }
         for service in ServiceName::ALL {
             for endpoint in self.peers.of(service) {
@@ -663,6 +549,128 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Every numeric setting once, with the values it allows in the unit
+    /// operators write it in (the one its name ends with). `validate`
+    /// checks them all alike.
+    fn bounded_settings(&self) -> Vec<Bounded> {
+        let (store, scheduler) = (&self.store, &self.scheduler);
+        // The store's limits are kept as i64 in its SQL.
+        let store_limit = 1..=i64::MAX as u64;
+        vec![
+            Bounded::count(
+                "database_max_connections",
+                self.database_max_connections,
+                1..=u64::from(u32::MAX),
+            ),
+            Bounded::secs("shutdown_grace_secs", self.shutdown_grace, 0..=86_400),
+            Bounded::millis("shutdown_delay_millis", self.shutdown_delay, 0..=3_600_000),
+            // Below 10 ms is taken as 10 ms (`Context::event_poll`).
+            Bounded::millis("event_poll_millis", self.event_poll, 0..=3_600_000),
+            Bounded::secs("runtime_deadline_secs", self.runtime_deadline, 1..=86_400),
+            // A step-up a week old is no longer a fresh second factor.
+            Bounded::secs(
+                "auth.step_up_max_age_secs",
+                self.auth.step_up_max_age,
+                0..=604_800,
+            ),
+            // 4 KiB holds any request of the contract with room to spare; a
+            // gRPC length prefix is 32 bits.
+            Bounded::count(
+                "max_message_bytes",
+                self.max_message_bytes,
+                4 * 1024..=u64::from(u32::MAX),
+            ),
+            // The contract's own messages nest at most 6 deep before any
+            // free-form value (the gateway's tests check it), and the
+            // services decode at most 100 levels (prost's limit), so
+            // whatever the gateway admits, they can read.
+            Bounded::count("max_nesting_depth", self.max_nesting_depth, 8..=64),
+            Bounded::count(
+                "store.max_value_bytes",
+                store.max_value_bytes,
+                store_limit.clone(),
+            ),
+            Bounded::count("store.max_items", store.max_items, store_limit.clone()),
+            Bounded::count(
+                "store.max_total_bytes",
+                store.max_total_bytes,
+                store_limit.clone(),
+            ),
+            Bounded::count(
+                "store.watch_retention_changes",
+                store.watch_retention_changes,
+                store_limit.clone(),
+            ),
+            Bounded::secs(
+                "store.watch_retention_secs",
+                store.watch_retention,
+                store_limit.clone(),
+            ),
+            Bounded::count(
+                "store.max_watches_per_principal",
+                store.max_watches_per_principal,
+                store_limit.clone(),
+            ),
+            Bounded::millis(
+                "store.watch_access_check_millis",
+                store.watch_access_check,
+                store_limit.clone(),
+            ),
+            Bounded::count(
+                "store.max_message_bytes",
+                store.max_message_bytes,
+                store_limit,
+            ),
+            Bounded::millis(
+                "scheduler.fire_poll_millis",
+                scheduler.fire_poll,
+                1..=3_600_000,
+            ),
+            Bounded::secs(
+                "scheduler.fire_lease_secs",
+                scheduler.fire_lease,
+                3..=86_400,
+            ),
+            Bounded::count("scheduler.fire_batch", scheduler.fire_batch, 1..=10_000),
+            Bounded::count(
+                "scheduler.fire_concurrency",
+                scheduler.fire_concurrency,
+                1..=1_000,
+            ),
+            Bounded::secs(
+                "scheduler.fire_missed_after_secs",
+                scheduler.fire_missed_after,
+                1..=86_400,
+            ),
+            Bounded::secs(
+                "scheduler.fire_run_timeout_secs",
+                scheduler.fire_run_timeout,
+                1..=86_400,
+            ),
+            Bounded::millis(
+                "scheduler.delivery_poll_millis",
+                scheduler.delivery_poll,
+                1..=3_600_000,
+            ),
+            Bounded::count(
+                "scheduler.delivery_max_attempts",
+                scheduler.delivery_max_attempts,
+                1..=100,
+            ),
+            Bounded::secs(
+                "scheduler.delivery_backoff_base_secs",
+                scheduler.delivery_backoff_base,
+                1..=86_400,
+            ),
+            // Checked after the base, so its lower bound is a valid base.
+            Bounded::secs(
+                "scheduler.delivery_backoff_max_secs",
+                scheduler.delivery_backoff_max,
+                scheduler.delivery_backoff_base.as_secs()..=7 * 86_400,
+            ),
+        ]
     }
 
     fn validate_connections(&self) -> Result<(), BadSetting> {
@@ -744,17 +752,108 @@ impl Config {
     }
 
     /// The database of `service`: the configured URL, or its SQLite file.
-    pub fn database_url_for(&self, service: ServiceName) -> String {
+    pub fn database_url_for(&self, service: ServiceName) -> Secret {
         if self.database_url.is_empty() {
-            sqlite_url(&self.data_dir.join(format!("{service}.db")))
+            Secret::new(sqlite_url(&self.data_dir.join(format!("{service}.db"))))
         } else {
             self.database_url.clone()
+        }
+    }
+
+    /// The HS256 key file of session tokens: `auth.hs256_key_file`, or
+    /// `<keys_dir>/session.hs256`.
+    pub fn hs256_key_file(&self) -> PathBuf {
+        if self.auth.hs256_key_file.as_os_str().is_empty() {
+            self.keys_dir().join(crate::identity::SESSION_SECRET_FILE)
+        } else {
+            self.auth.hs256_key_file.clone()
         }
     }
 
     /// Creates the data dir, reporting a path that cannot be a directory.
     pub fn ensure_data_dir(&self) -> Result<(), BadSetting> {
         ensure_dir(&self.data_dir).map_err(|e| BadSetting::new("data_dir", e))
+    }
+}
+
+/// A numeric setting's value, in the unit of its name, and the values it
+/// allows.
+struct Bounded {
+    setting: &'static str,
+    value: u128,
+    allowed: RangeInclusive<u64>,
+}
+
+impl Bounded {
+    fn count(setting: &'static str, value: impl Into<u64>, allowed: RangeInclusive<u64>) -> Self {
+        Self {
+            setting,
+            value: u128::from(value.into()),
+            allowed,
+        }
+    }
+
+    /// A `*_millis` setting: whole milliseconds, as it is written.
+    fn millis(setting: &'static str, value: Duration, allowed: RangeInclusive<u64>) -> Self {
+        Self {
+            setting,
+            value: value.as_millis(),
+            allowed,
+        }
+    }
+
+    /// A `*_secs` setting: whole seconds, as it is written.
+    fn secs(setting: &'static str, value: Duration, allowed: RangeInclusive<u64>) -> Self {
+        Self {
+            setting,
+            value: u128::from(value.as_secs()),
+            allowed,
+        }
+    }
+
+    /// The one form of an out-of-range setting: its name and its bounds.
+    fn check(&self) -> Result<(), BadSetting> {
+        let (min, max) = (*self.allowed.start(), *self.allowed.end());
+        if (u128::from(min)..=u128::from(max)).contains(&self.value) {
+            Ok(())
+        } else {
+            Err(BadSetting::new(
+                self.setting,
+                format!("must be between {min} and {max}"),
+            ))
+        }
+    }
+}
+
+/// A `*_millis` setting: a [`Duration`] in the struct, whole milliseconds
+/// where it is written.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// A `*_secs` setting: a [`Duration`] in the struct, whole seconds where it
+/// is written.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
     }
 }
 
@@ -780,25 +879,33 @@ mod tests {
             listen: Some("127.0.0.1:0".into()),
             ..ConfigArgs::default()
         };
-        let config = Config::load(Config::default(), &args).expect("loads");
+        let config = Config::load(&args).expect("loads");
         assert_eq!(config.listen, "127.0.0.1:0");
 
         let bad = ConfigArgs {
             database_url: Some("mysql://localhost/x".into()),
             ..ConfigArgs::default()
         };
-        let err = Config::load(Config::default(), &bad).expect_err("mysql is not supported");
+        let err = Config::load(&bad).expect_err("mysql is not supported");
         assert_eq!(err.setting, "database_url");
 
         let bad = ConfigArgs {
             listen: Some("nowhere".into()),
             ..ConfigArgs::default()
         };
+        assert_eq!(Config::load(&bad).expect_err("bad").setting, "listen");
+    }
+
+    #[test]
+    fn the_database_url_flag_reaches_the_config() {
+        let args = ConfigArgs {
+            database_url: Some("postgres://app:hunter2@db/agentshare".into()),
+            ..ConfigArgs::default()
+        };
+        let config = Config::load(&args).expect("loads");
         assert_eq!(
-            Config::load(Config::default(), &bad)
-                .expect_err("bad")
-                .setting,
-            "listen"
+            config.database_url.expose(),
+            "postgres://app:hunter2@db/agentshare"
         );
     }
 
@@ -829,10 +936,200 @@ mod tests {
 
     #[test]
     fn peers_accept_a_comma_separated_string() {
-        let figment = Figment::from(Serialized::defaults(Config::default())).merge(
-            Serialized::default("peers.sharing", "http://a:1, http://b:2"),
-        );
+        let figment = Figment::from(Serialized::default(
+            "peers.sharing",
+            "http://a:1, http://b:2",
+        ));
         let config: Config = figment.extract().expect("extracts");
         assert_eq!(config.peers.sharing, ["http://a:1", "http://b:2"]);
+    }
+
+    /// Extracts `setting = value` (TOML) over the defaults, as a config
+    /// file would set it, and validates.
+    fn with(setting: &str, value: &str) -> Result<Config, BadSetting> {
+        let file = tempfile::NamedTempFile::new().expect("file");
+        let (table, key) = setting.rsplit_once('.').unwrap_or(("", setting));
+        let toml = if table.is_empty() {
+            format!("{key} = {value}\n")
+        } else {
+            format!("[{table}]\n{key} = {value}\n")
+        };
+        std::fs::write(file.path(), toml).expect("write");
+        Config::load(&ConfigArgs {
+            config: Some(file.path().to_path_buf()),
+            ..ConfigArgs::default()
+        })
+    }
+
+    #[test]
+    fn durations_keep_their_names_units_and_defaults() {
+        let config = Config::default();
+        let scheduler = &config.scheduler;
+        for (duration, expected) in [
+            (config.shutdown_grace, Duration::from_secs(30)),
+            (config.shutdown_delay, Duration::from_millis(500)),
+            (config.event_poll, Duration::from_millis(200)),
+            (config.runtime_deadline, Duration::from_secs(300)),
+            (config.auth.step_up_max_age, Duration::from_secs(600)),
+            (config.store.watch_retention, Duration::from_secs(86_400)),
+            (
+                config.store.watch_access_check,
+                Duration::from_millis(2_000),
+            ),
+            (scheduler.fire_poll, Duration::from_millis(1_000)),
+            (scheduler.fire_lease, Duration::from_secs(60)),
+            (scheduler.fire_missed_after, Duration::from_secs(300)),
+            (scheduler.fire_run_timeout, Duration::from_secs(900)),
+            (scheduler.delivery_poll, Duration::from_millis(1_000)),
+            (scheduler.delivery_backoff_base, Duration::from_secs(30)),
+            (scheduler.delivery_backoff_max, Duration::from_secs(3_600)),
+        ] {
+            assert_eq!(duration, expected);
+        }
+
+        let config = with("scheduler.fire_poll_millis", "20").expect("loads");
+        assert_eq!(config.scheduler.fire_poll, Duration::from_millis(20));
+        let config = with("scheduler.fire_lease_secs", "7").expect("loads");
+        assert_eq!(config.scheduler.fire_lease, Duration::from_secs(7));
+        let config = with("shutdown_delay_millis", "0").expect("loads");
+        assert_eq!(config.shutdown_delay, Duration::ZERO);
+
+        // The harness writes settings back out as variables by these names.
+        let written = serde_json::to_value(&config.scheduler).expect("serializes");
+        assert_eq!(written["fire_poll_millis"], 1_000);
+        assert_eq!(written["fire_lease_secs"], 60);
+        assert_eq!(written["delivery_backoff_max_secs"], 3_600);
+    }
+
+    #[test]
+    fn an_out_of_range_setting_names_itself_and_its_range() {
+        for (setting, value, range) in [
+            ("database_max_connections", "0", "1 and 4294967295"),
+            ("shutdown_grace_secs", "86401", "0 and 86400"),
+            ("shutdown_delay_millis", "3600001", "0 and 3600000"),
+            ("event_poll_millis", "3600001", "0 and 3600000"),
+            ("runtime_deadline_secs", "0", "1 and 86400"),
+            ("runtime_deadline_secs", "86401", "1 and 86400"),
+            ("auth.step_up_max_age_secs", "604801", "0 and 604800"),
+            ("max_message_bytes", "4095", "4096 and 4294967295"),
+            ("max_nesting_depth", "7", "8 and 64"),
+            ("store.max_items", "0", "1 and 9223372036854775807"),
+            (
+                "store.watch_retention_secs",
+                "0",
+                "1 and 9223372036854775807",
+            ),
+            (
+                "store.watch_access_check_millis",
+                "0",
+                "1 and 9223372036854775807",
+            ),
+            ("scheduler.fire_poll_millis", "0", "1 and 3600000"),
+            ("scheduler.fire_poll_millis", "3600001", "1 and 3600000"),
+            ("scheduler.fire_lease_secs", "2", "3 and 86400"),
+            ("scheduler.fire_batch", "0", "1 and 10000"),
+            ("scheduler.fire_concurrency", "1001", "1 and 1000"),
+            ("scheduler.fire_missed_after_secs", "0", "1 and 86400"),
+            ("scheduler.fire_run_timeout_secs", "86401", "1 and 86400"),
+            ("scheduler.delivery_poll_millis", "0", "1 and 3600000"),
+            ("scheduler.delivery_max_attempts", "101", "1 and 100"),
+            ("scheduler.delivery_backoff_base_secs", "0", "1 and 86400"),
+            ("scheduler.delivery_backoff_max_secs", "29", "30 and 604800"),
+            (
+                "scheduler.delivery_backoff_max_secs",
+                "604801",
+                "30 and 604800",
+            ),
+        ] {
+            let err = with(setting, value).expect_err(setting);
+            assert_eq!(err.setting, setting);
+            assert_eq!(
+                err.to_string(),
+                format!("bad setting `{setting}`: must be between {range}")
+            );
+        }
+        // Each bound itself is allowed.
+        for (setting, value) in [
+            ("scheduler.fire_lease_secs", "3"),
+            ("scheduler.fire_poll_millis", "3600000"),
+            ("shutdown_grace_secs", "0"),
+            ("scheduler.delivery_backoff_max_secs", "30"),
+        ] {
+            with(setting, value).expect(setting);
+        }
+        // A negative or non-numeric duration fails where it is read, with
+        // the same setting named.
+        let err = with("auth.step_up_max_age_secs", "-1").expect_err("negative");
+        assert_eq!(err.setting, "auth.step_up_max_age_secs");
+    }
+
+    /// The table's names are the names the settings are read by: a value
+    /// just outside each range, written under the table's name, is refused
+    /// naming that setting.
+    #[test]
+    fn every_bounded_setting_is_named_as_it_is_written() {
+        for bounded in Config::default().bounded_settings() {
+            let (min, max) = (*bounded.allowed.start(), *bounded.allowed.end());
+            let outside = if min > 0 {
+                u128::from(min) - 1
+            } else {
+                u128::from(max) + 1
+            };
+            let err = with(bounded.setting, &outside.to_string()).expect_err(bounded.setting);
+            assert_eq!(err.setting, bounded.setting);
+        }
+    }
+
+    #[test]
+    fn secrets_never_print_and_a_bad_one_is_not_quoted() {
+        let file = tempfile::NamedTempFile::new().expect("file");
+        std::fs::write(
+            file.path(),
+            r#"
+database_url = "postgres://app:hunter2@db/agentshare"
+[connections]
+active_secret_key = "k1"
+secret_keys = { k1 = "c2VhbGluZy1rZXktc2VhbGluZy1rZXktc2VhbGluZy0=" }
+oauth_redirect_url = "https://app.example.com/oauth/callback"
+[connections.providers.gmail]
+kind = "oauth"
+authorize_url = "https://accounts.example.com/auth"
+token_url = "https://accounts.example.com/token"
+client_id = "client-1"
+client_secret = "oauth-client-s3cret"
+"#,
+        )
+        .expect("write");
+        let config = Config::load(&ConfigArgs {
+            config: Some(file.path().to_path_buf()),
+            ..ConfigArgs::default()
+        })
+        .expect("loads");
+        let printed = format!("{config:?} {:?}", config.connections);
+        for secret in [
+            "hunter2",
+            "c2VhbGluZy1rZXktc2VhbGluZy1rZXktc2VhbGluZy0=",
+            "oauth-client-s3cret",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        assert!(printed.contains("[redacted]"), "{printed}");
+        assert_eq!(
+            config.connections.providers["gmail"].client_secret.expose(),
+            "oauth-client-s3cret"
+        );
+
+        let args = ConfigArgs {
+            database_url: Some("postgres://app:hunter2@db/x".into()),
+            ..ConfigArgs::default()
+        };
+        assert!(!format!("{args:?}").contains("hunter2"));
+
+        // A secret the environment would parse as a number is refused
+        // without being quoted.
+        let err = with("connections.providers.gmail.client_secret", "918273645")
+            .expect_err("not a string");
+        assert_eq!(err.setting, "connections.providers.gmail.client_secret");
+        assert!(!err.to_string().contains("918273645"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod identity;
 pub mod ids;
 pub mod page;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -63,11 +63,10 @@ pub struct Delivery {
 /// doubled for each earlier failure, at most the maximum.
 pub fn backoff(settings: &Settings, failed: u32) -> Duration {
     let doublings = failed.saturating_sub(1).min(30);
-    let secs = settings
-        .delivery_backoff_base_secs
+    settings
+        .delivery_backoff_base
         .saturating_mul(1 << doublings)
-        .min(settings.delivery_backoff_max_secs);
-    Duration::from_secs(secs)
+        .min(settings.delivery_backoff_max)
 }
 
 impl Delivery {
@@ -105,7 +104,7 @@ impl Delivery {
 
     /// Delivers until `shutdown`, one pass per poll interval.
     pub fn spawn(self, mut shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-        let poll = Duration::from_millis(self.settings.delivery_poll_millis);
+        let poll = self.settings.delivery_poll;
         tokio::spawn(async move {
             loop {
                 if let Err(error) = self.run_once().await {
@@ -202,10 +201,10 @@ mod tests {
 
     fn settings(max_attempts: u32) -> Settings {
         Settings {
-            delivery_poll_millis: 10,
+            delivery_poll: Duration::from_millis(10),
             delivery_max_attempts: max_attempts,
-            delivery_backoff_base_secs: 30,
-            delivery_backoff_max_secs: 100,
+            delivery_backoff_base: Duration::from_secs(30),
+            delivery_backoff_max: Duration::from_secs(100),
             ..Settings::default()
         }
     }

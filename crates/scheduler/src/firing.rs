@@ -68,7 +68,7 @@ impl Firing {
     }
 
     fn lease(&self) -> Duration {
-        Duration::from_secs(self.settings.fire_lease_secs)
+        self.settings.fire_lease
     }
 
     fn clock(&self) -> &Clock {
@@ -84,7 +84,7 @@ impl Firing {
         let slots = Arc::new(Semaphore::new(
             usize::try_from(self.settings.fire_concurrency).unwrap_or(1),
         ));
-        let poll = Duration::from_millis(self.settings.fire_poll_millis);
+        let poll = self.settings.fire_poll;
         let mut stop = shutdown.clone();
         loop {
             if shutdown.is_triggered() {
@@ -129,8 +129,7 @@ impl Firing {
                     .reclaim_expired(&self.owner, lease, limit)
                     .await?
             } else {
-                let missed_after =
-                    duration_micros(Duration::from_secs(self.settings.fire_missed_after_secs));
+                let missed_after = duration_micros(self.settings.fire_missed_after);
                 let claims = self
                     .storage
                     .claim_due(&self.owner, lease, missed_after, limit)
@@ -293,7 +292,7 @@ impl Firing {
             task: run.task.clone(),
         });
         principal.forward(&mut request);
-        request.set_timeout(Duration::from_secs(self.settings.fire_run_timeout_secs));
+        request.set_timeout(self.settings.fire_run_timeout);
         Ok(self
             .gateway
             .clone()

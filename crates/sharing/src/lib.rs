@@ -125,6 +125,9 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         access_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
     ];
+    // The step-up rule counts in the clock's whole seconds.
+    let step_up_max_age_secs =
+        i64::try_from(context.config.auth.step_up_max_age.as_secs()).unwrap_or(i64::MAX);
     Ok(
         bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
             let limit = context.config.max_message_size();
@@ -133,14 +136,14 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                     limit,
                     TenancyServiceServer::new(rpc::Tenancy {
                         storage: storage.clone(),
-                        step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
+                        step_up_max_age_secs,
                     })
                 ))
                 .add_service(agentshare_kit::with_message_limit!(
                     limit,
                     SharingServiceServer::new(rpc::Sharing {
                         storage: storage.clone(),
-                        step_up_max_age_secs: context.config.auth.step_up_max_age_secs,
+                        step_up_max_age_secs,
                         automations: AutomationsInternalServiceClient::new(scheduler),
                     })
                 ))

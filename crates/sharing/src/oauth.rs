@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use agentshare_kit::secret::Secret;
 use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
@@ -27,7 +28,7 @@ pub struct OAuthProvider {
     pub authorize_url: String,
     pub token_url: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Requested at consent; also what a token grant is taken to cover when
     /// the provider does not say.
     pub scopes: Vec<String>,
@@ -149,7 +150,9 @@ fn client(provider: &OAuthProvider) -> Result<Client, String> {
     let redirect_url = RedirectUrl::new(provider.redirect_url.clone())
         .map_err(|e| format!("OAuth provider {key}: bad redirect_url: {e}"))?;
     Ok(BasicClient::new(ClientId::new(provider.client_id.clone()))
-        .set_client_secret(ClientSecret::new(provider.client_secret.clone()))
+        .set_client_secret(ClientSecret::new(
+            provider.client_secret.expose().to_owned(),
+        ))
         .set_auth_uri(authorize_url)
         .set_token_uri(token_url)
         .set_redirect_uri(redirect_url))

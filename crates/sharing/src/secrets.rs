@@ -69,7 +69,10 @@ impl SecretBox {
         }
         let mut keys = BTreeMap::new();
         for (id, encoded) in &connections.secret_keys {
-            keys.insert(id.clone(), cipher(id, encoded, "connections.secret_keys")?);
+            keys.insert(
+                id.clone(),
+                cipher(id, encoded.expose(), "connections.secret_keys")?,
+            );
         }
         // The embedded mode's generated key keeps opening what it sealed
         // until `rotate-secrets` has moved everything to a configured key.

@@ -101,9 +101,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     let settings = &context.config.store;
     let retention = storage::Retention {
         changes: i64::try_from(settings.watch_retention_changes).unwrap_or(i64::MAX),
-        age_micros: i64::try_from(settings.watch_retention_secs)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000),
+        age_micros: i64::try_from(settings.watch_retention.as_micros()).unwrap_or(i64::MAX),
     };
     let storage = storage::Storage {
         db: db.clone(),

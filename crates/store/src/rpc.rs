@@ -48,7 +48,7 @@ impl WatchSettings {
     pub fn new(store: &config::Store, poll: Duration) -> Self {
         Self {
             max_per_principal: store.max_watches_per_principal,
-            access_check: Duration::from_millis(store.watch_access_check_millis),
+            access_check: store.watch_access_check,
             poll,
         }
     }

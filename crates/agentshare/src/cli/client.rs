@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{Config, ConfigArgs};
-use agentshare_kit::identity::SESSION_SECRET_FILE;
+use agentshare_kit::secret::Secret;
 use agentshare_kit::session;
 use agentshare_proto::gateway::v1::invoke_service_client::InvokeServiceClient;
 use agentshare_proto::registry::v1::ListAgentsRequest;
@@ -260,30 +260,28 @@ pub fn mint(
     ttl_secs: i64,
 ) -> Result<String, agentshare_kit::config::BadSetting> {
     use agentshare_kit::config::BadSetting;
-    let config = Config::load(Config::default(), args)?;
+    let config = Config::load(args)?;
     if user.trim().is_empty() {
         return Err(BadSetting::new("user", "must not be empty"));
     }
-    let secret_file = if config.auth.hs256_key_file.as_os_str().is_empty() {
-        config.keys_dir().join(SESSION_SECRET_FILE)
-    } else {
-        config.auth.hs256_key_file.clone()
-    };
-    let secret = std::fs::read(&secret_file).map_err(|e| {
-        BadSetting::new(
-            "data_dir",
-            format!(
-                "cannot read {}: {e}; run `agentshare serve` once to create the data dir, \
+    let secret_file = config.hs256_key_file();
+    let secret = std::fs::read(&secret_file)
+        .map(Secret::<[u8]>::from)
+        .map_err(|e| {
+            BadSetting::new(
+                "data_dir",
+                format!(
+                    "cannot read {}: {e}; run `agentshare serve` once to create the data dir, \
                  or point AGENTSHARE_DATA_DIR at it",
-                secret_file.display()
-            ),
-        )
-    })?;
+                    secret_file.display()
+                ),
+            )
+        })?;
     let mut claims =
         session::dev_claims(user, email, step_up, Clock::system().now_secs(), ttl_secs);
     claims.iss.clone_from(&config.auth.issuer);
     claims.aud.clone_from(&config.auth.audience);
-    session::mint_hs256(&secret, &claims).map_err(|e| BadSetting::new("token", e))
+    session::mint_hs256(secret.expose(), &claims).map_err(|e| BadSetting::new("token", e))
 }
 
 impl Api {
