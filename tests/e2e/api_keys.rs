@@ -1,5 +1,6 @@
-//! API keys (`003_*`): shown once, listed by prefix and last use,
-//! acting as their creator in their org, revoked on the very next call.
+//! API keys (DESIGN.md, "Identity and trust"): shown once, listed by prefix
+//! and last use, acting as their creator in their org, revoked on the very
+//! next call.
 
 use std::time::Duration;
 

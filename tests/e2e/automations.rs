@@ -1,7 +1,8 @@
-//! Automations, users' side (`000_*`): what the builder
-//! scheduled, each user's own opt-in with channels, setup first, who may
-//! subscribe, pauses on the suite clock, redeploys, the workspace cap, and
-//! the inbox and outbox the scheduler writes when it stops a subscription.
+//! Automations, users' side (DESIGN.md, "Automations (scheduler)"): what the
+//! builder scheduled, each user's own opt-in with channels, setup first, who
+//! may subscribe, pauses on the suite clock, redeploys, the workspace cap,
+//! and the inbox and outbox the scheduler writes when it stops a
+//! subscription.
 
 use std::time::Duration;
 

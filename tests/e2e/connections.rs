@@ -1,6 +1,6 @@
-//! Connections and personal setup (`000_*`): API keys and OAuth,
-//! sealed at rest, tested, refreshed, expiring on the suite clock; and each
-//! user's setup of the agents they run.
+//! Connections and personal setup (DESIGN.md, "Access model (sharing)"): API
+//! keys and OAuth, sealed at rest, tested, refreshed, expiring on the suite
+//! clock; and each user's setup of the agents they run.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
-//! Share grants and ResolveInvocation (`001_*`): tokens shown once,
-//! owner only, revoked on the very next call everywhere; and the plan of
-//! every run, row by row of DESIGN.md's table.
+//! Share grants and ResolveInvocation (DESIGN.md, "Access model (sharing)",
+//! Grants): INVOKE and DELEGATE tokens shown once, owner only, revoked on the
+//! very next call everywhere; and the plan of every run, row by row of
+//! DESIGN.md's table.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! HTTP/JSON on the gateway's port (DESIGN.md, "The edge"), with a plain HTTP
-//! client: the seed's workspace routes and their 400/403/409 answers, errors
-//! as JSON `google.rpc.Status`, NDJSON streams and the OpenAPI document.
+//! client: the workspace routes under `/api/v1/` and their 400/403/409
+//! answers, errors as JSON `google.rpc.Status`, NDJSON streams and the
+//! OpenAPI document.
 
 use agentshare_e2e::{Suite, UserClient};
 use serde_json::{Value, json};

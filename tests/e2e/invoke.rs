@@ -1,6 +1,7 @@
-//! Invoke (DESIGN.md, "Invoke"): the run path end to end. Each seed scenario runs a
-//! shared agent through the gateway on a recording runtime and asserts,
-//! from what the runtime received and from the usage record, whose
+//! Invoke (DESIGN.md, "Invoke"): the run path end to end. Each scenario, from
+//! a research agent shared in a team to a support widget on a DELEGATE grant,
+//! runs a shared agent through the gateway on a recording runtime and
+//! asserts, from what the runtime received and from the usage record, whose
 //! connection each integration used, who was billed, which version ran and
 //! which store partition the run's token reached.
 

@@ -1,4 +1,4 @@
-//! Org members and roles (`001_*`'s viewer and editor): owners and
+//! Org members and roles (DESIGN.md, "Access model (sharing)"): owners and
 //! admins add members with step-up; a viewer reads and changes nothing.
 
 use agentshare_e2e::Suite;

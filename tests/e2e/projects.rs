@@ -1,5 +1,5 @@
-//! Projects (`003_*`): a home workspace, shared into more by the
-//! same rules as agents, with revision-checked updates.
+//! Projects (DESIGN.md, "Access model (sharing)"): a home workspace, shared
+//! into more by the same rules as agents, with revision-checked updates.
 
 use agentshare_e2e::{Suite, UserClient};
 use agentshare_proto::sharing::v1 as sharing;

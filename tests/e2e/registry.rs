@@ -1,4 +1,4 @@
-//! The agent registry (`000_*`, `001_*`): drafts, deploys into
+//! The agent registry (DESIGN.md, "Who owns what"): drafts, deploys into
 //! immutable versions, rollback, delete, templates, the org default agent and
 //! managed agents, each rule as its builder or a colleague meets it.
 

@@ -1,5 +1,6 @@
-//! Sharing and access (`000_*`, `003_*`): share with workspace,
-//! unshare, the workspace list, Check, CheckBulk, Explain and My Agents.
+//! Sharing and access (DESIGN.md, "Access model (sharing)"): share with
+//! workspace, unshare, the workspace list, Check, CheckBulk, Explain and My
+//! Agents.
 
 use agentshare_e2e::{Suite, UserClient};
 use agentshare_proto::registry::v1 as registry;

@@ -1,6 +1,7 @@
-//! The workspace store (`002_*` with `003_*`), through the gateway:
-//! the five agent tools, the privacy boundary, partitions by workspace,
-//! one-way publishing, agent deletion, compare-and-set, watch and quotas.
+//! The workspace store (DESIGN.md, "The store's workspaces"), through the
+//! gateway: the five agent tools, the privacy boundary, partitions by
+//! workspace, one-way publishing, agent deletion, compare-and-set, watch and
+//! quotas.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! A viewer (`001_*`'s "viewer") reads the org and changes nothing:
-//! every mutating tenancy RPC refuses them, even with a fresh second factor
-//! and even in a workspace they own, and nothing they tried shows up.
+//! A viewer (DESIGN.md, "Access model (sharing)") reads the org and changes
+//! nothing: every mutating tenancy RPC refuses them, even with a fresh second
+//! factor and even in a workspace they own, and nothing they tried shows up.
 
 use agentshare_e2e::{Suite, draft_agent};
 use agentshare_proto::sharing::v1 as sharing;

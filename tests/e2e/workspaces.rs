@@ -1,5 +1,6 @@
-//! Workspaces and step-up (`003_*`): opt-in per org, created only by
-//! owners and admins with a fresh second factor, isolated between orgs.
+//! Workspaces and step-up (DESIGN.md, "Identity and trust"): opt-in per org,
+//! created only by owners and admins with a fresh second factor, isolated
+//! between orgs.
 
 use std::time::Duration;
 

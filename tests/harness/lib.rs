@@ -80,7 +80,7 @@ struct Instance {
     host: Host,
 }
 
-/// The providers every suite knows: API-key ones for `000_*`'s scenarios
+/// The providers every suite knows: API-key ones for the shared agents' tools
 /// (web search, CRM, document storage, a warehouse database, Slack, mail),
 /// and `gmail` over OAuth when a suite runs a fake provider.
 fn connections(

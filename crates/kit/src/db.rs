@@ -41,15 +41,120 @@ pub struct Db {
     pub backend: Backend,
 }
 
-/// A service's migrations for both backends, embedded with `sqlx::migrate!`.
+/// A service's migrations, embedded with `sqlx::migrate!` from one
+/// directory. Both backends run every file in `migrations/`; a version whose
+/// SQL differs between them is left out of it and written once per backend,
+/// in `migrations/sqlite/` and `migrations/postgres/`:
+///
+/// ```text
+/// migrations/1000_agents.sql                                  both backends
+/// migrations/sqlite/1001_versions_templates_default.sql       SQLite
+/// migrations/postgres/1001_versions_templates_default.sql     PostgreSQL
+/// ```
+///
+/// sqlx records each applied version's checksum and refuses a database
+/// whose applied file has since changed a byte, so a file moves between
+/// these directories only unchanged, and only from a backend's directory to
+/// the shared one when both backends' files are identical.
 pub struct Migrations {
-    pub sqlite: Migrator,
-    pub postgres: Migrator,
+    /// The files both backends run.
+    pub shared: Migrator,
+    /// The versions only SQLite runs, each also in `postgres_only`.
+    pub sqlite_only: Migrator,
+    /// The versions only PostgreSQL runs, each also in `sqlite_only`.
+    pub postgres_only: Migrator,
+}
+
+impl Migrations {
+    /// A service whose SQL is the same on both backends.
+    pub const fn shared(shared: Migrator) -> Self {
+        Self {
+            shared,
+            sqlite_only: Migrator::DEFAULT,
+            postgres_only: Migrator::DEFAULT,
+        }
+    }
+
+    /// What `backend` runs, kit's migrations first, in version order. Both
+    /// backends must run the same steps (versions and descriptions): a
+    /// version written for one backend alone would leave the other's schema
+    /// a step behind.
+    fn for_backend(&self, kit: &Migrations, backend: Backend) -> Result<Migrator, BadSetting> {
+        let sqlite = self.merged(kit, Backend::Sqlite)?;
+        let postgres = self.merged(kit, Backend::Postgres)?;
+        let steps = |all: &[Migration]| -> Vec<(i64, String)> {
+            all.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect()
+        };
+        let (sqlite_steps, postgres_steps) = (steps(&sqlite), steps(&postgres));
+        let unpaired = sqlite_steps
+            .iter()
+            .find(|step| !postgres_steps.contains(step))
+            .or_else(|| {
+                postgres_steps
+                    .iter()
+                    .find(|step| !sqlite_steps.contains(step))
+            });
+        if let Some((version, description)) = unpaired {
+            return Err(BadSetting::new(
+                "migrations",
+                format!(
+                    "migration {version} ({description}) is not the same step on both backends; \
+                     write it in migrations/ or in both migrations/sqlite/ and migrations/postgres/"
+                ),
+            ));
+        }
+        let migrations = match backend {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        };
+        Ok(Migrator {
+            migrations: Cow::Owned(migrations),
+            ..Migrator::DEFAULT
+        })
+    }
+
+    /// kit's migrations and this service's shared and `backend` files, each
+    /// version once, sorted.
+    fn merged(&self, kit: &Migrations, backend: Backend) -> Result<Vec<Migration>, BadSetting> {
+        let own = match backend {
+            Backend::Sqlite => &self.sqlite_only,
+            Backend::Postgres => &self.postgres_only,
+        };
+        let kit_only = match backend {
+            Backend::Sqlite => &kit.sqlite_only,
+            Backend::Postgres => &kit.postgres_only,
+        };
+        let mut all: Vec<Migration> = kit.shared.iter().chain(kit_only.iter()).cloned().collect();
+        for migration in self.shared.iter().chain(own.iter()) {
+            if migration.version < SERVICE_MIGRATIONS_START {
+                return Err(BadSetting::new(
+                    "migrations",
+                    format!(
+                        "service migration {} must be numbered from {SERVICE_MIGRATIONS_START}",
+                        migration.version
+                    ),
+                ));
+            }
+            all.push(migration.clone());
+        }
+        all.sort_by_key(|m| m.version);
+        if let Some(twice) = all.windows(2).find(|w| w[0].version == w[1].version) {
+            return Err(BadSetting::new(
+                "migrations",
+                format!(
+                    "migration {} is written twice; a version is either shared or written per backend",
+                    twice[0].version
+                ),
+            ));
+        }
+        Ok(all)
+    }
 }
 
 /// kit's own tables (the event outbox), which every service database holds.
-static KIT_SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
-static KIT_POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+static KIT: Migrations = Migrations::shared(sqlx::migrate!("./migrations"));
 
 /// Versions below this belong to kit; services number theirs from here.
 pub const SERVICE_MIGRATIONS_START: i64 = 1000;
@@ -85,27 +190,7 @@ impl Db {
 
     /// Runs kit's migrations and then the service's, for this backend.
     pub async fn migrate(&self, service: &Migrations) -> Result<(), BadSetting> {
-        let (kit, own) = match self.backend {
-            Backend::Sqlite => (&KIT_SQLITE, &service.sqlite),
-            Backend::Postgres => (&KIT_POSTGRES, &service.postgres),
-        };
-        let mut all: Vec<Migration> = kit.iter().cloned().collect();
-        for migration in own.iter() {
-            if migration.version < SERVICE_MIGRATIONS_START {
-                return Err(BadSetting::new(
-                    "migrations",
-                    format!(
-                        "service migration {} must be numbered from {SERVICE_MIGRATIONS_START}",
-                        migration.version
-                    ),
-                ));
-            }
-            all.push(migration.clone());
-        }
-        let migrator = Migrator {
-            migrations: Cow::Owned(all),
-            ..Migrator::DEFAULT
-        };
+        let migrator = service.for_backend(&KIT, self.backend)?;
         // PostgreSQL serialises concurrent migrators with an advisory lock.
         // SQLite has none, so a replica that loses the race to apply a
         // migration runs again and finds it applied.
@@ -203,4 +288,132 @@ pub use crate::ids::new_id;
 /// Whether an error is a uniqueness violation, on either backend.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::migrate::MigrationType;
+
+    use super::*;
+
+    fn migrator(steps: &[(i64, &'static str, &'static str)]) -> Migrator {
+        Migrator {
+            migrations: Cow::Owned(
+                steps
+                    .iter()
+                    .map(|&(version, description, sql)| {
+                        Migration::new(
+                            version,
+                            Cow::Borrowed(description),
+                            MigrationType::Simple,
+                            Cow::Borrowed(sql),
+                            false,
+                        )
+                    })
+                    .collect(),
+            ),
+            ..Migrator::DEFAULT
+        }
+    }
+
+    fn kit() -> Migrations {
+        Migrations::shared(migrator(&[(1, "outbox", "CREATE TABLE outbox (id TEXT)")]))
+    }
+
+    fn planned(service: &Migrations, backend: Backend) -> Vec<(i64, String)> {
+        service
+            .for_backend(&kit(), backend)
+            .map(|m| m.iter().map(|m| (m.version, m.sql.to_string())).collect())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn each_backend_runs_the_shared_files_and_its_own_in_version_order() {
+        let service = Migrations {
+            shared: migrator(&[
+                (1000, "agents", "CREATE TABLE agents (id TEXT)"),
+                (1002, "pins", "CREATE TABLE pins (id TEXT)"),
+            ]),
+            sqlite_only: migrator(&[(1001, "design", "ALTER TABLE agents ADD design BLOB")]),
+            postgres_only: migrator(&[(1001, "design", "ALTER TABLE agents ADD design BYTEA")]),
+        };
+        let expected = |design: &str| {
+            vec![
+                (1, "CREATE TABLE outbox (id TEXT)".to_string()),
+                (1000, "CREATE TABLE agents (id TEXT)".to_string()),
+                (1001, format!("ALTER TABLE agents ADD design {design}")),
+                (1002, "CREATE TABLE pins (id TEXT)".to_string()),
+            ]
+        };
+        assert_eq!(planned(&service, Backend::Sqlite), expected("BLOB"));
+        assert_eq!(planned(&service, Backend::Postgres), expected("BYTEA"));
+    }
+
+    #[test]
+    fn a_step_written_for_one_backend_alone_is_refused() {
+        let service = Migrations {
+            shared: migrator(&[(1000, "agents", "CREATE TABLE agents (id TEXT)")]),
+            sqlite_only: migrator(&[(1001, "design", "ALTER TABLE agents ADD design BLOB")]),
+            postgres_only: Migrator::DEFAULT,
+        };
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let error = service
+                .for_backend(&kit(), backend)
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("migration 1001 (design)")),
+                "{backend:?}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_step_described_differently_per_backend_is_refused() {
+        let service = Migrations {
+            shared: Migrator::DEFAULT,
+            sqlite_only: migrator(&[(1000, "agents", "CREATE TABLE agents (id TEXT)")]),
+            postgres_only: migrator(&[(1000, "agent", "CREATE TABLE agents (id TEXT)")]),
+        };
+        assert!(service.for_backend(&kit(), Backend::Sqlite).is_err());
+    }
+
+    #[test]
+    fn a_version_both_shared_and_per_backend_is_refused() {
+        let service = Migrations {
+            shared: migrator(&[(1000, "agents", "CREATE TABLE agents (id TEXT)")]),
+            sqlite_only: migrator(&[(1000, "agents", "CREATE TABLE agents (id TEXT)")]),
+            postgres_only: migrator(&[(1000, "agents", "CREATE TABLE agents (id TEXT)")]),
+        };
+        let error = service
+            .for_backend(&kit(), Backend::Postgres)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("migration 1000 is written twice")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn service_versions_start_above_kits() {
+        let service = Migrations::shared(migrator(&[(2, "early", "SELECT 1")]));
+        assert!(service.for_backend(&kit(), Backend::Sqlite).is_err());
+    }
+
+    #[test]
+    fn kits_own_migrations_are_the_same_steps_on_both_backends() {
+        let none = Migrations::shared(Migrator::DEFAULT);
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let steps: Vec<i64> = none
+                .for_backend(&KIT, backend)
+                .map(|m| m.iter().map(|m| m.version).collect())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(steps, [1, 2]);
+        }
+    }
 }

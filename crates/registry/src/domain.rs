@@ -1,6 +1,7 @@
-//! The builder's rules for an agent design (`000_*`): what a draft
-//! may hold, who may see and change an agent, when a draft may become a
-//! version, and the access facts sharing keeps about it.
+//! The builder's rules for an agent design: what a draft may hold, who may
+//! see and change an agent (DESIGN.md, "Access model (sharing)"), when a
+//! draft may become a version, and the access facts sharing keeps about it
+//! ("Who owns what").
 
 use std::collections::HashSet;
 

@@ -25,9 +25,12 @@ use agentshare_proto::registry::v1::agent_registry_service_server::{
 };
 use tokio::net::TcpListener;
 
+/// `migrations/` for both backends, and `migrations/sqlite/` with
+/// `migrations/postgres/` for the versions whose SQL differs (see `Migrations`).
 static MIGRATIONS: Migrations = Migrations {
-    sqlite: sqlx::migrate!("migrations/sqlite"),
-    postgres: sqlx::migrate!("migrations/postgres"),
+    shared: sqlx::migrate!("./migrations"),
+    sqlite_only: sqlx::migrate!("migrations/sqlite"),
+    postgres_only: sqlx::migrate!("migrations/postgres"),
 };
 
 /// Sharing repairs its access facts from registry's events; the scheduler

@@ -1,7 +1,6 @@
-//! The rules of automations for users (`000_*`, "Automation Behavior in
-//! Shared Agents"): channels, a subscription's status and its reason, the
-//! pause, paging, and the notifications agentshare sends when it stops a
-//! subscription.
+//! The rules of automations for users (DESIGN.md, "Automations (scheduler)"):
+//! channels, a subscription's status and its reason, the pause, paging, and
+//! the notifications agentshare sends when it stops a subscription.
 
 use agentshare_kit::Error;
 use agentshare_proto::registry::v1 as registry;

@@ -39,10 +39,8 @@ use tokio::net::TcpListener;
 
 pub use delivery::{LoggingSender, Outgoing, Sender};
 
-static MIGRATIONS: Migrations = Migrations {
-    sqlite: sqlx::migrate!("migrations/sqlite"),
-    postgres: sqlx::migrate!("migrations/postgres"),
-};
+/// `migrations/`, the same SQL on both backends (see `Migrations`).
+static MIGRATIONS: Migrations = Migrations::shared(sqlx::migrate!("./migrations"));
 
 /// Sharing asks which automations an unshare would stop; no service
 /// consumes the scheduler's events yet.

@@ -1,4 +1,6 @@
-//! The tenancy rules of `003_*`, as plain types and functions.
+//! The tenancy rules (DESIGN.md, "Identity and trust" and "Access model
+//! (sharing)"): names, org roles, which org a call lands in, step-up and
+//! paging, as plain types and functions.
 
 use agentshare_kit::Error;
 use agentshare_kit::identity::Principal;

@@ -1,4 +1,5 @@
-//! Share grants (`001_*`): storage, and the state a grant is in at a time.
+//! Share grants, INVOKE and DELEGATE tokens for one agent (DESIGN.md, "Access
+//! model (sharing)", Grants): storage, and the state a grant is in at a time.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -49,10 +49,8 @@ use agentshare_proto::sharing::v1::tenancy_service_server::{
 use agentshare_proto::store::v1::store_internal_service_client::StoreInternalServiceClient;
 use tokio::net::TcpListener;
 
-static MIGRATIONS: Migrations = Migrations {
-    sqlite: sqlx::migrate!("migrations/sqlite"),
-    postgres: sqlx::migrate!("migrations/postgres"),
-};
+/// `migrations/`, the same SQL on both backends (see `Migrations`).
+static MIGRATIONS: Migrations = Migrations::shared(sqlx::migrate!("./migrations"));
 
 /// Who may call sharing's internal services: the gateway authenticates
 /// callers and plans runs, registry syncs agents, the store resolves its

@@ -1,5 +1,6 @@
-//! Version pins (`001_*`): a user who may run an agent holds it at one
-//! deployed version for themselves, while the owner deploys newer ones.
+//! Version pins (DESIGN.md, "Access model (sharing)", Versions): a user who
+//! may run an agent holds it at one deployed version for themselves, while
+//! the owner deploys newer ones.
 
 use sqlx::Row;
 

@@ -1,5 +1,6 @@
 //! Projects: storage. A project has a home workspace and may be shared into
-//! more, by the same rules as agents (`003_*`).
+//! more, by the same rules as agents (DESIGN.md, "Access model (sharing)",
+//! Visibility).
 
 use agentshare_kit::db::new_id;
 use agentshare_kit::identity::Principal;

@@ -1,5 +1,5 @@
-//! The outside services users connect to, from config, and how a
-//! credential of each is checked ("Test each connection", `000_*`).
+//! The outside services users connect to, from config, and how a credential
+//! of each is checked when a user tests their connection.
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,6 @@
-//! The scope of one request (`003_*`'s WorkspaceScope): the workspace a user
-//! acts in within an org, validated against membership on every call.
+//! The scope of one request (WorkspaceScope, DESIGN.md "Access model
+//! (sharing)"): the workspace a user acts in within an org, validated against
+//! membership on every call.
 
 use agentshare_kit::Error;
 

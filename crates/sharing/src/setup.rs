@@ -1,6 +1,6 @@
-//! A user's setup of an agent (`000_*`'s "Use the agent"): whose connection
-//! each integration uses, following DESIGN.md's table, and what still
-//! stops a run.
+//! A user's setup of an agent they may run: whose connection each integration
+//! uses, following the table in DESIGN.md's "Access model (sharing)", and
+//! what still stops a run.
 
 use crate::connections::{ConnectionRow, IntegrationRow, Status};
 

@@ -30,9 +30,12 @@ use agentshare_proto::store::v1::workspace_store_service_server::{
 };
 use tokio::net::TcpListener;
 
+/// `migrations/` for both backends, and `migrations/sqlite/` with
+/// `migrations/postgres/` for the versions whose SQL differs (see `Migrations`).
 static MIGRATIONS: Migrations = Migrations {
-    sqlite: sqlx::migrate!("migrations/sqlite"),
-    postgres: sqlx::migrate!("migrations/postgres"),
+    shared: sqlx::migrate!("./migrations"),
+    sqlite_only: sqlx::migrate!("migrations/sqlite"),
+    postgres_only: sqlx::migrate!("migrations/postgres"),
 };
 
 /// The gateway and the scheduler record runs; sharing also opens a session

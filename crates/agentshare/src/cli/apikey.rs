@@ -1,6 +1,6 @@
 //! `agentshare apikey ...`: API keys that call as their creator in one org
-//! (TenancyService, `003_*`). A key's secret is printed once, when it is
-//! made; agentshare keeps only its hash, so it cannot be shown again.
+//! (TenancyService). A key's secret is printed once, when it is made;
+//! agentshare keeps only its hash, so it cannot be shown again.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,5 +1,5 @@
 //! `agentshare workspace ...`: the workspaces (teams) inside an org, which
-//! one your calls land in, and their members (TenancyService, `003_*`).
+//! one your calls land in, and their members (TenancyService).
 //!
 //! Workspaces are opt-in per org (`agentshare org update --workspaces
 //! true`); creating, renaming and deleting them and changing their members

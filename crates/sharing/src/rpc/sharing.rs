@@ -1,5 +1,6 @@
-//! SharingService: sharing agents with their workspaces (`000_*`) and
-//! setting the workspace list (`003_*`).
+//! SharingService: sharing an agent with its workspaces, unsharing it, and
+//! setting its workspace list (DESIGN.md, "Access model (sharing)", Agents
+//! and sharing).
 
 use agentshare_kit::clock::micros_of;
 use agentshare_kit::ids;

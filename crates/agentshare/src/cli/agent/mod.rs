@@ -1,7 +1,7 @@
 //! `agentshare agent ...`: an agent's life as its builder sees it
-//! (AgentRegistryService, `000_*`): a draft written in a definition file,
-//! deployed into immutable versions, compared, rolled back, published as a
-//! template, reaching more workspaces (SharingService, `003_*`), deleted.
+//! (AgentRegistryService): a draft written in a definition file, deployed
+//! into immutable versions, compared, rolled back, published as a template,
+//! shared and reaching more workspaces (SharingService), deleted.
 //!
 //! A definition file is the agent's design, `AgentDraft` in the proto3 JSON
 //! mapping, as YAML or JSON: `name`, `description`, `instructions`, `model`,

@@ -1,2 +1,0 @@
--- A workspace name is unique within its org.
-CREATE UNIQUE INDEX workspaces_unique_name ON workspaces (org_id, name);
