@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use agentshare_e2e::{Suite, UserClient};
+use agentshare_e2e::{Suite, UserClient, eventually};
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
@@ -229,26 +229,6 @@ pub(crate) async fn mine(
         .expect("my subscriptions")
         .into_inner()
         .subscriptions
-}
-
-/// Polls `probe` until it returns something, for changes that follow
-/// another service's events.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} never happened"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A timestamp of the contract in microseconds since the epoch.

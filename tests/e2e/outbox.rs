@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use agentshare_e2e::Suite;
+use agentshare_e2e::{Suite, eventually};
+use agentshare_kit::db::Backend;
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::events::v1 as pb;
@@ -28,6 +29,50 @@ async fn last_seq(db: &agentshare_kit::db::Db) -> i64 {
         .expect("counter")
         .try_get(0)
         .expect("seq")
+}
+
+/// Waits until `count` other writers are held up by `first`. PostgreSQL
+/// names the sessions a lock holds up; SQLite has one writer at a time,
+/// which `first` is, so a writer holding its connection is waiting for it.
+async fn held_up(
+    db: &agentshare_kit::db::Db,
+    first: &mut sqlx::Transaction<'static, sqlx::Any>,
+    count: usize,
+) {
+    match db.backend {
+        Backend::Postgres => {
+            let holder: i32 = sqlx::query("SELECT pg_backend_pid()")
+                .fetch_one(&mut **first)
+                .await
+                .expect("backend pid")
+                .try_get(0)
+                .expect("pid");
+            eventually("the later writers waiting for the first", || async {
+                let waiting: i64 = sqlx::query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                )
+                .bind(holder)
+                .fetch_one(&db.pool)
+                .await
+                .expect("blocked sessions")
+                .try_get(0)
+                .expect("count");
+                if usize::try_from(waiting) == Ok(count) {
+                    Ok(())
+                } else {
+                    Err(waiting)
+                }
+            })
+            .await;
+        }
+        Backend::Sqlite => {
+            eventually("the later writers holding their connections", || async {
+                let busy = db.pool.size() as usize - db.pool.num_idle();
+                if busy == count + 1 { Ok(()) } else { Err(busy) }
+            })
+            .await;
+        }
+    }
 }
 
 /// Receives `n` events, then checks that nothing more arrives.
@@ -84,7 +129,7 @@ async fn a_late_commit_is_delivered_in_order_and_exactly_once() {
             seq
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    held_up(&db, &mut first, later.len()).await;
     assert!(
         later.iter().all(|t| !t.is_finished()),
         "a later transaction committed while an earlier number was still open"
