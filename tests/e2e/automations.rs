@@ -133,21 +133,14 @@ async fn redeploy_with(
 /// Alice's org with Bob as a member; tokens outlive the days these tests
 /// move the clock by.
 pub(crate) async fn org_with_bob(suite: &Suite) -> (UserClient, UserClient, String) {
-    let alice = suite
-        .user("alice")
-        .await
-        .with_token(&suite.token_with("alice", false, MONTH));
-    let bob = suite
-        .user("bob")
-        .await
-        .with_token(&suite.token_with("bob", false, MONTH));
-    alice.new_org("Acme").await;
-    let bob_id = bob.user_id().await;
-    alice
-        .with_token(&suite.token_with("alice", true, 7200))
-        .add_member(&bob_id, sharing::OrgRole::Member)
+    let acme = suite
+        .org("Acme")
+        .member("bob", sharing::OrgRole::Member)
+        .tokens_for(MONTH)
+        .build()
         .await;
-    (alice, bob, bob_id)
+    let bob = acme.members[0].clone();
+    (acme.owner, bob.client, bob.user_id)
 }
 
 async fn list(user: &UserClient, agent_id: &str) -> Vec<pb::Automation> {

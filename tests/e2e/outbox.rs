@@ -32,7 +32,7 @@ async fn last_seq(db: &agentshare_kit::db::Db) -> i64 {
 }
 
 /// Waits until `count` other writers are held up by `first`. PostgreSQL
-/// names the sessions a lock holds up; SQLite has one writer at a time,
+/// names the sessions each lock holds up; SQLite has one writer at a time,
 /// which `first` is, so a writer holding its connection is waiting for it.
 async fn held_up(
     db: &agentshare_kit::db::Db,
@@ -48,8 +48,15 @@ async fn held_up(
                 .try_get(0)
                 .expect("pid");
             eventually("the later writers waiting for the first", || async {
+                // A writer queued behind another waiter is blocked by that
+                // waiter, so follow the chain back to the first.
                 let waiting: i64 = sqlx::query(
-                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                    "WITH RECURSIVE held(pid) AS ( \
+                       SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) \
+                       UNION \
+                       SELECT a.pid FROM pg_stat_activity a \
+                       JOIN held h ON h.pid = ANY(pg_blocking_pids(a.pid))) \
+                     SELECT count(*) FROM held",
                 )
                 .bind(holder)
                 .fetch_one(&db.pool)

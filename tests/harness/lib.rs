@@ -15,6 +15,7 @@ pub mod collector;
 mod db;
 pub mod fire;
 pub mod oauth_provider;
+mod org;
 pub mod runtime;
 pub mod wait;
 
@@ -59,6 +60,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 pub use db::Databases;
+pub use org::{Member, OrgBuilder, OrgFixture};
 pub use wait::{eventually, eventually_within};
 
 /// How long a service may take to become ready before the test fails.
@@ -596,6 +598,12 @@ impl Suite {
     /// Clients for `user` through the gateway, signed in with a fresh token.
     pub async fn user(&self, user: &str) -> UserClient {
         UserClient::new(self.gateway_channel().await, Some(self.token(user)))
+    }
+
+    /// An org named `name` to make through the API, owned by `alice`
+    /// unless the builder says otherwise.
+    pub fn org(&self, name: &str) -> OrgBuilder<'_> {
+        OrgBuilder::new(self, name)
     }
 
     /// Clients through the gateway with no credential at all.
