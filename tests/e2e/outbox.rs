@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use agentshare_e2e::{Suite, eventually};
+use agentshare_kit::clock::Clock;
 use agentshare_kit::db::Backend;
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::identity::ServiceName;
@@ -82,20 +83,59 @@ async fn held_up(
     }
 }
 
-/// Receives `n` events, then checks that nothing more arrives.
-async fn receive(stream: &mut tonic::Streaming<pb::WatchResponse>, n: usize) -> Vec<pb::Event> {
+/// The kind of the marker `receive` appends after what it expects.
+const MARKER: &str = "test.marker";
+
+/// Receives `n` events, then checks that nothing more arrives: it appends
+/// a marker to the same log, and the next event must be that marker, since
+/// the log is delivered in number order. Markers of earlier calls may come
+/// first; they are the test's own.
+async fn receive(
+    stream: &mut tonic::Streaming<pb::WatchResponse>,
+    n: usize,
+    log: (&agentshare_kit::db::Db, &Clock),
+) -> Vec<pb::Event> {
     let mut events = Vec::new();
     while events.len() < n {
-        let next = tokio::time::timeout(Duration::from_secs(20), stream.message())
-            .await
-            .expect("an event within 20 s")
-            .expect("stream ok")
-            .expect("stream open");
-        events.push(next.event.expect("event"));
+        let event = next_event(stream).await;
+        if event.kind != MARKER {
+            events.push(event);
+        }
     }
-    let extra = tokio::time::timeout(Duration::from_millis(300), stream.message()).await;
-    assert!(extra.is_err(), "no event beyond the {n} written: {extra:?}");
+    let (db, clock) = log;
+    let mut tx = db.begin_write().await.expect("begin");
+    let marker = events::append(
+        &mut tx,
+        clock,
+        &NewEvent {
+            kind: MARKER,
+            ..event("marker")
+        },
+    )
+    .await
+    .expect("append the marker");
+    tx.commit().await.expect("commit the marker");
+    loop {
+        let next = next_event(stream).await;
+        if i64::try_from(next.seq) == Ok(marker) {
+            break;
+        }
+        assert_eq!(
+            next.kind, MARKER,
+            "no event beyond the {n} written: {next:?}"
+        );
+    }
     events
+}
+
+async fn next_event(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::Event {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("an event within 20 s")
+        .expect("stream ok")
+        .expect("stream open")
+        .event
+        .expect("event")
 }
 
 #[tokio::test]
@@ -150,7 +190,7 @@ async fn a_late_commit_is_delivered_in_order_and_exactly_once() {
     later_seqs.sort_unstable();
     assert_eq!(later_seqs, [start + 2, start + 3]);
 
-    let events = receive(&mut watcher, 3).await;
+    let events = receive(&mut watcher, 3, (&db, &suite.clock)).await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let expected: Vec<u64> = (1..=3)
         .map(|i| u64::try_from(start + i).expect("seq"))
@@ -199,7 +239,7 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
         created.insert(task.await.expect("task"));
     }
 
-    let events = receive(&mut watcher, writers).await;
+    let events = receive(&mut watcher, writers, (&db, &suite.clock)).await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let expected: Vec<u64> = (1..=writers)
         .map(|i| u64::try_from(start).expect("seq") + i as u64)
@@ -220,7 +260,7 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
     .await
     .expect("watch")
     .into_inner();
-    let rest = receive(&mut resumed, writers - writers / 2 - 1).await;
+    let rest = receive(&mut resumed, writers - writers / 2 - 1, (&db, &suite.clock)).await;
     assert_eq!(rest.first().map(|e| e.seq), Some(middle + 1));
     suite.stop().await;
 }
