@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use agentshare_e2e::{Suite, UserClient};
+use agentshare_e2e::{Suite, UserClient, eventually};
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
@@ -134,21 +134,14 @@ async fn redeploy_with(
 /// Alice's org with Bob as a member; tokens outlive the days these tests
 /// move the clock by.
 pub(crate) async fn org_with_bob(suite: &Suite) -> (UserClient, UserClient, String) {
-    let alice = suite
-        .user("alice")
-        .await
-        .with_token(&suite.token_with("alice", false, MONTH));
-    let bob = suite
-        .user("bob")
-        .await
-        .with_token(&suite.token_with("bob", false, MONTH));
-    alice.new_org("Acme").await;
-    let bob_id = bob.user_id().await;
-    alice
-        .with_token(&suite.token_with("alice", true, 7200))
-        .add_member(&bob_id, sharing::OrgRole::Member)
+    let acme = suite
+        .org("Acme")
+        .member("bob", sharing::OrgRole::Member)
+        .tokens_for(MONTH)
+        .build()
         .await;
-    (alice, bob, bob_id)
+    let bob = acme.members[0].clone();
+    (acme.owner, bob.client, bob.user_id)
 }
 
 async fn list(user: &UserClient, agent_id: &str) -> Vec<pb::Automation> {
@@ -230,26 +223,6 @@ pub(crate) async fn mine(
         .expect("my subscriptions")
         .into_inner()
         .subscriptions
-}
-
-/// Polls `probe` until it returns something, for changes that follow
-/// another service's events.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} never happened"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A timestamp of the contract in microseconds since the epoch.

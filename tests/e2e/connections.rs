@@ -145,20 +145,14 @@ async fn status_in_my_agents(user: &UserClient, agent_id: &str) -> sharing::Setu
 /// move the clock by.
 async fn org_with_bob(suite: &Suite) -> (UserClient, UserClient) {
     const MONTH: i64 = 30 * 86_400;
-    let alice = suite
-        .user("alice")
-        .await
-        .with_token(&suite.token_with("alice", false, MONTH));
-    let bob = suite
-        .user("bob")
-        .await
-        .with_token(&suite.token_with("bob", false, MONTH));
-    alice.new_org("Acme").await;
-    let strong = alice.with_token(&suite.token_with("alice", true, 7200));
-    strong
-        .add_member(&bob.user_id().await, sharing::OrgRole::Member)
+    let acme = suite
+        .org("Acme")
+        .member("bob", sharing::OrgRole::Member)
+        .tokens_for(MONTH)
+        .build()
         .await;
-    (alice, bob)
+    let bob = acme.members[0].client.clone();
+    (acme.owner, bob)
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use agentshare_e2e::{Suite, UserClient};
+use agentshare_e2e::{Suite, UserClient, eventually};
 use agentshare_kit::config::Scheduler;
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
@@ -21,7 +21,7 @@ use tonic::Code;
 
 use crate::assert_status;
 use crate::automations::{
-    agent_with, automation, automations, eventually, hourly, mine, org_with_bob, subscribe,
+    agent_with, automation, automations, hourly, mine, org_with_bob, subscribe,
 };
 
 const HOUR_MICROS: i64 = 3_600_000_000;
@@ -546,7 +546,7 @@ async fn unsharing_disables_every_subscription_but_the_owners_and_deleting_stops
     })
     .await;
     to_next_hour(&suite, 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    suite.firing_caught_up().await;
     assert_eq!(runs(&alice, pb::ListRunsRequest::default()).await.len(), 2);
     suite.stop().await;
 }
@@ -655,7 +655,7 @@ async fn removals_stop_only_the_subscriptions_whose_user_can_no_longer_run_the_a
     .await;
     to_next_hour(&suite, 1);
     settled(&bob, 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    suite.firing_caught_up().await;
     for user in [&carol, &dave] {
         assert!(runs(user, pb::ListRunsRequest::default()).await.is_empty());
     }
@@ -684,8 +684,9 @@ async fn with_the_watcher_paused_an_unshare_is_still_stopped_at_fire_time() {
         .await
         .expect("bob");
     alice.unshare(&agent.id).await;
-    // No event stops it: still ACTIVE until it fires.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No event stops it: still ACTIVE, with the firing loop come round,
+    // until it fires.
+    suite.firing_caught_up().await;
     assert_eq!(mine(&bob, &[pb::SubscriptionStatus::Active]).await.len(), 1);
 
     to_next_hour(&suite, 1);
@@ -702,7 +703,7 @@ async fn with_the_watcher_paused_an_unshare_is_still_stopped_at_fire_time() {
     );
     // It never fires again.
     to_next_hour(&suite, 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    suite.firing_caught_up().await;
     assert_eq!(runs(&bob, pb::ListRunsRequest::default()).await.len(), 1);
     suite.stop().await;
 }

@@ -6,37 +6,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use agentshare_e2e::{Suite, UserClient};
+use agentshare_e2e::{Suite, UserClient, eventually, eventually_within};
 use agentshare_kit::config::Scheduler;
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
 use sqlx::Row;
 
-use crate::automations::{agent_with, automation, eventually, hourly, subscribe};
+use crate::automations::{agent_with, automation, hourly, subscribe};
 use agentshare_proto::scheduler::v1 as pb;
 use pb::NotificationChannel::Web;
 
 const MONTH: i64 = 30 * 86_400;
-
-/// Polls `probe` until it answers, for at most `limit`.
-async fn within<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} never happened"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// An agent with `count` hourly automations, keys `a000`, `a001`, ….
 pub(crate) async fn agent_with_many(owner: &UserClient, count: usize) -> registry::Agent {
@@ -137,7 +118,7 @@ async fn three_scheduler_processes_run_a_thousand_due_subscriptions_exactly_once
         runtime.release();
     }
 
-    let rows = within(Duration::from_secs(300), "every run finishing", || async {
+    let rows = eventually_within(Duration::from_secs(300), "every run finishing", || async {
         let rows = sqlx::query(
             "SELECT id, subscription_id, status, attempt, retried_after_lease_expiry \
              FROM automation_runs",

@@ -1198,7 +1198,7 @@ async fn a_session_continues_until_unshare_or_delete_and_stays_readable() {
         "agent deleted",
     );
     // The store archives on registry's agent.deleted event, moments later.
-    let archived = crate::automations::eventually("the session archived", || {
+    let archived = agentshare_e2e::eventually("the session archived", || {
         let mut sessions = alice.sessions();
         let session_id = hers.session_id.clone();
         async move {

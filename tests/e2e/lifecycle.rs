@@ -5,14 +5,34 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use agentshare_e2e::{Suite, UserClient, binary, connect, public_services, wait_ready};
+use agentshare_e2e::collector::Collector;
+use agentshare_e2e::{Suite, UserClient, binary, connect, eventually, public_services, wait_ready};
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
 use sqlx::Connection;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 fn serve(data_dir: &std::path::Path, addr: SocketAddr) -> tokio::process::Child {
-    tokio::process::Command::new(binary("agentshare"))
+    exporting(data_dir, addr, None)
+}
+
+/// `agentshare serve`, exporting its metrics every 100 ms to `collector`
+/// when there is one.
+fn exporting(
+    data_dir: &std::path::Path,
+    addr: SocketAddr,
+    collector: Option<&Collector>,
+) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(binary("agentshare"));
+    if let Some(collector) = collector {
+        command
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "100");
+    }
+    command
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &addr.to_string()])
@@ -49,6 +69,46 @@ fn sigterm(child: &tokio::process::Child) {
     }
 }
 
+/// Registry's pool connections in use, as `serve` last exported them.
+fn registry_connections_used(collector: &Collector) -> Option<f64> {
+    collector
+        .points()
+        .into_iter()
+        .rev()
+        .find(|p| {
+            p.metric == "db.client.connection.count"
+                && p.attributes
+                    .get("db.client.connection.pool.name")
+                    .map(String::as_str)
+                    == Some("registry")
+                && p.attributes
+                    .get("db.client.connection.state")
+                    .map(String::as_str)
+                    == Some("used")
+        })
+        .and_then(|p| p.value)
+}
+
+/// Whether the server at `addr` has begun to stop: it reports NOT_SERVING
+/// from the moment the stop is requested, and refuses new connections once
+/// its drain delay is over.
+async fn stopping(addr: SocketAddr) -> Result<(), &'static str> {
+    let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+    else {
+        return Ok(());
+    };
+    match HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+    {
+        Ok(answer) if answer.get_ref().status() == ServingStatus::Serving => Err("SERVING"),
+        _ => Ok(()),
+    }
+}
+
 /// Waits until the gateway and every public service behind it are SERVING.
 async fn wait_all_ready(addr: SocketAddr) {
     wait_ready(addr, "").await;
@@ -62,7 +122,9 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
     let dir = tempfile::tempdir().expect("dir");
     let data_dir = dir.path().join("data");
     let addr = agentshare_e2e::reserve_addr();
-    let mut child = serve(&data_dir, addr);
+    // Its pool metrics, exported often, show when the calls are in flight.
+    let collector = Collector::start().await;
+    let mut child = exporting(&data_dir, addr, Some(&collector));
     wait_all_ready(addr).await;
     let alice = UserClient::new(connect(addr).await, Some(token(&data_dir, "alice")));
     alice.new_org("Before").await;
@@ -87,9 +149,25 @@ async fn serve_drains_in_flight_calls_on_sigterm_and_keeps_their_data() {
                 .await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each call holds one of registry's connections while it waits for the
+    // lock: five in use means all five are inside the server.
+    eventually(
+        "five calls waiting inside the server for the lock",
+        || async {
+            let used = registry_connections_used(&collector);
+            if used >= Some(5.0) { Ok(()) } else { Err(used) }
+        },
+    )
+    .await;
     sigterm(&child);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("serve beginning its stop", || {
+        let running = child.try_wait().expect("wait").is_none();
+        async move {
+            assert!(running, "serve exited before it drained");
+            stopping(addr).await
+        }
+    })
+    .await;
     assert!(
         calls.iter().all(|c| !c.is_finished()),
         "calls finished before the lock was released"
@@ -253,27 +331,25 @@ async fn per_service_processes_survive_a_sigkilled_replica_and_its_restart() {
     // The other replica carries on. Calls routed to the dead one before the
     // balancer notices may fail with UNAVAILABLE, nothing else may; within
     // a bounded time it leaves the rotation and every call succeeds.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut in_a_row = 0;
-    while in_a_row < 20 {
-        let call = alice
-            .registry()
-            .get_agent(registry::GetAgentRequest {
-                agent_id: agent.id.clone(),
-            })
-            .await;
-        match call {
-            Ok(_) => in_a_row += 1,
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-                in_a_row = 0;
+    eventually(
+        "the killed replica leaving the rotation: 20 calls in a row succeed",
+        || async {
+            for _ in 0..20 {
+                let call = alice
+                    .registry()
+                    .get_agent(registry::GetAgentRequest {
+                        agent_id: agent.id.clone(),
+                    })
+                    .await;
+                if let Err(status) = call {
+                    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                    return Err(status);
+                }
             }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the killed replica was still in the rotation after 20 s"
-        );
-    }
+            Ok(())
+        },
+    )
+    .await;
 
     suite.restart_replica(ServiceName::Registry, 0).await;
     let mut direct = registry::agent_registry_service_client::AgentRegistryServiceClient::new(

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use agentshare_e2e::Suite;
+use agentshare_e2e::{Suite, eventually};
+use agentshare_kit::clock::Clock;
+use agentshare_kit::db::Backend;
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::events::v1 as pb;
@@ -30,20 +32,110 @@ async fn last_seq(db: &agentshare_kit::db::Db) -> i64 {
         .expect("seq")
 }
 
-/// Receives `n` events, then checks that nothing more arrives.
-async fn receive(stream: &mut tonic::Streaming<pb::WatchResponse>, n: usize) -> Vec<pb::Event> {
+/// Waits until `count` other writers are held up by `first`. PostgreSQL
+/// names the sessions each lock holds up; SQLite has one writer at a time,
+/// which `first` is, so a writer holding its connection is waiting for it.
+async fn held_up(
+    db: &agentshare_kit::db::Db,
+    first: &mut sqlx::Transaction<'static, sqlx::Any>,
+    count: usize,
+) {
+    match db.backend {
+        Backend::Postgres => {
+            let holder: i32 = sqlx::query("SELECT pg_backend_pid()")
+                .fetch_one(&mut **first)
+                .await
+                .expect("backend pid")
+                .try_get(0)
+                .expect("pid");
+            eventually("the later writers waiting for the first", || async {
+                // A writer queued behind another waiter is blocked by that
+                // waiter, so follow the chain back to the first.
+                let waiting: i64 = sqlx::query(
+                    "WITH RECURSIVE held(pid) AS ( \
+                       SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) \
+                       UNION \
+                       SELECT a.pid FROM pg_stat_activity a \
+                       JOIN held h ON h.pid = ANY(pg_blocking_pids(a.pid))) \
+                     SELECT count(*) FROM held",
+                )
+                .bind(holder)
+                .fetch_one(&db.pool)
+                .await
+                .expect("blocked sessions")
+                .try_get(0)
+                .expect("count");
+                if usize::try_from(waiting) == Ok(count) {
+                    Ok(())
+                } else {
+                    Err(waiting)
+                }
+            })
+            .await;
+        }
+        Backend::Sqlite => {
+            eventually("the later writers holding their connections", || async {
+                let busy = db.pool.size() as usize - db.pool.num_idle();
+                if busy == count + 1 { Ok(()) } else { Err(busy) }
+            })
+            .await;
+        }
+    }
+}
+
+/// The kind of the marker `receive` appends after what it expects.
+const MARKER: &str = "test.marker";
+
+/// Receives `n` events, then checks that nothing more arrives: it appends
+/// a marker to the same log, and the next event must be that marker, since
+/// the log is delivered in number order. Markers of earlier calls may come
+/// first; they are the test's own.
+async fn receive(
+    stream: &mut tonic::Streaming<pb::WatchResponse>,
+    n: usize,
+    log: (&agentshare_kit::db::Db, &Clock),
+) -> Vec<pb::Event> {
     let mut events = Vec::new();
     while events.len() < n {
-        let next = tokio::time::timeout(Duration::from_secs(20), stream.message())
-            .await
-            .expect("an event within 20 s")
-            .expect("stream ok")
-            .expect("stream open");
-        events.push(next.event.expect("event"));
+        let event = next_event(stream).await;
+        if event.kind != MARKER {
+            events.push(event);
+        }
     }
-    let extra = tokio::time::timeout(Duration::from_millis(300), stream.message()).await;
-    assert!(extra.is_err(), "no event beyond the {n} written: {extra:?}");
+    let (db, clock) = log;
+    let mut tx = db.begin_write().await.expect("begin");
+    let marker = events::append(
+        &mut tx,
+        clock,
+        &NewEvent {
+            kind: MARKER,
+            ..event("marker")
+        },
+    )
+    .await
+    .expect("append the marker");
+    tx.commit().await.expect("commit the marker");
+    loop {
+        let next = next_event(stream).await;
+        if i64::try_from(next.seq) == Ok(marker) {
+            break;
+        }
+        assert_eq!(
+            next.kind, MARKER,
+            "no event beyond the {n} written: {next:?}"
+        );
+    }
     events
+}
+
+async fn next_event(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::Event {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("an event within 20 s")
+        .expect("stream ok")
+        .expect("stream open")
+        .event
+        .expect("event")
 }
 
 #[tokio::test]
@@ -84,7 +176,7 @@ async fn a_late_commit_is_delivered_in_order_and_exactly_once() {
             seq
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    held_up(&db, &mut first, later.len()).await;
     assert!(
         later.iter().all(|t| !t.is_finished()),
         "a later transaction committed while an earlier number was still open"
@@ -98,7 +190,7 @@ async fn a_late_commit_is_delivered_in_order_and_exactly_once() {
     later_seqs.sort_unstable();
     assert_eq!(later_seqs, [start + 2, start + 3]);
 
-    let events = receive(&mut watcher, 3).await;
+    let events = receive(&mut watcher, 3, (&db, &suite.clock)).await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let expected: Vec<u64> = (1..=3)
         .map(|i| u64::try_from(start + i).expect("seq"))
@@ -147,7 +239,7 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
         created.insert(task.await.expect("task"));
     }
 
-    let events = receive(&mut watcher, writers).await;
+    let events = receive(&mut watcher, writers, (&db, &suite.clock)).await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let expected: Vec<u64> = (1..=writers)
         .map(|i| u64::try_from(start).expect("seq") + i as u64)
@@ -168,7 +260,7 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
     .await
     .expect("watch")
     .into_inner();
-    let rest = receive(&mut resumed, writers - writers / 2 - 1).await;
+    let rest = receive(&mut resumed, writers - writers / 2 - 1, (&db, &suite.clock)).await;
     assert_eq!(rest.first().map(|e| e.seq), Some(middle + 1));
     suite.stop().await;
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use agentshare_e2e::{Suite, UserClient};
+use agentshare_e2e::{Suite, UserClient, eventually, eventually_within};
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
@@ -903,22 +903,15 @@ async fn a_new_org_gets_its_default_agent_without_anyone_asking() {
     let alice = suite.user("alice").await;
     let org = alice.new_org("Acme").await;
     let db = suite.db(ServiceName::Registry).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let created = loop {
-        let row = sqlx::query("SELECT id FROM agents WHERE org_id = $1 AND is_default = 1")
+    let created = eventually("the default agent created after org.created", || async {
+        sqlx::query("SELECT id FROM agents WHERE org_id = $1 AND is_default = 1")
             .bind(&org.id)
             .fetch_optional(&db.pool)
             .await
-            .expect("query");
-        if let Some(row) = row {
-            break row.try_get::<String, _>("id").expect("id");
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no default agent 20 s after org.created"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+            .expect("query")
+            .map(|row| row.try_get::<String, _>("id").expect("id"))
+    })
+    .await;
     assert_eq!(default_agent(&alice).await.expect("default").id, created);
     let kinds: Vec<String> = events_of(&suite, &created)
         .await
@@ -1519,14 +1512,16 @@ async fn access_catches_up_through_registry_events_after_sharing_was_down() {
     suite.restart_replica(ServiceName::Sharing, 0).await;
 
     // No manual step: sharing's follower of registry's events repairs it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while access_row(&suite, &agent.id).await != Some(("active".into(), 2, false)) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sharing still holds {:?} 30 s after it came back",
-            access_row(&suite, &agent.id).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_within(
+        Duration::from_secs(30),
+        "sharing repairing the agent's access row after it came back",
+        || async {
+            match access_row(&suite, &agent.id).await {
+                Some(row) if row == ("active".into(), 2, false) => Ok(()),
+                held => Err(held),
+            }
+        },
+    )
+    .await;
     suite.stop().await;
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use agentshare_e2e::{Authed, Suite, UserClient};
+use agentshare_e2e::{Authed, Suite, UserClient, eventually_within};
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{ServiceName, random_token};
 use agentshare_kit::server::ServiceChannel;
@@ -885,24 +885,20 @@ async fn deleting_the_agent_archives_its_sessions_which_stay_readable() {
         })
         .await
         .expect("delete");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let archived = loop {
+    let archived = eventually_within(Duration::from_secs(10), "the session archived", || async {
         let read = sessions(&w.bob)
             .get_session(get(&session.id, ""))
             .await
             .expect("still readable")
             .into_inner();
         let current = read.session.expect("session");
-        if current.state == store::SessionState::Archived as i32 {
-            assert_eq!(read.messages.len(), 2, "messages stay");
-            break current;
+        if current.state != store::SessionState::Archived as i32 {
+            return None;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the session was not archived within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        assert_eq!(read.messages.len(), 2, "messages stay");
+        Some(current)
+    })
+    .await;
     assert!(archived.archive_time.is_some());
     assert_eq!(archived.agent_name, "Helper");
     assert_status(

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use agentshare_e2e::{Authed, Suite, UserClient};
+use agentshare_e2e::{Authed, Suite, UserClient, eventually_within};
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
@@ -694,17 +694,15 @@ async fn deleting_an_agent_removes_its_store_and_private_workspaces_stay() {
         Code::NotFound,
         "",
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !stored_partitions(&suite, &format!("agent-{}", shared.id))
-        .await
-        .is_empty()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the store outlived its agent"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        Duration::from_secs(10),
+        "the store removed with its agent",
+        || async {
+            let left = stored_partitions(&suite, &format!("agent-{}", shared.id)).await;
+            if left.is_empty() { Ok(()) } else { Err(left) }
+        },
+    )
+    .await;
     // The private workspace is the user's, not the deleted agent's.
     let diary = alice.deployed_agent("New diary").await;
     assert_eq!(value_of(&mut a, &diary.id, "diary").await, "dear diary");
@@ -1000,20 +998,22 @@ async fn open_watches_are_capped_per_principal_and_end_when_access_ends() {
     mine.message().await.expect("progress");
 
     drop(open.pop());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut reopened = loop {
-        match b.watch(watch_from(&agent.id, None)).await {
-            Ok(stream) => break stream.into_inner(),
-            Err(status) if status.code() == Code::ResourceExhausted => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the closed watch still counts"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut reopened = eventually_within(
+        Duration::from_secs(5),
+        "the closed watch no longer counting",
+        || {
+            let mut b = b.clone();
+            let request = watch_from(&agent.id, None);
+            async move {
+                match b.watch(request).await {
+                    Ok(stream) => Ok(stream.into_inner()),
+                    Err(status) if status.code() == Code::ResourceExhausted => Err(status),
+                    Err(status) => panic!("reopen: {status:?}"),
+                }
             }
-            Err(status) => panic!("reopen: {status:?}"),
-        }
-    };
+        },
+    )
+    .await;
 
     // Unsharing ends Bob's access, and his open stream with it.
     alice

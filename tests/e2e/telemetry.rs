@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agentshare_e2e::collector::{Collector, PointSeen, SpanSeen};
 use agentshare_e2e::runtime::RecordingRuntime;
-use agentshare_e2e::{Suite, SuiteBuilder};
+use agentshare_e2e::{Suite, SuiteBuilder, eventually};
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::gateway::v1::InvokeRequest;
 use agentshare_proto::scheduler::v1 as pb;
 use agentshare_proto::sharing::v1 as sharing;
 
-use crate::automations::{agent_with, automation, eventually, hourly, subscribe};
+use crate::automations::{agent_with, automation, hourly, subscribe};
 use crate::firing::fast;
 
 const HOUR_MICROS: i64 = 3_600_000_000;

@@ -20,6 +20,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{NumberDataPoint, number_data_point};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tonic::{Request, Response, Status};
 
@@ -46,6 +47,8 @@ pub struct PointSeen {
     /// `histogram`, `sum` or `gauge`.
     pub kind: &'static str,
     pub attributes: BTreeMap<String, String>,
+    /// A sum's or a gauge's value at export; none for a histogram.
+    pub value: Option<f64>,
 }
 
 #[derive(Clone, Default)]
@@ -124,6 +127,17 @@ fn attributes(list: &[KeyValue]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A number point's attributes and value, integers as floats.
+#[allow(clippy::cast_precision_loss)]
+fn number(point: &NumberDataPoint) -> (&[KeyValue], Option<f64>) {
+    let value = match point.value {
+        Some(number_data_point::Value::AsDouble(d)) => Some(d),
+        Some(number_data_point::Value::AsInt(i)) => Some(i as f64),
+        None => None,
+    };
+    (&point.attributes[..], value)
+}
+
 fn service_of(resource: Option<&Resource>) -> String {
     resource
         .map(|r| attributes(&r.attributes))
@@ -169,28 +183,28 @@ impl MetricsService for Received {
             let service = service_of(resource_metrics.resource.as_ref());
             for scope in resource_metrics.scope_metrics {
                 for metric in scope.metrics {
-                    let (kind, points): (_, Vec<&[KeyValue]>) = match &metric.data {
+                    let (kind, points): (_, Vec<(&[KeyValue], Option<f64>)>) = match &metric.data {
                         Some(Data::Histogram(h)) => (
                             "histogram",
-                            h.data_points.iter().map(|p| &p.attributes[..]).collect(),
+                            h.data_points
+                                .iter()
+                                .map(|p| (&p.attributes[..], None))
+                                .collect(),
                         ),
-                        Some(Data::Sum(s)) => (
-                            "sum",
-                            s.data_points.iter().map(|p| &p.attributes[..]).collect(),
-                        ),
-                        Some(Data::Gauge(g)) => (
-                            "gauge",
-                            g.data_points.iter().map(|p| &p.attributes[..]).collect(),
-                        ),
+                        Some(Data::Sum(s)) => ("sum", s.data_points.iter().map(number).collect()),
+                        Some(Data::Gauge(g)) => {
+                            ("gauge", g.data_points.iter().map(number).collect())
+                        }
                         _ => ("other", Vec::new()),
                     };
-                    for point in points {
+                    for (point, value) in points {
                         seen.push(PointSeen {
                             service: service.clone(),
                             metric: metric.name.clone(),
                             unit: metric.unit.clone(),
                             kind,
                             attributes: attributes(point),
+                            value,
                         });
                     }
                 }

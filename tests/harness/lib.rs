@@ -15,7 +15,9 @@ pub mod collector;
 mod db;
 pub mod fire;
 pub mod oauth_provider;
+mod org;
 pub mod runtime;
+pub mod wait;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +60,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 pub use db::Databases;
+pub use org::{Member, OrgBuilder, OrgFixture};
+pub use wait::{eventually, eventually_within};
 
 /// How long a service may take to become ready before the test fails.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -487,6 +491,34 @@ impl Suite {
             .collect()
     }
 
+    /// Waits until every running scheduler replica's firing loop has come
+    /// round: two more passes, so one began after this call, and whatever
+    /// was due by the suite clock then has been claimed, its run row
+    /// written. A test asserts that something did not fire after this,
+    /// never after a sleep. In-process replicas only: a child process's
+    /// loop cannot be watched.
+    pub async fn firing_caught_up(&self) {
+        let loops: Vec<_> = self
+            .instances
+            .iter()
+            .filter(|i| i.service == ServiceName::Scheduler)
+            .filter_map(|i| match &i.host {
+                Host::InProcess(running) => Some(running.loop_passes.clone()),
+                Host::Process(_) => panic!("a child process's firing loop cannot be watched"),
+                Host::Stopped => None,
+            })
+            .map(|passes| {
+                let target = passes.count() + 2;
+                (passes, target)
+            })
+            .collect();
+        for (passes, target) in loops {
+            tokio::time::timeout(READY_WITHIN, passes.reached(target))
+                .await
+                .expect("the firing loop did not come round");
+        }
+    }
+
     fn instance_mut(&mut self, service: ServiceName, replica: usize) -> &mut Instance {
         self.instances
             .iter_mut()
@@ -568,6 +600,12 @@ impl Suite {
     /// Clients for `user` through the gateway, signed in with a fresh token.
     pub async fn user(&self, user: &str) -> UserClient {
         UserClient::new(self.gateway_channel().await, Some(self.token(user)))
+    }
+
+    /// An org named `name` to make through the API, owned by `alice`
+    /// unless the builder says otherwise.
+    pub fn org(&self, name: &str) -> OrgBuilder<'_> {
+        OrgBuilder::new(self, name)
     }
 
     /// Clients through the gateway with no credential at all.

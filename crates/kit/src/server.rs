@@ -167,11 +167,46 @@ pub struct ServerSpec {
     pub shutdown: Shutdown,
 }
 
+/// Completed passes of a polling loop that runs beside a server, counted
+/// so that whoever hosts the server can wait for the loop to come round
+/// (the end-to-end tests wait for the scheduler's firing loop before they
+/// assert that nothing fired), instead of sleeping and hoping it did.
+#[derive(Clone, Debug)]
+pub struct Passes(Arc<watch::Sender<u64>>);
+
+impl Default for Passes {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(0)))
+    }
+}
+
+impl Passes {
+    /// The loop finished one more pass.
+    pub fn completed(&self) {
+        self.0.send_modify(|count| *count = count.saturating_add(1));
+    }
+
+    /// Passes finished so far.
+    pub fn count(&self) -> u64 {
+        *self.0.borrow()
+    }
+
+    /// Resolves once `count` passes have finished.
+    pub async fn reached(&self, count: u64) {
+        let mut seen = self.0.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = seen.wait_for(|done| *done >= count).await;
+    }
+}
+
 /// A started server.
 pub struct Running {
     pub addr: SocketAddr,
     /// Calls this server has received, for operators and the replica tests.
     pub calls: Arc<AtomicU64>,
+    /// Passes of the service's polling loop, where it has one its hosts
+    /// wait on (the scheduler's firing loop); never moves elsewhere.
+    pub loop_passes: Passes,
     pub health: HealthReporter,
     pub shutdown: Shutdown,
     task: tokio::task::JoinHandle<Result<(), String>>,
@@ -312,6 +347,7 @@ where
     Running {
         addr,
         calls,
+        loop_passes: Passes::default(),
         health,
         shutdown: spec.shutdown,
         task,

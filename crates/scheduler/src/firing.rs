@@ -18,7 +18,7 @@ use agentshare_kit::clock::Clock;
 use agentshare_kit::config::Scheduler as Settings;
 use agentshare_kit::db::new_id;
 use agentshare_kit::identity::{Identity, Principal};
-use agentshare_kit::server::{ServiceChannel, Shutdown};
+use agentshare_kit::server::{Passes, ServiceChannel, Shutdown};
 use agentshare_proto::gateway::v1 as gateway;
 use agentshare_proto::gateway::v1::invoke_internal_service_client::InvokeInternalServiceClient;
 use tokio::sync::Semaphore;
@@ -47,6 +47,9 @@ pub struct Firing {
     pub settings: Settings,
     /// This replica, as it names itself in the leases it holds.
     pub owner: Arc<str>,
+    /// Counts each finished pass, so a host can wait for the loop to come
+    /// round (see `Passes`).
+    pub passes: Passes,
     metrics: FireMetrics,
 }
 
@@ -56,6 +59,7 @@ impl Firing {
         gateway: ServiceChannel,
         identity: Identity,
         settings: Settings,
+        passes: Passes,
     ) -> Self {
         Self {
             storage,
@@ -63,6 +67,7 @@ impl Firing {
             identity,
             settings,
             owner: Arc::from(new_id()),
+            passes,
             metrics: FireMetrics::new(),
         }
     }
@@ -97,6 +102,7 @@ impl Firing {
                     0
                 }
             };
+            self.passes.completed();
             // A full pass means more is waiting: go again once a slot frees.
             let full = started > 0 && slots.available_permits() == 0;
             tokio::select! {

@@ -25,7 +25,7 @@ use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::server::{self, Running};
+use agentshare_kit::server::{self, Passes, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
@@ -73,11 +73,13 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         events::follow_registry(&context, storage.clone())?;
         events::follow_sharing(&context, storage.clone(), peers)?;
     }
+    let firing_passes = Passes::default();
     firing::Firing::new(
         storage.clone(),
         channel(ServiceName::Gateway)?,
         context.identity.clone(),
         context.config.scheduler.clone(),
+        firing_passes.clone(),
     )
     .spawn(context.shutdown.clone());
     delivery::Delivery {
@@ -91,7 +93,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         automations_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,
     ];
-    Ok(
+    let mut running =
         bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
             let limit = context.config.max_message_size();
             routes
@@ -112,8 +114,9 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                     EventLogServiceServer::new(events)
                 ))
         })
-        .await,
-    )
+        .await;
+    running.loop_passes = firing_passes;
+    Ok(running)
 }
 
 /// How every host mounts the scheduler.

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use agentshare_e2e::cli::Serve;
+use agentshare_e2e::eventually_within;
 use serde_json::{Value, json};
 
 /// The seeds' research agent as Alice builds it (over HTTP/JSON: the
@@ -504,18 +505,19 @@ async fn due_now(serve: &Serve, subscription: &str) {
 
 /// Runs `args` as Bob until `done` holds for its JSON, for at most 30 s.
 async fn until(serve: &Serve, args: &[&str], done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = serve.as_user("bob", args).await.ok().json();
-        if done(&answer) {
-            return answer;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "agentshare {args:?} never got there: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually_within(
+        Duration::from_secs(30),
+        &format!("agentshare {args:?} getting there"),
+        || async {
+            let answer = serve.as_user("bob", args).await.ok().json();
+            if done(&answer) {
+                Ok(answer)
+            } else {
+                Err(answer.to_string())
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
