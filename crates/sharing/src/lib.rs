@@ -2,25 +2,9 @@
 //! what (DESIGN.md, "Who owns what").
 
 mod access;
-mod agent_access;
-mod api_keys;
-mod audit;
+mod common;
 mod connections;
-mod credentials;
-mod domain;
-mod grants;
-mod members;
-mod oauth;
-mod pins;
-mod plan;
-mod projects;
-mod providers;
-mod rpc;
-mod scope;
-mod secrets;
-mod setup;
-mod storage;
-mod workspaces;
+mod tenancy;
 
 use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
@@ -41,10 +25,10 @@ use agentshare_proto::sharing::v1::connections_service_server::{
     self as connections_service, ConnectionsServiceServer,
 };
 use agentshare_proto::sharing::v1::sharing_service_server::{
-    self as sharing, SharingServiceServer,
+    self as sharing_service, SharingServiceServer,
 };
 use agentshare_proto::sharing::v1::tenancy_service_server::{
-    self as tenancy, TenancyServiceServer,
+    self as tenancy_service, TenancyServiceServer,
 };
 use agentshare_proto::store::v1::store_internal_service_client::StoreInternalServiceClient;
 use tokio::net::TcpListener;
@@ -82,14 +66,12 @@ fn caller_policy() -> CallerPolicy {
 /// Serves sharing on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
     let events = bootstrap::event_log(&context, &db);
-    let storage = storage::Storage {
-        db,
-        clock: context.clock.clone(),
-        events: events.clone(),
-    };
-    let secrets = secrets::SecretBox::from_config(&context.config)?;
-    let providers = std::sync::Arc::new(providers::Providers::from_config(&context.config)?);
-    let credentials = credentials::Credentials {
+    let storage = common::Storage::new(db.clone(), context.clock.clone(), events.clone());
+    let secrets = connections::secrets::SecretBox::from_config(&context.config)?;
+    let providers = std::sync::Arc::new(connections::providers::Providers::from_config(
+        &context.config,
+    )?);
+    let credentials = connections::credentials::Credentials {
         storage: storage.clone(),
         secrets,
         providers,
@@ -104,20 +86,20 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         ServiceName::Store,
         context.config.peers.of(ServiceName::Store),
     )?);
-    let repaired = storage.clone();
+    let repaired = storage.access.clone();
     agentshare_kit::events::follow(
         &context,
-        storage.db.clone(),
+        db,
         ServiceName::Registry,
         "sharing.agent_access",
         move |event| {
             let storage = repaired.clone();
-            Box::pin(async move { agent_access::repair(&storage, &event).await })
+            Box::pin(async move { access::storage::agent_access::repair(&storage, &event).await })
         },
     )?;
     let names = [
-        tenancy::SERVICE_NAME,
-        sharing::SERVICE_NAME,
+        tenancy_service::SERVICE_NAME,
+        sharing_service::SERVICE_NAME,
         connections_service::SERVICE_NAME,
         access_service::SERVICE_NAME,
         access_internal::SERVICE_NAME,
@@ -132,14 +114,14 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
             routes
                 .add_service(agentshare_kit::with_message_limit!(
                     limit,
-                    TenancyServiceServer::new(rpc::Tenancy {
+                    TenancyServiceServer::new(tenancy::rpc::Tenancy {
                         storage: storage.clone(),
                         step_up_max_age_secs,
                     })
                 ))
                 .add_service(agentshare_kit::with_message_limit!(
                     limit,
-                    SharingServiceServer::new(rpc::Sharing {
+                    SharingServiceServer::new(access::rpc::Sharing {
                         storage: storage.clone(),
                         step_up_max_age_secs,
                         automations: AutomationsInternalServiceClient::new(scheduler),
@@ -147,21 +129,21 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
                 ))
                 .add_service(agentshare_kit::with_message_limit!(
                     limit,
-                    ConnectionsServiceServer::new(rpc::Connections {
+                    ConnectionsServiceServer::new(connections::rpc::Connections {
                         storage: storage.clone(),
                         credentials: credentials.clone(),
                     })
                 ))
                 .add_service(agentshare_kit::with_message_limit!(
                     limit,
-                    AccessServiceServer::new(rpc::Access {
+                    AccessServiceServer::new(access::rpc::Access {
                         storage: storage.clone(),
                         sessions: sessions.clone(),
                     })
                 ))
                 .add_service(agentshare_kit::with_message_limit!(
                     limit,
-                    AccessInternalServiceServer::new(rpc::AccessInternal {
+                    AccessInternalServiceServer::new(access::rpc::AccessInternal {
                         storage,
                         credentials,
                         sessions,
@@ -189,47 +171,59 @@ pub static SERVICE: BackendService = BackendService {
 /// Returns how many values were re-sealed.
 pub async fn rotate_secrets(config: &agentshare_kit::config::Config) -> Result<usize, BadSetting> {
     let db = bootstrap::open_db(config, ServiceName::Sharing, &MIGRATIONS).await?;
-    let secrets = secrets::SecretBox::from_config(config)?;
-    let storage = storage::Storage {
-        db: db.clone(),
-        clock: agentshare_kit::clock::Clock::system(),
-        events: agentshare_kit::events::EventLog::new(
+    let secrets = connections::secrets::SecretBox::from_config(config)?;
+    let storage = common::Storage::new(
+        db.clone(),
+        agentshare_kit::clock::Clock::system(),
+        agentshare_kit::events::EventLog::new(
             db,
             std::time::Duration::from_secs(1),
             agentshare_kit::server::Shutdown::default(),
         ),
-    };
+    );
     let failed = |e: &dyn std::fmt::Display| BadSetting::new("connections.secret_keys", e);
     let (connections, flows) = storage
+        .connections
         .sealed_elsewhere(secrets.active_key_id())
         .await
         .map_err(|e| failed(&e))?;
     let mut resealed = 0;
     for row in connections {
-        let open = |sealed: &secrets::Sealed, context: &str| {
+        let open = |sealed: &connections::secrets::Sealed, context: &str| {
             secrets
                 .open(sealed, context)
                 .map_err(|e| failed(&format!("connection {}: {e}", row.id)))
         };
         let secret = open(
             &row.secret,
-            &connections::ConnectionRow::secret_context(&row.id),
+            &connections::storage::ConnectionRow::secret_context(&row.id),
         )?;
         let refresh = row
             .refresh
             .as_ref()
-            .map(|r| open(r, &connections::ConnectionRow::refresh_context(&row.id)))
+            .map(|r| {
+                open(
+                    r,
+                    &connections::storage::ConnectionRow::refresh_context(&row.id),
+                )
+            })
             .transpose()?;
         let seal =
             |plain: &str, context: &str| secrets.seal(plain, context).map_err(|e| failed(&e));
         let secret = seal(
             &secret,
-            &connections::ConnectionRow::secret_context(&row.id),
+            &connections::storage::ConnectionRow::secret_context(&row.id),
         )?;
         let refresh = refresh
-            .map(|r| seal(&r, &connections::ConnectionRow::refresh_context(&row.id)))
+            .map(|r| {
+                seal(
+                    &r,
+                    &connections::storage::ConnectionRow::refresh_context(&row.id),
+                )
+            })
             .transpose()?;
         if storage
+            .connections
             .reseal_connection(&row, &secret, refresh.as_ref())
             .await
             .map_err(|e| failed(&e))?
@@ -238,12 +232,13 @@ pub async fn rotate_secrets(config: &agentshare_kit::config::Config) -> Result<u
         }
     }
     for (state, verifier) in flows {
-        let context = connections::Flow::verifier_context(&state);
+        let context = connections::storage::Flow::verifier_context(&state);
         let plain = secrets
             .open(&verifier, &context)
             .map_err(|e| failed(&format!("an OAuth flow: {e}")))?;
         let sealed = secrets.seal(&plain, &context).map_err(|e| failed(&e))?;
         storage
+            .connections
             .reseal_flow(&state, &sealed)
             .await
             .map_err(|e| failed(&e))?;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use agentshare_kit::config::{BadSetting, Config};
 
-use crate::connections::Kind;
-use crate::oauth::OAuthProvider;
+use crate::connections::oauth::OAuthProvider;
+use crate::connections::storage::Kind;
 
 /// Checks one credential against its provider.
 #[tonic::async_trait]

@@ -4,9 +4,9 @@ use agentshare_kit::identity::Principal;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit;
-use crate::domain::OrgRole;
-use crate::storage::Storage;
+use super::TenancyStorage;
+use crate::tenancy::rules::OrgRole;
+use crate::tenancy::storage::audit;
 
 pub struct UserRow {
     pub id: String,
@@ -46,7 +46,7 @@ fn member_from_row(row: &AnyRow) -> Result<MemberRow, sqlx::Error> {
 const MEMBER_COLUMNS: &str =
     "u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at";
 
-impl Storage {
+impl TenancyStorage {
     /// A user by id, or by email when `by_email`.
     pub async fn user_by(&self, key: &str, by_email: bool) -> Result<Option<UserRow>, sqlx::Error> {
         let sql = if by_email {

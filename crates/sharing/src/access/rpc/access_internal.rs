@@ -8,33 +8,38 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::access_internal_service_server::AccessInternalService;
 use tonic::{Request, Response, Status};
 
-use crate::access;
-use crate::agent_access;
-use crate::domain::{self, OrgChoice};
-use crate::scope;
-use crate::storage::Storage;
+use crate::access::rules::decision;
+use crate::access::rules::scope;
+use crate::access::storage::agent_access;
+use crate::common::Storage;
+use crate::tenancy;
+use crate::tenancy::rules::OrgChoice;
 
 impl AccessInternal {
     /// One connection's secret for the runtime, refreshed first when due.
     async fn secret_of(
         &self,
         integration_key: &str,
-        connection: &crate::connections::ConnectionRow,
+        connection: &crate::connections::storage::ConnectionRow,
     ) -> Result<pb::ConnectionSecret, Error> {
         let secret = self.credentials.fresh_secret(connection).await?;
         // Read again: a refresh moved the access token's expiry.
         let expires = self
             .storage
+            .connections
             .connection(&connection.user_id, &connection.id)
             .await?
             .and_then(|c| c.access_expires_at.or(c.expires_at));
-        self.storage.touch_connection(&connection.id).await?;
+        self.storage
+            .connections
+            .touch_connection(&connection.id)
+            .await?;
         Ok(pb::ConnectionSecret {
             integration_key: integration_key.to_string(),
             provider: connection.provider.clone(),
             kind: match connection.kind {
-                crate::connections::Kind::ApiKey => pb::ConnectionKind::ApiKey,
-                crate::connections::Kind::OAuth => pb::ConnectionKind::Oauth,
+                crate::connections::storage::Kind::ApiKey => pb::ConnectionKind::ApiKey,
+                crate::connections::storage::Kind::OAuth => pb::ConnectionKind::Oauth,
             }
             .into(),
             secret,
@@ -46,7 +51,7 @@ impl AccessInternal {
 #[derive(Clone)]
 pub struct AccessInternal {
     pub storage: Storage,
-    pub credentials: crate::credentials::Credentials,
+    pub credentials: crate::connections::credentials::Credentials,
     pub sessions: super::access::SessionStore,
 }
 
@@ -62,15 +67,20 @@ impl AccessInternalService for AccessInternal {
         }
         let storage = &self.storage;
         let user_id = storage
+            .tenancy
             .upsert_user(&request.subject, &request.email, &request.display_name)
             .await
             .map_err(Error::from)?;
-        let orgs = storage.org_ids_of(&user_id).await.map_err(Error::from)?;
+        let orgs = storage
+            .tenancy
+            .org_ids_of(&user_id)
+            .await
+            .map_err(Error::from)?;
         let mut response = pb::ResolveCallerResponse {
             user_id: user_id.clone(),
             ..Default::default()
         };
-        let org_id = match domain::choose_org(&request.requested_org_id, &orgs)? {
+        let org_id = match tenancy::rules::choose_org(&request.requested_org_id, &orgs)? {
             OrgChoice::Chosen(org_id) => org_id,
             OrgChoice::NoOrg => return Ok(Response::new(response)),
             OrgChoice::Ambiguous => {
@@ -80,11 +90,13 @@ impl AccessInternalService for AccessInternal {
         };
         let not_found = || Error::not_found(format!("org {org_id}"));
         let role = storage
+            .tenancy
             .org_role(&org_id, &user_id)
             .await
             .map_err(Error::from)?
             .ok_or_else(not_found)?;
         let org = storage
+            .tenancy
             .org(&org_id)
             .await
             .map_err(Error::from)?
@@ -92,6 +104,7 @@ impl AccessInternalService for AccessInternal {
         let chosen = match request.session_id.as_str() {
             "" => None,
             session => storage
+                .tenancy
                 .session_workspace(session, &org_id, &user_id)
                 .await
                 .map_err(Error::from)?,
@@ -118,7 +131,7 @@ impl AccessInternalService for AccessInternal {
             .into_inner()
             .agent
             .ok_or_else(|| Error::invalid("agent", "must be set"))?;
-        let synced = agent_access::sync(&self.storage, facts).await?;
+        let synced = agent_access::sync(&self.storage.access, facts).await?;
         Ok(Response::new(pb::SyncAgentResponse {
             applied: synced.applied,
             stored_revision: synced.stored_revision,
@@ -132,16 +145,21 @@ impl AccessInternalService for AccessInternal {
         let principal = agentshare_kit::identity::Principal::of(&request)?;
         let agent_id = ids::parse("agent_id", &request.get_ref().agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
-        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
+        let agent = self
+            .storage
+            .access
+            .agent(&agent_id)
+            .await
+            .map_err(Error::from)?;
         // The owner's draft has a store too: they test it in the builder.
         let action = match &agent {
             Some(a) if !a.is_default && a.owner_user_id == subject.user_id => {
-                access::Action::ConfigureOwn
+                decision::Action::ConfigureOwn
             }
-            _ => access::Action::Run,
+            _ => decision::Action::Run,
         };
-        let agent = access::require(agent, &agent_id, &subject, action)?;
-        let (store_workspace, scope) = crate::plan::store_of(&agent, &subject)?;
+        let agent = decision::require(agent, &agent_id, &subject, action)?;
+        let (store_workspace, scope) = crate::access::rules::plan::store_of(&agent, &subject)?;
         // A runtime's run token reaches its run's partition of its agent
         // and nothing else of it, even if the caller's standing changed.
         if let Some(run) = &principal.run
@@ -170,12 +188,14 @@ impl AccessInternalService for AccessInternal {
         }
         let grant = self
             .storage
+            .access
             .use_grant(&secret_digest(token))
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown token".into()))?;
         let owner = self
             .storage
+            .access
             .agent(&grant.agent_id)
             .await
             .map_err(Error::from)?
@@ -274,6 +294,7 @@ impl AccessInternalService for AccessInternal {
         let storage = &self.storage;
         let rejected = |why: &str| Error::Unauthenticated(format!("API key rejected: {why}"));
         let key = storage
+            .tenancy
             .use_api_key(&secret_digest(&request.secret))
             .await
             .map_err(Error::from)?
@@ -294,11 +315,13 @@ impl AccessInternalService for AccessInternal {
             .into());
         }
         let role = storage
+            .tenancy
             .org_role(&key.org_id, &key.user_id)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| rejected("its user is no longer a member of its org"))?;
         let org = storage
+            .tenancy
             .org(&key.org_id)
             .await
             .map_err(Error::from)?

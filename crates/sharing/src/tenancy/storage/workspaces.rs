@@ -6,8 +6,9 @@ use agentshare_kit::identity::Principal;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit;
-use crate::storage::{OrgRow, Storage, WorkspaceRow};
+use super::TenancyStorage;
+use super::orgs::{OrgRow, WorkspaceRow};
+use crate::tenancy::storage::audit;
 
 /// Why a workspace could not be created or renamed.
 pub enum NameTaken {
@@ -54,7 +55,7 @@ fn workspace_from_row(row: &AnyRow) -> Result<(WorkspaceRow, Option<String>), sq
     ))
 }
 
-impl Storage {
+impl TenancyStorage {
     /// Changes an org's name and or workspace switch, recording
     /// `org.updated`; returns the org after.
     pub async fn update_org(
@@ -333,7 +334,7 @@ impl Storage {
         .iter()
         .map(|row| {
             Ok(WorkspaceMemberRow {
-                user: crate::members::UserRow::from_row(row)?,
+                user: crate::tenancy::storage::members::UserRow::from_row(row)?,
                 role: row.try_get("role")?,
                 joined_at: row.try_get("joined_at")?,
             })
@@ -496,7 +497,10 @@ impl Storage {
             Ok(format!("project {name:?} ({id})"))
         })
         .collect::<Result<_, sqlx::Error>>()?;
-        homed.extend(self.agents_homed_in(&mut tx, &workspace.id, NAMED).await?);
+        homed.extend(
+            crate::access::storage::agent_access::agents_homed_in(&mut tx, &workspace.id, NAMED)
+                .await?,
+        );
         if !homed.is_empty() {
             return Err(agentshare_kit::Error::Aborted(format!(
                 "workspace {:?} is still the home of {}; move or delete them first",
@@ -588,7 +592,7 @@ impl Storage {
 }
 
 pub struct WorkspaceMemberRow {
-    pub user: crate::members::UserRow,
+    pub user: crate::tenancy::storage::members::UserRow,
     pub role: String,
     pub joined_at: i64,
 }

@@ -10,13 +10,14 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
 
-use crate::api_keys;
-use crate::audit;
-use crate::domain::{self, OrgRole};
-use crate::members;
-use crate::projects;
-use crate::scope;
-use crate::storage::{OrgRow, Storage, WorkspaceRow};
+use crate::access::rules::scope;
+use crate::common::Storage;
+use crate::tenancy::rules::{self, OrgRole, WorkspaceRole};
+use crate::tenancy::storage::api_keys;
+use crate::tenancy::storage::audit;
+use crate::tenancy::storage::members;
+use crate::tenancy::storage::orgs::{OrgRow, WorkspaceRow};
+use crate::tenancy::storage::projects;
 use agentshare_kit::identity::{API_KEY_PREFIX, random_token, secret_digest};
 
 #[derive(Clone)]
@@ -81,12 +82,8 @@ fn membership_to_proto(workspace: WorkspaceRow, role: Option<&str>) -> pb::Works
 }
 
 fn workspace_role_proto(role: Option<&str>) -> pb::WorkspaceRole {
-    match role {
-        Some("owner") => pb::WorkspaceRole::Owner,
-        Some("admin") => pb::WorkspaceRole::Admin,
-        Some("member") => pb::WorkspaceRole::Member,
-        _ => pb::WorkspaceRole::Unspecified,
-    }
+    role.and_then(WorkspaceRole::parse)
+        .map_or(pb::WorkspaceRole::Unspecified, WorkspaceRole::to_proto)
 }
 
 fn member_to_proto(member: members::MemberRow) -> pb::OrgMember {
@@ -106,7 +103,7 @@ fn user_to_proto(user: members::UserRow) -> pb::User {
     }
 }
 
-pub(super) fn workspace_to_proto(workspace: WorkspaceRow) -> pb::Workspace {
+pub(crate) fn workspace_to_proto(workspace: WorkspaceRow) -> pb::Workspace {
     pb::Workspace {
         id: workspace.id,
         org_id: workspace.org_id,
@@ -122,12 +119,12 @@ impl Tenancy {
     fn member_admin<'p>(&self, principal: &'p Principal) -> Result<(&'p str, OrgRole), Error> {
         principal.require_user()?;
         let org_id = principal.require_org()?;
-        let role = domain::require_org_role(
+        let role = rules::require_org_role(
             principal,
             &[OrgRole::Owner, OrgRole::Admin],
             "org owners and admins",
         )?;
-        domain::require_step_up(
+        rules::require_step_up(
             principal,
             self.storage.clock.now_secs(),
             self.step_up_max_age_secs,
@@ -139,6 +136,7 @@ impl Tenancy {
     async fn member_of(&self, org_id: &str, user_id: &str) -> Result<members::MemberRow, Error> {
         let user_id = ids::parse("user_id", user_id)?;
         self.storage
+            .tenancy
             .org_member(org_id, &user_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("member {user_id}")))
@@ -159,23 +157,23 @@ impl Tenancy {
         let org_id = principal.require_org()?;
         let workspace_id = ids::parse("workspace_id", workspace_id)?;
         // A workspace role never lifts an org viewer above reading.
-        domain::require_org_role(
+        rules::require_org_role(
             principal,
             &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
             "org members who are not viewers",
         )?;
-        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let org_admin = rules::manages_org(principal);
         let (_, role) = self
             .storage
+            .tenancy
             .workspace_visible_to(org_id, &workspace_id, user, org_admin)
             .await?
             .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
-        if !org_admin && !matches!(role.as_deref(), Some("owner" | "admin")) {
-            return Err(Error::PermissionDenied(
-                "only org owners and admins, or the workspace's owners and admins, manage its members".into(),
-            ));
-        }
-        domain::require_step_up(
+        rules::may_manage_workspace_members(
+            org_admin,
+            role.as_deref().and_then(WorkspaceRole::parse),
+        )?;
+        rules::require_step_up(
             principal,
             self.storage.clock.now_secs(),
             self.step_up_max_age_secs,
@@ -193,8 +191,9 @@ impl Tenancy {
         workspace_id: &str,
     ) -> Result<WorkspaceRow, Error> {
         let user = principal.require_user()?;
-        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let org_admin = rules::manages_org(principal);
         self.storage
+            .tenancy
             .workspace_visible_to(org_id, workspace_id, user, org_admin)
             .await?
             .map(|(workspace, _)| workspace)
@@ -218,6 +217,7 @@ impl Tenancy {
             workspaces_enabled: principal.workspaces_enabled,
         };
         self.storage
+            .tenancy
             .visible_project(&viewer, &project_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("project {project_id}")))
@@ -235,6 +235,7 @@ impl Tenancy {
         for id in std::iter::once(&project.home_workspace_id).chain(listed) {
             if let Some((workspace, _)) = self
                 .storage
+                .tenancy
                 .workspace_visible_to(&project.org_id, id, user, false)
                 .await?
             {
@@ -251,12 +252,7 @@ fn require_project_manager(
     project: &projects::ProjectRow,
 ) -> Result<(), Error> {
     let is_owner = principal.user_id.as_deref() == Some(project.owner_user_id.as_str());
-    if is_owner || matches!(principal.org_role.as_deref(), Some("owner" | "admin")) {
-        return Ok(());
-    }
-    Err(Error::PermissionDenied(
-        "only the project's owner and org owners and admins may change it".into(),
-    ))
+    rules::may_manage_project(rules::org_role(principal), is_owner)
 }
 
 fn stale_project(project: &projects::ProjectRow) -> Error {
@@ -280,19 +276,9 @@ fn project_to_proto(project: projects::ProjectRow) -> pb::Project {
     }
 }
 
-fn workspace_role_of(role: i32) -> Result<&'static str, Error> {
-    match pb::WorkspaceRole::try_from(role) {
-        Ok(pb::WorkspaceRole::Owner) => Ok("owner"),
-        Ok(pb::WorkspaceRole::Admin) => Ok("admin"),
-        Ok(pb::WorkspaceRole::Member) => Ok("member"),
-        _ => Err(Error::invalid(
-            "role",
-            "must be WORKSPACE_ROLE_OWNER, WORKSPACE_ROLE_ADMIN or WORKSPACE_ROLE_MEMBER",
-        )),
-    }
-}
-
-fn workspace_member_to_proto(member: crate::workspaces::WorkspaceMemberRow) -> pb::WorkspaceMember {
+fn workspace_member_to_proto(
+    member: crate::tenancy::storage::workspaces::WorkspaceMemberRow,
+) -> pb::WorkspaceMember {
     pb::WorkspaceMember {
         user: Some(user_to_proto(member.user)),
         role: workspace_role_proto(Some(&member.role)).into(),
@@ -313,9 +299,10 @@ impl TenancyService for Tenancy {
         request: Request<pb::CreateOrgRequest>,
     ) -> Result<Response<pb::CreateOrgResponse>, Status> {
         let user = Principal::of(&request)?.require_user()?.to_string();
-        let name = domain::display_name("name", &request.get_ref().name)?;
+        let name = rules::display_name("name", &request.get_ref().name)?;
         let (org, workspace) = self
             .storage
+            .tenancy
             .create_org(&name, &user)
             .await
             .map_err(Error::from)?;
@@ -339,12 +326,14 @@ impl TenancyService for Tenancy {
         let not_found = || Error::not_found(format!("org {org_id}"));
         let role = self
             .storage
+            .tenancy
             .org_role(org_id, user)
             .await
             .map_err(Error::from)?
             .ok_or_else(not_found)?;
         let org = self
             .storage
+            .tenancy
             .org(org_id)
             .await
             .map_err(Error::from)?
@@ -369,7 +358,7 @@ impl TenancyService for Tenancy {
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
         let request = request.get_ref();
-        let label = domain::display_name("label", &request.label)?;
+        let label = rules::display_name("label", &request.label)?;
         let now = self.storage.clock.now_micros();
         let expires_at = request.expire_time.as_ref().map(micros_of);
         if expires_at.is_some_and(|at| at <= now) {
@@ -377,6 +366,7 @@ impl TenancyService for Tenancy {
         }
         let org = self
             .storage
+            .tenancy
             .org(org_id)
             .await
             .map_err(Error::from)?
@@ -400,6 +390,7 @@ impl TenancyService for Tenancy {
         let prefix: String = secret.chars().take(api_keys::SHOWN_PREFIX_CHARS).collect();
         let key = self
             .storage
+            .tenancy
             .create_api_key(
                 principal,
                 api_keys::NewApiKey {
@@ -434,6 +425,7 @@ impl TenancyService for Tenancy {
         )?;
         let keys = self
             .storage
+            .tenancy
             .api_keys_of(user, org_id, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
@@ -454,6 +446,7 @@ impl TenancyService for Tenancy {
         let id = &request.get_ref().api_key_id;
         let key = self
             .storage
+            .tenancy
             .revoke_api_key(principal, org_id, id)
             .await
             .map_err(Error::from)?
@@ -477,37 +470,29 @@ impl TenancyService for Tenancy {
         let not_found = || Error::not_found(format!("org {org_id}"));
         let role = self
             .storage
+            .tenancy
             .org_role(org_id, user)
             .await
             .map_err(Error::from)?
             .ok_or_else(not_found)?;
         let before = self
             .storage
+            .tenancy
             .org(org_id)
             .await
             .map_err(Error::from)?
             .ok_or_else(not_found)?;
-        if !matches!(role, OrgRole::Owner | OrgRole::Admin) {
-            return Err(Error::PermissionDenied(
-                "only org owners and admins may change the org".into(),
-            )
-            .into());
-        }
+        rules::may_update_org(role)?;
         let name = request
             .name
             .as_deref()
-            .map(|n| domain::display_name("name", n))
+            .map(|n| rules::display_name("name", n))
             .transpose()?;
         if let Some(enabled) = request.workspaces_enabled
             && enabled != before.workspaces_enabled
         {
-            if role != OrgRole::Owner {
-                return Err(Error::PermissionDenied(
-                    "only an org owner may turn workspaces on or off".into(),
-                )
-                .into());
-            }
-            domain::require_step_up(
+            rules::may_switch_workspaces(role)?;
+            rules::require_step_up(
                 principal,
                 self.storage.clock.now_secs(),
                 self.step_up_max_age_secs,
@@ -515,6 +500,7 @@ impl TenancyService for Tenancy {
         }
         let org = self
             .storage
+            .tenancy
             .update_org(
                 principal,
                 &before,
@@ -535,17 +521,17 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         principal.require_user()?;
         let org_id = principal.require_org()?;
-        domain::require_org_role(
+        rules::require_org_role(
             principal,
             &[OrgRole::Owner, OrgRole::Admin],
             "org owners and admins",
         )?;
-        domain::require_step_up(
+        rules::require_step_up(
             principal,
             self.storage.clock.now_secs(),
             self.step_up_max_age_secs,
         )?;
-        let name = domain::display_name("name", &request.get_ref().name)?;
+        let name = rules::display_name("name", &request.get_ref().name)?;
         if !principal.workspaces_enabled {
             return Err(Error::FailedPrecondition(
                 "this org has no workspaces: an org owner turns them on with UpdateOrg(workspaces_enabled)".into(),
@@ -554,6 +540,7 @@ impl TenancyService for Tenancy {
         }
         let workspace = self
             .storage
+            .tenancy
             .create_workspace(principal, org_id, &name)
             .await
             .map_err(|e| e.into_error(&name))?;
@@ -570,9 +557,10 @@ impl TenancyService for Tenancy {
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
         let id = ids::parse("workspace_id", &request.get_ref().workspace_id)?;
-        let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let sees_all = rules::manages_org(principal);
         let (workspace, role) = self
             .storage
+            .tenancy
             .workspace_visible_to(org_id, &id, user, sees_all)
             .await
             .map_err(Error::from)?
@@ -594,9 +582,10 @@ impl TenancyService for Tenancy {
             &request.get_ref().page_token,
             format!("workspaces:{org_id}:{user}"),
         )?;
-        let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let sees_all = rules::manages_org(principal);
         let rows = self
             .storage
+            .tenancy
             .workspaces_visible_to(org_id, user, sees_all, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
@@ -617,12 +606,8 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         let (org_id, actor_role) = self.member_admin(principal)?;
         let request = request.get_ref();
-        let role = domain::org_role_of(request.role)?;
-        if role == OrgRole::Owner && actor_role != OrgRole::Owner {
-            return Err(
-                Error::PermissionDenied("only an org owner may add an owner".into()).into(),
-            );
-        }
+        let role = rules::org_role_of(request.role)?;
+        rules::may_add_org_member(actor_role, role)?;
         let (key, by_email) = match &request.user {
             Some(pb::add_org_member_request::User::UserId(id)) => {
                 (ids::parse("user_id", id)?, false)
@@ -634,6 +619,7 @@ impl TenancyService for Tenancy {
         };
         let user = self
             .storage
+            .tenancy
             .user_by(&key, by_email)
             .await
             .map_err(Error::from)?
@@ -642,12 +628,14 @@ impl TenancyService for Tenancy {
             })?;
         let org = self
             .storage
+            .tenancy
             .org(org_id)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
         let added = self
             .storage
+            .tenancy
             .add_org_member(principal, org_id, &org.default_workspace_id, &user.id, role)
             .await
             .map_err(Error::from)?;
@@ -660,6 +648,7 @@ impl TenancyService for Tenancy {
         }
         let member = self
             .storage
+            .tenancy
             .org_member(org_id, &user.id)
             .await
             .map_err(Error::from)?
@@ -676,7 +665,7 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         principal.require_user()?;
         let org_id = principal.require_org()?;
-        domain::require_org_role(
+        rules::require_org_role(
             principal,
             &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
             "org members other than viewers",
@@ -688,6 +677,7 @@ impl TenancyService for Tenancy {
         )?;
         let rows = self
             .storage
+            .tenancy
             .org_members(org_id, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
@@ -711,6 +701,7 @@ impl TenancyService for Tenancy {
         let user_id = principal.require_user()?;
         let user = self
             .storage
+            .tenancy
             .user_by(user_id, false)
             .await
             .map_err(Error::from)?
@@ -722,7 +713,7 @@ impl TenancyService for Tenancy {
             "grant_token" => pb::CredentialKind::GrantToken,
             _ => pb::CredentialKind::Session,
         };
-        let step_up_fresh = domain::require_step_up(
+        let step_up_fresh = rules::require_step_up(
             principal,
             self.storage.clock.now_secs(),
             self.step_up_max_age_secs,
@@ -757,6 +748,7 @@ impl TenancyService for Tenancy {
         )?;
         let rows = self
             .storage
+            .tenancy
             .orgs_of(user, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
@@ -803,11 +795,13 @@ impl TenancyService for Tenancy {
         // Only a workspace the caller belongs to, whatever their org role.
         let (workspace, _) = self
             .storage
+            .tenancy
             .workspace_visible_to(org_id, &id, user, false)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found(format!("workspace {id}")))?;
         self.storage
+            .tenancy
             .switch_workspace(session, org_id, user, &id)
             .await
             .map_err(Error::from)?;
@@ -823,17 +817,12 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         let (org_id, actor_role) = self.member_admin(principal)?;
         let request = request.get_ref();
-        let role = domain::org_role_of(request.role)?;
+        let role = rules::org_role_of(request.role)?;
         let member = self.member_of(org_id, &request.user_id).await?;
-        if (role == OrgRole::Owner || member.role == OrgRole::Owner) && actor_role != OrgRole::Owner
-        {
-            return Err(Error::PermissionDenied(
-                "only an org owner may grant or take away the owner role".into(),
-            )
-            .into());
-        }
+        rules::may_change_org_role(actor_role, member.role, role)?;
         if let Err(members::LastOwner) = self
             .storage
+            .tenancy
             .change_org_role(principal, org_id, &member, role)
             .await
             .map_err(Error::from)?
@@ -853,13 +842,10 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         let (org_id, actor_role) = self.member_admin(principal)?;
         let member = self.member_of(org_id, &request.get_ref().user_id).await?;
-        if member.role == OrgRole::Owner && actor_role != OrgRole::Owner {
-            return Err(
-                Error::PermissionDenied("only an org owner may remove an owner".into()).into(),
-            );
-        }
+        rules::may_remove_org_member(actor_role, member.role)?;
         if let Err(members::LastOwner) = self
             .storage
+            .tenancy
             .remove_org_member(principal, org_id, &member)
             .await
             .map_err(Error::from)?
@@ -878,10 +864,11 @@ impl TenancyService for Tenancy {
         let (org_id, workspace_id) = self
             .workspace_admin(principal, &request.workspace_id)
             .await?;
-        let role = workspace_role_of(request.role)?;
+        let role = rules::workspace_role_of(request.role)?;
         let user_id = ids::parse("user_id", &request.user_id)?;
         if self
             .storage
+            .tenancy
             .org_role(org_id, &user_id)
             .await
             .map_err(Error::from)?
@@ -894,7 +881,8 @@ impl TenancyService for Tenancy {
         }
         if !self
             .storage
-            .add_workspace_member(principal, org_id, &workspace_id, &user_id, role)
+            .tenancy
+            .add_workspace_member(principal, org_id, &workspace_id, &user_id, role.as_str())
             .await
             .map_err(Error::from)?
         {
@@ -905,6 +893,7 @@ impl TenancyService for Tenancy {
         }
         let member = self
             .storage
+            .tenancy
             .workspace_member(&workspace_id, &user_id)
             .await
             .map_err(Error::from)?
@@ -923,9 +912,10 @@ impl TenancyService for Tenancy {
         let org_id = principal.require_org()?;
         let request = request.get_ref();
         let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
-        let sees_all = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let sees_all = rules::manages_org(principal);
         if self
             .storage
+            .tenancy
             .workspace_visible_to(org_id, &workspace_id, user, sees_all)
             .await
             .map_err(Error::from)?
@@ -933,6 +923,7 @@ impl TenancyService for Tenancy {
         {
             return Err(if self
                 .storage
+                .tenancy
                 .workspace_exists(org_id, &workspace_id)
                 .await
                 .map_err(Error::from)?
@@ -952,6 +943,7 @@ impl TenancyService for Tenancy {
         )?;
         let rows = self
             .storage
+            .tenancy
             .workspace_members(&workspace_id, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
@@ -974,6 +966,7 @@ impl TenancyService for Tenancy {
         let user_id = ids::parse("user_id", &request.user_id)?;
         if !self
             .storage
+            .tenancy
             .remove_workspace_member(principal, org_id, &workspace_id, &user_id)
             .await
             .map_err(Error::from)?
@@ -1000,9 +993,10 @@ impl TenancyService for Tenancy {
                 workspace: Some(workspace_to_proto(workspace)),
             }));
         };
-        let name = domain::display_name("name", name)?;
+        let name = rules::display_name("name", name)?;
         let workspace = self
             .storage
+            .tenancy
             .rename_workspace(principal, &workspace, &name)
             .await
             .map_err(|e| e.into_error(&name))?;
@@ -1020,25 +1014,21 @@ impl TenancyService for Tenancy {
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
         let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
-        domain::require_org_role(
+        rules::require_org_role(
             principal,
             &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
             "org members who are not viewers",
         )?;
-        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let org_admin = rules::manages_org(principal);
         let (workspace, role) = self
             .storage
+            .tenancy
             .workspace_visible_to(org_id, &workspace_id, user, org_admin)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
-        if !org_admin && role.as_deref() != Some("owner") {
-            return Err(Error::PermissionDenied(
-                "only org owners and admins, or the workspace's owner, delete a workspace".into(),
-            )
-            .into());
-        }
-        domain::require_step_up(
+        rules::may_delete_workspace(org_admin, role.as_deref().and_then(WorkspaceRole::parse))?;
+        rules::require_step_up(
             principal,
             self.storage.clock.now_secs(),
             self.step_up_max_age_secs,
@@ -1049,7 +1039,10 @@ impl TenancyService for Tenancy {
             )
             .into());
         }
-        self.storage.delete_workspace(principal, &workspace).await?;
+        self.storage
+            .tenancy
+            .delete_workspace(principal, &workspace)
+            .await?;
         Ok(Response::new(pb::DeleteWorkspaceResponse {}))
     }
 
@@ -1062,33 +1055,37 @@ impl TenancyService for Tenancy {
         let (org_id, workspace_id) = self
             .workspace_admin(principal, &request.workspace_id)
             .await?;
-        let role = workspace_role_of(request.role)?;
+        let role = rules::workspace_role_of(request.role)?;
         let user_id = ids::parse("user_id", &request.user_id)?;
         let caller = principal.require_user()?;
-        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
+        let org_admin = rules::manages_org(principal);
         let caller_is_owner = org_admin
             || self
                 .storage
+                .tenancy
                 .workspace_visible_to(org_id, &workspace_id, caller, false)
                 .await
                 .map_err(Error::from)?
-                .is_some_and(|(_, r)| r.as_deref() == Some("owner"));
+                .is_some_and(|(_, r)| {
+                    r.as_deref().and_then(WorkspaceRole::parse) == Some(WorkspaceRole::Owner)
+                });
         let current = self
             .storage
+            .tenancy
             .workspace_member(&workspace_id, &user_id)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| {
                 Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
             })?;
-        if (role == "owner" || current.role == "owner") && !caller_is_owner {
-            return Err(Error::PermissionDenied(
-                "only a workspace owner may grant or take away the owner role".into(),
-            )
-            .into());
-        }
+        rules::may_change_workspace_role(
+            caller_is_owner,
+            WorkspaceRole::parse(&current.role),
+            role,
+        )?;
         self.storage
-            .change_workspace_role(principal, org_id, &workspace_id, &user_id, role)
+            .tenancy
+            .change_workspace_role(principal, org_id, &workspace_id, &user_id, role.as_str())
             .await
             .map_err(Error::from)?
             .ok_or_else(|| {
@@ -1096,8 +1093,8 @@ impl TenancyService for Tenancy {
             })?;
         Ok(Response::new(pb::UpdateWorkspaceMemberRoleResponse {
             member: Some(workspace_member_to_proto(
-                crate::workspaces::WorkspaceMemberRow {
-                    role: role.to_string(),
+                crate::tenancy::storage::workspaces::WorkspaceMemberRow {
+                    role: role.as_str().to_string(),
                     ..current
                 },
             )),
@@ -1111,7 +1108,7 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         let user = principal.require_user()?;
         let org_id = principal.require_org()?;
-        domain::require_org_role(
+        rules::require_org_role(
             principal,
             &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
             "members who build",
@@ -1122,8 +1119,8 @@ impl TenancyService for Tenancy {
             )
         })?;
         let request = request.get_ref();
-        let name = domain::display_name("name", &request.name)?;
-        let description = domain::description("description", &request.description)?;
+        let name = rules::display_name("name", &request.name)?;
+        let description = rules::description("description", &request.description)?;
         let project = projects::new_project(
             org_id,
             home,
@@ -1133,6 +1130,7 @@ impl TenancyService for Tenancy {
             self.storage.clock.now_micros(),
         );
         self.storage
+            .tenancy
             .create_project(&project)
             .await
             .map_err(Error::from)?;
@@ -1175,6 +1173,7 @@ impl TenancyService for Tenancy {
         };
         let rows = self
             .storage
+            .tenancy
             .projects_in(org_id, workspace, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
@@ -1198,14 +1197,15 @@ impl TenancyService for Tenancy {
             return Err(stale_project(&project).into());
         }
         if let Some(name) = request.name.as_deref() {
-            project.name = domain::display_name("name", name)?;
+            project.name = rules::display_name("name", name)?;
         }
         if let Some(description) = request.description.as_deref() {
-            project.description = domain::description("description", description)?;
+            project.description = rules::description("description", description)?;
         }
         project.updated_at = self.storage.clock.now_micros();
         if !self
             .storage
+            .tenancy
             .update_project(&project, expected)
             .await
             .map_err(Error::from)?
@@ -1228,6 +1228,7 @@ impl TenancyService for Tenancy {
             .await?;
         require_project_manager(principal, &project)?;
         self.storage
+            .tenancy
             .delete_project(&project.id)
             .await
             .map_err(Error::from)?;
@@ -1244,6 +1245,7 @@ impl TenancyService for Tenancy {
             .await?;
         let listed = self
             .storage
+            .tenancy
             .project_workspace_ids(&project.id)
             .await
             .map_err(Error::from)?;
@@ -1264,7 +1266,7 @@ impl TenancyService for Tenancy {
         let request = request.get_ref();
         let project = self.project(principal, &request.project_id).await?;
         require_project_manager(principal, &project)?;
-        domain::require_step_up(
+        rules::require_step_up(
             principal,
             self.storage.clock.now_secs(),
             self.step_up_max_age_secs,
@@ -1279,6 +1281,7 @@ impl TenancyService for Tenancy {
         }
         let before = self
             .storage
+            .tenancy
             .project_workspace_ids(&project.id)
             .await
             .map_err(Error::from)?;
@@ -1287,6 +1290,7 @@ impl TenancyService for Tenancy {
         for id in &before {
             if self
                 .storage
+                .tenancy
                 .is_workspace_member(&project.org_id, id, user)
                 .await
                 .map_err(Error::from)?
@@ -1305,6 +1309,7 @@ impl TenancyService for Tenancy {
             if !before.contains(&id) {
                 if !self
                     .storage
+                    .tenancy
                     .workspace_exists(&project.org_id, &id)
                     .await
                     .map_err(Error::from)?
@@ -1313,6 +1318,7 @@ impl TenancyService for Tenancy {
                 }
                 if !self
                     .storage
+                    .tenancy
                     .is_workspace_member(&project.org_id, &id, user)
                     .await
                     .map_err(Error::from)?
@@ -1332,6 +1338,7 @@ impl TenancyService for Tenancy {
             .collect();
         after.sort();
         self.storage
+            .tenancy
             .set_project_workspaces(principal, &project, &before, &after)
             .await
             .map_err(Error::from)?;
@@ -1352,12 +1359,7 @@ impl TenancyService for Tenancy {
         let principal = Principal::of(&request)?;
         principal.require_user()?;
         let org_id = principal.require_org()?;
-        if !matches!(principal.org_role.as_deref(), Some("owner" | "admin")) {
-            return Err(Error::PermissionDenied(
-                "only org owners and admins read the audit trail".into(),
-            )
-            .into());
-        }
+        rules::may_read_audit(rules::org_role(principal))?;
         let request = request.get_ref();
         let page = Page::of(
             request.page_size,
@@ -1371,6 +1373,7 @@ impl TenancyService for Tenancy {
         let target_id = ids::parse_optional("target_id", &request.target_id)?;
         let rows = self
             .storage
+            .tenancy
             .audit_events(audit::Filter {
                 org_id,
                 actor_user_id: &actor_user_id,

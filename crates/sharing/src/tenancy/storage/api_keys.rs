@@ -5,8 +5,8 @@ use agentshare_kit::identity::Principal;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit;
-use crate::storage::Storage;
+use super::TenancyStorage;
+use crate::tenancy::storage::audit;
 
 /// How much of the secret listings show.
 pub const SHOWN_PREFIX_CHARS: usize = 12;
@@ -66,7 +66,7 @@ fn from_row(row: &AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
     })
 }
 
-impl Storage {
+impl TenancyStorage {
     /// Creates a key and records `api_key.created`, in one transaction.
     pub async fn create_api_key(
         &self,

@@ -7,8 +7,8 @@ use agentshare_kit::identity::Principal;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit;
-use crate::storage::Storage;
+use super::TenancyStorage;
+use crate::tenancy::storage::audit;
 
 #[derive(Clone)]
 pub struct ProjectRow {
@@ -53,7 +53,7 @@ pub struct Viewer<'a> {
     pub workspaces_enabled: bool,
 }
 
-impl Storage {
+impl TenancyStorage {
     pub async fn create_project(&self, project: &ProjectRow) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO projects (id, org_id, home_workspace_id, owner_user_id, name, description, revision, \

@@ -1,11 +1,12 @@
-//! Sharing's SQL. Nothing here decides who may do what.
+//! Users and orgs: storage. An org is created with its default workspace and
+//! its owner's memberships in one transaction.
 
-use agentshare_kit::clock::Clock;
-use agentshare_kit::db::{Db, is_unique_violation, new_id};
-use agentshare_kit::events::{self, EventLog, NewEvent};
+use agentshare_kit::db::{is_unique_violation, new_id};
+use agentshare_kit::events::{self, NewEvent};
 use sqlx::Row;
 
-use crate::domain::OrgRole;
+use super::TenancyStorage;
+use crate::tenancy::rules::OrgRole;
 
 pub struct OrgRow {
     pub id: String,
@@ -24,24 +25,7 @@ pub struct WorkspaceRow {
     pub created_at: i64,
 }
 
-#[derive(Clone)]
-pub struct Storage {
-    pub db: Db,
-    pub clock: Clock,
-    pub events: EventLog,
-}
-
-impl Storage {
-    /// Commits a change and wakes this replica's event watchers at once.
-    pub async fn commit(
-        &self,
-        tx: sqlx::Transaction<'static, sqlx::Any>,
-    ) -> Result<(), sqlx::Error> {
-        tx.commit().await?;
-        self.events.committed();
-        Ok(())
-    }
-
+impl TenancyStorage {
     /// The user with this IdP subject, created on first sight. Email and
     /// name follow the latest token.
     pub async fn upsert_user(

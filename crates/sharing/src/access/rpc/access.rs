@@ -12,14 +12,14 @@ use pb::access_service_server::AccessService;
 use store_pb::store_internal_service_client::StoreInternalServiceClient;
 use tonic::{Request, Response, Status};
 
-use crate::access::{self, Action, Explanation, Subject};
-use crate::agent_access::{AccessState, AgentRow};
-use crate::domain::OrgRole;
-use crate::pins::PinRow;
-use crate::plan::{self, ConnectionOwner, Plan, SessionFacts, VersionSource};
-use crate::scope;
-use crate::setup::{self, Runner};
-use crate::storage::Storage;
+use crate::access::rules::decision::{self, Action, Explanation, Subject};
+use crate::access::rules::plan::{self, ConnectionOwner, Plan, SessionFacts, VersionSource};
+use crate::access::rules::scope;
+use crate::access::storage::agent_access::{AccessState, AgentRow};
+use crate::access::storage::pins::PinRow;
+use crate::common::Storage;
+use crate::connections::setup::{self, Runner};
+use crate::tenancy::rules::OrgRole;
 
 /// The most agents one CheckBulk answers.
 pub const MAX_BULK: usize = 1000;
@@ -131,9 +131,9 @@ fn administers(caller: &Subject, agent: Option<&AgentRow>) -> bool {
     let Some(agent) = agent else {
         return false;
     };
-    let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+    let org_admin = caller.org_role.is_some_and(OrgRole::manages_org);
     (org_admin && agent.org_id == caller.org_id)
-        || access::visible(&access::explain(Some(agent), caller, Action::View))
+        || decision::visible(&decision::explain(Some(agent), caller, Action::View))
 }
 
 impl Access {
@@ -159,7 +159,7 @@ impl Access {
                 return self.holder(&caller, agent, &grant_id, user_id).await;
             }
         };
-        let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let org_admin = caller.org_role.is_some_and(OrgRole::manages_org);
         let owns = agent.is_some_and(|a| a.owner_user_id == caller.user_id);
         if !org_admin && !owns {
             return Err(Error::PermissionDenied(
@@ -168,6 +168,7 @@ impl Access {
         }
         let org = self
             .storage
+            .tenancy
             .org(&caller.org_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("org {}", caller.org_id)))?;
@@ -183,7 +184,7 @@ impl Access {
         grant_id: &str,
         user_id: String,
     ) -> Result<Subject, Error> {
-        let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let org_admin = caller.org_role.is_some_and(OrgRole::manages_org);
         let owns = agent.is_some_and(|a| a.owner_user_id == caller.user_id);
         if !org_admin && !owns {
             return Err(Error::PermissionDenied(
@@ -192,17 +193,19 @@ impl Access {
         }
         let grant = self
             .storage
+            .access
             .grant(grant_id)
             .await?
             .filter(|g| g.org_id == caller.org_id)
             .ok_or_else(|| Error::not_found(format!("grant {grant_id}")))?;
         Ok(Subject {
-            grant: Some(crate::access::GrantHeld {
+            grant: Some(crate::access::rules::decision::GrantHeld {
                 id: grant.id.clone(),
                 kind: grant.kind,
                 agent_id: grant.agent_id.clone(),
                 state: grant.state_at(self.storage.clock.now_micros()),
-                with_user: !user_id.is_empty() || grant.kind == crate::grants::GrantKind::Delegate,
+                with_user: !user_id.is_empty()
+                    || grant.kind == crate::access::storage::grants::GrantKind::Delegate,
             }),
             user_id,
             org_role: None,
@@ -221,8 +224,13 @@ impl Access {
     ) -> Result<AgentRow, Error> {
         let agent_id = ids::parse("agent_id", agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
-        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
-        access::require(agent, &agent_id, &subject, action)
+        let agent = self
+            .storage
+            .access
+            .agent(&agent_id)
+            .await
+            .map_err(Error::from)?;
+        decision::require(agent, &agent_id, &subject, action)
     }
 }
 
@@ -236,7 +244,12 @@ impl AccessService for Access {
         let request = request.get_ref();
         let action = Action::of(request.action, None)?;
         let agent_id = ids::parse("agent_id", &request.agent_id)?;
-        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
+        let agent = self
+            .storage
+            .access
+            .agent(&agent_id)
+            .await
+            .map_err(Error::from)?;
         let subject = self
             .subject_for(
                 principal,
@@ -245,7 +258,7 @@ impl AccessService for Access {
                 &agent_id,
             )
             .await?;
-        let explanation = access::explain(agent.as_ref(), &subject, action);
+        let explanation = decision::explain(agent.as_ref(), &subject, action);
         Ok(Response::new(pb::CheckResponse {
             allowed: explanation.allowed,
             reason: explanation.reason.into(),
@@ -274,9 +287,14 @@ impl AccessService for Access {
         let mut unique = ids.clone();
         unique.sort_unstable();
         unique.dedup();
-        let agents = self.storage.agents(&unique).await.map_err(Error::from)?;
+        let agents = self
+            .storage
+            .access
+            .agents(&unique)
+            .await
+            .map_err(Error::from)?;
         let caller = scope::caller(&self.storage, principal).await?;
-        let org_admin = matches!(caller.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let org_admin = caller.org_role.is_some_and(OrgRole::manages_org);
         let subject = match asked(request.principal.as_ref(), &caller.user_id)? {
             Asked::Caller => caller.clone(),
             Asked::Holder { grant_id, user_id } => {
@@ -293,6 +311,7 @@ impl AccessService for Access {
                 }
                 let org = self
                     .storage
+                    .tenancy
                     .org(&caller.org_id)
                     .await
                     .map_err(Error::from)?
@@ -312,7 +331,7 @@ impl AccessService for Access {
                         || org_admin
                         || agent.is_some_and(|a| a.owner_user_id == caller.user_id));
                 let (allowed, reason) = if may_ask {
-                    let explanation = access::explain(agent, &subject, action);
+                    let explanation = decision::explain(agent, &subject, action);
                     (explanation.allowed, explanation.reason)
                 } else {
                     (false, pb::DecisionReason::NotFound)
@@ -335,7 +354,12 @@ impl AccessService for Access {
         let request = request.get_ref();
         let action = Action::of(request.action, Some(Action::View))?;
         let agent_id = ids::parse("agent_id", &request.agent_id)?;
-        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
+        let agent = self
+            .storage
+            .access
+            .agent(&agent_id)
+            .await
+            .map_err(Error::from)?;
         let subject = self
             .subject_for(
                 principal,
@@ -344,7 +368,7 @@ impl AccessService for Access {
                 &agent_id,
             )
             .await?;
-        let explanation = access::explain(agent.as_ref(), &subject, action);
+        let explanation = decision::explain(agent.as_ref(), &subject, action);
         Ok(Response::new(explanation_to_proto(explanation)))
     }
 
@@ -384,6 +408,7 @@ impl AccessService for Access {
         loop {
             let batch = self
                 .storage
+                .access
                 .my_agent_candidates(
                     &subject.org_id,
                     &subject.user_id,
@@ -398,8 +423,8 @@ impl AccessService for Access {
             after = batch.last().map(|row| row.agent.agent_id.clone());
             for row in batch {
                 let agent = &row.agent;
-                let seen = access::explain(Some(agent), &subject, Action::View);
-                if !access::visible(&seen) {
+                let seen = decision::explain(Some(agent), &subject, Action::View);
+                if !decision::visible(&seen) {
                     continue;
                 }
                 let kind = if agent.owner_user_id == subject.user_id {
@@ -412,7 +437,7 @@ impl AccessService for Access {
                 if relation != pb::AgentRelation::Unspecified && relation != kind {
                     continue;
                 }
-                let can_run = access::explain(Some(agent), &subject, Action::Run).allowed;
+                let can_run = decision::explain(Some(agent), &subject, Action::Run).allowed;
                 rows.push(pb::MyAgent {
                     agent_id: agent.agent_id.clone(),
                     name: agent.name.clone(),
@@ -511,6 +536,7 @@ impl AccessService for Access {
         }
         let pin = self
             .storage
+            .access
             .pin(&agent.agent_id, user, request.version)
             .await
             .map_err(Error::from)?;
@@ -530,6 +556,7 @@ impl AccessService for Access {
             .await?;
         let removed = self
             .storage
+            .access
             .unpin(&agent.agent_id, user)
             .await
             .map_err(Error::from)?;
@@ -547,6 +574,7 @@ impl AccessService for Access {
             .await?;
         let pin = self
             .storage
+            .access
             .pin_of(&agent.agent_id, user)
             .await
             .map_err(Error::from)?;
@@ -597,9 +625,11 @@ pub(super) fn plan_to_proto(plan: &Plan) -> pb::InvocationPlan {
                 connection_status: i
                     .status
                     .map_or(pb::ConnectionStatus::Unspecified, |status| match status {
-                        crate::connections::Status::Live => pb::ConnectionStatus::Live,
-                        crate::connections::Status::Expired => pb::ConnectionStatus::Expired,
-                        crate::connections::Status::Failed => pb::ConnectionStatus::Failed,
+                        crate::connections::storage::Status::Live => pb::ConnectionStatus::Live,
+                        crate::connections::storage::Status::Expired => {
+                            pb::ConnectionStatus::Expired
+                        }
+                        crate::connections::storage::Status::Failed => pb::ConnectionStatus::Failed,
                     })
                     .into(),
             })
@@ -698,12 +728,13 @@ pub(super) async fn plan_for(
         "" => None,
         id => {
             let id = ids::parse("project_id", id)?;
-            let viewer = crate::projects::Viewer {
+            let viewer = crate::tenancy::storage::projects::Viewer {
                 org_id: &subject.org_id,
                 user_id: &subject.user_id,
                 workspaces_enabled: subject.workspaces_enabled,
             };
             let project = storage
+                .tenancy
                 .visible_project(&viewer, &id)
                 .await?
                 .filter(|_| subject.grant.is_none())
@@ -711,7 +742,7 @@ pub(super) async fn plan_for(
             Some(project.home_workspace_id)
         }
     };
-    let agent = storage.agent(&agent_id).await?;
+    let agent = storage.access.agent(&agent_id).await?;
     plan::resolve(
         storage,
         agent,

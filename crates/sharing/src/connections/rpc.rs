@@ -14,16 +14,16 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::connections_service_server::ConnectionsService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{self, Action};
-use crate::agent_access::{AccessState, AgentRow};
-use crate::connections::{ConnectionRow, Flow, Kind, Material, Status as ConnStatus};
-use crate::credentials::Credentials;
-use crate::domain;
-use crate::oauth::{self, TokenError};
-use crate::providers::Provider;
-use crate::scope;
-use crate::setup::{self, Gap, IntegrationSetup, Runner};
-use crate::storage::Storage;
+use crate::access::rules::decision::{self, Action};
+use crate::access::rules::scope;
+use crate::access::storage::agent_access::{AccessState, AgentRow};
+use crate::common::Storage;
+use crate::connections::credentials::Credentials;
+use crate::connections::oauth::{self, TokenError};
+use crate::connections::providers::Provider;
+use crate::connections::setup::{self, Gap, IntegrationSetup, Runner};
+use crate::connections::storage::{ConnectionRow, Flow, Kind, Material, Status as ConnStatus};
+use crate::tenancy;
 
 /// The largest API key accepted.
 const MAX_KEY_BYTES: usize = 8 * 1024;
@@ -184,6 +184,7 @@ impl Connections {
     async fn own(&self, user: &str, id: &str) -> Result<ConnectionRow, Error> {
         let id = ids::parse("connection_id", id)?;
         self.storage
+            .connections
             .connection(user, &id)
             .await?
             .ok_or_else(|| Error::not_found(format!("connection {id}")))
@@ -203,7 +204,7 @@ impl Connections {
                 format!("{} is not an OAuth provider", provider.key),
             )
         })?;
-        if self.storage.pending_flows(user).await? >= MAX_PENDING_FLOWS {
+        if self.storage.connections.pending_flows(user).await? >= MAX_PENDING_FLOWS {
             return Err(Error::ResourceExhausted(format!(
                 "you have {MAX_PENDING_FLOWS} OAuth flows pending; complete one or wait 10 minutes"
             )));
@@ -224,7 +225,7 @@ impl Connections {
             expires_at,
             used_at: None,
         };
-        self.storage.insert_flow(&digest, &flow).await?;
+        self.storage.connections.insert_flow(&digest, &flow).await?;
         Ok((authorization.url, state, expires_at))
     }
 
@@ -238,11 +239,12 @@ impl Connections {
         let user = principal.require_user()?;
         let agent_id = ids::parse("agent_id", agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
-        let agent = self.storage.agent(&agent_id).await?;
-        let agent = access::require(agent, &agent_id, &subject, Action::ConfigureOwn)?;
+        let agent = self.storage.access.agent(&agent_id).await?;
+        let agent = decision::require(agent, &agent_id, &subject, Action::ConfigureOwn)?;
         let grant_pin = match &subject.grant {
             Some(held) => self
                 .storage
+                .access
                 .grant(&held.id)
                 .await?
                 .and_then(|g| g.pinned_version),
@@ -254,6 +256,7 @@ impl Connections {
             pinned
         } else {
             self.storage
+                .access
                 .pin_of(&agent.agent_id, user)
                 .await?
                 .map_or(agent.latest_version, |pin| pin.version)
@@ -285,6 +288,7 @@ impl Connections {
         .unwrap_or_default();
         let completed = self
             .storage
+            .connections
             .setup_completed_at(&agent.agent_id, user)
             .await?;
         let proto = setup_to_proto(&agent.agent_id, version, &setups, completed);
@@ -302,14 +306,14 @@ impl ConnectionsService for Connections {
         let user = principal.require_user()?;
         let request = request.get_ref();
         let provider = self.provider(&request.provider, Kind::ApiKey)?;
-        let label = domain::display_name("label", &request.label)?;
+        let label = tenancy::rules::display_name("label", &request.label)?;
         let key = api_key(&request.api_key)?;
         let now = self.storage.clock.now_micros();
         let expires_at = request.expire_time.as_ref().map(micros_of);
         if expires_at.is_some_and(|at| at <= now) {
             return Err(Error::invalid("expire_time", "must be in the future").into());
         }
-        let id = self.storage.new_connection_id();
+        let id = self.storage.connections.new_connection_id();
         let row = ConnectionRow {
             secret: self
                 .credentials
@@ -331,6 +335,7 @@ impl ConnectionsService for Connections {
             last_tested_at: None,
         };
         self.storage
+            .connections
             .insert_connection(&row)
             .await
             .map_err(Error::from)?;
@@ -347,7 +352,7 @@ impl ConnectionsService for Connections {
         let user = principal.require_user()?;
         let request = request.get_ref();
         let provider = self.provider(&request.provider, Kind::OAuth)?;
-        let label = domain::display_name("label", &request.label)?;
+        let label = tenancy::rules::display_name("label", &request.label)?;
         let (authorize_url, state, expires_at) =
             self.start_flow(user, provider, &label, None).await?;
         Ok(Response::new(pb::StartOAuthConnectionResponse {
@@ -377,6 +382,7 @@ impl ConnectionsService for Connections {
         // Another user's flow reads exactly like an unknown one.
         let flow = self
             .storage
+            .connections
             .take_flow(&digest)
             .await
             .map_err(Error::from)?
@@ -430,13 +436,14 @@ impl ConnectionsService for Connections {
             Some(id) => {
                 let material = self.credentials.seal_tokens(id, &tokens, &config.scopes)?;
                 self.storage
+                    .connections
                     .replace_material(id, &material)
                     .await
                     .map_err(Error::from)?;
                 self.own(user, id).await?
             }
             None => {
-                let id = self.storage.new_connection_id();
+                let id = self.storage.connections.new_connection_id();
                 let material = self.credentials.seal_tokens(&id, &tokens, &config.scopes)?;
                 let row = ConnectionRow {
                     id,
@@ -456,6 +463,7 @@ impl ConnectionsService for Connections {
                     last_tested_at: None,
                 };
                 self.storage
+                    .connections
                     .insert_connection(&row)
                     .await
                     .map_err(Error::from)?;
@@ -481,6 +489,7 @@ impl ConnectionsService for Connections {
         )?;
         let rows = self
             .storage
+            .connections
             .connections_of(user, &request.provider, page.after(), page.limit())
             .await
             .map_err(Error::from)?;
@@ -513,6 +522,7 @@ impl ConnectionsService for Connections {
         let id = ids::parse("connection_id", &request.get_ref().connection_id)?;
         let removed = self
             .storage
+            .connections
             .delete_connection(user, &id)
             .await
             .map_err(Error::from)?
@@ -564,6 +574,7 @@ impl ConnectionsService for Connections {
             ConnStatus::Failed
         };
         self.storage
+            .connections
             .record_check(&row.id, recorded, if ok { "" } else { &message })
             .await
             .map_err(Error::from)?;
@@ -597,6 +608,7 @@ impl ConnectionsService for Connections {
                     scopes: Vec::new(),
                 };
                 self.storage
+                    .connections
                     .replace_material(&row.id, &material)
                     .await
                     .map_err(Error::from)?;
@@ -681,6 +693,7 @@ impl ConnectionsService for Connections {
             .into());
         }
         self.storage
+            .connections
             .bind(
                 &agent.agent_id,
                 user,
@@ -715,6 +728,7 @@ impl ConnectionsService for Connections {
             .into());
         }
         self.storage
+            .connections
             .unbind(&agent.agent_id, user, &request.integration_key)
             .await
             .map_err(Error::from)?;
@@ -736,6 +750,7 @@ impl ConnectionsService for Connections {
         let (setups, _) = self.agent_setup(user, &agent, version, runner).await?;
         if setup::ready(&setups) {
             self.storage
+                .connections
                 .complete_setup(&agent.agent_id, user)
                 .await
                 .map_err(Error::from)?;

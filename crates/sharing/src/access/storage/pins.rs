@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::storage::Storage;
+use super::AccessStorage;
 
 pub struct PinRow {
     pub agent_id: String,
@@ -13,7 +13,7 @@ pub struct PinRow {
     pub created_at: i64,
 }
 
-impl Storage {
+impl AccessStorage {
     /// Sets or replaces the user's pin.
     pub async fn pin(
         &self,

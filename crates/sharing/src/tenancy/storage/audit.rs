@@ -9,7 +9,7 @@ use agentshare_kit::identity::Principal;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::storage::Storage;
+use super::TenancyStorage;
 
 /// How the actor authenticated, as stored.
 pub fn credential_kind(principal: &Principal) -> &'static str {
@@ -123,7 +123,7 @@ fn from_row(row: &AnyRow) -> Result<AuditRow, sqlx::Error> {
     })
 }
 
-impl Storage {
+impl TenancyStorage {
     /// An org's audit events, newest first.
     pub async fn audit_events(&self, filter: Filter<'_>) -> Result<Vec<AuditRow>, sqlx::Error> {
         sqlx::query(

@@ -7,8 +7,7 @@ use agentshare_kit::db::placeholders;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::secrets::Sealed;
-use crate::storage::Storage;
+use crate::connections::secrets::Sealed;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -189,7 +188,12 @@ pub struct IntegrationRow {
     pub builder_connection_id: String,
 }
 
-impl Storage {
+crate::common::part_storage!(
+    /// Connections' SQL: connections, OAuth flows and agent setups.
+    ConnectionStorage
+);
+
+impl ConnectionStorage {
     /// A new id for a connection about to be sealed: the id is part of
     /// where its secret is bound.
     pub fn new_connection_id(&self) -> String {

@@ -11,7 +11,7 @@ use agentshare_proto::events::v1::Event;
 use agentshare_proto::sharing::v1 as pb;
 use sqlx::Row;
 
-use crate::storage::Storage;
+use super::AccessStorage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccessState {
@@ -186,7 +186,7 @@ pub struct Synced {
     pub stored_revision: i64,
 }
 
-impl Storage {
+impl AccessStorage {
     /// Writes `facts` unless sharing already holds this revision or a later
     /// one. Deployed versions are immutable: one already stored is kept as
     /// it is. The home workspace is locked, so a concurrent DeleteWorkspace
@@ -303,31 +303,30 @@ impl Storage {
             stored_revision: facts.revision,
         })
     }
+}
 
-    /// The non-deleted agents whose home is `workspace_id`, up to `limit`,
-    /// for the message that says what to move or delete first.
-    pub async fn agents_homed_in(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        workspace_id: &str,
-        limit: i64,
-    ) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query(
-            "SELECT name, agent_id FROM agent_access WHERE home_workspace_id = $1 \
-             AND state <> 'deleted' ORDER BY agent_id LIMIT $2",
-        )
-        .bind(workspace_id)
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .map(|row| {
-            let name: String = row.try_get("name")?;
-            let id: String = row.try_get("agent_id")?;
-            Ok(format!("agent {name:?} ({id})"))
-        })
-        .collect()
-    }
+/// The non-deleted agents whose home is `workspace_id`, up to `limit`,
+/// for the message that says what to move or delete first.
+pub async fn agents_homed_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    workspace_id: &str,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "SELECT name, agent_id FROM agent_access WHERE home_workspace_id = $1 \
+         AND state <> 'deleted' ORDER BY agent_id LIMIT $2",
+    )
+    .bind(workspace_id)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .map(|row| {
+        let name: String = row.try_get("name")?;
+        let id: String = row.try_get("agent_id")?;
+        Ok(format!("agent {name:?} ({id})"))
+    })
+    .collect()
 }
 
 /// Writes one version's integrations; `keep_stored` leaves a version that
@@ -365,7 +364,7 @@ async fn insert_integrations(
 
 /// Applies one agent's facts. The first two syncs of a new agent may race to
 /// insert it; the loser tries once more and finds the row.
-pub async fn sync(storage: &Storage, facts: pb::AgentAccessFacts) -> Result<Synced, Error> {
+pub async fn sync(storage: &AccessStorage, facts: pb::AgentAccessFacts) -> Result<Synced, Error> {
     let facts = facts_of(facts)?;
     match storage.sync_agent(&facts).await {
         Err(Error::Aborted(_)) => storage.sync_agent(&facts).await,
@@ -377,7 +376,7 @@ pub async fn sync(storage: &Storage, facts: pb::AgentAccessFacts) -> Result<Sync
 /// that never reached sharing is applied when its event arrives. Facts that
 /// can never apply (an org sharing does not know) are logged and passed
 /// over, so they do not hold back the events behind them.
-pub async fn repair(storage: &Storage, event: &Event) -> Result<(), Error> {
+pub async fn repair(storage: &AccessStorage, event: &Event) -> Result<(), Error> {
     let payload: serde_json::Value = match serde_json::from_str(&event.payload_json) {
         Ok(payload) => payload,
         Err(error) => {
@@ -469,7 +468,7 @@ pub struct Listed {
     pub pinned_version: Option<i64>,
 }
 
-impl Storage {
+impl AccessStorage {
     /// The agent's facts, if registry has synced it.
     pub async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
         Ok(self
@@ -599,10 +598,10 @@ impl Storage {
             .await?;
         }
         // The audit record is also the `agent.workspaces_changed` event.
-        crate::audit::record(
+        crate::tenancy::storage::audit::record(
             &mut tx,
             &self.clock,
-            crate::audit::Change {
+            crate::tenancy::storage::audit::Change {
                 org_id: &agent.org_id,
                 actor,
                 action: "agent.workspaces_changed",

@@ -10,9 +10,9 @@ use agentshare_kit::Error;
 use agentshare_proto::sharing::v1 as pb;
 use pb::{AccessPathKind as PathKind, DecisionReason as Reason};
 
-use crate::agent_access::{AccessState, AgentRow};
-use crate::domain::OrgRole;
-use crate::grants::{GrantKind, GrantState};
+use crate::access::storage::agent_access::{AccessState, AgentRow};
+use crate::access::storage::grants::{GrantKind, GrantState};
+use crate::tenancy::rules::OrgRole;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -203,7 +203,7 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
     }
     let role = subject.org_role.filter(|_| subject.org_id == agent.org_id);
     let viewer = role == Some(OrgRole::Viewer);
-    let org_admin = matches!(role, Some(OrgRole::Owner | OrgRole::Admin));
+    let org_admin = role.is_some_and(OrgRole::manages_org);
     fact(
         "principal.org_role",
         &subject.user_id,

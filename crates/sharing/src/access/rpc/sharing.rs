@@ -13,13 +13,14 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::sharing_service_server::SharingService;
 use tonic::{Request, Response, Status};
 
-use super::tenancy::workspace_to_proto;
-use crate::access::{self, Action, Subject};
-use crate::agent_access::{AccessState, AgentRow};
-use crate::domain::{self, OrgRole};
-use crate::grants::{GrantKind, GrantRow, GrantState};
-use crate::scope;
-use crate::storage::Storage;
+use crate::access::rules::decision::{self, Action, Subject};
+use crate::access::rules::scope;
+use crate::access::storage::agent_access::{AccessState, AgentRow};
+use crate::access::storage::grants::{GrantKind, GrantRow, GrantState};
+use crate::common::Storage;
+use crate::tenancy;
+use crate::tenancy::rpc::workspace_to_proto;
+use crate::tenancy::rules::OrgRole;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{random_token, secret_digest};
 use agentshare_kit::server::ServiceChannel;
@@ -52,8 +53,8 @@ impl Sharing {
     ) -> Result<(AgentRow, Subject), Error> {
         let agent_id = ids::parse("agent_id", agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
-        let agent = self.storage.agent(&agent_id).await?;
-        let agent = access::require(agent, &agent_id, &subject, action)?;
+        let agent = self.storage.access.agent(&agent_id).await?;
+        let agent = decision::require(agent, &agent_id, &subject, action)?;
         Ok((agent, subject))
     }
 
@@ -65,9 +66,10 @@ impl Sharing {
         subject: &Subject,
         shared: bool,
     ) -> Result<pb::AgentSharingState, Error> {
-        let org_admin = matches!(subject.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let org_admin = subject.org_role.is_some_and(OrgRole::manages_org);
         let accessible = self
             .storage
+            .tenancy
             .workspaces_visible_to(&agent.org_id, &subject.user_id, org_admin, None, i64::MAX)
             .await?;
         let workspaces = agent
@@ -101,6 +103,7 @@ impl SharingService for Sharing {
             );
         }
         self.storage
+            .access
             .set_shared(&agent, true)
             .await
             .map_err(Error::from)?;
@@ -118,6 +121,7 @@ impl SharingService for Sharing {
             .owned(principal, &request.get_ref().agent_id, Action::Share)
             .await?;
         self.storage
+            .access
             .set_shared(&agent, false)
             .await
             .map_err(Error::from)?;
@@ -136,6 +140,7 @@ impl SharingService for Sharing {
             .await?;
         let losing = if agent.shared && agent.state == AccessState::Active {
             self.storage
+                .access
                 .users_reaching(
                     &agent,
                     subject.workspaces_enabled,
@@ -222,12 +227,12 @@ impl SharingService for Sharing {
             .owned(principal, &request.agent_id, Action::Share)
             .await?;
         if agent.is_managed {
-            return Err(Error::PermissionDenied(access::denial_message(
+            return Err(Error::PermissionDenied(decision::denial_message(
                 pb::DecisionReason::ManagedAgent,
             ))
             .into());
         }
-        domain::require_step_up(
+        tenancy::rules::require_step_up(
             principal,
             self.storage.clock.now_secs(),
             self.step_up_max_age_secs,
@@ -252,9 +257,10 @@ impl SharingService for Sharing {
             }
             requested.push(id);
         }
-        let org_admin = matches!(subject.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let org_admin = subject.org_role.is_some_and(OrgRole::manages_org);
         let accessible: HashSet<String> = self
             .storage
+            .tenancy
             .workspaces_visible_to(&agent.org_id, &subject.user_id, org_admin, None, i64::MAX)
             .await
             .map_err(Error::from)?
@@ -265,6 +271,7 @@ impl SharingService for Sharing {
             if !accessible.contains(id)
                 && !self
                     .storage
+                    .tenancy
                     .workspace_exists(&agent.org_id, id)
                     .await
                     .map_err(Error::from)?
@@ -295,6 +302,7 @@ impl SharingService for Sharing {
         }
         let (added, removed) = self
             .storage
+            .access
             .set_agent_workspaces(principal, &agent, &after)
             .await
             .map_err(Error::from)?;
@@ -339,6 +347,7 @@ impl SharingService for Sharing {
         loop {
             let batch = self
                 .storage
+                .access
                 .grants_of(&agent.agent_id, after.as_deref(), page.limit())
                 .await
                 .map_err(Error::from)?;
@@ -369,6 +378,7 @@ impl SharingService for Sharing {
         let not_found = || Error::not_found(format!("grant {grant_id}"));
         let grant = self
             .storage
+            .access
             .grant(&grant_id)
             .await
             .map_err(Error::from)?
@@ -381,11 +391,13 @@ impl SharingService for Sharing {
                 other => other,
             })?;
         self.storage
+            .access
             .revoke_grant(&grant)
             .await
             .map_err(Error::from)?;
         let grant = self
             .storage
+            .access
             .grant(&grant_id)
             .await
             .map_err(Error::from)?
@@ -402,8 +414,13 @@ impl SharingService for Sharing {
         let principal = Principal::of(&request)?;
         let agent_id = ids::parse("agent_id", &request.get_ref().agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
-        let agent = self.storage.agent(&agent_id).await.map_err(Error::from)?;
-        let org_admin = matches!(subject.org_role, Some(OrgRole::Owner | OrgRole::Admin));
+        let agent = self
+            .storage
+            .access
+            .agent(&agent_id)
+            .await
+            .map_err(Error::from)?;
+        let org_admin = subject.org_role.is_some_and(OrgRole::manages_org);
         let agent = match agent {
             Some(agent)
                 if org_admin
@@ -412,11 +429,12 @@ impl SharingService for Sharing {
             {
                 agent
             }
-            other => access::require(other, &agent_id, &subject, Action::ManageGrants)?,
+            other => decision::require(other, &agent_id, &subject, Action::ManageGrants)?,
         };
         let grants = self.surviving_grants(&agent.agent_id).await?;
         let pins = self
             .storage
+            .access
             .pins_of(&agent.agent_id)
             .await
             .map_err(Error::from)?;
@@ -494,6 +512,7 @@ impl Sharing {
         let now = self.storage.clock.now_micros();
         Ok(self
             .storage
+            .access
             .grants_of(agent_id, None, MAX_ACTIVE_GRANTS * 10)
             .await?
             .into_iter()
@@ -513,7 +532,7 @@ impl Sharing {
             Ok(pb::GrantKind::Delegate) => GrantKind::Delegate,
             _ => return Err(Error::invalid("kind", "must be INVOKE or DELEGATE")),
         };
-        let label = domain::display_name("label", &request.label)?;
+        let label = tenancy::rules::display_name("label", &request.label)?;
         if agent.state != AccessState::Active {
             return Err(Error::FailedPrecondition(
                 "deploy the agent before granting access to it".into(),
@@ -532,7 +551,13 @@ impl Sharing {
                 agent.agent_id, agent.latest_version
             )));
         }
-        if self.storage.active_grant_count(&agent.agent_id).await? >= MAX_ACTIVE_GRANTS {
+        if self
+            .storage
+            .access
+            .active_grant_count(&agent.agent_id)
+            .await?
+            >= MAX_ACTIVE_GRANTS
+        {
             return Err(Error::ResourceExhausted(format!(
                 "agent {} has {MAX_ACTIVE_GRANTS} active grants; revoke one first",
                 agent.agent_id
@@ -555,6 +580,7 @@ impl Sharing {
             ended_at: None,
         };
         self.storage
+            .access
             .insert_grant(&grant, &secret_digest(&token))
             .await?;
         Ok(pb::CreateGrantResponse {

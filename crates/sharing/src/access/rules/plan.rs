@@ -5,12 +5,12 @@
 use agentshare_kit::Error;
 use agentshare_kit::error::{SetupGap, SetupGapKind};
 
-use crate::access::{self, Action, StoreScope, Subject};
-use crate::agent_access::{AccessState, AgentRow};
-use crate::connections::ConnectionRow;
-use crate::grants::GrantKind;
-use crate::setup::{self, Gap, IntegrationSetup, Runner};
-use crate::storage::Storage;
+use crate::access::rules::decision::{self, Action, StoreScope, Subject};
+use crate::access::storage::agent_access::{AccessState, AgentRow};
+use crate::access::storage::grants::GrantKind;
+use crate::common::Storage;
+use crate::connections::setup::{self, Gap, IntegrationSetup, Runner};
+use crate::connections::storage::ConnectionRow;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VersionSource {
@@ -35,7 +35,7 @@ pub struct IntegrationPlan {
     /// The connection the run uses, when there is one.
     pub connection: Option<ConnectionRow>,
     /// That connection's status when the plan was made.
-    pub status: Option<crate::connections::Status>,
+    pub status: Option<crate::connections::storage::Status>,
 }
 
 pub struct Plan {
@@ -136,7 +136,7 @@ fn tests_draft(agent: Option<&AgentRow>, subject: &Subject) -> bool {
         return false;
     }
     if agent.is_default {
-        access::explain(Some(agent), subject, Action::Edit).allowed
+        decision::explain(Some(agent), subject, Action::Edit).allowed
     } else {
         agent.owner_user_id == subject.user_id
     }
@@ -156,7 +156,7 @@ pub async fn resolve(
     if options.draft && !owner_testing {
         // Only the owner tests the draft; anyone else is told so once they
         // may see the agent at all.
-        access::require(agent, agent_id, subject, Action::View)?;
+        decision::require(agent, agent_id, subject, Action::View)?;
         return Err(Error::PermissionDenied(
             "only the agent's owner runs its draft (test mode)".into(),
         ));
@@ -180,21 +180,24 @@ pub async fn resolve(
     let agent = match options.session {
         Some(_) => {
             let row = agent.clone();
-            access::require(agent, agent_id, subject, action)
+            decision::require(agent, agent_id, subject, action)
                 .map_err(|refusal| session_refusal(row.as_ref(), refusal))?
         }
-        None => access::require(agent, agent_id, subject, action)?,
+        None => decision::require(agent, agent_id, subject, action)?,
     };
     let runner = runner_of(&agent, subject);
 
     let grant = match &subject.grant {
-        Some(held) => storage.grant(&held.id).await?,
+        Some(held) => storage.access.grant(&held.id).await?,
         None => None,
     };
     let user_pin = if subject.user_id.is_empty() || runner == Runner::Delegate {
         None
     } else {
-        storage.pin_of(&agent.agent_id, &subject.user_id).await?
+        storage
+            .access
+            .pin_of(&agent.agent_id, &subject.user_id)
+            .await?
     };
     let (version, source) = if owner_testing {
         (0, VersionSource::Draft)
@@ -206,7 +209,7 @@ pub async fn resolve(
         (agent.latest_version, VersionSource::Latest)
     };
     if version == 0 && !owner_testing && agent.state == AccessState::Draft {
-        return Err(Error::FailedPrecondition(access::denial_message(
+        return Err(Error::FailedPrecondition(decision::denial_message(
             agentshare_proto::sharing::v1::DecisionReason::AgentDraft,
         )));
     }
@@ -239,7 +242,7 @@ pub async fn resolve(
         .filter(|s| s.uses_builder)
         .map(|s| s.integration.builder_connection_id.clone())
         .collect();
-    let builders = storage.connections_by_id(&builder_ids).await?;
+    let builders = storage.connections.connections_by_id(&builder_ids).await?;
     let now = storage.clock.now_micros();
     let integrations = setups
         .into_iter()
@@ -326,16 +329,16 @@ pub fn store_of(agent: &AgentRow, subject: &Subject) -> Result<(String, StoreSco
             format!("agent-{}/{}", agent.agent_id, agent.home_workspace_id),
             StoreScope::AgentHome,
         )),
-        None => access::user_store(agent, subject),
+        None => decision::user_store(agent, subject),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::GrantHeld;
-    use crate::domain::OrgRole;
-    use crate::grants::GrantState;
+    use crate::access::rules::decision::GrantHeld;
+    use crate::access::storage::grants::GrantState;
+    use crate::tenancy::rules::OrgRole;
 
     fn agent(owner: &str, is_default: bool) -> AgentRow {
         AgentRow {

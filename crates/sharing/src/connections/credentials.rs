@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use agentshare_kit::Error;
 
-use crate::connections::{ConnectionRow, Kind, Material};
-use crate::oauth::{self, TokenError, Tokens};
-use crate::providers::Providers;
-use crate::secrets::SecretBox;
-use crate::storage::Storage;
+use crate::common::Storage;
+use crate::connections::oauth::{self, TokenError, Tokens};
+use crate::connections::providers::Providers;
+use crate::connections::secrets::SecretBox;
+use crate::connections::storage::{ConnectionRow, Kind, Material};
 
 #[derive(Clone)]
 pub struct Credentials {
@@ -59,7 +59,7 @@ impl Credentials {
     /// that has ended is refreshed first. A refresh the provider refuses
     /// marks the connection FAILED with "reconnect".
     pub async fn fresh_secret(&self, connection: &ConnectionRow) -> Result<String, Error> {
-        let unsealable = |e: crate::secrets::Unsealable| Error::internal(e);
+        let unsealable = |e: crate::connections::secrets::Unsealable| Error::internal(e);
         let now = self.storage.clock.now_micros();
         let ended = connection.access_expires_at.is_some_and(|at| at <= now);
         if connection.kind == Kind::OAuth
@@ -91,6 +91,7 @@ impl Credentials {
                         let material =
                             self.seal_tokens(&connection.id, &tokens, &connection.scopes)?;
                         self.storage
+                            .connections
                             .replace_material(&connection.id, &material)
                             .await?;
                         Ok(tokens.access_token)
@@ -101,6 +102,7 @@ impl Credentials {
                             connection.provider
                         );
                         self.storage
+                            .connections
                             .fail_connection(&connection.id, &message)
                             .await?;
                         Err(Error::FailedPrecondition(format!(

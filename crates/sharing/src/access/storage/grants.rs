@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::storage::Storage;
+use super::AccessStorage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrantKind {
@@ -91,7 +91,7 @@ fn grant_of(row: &AnyRow) -> Result<GrantRow, sqlx::Error> {
     })
 }
 
-impl Storage {
+impl AccessStorage {
     /// Stores a grant, recording `grant.created`.
     pub async fn insert_grant(
         &self,
@@ -235,7 +235,10 @@ impl Storage {
     }
 
     /// Every pin of an agent, for its reach.
-    pub async fn pins_of(&self, agent_id: &str) -> Result<Vec<crate::pins::PinRow>, sqlx::Error> {
+    pub async fn pins_of(
+        &self,
+        agent_id: &str,
+    ) -> Result<Vec<crate::access::storage::pins::PinRow>, sqlx::Error> {
         sqlx::query(
             "SELECT user_id, version, created_at FROM pins WHERE agent_id = $1 ORDER BY user_id",
         )
@@ -244,7 +247,7 @@ impl Storage {
         .await?
         .iter()
         .map(|row| {
-            Ok(crate::pins::PinRow {
+            Ok(crate::access::storage::pins::PinRow {
                 agent_id: agent_id.to_string(),
                 user_id: row.try_get("user_id")?,
                 version: row.try_get("version")?,

@@ -2,7 +2,7 @@
 //! uses, following the table in DESIGN.md's "Access model (sharing)", and
 //! what still stops a run.
 
-use crate::connections::{ConnectionRow, IntegrationRow, Status};
+use crate::connections::storage::{ConnectionRow, IntegrationRow, Status};
 
 /// How the user comes to run the agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +98,7 @@ pub fn ready(setups: &[IntegrationSetup]) -> bool {
 /// entry is an agent, the version the user would run (0: the draft) and how
 /// they run it.
 pub async fn setups(
-    storage: &crate::storage::Storage,
+    storage: &crate::common::Storage,
     user_id: &str,
     wanted: &[(String, i64, Runner)],
 ) -> Result<Vec<Vec<IntegrationSetup>>, sqlx::Error> {
@@ -106,9 +106,9 @@ pub async fn setups(
         .iter()
         .map(|(agent, version, _)| (agent.clone(), *version))
         .collect();
-    let integrations = storage.integrations_of(&pairs).await?;
+    let integrations = storage.connections.integrations_of(&pairs).await?;
     let agent_ids: Vec<String> = wanted.iter().map(|(agent, _, _)| agent.clone()).collect();
-    let bindings = storage.bindings(user_id, &agent_ids).await?;
+    let bindings = storage.connections.bindings(user_id, &agent_ids).await?;
     let mut builder_ids: Vec<String> = integrations
         .iter()
         .filter(|i| !i.builder_connection_id.is_empty())
@@ -116,7 +116,7 @@ pub async fn setups(
         .collect();
     builder_ids.sort_unstable();
     builder_ids.dedup();
-    let builders = storage.connections_by_id(&builder_ids).await?;
+    let builders = storage.connections.connections_by_id(&builder_ids).await?;
     let now = storage.clock.now_micros();
     Ok(wanted
         .iter()

@@ -4,7 +4,8 @@
 
 use agentshare_kit::Error;
 
-use crate::storage::{OrgRow, Storage};
+use crate::common::Storage;
+use crate::tenancy::storage::orgs::OrgRow;
 
 /// The workspace of a request in `org`:
 /// - with workspaces off, the org's default workspace (the org behaves as
@@ -30,6 +31,7 @@ pub async fn workspace_of(
     }
     if !requested.is_empty() {
         return if storage
+            .tenancy
             .is_workspace_member(&org.id, requested, user_id)
             .await?
         {
@@ -40,12 +42,14 @@ pub async fn workspace_of(
     }
     if let Some(preferred) = preferred.filter(|w| !w.is_empty())
         && storage
+            .tenancy
             .is_workspace_member(&org.id, preferred, user_id)
             .await?
     {
         return Ok(preferred.to_string());
     }
     Ok(storage
+        .tenancy
         .workspace_ids_of(&org.id, user_id)
         .await?
         .into_iter()
@@ -58,32 +62,39 @@ pub async fn workspace_of(
 pub async fn caller(
     storage: &Storage,
     principal: &agentshare_kit::identity::Principal,
-) -> Result<crate::access::Subject, Error> {
+) -> Result<crate::access::rules::decision::Subject, Error> {
     if let Some(grant_id) = &principal.grant_id {
         return grant_holder(storage, principal, grant_id).await;
     }
     let user_id = principal.require_user()?;
     let org_id = principal.require_org()?;
     let org = storage
+        .tenancy
         .org(org_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
     let org_role = match principal.org_role.as_deref() {
-        Some(role) => crate::domain::OrgRole::parse(role),
+        Some(role) => crate::tenancy::rules::OrgRole::parse(role),
         // The scheduler signs a user's Principal when an automation fires
         // and names no role: read it now, so a user removed from the org
         // since they subscribed is refused at fire time.
-        None => Some(storage.org_role(org_id, user_id).await?.ok_or_else(|| {
-            Error::PermissionDenied("you are no longer a member of this org".into())
-        })?),
+        None => Some(
+            storage
+                .tenancy
+                .org_role(org_id, user_id)
+                .await?
+                .ok_or_else(|| {
+                    Error::PermissionDenied("you are no longer a member of this org".into())
+                })?,
+        ),
     };
-    Ok(crate::access::Subject {
+    Ok(crate::access::rules::decision::Subject {
         user_id: user_id.to_string(),
         org_id: org_id.to_string(),
         org_role,
         workspaces_enabled: org.workspaces_enabled,
         active_workspace: principal.workspace_id.clone().filter(|w| !w.is_empty()),
-        memberships: storage.workspace_ids_of(org_id, user_id).await?,
+        memberships: storage.tenancy.workspace_ids_of(org_id, user_id).await?,
         org_default_workspace: org.default_workspace_id,
         grant: None,
     })
@@ -97,19 +108,20 @@ pub async fn member(
     org: &OrgRow,
     user_id: &str,
     requested: &str,
-) -> Result<crate::access::Subject, Error> {
+) -> Result<crate::access::rules::decision::Subject, Error> {
     let role = storage
+        .tenancy
         .org_role(&org.id, user_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
     let workspace = workspace_of(storage, org, user_id, requested, None).await?;
-    Ok(crate::access::Subject {
+    Ok(crate::access::rules::decision::Subject {
         user_id: user_id.to_string(),
         org_id: org.id.clone(),
         org_role: Some(role),
         workspaces_enabled: org.workspaces_enabled,
         active_workspace: Some(workspace).filter(|w| !w.is_empty()),
-        memberships: storage.workspace_ids_of(&org.id, user_id).await?,
+        memberships: storage.tenancy.workspace_ids_of(&org.id, user_id).await?,
         org_default_workspace: org.default_workspace_id.clone(),
         grant: None,
     })
@@ -121,24 +133,26 @@ async fn grant_holder(
     storage: &Storage,
     principal: &agentshare_kit::identity::Principal,
     grant_id: &str,
-) -> Result<crate::access::Subject, Error> {
+) -> Result<crate::access::rules::decision::Subject, Error> {
     let grant = storage
+        .access
         .grant(grant_id)
         .await?
         .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown grant".into()))?;
     let org = storage
+        .tenancy
         .org(&grant.org_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("org {}", grant.org_id)))?;
     let user_id = principal.user_id.clone().unwrap_or_default();
-    let held = crate::access::GrantHeld {
+    let held = crate::access::rules::decision::GrantHeld {
         id: grant.id.clone(),
         kind: grant.kind,
         agent_id: grant.agent_id.clone(),
         state: grant.state_at(storage.clock.now_micros()),
         with_user: !user_id.is_empty(),
     };
-    Ok(crate::access::Subject {
+    Ok(crate::access::rules::decision::Subject {
         user_id,
         org_id: org.id,
         org_role: None,

@@ -1,0 +1,10 @@
+//! Access's SQL: agent access facts, grants and version pins.
+
+pub mod agent_access;
+pub mod grants;
+pub mod pins;
+
+crate::common::part_storage!(
+    /// Access's SQL: agent access facts, grants and version pins.
+    AccessStorage
+);
