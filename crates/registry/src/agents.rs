@@ -166,6 +166,35 @@ impl Agents {
         }
     }
 
+    /// The design a run uses: the draft for version 0, else that version,
+    /// of any live agent. Sharing's plan has already decided that the run
+    /// may happen and which version it runs, so this reads by id alone.
+    pub async fn run_content(
+        &self,
+        agent_id: &str,
+        version_number: i64,
+    ) -> Result<(pb::AgentDraft, AgentRow), Error> {
+        let agent_id = &ids::parse("agent_id", agent_id)?;
+        if version_number < 0 {
+            return Err(Error::invalid(
+                "version_number",
+                "must be 0 (the draft) or a version",
+            ));
+        }
+        let agent = self
+            .storage
+            .agent_for_run(agent_id)
+            .await?
+            .filter(|a| a.state != AgentState::Deleted)
+            .ok_or_else(|| domain::not_found(agent_id))?;
+        let content = if version_number == 0 {
+            agent.draft.clone()
+        } else {
+            self.version_of(agent_id, version_number).await?.content
+        };
+        Ok((content, agent))
+    }
+
     /// The caller's org's default agent, as the caller sees it.
     pub async fn default_agent(&self, caller: &Caller) -> Result<(AgentRow, View), Error> {
         let agent = self.ensure_default_agent(&caller.org_id).await?;

@@ -97,7 +97,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     };
     follow_new_orgs(&context, agents.storage.db.clone(), agents.clone())?;
     let internal = internal::RegistryInternal {
-        storage: agents.storage.clone(),
+        agents: agents.clone(),
     };
     let registry = rpc::Registry { agents };
     let names = [

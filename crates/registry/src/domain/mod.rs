@@ -927,6 +927,26 @@ mod tests {
     }
 
     #[test]
+    fn lists_hold_live_agents_only() {
+        assert_eq!(
+            listed_state(pb::AgentState::Unspecified).expect("all"),
+            None
+        );
+        assert_eq!(
+            listed_state(pb::AgentState::Active).expect("active"),
+            Some(AgentState::Active)
+        );
+        assert_eq!(
+            listed_state(pb::AgentState::Draft).expect("draft"),
+            Some(AgentState::Draft)
+        );
+        assert!(matches!(
+            listed_state(pb::AgentState::Deleted),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
     fn only_the_owner_deletes_and_never_the_default() {
         let default = Standing {
             owner_user_id: "",
