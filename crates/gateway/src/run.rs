@@ -261,17 +261,7 @@ impl RunPath {
             .map(|i| store::IntegrationUse {
                 integration_key: i.integration_key.clone(),
                 provider: i.provider.clone(),
-                connection_owner:
-                    match sharing::ConnectionOwnerKind::try_from(i.connection_owner) {
-                        Ok(sharing::ConnectionOwnerKind::Owner) => store::ConnectionOwner::Owner,
-                        Ok(sharing::ConnectionOwnerKind::Builder) => {
-                            store::ConnectionOwner::Builder
-                        }
-                        Ok(sharing::ConnectionOwnerKind::Caller) => store::ConnectionOwner::Caller,
-                        Ok(sharing::ConnectionOwnerKind::Holder) => store::ConnectionOwner::Holder,
-                        _ => store::ConnectionOwner::Unspecified,
-                    }
-                    .into(),
+                connection_owner: recorded_owner(i.connection_owner()).into(),
             })
             .collect();
         let record = store::InvocationRecord {
@@ -280,7 +270,7 @@ impl RunPath {
             agent_id: plan.agent_id.clone(),
             agent_version_number: plan.version,
             draft_run: spec.draft,
-            caller_kind: caller_kind.into(),
+            caller_kind: store::CallerKind::from(caller_kind).into(),
             user_id: principal.user_id.clone().unwrap_or_default(),
             anonymous: principal.user_id.is_none(),
             grant_id: plan.grant_id.clone(),
@@ -312,7 +302,7 @@ impl RunPath {
                 session_secret: String::new(),
                 version_number: plan.version,
                 draft: spec.draft,
-                billed_to_owner: plan.grant_kind == sharing::GrantKind::Delegate as i32,
+                billed_to_owner: plan.grant_kind() == sharing::GrantKind::Delegate,
             },
             begun_at,
         })
@@ -350,13 +340,7 @@ impl RunPath {
         let history = messages
             .into_iter()
             .map(|m| runtime::SessionMessage {
-                role: match store::MessageRole::try_from(m.role) {
-                    Ok(store::MessageRole::User) => runtime::MessageRole::User,
-                    Ok(store::MessageRole::Assistant) => runtime::MessageRole::Assistant,
-                    Ok(store::MessageRole::Tool) => runtime::MessageRole::Tool,
-                    _ => runtime::MessageRole::Unspecified,
-                }
-                .into(),
+                role: history_role(m.role()).into(),
                 content: m.content,
                 tool_name: m.tool_name,
                 create_time: m.create_time,
@@ -456,9 +440,6 @@ impl RunPath {
             .zip(secrets)
             .map(|(integration, secret)| resolved_connection(integration, secret))
             .collect();
-        // The runtime's enum numbers kinds as the store's does.
-        let caller_kind = runtime::CallerKind::try_from(caller_kind(principal, spec) as i32)
-            .unwrap_or(runtime::CallerKind::Unspecified);
         let automation = spec.automation.clone().unwrap_or_default();
         Ok(runtime::RunRequest {
             run_id: if automation.run_id.is_empty() {
@@ -477,7 +458,7 @@ impl RunPath {
             .into(),
             automation_key: automation.key,
             caller: Some(runtime::RunCaller {
-                kind: caller_kind.into(),
+                kind: runtime::CallerKind::from(caller_kind(principal, spec)).into(),
                 user_id: principal.user_id.clone().unwrap_or_default(),
                 org_id: plan.org_id.clone(),
                 grant_id: plan.grant_id.clone(),
@@ -550,7 +531,7 @@ impl RunPath {
                         Some(Progress::Text(delta.text))
                     }
                     Some(runtime::run_response::Event::ToolCall(call)) => {
-                        if call.status != runtime::ToolCallStatus::Started as i32 {
+                        if call.status() != runtime::ToolCallStatus::Started {
                             answer.tool_calls.push(call.clone());
                         }
                         Some(Progress::Tool(call))
@@ -600,6 +581,7 @@ impl RunPath {
         answer: Answer,
     ) -> Result<Finished, Failed> {
         let result = answer.result.unwrap_or_default();
+        let truncated = result.status() == runtime::RunResultStatus::Truncated;
         let usage = result.usage.unwrap_or_default();
         let output_text = if result.output_text.is_empty() {
             answer.streamed
@@ -611,7 +593,7 @@ impl RunPath {
             .iter()
             .map(|call| store::NewMessage {
                 role: store::MessageRole::Tool.into(),
-                content: if call.status == runtime::ToolCallStatus::Succeeded as i32 {
+                content: if call.status() == runtime::ToolCallStatus::Succeeded {
                     call.result_summary.clone()
                 } else {
                     format!("failed: {}", call.error_message)
@@ -672,7 +654,7 @@ impl RunPath {
             started: recorded.started,
             output_text,
             output_summary,
-            truncated: result.status == runtime::RunResultStatus::Truncated as i32,
+            truncated,
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             duration: answer.duration,
@@ -739,7 +721,16 @@ struct Answer {
     duration: Duration,
 }
 
-/// Checks what the plan does not: the shape of the request.
+/// Checks what the plan does not: the shape of the request, every bad field
+/// at once, and what a share token may not ask of a run.
+///
+/// The two share-token refusals stay here, ahead of sharing's plan, because
+/// the plan words them for a different question: it answers a draft run
+/// with a share token from the grant's access decision ("a share token
+/// allows running its agent only", or NOT_FOUND), and a project named with
+/// one as a project it cannot see (NOT_FOUND). A client is told plainly
+/// that test mode needs the owner signed in without a share token, and that
+/// a grant's sessions belong to no project.
 fn validate(principal: &Principal, spec: &RunSpec) -> Result<(), Error> {
     let mut violations = Vec::new();
     check_id(&mut violations, "agent_id", Some(&spec.agent_id));
@@ -790,13 +781,79 @@ pub fn check_id(
     }
 }
 
-/// How the run's caller reached the agent.
-fn caller_kind(principal: &Principal, spec: &RunSpec) -> store::CallerKind {
+/// How the run's caller reached the agent, which the store records and the
+/// runtime is told, each in its own enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallerKind {
+    User,
+    InvokeGrant,
+    DelegateGrant,
+    Automation,
+}
+
+fn caller_kind(principal: &Principal, spec: &RunSpec) -> CallerKind {
     match (&spec.automation, principal.grant_kind.as_deref()) {
-        (Some(_), _) => store::CallerKind::Automation,
-        (None, Some("invoke")) => store::CallerKind::InvokeGrant,
-        (None, Some(_)) => store::CallerKind::DelegateGrant,
-        (None, None) => store::CallerKind::User,
+        (Some(_), _) => CallerKind::Automation,
+        (None, Some("invoke")) => CallerKind::InvokeGrant,
+        (None, Some(_)) => CallerKind::DelegateGrant,
+        (None, None) => CallerKind::User,
+    }
+}
+
+impl From<CallerKind> for store::CallerKind {
+    fn from(kind: CallerKind) -> Self {
+        match kind {
+            CallerKind::User => Self::User,
+            CallerKind::InvokeGrant => Self::InvokeGrant,
+            CallerKind::DelegateGrant => Self::DelegateGrant,
+            CallerKind::Automation => Self::Automation,
+        }
+    }
+}
+
+impl From<CallerKind> for runtime::CallerKind {
+    fn from(kind: CallerKind) -> Self {
+        match kind {
+            CallerKind::User => Self::User,
+            CallerKind::InvokeGrant => Self::InvokeGrant,
+            CallerKind::DelegateGrant => Self::DelegateGrant,
+            CallerKind::Automation => Self::Automation,
+        }
+    }
+}
+
+/// Whose connection an integration used, as the invocation records it.
+fn recorded_owner(owner: sharing::ConnectionOwnerKind) -> store::ConnectionOwner {
+    match owner {
+        sharing::ConnectionOwnerKind::Owner => store::ConnectionOwner::Owner,
+        sharing::ConnectionOwnerKind::Builder => store::ConnectionOwner::Builder,
+        sharing::ConnectionOwnerKind::Caller => store::ConnectionOwner::Caller,
+        sharing::ConnectionOwnerKind::Holder => store::ConnectionOwner::Holder,
+        sharing::ConnectionOwnerKind::Unspecified => store::ConnectionOwner::Unspecified,
+    }
+}
+
+/// Whose connection an integration uses, as the runtime is told: the
+/// agent's side (its owner or builder) or the caller's.
+fn connection_source(owner: sharing::ConnectionOwnerKind) -> runtime::ConnectionSource {
+    match owner {
+        sharing::ConnectionOwnerKind::Owner | sharing::ConnectionOwnerKind::Builder => {
+            runtime::ConnectionSource::AgentOwner
+        }
+        sharing::ConnectionOwnerKind::Caller | sharing::ConnectionOwnerKind::Holder => {
+            runtime::ConnectionSource::Caller
+        }
+        sharing::ConnectionOwnerKind::Unspecified => runtime::ConnectionSource::Unspecified,
+    }
+}
+
+/// Who wrote a message of the session, as the runtime's history names it.
+fn history_role(role: store::MessageRole) -> runtime::MessageRole {
+    match role {
+        store::MessageRole::User => runtime::MessageRole::User,
+        store::MessageRole::Assistant => runtime::MessageRole::Assistant,
+        store::MessageRole::Tool => runtime::MessageRole::Tool,
+        store::MessageRole::Unspecified => runtime::MessageRole::Unspecified,
     }
 }
 
@@ -828,16 +885,8 @@ fn resolved_connection(
     integration: &sharing::IntegrationPlan,
     secret: &sharing::ConnectionSecret,
 ) -> runtime::ResolvedConnection {
-    let oauth = secret.kind == sharing::ConnectionKind::Oauth as i32;
-    let source = match sharing::ConnectionOwnerKind::try_from(integration.connection_owner) {
-        Ok(sharing::ConnectionOwnerKind::Owner | sharing::ConnectionOwnerKind::Builder) => {
-            runtime::ConnectionSource::AgentOwner
-        }
-        Ok(sharing::ConnectionOwnerKind::Caller | sharing::ConnectionOwnerKind::Holder) => {
-            runtime::ConnectionSource::Caller
-        }
-        _ => runtime::ConnectionSource::Unspecified,
-    };
+    let oauth = secret.kind() == sharing::ConnectionKind::Oauth;
+    let source = connection_source(integration.connection_owner());
     runtime::ResolvedConnection {
         integration_key: integration.integration_key.clone(),
         provider: integration.provider.clone(),
@@ -862,8 +911,7 @@ fn resolved_connection(
 /// What the caller gets for a runtime's failure report.
 fn runtime_error(error: &runtime::RunError) -> Status {
     let message = &error.message;
-    match runtime::RunErrorCode::try_from(error.code).unwrap_or(runtime::RunErrorCode::Unspecified)
-    {
+    match error.code() {
         runtime::RunErrorCode::InvalidInput => {
             Status::invalid_argument(format!("the agent cannot run this input: {message}"))
         }
@@ -940,4 +988,165 @@ fn workspace_tools() -> Vec<runtime::WorkspaceTool> {
         },
     )
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentshare_kit::error::FieldViolation;
+
+    const AGENT: &str = "0190f5e4-7c1a-7000-8000-000000000001";
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            agent_id: AGENT.into(),
+            input: "hi".into(),
+            ..Default::default()
+        }
+    }
+
+    fn share_token(kind: &str) -> Principal {
+        Principal {
+            kind: PrincipalKind::Grant,
+            grant_id: Some("grant-1".into()),
+            grant_kind: Some(kind.into()),
+            ..Principal::user("carol")
+        }
+    }
+
+    fn fields(error: Error) -> Vec<String> {
+        let Error::InvalidArgument(violations) = error else {
+            panic!("expected INVALID_ARGUMENT, got {error:?}");
+        };
+        violations
+            .into_iter()
+            .map(|v: FieldViolation| v.field)
+            .collect()
+    }
+
+    #[test]
+    fn every_bad_field_is_named_at_once() {
+        assert!(validate(&Principal::user("alice"), &spec()).is_ok());
+        let bad = RunSpec {
+            agent_id: "not-an-id".into(),
+            input: String::new(),
+            session_secret: Some("s".into()),
+            ..spec()
+        };
+        assert_eq!(
+            fields(validate(&Principal::user("alice"), &bad).expect_err("bad")),
+            ["agent_id", "input", "session_secret"]
+        );
+        let large = RunSpec {
+            input: "x".repeat(MAX_INPUT_BYTES + 1),
+            ..spec()
+        };
+        assert_eq!(
+            fields(validate(&Principal::user("alice"), &large).expect_err("large")),
+            ["input"]
+        );
+    }
+
+    #[test]
+    fn a_share_token_runs_no_draft_and_no_project() {
+        let in_project = RunSpec {
+            project_id: Some(AGENT.into()),
+            ..spec()
+        };
+        assert!(validate(&Principal::user("alice"), &in_project).is_ok());
+        assert_eq!(
+            fields(validate(&share_token("invoke"), &in_project).expect_err("project")),
+            ["project_id"]
+        );
+        let draft = RunSpec {
+            draft: true,
+            ..spec()
+        };
+        assert!(
+            validate(&Principal::user("alice"), &draft).is_ok(),
+            "sharing's plan decides who tests the draft"
+        );
+        for kind in ["invoke", "delegate"] {
+            let error = validate(&share_token(kind), &draft).expect_err("draft");
+            assert!(
+                matches!(&error, Error::PermissionDenied(m) if m.starts_with("only the agent's owner runs its draft")),
+                "{error:?}"
+            );
+        }
+        let both = RunSpec {
+            draft: true,
+            ..in_project
+        };
+        assert_eq!(
+            fields(validate(&share_token("delegate"), &both).expect_err("both")),
+            ["project_id"],
+            "a malformed request is answered before a refusal"
+        );
+    }
+
+    #[test]
+    fn the_store_and_the_runtime_name_the_same_caller_kind() {
+        let automation = RunSpec {
+            automation: Some(AutomationRun::default()),
+            ..spec()
+        };
+        let cases = [
+            (Principal::user("alice"), spec(), CallerKind::User),
+            (share_token("invoke"), spec(), CallerKind::InvokeGrant),
+            (share_token("delegate"), spec(), CallerKind::DelegateGrant),
+            (Principal::user("alice"), automation, CallerKind::Automation),
+        ];
+        for (principal, spec, kind) in cases {
+            assert_eq!(caller_kind(&principal, &spec), kind);
+            assert_eq!(
+                store::CallerKind::from(kind)
+                    .as_str_name()
+                    .rsplit_once("CALLER_KIND_"),
+                runtime::CallerKind::from(kind)
+                    .as_str_name()
+                    .rsplit_once("CALLER_KIND_"),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_agents_side_pays_with_the_owners_and_builders_connections() {
+        use sharing::ConnectionOwnerKind as Owner;
+        let cases = [
+            (
+                Owner::Owner,
+                store::ConnectionOwner::Owner,
+                runtime::ConnectionSource::AgentOwner,
+            ),
+            (
+                Owner::Builder,
+                store::ConnectionOwner::Builder,
+                runtime::ConnectionSource::AgentOwner,
+            ),
+            (
+                Owner::Caller,
+                store::ConnectionOwner::Caller,
+                runtime::ConnectionSource::Caller,
+            ),
+            (
+                Owner::Holder,
+                store::ConnectionOwner::Holder,
+                runtime::ConnectionSource::Caller,
+            ),
+            (
+                Owner::Unspecified,
+                store::ConnectionOwner::Unspecified,
+                runtime::ConnectionSource::Unspecified,
+            ),
+        ];
+        for (owner, recorded, source) in cases {
+            assert_eq!(recorded_owner(owner), recorded, "{owner:?}");
+            assert_eq!(connection_source(owner), source, "{owner:?}");
+        }
+        assert_eq!(
+            history_role(store::MessageRole::Assistant),
+            runtime::MessageRole::Assistant
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The registry service: the authority on an agent's design and versions.
 
+mod agents;
 mod diff;
 mod domain;
 mod holders;
@@ -57,17 +58,17 @@ const ORG_FOLLOWER: &str = "registry.org-default-agents";
 /// Creates each new org's default agent as sharing announces the org. The
 /// first GetDefaultAgent may have created it already; either way there is
 /// exactly one.
-fn follow_new_orgs(context: &Context, db: Db, registry: rpc::Registry) -> Result<(), BadSetting> {
+fn follow_new_orgs(context: &Context, db: Db, agents: agents::Agents) -> Result<(), BadSetting> {
     events::follow(
         context,
         db,
         ServiceName::Sharing,
         ORG_FOLLOWER,
         move |event| {
-            let registry = registry.clone();
+            let agents = agents.clone();
             Box::pin(async move {
                 if event.kind == "org.created" {
-                    registry.ensure_default_agent(&event.subject_id).await?;
+                    agents.ensure_default_agent(&event.subject_id).await?;
                 }
                 Ok(())
             })
@@ -89,15 +90,16 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         ServiceName::Sharing,
         context.config.peers.of(ServiceName::Sharing),
     )?;
-    let agents = rpc::Registry {
+    let agents = agents::Agents {
         storage,
         access: sync::AccessSync::new(sharing.clone()),
         holders: holders::Holders::new(sharing),
     };
     follow_new_orgs(&context, agents.storage.db.clone(), agents.clone())?;
     let internal = internal::RegistryInternal {
-        storage: agents.storage.clone(),
+        agents: agents.clone(),
     };
+    let registry = rpc::Registry { agents };
     let names = [
         registry::SERVICE_NAME,
         registry_internal::SERVICE_NAME,
@@ -109,7 +111,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
             routes
                 .add_service(agentshare_kit::with_message_limit!(
                     limit,
-                    AgentRegistryServiceServer::new(agents)
+                    AgentRegistryServiceServer::new(registry)
                 ))
                 .add_service(agentshare_kit::with_message_limit!(
                     limit,

@@ -11,6 +11,15 @@ use agentshare_kit::identity::Principal;
 use agentshare_proto::registry::v1 as pb;
 use agentshare_proto::sharing::v1 as sharing;
 
+mod templates;
+mod versions;
+
+pub use templates::{agent_name_from_template, template_description, template_name};
+pub use versions::{
+    DiffSide, DraftWrite, Head, NextVersion, aborted_draft, check_expected_revision, check_publish,
+    check_rollback, deploy_content, next_version, require_draft_revision, side_shown, writes_raced,
+};
+
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_INSTRUCTIONS_BYTES: usize = 100 * 1024;
 pub const MAX_TOOLS: usize = 128;
@@ -185,6 +194,35 @@ pub enum Access {
     Read,
 }
 
+/// How much of an agent a caller sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The full draft; the caller may change it.
+    Editor,
+    /// The holder view of the latest version.
+    Holder,
+    /// A deleted agent, shown to its owner in full but read-only.
+    History,
+}
+
+impl From<Access> for View {
+    fn from(access: Access) -> Self {
+        match access {
+            Access::Edit => Self::Editor,
+            Access::Read => Self::Holder,
+        }
+    }
+}
+
+/// What `access` shows of a design: all of it to an editor, the holder view
+/// to anyone else.
+pub fn shown(access: Access, content: &pb::AgentDraft) -> pb::AgentDraft {
+    match access {
+        Access::Edit => content.clone(),
+        Access::Read => holder_view(content),
+    }
+}
+
 /// The parts of an agent that decide who sees it.
 pub struct Standing<'a> {
     pub owner_user_id: &'a str,
@@ -231,6 +269,20 @@ pub fn listing(caller: &Caller, owned_by_caller: bool) -> Listing {
     Listing {
         owner_user_id: caller.user_id.clone(),
         include_default: !owned_by_caller,
+    }
+}
+
+/// The state a listing asks for; `None` lists every live state. Deleted
+/// agents are in no list: their owner reads each one by id.
+pub fn listed_state(state: pb::AgentState) -> Result<Option<AgentState>, Error> {
+    match state {
+        pb::AgentState::Unspecified => Ok(None),
+        pb::AgentState::Draft => Ok(Some(AgentState::Draft)),
+        pb::AgentState::Active => Ok(Some(AgentState::Active)),
+        pb::AgentState::Deleted => Err(Error::invalid(
+            "state",
+            "deleted agents are in no list; read one with GetAgent",
+        )),
     }
 }
 
@@ -872,6 +924,26 @@ mod tests {
         assert_eq!(access(&deleted, &alice), None);
         assert!(sees_deleted(&deleted, &alice));
         assert!(!sees_deleted(&deleted, &bob));
+    }
+
+    #[test]
+    fn lists_hold_live_agents_only() {
+        assert_eq!(
+            listed_state(pb::AgentState::Unspecified).expect("all"),
+            None
+        );
+        assert_eq!(
+            listed_state(pb::AgentState::Active).expect("active"),
+            Some(AgentState::Active)
+        );
+        assert_eq!(
+            listed_state(pb::AgentState::Draft).expect("draft"),
+            Some(AgentState::Draft)
+        );
+        assert!(matches!(
+            listed_state(pb::AgentState::Deleted),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
