@@ -141,10 +141,19 @@ fn serve(args: &ConfigArgs) -> ExitCode {
         if addr.to_string() != Config::default().listen {
             env.push_str(&format!("AGENTSHARE_ENDPOINT=http://{addr} "));
         }
-        eprintln!("watch the story:  {env}agentshare demo");
-        eprintln!("call it yourself: {env}agentshare --as alice org create Acme");
+        // As this binary was invoked (`target/debug/agentshare` under `cargo
+        // run`), so the hints run when pasted even if it is not on PATH.
+        let me = std::env::args()
+            .next()
+            .filter(|program| program.contains('/'))
+            .map_or_else(
+                || "agentshare".to_string(),
+                |program| shell_path(program.as_ref()),
+            );
+        eprintln!("watch the story:  {env}{me} demo");
+        eprintln!("call it yourself: {env}{me} --as alice org create Acme");
         eprintln!(
-            "or mint a token:  agentshare token --data-dir {} --user alice",
+            "or mint a token:  {me} token --data-dir {} --user alice",
             shell_path(&data_dir)
         );
         match embedded.wait().await {
