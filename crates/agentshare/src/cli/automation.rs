@@ -8,7 +8,7 @@
 
 use agentshare_proto::scheduler::v1 as pb;
 
-use super::client::{Api, Channel, Target};
+use super::client::{Api, Channel, PAGE_SIZE, Target, every_page};
 use super::failure::{Failure, Outcome};
 use super::output::{Output, View, label, time};
 use super::usage::parse_time;
@@ -530,23 +530,25 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
 }
 
 async fn list(automations: &mut Automations, agent: String, out: Output) -> Outcome {
-    let mut answer = pb::ListAutomationsResponse::default();
-    let mut page_token = String::new();
-    loop {
-        let page = automations
-            .list_automations(pb::ListAutomationsRequest {
-                agent_id: agent.clone(),
-                page_size: 200,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        answer.automations.extend(page.automations);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let answer = pb::ListAutomationsResponse {
+        automations: every_page(|page_token| {
+            let mut automations = automations.clone();
+            let agent_id = agent.clone();
+            async move {
+                let page = automations
+                    .list_automations(pb::ListAutomationsRequest {
+                        agent_id,
+                        page_size: PAGE_SIZE,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                Ok((page.automations, page.next_page_token))
+            }
+        })
+        .await?,
+        next_page_token: String::new(),
+    };
     let view = View::table(
         vec!["KEY", "NAME", "SCHEDULE", "NEXT", "YOURS", "CAN ENABLE"],
         &answer.automations,
@@ -626,24 +628,27 @@ async fn my_subscriptions(
     agent_id: String,
     statuses: Vec<i32>,
 ) -> Outcome<pb::ListMySubscriptionsResponse> {
-    let mut answer = pb::ListMySubscriptionsResponse::default();
-    let mut page_token = String::new();
-    loop {
-        let page = automations
-            .list_my_subscriptions(pb::ListMySubscriptionsRequest {
-                agent_id: agent_id.clone(),
-                statuses: statuses.clone(),
-                page_size: 200,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        answer.subscriptions.extend(page.subscriptions);
-        if page.next_page_token.is_empty() {
-            return Ok(answer);
+    let subscriptions = every_page(|page_token| {
+        let mut automations = automations.clone();
+        let request = pb::ListMySubscriptionsRequest {
+            agent_id: agent_id.clone(),
+            statuses: statuses.clone(),
+            page_size: PAGE_SIZE,
+            page_token,
+        };
+        async move {
+            let page = automations
+                .list_my_subscriptions(request)
+                .await?
+                .into_inner();
+            Ok((page.subscriptions, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
+    Ok(pb::ListMySubscriptionsResponse {
+        subscriptions,
+        next_page_token: String::new(),
+    })
 }
 
 fn subscription_record(subscription: Option<&pb::Subscription>) -> View {

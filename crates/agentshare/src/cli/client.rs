@@ -304,51 +304,46 @@ impl Api {
         if looks_like_id(agent) {
             return Ok(agent.to_string());
         }
-        let mut named = std::collections::BTreeSet::new();
-        let mut registry = self.registry();
-        let mut page_token = String::new();
-        loop {
-            let page = registry
-                .list_agents(ListAgentsRequest {
-                    page_size: 500,
-                    page_token,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            named.extend(
-                page.agents
-                    .into_iter()
-                    .filter(|a| a.draft.as_ref().is_some_and(|d| d.name == agent))
-                    .map(|a| a.id),
-            );
-            if page.next_page_token.is_empty() {
-                break;
+        let built = every_page(|page_token| {
+            let mut registry = self.registry();
+            async move {
+                let page = registry
+                    .list_agents(ListAgentsRequest {
+                        page_size: PAGE_SIZE,
+                        page_token,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                Ok((page.agents, page.next_page_token))
             }
-            page_token = page.next_page_token;
-        }
-        let mut access = self.access();
-        let mut page_token = String::new();
-        loop {
-            let page = access
-                .list_my_agents(ListMyAgentsRequest {
-                    page_size: 500,
-                    page_token,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            named.extend(
-                page.agents
-                    .into_iter()
+        })
+        .await?;
+        let run = every_page(|page_token| {
+            let mut access = self.access();
+            async move {
+                let page = access
+                    .list_my_agents(ListMyAgentsRequest {
+                        page_size: PAGE_SIZE,
+                        page_token,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                Ok((page.agents, page.next_page_token))
+            }
+        })
+        .await?;
+        let named: std::collections::BTreeSet<String> = built
+            .into_iter()
+            .filter(|a| a.draft.as_ref().is_some_and(|d| d.name == agent))
+            .map(|a| a.id)
+            .chain(
+                run.into_iter()
                     .filter(|a| a.name == agent)
                     .map(|a| a.agent_id),
-            );
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            page_token = page.next_page_token;
-        }
+            )
+            .collect();
         let ids: Vec<String> = named.into_iter().collect();
         match ids.as_slice() {
             [id] => Ok(id.clone()),
@@ -402,6 +397,29 @@ impl Api {
 
     pub fn automations(&self) -> AutomationsServiceClient<Channel> {
         AutomationsServiceClient::new(self.channel.clone())
+    }
+}
+
+/// The page size the CLI asks for when it reads a whole listing: the most
+/// the server gives.
+pub const PAGE_SIZE: i32 = agentshare_kit::page::MAX_PAGE_SIZE;
+
+/// Every page of a listing, in order: `fetch` reads the page a token names
+/// (empty for the first) and answers its entries and the next token.
+pub async fn every_page<T, F, Fut>(mut fetch: F) -> Outcome<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (entries, next) = fetch(page_token).await?;
+        all.extend(entries);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        page_token = next;
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use agentshare_proto::sharing::v1 as pb;
 use tonic_types::StatusExt as _;
 
-use super::client::{Api, Target};
+use super::client::{Api, PAGE_SIZE, Target, every_page};
 use super::failure::{Failure, Outcome};
 use super::grant::parse_duration;
 use super::output::{Output, View, label, time};
@@ -296,23 +296,26 @@ fn read_key_from_stdin(provider: &str) -> Outcome<String> {
 
 /// Every connection of a provider (every one, for an empty provider).
 async fn all_connections(api: &Api, provider: String) -> Outcome<pb::ListConnectionsResponse> {
-    let mut connections = api.connections();
-    let mut listed = pb::ListConnectionsResponse::default();
-    loop {
-        let page = connections
-            .list_connections(pb::ListConnectionsRequest {
-                provider: provider.clone(),
-                page_size: 1000,
-                page_token: std::mem::take(&mut listed.next_page_token),
-            })
-            .await?
-            .into_inner();
-        listed.connections.extend(page.connections);
-        listed.next_page_token = page.next_page_token;
-        if listed.next_page_token.is_empty() {
-            return Ok(listed);
+    let connections = every_page(|page_token| {
+        let mut connections = api.connections();
+        let provider = provider.clone();
+        async move {
+            let page = connections
+                .list_connections(pb::ListConnectionsRequest {
+                    provider,
+                    page_size: PAGE_SIZE,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok((page.connections, page.next_page_token))
         }
-    }
+    })
+    .await?;
+    Ok(pb::ListConnectionsResponse {
+        connections,
+        next_page_token: String::new(),
+    })
 }
 
 /// Starts an OAuth flow, prints where to go, and waits for the new

@@ -12,7 +12,7 @@ use std::io::IsTerminal as _;
 
 use agentshare_proto::sharing::v1 as pb;
 
-use super::client::{Api, Target};
+use super::client::{Api, PAGE_SIZE, Target, every_page};
 use super::failure::Outcome;
 use super::output::{Output, View, label};
 
@@ -538,27 +538,29 @@ pub(super) fn yes_no(value: bool) -> String {
 /// `agentshare my-agents`
 pub async fn my_agents(args: MyAgentsArgs, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
-    let mut access = api.access();
+    let access = api.access();
     let relation = args
         .relation
         .map(pb::AgentRelation::from)
         .unwrap_or_default() as i32;
-    let mut listed = pb::ListMyAgentsResponse::default();
-    loop {
-        let page = access
-            .list_my_agents(pb::ListMyAgentsRequest {
-                relation,
-                page_size: 1000,
-                page_token: std::mem::take(&mut listed.next_page_token),
-            })
-            .await?
-            .into_inner();
-        listed.agents.extend(page.agents);
-        listed.next_page_token = page.next_page_token;
-        if listed.next_page_token.is_empty() {
-            break;
-        }
-    }
+    let listed = pb::ListMyAgentsResponse {
+        agents: every_page(|page_token| {
+            let mut access = access.clone();
+            async move {
+                let page = access
+                    .list_my_agents(pb::ListMyAgentsRequest {
+                        relation,
+                        page_size: PAGE_SIZE,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                Ok((page.agents, page.next_page_token))
+            }
+        })
+        .await?,
+        next_page_token: String::new(),
+    };
     let colour = Colour::for_stdout();
     let view = View::table(
         vec![

@@ -10,7 +10,7 @@ use std::str::FromStr as _;
 
 use agentshare_proto::store::v1 as pb;
 
-use super::client::Target;
+use super::client::{PAGE_SIZE, Target, every_page};
 use super::failure::{Failure, Outcome};
 use super::output::{Output, View, label, time};
 
@@ -155,39 +155,41 @@ async fn summary(
 ) -> Outcome {
     let range = filter.range()?;
     let api = target.api()?;
-    let mut usage = api.usage();
-    let mut answer = pb::SummarizeUsageResponse::default();
-    let mut page_token = String::new();
     // Summaries are short; every page is read so the totals are whole.
-    loop {
-        let page = usage
-            .summarize_usage(pb::SummarizeUsageRequest {
-                scope: range.scope.into(),
-                agent_id: range.agent_id.clone(),
-                start_time: range.start_time,
-                end_time: range.end_time,
-                group_by: match group {
-                    Group::Agent => pb::UsageGroupBy::Agent,
-                    Group::Account => pb::UsageGroupBy::BilledAccount,
-                }
-                .into(),
-                period: match by {
-                    None => pb::UsagePeriod::Unspecified,
-                    Some(Period::Day) => pb::UsagePeriod::Day,
-                    Some(Period::Month) => pb::UsagePeriod::Month,
-                }
-                .into(),
-                page_size: 1000,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        answer.rows.extend(page.rows);
-        if page.next_page_token.is_empty() {
-            break;
+    let request = pb::SummarizeUsageRequest {
+        scope: range.scope.into(),
+        agent_id: range.agent_id.clone(),
+        start_time: range.start_time,
+        end_time: range.end_time,
+        group_by: match group {
+            Group::Agent => pb::UsageGroupBy::Agent,
+            Group::Account => pb::UsageGroupBy::BilledAccount,
         }
-        page_token = page.next_page_token;
-    }
+        .into(),
+        period: match by {
+            None => pb::UsagePeriod::Unspecified,
+            Some(Period::Day) => pb::UsagePeriod::Day,
+            Some(Period::Month) => pb::UsagePeriod::Month,
+        }
+        .into(),
+        page_size: PAGE_SIZE,
+        page_token: String::new(),
+    };
+    let answer = pb::SummarizeUsageResponse {
+        rows: every_page(|page_token| {
+            let mut usage = api.usage();
+            let request = pb::SummarizeUsageRequest {
+                page_token,
+                ..request.clone()
+            };
+            async move {
+                let page = usage.summarize_usage(request).await?.into_inner();
+                Ok((page.rows, page.next_page_token))
+            }
+        })
+        .await?,
+        next_page_token: String::new(),
+    };
     let who = match group {
         Group::Agent => "AGENT",
         Group::Account => "BILLED TO",
