@@ -118,6 +118,74 @@ fn expect(held: bool, expected: &str, seen: impl std::fmt::Display) -> Outcome {
     }
 }
 
+/// The code of a call the seeds say must fail (with `code`, when given),
+/// or the demo stops saying what `expected` and what happened instead.
+fn refused<T>(
+    answer: Result<T, tonic::Status>,
+    code: Option<Code>,
+    expected: &str,
+) -> Outcome<&'static str> {
+    match answer {
+        Err(status) if code.is_none_or(|code| status.code() == code) => {
+            Ok(agentshare_kit::error::code_name(status.code()))
+        }
+        Err(status) => expect(
+            false,
+            expected,
+            format!(
+                "it answered {}",
+                agentshare_kit::error::code_name(status.code())
+            ),
+        )
+        .map(|()| ""),
+        Ok(_) => expect(false, expected, "it succeeded").map(|()| ""),
+    }
+}
+
+/// Drafts `draft` as `api`'s user and deploys it: the agent's id and the
+/// version made.
+async fn draft_and_deploy(
+    api: &Api,
+    draft: registry::AgentDraft,
+) -> Result<(String, i64), tonic::Status> {
+    let agent = api
+        .registry()
+        .create_agent(registry::CreateAgentRequest {
+            draft: Some(draft),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .agent
+        .unwrap_or_default();
+    let deployed = api
+        .registry()
+        .deploy_agent(registry::DeployAgentRequest {
+            agent_id: agent.id.clone(),
+            expected_draft_revision: agent.draft_revision,
+            notes: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok((
+        agent.id,
+        deployed.version.map(|v| v.number).unwrap_or_default(),
+    ))
+}
+
+/// An item's value in an agent's store, as `api`'s user reads it.
+async fn read_item(api: &Api, agent_id: &str, key: &str) -> Result<String, tonic::Status> {
+    let read = api
+        .store()
+        .workspace_read(store::WorkspaceReadRequest {
+            agent_id: agent_id.into(),
+            key: key.into(),
+        })
+        .await?
+        .into_inner();
+    Ok(read.item.map(|i| i.value).unwrap_or_default())
+}
+
 /// Fails the demo with what a call answered.
 fn step_failed(what: &str) -> impl FnOnce(tonic::Status) -> Failure + '_ {
     move |status| {
@@ -225,30 +293,11 @@ impl Story {
             .map_err(step_failed("connecting the team's search key"))?;
         self.done("Ada connected the team's search key (stored sealed, never shown again)")?;
 
-        let created = self
-            .ada
-            .registry()
-            .create_agent(registry::CreateAgentRequest {
-                draft: Some(self.design("Research accounts and brief me.")),
-                ..Default::default()
-            })
-            .await
-            .map_err(step_failed("drafting the agent"))?
-            .into_inner();
-        let agent = created.agent.unwrap_or_default();
-        self.agent_id = agent.id.clone();
-        let deployed = self
-            .ada
-            .registry()
-            .deploy_agent(registry::DeployAgentRequest {
-                agent_id: agent.id.clone(),
-                expected_draft_revision: agent.draft_revision,
-                notes: "first version".into(),
-            })
-            .await
-            .map_err(step_failed("deploying the agent"))?
-            .into_inner();
-        let version = deployed.version.map(|v| v.number).unwrap_or_default();
+        let (agent_id, version) =
+            draft_and_deploy(&self.ada, self.design("Research accounts and brief me."))
+                .await
+                .map_err(step_failed("drafting and deploying the agent"))?;
+        self.agent_id = agent_id;
         expect(
             version == 1,
             "the first deploy to be v1",
@@ -256,12 +305,12 @@ impl Story {
         )?;
         self.done(&format!(
             "\"Research\" {} deployed as v1: web_search uses Ada's key for everyone, crm is each user's own",
-            agent.id
+            self.agent_id
         ))?;
         self.ada
             .sharing()
             .share_agent(sharing::ShareAgentRequest {
-                agent_id: agent.id.clone(),
+                agent_id: self.agent_id.clone(),
             })
             .await
             .map_err(step_failed("sharing the agent"))?;
@@ -500,13 +549,10 @@ impl Story {
                 ..Default::default()
             })
             .await;
-        expect(
-            other.as_ref().is_err_and(|s| s.code() == Code::NotFound),
+        refused(
+            other,
+            Some(Code::NotFound),
             "the second visitor to be told the first one's chat does not exist",
-            match &other {
-                Ok(_) => "they read it".to_string(),
-                Err(status) => format!("they got {}", status.code()),
-            },
         )?;
         self.done("the second visitor cannot read the first one's chat (NOT_FOUND)")?;
         Ok((grant_id, created.token))
@@ -543,15 +589,7 @@ impl Story {
             .invoke()
             .invoke(invoke(&self.agent_id, "Are you still there?"))
             .await;
-        expect(
-            after.is_err(),
-            "the widget's very next call to fail",
-            "it ran",
-        )?;
-        let code = after
-            .err()
-            .map(|s| agentshare_kit::error::code_name(s.code()))
-            .unwrap_or_default();
+        let code = refused(after, None, "the widget's very next call to fail")?;
         self.done(&format!("the widget's very next call fails ({code})"))
     }
 
@@ -573,17 +611,9 @@ impl Story {
             format!("it said {:?}", answer.output_text),
         )?;
         self.done("Ben's run wrote accounts/initech to the agent's shared workspace store")?;
-        let read = self
-            .ada
-            .store()
-            .workspace_read(store::WorkspaceReadRequest {
-                agent_id: self.agent_id.clone(),
-                key: "accounts/initech".into(),
-            })
+        let value = read_item(&self.ada, &self.agent_id, "accounts/initech")
             .await
-            .map_err(step_failed("Ada reading the team's item"))?
-            .into_inner();
-        let value = read.item.map(|i| i.value).unwrap_or_default();
+            .map_err(step_failed("Ada reading the team's item"))?;
         expect(
             value == "renewal in March",
             "Ada to read what Ben's run wrote",
@@ -591,35 +621,18 @@ impl Story {
         )?;
         self.done("Ada, on the same team, reads it: \"renewal in March\"")?;
 
-        let scratch = self
-            .ada
-            .registry()
-            .create_agent(registry::CreateAgentRequest {
-                draft: Some(registry::AgentDraft {
-                    name: "Scratchpad".into(),
-                    instructions: "Keep my notes.".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
+        let scratchpad = registry::AgentDraft {
+            name: "Scratchpad".into(),
+            instructions: "Keep my notes.".into(),
+            ..Default::default()
+        };
+        let (scratch, _) = draft_and_deploy(&self.ada, scratchpad)
             .await
-            .map_err(step_failed("drafting Ada's private agent"))?
-            .into_inner()
-            .agent
-            .unwrap_or_default();
-        self.ada
-            .registry()
-            .deploy_agent(registry::DeployAgentRequest {
-                agent_id: scratch.id.clone(),
-                expected_draft_revision: scratch.draft_revision,
-                notes: String::new(),
-            })
-            .await
-            .map_err(step_failed("deploying Ada's private agent"))?;
+            .map_err(step_failed("drafting and deploying Ada's private agent"))?;
         self.ada
             .store()
             .workspace_write(store::WorkspaceWriteRequest {
-                agent_id: scratch.id.clone(),
+                agent_id: scratch.clone(),
                 key: "playbook".into(),
                 value: "Lead with the ROI numbers.".into(),
                 content_type: store::ItemContentType::Text as i32,
@@ -630,7 +643,7 @@ impl Story {
         self.ada
             .store()
             .workspace_publish(store::WorkspacePublishRequest {
-                agent_id: scratch.id.clone(),
+                agent_id: scratch.clone(),
                 key: "playbook".into(),
                 target_agent_id: self.agent_id.clone(),
                 target_key: None,
@@ -638,17 +651,9 @@ impl Story {
             })
             .await
             .map_err(step_failed("publishing the note"))?;
-        let published = self
-            .ben
-            .store()
-            .workspace_read(store::WorkspaceReadRequest {
-                agent_id: self.agent_id.clone(),
-                key: "playbook".into(),
-            })
+        let value = read_item(&self.ben, &self.agent_id, "playbook")
             .await
-            .map_err(step_failed("Ben reading the published note"))?
-            .into_inner();
-        let value = published.item.map(|i| i.value).unwrap_or_default();
+            .map_err(step_failed("Ben reading the published note"))?;
         expect(
             value == "Lead with the ROI numbers.",
             "Ben to read the note Ada published",
@@ -661,19 +666,15 @@ impl Story {
             .workspace_publish(store::WorkspacePublishRequest {
                 agent_id: self.agent_id.clone(),
                 key: "accounts/initech".into(),
-                target_agent_id: scratch.id.clone(),
+                target_agent_id: scratch.clone(),
                 target_key: None,
                 expected_target_revision: None,
             })
             .await;
-        expect(
-            back.as_ref()
-                .is_err_and(|s| s.code() == Code::FailedPrecondition),
+        refused(
+            back,
+            Some(Code::FailedPrecondition),
             "publishing from the shared agent back into a private one to be refused",
-            match &back {
-                Ok(_) => "it was copied".to_string(),
-                Err(status) => format!("it answered {}", status.code()),
-            },
         )?;
         self.done(
             "publishing is one way: the team's item cannot be copied back into a private agent",
@@ -793,11 +794,7 @@ impl Story {
             .invoke()
             .invoke(invoke(&self.agent_id, "Brief me on Initech"))
             .await;
-        expect(after.is_err(), "Ben's very next run to fail", "it ran")?;
-        let code = after
-            .err()
-            .map(|s| agentshare_kit::error::code_name(s.code()))
-            .unwrap_or_default();
+        let code = refused(after, None, "Ben's very next run to fail")?;
         self.done(&format!("unshared: Ben's very next run fails ({code})"))
     }
 }
