@@ -148,7 +148,9 @@ async fn nothing_listens_at_the_endpoint_and_the_error_says_where_to_look() {
         .args(&["--as", "alice", "me", "--endpoint", &endpoint])
         .run()
         .await
-        .failed(1, "UNAVAILABLE");
+        .failed(1, "UNAVAILABLE")
+        .failed(1, &format!("endpoint: {endpoint}"))
+        .failed(1, "is `agentshare serve` running there?");
 }
 
 #[tokio::test]

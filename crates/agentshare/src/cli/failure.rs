@@ -105,7 +105,9 @@ fn call_lines(status: &tonic::Status) -> Vec<String> {
     }
     if status.code() == tonic::Code::Unavailable && status.message().contains("connect") {
         lines.push(
-            "  hint: is `agentshare serve` running there? set --endpoint or a context".into(),
+            "  hint: nothing answers at the endpoint: is `agentshare serve` running there? \
+             set --endpoint, AGENTSHARE_ENDPOINT or a context"
+                .into(),
         );
     }
     lines

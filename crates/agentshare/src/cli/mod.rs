@@ -134,7 +134,17 @@ pub fn run<C: clap::CommandFactory>(command: Command, global: &Global) -> ExitCo
     };
     match runtime.block_on(dispatch(command, global)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => report(&failure),
+        Err(failure) => {
+            let code = report(&failure);
+            // Which server could not be reached.
+            if let failure::Failure::Call(status) = &failure
+                && status.code() == tonic::Code::Unavailable
+                && let Ok(resolved) = global.target.resolve()
+            {
+                eprintln!("  endpoint: {}", resolved.endpoint);
+            }
+            code
+        }
     }
 }
 
