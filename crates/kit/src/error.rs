@@ -3,7 +3,10 @@
 //! Domain code returns [`Error`]; the gRPC layer turns it into a
 //! [`tonic::Status`] with `google.rpc` details, and the gateway's HTTP side
 //! uses [`Error::http_status`]. Every message says what the client can do.
+//! A peer's [`Status`] comes back into an [`Error`] with its details
+//! (`Error::from(status)`), so a service matches on kinds, not on codes.
 
+use agentshare_proto::errors::v1::ErrorReason;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -42,24 +45,44 @@ pub enum Error {
     FailedPrecondition(String),
     /// The resource is in the wrong state for this call, for reasons a
     /// client can act on one by one: each becomes a `PreconditionFailure`
-    /// violation (type, subject, description).
+    /// violation.
     #[error("{0}")]
-    Unmet(String, Vec<(String, String, String)>),
+    Unmet(String, Vec<Precondition>),
     /// A revision conflict, or a container that still holds things.
     #[error("{0}")]
     Aborted(String),
+    /// A conflict a client resolves by reading again: ABORTED with an
+    /// `ErrorInfo` naming the reason and the facts to retry with.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        reason: ErrorReason,
+        /// The service that refused, as `ErrorInfo.domain`.
+        domain: String,
+        metadata: std::collections::BTreeMap<String, String>,
+    },
     /// A uniqueness conflict on create.
     #[error("{0}")]
     AlreadyExists(String),
     /// A quota or cap is reached.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A quota is reached, naming which: RESOURCE_EXHAUSTED with a
+    /// `QuotaFailure` violation per quota.
+    #[error("{0}")]
+    Quota(String, Vec<QuotaViolation>),
     /// A dependency is down; the client may retry.
     #[error("{0}")]
     Unavailable(String),
     /// Part of the contract that a later issue builds; the message names it.
     #[error("{0}")]
     Unimplemented(String),
+    /// The caller's deadline passed before the answer.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// The caller went away.
+    #[error("{0}")]
+    Cancelled(String),
     /// A bug. The message is logged; the client sees only that it happened.
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,6 +117,50 @@ fn describe(violations: &[FieldViolation]) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One reason a call cannot proceed in the resource's present state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Precondition {
+    pub reason: ErrorReason,
+    /// What it concerns, such as `integration/crm`.
+    pub subject: String,
+    /// What the client does about it.
+    pub description: String,
+}
+
+impl Precondition {
+    pub fn new(
+        reason: ErrorReason,
+        subject: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            reason,
+            subject: subject.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// One quota a call ran into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaViolation {
+    /// What is counted, such as `workspace/<id>` or `open_watches`.
+    pub subject: String,
+    /// How much of it is used, in words.
+    pub description: String,
+}
+
+/// A reason's name on the wire: the enum value without its prefix, the
+/// form the proto comments document (`SETUP_REQUIRED`).
+pub fn reason_name(reason: ErrorReason) -> &'static str {
+    let name = reason.as_str_name();
+    name.strip_prefix("ERROR_REASON_").unwrap_or(name)
+}
+
+fn reason_of(name: &str) -> ErrorReason {
+    ErrorReason::from_str_name(&format!("ERROR_REASON_{name}")).unwrap_or(ErrorReason::Unspecified)
+}
 
 /// Why one integration keeps a user's setup of an agent from READY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,24 +212,17 @@ fn named(gaps: &[SetupGap]) -> String {
         .join(", ")
 }
 
-fn violations(
-    gaps: &[SetupGap],
-    remedy: impl Fn(&SetupGap) -> String,
-) -> Vec<(String, String, String)> {
+fn violations(gaps: &[SetupGap], remedy: impl Fn(&SetupGap) -> String) -> Vec<Precondition> {
     gaps.iter()
         .map(|gap| {
-            (
-                SETUP_REQUIRED.to_string(),
+            Precondition::new(
+                ErrorReason::SetupRequired,
                 format!("integration/{}", gap.integration_key),
                 remedy(gap),
             )
         })
         .collect()
 }
-
-/// The `PreconditionFailure` violation type of an integration whose setup
-/// is missing, wherever a setup stops a call.
-pub const SETUP_REQUIRED: &str = "SETUP_REQUIRED";
 
 impl Error {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
@@ -175,6 +235,26 @@ impl Error {
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::Internal(cause.to_string())
+    }
+
+    /// RESOURCE_EXHAUSTED naming the one quota that was reached.
+    pub fn quota(
+        message: impl Into<String>,
+        subject: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::Quota(
+            message.into(),
+            vec![QuotaViolation {
+                subject: subject.into(),
+                description: description.into(),
+            }],
+        )
+    }
+
+    /// FAILED_PRECONDITION for one reason the client can act on.
+    pub fn unmet(message: impl Into<String>, precondition: Precondition) -> Self {
+        Self::Unmet(message.into(), vec![precondition])
     }
 
     /// FAILED_PRECONDITION for a setup that is not READY, in the one form
@@ -217,10 +297,13 @@ impl Error {
             Self::NotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) | Self::Unmet(..) => Code::FailedPrecondition,
             Self::Aborted(_) => Code::Aborted,
+            Self::Conflict { .. } => Code::Aborted,
             Self::AlreadyExists(_) => Code::AlreadyExists,
-            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::ResourceExhausted(_) | Self::Quota(..) => Code::ResourceExhausted,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Unimplemented(_) => Code::Unimplemented,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Self::Cancelled(_) => Code::Cancelled,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -248,10 +331,37 @@ impl From<Error> for Status {
             }
             Error::Unmet(message, violations) => {
                 let mut details = ErrorDetails::new();
-                for (kind, subject, description) in violations {
-                    details.add_precondition_failure_violation(kind, subject, description);
+                for v in violations {
+                    details.add_precondition_failure_violation(
+                        reason_name(v.reason),
+                        v.subject,
+                        v.description,
+                    );
                 }
                 Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
+            Error::Quota(message, violations) => {
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_quota_failure_violation(v.subject, v.description);
+                }
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            Error::Conflict {
+                message,
+                reason,
+                domain,
+                metadata,
+            } => {
+                let mut details = ErrorDetails::new();
+                details.set_error_info(
+                    reason_name(reason),
+                    domain,
+                    metadata
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                );
+                Status::with_error_details(Code::Aborted, message, details)
             }
             Error::Internal(cause) => {
                 // The cause may hold SQL or paths; it belongs in our logs only.
@@ -275,6 +385,86 @@ impl From<sqlx::Error> for Error {
             return Self::Unavailable("the database is unavailable; retry shortly".into());
         }
         Self::Internal(error.to_string())
+    }
+}
+
+impl From<Status> for Error {
+    /// A peer's answer as the error it was built from, details included, so
+    /// a service passes it on or matches on it without reading codes. The
+    /// peer's INTERNAL stays INTERNAL: its cause is in the peer's logs.
+    fn from(status: Status) -> Self {
+        let message = status.message().to_string();
+        let details = status.get_error_details();
+        match status.code() {
+            Code::InvalidArgument => {
+                let violations: Vec<FieldViolation> = details
+                    .bad_request()
+                    .map(|b| {
+                        b.field_violations
+                            .iter()
+                            .map(|v| FieldViolation::new(&v.field, &v.description))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if violations.is_empty() {
+                    Self::InvalidArgument(vec![FieldViolation::new("", message)])
+                } else {
+                    Self::InvalidArgument(violations)
+                }
+            }
+            Code::Unauthenticated => Self::Unauthenticated(message),
+            Code::PermissionDenied => Self::PermissionDenied(message),
+            Code::NotFound => Self::NotFound(
+                message
+                    .strip_suffix(" not found")
+                    .unwrap_or(&message)
+                    .to_string(),
+            ),
+            Code::FailedPrecondition => match details.precondition_failure() {
+                Some(failure) if !failure.violations.is_empty() => Self::Unmet(
+                    message,
+                    failure
+                        .violations
+                        .iter()
+                        .map(|v| {
+                            Precondition::new(reason_of(&v.r#type), &v.subject, &v.description)
+                        })
+                        .collect(),
+                ),
+                _ => Self::FailedPrecondition(message),
+            },
+            Code::Aborted => match details.error_info() {
+                Some(info) => Self::Conflict {
+                    message,
+                    reason: reason_of(&info.reason),
+                    domain: info.domain.clone(),
+                    metadata: info.metadata.clone().into_iter().collect(),
+                },
+                None => Self::Aborted(message),
+            },
+            Code::AlreadyExists => Self::AlreadyExists(message),
+            Code::ResourceExhausted => match details.quota_failure() {
+                Some(quota) if !quota.violations.is_empty() => Self::Quota(
+                    message,
+                    quota
+                        .violations
+                        .iter()
+                        .map(|v| QuotaViolation {
+                            subject: v.subject.clone(),
+                            description: v.description.clone(),
+                        })
+                        .collect(),
+                ),
+                _ => Self::ResourceExhausted(message),
+            },
+            Code::Unavailable => Self::Unavailable(message),
+            Code::Unimplemented => Self::Unimplemented(message),
+            Code::DeadlineExceeded => Self::DeadlineExceeded(message),
+            Code::Cancelled => Self::Cancelled(message),
+            Code::Ok | Code::Unknown | Code::OutOfRange | Code::DataLoss | Code::Internal => {
+                Self::Internal(format!("{}: {message}", code_name(status.code())))
+            }
+        }
     }
 }
 
@@ -463,6 +653,52 @@ mod tests {
         );
         assert!(violations[1].description.contains("expired"));
         assert!(violations[2].description.contains("owner"));
+    }
+
+    #[test]
+    fn a_peer_answer_comes_back_as_the_error_it_was_built_from() {
+        let gap = SetupGap {
+            integration_key: "crm".into(),
+            provider: "salesforce".into(),
+            kind: SetupGapKind::NotBound,
+        };
+        let conflict = Error::Conflict {
+            message: "the item is at revision 3, not 2".into(),
+            reason: ErrorReason::RevisionMismatch,
+            domain: "store.agentshare".into(),
+            metadata: [("current_revision".into(), "3".into())].into(),
+        };
+        let errors = [
+            Error::InvalidArgument(vec![
+                FieldViolation::new("draft.name", "must not be empty"),
+                FieldViolation::new("draft.model", "unknown model"),
+            ]),
+            Error::Unauthenticated("token expired".into()),
+            Error::PermissionDenied("only an owner adds an owner".into()),
+            Error::not_found("agent a-1"),
+            Error::FailedPrecondition("agent is not deployed".into()),
+            Error::setup_required(std::slice::from_ref(&gap)),
+            Error::Aborted("the workspace still holds agents".into()),
+            conflict,
+            Error::AlreadyExists("that slug is taken".into()),
+            Error::ResourceExhausted("too many".into()),
+            Error::quota("cap reached", "workspace/w-1", "100 of 100 used"),
+            Error::Unavailable("retry".into()),
+            Error::Unimplemented("later".into()),
+            Error::DeadlineExceeded("too slow".into()),
+            Error::Cancelled("gone".into()),
+        ];
+        for error in errors {
+            let back = Error::from(Status::from(error.clone()));
+            assert_eq!(back, error);
+        }
+    }
+
+    #[test]
+    fn a_peer_bug_stays_a_bug_without_its_cause() {
+        let back = Error::from(Status::from(Error::internal("SELECT secret")));
+        assert!(matches!(&back, Error::Internal(cause) if !cause.contains("SELECT")));
+        assert_eq!(Status::from(back).code(), Code::Internal);
     }
 
     #[test]

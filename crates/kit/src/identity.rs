@@ -255,9 +255,15 @@ impl Principal {
 
     /// The Principal the identity layer verified for this request.
     pub fn of<T>(request: &tonic::Request<T>) -> Result<&Principal, Error> {
-        request.extensions().get::<Principal>().ok_or_else(|| {
-            Error::Unauthenticated("this call needs a user: send a session token or API key".into())
-        })
+        request
+            .extensions()
+            .get::<Principal>()
+            .ok_or_else(Self::missing)
+    }
+
+    /// The refusal of a call that reached a service without a caller.
+    pub fn missing() -> Error {
+        Error::Unauthenticated("this call needs a user: send a session token or API key".into())
     }
 
     /// The signed-in user, or UNAUTHENTICATED for a caller without one.

@@ -9,6 +9,7 @@ pub mod events;
 pub mod identity;
 pub mod ids;
 pub mod page;
+pub mod rpc;
 pub mod secret;
 pub mod server;
 pub mod session;

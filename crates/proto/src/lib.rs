@@ -12,6 +12,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub mod access_facts;
 pub mod codec;
 
+pub mod errors {
+    pub mod v1 {
+        tonic::include_proto!("agentshare.errors.v1");
+    }
+}
+
 pub mod events {
     pub mod v1 {
         tonic::include_proto!("agentshare.events.v1");

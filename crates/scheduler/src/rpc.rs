@@ -10,7 +10,6 @@ use agentshare_proto::sharing::v1::WorkspaceRole;
 use pb::automations_internal_service_server::AutomationsInternalService;
 use pb::automations_service_server::AutomationsService;
 use tonic::{Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use agentshare_kit::page::Page;
 
@@ -31,9 +30,12 @@ impl From<Refusal> for Status {
             Refusal::Error(error) => error.into(),
             Refusal::CapReached { workspace_id, cap } => {
                 let message = domain::cap_reached_message(cap);
-                let mut details = ErrorDetails::new();
-                details.add_quota_failure_violation(format!("workspace/{workspace_id}"), &message);
-                Status::with_error_details(tonic::Code::ResourceExhausted, message, details)
+                Error::quota(
+                    message.clone(),
+                    format!("workspace/{workspace_id}"),
+                    message,
+                )
+                .into()
             }
         }
     }

@@ -11,12 +11,12 @@ use agentshare_kit::identity::Principal;
 use agentshare_kit::ids;
 use agentshare_kit::page::Page;
 use agentshare_kit::server::Shutdown;
+use agentshare_proto::errors::v1::ErrorReason;
 use agentshare_proto::store::v1 as pb;
 use futures::Stream;
 use pb::workspace_store_service_server::WorkspaceStoreService;
 use tokio::sync::mpsc;
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::{Request, Response, Status};
 
 use crate::access::Access;
 use crate::domain::{self, Expected, Partition, Refusal};
@@ -93,15 +93,6 @@ fn refused(refusal: Refusal) -> Status {
     match refusal {
         Refusal::Rule(error) => error.into(),
         Refusal::RevisionMismatch { expected, current } => {
-            let mut details = ErrorDetails::new();
-            details.set_error_info(
-                "REVISION_MISMATCH",
-                ERROR_DOMAIN,
-                [
-                    ("current_revision".to_string(), current.to_string()),
-                    ("expected_revision".to_string(), expected.to_string()),
-                ],
-            );
             let message = match (expected, current) {
                 (0, current) => format!(
                     "the key already exists at revision {current}; read it and write with that revision"
@@ -114,12 +105,20 @@ fn refused(refusal: Refusal) -> Status {
                     "the item is at revision {current}, not {expected}; read it again, recompute and retry"
                 ),
             };
-            Status::with_error_details(Code::Aborted, message, details)
+            Error::Conflict {
+                message,
+                reason: ErrorReason::RevisionMismatch,
+                domain: ERROR_DOMAIN.into(),
+                metadata: [
+                    ("current_revision".into(), current.to_string()),
+                    ("expected_revision".into(), expected.to_string()),
+                ]
+                .into(),
+            }
+            .into()
         }
         Refusal::Quota(quota) => {
-            let mut details = ErrorDetails::new();
-            details.add_quota_failure_violation(quota.subject, quota.description);
-            Status::with_error_details(Code::ResourceExhausted, quota.message, details)
+            Error::quota(quota.message, quota.subject, quota.description).into()
         }
     }
 }
@@ -334,21 +333,13 @@ impl WorkspaceStoreService for WorkspaceStore {
                 self.settings.max_per_principal,
             )
             .ok_or_else(|| {
-                let mut details = ErrorDetails::new();
-                details.add_quota_failure_violation(
+                let most = self.settings.max_per_principal;
+                Error::quota(
+                    format!(
+                        "you already hold {most} open watches, the most allowed; close one first"
+                    ),
                     "open_watches",
-                    format!(
-                        "{0} of {0} open watches used",
-                        self.settings.max_per_principal
-                    ),
-                );
-                Status::with_error_details(
-                    Code::ResourceExhausted,
-                    format!(
-                        "you already hold {} open watches, the most allowed; close one first",
-                        self.settings.max_per_principal
-                    ),
-                    details,
+                    format!("{most} of {most} open watches used"),
                 )
             })?;
         let state = self

@@ -4,6 +4,8 @@
 //! a state its caller did not see.
 
 use agentshare_kit::Error;
+use agentshare_kit::error::Precondition;
+use agentshare_proto::errors::v1::ErrorReason;
 use agentshare_proto::registry::v1 as pb;
 
 use super::{Access, shown, tools_without_connection, validate_draft};
@@ -135,8 +137,8 @@ fn undeployable(keys: &[String]) -> Error {
         ),
         keys.iter()
             .map(|key| {
-                (
-                    "SHARED_TOOL_WITHOUT_CONNECTION".to_string(),
+                Precondition::new(
+                    ErrorReason::SharedToolWithoutConnection,
                     format!("tools[{key}]"),
                     format!("the SHARED tool {key} names none of your connections"),
                 )
@@ -313,7 +315,7 @@ mod tests {
         unconnected.tools.push(shared_tool(""));
         let error = next_version(Some(&latest), &unconnected).expect_err("unconnected");
         assert!(
-            matches!(&error, Error::Unmet(_, unmet) if unmet[0].1 == "tools[crm]"),
+            matches!(&error, Error::Unmet(_, unmet) if unmet[0].subject == "tools[crm]"),
             "{error:?}"
         );
     }

@@ -6,6 +6,7 @@ use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{GRANT_SCOPE_DENIED, Principal, PrincipalKind};
 use agentshare_kit::ids;
 use agentshare_kit::page::Page;
+use agentshare_kit::rpc;
 use agentshare_proto::sharing::v1 as pb;
 use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
@@ -415,45 +416,44 @@ impl TenancyService for Tenancy {
         &self,
         request: Request<pb::ListApiKeysRequest>,
     ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let page = Page::of(
-            request.get_ref().page_size,
-            &request.get_ref().page_token,
-            format!("api-keys:{org_id}:{user}"),
-        )?;
-        let keys = self
-            .storage
-            .tenancy
-            .api_keys_of(user, org_id, page.after(), page.limit())
-            .await
-            .map_err(Error::from)?;
-        let (keys, next_page_token) = page.split(keys, |key| key.id.clone());
-        Ok(Response::new(pb::ListApiKeysResponse {
-            api_keys: keys.into_iter().map(api_key_to_proto).collect(),
-            next_page_token,
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let listing = format!("api-keys:{org_id}:{user}");
+            let page = Page::of(request.page_size, &request.page_token, listing)?;
+            let keys = self
+                .storage
+                .tenancy
+                .api_keys_of(user, org_id, &page)
+                .await?;
+            let (keys, next_page_token) = page.split(keys, |key| key.id.clone());
+            Ok(pb::ListApiKeysResponse {
+                api_keys: keys.into_iter().map(api_key_to_proto).collect(),
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn revoke_api_key(
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let id = &request.get_ref().api_key_id;
-        let key = self
-            .storage
-            .tenancy
-            .revoke_api_key(principal, org_id, id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(format!("API key {id}")))?;
-        Ok(Response::new(pb::RevokeApiKeyResponse {
-            api_key: Some(api_key_to_proto(key)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let id = &request.api_key_id;
+            let key = self
+                .storage
+                .tenancy
+                .revoke_api_key(&caller, org_id, id)
+                .await?;
+            let key = key.ok_or_else(|| Error::not_found(format!("API key {id}")))?;
+            Ok(pb::RevokeApiKeyResponse {
+                api_key: Some(api_key_to_proto(key)),
+            })
+        })
+        .await
     }
 
     async fn update_org(

@@ -2,6 +2,7 @@
 
 use agentshare_kit::db::new_id;
 use agentshare_kit::identity::Principal;
+use agentshare_kit::page::Page;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -124,8 +125,7 @@ impl TenancyStorage {
         &self,
         user_id: &str,
         org_id: &str,
-        before_id: Option<&str>,
-        limit: i64,
+        page: &Page,
     ) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
         let sql = format!(
             "SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 AND org_id = $2 AND ($3 = '' OR id < $3) \
@@ -134,8 +134,8 @@ impl TenancyStorage {
         sqlx::query(&sql)
             .bind(user_id)
             .bind(org_id)
-            .bind(before_id.unwrap_or_default())
-            .bind(limit)
+            .bind(page.after().unwrap_or_default())
+            .bind(page.limit())
             .fetch_all(&self.db.pool)
             .await?
             .iter()
