@@ -8,7 +8,7 @@
 
 use agentshare_proto::scheduler::v1 as pb;
 
-use super::client::{Api, Channel, PAGE_SIZE, Target, every_page};
+use super::client::{Api, Channel, Target, every_page};
 use super::failure::{Failure, Outcome};
 use super::output::{Output, View, label, time};
 use super::usage::parse_time;
@@ -530,25 +530,11 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
 }
 
 async fn list(automations: &mut Automations, agent: String, out: Output) -> Outcome {
-    let answer = pb::ListAutomationsResponse {
-        automations: every_page(|page_token| {
-            let mut automations = automations.clone();
-            let agent_id = agent.clone();
-            async move {
-                let page = automations
-                    .list_automations(pb::ListAutomationsRequest {
-                        agent_id,
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                Ok((page.automations, page.next_page_token))
-            }
-        })
-        .await?,
-        next_page_token: String::new(),
+    let request = pb::ListAutomationsRequest {
+        agent_id: agent,
+        ..Default::default()
     };
+    let answer = every_page(request, async |r| automations.list_automations(r).await).await?;
     let view = View::table(
         vec!["KEY", "NAME", "SCHEDULE", "NEXT", "YOURS", "CAN ENABLE"],
         &answer.automations,
@@ -628,27 +614,15 @@ async fn my_subscriptions(
     agent_id: String,
     statuses: Vec<i32>,
 ) -> Outcome<pb::ListMySubscriptionsResponse> {
-    let subscriptions = every_page(|page_token| {
-        let mut automations = automations.clone();
-        let request = pb::ListMySubscriptionsRequest {
-            agent_id: agent_id.clone(),
-            statuses: statuses.clone(),
-            page_size: PAGE_SIZE,
-            page_token,
-        };
-        async move {
-            let page = automations
-                .list_my_subscriptions(request)
-                .await?
-                .into_inner();
-            Ok((page.subscriptions, page.next_page_token))
-        }
+    let request = pb::ListMySubscriptionsRequest {
+        agent_id,
+        statuses,
+        ..Default::default()
+    };
+    every_page(request, async |r| {
+        automations.list_my_subscriptions(r).await
     })
-    .await?;
-    Ok(pb::ListMySubscriptionsResponse {
-        subscriptions,
-        next_page_token: String::new(),
-    })
+    .await
 }
 
 fn subscription_record(subscription: Option<&pb::Subscription>) -> View {

@@ -304,36 +304,18 @@ impl Api {
         if looks_like_id(agent) {
             return Ok(agent.to_string());
         }
-        let built = every_page(|page_token| {
-            let mut registry = self.registry();
-            async move {
-                let page = registry
-                    .list_agents(ListAgentsRequest {
-                        page_size: PAGE_SIZE,
-                        page_token,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                Ok((page.agents, page.next_page_token))
-            }
+        let mut registry = self.registry();
+        let built = every_page(ListAgentsRequest::default(), async |r| {
+            registry.list_agents(r).await
         })
-        .await?;
-        let run = every_page(|page_token| {
-            let mut access = self.access();
-            async move {
-                let page = access
-                    .list_my_agents(ListMyAgentsRequest {
-                        page_size: PAGE_SIZE,
-                        page_token,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                Ok((page.agents, page.next_page_token))
-            }
+        .await?
+        .agents;
+        let mut access = self.access();
+        let run = every_page(ListMyAgentsRequest::default(), async |r| {
+            access.list_my_agents(r).await
         })
-        .await?;
+        .await?
+        .agents;
         let named: std::collections::BTreeSet<String> = built
             .into_iter()
             .filter(|a| a.draft.as_ref().is_some_and(|d| d.name == agent))
@@ -358,68 +340,93 @@ impl Api {
             ))),
         }
     }
+}
 
-    pub fn tenancy(&self) -> TenancyServiceClient<Channel> {
-        TenancyServiceClient::new(self.channel.clone())
-    }
+/// A typed client for each service of the public API, over one channel.
+macro_rules! clients {
+    ($($name:ident: $client:ident;)*) => {
+        impl Api {$(
+            pub fn $name(&self) -> $client<Channel> {
+                $client::new(self.channel.clone())
+            }
+        )*}
+    };
+}
 
-    pub fn registry(&self) -> AgentRegistryServiceClient<Channel> {
-        AgentRegistryServiceClient::new(self.channel.clone())
-    }
-
-    pub fn sharing(&self) -> SharingServiceClient<Channel> {
-        SharingServiceClient::new(self.channel.clone())
-    }
-
-    pub fn access(&self) -> AccessServiceClient<Channel> {
-        AccessServiceClient::new(self.channel.clone())
-    }
-
-    pub fn connections(&self) -> ConnectionsServiceClient<Channel> {
-        ConnectionsServiceClient::new(self.channel.clone())
-    }
-
-    pub fn invoke(&self) -> InvokeServiceClient<Channel> {
-        InvokeServiceClient::new(self.channel.clone())
-    }
-
-    pub fn store(&self) -> WorkspaceStoreServiceClient<Channel> {
-        WorkspaceStoreServiceClient::new(self.channel.clone())
-    }
-
-    pub fn sessions(&self) -> SessionsServiceClient<Channel> {
-        SessionsServiceClient::new(self.channel.clone())
-    }
-
-    pub fn usage(&self) -> UsageServiceClient<Channel> {
-        UsageServiceClient::new(self.channel.clone())
-    }
-
-    pub fn automations(&self) -> AutomationsServiceClient<Channel> {
-        AutomationsServiceClient::new(self.channel.clone())
-    }
+clients! {
+    tenancy: TenancyServiceClient;
+    registry: AgentRegistryServiceClient;
+    sharing: SharingServiceClient;
+    access: AccessServiceClient;
+    connections: ConnectionsServiceClient;
+    invoke: InvokeServiceClient;
+    store: WorkspaceStoreServiceClient;
+    sessions: SessionsServiceClient;
+    usage: UsageServiceClient;
+    automations: AutomationsServiceClient;
 }
 
 /// The page size the CLI asks for when it reads a whole listing: the most
 /// the server gives.
 pub const PAGE_SIZE: i32 = agentshare_kit::page::MAX_PAGE_SIZE;
 
-/// Every page of a listing, in order: `fetch` reads the page a token names
-/// (empty for the first) and answers its entries and the next token.
-pub async fn every_page<T, F, Fut>(mut fetch: F) -> Outcome<Vec<T>>
-where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
-{
-    let mut all = Vec::new();
+/// A listing request: it pages, and its answer gathers into one.
+pub trait Paged: Clone {
+    /// The answer of one page, and of every page gathered.
+    type Answer: Default;
+    /// Asks for the page the token names (empty: the first), as large as
+    /// the server gives.
+    fn at(&mut self, page_token: String);
+    /// Adds one page to `all` and answers the next page's token.
+    fn gather(all: &mut Self::Answer, page: Self::Answer) -> String;
+}
+
+macro_rules! paged {
+    ($($request:ty => $answer:ty, $entries:ident;)*) => {$(
+        impl Paged for $request {
+            type Answer = $answer;
+            fn at(&mut self, page_token: String) {
+                self.page_size = PAGE_SIZE;
+                self.page_token = page_token;
+            }
+            fn gather(all: &mut $answer, page: $answer) -> String {
+                all.$entries.extend(page.$entries);
+                page.next_page_token
+            }
+        }
+    )*};
+}
+
+paged! {
+    ListAgentsRequest => agentshare_proto::registry::v1::ListAgentsResponse, agents;
+    ListMyAgentsRequest => agentshare_proto::sharing::v1::ListMyAgentsResponse, agents;
+    agentshare_proto::registry::v1::ListVersionsRequest
+        => agentshare_proto::registry::v1::ListVersionsResponse, versions;
+    agentshare_proto::sharing::v1::ListConnectionsRequest
+        => agentshare_proto::sharing::v1::ListConnectionsResponse, connections;
+    agentshare_proto::scheduler::v1::ListAutomationsRequest
+        => agentshare_proto::scheduler::v1::ListAutomationsResponse, automations;
+    agentshare_proto::scheduler::v1::ListMySubscriptionsRequest
+        => agentshare_proto::scheduler::v1::ListMySubscriptionsResponse, subscriptions;
+    agentshare_proto::store::v1::SummarizeUsageRequest
+        => agentshare_proto::store::v1::SummarizeUsageResponse, rows;
+}
+
+/// Every page of a listing as one answer: `fetch` makes the call for the
+/// page the request names.
+pub async fn every_page<R: Paged>(
+    mut request: R,
+    mut fetch: impl AsyncFnMut(R) -> Result<tonic::Response<R::Answer>, tonic::Status>,
+) -> Outcome<R::Answer> {
+    let mut all = R::Answer::default();
     let mut page_token = String::new();
     loop {
-        let (entries, next) = fetch(page_token).await?;
-        all.extend(entries);
-        if next.is_empty() {
+        request.at(page_token);
+        let page = fetch(request.clone()).await?.into_inner();
+        page_token = R::gather(&mut all, page);
+        if page_token.is_empty() {
             return Ok(all);
         }
-        page_token = next;
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use agentshare_proto::sharing::v1 as pb;
 use tonic_types::StatusExt as _;
 
-use super::client::{Api, PAGE_SIZE, Target, every_page};
+use super::client::{Api, Target, every_page};
 use super::failure::{Failure, Outcome};
 use super::grant::parse_duration;
 use super::output::{Output, View, label, time};
@@ -296,26 +296,12 @@ fn read_key_from_stdin(provider: &str) -> Outcome<String> {
 
 /// Every connection of a provider (every one, for an empty provider).
 async fn all_connections(api: &Api, provider: String) -> Outcome<pb::ListConnectionsResponse> {
-    let connections = every_page(|page_token| {
-        let mut connections = api.connections();
-        let provider = provider.clone();
-        async move {
-            let page = connections
-                .list_connections(pb::ListConnectionsRequest {
-                    provider,
-                    page_size: PAGE_SIZE,
-                    page_token,
-                })
-                .await?
-                .into_inner();
-            Ok((page.connections, page.next_page_token))
-        }
-    })
-    .await?;
-    Ok(pb::ListConnectionsResponse {
-        connections,
-        next_page_token: String::new(),
-    })
+    let request = pb::ListConnectionsRequest {
+        provider,
+        ..Default::default()
+    };
+    let mut connections = api.connections();
+    every_page(request, async |r| connections.list_connections(r).await).await
 }
 
 /// Starts an OAuth flow, prints where to go, and waits for the new

@@ -69,7 +69,8 @@ pub enum MembersCommand {
     },
 }
 
-/// An org role as the command line names it.
+/// A role in an org or a workspace, as the command line names it: both
+/// have the same three.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Role {
     Owner,
@@ -78,6 +79,16 @@ pub enum Role {
 }
 
 impl From<Role> for pb::OrgRole {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Owner => Self::Owner,
+            Role::Admin => Self::Admin,
+            Role::Member => Self::Member,
+        }
+    }
+}
+
+impl From<Role> for pb::WorkspaceRole {
     fn from(role: Role) -> Self {
         match role {
             Role::Owner => Self::Owner,

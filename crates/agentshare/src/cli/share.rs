@@ -12,7 +12,7 @@ use std::io::IsTerminal as _;
 
 use agentshare_proto::sharing::v1 as pb;
 
-use super::client::{Api, PAGE_SIZE, Target, every_page};
+use super::client::{Api, Target, every_page};
 use super::failure::Outcome;
 use super::output::{Output, View, label};
 
@@ -538,29 +538,16 @@ pub(super) fn yes_no(value: bool) -> String {
 /// `agentshare my-agents`
 pub async fn my_agents(args: MyAgentsArgs, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
-    let access = api.access();
+    let mut access = api.access();
     let relation = args
         .relation
         .map(pb::AgentRelation::from)
         .unwrap_or_default() as i32;
-    let listed = pb::ListMyAgentsResponse {
-        agents: every_page(|page_token| {
-            let mut access = access.clone();
-            async move {
-                let page = access
-                    .list_my_agents(pb::ListMyAgentsRequest {
-                        relation,
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                Ok((page.agents, page.next_page_token))
-            }
-        })
-        .await?,
-        next_page_token: String::new(),
+    let request = pb::ListMyAgentsRequest {
+        relation,
+        ..Default::default()
     };
+    let listed = every_page(request, async |r| access.list_my_agents(r).await).await?;
     let colour = Colour::for_stdout();
     let view = View::table(
         vec![

@@ -10,7 +10,7 @@ use std::str::FromStr as _;
 
 use agentshare_proto::store::v1 as pb;
 
-use super::client::{PAGE_SIZE, Target, every_page};
+use super::client::{Target, every_page};
 use super::failure::{Failure, Outcome};
 use super::output::{Output, View, label, time};
 
@@ -172,24 +172,10 @@ async fn summary(
             Some(Period::Month) => pb::UsagePeriod::Month,
         }
         .into(),
-        page_size: PAGE_SIZE,
-        page_token: String::new(),
+        ..Default::default()
     };
-    let answer = pb::SummarizeUsageResponse {
-        rows: every_page(|page_token| {
-            let mut usage = api.usage();
-            let request = pb::SummarizeUsageRequest {
-                page_token,
-                ..request.clone()
-            };
-            async move {
-                let page = usage.summarize_usage(request).await?.into_inner();
-                Ok((page.rows, page.next_page_token))
-            }
-        })
-        .await?,
-        next_page_token: String::new(),
-    };
+    let mut usage = api.usage();
+    let answer = every_page(request, async |r| usage.summarize_usage(r).await).await?;
     let who = match group {
         Group::Agent => "AGENT",
         Group::Account => "BILLED TO",

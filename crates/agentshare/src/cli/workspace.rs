@@ -10,6 +10,7 @@ use agentshare_proto::sharing::v1 as pb;
 use super::client::{Channel, Target};
 use super::context::{Contexts, config_dir};
 use super::failure::{Failure, Outcome};
+use super::org::Role;
 use super::output::{Output, View, label, time};
 
 /// `agentshare workspace ...`
@@ -83,24 +84,6 @@ pub enum MembersCommand {
         #[arg(value_enum)]
         role: Role,
     },
-}
-
-/// A workspace role as the command line names it.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Role {
-    Owner,
-    Admin,
-    Member,
-}
-
-impl From<Role> for pb::WorkspaceRole {
-    fn from(role: Role) -> Self {
-        match role {
-            Role::Owner => Self::Owner,
-            Role::Admin => Self::Admin,
-            Role::Member => Self::Member,
-        }
-    }
 }
 
 fn role(value: i32) -> String {

@@ -19,7 +19,7 @@ use agentshare_proto::registry::v1 as pb;
 use agentshare_proto::sharing::v1 as sharing;
 use tonic_types::StatusExt as _;
 
-use crate::cli::client::{Api, Channel, PAGE_SIZE, Target, every_page};
+use crate::cli::client::{Api, Channel, Target, every_page};
 use crate::cli::failure::{Failure, Outcome};
 use crate::cli::output::{Output, View, label, time, to_json};
 use definition::{Definition, print_definition};
@@ -386,25 +386,12 @@ async fn show(
 
 async fn list(registry: &mut Registry, mine: bool, only: Option<State>, out: Output) -> Outcome {
     // Every page, so the table and the JSON hold every agent.
-    let listed = pb::ListAgentsResponse {
-        agents: every_page(|page_token| {
-            let mut registry = registry.clone();
-            async move {
-                let page = registry
-                    .list_agents(pb::ListAgentsRequest {
-                        page_size: PAGE_SIZE,
-                        page_token,
-                        owned_by_caller: mine,
-                        state: only.map_or(0, |s| pb::AgentState::from(s) as i32),
-                    })
-                    .await?
-                    .into_inner();
-                Ok((page.agents, page.next_page_token))
-            }
-        })
-        .await?,
-        next_page_token: String::new(),
+    let request = pb::ListAgentsRequest {
+        owned_by_caller: mine,
+        state: only.map_or(0, |s| pb::AgentState::from(s) as i32),
+        ..Default::default()
     };
+    let listed = every_page(request, async |r| registry.list_agents(r).await).await?;
     let view = View::table(
         vec!["ID", "NAME", "STATE", "VERSION", "OWNER", "UNDEPLOYED"],
         &listed.agents,
@@ -477,25 +464,11 @@ async fn deploy(
 }
 
 async fn versions(registry: &mut Registry, agent_id: String, out: Output) -> Outcome {
-    let listed = pb::ListVersionsResponse {
-        versions: every_page(|page_token| {
-            let mut registry = registry.clone();
-            let agent_id = agent_id.clone();
-            async move {
-                let page = registry
-                    .list_versions(pb::ListVersionsRequest {
-                        agent_id,
-                        page_size: PAGE_SIZE,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                Ok((page.versions, page.next_page_token))
-            }
-        })
-        .await?,
-        next_page_token: String::new(),
+    let request = pb::ListVersionsRequest {
+        agent_id,
+        ..Default::default()
     };
+    let listed = every_page(request, async |r| registry.list_versions(r).await).await?;
     let view = View::table(
         vec!["VERSION", "ORIGIN", "DEPLOYED", "BY", "NOTES"],
         &listed.versions,
