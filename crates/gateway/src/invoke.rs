@@ -57,24 +57,26 @@ impl Invoke {
     }
 }
 
-fn spec_of(
-    agent_id: String,
-    input: String,
-    session_id: Option<String>,
-    project_id: Option<String>,
-    draft: bool,
-    session_secret: Option<String>,
-) -> RunSpec {
-    RunSpec {
-        agent_id,
-        input,
-        session_id,
-        session_secret,
-        project_id,
-        draft,
-        automation: None,
-    }
+/// Invoke and InvokeStream ask for a run with the same fields.
+macro_rules! run_spec_of {
+    ($($request:ty),*) => {$(
+        impl From<$request> for RunSpec {
+            fn from(r: $request) -> Self {
+                RunSpec {
+                    agent_id: r.agent_id,
+                    input: r.input,
+                    session_id: r.session_id,
+                    session_secret: r.session_secret,
+                    project_id: r.project_id,
+                    draft: r.draft,
+                    automation: None,
+                }
+            }
+        }
+    )*};
 }
+
+run_spec_of!(pb::InvokeRequest, pb::InvokeStreamRequest);
 
 fn billed_to(started: &Started) -> pb::BilledParty {
     if started.billed_to_owner {
@@ -138,16 +140,8 @@ impl InvokeService for Invoke {
         request: Request<pb::InvokeRequest>,
     ) -> Result<Response<pb::InvokeResponse>, Status> {
         let principal = self.principal(request.metadata(), INVOKE_PATH).await?;
-        let r = request.into_inner();
-        let agent_id = r.agent_id.clone();
-        let spec = spec_of(
-            r.agent_id,
-            r.input,
-            r.session_id,
-            r.project_id,
-            r.draft,
-            r.session_secret,
-        );
+        let spec = RunSpec::from(request.into_inner());
+        let agent_id = spec.agent_id.clone();
         let finished = self
             .spawn_run(principal, spec, None)
             .await
@@ -180,16 +174,8 @@ impl InvokeService for Invoke {
         let principal = self
             .principal(request.metadata(), INVOKE_STREAM_PATH)
             .await?;
-        let r = request.into_inner();
-        let agent_id = r.agent_id.clone();
-        let spec = spec_of(
-            r.agent_id,
-            r.input,
-            r.session_id,
-            r.project_id,
-            r.draft,
-            r.session_secret,
-        );
+        let spec = RunSpec::from(request.into_inner());
+        let agent_id = spec.agent_id.clone();
         let (progress, mut events) = mpsc::channel::<Progress>(16);
         let (out, received) = mpsc::channel::<Result<pb::InvokeStreamResponse, Status>>(16);
         let runs = self.runs.clone();

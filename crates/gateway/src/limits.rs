@@ -617,18 +617,11 @@ mod tests {
         // Request, draft, model, parameters: 4 levels, then 3 per JSON level.
         assert_eq!(too_deep(&input, &create_agent(1), 4), None);
         assert_eq!(too_deep(&input, &create_agent(10), 31), None);
-        assert_eq!(
-            too_deep(&input, &create_agent(11), 32),
-            Some(TooDeep {
-                field: "draft.model.parameters".into()
-            })
-        );
-        assert_eq!(
-            too_deep(&input, &create_agent(90), 32),
-            Some(TooDeep {
-                field: "draft.model.parameters".into()
-            })
-        );
+        let parameters = Some(TooDeep {
+            field: "draft.model.parameters".into(),
+        });
+        assert_eq!(too_deep(&input, &create_agent(11), 32), parameters);
+        assert_eq!(too_deep(&input, &create_agent(90), 32), parameters);
         // What does not parse is left to the decoder.
         assert_eq!(too_deep(&input, &[0x0a, 0xff], 32), None);
     }

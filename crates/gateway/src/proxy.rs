@@ -266,14 +266,33 @@ pub struct GatewayService<S> {
     forwarder: Arc<Forwarder>,
 }
 
-impl<S> tower::Service<http::Request<Body>> for GatewayService<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+/// The HTTP service the gateway's layers wrap: tonic's router, or another
+/// layer around it.
+pub trait HttpService:
+    tower::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
 {
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+impl<S: HttpService> tower::Service<http::Request<Body>> for GatewayService<S> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;

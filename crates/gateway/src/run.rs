@@ -1112,32 +1112,18 @@ mod tests {
 
     #[test]
     fn the_agents_side_pays_with_the_owners_and_builders_connections() {
+        use runtime::ConnectionSource as Source;
         use sharing::ConnectionOwnerKind as Owner;
+        use store::ConnectionOwner as Recorded;
         let cases = [
-            (
-                Owner::Owner,
-                store::ConnectionOwner::Owner,
-                runtime::ConnectionSource::AgentOwner,
-            ),
-            (
-                Owner::Builder,
-                store::ConnectionOwner::Builder,
-                runtime::ConnectionSource::AgentOwner,
-            ),
-            (
-                Owner::Caller,
-                store::ConnectionOwner::Caller,
-                runtime::ConnectionSource::Caller,
-            ),
-            (
-                Owner::Holder,
-                store::ConnectionOwner::Holder,
-                runtime::ConnectionSource::Caller,
-            ),
+            (Owner::Owner, Recorded::Owner, Source::AgentOwner),
+            (Owner::Builder, Recorded::Builder, Source::AgentOwner),
+            (Owner::Caller, Recorded::Caller, Source::Caller),
+            (Owner::Holder, Recorded::Holder, Source::Caller),
             (
                 Owner::Unspecified,
-                store::ConnectionOwner::Unspecified,
-                runtime::ConnectionSource::Unspecified,
+                Recorded::Unspecified,
+                Source::Unspecified,
             ),
         ];
         for (owner, recorded, source) in cases {

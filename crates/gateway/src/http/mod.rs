@@ -35,6 +35,7 @@ use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
 use self::routes::{Found, Route, Router};
+use crate::proxy::HttpService;
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -50,18 +51,11 @@ const FORWARDED: &[&str] = &[
     "tracestate",
 ];
 
-/// Headers a browser may send and read across origins.
-const CORS_REQUEST_HEADERS: &[&str] = &[
-    "authorization",
-    "content-type",
-    crate::auth::ORG_HEADER,
-    crate::auth::WORKSPACE_HEADER,
-    crate::auth::GRANT_HEADER,
-    "traceparent",
-    "x-grpc-web",
-    "x-user-agent",
-    "grpc-timeout",
-];
+/// Headers a browser may send across origins besides those that are
+/// forwarded.
+const CORS_REQUEST_HEADERS: &[&str] =
+    &["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout"];
+/// Headers a browser may read across origins.
 const CORS_EXPOSED_HEADERS: &[&str] = &["grpc-status", "grpc-message", "grpc-status-details-bin"];
 
 /// The contract's descriptors, for routes and the JSON mapping.
@@ -116,8 +110,9 @@ pub fn cors(allowed_origins: &[String]) -> tower_http::cors::CorsLayer {
             Method::DELETE,
         ])
         .allow_headers(
-            CORS_REQUEST_HEADERS
+            FORWARDED
                 .iter()
+                .chain(CORS_REQUEST_HEADERS)
                 .map(|h| HeaderName::from_static(h))
                 .collect::<Vec<_>>(),
         )
@@ -151,14 +146,7 @@ fn is_grpc_content(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-impl<S> Service<http::Request<Body>> for Transcoding<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+impl<S: HttpService> Service<http::Request<Body>> for Transcoding<S> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
