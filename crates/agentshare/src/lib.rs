@@ -60,7 +60,7 @@ pub async fn start(mut config: Config, gateway_shutdown: Shutdown) -> Result<Emb
         ));
     }
     config.ensure_data_dir()?;
-    // A new machine can run the seeds' scenarios without a config file;
+    // A new machine can run the README's scenarios without a config file;
     // `serve` says so at start.
     if config.connections.providers.is_empty() {
         config.connections.providers = agentshare_kit::config::demo_providers();

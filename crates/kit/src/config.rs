@@ -393,7 +393,7 @@ impl Provider {
 }
 
 /// The API-key providers the embedded mode serves when none is configured,
-/// so the seeds' scenarios work on a new machine: web search (keys start
+/// so the README's scenarios work on a new machine: web search (keys start
 /// `srch-`), CRM, document storage, a warehouse database, Slack (`xoxp-`)
 /// and mail. Their check is `static`: nothing leaves the machine.
 pub fn demo_providers() -> std::collections::BTreeMap<String, Provider> {

@@ -1,4 +1,4 @@
-"""The seeds' research agent story over HTTP/JSON, with `requests`, against
+"""The README's research agent story over HTTP/JSON, with `requests`, against
 a real `agentshare serve`: the same story as tests/clients/python, on the
 routes the gateway transcodes from the `google.api.http` annotations.
 

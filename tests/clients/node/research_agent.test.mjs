@@ -1,4 +1,4 @@
-// The seeds' research agent story, told through @grpc/grpc-js with
+// The README's research agent story, told through @grpc/grpc-js with
 // @grpc/proto-loader reading proto/ at run time, against a real
 // `agentshare serve`.
 //

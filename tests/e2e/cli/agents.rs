@@ -6,7 +6,7 @@ use agentshare_e2e::cli::Serve;
 use agentshare_proto::sharing::v1 as sharing;
 use agentshare_proto::sharing::v1::connections_service_client::ConnectionsServiceClient;
 
-/// The seeds' research agent as the repository ships it.
+/// The README's research agent as the repository ships it.
 const EXAMPLE: &str = include_str!("../../../examples/research-agent.yaml");
 
 /// A `search` connection of `user`'s, made over gRPC (the connection

@@ -1,5 +1,5 @@
-//! `agentshare demo` tells the seeds' story against a live `serve` and
-//! exits 0 only when every step behaved as the seeds say.
+//! `agentshare demo` tells the README's story of a shared agent against a
+//! live `serve` and exits 0 only when every step behaved as the README says.
 
 use agentshare_e2e::cli::Serve;
 

@@ -1,5 +1,5 @@
 //! `agentshare invoke`, `items`, `automation` and `usage`: running the
-//! seeds' research agent from a shell, its workspace store, a teammate's
+//! README's research agent from a shell, its workspace store, a teammate's
 //! automation from opt-in to a run in the inbox, and what it all cost.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use agentshare_e2e::cli::Serve;
 use agentshare_e2e::eventually_within;
 use serde_json::{Value, json};
 
-/// The seeds' research agent as Alice builds it (over HTTP/JSON: the
+/// The README's research agent as Alice builds it (over HTTP/JSON: the
 /// `agent` commands are tested on their own): a SHARED search key of hers,
 /// a USER_CONFIGURED CRM that Bob binds to his own, a daily automation, all
 /// deployed and shared in the org; and Notes, a private agent of hers.

@@ -1,6 +1,6 @@
 //! `agentshare share|unshare|access|my-agents`, `grant`, `pin`,
 //! `connection` and `setup`, run as the built binary against a live
-//! `serve`: the seeds' research agent shared with a teammate who brings his
+//! `serve`: the README's research agent shared with a teammate who brings his
 //! own CRM, a widget's grant whose token is shown once, and connections
 //! whose keys never come from a flag.
 

@@ -1,7 +1,8 @@
-//! `agentshare demo`: the seeds' story in about a minute, against a running
-//! `agentshare serve`. Each step says what it does, calls the public API
-//! as the people in the story, and checks that the answer is what the seeds
-//! say; the first step that is not stops the demo with exit 1.
+//! `agentshare demo`: the README's story of a shared agent in about a
+//! minute, against a running `agentshare serve`. Each step says what it
+//! does, calls the public API as the people in the story, and checks that
+//! the answer is what the README promises; the first step that is not stops
+//! the demo with exit 1.
 //!
 //! Every run makes its own org and users (names with a fresh suffix), so it
 //! can run any number of times against the same server and leaves the
@@ -94,7 +95,7 @@ pub async fn run(args: Args, target: &Target, out: Output) -> Outcome {
         .automation(Duration::from_secs(args.inbox_timeout_secs))
         .await?;
     story.unshare().await?;
-    story.line("\nThe story held: every step behaved as the seeds say.")
+    story.line("\nThe story held: every step behaved as the README says.")
 }
 
 /// A short suffix that makes this run's names its own.
@@ -107,7 +108,7 @@ fn suffix() -> String {
     format!("{mixed:06x}")
 }
 
-/// Fails the demo unless `held`: `expected` says what the seeds promise.
+/// Fails the demo unless `held`: `expected` says what the README promises.
 fn expect(held: bool, expected: &str, seen: impl std::fmt::Display) -> Outcome {
     if held {
         Ok(())
@@ -118,7 +119,7 @@ fn expect(held: bool, expected: &str, seen: impl std::fmt::Display) -> Outcome {
     }
 }
 
-/// The code of a call the seeds say must fail (with `code`, when given),
+/// The code of a call the story says must fail (with `code`, when given),
 /// or the demo stops saying what `expected` and what happened instead.
 fn refused<T>(
     answer: Result<T, tonic::Status>,

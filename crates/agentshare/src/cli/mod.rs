@@ -1,7 +1,7 @@
 //! The `agentshare` command line's client commands: every resource of the
 //! public API, called through the gateway as builders, holders and admins
-//! use it from a shell, and `demo`, which tells the seeds' story against a
-//! running `serve`.
+//! use it from a shell, and `demo`, which tells the README's story of a
+//! shared agent against a running `serve`.
 //!
 //! Conventions, the same in every group: a table for people by default,
 //! `-o json|yaml` for scripts (the API's own JSON), `--quiet` for ids only;
@@ -107,7 +107,7 @@ pub enum Command {
     Automation(automation::Command),
     /// Usage by day or month.
     Usage(usage::Args),
-    /// Tell the seeds' story against a running `agentshare serve`.
+    /// Tell the README's story of a shared agent against a running `agentshare serve`.
     Demo(demo::Args),
     /// Print a shell completion script.
     Completion {

@@ -8,7 +8,7 @@
 //! `tools` (each an integration with its `scope` and, when SHARED, the
 //! builder's `connectionId`), `files` and `automations`. `agent show AGENT
 //! --definition` prints one back; `examples/research-agent.yaml` is the
-//! seeds' research agent.
+//! README's research agent.
 //!
 //! AGENT is an agent's id, or its exact name among the agents you can see.
 
