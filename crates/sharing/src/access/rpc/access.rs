@@ -313,8 +313,7 @@ impl AccessService for Access {
                     .storage
                     .tenancy
                     .org(&caller.org_id)
-                    .await
-                    .map_err(Error::from)?
+                    .await?
                     .ok_or_else(|| Error::not_found(format!("org {}", caller.org_id)))?;
                 scope::member(&self.storage, &org, &user_id, &workspace).await?
             }
