@@ -476,9 +476,7 @@ impl AccessService for Access {
                 (row.agent_id.clone(), version, runner)
             })
             .collect();
-        let setups = setup::setups(&self.storage, &subject.user_id, &wanted)
-            .await
-            .map_err(Error::from)?;
+        let setups = setup::setups(&self.storage, &subject.user_id, &wanted).await?;
         for (row, setups) in agents.iter_mut().zip(setups) {
             row.set_setup_status(if setup::ready(&setups) {
                 pb::SetupStatus::Ready
