@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::access::rules::decision::{self, Action};
 use crate::access::rules::scope;
 use crate::access::storage::agent_access::{AccessState, AgentRow};
-use crate::common::Storage;
+use crate::common::{Storage, answer_page};
 use crate::connections::credentials::{self, Credentials};
 use crate::connections::oauth::{self, TokenError};
 use crate::connections::providers::Provider;
@@ -243,6 +243,18 @@ impl Connections {
         Ok(setups.into_iter().next().unwrap_or_default())
     }
 
+    /// An agent the caller configures, with their setup of it now: what a
+    /// change to the setup starts from.
+    async fn setup_of(
+        &self,
+        caller: &Principal,
+        agent_id: &str,
+    ) -> Result<(Configured, Vec<IntegrationSetup>), Error> {
+        let agent = self.configurable(caller, agent_id).await?;
+        let setups = self.setups(caller.require_user()?, &agent).await?;
+        Ok((agent, setups))
+    }
+
     /// The user's setup of the agent now, as answered.
     async fn agent_setup(&self, user: &str, of: &Configured) -> Result<pb::AgentSetup, Error> {
         let setups = self.setups(user, of).await?;
@@ -431,15 +443,16 @@ impl ConnectionsService for Connections {
             let user = caller.require_user()?;
             let listing = format!("connections:{user}:{}", request.provider);
             let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let rows = self
-                .storage
-                .connections
+            let connections = &self.storage.connections;
+            let rows = connections
                 .connections_of(user, &request.provider, &page)
                 .await?;
             let now = self.storage.clock.now_micros();
-            let (rows, next_page_token) = page.split(rows, |row| row.id.clone());
+            let answer = |row: ConnectionRow| connection_to_proto(&row, now);
+            let (connections, next_page_token) =
+                answer_page(&page, rows, |row| row.id.clone(), answer);
             Ok(pb::ListConnectionsResponse {
-                connections: rows.iter().map(|r| connection_to_proto(r, now)).collect(),
+                connections,
                 next_page_token,
             })
         })
@@ -595,15 +608,13 @@ impl ConnectionsService for Connections {
     ) -> Result<Response<pb::BindIntegrationResponse>, Status> {
         rpc::unary(request, async |caller, request| {
             let user = caller.require_user()?;
-            let agent = self.configurable(&caller, &request.agent_id).await?;
+            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
             let agent_id = &agent.agent.agent_id;
-            let setups = self.setups(user, &agent).await?;
             let integration = setup::integration(&setups, &request.integration_key, agent_id)?;
             let connection = self.own(user, &request.connection_id).await?;
             setup::bindable(integration, &connection.provider)?;
-            let key = &integration.integration.key;
-            self.storage
-                .connections
+            let (key, connections) = (&integration.integration.key, &self.storage.connections);
+            connections
                 .bind(agent_id, user, key, &connection.id)
                 .await?;
             Ok(pb::BindIntegrationResponse {
@@ -619,9 +630,8 @@ impl ConnectionsService for Connections {
     ) -> Result<Response<pb::UnbindIntegrationResponse>, Status> {
         rpc::unary(request, async |caller, request| {
             let user = caller.require_user()?;
-            let agent = self.configurable(&caller, &request.agent_id).await?;
+            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
             let agent_id = &agent.agent.agent_id;
-            let setups = self.setups(user, &agent).await?;
             let key = &request.integration_key;
             setup::integration(&setups, key, agent_id)?;
             self.storage.connections.unbind(agent_id, user, key).await?;
@@ -638,10 +648,10 @@ impl ConnectionsService for Connections {
     ) -> Result<Response<pb::CompleteAgentSetupResponse>, Status> {
         rpc::unary(request, async |caller, request| {
             let user = caller.require_user()?;
-            let agent = self.configurable(&caller, &request.agent_id).await?;
-            if setup::ready(&self.setups(user, &agent).await?) {
-                self.storage
-                    .connections
+            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
+            if setup::ready(&setups) {
+                let connections = &self.storage.connections;
+                connections
                     .complete_setup(&agent.agent.agent_id, user)
                     .await?;
             }

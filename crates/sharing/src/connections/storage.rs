@@ -5,7 +5,11 @@
 use agentshare_kit::Result;
 use agentshare_kit::db::{new_id, placeholders};
 use agentshare_kit::page::Page;
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
 
+use crate::common::Paged;
 use crate::connections::secrets::Sealed;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +107,17 @@ impl ConnectionRow {
 
     pub fn refresh_context(id: &str) -> String {
         format!("connection/{id}/refresh")
+    }
+
+    /// The connection's current material.
+    fn material(&self) -> Material {
+        Material {
+            secret: self.secret.clone(),
+            refresh: self.refresh.clone(),
+            access_expires_at: self.access_expires_at,
+            expires_at: self.expires_at,
+            scopes: self.scopes.clone(),
+        }
     }
 }
 
@@ -251,6 +266,21 @@ crate::common::part_storage!(
     ConnectionStorage
 );
 
+/// Binds a connection's material as stored: key id, sealed secret, sealed
+/// refresh token, when the access token and the credential end, scopes.
+fn bind_material<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    material: &'q Material,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    query
+        .bind(&material.secret.key_id)
+        .bind(&material.secret.blob)
+        .bind(material.refresh.as_ref().map(|r| r.blob.clone()))
+        .bind(material.access_expires_at)
+        .bind(material.expires_at)
+        .bind(material.scopes.join(" "))
+}
+
 /// Selects connections `c` by a condition on them.
 fn connections_where(condition: &str) -> String {
     format!(
@@ -276,7 +306,7 @@ impl ConnectionStorage {
     }
 
     pub async fn insert_connection(&self, row: &ConnectionRow) -> Result<()> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO connections (id, user_id, provider, kind, label, status, status_message, key_id, \
              sealed_secret, sealed_refresh, access_expires_at, expires_at, scopes, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -287,16 +317,12 @@ impl ConnectionStorage {
         .bind(row.kind.as_str())
         .bind(&row.label)
         .bind(row.status.as_str())
-        .bind(&row.status_message)
-        .bind(&row.secret.key_id)
-        .bind(&row.secret.blob)
-        .bind(row.refresh.as_ref().map(|r| r.blob.clone()))
-        .bind(row.access_expires_at)
-        .bind(row.expires_at)
-        .bind(row.scopes.join(" "))
-        .bind(row.created_at)
-        .execute(&self.db.pool)
-        .await?;
+        .bind(&row.status_message);
+        let material = row.material();
+        bind_material(query, &material)
+            .bind(row.created_at)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 
@@ -341,8 +367,7 @@ impl ConnectionStorage {
         ))
         .bind(user_id)
         .bind(provider)
-        .bind(page.after().unwrap_or_default())
-        .bind(page.limit())
+        .paged(page)
         .fetch_all(&self.db.pool)
         .await?;
         Ok(rows.into_iter().map(ConnectionRow::from).collect())
@@ -376,20 +401,15 @@ impl ConnectionStorage {
 
     /// Replaces a connection's material and makes it LIVE again.
     pub async fn replace_material(&self, id: &str, material: &Material) -> Result<()> {
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE connections SET key_id = $2, sealed_secret = $3, sealed_refresh = $4, \
              access_expires_at = $5, expires_at = $6, scopes = $7, status = 'live', status_message = '' \
              WHERE id = $1",
         )
-        .bind(id)
-        .bind(&material.secret.key_id)
-        .bind(&material.secret.blob)
-        .bind(material.refresh.as_ref().map(|r| r.blob.clone()))
-        .bind(material.access_expires_at)
-        .bind(material.expires_at)
-        .bind(material.scopes.join(" "))
-        .execute(&self.db.pool)
-        .await?;
+        .bind(id);
+        bind_material(query, material)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 

@@ -12,14 +12,14 @@ use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
 
 use crate::access::rules::scope;
-use crate::common::Storage;
+use crate::common::{Storage, answer_page};
 use crate::tenancy::rules::{self, OrgRole, Reach, WorkspaceRole};
 use crate::tenancy::storage::api_keys;
 use crate::tenancy::storage::audit;
 use crate::tenancy::storage::members;
 use crate::tenancy::storage::orgs::{OrgRow, WorkspaceRow};
 use crate::tenancy::storage::projects;
-use crate::tenancy::storage::workspaces::{VisibleWorkspace, WorkspaceMemberRow};
+use crate::tenancy::storage::workspaces::{OrgMembership, VisibleWorkspace, WorkspaceMemberRow};
 
 #[derive(Clone)]
 pub struct Tenancy {
@@ -84,6 +84,13 @@ fn membership_to_proto(visible: VisibleWorkspace) -> pb::WorkspaceMembership {
     pb::WorkspaceMembership {
         role: workspace_role_proto(visible.role.as_deref()).into(),
         workspace: Some(workspace_to_proto(visible.workspace)),
+    }
+}
+
+fn org_membership_to_proto(membership: OrgMembership) -> pb::OrgMembership {
+    pb::OrgMembership {
+        role: org_role_proto(Some(&membership.role)).into(),
+        org: Some(org_to_proto(membership.org)),
     }
 }
 
@@ -439,14 +446,11 @@ impl TenancyService for Tenancy {
             let org_id = caller.require_org()?;
             let listing = format!("api-keys:{org_id}:{user}");
             let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let keys = self
-                .storage
-                .tenancy
-                .api_keys_of(user, org_id, &page)
-                .await?;
-            let (keys, next_page_token) = page.split(keys, |key| key.id.clone());
+            let keys = self.storage.tenancy.api_keys_of(user, org_id, &page);
+            let (api_keys, next_page_token) =
+                answer_page(&page, keys.await?, |key| key.id.clone(), api_key_to_proto);
             Ok(pb::ListApiKeysResponse {
-                api_keys: keys.into_iter().map(api_key_to_proto).collect(),
+                api_keys,
                 next_page_token,
             })
         })
@@ -563,11 +567,12 @@ impl TenancyService for Tenancy {
             let rows = self
                 .storage
                 .tenancy
-                .workspace_page(org_id, user, sees_all, &page)
-                .await?;
-            let (rows, next_page_token) = page.split(rows, |row| row.workspace.id.clone());
+                .workspace_page(org_id, user, sees_all, &page);
+            let key = |row: &VisibleWorkspace| row.workspace.id.clone();
+            let (workspaces, next_page_token) =
+                answer_page(&page, rows.await?, key, membership_to_proto);
             Ok(pb::ListWorkspacesResponse {
-                workspaces: rows.into_iter().map(membership_to_proto).collect(),
+                workspaces,
                 next_page_token,
             })
         })
@@ -635,9 +640,10 @@ impl TenancyService for Tenancy {
             let listing = format!("org-members:{org_id}");
             let page = Page::of(request.page_size, &request.page_token, listing)?;
             let rows = self.storage.tenancy.org_members(org_id, &page).await?;
-            let (rows, next_page_token) = page.split(rows, |member| member.user.id.clone());
+            let (members, next_page_token) =
+                answer_page(&page, rows, |m| m.user.id.clone(), member_to_proto);
             Ok(pb::ListOrgMembersResponse {
-                members: rows.into_iter().map(member_to_proto).collect(),
+                members,
                 next_page_token,
             })
         })
@@ -683,15 +689,14 @@ impl TenancyService for Tenancy {
             let listing = format!("my-orgs:{user}");
             let page = Page::of(request.page_size, &request.page_token, listing)?;
             let rows = self.storage.tenancy.orgs_of(user, &page).await?;
-            let (rows, next_page_token) = page.split(rows, |row| row.org.id.clone());
+            let (orgs, next_page_token) = answer_page(
+                &page,
+                rows,
+                |row| row.org.id.clone(),
+                org_membership_to_proto,
+            );
             Ok(pb::ListMyOrgsResponse {
-                orgs: rows
-                    .into_iter()
-                    .map(|row| pb::OrgMembership {
-                        role: org_role_proto(Some(&row.role)).into(),
-                        org: Some(org_to_proto(row.org)),
-                    })
-                    .collect(),
+                orgs,
                 next_page_token,
             })
         })
@@ -823,9 +828,14 @@ impl TenancyService for Tenancy {
             let listing = format!("workspace-members:{workspace_id}");
             let page = Page::of(request.page_size, &request.page_token, listing)?;
             let rows = tenancy.workspace_members(&workspace_id, &page).await?;
-            let (rows, next_page_token) = page.split(rows, |m| m.user.id.clone());
+            let (members, next_page_token) = answer_page(
+                &page,
+                rows,
+                |m| m.user.id.clone(),
+                workspace_member_to_proto,
+            );
             Ok(pb::ListWorkspaceMembersResponse {
-                members: rows.into_iter().map(workspace_member_to_proto).collect(),
+                members,
                 next_page_token,
             })
         })
@@ -975,14 +985,11 @@ impl TenancyService for Tenancy {
             let Some(workspace) = workspace else {
                 return Ok(pb::ListProjectsResponse::default());
             };
-            let rows = self
-                .storage
-                .tenancy
-                .projects_in(org_id, workspace, &page)
-                .await?;
-            let (rows, next_page_token) = page.split(rows, |p| p.id.clone());
+            let rows = self.storage.tenancy.projects_in(org_id, workspace, &page);
+            let (projects, next_page_token) =
+                answer_page(&page, rows.await?, |p| p.id.clone(), project_to_proto);
             Ok(pb::ListProjectsResponse {
-                projects: rows.into_iter().map(project_to_proto).collect(),
+                projects,
                 next_page_token,
             })
         })
@@ -1114,9 +1121,10 @@ impl TenancyService for Tenancy {
                 until_micros: request.end_time.as_ref().map(micros_of),
             };
             let rows = self.storage.tenancy.audit_events(filter, &page).await?;
-            let (rows, next_page_token) = page.split(rows, |row| row.id.clone());
+            let (events, next_page_token) =
+                answer_page(&page, rows, |row| row.id.clone(), audit_to_proto);
             Ok(pb::ListAuditEventsResponse {
-                events: rows.into_iter().map(audit_to_proto).collect(),
+                events,
                 next_page_token,
             })
         })

@@ -5,6 +5,7 @@ use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
+use crate::common::Paged;
 use crate::tenancy::storage::audit;
 
 /// How much of the secret listings show.
@@ -106,8 +107,7 @@ impl TenancyStorage {
         Ok(sqlx::query_as(&sql)
             .bind(user_id)
             .bind(org_id)
-            .bind(page.after().unwrap_or_default())
-            .bind(page.limit())
+            .paged(page)
             .fetch_all(&self.db.pool)
             .await?)
     }

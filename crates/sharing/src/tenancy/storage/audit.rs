@@ -10,6 +10,7 @@ use agentshare_kit::page::Page;
 use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
+use crate::common::Paged;
 use crate::common::Shared;
 
 /// How the actor authenticated, as stored.
@@ -176,8 +177,7 @@ impl TenancyStorage {
         .bind(filter.target_id)
         .bind(filter.from_micros.unwrap_or(i64::MIN))
         .bind(filter.until_micros.unwrap_or(i64::MAX))
-        .bind(page.after().unwrap_or_default())
-        .bind(page.limit())
+        .paged(page)
         .fetch_all(&self.db.pool)
         .await?)
     }

@@ -4,6 +4,7 @@ use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
+use crate::common::Paged;
 use crate::tenancy::rules::OrgRole;
 use crate::tenancy::storage::audit;
 
@@ -111,8 +112,7 @@ impl TenancyStorage {
         );
         Ok(sqlx::query_as(&sql)
             .bind(org_id)
-            .bind(page.after().unwrap_or_default())
-            .bind(page.limit())
+            .paged(page)
             .fetch_all(&self.db.pool)
             .await?)
     }

@@ -7,6 +7,7 @@ use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
+use crate::common::Paged;
 use crate::tenancy::storage::audit;
 
 #[derive(Clone, sqlx::FromRow)]
@@ -87,8 +88,7 @@ impl TenancyStorage {
         Ok(sqlx::query_as(&sql)
             .bind(org_id)
             .bind(workspace_id)
-            .bind(page.after().unwrap_or_default())
-            .bind(page.limit())
+            .paged(page)
             .fetch_all(&self.db.pool)
             .await?)
     }

@@ -5,11 +5,14 @@ use agentshare_kit::Error;
 use agentshare_kit::db::{is_unique_violation, new_id};
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
+use sqlx::any::AnyArguments;
+use sqlx::query::QueryAs;
 use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
 use super::members::UserRow;
 use super::orgs::{ORG_COLUMNS, OrgRow, StoredOrg, StoredWorkspace, WorkspaceRow};
+use crate::common::Paged;
 use crate::tenancy::storage::audit;
 
 /// ALREADY_EXISTS for a workspace name the org already uses; any other
@@ -59,6 +62,20 @@ pub struct WorkspaceMemberRow {
 const VISIBLE: &str = "SELECT w.id, w.org_id, w.name, w.is_default, w.created_at, m.role FROM workspaces w \
      LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $2 \
      WHERE w.org_id = $1 AND ($3 = 1 OR m.role IS NOT NULL)";
+
+/// [`VISIBLE`] with its three parameters bound, narrowed by what `sql`
+/// adds to it.
+fn visible<'q>(
+    sql: &'q str,
+    org_id: &'q str,
+    user_id: &'q str,
+    all: bool,
+) -> QueryAs<'q, Any, VisibleWorkspace, AnyArguments<'q>> {
+    sqlx::query_as(sql)
+        .bind(org_id)
+        .bind(user_id)
+        .bind(i64::from(all))
+}
 
 /// Inserts a workspace with `owner` as its owner, in `tx`.
 pub(super) async fn insert_workspace(
@@ -171,10 +188,8 @@ impl TenancyStorage {
         user_id: &str,
         all: bool,
     ) -> agentshare_kit::Result<Vec<WorkspaceRow>> {
-        let rows: Vec<VisibleWorkspace> = sqlx::query_as(&format!("{VISIBLE} ORDER BY w.id"))
-            .bind(org_id)
-            .bind(user_id)
-            .bind(i64::from(all))
+        let sql = format!("{VISIBLE} ORDER BY w.id");
+        let rows = visible(&sql, org_id, user_id, all)
             .fetch_all(&self.db.pool)
             .await?;
         Ok(rows.into_iter().map(|row| row.workspace).collect())
@@ -189,16 +204,9 @@ impl TenancyStorage {
         all: bool,
         page: &Page,
     ) -> agentshare_kit::Result<Vec<VisibleWorkspace>> {
-        Ok(sqlx::query_as(&format!(
-            "{VISIBLE} AND ($4 = '' OR w.id > $4) ORDER BY w.id LIMIT $5"
-        ))
-        .bind(org_id)
-        .bind(user_id)
-        .bind(i64::from(all))
-        .bind(page.after().unwrap_or_default())
-        .bind(page.limit())
-        .fetch_all(&self.db.pool)
-        .await?)
+        let sql = format!("{VISIBLE} AND ($4 = '' OR w.id > $4) ORDER BY w.id LIMIT $5");
+        let query = visible(&sql, org_id, user_id, all).paged(page);
+        Ok(query.fetch_all(&self.db.pool).await?)
     }
 
     /// One workspace of the org if the user may see it (any when `all`).
@@ -209,13 +217,9 @@ impl TenancyStorage {
         user_id: &str,
         all: bool,
     ) -> agentshare_kit::Result<Option<VisibleWorkspace>> {
-        Ok(sqlx::query_as(&format!("{VISIBLE} AND w.id = $4"))
-            .bind(org_id)
-            .bind(user_id)
-            .bind(i64::from(all))
-            .bind(workspace_id)
-            .fetch_optional(&self.db.pool)
-            .await?)
+        let sql = format!("{VISIBLE} AND w.id = $4");
+        let query = visible(&sql, org_id, user_id, all).bind(workspace_id);
+        Ok(query.fetch_optional(&self.db.pool).await?)
     }
 
     /// Makes `workspace_id` the session's active workspace in the org.
@@ -271,8 +275,7 @@ impl TenancyStorage {
              WHERE m.user_id = $1 AND ($2 = '' OR o.id > $2) ORDER BY o.id LIMIT $3"
         ))
         .bind(user_id)
-        .bind(page.after().unwrap_or_default())
-        .bind(page.limit())
+        .paged(page)
         .fetch_all(&self.db.pool)
         .await?)
     }
