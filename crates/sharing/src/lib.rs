@@ -231,7 +231,11 @@ pub async fn rotate_secrets(config: &agentshare_kit::config::Config) -> Result<u
             resealed += 1 + usize::from(refresh.is_some());
         }
     }
-    for (state, verifier) in flows {
+    for connections::storage::SealedVerifier {
+        state_sha256: state,
+        verifier,
+    } in flows
+    {
         let context = connections::storage::Flow::verifier_context(&state);
         let plain = secrets
             .open(&verifier, &context)

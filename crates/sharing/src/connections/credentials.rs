@@ -11,7 +11,38 @@ use crate::common::Storage;
 use crate::connections::oauth::{self, TokenError, Tokens};
 use crate::connections::providers::Providers;
 use crate::connections::secrets::SecretBox;
-use crate::connections::storage::{ConnectionRow, Kind, Material};
+use crate::connections::storage::{ConnectionRow, Kind, Material, Status};
+
+/// The largest API key accepted.
+const MAX_KEY_BYTES: usize = 8 * 1024;
+
+/// A pasted API key: present, not too long, and one line of visible
+/// characters (a stray newline or space is a copy-paste slip).
+pub fn pasted_key(key: &str) -> Result<&str, Error> {
+    if key.is_empty() {
+        return Err(Error::invalid("api_key", "must not be empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid("api_key", "must be at most 8 KiB"));
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            "api_key",
+            "must not contain spaces, line breaks or control characters",
+        ));
+    }
+    Ok(key)
+}
+
+/// What a test of a connection records: LIVE once the provider accepted
+/// it; a connection that had expired stays EXPIRED, any other is FAILED.
+pub fn checked_status(accepted: bool, before: Status) -> Status {
+    match (accepted, before) {
+        (true, _) => Status::Live,
+        (false, Status::Expired) => Status::Expired,
+        (false, _) => Status::Failed,
+    }
+}
 
 #[derive(Clone)]
 pub struct Credentials {
@@ -123,5 +154,30 @@ impl Credentials {
                 &ConnectionRow::secret_context(&connection.id),
             )
             .map_err(unsealable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pasted_key_is_one_line_of_at_most_8_kib() {
+        assert_eq!(pasted_key("sk_live_1").ok(), Some("sk_live_1"));
+        for slip in ["", "sk live", "sk_live\n", "sk\u{7}"] {
+            assert!(pasted_key(slip).is_err(), "{slip:?}");
+        }
+        assert!(pasted_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        assert!(pasted_key(&"k".repeat(MAX_KEY_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn a_test_records_live_expired_or_failed() {
+        for before in [Status::Live, Status::Expired, Status::Failed] {
+            assert_eq!(checked_status(true, before), Status::Live);
+        }
+        assert_eq!(checked_status(false, Status::Expired), Status::Expired);
+        assert_eq!(checked_status(false, Status::Live), Status::Failed);
+        assert_eq!(checked_status(false, Status::Failed), Status::Failed);
     }
 }

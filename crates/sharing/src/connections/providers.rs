@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use agentshare_kit::Error;
 use agentshare_kit::config::{BadSetting, Config};
 
 use crate::connections::oauth::OAuthProvider;
@@ -97,6 +98,27 @@ impl Providers {
         self.by_key.get(key)
     }
 
+    /// The provider a client named to connect by `kind`: INVALID_ARGUMENT
+    /// naming the configured ones, or the call that connects this one.
+    pub fn of_kind(&self, key: &str, kind: Kind) -> Result<&Provider, Error> {
+        let provider = self.get(key).ok_or_else(|| {
+            Error::invalid(
+                "provider",
+                format!("is not a configured provider; use one of: {}", self.keys()),
+            )
+        })?;
+        if provider.kind != kind {
+            return Err(Error::invalid(
+                "provider",
+                match kind {
+                    Kind::ApiKey => format!("{key} connects with OAuth: use StartOAuthConnection"),
+                    Kind::OAuth => format!("{key} takes an API key: use CreateApiKeyConnection"),
+                },
+            ));
+        }
+        Ok(provider)
+    }
+
     /// The configured keys, for messages that say what exists.
     pub fn keys(&self) -> String {
         let keys: Vec<&str> = self.by_key.keys().map(String::as_str).collect();
@@ -105,5 +127,55 @@ impl Providers {
         } else {
             keys.join(", ")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(key: &str, kind: Kind) -> (String, Provider) {
+        let check = Box::new(StaticShape {
+            provider: key.into(),
+            prefix: String::new(),
+        });
+        let provider = Provider {
+            key: key.into(),
+            kind,
+            check,
+            oauth: None,
+        };
+        (key.into(), provider)
+    }
+
+    #[test]
+    fn a_provider_is_named_with_the_call_that_connects_it() {
+        let providers = Providers {
+            by_key: [
+                provider("brave", Kind::ApiKey),
+                provider("gmail", Kind::OAuth),
+            ]
+            .into(),
+        };
+        assert!(providers.of_kind("brave", Kind::ApiKey).is_ok());
+        assert!(providers.of_kind("gmail", Kind::OAuth).is_ok());
+        let refusal = |key, kind| match providers.of_kind(key, kind) {
+            Err(Error::InvalidArgument(violations)) => violations[0].description.clone(),
+            _ => panic!("{key} is refused"),
+        };
+        assert!(refusal("gmail", Kind::ApiKey).contains("StartOAuthConnection"));
+        assert!(refusal("brave", Kind::OAuth).contains("CreateApiKeyConnection"));
+        assert!(refusal("crm", Kind::ApiKey).ends_with("use one of: brave, gmail"));
+    }
+
+    #[tokio::test]
+    async fn the_static_check_looks_at_the_shape_only() {
+        let check = StaticShape {
+            provider: "brave".into(),
+            prefix: "bsk_".into(),
+        };
+        assert!(check.check("bsk_12345678").await.is_ok());
+        assert!(check.check("bsk_1").await.is_err());
+        assert!(check.check("sk_123456789").await.is_err());
     }
 }

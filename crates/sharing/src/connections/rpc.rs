@@ -1,15 +1,14 @@
 //! ConnectionsService: a user's connections, OAuth flows and agent setups.
 //! No answer here carries a secret or another user's connection id.
 
-use agentshare_kit::clock::duration_micros;
-use agentshare_kit::clock::micros_of;
-use agentshare_kit::ids;
-use agentshare_kit::page::Page;
 use std::time::Duration;
 
 use agentshare_kit::Error;
-use agentshare_kit::clock::timestamp;
+use agentshare_kit::clock::{duration_micros, timestamp};
 use agentshare_kit::identity::{Principal, random_token, secret_digest};
+use agentshare_kit::ids;
+use agentshare_kit::page::Page;
+use agentshare_kit::rpc;
 use agentshare_proto::sharing::v1 as pb;
 use pb::connections_service_server::ConnectionsService;
 use tonic::{Request, Response, Status};
@@ -17,16 +16,14 @@ use tonic::{Request, Response, Status};
 use crate::access::rules::decision::{self, Action};
 use crate::access::rules::scope;
 use crate::access::storage::agent_access::{AccessState, AgentRow};
-use crate::common::Storage;
-use crate::connections::credentials::Credentials;
+use crate::common::{Storage, answer_page};
+use crate::connections::credentials::{self, Credentials};
 use crate::connections::oauth::{self, TokenError};
 use crate::connections::providers::Provider;
 use crate::connections::setup::{self, Gap, IntegrationSetup, Runner};
 use crate::connections::storage::{ConnectionRow, Flow, Kind, Material, Status as ConnStatus};
-use crate::tenancy;
+use crate::tenancy::rules;
 
-/// The largest API key accepted.
-const MAX_KEY_BYTES: usize = 8 * 1024;
 /// How long an OAuth flow waits for its code.
 const FLOW_TTL: Duration = Duration::from_secs(10 * 60);
 /// Pending flows one user may have at once.
@@ -140,47 +137,15 @@ fn setup_to_proto(
     }
 }
 
-/// A pasted API key: present, not too long, and one line of visible
-/// characters (a stray newline or space is a copy-paste slip).
-fn api_key(key: &str) -> Result<&str, Error> {
-    if key.is_empty() {
-        return Err(Error::invalid("api_key", "must not be empty"));
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(Error::invalid("api_key", "must be at most 8 KiB"));
-    }
-    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::invalid(
-            "api_key",
-            "must not contain spaces, line breaks or control characters",
-        ));
-    }
-    Ok(key)
+/// An agent a user configures their own use of: the version they run and
+/// how.
+struct Configured {
+    agent: AgentRow,
+    version: i64,
+    runner: Runner,
 }
 
 impl Connections {
-    fn provider(&self, key: &str, kind: Kind) -> Result<&Provider, Error> {
-        let provider = self.credentials.providers.get(key).ok_or_else(|| {
-            Error::invalid(
-                "provider",
-                format!(
-                    "is not a configured provider; use one of: {}",
-                    self.credentials.providers.keys()
-                ),
-            )
-        })?;
-        if provider.kind != kind {
-            return Err(Error::invalid(
-                "provider",
-                match kind {
-                    Kind::ApiKey => format!("{key} connects with OAuth: use StartOAuthConnection"),
-                    Kind::OAuth => format!("{key} takes an API key: use CreateApiKeyConnection"),
-                },
-            ));
-        }
-        Ok(provider)
-    }
-
     async fn own(&self, user: &str, id: &str) -> Result<ConnectionRow, Error> {
         let id = ids::parse("connection_id", id)?;
         self.storage
@@ -188,6 +153,12 @@ impl Connections {
             .connection(user, &id)
             .await?
             .ok_or_else(|| Error::not_found(format!("connection {id}")))
+    }
+
+    /// A connection as the user sees it now.
+    async fn own_proto(&self, user: &str, id: &str) -> Result<pb::Connection, Error> {
+        let row = self.own(user, id).await?;
+        Ok(connection_to_proto(&row, self.storage.clock.now_micros()))
     }
 
     /// Begins an OAuth flow for a new connection or a reconnect.
@@ -235,7 +206,7 @@ impl Connections {
         &self,
         principal: &Principal,
         agent_id: &str,
-    ) -> Result<(AgentRow, i64, Runner), Error> {
+    ) -> Result<Configured, Error> {
         let user = principal.require_user()?;
         let agent_id = ids::parse("agent_id", agent_id)?;
         let subject = scope::caller(&self.storage, principal).await?;
@@ -250,49 +221,47 @@ impl Connections {
                 .and_then(|g| g.pinned_version),
             None => None,
         };
-        let version = if agent.state == AccessState::Draft {
-            0
-        } else if let Some(pinned) = grant_pin {
-            pinned
-        } else {
-            self.storage
-                .access
-                .pin_of(&agent.agent_id, user)
-                .await?
-                .map_or(agent.latest_version, |pin| pin.version)
-        };
-        let runner = if subject.grant.is_some() {
-            Runner::InvokeHolder
-        } else if agent.owner_user_id == user {
-            Runner::Owner
-        } else {
-            Runner::Member
-        };
-        Ok((agent, version, runner))
+        let user_pin = self.storage.access.pin_of(&agent.agent_id, user).await?;
+        let version = setup::version_to_set_up(
+            agent.state == AccessState::Draft,
+            grant_pin,
+            user_pin.map(|pin| pin.version),
+            agent.latest_version,
+        );
+        let runner = setup::runner_of(subject.grant.is_some(), agent.owner_user_id == user);
+        Ok(Configured {
+            agent,
+            version,
+            runner,
+        })
     }
 
-    async fn agent_setup(
+    /// The user's setup of the agent now, integration by integration.
+    async fn setups(&self, user: &str, of: &Configured) -> Result<Vec<IntegrationSetup>, Error> {
+        let wanted = [(of.agent.agent_id.clone(), of.version, of.runner)];
+        let setups = setup::setups(&self.storage, user, &wanted).await?;
+        Ok(setups.into_iter().next().unwrap_or_default())
+    }
+
+    /// An agent the caller configures, with their setup of it now: what a
+    /// change to the setup starts from.
+    async fn setup_of(
         &self,
-        user: &str,
-        agent: &AgentRow,
-        version: i64,
-        runner: Runner,
-    ) -> Result<(Vec<IntegrationSetup>, pb::AgentSetup), Error> {
-        let setups = setup::setups(
-            &self.storage,
-            user,
-            &[(agent.agent_id.clone(), version, runner)],
-        )
-        .await?
-        .pop()
-        .unwrap_or_default();
-        let completed = self
-            .storage
-            .connections
-            .setup_completed_at(&agent.agent_id, user)
-            .await?;
-        let proto = setup_to_proto(&agent.agent_id, version, &setups, completed);
-        Ok((setups, proto))
+        caller: &Principal,
+        agent_id: &str,
+    ) -> Result<(Configured, Vec<IntegrationSetup>), Error> {
+        let agent = self.configurable(caller, agent_id).await?;
+        let setups = self.setups(caller.require_user()?, &agent).await?;
+        Ok((agent, setups))
+    }
+
+    /// The user's setup of the agent now, as answered.
+    async fn agent_setup(&self, user: &str, of: &Configured) -> Result<pb::AgentSetup, Error> {
+        let setups = self.setups(user, of).await?;
+        let agent_id = &of.agent.agent_id;
+        let connections = &self.storage.connections;
+        let completed = connections.setup_completed_at(agent_id, user).await?;
+        Ok(setup_to_proto(agent_id, of.version, &setups, completed))
     }
 }
 
@@ -302,462 +271,394 @@ impl ConnectionsService for Connections {
         &self,
         request: Request<pb::CreateApiKeyConnectionRequest>,
     ) -> Result<Response<pb::CreateApiKeyConnectionResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let request = request.get_ref();
-        let provider = self.provider(&request.provider, Kind::ApiKey)?;
-        let label = tenancy::rules::display_name("label", &request.label)?;
-        let key = api_key(&request.api_key)?;
-        let now = self.storage.clock.now_micros();
-        let expires_at = request.expire_time.as_ref().map(micros_of);
-        if expires_at.is_some_and(|at| at <= now) {
-            return Err(Error::invalid("expire_time", "must be in the future").into());
-        }
-        let id = self.storage.connections.new_connection_id();
-        let row = ConnectionRow {
-            secret: self
-                .credentials
-                .secrets
-                .seal(key, &ConnectionRow::secret_context(&id))?,
-            id,
-            user_id: user.to_string(),
-            provider: provider.key.clone(),
-            kind: Kind::ApiKey,
-            label,
-            status: ConnStatus::Live,
-            status_message: String::new(),
-            refresh: None,
-            access_expires_at: None,
-            expires_at,
-            scopes: Vec::new(),
-            created_at: now,
-            last_used_at: None,
-            last_tested_at: None,
-        };
-        self.storage
-            .connections
-            .insert_connection(&row)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::CreateApiKeyConnectionResponse {
-            connection: Some(connection_to_proto(&row, now)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let providers = &self.credentials.providers;
+            let provider = providers.of_kind(&request.provider, Kind::ApiKey)?;
+            let label = rules::display_name("label", &request.label)?;
+            let key = credentials::pasted_key(&request.api_key)?;
+            let now = self.storage.clock.now_micros();
+            let expires_at = rules::expiry(request.expire_time.as_ref(), now)?;
+            let id = self.storage.connections.new_connection_id();
+            let row = ConnectionRow {
+                secret: self
+                    .credentials
+                    .secrets
+                    .seal(key, &ConnectionRow::secret_context(&id))?,
+                id,
+                user_id: user.to_string(),
+                provider: provider.key.clone(),
+                kind: Kind::ApiKey,
+                label,
+                status: ConnStatus::Live,
+                status_message: String::new(),
+                refresh: None,
+                access_expires_at: None,
+                expires_at,
+                scopes: Vec::new(),
+                created_at: now,
+                last_used_at: None,
+                last_tested_at: None,
+            };
+            self.storage.connections.insert_connection(&row).await?;
+            Ok(pb::CreateApiKeyConnectionResponse {
+                connection: Some(connection_to_proto(&row, now)),
+            })
+        })
+        .await
     }
 
     async fn start_o_auth_connection(
         &self,
         request: Request<pb::StartOAuthConnectionRequest>,
     ) -> Result<Response<pb::StartOAuthConnectionResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let request = request.get_ref();
-        let provider = self.provider(&request.provider, Kind::OAuth)?;
-        let label = tenancy::rules::display_name("label", &request.label)?;
-        let (authorize_url, state, expires_at) =
-            self.start_flow(user, provider, &label, None).await?;
-        Ok(Response::new(pb::StartOAuthConnectionResponse {
-            authorize_url,
-            state,
-            expire_time: Some(timestamp(expires_at)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let providers = &self.credentials.providers;
+            let provider = providers.of_kind(&request.provider, Kind::OAuth)?;
+            let label = rules::display_name("label", &request.label)?;
+            let (authorize_url, state, expires_at) =
+                self.start_flow(user, provider, &label, None).await?;
+            Ok(pb::StartOAuthConnectionResponse {
+                authorize_url,
+                state,
+                expire_time: Some(timestamp(expires_at)),
+            })
+        })
+        .await
     }
 
     async fn complete_o_auth_connection(
         &self,
         request: Request<pb::CompleteOAuthConnectionRequest>,
     ) -> Result<Response<pb::CompleteOAuthConnectionResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let request = request.get_ref();
-        let start_again = |why: &str| {
-            Error::invalid(
-                "state",
-                format!("{why}: start again with StartOAuthConnection"),
-            )
-        };
-        if request.state.is_empty() {
-            return Err(Error::invalid("state", "must not be empty").into());
-        }
-        let digest = secret_digest(&request.state);
-        // Another user's flow reads exactly like an unknown one.
-        let flow = self
-            .storage
-            .connections
-            .take_flow(&digest)
-            .await
-            .map_err(Error::from)?
-            .filter(|flow| flow.user_id == user)
-            .ok_or_else(|| start_again("unknown OAuth state"))?;
-        if flow.used_at.is_some() {
-            return Err(start_again("this OAuth state was already used").into());
-        }
-        let now = self.storage.clock.now_micros();
-        if flow.expires_at <= now {
-            return Err(start_again("this OAuth flow expired").into());
-        }
-        if !request.error.is_empty() {
-            return Err(Error::FailedPrecondition(format!(
-                "{} refused the authorization: start again",
-                flow.provider
-            ))
-            .into());
-        }
-        if request.code.is_empty() {
-            return Err(Error::invalid("code", "must not be empty unless error is set").into());
-        }
-        let provider = self.provider(&flow.provider, Kind::OAuth)?;
-        let config = provider
-            .oauth
-            .as_ref()
-            .ok_or_else(|| Error::internal("an OAuth provider without OAuth settings"))?;
-        let verifier = self
-            .credentials
-            .secrets
-            .open(&flow.verifier, &Flow::verifier_context(&digest))
-            .map_err(Error::internal)?;
-        let tokens = match oauth::exchange_code(config, &request.code, &verifier).await {
-            Ok(tokens) => tokens,
-            Err(TokenError::Refused(reason)) => {
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let start_again = |why: &str| {
+                Error::invalid(
+                    "state",
+                    format!("{why}: start again with StartOAuthConnection"),
+                )
+            };
+            if request.state.is_empty() {
+                return Err(Error::invalid("state", "must not be empty"));
+            }
+            let digest = secret_digest(&request.state);
+            // Another user's flow reads exactly like an unknown one.
+            let flow = self
+                .storage
+                .connections
+                .take_flow(&digest)
+                .await?
+                .filter(|flow| flow.user_id == user)
+                .ok_or_else(|| start_again("unknown OAuth state"))?;
+            if flow.used_at.is_some() {
+                return Err(start_again("this OAuth state was already used"));
+            }
+            let now = self.storage.clock.now_micros();
+            if flow.expires_at <= now {
+                return Err(start_again("this OAuth flow expired"));
+            }
+            if !request.error.is_empty() {
                 return Err(Error::FailedPrecondition(format!(
-                    "{} refused the code ({reason}): start again",
+                    "{} refused the authorization: start again",
                     flow.provider
-                ))
-                .into());
+                )));
             }
-            Err(TokenError::Unreachable(reason)) => {
-                return Err(Error::Unavailable(format!(
-                    "{} could not be reached ({reason}); start again later",
-                    flow.provider
-                ))
-                .into());
+            if request.code.is_empty() {
+                return Err(Error::invalid(
+                    "code",
+                    "must not be empty unless error is set",
+                ));
             }
-        };
-        let row = match &flow.connection_id {
-            Some(id) => {
-                let material = self.credentials.seal_tokens(id, &tokens, &config.scopes)?;
-                self.storage
-                    .connections
-                    .replace_material(id, &material)
-                    .await
-                    .map_err(Error::from)?;
-                self.own(user, id).await?
-            }
-            None => {
-                let id = self.storage.connections.new_connection_id();
-                let material = self.credentials.seal_tokens(&id, &tokens, &config.scopes)?;
-                let row = ConnectionRow {
-                    id,
-                    user_id: user.to_string(),
-                    provider: flow.provider.clone(),
-                    kind: Kind::OAuth,
-                    label: flow.label.clone(),
-                    status: ConnStatus::Live,
-                    status_message: String::new(),
-                    secret: material.secret,
-                    refresh: material.refresh,
-                    access_expires_at: material.access_expires_at,
-                    expires_at: None,
-                    scopes: material.scopes,
-                    created_at: now,
-                    last_used_at: None,
-                    last_tested_at: None,
-                };
-                self.storage
-                    .connections
-                    .insert_connection(&row)
-                    .await
-                    .map_err(Error::from)?;
-                row
-            }
-        };
-        Ok(Response::new(pb::CompleteOAuthConnectionResponse {
-            connection: Some(connection_to_proto(&row, now)),
-        }))
+            let providers = &self.credentials.providers;
+            let provider = providers.of_kind(&flow.provider, Kind::OAuth)?;
+            let config = provider
+                .oauth
+                .as_ref()
+                .ok_or_else(|| Error::internal("an OAuth provider without OAuth settings"))?;
+            let verifier = self
+                .credentials
+                .secrets
+                .open(&flow.verifier, &Flow::verifier_context(&digest))
+                .map_err(Error::internal)?;
+            let tokens = match oauth::exchange_code(config, &request.code, &verifier).await {
+                Ok(tokens) => tokens,
+                Err(TokenError::Refused(reason)) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{} refused the code ({reason}): start again",
+                        flow.provider
+                    )));
+                }
+                Err(TokenError::Unreachable(reason)) => {
+                    return Err(Error::Unavailable(format!(
+                        "{} could not be reached ({reason}); start again later",
+                        flow.provider
+                    )));
+                }
+            };
+            let connections = &self.storage.connections;
+            let row = match &flow.connection_id {
+                Some(id) => {
+                    let material = self.credentials.seal_tokens(id, &tokens, &config.scopes)?;
+                    connections.replace_material(id, &material).await?;
+                    self.own(user, id).await?
+                }
+                None => {
+                    let id = connections.new_connection_id();
+                    let material = self.credentials.seal_tokens(&id, &tokens, &config.scopes)?;
+                    let row = ConnectionRow {
+                        id,
+                        user_id: user.to_string(),
+                        provider: flow.provider.clone(),
+                        kind: Kind::OAuth,
+                        label: flow.label.clone(),
+                        status: ConnStatus::Live,
+                        status_message: String::new(),
+                        secret: material.secret,
+                        refresh: material.refresh,
+                        access_expires_at: material.access_expires_at,
+                        expires_at: None,
+                        scopes: material.scopes,
+                        created_at: now,
+                        last_used_at: None,
+                        last_tested_at: None,
+                    };
+                    connections.insert_connection(&row).await?;
+                    row
+                }
+            };
+            Ok(pb::CompleteOAuthConnectionResponse {
+                connection: Some(connection_to_proto(&row, now)),
+            })
+        })
+        .await
     }
 
     async fn list_connections(
         &self,
         request: Request<pb::ListConnectionsRequest>,
     ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let request = request.get_ref();
-        let page = Page::of(
-            request.page_size,
-            &request.page_token,
-            format!("connections:{user}:{}", request.provider),
-        )?;
-        let rows = self
-            .storage
-            .connections
-            .connections_of(user, &request.provider, page.after(), page.limit())
-            .await
-            .map_err(Error::from)?;
-        let now = self.storage.clock.now_micros();
-        let (rows, next_page_token) = page.split(rows, |row| row.id.clone());
-        Ok(Response::new(pb::ListConnectionsResponse {
-            connections: rows.iter().map(|r| connection_to_proto(r, now)).collect(),
-            next_page_token,
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let listing = format!("connections:{user}:{}", request.provider);
+            let page = Page::of(request.page_size, &request.page_token, listing)?;
+            let connections = &self.storage.connections;
+            let rows = connections
+                .connections_of(user, &request.provider, &page)
+                .await?;
+            let now = self.storage.clock.now_micros();
+            let answer = |row: ConnectionRow| connection_to_proto(&row, now);
+            let (connections, next_page_token) =
+                answer_page(&page, rows, |row| row.id.clone(), answer);
+            Ok(pb::ListConnectionsResponse {
+                connections,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn get_connection(
         &self,
         request: Request<pb::GetConnectionRequest>,
     ) -> Result<Response<pb::GetConnectionResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let row = self.own(user, &request.get_ref().connection_id).await?;
-        Ok(Response::new(pb::GetConnectionResponse {
-            connection: Some(connection_to_proto(&row, self.storage.clock.now_micros())),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            Ok(pb::GetConnectionResponse {
+                connection: Some(self.own_proto(user, &request.connection_id).await?),
+            })
+        })
+        .await
     }
 
     async fn delete_connection(
         &self,
         request: Request<pb::DeleteConnectionRequest>,
     ) -> Result<Response<pb::DeleteConnectionResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let id = ids::parse("connection_id", &request.get_ref().connection_id)?;
-        let removed = self
-            .storage
-            .connections
-            .delete_connection(user, &id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(format!("connection {id}")))?;
-        Ok(Response::new(pb::DeleteConnectionResponse {
-            removed_binding_count: i32::try_from(removed).unwrap_or(i32::MAX),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let id = ids::parse("connection_id", &request.connection_id)?;
+            let removed = self
+                .storage
+                .connections
+                .delete_connection(user, &id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("connection {id}")))?;
+            Ok(pb::DeleteConnectionResponse {
+                removed_binding_count: i32::try_from(removed).unwrap_or(i32::MAX),
+            })
+        })
+        .await
     }
 
     async fn test_connection(
         &self,
         request: Request<pb::TestConnectionRequest>,
     ) -> Result<Response<pb::TestConnectionResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let row = self.own(user, &request.get_ref().connection_id).await?;
-        let now = self.storage.clock.now_micros();
-        let (status, message) = row.status_at(now);
-        let (ok, message) = if status == ConnStatus::Expired {
-            (false, message)
-        } else {
-            match self.credentials.fresh_secret(&row).await {
-                Ok(secret) => {
-                    let provider =
-                        self.credentials
-                            .providers
-                            .get(&row.provider)
-                            .ok_or_else(|| {
-                                Error::FailedPrecondition(format!(
-                                    "provider {} is no longer configured",
-                                    row.provider
-                                ))
-                            })?;
-                    match provider.check.check(&secret).await {
-                        Ok(()) => (true, format!("{} accepted the credential", row.provider)),
-                        Err(why) => (false, why),
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let row = self.own(user, &request.connection_id).await?;
+            let now = self.storage.clock.now_micros();
+            let (status, message) = row.status_at(now);
+            let (ok, message) = if status == ConnStatus::Expired {
+                (false, message)
+            } else {
+                match self.credentials.fresh_secret(&row).await {
+                    Ok(secret) => {
+                        let provider = self.credentials.providers.get(&row.provider);
+                        let provider = provider.ok_or_else(|| {
+                            Error::FailedPrecondition(format!(
+                                "provider {} is no longer configured",
+                                row.provider
+                            ))
+                        })?;
+                        match provider.check.check(&secret).await {
+                            Ok(()) => (true, format!("{} accepted the credential", row.provider)),
+                            Err(why) => (false, why),
+                        }
                     }
+                    // The refresh was refused and the connection marked FAILED.
+                    Err(Error::FailedPrecondition(why)) => (false, why),
+                    Err(other) => return Err(other),
                 }
-                // The refresh was refused and the connection marked FAILED.
-                Err(Error::FailedPrecondition(why)) => (false, why),
-                Err(other) => return Err(other.into()),
-            }
-        };
-        let recorded = if ok {
-            ConnStatus::Live
-        } else if status == ConnStatus::Expired {
-            ConnStatus::Expired
-        } else {
-            ConnStatus::Failed
-        };
-        self.storage
-            .connections
-            .record_check(&row.id, recorded, if ok { "" } else { &message })
-            .await
-            .map_err(Error::from)?;
-        let row = self.own(user, &row.id).await?;
-        Ok(Response::new(pb::TestConnectionResponse {
-            ok,
-            message,
-            connection: Some(connection_to_proto(&row, self.storage.clock.now_micros())),
-        }))
+            };
+            let recorded = credentials::checked_status(ok, status);
+            self.storage
+                .connections
+                .record_check(&row.id, recorded, if ok { "" } else { &message })
+                .await?;
+            Ok(pb::TestConnectionResponse {
+                ok,
+                message,
+                connection: Some(self.own_proto(user, &row.id).await?),
+            })
+        })
+        .await
     }
 
     async fn reconnect_connection(
         &self,
         request: Request<pb::ReconnectConnectionRequest>,
     ) -> Result<Response<pb::ReconnectConnectionResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let request = request.get_ref();
-        let row = self.own(user, &request.connection_id).await?;
-        match row.kind {
-            Kind::ApiKey => {
-                let key = api_key(&request.api_key)?;
-                let material = Material {
-                    secret: self
-                        .credentials
-                        .secrets
-                        .seal(key, &ConnectionRow::secret_context(&row.id))?,
-                    refresh: None,
-                    access_expires_at: None,
-                    expires_at: None,
-                    scopes: Vec::new(),
-                };
-                self.storage
-                    .connections
-                    .replace_material(&row.id, &material)
-                    .await
-                    .map_err(Error::from)?;
-                let row = self.own(user, &row.id).await?;
-                Ok(Response::new(pb::ReconnectConnectionResponse {
-                    connection: Some(connection_to_proto(&row, self.storage.clock.now_micros())),
-                    ..Default::default()
-                }))
-            }
-            Kind::OAuth => {
-                if !request.api_key.is_empty() {
-                    return Err(Error::invalid(
-                        "api_key",
-                        "an OAuth connection reconnects through its provider: send no key",
-                    )
-                    .into());
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let row = self.own(user, &request.connection_id).await?;
+            match row.kind {
+                Kind::ApiKey => {
+                    let key = credentials::pasted_key(&request.api_key)?;
+                    let context = ConnectionRow::secret_context(&row.id);
+                    let material = Material {
+                        secret: self.credentials.secrets.seal(key, &context)?,
+                        refresh: None,
+                        access_expires_at: None,
+                        expires_at: None,
+                        scopes: Vec::new(),
+                    };
+                    self.storage
+                        .connections
+                        .replace_material(&row.id, &material)
+                        .await?;
+                    Ok(pb::ReconnectConnectionResponse {
+                        connection: Some(self.own_proto(user, &row.id).await?),
+                        ..Default::default()
+                    })
                 }
-                let provider = self.provider(&row.provider, Kind::OAuth)?;
-                let (authorize_url, state, _) = self
-                    .start_flow(user, provider, &row.label, Some(row.id.clone()))
-                    .await?;
-                Ok(Response::new(pb::ReconnectConnectionResponse {
-                    connection: Some(connection_to_proto(&row, self.storage.clock.now_micros())),
-                    authorize_url,
-                    state,
-                }))
+                Kind::OAuth => {
+                    if !request.api_key.is_empty() {
+                        return Err(Error::invalid(
+                            "api_key",
+                            "an OAuth connection reconnects through its provider: send no key",
+                        ));
+                    }
+                    let providers = &self.credentials.providers;
+                    let provider = providers.of_kind(&row.provider, Kind::OAuth)?;
+                    let (authorize_url, state, _) = self
+                        .start_flow(user, provider, &row.label, Some(row.id.clone()))
+                        .await?;
+                    let now = self.storage.clock.now_micros();
+                    Ok(pb::ReconnectConnectionResponse {
+                        connection: Some(connection_to_proto(&row, now)),
+                        authorize_url,
+                        state,
+                    })
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn get_agent_setup(
         &self,
         request: Request<pb::GetAgentSetupRequest>,
     ) -> Result<Response<pb::GetAgentSetupResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let (agent, version, runner) = self
-            .configurable(principal, &request.get_ref().agent_id)
-            .await?;
-        let (_, setup) = self.agent_setup(user, &agent, version, runner).await?;
-        Ok(Response::new(pb::GetAgentSetupResponse {
-            setup: Some(setup),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let agent = self.configurable(&caller, &request.agent_id).await?;
+            Ok(pb::GetAgentSetupResponse {
+                setup: Some(self.agent_setup(user, &agent).await?),
+            })
+        })
+        .await
     }
 
     async fn bind_integration(
         &self,
         request: Request<pb::BindIntegrationRequest>,
     ) -> Result<Response<pb::BindIntegrationResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let request = request.get_ref();
-        let (agent, version, runner) = self.configurable(principal, &request.agent_id).await?;
-        let (setups, _) = self.agent_setup(user, &agent, version, runner).await?;
-        let integration = setups
-            .iter()
-            .find(|s| s.integration.key == request.integration_key)
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "integration key (GetAgentSetup lists those of agent {})",
-                    agent.agent_id
-                ))
-            })?;
-        let connection = self.own(user, &request.connection_id).await?;
-        if connection.provider != integration.integration.provider {
-            return Err(Error::invalid(
-                "connection_id",
-                format!(
-                    "the connection is a {} connection; {} needs {}",
-                    connection.provider,
-                    integration.integration.key,
-                    integration.integration.provider
-                ),
-            )
-            .into());
-        }
-        if !integration.binding_required {
-            return Err(Error::FailedPrecondition(format!(
-                "{} uses the builder's connection; there is nothing for you to bind",
-                integration.integration.key
-            ))
-            .into());
-        }
-        self.storage
-            .connections
-            .bind(
-                &agent.agent_id,
-                user,
-                &integration.integration.key,
-                &connection.id,
-            )
-            .await
-            .map_err(Error::from)?;
-        let (_, setup) = self.agent_setup(user, &agent, version, runner).await?;
-        Ok(Response::new(pb::BindIntegrationResponse {
-            setup: Some(setup),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
+            let agent_id = &agent.agent.agent_id;
+            let integration = setup::integration(&setups, &request.integration_key, agent_id)?;
+            let connection = self.own(user, &request.connection_id).await?;
+            setup::bindable(integration, &connection.provider)?;
+            let (key, connections) = (&integration.integration.key, &self.storage.connections);
+            connections
+                .bind(agent_id, user, key, &connection.id)
+                .await?;
+            Ok(pb::BindIntegrationResponse {
+                setup: Some(self.agent_setup(user, &agent).await?),
+            })
+        })
+        .await
     }
 
     async fn unbind_integration(
         &self,
         request: Request<pb::UnbindIntegrationRequest>,
     ) -> Result<Response<pb::UnbindIntegrationResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let request = request.get_ref();
-        let (agent, version, runner) = self.configurable(principal, &request.agent_id).await?;
-        let (setups, _) = self.agent_setup(user, &agent, version, runner).await?;
-        if setups
-            .iter()
-            .all(|s| s.integration.key != request.integration_key)
-        {
-            return Err(Error::not_found(format!(
-                "integration key (GetAgentSetup lists those of agent {})",
-                agent.agent_id
-            ))
-            .into());
-        }
-        self.storage
-            .connections
-            .unbind(&agent.agent_id, user, &request.integration_key)
-            .await
-            .map_err(Error::from)?;
-        let (_, setup) = self.agent_setup(user, &agent, version, runner).await?;
-        Ok(Response::new(pb::UnbindIntegrationResponse {
-            setup: Some(setup),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
+            let agent_id = &agent.agent.agent_id;
+            let key = &request.integration_key;
+            setup::integration(&setups, key, agent_id)?;
+            self.storage.connections.unbind(agent_id, user, key).await?;
+            Ok(pb::UnbindIntegrationResponse {
+                setup: Some(self.agent_setup(user, &agent).await?),
+            })
+        })
+        .await
     }
 
     async fn complete_agent_setup(
         &self,
         request: Request<pb::CompleteAgentSetupRequest>,
     ) -> Result<Response<pb::CompleteAgentSetupResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let (agent, version, runner) = self
-            .configurable(principal, &request.get_ref().agent_id)
-            .await?;
-        let (setups, _) = self.agent_setup(user, &agent, version, runner).await?;
-        if setup::ready(&setups) {
-            self.storage
-                .connections
-                .complete_setup(&agent.agent_id, user)
-                .await
-                .map_err(Error::from)?;
-        }
-        let (_, setup) = self.agent_setup(user, &agent, version, runner).await?;
-        Ok(Response::new(pb::CompleteAgentSetupResponse {
-            setup: Some(setup),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
+            if setup::ready(&setups) {
+                let connections = &self.storage.connections;
+                connections
+                    .complete_setup(&agent.agent.agent_id, user)
+                    .await?;
+            }
+            Ok(pb::CompleteAgentSetupResponse {
+                setup: Some(self.agent_setup(user, &agent).await?),
+            })
+        })
+        .await
     }
 }

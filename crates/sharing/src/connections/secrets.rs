@@ -20,8 +20,8 @@ const NONCE_LEN: usize = 24;
 const LOCAL_KEY_ID: &str = "local";
 
 /// A value sealed under one key: the key's id and `nonce ‖ ciphertext`,
-/// base64.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// base64. Read from a row's `key_id` and `blob` columns.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Sealed {
     pub key_id: String,
     pub blob: String,

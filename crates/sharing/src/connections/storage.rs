@@ -2,11 +2,14 @@
 //! stored sealed only (see `secrets.rs`); nothing here decides who may do
 //! what.
 
-use agentshare_kit::db::new_id;
-use agentshare_kit::db::placeholders;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use agentshare_kit::Result;
+use agentshare_kit::db::{new_id, placeholders};
+use agentshare_kit::page::Page;
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
 
+use crate::common::Paged;
 use crate::connections::secrets::Sealed;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,42 +108,75 @@ impl ConnectionRow {
     pub fn refresh_context(id: &str) -> String {
         format!("connection/{id}/refresh")
     }
+
+    /// The connection's current material.
+    fn material(&self) -> Material {
+        Material {
+            secret: self.secret.clone(),
+            refresh: self.refresh.clone(),
+            access_expires_at: self.access_expires_at,
+            expires_at: self.expires_at,
+            scopes: self.scopes.clone(),
+        }
+    }
 }
 
 const CONNECTION_COLUMNS: &str = "id, user_id, provider, kind, label, status, status_message, key_id, \
      sealed_secret, sealed_refresh, access_expires_at, expires_at, scopes, created_at, last_used_at, \
      last_tested_at";
 
-fn connection_of(row: &AnyRow) -> Result<ConnectionRow, sqlx::Error> {
-    let key_id: String = row.try_get("key_id")?;
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
-    let scopes: String = row.try_get("scopes")?;
-    let refresh: Option<String> = row.try_get("sealed_refresh")?;
-    Ok(ConnectionRow {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        provider: row.try_get("provider")?,
-        kind: if kind == "oauth" {
-            Kind::OAuth
-        } else {
-            Kind::ApiKey
-        },
-        label: row.try_get("label")?,
-        status: Status::parse(&status),
-        status_message: row.try_get("status_message")?,
-        secret: Sealed {
-            key_id: key_id.clone(),
-            blob: row.try_get("sealed_secret")?,
-        },
-        refresh: refresh.map(|blob| Sealed { key_id, blob }),
-        access_expires_at: row.try_get("access_expires_at")?,
-        expires_at: row.try_get("expires_at")?,
-        scopes: scopes.split_whitespace().map(str::to_string).collect(),
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        last_tested_at: row.try_get("last_tested_at")?,
-    })
+/// A connection as stored: kind, status and scopes as text, and both
+/// sealed values under one key.
+#[derive(sqlx::FromRow)]
+pub struct StoredConnection {
+    id: String,
+    user_id: String,
+    provider: String,
+    kind: String,
+    label: String,
+    status: String,
+    status_message: String,
+    key_id: String,
+    sealed_secret: String,
+    sealed_refresh: Option<String>,
+    access_expires_at: Option<i64>,
+    expires_at: Option<i64>,
+    scopes: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    last_tested_at: Option<i64>,
+}
+
+impl From<StoredConnection> for ConnectionRow {
+    fn from(row: StoredConnection) -> Self {
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            provider: row.provider,
+            kind: if row.kind == "oauth" {
+                Kind::OAuth
+            } else {
+                Kind::ApiKey
+            },
+            label: row.label,
+            status: Status::parse(&row.status),
+            status_message: row.status_message,
+            refresh: row.sealed_refresh.map(|blob| Sealed {
+                key_id: row.key_id.clone(),
+                blob,
+            }),
+            secret: Sealed {
+                key_id: row.key_id,
+                blob: row.sealed_secret,
+            },
+            access_expires_at: row.access_expires_at,
+            expires_at: row.expires_at,
+            scopes: row.scopes.split_whitespace().map(str::to_string).collect(),
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            last_tested_at: row.last_tested_at,
+        }
+    }
 }
 
 /// New material for a connection: what a key or a token exchange gave.
@@ -154,11 +190,13 @@ pub struct Material {
 }
 
 /// An OAuth flow waiting for its code.
+#[derive(sqlx::FromRow)]
 pub struct Flow {
     pub user_id: String,
     pub provider: String,
     pub label: String,
     pub connection_id: Option<String>,
+    #[sqlx(flatten)]
     pub verifier: Sealed,
     pub expires_at: i64,
     pub used_at: Option<i64>,
@@ -171,9 +209,12 @@ impl Flow {
 }
 
 /// The caller's binding of one integration, with its connection.
+#[derive(sqlx::FromRow)]
 pub struct Binding {
+    #[sqlx(rename = "bound_agent_id")]
     pub agent_id: String,
     pub integration_key: String,
+    #[sqlx(flatten, try_from = "StoredConnection")]
     pub connection: ConnectionRow,
 }
 
@@ -188,10 +229,74 @@ pub struct IntegrationRow {
     pub builder_connection_id: String,
 }
 
+/// An integration as stored: its scope by name.
+#[derive(sqlx::FromRow)]
+struct StoredIntegration {
+    agent_id: String,
+    version: i64,
+    key: String,
+    provider: String,
+    scope: String,
+    builder_connection_id: String,
+}
+
+impl From<StoredIntegration> for IntegrationRow {
+    fn from(row: StoredIntegration) -> Self {
+        Self {
+            agent_id: row.agent_id,
+            version: row.version,
+            key: row.key,
+            provider: row.provider,
+            shared: row.scope == "shared",
+            builder_connection_id: row.builder_connection_id,
+        }
+    }
+}
+
+/// A flow's verifier to re-seal, by the digest of its state.
+#[derive(sqlx::FromRow)]
+pub struct SealedVerifier {
+    pub state_sha256: String,
+    #[sqlx(flatten)]
+    pub verifier: Sealed,
+}
+
 crate::common::part_storage!(
     /// Connections' SQL: connections, OAuth flows and agent setups.
     ConnectionStorage
 );
+
+/// Binds a connection's material as stored: key id, sealed secret, sealed
+/// refresh token, when the access token and the credential end, scopes.
+fn bind_material<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    material: &'q Material,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    query
+        .bind(&material.secret.key_id)
+        .bind(&material.secret.blob)
+        .bind(material.refresh.as_ref().map(|r| r.blob.clone()))
+        .bind(material.access_expires_at)
+        .bind(material.expires_at)
+        .bind(material.scopes.join(" "))
+}
+
+/// Selects connections `c` by a condition on them.
+fn connections_where(condition: &str) -> String {
+    format!(
+        "SELECT {} FROM connections c WHERE {condition}",
+        qualified_columns()
+    )
+}
+
+/// [`CONNECTION_COLUMNS`] of the connections `c`.
+fn qualified_columns() -> String {
+    CONNECTION_COLUMNS
+        .split(", ")
+        .map(|c| format!("c.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl ConnectionStorage {
     /// A new id for a connection about to be sealed: the id is part of
@@ -200,8 +305,8 @@ impl ConnectionStorage {
         new_id()
     }
 
-    pub async fn insert_connection(&self, row: &ConnectionRow) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    pub async fn insert_connection(&self, row: &ConnectionRow) -> Result<()> {
+        let query = sqlx::query(
             "INSERT INTO connections (id, user_id, provider, kind, label, status, status_message, key_id, \
              sealed_secret, sealed_refresh, access_expires_at, expires_at, scopes, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -212,93 +317,65 @@ impl ConnectionStorage {
         .bind(row.kind.as_str())
         .bind(&row.label)
         .bind(row.status.as_str())
-        .bind(&row.status_message)
-        .bind(&row.secret.key_id)
-        .bind(&row.secret.blob)
-        .bind(row.refresh.as_ref().map(|r| r.blob.clone()))
-        .bind(row.access_expires_at)
-        .bind(row.expires_at)
-        .bind(row.scopes.join(" "))
-        .bind(row.created_at)
-        .execute(&self.db.pool)
-        .await?;
+        .bind(&row.status_message);
+        let material = row.material();
+        bind_material(query, &material)
+            .bind(row.created_at)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 
     /// One of the user's connections; another user's is `None`, exactly
     /// like one that never existed.
-    pub async fn connection(
-        &self,
-        user_id: &str,
-        id: &str,
-    ) -> Result<Option<ConnectionRow>, sqlx::Error> {
-        sqlx::query(&format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = $1 AND user_id = $2"
-        ))
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(&self.db.pool)
-        .await?
-        .as_ref()
-        .map(connection_of)
-        .transpose()
+    pub async fn connection(&self, user_id: &str, id: &str) -> Result<Option<ConnectionRow>> {
+        let row: Option<StoredConnection> =
+            sqlx::query_as(&connections_where("c.id = $1 AND c.user_id = $2"))
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        Ok(row.map(ConnectionRow::from))
     }
 
     /// Connections by id whoever owns them: builders' connections behind
     /// SHARED integrations. Only their status may leave sharing.
-    pub async fn connections_by_id(
-        &self,
-        ids: &[String],
-    ) -> Result<Vec<ConnectionRow>, sqlx::Error> {
+    pub async fn connections_by_id(&self, ids: &[String]) -> Result<Vec<ConnectionRow>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE id IN ({})",
-            placeholders(1, ids.len())
-        );
-        let mut query = sqlx::query(&sql);
+        let sql = connections_where(&format!("c.id IN ({})", placeholders(1, ids.len())));
+        let mut query = sqlx::query_as(&sql);
         for id in ids {
             query = query.bind(id);
         }
-        query
-            .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(connection_of)
-            .collect()
+        let rows: Vec<StoredConnection> = query.fetch_all(&self.db.pool).await?;
+        Ok(rows.into_iter().map(ConnectionRow::from).collect())
     }
 
-    /// The user's connections, newest first, after `before_id`.
+    /// A page of the user's connections (of one provider, unless
+    /// `provider` is empty), newest first.
     pub async fn connections_of(
         &self,
         user_id: &str,
         provider: &str,
-        before_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<ConnectionRow>, sqlx::Error> {
-        sqlx::query(&format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE user_id = $1 \
-             AND ($2 = '' OR provider = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
+        page: &Page,
+    ) -> Result<Vec<ConnectionRow>> {
+        let rows: Vec<StoredConnection> = sqlx::query_as(&connections_where(
+            "c.user_id = $1 AND ($2 = '' OR c.provider = $2) AND ($3 = '' OR c.id < $3) \
+             ORDER BY c.id DESC LIMIT $4",
         ))
         .bind(user_id)
         .bind(provider)
-        .bind(before_id.unwrap_or_default())
-        .bind(limit)
+        .paged(page)
         .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(connection_of)
-        .collect()
+        .await?;
+        Ok(rows.into_iter().map(ConnectionRow::from).collect())
     }
 
     /// Deletes the connection and its secret, with every binding to it;
     /// `None` when the user has no such connection.
-    pub async fn delete_connection(
-        &self,
-        user_id: &str,
-        id: &str,
-    ) -> Result<Option<u64>, sqlx::Error> {
+    pub async fn delete_connection(&self, user_id: &str, id: &str) -> Result<Option<u64>> {
         let mut tx = self.db.begin_write().await?;
         let owned = sqlx::query("SELECT 1 FROM connections WHERE id = $1 AND user_id = $2")
             .bind(id)
@@ -323,26 +400,21 @@ impl ConnectionStorage {
     }
 
     /// Replaces a connection's material and makes it LIVE again.
-    pub async fn replace_material(&self, id: &str, material: &Material) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    pub async fn replace_material(&self, id: &str, material: &Material) -> Result<()> {
+        let query = sqlx::query(
             "UPDATE connections SET key_id = $2, sealed_secret = $3, sealed_refresh = $4, \
              access_expires_at = $5, expires_at = $6, scopes = $7, status = 'live', status_message = '' \
              WHERE id = $1",
         )
-        .bind(id)
-        .bind(&material.secret.key_id)
-        .bind(&material.secret.blob)
-        .bind(material.refresh.as_ref().map(|r| r.blob.clone()))
-        .bind(material.access_expires_at)
-        .bind(material.expires_at)
-        .bind(material.scopes.join(" "))
-        .execute(&self.db.pool)
-        .await?;
+        .bind(id);
+        bind_material(query, material)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 
     /// Records that a run used the connection.
-    pub async fn touch_connection(&self, id: &str) -> Result<(), sqlx::Error> {
+    pub async fn touch_connection(&self, id: &str) -> Result<()> {
         sqlx::query("UPDATE connections SET last_used_at = $2 WHERE id = $1")
             .bind(id)
             .bind(self.clock.now_micros())
@@ -352,12 +424,7 @@ impl ConnectionStorage {
     }
 
     /// Records a check's outcome.
-    pub async fn record_check(
-        &self,
-        id: &str,
-        status: Status,
-        message: &str,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn record_check(&self, id: &str, status: Status, message: &str) -> Result<()> {
         sqlx::query(
             "UPDATE connections SET status = $2, status_message = $3, last_tested_at = $4 WHERE id = $1",
         )
@@ -371,7 +438,7 @@ impl ConnectionStorage {
     }
 
     /// Marks a connection FAILED, saying what to do.
-    pub async fn fail_connection(&self, id: &str, message: &str) -> Result<(), sqlx::Error> {
+    pub async fn fail_connection(&self, id: &str, message: &str) -> Result<()> {
         sqlx::query("UPDATE connections SET status = 'failed', status_message = $2 WHERE id = $1")
             .bind(id)
             .bind(message)
@@ -380,7 +447,7 @@ impl ConnectionStorage {
         Ok(())
     }
 
-    pub async fn insert_flow(&self, state_sha256: &str, flow: &Flow) -> Result<(), sqlx::Error> {
+    pub async fn insert_flow(&self, state_sha256: &str, flow: &Flow) -> Result<()> {
         sqlx::query(
             "INSERT INTO oauth_flows (state_sha256, user_id, provider, label, connection_id, key_id, \
              sealed_verifier, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -399,43 +466,30 @@ impl ConnectionStorage {
     }
 
     /// The user's pending flows, to cap them.
-    pub async fn pending_flows(&self, user_id: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query(
+    pub async fn pending_flows(&self, user_id: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM oauth_flows WHERE user_id = $1 AND used_at IS NULL AND expires_at > $2",
         )
         .bind(user_id)
         .bind(self.clock.now_micros())
         .fetch_one(&self.db.pool)
-        .await?
-        .try_get(0)
+        .await?)
     }
 
     /// Takes the flow of a state once: the first taker marks it used, so a
     /// replayed redirect finds it spent.
-    pub async fn take_flow(&self, state_sha256: &str) -> Result<Option<Flow>, sqlx::Error> {
+    pub async fn take_flow(&self, state_sha256: &str) -> Result<Option<Flow>> {
         let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "SELECT user_id, provider, label, connection_id, key_id, sealed_verifier, expires_at, used_at \
-             FROM oauth_flows WHERE state_sha256 = $1{}",
+        let flow: Option<Flow> = sqlx::query_as(&format!(
+            "SELECT user_id, provider, label, connection_id, key_id, sealed_verifier AS blob, expires_at, \
+             used_at FROM oauth_flows WHERE state_sha256 = $1{}",
             self.db.backend.for_update()
         ))
         .bind(state_sha256)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
+        let Some(flow) = flow else {
             return Ok(None);
-        };
-        let flow = Flow {
-            user_id: row.try_get("user_id")?,
-            provider: row.try_get("provider")?,
-            label: row.try_get("label")?,
-            connection_id: row.try_get("connection_id")?,
-            verifier: Sealed {
-                key_id: row.try_get("key_id")?,
-                blob: row.try_get("sealed_verifier")?,
-            },
-            expires_at: row.try_get("expires_at")?,
-            used_at: row.try_get("used_at")?,
         };
         if flow.used_at.is_none() {
             sqlx::query("UPDATE oauth_flows SET used_at = $2 WHERE state_sha256 = $1")
@@ -449,10 +503,7 @@ impl ConnectionStorage {
     }
 
     /// The integrations of several (agent, version) pairs at once.
-    pub async fn integrations_of(
-        &self,
-        pairs: &[(String, i64)],
-    ) -> Result<Vec<IntegrationRow>, sqlx::Error> {
+    pub async fn integrations_of(&self, pairs: &[(String, i64)]) -> Result<Vec<IntegrationRow>> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
@@ -464,64 +515,31 @@ impl ConnectionStorage {
              WHERE {} ORDER BY agent_id, version, position",
             wanted.join(" OR ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as(&sql);
         for (agent_id, version) in pairs {
             query = query.bind(agent_id).bind(*version);
         }
-        query
-            .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                let scope: String = row.try_get("scope")?;
-                Ok(IntegrationRow {
-                    agent_id: row.try_get("agent_id")?,
-                    version: row.try_get("version")?,
-                    key: row.try_get("key")?,
-                    provider: row.try_get("provider")?,
-                    shared: scope == "shared",
-                    builder_connection_id: row.try_get("builder_connection_id")?,
-                })
-            })
-            .collect()
+        let rows: Vec<StoredIntegration> = query.fetch_all(&self.db.pool).await?;
+        Ok(rows.into_iter().map(IntegrationRow::from).collect())
     }
 
     /// The user's bindings of these agents, with their connections.
-    pub async fn bindings(
-        &self,
-        user_id: &str,
-        agent_ids: &[String],
-    ) -> Result<Vec<Binding>, sqlx::Error> {
+    pub async fn bindings(&self, user_id: &str, agent_ids: &[String]) -> Result<Vec<Binding>> {
         if agent_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let columns = CONNECTION_COLUMNS
-            .split(", ")
-            .map(|c| format!("c.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "SELECT s.agent_id AS bound_agent_id, s.integration_key, {columns} FROM agent_setups s \
+            "SELECT s.agent_id AS bound_agent_id, s.integration_key, {} FROM agent_setups s \
              JOIN connections c ON c.id = s.connection_id \
              WHERE s.user_id = $1 AND s.agent_id IN ({})",
+            qualified_columns(),
             placeholders(2, agent_ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(user_id);
+        let mut query = sqlx::query_as(&sql).bind(user_id);
         for id in agent_ids {
             query = query.bind(id);
         }
-        query
-            .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Binding {
-                    agent_id: row.try_get("bound_agent_id")?,
-                    integration_key: row.try_get("integration_key")?,
-                    connection: connection_of(row)?,
-                })
-            })
-            .collect()
+        Ok(query.fetch_all(&self.db.pool).await?)
     }
 
     pub async fn bind(
@@ -530,7 +548,7 @@ impl ConnectionStorage {
         user_id: &str,
         integration_key: &str,
         connection_id: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO agent_setups (agent_id, user_id, integration_key, connection_id, bound_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, user_id, integration_key) \
@@ -546,12 +564,7 @@ impl ConnectionStorage {
         Ok(())
     }
 
-    pub async fn unbind(
-        &self,
-        agent_id: &str,
-        user_id: &str,
-        integration_key: &str,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn unbind(&self, agent_id: &str, user_id: &str, integration_key: &str) -> Result<()> {
         sqlx::query(
             "DELETE FROM agent_setups WHERE agent_id = $1 AND user_id = $2 AND integration_key = $3",
         )
@@ -563,7 +576,7 @@ impl ConnectionStorage {
         Ok(())
     }
 
-    pub async fn complete_setup(&self, agent_id: &str, user_id: &str) -> Result<i64, sqlx::Error> {
+    pub async fn complete_setup(&self, agent_id: &str, user_id: &str) -> Result<i64> {
         let now = self.clock.now_micros();
         sqlx::query(
             "INSERT INTO agent_setup_completions (agent_id, user_id, completed_at) VALUES ($1, $2, $3) \
@@ -577,54 +590,36 @@ impl ConnectionStorage {
         Ok(now)
     }
 
-    pub async fn setup_completed_at(
-        &self,
-        agent_id: &str,
-        user_id: &str,
-    ) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query(
+    pub async fn setup_completed_at(&self, agent_id: &str, user_id: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
             "SELECT completed_at FROM agent_setup_completions WHERE agent_id = $1 AND user_id = $2",
         )
         .bind(agent_id)
         .bind(user_id)
         .fetch_optional(&self.db.pool)
-        .await?
-        .map(|row| row.try_get(0))
-        .transpose()
+        .await?)
     }
 
     /// Every sealed value not under `active`, for rotation.
     pub async fn sealed_elsewhere(
         &self,
         active: &str,
-    ) -> Result<(Vec<ConnectionRow>, Vec<(String, Sealed)>), sqlx::Error> {
-        let connections = sqlx::query(&format!(
-            "SELECT {CONNECTION_COLUMNS} FROM connections WHERE key_id <> $1"
-        ))
-        .bind(active)
-        .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(connection_of)
-        .collect::<Result<Vec<_>, _>>()?;
-        let flows = sqlx::query(
-            "SELECT state_sha256, key_id, sealed_verifier FROM oauth_flows WHERE key_id <> $1",
+    ) -> Result<(Vec<ConnectionRow>, Vec<SealedVerifier>)> {
+        let connections: Vec<StoredConnection> =
+            sqlx::query_as(&connections_where("c.key_id <> $1"))
+                .bind(active)
+                .fetch_all(&self.db.pool)
+                .await?;
+        let flows = sqlx::query_as(
+            "SELECT state_sha256, key_id, sealed_verifier AS blob FROM oauth_flows WHERE key_id <> $1",
         )
         .bind(active)
         .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get("state_sha256")?,
-                Sealed {
-                    key_id: row.try_get("key_id")?,
-                    blob: row.try_get("sealed_verifier")?,
-                },
-            ))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok((connections, flows))
+        .await?;
+        Ok((
+            connections.into_iter().map(ConnectionRow::from).collect(),
+            flows,
+        ))
     }
 
     /// Stores a re-sealed secret, unless the row changed meanwhile.
@@ -633,7 +628,7 @@ impl ConnectionStorage {
         before: &ConnectionRow,
         secret: &Sealed,
         refresh: Option<&Sealed>,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE connections SET key_id = $2, sealed_secret = $3, sealed_refresh = $4 \
              WHERE id = $1 AND key_id = $5 AND sealed_secret = $6",
@@ -649,11 +644,7 @@ impl ConnectionStorage {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn reseal_flow(
-        &self,
-        state_sha256: &str,
-        verifier: &Sealed,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn reseal_flow(&self, state_sha256: &str, verifier: &Sealed) -> Result<()> {
         sqlx::query(
             "UPDATE oauth_flows SET key_id = $2, sealed_verifier = $3 WHERE state_sha256 = $1",
         )

@@ -1,9 +1,9 @@
 //! TenancyService: orgs, workspaces, members, projects, API keys, audit.
+//! Who may do what is decided in `rules`; the SQL lives in `storage`.
 
 use agentshare_kit::Error;
-use agentshare_kit::clock::micros_of;
-use agentshare_kit::clock::timestamp;
-use agentshare_kit::identity::{GRANT_SCOPE_DENIED, Principal, PrincipalKind};
+use agentshare_kit::clock::{micros_of, timestamp};
+use agentshare_kit::identity::{API_KEY_PREFIX, Principal, random_token, secret_digest};
 use agentshare_kit::ids;
 use agentshare_kit::page::Page;
 use agentshare_kit::rpc;
@@ -12,14 +12,14 @@ use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
 
 use crate::access::rules::scope;
-use crate::common::Storage;
-use crate::tenancy::rules::{self, OrgRole, WorkspaceRole};
+use crate::common::{Storage, answer_page};
+use crate::tenancy::rules::{self, OrgRole, Reach, WorkspaceRole};
 use crate::tenancy::storage::api_keys;
 use crate::tenancy::storage::audit;
 use crate::tenancy::storage::members;
 use crate::tenancy::storage::orgs::{OrgRow, WorkspaceRow};
 use crate::tenancy::storage::projects;
-use agentshare_kit::identity::{API_KEY_PREFIX, random_token, secret_digest};
+use crate::tenancy::storage::workspaces::{OrgMembership, VisibleWorkspace, WorkspaceMemberRow};
 
 #[derive(Clone)]
 pub struct Tenancy {
@@ -53,14 +53,19 @@ fn api_key_to_proto(key: api_keys::ApiKeyRow) -> pb::ApiKey {
     }
 }
 
-fn audit_to_proto(row: audit::AuditRow) -> pb::AuditEvent {
-    let credential_kind = match row.credential_kind.as_str() {
+/// A credential kind as the audit trail stores it.
+fn credential_to_proto(kind: &str) -> pb::CredentialKind {
+    match kind {
         "session" => pb::CredentialKind::Session,
         "api_key" => pb::CredentialKind::ApiKey,
         "grant_token" => pb::CredentialKind::GrantToken,
         "service" => pb::CredentialKind::Service,
         _ => pb::CredentialKind::Unspecified,
-    };
+    }
+}
+
+fn audit_to_proto(row: audit::AuditRow) -> pb::AuditEvent {
+    let credential_kind = credential_to_proto(&row.credential_kind);
     pb::AuditEvent {
         id: row.id,
         org_id: row.org_id,
@@ -75,11 +80,23 @@ fn audit_to_proto(row: audit::AuditRow) -> pb::AuditEvent {
     }
 }
 
-fn membership_to_proto(workspace: WorkspaceRow, role: Option<&str>) -> pb::WorkspaceMembership {
+fn membership_to_proto(visible: VisibleWorkspace) -> pb::WorkspaceMembership {
     pb::WorkspaceMembership {
-        workspace: Some(workspace_to_proto(workspace)),
-        role: workspace_role_proto(role).into(),
+        role: workspace_role_proto(visible.role.as_deref()).into(),
+        workspace: Some(workspace_to_proto(visible.workspace)),
     }
+}
+
+fn org_membership_to_proto(membership: OrgMembership) -> pb::OrgMembership {
+    pb::OrgMembership {
+        role: org_role_proto(Some(&membership.role)).into(),
+        org: Some(org_to_proto(membership.org)),
+    }
+}
+
+fn org_role_proto(role: Option<&str>) -> pb::OrgRole {
+    role.and_then(OrgRole::parse)
+        .map_or(pb::OrgRole::Unspecified, OrgRole::to_proto)
 }
 
 fn workspace_role_proto(role: Option<&str>) -> pb::WorkspaceRole {
@@ -114,155 +131,6 @@ pub(crate) fn workspace_to_proto(workspace: WorkspaceRow) -> pb::Workspace {
     }
 }
 
-impl Tenancy {
-    /// The org of a member-management call, and the caller's role, once the
-    /// caller is an owner or admin with a fresh second factor.
-    fn member_admin<'p>(&self, principal: &'p Principal) -> Result<(&'p str, OrgRole), Error> {
-        principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let role = rules::require_org_role(
-            principal,
-            &[OrgRole::Owner, OrgRole::Admin],
-            "org owners and admins",
-        )?;
-        rules::require_step_up(
-            principal,
-            self.storage.clock.now_secs(),
-            self.step_up_max_age_secs,
-        )?;
-        Ok((org_id, role))
-    }
-
-    /// A member of the org, or NOT_FOUND exactly as for a user who is not.
-    async fn member_of(&self, org_id: &str, user_id: &str) -> Result<members::MemberRow, Error> {
-        let user_id = ids::parse("user_id", user_id)?;
-        self.storage
-            .tenancy
-            .org_member(org_id, &user_id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("member {user_id}")))
-    }
-}
-
-impl Tenancy {
-    /// The org and workspace of a workspace-management call, once the
-    /// caller has a fresh second factor and is an org owner or admin, or an
-    /// owner or admin of the workspace. A workspace the caller cannot see is
-    /// NOT_FOUND.
-    async fn workspace_admin<'p>(
-        &self,
-        principal: &'p Principal,
-        workspace_id: &str,
-    ) -> Result<(&'p str, String), Error> {
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let workspace_id = ids::parse("workspace_id", workspace_id)?;
-        // A workspace role never lifts an org viewer above reading.
-        rules::require_org_role(
-            principal,
-            &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
-            "org members who are not viewers",
-        )?;
-        let org_admin = rules::manages_org(principal);
-        let (_, role) = self
-            .storage
-            .tenancy
-            .workspace_visible_to(org_id, &workspace_id, user, org_admin)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
-        rules::may_manage_workspace_members(
-            org_admin,
-            role.as_deref().and_then(WorkspaceRole::parse),
-        )?;
-        rules::require_step_up(
-            principal,
-            self.storage.clock.now_secs(),
-            self.step_up_max_age_secs,
-        )?;
-        Ok((org_id, workspace_id))
-    }
-}
-
-impl Tenancy {
-    /// A workspace the caller may see, or NOT_FOUND.
-    async fn workspace_row(
-        &self,
-        principal: &Principal,
-        org_id: &str,
-        workspace_id: &str,
-    ) -> Result<WorkspaceRow, Error> {
-        let user = principal.require_user()?;
-        let org_admin = rules::manages_org(principal);
-        self.storage
-            .tenancy
-            .workspace_visible_to(org_id, workspace_id, user, org_admin)
-            .await?
-            .map(|(workspace, _)| workspace)
-            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))
-    }
-}
-
-impl Tenancy {
-    /// A project the caller can see, or NOT_FOUND.
-    async fn project(
-        &self,
-        principal: &Principal,
-        project_id: &str,
-    ) -> Result<projects::ProjectRow, Error> {
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let project_id = ids::parse("project_id", project_id)?;
-        let viewer = projects::Viewer {
-            org_id,
-            user_id: user,
-            workspaces_enabled: principal.workspaces_enabled,
-        };
-        self.storage
-            .tenancy
-            .visible_project(&viewer, &project_id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("project {project_id}")))
-    }
-
-    /// The home and `listed` workspaces the caller can access, home first.
-    async fn accessible_workspaces(
-        &self,
-        principal: &Principal,
-        project: &projects::ProjectRow,
-        listed: &[String],
-    ) -> Result<Vec<WorkspaceRow>, Error> {
-        let user = principal.require_user()?;
-        let mut out = Vec::new();
-        for id in std::iter::once(&project.home_workspace_id).chain(listed) {
-            if let Some((workspace, _)) = self
-                .storage
-                .tenancy
-                .workspace_visible_to(&project.org_id, id, user, false)
-                .await?
-            {
-                out.push(workspace);
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// A project's owner, or an org owner or admin.
-fn require_project_manager(
-    principal: &Principal,
-    project: &projects::ProjectRow,
-) -> Result<(), Error> {
-    let is_owner = principal.user_id.as_deref() == Some(project.owner_user_id.as_str());
-    rules::may_manage_project(rules::org_role(principal), is_owner)
-}
-
-fn stale_project(project: &projects::ProjectRow) -> Error {
-    Error::Aborted(format!(
-        "project {} changed since you read it (revision {}): read it again and retry",
-        project.id, project.revision
-    ))
-}
-
 fn project_to_proto(project: projects::ProjectRow) -> pb::Project {
     pb::Project {
         id: project.id,
@@ -277,9 +145,7 @@ fn project_to_proto(project: projects::ProjectRow) -> pb::Project {
     }
 }
 
-fn workspace_member_to_proto(
-    member: crate::tenancy::storage::workspaces::WorkspaceMemberRow,
-) -> pb::WorkspaceMember {
+fn workspace_member_to_proto(member: WorkspaceMemberRow) -> pb::WorkspaceMember {
     pb::WorkspaceMember {
         user: Some(user_to_proto(member.user)),
         role: workspace_role_proto(Some(&member.role)).into(),
@@ -293,123 +159,282 @@ fn last_owner() -> Error {
     )
 }
 
+fn stale_project(project: &projects::ProjectRow) -> Error {
+    Error::Aborted(format!(
+        "project {} changed since you read it (revision {}): read it again and retry",
+        project.id, project.revision
+    ))
+}
+
+impl Tenancy {
+    /// Privileged mutations need a fresh second factor.
+    fn step_up(&self, caller: &Principal) -> Result<(), Error> {
+        rules::require_step_up(
+            caller,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )
+    }
+
+    async fn org(&self, org_id: &str) -> Result<OrgRow, Error> {
+        self.storage
+            .tenancy
+            .org(org_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("org {org_id}")))
+    }
+
+    /// The org and the user's role in it; NOT_FOUND alike for an org that
+    /// does not exist and one they are not a member of.
+    async fn org_of_member(&self, org_id: &str, user: &str) -> Result<(OrgRole, OrgRow), Error> {
+        let role = self
+            .storage
+            .tenancy
+            .org_role(org_id, user)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
+        Ok((role, self.org(org_id).await?))
+    }
+
+    /// The org of a member-management call, and the caller's role, once the
+    /// caller is an owner or admin with a fresh second factor.
+    fn member_admin<'p>(&self, caller: &'p Principal) -> Result<(&'p str, OrgRole), Error> {
+        caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let role = rules::require_org_admin(caller)?;
+        self.step_up(caller)?;
+        Ok((org_id, role))
+    }
+
+    /// A member of the org, or NOT_FOUND exactly as for a user who is not.
+    async fn member_of(&self, org_id: &str, user_id: &str) -> Result<members::MemberRow, Error> {
+        let user_id = ids::parse("user_id", user_id)?;
+        self.storage
+            .tenancy
+            .org_member(org_id, &user_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("member {user_id}")))
+    }
+
+    /// A workspace of the org the user may see (any when `all`), or
+    /// NOT_FOUND.
+    async fn visible_workspace(
+        &self,
+        org_id: &str,
+        workspace_id: &str,
+        user: &str,
+        all: bool,
+    ) -> Result<VisibleWorkspace, Error> {
+        self.storage
+            .tenancy
+            .workspace_visible_to(org_id, workspace_id, user, all)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))
+    }
+
+    /// The org and workspace of a call that changes a workspace, once the
+    /// caller is no org viewer, passes `rule` (given whether they run the
+    /// org and their role in the workspace) and has a fresh second factor.
+    /// A workspace the caller cannot see is NOT_FOUND.
+    async fn changeable_workspace<'p>(
+        &self,
+        caller: &'p Principal,
+        workspace_id: &str,
+        rule: fn(bool, Option<WorkspaceRole>) -> Result<(), Error>,
+    ) -> Result<(&'p str, VisibleWorkspace), Error> {
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let workspace_id = ids::parse("workspace_id", workspace_id)?;
+        rules::may_change_workspaces(caller)?;
+        let org_admin = rules::manages_org(caller);
+        let workspace = self
+            .visible_workspace(org_id, &workspace_id, user, org_admin)
+            .await?;
+        rule(
+            org_admin,
+            workspace.role.as_deref().and_then(WorkspaceRole::parse),
+        )?;
+        self.step_up(caller)?;
+        Ok((org_id, workspace))
+    }
+
+    /// The org and workspace of a workspace-membership call: the caller is
+    /// an org owner or admin, or an owner or admin of the workspace.
+    async fn workspace_admin<'p>(
+        &self,
+        caller: &'p Principal,
+        workspace_id: &str,
+    ) -> Result<(&'p str, VisibleWorkspace), Error> {
+        self.changeable_workspace(caller, workspace_id, rules::may_manage_workspace_members)
+            .await
+    }
+
+    /// One member of a workspace, or NOT_FOUND.
+    async fn workspace_member(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> Result<WorkspaceMemberRow, Error> {
+        self.storage
+            .tenancy
+            .workspace_member(workspace_id, user_id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
+            })
+    }
+
+    /// A project the caller can see, or NOT_FOUND.
+    async fn project(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<projects::ProjectRow, Error> {
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let project_id = ids::parse("project_id", project_id)?;
+        let viewer = projects::Viewer {
+            org_id,
+            user_id: user,
+            workspaces_enabled: caller.workspaces_enabled,
+        };
+        self.storage
+            .tenancy
+            .visible_project(&viewer, &project_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("project {project_id}")))
+    }
+
+    /// A project the caller may change.
+    async fn managed_project(
+        &self,
+        caller: &Principal,
+        project_id: &str,
+    ) -> Result<projects::ProjectRow, Error> {
+        let project = self.project(caller, project_id).await?;
+        rules::require_project_manager(caller, &project.owner_user_id)?;
+        Ok(project)
+    }
+
+    /// The home and `listed` workspaces the caller can access, home first.
+    async fn accessible_workspaces(
+        &self,
+        caller: &Principal,
+        project: &projects::ProjectRow,
+        listed: &[String],
+    ) -> Result<Vec<pb::Workspace>, Error> {
+        let user = caller.require_user()?;
+        let mut out = Vec::new();
+        for id in std::iter::once(&project.home_workspace_id).chain(listed) {
+            if let Some(visible) = self
+                .storage
+                .tenancy
+                .workspace_visible_to(&project.org_id, id, user, false)
+                .await?
+            {
+                out.push(workspace_to_proto(visible.workspace));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How the caller stands to each workspace they ask to list a project
+    /// in: those listed already are known from `listed`.
+    async fn reach(
+        &self,
+        org_id: &str,
+        user: &str,
+        listed: &[(String, bool)],
+        requested: Vec<String>,
+    ) -> Result<Vec<(String, Reach)>, Error> {
+        let tenancy = &self.storage.tenancy;
+        let mut out = Vec::new();
+        for id in requested {
+            let reach = match listed.iter().find(|(listed, _)| *listed == id) {
+                Some((_, true)) => Reach::Member,
+                Some((_, false)) => Reach::Outsider,
+                None if !tenancy.workspace_exists(org_id, &id).await? => Reach::Missing,
+                None if tenancy.is_workspace_member(org_id, &id, user).await? => Reach::Member,
+                None => Reach::Outsider,
+            };
+            out.push((id, reach));
+        }
+        Ok(out)
+    }
+}
+
 #[tonic::async_trait]
 impl TenancyService for Tenancy {
     async fn create_org(
         &self,
         request: Request<pb::CreateOrgRequest>,
     ) -> Result<Response<pb::CreateOrgResponse>, Status> {
-        let user = Principal::of(&request)?.require_user()?.to_string();
-        let name = rules::display_name("name", &request.get_ref().name)?;
-        let (org, workspace) = self
-            .storage
-            .tenancy
-            .create_org(&name, &user)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::CreateOrgResponse {
-            org: Some(org_to_proto(org)),
-            default_workspace: Some(workspace_to_proto(workspace)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let name = rules::display_name("name", &request.name)?;
+            let (org, workspace) = self.storage.tenancy.create_org(&name, user).await?;
+            Ok(pb::CreateOrgResponse {
+                org: Some(org_to_proto(org)),
+                default_workspace: Some(workspace_to_proto(workspace)),
+            })
+        })
+        .await
     }
 
     async fn get_org(
         &self,
         request: Request<pb::GetOrgRequest>,
     ) -> Result<Response<pb::GetOrgResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let org_id = match request.get_ref().org_id.as_str() {
-            "" => principal.require_org()?.to_string(),
-            named => ids::parse("org_id", named)?,
-        };
-        let org_id = org_id.as_str();
-        let not_found = || Error::not_found(format!("org {org_id}"));
-        let role = self
-            .storage
-            .tenancy
-            .org_role(org_id, user)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(not_found)?;
-        let org = self
-            .storage
-            .tenancy
-            .org(org_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(not_found)?;
-        Ok(Response::new(pb::GetOrgResponse {
-            org: Some(org_to_proto(org)),
-            caller_role: role.to_proto().into(),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let org_id = match request.org_id.as_str() {
+                "" => caller.require_org()?.to_string(),
+                named => ids::parse("org_id", named)?,
+            };
+            let (role, org) = self.org_of_member(&org_id, user).await?;
+            Ok(pb::GetOrgResponse {
+                org: Some(org_to_proto(org)),
+                caller_role: role.to_proto().into(),
+            })
+        })
+        .await
     }
 
     async fn create_api_key(
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        if principal.api_key_id.is_some() {
-            return Err(Error::PermissionDenied(
-                "an API key cannot create API keys; sign in to create one".into(),
-            )
-            .into());
-        }
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let request = request.get_ref();
-        let label = rules::display_name("label", &request.label)?;
-        let now = self.storage.clock.now_micros();
-        let expires_at = request.expire_time.as_ref().map(micros_of);
-        if expires_at.is_some_and(|at| at <= now) {
-            return Err(Error::invalid("expire_time", "must be in the future").into());
-        }
-        let org = self
-            .storage
-            .tenancy
-            .org(org_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
-        let preferred = principal.workspace_id.as_deref();
-        let workspace = scope::workspace_of(
-            &self.storage,
-            &org,
-            user,
-            &request.default_workspace_id,
-            preferred,
-        )
-        .await?;
-        if workspace.is_empty() {
-            return Err(Error::FailedPrecondition(
-                "you belong to no workspace in this org; ask an admin to add you to one".into(),
-            )
-            .into());
-        }
-        let secret = format!("{API_KEY_PREFIX}{}", random_token()?);
-        let prefix: String = secret.chars().take(api_keys::SHOWN_PREFIX_CHARS).collect();
-        let key = self
-            .storage
-            .tenancy
-            .create_api_key(
-                principal,
-                api_keys::NewApiKey {
-                    user_id: user,
-                    org_id,
-                    default_workspace_id: &workspace,
-                    label: &label,
-                    prefix: &prefix,
-                    secret_digest: &secret_digest(&secret),
-                    expires_at,
-                },
-            )
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::CreateApiKeyResponse {
-            api_key: Some(api_key_to_proto(key)),
-            secret,
-        }))
+        rpc::unary(request, async |caller, request| {
+            rules::may_create_api_key(&caller)?;
+            let user = caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let label = rules::display_name("label", &request.label)?;
+            let now = self.storage.clock.now_micros();
+            let expires_at = rules::expiry(request.expire_time.as_ref(), now)?;
+            let org = self.org(org_id).await?;
+            let preferred = caller.workspace_id.as_deref();
+            let requested = &request.default_workspace_id;
+            let workspace =
+                scope::workspace_of(&self.storage, &org, user, requested, preferred).await?;
+            let workspace = rules::key_workspace(workspace)?;
+            let secret = format!("{API_KEY_PREFIX}{}", random_token()?);
+            let prefix: String = secret.chars().take(api_keys::SHOWN_PREFIX_CHARS).collect();
+            let key = api_keys::NewApiKey {
+                user_id: user,
+                org_id,
+                default_workspace_id: &workspace,
+                label: &label,
+                prefix: &prefix,
+                secret_digest: &secret_digest(&secret),
+                expires_at,
+            };
+            let key = self.storage.tenancy.create_api_key(&caller, key).await?;
+            Ok(pb::CreateApiKeyResponse {
+                api_key: Some(api_key_to_proto(key)),
+                secret,
+            })
+        })
+        .await
     }
 
     async fn list_api_keys(
@@ -421,14 +446,11 @@ impl TenancyService for Tenancy {
             let org_id = caller.require_org()?;
             let listing = format!("api-keys:{org_id}:{user}");
             let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let keys = self
-                .storage
-                .tenancy
-                .api_keys_of(user, org_id, &page)
-                .await?;
-            let (keys, next_page_token) = page.split(keys, |key| key.id.clone());
+            let keys = self.storage.tenancy.api_keys_of(user, org_id, &page);
+            let (api_keys, next_page_token) =
+                answer_page(&page, keys.await?, |key| key.id.clone(), api_key_to_proto);
             Ok(pb::ListApiKeysResponse {
-                api_keys: keys.into_iter().map(api_key_to_proto).collect(),
+                api_keys,
                 next_page_token,
             })
         })
@@ -460,935 +482,652 @@ impl TenancyService for Tenancy {
         &self,
         request: Request<pb::UpdateOrgRequest>,
     ) -> Result<Response<pb::UpdateOrgResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let request = request.get_ref();
-        let org_id = match request.org_id.as_str() {
-            "" => principal.require_org()?,
-            named => named,
-        };
-        let not_found = || Error::not_found(format!("org {org_id}"));
-        let role = self
-            .storage
-            .tenancy
-            .org_role(org_id, user)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(not_found)?;
-        let before = self
-            .storage
-            .tenancy
-            .org(org_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(not_found)?;
-        rules::may_update_org(role)?;
-        let name = request
-            .name
-            .as_deref()
-            .map(|n| rules::display_name("name", n))
-            .transpose()?;
-        if let Some(enabled) = request.workspaces_enabled
-            && enabled != before.workspaces_enabled
-        {
-            rules::may_switch_workspaces(role)?;
-            rules::require_step_up(
-                principal,
-                self.storage.clock.now_secs(),
-                self.step_up_max_age_secs,
-            )?;
-        }
-        let org = self
-            .storage
-            .tenancy
-            .update_org(
-                principal,
-                &before,
-                name.as_deref(),
-                request.workspaces_enabled,
-            )
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::UpdateOrgResponse {
-            org: Some(org_to_proto(org)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let org_id = match request.org_id.as_str() {
+                "" => caller.require_org()?,
+                named => named,
+            };
+            let (role, before) = self.org_of_member(org_id, user).await?;
+            rules::may_update_org(role)?;
+            let name = request
+                .name
+                .as_deref()
+                .map(|n| rules::display_name("name", n))
+                .transpose()?;
+            if let Some(enabled) = request.workspaces_enabled
+                && enabled != before.workspaces_enabled
+            {
+                rules::may_switch_workspaces(role)?;
+                self.step_up(&caller)?;
+            }
+            let enabled = request.workspaces_enabled;
+            let org = self
+                .storage
+                .tenancy
+                .update_org(&caller, &before, name.as_deref(), enabled)
+                .await?;
+            Ok(pb::UpdateOrgResponse {
+                org: Some(org_to_proto(org)),
+            })
+        })
+        .await
     }
 
     async fn create_workspace(
         &self,
         request: Request<pb::CreateWorkspaceRequest>,
     ) -> Result<Response<pb::CreateWorkspaceResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        principal.require_user()?;
-        let org_id = principal.require_org()?;
-        rules::require_org_role(
-            principal,
-            &[OrgRole::Owner, OrgRole::Admin],
-            "org owners and admins",
-        )?;
-        rules::require_step_up(
-            principal,
-            self.storage.clock.now_secs(),
-            self.step_up_max_age_secs,
-        )?;
-        let name = rules::display_name("name", &request.get_ref().name)?;
-        if !principal.workspaces_enabled {
-            return Err(Error::FailedPrecondition(
-                "this org has no workspaces: an org owner turns them on with UpdateOrg(workspaces_enabled)".into(),
-            )
-            .into());
-        }
-        let workspace = self
-            .storage
-            .tenancy
-            .create_workspace(principal, org_id, &name)
-            .await
-            .map_err(|e| e.into_error(&name))?;
-        Ok(Response::new(pb::CreateWorkspaceResponse {
-            workspace: Some(workspace_to_proto(workspace)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            caller.require_user()?;
+            let org_id = caller.require_org()?;
+            rules::require_org_admin(&caller)?;
+            self.step_up(&caller)?;
+            let name = rules::display_name("name", &request.name)?;
+            rules::workspaces_on(caller.workspaces_enabled)?;
+            let workspace = self
+                .storage
+                .tenancy
+                .create_workspace(&caller, org_id, &name)
+                .await?;
+            Ok(pb::CreateWorkspaceResponse {
+                workspace: Some(workspace_to_proto(workspace)),
+            })
+        })
+        .await
     }
 
     async fn get_workspace(
         &self,
         request: Request<pb::GetWorkspaceRequest>,
     ) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let id = ids::parse("workspace_id", &request.get_ref().workspace_id)?;
-        let sees_all = rules::manages_org(principal);
-        let (workspace, role) = self
-            .storage
-            .tenancy
-            .workspace_visible_to(org_id, &id, user, sees_all)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(format!("workspace {id}")))?;
-        Ok(Response::new(pb::GetWorkspaceResponse {
-            workspace: Some(membership_to_proto(workspace, role.as_deref())),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let id = ids::parse("workspace_id", &request.workspace_id)?;
+            let sees_all = rules::manages_org(&caller);
+            let workspace = self.visible_workspace(org_id, &id, user, sees_all).await?;
+            Ok(pb::GetWorkspaceResponse {
+                workspace: Some(membership_to_proto(workspace)),
+            })
+        })
+        .await
     }
 
     async fn list_workspaces(
         &self,
         request: Request<pb::ListWorkspacesRequest>,
     ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let page = Page::of(
-            request.get_ref().page_size,
-            &request.get_ref().page_token,
-            format!("workspaces:{org_id}:{user}"),
-        )?;
-        let sees_all = rules::manages_org(principal);
-        let rows = self
-            .storage
-            .tenancy
-            .workspaces_visible_to(org_id, user, sees_all, page.after(), page.limit())
-            .await
-            .map_err(Error::from)?;
-        let (rows, next_page_token) = page.split(rows, |(workspace, _)| workspace.id.clone());
-        Ok(Response::new(pb::ListWorkspacesResponse {
-            workspaces: rows
-                .into_iter()
-                .map(|(workspace, role)| membership_to_proto(workspace, role.as_deref()))
-                .collect(),
-            next_page_token,
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let listing = format!("workspaces:{org_id}:{user}");
+            let page = Page::of(request.page_size, &request.page_token, listing)?;
+            let sees_all = rules::manages_org(&caller);
+            let rows = self
+                .storage
+                .tenancy
+                .workspace_page(org_id, user, sees_all, &page);
+            let key = |row: &VisibleWorkspace| row.workspace.id.clone();
+            let (workspaces, next_page_token) =
+                answer_page(&page, rows.await?, key, membership_to_proto);
+            Ok(pb::ListWorkspacesResponse {
+                workspaces,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn add_org_member(
         &self,
         request: Request<pb::AddOrgMemberRequest>,
     ) -> Result<Response<pb::AddOrgMemberResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let (org_id, actor_role) = self.member_admin(principal)?;
-        let request = request.get_ref();
-        let role = rules::org_role_of(request.role)?;
-        rules::may_add_org_member(actor_role, role)?;
-        let (key, by_email) = match &request.user {
-            Some(pb::add_org_member_request::User::UserId(id)) => {
-                (ids::parse("user_id", id)?, false)
+        rpc::unary(request, async |caller, request| {
+            let (org_id, actor_role) = self.member_admin(&caller)?;
+            let role = rules::org_role_of(request.role)?;
+            rules::may_add_org_member(actor_role, role)?;
+            let (key, by_email) = match &request.user {
+                Some(pb::add_org_member_request::User::UserId(id)) => {
+                    (ids::parse("user_id", id)?, false)
+                }
+                Some(pb::add_org_member_request::User::Email(email))
+                    if !email.trim().is_empty() =>
+                {
+                    (email.trim().to_string(), true)
+                }
+                _ => return Err(Error::invalid("user", "name the user by user_id or email")),
+            };
+            let user = self
+                .storage
+                .tenancy
+                .user_by(&key, by_email)
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found(format!("user {key} (they must sign in to agentshare once)"))
+                })?;
+            let org = self.org(org_id).await?;
+            let home = &org.default_workspace_id;
+            let tenancy = &self.storage.tenancy;
+            if !tenancy
+                .add_org_member(&caller, org_id, home, &user.id, role)
+                .await?
+            {
+                return Err(Error::AlreadyExists(format!(
+                    "user {} is already a member; change their role instead",
+                    user.id
+                )));
             }
-            Some(pb::add_org_member_request::User::Email(email)) if !email.trim().is_empty() => {
-                (email.trim().to_string(), true)
-            }
-            _ => return Err(Error::invalid("user", "name the user by user_id or email").into()),
-        };
-        let user = self
-            .storage
-            .tenancy
-            .user_by(&key, by_email)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| {
-                Error::not_found(format!("user {key} (they must sign in to agentshare once)"))
-            })?;
-        let org = self
-            .storage
-            .tenancy
-            .org(org_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
-        let added = self
-            .storage
-            .tenancy
-            .add_org_member(principal, org_id, &org.default_workspace_id, &user.id, role)
-            .await
-            .map_err(Error::from)?;
-        if !added {
-            return Err(Error::AlreadyExists(format!(
-                "user {} is already a member; change their role instead",
-                user.id
-            ))
-            .into());
-        }
-        let member = self
-            .storage
-            .tenancy
-            .org_member(org_id, &user.id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::internal("a member just added is missing"))?;
-        Ok(Response::new(pb::AddOrgMemberResponse {
-            member: Some(member_to_proto(member)),
-        }))
+            let member = tenancy
+                .org_member(org_id, &user.id)
+                .await?
+                .ok_or_else(|| Error::internal("a member just added is missing"))?;
+            Ok(pb::AddOrgMemberResponse {
+                member: Some(member_to_proto(member)),
+            })
+        })
+        .await
     }
 
     async fn list_org_members(
         &self,
         request: Request<pb::ListOrgMembersRequest>,
     ) -> Result<Response<pb::ListOrgMembersResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        principal.require_user()?;
-        let org_id = principal.require_org()?;
-        rules::require_org_role(
-            principal,
-            &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
-            "org members other than viewers",
-        )?;
-        let page = Page::of(
-            request.get_ref().page_size,
-            &request.get_ref().page_token,
-            format!("org-members:{org_id}"),
-        )?;
-        let rows = self
-            .storage
-            .tenancy
-            .org_members(org_id, page.after(), page.limit())
-            .await
-            .map_err(Error::from)?;
-        let (rows, next_page_token) = page.split(rows, |member| member.user.id.clone());
-        Ok(Response::new(pb::ListOrgMembersResponse {
-            members: rows.into_iter().map(member_to_proto).collect(),
-            next_page_token,
-        }))
+        rpc::unary(request, async |caller, request| {
+            caller.require_user()?;
+            let org_id = caller.require_org()?;
+            rules::require_non_viewer(&caller, "org members other than viewers")?;
+            let listing = format!("org-members:{org_id}");
+            let page = Page::of(request.page_size, &request.page_token, listing)?;
+            let rows = self.storage.tenancy.org_members(org_id, &page).await?;
+            let (members, next_page_token) =
+                answer_page(&page, rows, |m| m.user.id.clone(), member_to_proto);
+            Ok(pb::ListOrgMembersResponse {
+                members,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn get_me(
         &self,
         request: Request<pb::GetMeRequest>,
     ) -> Result<Response<pb::GetMeResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        // The gateway refuses a share token here already; a grant's
-        // principal passed on by another service is refused the same way.
-        if principal.kind == PrincipalKind::Grant {
-            return Err(Error::PermissionDenied(GRANT_SCOPE_DENIED.into()).into());
-        }
-        let user_id = principal.require_user()?;
-        let user = self
-            .storage
-            .tenancy
-            .user_by(user_id, false)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| {
-                Error::Unauthenticated("your user no longer exists; sign in again".into())
-            })?;
-        let kind = match audit::credential_kind(principal) {
-            "api_key" => pb::CredentialKind::ApiKey,
-            "grant_token" => pb::CredentialKind::GrantToken,
-            _ => pb::CredentialKind::Session,
-        };
-        let step_up_fresh = rules::require_step_up(
-            principal,
-            self.storage.clock.now_secs(),
-            self.step_up_max_age_secs,
-        )
-        .is_ok();
-        Ok(Response::new(pb::GetMeResponse {
-            user: Some(user_to_proto(user)),
-            org_id: principal.org_id.clone().unwrap_or_default(),
-            org_role: principal
-                .org_role
-                .as_deref()
-                .and_then(OrgRole::parse)
-                .map_or(pb::OrgRole::Unspecified, OrgRole::to_proto)
-                .into(),
-            workspace_id: principal.workspace_id.clone().unwrap_or_default(),
-            workspaces_enabled: principal.workspaces_enabled,
-            credential_kind: kind.into(),
-            step_up_fresh,
-        }))
+        rpc::unary(request, async |caller, _| {
+            // The gateway refuses a share token here already; a grant's
+            // principal passed on by another service is refused the same way.
+            rules::not_a_grant(&caller)?;
+            let user_id = caller.require_user()?;
+            let user = self
+                .storage
+                .tenancy
+                .user_by(user_id, false)
+                .await?
+                .ok_or_else(|| {
+                    Error::Unauthenticated("your user no longer exists; sign in again".into())
+                })?;
+            Ok(pb::GetMeResponse {
+                user: Some(user_to_proto(user)),
+                org_id: caller.org_id.clone().unwrap_or_default(),
+                org_role: org_role_proto(caller.org_role.as_deref()).into(),
+                workspace_id: caller.workspace_id.clone().unwrap_or_default(),
+                workspaces_enabled: caller.workspaces_enabled,
+                credential_kind: credential_to_proto(audit::credential_kind(&caller)).into(),
+                step_up_fresh: self.step_up(&caller).is_ok(),
+            })
+        })
+        .await
     }
 
     async fn list_my_orgs(
         &self,
         request: Request<pb::ListMyOrgsRequest>,
     ) -> Result<Response<pb::ListMyOrgsResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let page = Page::of(
-            request.get_ref().page_size,
-            &request.get_ref().page_token,
-            format!("my-orgs:{user}"),
-        )?;
-        let rows = self
-            .storage
-            .tenancy
-            .orgs_of(user, page.after(), page.limit())
-            .await
-            .map_err(Error::from)?;
-        let (rows, next_page_token) = page.split(rows, |(org, _)| org.id.clone());
-        Ok(Response::new(pb::ListMyOrgsResponse {
-            orgs: rows
-                .into_iter()
-                .map(|(org, role)| pb::OrgMembership {
-                    org: Some(org_to_proto(org)),
-                    role: OrgRole::parse(&role)
-                        .map_or(pb::OrgRole::Unspecified, OrgRole::to_proto)
-                        .into(),
-                })
-                .collect(),
-            next_page_token,
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let listing = format!("my-orgs:{user}");
+            let page = Page::of(request.page_size, &request.page_token, listing)?;
+            let rows = self.storage.tenancy.orgs_of(user, &page).await?;
+            let (orgs, next_page_token) = answer_page(
+                &page,
+                rows,
+                |row| row.org.id.clone(),
+                org_membership_to_proto,
+            );
+            Ok(pb::ListMyOrgsResponse {
+                orgs,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn switch_workspace(
         &self,
         request: Request<pb::SwitchWorkspaceRequest>,
     ) -> Result<Response<pb::SwitchWorkspaceResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let Some(session) = principal
-            .session_id
-            .as_deref()
-            .filter(|_| principal.api_key_id.is_none())
-        else {
-            return Err(Error::FailedPrecondition(
-                "SwitchWorkspace needs a session with a `sid`; send x-agentshare-workspace instead"
-                    .into(),
-            )
-            .into());
-        };
-        if !principal.workspaces_enabled {
-            return Err(Error::FailedPrecondition(
-                "workspaces are off in this org: there is only one".into(),
-            )
-            .into());
-        }
-        let id = ids::parse("workspace_id", &request.get_ref().workspace_id)?;
-        // Only a workspace the caller belongs to, whatever their org role.
-        let (workspace, _) = self
-            .storage
-            .tenancy
-            .workspace_visible_to(org_id, &id, user, false)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(format!("workspace {id}")))?;
-        self.storage
-            .tenancy
-            .switch_workspace(session, org_id, user, &id)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::SwitchWorkspaceResponse {
-            workspace: Some(workspace_to_proto(workspace)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let session = rules::switching_session(&caller)?;
+            let id = ids::parse("workspace_id", &request.workspace_id)?;
+            // Only a workspace the caller belongs to, whatever their org role.
+            let visible = self.visible_workspace(org_id, &id, user, false).await?;
+            self.storage
+                .tenancy
+                .switch_workspace(session, org_id, user, &id)
+                .await?;
+            Ok(pb::SwitchWorkspaceResponse {
+                workspace: Some(workspace_to_proto(visible.workspace)),
+            })
+        })
+        .await
     }
 
     async fn update_org_member_role(
         &self,
         request: Request<pb::UpdateOrgMemberRoleRequest>,
     ) -> Result<Response<pb::UpdateOrgMemberRoleResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let (org_id, actor_role) = self.member_admin(principal)?;
-        let request = request.get_ref();
-        let role = rules::org_role_of(request.role)?;
-        let member = self.member_of(org_id, &request.user_id).await?;
-        rules::may_change_org_role(actor_role, member.role, role)?;
-        if let Err(members::LastOwner) = self
-            .storage
-            .tenancy
-            .change_org_role(principal, org_id, &member, role)
-            .await
-            .map_err(Error::from)?
-        {
-            return Err(last_owner().into());
-        }
-        let member = self.member_of(org_id, &request.user_id).await?;
-        Ok(Response::new(pb::UpdateOrgMemberRoleResponse {
-            member: Some(member_to_proto(member)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let (org_id, actor_role) = self.member_admin(&caller)?;
+            let role = rules::org_role_of(request.role)?;
+            let member = self.member_of(org_id, &request.user_id).await?;
+            rules::may_change_org_role(actor_role, member.role, role)?;
+            let tenancy = &self.storage.tenancy;
+            if let Err(members::LastOwner) = tenancy
+                .change_org_role(&caller, org_id, &member, role)
+                .await?
+            {
+                return Err(last_owner());
+            }
+            let member = self.member_of(org_id, &request.user_id).await?;
+            Ok(pb::UpdateOrgMemberRoleResponse {
+                member: Some(member_to_proto(member)),
+            })
+        })
+        .await
     }
 
     async fn remove_org_member(
         &self,
         request: Request<pb::RemoveOrgMemberRequest>,
     ) -> Result<Response<pb::RemoveOrgMemberResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let (org_id, actor_role) = self.member_admin(principal)?;
-        let member = self.member_of(org_id, &request.get_ref().user_id).await?;
-        rules::may_remove_org_member(actor_role, member.role)?;
-        if let Err(members::LastOwner) = self
-            .storage
-            .tenancy
-            .remove_org_member(principal, org_id, &member)
-            .await
-            .map_err(Error::from)?
-        {
-            return Err(last_owner().into());
-        }
-        Ok(Response::new(pb::RemoveOrgMemberResponse {}))
+        rpc::unary(request, async |caller, request| {
+            let (org_id, actor_role) = self.member_admin(&caller)?;
+            let member = self.member_of(org_id, &request.user_id).await?;
+            rules::may_remove_org_member(actor_role, member.role)?;
+            let tenancy = &self.storage.tenancy;
+            if let Err(members::LastOwner) =
+                tenancy.remove_org_member(&caller, org_id, &member).await?
+            {
+                return Err(last_owner());
+            }
+            Ok(pb::RemoveOrgMemberResponse {})
+        })
+        .await
     }
 
     async fn add_workspace_member(
         &self,
         request: Request<pb::AddWorkspaceMemberRequest>,
     ) -> Result<Response<pb::AddWorkspaceMemberResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let request = request.get_ref();
-        let (org_id, workspace_id) = self
-            .workspace_admin(principal, &request.workspace_id)
-            .await?;
-        let role = rules::workspace_role_of(request.role)?;
-        let user_id = ids::parse("user_id", &request.user_id)?;
-        if self
-            .storage
-            .tenancy
-            .org_role(org_id, &user_id)
-            .await
-            .map_err(Error::from)?
-            .is_none()
-        {
-            return Err(Error::FailedPrecondition(format!(
-                "user {user_id} is not a member of this org: add them to the org first"
-            ))
-            .into());
-        }
-        if !self
-            .storage
-            .tenancy
-            .add_workspace_member(principal, org_id, &workspace_id, &user_id, role.as_str())
-            .await
-            .map_err(Error::from)?
-        {
-            return Err(Error::AlreadyExists(format!(
-                "user {user_id} is already in this workspace"
-            ))
-            .into());
-        }
-        let member = self
-            .storage
-            .tenancy
-            .workspace_member(&workspace_id, &user_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::internal("a workspace member just added is missing"))?;
-        Ok(Response::new(pb::AddWorkspaceMemberResponse {
-            member: Some(workspace_member_to_proto(member)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
+            let workspace_id = &visible.workspace.id;
+            let role = rules::workspace_role_of(request.role)?;
+            let user_id = ids::parse("user_id", &request.user_id)?;
+            let tenancy = &self.storage.tenancy;
+            if tenancy.org_role(org_id, &user_id).await?.is_none() {
+                return Err(Error::FailedPrecondition(format!(
+                    "user {user_id} is not a member of this org: add them to the org first"
+                )));
+            }
+            if !tenancy
+                .add_workspace_member(&caller, org_id, workspace_id, &user_id, role.as_str())
+                .await?
+            {
+                return Err(Error::AlreadyExists(format!(
+                    "user {user_id} is already in this workspace"
+                )));
+            }
+            let member = tenancy
+                .workspace_member(workspace_id, &user_id)
+                .await?
+                .ok_or_else(|| Error::internal("a workspace member just added is missing"))?;
+            Ok(pb::AddWorkspaceMemberResponse {
+                member: Some(workspace_member_to_proto(member)),
+            })
+        })
+        .await
     }
 
     async fn list_workspace_members(
         &self,
         request: Request<pb::ListWorkspaceMembersRequest>,
     ) -> Result<Response<pb::ListWorkspaceMembersResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let request = request.get_ref();
-        let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
-        let sees_all = rules::manages_org(principal);
-        if self
-            .storage
-            .tenancy
-            .workspace_visible_to(org_id, &workspace_id, user, sees_all)
-            .await
-            .map_err(Error::from)?
-            .is_none()
-        {
-            return Err(if self
-                .storage
-                .tenancy
-                .workspace_exists(org_id, &workspace_id)
-                .await
-                .map_err(Error::from)?
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
+            let sees_all = rules::manages_org(&caller);
+            let tenancy = &self.storage.tenancy;
+            if tenancy
+                .workspace_visible_to(org_id, &workspace_id, user, sees_all)
+                .await?
+                .is_none()
             {
-                Error::PermissionDenied(
-                    "only the workspace's members and org admins list its members".into(),
-                )
-            } else {
-                Error::not_found(format!("workspace {workspace_id}"))
+                return Err(if tenancy.workspace_exists(org_id, &workspace_id).await? {
+                    Error::PermissionDenied(
+                        "only the workspace's members and org admins list its members".into(),
+                    )
+                } else {
+                    Error::not_found(format!("workspace {workspace_id}"))
+                });
             }
-            .into());
-        }
-        let page = Page::of(
-            request.page_size,
-            &request.page_token,
-            format!("workspace-members:{workspace_id}"),
-        )?;
-        let rows = self
-            .storage
-            .tenancy
-            .workspace_members(&workspace_id, page.after(), page.limit())
-            .await
-            .map_err(Error::from)?;
-        let (rows, next_page_token) = page.split(rows, |m| m.user.id.clone());
-        Ok(Response::new(pb::ListWorkspaceMembersResponse {
-            members: rows.into_iter().map(workspace_member_to_proto).collect(),
-            next_page_token,
-        }))
+            let listing = format!("workspace-members:{workspace_id}");
+            let page = Page::of(request.page_size, &request.page_token, listing)?;
+            let rows = tenancy.workspace_members(&workspace_id, &page).await?;
+            let (members, next_page_token) = answer_page(
+                &page,
+                rows,
+                |m| m.user.id.clone(),
+                workspace_member_to_proto,
+            );
+            Ok(pb::ListWorkspaceMembersResponse {
+                members,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn remove_workspace_member(
         &self,
         request: Request<pb::RemoveWorkspaceMemberRequest>,
     ) -> Result<Response<pb::RemoveWorkspaceMemberResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let request = request.get_ref();
-        let (org_id, workspace_id) = self
-            .workspace_admin(principal, &request.workspace_id)
-            .await?;
-        let user_id = ids::parse("user_id", &request.user_id)?;
-        if !self
-            .storage
-            .tenancy
-            .remove_workspace_member(principal, org_id, &workspace_id, &user_id)
-            .await
-            .map_err(Error::from)?
-        {
-            return Err(
-                Error::not_found(format!("member {user_id} of workspace {workspace_id}")).into(),
-            );
-        }
-        Ok(Response::new(pb::RemoveWorkspaceMemberResponse {}))
+        rpc::unary(request, async |caller, request| {
+            let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
+            let workspace_id = &visible.workspace.id;
+            let user_id = ids::parse("user_id", &request.user_id)?;
+            if !self
+                .storage
+                .tenancy
+                .remove_workspace_member(&caller, org_id, workspace_id, &user_id)
+                .await?
+            {
+                return Err(Error::not_found(format!(
+                    "member {user_id} of workspace {workspace_id}"
+                )));
+            }
+            Ok(pb::RemoveWorkspaceMemberResponse {})
+        })
+        .await
     }
 
     async fn update_workspace(
         &self,
         request: Request<pb::UpdateWorkspaceRequest>,
     ) -> Result<Response<pb::UpdateWorkspaceResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let request = request.get_ref();
-        let (org_id, workspace_id) = self
-            .workspace_admin(principal, &request.workspace_id)
-            .await?;
-        let workspace = self.workspace_row(principal, org_id, &workspace_id).await?;
-        let Some(name) = request.name.as_deref() else {
-            return Ok(Response::new(pb::UpdateWorkspaceResponse {
+        rpc::unary(request, async |caller, request| {
+            let (_, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
+            let mut workspace = visible.workspace;
+            if let Some(name) = request.name.as_deref() {
+                let name = rules::display_name("name", name)?;
+                workspace = self
+                    .storage
+                    .tenancy
+                    .rename_workspace(&caller, &workspace, &name)
+                    .await?;
+            }
+            Ok(pb::UpdateWorkspaceResponse {
                 workspace: Some(workspace_to_proto(workspace)),
-            }));
-        };
-        let name = rules::display_name("name", name)?;
-        let workspace = self
-            .storage
-            .tenancy
-            .rename_workspace(principal, &workspace, &name)
-            .await
-            .map_err(|e| e.into_error(&name))?;
-        Ok(Response::new(pb::UpdateWorkspaceResponse {
-            workspace: Some(workspace_to_proto(workspace)),
-        }))
+            })
+        })
+        .await
     }
 
     async fn delete_workspace(
         &self,
         request: Request<pb::DeleteWorkspaceRequest>,
     ) -> Result<Response<pb::DeleteWorkspaceResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let request = request.get_ref();
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
-        rules::require_org_role(
-            principal,
-            &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
-            "org members who are not viewers",
-        )?;
-        let org_admin = rules::manages_org(principal);
-        let (workspace, role) = self
-            .storage
-            .tenancy
-            .workspace_visible_to(org_id, &workspace_id, user, org_admin)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
-        rules::may_delete_workspace(org_admin, role.as_deref().and_then(WorkspaceRole::parse))?;
-        rules::require_step_up(
-            principal,
-            self.storage.clock.now_secs(),
-            self.step_up_max_age_secs,
-        )?;
-        if workspace.is_default {
-            return Err(Error::FailedPrecondition(
-                "the org's default workspace can never be deleted".into(),
-            )
-            .into());
-        }
-        self.storage
-            .tenancy
-            .delete_workspace(principal, &workspace)
-            .await?;
-        Ok(Response::new(pb::DeleteWorkspaceResponse {}))
+        rpc::unary(request, async |caller, request| {
+            let (_, visible) = self
+                .changeable_workspace(&caller, &request.workspace_id, rules::may_delete_workspace)
+                .await?;
+            rules::deletable_workspace(visible.workspace.is_default)?;
+            self.storage
+                .tenancy
+                .delete_workspace(&caller, &visible.workspace)
+                .await?;
+            Ok(pb::DeleteWorkspaceResponse {})
+        })
+        .await
     }
 
     async fn update_workspace_member_role(
         &self,
         request: Request<pb::UpdateWorkspaceMemberRoleRequest>,
     ) -> Result<Response<pb::UpdateWorkspaceMemberRoleResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let request = request.get_ref();
-        let (org_id, workspace_id) = self
-            .workspace_admin(principal, &request.workspace_id)
-            .await?;
-        let role = rules::workspace_role_of(request.role)?;
-        let user_id = ids::parse("user_id", &request.user_id)?;
-        let caller = principal.require_user()?;
-        let org_admin = rules::manages_org(principal);
-        let caller_is_owner = org_admin
-            || self
-                .storage
+        rpc::unary(request, async |caller, request| {
+            let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
+            let workspace_id = &visible.workspace.id;
+            let role = rules::workspace_role_of(request.role)?;
+            let user_id = ids::parse("user_id", &request.user_id)?;
+            let caller_is_owner = rules::acts_as_workspace_owner(
+                rules::manages_org(&caller),
+                visible.role.as_deref().and_then(WorkspaceRole::parse),
+            );
+            let current = self.workspace_member(workspace_id, &user_id).await?;
+            let current_role = WorkspaceRole::parse(&current.role);
+            rules::may_change_workspace_role(caller_is_owner, current_role, role)?;
+            self.storage
                 .tenancy
-                .workspace_visible_to(org_id, &workspace_id, caller, false)
-                .await
-                .map_err(Error::from)?
-                .is_some_and(|(_, r)| {
-                    r.as_deref().and_then(WorkspaceRole::parse) == Some(WorkspaceRole::Owner)
-                });
-        let current = self
-            .storage
-            .tenancy
-            .workspace_member(&workspace_id, &user_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| {
-                Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
-            })?;
-        rules::may_change_workspace_role(
-            caller_is_owner,
-            WorkspaceRole::parse(&current.role),
-            role,
-        )?;
-        self.storage
-            .tenancy
-            .change_workspace_role(principal, org_id, &workspace_id, &user_id, role.as_str())
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| {
-                Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
-            })?;
-        Ok(Response::new(pb::UpdateWorkspaceMemberRoleResponse {
-            member: Some(workspace_member_to_proto(
-                crate::tenancy::storage::workspaces::WorkspaceMemberRow {
+                .change_workspace_role(&caller, org_id, workspace_id, &user_id, role.as_str())
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
+                })?;
+            Ok(pb::UpdateWorkspaceMemberRoleResponse {
+                member: Some(workspace_member_to_proto(WorkspaceMemberRow {
                     role: role.as_str().to_string(),
                     ..current
-                },
-            )),
-        }))
+                })),
+            })
+        })
+        .await
     }
 
     async fn create_project(
         &self,
         request: Request<pb::CreateProjectRequest>,
     ) -> Result<Response<pb::CreateProjectResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let user = principal.require_user()?;
-        let org_id = principal.require_org()?;
-        rules::require_org_role(
-            principal,
-            &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
-            "members who build",
-        )?;
-        let home = principal.workspace_id.as_deref().ok_or_else(|| {
-            Error::PermissionDenied(
-                "you have no workspace in this org; ask an admin to add you to one".into(),
-            )
-        })?;
-        let request = request.get_ref();
-        let name = rules::display_name("name", &request.name)?;
-        let description = rules::description("description", &request.description)?;
-        let project = projects::new_project(
-            org_id,
-            home,
-            user,
-            name,
-            description,
-            self.storage.clock.now_micros(),
-        );
-        self.storage
-            .tenancy
-            .create_project(&project)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::CreateProjectResponse {
-            project: Some(project_to_proto(project)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let user = caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let home = rules::project_home(&caller)?;
+            let name = rules::display_name("name", &request.name)?;
+            let description = rules::description("description", &request.description)?;
+            let now = self.storage.clock.now_micros();
+            let project = projects::new_project(org_id, home, user, name, description, now);
+            self.storage.tenancy.create_project(&project).await?;
+            Ok(pb::CreateProjectResponse {
+                project: Some(project_to_proto(project)),
+            })
+        })
+        .await
     }
 
     async fn get_project(
         &self,
         request: Request<pb::GetProjectRequest>,
     ) -> Result<Response<pb::GetProjectResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let project = self
-            .project(principal, &request.get_ref().project_id)
-            .await?;
-        Ok(Response::new(pb::GetProjectResponse {
-            project: Some(project_to_proto(project)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let project = self.project(&caller, &request.project_id).await?;
+            Ok(pb::GetProjectResponse {
+                project: Some(project_to_proto(project)),
+            })
+        })
+        .await
     }
 
     async fn list_projects(
         &self,
         request: Request<pb::ListProjectsRequest>,
     ) -> Result<Response<pb::ListProjectsResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        principal.require_user()?;
-        let org_id = principal.require_org()?;
-        let page = Page::of(
-            request.get_ref().page_size,
-            &request.get_ref().page_token,
-            format!(
-                "projects:{org_id}:{}",
-                principal.workspace_id.as_deref().unwrap_or_default()
-            ),
-        )?;
-        // A null workspace scope sees nothing.
-        let Some(workspace) = principal.workspace_id.as_deref() else {
-            return Ok(Response::new(pb::ListProjectsResponse::default()));
-        };
-        let rows = self
-            .storage
-            .tenancy
-            .projects_in(org_id, workspace, page.after(), page.limit())
-            .await
-            .map_err(Error::from)?;
-        let (rows, next_page_token) = page.split(rows, |p| p.id.clone());
-        Ok(Response::new(pb::ListProjectsResponse {
-            projects: rows.into_iter().map(project_to_proto).collect(),
-            next_page_token,
-        }))
+        rpc::unary(request, async |caller, request| {
+            caller.require_user()?;
+            let org_id = caller.require_org()?;
+            let workspace = caller.workspace_id.as_deref();
+            let listing = format!("projects:{org_id}:{}", workspace.unwrap_or_default());
+            let page = Page::of(request.page_size, &request.page_token, listing)?;
+            // A null workspace scope sees nothing.
+            let Some(workspace) = workspace else {
+                return Ok(pb::ListProjectsResponse::default());
+            };
+            let rows = self.storage.tenancy.projects_in(org_id, workspace, &page);
+            let (projects, next_page_token) =
+                answer_page(&page, rows.await?, |p| p.id.clone(), project_to_proto);
+            Ok(pb::ListProjectsResponse {
+                projects,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn update_project(
         &self,
         request: Request<pb::UpdateProjectRequest>,
     ) -> Result<Response<pb::UpdateProjectResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let request = request.get_ref();
-        let mut project = self.project(principal, &request.project_id).await?;
-        require_project_manager(principal, &project)?;
-        let expected = request.expected_revision.unwrap_or(project.revision);
-        if expected != project.revision {
-            return Err(stale_project(&project).into());
-        }
-        if let Some(name) = request.name.as_deref() {
-            project.name = rules::display_name("name", name)?;
-        }
-        if let Some(description) = request.description.as_deref() {
-            project.description = rules::description("description", description)?;
-        }
-        project.updated_at = self.storage.clock.now_micros();
-        if !self
-            .storage
-            .tenancy
-            .update_project(&project, expected)
-            .await
-            .map_err(Error::from)?
-        {
-            return Err(stale_project(&project).into());
-        }
-        project.revision = expected + 1;
-        Ok(Response::new(pb::UpdateProjectResponse {
-            project: Some(project_to_proto(project)),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let mut project = self.managed_project(&caller, &request.project_id).await?;
+            let expected = request.expected_revision.unwrap_or(project.revision);
+            if expected != project.revision {
+                return Err(stale_project(&project));
+            }
+            if let Some(name) = request.name.as_deref() {
+                project.name = rules::display_name("name", name)?;
+            }
+            if let Some(description) = request.description.as_deref() {
+                project.description = rules::description("description", description)?;
+            }
+            project.updated_at = self.storage.clock.now_micros();
+            if !self
+                .storage
+                .tenancy
+                .update_project(&project, expected)
+                .await?
+            {
+                return Err(stale_project(&project));
+            }
+            project.revision = expected + 1;
+            Ok(pb::UpdateProjectResponse {
+                project: Some(project_to_proto(project)),
+            })
+        })
+        .await
     }
 
     async fn delete_project(
         &self,
         request: Request<pb::DeleteProjectRequest>,
     ) -> Result<Response<pb::DeleteProjectResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let project = self
-            .project(principal, &request.get_ref().project_id)
-            .await?;
-        require_project_manager(principal, &project)?;
-        self.storage
-            .tenancy
-            .delete_project(&project.id)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::DeleteProjectResponse {}))
+        rpc::unary(request, async |caller, request| {
+            let project = self.managed_project(&caller, &request.project_id).await?;
+            self.storage.tenancy.delete_project(&project.id).await?;
+            Ok(pb::DeleteProjectResponse {})
+        })
+        .await
     }
 
     async fn get_project_workspaces(
         &self,
         request: Request<pb::GetProjectWorkspacesRequest>,
     ) -> Result<Response<pb::GetProjectWorkspacesResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let project = self
-            .project(principal, &request.get_ref().project_id)
-            .await?;
-        let listed = self
-            .storage
-            .tenancy
-            .project_workspace_ids(&project.id)
-            .await
-            .map_err(Error::from)?;
-        let workspaces = self
-            .accessible_workspaces(principal, &project, &listed)
-            .await?;
-        Ok(Response::new(pb::GetProjectWorkspacesResponse {
-            home_workspace_id: project.home_workspace_id,
-            workspaces: workspaces.into_iter().map(workspace_to_proto).collect(),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let project = self.project(&caller, &request.project_id).await?;
+            let tenancy = &self.storage.tenancy;
+            let listed = tenancy.project_workspace_ids(&project.id).await?;
+            let workspaces = self
+                .accessible_workspaces(&caller, &project, &listed)
+                .await?;
+            Ok(pb::GetProjectWorkspacesResponse {
+                home_workspace_id: project.home_workspace_id,
+                workspaces,
+            })
+        })
+        .await
     }
 
     async fn set_project_workspaces(
         &self,
         request: Request<pb::SetProjectWorkspacesRequest>,
     ) -> Result<Response<pb::SetProjectWorkspacesResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let request = request.get_ref();
-        let project = self.project(principal, &request.project_id).await?;
-        require_project_manager(principal, &project)?;
-        rules::require_step_up(
-            principal,
-            self.storage.clock.now_secs(),
-            self.step_up_max_age_secs,
-        )?;
-        let user = principal.require_user()?;
-        let mut requested = Vec::new();
-        for (index, id) in request.workspace_ids.iter().enumerate() {
-            let id = ids::parse(&format!("workspace_ids[{index}]"), id)?;
-            if id != project.home_workspace_id && !requested.contains(&id) {
-                requested.push(id);
+        rpc::unary(request, async |caller, request| {
+            let project = self.managed_project(&caller, &request.project_id).await?;
+            self.step_up(&caller)?;
+            let user = caller.require_user()?;
+            let home = &project.home_workspace_id;
+            let requested = rules::requested_workspaces(&request.workspace_ids, home)?;
+            let tenancy = &self.storage.tenancy;
+            let before = tenancy.project_workspace_ids(&project.id).await?;
+            let mut listed = Vec::new();
+            for id in &before {
+                let visible = tenancy
+                    .is_workspace_member(&project.org_id, id, user)
+                    .await?;
+                listed.push((id.clone(), visible));
             }
-        }
-        let before = self
-            .storage
-            .tenancy
-            .project_workspace_ids(&project.id)
-            .await
-            .map_err(Error::from)?;
-        let mut visible_before = Vec::new();
-        let mut after = Vec::new();
-        for id in &before {
-            if self
-                .storage
-                .tenancy
-                .is_workspace_member(&project.org_id, id, user)
-                .await
-                .map_err(Error::from)?
-            {
-                visible_before.push(id.clone());
-            } else {
-                // Listed workspaces the caller cannot see are kept.
-                after.push(id.clone());
-            }
-        }
-        let mut added = Vec::new();
-        for id in requested {
-            if after.contains(&id) {
-                continue;
-            }
-            if !before.contains(&id) {
-                if !self
-                    .storage
-                    .tenancy
-                    .workspace_exists(&project.org_id, &id)
-                    .await
-                    .map_err(Error::from)?
-                {
-                    return Err(Error::not_found(format!("workspace {id}")).into());
-                }
-                if !self
-                    .storage
-                    .tenancy
-                    .is_workspace_member(&project.org_id, &id, user)
-                    .await
-                    .map_err(Error::from)?
-                {
-                    return Err(Error::PermissionDenied(format!(
-                        "you are not a member of workspace {id}"
-                    ))
-                    .into());
-                }
-                added.push(id.clone());
-            }
-            after.push(id);
-        }
-        let removed: Vec<String> = visible_before
-            .into_iter()
-            .filter(|id| !after.contains(id))
-            .collect();
-        after.sort();
-        self.storage
-            .tenancy
-            .set_project_workspaces(principal, &project, &before, &after)
-            .await
-            .map_err(Error::from)?;
-        let workspaces = self
-            .accessible_workspaces(principal, &project, &after)
-            .await?;
-        Ok(Response::new(pb::SetProjectWorkspacesResponse {
-            workspaces: workspaces.into_iter().map(workspace_to_proto).collect(),
-            added_workspace_ids: added,
-            removed_workspace_ids: removed,
-        }))
+            let requested = self
+                .reach(&project.org_id, user, &listed, requested)
+                .await?;
+            let change = rules::change_list(&listed, &requested)?;
+            tenancy
+                .set_project_workspaces(&caller, &project, &before, &change.after)
+                .await?;
+            let workspaces = self
+                .accessible_workspaces(&caller, &project, &change.after)
+                .await?;
+            Ok(pb::SetProjectWorkspacesResponse {
+                workspaces,
+                added_workspace_ids: change.added,
+                removed_workspace_ids: change.removed,
+            })
+        })
+        .await
     }
 
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        principal.require_user()?;
-        let org_id = principal.require_org()?;
-        rules::may_read_audit(rules::org_role(principal))?;
-        let request = request.get_ref();
-        let page = Page::of(
-            request.page_size,
-            &request.page_token,
-            format!(
+        rpc::unary(request, async |caller, request| {
+            caller.require_user()?;
+            let org_id = caller.require_org()?;
+            rules::may_read_audit(rules::org_role(&caller))?;
+            let listing = format!(
                 "audit:{org_id}:{}:{}:{:?}:{:?}",
                 request.actor_user_id, request.target_id, request.start_time, request.end_time
-            ),
-        )?;
-        let actor_user_id = ids::parse_optional("actor_user_id", &request.actor_user_id)?;
-        let target_id = ids::parse_optional("target_id", &request.target_id)?;
-        let rows = self
-            .storage
-            .tenancy
-            .audit_events(audit::Filter {
+            );
+            let page = Page::of(request.page_size, &request.page_token, listing)?;
+            let actor_user_id = ids::parse_optional("actor_user_id", &request.actor_user_id)?;
+            let target_id = ids::parse_optional("target_id", &request.target_id)?;
+            let filter = audit::Filter {
                 org_id,
                 actor_user_id: &actor_user_id,
                 target_id: &target_id,
                 from_micros: request.start_time.as_ref().map(micros_of),
                 until_micros: request.end_time.as_ref().map(micros_of),
-                before_id: page.after(),
-                limit: page.limit(),
+            };
+            let rows = self.storage.tenancy.audit_events(filter, &page).await?;
+            let (events, next_page_token) =
+                answer_page(&page, rows, |row| row.id.clone(), audit_to_proto);
+            Ok(pb::ListAuditEventsResponse {
+                events,
+                next_page_token,
             })
-            .await
-            .map_err(Error::from)?;
-        let (rows, next_page_token) = page.split(rows, |row| row.id.clone());
-        Ok(Response::new(pb::ListAuditEventsResponse {
-            events: rows.into_iter().map(audit_to_proto).collect(),
-            next_page_token,
-        }))
+        })
+        .await
     }
 }

@@ -3,7 +3,7 @@
 //! org a call lands in, and step-up, as plain types and functions.
 
 use agentshare_kit::Error;
-use agentshare_kit::identity::Principal;
+use agentshare_kit::identity::{GRANT_SCOPE_DENIED, Principal, PrincipalKind};
 use agentshare_proto::sharing::v1 as pb;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,15 @@ impl OrgRole {
     /// members and read the audit trail.
     pub fn manages_org(self) -> bool {
         matches!(self, Self::Owner | Self::Admin)
+    }
+}
+
+/// A stored role: one of the four names.
+impl TryFrom<String> for OrgRole {
+    type Error = String;
+
+    fn try_from(role: String) -> Result<Self, String> {
+        Self::parse(&role).ok_or_else(|| format!("unknown org role {role:?}"))
     }
 }
 
@@ -323,6 +332,216 @@ pub fn may_change_workspace_role(
     Ok(())
 }
 
+/// Creating a workspace needs workspaces turned on first.
+pub fn workspaces_on(workspaces_enabled: bool) -> Result<(), Error> {
+    if workspaces_enabled {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(
+        "this org has no workspaces: an org owner turns them on with UpdateOrg(workspaces_enabled)"
+            .into(),
+    ))
+}
+
+/// The caller's org role once they are an owner or admin of the org.
+pub fn require_org_admin(principal: &Principal) -> Result<OrgRole, Error> {
+    require_org_role(
+        principal,
+        &[OrgRole::Owner, OrgRole::Admin],
+        "org owners and admins",
+    )
+}
+
+/// The caller's org role unless they are a viewer, who only reads;
+/// `who` names those allowed in the refusal.
+pub fn require_non_viewer(principal: &Principal, who: &str) -> Result<OrgRole, Error> {
+    require_org_role(
+        principal,
+        &[OrgRole::Owner, OrgRole::Admin, OrgRole::Member],
+        who,
+    )
+}
+
+/// A workspace role never lifts an org viewer above reading, so changing
+/// a workspace needs an org role above viewer.
+pub fn may_change_workspaces(principal: &Principal) -> Result<OrgRole, Error> {
+    require_non_viewer(principal, "org members who are not viewers")
+}
+
+/// An org owner or admin acts as the owner of every workspace.
+pub fn acts_as_workspace_owner(org_admin: bool, role: Option<WorkspaceRole>) -> bool {
+    org_admin || role == Some(WorkspaceRole::Owner)
+}
+
+/// The org's default workspace holds everyone: it is never deleted.
+pub fn deletable_workspace(is_default: bool) -> Result<(), Error> {
+    if is_default {
+        return Err(Error::FailedPrecondition(
+            "the org's default workspace can never be deleted".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The session whose active workspace SwitchWorkspace sets: a user
+/// session with a `sid` (never an API key), in an org with workspaces on.
+pub fn switching_session(principal: &Principal) -> Result<&str, Error> {
+    let Some(session) = principal
+        .session_id
+        .as_deref()
+        .filter(|_| principal.api_key_id.is_none())
+    else {
+        return Err(Error::FailedPrecondition(
+            "SwitchWorkspace needs a session with a `sid`; send x-agentshare-workspace instead"
+                .into(),
+        ));
+    };
+    if !principal.workspaces_enabled {
+        return Err(Error::FailedPrecondition(
+            "workspaces are off in this org: there is only one".into(),
+        ));
+    }
+    Ok(session)
+}
+
+/// API keys are made by a signed-in person, never by another key.
+pub fn may_create_api_key(principal: &Principal) -> Result<(), Error> {
+    if principal.api_key_id.is_some() {
+        return Err(Error::PermissionDenied(
+            "an API key cannot create API keys; sign in to create one".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A key's default workspace: the caller must belong to one (`""` when
+/// they belong to none).
+pub fn key_workspace(workspace: String) -> Result<String, Error> {
+    if workspace.is_empty() {
+        return Err(Error::FailedPrecondition(
+            "you belong to no workspace in this org; ask an admin to add you to one".into(),
+        ));
+    }
+    Ok(workspace)
+}
+
+/// An optional `expire_time` of a new credential, in micros: it must lie
+/// after `now`.
+pub fn expiry(
+    expire_time: Option<&prost_types::Timestamp>,
+    now: i64,
+) -> Result<Option<i64>, Error> {
+    let expires_at = expire_time.map(agentshare_kit::clock::micros_of);
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(Error::invalid("expire_time", "must be in the future"));
+    }
+    Ok(expires_at)
+}
+
+/// A grant's principal reaches only Invoke, its sessions and its tools:
+/// never the caller's account.
+pub fn not_a_grant(principal: &Principal) -> Result<(), Error> {
+    if principal.kind == PrincipalKind::Grant {
+        return Err(Error::PermissionDenied(GRANT_SCOPE_DENIED.into()));
+    }
+    Ok(())
+}
+
+/// A new project's home: the workspace the caller acts in, once they are
+/// an org member who builds.
+pub fn project_home(principal: &Principal) -> Result<&str, Error> {
+    require_non_viewer(principal, "members who build")?;
+    principal.workspace_id.as_deref().ok_or_else(|| {
+        Error::PermissionDenied(
+            "you have no workspace in this org; ask an admin to add you to one".into(),
+        )
+    })
+}
+
+/// A project's owner, or an org owner or admin, changes the project.
+pub fn require_project_manager(principal: &Principal, owner_user_id: &str) -> Result<(), Error> {
+    let is_owner = principal.user_id.as_deref() == Some(owner_user_id);
+    may_manage_project(org_role(principal), is_owner)
+}
+
+/// The workspaces a caller asks to list a project in: each id once, the
+/// home left out (it always stays).
+pub fn requested_workspaces(ids: &[String], home: &str) -> Result<Vec<String>, Error> {
+    let mut requested = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        let id = agentshare_kit::ids::parse(&format!("workspace_ids[{index}]"), id)?;
+        if id != home && !requested.contains(&id) {
+            requested.push(id);
+        }
+    }
+    Ok(requested)
+}
+
+/// How the caller stands to a workspace they ask to add to a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// The caller belongs to it.
+    Member,
+    /// It exists in the org, but the caller does not belong to it.
+    Outsider,
+    /// No such workspace in the org.
+    Missing,
+}
+
+/// A workspace list after a change, and what the caller added and removed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ListChange {
+    /// Sorted.
+    pub after: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Replaces a workspace list (DESIGN.md, "Access model (sharing)"): the
+/// listed workspaces the caller cannot see stay, and every one they add
+/// must exist and hold them. `before` pairs each listed workspace with
+/// whether the caller belongs to it; `requested` pairs each asked-for one
+/// with how the caller stands to it.
+pub fn change_list(
+    before: &[(String, bool)],
+    requested: &[(String, Reach)],
+) -> Result<ListChange, Error> {
+    let mut after: Vec<String> = before
+        .iter()
+        .filter(|(_, visible)| !visible)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut added = Vec::new();
+    for (id, reach) in requested {
+        if after.contains(id) {
+            continue;
+        }
+        if !before.iter().any(|(listed, _)| listed == id) {
+            match reach {
+                Reach::Missing => return Err(Error::not_found(format!("workspace {id}"))),
+                Reach::Outsider => {
+                    return Err(Error::PermissionDenied(format!(
+                        "you are not a member of workspace {id}"
+                    )));
+                }
+                Reach::Member => added.push(id.clone()),
+            }
+        }
+        after.push(id.clone());
+    }
+    let removed = before
+        .iter()
+        .filter(|(id, visible)| *visible && !after.contains(id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    after.sort();
+    Ok(ListChange {
+        after,
+        added,
+        removed,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,5 +714,132 @@ mod tests {
         }
         assert!(WorkspaceRole::parse("viewer").is_none());
         assert!(workspace_role_of(0).is_err());
+    }
+
+    #[test]
+    fn a_list_change_keeps_what_the_caller_cannot_see_and_adds_only_their_workspaces() {
+        let before = [
+            ("w1".to_string(), true),
+            ("w2".to_string(), false),
+            ("w3".to_string(), true),
+        ];
+        let change = change_list(
+            &before,
+            &[
+                ("w4".to_string(), Reach::Member),
+                ("w1".to_string(), Reach::Member),
+            ],
+        )
+        .expect("allowed");
+        assert_eq!(
+            change,
+            ListChange {
+                after: vec!["w1".into(), "w2".into(), "w4".into()],
+                added: vec!["w4".into()],
+                removed: vec!["w3".into()],
+            }
+        );
+        // Asking for a workspace already listed needs no membership.
+        assert!(change_list(&before, &[("w2".to_string(), Reach::Outsider)]).is_ok());
+        assert!(matches!(
+            change_list(&before, &[("w5".to_string(), Reach::Missing)]),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            change_list(&before, &[("w5".to_string(), Reach::Outsider)]),
+            Err(Error::PermissionDenied(_))
+        ));
+    }
+
+    #[test]
+    fn requested_workspaces_drop_the_home_and_repeats_and_name_a_bad_id() {
+        let id = |n: u8| format!("00000000-0000-7000-8000-00000000000{n}");
+        let asked = [id(1), id(2), id(1), id(3)];
+        assert_eq!(
+            requested_workspaces(&asked, &id(2)).ok(),
+            Some(vec![id(1), id(3)])
+        );
+        let Err(Error::InvalidArgument(violations)) =
+            requested_workspaces(&[id(1), String::new()], &id(2))
+        else {
+            panic!("an empty id is refused");
+        };
+        assert_eq!(violations[0].field, "workspace_ids[1]");
+    }
+
+    #[test]
+    fn api_keys_come_from_people_and_expire_later() {
+        let mut principal = Principal::user("u");
+        assert!(may_create_api_key(&principal).is_ok());
+        principal.api_key_id = Some("k".into());
+        assert!(may_create_api_key(&principal).is_err());
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        assert_eq!(expiry(None, 5_000_000).ok(), Some(None));
+        assert_eq!(expiry(Some(&at(6)), 5_000_000).ok(), Some(Some(6_000_000)));
+        assert!(expiry(Some(&at(5)), 5_000_000).is_err());
+        assert!(key_workspace(String::new()).is_err());
+        assert_eq!(key_workspace("w".into()).ok().as_deref(), Some("w"));
+    }
+
+    #[test]
+    fn a_session_switches_workspaces_only_when_the_org_has_them() {
+        let mut principal = Principal::user("u");
+        principal.workspaces_enabled = true;
+        assert!(switching_session(&principal).is_err(), "no sid");
+        principal.session_id = Some("s".into());
+        assert_eq!(switching_session(&principal).ok(), Some("s"));
+        principal.api_key_id = Some("k".into());
+        assert!(switching_session(&principal).is_err(), "an API key");
+        principal.api_key_id = None;
+        principal.workspaces_enabled = false;
+        assert!(switching_session(&principal).is_err(), "workspaces off");
+        assert!(workspaces_on(false).is_err());
+        assert!(workspaces_on(true).is_ok());
+    }
+
+    #[test]
+    fn org_admins_act_as_owners_and_the_default_workspace_stays() {
+        assert!(acts_as_workspace_owner(true, None));
+        assert!(acts_as_workspace_owner(false, Some(WorkspaceRole::Owner)));
+        assert!(!acts_as_workspace_owner(false, Some(WorkspaceRole::Admin)));
+        assert!(!acts_as_workspace_owner(false, None));
+        assert!(deletable_workspace(true).is_err());
+        assert!(deletable_workspace(false).is_ok());
+    }
+
+    #[test]
+    fn viewers_change_nothing_and_builders_need_a_workspace_for_a_project() {
+        for role in ORG_ROLES {
+            let mut principal = Principal::user("u");
+            principal.org_role = Some(role.as_str().into());
+            assert_eq!(
+                may_change_workspaces(&principal).is_ok(),
+                role != OrgRole::Viewer,
+                "{role:?}"
+            );
+            assert_eq!(
+                require_org_admin(&principal).is_ok(),
+                role.manages_org(),
+                "{role:?}"
+            );
+            assert!(
+                project_home(&principal).is_err(),
+                "{role:?} without a workspace"
+            );
+            principal.workspace_id = Some("w".into());
+            assert_eq!(
+                project_home(&principal).ok(),
+                (role != OrgRole::Viewer).then_some("w"),
+                "{role:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_grant_never_reads_the_account() {
+        let mut principal = Principal::user("u");
+        assert!(not_a_grant(&principal).is_ok());
+        principal.kind = PrincipalKind::Grant;
+        assert!(not_a_grant(&principal).is_err());
     }
 }

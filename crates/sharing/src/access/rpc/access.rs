@@ -313,8 +313,7 @@ impl AccessService for Access {
                     .storage
                     .tenancy
                     .org(&caller.org_id)
-                    .await
-                    .map_err(Error::from)?
+                    .await?
                     .ok_or_else(|| Error::not_found(format!("org {}", caller.org_id)))?;
                 scope::member(&self.storage, &org, &user_id, &workspace).await?
             }
@@ -477,9 +476,7 @@ impl AccessService for Access {
                 (row.agent_id.clone(), version, runner)
             })
             .collect();
-        let setups = setup::setups(&self.storage, &subject.user_id, &wanted)
-            .await
-            .map_err(Error::from)?;
+        let setups = setup::setups(&self.storage, &subject.user_id, &wanted).await?;
         for (row, setups) in agents.iter_mut().zip(setups) {
             row.set_setup_status(if setup::ready(&setups) {
                 pb::SetupStatus::Ready

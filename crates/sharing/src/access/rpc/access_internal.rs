@@ -69,13 +69,8 @@ impl AccessInternalService for AccessInternal {
         let user_id = storage
             .tenancy
             .upsert_user(&request.subject, &request.email, &request.display_name)
-            .await
-            .map_err(Error::from)?;
-        let orgs = storage
-            .tenancy
-            .org_ids_of(&user_id)
-            .await
-            .map_err(Error::from)?;
+            .await?;
+        let orgs = storage.tenancy.org_ids_of(&user_id).await?;
         let mut response = pb::ResolveCallerResponse {
             user_id: user_id.clone(),
             ..Default::default()
@@ -92,22 +87,17 @@ impl AccessInternalService for AccessInternal {
         let role = storage
             .tenancy
             .org_role(&org_id, &user_id)
-            .await
-            .map_err(Error::from)?
+            .await?
             .ok_or_else(not_found)?;
-        let org = storage
-            .tenancy
-            .org(&org_id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(not_found)?;
+        let org = storage.tenancy.org(&org_id).await?.ok_or_else(not_found)?;
         let chosen = match request.session_id.as_str() {
             "" => None,
-            session => storage
-                .tenancy
-                .session_workspace(session, &org_id, &user_id)
-                .await
-                .map_err(Error::from)?,
+            session => {
+                storage
+                    .tenancy
+                    .session_workspace(session, &org_id, &user_id)
+                    .await?
+            }
         };
         response.workspace_id = scope::workspace_of(
             storage,
@@ -296,8 +286,7 @@ impl AccessInternalService for AccessInternal {
         let key = storage
             .tenancy
             .use_api_key(&secret_digest(&request.secret))
-            .await
-            .map_err(Error::from)?
+            .await?
             .ok_or_else(|| rejected("unknown key; create one with TenancyService.CreateApiKey"))?;
         if key.revoked_at.is_some() {
             return Err(rejected("API key revoked").into());
@@ -317,14 +306,12 @@ impl AccessInternalService for AccessInternal {
         let role = storage
             .tenancy
             .org_role(&key.org_id, &key.user_id)
-            .await
-            .map_err(Error::from)?
+            .await?
             .ok_or_else(|| rejected("its user is no longer a member of its org"))?;
         let org = storage
             .tenancy
             .org(&key.org_id)
-            .await
-            .map_err(Error::from)?
+            .await?
             .ok_or_else(|| rejected("its org no longer exists"))?;
         let workspace_id = scope::workspace_of(
             storage,

@@ -70,13 +70,13 @@ impl Sharing {
         let accessible = self
             .storage
             .tenancy
-            .workspaces_visible_to(&agent.org_id, &subject.user_id, org_admin, None, i64::MAX)
+            .workspaces_visible_to(&agent.org_id, &subject.user_id, org_admin)
             .await?;
         let workspaces = agent
             .workspaces
             .iter()
-            .filter_map(|id| accessible.iter().find(|(w, _)| &w.id == id))
-            .map(|(w, _)| workspace_to_proto(w.clone()))
+            .filter_map(|id| accessible.iter().find(|w| &w.id == id))
+            .map(|w| workspace_to_proto(w.clone()))
             .collect();
         Ok(pb::AgentSharingState {
             agent_id: agent.agent_id.clone(),
@@ -261,11 +261,10 @@ impl SharingService for Sharing {
         let accessible: HashSet<String> = self
             .storage
             .tenancy
-            .workspaces_visible_to(&agent.org_id, &subject.user_id, org_admin, None, i64::MAX)
-            .await
-            .map_err(Error::from)?
+            .workspaces_visible_to(&agent.org_id, &subject.user_id, org_admin)
+            .await?
             .into_iter()
-            .map(|(w, _)| w.id)
+            .map(|w| w.id)
             .collect();
         for id in &requested {
             if !accessible.contains(id)
@@ -273,8 +272,7 @@ impl SharingService for Sharing {
                     .storage
                     .tenancy
                     .workspace_exists(&agent.org_id, id)
-                    .await
-                    .map_err(Error::from)?
+                    .await?
             {
                 return Err(Error::not_found(format!("workspace {id}")).into());
             }

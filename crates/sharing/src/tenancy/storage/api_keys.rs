@@ -3,16 +3,15 @@
 use agentshare_kit::db::new_id;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::TenancyStorage;
+use crate::common::Paged;
 use crate::tenancy::storage::audit;
 
 /// How much of the secret listings show.
 pub const SHOWN_PREFIX_CHARS: usize = 12;
 
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
     pub id: String,
     pub user_id: String,
@@ -52,28 +51,13 @@ pub struct NewApiKey<'a> {
 
 const COLUMNS: &str = "id, user_id, org_id, default_workspace_id, label, prefix, created_at, last_used_at, expires_at, revoked_at";
 
-fn from_row(row: &AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
-    Ok(ApiKeyRow {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        org_id: row.try_get("org_id")?,
-        default_workspace_id: row.try_get("default_workspace_id")?,
-        label: row.try_get("label")?,
-        prefix: row.try_get("prefix")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
 impl TenancyStorage {
     /// Creates a key and records `api_key.created`, in one transaction.
     pub async fn create_api_key(
         &self,
         actor: &Principal,
         key: NewApiKey<'_>,
-    ) -> Result<ApiKeyRow, sqlx::Error> {
+    ) -> agentshare_kit::Result<ApiKeyRow> {
         let row = ApiKeyRow {
             id: new_id(),
             user_id: key.user_id.into(),
@@ -102,21 +86,10 @@ impl TenancyStorage {
         .bind(row.expires_at)
         .execute(&mut *tx)
         .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id: &row.org_id,
-                actor,
-                action: "api_key.created",
-                target_type: "api_key",
-                target_id: &row.id,
-                before: None,
-                after: Some(row.audit_view()),
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+        let change =
+            audit::Change::new(actor, &row.org_id, "api_key.created", ("api_key", &row.id));
+        self.commit_audited(tx, change.after(row.audit_view()))
+            .await?;
         Ok(row)
     }
 
@@ -126,21 +99,17 @@ impl TenancyStorage {
         user_id: &str,
         org_id: &str,
         page: &Page,
-    ) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
+    ) -> agentshare_kit::Result<Vec<ApiKeyRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 AND org_id = $2 AND ($3 = '' OR id < $3) \
              ORDER BY id DESC LIMIT $4"
         );
-        sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(user_id)
             .bind(org_id)
-            .bind(page.after().unwrap_or_default())
-            .bind(page.limit())
+            .paged(page)
             .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(from_row)
-            .collect()
+            .await?)
     }
 
     /// Revokes one of the user's keys, recording `api_key.revoked` the first
@@ -150,22 +119,19 @@ impl TenancyStorage {
         actor: &Principal,
         org_id: &str,
         id: &str,
-    ) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+    ) -> agentshare_kit::Result<Option<ApiKeyRow>> {
         let user_id = actor.user_id.as_deref().unwrap_or_default();
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
             "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND user_id = $2 AND org_id = $3"
         );
-        let Some(before) = sqlx::query(&sql)
+        let before: Option<ApiKeyRow> = sqlx::query_as(&sql)
             .bind(id)
             .bind(user_id)
             .bind(org_id)
             .fetch_optional(&mut *tx)
-            .await?
-            .as_ref()
-            .map(from_row)
-            .transpose()?
-        else {
+            .await?;
+        let Some(before) = before else {
             return Ok(None);
         };
         if before.revoked_at.is_some() {
@@ -181,35 +147,26 @@ impl TenancyStorage {
             revoked_at: Some(now),
             ..before.clone()
         };
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id,
-                actor,
-                action: "api_key.revoked",
-                target_type: "api_key",
-                target_id: id,
-                before: Some(before.audit_view()),
-                after: Some(after.audit_view()),
-            },
+        let change = audit::Change::new(actor, org_id, "api_key.revoked", ("api_key", id));
+        self.commit_audited(
+            tx,
+            change.before(before.audit_view()).after(after.audit_view()),
         )
         .await?;
-        self.commit(tx).await?;
         Ok(Some(after))
     }
 
     /// The key with this secret digest, its last use recorded.
-    pub async fn use_api_key(&self, secret_digest: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+    pub async fn use_api_key(
+        &self,
+        secret_digest: &str,
+    ) -> agentshare_kit::Result<Option<ApiKeyRow>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_sha256 = $1");
-        let Some(key) = sqlx::query(&sql)
+        let key: Option<ApiKeyRow> = sqlx::query_as(&sql)
             .bind(secret_digest)
             .fetch_optional(&self.db.pool)
-            .await?
-            .as_ref()
-            .map(from_row)
-            .transpose()?
-        else {
+            .await?;
+        let Some(key) = key else {
             return Ok(None);
         };
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")

@@ -6,10 +6,12 @@ use agentshare_kit::clock::Clock;
 use agentshare_kit::db::new_id;
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::identity::Principal;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use agentshare_kit::page::Page;
+use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
+use crate::common::Paged;
+use crate::common::Shared;
 
 /// How the actor authenticated, as stored.
 pub fn credential_kind(principal: &Principal) -> &'static str {
@@ -36,6 +38,42 @@ pub struct Change<'a> {
     pub after: Option<serde_json::Value>,
 }
 
+impl<'a> Change<'a> {
+    /// `actor` did `action` to the `target_type` `target_id` in the org;
+    /// [`Change::before`] and [`Change::after`] add what it looked like.
+    pub fn new(
+        actor: &'a Principal,
+        org_id: &'a str,
+        action: &'static str,
+        (target_type, target_id): (&'static str, &'a str),
+    ) -> Self {
+        Self {
+            org_id,
+            actor,
+            action,
+            target_type,
+            target_id,
+            before: None,
+            after: None,
+        }
+    }
+
+    pub fn before(self, fields: serde_json::Value) -> Self {
+        Self {
+            before: Some(fields),
+            ..self
+        }
+    }
+
+    pub fn after(self, fields: serde_json::Value) -> Self {
+        Self {
+            after: Some(fields),
+            ..self
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub struct AuditRow {
     pub id: String,
     pub org_id: String,
@@ -97,6 +135,20 @@ pub async fn record(
     Ok(())
 }
 
+impl Shared {
+    /// Records `change` in `tx` and commits: the audited end of every
+    /// change to tenancy (and of the changes elsewhere the trail keeps).
+    pub async fn commit_audited(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        change: Change<'_>,
+    ) -> agentshare_kit::Result<()> {
+        record(&mut tx, &self.clock, change).await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+}
+
 /// Filters of a listing; empty strings and `None` mean "any".
 pub struct Filter<'a> {
     pub org_id: &'a str,
@@ -104,29 +156,16 @@ pub struct Filter<'a> {
     pub target_id: &'a str,
     pub from_micros: Option<i64>,
     pub until_micros: Option<i64>,
-    pub before_id: Option<&'a str>,
-    pub limit: i64,
-}
-
-fn from_row(row: &AnyRow) -> Result<AuditRow, sqlx::Error> {
-    Ok(AuditRow {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        actor_user_id: row.try_get("actor_user_id")?,
-        credential_kind: row.try_get("credential_kind")?,
-        action: row.try_get("action")?,
-        target_type: row.try_get("target_type")?,
-        target_id: row.try_get("target_id")?,
-        before_json: row.try_get("before_json")?,
-        after_json: row.try_get("after_json")?,
-        occurred_at: row.try_get("occurred_at")?,
-    })
 }
 
 impl TenancyStorage {
     /// An org's audit events, newest first.
-    pub async fn audit_events(&self, filter: Filter<'_>) -> Result<Vec<AuditRow>, sqlx::Error> {
-        sqlx::query(
+    pub async fn audit_events(
+        &self,
+        filter: Filter<'_>,
+        page: &Page,
+    ) -> agentshare_kit::Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as(
             "SELECT id, org_id, actor_user_id, credential_kind, action, target_type, target_id, before_json, \
              after_json, occurred_at FROM audit_events WHERE org_id = $1 \
              AND ($2 = '' OR actor_user_id = $2) AND ($3 = '' OR target_id = $3) \
@@ -138,12 +177,8 @@ impl TenancyStorage {
         .bind(filter.target_id)
         .bind(filter.from_micros.unwrap_or(i64::MIN))
         .bind(filter.until_micros.unwrap_or(i64::MAX))
-        .bind(filter.before_id.unwrap_or_default())
-        .bind(filter.limit)
+        .paged(page)
         .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(from_row)
-        .collect()
+        .await?)
     }
 }

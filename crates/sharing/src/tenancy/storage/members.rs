@@ -1,13 +1,14 @@
 //! Org membership: storage, with each change audited in its transaction.
 
 use agentshare_kit::identity::Principal;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
+use crate::common::Paged;
 use crate::tenancy::rules::OrgRole;
 use crate::tenancy::storage::audit;
 
+#[derive(sqlx::FromRow)]
 pub struct UserRow {
     pub id: String,
     pub email: String,
@@ -15,52 +16,39 @@ pub struct UserRow {
     pub created_at: i64,
 }
 
-impl UserRow {
-    /// Reads `id`, `email`, `display_name` and `created_at` of a users row.
-    pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            display_name: row.try_get("display_name")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
-}
-
+#[derive(sqlx::FromRow)]
 pub struct MemberRow {
+    #[sqlx(flatten)]
     pub user: UserRow,
+    #[sqlx(try_from = "String")]
     pub role: OrgRole,
     pub joined_at: i64,
-}
-
-fn member_from_row(row: &AnyRow) -> Result<MemberRow, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(MemberRow {
-        user: UserRow::from_row(row)?,
-        role: OrgRole::parse(&role)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown org role {role:?}").into()))?,
-        joined_at: row.try_get("joined_at")?,
-    })
 }
 
 const MEMBER_COLUMNS: &str =
     "u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at";
 
+/// A role as the audit trail keeps it.
+fn role_view(role: &str) -> serde_json::Value {
+    serde_json::json!({ "role": role })
+}
+
 impl TenancyStorage {
     /// A user by id, or by email when `by_email`.
-    pub async fn user_by(&self, key: &str, by_email: bool) -> Result<Option<UserRow>, sqlx::Error> {
+    pub async fn user_by(
+        &self,
+        key: &str,
+        by_email: bool,
+    ) -> agentshare_kit::Result<Option<UserRow>> {
         let sql = if by_email {
             "SELECT id, email, display_name, created_at FROM users WHERE email = $1 ORDER BY created_at LIMIT 1"
         } else {
             "SELECT id, email, display_name, created_at FROM users WHERE id = $1"
         };
-        sqlx::query(sql)
+        Ok(sqlx::query_as(sql)
             .bind(key)
             .fetch_optional(&self.db.pool)
-            .await?
-            .as_ref()
-            .map(UserRow::from_row)
-            .transpose()
+            .await?)
     }
 
     /// Adds `user` to the org with `role`, and to its default workspace as a
@@ -72,7 +60,7 @@ impl TenancyStorage {
         default_workspace_id: &str,
         user_id: &str,
         role: OrgRole,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> agentshare_kit::Result<bool> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
@@ -88,30 +76,11 @@ impl TenancyStorage {
         if inserted == 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, 'member', $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(default_workspace_id)
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id,
-                actor,
-                action: "member.added",
-                target_type: "org_member",
-                target_id: user_id,
-                before: None,
-                after: Some(serde_json::json!({ "role": role.as_str() })),
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+        super::workspaces::join_workspace(&mut tx, default_workspace_id, user_id, "member", now)
+            .await?;
+        let change = audit::Change::new(actor, org_id, "member.added", ("org_member", user_id));
+        self.commit_audited(tx, change.after(role_view(role.as_str())))
+            .await?;
         Ok(true)
     }
 
@@ -119,41 +88,33 @@ impl TenancyStorage {
         &self,
         org_id: &str,
         user_id: &str,
-    ) -> Result<Option<MemberRow>, sqlx::Error> {
+    ) -> agentshare_kit::Result<Option<MemberRow>> {
         let sql = format!(
             "SELECT {MEMBER_COLUMNS} FROM org_members m JOIN users u ON u.id = m.user_id \
              WHERE m.org_id = $1 AND m.user_id = $2"
         );
-        sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(org_id)
             .bind(user_id)
             .fetch_optional(&self.db.pool)
-            .await?
-            .as_ref()
-            .map(member_from_row)
-            .transpose()
+            .await?)
     }
 
     /// The org's members, oldest first (by user id, which is time-ordered).
     pub async fn org_members(
         &self,
         org_id: &str,
-        after_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<MemberRow>, sqlx::Error> {
+        page: &Page,
+    ) -> agentshare_kit::Result<Vec<MemberRow>> {
         let sql = format!(
             "SELECT {MEMBER_COLUMNS} FROM org_members m JOIN users u ON u.id = m.user_id \
              WHERE m.org_id = $1 AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3"
         );
-        sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(org_id)
-            .bind(after_id.unwrap_or_default())
-            .bind(limit)
+            .paged(page)
             .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(member_from_row)
-            .collect()
+            .await?)
     }
 
     /// Owners of the org, counted inside `tx`'s snapshot.
@@ -161,13 +122,12 @@ impl TenancyStorage {
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         org_id: &str,
     ) -> Result<i64, sqlx::Error> {
-        sqlx::query(
+        sqlx::query_scalar(
             "SELECT COUNT(*) AS owners FROM org_members WHERE org_id = $1 AND role = 'owner'",
         )
         .bind(org_id)
         .fetch_one(&mut **tx)
-        .await?
-        .try_get("owners")
+        .await
     }
 
     /// Changes a member's role, recording `member.role_changed`. Refuses
@@ -178,7 +138,7 @@ impl TenancyStorage {
         org_id: &str,
         member: &MemberRow,
         role: OrgRole,
-    ) -> Result<Result<(), LastOwner>, sqlx::Error> {
+    ) -> agentshare_kit::Result<Result<(), LastOwner>> {
         let mut tx = self.db.begin_write().await?;
         if member.role == OrgRole::Owner
             && role != OrgRole::Owner
@@ -192,21 +152,11 @@ impl TenancyStorage {
             .bind(&member.user.id)
             .execute(&mut *tx)
             .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id,
-                actor,
-                action: "member.role_changed",
-                target_type: "org_member",
-                target_id: &member.user.id,
-                before: Some(serde_json::json!({ "role": member.role.as_str() })),
-                after: Some(serde_json::json!({ "role": role.as_str() })),
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+        let target = ("org_member", member.user.id.as_str());
+        let change = audit::Change::new(actor, org_id, "member.role_changed", target)
+            .before(role_view(member.role.as_str()))
+            .after(role_view(role.as_str()));
+        self.commit_audited(tx, change).await?;
         Ok(Ok(()))
     }
 
@@ -217,7 +167,7 @@ impl TenancyStorage {
         actor: &Principal,
         org_id: &str,
         member: &MemberRow,
-    ) -> Result<Result<(), LastOwner>, sqlx::Error> {
+    ) -> agentshare_kit::Result<Result<(), LastOwner>> {
         let mut tx = self.db.begin_write().await?;
         if member.role == OrgRole::Owner && Self::owner_count(&mut tx, org_id).await? <= 1 {
             return Ok(Err(LastOwner));
@@ -235,21 +185,10 @@ impl TenancyStorage {
             .bind(&member.user.id)
             .execute(&mut *tx)
             .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id,
-                actor,
-                action: "member.removed",
-                target_type: "org_member",
-                target_id: &member.user.id,
-                before: Some(serde_json::json!({ "role": member.role.as_str() })),
-                after: None,
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+        let target = ("org_member", member.user.id.as_str());
+        let change = audit::Change::new(actor, org_id, "member.removed", target);
+        self.commit_audited(tx, change.before(role_view(member.role.as_str())))
+            .await?;
         Ok(Ok(()))
     }
 }

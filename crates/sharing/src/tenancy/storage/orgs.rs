@@ -3,7 +3,6 @@
 
 use agentshare_kit::db::{is_unique_violation, new_id};
 use agentshare_kit::events::{self, NewEvent};
-use sqlx::Row;
 
 use super::TenancyStorage;
 use crate::tenancy::rules::OrgRole;
@@ -16,6 +15,33 @@ pub struct OrgRow {
     pub created_at: i64,
 }
 
+/// An org as stored: the switch is 0 or 1 on both backends.
+#[derive(sqlx::FromRow)]
+pub struct StoredOrg {
+    id: String,
+    name: String,
+    workspaces_enabled: i64,
+    default_workspace_id: String,
+    created_at: i64,
+}
+
+impl From<StoredOrg> for OrgRow {
+    fn from(org: StoredOrg) -> Self {
+        Self {
+            id: org.id,
+            name: org.name,
+            workspaces_enabled: org.workspaces_enabled != 0,
+            default_workspace_id: org.default_workspace_id,
+            created_at: org.created_at,
+        }
+    }
+}
+
+/// The columns of [`StoredOrg`], for `orgs o` joined with its default
+/// workspace `w`.
+pub const ORG_COLUMNS: &str =
+    "o.id, o.name, o.workspaces_enabled, o.created_at, w.id AS default_workspace_id";
+
 #[derive(Clone)]
 pub struct WorkspaceRow {
     pub id: String,
@@ -23,6 +49,28 @@ pub struct WorkspaceRow {
     pub name: String,
     pub is_default: bool,
     pub created_at: i64,
+}
+
+/// A workspace as stored: `is_default` is 0 or 1 on both backends.
+#[derive(sqlx::FromRow)]
+pub struct StoredWorkspace {
+    id: String,
+    org_id: String,
+    name: String,
+    is_default: i64,
+    created_at: i64,
+}
+
+impl From<StoredWorkspace> for WorkspaceRow {
+    fn from(workspace: StoredWorkspace) -> Self {
+        Self {
+            id: workspace.id,
+            org_id: workspace.org_id,
+            name: workspace.name,
+            is_default: workspace.is_default != 0,
+            created_at: workspace.created_at,
+        }
+    }
 }
 
 impl TenancyStorage {
@@ -33,16 +81,13 @@ impl TenancyStorage {
         subject: &str,
         email: &str,
         display_name: &str,
-    ) -> Result<String, sqlx::Error> {
-        if let Some(row) =
-            sqlx::query("SELECT id, email, display_name FROM users WHERE subject = $1")
+    ) -> agentshare_kit::Result<String> {
+        let known: Option<(String, String, String)> =
+            sqlx::query_as("SELECT id, email, display_name FROM users WHERE subject = $1")
                 .bind(subject)
                 .fetch_optional(&self.db.pool)
-                .await?
-        {
-            let id: String = row.try_get("id")?;
-            let (old_email, old_name): (String, String) =
-                (row.try_get("email")?, row.try_get("display_name")?);
+                .await?;
+        if let Some((id, old_email, old_name)) = known {
             if old_email != email || old_name != display_name {
                 sqlx::query("UPDATE users SET email = $1, display_name = $2 WHERE id = $3")
                     .bind(email)
@@ -67,62 +112,49 @@ impl TenancyStorage {
         match inserted {
             Ok(_) => Ok(id),
             // A concurrent first request created it; use theirs.
-            Err(e) if is_unique_violation(&e) => {
-                sqlx::query("SELECT id FROM users WHERE subject = $1")
-                    .bind(subject)
-                    .fetch_one(&self.db.pool)
-                    .await?
-                    .try_get("id")
-            }
-            Err(e) => Err(e),
+            Err(e) if is_unique_violation(&e) => Ok(sqlx::query_scalar(
+                "SELECT id FROM users WHERE subject = $1",
+            )
+            .bind(subject)
+            .fetch_one(&self.db.pool)
+            .await?),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// The orgs a user belongs to, oldest membership first.
-    pub async fn org_ids_of(&self, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query("SELECT org_id FROM org_members WHERE user_id = $1 ORDER BY created_at, org_id")
-            .bind(user_id)
-            .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get("org_id"))
-            .collect()
+    pub async fn org_ids_of(&self, user_id: &str) -> agentshare_kit::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT org_id FROM org_members WHERE user_id = $1 ORDER BY created_at, org_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.db.pool)
+        .await?)
     }
 
     pub async fn org_role(
         &self,
         org_id: &str,
         user_id: &str,
-    ) -> Result<Option<OrgRole>, sqlx::Error> {
-        let row = sqlx::query("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
-            .bind(org_id)
-            .bind(user_id)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        Ok(match row {
-            Some(row) => OrgRole::parse(&row.try_get::<String, _>("role")?),
-            None => None,
-        })
+    ) -> agentshare_kit::Result<Option<OrgRole>> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
+                .bind(org_id)
+                .bind(user_id)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        Ok(role.as_deref().and_then(OrgRole::parse))
     }
 
-    pub async fn org(&self, org_id: &str) -> Result<Option<OrgRow>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT o.id, o.name, o.workspaces_enabled, o.created_at, w.id AS default_workspace_id \
-             FROM orgs o JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 WHERE o.id = $1",
-        )
+    pub async fn org(&self, org_id: &str) -> agentshare_kit::Result<Option<OrgRow>> {
+        let org: Option<StoredOrg> = sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS} FROM orgs o JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
+             WHERE o.id = $1"
+        ))
         .bind(org_id)
         .fetch_optional(&self.db.pool)
         .await?;
-        row.map(|row| {
-            Ok(OrgRow {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                workspaces_enabled: row.try_get::<i64, _>("workspaces_enabled")? != 0,
-                default_workspace_id: row.try_get("default_workspace_id")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        Ok(org.map(OrgRow::from))
     }
 
     /// Whether the user is a member of this workspace of this org.
@@ -131,7 +163,7 @@ impl TenancyStorage {
         org_id: &str,
         workspace_id: &str,
         user_id: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> agentshare_kit::Result<bool> {
         Ok(sqlx::query(
             "SELECT 1 FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id \
              WHERE w.org_id = $1 AND m.workspace_id = $2 AND m.user_id = $3",
@@ -149,18 +181,15 @@ impl TenancyStorage {
         &self,
         org_id: &str,
         user_id: &str,
-    ) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query(
+    ) -> agentshare_kit::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
             "SELECT w.id FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id \
              WHERE w.org_id = $1 AND m.user_id = $2 ORDER BY w.is_default DESC, w.created_at, w.id",
         )
         .bind(org_id)
         .bind(user_id)
         .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(|row| row.try_get("id"))
-        .collect()
+        .await?)
     }
 
     /// Creates an org, its default workspace and the owner's memberships, and
@@ -169,7 +198,7 @@ impl TenancyStorage {
         &self,
         name: &str,
         owner_id: &str,
-    ) -> Result<(OrgRow, WorkspaceRow), sqlx::Error> {
+    ) -> agentshare_kit::Result<(OrgRow, WorkspaceRow)> {
         let now = self.clock.now_micros();
         let org = OrgRow {
             id: new_id(),
@@ -194,27 +223,13 @@ impl TenancyStorage {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO workspaces (id, org_id, name, is_default, created_at) VALUES ($1, $2, $3, 1, $4)")
-            .bind(&workspace.id)
-            .bind(&org.id)
-            .bind(&workspace.name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        super::workspaces::insert_workspace(&mut tx, &workspace, owner_id).await?;
         sqlx::query("INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
             .bind(&org.id)
             .bind(owner_id)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
-        )
-        .bind(&workspace.id)
-        .bind(owner_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
         events::append(
             &mut tx,
             &self.clock,

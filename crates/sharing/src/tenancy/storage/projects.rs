@@ -4,13 +4,13 @@
 
 use agentshare_kit::db::new_id;
 use agentshare_kit::identity::Principal;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
+use crate::common::Paged;
 use crate::tenancy::storage::audit;
 
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct ProjectRow {
     pub id: String,
     pub org_id: String,
@@ -32,20 +32,6 @@ const VISIBLE: &str = "p.org_id = $1 AND p.deleted_at IS NULL AND ($2 = 0 OR EXI
     SELECT 1 FROM workspace_members m WHERE m.user_id = $3 AND (m.workspace_id = p.home_workspace_id \
     OR m.workspace_id IN (SELECT pw.workspace_id FROM project_workspaces pw WHERE pw.project_id = p.id))))";
 
-fn from_row(row: &AnyRow) -> Result<ProjectRow, sqlx::Error> {
-    Ok(ProjectRow {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        home_workspace_id: row.try_get("home_workspace_id")?,
-        owner_user_id: row.try_get("owner_user_id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        revision: row.try_get("revision")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
 /// Who is asking, for visibility.
 pub struct Viewer<'a> {
     pub org_id: &'a str,
@@ -54,7 +40,7 @@ pub struct Viewer<'a> {
 }
 
 impl TenancyStorage {
-    pub async fn create_project(&self, project: &ProjectRow) -> Result<(), sqlx::Error> {
+    pub async fn create_project(&self, project: &ProjectRow) -> agentshare_kit::Result<()> {
         sqlx::query(
             "INSERT INTO projects (id, org_id, home_workspace_id, owner_user_id, name, description, revision, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -76,18 +62,15 @@ impl TenancyStorage {
         &self,
         viewer: &Viewer<'_>,
         project_id: &str,
-    ) -> Result<Option<ProjectRow>, sqlx::Error> {
+    ) -> agentshare_kit::Result<Option<ProjectRow>> {
         let sql = format!("SELECT {COLUMNS} FROM projects p WHERE {VISIBLE} AND p.id = $4");
-        sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(viewer.org_id)
             .bind(i64::from(viewer.workspaces_enabled))
             .bind(viewer.user_id)
             .bind(project_id)
             .fetch_optional(&self.db.pool)
-            .await?
-            .as_ref()
-            .map(from_row)
-            .transpose()
+            .await?)
     }
 
     /// Projects in a workspace (home or listed), oldest first.
@@ -95,24 +78,19 @@ impl TenancyStorage {
         &self,
         org_id: &str,
         workspace_id: &str,
-        after_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<ProjectRow>, sqlx::Error> {
+        page: &Page,
+    ) -> agentshare_kit::Result<Vec<ProjectRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM projects p WHERE p.org_id = $1 AND p.deleted_at IS NULL AND \
              (p.home_workspace_id = $2 OR p.id IN (SELECT project_id FROM project_workspaces WHERE workspace_id = $2)) \
              AND ($3 = '' OR p.id > $3) ORDER BY p.id LIMIT $4"
         );
-        sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(org_id)
             .bind(workspace_id)
-            .bind(after_id.unwrap_or_default())
-            .bind(limit)
+            .paged(page)
             .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(from_row)
-            .collect()
+            .await?)
     }
 
     /// Writes name and description if the revision still matches; `false`
@@ -121,7 +99,7 @@ impl TenancyStorage {
         &self,
         project: &ProjectRow,
         expected_revision: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> agentshare_kit::Result<bool> {
         Ok(sqlx::query(
             "UPDATE projects SET name = $1, description = $2, revision = revision + 1, updated_at = $3 \
              WHERE id = $4 AND revision = $5 AND deleted_at IS NULL",
@@ -137,7 +115,7 @@ impl TenancyStorage {
             == 1)
     }
 
-    pub async fn delete_project(&self, project_id: &str) -> Result<(), sqlx::Error> {
+    pub async fn delete_project(&self, project_id: &str) -> agentshare_kit::Result<()> {
         sqlx::query("UPDATE projects SET deleted_at = $1 WHERE id = $2")
             .bind(self.clock.now_micros())
             .bind(project_id)
@@ -150,14 +128,13 @@ impl TenancyStorage {
     pub async fn project_workspace_ids(
         &self,
         project_id: &str,
-    ) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query("SELECT workspace_id FROM project_workspaces WHERE project_id = $1 ORDER BY workspace_id")
-            .bind(project_id)
-            .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get("workspace_id"))
-            .collect()
+    ) -> agentshare_kit::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT workspace_id FROM project_workspaces WHERE project_id = $1 ORDER BY workspace_id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.db.pool)
+        .await?)
     }
 
     /// Replaces a project's listed workspaces, recording
@@ -168,7 +145,7 @@ impl TenancyStorage {
         project: &ProjectRow,
         before: &[String],
         after: &[String],
-    ) -> Result<(), sqlx::Error> {
+    ) -> agentshare_kit::Result<()> {
         let mut tx = self.db.begin_write().await?;
         sqlx::query("DELETE FROM project_workspaces WHERE project_id = $1")
             .bind(&project.id)
@@ -184,23 +161,14 @@ impl TenancyStorage {
             .await?;
         }
         let removed: Vec<&String> = before.iter().filter(|w| !after.contains(w)).collect();
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id: &project.org_id,
-                actor,
-                action: "project.workspaces_changed",
-                target_type: "project",
-                target_id: &project.id,
-                before: Some(serde_json::json!({ "workspace_ids": before })),
-                after: Some(
+        let target = ("project", project.id.as_str());
+        let change =
+            audit::Change::new(actor, &project.org_id, "project.workspaces_changed", target)
+                .before(serde_json::json!({ "workspace_ids": before }))
+                .after(
                     serde_json::json!({ "workspace_ids": after, "removed_workspace_ids": removed }),
-                ),
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+                );
+        self.commit_audited(tx, change).await?;
         Ok(())
     }
 }

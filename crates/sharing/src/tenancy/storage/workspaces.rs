@@ -1,39 +1,30 @@
 //! Orgs' settings and workspaces: storage, with each change audited in its
 //! transaction.
 
+use agentshare_kit::Error;
 use agentshare_kit::db::{is_unique_violation, new_id};
 use agentshare_kit::identity::Principal;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use agentshare_kit::page::Page;
+use sqlx::any::AnyArguments;
+use sqlx::query::QueryAs;
+use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
-use super::orgs::{OrgRow, WorkspaceRow};
+use super::members::UserRow;
+use super::orgs::{ORG_COLUMNS, OrgRow, StoredOrg, StoredWorkspace, WorkspaceRow};
+use crate::common::Paged;
 use crate::tenancy::storage::audit;
 
-/// Why a workspace could not be created or renamed.
-pub enum NameTaken {
-    Taken,
-    Db(sqlx::Error),
-}
-
-impl NameTaken {
-    /// ALREADY_EXISTS naming the name, or the database's error.
-    pub fn into_error(self, name: &str) -> agentshare_kit::Error {
-        match self {
-            Self::Taken => agentshare_kit::Error::AlreadyExists(format!(
-                "a workspace named {name:?} exists in this org; pick another name"
-            )),
-            Self::Db(error) => error.into(),
-        }
-    }
-}
-
-impl From<sqlx::Error> for NameTaken {
-    fn from(error: sqlx::Error) -> Self {
+/// ALREADY_EXISTS for a workspace name the org already uses; any other
+/// database error as it is.
+fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |error| {
         if is_unique_violation(&error) {
-            Self::Taken
+            Error::AlreadyExists(format!(
+                "a workspace named {name:?} exists in this org; pick another name"
+            ))
         } else {
-            Self::Db(error)
+            error.into()
         }
     }
 }
@@ -42,17 +33,91 @@ fn org_view(org: &OrgRow) -> serde_json::Value {
     serde_json::json!({ "name": org.name, "workspaces_enabled": org.workspaces_enabled })
 }
 
-fn workspace_from_row(row: &AnyRow) -> Result<(WorkspaceRow, Option<String>), sqlx::Error> {
-    Ok((
-        WorkspaceRow {
-            id: row.try_get("id")?,
-            org_id: row.try_get("org_id")?,
-            name: row.try_get("name")?,
-            is_default: row.try_get::<i64, _>("is_default")? != 0,
-            created_at: row.try_get("created_at")?,
-        },
-        row.try_get("role")?,
-    ))
+/// A workspace with the viewer's role in it, if they are a member.
+#[derive(sqlx::FromRow)]
+pub struct VisibleWorkspace {
+    #[sqlx(flatten, try_from = "StoredWorkspace")]
+    pub workspace: WorkspaceRow,
+    pub role: Option<String>,
+}
+
+/// An org with the user's role in it.
+#[derive(sqlx::FromRow)]
+pub struct OrgMembership {
+    #[sqlx(flatten, try_from = "StoredOrg")]
+    pub org: OrgRow,
+    pub role: String,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct WorkspaceMemberRow {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub role: String,
+    pub joined_at: i64,
+}
+
+/// Workspaces of org `$1` with the role of user `$2`, those they may see
+/// (every one when `$3` is 1).
+const VISIBLE: &str = "SELECT w.id, w.org_id, w.name, w.is_default, w.created_at, m.role FROM workspaces w \
+     LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $2 \
+     WHERE w.org_id = $1 AND ($3 = 1 OR m.role IS NOT NULL)";
+
+/// [`VISIBLE`] with its three parameters bound, narrowed by what `sql`
+/// adds to it.
+fn visible<'q>(
+    sql: &'q str,
+    org_id: &'q str,
+    user_id: &'q str,
+    all: bool,
+) -> QueryAs<'q, Any, VisibleWorkspace, AnyArguments<'q>> {
+    sqlx::query_as(sql)
+        .bind(org_id)
+        .bind(user_id)
+        .bind(i64::from(all))
+}
+
+/// Inserts a workspace with `owner` as its owner, in `tx`.
+pub(super) async fn insert_workspace(
+    tx: &mut Transaction<'static, Any>,
+    workspace: &WorkspaceRow,
+    owner: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO workspaces (id, org_id, name, is_default, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&workspace.id)
+    .bind(&workspace.org_id)
+    .bind(&workspace.name)
+    .bind(i64::from(workspace.is_default))
+    .bind(workspace.created_at)
+    .execute(&mut **tx)
+    .await?;
+    join_workspace(tx, &workspace.id, owner, "owner", workspace.created_at).await?;
+    Ok(())
+}
+
+/// Adds `user_id` to a workspace with `role`, in `tx`; `false` if they
+/// already belong.
+pub(super) async fn join_workspace(
+    tx: &mut Transaction<'static, Any>,
+    workspace_id: &str,
+    user_id: &str,
+    role: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(workspace_id)
+    .bind(user_id)
+    .bind(role)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 impl TenancyStorage {
@@ -64,7 +129,7 @@ impl TenancyStorage {
         before: &OrgRow,
         name: Option<&str>,
         workspaces_enabled: Option<bool>,
-    ) -> Result<OrgRow, sqlx::Error> {
+    ) -> agentshare_kit::Result<OrgRow> {
         let after = OrgRow {
             id: before.id.clone(),
             name: name.map_or_else(|| before.name.clone(), str::to_string),
@@ -79,21 +144,10 @@ impl TenancyStorage {
             .bind(&after.id)
             .execute(&mut *tx)
             .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id: &after.id,
-                actor,
-                action: "org.updated",
-                target_type: "org",
-                target_id: &after.id,
-                before: Some(org_view(before)),
-                after: Some(org_view(&after)),
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+        let change = audit::Change::new(actor, &after.id, "org.updated", ("org", &after.id))
+            .before(org_view(before))
+            .after(org_view(&after));
+        self.commit_audited(tx, change).await?;
         Ok(after)
     }
 
@@ -103,7 +157,7 @@ impl TenancyStorage {
         actor: &Principal,
         org_id: &str,
         name: &str,
-    ) -> Result<WorkspaceRow, NameTaken> {
+    ) -> agentshare_kit::Result<WorkspaceRow> {
         let owner = actor.user_id.as_deref().unwrap_or_default();
         let workspace = WorkspaceRow {
             id: new_id(),
@@ -113,65 +167,46 @@ impl TenancyStorage {
             created_at: self.clock.now_micros(),
         };
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("INSERT INTO workspaces (id, org_id, name, is_default, created_at) VALUES ($1, $2, $3, 0, $4)")
-            .bind(&workspace.id)
-            .bind(org_id)
-            .bind(name)
-            .bind(workspace.created_at)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
-        )
-        .bind(&workspace.id)
-        .bind(owner)
-        .bind(workspace.created_at)
-        .execute(&mut *tx)
-        .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id,
-                actor,
-                action: "workspace.created",
-                target_type: "workspace",
-                target_id: &workspace.id,
-                before: None,
-                after: Some(serde_json::json!({ "name": name, "owner_user_id": owner })),
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+        insert_workspace(&mut tx, &workspace, owner)
+            .await
+            .map_err(name_taken(name))?;
+        let change = audit::Change::new(
+            actor,
+            org_id,
+            "workspace.created",
+            ("workspace", &workspace.id),
+        );
+        let fields = serde_json::json!({ "name": name, "owner_user_id": owner });
+        self.commit_audited(tx, change.after(fields)).await?;
         Ok(workspace)
     }
 
-    /// The org's workspaces the user may see (every one when `all`), oldest
-    /// first, with the user's role where they are a member.
+    /// Every workspace of the org the user may see (every one when `all`).
     pub async fn workspaces_visible_to(
         &self,
         org_id: &str,
         user_id: &str,
         all: bool,
-        after_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<(WorkspaceRow, Option<String>)>, sqlx::Error> {
-        sqlx::query(
-            "SELECT w.id, w.org_id, w.name, w.is_default, w.created_at, m.role FROM workspaces w \
-             LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $2 \
-             WHERE w.org_id = $1 AND ($3 = 1 OR m.role IS NOT NULL) AND ($4 = '' OR w.id > $4) \
-             ORDER BY w.id LIMIT $5",
-        )
-        .bind(org_id)
-        .bind(user_id)
-        .bind(i64::from(all))
-        .bind(after_id.unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(workspace_from_row)
-        .collect()
+    ) -> agentshare_kit::Result<Vec<WorkspaceRow>> {
+        let sql = format!("{VISIBLE} ORDER BY w.id");
+        let rows = visible(&sql, org_id, user_id, all)
+            .fetch_all(&self.db.pool)
+            .await?;
+        Ok(rows.into_iter().map(|row| row.workspace).collect())
+    }
+
+    /// A page of the org's workspaces the user may see (every one when
+    /// `all`), oldest first, with the user's role where they are a member.
+    pub async fn workspace_page(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        all: bool,
+        page: &Page,
+    ) -> agentshare_kit::Result<Vec<VisibleWorkspace>> {
+        let sql = format!("{VISIBLE} AND ($4 = '' OR w.id > $4) ORDER BY w.id LIMIT $5");
+        let query = visible(&sql, org_id, user_id, all).paged(page);
+        Ok(query.fetch_all(&self.db.pool).await?)
     }
 
     /// One workspace of the org if the user may see it (any when `all`).
@@ -181,21 +216,10 @@ impl TenancyStorage {
         workspace_id: &str,
         user_id: &str,
         all: bool,
-    ) -> Result<Option<(WorkspaceRow, Option<String>)>, sqlx::Error> {
-        sqlx::query(
-            "SELECT w.id, w.org_id, w.name, w.is_default, w.created_at, m.role FROM workspaces w \
-             LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $3 \
-             WHERE w.org_id = $1 AND w.id = $2 AND ($4 = 1 OR m.role IS NOT NULL)",
-        )
-        .bind(org_id)
-        .bind(workspace_id)
-        .bind(user_id)
-        .bind(i64::from(all))
-        .fetch_optional(&self.db.pool)
-        .await?
-        .as_ref()
-        .map(workspace_from_row)
-        .transpose()
+    ) -> agentshare_kit::Result<Option<VisibleWorkspace>> {
+        let sql = format!("{VISIBLE} AND w.id = $4");
+        let query = visible(&sql, org_id, user_id, all).bind(workspace_id);
+        Ok(query.fetch_optional(&self.db.pool).await?)
     }
 
     /// Makes `workspace_id` the session's active workspace in the org.
@@ -205,7 +229,7 @@ impl TenancyStorage {
         org_id: &str,
         user_id: &str,
         workspace_id: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> agentshare_kit::Result<()> {
         sqlx::query(
             "INSERT INTO session_workspaces (session_id, org_id, user_id, workspace_id, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, org_id) \
@@ -228,49 +252,32 @@ impl TenancyStorage {
         session_id: &str,
         org_id: &str,
         user_id: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query("SELECT workspace_id FROM session_workspaces WHERE session_id = $1 AND org_id = $2 AND user_id = $3")
-            .bind(session_id)
-            .bind(org_id)
-            .bind(user_id)
-            .fetch_optional(&self.db.pool)
-            .await?
-            .map(|row| row.try_get("workspace_id"))
-            .transpose()
+    ) -> agentshare_kit::Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT workspace_id FROM session_workspaces WHERE session_id = $1 AND org_id = $2 AND user_id = $3",
+        )
+        .bind(session_id)
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(&self.db.pool)
+        .await?)
     }
 
     /// The orgs the user belongs to with their role, oldest membership first.
     pub async fn orgs_of(
         &self,
         user_id: &str,
-        after_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<(OrgRow, String)>, sqlx::Error> {
-        sqlx::query(
-            "SELECT o.id, o.name, o.workspaces_enabled, o.created_at, w.id AS default_workspace_id, m.role \
-             FROM org_members m JOIN orgs o ON o.id = m.org_id \
+        page: &Page,
+    ) -> agentshare_kit::Result<Vec<OrgMembership>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ORG_COLUMNS}, m.role FROM org_members m JOIN orgs o ON o.id = m.org_id \
              JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
-             WHERE m.user_id = $1 AND ($2 = '' OR o.id > $2) ORDER BY o.id LIMIT $3",
-        )
+             WHERE m.user_id = $1 AND ($2 = '' OR o.id > $2) ORDER BY o.id LIMIT $3"
+        ))
         .bind(user_id)
-        .bind(after_id.unwrap_or_default())
-        .bind(limit)
+        .paged(page)
         .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                OrgRow {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    workspaces_enabled: row.try_get::<i64, _>("workspaces_enabled")? != 0,
-                    default_workspace_id: row.try_get("default_workspace_id")?,
-                    created_at: row.try_get("created_at")?,
-                },
-                row.try_get("role")?,
-            ))
-        })
-        .collect()
+        .await?)
     }
 
     /// Whether the workspace exists in the org (whoever may see it).
@@ -278,7 +285,7 @@ impl TenancyStorage {
         &self,
         org_id: &str,
         workspace_id: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> agentshare_kit::Result<bool> {
         Ok(
             sqlx::query("SELECT 1 FROM workspaces WHERE org_id = $1 AND id = $2")
                 .bind(org_id)
@@ -293,10 +300,9 @@ impl TenancyStorage {
     pub async fn workspace_members(
         &self,
         workspace_id: &str,
-        after_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<WorkspaceMemberRow>, sqlx::Error> {
-        self.workspace_members_where(workspace_id, "", after_id, limit)
+        page: &Page,
+    ) -> agentshare_kit::Result<Vec<WorkspaceMemberRow>> {
+        self.workspace_members_where(workspace_id, "", page.after(), page.limit())
             .await
     }
 
@@ -305,7 +311,7 @@ impl TenancyStorage {
         &self,
         workspace_id: &str,
         user_id: &str,
-    ) -> Result<Option<WorkspaceMemberRow>, sqlx::Error> {
+    ) -> agentshare_kit::Result<Option<WorkspaceMemberRow>> {
         Ok(self
             .workspace_members_where(workspace_id, user_id, None, 1)
             .await?
@@ -318,8 +324,8 @@ impl TenancyStorage {
         only_user: &str,
         after_id: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<WorkspaceMemberRow>, sqlx::Error> {
-        sqlx::query(
+    ) -> agentshare_kit::Result<Vec<WorkspaceMemberRow>> {
+        Ok(sqlx::query_as(
             "SELECT u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at \
              FROM workspace_members m JOIN users u ON u.id = m.user_id \
              WHERE m.workspace_id = $1 AND ($2 = '' OR u.id = $2) AND ($3 = '' OR u.id > $3) \
@@ -330,16 +336,7 @@ impl TenancyStorage {
         .bind(after_id.unwrap_or_default())
         .bind(limit)
         .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(WorkspaceMemberRow {
-                user: crate::tenancy::storage::members::UserRow::from_row(row)?,
-                role: row.try_get("role")?,
-                joined_at: row.try_get("joined_at")?,
-            })
-        })
-        .collect()
+        .await?)
     }
 
     /// Adds an org member to a workspace, recording `workspace_member.added`;
@@ -351,38 +348,19 @@ impl TenancyStorage {
         workspace_id: &str,
         user_id: &str,
         role: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> agentshare_kit::Result<bool> {
         let mut tx = self.db.begin_write().await?;
-        let added = sqlx::query(
-            "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(workspace_id)
-        .bind(user_id)
-        .bind(role)
-        .bind(self.clock.now_micros())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if added {
-            audit::record(
-                &mut tx,
-                &self.clock,
-                audit::Change {
-                    org_id,
-                    actor,
-                    action: "workspace_member.added",
-                    target_type: "workspace_member",
-                    target_id: user_id,
-                    before: None,
-                    after: Some(serde_json::json!({ "workspace_id": workspace_id, "role": role })),
-                },
-            )
-            .await?;
+        let now = self.clock.now_micros();
+        let added = join_workspace(&mut tx, workspace_id, user_id, role, now).await?;
+        if !added {
+            self.commit(tx).await?;
+            return Ok(false);
         }
-        self.commit(tx).await?;
-        Ok(added)
+        let target = ("workspace_member", user_id);
+        let fields = serde_json::json!({ "workspace_id": workspace_id, "role": role });
+        let change = audit::Change::new(actor, org_id, "workspace_member.added", target);
+        self.commit_audited(tx, change.after(fields)).await?;
+        Ok(true)
     }
 
     /// Removes a user from a workspace, recording `member.removed`;
@@ -393,7 +371,7 @@ impl TenancyStorage {
         org_id: &str,
         workspace_id: &str,
         user_id: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> agentshare_kit::Result<bool> {
         let mut tx = self.db.begin_write().await?;
         let removed =
             sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
@@ -403,24 +381,15 @@ impl TenancyStorage {
                 .await?
                 .rows_affected()
                 == 1;
-        if removed {
-            audit::record(
-                &mut tx,
-                &self.clock,
-                audit::Change {
-                    org_id,
-                    actor,
-                    action: "member.removed",
-                    target_type: "workspace_member",
-                    target_id: user_id,
-                    before: Some(serde_json::json!({ "workspace_id": workspace_id })),
-                    after: None,
-                },
-            )
-            .await?;
+        if !removed {
+            self.commit(tx).await?;
+            return Ok(false);
         }
-        self.commit(tx).await?;
-        Ok(removed)
+        let target = ("workspace_member", user_id);
+        let fields = serde_json::json!({ "workspace_id": workspace_id });
+        let change = audit::Change::new(actor, org_id, "member.removed", target);
+        self.commit_audited(tx, change.before(fields)).await?;
+        Ok(true)
     }
 
     /// Renames a workspace, recording `workspace.updated`.
@@ -429,28 +398,19 @@ impl TenancyStorage {
         actor: &Principal,
         before: &WorkspaceRow,
         name: &str,
-    ) -> Result<WorkspaceRow, NameTaken> {
+    ) -> agentshare_kit::Result<WorkspaceRow> {
         let mut tx = self.db.begin_write().await?;
         sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")
             .bind(name)
             .bind(&before.id)
             .execute(&mut *tx)
-            .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id: &before.org_id,
-                actor,
-                action: "workspace.updated",
-                target_type: "workspace",
-                target_id: &before.id,
-                before: Some(serde_json::json!({ "name": before.name })),
-                after: Some(serde_json::json!({ "name": name })),
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+            .await
+            .map_err(name_taken(name))?;
+        let target = ("workspace", before.id.as_str());
+        let change = audit::Change::new(actor, &before.org_id, "workspace.updated", target)
+            .before(serde_json::json!({ "name": before.name }))
+            .after(serde_json::json!({ "name": name }));
+        self.commit_audited(tx, change).await?;
         Ok(WorkspaceRow {
             name: name.into(),
             ..before.clone()
@@ -466,7 +426,7 @@ impl TenancyStorage {
         &self,
         actor: &Principal,
         workspace: &WorkspaceRow,
-    ) -> Result<(), agentshare_kit::Error> {
+    ) -> agentshare_kit::Result<()> {
         let mut tx = self.db.begin_write().await?;
         let still_there = sqlx::query(&format!(
             "SELECT id FROM workspaces WHERE id = $1{}",
@@ -476,33 +436,27 @@ impl TenancyStorage {
         .fetch_optional(&mut *tx)
         .await?;
         if still_there.is_none() {
-            return Err(agentshare_kit::Error::not_found(format!(
-                "workspace {}",
-                workspace.id
-            )));
+            return Err(Error::not_found(format!("workspace {}", workspace.id)));
         }
         const NAMED: i64 = 5;
-        let mut homed: Vec<String> = sqlx::query(
+        let projects: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, name FROM projects WHERE home_workspace_id = $1 AND deleted_at IS NULL \
              ORDER BY id LIMIT $2",
         )
         .bind(&workspace.id)
         .bind(NAMED)
         .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|row| {
-            let id: String = row.try_get("id")?;
-            let name: String = row.try_get("name")?;
-            Ok(format!("project {name:?} ({id})"))
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+        .await?;
+        let mut homed: Vec<String> = projects
+            .into_iter()
+            .map(|(id, name)| format!("project {name:?} ({id})"))
+            .collect();
         homed.extend(
             crate::access::storage::agent_access::agents_homed_in(&mut tx, &workspace.id, NAMED)
                 .await?,
         );
         if !homed.is_empty() {
-            return Err(agentshare_kit::Error::Aborted(format!(
+            return Err(Error::Aborted(format!(
                 "workspace {:?} is still the home of {}; move or delete them first",
                 workspace.name,
                 homed.join(", ")
@@ -523,22 +477,10 @@ impl TenancyStorage {
             .bind(&workspace.id)
             .execute(&mut *tx)
             .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id: &workspace.org_id,
-                actor,
-                action: "workspace.deleted",
-                target_type: "workspace",
-                target_id: &workspace.id,
-                before: Some(serde_json::json!({ "name": workspace.name })),
-                after: None,
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(())
+        let target = ("workspace", workspace.id.as_str());
+        let change = audit::Change::new(actor, &workspace.org_id, "workspace.deleted", target);
+        let fields = serde_json::json!({ "name": workspace.name });
+        self.commit_audited(tx, change.before(fields)).await
     }
 
     /// Changes a workspace member's role, recording
@@ -550,18 +492,16 @@ impl TenancyStorage {
         workspace_id: &str,
         user_id: &str,
         role: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
+    ) -> agentshare_kit::Result<Option<String>> {
         let mut tx = self.db.begin_write().await?;
-        let Some(before) = sqlx::query(
+        let before: Option<String> = sqlx::query_scalar(
             "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
         )
         .bind(workspace_id)
         .bind(user_id)
         .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| row.try_get::<String, _>("role"))
-        .transpose()?
-        else {
+        .await?;
+        let Some(before) = before else {
             return Ok(None);
         };
         sqlx::query(
@@ -572,27 +512,11 @@ impl TenancyStorage {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        audit::record(
-            &mut tx,
-            &self.clock,
-            audit::Change {
-                org_id,
-                actor,
-                action: "workspace_member.role_changed",
-                target_type: "workspace_member",
-                target_id: user_id,
-                before: Some(serde_json::json!({ "workspace_id": workspace_id, "role": before })),
-                after: Some(serde_json::json!({ "workspace_id": workspace_id, "role": role })),
-            },
-        )
-        .await?;
-        self.commit(tx).await?;
+        let target = ("workspace_member", user_id);
+        let change = audit::Change::new(actor, org_id, "workspace_member.role_changed", target)
+            .before(serde_json::json!({ "workspace_id": workspace_id, "role": before }))
+            .after(serde_json::json!({ "workspace_id": workspace_id, "role": role }));
+        self.commit_audited(tx, change).await?;
         Ok(Some(before))
     }
-}
-
-pub struct WorkspaceMemberRow {
-    pub user: crate::tenancy::storage::members::UserRow,
-    pub role: String,
-    pub joined_at: i64,
 }
