@@ -137,9 +137,18 @@ impl Conditions {
         }
     }
 
-    /// Resumes a listing ordered by (`column` DESC, `id` DESC) after the
-    /// row the page's token names.
-    fn newest_first(&mut self, column: &str, page: &Page) -> Result<()> {
+    /// The page of rows `select` reads under these conditions, newest
+    /// first by (`column`, `id`), after the row the page's token names.
+    async fn newest_page<T>(
+        mut self,
+        pool: &sqlx::AnyPool,
+        select: &str,
+        column: &str,
+        page: &Page,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
         if let Some([at, id]) = page.after_parts() {
             let at = rules::cursor_number(at)?;
             self.push(
@@ -147,7 +156,16 @@ impl Conditions {
                 vec![Bind::Int(at), Bind::Int(at), Bind::Text(id.clone())],
             );
         }
-        Ok(())
+        let sql = format!(
+            "{select}{} ORDER BY {column} DESC, id DESC LIMIT ${}",
+            self.clause(),
+            self.next()
+        );
+        Ok(self
+            .query_as(&sql)
+            .bind(page.limit())
+            .fetch_all(pool)
+            .await?)
     }
 
     fn query_as<'q, T>(
@@ -474,17 +492,10 @@ impl Storage {
                 conditions.text(column, value);
             }
         }
-        conditions.newest_first("created_at", page)?;
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions{} ORDER BY created_at DESC, id DESC LIMIT ${}",
-            conditions.clause(),
-            conditions.next()
-        );
-        Ok(conditions
-            .query_as(&sql)
-            .bind(page.limit())
-            .fetch_all(&self.db.pool)
-            .await?)
+        let select = format!("SELECT {SESSION_COLUMNS} FROM sessions");
+        conditions
+            .newest_page(&self.db.pool, &select, "created_at", page)
+            .await
     }
 
     /// The page of a session's messages after sequence `after`, in order.
@@ -611,19 +622,11 @@ impl Storage {
         status: Option<Status>,
         page: &Page,
     ) -> Result<Vec<Invocation>> {
-        let mut conditions = usage_conditions(filter, range, status);
-        conditions.newest_first("start_time", page)?;
-        let sql = format!(
-            "SELECT {INVOCATION_COLUMNS} FROM invocations{} \
-             ORDER BY start_time DESC, id DESC LIMIT ${}",
-            conditions.clause(),
-            conditions.next()
-        );
-        Ok(conditions
-            .query_as(&sql)
-            .bind(page.limit())
-            .fetch_all(&self.db.pool)
-            .await?)
+        let conditions = usage_conditions(filter, range, status);
+        let select = format!("SELECT {INVOCATION_COLUMNS} FROM invocations");
+        conditions
+            .newest_page(&self.db.pool, &select, "start_time", page)
+            .await
     }
 
     /// Totals per group (`agent_id` or `billed_to_user_id`) and UTC day.
