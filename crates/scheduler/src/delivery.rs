@@ -71,7 +71,7 @@ pub fn backoff(settings: &Settings, failed: u32) -> Duration {
 
 impl Delivery {
     /// One pass over the due rows; returns how many were attempted.
-    pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
+    pub async fn run_once(&self) -> agentshare_kit::Result<usize> {
         let lease = i64::try_from(CLAIM_LEASE.as_micros()).unwrap_or(i64::MAX);
         let rows = self.storage.claim_deliveries(BATCH, lease).await?;
         for row in &rows {
@@ -80,7 +80,7 @@ impl Delivery {
         Ok(rows.len())
     }
 
-    async fn attempt(&self, row: &OutboxRow) -> Result<(), sqlx::Error> {
+    async fn attempt(&self, row: &OutboxRow) -> agentshare_kit::Result<()> {
         let message = Outgoing {
             channel: row.channel.clone(),
             address: row.address.clone(),

@@ -2,9 +2,10 @@
 //! channels, a subscription's status and its reason, the pause, paging, and
 //! the notifications agentshare sends when it stops a subscription.
 
-use agentshare_kit::Error;
+use agentshare_kit::{Error, ids};
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::scheduler::v1 as pb;
+use agentshare_proto::sharing::v1::WorkspaceRole;
 
 use crate::schedule::{Fire, Schedule};
 
@@ -416,6 +417,103 @@ pub fn cap_reached_message(cap: i64) -> String {
     )
 }
 
+/// A cap a request sets: 0 to [`MAX_CAP`], or none to remove it.
+pub fn cap_of(max_active: Option<i32>) -> Result<Option<i64>, Error> {
+    match max_active {
+        Some(max) if !(0..=MAX_CAP).contains(&max) => Err(Error::invalid(
+            "max_active_automations",
+            format!("must be 0 to {MAX_CAP}; leave it unset to remove the cap"),
+        )),
+        max => Ok(max.map(i64::from)),
+    }
+}
+
+/// Who reads a workspace's cap (its members, and the org's owners and
+/// admins) and who sets it (its owners and admins, and the org's): the
+/// caller's role in the workspace, `None` when they cannot see it, and in
+/// the org. NOT_FOUND for a workspace they may not read.
+pub fn cap_access(
+    workspace_id: &str,
+    role: Option<WorkspaceRole>,
+    org_role: Option<&str>,
+    manage: bool,
+) -> Result<(), Error> {
+    let role = role.ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
+    let org_admin = matches!(org_role, Some("owner" | "admin"));
+    let workspace_admin = matches!(role, WorkspaceRole::Owner | WorkspaceRole::Admin);
+    let member = role != WorkspaceRole::Unspecified;
+    if !(member || org_admin) {
+        return Err(Error::not_found(format!("workspace {workspace_id}")));
+    }
+    if manage && !(workspace_admin || org_admin) {
+        return Err(Error::PermissionDenied(
+            "only a workspace owner or admin, or an org owner or admin, may set the automation cap"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What an update of a subscription's settings changes: the paths of its
+/// mask, each `enabled` or `channels`.
+pub fn settings_change(
+    paths: &[String],
+    settings: &pb::SubscriptionSettings,
+) -> Result<(Option<bool>, Option<Vec<Channel>>), Error> {
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "update_mask",
+            "name the settings to change: enabled, channels or both",
+        ));
+    }
+    let (mut enabled, mut channels) = (None, None);
+    for path in paths {
+        match path.as_str() {
+            "enabled" => enabled = Some(settings.enabled),
+            "channels" => {
+                channels = Some(requested_channels(&settings.channels, "settings.channels")?);
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "update_mask",
+                    "names an unknown path; use enabled or channels",
+                ));
+            }
+        }
+    }
+    Ok((enabled, channels))
+}
+
+/// The inbox items a MarkInboxRead names: up to 500 ids, or `all`, never
+/// both.
+pub fn items_to_mark(item_ids: &[String], all: bool) -> Result<Vec<String>, Error> {
+    if item_ids.is_empty() != all {
+        return Err(Error::invalid(
+            "item_ids",
+            "name the items to mark read, or set all, but not both",
+        ));
+    }
+    if item_ids.len() > 500 {
+        return Err(Error::invalid("item_ids", "at most 500 ids per call"));
+    }
+    item_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ids::parse(&format!("item_ids[{i}]"), id))
+        .collect()
+}
+
+/// Enabling past a workspace's cap: RESOURCE_EXHAUSTED with a
+/// `QuotaFailure` naming the workspace.
+pub fn cap_reached(workspace_id: &str, cap: i64) -> Error {
+    let message = cap_reached_message(cap);
+    Error::quota(
+        message.clone(),
+        format!("workspace/{workspace_id}"),
+        message,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -487,6 +585,38 @@ mod tests {
             ..on
         };
         assert_eq!(gone.status(now), Status::Inactive);
+    }
+
+    #[test]
+    fn members_read_a_cap_and_admins_of_the_workspace_or_org_set_it() {
+        let member = Some(WorkspaceRole::Member);
+        let admin = Some(WorkspaceRole::Admin);
+        assert!(cap_access("w", member, Some("member"), false).is_ok());
+        assert!(matches!(
+            cap_access("w", member, Some("member"), true),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(cap_access("w", admin, Some("member"), true).is_ok());
+        let unseen = Some(WorkspaceRole::Unspecified);
+        assert!(cap_access("w", unseen, Some("admin"), true).is_ok());
+        assert!(matches!(
+            cap_access("w", unseen, Some("member"), false),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            cap_access("w", None, Some("owner"), false),
+            Err(Error::NotFound(_))
+        ));
+        assert!(cap_of(Some(-1)).is_err());
+        assert_eq!(cap_of(None).expect("no cap"), None);
+    }
+
+    #[test]
+    fn marking_read_names_items_or_all_but_not_both() {
+        assert!(items_to_mark(&[], false).is_err());
+        assert!(items_to_mark(&["x".into()], true).is_err());
+        assert_eq!(items_to_mark(&[], true).expect("all"), Vec::<String>::new());
+        assert!(items_to_mark(&vec![String::new(); 501], false).is_err());
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Firing {
         &self,
         slots: &Arc<Semaphore>,
         shutdown: &Shutdown,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> agentshare_kit::Result<usize> {
         let lease = duration_micros(self.lease());
         let mut started = 0;
         for reclaim in [true, false] {

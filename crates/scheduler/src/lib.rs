@@ -17,6 +17,7 @@ mod rpc;
 mod runs;
 mod schedule;
 mod storage;
+mod stored;
 mod subscriptions;
 
 use std::sync::Arc;

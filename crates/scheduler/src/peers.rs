@@ -21,7 +21,6 @@ use agentshare_proto::sharing::v1 as sharing;
 use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
 use agentshare_proto::sharing::v1::connections_service_client::ConnectionsServiceClient;
 use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
-use tonic::Code;
 
 /// A peer call waits no longer than this: a user is waiting on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,20 +75,23 @@ fn request<T>(principal: &Principal, message: T) -> tonic::Request<T> {
 /// A peer's refusal as the caller's error. NOT_FOUND keeps the peer's
 /// indistinguishability; an outage is UNAVAILABLE; anything else a peer
 /// should never answer us is a bug.
-fn from_peer(status: &tonic::Status, what: &str) -> Error {
-    match status.code() {
-        Code::NotFound => Error::not_found(what),
-        Code::PermissionDenied => Error::PermissionDenied(status.message().to_string()),
-        Code::FailedPrecondition => Error::FailedPrecondition(status.message().to_string()),
-        Code::Unauthenticated => Error::Unauthenticated(status.message().to_string()),
-        Code::InvalidArgument => Error::invalid("agent_id", status.message()),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
-            Error::Unavailable(format!(
-                "cannot reach a service automations depend on ({}); retry shortly",
-                status.message()
-            ))
+fn from_peer(status: tonic::Status, what: &str) -> Error {
+    let message = status.message().to_string();
+    match Error::from(status) {
+        Error::NotFound(_) => Error::not_found(what),
+        refused @ (Error::PermissionDenied(_) | Error::Unauthenticated(_)) => refused,
+        Error::FailedPrecondition(message) | Error::Unmet(message, _) => {
+            Error::FailedPrecondition(message)
         }
-        _ => Error::internal(format!("peer answered {what}: {status:?}")),
+        Error::InvalidArgument(_) => Error::invalid("agent_id", message),
+        Error::Unavailable(_)
+        | Error::DeadlineExceeded(_)
+        | Error::Cancelled(_)
+        | Error::ResourceExhausted(_)
+        | Error::Quota(..) => Error::Unavailable(format!(
+            "cannot reach a service automations depend on ({message}); retry shortly"
+        )),
+        other => Error::internal(format!("peer answered {what}: {other:?}")),
     }
 }
 
@@ -158,11 +160,11 @@ impl Peers {
                 .await
             {
                 Ok(answer) => answer.into_inner(),
-                // Gone, or no longer a member of the org: no reach at all.
-                Err(status) if matches!(status.code(), Code::NotFound | Code::PermissionDenied) => {
-                    return Ok(Reach::Lost);
-                }
-                Err(status) => return Err(from_peer(&status, &format!("agent {agent_id}"))),
+                Err(status) => match from_peer(status, &format!("agent {agent_id}")) {
+                    // Gone, or no longer a member of the org: no reach at all.
+                    Error::NotFound(_) | Error::PermissionDenied(_) => return Ok(Reach::Lost),
+                    error => return Err(error),
+                },
             };
             let reason = R::try_from(answer.reason).unwrap_or(R::Unspecified);
             let member = memberships.iter().any(|w| w == candidate);
@@ -183,7 +185,21 @@ impl Peers {
 
     /// The workspaces `principal`'s user is a member of in its org.
     async fn memberships(&self, principal: &Principal) -> Result<Vec<String>, Error> {
-        let mut ids = Vec::new();
+        Ok(self
+            .workspaces(principal)
+            .await?
+            .iter()
+            .filter(|w| w.role() != sharing::WorkspaceRole::Unspecified)
+            .filter_map(|w| w.workspace.as_ref().map(|w| w.id.clone()))
+            .collect())
+    }
+
+    /// Every workspace of the org `principal` sees, with their role in it.
+    async fn workspaces(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<sharing::WorkspaceMembership>, Error> {
+        let mut workspaces = Vec::new();
         let mut page_token = String::new();
         loop {
             let page = self
@@ -197,16 +213,11 @@ impl Peers {
                     },
                 ))
                 .await
-                .map_err(|s| from_peer(&s, "workspaces"))?
+                .map_err(|s| from_peer(s, "workspaces"))?
                 .into_inner();
-            ids.extend(
-                page.workspaces
-                    .iter()
-                    .filter(|w| w.role() != sharing::WorkspaceRole::Unspecified)
-                    .filter_map(|w| w.workspace.as_ref().map(|w| w.id.clone())),
-            );
+            workspaces.extend(page.workspaces);
             if page.next_page_token.is_empty() {
-                return Ok(ids);
+                return Ok(workspaces);
             }
             page_token = page.next_page_token;
         }
@@ -236,7 +247,7 @@ impl Peers {
         ));
         let (agent, pin) = tokio::join!(get_agent, get_pin);
         let agent = agent
-            .map_err(|s| from_peer(&s, &what))?
+            .map_err(|s| from_peer(s, &what))?
             .into_inner()
             .agent
             .ok_or_else(|| Error::internal("registry returned no agent"))?;
@@ -252,7 +263,7 @@ impl Peers {
         }
         let pinned = match pin {
             Ok(pin) => pin.into_inner().pin.map(|p| p.version),
-            Err(status) => return Err(from_peer(&status, &what)),
+            Err(status) => return Err(from_peer(status, &what)),
         };
         let version_number = pinned.unwrap_or(agent.latest_version_number);
         let version = self
@@ -266,7 +277,7 @@ impl Peers {
                 },
             ))
             .await
-            .map_err(|s| from_peer(&s, &what))?
+            .map_err(|s| from_peer(s, &what))?
             .into_inner()
             .version
             .ok_or_else(|| Error::internal("registry returned no version"))?;
@@ -307,7 +318,7 @@ impl Peers {
                 },
             ))
             .await
-            .map_err(|s| from_peer(&s, &format!("agent {agent_id}")))?
+            .map_err(|s| from_peer(s, &format!("agent {agent_id}")))?
             .into_inner();
         use sharing::DecisionReason as R;
         let reason = R::try_from(answer.reason).unwrap_or(R::Unspecified);
@@ -348,7 +359,7 @@ impl Peers {
                 },
             ))
             .await
-            .map_err(|s| from_peer(&s, &format!("agent {agent_id}")))?
+            .map_err(|s| from_peer(s, &format!("agent {agent_id}")))?
             .into_inner()
             .setup
             .ok_or_else(|| Error::internal("sharing returned no setup"))?;
@@ -365,7 +376,7 @@ impl Peers {
             .clone()
             .get_me(request(principal, sharing::GetMeRequest {}))
             .await
-            .map_err(|s| from_peer(&s, "user"))?
+            .map_err(|s| from_peer(s, "user"))?
             .into_inner();
         Ok(me.user.map(|u| u.email).unwrap_or_default())
     }
@@ -378,32 +389,11 @@ impl Peers {
         principal: &Principal,
         workspace_id: &str,
     ) -> Result<Option<sharing::WorkspaceRole>, Error> {
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .tenancy
-                .clone()
-                .list_workspaces(request(
-                    principal,
-                    sharing::ListWorkspacesRequest {
-                        page_size: 1000,
-                        page_token,
-                    },
-                ))
-                .await
-                .map_err(|s| from_peer(&s, "workspaces"))?
-                .into_inner();
-            if let Some(found) = page
-                .workspaces
-                .iter()
-                .find(|w| w.workspace.as_ref().is_some_and(|w| w.id == workspace_id))
-            {
-                return Ok(Some(found.role()));
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(None);
-            }
-            page_token = page.next_page_token;
-        }
+        Ok(self
+            .workspaces(principal)
+            .await?
+            .iter()
+            .find(|w| w.workspace.as_ref().is_some_and(|w| w.id == workspace_id))
+            .map(sharing::WorkspaceMembership::role))
     }
 }

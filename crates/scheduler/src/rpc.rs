@@ -1,44 +1,24 @@
 //! AutomationsService and AutomationsInternalService: decode, check the
 //! caller, call `subscriptions`, and map rows to the contract.
 
-use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
-use agentshare_kit::ids;
+use agentshare_kit::page::Page;
+use agentshare_kit::{Error, Result, ids, rpc};
 use agentshare_proto::scheduler::v1 as pb;
-use agentshare_proto::sharing::v1::WorkspaceRole;
 use pb::automations_internal_service_server::AutomationsInternalService;
 use pb::automations_service_server::AutomationsService;
 use tonic::{Request, Response, Status};
-
-use agentshare_kit::page::Page;
 
 use crate::domain::{self, Channel, Status as SubscriptionStatus};
 use crate::runs::{DeliveryRow, RunFilter, RunRow};
 use crate::schedule::{Fire, Schedule};
 use crate::storage::{LastRun, SubscriptionRow};
-use crate::subscriptions::{Caller, Refusal, Subscriptions, display_name};
+use crate::subscriptions::{Caller, Subscriptions, display_name};
 
 #[derive(Clone)]
 pub struct Automations {
     pub subscriptions: Subscriptions,
-}
-
-impl From<Refusal> for Status {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::Error(error) => error.into(),
-            Refusal::CapReached { workspace_id, cap } => {
-                let message = domain::cap_reached_message(cap);
-                Error::quota(
-                    message.clone(),
-                    format!("workspace/{workspace_id}"),
-                    message,
-                )
-                .into()
-            }
-        }
-    }
 }
 
 fn fire_to_proto(fire: &Fire) -> pb::FireTime {
@@ -79,7 +59,7 @@ fn run_status(text: &str) -> pb::AutomationRunStatus {
 }
 
 /// A run status of a request, as stored.
-fn run_status_text(number: i32, field: &str) -> Result<&'static str, Error> {
+fn run_status_text(number: i32, field: &str) -> Result<&'static str> {
     use pb::AutomationRunStatus as S;
     match S::try_from(number) {
         Ok(S::Scheduled) => Ok("scheduled"),
@@ -157,7 +137,7 @@ fn subscription_to_proto(
     row: &SubscriptionRow,
     last_run: Option<&LastRun>,
     now: i64,
-) -> Result<pb::Subscription, Error> {
+) -> Result<pb::Subscription> {
     let schedule = row.schedule()?;
     let switches = row.switches();
     let status = switches.status(now);
@@ -210,14 +190,22 @@ impl Automations {
         self.subscriptions.storage.clock.now_micros()
     }
 
+    /// Subscriptions as the contract shows them, each with its last run.
+    async fn shown(&self, rows: &[SubscriptionRow]) -> Result<Vec<pb::Subscription>> {
+        let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
+        let runs = self.subscriptions.storage.last_runs(&ids).await?;
+        let now = self.now();
+        rows.iter()
+            .map(|row| {
+                let run = runs.iter().find(|r| r.subscription_id == row.id);
+                subscription_to_proto(row, run, now)
+            })
+            .collect()
+    }
+
     /// One subscription as the contract shows it, with its last run.
-    async fn shown(&self, row: &SubscriptionRow) -> Result<pb::Subscription, Error> {
-        let runs = self
-            .subscriptions
-            .storage
-            .last_runs(std::slice::from_ref(&row.id))
-            .await?;
-        subscription_to_proto(row, runs.first(), self.now())
+    async fn shown_one(&self, row: SubscriptionRow) -> Result<Option<pb::Subscription>> {
+        Ok(self.shown(std::slice::from_ref(&row)).await?.pop())
     }
 
     /// Whether the caller may read (and, with `manage`, set) a workspace's
@@ -227,41 +215,91 @@ impl Automations {
         principal: &Principal,
         workspace_id: &str,
         manage: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<()> {
         let role = self
             .subscriptions
             .peers
             .workspace_role(principal, workspace_id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
-        let org_admin = matches!(principal.org_role.as_deref(), Some("owner" | "admin"));
-        let workspace_admin = matches!(role, WorkspaceRole::Owner | WorkspaceRole::Admin);
-        let member = role != WorkspaceRole::Unspecified;
-        if !(member || org_admin) {
-            return Err(Error::not_found(format!("workspace {workspace_id}")));
-        }
-        if manage && !(workspace_admin || org_admin) {
-            return Err(Error::PermissionDenied(
-                "only a workspace owner or admin, or an org owner or admin, may set the automation cap".into(),
-            ));
-        }
-        Ok(())
+            .await?;
+        domain::cap_access(workspace_id, role, principal.org_role.as_deref(), manage)
     }
 
-    async fn cap(&self, workspace_id: &str) -> Result<pb::WorkspaceAutomationCap, Error> {
+    async fn cap(&self, workspace_id: &str) -> Result<Option<pb::WorkspaceAutomationCap>> {
         let (cap, active) = self.subscriptions.storage.cap(workspace_id).await?;
-        Ok(pb::WorkspaceAutomationCap {
+        Ok(Some(pb::WorkspaceAutomationCap {
             workspace_id: workspace_id.to_string(),
             max_active_automations: cap.max_active.and_then(|m| i32::try_from(m).ok()),
             active_count: i32::try_from(active).unwrap_or(i32::MAX),
             update_user_id: cap.updated_by,
             update_time: cap.updated_at.map(timestamp),
-        })
+        }))
+    }
+
+    async fn unread(&self, caller: &Caller<'_>) -> Result<i32> {
+        let unread = self
+            .subscriptions
+            .storage
+            .unread_count(&caller.org_id, &caller.user_id)
+            .await?;
+        Ok(i32::try_from(unread).unwrap_or(i32::MAX))
     }
 }
 
-fn channels_field(numbers: &[i32], field: &str) -> Result<Vec<Channel>, Error> {
-    domain::requested_channels(numbers, field)
+/// The agent and the automation key a request names.
+fn automation_named(agent_id: &str, key: &str) -> Result<(String, String)> {
+    Ok((
+        ids::parse("agent_id", agent_id)?,
+        domain::automation_key(key)?,
+    ))
+}
+
+/// The agent a listing is narrowed to, if any.
+fn agent_filter(agent_id: &str) -> Result<Option<String>> {
+    match agent_id {
+        "" => Ok(None),
+        id => Ok(Some(ids::parse("agent_id", id)?)),
+    }
+}
+
+/// Each status a listing names, checked by `of`, in order and once.
+fn each_status<T>(numbers: &[i32], of: impl Fn(i32, &str) -> Result<T>) -> Result<Vec<T>> {
+    numbers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| of(*s, &format!("statuses[{i}]")))
+        .collect()
+}
+
+/// The (scheduled time, id) a page of runs resumes after.
+fn run_cursor(page: &Page) -> Result<Option<(i64, String)>> {
+    let Some(after) = page.after() else {
+        return Ok(None);
+    };
+    after
+        .split_once('_')
+        .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::invalid(
+                "page_token",
+                "not a token from a previous page of this list; start again with an empty token",
+            )
+        })
+}
+
+fn inbox_item_to_proto(r: crate::storage::InboxRow) -> pb::InboxItem {
+    pb::InboxItem {
+        kind: domain::InboxKind::to_proto(&r.kind).into(),
+        id: r.id,
+        title: r.title,
+        body: r.body,
+        agent_id: r.agent_id,
+        automation_key: r.automation_key,
+        run_id: r.run_id,
+        session_id: r.session_id,
+        create_time: Some(timestamp(r.created_at)),
+        read_time: r.read_at.map(timestamp),
+    }
 }
 
 #[tonic::async_trait]
@@ -270,538 +308,410 @@ impl AutomationsService for Automations {
         &self,
         request: Request<pb::ListAutomationsRequest>,
     ) -> Result<Response<pb::ListAutomationsResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = ids::parse("agent_id", &message.agent_id)?;
-        let page = Page::of(
-            message.page_size,
-            &message.page_token,
-            format!("automations:{agent_id}"),
-        )?;
-        let (view, listed, cannot_enable) = self.subscriptions.list(&caller, &agent_id).await?;
-        let now = self.now();
-        let after = page.after().unwrap_or_default().to_string();
-        let listed: Vec<_> = listed
-            .into_iter()
-            .filter(|l| page.after().is_none() || l.automation.key > after)
-            .take(usize::try_from(page.limit()).unwrap_or(usize::MAX))
-            .collect();
-        let (listed, next_page_token) = page.split(listed, |l| l.automation.key.clone());
-        let ids: Vec<String> = listed
-            .iter()
-            .filter_map(|l| l.subscription.as_ref().map(|s| s.id.clone()))
-            .collect();
-        let runs = self
-            .subscriptions
-            .storage
-            .last_runs(&ids)
-            .await
-            .map_err(Error::from)?;
-        let mut automations = Vec::with_capacity(listed.len());
-        for item in listed {
-            let my_subscription = item
-                .subscription
-                .as_ref()
-                .map(|row| {
-                    let run = runs.iter().find(|r| r.subscription_id == row.id);
-                    subscription_to_proto(row, run, now)
-                })
-                .transpose()?;
-            automations.push(pb::Automation {
-                agent_id: agent_id.clone(),
-                key: item.automation.key.clone(),
-                name: display_name(&item.automation),
-                task: item.automation.task.clone(),
-                schedule: Some(schedule_to_proto(&item.schedule)),
-                catch_up_policy: domain::catch_up_to_proto(domain::catch_up_text(
-                    item.automation.catch_up_policy,
-                ))
-                .into(),
-                next_fire_times: item
-                    .schedule
-                    .fires_after(now, 3)
-                    .iter()
-                    .map(fire_to_proto)
-                    .collect(),
-                my_subscription,
-                agent_version_number: view.version,
-                can_enable: cannot_enable.is_none(),
-                cannot_enable_reason: cannot_enable.clone().unwrap_or_default(),
-                suggested_channels: domain::suggested_channels(&item.automation.suggested_channels)
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let agent_id = ids::parse("agent_id", &message.agent_id)?;
+            let page = Page::of(
+                message.page_size,
+                &message.page_token,
+                format!("automations:{agent_id}"),
+            )?;
+            let (view, listed, cannot_enable) = self.subscriptions.list(&caller, &agent_id).await?;
+            let now = self.now();
+            let after = page.after().unwrap_or_default().to_string();
+            let listed: Vec<_> = listed
+                .into_iter()
+                .filter(|l| page.after().is_none() || l.automation.key > after)
+                .take(usize::try_from(page.limit()).unwrap_or(usize::MAX))
+                .collect();
+            let (listed, next_page_token) = page.split(listed, |l| l.automation.key.clone());
+            let rows: Vec<SubscriptionRow> = listed
+                .iter()
+                .filter_map(|l| l.subscription.clone())
+                .collect();
+            let mut shown = self.shown(&rows).await?.into_iter();
+            let mut automations = Vec::with_capacity(listed.len());
+            for item in listed {
+                let my_subscription = item.subscription.as_ref().and_then(|_| shown.next());
+                automations.push(pb::Automation {
+                    agent_id: agent_id.clone(),
+                    key: item.automation.key.clone(),
+                    name: display_name(&item.automation),
+                    task: item.automation.task.clone(),
+                    schedule: Some(schedule_to_proto(&item.schedule)),
+                    catch_up_policy: domain::catch_up_to_proto(domain::catch_up_text(
+                        item.automation.catch_up_policy,
+                    ))
+                    .into(),
+                    next_fire_times: item
+                        .schedule
+                        .fires_after(now, 3)
+                        .iter()
+                        .map(fire_to_proto)
+                        .collect(),
+                    my_subscription,
+                    agent_version_number: view.version,
+                    can_enable: cannot_enable.is_none(),
+                    cannot_enable_reason: cannot_enable.clone().unwrap_or_default(),
+                    suggested_channels: domain::suggested_channels(
+                        &item.automation.suggested_channels,
+                    )
                     .iter()
                     .map(|c| c.to_proto().into())
                     .collect(),
-            });
-        }
-        Ok(Response::new(pb::ListAutomationsResponse {
-            automations,
-            next_page_token,
-        }))
+                });
+            }
+            Ok(pb::ListAutomationsResponse {
+                automations,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn subscribe(
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<pb::SubscribeResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = ids::parse("agent_id", &message.agent_id)?;
-        let key = domain::automation_key(&message.automation_key)?;
-        let channels = if message.channels.is_empty() {
-            None
-        } else {
-            Some(channels_field(&message.channels, "channels")?)
-        };
-        let row = self
-            .subscriptions
-            .subscribe(&caller, &agent_id, &key, message.enabled, channels)
-            .await?;
-        Ok(Response::new(pb::SubscribeResponse {
-            subscription: Some(self.shown(&row).await?),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+            let channels = if message.channels.is_empty() {
+                None
+            } else {
+                Some(domain::requested_channels(&message.channels, "channels")?)
+            };
+            let row = self
+                .subscriptions
+                .subscribe(&caller, &agent_id, &key, message.enabled, channels)
+                .await?;
+            Ok(pb::SubscribeResponse {
+                subscription: self.shown_one(row).await?,
+            })
+        })
+        .await
     }
 
     async fn update_subscription(
         &self,
         request: Request<pb::UpdateSubscriptionRequest>,
     ) -> Result<Response<pb::UpdateSubscriptionResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = ids::parse("agent_id", &message.agent_id)?;
-        let key = domain::automation_key(&message.automation_key)?;
-        let paths = message
-            .update_mask
-            .as_ref()
-            .map(|m| m.paths.clone())
-            .unwrap_or_default();
-        if paths.is_empty() {
-            return Err(Error::invalid(
-                "update_mask",
-                "name the settings to change: enabled, channels or both",
-            )
-            .into());
-        }
-        let settings = message.settings.clone().unwrap_or_default();
-        let (mut enabled, mut channels) = (None, None);
-        for path in &paths {
-            match path.as_str() {
-                "enabled" => enabled = Some(settings.enabled),
-                "channels" => {
-                    channels = Some(channels_field(&settings.channels, "settings.channels")?);
-                }
-                _ => {
-                    return Err(Error::invalid(
-                        "update_mask",
-                        "names an unknown path; use enabled or channels",
-                    )
-                    .into());
-                }
-            }
-        }
-        let row = self
-            .subscriptions
-            .update(&caller, &agent_id, &key, enabled, channels)
-            .await?;
-        Ok(Response::new(pb::UpdateSubscriptionResponse {
-            subscription: Some(self.shown(&row).await?),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+            let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
+            let (enabled, channels) =
+                domain::settings_change(&paths, &message.settings.unwrap_or_default())?;
+            let row = self
+                .subscriptions
+                .update(&caller, &agent_id, &key, enabled, channels)
+                .await?;
+            Ok(pb::UpdateSubscriptionResponse {
+                subscription: self.shown_one(row).await?,
+            })
+        })
+        .await
     }
 
     async fn pause_subscription(
         &self,
         request: Request<pb::PauseSubscriptionRequest>,
     ) -> Result<Response<pb::PauseSubscriptionResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = ids::parse("agent_id", &message.agent_id)?;
-        let key = domain::automation_key(&message.automation_key)?;
-        let until = domain::pause_end(message.paused_until.as_ref(), self.now())?;
-        let row = self
-            .subscriptions
-            .pause(&caller, &agent_id, &key, until)
-            .await?;
-        Ok(Response::new(pb::PauseSubscriptionResponse {
-            subscription: Some(self.shown(&row).await?),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+            let until = domain::pause_end(message.paused_until.as_ref(), self.now())?;
+            let row = self
+                .subscriptions
+                .pause(&caller, &agent_id, &key, until)
+                .await?;
+            Ok(pb::PauseSubscriptionResponse {
+                subscription: self.shown_one(row).await?,
+            })
+        })
+        .await
     }
 
     async fn resume_subscription(
         &self,
         request: Request<pb::ResumeSubscriptionRequest>,
     ) -> Result<Response<pb::ResumeSubscriptionResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = ids::parse("agent_id", &message.agent_id)?;
-        let key = domain::automation_key(&message.automation_key)?;
-        let row = self.subscriptions.resume(&caller, &agent_id, &key).await?;
-        Ok(Response::new(pb::ResumeSubscriptionResponse {
-            subscription: Some(self.shown(&row).await?),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+            let row = self.subscriptions.resume(&caller, &agent_id, &key).await?;
+            Ok(pb::ResumeSubscriptionResponse {
+                subscription: self.shown_one(row).await?,
+            })
+        })
+        .await
     }
 
     async fn unsubscribe(
         &self,
         request: Request<pb::UnsubscribeRequest>,
     ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = ids::parse("agent_id", &message.agent_id)?;
-        let key = domain::automation_key(&message.automation_key)?;
-        let subscription_id = self
-            .subscriptions
-            .unsubscribe(&caller, &agent_id, &key)
-            .await?;
-        Ok(Response::new(pb::UnsubscribeResponse { subscription_id }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+            let subscription_id = self
+                .subscriptions
+                .unsubscribe(&caller, &agent_id, &key)
+                .await?;
+            Ok(pb::UnsubscribeResponse { subscription_id })
+        })
+        .await
     }
 
     async fn list_my_subscriptions(
         &self,
         request: Request<pb::ListMySubscriptionsRequest>,
     ) -> Result<Response<pb::ListMySubscriptionsResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = match message.agent_id.as_str() {
-            "" => None,
-            id => Some(ids::parse("agent_id", id)?),
-        };
-        let mut statuses = message
-            .statuses
-            .iter()
-            .enumerate()
-            .map(|(i, s)| SubscriptionStatus::of_proto(*s, &format!("statuses[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        statuses.dedup();
-        let mut scope_statuses: Vec<i32> = message.statuses.clone();
-        scope_statuses.sort_unstable();
-        let page = Page::of(
-            message.page_size,
-            &message.page_token,
-            format!(
-                "subscriptions:{}:{scope_statuses:?}",
-                agent_id.as_deref().unwrap_or("")
-            ),
-        )?;
-        let (rows, next_page_token) = self
-            .subscriptions
-            .mine(&caller, agent_id.as_deref(), &statuses, &page)
-            .await?;
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let runs = self
-            .subscriptions
-            .storage
-            .last_runs(&ids)
-            .await
-            .map_err(Error::from)?;
-        let now = self.now();
-        let subscriptions = rows
-            .iter()
-            .map(|row| {
-                let run = runs.iter().find(|r| r.subscription_id == row.id);
-                subscription_to_proto(row, run, now)
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let agent_id = agent_filter(&message.agent_id)?;
+            let mut statuses = each_status(&message.statuses, SubscriptionStatus::of_proto)?;
+            statuses.dedup();
+            let mut scope_statuses: Vec<i32> = message.statuses.clone();
+            scope_statuses.sort_unstable();
+            let page = Page::of(
+                message.page_size,
+                &message.page_token,
+                format!(
+                    "subscriptions:{}:{scope_statuses:?}",
+                    agent_id.as_deref().unwrap_or("")
+                ),
+            )?;
+            let (rows, next_page_token) = self
+                .subscriptions
+                .mine(&caller, agent_id.as_deref(), &statuses, &page)
+                .await?;
+            Ok(pb::ListMySubscriptionsResponse {
+                subscriptions: self.shown(&rows).await?,
+                next_page_token,
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Response::new(pb::ListMySubscriptionsResponse {
-            subscriptions,
-            next_page_token,
-        }))
+        })
+        .await
     }
 
     async fn list_runs(
         &self,
         request: Request<pb::ListRunsRequest>,
     ) -> Result<Response<pb::ListRunsResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = match message.agent_id.as_str() {
-            "" => None,
-            id => Some(ids::parse("agent_id", id)?),
-        };
-        let automation_key = match message.automation_key.as_str() {
-            "" => None,
-            _ if agent_id.is_none() => {
-                return Err(Error::invalid(
-                    "automation_key",
-                    "needs agent_id: name the agent the automation belongs to",
-                )
-                .into());
-            }
-            key => Some(domain::automation_key(key)?),
-        };
-        let mut statuses = message
-            .statuses
-            .iter()
-            .enumerate()
-            .map(|(i, s)| run_status_text(*s, &format!("statuses[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        statuses.sort_unstable();
-        statuses.dedup();
-        let page = Page::of(
-            message.page_size,
-            &message.page_token,
-            format!(
-                "runs:{}:{}:{}",
-                agent_id.as_deref().unwrap_or(""),
-                automation_key.as_deref().unwrap_or(""),
-                statuses.join(",")
-            ),
-        )?;
-        // The token resumes after (scheduled time, id) of the last run.
-        let after = match page.after() {
-            None => None,
-            Some(after) => Some(
-                after
-                    .split_once('_')
-                    .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "page_token",
-                            "not a token from a previous page of this list; start again with an empty token",
-                        )
-                    })?,
-            ),
-        };
-        let rows = self
-            .subscriptions
-            .storage
-            .runs_of(&RunFilter {
-                org_id: &caller.org_id,
-                user_id: &caller.user_id,
-                agent_id: agent_id.as_deref(),
-                automation_key: automation_key.as_deref(),
-                statuses: &statuses,
-                after,
-                limit: page.limit(),
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let agent_id = agent_filter(&message.agent_id)?;
+            let automation_key = match message.automation_key.as_str() {
+                "" => None,
+                _ if agent_id.is_none() => {
+                    return Err(Error::invalid(
+                        "automation_key",
+                        "needs agent_id: name the agent the automation belongs to",
+                    ));
+                }
+                key => Some(domain::automation_key(key)?),
+            };
+            let mut statuses = each_status(&message.statuses, run_status_text)?;
+            statuses.sort_unstable();
+            statuses.dedup();
+            let page = Page::of(
+                message.page_size,
+                &message.page_token,
+                format!(
+                    "runs:{}:{}:{}",
+                    agent_id.as_deref().unwrap_or(""),
+                    automation_key.as_deref().unwrap_or(""),
+                    statuses.join(",")
+                ),
+            )?;
+            let rows = self
+                .subscriptions
+                .storage
+                .runs_of(&RunFilter {
+                    org_id: &caller.org_id,
+                    user_id: &caller.user_id,
+                    agent_id: agent_id.as_deref(),
+                    automation_key: automation_key.as_deref(),
+                    statuses: &statuses,
+                    after: run_cursor(&page)?,
+                    limit: page.limit(),
+                })
+                .await?;
+            let (rows, next_page_token) =
+                page.split(rows, |r| format!("{}_{}", r.scheduled_at, r.id));
+            Ok(pb::ListRunsResponse {
+                runs: rows
+                    .into_iter()
+                    .map(|row| run_to_proto(row, Vec::new()))
+                    .collect(),
+                next_page_token,
             })
-            .await
-            .map_err(Error::from)?;
-        let (rows, next_page_token) = page.split(rows, |r| format!("{}_{}", r.scheduled_at, r.id));
-        Ok(Response::new(pb::ListRunsResponse {
-            runs: rows
-                .into_iter()
-                .map(|row| run_to_proto(row, Vec::new()))
-                .collect(),
-            next_page_token,
-        }))
+        })
+        .await
     }
 
     async fn get_run(
         &self,
         request: Request<pb::GetRunRequest>,
     ) -> Result<Response<pb::GetRunResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let run_id = ids::parse("run_id", &request.get_ref().run_id)?;
-        let storage = &self.subscriptions.storage;
-        let run = storage
-            .run(&run_id)
-            .await
-            .map_err(Error::from)?
-            .filter(|r| r.user_id == caller.user_id && r.org_id == caller.org_id)
-            .ok_or_else(|| Error::not_found(format!("run {run_id}")))?;
-        let deliveries = storage
-            .deliveries(&run_id)
-            .await
-            .map_err(Error::from)?
-            .into_iter()
-            .map(delivery_to_proto)
-            .collect();
-        Ok(Response::new(pb::GetRunResponse {
-            run: Some(run_to_proto(run, deliveries)),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let run_id = ids::parse("run_id", &message.run_id)?;
+            let storage = &self.subscriptions.storage;
+            let run = storage
+                .run(&run_id)
+                .await?
+                .filter(|r| r.user_id == caller.user_id && r.org_id == caller.org_id)
+                .ok_or_else(|| Error::not_found(format!("run {run_id}")))?;
+            let deliveries = storage
+                .deliveries(&run_id)
+                .await?
+                .into_iter()
+                .map(delivery_to_proto)
+                .collect();
+            Ok(pb::GetRunResponse {
+                run: Some(run_to_proto(run, deliveries)),
+            })
+        })
+        .await
     }
 
     async fn next_runs(
         &self,
         request: Request<pb::NextRunsRequest>,
     ) -> Result<Response<pb::NextRunsResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let agent_id = ids::parse("agent_id", &message.agent_id)?;
-        let key = domain::automation_key(&message.automation_key)?;
-        let count = match message.count {
-            0 => 3,
-            n @ 1..=50 => usize::try_from(n).unwrap_or(3),
-            _ => return Err(Error::invalid("count", "must be 0 to 50; 0 means 3").into()),
-        };
-        let after = match &message.after_time {
-            Some(t) => t
-                .seconds
-                .checked_mul(1_000_000)
-                .and_then(|s| s.checked_add(i64::from(t.nanos / 1_000)))
-                .ok_or_else(|| Error::invalid("after_time", "out of range"))?,
-            None => self.now(),
-        };
-        let (view, automation) = self
-            .subscriptions
-            .automation(&caller, &agent_id, &key)
-            .await?;
-        let schedule = crate::subscriptions::definition(&view, &automation)?.schedule;
-        Ok(Response::new(pb::NextRunsResponse {
-            fire_times: schedule
-                .fires_after(after, count)
-                .iter()
-                .map(fire_to_proto)
-                .collect(),
-            schedule: Some(schedule_to_proto(&schedule)),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+            let count = match message.count {
+                0 => 3,
+                n @ 1..=50 => usize::try_from(n).unwrap_or(3),
+                _ => return Err(Error::invalid("count", "must be 0 to 50; 0 means 3")),
+            };
+            let after = match &message.after_time {
+                Some(t) => t
+                    .seconds
+                    .checked_mul(1_000_000)
+                    .and_then(|s| s.checked_add(i64::from(t.nanos / 1_000)))
+                    .ok_or_else(|| Error::invalid("after_time", "out of range"))?,
+                None => self.now(),
+            };
+            let (view, automation) = self
+                .subscriptions
+                .automation(&caller, &agent_id, &key)
+                .await?;
+            let schedule = crate::subscriptions::definition(&view, &automation)?.schedule;
+            Ok(pb::NextRunsResponse {
+                fire_times: schedule
+                    .fires_after(after, count)
+                    .iter()
+                    .map(fire_to_proto)
+                    .collect(),
+                schedule: Some(schedule_to_proto(&schedule)),
+            })
+        })
+        .await
     }
 
     async fn list_inbox(
         &self,
         request: Request<pb::ListInboxRequest>,
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let page = Page::of(
-            message.page_size,
-            &message.page_token,
-            format!("inbox:{}", message.unread_only),
-        )?;
-        let storage = &self.subscriptions.storage;
-        let rows = storage
-            .inbox(
-                &caller.org_id,
-                &caller.user_id,
-                message.unread_only,
-                page.after(),
-                page.limit(),
-            )
-            .await
-            .map_err(Error::from)?;
-        let (rows, next_page_token) = page.split(rows, |r| r.id.clone());
-        let unread = storage
-            .unread_count(&caller.org_id, &caller.user_id)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::ListInboxResponse {
-            items: rows
-                .into_iter()
-                .map(|r| pb::InboxItem {
-                    kind: domain::InboxKind::to_proto(&r.kind).into(),
-                    id: r.id,
-                    title: r.title,
-                    body: r.body,
-                    agent_id: r.agent_id,
-                    automation_key: r.automation_key,
-                    run_id: r.run_id,
-                    session_id: r.session_id,
-                    create_time: Some(timestamp(r.created_at)),
-                    read_time: r.read_at.map(timestamp),
-                })
-                .collect(),
-            next_page_token,
-            unread_count: i32::try_from(unread).unwrap_or(i32::MAX),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let page = Page::of(
+                message.page_size,
+                &message.page_token,
+                format!("inbox:{}", message.unread_only),
+            )?;
+            let rows = self
+                .subscriptions
+                .storage
+                .inbox(&caller.org_id, &caller.user_id, message.unread_only, &page)
+                .await?;
+            let (rows, next_page_token) = page.split(rows, |r| r.id.clone());
+            Ok(pb::ListInboxResponse {
+                items: rows.into_iter().map(inbox_item_to_proto).collect(),
+                next_page_token,
+                unread_count: self.unread(&caller).await?,
+            })
+        })
+        .await
     }
 
     async fn mark_inbox_read(
         &self,
         request: Request<pb::MarkInboxReadRequest>,
     ) -> Result<Response<pb::MarkInboxReadResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let message = request.get_ref();
-        let named = !message.item_ids.is_empty();
-        // Exactly one of the two says what to mark.
-        if named == message.all {
-            return Err(Error::invalid(
-                "item_ids",
-                "name the items to mark read, or set all, but not both",
-            )
-            .into());
-        }
-        if message.item_ids.len() > 500 {
-            return Err(Error::invalid("item_ids", "at most 500 ids per call").into());
-        }
-        let ids = message
-            .item_ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| ids::parse(&format!("item_ids[{i}]"), id))
-            .collect::<Result<Vec<_>, _>>()?;
-        let storage = &self.subscriptions.storage;
-        let marked = storage
-            .mark_read(
-                &caller.org_id,
-                &caller.user_id,
-                (!message.all).then_some(ids.as_slice()),
-            )
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| {
-                Error::not_found("one of item_ids in your inbox; nothing was marked read")
-            })?;
-        let unread = storage
-            .unread_count(&caller.org_id, &caller.user_id)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::MarkInboxReadResponse {
-            marked_count: i32::try_from(marked).unwrap_or(i32::MAX),
-            unread_count: i32::try_from(unread).unwrap_or(i32::MAX),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let ids = domain::items_to_mark(&message.item_ids, message.all)?;
+            let marked = self
+                .subscriptions
+                .storage
+                .mark_read(
+                    &caller.org_id,
+                    &caller.user_id,
+                    (!message.all).then_some(ids.as_slice()),
+                )
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found("one of item_ids in your inbox; nothing was marked read")
+                })?;
+            Ok(pb::MarkInboxReadResponse {
+                marked_count: i32::try_from(marked).unwrap_or(i32::MAX),
+                unread_count: self.unread(&caller).await?,
+            })
+        })
+        .await
     }
 
     async fn get_inbox_unread_count(
         &self,
         request: Request<pb::GetInboxUnreadCountRequest>,
     ) -> Result<Response<pb::GetInboxUnreadCountResponse>, Status> {
-        let caller = Caller::of(Principal::of(&request)?)?;
-        let unread = self
-            .subscriptions
-            .storage
-            .unread_count(&caller.org_id, &caller.user_id)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::GetInboxUnreadCountResponse {
-            unread_count: i32::try_from(unread).unwrap_or(i32::MAX),
-        }))
+        rpc::unary(request, async |principal, _| {
+            let caller = Caller::of(&principal)?;
+            Ok(pb::GetInboxUnreadCountResponse {
+                unread_count: self.unread(&caller).await?,
+            })
+        })
+        .await
     }
 
     async fn get_workspace_automation_cap(
         &self,
         request: Request<pb::GetWorkspaceAutomationCapRequest>,
     ) -> Result<Response<pb::GetWorkspaceAutomationCapResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        Caller::of(principal)?;
-        let workspace_id = ids::parse("workspace_id", &request.get_ref().workspace_id)?;
-        self.cap_access(principal, &workspace_id, false).await?;
-        Ok(Response::new(pb::GetWorkspaceAutomationCapResponse {
-            cap: Some(self.cap(&workspace_id).await?),
-        }))
+        rpc::unary(request, async |principal, message| {
+            Caller::of(&principal)?;
+            let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
+            self.cap_access(&principal, &workspace_id, false).await?;
+            Ok(pb::GetWorkspaceAutomationCapResponse {
+                cap: self.cap(&workspace_id).await?,
+            })
+        })
+        .await
     }
 
     async fn set_workspace_automation_cap(
         &self,
         request: Request<pb::SetWorkspaceAutomationCapRequest>,
     ) -> Result<Response<pb::SetWorkspaceAutomationCapResponse>, Status> {
-        let principal = Principal::of(&request)?;
-        let caller = Caller::of(principal)?;
-        let message = request.get_ref();
-        let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
-        if let Some(max) = message.max_active_automations
-            && !(0..=domain::MAX_CAP).contains(&max)
-        {
-            return Err(Error::invalid(
-                "max_active_automations",
-                format!(
-                    "must be 0 to {}; leave it unset to remove the cap",
-                    domain::MAX_CAP
-                ),
-            )
-            .into());
-        }
-        self.cap_access(principal, &workspace_id, true).await?;
-        self.subscriptions
-            .storage
-            .set_cap(
-                &workspace_id,
-                &caller.org_id,
-                message.max_active_automations.map(i64::from),
-                &caller.user_id,
-            )
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(pb::SetWorkspaceAutomationCapResponse {
-            cap: Some(self.cap(&workspace_id).await?),
-        }))
+        rpc::unary(request, async |principal, message| {
+            let caller = Caller::of(&principal)?;
+            let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
+            let max_active = domain::cap_of(message.max_active_automations)?;
+            self.cap_access(&principal, &workspace_id, true).await?;
+            self.subscriptions
+                .storage
+                .set_cap(&workspace_id, &caller.org_id, max_active, &caller.user_id)
+                .await?;
+            Ok(pb::SetWorkspaceAutomationCapResponse {
+                cap: self.cap(&workspace_id).await?,
+            })
+        })
+        .await
     }
 }
 
@@ -811,13 +721,11 @@ pub struct AutomationsInternal {
     pub subscriptions: Subscriptions,
 }
 
-#[tonic::async_trait]
-impl AutomationsInternalService for AutomationsInternal {
-    async fn list_enabled_subscriptions(
+impl AutomationsInternal {
+    async fn enabled(
         &self,
-        request: Request<pb::ListEnabledSubscriptionsRequest>,
-    ) -> Result<Response<pb::ListEnabledSubscriptionsResponse>, Status> {
-        let message = request.get_ref();
+        message: pb::ListEnabledSubscriptionsRequest,
+    ) -> Result<pb::ListEnabledSubscriptionsResponse> {
         let agent_id = ids::parse("agent_id", &message.agent_id)?;
         let page = Page::of(
             message.page_size,
@@ -827,16 +735,10 @@ impl AutomationsInternalService for AutomationsInternal {
         let (rows, total) = self
             .subscriptions
             .storage
-            .enabled_of_agent(
-                &agent_id,
-                &message.exclude_user_id,
-                page.after(),
-                page.limit(),
-            )
-            .await
-            .map_err(Error::from)?;
+            .enabled_of_agent(&agent_id, &message.exclude_user_id, &page)
+            .await?;
         let (rows, next_page_token) = page.split(rows, |r| r.id.clone());
-        Ok(Response::new(pb::ListEnabledSubscriptionsResponse {
+        Ok(pb::ListEnabledSubscriptionsResponse {
             subscriptions: rows
                 .into_iter()
                 .map(|r| pb::EnabledSubscription {
@@ -848,6 +750,17 @@ impl AutomationsInternalService for AutomationsInternal {
                 .collect(),
             next_page_token,
             total: i32::try_from(total).unwrap_or(i32::MAX),
-        }))
+        })
+    }
+}
+
+/// Sharing calls with its service identity and no user caller.
+#[tonic::async_trait]
+impl AutomationsInternalService for AutomationsInternal {
+    async fn list_enabled_subscriptions(
+        &self,
+        request: Request<pb::ListEnabledSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListEnabledSubscriptionsResponse>, Status> {
+        rpc::answer(self.enabled(request.into_inner()).await)
     }
 }

@@ -9,13 +9,14 @@
 //! the rows another holds; SQLite has one writer, whose `BEGIN IMMEDIATE`
 //! already serialises claims.
 
+use agentshare_kit::Result;
 use agentshare_kit::db::{Backend, new_id};
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::domain::{self, Notice, RunEnding, StopReason};
 use crate::due::{self, CatchUp};
 use crate::storage::{self, SUBSCRIPTION_COLUMNS, Storage, SubscriptionRow};
+use crate::stored::Stored;
 
 /// Locks the rows a claim reads, skipping those another replica holds.
 fn skip_locked(backend: Backend) -> &'static str {
@@ -34,7 +35,7 @@ const SKIPPED_NOTE: &str =
     "missed during downtime and skipped: the automation's catch-up policy is SKIP_MISSED";
 
 /// A run this replica holds the lease of, ready to execute.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Claimed {
     pub run_id: String,
     pub attempt: i64,
@@ -80,7 +81,7 @@ pub enum Outcome {
 }
 
 /// One run as stored.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct RunRow {
     pub id: String,
     pub subscription_id: String,
@@ -97,8 +98,10 @@ pub struct RunRow {
     pub error_code: String,
     pub error_message: String,
     pub attempt: i64,
+    #[sqlx(try_from = "Stored<i64>")]
     pub retried_after_lease_expiry: bool,
     pub note: String,
+    #[sqlx(try_from = "Stored<i64>")]
     pub catch_up: bool,
     pub missed_count: i64,
     pub missed_through: Option<i64>,
@@ -112,35 +115,25 @@ const RUN_COLUMNS: &str = "id, subscription_id, org_id, agent_id, automation_key
     error_code, error_message, attempt, retried_after_lease_expiry, note, catch_up, missed_count, \
     missed_through, agent_version, invocation_id, session_id";
 
-fn run(row: &AnyRow) -> Result<RunRow, sqlx::Error> {
-    Ok(RunRow {
-        id: row.try_get("id")?,
-        subscription_id: row.try_get("subscription_id")?,
-        org_id: row.try_get("org_id")?,
-        agent_id: row.try_get("agent_id")?,
-        automation_key: row.try_get("automation_key")?,
-        automation_name: row.try_get("automation_name")?,
-        user_id: row.try_get("user_id")?,
-        scheduled_at: row.try_get("scheduled_at")?,
-        status: row.try_get("status")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        output_summary: row.try_get("output_summary")?,
-        error_code: row.try_get("error_code")?,
-        error_message: row.try_get("error_message")?,
-        attempt: row.try_get("attempt")?,
-        retried_after_lease_expiry: row.try_get::<i64, _>("retried_after_lease_expiry")? != 0,
-        note: row.try_get("note")?,
-        catch_up: row.try_get::<i64, _>("catch_up")? != 0,
-        missed_count: row.try_get("missed_count")?,
-        missed_through: row.try_get("missed_through")?,
-        agent_version: row.try_get("agent_version")?,
-        invocation_id: row.try_get("invocation_id")?,
-        session_id: row.try_get("session_id")?,
-    })
+/// A due subscription, as a claim reads it.
+#[derive(sqlx::FromRow)]
+struct Due {
+    #[sqlx(flatten)]
+    subscription: SubscriptionRow,
+    next_run_at: i64,
+}
+
+/// A running run whose lease expired, as a reclaim reads it.
+#[derive(sqlx::FromRow)]
+struct Expired {
+    #[sqlx(flatten)]
+    run: Claimed,
+    lease_owner: String,
+    note: String,
 }
 
 /// One notification of a run on one channel.
+#[derive(sqlx::FromRow)]
 pub struct DeliveryRow {
     pub channel: String,
     /// pending, retrying, delivered or failed.
@@ -187,7 +180,7 @@ async fn insert_run(
     tx: &mut Transaction<'static, Any>,
     new: &NewRun<'_>,
     now: i64,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<String>> {
     let id = new_id();
     let s = new.subscription;
     let (owner, expires) = match new.lease {
@@ -235,7 +228,7 @@ const EXPIRED: &str =
 impl Storage {
     /// A read before a claim, so an idle replica never takes SQLite's one
     /// write lock (or PostgreSQL row locks) just to find nothing.
-    async fn any(&self, sql: &str, now: i64) -> Result<bool, sqlx::Error> {
+    async fn any(&self, sql: &str, now: i64) -> Result<bool> {
         Ok(sqlx::query(sql)
             .bind(now)
             .fetch_optional(&self.db.pool)
@@ -253,7 +246,7 @@ impl Storage {
         lease: i64,
         missed_after: i64,
         limit: i64,
-    ) -> Result<Claims, sqlx::Error> {
+    ) -> Result<Claims> {
         let now = self.clock.now_micros();
         if !self.any(DUE, now).await? {
             return Ok(Claims::default());
@@ -265,7 +258,7 @@ impl Storage {
              ORDER BY next_run_at LIMIT $2{}",
             skip_locked(self.db.backend)
         );
-        let due = sqlx::query(&sql)
+        let due: Vec<Due> = sqlx::query_as(&sql)
             .bind(now)
             .bind(limit)
             .fetch_all(&mut *tx)
@@ -274,18 +267,20 @@ impl Storage {
             runs: Vec::with_capacity(due.len()),
             ..Claims::default()
         };
-        for row in &due {
-            let subscription = storage::subscription(row)?;
-            let first: i64 = row.try_get("next_run_at")?;
+        for Due {
+            subscription,
+            next_run_at,
+        } in &due
+        {
             let next = match subscription.schedule() {
                 Ok(schedule) => {
-                    let times = due::due_times(&schedule, first, now);
+                    let times = due::due_times(&schedule, *next_run_at, now);
                     let policy = CatchUp::parse(&subscription.catch_up_policy);
                     for planned in due::plan(&times, policy, now, missed_after) {
                         if let Some(run) = self
                             .write_planned(
                                 &mut tx,
-                                &subscription,
+                                subscription,
                                 &planned,
                                 (owner, lease, now),
                                 &mut claims,
@@ -322,7 +317,7 @@ impl Storage {
         planned: &due::Row,
         (owner, lease, now): (&str, i64, i64),
         tally: &mut Claims,
-    ) -> Result<Option<Claimed>, sqlx::Error> {
+    ) -> Result<Option<Claimed>> {
         let new = match *planned {
             due::Row::Run { at, catch_up } => NewRun {
                 subscription,
@@ -389,30 +384,33 @@ impl Storage {
         owner: &str,
         lease: i64,
         limit: i64,
-    ) -> Result<Vec<Claimed>, sqlx::Error> {
+    ) -> Result<Vec<Claimed>> {
         let now = self.clock.now_micros();
         if !self.any(EXPIRED, now).await? {
             return Ok(Vec::new());
         }
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
-            "SELECT id, subscription_id, org_id, user_id, workspace_id, agent_id, automation_key, \
-             task, scheduled_at, attempt, lease_owner, note FROM automation_runs \
+            "SELECT id AS run_id, subscription_id, org_id, user_id, workspace_id, agent_id, \
+             automation_key, task, scheduled_at, attempt, lease_owner, note FROM automation_runs \
              WHERE status = 'running' AND lease_expires_at < $1 \
              ORDER BY lease_expires_at LIMIT $2{}",
             skip_locked(self.db.backend)
         );
-        let expired = sqlx::query(&sql)
+        let expired: Vec<Expired> = sqlx::query_as(&sql)
             .bind(now)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
         let mut claimed = Vec::new();
-        for row in &expired {
-            let run_id: String = row.try_get("id")?;
-            let attempt: i64 = row.try_get("attempt")?;
-            let previous: String = row.try_get("lease_owner")?;
-            if attempt >= 2 {
+        for Expired {
+            run,
+            lease_owner: previous,
+            note,
+        } in expired
+        {
+            let run_id = &run.run_id;
+            if run.attempt >= 2 {
                 let message = "the scheduler replicas running it stopped twice before it finished, so it is not retried again; the next scheduled time runs as usual";
                 let ended = sqlx::query(
                     "UPDATE automation_runs SET status = 'failed', finished_at = $1, \
@@ -422,25 +420,23 @@ impl Storage {
                 )
                 .bind(now)
                 .bind(message)
-                .bind(&run_id)
-                .bind(attempt)
+                .bind(run_id)
+                .bind(run.attempt)
                 .bind(&previous)
                 .execute(&mut *tx)
                 .await?;
-                let subscription_id: String = row.try_get("subscription_id")?;
                 if ended.rows_affected() == 1
-                    && let Some(subscription) = self.locked(&mut tx, &subscription_id).await?
+                    && let Some(subscription) = self.locked(&mut tx, &run.subscription_id).await?
                 {
                     let ending = RunEnding::Failed {
                         code: "ABORTED",
                         message,
                     };
-                    let notice = domain::run_notice(&subscription, &run_id, "", &ending);
+                    let notice = domain::run_notice(&subscription, run_id, "", &ending);
                     storage::notify(&mut tx, &notice, now).await?;
                 }
                 continue;
             }
-            let note: String = row.try_get("note")?;
             let note = if note.is_empty() {
                 RETRIED_NOTE.to_string()
             } else {
@@ -455,23 +451,12 @@ impl Storage {
             .bind(now + lease)
             .bind(now)
             .bind(&note)
-            .bind(&run_id)
+            .bind(run_id)
             .bind(&previous)
             .execute(&mut *tx)
             .await?;
             if taken.rows_affected() == 1 {
-                claimed.push(Claimed {
-                    run_id,
-                    attempt: 2,
-                    subscription_id: row.try_get("subscription_id")?,
-                    org_id: row.try_get("org_id")?,
-                    user_id: row.try_get("user_id")?,
-                    workspace_id: row.try_get("workspace_id")?,
-                    agent_id: row.try_get("agent_id")?,
-                    automation_key: row.try_get("automation_key")?,
-                    task: row.try_get("task")?,
-                    scheduled_at: row.try_get("scheduled_at")?,
-                });
+                claimed.push(Claimed { attempt: 2, ..run });
             }
         }
         tx.commit().await?;
@@ -480,7 +465,7 @@ impl Storage {
 
     /// Extends a lease this replica holds; false when it was lost (it
     /// expired and another replica took the run over).
-    pub async fn renew_lease(&self, lease: &Lease<'_>, length: i64) -> Result<bool, sqlx::Error> {
+    pub async fn renew_lease(&self, lease: &Lease<'_>, length: i64) -> Result<bool> {
         let renewed = sqlx::query(
             "UPDATE automation_runs SET lease_expires_at = $1 \
              WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
@@ -497,7 +482,7 @@ impl Storage {
     /// Gives a lease up at once, when a replica stops with the run
     /// unfinished: another replica retries it without waiting out the
     /// lease.
-    pub async fn release_lease(&self, lease: &Lease<'_>) -> Result<(), sqlx::Error> {
+    pub async fn release_lease(&self, lease: &Lease<'_>) -> Result<()> {
         sqlx::query(
             "UPDATE automation_runs SET lease_expires_at = $1 \
              WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
@@ -515,11 +500,7 @@ impl Storage {
     /// and notifies its user in the same transaction. When access was
     /// lost, the subscription is disabled too. False when the lease was
     /// lost: the replica that took the run over records it.
-    pub async fn finish_run(
-        &self,
-        lease: &Lease<'_>,
-        outcome: &Outcome,
-    ) -> Result<bool, sqlx::Error> {
+    pub async fn finish_run(&self, lease: &Lease<'_>, outcome: &Outcome) -> Result<bool> {
         let now = self.clock.now_micros();
         let (status, summary, code, message, invocation, session, version) = match outcome {
             Outcome::Succeeded {
@@ -557,7 +538,7 @@ impl Storage {
         };
         let summary = domain::truncated(summary, domain::MAX_SUMMARY_CHARS);
         let mut tx = self.db.begin_write().await?;
-        let ended = sqlx::query(
+        let ended: Option<(String,)> = sqlx::query_as(
             "UPDATE automation_runs SET status = $1, finished_at = $2, output_summary = $3, \
              error_code = $4, error_message = $5, invocation_id = $6, session_id = $7, \
              agent_version = $8, lease_owner = '', lease_expires_at = NULL \
@@ -577,10 +558,9 @@ impl Storage {
         .bind(lease.attempt)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(ended) = ended else {
+        let Some((subscription_id,)) = ended else {
             return Ok(false);
         };
-        let subscription_id: String = ended.try_get(0)?;
         // An unsubscribed user keeps the history but is told nothing more.
         if let Some(mut subscription) = self.locked(&mut tx, &subscription_id).await? {
             let notice = match outcome {
@@ -620,7 +600,7 @@ impl Storage {
         subscription: &mut SubscriptionRow,
         why: &str,
         now: i64,
-    ) -> Result<Option<Notice>, sqlx::Error> {
+    ) -> Result<Option<Notice>> {
         if !subscription.enabled || subscription.inactive {
             return Ok(None);
         }
@@ -638,7 +618,7 @@ impl Storage {
     }
 
     /// One page of a user's runs, newest scheduled time first.
-    pub async fn runs_of(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>, sqlx::Error> {
+    pub async fn runs_of(&self, filter: &RunFilter<'_>) -> Result<Vec<RunRow>> {
         let mut sql =
             format!("SELECT {RUN_COLUMNS} FROM automation_runs WHERE org_id = $1 AND user_id = $2");
         let mut next = 3;
@@ -664,7 +644,9 @@ impl Storage {
         sql.push_str(&format!(
             " ORDER BY scheduled_at DESC, id DESC LIMIT ${next}"
         ));
-        let mut query = sqlx::query(&sql).bind(filter.org_id).bind(filter.user_id);
+        let mut query = sqlx::query_as(&sql)
+            .bind(filter.org_id)
+            .bind(filter.user_id);
         if let Some(agent_id) = filter.agent_id {
             query = query.bind(agent_id);
         }
@@ -674,63 +656,47 @@ impl Storage {
         if let Some((at, id)) = &filter.after {
             query = query.bind(*at).bind(id.as_str());
         }
-        let rows = query.bind(filter.limit).fetch_all(&self.db.pool).await?;
-        rows.iter().map(run).collect()
+        Ok(query.bind(filter.limit).fetch_all(&self.db.pool).await?)
     }
 
-    pub async fn run(&self, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
+    pub async fn run(&self, id: &str) -> Result<Option<RunRow>> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM automation_runs WHERE id = $1");
-        sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.db.pool)
-            .await?
-            .as_ref()
-            .map(run)
-            .transpose()
+            .await?)
     }
 
     /// Where each notification of a run is: the inbox item (WEB), then the
     /// outbox rows (EMAIL, PUSH).
-    pub async fn deliveries(&self, run_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
-        let mut deliveries: Vec<DeliveryRow> =
-            sqlx::query("SELECT created_at FROM inbox_items WHERE run_id = $1 ORDER BY id")
+    pub async fn deliveries(&self, run_id: &str) -> Result<Vec<DeliveryRow>> {
+        let inbox: Vec<(i64,)> =
+            sqlx::query_as("SELECT created_at FROM inbox_items WHERE run_id = $1 ORDER BY id")
                 .bind(run_id)
                 .fetch_all(&self.db.pool)
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok(DeliveryRow {
-                        channel: "web".into(),
-                        status: "delivered".into(),
-                        attempt_count: 1,
-                        last_error: String::new(),
-                        delivered_at: Some(row.try_get(0)?),
-                        next_attempt_at: None,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
-        let outbox = sqlx::query(
+                .await?;
+        let outbox: Vec<DeliveryRow> = sqlx::query_as(
             "SELECT channel, status, attempt_count, last_error, delivered_at, next_attempt_at \
              FROM notification_outbox WHERE run_id = $1 ORDER BY channel",
         )
         .bind(run_id)
         .fetch_all(&self.db.pool)
         .await?;
-        for row in &outbox {
-            let status: String = row.try_get("status")?;
-            deliveries.push(DeliveryRow {
-                channel: row.try_get("channel")?,
-                next_attempt_at: if status == "retrying" {
-                    Some(row.try_get("next_attempt_at")?)
-                } else {
-                    None
-                },
-                status,
-                attempt_count: row.try_get("attempt_count")?,
-                last_error: row.try_get("last_error")?,
-                delivered_at: row.try_get("delivered_at")?,
-            });
-        }
+        let web = inbox.into_iter().map(|(created_at,)| DeliveryRow {
+            channel: "web".into(),
+            status: "delivered".into(),
+            attempt_count: 1,
+            last_error: String::new(),
+            delivered_at: Some(created_at),
+            next_attempt_at: None,
+        });
+        // Only a retry waits for a next attempt.
+        let deliveries = web
+            .chain(outbox.into_iter().map(|row| DeliveryRow {
+                next_attempt_at: row.next_attempt_at.filter(|_| row.status == "retrying"),
+                ..row
+            }))
+            .collect();
         Ok(deliveries)
     }
 }

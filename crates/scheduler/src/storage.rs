@@ -4,13 +4,15 @@
 //! difference, locking a cap row while counting under it, sits in
 //! `Backend::for_update`.
 
+use agentshare_kit::Result;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::db::{Db, new_id};
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use agentshare_kit::page::Page;
+use sqlx::{Any, Transaction};
 
 use crate::domain::{Channel, Notice, StopReason, Switches};
 use crate::schedule::{Kind, Schedule};
+use crate::stored::Stored;
 
 #[derive(Clone)]
 pub struct Storage {
@@ -19,7 +21,7 @@ pub struct Storage {
 }
 
 /// One subscription as stored, with the definition last seen for it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct SubscriptionRow {
     pub id: String,
     pub org_id: String,
@@ -27,11 +29,15 @@ pub struct SubscriptionRow {
     pub automation_key: String,
     pub user_id: String,
     pub workspace_id: String,
+    #[sqlx(try_from = "Stored<i64>")]
     pub enabled: bool,
+    #[sqlx(try_from = "Stored<String>")]
     pub channels: Vec<Channel>,
     pub email: String,
     pub paused_until: Option<i64>,
+    #[sqlx(try_from = "Stored<i64>")]
     pub inactive: bool,
+    #[sqlx(try_from = "String")]
     pub status_reason: StopReason,
     pub status_message: String,
     pub agent_version: i64,
@@ -83,35 +89,6 @@ pub(crate) const SUBSCRIPTION_COLUMNS: &str = "id, org_id, agent_id, automation_
     enabled, channels, email, paused_until, inactive, status_reason, status_message, agent_version, \
     checked_version, agent_name, automation_name, schedule_kind, schedule_cron, time_zone, task, \
     catch_up_policy, created_at, updated_at";
-
-pub(crate) fn subscription(row: &AnyRow) -> Result<SubscriptionRow, sqlx::Error> {
-    Ok(SubscriptionRow {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        agent_id: row.try_get("agent_id")?,
-        automation_key: row.try_get("automation_key")?,
-        user_id: row.try_get("user_id")?,
-        workspace_id: row.try_get("workspace_id")?,
-        enabled: row.try_get::<i64, _>("enabled")? != 0,
-        channels: Channel::parse_list(&row.try_get::<String, _>("channels")?),
-        email: row.try_get("email")?,
-        paused_until: row.try_get("paused_until")?,
-        inactive: row.try_get::<i64, _>("inactive")? != 0,
-        status_reason: StopReason::parse(&row.try_get::<String, _>("status_reason")?),
-        status_message: row.try_get("status_message")?,
-        agent_version: row.try_get("agent_version")?,
-        checked_version: row.try_get("checked_version")?,
-        agent_name: row.try_get("agent_name")?,
-        automation_name: row.try_get("automation_name")?,
-        schedule_kind: row.try_get("schedule_kind")?,
-        schedule_cron: row.try_get("schedule_cron")?,
-        time_zone: row.try_get("time_zone")?,
-        task: row.try_get("task")?,
-        catch_up_policy: row.try_get("catch_up_policy")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
 
 /// An automation's definition as the version a user runs has it.
 #[derive(Clone, Debug)]
@@ -166,6 +143,7 @@ pub struct SettingsChange<'a> {
 }
 
 /// The cap of a workspace and who set it.
+#[derive(Default, sqlx::FromRow)]
 pub struct CapRow {
     pub max_active: Option<i64>,
     pub updated_by: String,
@@ -173,6 +151,7 @@ pub struct CapRow {
 }
 
 /// One run as a subscription shows it.
+#[derive(sqlx::FromRow)]
 pub struct LastRun {
     pub subscription_id: String,
     pub run_id: String,
@@ -181,6 +160,7 @@ pub struct LastRun {
     pub finished_at: Option<i64>,
 }
 
+#[derive(sqlx::FromRow)]
 pub struct InboxRow {
     pub id: String,
     pub kind: String,
@@ -195,7 +175,7 @@ pub struct InboxRow {
 }
 
 /// One email or push notification in the outbox.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: String,
     pub channel: String,
@@ -203,6 +183,14 @@ pub struct OutboxRow {
     pub title: String,
     pub body: String,
     pub attempt_count: i64,
+}
+
+/// An outbox row due for an attempt, as seen before claiming it.
+#[derive(sqlx::FromRow)]
+struct DueDelivery {
+    #[sqlx(flatten)]
+    row: OutboxRow,
+    next_attempt_at: i64,
 }
 
 /// Statuses of a subscription, as SQL over its columns at `$now`.
@@ -224,20 +212,17 @@ impl Storage {
         agent_id: &str,
         automation_key: &str,
         user_id: &str,
-    ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    ) -> Result<Option<SubscriptionRow>> {
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
              WHERE agent_id = $1 AND automation_key = $2 AND user_id = $3"
         );
-        sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(agent_id)
             .bind(automation_key)
             .bind(user_id)
             .fetch_optional(&self.db.pool)
-            .await?
-            .as_ref()
-            .map(subscription)
-            .transpose()
+            .await?)
     }
 
     /// A user's subscriptions to one agent.
@@ -245,17 +230,16 @@ impl Storage {
         &self,
         agent_id: &str,
         user_id: &str,
-    ) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
+    ) -> Result<Vec<SubscriptionRow>> {
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
              WHERE agent_id = $1 AND user_id = $2 ORDER BY id"
         );
-        let rows = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(agent_id)
             .bind(user_id)
             .fetch_all(&self.db.pool)
-            .await?;
-        rows.iter().map(subscription).collect()
+            .await?)
     }
 
     /// One page of a user's subscriptions in an org, oldest first (ids are
@@ -266,9 +250,9 @@ impl Storage {
         user_id: &str,
         agent_id: Option<&str>,
         statuses: &[crate::domain::Status],
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
+        page: &Page,
+    ) -> Result<Vec<SubscriptionRow>> {
+        let after = page.after();
         let mut sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org_id = $1 AND user_id = $2"
         );
@@ -291,7 +275,7 @@ impl Storage {
             sql.push_str(&format!(" AND ({})", any.join(" OR ")));
         }
         sql.push_str(&format!(" ORDER BY id LIMIT ${next}"));
-        let mut query = sqlx::query(&sql).bind(org_id).bind(user_id);
+        let mut query = sqlx::query_as(&sql).bind(org_id).bind(user_id);
         if let Some(agent_id) = agent_id {
             query = query.bind(agent_id);
         }
@@ -301,18 +285,13 @@ impl Storage {
         if !statuses.is_empty() {
             query = query.bind(self.clock.now_micros());
         }
-        let rows = query.bind(limit).fetch_all(&self.db.pool).await?;
-        rows.iter().map(subscription).collect()
+        Ok(query.bind(page.limit()).fetch_all(&self.db.pool).await?)
     }
 
     /// The agents of a user's subscriptions whose latest version registry
     /// announced after the subscriptions were last compared with it.
-    pub async fn stale_agents_of(
-        &self,
-        org_id: &str,
-        user_id: &str,
-    ) -> Result<Vec<String>, sqlx::Error> {
-        let rows = sqlx::query(
+    pub async fn stale_agents_of(&self, org_id: &str, user_id: &str) -> Result<Vec<String>> {
+        let agents: Vec<(String,)> = sqlx::query_as(
             "SELECT DISTINCT s.agent_id FROM subscriptions s \
              JOIN known_agents k ON k.agent_id = s.agent_id \
              WHERE s.org_id = $1 AND s.user_id = $2 AND k.deleted = 0 \
@@ -322,7 +301,7 @@ impl Storage {
         .bind(user_id)
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter().map(|r| r.try_get(0)).collect()
+        Ok(agents.into_iter().map(|(agent_id,)| agent_id).collect())
     }
 
     /// Creates a subscription; an enabled one only with room under the
@@ -330,7 +309,7 @@ impl Storage {
     pub async fn create_subscription(
         &self,
         new: NewSubscription<'_>,
-    ) -> Result<Result<SubscriptionRow, Refused>, sqlx::Error> {
+    ) -> Result<Result<SubscriptionRow, Refused>> {
         let now = self.clock.now_micros();
         let definition = new.definition;
         let mut row = SubscriptionRow {
@@ -414,18 +393,16 @@ impl Storage {
         &self,
         tx: &mut Transaction<'static, Any>,
         workspace_id: &str,
-    ) -> Result<Option<i64>, sqlx::Error> {
+    ) -> Result<Option<i64>> {
         let sql = format!(
             "SELECT max_active FROM workspace_caps WHERE workspace_id = $1{}",
             self.db.backend.for_update()
         );
-        let cap: Option<i64> = sqlx::query(&sql)
+        let cap: Option<(Option<i64>,)> = sqlx::query_as(&sql)
             .bind(workspace_id)
             .fetch_optional(&mut **tx)
-            .await?
-            .map(|row| row.try_get::<Option<i64>, _>(0))
-            .transpose()?
-            .flatten();
+            .await?;
+        let cap = cap.and_then(|(max_active,)| max_active);
         let Some(cap) = cap else {
             return Ok(None);
         };
@@ -439,7 +416,7 @@ impl Storage {
         &self,
         id: &str,
         change: SettingsChange<'_>,
-    ) -> Result<Result<SubscriptionRow, Refused>, sqlx::Error> {
+    ) -> Result<Result<SubscriptionRow, Refused>> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         let Some(mut row) = self.locked(&mut tx, id).await? else {
@@ -478,7 +455,7 @@ impl Storage {
         &self,
         id: &str,
         paused_until: Option<i64>,
-    ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    ) -> Result<Option<SubscriptionRow>> {
         let mut tx = self.db.begin_write().await?;
         let Some(mut row) = self.locked(&mut tx, id).await? else {
             return Ok(None);
@@ -496,18 +473,15 @@ impl Storage {
         &self,
         tx: &mut Transaction<'static, Any>,
         id: &str,
-    ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    ) -> Result<Option<SubscriptionRow>> {
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1{}",
             self.db.backend.for_update()
         );
-        sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&mut **tx)
-            .await?
-            .as_ref()
-            .map(subscription)
-            .transpose()
+            .await?)
     }
 
     /// Writes everything a user or agentshare may change on a row, and the
@@ -518,7 +492,7 @@ impl Storage {
         &self,
         tx: &mut Transaction<'static, Any>,
         row: &SubscriptionRow,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         let now = self.clock.now_micros();
         sqlx::query(
             "UPDATE subscriptions SET enabled = $1, channels = $2, email = $3, paused_until = $4, \
@@ -569,7 +543,7 @@ impl Storage {
         latest_version: i64,
         version: i64,
         definition: Option<&Definition>,
-    ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    ) -> Result<Option<SubscriptionRow>> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         let Some(mut row) = self.locked(&mut tx, id).await? else {
@@ -624,7 +598,7 @@ impl Storage {
         Ok(Some(row))
     }
 
-    pub async fn delete_subscription(&self, id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn delete_subscription(&self, id: &str) -> Result<bool> {
         let deleted = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
             .bind(id)
             .execute(&self.db.pool)
@@ -633,36 +607,23 @@ impl Storage {
     }
 
     /// The latest run of each subscription, for the rows of one page.
-    pub async fn last_runs(&self, ids: &[String]) -> Result<Vec<LastRun>, sqlx::Error> {
+    pub async fn last_runs(&self, ids: &[String]) -> Result<Vec<LastRun>> {
         let mut runs = Vec::new();
         for id in ids {
-            let row = sqlx::query(
-                "SELECT id, scheduled_at, status, finished_at FROM automation_runs \
-                 WHERE subscription_id = $1 ORDER BY scheduled_at DESC LIMIT 1",
+            let run: Option<LastRun> = sqlx::query_as(
+                "SELECT subscription_id, id AS run_id, scheduled_at, status, finished_at \
+                 FROM automation_runs WHERE subscription_id = $1 ORDER BY scheduled_at DESC LIMIT 1",
             )
             .bind(id)
             .fetch_optional(&self.db.pool)
             .await?;
-            if let Some(row) = row {
-                runs.push(LastRun {
-                    subscription_id: id.clone(),
-                    run_id: row.try_get("id")?,
-                    scheduled_at: row.try_get("scheduled_at")?,
-                    status: row.try_get("status")?,
-                    finished_at: row.try_get("finished_at")?,
-                });
-            }
+            runs.extend(run);
         }
         Ok(runs)
     }
 
     /// Records registry's latest version of an agent; versions only grow.
-    pub async fn agent_deployed(
-        &self,
-        agent_id: &str,
-        org_id: &str,
-        version: i64,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn agent_deployed(&self, agent_id: &str, org_id: &str, version: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO known_agents (agent_id, org_id, latest_version, deleted, updated_at) \
              VALUES ($1, $2, $3, 0, $4) ON CONFLICT (agent_id) DO UPDATE SET \
@@ -681,7 +642,7 @@ impl Storage {
 
     /// Stops every subscription of a deleted agent, notifying the users
     /// whose subscriptions were running. Repeating it changes nothing.
-    pub async fn agent_deleted(&self, agent_id: &str, org_id: &str) -> Result<(), sqlx::Error> {
+    pub async fn agent_deleted(&self, agent_id: &str, org_id: &str) -> Result<()> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
@@ -699,9 +660,11 @@ impl Storage {
              AND NOT (inactive = 1 AND status_reason = 'agent_deleted'){}",
             self.db.backend.for_update()
         );
-        let rows = sqlx::query(&sql).bind(agent_id).fetch_all(&mut *tx).await?;
-        for row in &rows {
-            let mut row = subscription(row)?;
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(&sql)
+            .bind(agent_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        for mut row in rows {
             let was_running = row.enabled && !row.inactive;
             row.inactive = true;
             row.status_reason = StopReason::AgentDeleted;
@@ -724,25 +687,20 @@ impl Storage {
     /// Disables every running subscription of an unshared agent except the
     /// owner's, with the reason "agent unshared", notifying each user.
     /// Repeating it changes nothing; sharing again re-enables none.
-    pub async fn agent_unshared(
-        &self,
-        agent_id: &str,
-        owner_id: &str,
-    ) -> Result<usize, sqlx::Error> {
+    pub async fn agent_unshared(&self, agent_id: &str, owner_id: &str) -> Result<usize> {
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
              AND user_id <> $2 AND enabled = 1 AND inactive = 0{}",
             self.db.backend.for_update()
         );
         let mut tx = self.db.begin_write().await?;
-        let rows = sqlx::query(&sql)
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(&sql)
             .bind(agent_id)
             .bind(owner_id)
             .fetch_all(&mut *tx)
             .await?;
         let mut stopped = 0;
-        for row in &rows {
-            let mut row = subscription(row)?;
+        for mut row in rows {
             self.disable(
                 &mut tx,
                 &mut row,
@@ -759,7 +717,7 @@ impl Storage {
 
     /// Disables one subscription of a user who can no longer run its agent,
     /// if it is still running; true when it stopped now.
-    pub async fn access_lost(&self, id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn access_lost(&self, id: &str) -> Result<bool> {
         let mut tx = self.db.begin_write().await?;
         let Some(mut row) = self.locked(&mut tx, id).await? else {
             return Ok(false);
@@ -781,7 +739,7 @@ impl Storage {
 
     /// Moves a subscription to another workspace of its user through which
     /// they still run the agent, after they lost the one it ran in.
-    pub async fn move_to_workspace(&self, id: &str, workspace_id: &str) -> Result<(), sqlx::Error> {
+    pub async fn move_to_workspace(&self, id: &str, workspace_id: &str) -> Result<()> {
         sqlx::query("UPDATE subscriptions SET workspace_id = $1, updated_at = $2 WHERE id = $3")
             .bind(workspace_id)
             .bind(self.clock.now_micros())
@@ -798,7 +756,7 @@ impl Storage {
         column: RunningBy,
         value: &str,
         org_id: &str,
-    ) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
+    ) -> Result<Vec<SubscriptionRow>> {
         let column = match column {
             RunningBy::User => "user_id",
             RunningBy::Agent => "agent_id",
@@ -808,12 +766,11 @@ impl Storage {
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {column} = $1 AND org_id = $2 \
              AND enabled = 1 AND inactive = 0 ORDER BY id"
         );
-        let rows = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(value)
             .bind(org_id)
             .fetch_all(&self.db.pool)
-            .await?;
-        rows.iter().map(subscription).collect()
+            .await?)
     }
 
     async fn disable(
@@ -823,7 +780,7 @@ impl Storage {
         reason: StopReason,
         message: &str,
         why: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         let now = self.clock.now_micros();
         row.enabled = false;
         row.paused_until = None;
@@ -845,52 +802,38 @@ impl Storage {
         &self,
         agent_id: &str,
         exclude_user_id: &str,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<(Vec<SubscriptionRow>, i64), sqlx::Error> {
+        page: &Page,
+    ) -> Result<(Vec<SubscriptionRow>, i64)> {
         let filter = "agent_id = $1 AND user_id <> $2 AND enabled = 1 AND inactive = 0";
-        let total: i64 = sqlx::query(&format!(
+        let (total,): (i64,) = sqlx::query_as(&format!(
             "SELECT COUNT(*) FROM subscriptions WHERE {filter}"
         ))
         .bind(agent_id)
         .bind(exclude_user_id)
         .fetch_one(&self.db.pool)
-        .await?
-        .try_get(0)?;
+        .await?;
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {filter} AND id > $3 \
              ORDER BY id LIMIT $4"
         );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query_as(&sql)
             .bind(agent_id)
             .bind(exclude_user_id)
-            .bind(after.unwrap_or(""))
-            .bind(limit)
+            .bind(page.after().unwrap_or(""))
+            .bind(page.limit())
             .fetch_all(&self.db.pool)
             .await?;
-        let rows = rows.iter().map(subscription).collect::<Result<_, _>>()?;
         Ok((rows, total))
     }
 
-    pub async fn cap(&self, workspace_id: &str) -> Result<(CapRow, i64), sqlx::Error> {
-        let row = sqlx::query(
+    pub async fn cap(&self, workspace_id: &str) -> Result<(CapRow, i64)> {
+        let cap: Option<CapRow> = sqlx::query_as(
             "SELECT max_active, updated_by, updated_at FROM workspace_caps WHERE workspace_id = $1",
         )
         .bind(workspace_id)
         .fetch_optional(&self.db.pool)
         .await?;
-        let cap = match row {
-            Some(row) => CapRow {
-                max_active: row.try_get("max_active")?,
-                updated_by: row.try_get("updated_by")?,
-                updated_at: Some(row.try_get("updated_at")?),
-            },
-            None => CapRow {
-                max_active: None,
-                updated_by: String::new(),
-                updated_at: None,
-            },
-        };
+        let cap = cap.unwrap_or_default();
         let active = active_in(&self.db.pool, workspace_id).await?;
         Ok((cap, active))
     }
@@ -901,7 +844,7 @@ impl Storage {
         org_id: &str,
         max_active: Option<i64>,
         user_id: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO workspace_caps (workspace_id, org_id, max_active, updated_by, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id) DO UPDATE SET \
@@ -920,10 +863,10 @@ impl Storage {
 
     /// Puts a notice on its user's channels, in its own transaction.
     #[cfg(test)]
-    pub async fn notify(&self, notice: &Notice) -> Result<(), sqlx::Error> {
+    pub async fn notify(&self, notice: &Notice) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
         notify(&mut tx, notice, self.clock.now_micros()).await?;
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
     pub async fn inbox(
@@ -931,9 +874,8 @@ impl Storage {
         org_id: &str,
         user_id: &str,
         unread_only: bool,
-        before: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<InboxRow>, sqlx::Error> {
+        page: &Page,
+    ) -> Result<Vec<InboxRow>> {
         let mut sql = String::from(
             "SELECT id, kind, title, body, agent_id, automation_key, run_id, session_id, \
              created_at, read_at FROM inbox_items WHERE org_id = $1 AND user_id = $2 AND id < $3",
@@ -943,40 +885,24 @@ impl Storage {
         }
         sql.push_str(" ORDER BY id DESC LIMIT $4");
         // UUID v7 text sorts by time; every id sorts below this bound.
-        let rows = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(org_id)
             .bind(user_id)
-            .bind(before.unwrap_or("~"))
-            .bind(limit)
+            .bind(page.after().unwrap_or("~"))
+            .bind(page.limit())
             .fetch_all(&self.db.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(InboxRow {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("kind")?,
-                    title: row.try_get("title")?,
-                    body: row.try_get("body")?,
-                    agent_id: row.try_get("agent_id")?,
-                    automation_key: row.try_get("automation_key")?,
-                    run_id: row.try_get("run_id")?,
-                    session_id: row.try_get("session_id")?,
-                    created_at: row.try_get("created_at")?,
-                    read_at: row.try_get("read_at")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
-    pub async fn unread_count(&self, org_id: &str, user_id: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query(
+    pub async fn unread_count(&self, org_id: &str, user_id: &str) -> Result<i64> {
+        let (unread,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM inbox_items WHERE org_id = $1 AND user_id = $2 AND read_at IS NULL",
         )
         .bind(org_id)
         .bind(user_id)
         .fetch_one(&self.db.pool)
-        .await?
-        .try_get(0)
+        .await?;
+        Ok(unread)
     }
 
     /// Marks items read, keeping each first read time. With `ids`, all of
@@ -986,7 +912,7 @@ impl Storage {
         org_id: &str,
         user_id: &str,
         ids: Option<&[String]>,
-    ) -> Result<Option<u64>, sqlx::Error> {
+    ) -> Result<Option<u64>> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         let Some(ids) = ids else {
@@ -1004,7 +930,7 @@ impl Storage {
         };
         let mut marked = 0;
         for id in ids {
-            let owned = sqlx::query(
+            let owned: Option<(Option<i64>,)> = sqlx::query_as(
                 "SELECT read_at FROM inbox_items WHERE id = $1 AND org_id = $2 AND user_id = $3",
             )
             .bind(id)
@@ -1015,7 +941,7 @@ impl Storage {
             let Some(owned) = owned else {
                 return Ok(None);
             };
-            if owned.try_get::<Option<i64>, _>(0)?.is_none() {
+            if owned.0.is_none() {
                 marked += sqlx::query(
                     "UPDATE inbox_items SET read_at = $1 WHERE id = $2 AND read_at IS NULL",
                 )
@@ -1033,13 +959,9 @@ impl Storage {
     /// Claims up to `limit` due outbox rows for one attempt each. A claim
     /// moves the row's next attempt past `lease_micros`, so another replica
     /// leaves it alone meanwhile, and takes it again if this one dies.
-    pub async fn claim_deliveries(
-        &self,
-        limit: i64,
-        lease_micros: i64,
-    ) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    pub async fn claim_deliveries(&self, limit: i64, lease_micros: i64) -> Result<Vec<OutboxRow>> {
         let now = self.clock.now_micros();
-        let due = sqlx::query(
+        let due: Vec<DueDelivery> = sqlx::query_as(
             "SELECT id, channel, address, title, body, attempt_count, next_attempt_at \
              FROM notification_outbox WHERE status IN ('pending', 'retrying') \
              AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
@@ -1049,33 +971,24 @@ impl Storage {
         .fetch_all(&self.db.pool)
         .await?;
         let mut claimed = Vec::with_capacity(due.len());
-        for row in due {
-            let id: String = row.try_get("id")?;
-            let seen: i64 = row.try_get("next_attempt_at")?;
+        for due in due {
             let taken = sqlx::query(
                 "UPDATE notification_outbox SET next_attempt_at = $1 \
                  WHERE id = $2 AND next_attempt_at = $3 AND status IN ('pending', 'retrying')",
             )
             .bind(now + lease_micros)
-            .bind(&id)
-            .bind(seen)
+            .bind(&due.row.id)
+            .bind(due.next_attempt_at)
             .execute(&self.db.pool)
             .await?;
             if taken.rows_affected() == 1 {
-                claimed.push(OutboxRow {
-                    id,
-                    channel: row.try_get("channel")?,
-                    address: row.try_get("address")?,
-                    title: row.try_get("title")?,
-                    body: row.try_get("body")?,
-                    attempt_count: row.try_get("attempt_count")?,
-                });
+                claimed.push(due.row);
             }
         }
         Ok(claimed)
     }
 
-    pub async fn delivered(&self, id: &str) -> Result<(), sqlx::Error> {
+    pub async fn delivered(&self, id: &str) -> Result<()> {
         let now = self.clock.now_micros();
         sqlx::query(
             "UPDATE notification_outbox SET status = 'delivered', attempt_count = attempt_count + 1, \
@@ -1090,12 +1003,7 @@ impl Storage {
 
     /// Records a failed attempt: another at `retry_at`, or FAILED when
     /// there is none.
-    pub async fn attempt_failed(
-        &self,
-        id: &str,
-        error: &str,
-        retry_at: Option<i64>,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn attempt_failed(&self, id: &str, error: &str, retry_at: Option<i64>) -> Result<()> {
         let (status, next) = match retry_at {
             Some(at) => ("retrying", at),
             None => ("failed", self.clock.now_micros()),
@@ -1115,17 +1023,17 @@ impl Storage {
 }
 
 /// Enabled subscriptions of a workspace that can fire (ACTIVE or PAUSED).
-async fn active_in<'e, E>(executor: E, workspace_id: &str) -> Result<i64, sqlx::Error>
+async fn active_in<'e, E>(executor: E, workspace_id: &str) -> Result<i64>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    sqlx::query(
+    let (active,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM subscriptions WHERE workspace_id = $1 AND enabled = 1 AND inactive = 0",
     )
     .bind(workspace_id)
     .fetch_one(executor)
-    .await?
-    .try_get(0)
+    .await?;
+    Ok(active)
 }
 
 /// Puts a notice on its channels in `tx`: an inbox item for WEB, an outbox
@@ -1134,7 +1042,7 @@ pub(crate) async fn notify(
     tx: &mut Transaction<'static, Any>,
     notice: &Notice,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<()> {
     for channel in &notice.channels {
         match channel {
             Channel::Web => {

@@ -57,26 +57,6 @@ impl<'a> Caller<'a> {
     }
 }
 
-/// Why enabling was refused, beyond the common errors: the workspace's cap,
-/// which clients are told about with a `QuotaFailure` naming the workspace.
-#[derive(Debug)]
-pub enum Refusal {
-    Error(Error),
-    CapReached { workspace_id: String, cap: i64 },
-}
-
-impl From<Error> for Refusal {
-    fn from(error: Error) -> Self {
-        Self::Error(error)
-    }
-}
-
-impl From<sqlx::Error> for Refusal {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Error(error.into())
-    }
-}
-
 /// One automation as the caller sees it.
 pub struct Listed {
     pub automation: registry::Automation,
@@ -308,7 +288,7 @@ impl Subscriptions {
         key: &str,
         enabled: bool,
         channels: Option<Vec<Channel>>,
-    ) -> Result<SubscriptionRow, Refusal> {
+    ) -> Result<SubscriptionRow, Error> {
         let (view, automation) = self.automation(caller, agent_id, key).await?;
         self.storage
             .agent_deployed(agent_id, &caller.org_id, view.latest_version)
@@ -335,11 +315,10 @@ impl Subscriptions {
             .await?;
         match created {
             Ok(row) => Ok(row),
-            Err(Refused::CapReached(cap)) => Err(Refusal::CapReached { workspace_id, cap }),
+            Err(Refused::CapReached(cap)) => Err(domain::cap_reached(&workspace_id, cap)),
             Err(Refused::Exists | Refused::Missing) => Err(Error::AlreadyExists(format!(
                 "you already subscribe to automation {key} of agent {agent_id}; change it with UpdateSubscription"
-            ))
-            .into()),
+            ))),
         }
     }
 
@@ -364,15 +343,14 @@ impl Subscriptions {
         key: &str,
         enabled: Option<bool>,
         channels: Option<Vec<Channel>>,
-    ) -> Result<SubscriptionRow, Refusal> {
+    ) -> Result<SubscriptionRow, Error> {
         let row = self.own(caller, agent_id, key).await?;
         let enabling = enabled == Some(true) && !row.enabled;
         if enabled == Some(true) && row.inactive {
             return Err(Error::FailedPrecondition(format!(
                 "this automation cannot run: {}",
                 row.status_message
-            ))
-            .into());
+            )));
         }
         if enabling {
             self.require_subscriber(caller, agent_id, true).await?;
@@ -396,11 +374,8 @@ impl Subscriptions {
             .await?;
         match changed {
             Ok(row) => Ok(row),
-            Err(Refused::CapReached(cap)) => Err(Refusal::CapReached {
-                workspace_id: row.workspace_id,
-                cap,
-            }),
-            Err(Refused::Missing | Refused::Exists) => Err(missing(agent_id, key).into()),
+            Err(Refused::CapReached(cap)) => Err(domain::cap_reached(&row.workspace_id, cap)),
+            Err(Refused::Missing | Refused::Exists) => Err(missing(agent_id, key)),
         }
     }
 
@@ -476,14 +451,7 @@ impl Subscriptions {
         self.catch_up(caller, agent_id).await?;
         let rows = self
             .storage
-            .subscriptions_of(
-                &caller.org_id,
-                &caller.user_id,
-                agent_id,
-                statuses,
-                page.after(),
-                page.limit(),
-            )
+            .subscriptions_of(&caller.org_id, &caller.user_id, agent_id, statuses, page)
             .await?;
         Ok(page.split(rows, |r| r.id.clone()))
     }

@@ -1,13 +1,11 @@
-//! The store service: workspace-scoped data (items, sessions and messages,
-//! invocation records). `runs` holds sessions, usage and the internal
-//! recording RPCs of the run path; the rest is the workspace store.
+//! The store service: workspace-scoped data. `items` is the workspace
+//! store (items, their quotas and watches); `sessions` holds sessions and
+//! their messages, invocation records and usage, with the internal
+//! recording RPCs of the run path.
 
-mod access;
-mod domain;
-mod rpc;
-mod runs;
-mod storage;
-mod watch;
+mod items;
+mod sessions;
+mod stored;
 
 use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
@@ -19,7 +17,7 @@ use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
 use agentshare_proto::store::v1::sessions_service_server::{
-    self as sessions, SessionsServiceServer,
+    self as sessions_service, SessionsServiceServer,
 };
 use agentshare_proto::store::v1::store_internal_service_server::{
     self as store_internal, StoreInternalServiceServer,
@@ -67,8 +65,8 @@ const AGENT_FOLLOWER: &str = "store.agent_deleted";
 fn follow_deleted_agents(
     context: &Context,
     db: Db,
-    storage: storage::Storage,
-    runs: runs::storage::Storage,
+    storage: items::Storage,
+    sessions: sessions::Storage,
 ) -> Result<(), BadSetting> {
     events::follow(
         context,
@@ -77,7 +75,7 @@ fn follow_deleted_agents(
         AGENT_FOLLOWER,
         move |event| {
             let storage = storage.clone();
-            let runs = runs.clone();
+            let sessions = sessions.clone();
             Box::pin(async move {
                 if event.kind != "agent.deleted" {
                     return Ok(());
@@ -89,7 +87,7 @@ fn follow_deleted_agents(
                 };
                 let agent_id = agent_id.hyphenated().to_string();
                 let dropped = storage.drop_agent_store(&agent_id).await?;
-                let archived = runs.archive_agent(&agent_id).await?;
+                let archived = sessions.archive_agent(&agent_id).await?;
                 tracing::info!(%agent_id, partitions = dropped, sessions = archived, "deleted agent's store dropped and sessions archived");
                 Ok(())
             })
@@ -102,14 +100,14 @@ fn follow_deleted_agents(
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
     let events = bootstrap::event_log(&context, &db);
     let settings = &context.config.store;
-    let retention = storage::Retention {
+    let retention = items::Retention {
         changes: i64::try_from(settings.watch_retention_changes).unwrap_or(i64::MAX),
         age_micros: i64::try_from(settings.watch_retention.as_micros()).unwrap_or(i64::MAX),
     };
-    let storage = storage::Storage {
+    let storage = items::Storage {
         db: db.clone(),
         clock: context.clock.clone(),
-        limits: domain::Limits::from_config(settings),
+        limits: items::Limits::from_config(settings),
         retention,
     };
     let sharing = server::channel(
@@ -117,33 +115,33 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         ServiceName::Sharing,
         context.config.peers.of(ServiceName::Sharing),
     )?;
-    let runs = runs::storage::Storage {
+    let records = sessions::Storage {
         db: db.clone(),
         clock: context.clock.clone(),
     };
-    let internal = runs::Internal {
-        storage: runs.clone(),
+    let internal = sessions::Internal {
+        storage: records.clone(),
         max_message_bytes: settings.max_message_bytes,
     };
-    let sessions = runs::Sessions {
-        storage: runs.clone(),
+    let sessions = sessions::Sessions {
+        storage: records.clone(),
     };
-    let usage = runs::Usage {
-        storage: runs.clone(),
+    let usage = sessions::Usage {
+        storage: records.clone(),
         sharing: sharing.clone(),
     };
-    let workspace_store = rpc::WorkspaceStore {
+    let workspace_store = items::WorkspaceStore {
         storage: storage.clone(),
-        access: access::Access::new(sharing),
-        hub: watch::Hub::default(),
-        caps: watch::Caps::default(),
-        settings: rpc::WatchSettings::new(settings, context.event_poll()),
+        access: items::Access::new(sharing),
+        hub: items::Hub::default(),
+        caps: items::Caps::default(),
+        settings: items::WatchSettings::new(settings, context.event_poll()),
         shutdown: context.shutdown.clone(),
     };
-    follow_deleted_agents(&context, db, storage, runs)?;
+    follow_deleted_agents(&context, db, storage, records)?;
     let names = [
         workspace_store::SERVICE_NAME,
-        sessions::SERVICE_NAME,
+        sessions_service::SERVICE_NAME,
         usage::SERVICE_NAME,
         store_internal::SERVICE_NAME,
         event_log::SERVICE_NAME,

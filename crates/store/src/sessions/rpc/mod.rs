@@ -1,11 +1,21 @@
-//! Stored sessions, messages and records as the contract shows them.
+//! The gRPC face of sessions and records: SessionsService and UsageService
+//! for their owners, StoreInternalService for the run path; and the stored
+//! sessions, messages and records as the contract shows them.
+
+mod internal;
+mod sessions;
+mod usage;
 
 use agentshare_kit::clock::timestamp;
 use agentshare_proto::store::v1 as pb;
 
-use super::domain::{self, Invocation, Message, Role, Session, SessionState};
+use super::rules::{self, Invocation, Message, Role, Session, SessionState};
 
-pub fn session(session: Session) -> pb::Session {
+pub use internal::Internal;
+pub use sessions::Sessions;
+pub use usage::Usage;
+
+fn session_to_proto(session: Session) -> pb::Session {
     let state = match session.state {
         SessionState::Active => pb::SessionState::Active,
         SessionState::Archived => pb::SessionState::Archived,
@@ -29,7 +39,7 @@ pub fn session(session: Session) -> pb::Session {
     }
 }
 
-pub fn message(message: Message) -> pb::SessionMessage {
+fn message_to_proto(message: Message) -> pb::SessionMessage {
     let role = match message.role {
         Role::User => pb::MessageRole::User,
         Role::Assistant => pb::MessageRole::Assistant,
@@ -46,7 +56,7 @@ pub fn message(message: Message) -> pb::SessionMessage {
     }
 }
 
-pub fn invocation(invocation: Invocation) -> pb::InvocationRecord {
+fn invocation_to_proto(invocation: Invocation) -> pb::InvocationRecord {
     let facts = invocation.facts;
     pb::InvocationRecord {
         id: invocation.id,
@@ -54,7 +64,7 @@ pub fn invocation(invocation: Invocation) -> pb::InvocationRecord {
         agent_id: facts.agent_id,
         agent_version_number: facts.agent_version_number,
         draft_run: facts.draft_run,
-        caller_kind: domain::caller_kind_wire(facts.caller_kind),
+        caller_kind: facts.caller_kind.wire(),
         user_id: facts.user_id,
         anonymous: facts.anonymous,
         grant_id: facts.grant_id,
@@ -67,7 +77,7 @@ pub fn invocation(invocation: Invocation) -> pb::InvocationRecord {
             .map(|used| pb::IntegrationUse {
                 integration_key: used.key,
                 provider: used.provider,
-                connection_owner: domain::connection_owner_wire(&used.owner),
+                connection_owner: rules::connection_owner_wire(&used.owner),
             })
             .collect(),
         executes_as_user_id: facts.executes_as_user_id,
@@ -76,7 +86,7 @@ pub fn invocation(invocation: Invocation) -> pb::InvocationRecord {
         status: invocation.status.wire(),
         error_code: invocation.error_code,
         error_message: invocation.error_message,
-        duration: invocation.duration_micros.map(domain::duration),
+        duration: invocation.duration_micros.map(rules::duration),
         start_time: Some(timestamp(facts.start_time)),
         end_time: invocation.end_time.map(timestamp),
         input_tokens: invocation.input_tokens,

@@ -10,6 +10,8 @@ use agentshare_kit::ids;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::stored::Stored;
+
 /// Characters of the first user message kept as a session's title.
 pub const TITLE_CHARS: usize = 80;
 
@@ -66,12 +68,14 @@ impl SessionState {
 }
 
 /// One session as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Session {
     pub id: String,
+    #[sqlx(flatten)]
     pub spec: SessionSpec,
     /// SHA-256 of an anonymous session's secret; empty otherwise.
     pub secret_digest: String,
+    #[sqlx(try_from = "String")]
     pub state: SessionState,
     pub title: String,
     pub message_count: i64,
@@ -82,13 +86,14 @@ pub struct Session {
 
 /// Who a session belongs to and where it lives, fixed at creation (but
 /// for the agent's display name).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionSpec {
     pub org_id: String,
     pub agent_id: String,
     pub agent_name: String,
     /// Empty for an anonymous visitor.
     pub user_id: String,
+    #[sqlx(try_from = "Stored<i64>")]
     pub anonymous: bool,
     pub grant_id: String,
     pub project_id: String,
@@ -96,9 +101,10 @@ pub struct SessionSpec {
 }
 
 /// One message as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Message {
     pub sequence: i64,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub content: String,
     pub tool_name: String,
@@ -183,6 +189,20 @@ pub fn opens(session: &Session, user_id: &str, secret: &str) -> bool {
     }
 }
 
+/// Whether the one appending to an existing session is the one it belongs
+/// to, for the same agent; NOT_FOUND otherwise, as for a session that does
+/// not exist.
+pub fn continues(session: &Session, spec: &SessionSpec, secret: &str) -> Result<(), Error> {
+    let theirs = opens(session, &spec.user_id, secret)
+        && session.spec.anonymous == spec.anonymous
+        && session.spec.agent_id == spec.agent_id;
+    if theirs {
+        Ok(())
+    } else {
+        Err(Error::not_found("session"))
+    }
+}
+
 /// Whoever reads sessions through the public API, from their Principal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reader {
@@ -240,6 +260,48 @@ impl Reader {
     }
 }
 
+/// Filters of ListSessions: the reader's own sessions, and those the
+/// request names.
+pub struct SessionFilter<'a> {
+    pub user_id: &'a str,
+    pub org_id: Option<&'a str>,
+    pub grant_id: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub project_id: Option<&'a str>,
+    pub state: Option<SessionState>,
+}
+
+impl<'a> SessionFilter<'a> {
+    /// A user lists their sessions in the org, a grant holder those run
+    /// under the grant; an anonymous visitor has no list.
+    pub fn of(
+        reader: &'a Reader,
+        agent_id: Option<&'a str>,
+        project_id: Option<&'a str>,
+        state: Option<SessionState>,
+    ) -> Result<Self, Error> {
+        let (user_id, org_id, grant_id) = match reader {
+            Reader::User { user_id, org_id } => (user_id, Some(org_id.as_str()), None),
+            Reader::GrantHolder { user_id, grant_id } => (user_id, None, Some(grant_id.as_str())),
+            Reader::Visitor { .. } => {
+                return Err(Error::PermissionDenied(
+                    "an anonymous visitor has no session list; read your session with GetSession \
+                     and the secret Invoke returned"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Self {
+            user_id,
+            org_id,
+            grant_id,
+            agent_id,
+            project_id,
+            state,
+        })
+    }
+}
+
 /// A message to append: a known role, text PostgreSQL can store, within
 /// the size limit.
 pub fn new_message(
@@ -291,28 +353,69 @@ pub fn title_of(content: &str) -> String {
 }
 
 /// How a run was called. Stored by these names.
-pub fn caller_kind_name(wire: i32) -> Option<&'static str> {
-    use agentshare_proto::store::v1::CallerKind as Wire;
-    match Wire::try_from(wire).ok()? {
-        Wire::User => Some("user"),
-        Wire::InvokeGrant => Some("invoke_grant"),
-        Wire::DelegateGrant => Some("delegate_grant"),
-        Wire::Automation => Some("automation"),
-        Wire::Unspecified => None,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CallerKind {
+    #[default]
+    User,
+    InvokeGrant,
+    DelegateGrant,
+    Automation,
+}
+
+impl CallerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::InvokeGrant => "invoke_grant",
+            Self::DelegateGrant => "delegate_grant",
+            Self::Automation => "automation",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        match stored {
+            "user" => Some(Self::User),
+            "invoke_grant" => Some(Self::InvokeGrant),
+            "delegate_grant" => Some(Self::DelegateGrant),
+            "automation" => Some(Self::Automation),
+            _ => None,
+        }
+    }
+
+    pub fn of_wire(wire: i32) -> Option<Self> {
+        use agentshare_proto::store::v1::CallerKind as Wire;
+        match Wire::try_from(wire).ok()? {
+            Wire::User => Some(Self::User),
+            Wire::InvokeGrant => Some(Self::InvokeGrant),
+            Wire::DelegateGrant => Some(Self::DelegateGrant),
+            Wire::Automation => Some(Self::Automation),
+            Wire::Unspecified => None,
+        }
+    }
+
+    pub fn wire(self) -> i32 {
+        use agentshare_proto::store::v1::CallerKind as Wire;
+        match self {
+            Self::User => Wire::User,
+            Self::InvokeGrant => Wire::InvokeGrant,
+            Self::DelegateGrant => Wire::DelegateGrant,
+            Self::Automation => Wire::Automation,
+        }
+        .into()
+    }
+
+    /// Whether a share grant made the call.
+    pub fn is_grant(self) -> bool {
+        matches!(self, Self::InvokeGrant | Self::DelegateGrant)
     }
 }
 
-pub fn caller_kind_wire(stored: &str) -> i32 {
-    use agentshare_proto::store::v1::CallerKind as Wire;
-    match stored {
-        "user" => Wire::User,
-        "invoke_grant" => Wire::InvokeGrant,
-        "delegate_grant" => Wire::DelegateGrant,
-        "automation" => Wire::Automation,
-        _ => Wire::Unspecified,
-    }
-    .into()
-}
+crate::stored::by_name!(
+    Role: "message role",
+    SessionState: "session state",
+    Status: "invocation status",
+    CallerKind: "caller kind",
+);
 
 /// How a run ended. Stored by these names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,11 +501,22 @@ pub fn connection_owner_wire(stored: &str) -> i32 {
     .into()
 }
 
+/// The integrations of a record, stored as JSON.
+impl TryFrom<Stored<String>> for Vec<IntegrationUse> {
+    type Error = serde_json::Error;
+
+    fn try_from(stored: Stored<String>) -> Result<Self, Self::Error> {
+        serde_json::from_str(&stored.0)
+    }
+}
+
 /// One invocation record as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Invocation {
     pub id: String,
+    #[sqlx(flatten)]
     pub facts: RunFacts,
+    #[sqlx(try_from = "String")]
     pub status: Status,
     pub error_code: String,
     pub error_message: String,
@@ -413,20 +527,24 @@ pub struct Invocation {
 }
 
 /// What the caller states at a run's start, from sharing's plan.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct RunFacts {
     pub org_id: String,
     pub agent_id: String,
     pub agent_owner_user_id: String,
     pub agent_version_number: i64,
+    #[sqlx(try_from = "Stored<i64>")]
     pub draft_run: bool,
-    pub caller_kind: &'static str,
+    #[sqlx(try_from = "String")]
+    pub caller_kind: CallerKind,
     pub user_id: String,
+    #[sqlx(try_from = "Stored<i64>")]
     pub anonymous: bool,
     pub grant_id: String,
     pub session_id: String,
     pub project_id: String,
     pub automation_run_id: String,
+    #[sqlx(try_from = "Stored<String>")]
     pub integrations: Vec<IntegrationUse>,
     pub executes_as_user_id: String,
     pub billed_to_user_id: String,
@@ -454,6 +572,136 @@ impl RunFacts {
         };
         stored == retry
     }
+}
+
+/// Whether a retried create names the session it created: same owner, same
+/// agent, same secret.
+pub fn same_owner(session: &Session, spec: &SessionSpec, digest: &str) -> Result<(), Error> {
+    let same = session.spec.user_id == spec.user_id
+        && session.spec.anonymous == spec.anonymous
+        && session.spec.agent_id == spec.agent_id
+        && session.secret_digest == digest;
+    if same {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "request_id",
+            "was already used to start a session for someone else; use a new request_id",
+        ))
+    }
+}
+
+/// The facts of a run's start, checked field by field.
+pub fn run_facts(
+    record: agentshare_proto::store::v1::InvocationRecord,
+    now: i64,
+) -> Result<(String, RunFacts, bool), Error> {
+    let field = |name: &str| format!("invocation.{name}");
+    let id = ids::parse(&field("id"), &record.id)?;
+    let caller_kind = CallerKind::of_wire(record.caller_kind).ok_or_else(|| {
+        Error::invalid(
+            field("caller_kind"),
+            "must be USER, INVOKE_GRANT, DELEGATE_GRANT or AUTOMATION",
+        )
+    })?;
+    let user_id = ids::parse_optional(&field("user_id"), &record.user_id)?;
+    match (record.anonymous, user_id.is_empty()) {
+        (true, false) => {
+            return Err(Error::invalid(
+                field("user_id"),
+                "must be empty for an anonymous visitor",
+            ));
+        }
+        (false, true) => {
+            return Err(Error::invalid(
+                field("user_id"),
+                "required unless the caller is an anonymous visitor",
+            ));
+        }
+        _ => {}
+    }
+    if record.anonymous && caller_kind != CallerKind::DelegateGrant {
+        return Err(Error::invalid(
+            field("anonymous"),
+            "only DELEGATE_GRANT runs have anonymous callers",
+        ));
+    }
+    let grant_id = ids::parse_optional(&field("grant_id"), &record.grant_id)?;
+    if grant_id.is_empty() && caller_kind.is_grant() {
+        return Err(Error::invalid(
+            field("grant_id"),
+            "required for a grant's run",
+        ));
+    }
+    match (record.draft_run, record.agent_version_number) {
+        (true, 0) | (false, 1..) => {}
+        (true, _) => {
+            return Err(Error::invalid(
+                field("agent_version_number"),
+                "must be 0 for a draft run",
+            ));
+        }
+        (false, _) => {
+            return Err(Error::invalid(
+                field("agent_version_number"),
+                "must be 1 or more; set draft_run for a run of the draft",
+            ));
+        }
+    }
+    let mut integrations = Vec::with_capacity(record.integrations.len());
+    for (i, used) in record.integrations.into_iter().enumerate() {
+        let at = |name: &str| format!("invocation.integrations[{i}].{name}");
+        if used.integration_key.is_empty() {
+            return Err(Error::invalid(at("integration_key"), "required"));
+        }
+        let owner = connection_owner_name(used.connection_owner).ok_or_else(|| {
+            Error::invalid(
+                at("connection_owner"),
+                "must be OWNER, BUILDER, CALLER or HOLDER",
+            )
+        })?;
+        integrations.push(IntegrationUse {
+            key: used.integration_key,
+            provider: used.provider,
+            owner: owner.to_string(),
+        });
+    }
+    let start_set = record.start_time.is_some();
+    let start_time = match &record.start_time {
+        Some(time) => micros_of(&field("start_time"), time)?,
+        None => now,
+    };
+    let facts = RunFacts {
+        org_id: ids::parse(&field("org_id"), &record.org_id)?,
+        agent_id: ids::parse(&field("agent_id"), &record.agent_id)?,
+        // Empty for the org default agent: no user owns it, and each run
+        // is billed to its caller.
+        agent_owner_user_id: ids::parse_optional(
+            &field("agent_owner_user_id"),
+            &record.agent_owner_user_id,
+        )?,
+        agent_version_number: record.agent_version_number,
+        draft_run: record.draft_run,
+        caller_kind,
+        user_id,
+        anonymous: record.anonymous,
+        grant_id,
+        session_id: ids::parse_optional(&field("session_id"), &record.session_id)?,
+        project_id: ids::parse_optional(&field("project_id"), &record.project_id)?,
+        automation_run_id: ids::parse_optional(
+            &field("automation_run_id"),
+            &record.automation_run_id,
+        )?,
+        integrations,
+        executes_as_user_id: ids::parse(
+            &field("executes_as_user_id"),
+            &record.executes_as_user_id,
+        )?,
+        billed_to_user_id: ids::parse(&field("billed_to_user_id"), &record.billed_to_user_id)?,
+        store_partition: record.store_partition,
+        start_time,
+    };
+    Ok((id, facts, start_set))
 }
 
 /// What completing a run does, given how it stands.
@@ -527,6 +775,22 @@ pub fn cursor_number(part: &str) -> Result<i64, Error> {
             "is not a token from this listing; start again with an empty token",
         )
     })
+}
+
+/// Whether sharing's answer to "may the caller EDIT this agent" lets them
+/// read its usage: its owner may, and an org admin for the org default
+/// agent, which no user owns. An agent they cannot see, or one deleted, is
+/// NOT_FOUND.
+pub fn owner_reads_usage(allowed: bool, reason: i32) -> Result<(), Error> {
+    use agentshare_proto::sharing::v1::DecisionReason as Reason;
+    match Reason::try_from(reason) {
+        Ok(Reason::Owner | Reason::OrgAdmin) if allowed => Ok(()),
+        Ok(Reason::NotFound | Reason::AgentDeleted) => Err(Error::not_found("agent")),
+        _ => Err(Error::PermissionDenied(
+            "only the agent's owner reads its usage; read your own with scope BILLED_TO_CALLER"
+                .into(),
+        )),
+    }
 }
 
 /// Whose records a usage request reads.
@@ -606,14 +870,16 @@ pub fn period_of(period: Period, day: i64, range: Range) -> (Option<i64>, i64) {
 }
 
 /// The totals of one group on one UTC day, as storage sums them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct DayTotals {
+    #[sqlx(rename = "grp")]
     pub group: String,
     pub day: i64,
+    #[sqlx(flatten)]
     pub totals: Totals,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Totals {
     pub invocations: i64,
     pub succeeded: i64,
@@ -783,6 +1049,27 @@ mod tests {
     }
 
     #[test]
+    fn only_the_owner_or_an_admin_of_the_default_agent_reads_its_usage() {
+        use agentshare_proto::sharing::v1::DecisionReason as Reason;
+        assert_eq!(owner_reads_usage(true, Reason::Owner.into()), Ok(()));
+        assert_eq!(owner_reads_usage(true, Reason::OrgAdmin.into()), Ok(()));
+        assert!(matches!(
+            owner_reads_usage(true, Reason::WorkspaceMember.into()),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            owner_reads_usage(false, Reason::Owner.into()),
+            Err(Error::PermissionDenied(_))
+        ));
+        for gone in [Reason::NotFound, Reason::AgentDeleted] {
+            assert_eq!(
+                owner_reads_usage(false, gone.into()),
+                Err(Error::not_found("agent"))
+            );
+        }
+    }
+
+    #[test]
     fn titles_keep_80_characters() {
         assert_eq!(title_of(&"é".repeat(100)).chars().count(), 80);
         assert_eq!(title_of("short"), "short");
@@ -794,7 +1081,7 @@ mod tests {
             agent_id: "a".into(),
             session_id: "s".into(),
             start_time: 10,
-            caller_kind: "user",
+            caller_kind: CallerKind::User,
             ..RunFacts::default()
         };
         let retry = RunFacts {

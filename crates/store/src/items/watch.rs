@@ -17,9 +17,9 @@ use agentshare_proto::store::v1 as pb;
 use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 
-use crate::access::Access;
-use crate::domain::Partition;
-use crate::storage::{ChangeRow, Storage};
+use super::access::Access;
+use super::rules::Partition;
+use super::storage::{ChangeRow, Storage};
 
 /// Changes read per query while catching up.
 const BATCH: i64 = 256;
@@ -283,7 +283,7 @@ impl Stream {
                 if self.omit_values {
                     item.value.clear();
                 }
-                crate::rpc::item_to_proto(item)
+                super::rpc::item_to_proto(item)
             }),
         }
     }

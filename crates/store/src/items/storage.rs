@@ -9,16 +9,18 @@
 
 use agentshare_kit::clock::Clock;
 use agentshare_kit::db::Db;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use agentshare_kit::page::Page;
+use agentshare_kit::{Error, Result};
+use sqlx::{Any, Transaction};
 
-use crate::domain::{self, ContentType, Expected, Limits, Refusal, Usage};
+use super::rules::{self, ContentType, Expected, Limits, Usage};
 
 /// One item as stored; `value` is the preview when listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ItemRow {
     pub key: String,
     pub value: String,
+    #[sqlx(try_from = "String")]
     pub content_type: ContentType,
     pub size_bytes: i64,
     pub revision: i64,
@@ -36,10 +38,31 @@ pub struct ChangeRow {
     pub item: Option<ItemRow>,
 }
 
+/// One row of `item_changes`: the item as written, which a delete leaves
+/// empty.
+#[derive(sqlx::FromRow)]
+struct StoredChange {
+    change_revision: i64,
+    kind: String,
+    #[sqlx(flatten)]
+    item: ItemRow,
+}
+
+impl From<StoredChange> for ChangeRow {
+    fn from(change: StoredChange) -> Self {
+        Self {
+            revision: change.change_revision,
+            key: change.item.key.clone(),
+            item: (change.kind == "put").then_some(change.item),
+        }
+    }
+}
+
 /// A partition's counter and quota use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct PartitionState {
     pub revision: i64,
+    #[sqlx(flatten)]
     pub usage: Usage,
 }
 
@@ -84,101 +107,79 @@ pub struct Storage {
 const ITEM_COLUMNS: &str =
     "key, value, content_type, size_bytes, revision, created_by, created_at, updated_at";
 
-fn item_of(row: &AnyRow) -> Result<ItemRow, sqlx::Error> {
-    let content_type: String = row.try_get("content_type")?;
-    Ok(ItemRow {
-        key: row.try_get("key")?,
-        value: row.try_get("value")?,
-        content_type: ContentType::parse(&content_type).ok_or_else(|| {
-            sqlx::Error::Decode(format!("stored content type {content_type:?}").into())
-        })?,
-        size_bytes: row.try_get("size_bytes")?,
-        revision: row.try_get("revision")?,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// What a write finds of the item it replaces.
+#[derive(sqlx::FromRow)]
+struct Current {
+    revision: i64,
+    size_bytes: i64,
+    created_by: String,
+    created_at: i64,
 }
 
 impl Storage {
     /// The partition's counter and use; zero for one never written.
-    pub async fn partition(&self, partition: &str) -> Result<PartitionState, sqlx::Error> {
-        let row = sqlx::query(
+    pub async fn partition(&self, partition: &str) -> Result<PartitionState> {
+        let state = sqlx::query_as(
             "SELECT revision, item_count, total_bytes FROM store_partitions WHERE partition = $1",
         )
         .bind(partition)
         .fetch_optional(&self.db.pool)
         .await?;
-        row.map_or(Ok(PartitionState::default()), |row| state_of(&row))
+        Ok(state.unwrap_or_default())
     }
 
-    /// Up to `limit` items with `prefix`, after `after_key`, in byte order
-    /// of the key, each with a preview instead of its value.
-    pub async fn list(
-        &self,
-        partition: &str,
-        prefix: &str,
-        after_key: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ItemRow>, sqlx::Error> {
+    /// The page's items with `prefix`, in byte order of the key, each with
+    /// a preview instead of its value.
+    pub async fn list(&self, partition: &str, prefix: &str, page: &Page) -> Result<Vec<ItemRow>> {
         // Both backends' substr counts characters, as the preview promises.
         let sql = format!(
             "SELECT key, substr(value, 1, {}) AS value, content_type, size_bytes, revision, \
              created_by, created_at, updated_at FROM workspace_items \
              WHERE partition = $1 AND key >= $2 AND key > $3 ORDER BY key LIMIT $4",
-            domain::PREVIEW_CHARS
+            rules::PREVIEW_CHARS
         );
-        let rows = sqlx::query(&sql)
+        let items: Vec<ItemRow> = sqlx::query_as(&sql)
             .bind(partition)
             .bind(prefix)
-            .bind(after_key.unwrap_or(""))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(page.after().unwrap_or(""))
+            .bind(page.limit())
             .fetch_all(&self.db.pool)
             .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let item = item_of(row)?;
-            // Keys sort byte-wise, so the first key past the prefix ends it.
-            if !item.key.starts_with(prefix) {
-                break;
-            }
-            items.push(item);
-        }
-        Ok(items)
+        // Keys sort byte-wise, so the first key past the prefix ends it.
+        Ok(items
+            .into_iter()
+            .take_while(|item| item.key.starts_with(prefix))
+            .collect())
     }
 
-    pub async fn read(&self, partition: &str, key: &str) -> Result<Option<ItemRow>, sqlx::Error> {
+    /// One item, or NOT_FOUND naming its key.
+    pub async fn read(&self, partition: &str, key: &str) -> Result<ItemRow> {
         let sql =
             format!("SELECT {ITEM_COLUMNS} FROM workspace_items WHERE partition = $1 AND key = $2");
-        let row = sqlx::query(&sql)
+        sqlx::query_as(&sql)
             .bind(partition)
             .bind(key)
             .fetch_optional(&self.db.pool)
-            .await?;
-        row.as_ref().map(item_of).transpose()
+            .await?
+            .ok_or_else(|| Error::not_found(format!("item {key:?}")))
     }
 
     /// Creates or replaces one item under its compare-and-set condition and
     /// the partition's quotas, and records the change.
-    pub async fn put(&self, put: &Put<'_>) -> Result<Written, Refusal> {
+    pub async fn put(&self, put: &Put<'_>) -> Result<Written> {
         let now = self.clock.now_micros();
-        let size = domain::byte_len(put.value);
+        let size = rules::byte_len(put.value);
         let mut tx = self.db.begin_write().await?;
         let (revision, before) = self.bump(&mut tx, put.partition).await?;
-        let existing = current(&mut tx, put.partition, put.key).await?;
-        put.expected.check(
-            existing
-                .as_ref()
-                .map_or(0, |(item_revision, ..)| *item_revision),
-        )?;
-        let after = domain::usage_after_put(
+        let existing = current(&mut tx, put.partition, put.key, put.expected).await?;
+        let after = rules::usage_after_put(
             before,
-            existing.as_ref().map(|(_, old_size, ..)| *old_size),
+            existing.as_ref().map(|current| current.size_bytes),
             size,
             &self.limits,
         )?;
         let (created_by, created_at) = match &existing {
-            Some((_, _, created_by, created_at)) => (created_by.clone(), *created_at),
+            Some(current) => (current.created_by.clone(), current.created_at),
             None => (put.agent_id.to_string(), now),
         };
         let item = ItemRow {
@@ -228,23 +229,12 @@ impl Storage {
 
     /// Removes one item; NOT_FOUND when it is absent and no revision was
     /// expected, ABORTED when the expected revision does not match.
-    pub async fn delete(
-        &self,
-        partition: &str,
-        key: &str,
-        expected: Expected,
-    ) -> Result<Deleted, Refusal> {
+    pub async fn delete(&self, partition: &str, key: &str, expected: Expected) -> Result<Deleted> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         let (revision, before) = self.bump(&mut tx, partition).await?;
-        let existing = current(&mut tx, partition, key).await?;
-        expected.check(
-            existing
-                .as_ref()
-                .map_or(0, |(item_revision, ..)| *item_revision),
-        )?;
-        let Some((item_revision, size, ..)) = existing else {
-            return Err(agentshare_kit::Error::not_found(format!("item {key:?}")).into());
+        let Some(existing) = current(&mut tx, partition, key, expected).await? else {
+            return Err(Error::not_found(format!("item {key:?}")));
         };
         sqlx::query("DELETE FROM workspace_items WHERE partition = $1 AND key = $2")
             .bind(partition)
@@ -253,14 +243,14 @@ impl Storage {
             .await?;
         let after = Usage {
             item_count: before.item_count - 1,
-            total_bytes: before.total_bytes - size,
+            total_bytes: before.total_bytes - existing.size_bytes,
         };
         self.record(&mut tx, partition, after, revision, key, None, now)
             .await?;
         tx.commit().await?;
         Ok(Deleted {
             revision,
-            item_revision,
+            item_revision: existing.revision,
         })
     }
 
@@ -270,7 +260,7 @@ impl Storage {
         &self,
         tx: &mut Transaction<'static, Any>,
         partition: &str,
-    ) -> Result<(i64, Usage), sqlx::Error> {
+    ) -> Result<(i64, Usage)> {
         sqlx::query(
             "INSERT INTO store_partitions (partition, revision, item_count, total_bytes) \
              VALUES ($1, 0, 0, 0) ON CONFLICT (partition) DO NOTHING",
@@ -278,14 +268,13 @@ impl Storage {
         .bind(partition)
         .execute(&mut **tx)
         .await?;
-        let row = sqlx::query(
+        let state: PartitionState = sqlx::query_as(
             "UPDATE store_partitions SET revision = revision + 1 WHERE partition = $1 \
              RETURNING revision, item_count, total_bytes",
         )
         .bind(partition)
         .fetch_one(&mut **tx)
         .await?;
-        let state = state_of(&row)?;
         Ok((state.revision, state.usage))
     }
 
@@ -301,7 +290,7 @@ impl Storage {
         key: &str,
         item: Option<&ItemRow>,
         now: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE store_partitions SET item_count = $2, total_bytes = $3 WHERE partition = $1",
         )
@@ -357,53 +346,25 @@ impl Storage {
         partition: &str,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<ChangeRow>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT revision, kind, key, value, content_type, size_bytes, item_revision, \
-             created_by, created_at, changed_at FROM item_changes \
-             WHERE partition = $1 AND revision > $2 ORDER BY revision LIMIT $3",
+    ) -> Result<Vec<ChangeRow>> {
+        let changes: Vec<StoredChange> = sqlx::query_as(
+            // The item's revision takes the name `revision`, so the
+            // change's own is named by its table wherever it is meant.
+            "SELECT c.revision AS change_revision, kind, key, value, content_type, size_bytes, \
+             item_revision AS revision, created_by, created_at, changed_at AS updated_at \
+             FROM item_changes c WHERE c.partition = $1 AND c.revision > $2 \
+             ORDER BY c.revision LIMIT $3",
         )
         .bind(partition)
         .bind(after)
         .bind(limit)
         .fetch_all(&self.db.pool)
         .await?;
-        let mut changes = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let kind: String = row.try_get("kind")?;
-            let key: String = row.try_get("key")?;
-            let item = if kind == "put" {
-                let content_type: String = row.try_get("content_type")?;
-                Some(ItemRow {
-                    key: key.clone(),
-                    value: row.try_get("value")?,
-                    content_type: ContentType::parse(&content_type).ok_or_else(|| {
-                        sqlx::Error::Decode(format!("stored content type {content_type:?}").into())
-                    })?,
-                    size_bytes: row.try_get("size_bytes")?,
-                    revision: row.try_get("item_revision")?,
-                    created_by: row.try_get("created_by")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("changed_at")?,
-                })
-            } else {
-                None
-            };
-            changes.push(ChangeRow {
-                revision: row.try_get("revision")?,
-                key,
-                item,
-            });
-        }
-        Ok(changes)
+        Ok(changes.into_iter().map(ChangeRow::from).collect())
     }
 
     /// Whether the change at `revision` is still retained.
-    pub async fn change_retained(
-        &self,
-        partition: &str,
-        revision: i64,
-    ) -> Result<bool, sqlx::Error> {
+    pub async fn change_retained(&self, partition: &str, revision: i64) -> Result<bool> {
         let row = sqlx::query("SELECT 1 FROM item_changes WHERE partition = $1 AND revision = $2")
             .bind(partition)
             .bind(revision)
@@ -414,24 +375,23 @@ impl Storage {
 
     /// Removes every partition of an agent's store: items, changes and
     /// counters. Idempotent.
-    pub async fn drop_agent_store(&self, agent_id: &str) -> Result<usize, sqlx::Error> {
-        // LIKE narrows the scan; the exact test is the domain's, since
+    pub async fn drop_agent_store(&self, agent_id: &str) -> Result<usize> {
+        // LIKE narrows the scan; the exact test is the rules', since
         // SQLite's LIKE ignores ASCII case.
-        let candidates =
-            sqlx::query("SELECT partition FROM store_partitions WHERE partition LIKE $1")
+        let candidates: Vec<(String,)> =
+            sqlx::query_as("SELECT partition FROM store_partitions WHERE partition LIKE $1")
                 .bind(format!("agent-{agent_id}%"))
                 .fetch_all(&self.db.pool)
                 .await?;
         let mut dropped = 0;
-        for row in &candidates {
-            let partition: String = row.try_get("partition")?;
-            if !domain::belongs_to_agent(&partition, agent_id) {
+        for (partition,) in &candidates {
+            if !rules::belongs_to_agent(partition, agent_id) {
                 continue;
             }
             let mut tx = self.db.begin_write().await?;
             for table in ["workspace_items", "item_changes", "store_partitions"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE partition = $1"))
-                    .bind(&partition)
+                    .bind(partition)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -442,23 +402,15 @@ impl Storage {
     }
 }
 
-fn state_of(row: &AnyRow) -> Result<PartitionState, sqlx::Error> {
-    Ok(PartitionState {
-        revision: row.try_get("revision")?,
-        usage: Usage {
-            item_count: row.try_get("item_count")?,
-            total_bytes: row.try_get("total_bytes")?,
-        },
-    })
-}
-
-/// The item's revision, size, creator and creation time, if it exists.
+/// The item's revision, size, creator and creation time, if it exists,
+/// once it meets the compare-and-set condition of the write.
 async fn current(
     tx: &mut Transaction<'static, Any>,
     partition: &str,
     key: &str,
-) -> Result<Option<(i64, i64, String, i64)>, sqlx::Error> {
-    let row = sqlx::query(
+    expected: Expected,
+) -> Result<Option<Current>> {
+    let current: Option<Current> = sqlx::query_as(
         "SELECT revision, size_bytes, created_by, created_at FROM workspace_items \
          WHERE partition = $1 AND key = $2",
     )
@@ -466,13 +418,6 @@ async fn current(
     .bind(key)
     .fetch_optional(&mut **tx)
     .await?;
-    row.map(|row| {
-        Ok((
-            row.try_get("revision")?,
-            row.try_get("size_bytes")?,
-            row.try_get("created_by")?,
-            row.try_get("created_at")?,
-        ))
-    })
-    .transpose()
+    expected.check(current.as_ref().map_or(0, |current| current.revision))?;
+    Ok(current)
 }

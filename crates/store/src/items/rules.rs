@@ -4,6 +4,10 @@
 
 use agentshare_kit::Error;
 use agentshare_kit::config;
+use agentshare_proto::errors::v1::ErrorReason;
+
+/// The ErrorInfo domain of the store's details.
+const ERROR_DOMAIN: &str = "store.agentshare";
 
 /// Longest key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -23,12 +27,16 @@ impl ContentType {
             Self::Text => "text",
         }
     }
+}
 
-    pub fn parse(stored: &str) -> Option<Self> {
-        match stored {
-            "json" => Some(Self::Json),
-            "text" => Some(Self::Text),
-            _ => None,
+impl TryFrom<String> for ContentType {
+    type Error = String;
+
+    fn try_from(stored: String) -> Result<Self, String> {
+        match stored.as_str() {
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            _ => Err(format!("stored content type {stored:?}")),
         }
     }
 }
@@ -68,37 +76,31 @@ impl Limits {
     }
 }
 
-/// Why a store call was refused, beyond kit's vocabulary: the answers that
-/// carry `google.rpc` details of their own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// A rule of kit's vocabulary.
-    Rule(Error),
-    /// Compare-and-set failed; `current` is the item's revision, 0 if absent.
-    RevisionMismatch { expected: i64, current: i64 },
-    /// A quota would be exceeded.
-    Quota(QuotaExceeded),
-}
-
-impl From<Error> for Refusal {
-    fn from(error: Error) -> Self {
-        Self::Rule(error)
+/// Compare-and-set failed: ABORTED with an `ErrorInfo` naming the item's
+/// revision (`current`, 0 if absent) and the one the client expected.
+pub fn revision_mismatch(expected: i64, current: i64) -> Error {
+    let message = match (expected, current) {
+        (0, current) => format!(
+            "the key already exists at revision {current}; read it and write with that revision"
+        ),
+        (expected, 0) => format!(
+            "the item does not exist, so it is not at revision {expected}; \
+             write with expected_revision 0 to create it"
+        ),
+        (expected, current) => format!(
+            "the item is at revision {current}, not {expected}; read it again, recompute and retry"
+        ),
+    };
+    Error::Conflict {
+        message,
+        reason: ErrorReason::RevisionMismatch,
+        domain: ERROR_DOMAIN.into(),
+        metadata: [
+            ("current_revision".into(), current.to_string()),
+            ("expected_revision".into(), expected.to_string()),
+        ]
+        .into(),
     }
-}
-
-impl From<sqlx::Error> for Refusal {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Rule(error.into())
-    }
-}
-
-/// One exceeded quota: `subject` names the limit, `description` gives the
-/// current use against it, `message` says how to make room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaExceeded {
-    pub subject: &'static str,
-    pub description: String,
-    pub message: String,
 }
 
 /// A key is 1 to 512 bytes of UTF-8 with no control characters.
@@ -155,24 +157,24 @@ pub fn content_type_of(wire: i32) -> Result<ContentType, Error> {
 /// A value must fit the size limit; a JSON value must parse. Text may be
 /// anything but U+0000, which PostgreSQL cannot store in text, so both
 /// backends refuse it alike.
-pub fn check_value(value: &str, content_type: ContentType, limits: &Limits) -> Result<(), Refusal> {
+pub fn check_value(value: &str, content_type: ContentType, limits: &Limits) -> Result<(), Error> {
     let size = byte_len(value);
     if size > limits.max_value_bytes {
-        return Err(Refusal::Quota(QuotaExceeded {
-            subject: "value_bytes",
-            description: format!(
-                "value is {size} bytes; the limit is {} bytes",
-                limits.max_value_bytes
-            ),
-            message: format!(
+        return Err(Error::quota(
+            format!(
                 "the value is {size} bytes, over the limit of {} bytes per item; \
                  store it in smaller items",
                 limits.max_value_bytes
             ),
-        }));
+            "value_bytes",
+            format!(
+                "value is {size} bytes; the limit is {} bytes",
+                limits.max_value_bytes
+            ),
+        ));
     }
     if value.contains('\0') {
-        return Err(Error::invalid("value", "must not contain U+0000").into());
+        return Err(Error::invalid("value", "must not contain U+0000"));
     }
     if content_type == ContentType::Json
         && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(value)
@@ -180,8 +182,7 @@ pub fn check_value(value: &str, content_type: ContentType, limits: &Limits) -> R
         return Err(Error::invalid(
             "value",
             format!("is not valid JSON ({e}); send valid JSON or use content type TEXT"),
-        )
-        .into());
+        ));
     }
     Ok(())
 }
@@ -228,7 +229,7 @@ impl Expected {
     }
 
     /// Whether an item at `current` (0 when absent) meets the condition.
-    pub fn check(self, current: i64) -> Result<(), Refusal> {
+    pub fn check(self, current: i64) -> Result<(), Error> {
         let expected = match self {
             Self::Any => return Ok(()),
             Self::Absent if current == 0 => return Ok(()),
@@ -236,12 +237,12 @@ impl Expected {
             Self::Absent => 0,
             Self::Revision(n) => n,
         };
-        Err(Refusal::RevisionMismatch { expected, current })
+        Err(revision_mismatch(expected, current))
     }
 }
 
 /// A partition's use before a write, and what the write changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Usage {
     pub item_count: i64,
     pub total_bytes: i64,
@@ -255,34 +256,34 @@ pub fn usage_after_put(
     old_size: Option<i64>,
     new_size: i64,
     limits: &Limits,
-) -> Result<Usage, Refusal> {
+) -> Result<Usage, Error> {
     let after = Usage {
         item_count: before.item_count + i64::from(old_size.is_none()),
         total_bytes: before.total_bytes - old_size.unwrap_or(0) + new_size,
     };
     if after.item_count > before.item_count && after.item_count > limits.max_items {
-        return Err(Refusal::Quota(QuotaExceeded {
-            subject: "items",
-            description: format!("{} of {} items used", before.item_count, limits.max_items),
-            message: format!(
+        return Err(Error::quota(
+            format!(
                 "this store is full: {} of {} items used; delete items to make room",
                 before.item_count, limits.max_items
             ),
-        }));
+            "items",
+            format!("{} of {} items used", before.item_count, limits.max_items),
+        ));
     }
     if after.total_bytes > before.total_bytes && after.total_bytes > limits.max_total_bytes {
-        return Err(Refusal::Quota(QuotaExceeded {
-            subject: "total_bytes",
-            description: format!(
-                "{} of {} bytes used",
-                before.total_bytes, limits.max_total_bytes
-            ),
-            message: format!(
+        return Err(Error::quota(
+            format!(
                 "this store is full: {} of {} bytes used, and the value needs {new_size}; \
                  delete items to make room",
                 before.total_bytes, limits.max_total_bytes
             ),
-        }));
+            "total_bytes",
+            format!(
+                "{} of {} bytes used",
+                before.total_bytes, limits.max_total_bytes
+            ),
+        ));
     }
     Ok(after)
 }
@@ -342,6 +343,29 @@ mod tests {
         max_total_bytes: 15,
     };
 
+    /// The one quota a refusal names.
+    fn quota_subject<T: std::fmt::Debug>(outcome: Result<T, Error>) -> String {
+        match outcome {
+            Err(Error::Quota(_, violations)) if violations.len() == 1 => {
+                violations[0].subject.clone()
+            }
+            other => panic!("expected one quota, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_revision_mismatch_names_both_revisions() {
+        let Error::Conflict {
+            reason, metadata, ..
+        } = revision_mismatch(2, 3)
+        else {
+            panic!("expected a conflict");
+        };
+        assert_eq!(reason, ErrorReason::RevisionMismatch);
+        assert_eq!(metadata["current_revision"], "3");
+        assert_eq!(metadata["expected_revision"], "2");
+    }
+
     #[test]
     fn keys_are_short_printable_utf8() {
         assert!(check_key("key", "notes/2026-01 ✓").is_ok());
@@ -358,13 +382,10 @@ mod tests {
         assert!(check_value("{\"a\":1}", ContentType::Json, &LIMITS).is_ok());
         assert!(check_value("{a}", ContentType::Json, &LIMITS).is_err());
         assert!(check_value("{a}", ContentType::Text, &LIMITS).is_ok());
-        assert!(matches!(
-            check_value("01234567890", ContentType::Text, &LIMITS),
-            Err(Refusal::Quota(QuotaExceeded {
-                subject: "value_bytes",
-                ..
-            }))
-        ));
+        assert_eq!(
+            quota_subject(check_value("01234567890", ContentType::Text, &LIMITS)),
+            "value_bytes"
+        );
         assert!(check_value("a\0b", ContentType::Text, &LIMITS).is_err());
     }
 
@@ -372,21 +393,9 @@ mod tests {
     fn compare_and_set_names_the_current_revision() {
         assert!(Expected::Any.check(7).is_ok());
         assert!(Expected::Absent.check(0).is_ok());
-        assert_eq!(
-            Expected::Absent.check(3),
-            Err(Refusal::RevisionMismatch {
-                expected: 0,
-                current: 3
-            })
-        );
+        assert_eq!(Expected::Absent.check(3), Err(revision_mismatch(0, 3)));
         assert!(Expected::Revision(3).check(3).is_ok());
-        assert_eq!(
-            Expected::Revision(2).check(0),
-            Err(Refusal::RevisionMismatch {
-                expected: 2,
-                current: 0
-            })
-        );
+        assert_eq!(Expected::Revision(2).check(0), Err(revision_mismatch(2, 0)));
         assert!(Expected::for_delete(Some(0)).is_err());
         assert!(Expected::for_write("expected_revision", Some(-1)).is_err());
     }
@@ -397,20 +406,14 @@ mod tests {
             item_count: 2,
             total_bytes: 14,
         };
-        assert!(matches!(
-            usage_after_put(full, None, 1, &LIMITS),
-            Err(Refusal::Quota(QuotaExceeded {
-                subject: "items",
-                ..
-            }))
-        ));
-        assert!(matches!(
-            usage_after_put(full, Some(4), 6, &LIMITS),
-            Err(Refusal::Quota(QuotaExceeded {
-                subject: "total_bytes",
-                ..
-            }))
-        ));
+        assert_eq!(
+            quota_subject(usage_after_put(full, None, 1, &LIMITS)),
+            "items"
+        );
+        assert_eq!(
+            quota_subject(usage_after_put(full, Some(4), 6, &LIMITS)),
+            "total_bytes"
+        );
         let over = Usage {
             item_count: 5,
             total_bytes: 40,

@@ -4,11 +4,11 @@
 
 use agentshare_kit::identity::Principal;
 use agentshare_kit::server::ServiceChannel;
+use agentshare_kit::{Error, Result};
 use agentshare_proto::sharing::v1 as sharing;
 use sharing::access_internal_service_client::AccessInternalServiceClient;
-use tonic::{Code, Status};
 
-use crate::domain::{Partition, Scope};
+use super::rules::{Partition, Scope};
 
 #[derive(Clone)]
 pub struct Access {
@@ -23,11 +23,7 @@ impl Access {
     /// The partition `principal` reads and writes through `agent_id`.
     /// Sharing's refusal reaches the client as sharing gave it: NOT_FOUND
     /// for an invisible agent, PERMISSION_DENIED for one it may not RUN.
-    pub async fn partition(
-        &self,
-        principal: &Principal,
-        agent_id: &str,
-    ) -> Result<Partition, Status> {
+    pub async fn partition(&self, principal: &Principal, agent_id: &str) -> Result<Partition> {
         let mut request = tonic::Request::new(sharing::ResolveStoreRequest {
             agent_id: agent_id.to_string(),
         });
@@ -35,26 +31,22 @@ impl Access {
         let answer = AccessInternalServiceClient::new(self.sharing.clone())
             .resolve_store(request)
             .await
-            .map_err(|status| passed_on(&status))?
+            .map_err(passed_on)?
             .into_inner();
         let scope = match sharing::StoreScopeKind::try_from(answer.store_scope) {
             Ok(sharing::StoreScopeKind::UserPrivate) => Scope::Private,
             Ok(sharing::StoreScopeKind::Unspecified) | Err(_) => {
-                tracing::error!(
-                    scope = answer.store_scope,
-                    "sharing answered no store scope"
-                );
-                return Err(Status::internal(
-                    "internal error; it has been logged, please report it",
-                ));
+                return Err(Error::internal(format!(
+                    "sharing answered no store scope ({})",
+                    answer.store_scope
+                )));
             }
             Ok(_) => Scope::Shared,
         };
         if answer.store_workspace.is_empty() {
-            tracing::error!(agent_id, "sharing answered an empty store partition");
-            return Err(Status::internal(
-                "internal error; it has been logged, please report it",
-            ));
+            return Err(Error::internal(format!(
+                "sharing answered an empty store partition for agent {agent_id}"
+            )));
         }
         Ok(Partition {
             name: answer.store_workspace,
@@ -63,15 +55,13 @@ impl Access {
     }
 }
 
-/// Sharing's answer as our own: the same code, message and details, but
-/// none of the upstream response's metadata.
-fn passed_on(status: &Status) -> Status {
-    let code = status.code();
-    if code == Code::Unavailable {
-        return Status::unavailable(format!(
-            "access checks are unavailable ({}); retry shortly",
-            status.message()
-        ));
+/// Sharing's answer as our own: the same kind, message and details; an
+/// outage says what was unavailable.
+fn passed_on(status: tonic::Status) -> Error {
+    match Error::from(status) {
+        Error::Unavailable(message) => Error::Unavailable(format!(
+            "access checks are unavailable ({message}); retry shortly"
+        )),
+        refusal => refusal,
     }
-    Status::with_details(code, status.message(), status.details().to_vec().into())
 }

@@ -8,16 +8,17 @@
 //! the same transaction as its messages, so a racing duplicate fails on
 //! its key and, retried, finds the first result.
 
-use agentshare_kit::Error;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::db::{Db, is_unique_violation, new_id};
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use agentshare_kit::page::Page;
+use agentshare_kit::{Error, Result};
+use sqlx::{Any, Transaction};
 
-use super::domain::{
-    self, DayTotals, IntegrationUse, Invocation, Message, NewMessage, Range, Role, RunFacts,
-    Session, SessionSpec, SessionState, Status, Totals, UsageFilter,
+use super::rules::{
+    self, DayTotals, Invocation, Message, NewMessage, Range, Role, Session, SessionFilter,
+    SessionSpec, SessionState, Status, UsageFilter,
 };
+use crate::stored::Stored;
 
 #[derive(Clone)]
 pub struct Storage {
@@ -60,16 +61,6 @@ pub struct Created {
     pub retried: bool,
 }
 
-/// Filters of ListSessions.
-pub struct SessionFilter<'a> {
-    pub user_id: &'a str,
-    pub org_id: Option<&'a str>,
-    pub grant_id: Option<&'a str>,
-    pub agent_id: Option<&'a str>,
-    pub project_id: Option<&'a str>,
-    pub state: Option<SessionState>,
-}
-
 /// The end of a run.
 pub struct Completed<'a> {
     pub status: Status,
@@ -98,85 +89,6 @@ const INVOCATION_COLUMNS: &str = "id, org_id, agent_id, agent_owner_user_id, \
      project_id, automation_run_id, integrations, executes_as_user_id, billed_to_user_id, \
      store_partition, status, error_code, error_message, duration_micros, start_time, end_time, \
      input_tokens, output_tokens";
-
-fn decode(what: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("stored {what}").into())
-}
-
-fn session_of(row: &AnyRow) -> Result<Session, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    Ok(Session {
-        id: row.try_get("id")?,
-        spec: SessionSpec {
-            org_id: row.try_get("org_id")?,
-            agent_id: row.try_get("agent_id")?,
-            agent_name: row.try_get("agent_name")?,
-            user_id: row.try_get("user_id")?,
-            anonymous: row.try_get::<i64, _>("anonymous")? != 0,
-            grant_id: row.try_get("grant_id")?,
-            project_id: row.try_get("project_id")?,
-            workspace_id: row.try_get("workspace_id")?,
-        },
-        secret_digest: row.try_get("secret_digest")?,
-        state: SessionState::parse(&state).ok_or_else(|| decode("session state"))?,
-        title: row.try_get("title")?,
-        message_count: row.try_get("message_count")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        archived_at: row.try_get("archived_at")?,
-    })
-}
-
-fn message_of(row: &AnyRow) -> Result<Message, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(Message {
-        sequence: row.try_get("sequence")?,
-        role: Role::parse(&role).ok_or_else(|| decode("message role"))?,
-        content: row.try_get("content")?,
-        tool_name: row.try_get("tool_name")?,
-        invocation_id: row.try_get("invocation_id")?,
-        agent_version_number: row.try_get("agent_version_number")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn invocation_of(row: &AnyRow) -> Result<Invocation, sqlx::Error> {
-    let caller_kind: String = row.try_get("caller_kind")?;
-    let status: String = row.try_get("status")?;
-    let integrations: String = row.try_get("integrations")?;
-    let integrations: Vec<IntegrationUse> =
-        serde_json::from_str(&integrations).map_err(|_| decode("integrations"))?;
-    Ok(Invocation {
-        id: row.try_get("id")?,
-        facts: RunFacts {
-            org_id: row.try_get("org_id")?,
-            agent_id: row.try_get("agent_id")?,
-            agent_owner_user_id: row.try_get("agent_owner_user_id")?,
-            agent_version_number: row.try_get("agent_version_number")?,
-            draft_run: row.try_get::<i64, _>("draft_run")? != 0,
-            caller_kind: domain::caller_kind_name(domain::caller_kind_wire(&caller_kind))
-                .ok_or_else(|| decode("caller kind"))?,
-            user_id: row.try_get("user_id")?,
-            anonymous: row.try_get::<i64, _>("anonymous")? != 0,
-            grant_id: row.try_get("grant_id")?,
-            session_id: row.try_get("session_id")?,
-            project_id: row.try_get("project_id")?,
-            automation_run_id: row.try_get("automation_run_id")?,
-            integrations,
-            executes_as_user_id: row.try_get("executes_as_user_id")?,
-            billed_to_user_id: row.try_get("billed_to_user_id")?,
-            store_partition: row.try_get("store_partition")?,
-            start_time: row.try_get("start_time")?,
-        },
-        status: Status::parse(&status).ok_or_else(|| decode("invocation status"))?,
-        error_code: row.try_get("error_code")?,
-        error_message: row.try_get("error_message")?,
-        duration_micros: row.try_get("duration_micros")?,
-        end_time: row.try_get("end_time")?,
-        input_tokens: row.try_get("input_tokens")?,
-        output_tokens: row.try_get("output_tokens")?,
-    })
-}
 
 /// A value bound to a dynamically built query.
 enum Bind {
@@ -225,8 +137,45 @@ impl Conditions {
         }
     }
 
-    fn query<'q>(&self, sql: &'q str) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-        let mut query = sqlx::query(sql);
+    /// The page of rows `select` reads under these conditions, newest
+    /// first by (`column`, `id`), after the row the page's token names.
+    async fn newest_page<T>(
+        mut self,
+        pool: &sqlx::AnyPool,
+        select: &str,
+        column: &str,
+        page: &Page,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        if let Some([at, id]) = page.after_parts() {
+            let at = rules::cursor_number(at)?;
+            self.push(
+                &format!("({column} < ? OR ({column} = ? AND id < ?))"),
+                vec![Bind::Int(at), Bind::Int(at), Bind::Text(id.clone())],
+            );
+        }
+        let sql = format!(
+            "{select}{} ORDER BY {column} DESC, id DESC LIMIT ${}",
+            self.clause(),
+            self.next()
+        );
+        Ok(self
+            .query_as(&sql)
+            .bind(page.limit())
+            .fetch_all(pool)
+            .await?)
+    }
+
+    fn query_as<'q, T>(
+        &self,
+        sql: &'q str,
+    ) -> sqlx::query::QueryAs<'q, Any, T, sqlx::any::AnyArguments<'q>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        let mut query = sqlx::query_as(sql);
         for bind in &self.binds {
             query = match bind {
                 Bind::Text(value) => query.bind(value.clone()),
@@ -259,13 +208,12 @@ fn usage_conditions(filter: &UsageFilter, range: Range, status: Option<Status>) 
 }
 
 impl Storage {
-    pub async fn session(&self, id: &str) -> Result<Option<Session>, sqlx::Error> {
+    pub async fn session(&self, id: &str) -> Result<Option<Session>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
-        let row = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.db.pool)
-            .await?;
-        row.as_ref().map(session_of).transpose()
+            .await?)
     }
 
     /// Starts an empty session, or finds the one a retry of `request_id`
@@ -275,7 +223,7 @@ impl Storage {
         request_id: &str,
         spec: &SessionSpec,
         secret_digest: &str,
-    ) -> Result<Created, Error> {
+    ) -> Result<Created> {
         for _ in 0..APPEND_ATTEMPTS {
             let mut tx = self.db.begin_write().await?;
             if let Some(prior) = prior_request(&mut tx, "create", request_id).await? {
@@ -288,23 +236,17 @@ impl Storage {
                 });
             }
             let session = self.insert_session(&mut tx, spec, secret_digest).await?;
-            match record_request(
-                &mut tx,
-                "create",
+            let request = Recorded {
+                kind: "create",
                 request_id,
-                &session.id,
-                0,
-                0,
-                true,
-                session.created_at,
-            )
-            .await
-            {
-                Err(e) if is_unique_violation(&e) => continue,
-                other => other?,
-            }
-            match tx.commit().await {
-                Err(e) if is_unique_violation(&e) => continue,
+                session_id: &session.id,
+                first: 0,
+                last: 0,
+                created: true,
+                now: session.created_at,
+            };
+            match request.commit(tx).await {
+                Err(Error::Aborted(_)) => continue,
                 other => other?,
             }
             return Ok(Created {
@@ -312,9 +254,7 @@ impl Storage {
                 retried: false,
             });
         }
-        Err(Error::Aborted(
-            "the request raced a retry of itself; retry it".into(),
-        ))
+        Err(raced())
     }
 
     async fn insert_session(
@@ -322,7 +262,7 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         spec: &SessionSpec,
         secret_digest: &str,
-    ) -> Result<Session, Error> {
+    ) -> Result<Session> {
         let deleted = sqlx::query("SELECT 1 FROM deleted_agents WHERE agent_id = $1")
             .bind(&spec.agent_id)
             .fetch_optional(&mut **tx)
@@ -371,24 +311,22 @@ impl Storage {
     pub async fn append(
         &self,
         append: &Append<'_>,
-        admit: impl Fn(&Session) -> Result<(), Error>,
-    ) -> Result<Appended, Error> {
+        admit: impl Fn(&Session) -> Result<()>,
+    ) -> Result<Appended> {
         for _ in 0..APPEND_ATTEMPTS {
             match self.append_once(append, &admit).await {
                 Err(Error::Aborted(_)) => continue,
                 other => return other,
             }
         }
-        Err(Error::Aborted(
-            "the request raced a retry of itself; retry it".into(),
-        ))
+        Err(raced())
     }
 
     async fn append_once(
         &self,
         append: &Append<'_>,
-        admit: &impl Fn(&Session) -> Result<(), Error>,
-    ) -> Result<Appended, Error> {
+        admit: &impl Fn(&Session) -> Result<()>,
+    ) -> Result<Appended> {
         let for_update = self.db.backend.for_update();
         let mut tx = self.db.begin_write().await?;
         if let Some(prior) = prior_request(&mut tx, "append", append.request_id).await? {
@@ -456,7 +394,7 @@ impl Storage {
             .fetch_optional(&mut *tx)
             .await?;
             if earlier.is_none() {
-                title = Some(domain::title_of(&first_user.content));
+                title = Some(rules::title_of(&first_user.content));
             }
         }
         let mut messages = Vec::with_capacity(append.messages.len());
@@ -507,25 +445,17 @@ impl Storage {
         .bind(&session.spec.agent_name)
         .execute(&mut *tx)
         .await?;
-        let recorded = record_request(
-            &mut tx,
-            "append",
-            append.request_id,
-            &session.id,
+        Recorded {
+            kind: "append",
+            request_id: append.request_id,
+            session_id: &session.id,
             first,
             last,
             created,
             now,
-        )
-        .await;
-        match recorded {
-            Err(e) if is_unique_violation(&e) => return Err(raced()),
-            other => other?,
         }
-        match tx.commit().await {
-            Err(e) if is_unique_violation(&e) => return Err(raced()),
-            other => other?,
-        }
+        .commit(tx)
+        .await?;
         Ok(Appended {
             session,
             messages,
@@ -537,7 +467,7 @@ impl Storage {
         &self,
         tx: &mut Transaction<'static, Any>,
         agent_id: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool> {
         let row = sqlx::query("SELECT 1 FROM deleted_agents WHERE agent_id = $1")
             .bind(agent_id)
             .fetch_optional(&mut **tx)
@@ -545,14 +475,9 @@ impl Storage {
         Ok(row.is_some())
     }
 
-    /// Up to `limit` sessions matching `filter`, newest first, after the
-    /// session at (`created_at`, `id`).
-    pub async fn sessions(
-        &self,
-        filter: &SessionFilter<'_>,
-        after: Option<(i64, String)>,
-        limit: i64,
-    ) -> Result<Vec<Session>, sqlx::Error> {
+    /// The page of sessions matching `filter`, newest first; the page
+    /// resumes after the session at (`created_at`, `id`).
+    pub async fn sessions(&self, filter: &SessionFilter<'_>, page: &Page) -> Result<Vec<Session>> {
         let mut conditions = Conditions::default();
         conditions.text("user_id", filter.user_id);
         conditions.push("anonymous = 0", vec![]);
@@ -567,48 +492,38 @@ impl Storage {
                 conditions.text(column, value);
             }
         }
-        if let Some((created_at, id)) = after {
-            conditions.push(
-                "(created_at < ? OR (created_at = ? AND id < ?))",
-                vec![Bind::Int(created_at), Bind::Int(created_at), Bind::Text(id)],
-            );
-        }
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions{} ORDER BY created_at DESC, id DESC LIMIT ${}",
-            conditions.clause(),
-            conditions.next()
-        );
-        let rows = conditions
-            .query(&sql)
-            .bind(limit)
-            .fetch_all(&self.db.pool)
-            .await?;
-        rows.iter().map(session_of).collect()
+        let select = format!("SELECT {SESSION_COLUMNS} FROM sessions");
+        conditions
+            .newest_page(&self.db.pool, &select, "created_at", page)
+            .await
     }
 
-    /// Up to `limit` messages of a session after `after`, in order.
+    /// The page of a session's messages after sequence `after`, in order.
     pub async fn messages(
         &self,
         session_id: &str,
         after: i64,
-        limit: i64,
-    ) -> Result<Vec<Message>, sqlx::Error> {
+        page: &Page,
+    ) -> Result<Vec<Message>> {
+        let after = match page.after() {
+            Some(cursor) => rules::cursor_number(cursor)?.max(after),
+            None => after,
+        };
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND sequence > $2 \
              ORDER BY sequence LIMIT $3"
         );
-        let rows = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(session_id)
             .bind(after)
-            .bind(limit)
+            .bind(page.limit())
             .fetch_all(&self.db.pool)
-            .await?;
-        rows.iter().map(message_of).collect()
+            .await?)
     }
 
     /// Archives every session of a deleted agent and refuses it new ones.
     /// Idempotent: the first archive time stays.
-    pub async fn archive_agent(&self, agent_id: &str) -> Result<u64, sqlx::Error> {
+    pub async fn archive_agent(&self, agent_id: &str) -> Result<u64> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
@@ -626,7 +541,7 @@ impl Storage {
 
     /// Stores a run's start. `None` when stored now; otherwise the record
     /// already stored under this id.
-    pub async fn record(&self, invocation: &Invocation) -> Result<Option<Invocation>, Error> {
+    pub async fn record(&self, invocation: &Invocation) -> Result<Option<Invocation>> {
         let facts = &invocation.facts;
         let integrations = serde_json::to_string(&facts.integrations).map_err(Error::internal)?;
         let inserted = sqlx::query(
@@ -644,7 +559,7 @@ impl Storage {
         .bind(&facts.agent_owner_user_id)
         .bind(facts.agent_version_number)
         .bind(i64::from(facts.draft_run))
-        .bind(facts.caller_kind)
+        .bind(facts.caller_kind.as_str())
         .bind(&facts.user_id)
         .bind(i64::from(facts.anonymous))
         .bind(&facts.grant_id)
@@ -668,17 +583,16 @@ impl Storage {
             .ok_or_else(|| Error::internal("an invocation id conflicted but is not stored"))
     }
 
-    pub async fn invocation(&self, id: &str) -> Result<Option<Invocation>, sqlx::Error> {
+    pub async fn invocation(&self, id: &str) -> Result<Option<Invocation>> {
         let sql = format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = $1");
-        let row = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.db.pool)
-            .await?;
-        row.as_ref().map(invocation_of).transpose()
+            .await?)
     }
 
     /// Records a run's end if it is still RUNNING; whether it was.
-    pub async fn complete(&self, id: &str, end: &Completed<'_>) -> Result<bool, sqlx::Error> {
+    pub async fn complete(&self, id: &str, end: &Completed<'_>) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE invocations SET status = $2, error_code = $3, error_message = $4, \
              end_time = $5, duration_micros = $6, input_tokens = $7, output_tokens = $8, \
@@ -699,35 +613,20 @@ impl Storage {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Up to `limit` records, newest first by start time, after the record
-    /// at (`start_time`, `id`).
+    /// The page of records, newest first by start time; the page resumes
+    /// after the record at (`start_time`, `id`).
     pub async fn invocations(
         &self,
         filter: &UsageFilter,
         range: Range,
         status: Option<Status>,
-        after: Option<(i64, String)>,
-        limit: i64,
-    ) -> Result<Vec<Invocation>, sqlx::Error> {
-        let mut conditions = usage_conditions(filter, range, status);
-        if let Some((start_time, id)) = after {
-            conditions.push(
-                "(start_time < ? OR (start_time = ? AND id < ?))",
-                vec![Bind::Int(start_time), Bind::Int(start_time), Bind::Text(id)],
-            );
-        }
-        let sql = format!(
-            "SELECT {INVOCATION_COLUMNS} FROM invocations{} \
-             ORDER BY start_time DESC, id DESC LIMIT ${}",
-            conditions.clause(),
-            conditions.next()
-        );
-        let rows = conditions
-            .query(&sql)
-            .bind(limit)
-            .fetch_all(&self.db.pool)
-            .await?;
-        rows.iter().map(invocation_of).collect()
+        page: &Page,
+    ) -> Result<Vec<Invocation>> {
+        let conditions = usage_conditions(filter, range, status);
+        let select = format!("SELECT {INVOCATION_COLUMNS} FROM invocations");
+        conditions
+            .newest_page(&self.db.pool, &select, "start_time", page)
+            .await
     }
 
     /// Totals per group (`agent_id` or `billed_to_user_id`) and UTC day.
@@ -738,7 +637,7 @@ impl Storage {
         filter: &UsageFilter,
         range: Range,
         by_agent: bool,
-    ) -> Result<Vec<DayTotals>, sqlx::Error> {
+    ) -> Result<Vec<DayTotals>> {
         let group = if by_agent {
             "agent_id"
         } else {
@@ -746,7 +645,7 @@ impl Storage {
         };
         let conditions = usage_conditions(filter, range, None);
         let sql = format!(
-            "SELECT {group} AS grp, start_time / 86400000000 AS day, \
+            "SELECT {group} AS grp, start_time / 86400000000 * 86400000000 AS day, \
              COUNT(*) AS invocations, \
              CAST(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS BIGINT) AS succeeded, \
              CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
@@ -758,30 +657,11 @@ impl Storage {
              FROM invocations{} GROUP BY {group}, start_time / 86400000000",
             conditions.clause()
         );
-        let rows = conditions.query(&sql).fetch_all(&self.db.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let day: i64 = row.try_get("day")?;
-                Ok(DayTotals {
-                    group: row.try_get("grp")?,
-                    day: day * 86_400_000_000,
-                    totals: Totals {
-                        invocations: row.try_get("invocations")?,
-                        succeeded: row.try_get("succeeded")?,
-                        failed: row.try_get("failed")?,
-                        cancelled: row.try_get("cancelled")?,
-                        running: row.try_get("running")?,
-                        duration_micros: row.try_get("duration_micros")?,
-                        input_tokens: row.try_get("input_tokens")?,
-                        output_tokens: row.try_get("output_tokens")?,
-                    },
-                })
-            })
-            .collect()
+        Ok(conditions.query_as(&sql).fetch_all(&self.db.pool).await?)
     }
 
     /// Whether `user_id` owned `agent_id` when any of its runs started.
-    pub async fn owned_runs(&self, agent_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn owned_runs(&self, agent_id: &str, user_id: &str) -> Result<bool> {
         let row = sqlx::query(
             "SELECT 1 FROM invocations WHERE agent_id = $1 AND agent_owner_user_id = $2 LIMIT 1",
         )
@@ -803,11 +683,7 @@ fn raced() -> Error {
     Error::Aborted("the request raced a retry of itself; retry it".into())
 }
 
-async fn archive(
-    tx: &mut Transaction<'static, Any>,
-    agent_id: &str,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
+async fn archive(tx: &mut Transaction<'static, Any>, agent_id: &str, now: i64) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE sessions SET state = 'archived', archived_at = $2 \
          WHERE agent_id = $1 AND state = 'active'",
@@ -823,10 +699,12 @@ async fn locked_session(
     tx: &mut Transaction<'static, Any>,
     id: &str,
     for_update: &str,
-) -> Result<Option<Session>, sqlx::Error> {
+) -> Result<Option<Session>> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1{for_update}");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
-    row.as_ref().map(session_of).transpose()
+    Ok(sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 async fn messages_between(
@@ -834,25 +712,26 @@ async fn messages_between(
     session_id: &str,
     first: i64,
     last: i64,
-) -> Result<Vec<Message>, sqlx::Error> {
+) -> Result<Vec<Message>> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 \
          AND sequence >= $2 AND sequence <= $3 ORDER BY sequence"
     );
-    let rows = sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(session_id)
         .bind(first)
         .bind(last)
         .fetch_all(&mut **tx)
-        .await?;
-    rows.iter().map(message_of).collect()
+        .await?)
 }
 
 /// What an earlier call with the same idempotency key did.
+#[derive(sqlx::FromRow)]
 struct PriorRequest {
     session_id: String,
     first_sequence: i64,
     last_sequence: i64,
+    #[sqlx(try_from = "Stored<i64>")]
     created: bool,
 }
 
@@ -860,49 +739,53 @@ async fn prior_request(
     tx: &mut Transaction<'static, Any>,
     kind: &str,
     request_id: &str,
-) -> Result<Option<PriorRequest>, sqlx::Error> {
-    let row = sqlx::query(
+) -> Result<Option<PriorRequest>> {
+    Ok(sqlx::query_as(
         "SELECT session_id, first_sequence, last_sequence, created FROM session_requests \
          WHERE kind = $1 AND request_id = $2",
     )
     .bind(kind)
     .bind(request_id)
     .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|row| {
-        Ok(PriorRequest {
-            session_id: row.try_get("session_id")?,
-            first_sequence: row.try_get("first_sequence")?,
-            last_sequence: row.try_get("last_sequence")?,
-            created: row.try_get::<i64, _>("created")? != 0,
-        })
-    })
-    .transpose()
+    .await?)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn record_request(
-    tx: &mut Transaction<'static, Any>,
-    kind: &str,
-    request_id: &str,
-    session_id: &str,
+/// What a call with an idempotency key did, recorded in the transaction
+/// that did it.
+struct Recorded<'a> {
+    kind: &'static str,
+    request_id: &'a str,
+    session_id: &'a str,
     first: i64,
     last: i64,
     created: bool,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO session_requests (kind, request_id, session_id, first_sequence, \
-         last_sequence, created, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(kind)
-    .bind(request_id)
-    .bind(session_id)
-    .bind(first)
-    .bind(last)
-    .bind(i64::from(created))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+}
+
+impl Recorded<'_> {
+    /// Records the request and commits; ABORTED when a duplicate of the
+    /// request committed first, so the caller retries and finds it.
+    async fn commit(&self, mut tx: Transaction<'static, Any>) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO session_requests (kind, request_id, session_id, first_sequence, \
+             last_sequence, created, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(self.kind)
+        .bind(self.request_id)
+        .bind(self.session_id)
+        .bind(self.first)
+        .bind(self.last)
+        .bind(i64::from(self.created))
+        .bind(self.now)
+        .execute(&mut *tx)
+        .await;
+        let committed = match inserted {
+            Ok(_) => tx.commit().await,
+            Err(error) => Err(error),
+        };
+        match committed {
+            Err(e) if is_unique_violation(&e) => Err(raced()),
+            other => Ok(other?),
+        }
+    }
 }
