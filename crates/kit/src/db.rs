@@ -290,6 +290,48 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }
 
+/// A column as both backends store it, for a field whose domain type the
+/// `Any` driver does not decode: a flag is a BIGINT 0 or 1 (`bool` fields
+/// read one with `#[sqlx(try_from = "Stored<i64>")]`), and a list is text in
+/// the format its element type names ([`StoredList`]).
+pub struct Stored<T>(pub T);
+
+impl<T: sqlx::Type<sqlx::Any>> sqlx::Type<sqlx::Any> for Stored<T> {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        T::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        T::compatible(ty)
+    }
+}
+
+impl<'r, T: sqlx::Decode<'r, sqlx::Any>> sqlx::Decode<'r, sqlx::Any> for Stored<T> {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        T::decode(value).map(Self)
+    }
+}
+
+impl From<Stored<i64>> for bool {
+    fn from(flag: Stored<i64>) -> Self {
+        flag.0 != 0
+    }
+}
+
+/// A value stored as a list in one text column: `Vec<T>` fields read it
+/// with `#[sqlx(try_from = "Stored<String>")]`.
+pub trait StoredList: Sized {
+    fn list(stored: &str) -> Result<Vec<Self>, String>;
+}
+
+impl<T: StoredList> TryFrom<Stored<String>> for Vec<T> {
+    type Error = String;
+
+    fn try_from(stored: Stored<String>) -> Result<Self, String> {
+        T::list(&stored.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::migrate::MigrationType;

@@ -107,6 +107,18 @@ impl Page {
         self.split_keyed(rows, |row| vec![key(row)])
     }
 
+    /// Splits rows fetched with [`Page::limit`] into this page, each row
+    /// converted for the answer, and the token of the next page.
+    pub fn answer<R, P>(
+        &self,
+        rows: Vec<R>,
+        key: impl Fn(&R) -> String,
+        convert: impl FnMut(R) -> P,
+    ) -> (Vec<P>, String) {
+        let (rows, next_page_token) = self.split(rows, key);
+        (rows.into_iter().map(convert).collect(), next_page_token)
+    }
+
     /// As [`Page::split`], for a key of several values.
     pub fn split_keyed<T>(
         &self,
@@ -123,6 +135,19 @@ impl Page {
             .map(|row| token(&self.listing, &key(row)))
             .unwrap_or_default();
         (rows, next)
+    }
+}
+
+/// A listing query's last two parameters: the key its page starts after
+/// (`''` on the first page) and how many rows to fetch.
+pub trait Paged<'q> {
+    fn paged(self, page: &'q Page) -> Self;
+}
+
+impl<'q, O> Paged<'q> for sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+    fn paged(self, page: &'q Page) -> Self {
+        self.bind(page.after().unwrap_or_default())
+            .bind(page.limit())
     }
 }
 

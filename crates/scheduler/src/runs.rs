@@ -16,7 +16,7 @@ use sqlx::{Any, Transaction};
 use crate::domain::{self, Notice, RunEnding, StopReason};
 use crate::due::{self, CatchUp};
 use crate::storage::{self, SUBSCRIPTION_COLUMNS, Storage, SubscriptionRow};
-use crate::stored::Stored;
+use agentshare_kit::db::Stored;
 
 /// Locks the rows a claim reads, skipping those another replica holds.
 fn skip_locked(backend: Backend) -> &'static str {

@@ -12,7 +12,7 @@ use sqlx::{Any, Transaction};
 
 use crate::domain::{Channel, Notice, StopReason, Switches};
 use crate::schedule::{Kind, Schedule};
-use crate::stored::Stored;
+use agentshare_kit::db::Stored;
 
 #[derive(Clone)]
 pub struct Storage {

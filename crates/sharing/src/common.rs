@@ -5,10 +5,6 @@
 use agentshare_kit::clock::Clock;
 use agentshare_kit::db::Db;
 use agentshare_kit::events::EventLog;
-use agentshare_kit::page::Page;
-use sqlx::Any;
-use sqlx::any::AnyArguments;
-use sqlx::query::QueryAs;
 
 use crate::access::storage::AccessStorage;
 use crate::connections::storage::ConnectionStorage;
@@ -31,31 +27,6 @@ impl Shared {
         self.events.committed();
         Ok(())
     }
-}
-
-/// A listing query's last two parameters: the key its page starts after
-/// (`''` on the first page) and how many rows to fetch.
-pub trait Paged<'q> {
-    fn paged(self, page: &'q Page) -> Self;
-}
-
-impl<'q, O> Paged<'q> for QueryAs<'q, Any, O, AnyArguments<'q>> {
-    fn paged(self, page: &'q Page) -> Self {
-        self.bind(page.after().unwrap_or_default())
-            .bind(page.limit())
-    }
-}
-
-/// One page of a listing as answered: its rows converted, and the token of
-/// the next page (empty on the last).
-pub fn answer_page<R, P>(
-    page: &Page,
-    rows: Vec<R>,
-    key: impl Fn(&R) -> String,
-    answer: impl FnMut(R) -> P,
-) -> (Vec<P>, String) {
-    let (rows, next_page_token) = page.split(rows, key);
-    (rows.into_iter().map(answer).collect(), next_page_token)
 }
 
 /// Sharing's three storage parts over one database. A handler that spans

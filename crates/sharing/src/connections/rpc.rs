@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::access::rules::decision::{self, Action};
 use crate::access::rules::scope;
 use crate::access::storage::agent_access::{AccessState, AgentRow};
-use crate::common::{Storage, answer_page};
+use crate::common::Storage;
 use crate::connections::credentials::{self, Credentials};
 use crate::connections::oauth::{self, TokenError};
 use crate::connections::providers::Provider;
@@ -449,8 +449,7 @@ impl ConnectionsService for Connections {
                 .await?;
             let now = self.storage.clock.now_micros();
             let answer = |row: ConnectionRow| connection_to_proto(&row, now);
-            let (connections, next_page_token) =
-                answer_page(&page, rows, |row| row.id.clone(), answer);
+            let (connections, next_page_token) = page.answer(rows, |row| row.id.clone(), answer);
             Ok(pb::ListConnectionsResponse {
                 connections,
                 next_page_token,

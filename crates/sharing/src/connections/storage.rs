@@ -9,8 +9,8 @@ use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
-use crate::common::Paged;
 use crate::connections::secrets::Sealed;
+use agentshare_kit::page::Paged;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

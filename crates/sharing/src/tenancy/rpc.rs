@@ -12,7 +12,7 @@ use pb::tenancy_service_server::TenancyService;
 use tonic::{Request, Response, Status};
 
 use crate::access::rules::scope;
-use crate::common::{Storage, answer_page};
+use crate::common::Storage;
 use crate::tenancy::rules::{self, OrgRole, Reach, WorkspaceRole};
 use crate::tenancy::storage::api_keys;
 use crate::tenancy::storage::audit;
@@ -448,7 +448,7 @@ impl TenancyService for Tenancy {
             let page = Page::of(request.page_size, &request.page_token, listing)?;
             let keys = self.storage.tenancy.api_keys_of(user, org_id, &page);
             let (api_keys, next_page_token) =
-                answer_page(&page, keys.await?, |key| key.id.clone(), api_key_to_proto);
+                page.answer(keys.await?, |key| key.id.clone(), api_key_to_proto);
             Ok(pb::ListApiKeysResponse {
                 api_keys,
                 next_page_token,
@@ -569,8 +569,7 @@ impl TenancyService for Tenancy {
                 .tenancy
                 .workspace_page(org_id, user, sees_all, &page);
             let key = |row: &VisibleWorkspace| row.workspace.id.clone();
-            let (workspaces, next_page_token) =
-                answer_page(&page, rows.await?, key, membership_to_proto);
+            let (workspaces, next_page_token) = page.answer(rows.await?, key, membership_to_proto);
             Ok(pb::ListWorkspacesResponse {
                 workspaces,
                 next_page_token,
@@ -641,7 +640,7 @@ impl TenancyService for Tenancy {
             let page = Page::of(request.page_size, &request.page_token, listing)?;
             let rows = self.storage.tenancy.org_members(org_id, &page).await?;
             let (members, next_page_token) =
-                answer_page(&page, rows, |m| m.user.id.clone(), member_to_proto);
+                page.answer(rows, |m| m.user.id.clone(), member_to_proto);
             Ok(pb::ListOrgMembersResponse {
                 members,
                 next_page_token,
@@ -689,12 +688,8 @@ impl TenancyService for Tenancy {
             let listing = format!("my-orgs:{user}");
             let page = Page::of(request.page_size, &request.page_token, listing)?;
             let rows = self.storage.tenancy.orgs_of(user, &page).await?;
-            let (orgs, next_page_token) = answer_page(
-                &page,
-                rows,
-                |row| row.org.id.clone(),
-                org_membership_to_proto,
-            );
+            let (orgs, next_page_token) =
+                page.answer(rows, |row| row.org.id.clone(), org_membership_to_proto);
             Ok(pb::ListMyOrgsResponse {
                 orgs,
                 next_page_token,
@@ -828,12 +823,8 @@ impl TenancyService for Tenancy {
             let listing = format!("workspace-members:{workspace_id}");
             let page = Page::of(request.page_size, &request.page_token, listing)?;
             let rows = tenancy.workspace_members(&workspace_id, &page).await?;
-            let (members, next_page_token) = answer_page(
-                &page,
-                rows,
-                |m| m.user.id.clone(),
-                workspace_member_to_proto,
-            );
+            let (members, next_page_token) =
+                page.answer(rows, |m| m.user.id.clone(), workspace_member_to_proto);
             Ok(pb::ListWorkspaceMembersResponse {
                 members,
                 next_page_token,
@@ -987,7 +978,7 @@ impl TenancyService for Tenancy {
             };
             let rows = self.storage.tenancy.projects_in(org_id, workspace, &page);
             let (projects, next_page_token) =
-                answer_page(&page, rows.await?, |p| p.id.clone(), project_to_proto);
+                page.answer(rows.await?, |p| p.id.clone(), project_to_proto);
             Ok(pb::ListProjectsResponse {
                 projects,
                 next_page_token,
@@ -1121,8 +1112,7 @@ impl TenancyService for Tenancy {
                 until_micros: request.end_time.as_ref().map(micros_of),
             };
             let rows = self.storage.tenancy.audit_events(filter, &page).await?;
-            let (events, next_page_token) =
-                answer_page(&page, rows, |row| row.id.clone(), audit_to_proto);
+            let (events, next_page_token) = page.answer(rows, |row| row.id.clone(), audit_to_proto);
             Ok(pb::ListAuditEventsResponse {
                 events,
                 next_page_token,

@@ -10,7 +10,7 @@ use agentshare_kit::ids;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::stored::Stored;
+use agentshare_kit::db::{Stored, StoredList};
 
 /// Characters of the first user message kept as a session's title.
 pub const TITLE_CHARS: usize = 80;
@@ -502,11 +502,9 @@ pub fn connection_owner_wire(stored: &str) -> i32 {
 }
 
 /// The integrations of a record, stored as JSON.
-impl TryFrom<Stored<String>> for Vec<IntegrationUse> {
-    type Error = serde_json::Error;
-
-    fn try_from(stored: Stored<String>) -> Result<Self, Self::Error> {
-        serde_json::from_str(&stored.0)
+impl StoredList for IntegrationUse {
+    fn list(stored: &str) -> Result<Vec<Self>, String> {
+        serde_json::from_str(stored).map_err(|e| e.to_string())
     }
 }
 

@@ -18,7 +18,7 @@ use super::rules::{
     self, DayTotals, Invocation, Message, NewMessage, Range, Role, Session, SessionFilter,
     SessionSpec, SessionState, Status, UsageFilter,
 };
-use crate::stored::Stored;
+use agentshare_kit::db::Stored;
 
 #[derive(Clone)]
 pub struct Storage {

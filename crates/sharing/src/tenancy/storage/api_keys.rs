@@ -5,8 +5,8 @@ use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
-use crate::common::Paged;
 use crate::tenancy::storage::audit;
+use agentshare_kit::page::Paged;
 
 /// How much of the secret listings show.
 pub const SHOWN_PREFIX_CHARS: usize = 12;

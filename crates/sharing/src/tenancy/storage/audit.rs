@@ -10,8 +10,8 @@ use agentshare_kit::page::Page;
 use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
-use crate::common::Paged;
 use crate::common::Shared;
+use agentshare_kit::page::Paged;
 
 /// How the actor authenticated, as stored.
 pub fn credential_kind(principal: &Principal) -> &'static str {

@@ -4,9 +4,9 @@ use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
-use crate::common::Paged;
 use crate::tenancy::rules::OrgRole;
 use crate::tenancy::storage::audit;
+use agentshare_kit::page::Paged;
 
 #[derive(sqlx::FromRow)]
 pub struct UserRow {

@@ -7,8 +7,8 @@ use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
-use crate::common::Paged;
 use crate::tenancy::storage::audit;
+use agentshare_kit::page::Paged;
 
 #[derive(Clone, sqlx::FromRow)]
 pub struct ProjectRow {

@@ -12,8 +12,8 @@ use sqlx::{Any, Transaction};
 use super::TenancyStorage;
 use super::members::UserRow;
 use super::orgs::{ORG_COLUMNS, OrgRow, StoredOrg, StoredWorkspace, WorkspaceRow};
-use crate::common::Paged;
 use crate::tenancy::storage::audit;
+use agentshare_kit::page::Paged;
 
 /// ALREADY_EXISTS for a workspace name the org already uses; any other
 /// database error as it is.
