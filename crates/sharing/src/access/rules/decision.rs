@@ -11,7 +11,7 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::{AccessPathKind as PathKind, DecisionReason as Reason};
 
 use crate::access::storage::agent_access::{AccessState, AgentRow};
-use crate::access::storage::grants::{GrantKind, GrantState};
+use crate::access::storage::grants::{GrantKind, GrantRow, GrantState};
 use crate::tenancy::rules::OrgRole;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +90,22 @@ pub struct Subject {
     /// decides (a grant's principal acts through its grant, not as a
     /// member).
     pub grant: Option<GrantHeld>,
+}
+
+impl Subject {
+    /// Where the subject stands: the active workspace when workspaces are
+    /// on, the org as one workspace when they are off.
+    pub fn standing(&self) -> Option<String> {
+        if self.workspaces_enabled {
+            self.active_workspace.clone()
+        } else {
+            Some(self.org_default_workspace.clone())
+        }
+    }
+
+    fn manages_org(&self) -> bool {
+        self.org_role.is_some_and(OrgRole::manages_org)
+    }
 }
 
 /// A grant as a subject holds it.
@@ -216,13 +232,7 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
         subject.workspaces_enabled.to_string(),
         true,
     );
-    // Where the subject stands: the active workspace when workspaces are
-    // on, the org as one workspace when they are off.
-    let standing = if subject.workspaces_enabled {
-        subject.active_workspace.clone()
-    } else {
-        Some(subject.org_default_workspace.clone())
-    };
+    let standing = subject.standing();
     fact(
         "principal.active_workspace",
         standing.as_deref().unwrap_or_default(),
@@ -382,6 +392,59 @@ pub fn visible(explanation: &Explanation) -> bool {
     !explanation.paths.is_empty()
 }
 
+/// Whether `caller` may ask about `agent` at all: they see it, or they are
+/// an owner or admin of its org. Anything else answers NOT_FOUND, exactly
+/// like an agent that never existed.
+pub fn may_ask(caller: &Subject, agent: Option<&AgentRow>) -> bool {
+    let Some(agent) = agent else {
+        return false;
+    };
+    (caller.manages_org() && agent.org_id == caller.org_id)
+        || visible(&explain(Some(agent), caller, Action::View))
+}
+
+/// Whether `caller` may ask about someone else's access to `agent` (another
+/// member, or a grant's holder): org owners and admins, and the agent's
+/// owner.
+pub fn may_ask_about_others(caller: &Subject, agent: Option<&AgentRow>) -> bool {
+    caller.manages_org() || agent.is_some_and(|a| a.owner_user_id == caller.user_id)
+}
+
+/// How an agent the subject sees stands in their My Agents; `None` when
+/// they do not see it.
+pub fn relation(agent: &AgentRow, subject: &Subject) -> Option<pb::AgentRelation> {
+    if !visible(&explain(Some(agent), subject, Action::View)) {
+        return None;
+    }
+    Some(if agent.owner_user_id == subject.user_id {
+        pb::AgentRelation::Owned
+    } else if agent.is_default {
+        pb::AgentRelation::OrgDefault
+    } else {
+        pb::AgentRelation::SharedWithYou
+    })
+}
+
+/// The holder of `grant` as a subject in the org `caller` acts in, as an
+/// owner or admin asks about them. A DELEGATE grant acts as its owner, so
+/// it never lacks a user.
+pub fn holder_of(caller: &Subject, grant: &GrantRow, now: i64, user_id: String) -> Subject {
+    Subject {
+        grant: Some(GrantHeld {
+            id: grant.id.clone(),
+            kind: grant.kind,
+            agent_id: grant.agent_id.clone(),
+            state: grant.state_at(now),
+            with_user: !user_id.is_empty() || grant.kind == GrantKind::Delegate,
+        }),
+        user_id,
+        org_role: None,
+        active_workspace: None,
+        memberships: Vec::new(),
+        ..caller.clone()
+    }
+}
+
 /// The agent, if the subject may do `action`; NOT_FOUND when they cannot
 /// see it, FAILED_PRECONDITION for running an agent with no deployed
 /// version yet, PERMISSION_DENIED naming why when they see it but may not.
@@ -474,12 +537,7 @@ pub fn user_store(agent: &AgentRow, subject: &Subject) -> Result<(String, StoreS
     if agent.owner_user_id == subject.user_id && !agent.shared {
         return Ok((format!("user-{}", subject.user_id), StoreScope::UserPrivate));
     }
-    let standing = if subject.workspaces_enabled {
-        subject.active_workspace.clone()
-    } else {
-        Some(subject.org_default_workspace.clone())
-    };
-    let workspace = standing.ok_or_else(|| {
+    let workspace = subject.standing().ok_or_else(|| {
         Error::PermissionDenied(
             "you have no active workspace in this org; ask an admin to add you to one".into(),
         )
