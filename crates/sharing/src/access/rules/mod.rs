@@ -6,3 +6,6 @@ pub mod grants;
 pub mod plan;
 pub mod scope;
 pub mod sharing;
+
+#[cfg(test)]
+mod reference;
