@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::access::rules::decision::{self, Action, Explanation, Subject};
 use crate::access::rules::plan::{self, ConnectionOwner, Plan, SessionFacts, VersionSource};
 use crate::access::rules::scope;
-use crate::access::storage::agent_access::{AccessState, AgentRow};
+use crate::access::storage::agent_access::{AccessState, AgentRow, Listed};
 use crate::access::storage::grants::GrantKind;
 use crate::access::storage::pins::PinRow;
 use crate::common::Storage;
@@ -190,12 +190,7 @@ impl Access {
         user_id: &str,
         workspace: &str,
     ) -> Result<Subject, Error> {
-        let org = self
-            .storage
-            .tenancy
-            .org(&caller.org_id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("org {}", caller.org_id)))?;
+        let org = scope::org(&self.storage, &caller.org_id).await?;
         scope::member(&self.storage, &org, user_id, workspace).await
     }
 
@@ -224,21 +219,21 @@ impl Access {
         Ok(decision::holder_of(caller, &grant, now, user_id))
     }
 
-    /// The agent named by a request, if the caller may do `action` with it.
-    async fn agent_for(
+    /// The signed-in caller and the agent a pin call names, once they may
+    /// do `action` with it.
+    async fn pinned<'a>(
         &self,
-        principal: &Principal,
+        caller: &'a Principal,
         agent_id: &str,
         action: Action,
-    ) -> Result<AgentRow, Error> {
-        let (agent, _) = scope::agent_for(&self.storage, principal, agent_id, action).await?;
-        Ok(agent)
+    ) -> Result<(&'a str, AgentRow), Error> {
+        let user = caller.require_user()?;
+        let (agent, _) = scope::agent_for(&self.storage, caller, agent_id, action).await?;
+        Ok((user, agent))
     }
 
     /// One page of My Agents before setup status: the candidates storage
-    /// reads, filtered by the same decision Check makes, so a batch may
-    /// yield fewer rows than asked; it reads on until the page is full or
-    /// the candidates run out.
+    /// reads, filtered by the same decision Check makes.
     async fn my_agents(
         &self,
         subject: &Subject,
@@ -246,54 +241,41 @@ impl Access {
         page: &Page,
     ) -> Result<Vec<pb::MyAgent>, Error> {
         let standing = subject.standing();
-        let wanted = usize::try_from(page.size).unwrap_or(usize::MAX);
-        let mut rows = Vec::new();
-        let mut after = page.after().map(str::to_string);
-        loop {
-            let batch = self
-                .storage
-                .access
+        let (access, standing) = (&self.storage.access, standing.as_deref());
+        let candidates = |after: Option<String>| async move {
+            access
                 .my_agent_candidates(
                     &subject.org_id,
                     &subject.user_id,
-                    standing.as_deref(),
+                    standing,
                     subject.workspaces_enabled,
                     after.as_deref(),
                     page.limit(),
                 )
-                .await?;
-            let exhausted = batch.len() < usize::try_from(page.limit()).unwrap_or(usize::MAX);
-            after = batch.last().map(|row| row.agent.agent_id.clone());
-            for row in batch {
-                let agent = &row.agent;
-                let Some(kind) = decision::relation(agent, subject) else {
-                    continue;
-                };
-                if relation != pb::AgentRelation::Unspecified && relation != kind {
-                    continue;
-                }
-                rows.push(pb::MyAgent {
-                    agent_id: agent.agent_id.clone(),
-                    name: agent.name.clone(),
-                    description: agent.description.clone(),
-                    owner_user_id: agent.owner_user_id.clone(),
-                    owner_display_name: row.owner_display_name.clone(),
-                    relation: kind.into(),
-                    state: state_to_proto(agent.state).into(),
-                    can_run: decision::explain(Some(agent), subject, Action::Run).allowed,
-                    // Filled in for the whole page at once.
-                    setup_status: pb::SetupStatus::Unspecified.into(),
-                    latest_version: agent.latest_version,
-                    pinned_version: row.pinned_version,
-                });
-                if rows.len() > wanted {
-                    return Ok(rows);
-                }
+                .await
+        };
+        let listed = |row: Listed| {
+            let agent = &row.agent;
+            let kind = decision::relation(agent, subject)?;
+            if relation != pb::AgentRelation::Unspecified && relation != kind {
+                return None;
             }
-            if exhausted {
-                return Ok(rows);
-            }
-        }
+            Some(pb::MyAgent {
+                agent_id: agent.agent_id.clone(),
+                name: agent.name.clone(),
+                description: agent.description.clone(),
+                owner_user_id: agent.owner_user_id.clone(),
+                owner_display_name: row.owner_display_name,
+                relation: kind.into(),
+                state: state_to_proto(agent.state).into(),
+                can_run: decision::explain(Some(agent), subject, Action::Run).allowed,
+                // Filled in for the whole page at once.
+                setup_status: pb::SetupStatus::Unspecified.into(),
+                latest_version: agent.latest_version,
+                pinned_version: row.pinned_version,
+            })
+        };
+        super::filtered_page(page, candidates, |row| row.agent.agent_id.clone(), listed).await
     }
 }
 
@@ -463,16 +445,14 @@ impl AccessService for Access {
         request: Request<pb::ResolveInvocationRequest>,
     ) -> Result<Response<pb::ResolveInvocationResponse>, Status> {
         rpc::unary(request, async |caller, request| {
-            let session = open_session(&self.sessions, &caller, &request.session_id, "").await?;
-            let plan = plan_for(
-                &self.storage,
-                &caller,
-                &request.agent_id,
-                &request.project_id,
-                request.draft,
-                session,
-            )
-            .await?;
+            let run = Run {
+                agent_id: &request.agent_id,
+                project_id: &request.project_id,
+                draft: request.draft,
+                session_id: &request.session_id,
+                session_secret: "",
+            };
+            let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
             Ok(pb::ResolveInvocationResponse {
                 plan: Some(plan_to_proto(&plan)),
             })
@@ -485,10 +465,7 @@ impl AccessService for Access {
         request: Request<pb::PinVersionRequest>,
     ) -> Result<Response<pb::PinVersionResponse>, Status> {
         rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let agent = self
-                .agent_for(&caller, &request.agent_id, Action::Run)
-                .await?;
+            let (user, agent) = self.pinned(&caller, &request.agent_id, Action::Run).await?;
             plan::check_pin(&agent, request.version)?;
             let pin = self
                 .storage
@@ -507,9 +484,8 @@ impl AccessService for Access {
         request: Request<pb::UnpinVersionRequest>,
     ) -> Result<Response<pb::UnpinVersionResponse>, Status> {
         rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let agent = self
-                .agent_for(&caller, &request.agent_id, Action::View)
+            let (user, agent) = self
+                .pinned(&caller, &request.agent_id, Action::View)
                 .await?;
             let removed = self.storage.access.unpin(&agent.agent_id, user).await?;
             Ok(pb::UnpinVersionResponse { removed })
@@ -522,9 +498,8 @@ impl AccessService for Access {
         request: Request<pb::GetPinRequest>,
     ) -> Result<Response<pb::GetPinResponse>, Status> {
         rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let agent = self
-                .agent_for(&caller, &request.agent_id, Action::View)
+            let (user, agent) = self
+                .pinned(&caller, &request.agent_id, Action::View)
                 .await?;
             let pin = self.storage.access.pin_of(&agent.agent_id, user).await?;
             Ok(pb::GetPinResponse {
@@ -604,10 +579,41 @@ pub(super) fn plan_to_proto(plan: &Plan) -> pb::InvocationPlan {
 /// run would continue.
 pub type SessionStore = StoreInternalServiceClient<ServiceChannel>;
 
+/// A run as a request describes it.
+pub(super) struct Run<'a> {
+    pub agent_id: &'a str,
+    pub project_id: &'a str,
+    pub draft: bool,
+    /// Empty for a run that starts a new session.
+    pub session_id: &'a str,
+    /// An anonymous visitor's proof that the session is theirs.
+    pub session_secret: &'a str,
+}
+
+/// The plan of `run` for the caller, continuing its session if it names
+/// one.
+pub(super) async fn run_plan(
+    storage: &Storage,
+    sessions: &SessionStore,
+    principal: &Principal,
+    run: Run<'_>,
+) -> Result<Plan, Error> {
+    let session = open_session(sessions, principal, run.session_id, run.session_secret).await?;
+    plan_for(
+        storage,
+        principal,
+        run.agent_id,
+        run.project_id,
+        run.draft,
+        session,
+    )
+    .await
+}
+
 /// The caller's session `session_id`, opened by the store (which checks
 /// that it is the caller's, or that the anonymous secret is right), or
 /// `None` for a run that starts a new session.
-pub(super) async fn open_session(
+async fn open_session(
     store: &SessionStore,
     principal: &Principal,
     session_id: &str,
@@ -646,7 +652,7 @@ pub(super) async fn open_session(
     }))
 }
 
-pub(super) async fn plan_for(
+async fn plan_for(
     storage: &Storage,
     principal: &Principal,
     agent_id: &str,

@@ -7,6 +7,7 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::access_internal_service_server::AccessInternalService;
 use tonic::{Request, Response, Status};
 
+use super::access::{Run, run_plan};
 use crate::access::rules::decision;
 use crate::access::rules::scope;
 use crate::access::storage::agent_access;
@@ -244,22 +245,14 @@ impl AccessInternalService for AccessInternal {
         request: Request<pb::ResolveInvocationWithSecretsRequest>,
     ) -> Result<Response<pb::ResolveInvocationWithSecretsResponse>, Status> {
         rpc::unary(request, async |caller, request| {
-            let session = super::access::open_session(
-                &self.sessions,
-                &caller,
-                &request.session_id,
-                &request.session_secret,
-            )
-            .await?;
-            let plan = super::access::plan_for(
-                &self.storage,
-                &caller,
-                &request.agent_id,
-                &request.project_id,
-                request.draft,
-                session,
-            )
-            .await?;
+            let run = Run {
+                agent_id: &request.agent_id,
+                project_id: &request.project_id,
+                draft: request.draft,
+                session_id: &request.session_id,
+                session_secret: &request.session_secret,
+            };
+            let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
             let mut secrets = Vec::with_capacity(plan.integrations.len());
             for integration in &plan.integrations {
                 let key = &integration.setup.integration.key;
@@ -278,15 +271,14 @@ impl AccessInternalService for AccessInternal {
         request: Request<pb::ResolveConnectionSecretRequest>,
     ) -> Result<Response<pb::ResolveConnectionSecretResponse>, Status> {
         rpc::unary(request, async |caller, request| {
-            let plan = super::access::plan_for(
-                &self.storage,
-                &caller,
-                &request.agent_id,
-                "",
-                request.version == 0,
-                None,
-            )
-            .await?;
+            let run = Run {
+                agent_id: &request.agent_id,
+                project_id: "",
+                draft: request.version == 0,
+                session_id: "",
+                session_secret: "",
+            };
+            let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
             let integration = plan
                 .integrations
                 .iter()

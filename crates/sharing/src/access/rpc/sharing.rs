@@ -155,7 +155,7 @@ impl Sharing {
     }
 
     /// One page of an agent's grants; inactive ones are filtered after
-    /// reading, so it reads on until the page is full.
+    /// reading.
     async fn grants_page(
         &self,
         agent_id: &str,
@@ -163,25 +163,16 @@ impl Sharing {
         page: &Page,
         now: i64,
     ) -> Result<Vec<GrantRow>, Error> {
-        let mut rows = Vec::new();
-        let mut after = page.after().map(str::to_string);
-        loop {
-            let batch = self
-                .storage
-                .access
+        let access = &self.storage.access;
+        let grants = |after: Option<String>| async move {
+            access
                 .grants_of(agent_id, after.as_deref(), page.limit())
-                .await?;
-            let exhausted = i64::try_from(batch.len()).unwrap_or(i64::MAX) < page.limit();
-            after = batch.last().map(|g| g.id.clone());
-            rows.extend(
-                batch
-                    .into_iter()
-                    .filter(|g| include_inactive || g.state_at(now) == GrantState::Active),
-            );
-            if exhausted || i64::try_from(rows.len()).unwrap_or(i64::MAX) > page.size {
-                return Ok(rows);
-            }
-        }
+                .await
+        };
+        let shown = |grant: GrantRow| {
+            (include_inactive || grant.state_at(now) == GrantState::Active).then_some(grant)
+        };
+        super::filtered_page(page, grants, |grant| grant.id.clone(), shown).await
     }
 }
 

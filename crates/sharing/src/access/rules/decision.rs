@@ -27,6 +27,18 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order an explanation lists them.
+    pub const ALL: [Action; 8] = [
+        Self::View,
+        Self::Run,
+        Self::ConfigureOwn,
+        Self::Edit,
+        Self::Deploy,
+        Self::Share,
+        Self::Delete,
+        Self::ManageGrants,
+    ];
+
     /// A client's action; UNSPECIFIED only where `default` allows it.
     pub fn of(action: i32, default: Option<Action>) -> Result<Self, Error> {
         Ok(match pb::Action::try_from(action) {
@@ -126,7 +138,7 @@ pub struct Path {
     pub workspace_id: String,
     /// For a grant path, the grant.
     pub grant: Option<(String, GrantKind)>,
-    pub actions: &'static [Action],
+    pub actions: Vec<Action>,
 }
 
 /// One fact the decision read.
@@ -160,37 +172,19 @@ fn reason_of(path: PathKind) -> Reason {
     }
 }
 
-/// The owner's actions on their own agent.
-fn owner_actions(agent: &AgentRow) -> &'static [Action] {
-    use Action::*;
-    if agent.is_default {
-        // The default agent is never shared, deleted or granted, by anyone;
-        // no user owns it, so this arm only keeps the rule in one place.
-        &[View, Run, ConfigureOwn, Edit, Deploy]
-    } else if agent.state == AccessState::Draft {
-        // A draft runs only in test mode, which ResolveInvocation allows
-        // the owner separately.
-        &[
-            View,
-            ConfigureOwn,
-            Edit,
-            Deploy,
-            Share,
-            Delete,
-            ManageGrants,
-        ]
-    } else {
-        &[
-            View,
-            Run,
-            ConfigureOwn,
-            Edit,
-            Deploy,
-            Share,
-            Delete,
-            ManageGrants,
-        ]
-    }
+/// The owner's actions on their own agent. The default agent is never
+/// shared, deleted or granted, by anyone; no user owns it, so that arm only
+/// keeps the rule in one place. A draft runs only in test mode, which
+/// ResolveInvocation allows the owner separately.
+fn owner_actions(agent: &AgentRow) -> Vec<Action> {
+    Action::ALL
+        .into_iter()
+        .filter(|action| match action {
+            Action::Run => agent.is_default || agent.state != AccessState::Draft,
+            Action::Share | Action::Delete | Action::ManageGrants => !agent.is_default,
+            _ => true,
+        })
+        .collect()
 }
 
 /// Every path from `subject` to `agent`, whether `action` is allowed, and
@@ -287,7 +281,11 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
     let active = agent.state == AccessState::Active;
     if in_org && live {
         if owner {
-            let actions = if viewer { LOOK } else { owner_actions(agent) };
+            let actions = if viewer {
+                LOOK.to_vec()
+            } else {
+                owner_actions(agent)
+            };
             paths.push(Path {
                 kind: PathKind::Owner,
                 workspace_id: String::new(),
@@ -300,14 +298,14 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
                 kind: PathKind::OrgDefaultAgent,
                 workspace_id: String::new(),
                 grant: None,
-                actions: if viewer { LOOK } else { HOLDER },
+                actions: if viewer { LOOK } else { HOLDER }.to_vec(),
             });
             if org_admin {
                 paths.push(Path {
                     kind: PathKind::OrgAdmin,
                     workspace_id: String::new(),
                     grant: None,
-                    actions: &[Action::Edit, Action::Deploy],
+                    actions: vec![Action::Edit, Action::Deploy],
                 });
             }
         }
@@ -321,7 +319,7 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
                 kind: PathKind::WorkspaceShare,
                 workspace_id: standing.clone(),
                 grant: None,
-                actions: if viewer { LOOK } else { HOLDER },
+                actions: if viewer { LOOK } else { HOLDER }.to_vec(),
             });
         }
     }
@@ -599,9 +597,9 @@ fn explain_grant(
     }
     let mut paths = Vec::new();
     if denials.is_empty() {
-        let actions: &'static [Action] = match grant.kind {
-            GrantKind::Invoke => &[Action::Run, Action::ConfigureOwn],
-            GrantKind::Delegate => &[Action::Run],
+        let actions = match grant.kind {
+            GrantKind::Invoke => vec![Action::Run, Action::ConfigureOwn],
+            GrantKind::Delegate => vec![Action::Run],
         };
         if !actions.contains(&action) {
             denials.push(Reason::GrantActionNotAllowed);

@@ -19,16 +19,6 @@ const ORG: &str = "org-1";
 const AGENT: &str = "agent-1";
 const HOME: &str = "ws-home";
 const WORKSPACES: [&str; 3] = [HOME, "ws-sales", "ws-ops"];
-const ACTIONS: [Action; 8] = [
-    Action::View,
-    Action::Run,
-    Action::ConfigureOwn,
-    Action::Edit,
-    Action::Deploy,
-    Action::Share,
-    Action::Delete,
-    Action::ManageGrants,
-];
 
 fn workspaces() -> impl Strategy<Value = Vec<String>> {
     proptest::sample::subsequence(WORKSPACES.to_vec(), 0..=3)
@@ -176,18 +166,8 @@ fn model(agent: &AgentRow, subject: &Subject) -> (Vec<Action>, bool) {
     }
     let mut allowed = Vec::new();
     if owns {
-        allowed.extend([
-            View,
-            ConfigureOwn,
-            Edit,
-            Deploy,
-            Share,
-            Delete,
-            ManageGrants,
-        ]);
-        if active {
-            allowed.push(Run);
-        }
+        // Everything with their own agent; a draft has nothing to run.
+        allowed.extend(Action::ALL.into_iter().filter(|a| *a != Run || active));
     }
     if default || shared {
         allowed.extend([View, Run, ConfigureOwn]);
@@ -237,7 +217,7 @@ proptest! {
     #[test]
     fn explain_allows_what_the_model_allows(agent in agent(), subject in subject()) {
         let (allowed, visible) = model(&agent, &subject);
-        for action in ACTIONS {
+        for action in Action::ALL {
             let explanation = decision::explain(Some(&agent), &subject, action);
             prop_assert_eq!(explanation.allowed, allowed.contains(&action), "{:?}", action);
             prop_assert_eq!(explanation.denials.is_empty(), explanation.allowed);

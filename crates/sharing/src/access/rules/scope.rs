@@ -61,6 +61,15 @@ pub async fn workspace_of(
         .unwrap_or_default())
 }
 
+/// The org a subject acts in, which must exist.
+pub async fn org(storage: &Storage, org_id: &str) -> Result<OrgRow, Error> {
+    storage
+        .tenancy
+        .org(org_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("org {org_id}")))
+}
+
 /// The caller as an access subject, from the scope the gateway resolved for
 /// this very call (no cache: a membership change shows on the next call).
 pub async fn caller(storage: &Storage, principal: &Principal) -> Result<Subject, Error> {
@@ -69,11 +78,7 @@ pub async fn caller(storage: &Storage, principal: &Principal) -> Result<Subject,
     }
     let user_id = principal.require_user()?;
     let org_id = principal.require_org()?;
-    let org = storage
-        .tenancy
-        .org(org_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
+    let org = org(storage, org_id).await?;
     let org_role = match principal.org_role.as_deref() {
         Some(role) => OrgRole::parse(role),
         // The scheduler signs a user's Principal when an automation fires
@@ -140,11 +145,7 @@ async fn grant_holder(
         .grant(grant_id)
         .await?
         .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown grant".into()))?;
-    let org = storage
-        .tenancy
-        .org(&grant.org_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("org {}", grant.org_id)))?;
+    let org = org(storage, &grant.org_id).await?;
     let user_id = principal.user_id.clone().unwrap_or_default();
     let held = GrantHeld {
         id: grant.id.clone(),
