@@ -50,25 +50,28 @@ impl AgentRow {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct VersionRow {
     pub agent_id: String,
     pub number: i64,
+    #[sqlx(try_from = "Encoded")]
     pub content: pb::AgentDraft,
     pub deployer_user_id: String,
     pub deployed_at: i64,
     pub notes: String,
+    #[sqlx(try_from = "String")]
     pub origin: Origin,
     pub rollback_of: i64,
     pub draft_revision: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct TemplateRow {
     pub id: String,
     pub org_id: String,
     pub name: String,
     pub description: String,
+    #[sqlx(try_from = "Encoded")]
     pub content: pb::AgentDraft,
     pub source_agent_id: String,
     pub source_version: i64,
@@ -217,66 +220,16 @@ impl TryFrom<AgentRecord> for AgentRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct VersionRecord {
-    agent_id: String,
-    number: i64,
-    content: Vec<u8>,
-    deployer_user_id: String,
-    deployed_at: i64,
-    notes: String,
-    #[sqlx(try_from = "String")]
-    origin: Origin,
-    rollback_of: i64,
-    draft_revision: i64,
-}
+/// A design as stored: the protobuf encoding of an `AgentDraft`.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+struct Encoded(Vec<u8>);
 
-impl TryFrom<VersionRecord> for VersionRow {
-    type Error = Error;
+impl TryFrom<Encoded> for pb::AgentDraft {
+    type Error = prost::DecodeError;
 
-    fn try_from(row: VersionRecord) -> Result<Self> {
-        Ok(Self {
-            content: decode_design(&row.content)?,
-            agent_id: row.agent_id,
-            number: row.number,
-            deployer_user_id: row.deployer_user_id,
-            deployed_at: row.deployed_at,
-            notes: row.notes,
-            origin: row.origin,
-            rollback_of: row.rollback_of,
-            draft_revision: row.draft_revision,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct TemplateRecord {
-    id: String,
-    org_id: String,
-    name: String,
-    description: String,
-    content: Vec<u8>,
-    source_agent_id: String,
-    source_version: i64,
-    publisher_user_id: String,
-    created_at: i64,
-}
-
-impl TryFrom<TemplateRecord> for TemplateRow {
-    type Error = Error;
-
-    fn try_from(row: TemplateRecord) -> Result<Self> {
-        Ok(Self {
-            content: decode_design(&row.content)?,
-            id: row.id,
-            org_id: row.org_id,
-            name: row.name,
-            description: row.description,
-            source_agent_id: row.source_agent_id,
-            source_version: row.source_version,
-            publisher_user_id: row.publisher_user_id,
-            created_at: row.created_at,
-        })
+    fn try_from(stored: Encoded) -> Result<Self, prost::DecodeError> {
+        Self::decode(stored.0.as_slice())
     }
 }
 
@@ -654,28 +607,24 @@ impl Storage {
                     .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))
             })
             .transpose()?;
-        decoded(
-            sqlx::query_as::<_, VersionRecord>(&format!(
-                "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number < $2 ORDER BY number DESC LIMIT $3"
-            ))
-            .bind(agent_id)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(page.limit())
-            .fetch_all(&self.db.pool)
-            .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number < $2 ORDER BY number DESC LIMIT $3"
+        ))
+        .bind(agent_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(page.limit())
+        .fetch_all(&self.db.pool)
+        .await?)
     }
 
     pub async fn version(&self, agent_id: &str, number: i64) -> Result<Option<VersionRow>> {
-        decoded_one(
-            sqlx::query_as::<_, VersionRecord>(&format!(
-                "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number = $2"
-            ))
-            .bind(agent_id)
-            .bind(number)
-            .fetch_optional(&self.db.pool)
-            .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number = $2"
+        ))
+        .bind(agent_id)
+        .bind(number)
+        .fetch_optional(&self.db.pool)
+        .await?)
     }
 
     pub async fn create_template(&self, new: NewTemplate<'_>) -> Result<TemplateRow> {
@@ -731,25 +680,21 @@ impl Storage {
             "SELECT {TEMPLATE_COLUMNS} WHERE org_id = $1 AND ($2 = '' OR id < $2) \
              ORDER BY id DESC LIMIT $3"
         );
-        decoded(
-            sqlx::query_as::<_, TemplateRecord>(&sql)
-                .bind(org_id)
-                .bind(page.after().unwrap_or_default())
-                .bind(page.limit())
-                .fetch_all(&self.db.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(&sql)
+            .bind(org_id)
+            .bind(page.after().unwrap_or_default())
+            .bind(page.limit())
+            .fetch_all(&self.db.pool)
+            .await?)
     }
 
     pub async fn template(&self, org_id: &str, template_id: &str) -> Result<Option<TemplateRow>> {
-        decoded_one(
-            sqlx::query_as::<_, TemplateRecord>(&format!(
-                "SELECT {TEMPLATE_COLUMNS} WHERE id = $1 AND org_id = $2"
-            ))
-            .bind(template_id)
-            .bind(org_id)
-            .fetch_optional(&self.db.pool)
-            .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {TEMPLATE_COLUMNS} WHERE id = $1 AND org_id = $2"
+        ))
+        .bind(template_id)
+        .bind(org_id)
+        .fetch_optional(&self.db.pool)
+        .await?)
     }
 }
