@@ -73,15 +73,24 @@ fn template_not_found(template_id: &str) -> Error {
 }
 
 impl Agents {
+    /// The parsed id of the agent a request names, and the agent if it is
+    /// in the caller's org.
+    async fn named(
+        &self,
+        caller: &Caller,
+        agent_id: &str,
+    ) -> Result<(String, Option<AgentRow>), Error> {
+        let agent_id = ids::parse("agent_id", agent_id)?;
+        let agent = self.storage.agent(&caller.org_id, &agent_id).await?;
+        Ok((agent_id, agent))
+    }
+
     /// The agent and what the caller may do with it; NOT_FOUND when the
     /// caller may not see it.
     async fn visible(&self, caller: &Caller, agent_id: &str) -> Result<(AgentRow, Access), Error> {
-        let agent_id = &ids::parse("agent_id", agent_id)?;
-        let agent = self
-            .storage
-            .agent(&caller.org_id, agent_id)
-            .await?
-            .ok_or_else(|| domain::not_found(agent_id))?;
+        let (agent_id, agent) = self.named(caller, agent_id).await?;
+        let agent = agent.ok_or_else(|| domain::not_found(&agent_id))?;
+        let agent_id = &agent_id;
         let access = self
             .access_of(caller, Some(&agent))
             .await?
@@ -90,8 +99,8 @@ impl Agents {
     }
 
     async fn editable(&self, caller: &Caller, agent_id: &str) -> Result<AgentRow, Error> {
-        let agent_id = &ids::parse("agent_id", agent_id)?;
-        let agent = self.storage.agent(&caller.org_id, agent_id).await?;
+        let (agent_id, agent) = self.named(caller, agent_id).await?;
+        let agent_id = &agent_id;
         let access = self.access_of(caller, agent.as_ref()).await?;
         domain::require_edit(access, agent_id)?;
         agent.ok_or_else(|| domain::not_found(agent_id))
@@ -248,12 +257,9 @@ impl Agents {
     /// The agent as the caller may see it; a deleted one only by its owner,
     /// for history.
     pub async fn get(&self, caller: &Caller, agent_id: &str) -> Result<(AgentRow, View), Error> {
-        let agent_id = &ids::parse("agent_id", agent_id)?;
-        let agent = self
-            .storage
-            .agent(&caller.org_id, agent_id)
-            .await?
-            .ok_or_else(|| domain::not_found(agent_id))?;
+        let (agent_id, agent) = self.named(caller, agent_id).await?;
+        let agent = agent.ok_or_else(|| domain::not_found(&agent_id))?;
+        let agent_id = &agent_id;
         let view = if domain::sees_deleted(&agent.standing(), caller) {
             View::History
         } else {
@@ -280,8 +286,7 @@ impl Agents {
                 org_id: &caller.org_id,
                 listing: &listing,
                 state,
-                after_id: page.after(),
-                limit: page.limit(),
+                page,
             })
             .await?;
         let (rows, next_page_token) = page.split(rows, |agent| agent.id.clone());
@@ -422,17 +427,7 @@ impl Agents {
     ) -> Result<(Vec<VersionRow>, Access, String), Error> {
         let (agent, access) = self.visible(caller, agent_id).await?;
         let page = Page::of(page_size, page_token, format!("versions:{}", agent.id))?;
-        let before = page
-            .after()
-            .map(|n| {
-                n.parse::<i64>()
-                    .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))
-            })
-            .transpose()?;
-        let rows = self
-            .storage
-            .versions(&agent.id, before, page.limit())
-            .await?;
+        let rows = self.storage.versions(&agent.id, &page).await?;
         let (rows, next_page_token) = page.split(rows, |v| v.number.to_string());
         Ok((rows, access, next_page_token))
     }
@@ -480,8 +475,8 @@ impl Agents {
 
     /// Ends access in sharing, then deletes the agent here.
     pub async fn delete(&self, caller: &Caller, agent_id: &str) -> Result<AgentRow, Error> {
-        let agent_id = &ids::parse("agent_id", agent_id)?;
-        let agent = self.storage.agent(&caller.org_id, agent_id).await?;
+        let (agent_id, agent) = self.named(caller, agent_id).await?;
+        let agent_id = &agent_id;
         let access = self.access_of(caller, agent.as_ref()).await?;
         let agent = agent.ok_or_else(|| domain::not_found(agent_id))?;
         domain::require_may_delete(
@@ -529,8 +524,7 @@ impl Agents {
         let description =
             domain::template_description(&publication.description, &version.content.description);
         let content = domain::without_connections(&version.content);
-        Ok(self
-            .storage
+        self.storage
             .create_template(NewTemplate {
                 org_id: &caller.org_id,
                 name: &name,
@@ -540,7 +534,7 @@ impl Agents {
                 source_version: version.number,
                 publisher_user_id: &caller.user_id,
             })
-            .await?)
+            .await
     }
 
     /// One page of the org's templates, and the next page's token.
@@ -549,10 +543,7 @@ impl Agents {
         caller: &Caller,
         page: &Page,
     ) -> Result<(Vec<TemplateRow>, String), Error> {
-        let rows = self
-            .storage
-            .templates(&caller.org_id, page.after(), page.limit())
-            .await?;
+        let rows = self.storage.templates(&caller.org_id, page).await?;
         Ok(page.split(rows, |t| t.id.clone()))
     }
 

@@ -31,12 +31,15 @@ impl Holders {
             action: Action::View as i32,
         });
         caller.principal.forward(&mut request);
-        match self.sharing.clone().check(request).await {
-            Ok(answer) => Ok(answer.into_inner().allowed),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
-            Err(status) => Err(Error::Unavailable(format!(
-                "cannot check access to agent {agent_id} right now: {}",
-                status.message()
+        let status = match self.sharing.clone().check(request).await {
+            Ok(answer) => return Ok(answer.into_inner().allowed),
+            Err(status) => status,
+        };
+        let message = status.message().to_string();
+        match Error::from(status) {
+            Error::NotFound(_) => Ok(false),
+            _ => Err(Error::Unavailable(format!(
+                "cannot check access to agent {agent_id} right now: {message}"
             ))),
         }
     }

@@ -7,12 +7,13 @@
 use agentshare_kit::clock::Clock;
 use agentshare_kit::db::{Db, is_unique_violation, new_id};
 use agentshare_kit::events::{self, EventLog, NewEvent};
+use agentshare_kit::page::Page;
+use agentshare_kit::{Error, Result};
 use agentshare_proto::access_facts;
 use agentshare_proto::registry::v1 as pb;
 use agentshare_proto::sharing::v1::AgentAccessFacts;
 use prost::Message;
-use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 
 use crate::domain::{self, AgentState, FactsSource, Origin};
 
@@ -49,25 +50,28 @@ impl AgentRow {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct VersionRow {
     pub agent_id: String,
     pub number: i64,
+    #[sqlx(try_from = "Encoded")]
     pub content: pb::AgentDraft,
     pub deployer_user_id: String,
     pub deployed_at: i64,
     pub notes: String,
+    #[sqlx(try_from = "String")]
     pub origin: Origin,
     pub rollback_of: i64,
     pub draft_revision: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct TemplateRow {
     pub id: String,
     pub org_id: String,
     pub name: String,
     pub description: String,
+    #[sqlx(try_from = "Encoded")]
     pub content: pb::AgentDraft,
     pub source_agent_id: String,
     pub source_version: i64,
@@ -114,8 +118,7 @@ pub struct AgentFilter<'a> {
     pub org_id: &'a str,
     pub listing: &'a domain::Listing,
     pub state: Option<AgentState>,
-    pub after_id: Option<&'a str>,
-    pub limit: i64,
+    pub page: &'a Page,
 }
 
 #[derive(Clone)]
@@ -137,11 +140,11 @@ const VERSION_COLUMNS: &str = "agent_id, number, content, deployer_user_id, depl
 const TEMPLATE_COLUMNS: &str = "id, org_id, name, description, content, source_agent_id, \
      source_version, publisher_user_id, created_at FROM templates";
 
-fn corrupt(what: &str, error: impl std::fmt::Display) -> sqlx::Error {
-    sqlx::Error::Decode(format!("{what}: {error}").into())
+fn corrupt(what: &str, error: impl std::fmt::Display) -> Error {
+    Error::internal(format!("{what}: {error}"))
 }
 
-fn decode_design(bytes: &[u8]) -> Result<pb::AgentDraft, sqlx::Error> {
+fn decode_design(bytes: &[u8]) -> Result<pb::AgentDraft> {
     pb::AgentDraft::decode(bytes).map_err(|e| corrupt("stored design", e))
 }
 
@@ -156,93 +159,114 @@ fn design_bytes(draft: &pb::AgentDraft) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn agent_of(row: &AnyRow) -> Result<AgentRow, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    let mut draft = decode_design(&row.try_get::<Vec<u8>, _>("design")?)?;
-    draft.name = row.try_get("name")?;
-    draft.description = row.try_get("description")?;
-    draft.instructions = row.try_get("instructions")?;
-    let latest = row
-        .try_get::<Option<Vec<u8>>, _>("latest_content")?
-        .map(|bytes| decode_design(&bytes))
-        .transpose()?;
-    Ok(AgentRow {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        owner_user_id: row.try_get("owner_user_id")?,
-        home_workspace_id: row.try_get("home_workspace_id")?,
-        state: AgentState::parse(&state).ok_or_else(|| corrupt("agent state", &state))?,
-        is_default: row.try_get::<i64, _>("is_default")? != 0,
-        is_managed: row.try_get::<i64, _>("is_managed")? != 0,
-        draft,
-        draft_revision: row.try_get("draft_revision")?,
-        revision: row.try_get("revision")?,
-        latest_version: row.try_get("latest_version")?,
-        latest,
-        latest_deployed_at: row.try_get("latest_deployed_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        deleted_at: row.try_get("deleted_at")?,
-    })
+/// An agent as stored: the draft's design in bytes beside its own columns,
+/// flags as integers on both backends.
+#[derive(sqlx::FromRow)]
+struct AgentRecord {
+    id: String,
+    org_id: String,
+    owner_user_id: String,
+    home_workspace_id: String,
+    #[sqlx(try_from = "String")]
+    state: AgentState,
+    name: String,
+    description: String,
+    instructions: String,
+    design: Vec<u8>,
+    draft_revision: i64,
+    revision: i64,
+    is_default: i64,
+    is_managed: i64,
+    latest_version: i64,
+    latest_deployed_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    deleted_at: Option<i64>,
+    latest_content: Option<Vec<u8>>,
 }
 
-fn version_of(row: &AnyRow) -> Result<VersionRow, sqlx::Error> {
-    let origin: String = row.try_get("origin")?;
-    Ok(VersionRow {
-        agent_id: row.try_get("agent_id")?,
-        number: row.try_get("number")?,
-        content: decode_design(&row.try_get::<Vec<u8>, _>("content")?)?,
-        deployer_user_id: row.try_get("deployer_user_id")?,
-        deployed_at: row.try_get("deployed_at")?,
-        notes: row.try_get("notes")?,
-        origin: Origin::parse(&origin).ok_or_else(|| corrupt("version origin", &origin))?,
-        rollback_of: row.try_get("rollback_of")?,
-        draft_revision: row.try_get("draft_revision")?,
-    })
+impl TryFrom<AgentRecord> for AgentRow {
+    type Error = Error;
+
+    fn try_from(row: AgentRecord) -> Result<Self> {
+        let draft = pb::AgentDraft {
+            name: row.name,
+            description: row.description,
+            instructions: row.instructions,
+            ..decode_design(&row.design)?
+        };
+        Ok(Self {
+            id: row.id,
+            org_id: row.org_id,
+            owner_user_id: row.owner_user_id,
+            home_workspace_id: row.home_workspace_id,
+            state: row.state,
+            is_default: row.is_default != 0,
+            is_managed: row.is_managed != 0,
+            draft,
+            draft_revision: row.draft_revision,
+            revision: row.revision,
+            latest_version: row.latest_version,
+            latest: row
+                .latest_content
+                .as_deref()
+                .map(decode_design)
+                .transpose()?,
+            latest_deployed_at: row.latest_deployed_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            deleted_at: row.deleted_at,
+        })
+    }
 }
 
-fn template_of(row: &AnyRow) -> Result<TemplateRow, sqlx::Error> {
-    Ok(TemplateRow {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        content: decode_design(&row.try_get::<Vec<u8>, _>("content")?)?,
-        source_agent_id: row.try_get("source_agent_id")?,
-        source_version: row.try_get("source_version")?,
-        publisher_user_id: row.try_get("publisher_user_id")?,
-        created_at: row.try_get("created_at")?,
-    })
+/// A design as stored: the protobuf encoding of an `AgentDraft`.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+struct Encoded(Vec<u8>);
+
+impl TryFrom<Encoded> for pb::AgentDraft {
+    type Error = prost::DecodeError;
+
+    fn try_from(stored: Encoded) -> Result<Self, prost::DecodeError> {
+        Self::decode(stored.0.as_slice())
+    }
 }
 
-async fn agent_on(conn: &mut AnyConnection, agent_id: &str) -> Result<AgentRow, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} WHERE a.id = $1"))
+/// Decodes stored records into rows.
+fn decoded<R, T: TryFrom<R, Error = Error>>(records: Vec<R>) -> Result<Vec<T>> {
+    records.into_iter().map(T::try_from).collect()
+}
+
+/// Decodes a stored record, if there is one.
+fn decoded_one<R, T: TryFrom<R, Error = Error>>(record: Option<R>) -> Result<Option<T>> {
+    record.map(T::try_from).transpose()
+}
+
+async fn agent_on(conn: &mut AnyConnection, agent_id: &str) -> Result<AgentRow> {
+    let row: AgentRecord = sqlx::query_as(&format!("SELECT {AGENT_COLUMNS} WHERE a.id = $1"))
         .bind(agent_id)
         .fetch_one(&mut *conn)
         .await?;
-    agent_of(&row)
+    row.try_into()
 }
 
 /// The agent and its facts as of this connection's view.
 async fn facts_on(
     conn: &mut AnyConnection,
     agent_id: &str,
-) -> Result<(AgentRow, AgentAccessFacts), sqlx::Error> {
+) -> Result<(AgentRow, AgentAccessFacts)> {
     let agent = agent_on(conn, agent_id).await?;
-    let versions = sqlx::query(
+    let stored: Vec<(i64, Vec<u8>)> = sqlx::query_as(
         "SELECT number, content FROM agent_versions WHERE agent_id = $1 ORDER BY number",
     )
     .bind(agent_id)
     .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok((
-            row.try_get::<i64, _>("number")?,
-            decode_design(&row.try_get::<Vec<u8>, _>("content")?)?,
-        ))
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    .await?;
+    let versions = stored
+        .into_iter()
+        .map(|(number, content)| Ok((number, decode_design(&content)?)))
+        .collect::<Result<Vec<_>>>()?;
     let facts = domain::facts(&FactsSource {
         agent_id: &agent.id,
         org_id: &agent.org_id,
@@ -259,7 +283,7 @@ async fn facts_on(
 }
 
 impl Storage {
-    async fn commit(&self, tx: Transaction<'static, Any>) -> Result<(), sqlx::Error> {
+    async fn commit(&self, tx: Transaction<'static, Any>) -> Result<()> {
         tx.commit().await?;
         self.events.committed();
         Ok(())
@@ -272,7 +296,7 @@ impl Storage {
         kind: &'static str,
         facts: &AgentAccessFacts,
         mut payload: serde_json::Value,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         if let Some(object) = payload.as_object_mut() {
             object.insert("facts".into(), access_facts::to_json(facts));
         }
@@ -290,10 +314,7 @@ impl Storage {
         Ok(())
     }
 
-    pub async fn create_agent(
-        &self,
-        new: NewAgent<'_>,
-    ) -> Result<(AgentRow, AgentAccessFacts), sqlx::Error> {
+    pub async fn create_agent(&self, new: NewAgent<'_>) -> Result<(AgentRow, AgentAccessFacts)> {
         let now = self.clock.now_micros();
         let id = new_id();
         let mut tx = self.db.begin_write().await?;
@@ -332,7 +353,7 @@ impl Storage {
         &self,
         org_id: &str,
         content: &pb::AgentDraft,
-    ) -> Result<Option<(AgentRow, AgentAccessFacts)>, sqlx::Error> {
+    ) -> Result<Option<(AgentRow, AgentAccessFacts)>> {
         let now = self.clock.now_micros();
         let id = new_id();
         let mut tx = self.db.begin_write().await?;
@@ -354,7 +375,7 @@ impl Storage {
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         sqlx::query(
             "INSERT INTO agent_versions (agent_id, number, content, deployer_user_id, deployed_at, origin) \
@@ -373,58 +394,40 @@ impl Storage {
         Ok(Some((agent, facts)))
     }
 
+    /// The one agent `condition` picks, with `binds` in order.
+    async fn agent_where(&self, condition: &str, binds: &[&str]) -> Result<Option<AgentRow>> {
+        let sql = format!("SELECT {AGENT_COLUMNS} WHERE {condition}");
+        let mut query = sqlx::query_as::<_, AgentRecord>(&sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        decoded_one(query.fetch_optional(&self.db.pool).await?)
+    }
+
     /// The agent, if it belongs to `org_id`.
-    pub async fn agent(
-        &self,
-        org_id: &str,
-        agent_id: &str,
-    ) -> Result<Option<AgentRow>, sqlx::Error> {
-        sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} WHERE a.id = $1 AND a.org_id = $2"
-        ))
-        .bind(agent_id)
-        .bind(org_id)
-        .fetch_optional(&self.db.pool)
-        .await?
-        .as_ref()
-        .map(agent_of)
-        .transpose()
+    pub async fn agent(&self, org_id: &str, agent_id: &str) -> Result<Option<AgentRow>> {
+        self.agent_where("a.id = $1 AND a.org_id = $2", &[agent_id, org_id])
+            .await
     }
 
     /// An agent whatever its org, for the run path, which sharing has
     /// already authorised.
-    pub async fn agent_for_run(&self, agent_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
-        sqlx::query(&format!("SELECT {AGENT_COLUMNS} WHERE a.id = $1"))
-            .bind(agent_id)
-            .fetch_optional(&self.db.pool)
-            .await?
-            .as_ref()
-            .map(agent_of)
-            .transpose()
+    pub async fn agent_for_run(&self, agent_id: &str) -> Result<Option<AgentRow>> {
+        self.agent_where("a.id = $1", &[agent_id]).await
     }
 
-    pub async fn default_agent(&self, org_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
-        sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} WHERE a.org_id = $1 AND a.is_default = 1"
-        ))
-        .bind(org_id)
-        .fetch_optional(&self.db.pool)
-        .await?
-        .as_ref()
-        .map(agent_of)
-        .transpose()
+    pub async fn default_agent(&self, org_id: &str) -> Result<Option<AgentRow>> {
+        self.agent_where("a.org_id = $1 AND a.is_default = 1", &[org_id])
+            .await
     }
 
     /// The agent's facts now, for a sync that repeats the latest one.
-    pub async fn current_facts(
-        &self,
-        agent_id: &str,
-    ) -> Result<(AgentRow, AgentAccessFacts), sqlx::Error> {
+    pub async fn current_facts(&self, agent_id: &str) -> Result<(AgentRow, AgentAccessFacts)> {
         let mut conn = self.db.pool.acquire().await?;
         facts_on(&mut conn, agent_id).await
     }
 
-    pub async fn agents(&self, filter: AgentFilter<'_>) -> Result<Vec<AgentRow>, sqlx::Error> {
+    pub async fn agents(&self, filter: AgentFilter<'_>) -> Result<Vec<AgentRow>> {
         let mut sql = format!(
             "SELECT {AGENT_COLUMNS} WHERE a.org_id = $1 AND a.state <> 'deleted' \
              AND (a.owner_user_id = $2 OR (a.is_default = 1 AND $3 = 1))"
@@ -434,28 +437,28 @@ impl Storage {
             sql.push_str(&format!(" AND a.state = ${next}"));
             next += 1;
         }
-        if filter.after_id.is_some() {
+        let after = filter.page.after();
+        if after.is_some() {
             sql.push_str(&format!(" AND a.id < ${next}"));
             next += 1;
         }
         sql.push_str(&format!(" ORDER BY a.id DESC LIMIT ${next}"));
-        let mut query = sqlx::query(&sql)
+        let mut query = sqlx::query_as::<_, AgentRecord>(&sql)
             .bind(filter.org_id)
             .bind(&filter.listing.owner_user_id)
             .bind(i64::from(filter.listing.include_default));
         if let Some(state) = filter.state {
             query = query.bind(state.as_str());
         }
-        if let Some(after) = filter.after_id {
+        if let Some(after) = after {
             query = query.bind(after);
         }
-        query
-            .bind(filter.limit)
-            .fetch_all(&self.db.pool)
-            .await?
-            .iter()
-            .map(agent_of)
-            .collect()
+        decoded(
+            query
+                .bind(filter.page.limit())
+                .fetch_all(&self.db.pool)
+                .await?,
+        )
     }
 
     /// Replaces the draft if it is still at `expected_revision`; `None`
@@ -467,7 +470,7 @@ impl Storage {
         expected_revision: i64,
         draft: &pb::AgentDraft,
         changes_facts: bool,
-    ) -> Result<Option<(AgentRow, Option<AgentAccessFacts>)>, sqlx::Error> {
+    ) -> Result<Option<(AgentRow, Option<AgentAccessFacts>)>> {
         let mut tx = self.db.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE agents SET name = $1, description = $2, instructions = $3, design = $4, \
@@ -507,7 +510,7 @@ impl Storage {
     pub async fn add_version(
         &self,
         new: NewVersion<'_>,
-    ) -> Result<Option<(AgentRow, VersionRow, AgentAccessFacts)>, sqlx::Error> {
+    ) -> Result<Option<(AgentRow, VersionRow, AgentAccessFacts)>> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         let mut sql = String::from(
@@ -519,17 +522,16 @@ impl Storage {
             sql.push_str(" AND draft_revision = $4");
         }
         sql.push_str(" RETURNING latest_version");
-        let mut query = sqlx::query(&sql)
+        let mut query = sqlx::query_scalar::<_, i64>(&sql)
             .bind(now)
             .bind(new.agent_id)
             .bind(new.expected_latest);
         if let Some(revision) = new.expected_draft_revision {
             query = query.bind(revision);
         }
-        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+        let Some(number) = query.fetch_optional(&mut *tx).await? else {
             return Ok(None);
         };
-        let number: i64 = row.try_get(0)?;
         let version = VersionRow {
             agent_id: new.agent_id.to_string(),
             number,
@@ -574,7 +576,7 @@ impl Storage {
     pub async fn delete_agent(
         &self,
         agent_id: &str,
-    ) -> Result<Option<(AgentRow, AgentAccessFacts)>, sqlx::Error> {
+    ) -> Result<Option<(AgentRow, AgentAccessFacts)>> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         let deleted = sqlx::query(
@@ -596,44 +598,36 @@ impl Storage {
         Ok(Some((agent, facts)))
     }
 
-    /// Versions newest first, before `before` when given.
-    pub async fn versions(
-        &self,
-        agent_id: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<VersionRow>, sqlx::Error> {
-        sqlx::query(&format!(
+    /// One page of versions, newest first.
+    pub async fn versions(&self, agent_id: &str, page: &Page) -> Result<Vec<VersionRow>> {
+        let before = page
+            .after()
+            .map(|n| {
+                n.parse::<i64>()
+                    .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))
+            })
+            .transpose()?;
+        Ok(sqlx::query_as(&format!(
             "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number < $2 ORDER BY number DESC LIMIT $3"
         ))
         .bind(agent_id)
         .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
+        .bind(page.limit())
         .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(version_of)
-        .collect()
+        .await?)
     }
 
-    pub async fn version(
-        &self,
-        agent_id: &str,
-        number: i64,
-    ) -> Result<Option<VersionRow>, sqlx::Error> {
-        sqlx::query(&format!(
+    pub async fn version(&self, agent_id: &str, number: i64) -> Result<Option<VersionRow>> {
+        Ok(sqlx::query_as(&format!(
             "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number = $2"
         ))
         .bind(agent_id)
         .bind(number)
         .fetch_optional(&self.db.pool)
-        .await?
-        .as_ref()
-        .map(version_of)
-        .transpose()
+        .await?)
     }
 
-    pub async fn create_template(&self, new: NewTemplate<'_>) -> Result<TemplateRow, sqlx::Error> {
+    pub async fn create_template(&self, new: NewTemplate<'_>) -> Result<TemplateRow> {
         let template = TemplateRow {
             id: new_id(),
             org_id: new.org_id.to_string(),
@@ -680,49 +674,27 @@ impl Storage {
         Ok(template)
     }
 
-    /// The org's templates, newest first, after `after_id` when given.
-    pub async fn templates(
-        &self,
-        org_id: &str,
-        after_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<TemplateRow>, sqlx::Error> {
-        let rows = match after_id {
-            Some(after) => sqlx::query(&format!(
-                "SELECT {TEMPLATE_COLUMNS} WHERE org_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-            ))
+    /// One page of the org's templates, newest first.
+    pub async fn templates(&self, org_id: &str, page: &Page) -> Result<Vec<TemplateRow>> {
+        let sql = format!(
+            "SELECT {TEMPLATE_COLUMNS} WHERE org_id = $1 AND ($2 = '' OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
+        );
+        Ok(sqlx::query_as(&sql)
             .bind(org_id)
-            .bind(after)
-            .bind(limit)
+            .bind(page.after().unwrap_or_default())
+            .bind(page.limit())
             .fetch_all(&self.db.pool)
-            .await?,
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {TEMPLATE_COLUMNS} WHERE org_id = $1 ORDER BY id DESC LIMIT $2"
-                ))
-                .bind(org_id)
-                .bind(limit)
-                .fetch_all(&self.db.pool)
-                .await?
-            }
-        };
-        rows.iter().map(template_of).collect()
+            .await?)
     }
 
-    pub async fn template(
-        &self,
-        org_id: &str,
-        template_id: &str,
-    ) -> Result<Option<TemplateRow>, sqlx::Error> {
-        sqlx::query(&format!(
+    pub async fn template(&self, org_id: &str, template_id: &str) -> Result<Option<TemplateRow>> {
+        Ok(sqlx::query_as(&format!(
             "SELECT {TEMPLATE_COLUMNS} WHERE id = $1 AND org_id = $2"
         ))
         .bind(template_id)
         .bind(org_id)
         .fetch_optional(&self.db.pool)
-        .await?
-        .as_ref()
-        .map(template_of)
-        .transpose()
+        .await?)
     }
 }

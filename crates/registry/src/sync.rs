@@ -41,23 +41,25 @@ impl AccessSync {
                 Ok(_) => return Ok(()),
                 Err(status) => status,
             };
-            // Sharing's follower of our events may write the same agent's
-            // first facts at this very moment; the loser is told to retry.
-            if status.code() == tonic::Code::Aborted && attempt < SYNC_ATTEMPTS {
-                attempt += 1;
-                continue;
+            let message = status.message().to_string();
+            match Error::from(status) {
+                // Sharing's follower of our events may write the same
+                // agent's first facts at this very moment; the loser is told
+                // to retry.
+                Error::Aborted(_) | Error::Conflict { .. } if attempt < SYNC_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                // An outage; anything else means sharing refused facts we
+                // built: a bug on one side, worth an alert.
+                Error::Unavailable(_) | Error::DeadlineExceeded(_) | Error::Cancelled(_) => {
+                    tracing::warn!(agent_id = %facts.agent_id, revision = facts.revision, %message, "sharing unreachable for SyncAgent");
+                }
+                error => {
+                    tracing::error!(agent_id = %facts.agent_id, revision = facts.revision, %error, "sharing refused SyncAgent");
+                }
             }
-            // Anything but an outage means sharing refused facts we built:
-            // a bug on one side, worth an alert.
-            if matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ) {
-                tracing::warn!(agent_id = %facts.agent_id, revision = facts.revision, %status, "sharing unreachable for SyncAgent");
-            } else {
-                tracing::error!(agent_id = %facts.agent_id, revision = facts.revision, %status, "sharing refused SyncAgent");
-            }
-            return Err(NotSynced(status.message().to_string()));
+            return Err(NotSynced(message));
         }
     }
 }

@@ -1,26 +1,41 @@
 //! AccessInternalService: what the gateway, registry and scheduler ask of
 //! sharing with their service identity.
 
-use agentshare_kit::Error;
 use agentshare_kit::identity::secret_digest;
-use agentshare_kit::ids;
+use agentshare_kit::{Error, rpc};
 use agentshare_proto::sharing::v1 as pb;
 use pb::access_internal_service_server::AccessInternalService;
 use tonic::{Request, Response, Status};
 
+use super::access::{Run, run_plan};
 use crate::access::rules::decision;
 use crate::access::rules::scope;
 use crate::access::storage::agent_access;
 use crate::common::Storage;
+use crate::connections::storage::{ConnectionRow, Kind};
 use crate::tenancy;
-use crate::tenancy::rules::OrgChoice;
+use crate::tenancy::rules::{OrgChoice, OrgRole};
+
+#[derive(Clone)]
+pub struct AccessInternal {
+    pub storage: Storage,
+    pub credentials: crate::connections::credentials::Credentials,
+    pub sessions: super::access::SessionStore,
+}
+
+/// A signed-in user's standing in the org of a request.
+struct Standing {
+    role: OrgRole,
+    workspaces_enabled: bool,
+    workspace_id: String,
+}
 
 impl AccessInternal {
     /// One connection's secret for the runtime, refreshed first when due.
     async fn secret_of(
         &self,
         integration_key: &str,
-        connection: &crate::connections::storage::ConnectionRow,
+        connection: &ConnectionRow,
     ) -> Result<pb::ConnectionSecret, Error> {
         let secret = self.credentials.fresh_secret(connection).await?;
         // Read again: a refresh moved the access token's expiry.
@@ -38,21 +53,41 @@ impl AccessInternal {
             integration_key: integration_key.to_string(),
             provider: connection.provider.clone(),
             kind: match connection.kind {
-                crate::connections::storage::Kind::ApiKey => pb::ConnectionKind::ApiKey,
-                crate::connections::storage::Kind::OAuth => pb::ConnectionKind::Oauth,
+                Kind::ApiKey => pb::ConnectionKind::ApiKey,
+                Kind::OAuth => pb::ConnectionKind::Oauth,
             }
             .into(),
             secret,
             expire_time: expires.map(agentshare_kit::clock::timestamp),
         })
     }
-}
 
-#[derive(Clone)]
-pub struct AccessInternal {
-    pub storage: Storage,
-    pub credentials: crate::connections::credentials::Credentials,
-    pub sessions: super::access::SessionStore,
+    /// The user's role in `org_id`, and the workspace they act in there:
+    /// `requested`, else `preferred`, else their default. `no_role` and
+    /// `no_org` answer a user who left the org and an org that is gone.
+    async fn standing(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        (requested, preferred): (&str, Option<&str>),
+        no_role: Error,
+        no_org: Error,
+    ) -> Result<Standing, Error> {
+        let storage = &self.storage;
+        let role = storage
+            .tenancy
+            .org_role(org_id, user_id)
+            .await?
+            .ok_or(no_role)?;
+        let org = storage.tenancy.org(org_id).await?.ok_or(no_org)?;
+        let workspace_id =
+            scope::workspace_of(storage, &org, user_id, requested, preferred).await?;
+        Ok(Standing {
+            role,
+            workspaces_enabled: org.workspaces_enabled,
+            workspace_id,
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -62,218 +97,201 @@ impl AccessInternalService for AccessInternal {
         request: Request<pb::ResolveCallerRequest>,
     ) -> Result<Response<pb::ResolveCallerResponse>, Status> {
         let request = request.into_inner();
-        if request.subject.is_empty() {
-            return Err(Error::invalid("subject", "must not be empty").into());
-        }
-        let storage = &self.storage;
-        let user_id = storage
-            .tenancy
-            .upsert_user(&request.subject, &request.email, &request.display_name)
-            .await?;
-        let orgs = storage.tenancy.org_ids_of(&user_id).await?;
-        let mut response = pb::ResolveCallerResponse {
-            user_id: user_id.clone(),
-            ..Default::default()
-        };
-        let org_id = match tenancy::rules::choose_org(&request.requested_org_id, &orgs)? {
-            OrgChoice::Chosen(org_id) => org_id,
-            OrgChoice::NoOrg => return Ok(Response::new(response)),
-            OrgChoice::Ambiguous => {
-                response.org_choice_required = true;
-                return Ok(Response::new(response));
+        rpc::answer(
+            async {
+                if request.subject.is_empty() {
+                    return Err(Error::invalid("subject", "must not be empty"));
+                }
+                let tenancy = &self.storage.tenancy;
+                let user_id = tenancy
+                    .upsert_user(&request.subject, &request.email, &request.display_name)
+                    .await?;
+                let orgs = tenancy.org_ids_of(&user_id).await?;
+                let mut response = pb::ResolveCallerResponse {
+                    user_id: user_id.clone(),
+                    ..Default::default()
+                };
+                let org_id = match tenancy::rules::choose_org(&request.requested_org_id, &orgs)? {
+                    OrgChoice::Chosen(org_id) => org_id,
+                    OrgChoice::NoOrg => return Ok(response),
+                    OrgChoice::Ambiguous => {
+                        response.org_choice_required = true;
+                        return Ok(response);
+                    }
+                };
+                let chosen = match request.session_id.as_str() {
+                    "" => None,
+                    session => {
+                        tenancy
+                            .session_workspace(session, &org_id, &user_id)
+                            .await?
+                    }
+                };
+                let not_found = || Error::not_found(format!("org {org_id}"));
+                let standing = self
+                    .standing(
+                        &org_id,
+                        &user_id,
+                        (&request.requested_workspace_id, chosen.as_deref()),
+                        not_found(),
+                        not_found(),
+                    )
+                    .await?;
+                response.workspace_id = standing.workspace_id;
+                response.org_role = standing.role.to_proto().into();
+                response.workspaces_enabled = standing.workspaces_enabled;
+                response.org_id = org_id;
+                Ok(response)
             }
-        };
-        let not_found = || Error::not_found(format!("org {org_id}"));
-        let role = storage
-            .tenancy
-            .org_role(&org_id, &user_id)
-            .await?
-            .ok_or_else(not_found)?;
-        let org = storage.tenancy.org(&org_id).await?.ok_or_else(not_found)?;
-        let chosen = match request.session_id.as_str() {
-            "" => None,
-            session => {
-                storage
-                    .tenancy
-                    .session_workspace(session, &org_id, &user_id)
-                    .await?
-            }
-        };
-        response.workspace_id = scope::workspace_of(
-            storage,
-            &org,
-            &user_id,
-            &request.requested_workspace_id,
-            chosen.as_deref(),
+            .await,
         )
-        .await?;
-        response.org_id = org_id;
-        response.org_role = role.to_proto().into();
-        response.workspaces_enabled = org.workspaces_enabled;
-        Ok(Response::new(response))
     }
 
     async fn sync_agent(
         &self,
         request: Request<pb::SyncAgentRequest>,
     ) -> Result<Response<pb::SyncAgentResponse>, Status> {
-        let facts = request
-            .into_inner()
-            .agent
-            .ok_or_else(|| Error::invalid("agent", "must be set"))?;
-        let synced = agent_access::sync(&self.storage.access, facts).await?;
-        Ok(Response::new(pb::SyncAgentResponse {
-            applied: synced.applied,
-            stored_revision: synced.stored_revision,
-        }))
+        let request = request.into_inner();
+        rpc::answer(
+            async {
+                let facts = request
+                    .agent
+                    .ok_or_else(|| Error::invalid("agent", "must be set"))?;
+                let synced = agent_access::sync(&self.storage.access, facts).await?;
+                Ok(pb::SyncAgentResponse {
+                    applied: synced.applied,
+                    stored_revision: synced.stored_revision,
+                })
+            }
+            .await,
+        )
     }
 
     async fn resolve_store(
         &self,
         request: Request<pb::ResolveStoreRequest>,
     ) -> Result<Response<pb::ResolveStoreResponse>, Status> {
-        let principal = agentshare_kit::identity::Principal::of(&request)?;
-        let agent_id = ids::parse("agent_id", &request.get_ref().agent_id)?;
-        let subject = scope::caller(&self.storage, principal).await?;
-        let agent = self
-            .storage
-            .access
-            .agent(&agent_id)
-            .await
-            .map_err(Error::from)?;
-        // The owner's draft has a store too: they test it in the builder.
-        let action = match &agent {
-            Some(a) if !a.is_default && a.owner_user_id == subject.user_id => {
-                decision::Action::ConfigureOwn
+        rpc::unary(request, async |caller, request| {
+            let (subject, agent_id, agent) =
+                scope::caller_and_agent(&self.storage, &caller, &request.agent_id).await?;
+            // The owner's draft has a store too: they test it in the builder.
+            let action = match &agent {
+                Some(a) if !a.is_default && a.owner_user_id == subject.user_id => {
+                    decision::Action::ConfigureOwn
+                }
+                _ => decision::Action::Run,
+            };
+            let agent = decision::require(agent, &agent_id, &subject, action)?;
+            let (store_workspace, scope) = crate::access::rules::plan::store_of(&agent, &subject)?;
+            // A runtime's run token reaches its run's partition of its agent
+            // and nothing else of it, even if the caller's standing changed.
+            if let Some(run) = &caller.run
+                && run.agent_id == agent.agent_id
+                && run.partition != store_workspace
+            {
+                return Err(Error::PermissionDenied(
+                    "this run token is bound to another store of the agent".into(),
+                ));
             }
-            _ => decision::Action::Run,
-        };
-        let agent = decision::require(agent, &agent_id, &subject, action)?;
-        let (store_workspace, scope) = crate::access::rules::plan::store_of(&agent, &subject)?;
-        // A runtime's run token reaches its run's partition of its agent
-        // and nothing else of it, even if the caller's standing changed.
-        if let Some(run) = &principal.run
-            && run.agent_id == agent.agent_id
-            && run.partition != store_workspace
-        {
-            return Err(Error::PermissionDenied(
-                "this run token is bound to another store of the agent".into(),
-            )
-            .into());
-        }
-        Ok(Response::new(pb::ResolveStoreResponse {
-            store_workspace,
-            store_scope: scope.to_proto().into(),
-            org_id: agent.org_id,
-        }))
+            Ok(pb::ResolveStoreResponse {
+                store_workspace,
+                store_scope: scope.to_proto().into(),
+                org_id: agent.org_id,
+            })
+        })
+        .await
     }
 
     async fn authenticate_grant_token(
         &self,
         request: Request<pb::AuthenticateGrantTokenRequest>,
     ) -> Result<Response<pb::AuthenticateGrantTokenResponse>, Status> {
-        let token = &request.get_ref().token;
-        if token.is_empty() {
-            return Err(Error::invalid("token", "must not be empty").into());
-        }
-        let grant = self
-            .storage
-            .access
-            .use_grant(&secret_digest(token))
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown token".into()))?;
-        let owner = self
-            .storage
-            .access
-            .agent(&grant.agent_id)
-            .await
-            .map_err(Error::from)?
-            .map(|a| a.owner_user_id)
-            .unwrap_or_default();
-        let now = self.storage.clock.now_micros();
-        Ok(Response::new(pb::AuthenticateGrantTokenResponse {
-            grant_id: grant.id.clone(),
-            agent_id: grant.agent_id.clone(),
-            org_id: grant.org_id.clone(),
-            kind: super::sharing::grant_kind_to_proto(grant.kind).into(),
-            state: super::sharing::grant_state_to_proto(grant.state_at(now)).into(),
-            owner_user_id: owner,
-            pinned_version: grant.pinned_version,
-            expire_time: grant.expires_at.map(agentshare_kit::clock::timestamp),
-        }))
+        let token = request.into_inner().token;
+        rpc::answer(
+            async {
+                if token.is_empty() {
+                    return Err(Error::invalid("token", "must not be empty"));
+                }
+                let access = &self.storage.access;
+                let grant = access
+                    .use_grant(&secret_digest(&token))
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Unauthenticated("share token rejected: unknown token".into())
+                    })?;
+                let owner = access
+                    .agent(&grant.agent_id)
+                    .await?
+                    .map(|a| a.owner_user_id)
+                    .unwrap_or_default();
+                let now = self.storage.clock.now_micros();
+                Ok(pb::AuthenticateGrantTokenResponse {
+                    grant_id: grant.id.clone(),
+                    agent_id: grant.agent_id.clone(),
+                    org_id: grant.org_id.clone(),
+                    kind: super::sharing::grant_kind_to_proto(grant.kind).into(),
+                    state: super::sharing::grant_state_to_proto(grant.state_at(now)).into(),
+                    owner_user_id: owner,
+                    pinned_version: grant.pinned_version,
+                    expire_time: grant.expires_at.map(agentshare_kit::clock::timestamp),
+                })
+            }
+            .await,
+        )
     }
 
     async fn resolve_invocation_with_secrets(
         &self,
         request: Request<pb::ResolveInvocationWithSecretsRequest>,
     ) -> Result<Response<pb::ResolveInvocationWithSecretsResponse>, Status> {
-        let principal = agentshare_kit::identity::Principal::of(&request)?;
-        let request = request.get_ref();
-        let session = super::access::open_session(
-            &self.sessions,
-            principal,
-            &request.session_id,
-            &request.session_secret,
-        )
-        .await?;
-        let plan = super::access::plan_for(
-            &self.storage,
-            principal,
-            &request.agent_id,
-            &request.project_id,
-            request.draft,
-            session,
-        )
-        .await?;
-        let mut secrets = Vec::with_capacity(plan.integrations.len());
-        for integration in &plan.integrations {
-            let connection = integration.connection.as_ref().ok_or_else(|| {
-                Error::FailedPrecondition(format!(
-                    "{} has no connection: complete setup",
-                    integration.setup.integration.key
-                ))
-            })?;
-            secrets.push(
-                self.secret_of(&integration.setup.integration.key, connection)
-                    .await?,
-            );
-        }
-        Ok(Response::new(pb::ResolveInvocationWithSecretsResponse {
-            plan: Some(super::access::plan_to_proto(&plan)),
-            secrets,
-        }))
+        rpc::unary(request, async |caller, request| {
+            let run = Run {
+                agent_id: &request.agent_id,
+                project_id: &request.project_id,
+                draft: request.draft,
+                session_id: &request.session_id,
+                session_secret: &request.session_secret,
+            };
+            let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
+            let mut secrets = Vec::with_capacity(plan.integrations.len());
+            for integration in &plan.integrations {
+                let key = &integration.setup.integration.key;
+                secrets.push(self.secret_of(key, integration.connection()?).await?);
+            }
+            Ok(pb::ResolveInvocationWithSecretsResponse {
+                plan: Some(super::access::plan_to_proto(&plan)),
+                secrets,
+            })
+        })
+        .await
     }
 
     async fn resolve_connection_secret(
         &self,
         request: Request<pb::ResolveConnectionSecretRequest>,
     ) -> Result<Response<pb::ResolveConnectionSecretResponse>, Status> {
-        let principal = agentshare_kit::identity::Principal::of(&request)?;
-        let request = request.get_ref();
-        let plan = super::access::plan_for(
-            &self.storage,
-            principal,
-            &request.agent_id,
-            "",
-            request.version == 0,
-            None,
-        )
-        .await?;
-        let integration = plan
-            .integrations
-            .iter()
-            .find(|i| i.setup.integration.key == request.integration_key)
-            .ok_or_else(|| Error::not_found("integration key of the run's agent"))?;
-        let connection = integration.connection.as_ref().ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "{} has no connection: complete setup",
-                request.integration_key
-            ))
-        })?;
-        Ok(Response::new(pb::ResolveConnectionSecretResponse {
-            secret: Some(self.secret_of(&request.integration_key, connection).await?),
-        }))
+        rpc::unary(request, async |caller, request| {
+            let run = Run {
+                agent_id: &request.agent_id,
+                project_id: "",
+                draft: request.version == 0,
+                session_id: "",
+                session_secret: "",
+            };
+            let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
+            let integration = plan
+                .integrations
+                .iter()
+                .find(|i| i.setup.integration.key == request.integration_key)
+                .ok_or_else(|| Error::not_found("integration key of the run's agent"))?;
+            let secret = self
+                .secret_of(&request.integration_key, integration.connection()?)
+                .await?;
+            Ok(pb::ResolveConnectionSecretResponse {
+                secret: Some(secret),
+            })
+        })
+        .await
     }
 
     async fn authenticate_api_key(
@@ -281,53 +299,50 @@ impl AccessInternalService for AccessInternal {
         request: Request<pb::AuthenticateApiKeyRequest>,
     ) -> Result<Response<pb::AuthenticateApiKeyResponse>, Status> {
         let request = request.into_inner();
-        let storage = &self.storage;
-        let rejected = |why: &str| Error::Unauthenticated(format!("API key rejected: {why}"));
-        let key = storage
-            .tenancy
-            .use_api_key(&secret_digest(&request.secret))
-            .await?
-            .ok_or_else(|| rejected("unknown key; create one with TenancyService.CreateApiKey"))?;
-        if key.revoked_at.is_some() {
-            return Err(rejected("API key revoked").into());
-        }
-        if key
-            .expires_at
-            .is_some_and(|at| at <= storage.clock.now_micros())
-        {
-            return Err(rejected("API key expired; create a new one").into());
-        }
-        if !request.requested_org_id.is_empty() && request.requested_org_id != key.org_id {
-            return Err(Error::PermissionDenied(
-                "this API key works in its own org only; drop x-agentshare-org or use a key of that org".into(),
-            )
-            .into());
-        }
-        let role = storage
-            .tenancy
-            .org_role(&key.org_id, &key.user_id)
-            .await?
-            .ok_or_else(|| rejected("its user is no longer a member of its org"))?;
-        let org = storage
-            .tenancy
-            .org(&key.org_id)
-            .await?
-            .ok_or_else(|| rejected("its org no longer exists"))?;
-        let workspace_id = scope::workspace_of(
-            storage,
-            &org,
-            &key.user_id,
-            &request.requested_workspace_id,
-            Some(&key.default_workspace_id),
+        rpc::answer(
+            async {
+                let rejected = |why: &str| Error::Unauthenticated(format!("API key rejected: {why}"));
+                let key = self
+                    .storage
+                    .tenancy
+                    .use_api_key(&secret_digest(&request.secret))
+                    .await?
+                    .ok_or_else(|| {
+                        rejected("unknown key; create one with TenancyService.CreateApiKey")
+                    })?;
+                if key.revoked_at.is_some() {
+                    return Err(rejected("API key revoked"));
+                }
+                if key
+                    .expires_at
+                    .is_some_and(|at| at <= self.storage.clock.now_micros())
+                {
+                    return Err(rejected("API key expired; create a new one"));
+                }
+                if !request.requested_org_id.is_empty() && request.requested_org_id != key.org_id {
+                    return Err(Error::PermissionDenied(
+                        "this API key works in its own org only; drop x-agentshare-org or use a key of that org".into(),
+                    ));
+                }
+                let standing = self
+                    .standing(
+                        &key.org_id,
+                        &key.user_id,
+                        (&request.requested_workspace_id, Some(&key.default_workspace_id)),
+                        rejected("its user is no longer a member of its org"),
+                        rejected("its org no longer exists"),
+                    )
+                    .await?;
+                Ok(pb::AuthenticateApiKeyResponse {
+                    api_key_id: key.id,
+                    user_id: key.user_id,
+                    org_id: key.org_id,
+                    org_role: standing.role.to_proto().into(),
+                    workspace_id: standing.workspace_id,
+                    workspaces_enabled: standing.workspaces_enabled,
+                })
+            }
+            .await,
         )
-        .await?;
-        Ok(Response::new(pb::AuthenticateApiKeyResponse {
-            api_key_id: key.id,
-            user_id: key.user_id,
-            org_id: key.org_id,
-            org_role: role.to_proto().into(),
-            workspace_id,
-            workspaces_enabled: org.workspaces_enabled,
-        }))
     }
 }

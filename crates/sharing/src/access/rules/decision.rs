@@ -11,7 +11,7 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::{AccessPathKind as PathKind, DecisionReason as Reason};
 
 use crate::access::storage::agent_access::{AccessState, AgentRow};
-use crate::access::storage::grants::{GrantKind, GrantState};
+use crate::access::storage::grants::{GrantKind, GrantRow, GrantState};
 use crate::tenancy::rules::OrgRole;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +27,18 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order an explanation lists them.
+    pub const ALL: [Action; 8] = [
+        Self::View,
+        Self::Run,
+        Self::ConfigureOwn,
+        Self::Edit,
+        Self::Deploy,
+        Self::Share,
+        Self::Delete,
+        Self::ManageGrants,
+    ];
+
     /// A client's action; UNSPECIFIED only where `default` allows it.
     pub fn of(action: i32, default: Option<Action>) -> Result<Self, Error> {
         Ok(match pb::Action::try_from(action) {
@@ -92,6 +104,22 @@ pub struct Subject {
     pub grant: Option<GrantHeld>,
 }
 
+impl Subject {
+    /// Where the subject stands: the active workspace when workspaces are
+    /// on, the org as one workspace when they are off.
+    pub fn standing(&self) -> Option<String> {
+        if self.workspaces_enabled {
+            self.active_workspace.clone()
+        } else {
+            Some(self.org_default_workspace.clone())
+        }
+    }
+
+    fn manages_org(&self) -> bool {
+        self.org_role.is_some_and(OrgRole::manages_org)
+    }
+}
+
 /// A grant as a subject holds it.
 #[derive(Clone, Debug)]
 pub struct GrantHeld {
@@ -110,7 +138,7 @@ pub struct Path {
     pub workspace_id: String,
     /// For a grant path, the grant.
     pub grant: Option<(String, GrantKind)>,
-    pub actions: &'static [Action],
+    pub actions: Vec<Action>,
 }
 
 /// One fact the decision read.
@@ -144,37 +172,19 @@ fn reason_of(path: PathKind) -> Reason {
     }
 }
 
-/// The owner's actions on their own agent.
-fn owner_actions(agent: &AgentRow) -> &'static [Action] {
-    use Action::*;
-    if agent.is_default {
-        // The default agent is never shared, deleted or granted, by anyone;
-        // no user owns it, so this arm only keeps the rule in one place.
-        &[View, Run, ConfigureOwn, Edit, Deploy]
-    } else if agent.state == AccessState::Draft {
-        // A draft runs only in test mode, which ResolveInvocation allows
-        // the owner separately.
-        &[
-            View,
-            ConfigureOwn,
-            Edit,
-            Deploy,
-            Share,
-            Delete,
-            ManageGrants,
-        ]
-    } else {
-        &[
-            View,
-            Run,
-            ConfigureOwn,
-            Edit,
-            Deploy,
-            Share,
-            Delete,
-            ManageGrants,
-        ]
-    }
+/// The owner's actions on their own agent. The default agent is never
+/// shared, deleted or granted, by anyone; no user owns it, so that arm only
+/// keeps the rule in one place. A draft runs only in test mode, which
+/// ResolveInvocation allows the owner separately.
+fn owner_actions(agent: &AgentRow) -> Vec<Action> {
+    Action::ALL
+        .into_iter()
+        .filter(|action| match action {
+            Action::Run => agent.is_default || agent.state != AccessState::Draft,
+            Action::Share | Action::Delete | Action::ManageGrants => !agent.is_default,
+            _ => true,
+        })
+        .collect()
 }
 
 /// Every path from `subject` to `agent`, whether `action` is allowed, and
@@ -216,13 +226,7 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
         subject.workspaces_enabled.to_string(),
         true,
     );
-    // Where the subject stands: the active workspace when workspaces are
-    // on, the org as one workspace when they are off.
-    let standing = if subject.workspaces_enabled {
-        subject.active_workspace.clone()
-    } else {
-        Some(subject.org_default_workspace.clone())
-    };
+    let standing = subject.standing();
     fact(
         "principal.active_workspace",
         standing.as_deref().unwrap_or_default(),
@@ -277,7 +281,11 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
     let active = agent.state == AccessState::Active;
     if in_org && live {
         if owner {
-            let actions = if viewer { LOOK } else { owner_actions(agent) };
+            let actions = if viewer {
+                LOOK.to_vec()
+            } else {
+                owner_actions(agent)
+            };
             paths.push(Path {
                 kind: PathKind::Owner,
                 workspace_id: String::new(),
@@ -290,14 +298,14 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
                 kind: PathKind::OrgDefaultAgent,
                 workspace_id: String::new(),
                 grant: None,
-                actions: if viewer { LOOK } else { HOLDER },
+                actions: if viewer { LOOK } else { HOLDER }.to_vec(),
             });
             if org_admin {
                 paths.push(Path {
                     kind: PathKind::OrgAdmin,
                     workspace_id: String::new(),
                     grant: None,
-                    actions: &[Action::Edit, Action::Deploy],
+                    actions: vec![Action::Edit, Action::Deploy],
                 });
             }
         }
@@ -311,7 +319,7 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
                 kind: PathKind::WorkspaceShare,
                 workspace_id: standing.clone(),
                 grant: None,
-                actions: if viewer { LOOK } else { HOLDER },
+                actions: if viewer { LOOK } else { HOLDER }.to_vec(),
             });
         }
     }
@@ -380,6 +388,59 @@ pub fn explain(agent: Option<&AgentRow>, subject: &Subject, action: Action) -> E
 /// that never existed.
 pub fn visible(explanation: &Explanation) -> bool {
     !explanation.paths.is_empty()
+}
+
+/// Whether `caller` may ask about `agent` at all: they see it, or they are
+/// an owner or admin of its org. Anything else answers NOT_FOUND, exactly
+/// like an agent that never existed.
+pub fn may_ask(caller: &Subject, agent: Option<&AgentRow>) -> bool {
+    let Some(agent) = agent else {
+        return false;
+    };
+    (caller.manages_org() && agent.org_id == caller.org_id)
+        || visible(&explain(Some(agent), caller, Action::View))
+}
+
+/// Whether `caller` may ask about someone else's access to `agent` (another
+/// member, or a grant's holder): org owners and admins, and the agent's
+/// owner.
+pub fn may_ask_about_others(caller: &Subject, agent: Option<&AgentRow>) -> bool {
+    caller.manages_org() || agent.is_some_and(|a| a.owner_user_id == caller.user_id)
+}
+
+/// How an agent the subject sees stands in their My Agents; `None` when
+/// they do not see it.
+pub fn relation(agent: &AgentRow, subject: &Subject) -> Option<pb::AgentRelation> {
+    if !visible(&explain(Some(agent), subject, Action::View)) {
+        return None;
+    }
+    Some(if agent.owner_user_id == subject.user_id {
+        pb::AgentRelation::Owned
+    } else if agent.is_default {
+        pb::AgentRelation::OrgDefault
+    } else {
+        pb::AgentRelation::SharedWithYou
+    })
+}
+
+/// The holder of `grant` as a subject in the org `caller` acts in, as an
+/// owner or admin asks about them. A DELEGATE grant acts as its owner, so
+/// it never lacks a user.
+pub fn holder_of(caller: &Subject, grant: &GrantRow, now: i64, user_id: String) -> Subject {
+    Subject {
+        grant: Some(GrantHeld {
+            id: grant.id.clone(),
+            kind: grant.kind,
+            agent_id: grant.agent_id.clone(),
+            state: grant.state_at(now),
+            with_user: !user_id.is_empty() || grant.kind == GrantKind::Delegate,
+        }),
+        user_id,
+        org_role: None,
+        active_workspace: None,
+        memberships: Vec::new(),
+        ..caller.clone()
+    }
 }
 
 /// The agent, if the subject may do `action`; NOT_FOUND when they cannot
@@ -474,12 +535,7 @@ pub fn user_store(agent: &AgentRow, subject: &Subject) -> Result<(String, StoreS
     if agent.owner_user_id == subject.user_id && !agent.shared {
         return Ok((format!("user-{}", subject.user_id), StoreScope::UserPrivate));
     }
-    let standing = if subject.workspaces_enabled {
-        subject.active_workspace.clone()
-    } else {
-        Some(subject.org_default_workspace.clone())
-    };
-    let workspace = standing.ok_or_else(|| {
+    let workspace = subject.standing().ok_or_else(|| {
         Error::PermissionDenied(
             "you have no active workspace in this org; ask an admin to add you to one".into(),
         )
@@ -541,9 +597,9 @@ fn explain_grant(
     }
     let mut paths = Vec::new();
     if denials.is_empty() {
-        let actions: &'static [Action] = match grant.kind {
-            GrantKind::Invoke => &[Action::Run, Action::ConfigureOwn],
-            GrantKind::Delegate => &[Action::Run],
+        let actions = match grant.kind {
+            GrantKind::Invoke => vec![Action::Run, Action::ConfigureOwn],
+            GrantKind::Delegate => vec![Action::Run],
         };
         if !actions.contains(&action) {
             denials.push(Reason::GrantActionNotAllowed);

@@ -2,5 +2,10 @@
 //! in, and the plan of a run.
 
 pub mod decision;
+pub mod grants;
 pub mod plan;
 pub mod scope;
+pub mod sharing;
+
+#[cfg(test)]
+mod reference;

@@ -38,6 +38,19 @@ pub struct IntegrationPlan {
     pub status: Option<crate::connections::storage::Status>,
 }
 
+impl IntegrationPlan {
+    /// The connection the run uses, or FAILED_PRECONDITION when setup left
+    /// the integration without one.
+    pub fn connection(&self) -> Result<&ConnectionRow, Error> {
+        self.connection.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "{} has no connection: complete setup",
+                self.setup.integration.key
+            ))
+        })
+    }
+}
+
 pub struct Plan {
     pub agent: AgentRow,
     pub version: i64,
@@ -142,6 +155,78 @@ fn tests_draft(agent: Option<&AgentRow>, subject: &Subject) -> bool {
     }
 }
 
+/// Everything a plan is decided from, read before anything is decided.
+pub struct Facts {
+    /// The agent, if sharing knows it.
+    pub agent: Option<AgentRow>,
+    /// The version the grant the subject holds pins, if it pins one.
+    pub grant_pin: Option<i64>,
+    /// The version the subject pinned for themselves, if they did.
+    pub user_pin: Option<i64>,
+    /// Each integration's setup for the version the run would use.
+    pub setups: Vec<IntegrationSetup>,
+    /// The builder connections those setups use.
+    pub builders: Vec<ConnectionRow>,
+    /// When the plan is made, for connection status.
+    pub now: i64,
+}
+
+/// Which version a run uses, and why: the draft when its editor tests it,
+/// else a grant's pin, the user's own pin, or the latest version.
+fn version_of(
+    agent: &AgentRow,
+    owner_testing: bool,
+    grant_pin: Option<i64>,
+    user_pin: Option<i64>,
+) -> (i64, VersionSource) {
+    if owner_testing {
+        (0, VersionSource::Draft)
+    } else if let Some(pinned) = grant_pin {
+        (pinned, VersionSource::GrantPin)
+    } else if let Some(pinned) = user_pin {
+        (pinned, VersionSource::UserPin)
+    } else {
+        (agent.latest_version, VersionSource::Latest)
+    }
+}
+
+/// The version My Agents shows a user's setup for: the draft's while the
+/// agent has no version, else their pin or the latest.
+pub fn listed_version(draft: bool, pinned: Option<i64>, latest: i64) -> i64 {
+    if draft { 0 } else { pinned.unwrap_or(latest) }
+}
+
+/// NOT_FOUND for a version the agent does not have.
+pub fn version_not_found(agent: &AgentRow, version: i64) -> Error {
+    Error::not_found(format!(
+        "version {version} of agent {} (the latest is {})",
+        agent.agent_id, agent.latest_version
+    ))
+}
+
+/// A user pins a deployed version the agent has.
+pub fn check_pin(agent: &AgentRow, version: i64) -> Result<(), Error> {
+    if version < 1 {
+        return Err(Error::invalid(
+            "version",
+            "must be a deployed version, 1 or more",
+        ));
+    }
+    if version > agent.latest_version {
+        return Err(version_not_found(agent, version));
+    }
+    Ok(())
+}
+
+/// Whose bindings count: the owner's under DELEGATE, else the caller's.
+fn binder_of(agent: &AgentRow, subject: &Subject, runner: Runner) -> String {
+    if runner == Runner::Delegate {
+        agent.owner_user_id.clone()
+    } else {
+        subject.user_id.clone()
+    }
+}
+
 /// The run's plan, or why it cannot run now: NOT_FOUND and PERMISSION_DENIED
 /// from the access decision, FAILED_PRECONDITION for an agent with no
 /// deployed version or a setup that is not READY (listing what it lacks).
@@ -152,6 +237,81 @@ pub async fn resolve(
     subject: &Subject,
     options: &Options,
 ) -> Result<Plan, Error> {
+    let facts = gather(storage, agent, subject, options).await?;
+    decide(facts, agent_id, subject, options)
+}
+
+/// Reads everything [`decide`] needs: the grant's and the user's pins, and
+/// the setups of the version the run would use.
+async fn gather(
+    storage: &Storage,
+    agent: Option<AgentRow>,
+    subject: &Subject,
+    options: &Options,
+) -> Result<Facts, Error> {
+    let grant_pin = match &subject.grant {
+        Some(held) => storage
+            .access
+            .grant(&held.id)
+            .await?
+            .and_then(|g| g.pinned_version),
+        None => None,
+    };
+    let mut facts = Facts {
+        agent,
+        grant_pin,
+        user_pin: None,
+        setups: Vec::new(),
+        builders: Vec::new(),
+        now: storage.clock.now_micros(),
+    };
+    let Some(agent) = &facts.agent else {
+        return Ok(facts);
+    };
+    let runner = runner_of(agent, subject);
+    if !subject.user_id.is_empty() && runner != Runner::Delegate {
+        let pin = storage
+            .access
+            .pin_of(&agent.agent_id, &subject.user_id)
+            .await?;
+        facts.user_pin = pin.map(|pin| pin.version);
+    }
+    let owner_testing = options.draft && tests_draft(Some(agent), subject);
+    let (version, _) = version_of(agent, owner_testing, facts.grant_pin, facts.user_pin);
+    let binder = binder_of(agent, subject, runner);
+    facts.setups = setup::setups(
+        storage,
+        &binder,
+        &[(agent.agent_id.clone(), version, runner)],
+    )
+    .await?
+    .pop()
+    .unwrap_or_default();
+    let builder_ids: Vec<String> = facts
+        .setups
+        .iter()
+        .filter(|s| s.uses_builder)
+        .map(|s| s.integration.builder_connection_id.clone())
+        .collect();
+    facts.builders = storage.connections.connections_by_id(&builder_ids).await?;
+    Ok(facts)
+}
+
+/// The plan of `subject`'s run of `agent_id`, decided from `facts` alone.
+pub fn decide(
+    facts: Facts,
+    agent_id: &str,
+    subject: &Subject,
+    options: &Options,
+) -> Result<Plan, Error> {
+    let Facts {
+        agent,
+        grant_pin,
+        user_pin,
+        setups,
+        builders,
+        now,
+    } = facts;
     let owner_testing = options.draft && tests_draft(agent.as_ref(), subject);
     if options.draft && !owner_testing {
         // Only the owner tests the draft; anyone else is told so once they
@@ -186,48 +346,12 @@ pub async fn resolve(
         None => decision::require(agent, agent_id, subject, action)?,
     };
     let runner = runner_of(&agent, subject);
-
-    let grant = match &subject.grant {
-        Some(held) => storage.access.grant(&held.id).await?,
-        None => None,
-    };
-    let user_pin = if subject.user_id.is_empty() || runner == Runner::Delegate {
-        None
-    } else {
-        storage
-            .access
-            .pin_of(&agent.agent_id, &subject.user_id)
-            .await?
-    };
-    let (version, source) = if owner_testing {
-        (0, VersionSource::Draft)
-    } else if let Some(pinned) = grant.as_ref().and_then(|g| g.pinned_version) {
-        (pinned, VersionSource::GrantPin)
-    } else if let Some(pin) = user_pin {
-        (pin.version, VersionSource::UserPin)
-    } else {
-        (agent.latest_version, VersionSource::Latest)
-    };
+    let (version, source) = version_of(&agent, owner_testing, grant_pin, user_pin);
     if version == 0 && !owner_testing && agent.state == AccessState::Draft {
         return Err(Error::FailedPrecondition(decision::denial_message(
             agentshare_proto::sharing::v1::DecisionReason::AgentDraft,
         )));
     }
-
-    // Whose bindings count: the owner's under DELEGATE, else the caller's.
-    let binder = if runner == Runner::Delegate {
-        agent.owner_user_id.clone()
-    } else {
-        subject.user_id.clone()
-    };
-    let setups = setup::setups(
-        storage,
-        &binder,
-        &[(agent.agent_id.clone(), version, runner)],
-    )
-    .await?
-    .pop()
-    .unwrap_or_default();
     let missing: Vec<SetupGap> = setups.iter().filter_map(setup_gap).collect();
     if !missing.is_empty() {
         return Err(if runner == Runner::Delegate {
@@ -236,69 +360,26 @@ pub async fn resolve(
             Error::setup_required(&missing)
         });
     }
-
-    let builder_ids: Vec<String> = setups
-        .iter()
-        .filter(|s| s.uses_builder)
-        .map(|s| s.integration.builder_connection_id.clone())
-        .collect();
-    let builders = storage.connections.connections_by_id(&builder_ids).await?;
-    let now = storage.clock.now_micros();
     let integrations = setups
         .into_iter()
-        .map(|setup| {
-            let uses_builder = setup.uses_builder;
-            let owner = match runner {
-                Runner::Owner | Runner::Delegate => ConnectionOwner::Owner,
-                Runner::InvokeHolder => ConnectionOwner::Holder,
-                Runner::Member if uses_builder => ConnectionOwner::Builder,
-                Runner::Member => ConnectionOwner::Caller,
-            };
-            let connection = if uses_builder {
-                builders
-                    .iter()
-                    .find(|c| c.id == setup.integration.builder_connection_id)
-                    .cloned()
-            } else {
-                setup
-                    .bound
-                    .as_ref()
-                    .map(|(connection, _)| connection.clone())
-            };
-            IntegrationPlan {
-                status: connection.as_ref().map(|c| c.status_at(now).0),
-                setup,
-                owner,
-                connection,
-            }
-        })
+        .map(|setup| integration_plan(setup, runner, &builders, now))
         .collect();
-
-    let (executes_as, billed_to) = if runner == Runner::Delegate {
-        (agent.owner_user_id.clone(), agent.owner_user_id.clone())
-    } else {
-        (subject.user_id.clone(), subject.user_id.clone())
-    };
+    let billed_to = binder_of(&agent, subject, runner);
     let (store_workspace, store_scope) = store_of(&agent, subject)?;
-    let standing = if subject.workspaces_enabled {
-        subject.active_workspace.clone()
-    } else {
-        Some(subject.org_default_workspace.clone())
-    };
     // A session keeps the workspace it started in.
     let session_workspace_id = match &options.session {
         Some(session) => session.workspace_id.clone(),
         None => options
             .project_home
             .clone()
-            .or(standing.filter(|_| subject.grant.is_none()))
+            .or(subject.standing().filter(|_| subject.grant.is_none()))
             .unwrap_or_else(|| agent.home_workspace_id.clone()),
     };
     Ok(Plan {
         version,
         source,
         integrations,
-        executes_as,
+        executes_as: billed_to.clone(),
         billed_to,
         store_workspace,
         store_scope,
@@ -307,6 +388,39 @@ pub async fn resolve(
         session_workspace_id,
         agent,
     })
+}
+
+/// Whose connection one integration uses in the run, and its status now.
+fn integration_plan(
+    setup: IntegrationSetup,
+    runner: Runner,
+    builders: &[ConnectionRow],
+    now: i64,
+) -> IntegrationPlan {
+    let uses_builder = setup.uses_builder;
+    let owner = match runner {
+        Runner::Owner | Runner::Delegate => ConnectionOwner::Owner,
+        Runner::InvokeHolder => ConnectionOwner::Holder,
+        Runner::Member if uses_builder => ConnectionOwner::Builder,
+        Runner::Member => ConnectionOwner::Caller,
+    };
+    let connection = if uses_builder {
+        builders
+            .iter()
+            .find(|c| c.id == setup.integration.builder_connection_id)
+            .cloned()
+    } else {
+        setup
+            .bound
+            .as_ref()
+            .map(|(connection, _)| connection.clone())
+    };
+    IntegrationPlan {
+        status: connection.as_ref().map(|c| c.status_at(now).0),
+        setup,
+        owner,
+        connection,
+    }
 }
 
 /// The store partition of the subject's runs of `agent`, by DESIGN.md's

@@ -2,9 +2,13 @@
 //! (sharing)"): the workspace a user acts in within an org, validated against
 //! membership on every call.
 
-use agentshare_kit::Error;
+use agentshare_kit::identity::Principal;
+use agentshare_kit::{Error, ids};
 
+use crate::access::rules::decision::{self, Action, GrantHeld, Subject};
+use crate::access::storage::agent_access::AgentRow;
 use crate::common::Storage;
+use crate::tenancy::rules::OrgRole;
 use crate::tenancy::storage::orgs::OrgRow;
 
 /// The workspace of a request in `org`:
@@ -57,24 +61,26 @@ pub async fn workspace_of(
         .unwrap_or_default())
 }
 
+/// The org a subject acts in, which must exist.
+pub async fn org(storage: &Storage, org_id: &str) -> Result<OrgRow, Error> {
+    storage
+        .tenancy
+        .org(org_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("org {org_id}")))
+}
+
 /// The caller as an access subject, from the scope the gateway resolved for
 /// this very call (no cache: a membership change shows on the next call).
-pub async fn caller(
-    storage: &Storage,
-    principal: &agentshare_kit::identity::Principal,
-) -> Result<crate::access::rules::decision::Subject, Error> {
+pub async fn caller(storage: &Storage, principal: &Principal) -> Result<Subject, Error> {
     if let Some(grant_id) = &principal.grant_id {
         return grant_holder(storage, principal, grant_id).await;
     }
     let user_id = principal.require_user()?;
     let org_id = principal.require_org()?;
-    let org = storage
-        .tenancy
-        .org(org_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
+    let org = org(storage, org_id).await?;
     let org_role = match principal.org_role.as_deref() {
-        Some(role) => crate::tenancy::rules::OrgRole::parse(role),
+        Some(role) => OrgRole::parse(role),
         // The scheduler signs a user's Principal when an automation fires
         // and names no role: read it now, so a user removed from the org
         // since they subscribed is refused at fire time.
@@ -88,7 +94,7 @@ pub async fn caller(
                 })?,
         ),
     };
-    Ok(crate::access::rules::decision::Subject {
+    Ok(Subject {
         user_id: user_id.to_string(),
         org_id: org_id.to_string(),
         org_role,
@@ -108,14 +114,14 @@ pub async fn member(
     org: &OrgRow,
     user_id: &str,
     requested: &str,
-) -> Result<crate::access::rules::decision::Subject, Error> {
+) -> Result<Subject, Error> {
     let role = storage
         .tenancy
         .org_role(&org.id, user_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
     let workspace = workspace_of(storage, org, user_id, requested, None).await?;
-    Ok(crate::access::rules::decision::Subject {
+    Ok(Subject {
         user_id: user_id.to_string(),
         org_id: org.id.clone(),
         org_role: Some(role),
@@ -131,28 +137,24 @@ pub async fn member(
 /// read fresh, so a revocation shows on the very next call.
 async fn grant_holder(
     storage: &Storage,
-    principal: &agentshare_kit::identity::Principal,
+    principal: &Principal,
     grant_id: &str,
-) -> Result<crate::access::rules::decision::Subject, Error> {
+) -> Result<Subject, Error> {
     let grant = storage
         .access
         .grant(grant_id)
         .await?
         .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown grant".into()))?;
-    let org = storage
-        .tenancy
-        .org(&grant.org_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("org {}", grant.org_id)))?;
+    let org = org(storage, &grant.org_id).await?;
     let user_id = principal.user_id.clone().unwrap_or_default();
-    let held = crate::access::rules::decision::GrantHeld {
+    let held = GrantHeld {
         id: grant.id.clone(),
         kind: grant.kind,
         agent_id: grant.agent_id.clone(),
         state: grant.state_at(storage.clock.now_micros()),
         with_user: !user_id.is_empty(),
     };
-    Ok(crate::access::rules::decision::Subject {
+    Ok(Subject {
         user_id,
         org_id: org.id,
         org_role: None,
@@ -162,4 +164,30 @@ async fn grant_holder(
         org_default_workspace: org.default_workspace_id,
         grant: Some(held),
     })
+}
+
+/// The caller as a subject, the parsed id of the agent a request names,
+/// and the agent if sharing knows it.
+pub async fn caller_and_agent(
+    storage: &Storage,
+    principal: &Principal,
+    agent_id: &str,
+) -> Result<(Subject, String, Option<AgentRow>), Error> {
+    let agent_id = ids::parse("agent_id", agent_id)?;
+    let subject = caller(storage, principal).await?;
+    let agent = storage.access.agent(&agent_id).await?;
+    Ok((subject, agent_id, agent))
+}
+
+/// The agent a request names and the caller, once the caller may do
+/// `action` with it.
+pub async fn agent_for(
+    storage: &Storage,
+    principal: &Principal,
+    agent_id: &str,
+    action: Action,
+) -> Result<(AgentRow, Subject), Error> {
+    let (subject, agent_id, agent) = caller_and_agent(storage, principal, agent_id).await?;
+    let agent = decision::require(agent, &agent_id, &subject, action)?;
+    Ok((agent, subject))
 }

@@ -3,13 +3,12 @@
 //! Registry writes them through `AccessInternal.SyncAgent`; its events repair
 //! a missed write through the same path.
 
-use agentshare_kit::Error;
 use agentshare_kit::db::placeholders;
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::ids;
+use agentshare_kit::{Error, Result};
 use agentshare_proto::events::v1::Event;
 use agentshare_proto::sharing::v1 as pb;
-use sqlx::Row;
 
 use super::AccessStorage;
 
@@ -26,6 +25,18 @@ impl AccessState {
             Self::Draft => "draft",
             Self::Active => "active",
             Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// A stored state; anything but a live one reads as deleted, which grants
+/// nothing.
+impl From<String> for AccessState {
+    fn from(state: String) -> Self {
+        match state.as_str() {
+            "draft" => Self::Draft,
+            "active" => Self::Active,
+            _ => Self::Deleted,
         }
     }
 }
@@ -192,18 +203,14 @@ impl AccessStorage {
     /// it is. The home workspace is locked, so a concurrent DeleteWorkspace
     /// either sees this agent or deletes the workspace first.
     pub async fn sync_agent(&self, facts: &Facts) -> Result<Synced, Error> {
-        let mut tx = self.db.begin_write().await.map_err(Error::from)?;
-        let stored: Option<i64> = sqlx::query(&format!(
+        let mut tx = self.db.begin_write().await?;
+        let stored: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT revision FROM agent_access WHERE agent_id = $1{}",
             self.db.backend.for_update()
         ))
         .bind(&facts.agent_id)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(Error::from)?
-        .map(|row| row.try_get(0))
-        .transpose()
-        .map_err(Error::from)?;
+        .await?;
         if let Some(stored) = stored.filter(|stored| *stored >= facts.revision) {
             return Ok(Synced {
                 applied: false,
@@ -213,8 +220,7 @@ impl AccessStorage {
         let org_known = sqlx::query("SELECT 1 FROM orgs WHERE id = $1")
             .bind(&facts.org_id)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(Error::from)?
+            .await?
             .is_some();
         if !org_known {
             return Err(Error::not_found(format!("org {}", facts.org_id)));
@@ -227,8 +233,7 @@ impl AccessStorage {
             .bind(&facts.home_workspace_id)
             .bind(&facts.org_id)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+            .await?;
             if home.is_none() {
                 return Err(Error::not_found(format!(
                     "workspace {}",
@@ -283,8 +288,7 @@ impl AccessStorage {
         sqlx::query("DELETE FROM agent_integrations WHERE agent_id = $1 AND version = 0")
             .bind(&facts.agent_id)
             .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+            .await?;
         insert_integrations(&mut tx, &facts.agent_id, 0, &facts.draft, false).await?;
         if facts.state == AccessState::Deleted {
             // A delete ends every grant: the next call with a token says so.
@@ -294,10 +298,9 @@ impl AccessStorage {
             .bind(&facts.agent_id)
             .bind(now)
             .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+            .await?;
         }
-        tx.commit().await.map_err(Error::from)?;
+        tx.commit().await?;
         Ok(Synced {
             applied: true,
             stored_revision: facts.revision,
@@ -311,22 +314,19 @@ pub async fn agents_homed_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     workspace_id: &str,
     limit: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query(
+) -> Result<Vec<String>> {
+    let homed: Vec<(String, String)> = sqlx::query_as(
         "SELECT name, agent_id FROM agent_access WHERE home_workspace_id = $1 \
          AND state <> 'deleted' ORDER BY agent_id LIMIT $2",
     )
     .bind(workspace_id)
     .bind(limit)
     .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .map(|row| {
-        let name: String = row.try_get("name")?;
-        let id: String = row.try_get("agent_id")?;
-        Ok(format!("agent {name:?} ({id})"))
-    })
-    .collect()
+    .await?;
+    Ok(homed
+        .into_iter()
+        .map(|(name, id)| format!("agent {name:?} ({id})"))
+        .collect())
 }
 
 /// Writes one version's integrations; `keep_stored` leaves a version that
@@ -356,8 +356,7 @@ async fn insert_integrations(
         .bind(integration.scope.as_str())
         .bind(&integration.builder_connection_id)
         .execute(&mut **tx)
-        .await
-        .map_err(Error::from)?;
+        .await?;
     }
     Ok(())
 }
@@ -423,34 +422,67 @@ pub struct AgentRow {
     pub description: String,
 }
 
-const AGENT_COLUMNS: &str = "agent_id, org_id, owner_user_id, home_workspace_id, state, \
-     is_default, is_managed, shared, latest_version, name, description";
+const AGENT_COLUMNS: &str = "a.agent_id, a.org_id, a.owner_user_id, a.home_workspace_id, a.state, \
+     a.is_default, a.is_managed, a.shared, a.latest_version, a.name, a.description";
 
-fn agent_of(row: &sqlx::any::AnyRow) -> Result<AgentRow, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    let home: String = row.try_get("home_workspace_id")?;
-    Ok(AgentRow {
-        agent_id: row.try_get("agent_id")?,
-        org_id: row.try_get("org_id")?,
-        owner_user_id: row.try_get("owner_user_id")?,
-        workspaces: if home.is_empty() {
-            Vec::new()
-        } else {
-            vec![home.clone()]
-        },
-        home_workspace_id: home,
-        state: match state.as_str() {
-            "draft" => AccessState::Draft,
-            "active" => AccessState::Active,
-            _ => AccessState::Deleted,
-        },
-        is_default: row.try_get::<i64, _>("is_default")? != 0,
-        is_managed: row.try_get::<i64, _>("is_managed")? != 0,
-        shared: row.try_get::<i64, _>("shared")? != 0,
-        latest_version: row.try_get("latest_version")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-    })
+/// An `agent_access` row as stored: flags are integers on both backends.
+#[derive(sqlx::FromRow)]
+struct AgentRecord {
+    agent_id: String,
+    org_id: String,
+    owner_user_id: String,
+    home_workspace_id: String,
+    #[sqlx(try_from = "String")]
+    state: AccessState,
+    is_default: i64,
+    is_managed: i64,
+    shared: i64,
+    latest_version: i64,
+    name: String,
+    description: String,
+}
+
+/// The agent with its home workspace as its only one, until the others
+/// are attached.
+impl From<AgentRecord> for AgentRow {
+    fn from(row: AgentRecord) -> Self {
+        Self {
+            workspaces: if row.home_workspace_id.is_empty() {
+                Vec::new()
+            } else {
+                vec![row.home_workspace_id.clone()]
+            },
+            agent_id: row.agent_id,
+            org_id: row.org_id,
+            owner_user_id: row.owner_user_id,
+            home_workspace_id: row.home_workspace_id,
+            state: row.state,
+            is_default: row.is_default != 0,
+            is_managed: row.is_managed != 0,
+            shared: row.shared != 0,
+            latest_version: row.latest_version,
+            name: row.name,
+            description: row.description,
+        }
+    }
+}
+
+/// A My Agents candidate as stored.
+#[derive(sqlx::FromRow)]
+struct ListedRecord {
+    #[sqlx(flatten)]
+    agent: AgentRecord,
+    owner_display_name: String,
+    pinned_version: Option<i64>,
+}
+
+/// One user reaching an agent through one workspace.
+#[derive(sqlx::FromRow)]
+struct ReachRecord {
+    id: String,
+    email: String,
+    display_name: String,
+    workspace_id: String,
 }
 
 /// A user who reaches an agent through its workspaces.
@@ -470,7 +502,7 @@ pub struct Listed {
 
 impl AccessStorage {
     /// The agent's facts, if registry has synced it.
-    pub async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, sqlx::Error> {
+    pub async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>> {
         Ok(self
             .agents(&[agent_id.to_string()])
             .await?
@@ -479,23 +511,24 @@ impl AccessStorage {
     }
 
     /// The synced agents among `ids`, each with its workspace list.
-    pub async fn agents(&self, ids: &[String]) -> Result<Vec<AgentRow>, sqlx::Error> {
+    pub async fn agents(&self, ids: &[String]) -> Result<Vec<AgentRow>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let list = placeholders(1, ids.len());
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agent_access WHERE agent_id IN ({list})");
-        let mut query = sqlx::query(&sql);
+        let sql =
+            format!("SELECT {AGENT_COLUMNS} FROM agent_access a WHERE a.agent_id IN ({list})");
+        let mut query = sqlx::query_as::<_, AgentRecord>(&sql);
         for id in ids {
             query = query.bind(id);
         }
         let rows = query.fetch_all(&self.db.pool).await?;
-        let mut agents: Vec<AgentRow> = rows.iter().map(agent_of).collect::<Result<_, _>>()?;
+        let mut agents: Vec<AgentRow> = rows.into_iter().map(AgentRow::from).collect();
         self.attach_workspaces(&mut agents).await?;
         Ok(agents)
     }
 
-    async fn attach_workspaces(&self, agents: &mut [AgentRow]) -> Result<(), sqlx::Error> {
+    async fn attach_workspaces(&self, agents: &mut [AgentRow]) -> Result<()> {
         if agents.is_empty() {
             return Ok(());
         }
@@ -504,13 +537,11 @@ impl AccessStorage {
             "SELECT agent_id, workspace_id FROM agent_workspaces WHERE agent_id IN ({list}) \
              ORDER BY added_at, workspace_id"
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
         for agent in agents.iter() {
             query = query.bind(&agent.agent_id);
         }
-        for row in query.fetch_all(&self.db.pool).await? {
-            let agent_id: String = row.try_get("agent_id")?;
-            let workspace_id: String = row.try_get("workspace_id")?;
+        for (agent_id, workspace_id) in query.fetch_all(&self.db.pool).await? {
             if let Some(agent) = agents.iter_mut().find(|a| a.agent_id == agent_id)
                 && !agent.workspaces.contains(&workspace_id)
             {
@@ -522,7 +553,7 @@ impl AccessStorage {
 
     /// Sets the `shared` flag, recording `agent.shared` or `agent.unshared`
     /// when it changes; false when it already had that value.
-    pub async fn set_shared(&self, agent: &AgentRow, shared: bool) -> Result<bool, sqlx::Error> {
+    pub async fn set_shared(&self, agent: &AgentRow, shared: bool) -> Result<bool> {
         let mut tx = self.db.begin_write().await?;
         let changed =
             sqlx::query("UPDATE agent_access SET shared = $2 WHERE agent_id = $1 AND shared <> $2")
@@ -555,7 +586,6 @@ impl AccessStorage {
         self.commit(tx).await?;
         Ok(changed)
     }
-
     /// Replaces the workspaces besides the home one, recording
     /// `agent.workspaces_changed` with those removed and an audit event.
     pub async fn set_agent_workspaces(
@@ -563,7 +593,7 @@ impl AccessStorage {
         actor: &agentshare_kit::identity::Principal,
         agent: &AgentRow,
         after: &[String],
-    ) -> Result<(Vec<String>, Vec<String>), sqlx::Error> {
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let before = &agent.workspaces;
         let added: Vec<String> = after
             .iter()
@@ -628,8 +658,8 @@ impl AccessStorage {
         agent: &AgentRow,
         workspaces_enabled: bool,
         default_workspace_id: &str,
-    ) -> Result<Vec<Reached>, sqlx::Error> {
-        let rows = if workspaces_enabled {
+    ) -> Result<Vec<Reached>> {
+        let rows: Vec<ReachRecord> = if workspaces_enabled {
             if agent.workspaces.is_empty() {
                 return Ok(Vec::new());
             }
@@ -640,7 +670,7 @@ impl AccessStorage {
                  JOIN org_members o ON o.user_id = m.user_id AND o.org_id = $1 \
                  WHERE m.user_id <> $2 AND m.workspace_id IN ({list}) ORDER BY u.id, m.workspace_id"
             );
-            let mut query = sqlx::query(&sql)
+            let mut query = sqlx::query_as(&sql)
                 .bind(&agent.org_id)
                 .bind(&agent.owner_user_id);
             for workspace in &agent.workspaces {
@@ -648,7 +678,7 @@ impl AccessStorage {
             }
             query.fetch_all(&self.db.pool).await?
         } else {
-            sqlx::query(
+            sqlx::query_as(
                 "SELECT u.id, u.email, u.display_name, $3 AS workspace_id FROM org_members o \
                  JOIN users u ON u.id = o.user_id WHERE o.org_id = $1 AND o.user_id <> $2 ORDER BY u.id",
             )
@@ -660,15 +690,13 @@ impl AccessStorage {
         };
         let mut reached: Vec<Reached> = Vec::new();
         for row in rows {
-            let user_id: String = row.try_get("id")?;
-            let workspace_id: String = row.try_get("workspace_id")?;
             match reached.last_mut() {
-                Some(last) if last.user_id == user_id => last.workspace_ids.push(workspace_id),
+                Some(last) if last.user_id == row.id => last.workspace_ids.push(row.workspace_id),
                 _ => reached.push(Reached {
-                    user_id,
-                    email: row.try_get("email")?,
-                    display_name: row.try_get("display_name")?,
-                    workspace_ids: vec![workspace_id],
+                    user_id: row.id,
+                    email: row.email,
+                    display_name: row.display_name,
+                    workspace_ids: vec![row.workspace_id],
                 }),
             }
         }
@@ -679,7 +707,8 @@ impl AccessStorage {
     /// agent id: their own live agents, the org's active default agent, and
     /// active shared agents listed in `standing` (any workspace of the org
     /// while workspaces are off). The caller applies the access decision to
-    /// each, so the list and Check cannot disagree.
+    /// each, so the list and Check cannot disagree, and reads on from the
+    /// last candidate until its page is full.
     pub async fn my_agent_candidates(
         &self,
         org_id: &str,
@@ -688,7 +717,7 @@ impl AccessStorage {
         workspaces_enabled: bool,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<Listed>, sqlx::Error> {
+    ) -> Result<Vec<Listed>> {
         let reach = match (workspaces_enabled, standing) {
             (false, _) => "OR (a.state = 'active' AND a.shared = 1)".to_string(),
             (true, Some(_)) => "OR (a.state = 'active' AND a.shared = 1 AND (a.home_workspace_id = $4 \
@@ -697,8 +726,7 @@ impl AccessStorage {
             (true, None) => String::new(),
         };
         let sql = format!(
-            "SELECT a.agent_id, a.org_id, a.owner_user_id, a.home_workspace_id, a.state, a.is_default, \
-             a.is_managed, a.shared, a.latest_version, a.name, a.description, \
+            "SELECT {AGENT_COLUMNS}, \
              COALESCE(u.display_name, '') AS owner_display_name, p.version AS pinned_version \
              FROM agent_access a \
              LEFT JOIN users u ON u.id = a.owner_user_id \
@@ -707,7 +735,7 @@ impl AccessStorage {
              AND ((a.owner_user_id = $2) OR (a.is_default = 1 AND a.state = 'active') {reach}) \
              ORDER BY a.agent_id LIMIT $5"
         );
-        let rows = sqlx::query(&sql)
+        let rows: Vec<ListedRecord> = sqlx::query_as(&sql)
             .bind(org_id)
             .bind(user_id)
             .bind(after.unwrap_or(""))
@@ -715,19 +743,22 @@ impl AccessStorage {
             .bind(limit)
             .fetch_all(&self.db.pool)
             .await?;
-        let mut listed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            listed.push(Listed {
-                agent: agent_of(row)?,
-                owner_display_name: row.try_get("owner_display_name")?,
-                pinned_version: row.try_get("pinned_version")?,
-            });
-        }
-        let mut agents: Vec<AgentRow> = listed.iter().map(|l| l.agent.clone()).collect();
+        let (mut agents, about): (Vec<AgentRow>, Vec<_>) = rows
+            .into_iter()
+            .map(|row| {
+                let about = (row.owner_display_name, row.pinned_version);
+                (AgentRow::from(row.agent), about)
+            })
+            .unzip();
         self.attach_workspaces(&mut agents).await?;
-        for (row, agent) in listed.iter_mut().zip(agents) {
-            row.agent = agent;
-        }
-        Ok(listed)
+        Ok(agents
+            .into_iter()
+            .zip(about)
+            .map(|(agent, (owner_display_name, pinned_version))| Listed {
+                agent,
+                owner_display_name,
+                pinned_version,
+            })
+            .collect())
     }
 }

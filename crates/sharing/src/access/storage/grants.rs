@@ -1,8 +1,8 @@
 //! Share grants, INVOKE and DELEGATE tokens for one agent (DESIGN.md, "Access
 //! model (sharing)", Grants): storage, and the state a grant is in at a time.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use agentshare_kit::Result;
+use agentshare_kit::events::{self, NewEvent};
 
 use super::AccessStorage;
 
@@ -29,6 +29,14 @@ impl GrantKind {
     }
 }
 
+/// A stored kind; a kind this version does not know reads as INVOKE, the
+/// narrower grant.
+impl From<String> for GrantKind {
+    fn from(kind: String) -> Self {
+        Self::parse(&kind).unwrap_or(Self::Invoke)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrantState {
     Active,
@@ -37,11 +45,12 @@ pub enum GrantState {
     Ended,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct GrantRow {
     pub id: String,
     pub agent_id: String,
     pub org_id: String,
+    #[sqlx(try_from = "String")]
     pub kind: GrantKind,
     pub label: String,
     pub token_prefix: String,
@@ -72,32 +81,9 @@ impl GrantRow {
 const GRANT_COLUMNS: &str = "id, agent_id, org_id, kind, label, token_prefix, pinned_version, \
      creator_user_id, created_at, expires_at, last_used_at, revoked_at, ended_at";
 
-fn grant_of(row: &AnyRow) -> Result<GrantRow, sqlx::Error> {
-    let kind: String = row.try_get("kind")?;
-    Ok(GrantRow {
-        id: row.try_get("id")?,
-        agent_id: row.try_get("agent_id")?,
-        org_id: row.try_get("org_id")?,
-        kind: GrantKind::parse(&kind).unwrap_or(GrantKind::Invoke),
-        label: row.try_get("label")?,
-        token_prefix: row.try_get("token_prefix")?,
-        pinned_version: row.try_get("pinned_version")?,
-        creator_user_id: row.try_get("creator_user_id")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        ended_at: row.try_get("ended_at")?,
-    })
-}
-
 impl AccessStorage {
     /// Stores a grant, recording `grant.created`.
-    pub async fn insert_grant(
-        &self,
-        grant: &GrantRow,
-        token_sha256: &str,
-    ) -> Result<(), sqlx::Error> {
+    pub async fn insert_grant(&self, grant: &GrantRow, token_sha256: &str) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO share_grants ({GRANT_COLUMNS}, token_sha256) \
@@ -119,48 +105,51 @@ impl AccessStorage {
         .bind(token_sha256)
         .execute(&mut *tx)
         .await?;
-        agentshare_kit::events::append(
-            &mut tx,
-            &self.clock,
-            &agentshare_kit::events::NewEvent {
-                kind: "grant.created",
-                subject_id: grant.id.clone(),
-                org_id: grant.org_id.clone(),
-                payload: serde_json::json!({
-                    "agent_id": grant.agent_id,
-                    "kind": grant.kind.as_str(),
-                    "label": grant.label,
-                }),
-            },
-        )
-        .await?;
-        self.commit(tx).await
+        let payload = serde_json::json!({
+            "agent_id": grant.agent_id,
+            "kind": grant.kind.as_str(),
+            "label": grant.label,
+        });
+        self.record(&mut tx, "grant.created", grant, payload)
+            .await?;
+        Ok(self.commit(tx).await?)
     }
 
-    pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, sqlx::Error> {
-        sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM share_grants WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.db.pool)
-        .await?
-        .as_ref()
-        .map(grant_of)
-        .transpose()
+    /// Records an event about a grant.
+    async fn record(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        kind: &'static str,
+        grant: &GrantRow,
+        payload: serde_json::Value,
+    ) -> Result<()> {
+        let event = NewEvent {
+            kind,
+            subject_id: grant.id.clone(),
+            org_id: grant.org_id.clone(),
+            payload,
+        };
+        events::append(tx, &self.clock, &event).await?;
+        Ok(())
+    }
+
+    /// The grant whose `column` is `value`.
+    async fn grant_by(&self, column: &str, value: &str) -> Result<Option<GrantRow>> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM share_grants WHERE {column} = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(value)
+            .fetch_optional(&self.db.pool)
+            .await?)
+    }
+
+    pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>> {
+        self.grant_by("id", id).await
     }
 
     /// The grant behind a token, read fresh on every call (no cache may
     /// serve a revoked grant), recording its use.
-    pub async fn use_grant(&self, token_sha256: &str) -> Result<Option<GrantRow>, sqlx::Error> {
-        let grant = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM share_grants WHERE token_sha256 = $1"
-        ))
-        .bind(token_sha256)
-        .fetch_optional(&self.db.pool)
-        .await?
-        .as_ref()
-        .map(grant_of)
-        .transpose()?;
+    pub async fn use_grant(&self, token_sha256: &str) -> Result<Option<GrantRow>> {
+        let grant = self.grant_by("token_sha256", token_sha256).await?;
         if let Some(grant) = &grant {
             sqlx::query("UPDATE share_grants SET last_used_at = $2 WHERE id = $1")
                 .bind(&grant.id)
@@ -171,14 +160,15 @@ impl AccessStorage {
         Ok(grant)
     }
 
-    /// An agent's grants, newest first, after `before_id`.
+    /// An agent's grants, newest first, after `before_id`: a batch of a
+    /// listing that filters what it reads, so it reads on from the last.
     pub async fn grants_of(
         &self,
         agent_id: &str,
         before_id: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<GrantRow>, sqlx::Error> {
-        sqlx::query(&format!(
+    ) -> Result<Vec<GrantRow>> {
+        Ok(sqlx::query_as(&format!(
             "SELECT {GRANT_COLUMNS} FROM share_grants WHERE agent_id = $1 AND ($2 = '' OR id < $2) \
              ORDER BY id DESC LIMIT $3"
         ))
@@ -186,27 +176,23 @@ impl AccessStorage {
         .bind(before_id.unwrap_or_default())
         .bind(limit)
         .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(grant_of)
-        .collect()
+        .await?)
     }
 
-    pub async fn active_grant_count(&self, agent_id: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query(
+    pub async fn active_grant_count(&self, agent_id: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM share_grants WHERE agent_id = $1 AND revoked_at IS NULL \
              AND ended_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
         )
         .bind(agent_id)
         .bind(self.clock.now_micros())
         .fetch_one(&self.db.pool)
-        .await?
-        .try_get(0)
+        .await?)
     }
 
     /// Revokes a grant, recording `grant.revoked`; false when it already
     /// was.
-    pub async fn revoke_grant(&self, grant: &GrantRow) -> Result<bool, sqlx::Error> {
+    pub async fn revoke_grant(&self, grant: &GrantRow) -> Result<bool> {
         let mut tx = self.db.begin_write().await?;
         let done = sqlx::query(
             "UPDATE share_grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
@@ -218,42 +204,11 @@ impl AccessStorage {
         .rows_affected()
             > 0;
         if done {
-            agentshare_kit::events::append(
-                &mut tx,
-                &self.clock,
-                &agentshare_kit::events::NewEvent {
-                    kind: "grant.revoked",
-                    subject_id: grant.id.clone(),
-                    org_id: grant.org_id.clone(),
-                    payload: serde_json::json!({ "agent_id": grant.agent_id }),
-                },
-            )
-            .await?;
+            let payload = serde_json::json!({ "agent_id": grant.agent_id });
+            self.record(&mut tx, "grant.revoked", grant, payload)
+                .await?;
         }
         self.commit(tx).await?;
         Ok(done)
-    }
-
-    /// Every pin of an agent, for its reach.
-    pub async fn pins_of(
-        &self,
-        agent_id: &str,
-    ) -> Result<Vec<crate::access::storage::pins::PinRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT user_id, version, created_at FROM pins WHERE agent_id = $1 ORDER BY user_id",
-        )
-        .bind(agent_id)
-        .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(crate::access::storage::pins::PinRow {
-                agent_id: agent_id.to_string(),
-                user_id: row.try_get("user_id")?,
-                version: row.try_get("version")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .collect()
     }
 }

@@ -2,10 +2,11 @@
 //! may run an agent holds it at one deployed version for themselves, while
 //! the owner deploys newer ones.
 
-use sqlx::Row;
+use agentshare_kit::Result;
 
 use super::AccessStorage;
 
+#[derive(sqlx::FromRow)]
 pub struct PinRow {
     pub agent_id: String,
     pub user_id: String,
@@ -13,14 +14,11 @@ pub struct PinRow {
     pub created_at: i64,
 }
 
+const PIN_COLUMNS: &str = "agent_id, user_id, version, created_at FROM pins";
+
 impl AccessStorage {
     /// Sets or replaces the user's pin.
-    pub async fn pin(
-        &self,
-        agent_id: &str,
-        user_id: &str,
-        version: i64,
-    ) -> Result<PinRow, sqlx::Error> {
+    pub async fn pin(&self, agent_id: &str, user_id: &str, version: i64) -> Result<PinRow> {
         let pin = PinRow {
             agent_id: agent_id.into(),
             user_id: user_id.into(),
@@ -42,7 +40,7 @@ impl AccessStorage {
     }
 
     /// Removes the user's pin; false when there was none.
-    pub async fn unpin(&self, agent_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn unpin(&self, agent_id: &str, user_id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM pins WHERE agent_id = $1 AND user_id = $2")
             .bind(agent_id)
             .bind(user_id)
@@ -51,24 +49,23 @@ impl AccessStorage {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn pin_of(
-        &self,
-        agent_id: &str,
-        user_id: &str,
-    ) -> Result<Option<PinRow>, sqlx::Error> {
-        sqlx::query("SELECT version, created_at FROM pins WHERE agent_id = $1 AND user_id = $2")
-            .bind(agent_id)
-            .bind(user_id)
-            .fetch_optional(&self.db.pool)
-            .await?
-            .map(|row| {
-                Ok(PinRow {
-                    agent_id: agent_id.into(),
-                    user_id: user_id.into(),
-                    version: row.try_get("version")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .transpose()
+    pub async fn pin_of(&self, agent_id: &str, user_id: &str) -> Result<Option<PinRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {PIN_COLUMNS} WHERE agent_id = $1 AND user_id = $2"
+        ))
+        .bind(agent_id)
+        .bind(user_id)
+        .fetch_optional(&self.db.pool)
+        .await?)
+    }
+
+    /// Every pin of an agent, for its reach.
+    pub async fn pins_of(&self, agent_id: &str) -> Result<Vec<PinRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {PIN_COLUMNS} WHERE agent_id = $1 ORDER BY user_id"
+        ))
+        .bind(agent_id)
+        .fetch_all(&self.db.pool)
+        .await?)
     }
 }
