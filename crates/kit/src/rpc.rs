@@ -20,6 +20,40 @@ pub async fn unary<Req, Res>(
     answer(handler(caller, message).await)
 }
 
+/// Writes a service's unary gRPC methods, one line each, inside its
+/// `#[tonic::async_trait]` impl: each calls the inherent handler of the same
+/// name, `async fn method(&self, caller: Principal, request: Req) ->
+/// kit::Result<Res>`, through [`unary`]. A reader finds every rule of a
+/// call in its handler; this is the only place a handler meets tonic.
+#[macro_export]
+macro_rules! handlers {
+    ($($method:ident($request:ty) -> $response:ty;)*) => {$(
+        // The shape `#[tonic::async_trait]` gives trait methods.
+        fn $method<'life0, 'async_trait>(
+            &'life0 self,
+            request: ::tonic::Request<$request>,
+        ) -> ::std::pin::Pin<
+            Box<
+                dyn ::std::future::Future<
+                        Output = ::std::result::Result<::tonic::Response<$response>, ::tonic::Status>,
+                    > + Send
+                    + 'async_trait,
+            >,
+        >
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async move {
+                $crate::rpc::unary(request, async |caller, request| {
+                    Self::$method(self, caller, request).await
+                })
+                .await
+            })
+        }
+    )*};
+}
+
 /// The answer of a handler that needs no caller (a service's internal call)
 /// or reads the request itself.
 pub fn answer<Res>(outcome: crate::Result<Res>) -> Result<Response<Res>, Status> {

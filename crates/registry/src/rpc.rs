@@ -1,12 +1,12 @@
 //! The gRPC face of the registry: decode the request, establish the
 //! caller, call the application service in `agents` and map its answer.
 
+use agentshare_kit::Error;
 use agentshare_kit::clock::timestamp;
+use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
-use agentshare_kit::{Error, rpc};
 use agentshare_proto::registry::v1 as pb;
 use pb::agent_registry_service_server::AgentRegistryService;
-use tonic::{Request, Response, Status};
 
 use crate::agents::{Agents, Deployed, DraftEdit, Publication, Rollback};
 use crate::diff;
@@ -96,304 +96,295 @@ fn selector(side: Option<&pb::VersionSelector>) -> Option<&pb::version_selector:
     side.and_then(|s| s.selector.as_ref())
 }
 
-#[tonic::async_trait]
-impl AgentRegistryService for Registry {
+/// The AgentRegistryService handlers, one per unary call.
+impl Registry {
     async fn create_agent(
         &self,
-        request: Request<pb::CreateAgentRequest>,
-    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let draft = request.draft.unwrap_or_default();
-            let agent = self
-                .agents
-                .create(&caller, draft, request.is_managed)
-                .await?;
-            Ok(pb::CreateAgentResponse {
-                agent: Some(agent_to_proto(&agent, View::Editor)),
-            })
+        caller: Principal,
+        request: pb::CreateAgentRequest,
+    ) -> agentshare_kit::Result<pb::CreateAgentResponse> {
+        let caller = Caller::of(&caller)?;
+        let draft = request.draft.unwrap_or_default();
+        let agent = self
+            .agents
+            .create(&caller, draft, request.is_managed)
+            .await?;
+        Ok(pb::CreateAgentResponse {
+            agent: Some(agent_to_proto(&agent, View::Editor)),
         })
-        .await
     }
 
     async fn get_agent(
         &self,
-        request: Request<pb::GetAgentRequest>,
-    ) -> Result<Response<pb::GetAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let (agent, view) = self.agents.get(&caller, &request.agent_id).await?;
-            Ok(pb::GetAgentResponse {
-                agent: Some(agent_to_proto(&agent, view)),
-            })
+        caller: Principal,
+        request: pb::GetAgentRequest,
+    ) -> agentshare_kit::Result<pb::GetAgentResponse> {
+        let caller = Caller::of(&caller)?;
+        let (agent, view) = self.agents.get(&caller, &request.agent_id).await?;
+        Ok(pb::GetAgentResponse {
+            agent: Some(agent_to_proto(&agent, view)),
         })
-        .await
     }
 
     async fn list_agents(
         &self,
-        request: Request<pb::ListAgentsRequest>,
-    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let state = pb::AgentState::try_from(request.state)
-                .map_err(|_| Error::invalid("state", "unknown agent state"))?;
-            let state = domain::listed_state(state)?;
-            let page = Page::of(
-                request.page_size,
-                &request.page_token,
-                format!(
-                    "agents:{}:{}:{}:{}",
-                    caller.org_id, caller.user_id, request.owned_by_caller, request.state
-                ),
-            )?;
-            let (agents, next_page_token) = self
-                .agents
-                .list(&caller, request.owned_by_caller, state, &page)
-                .await?;
-            Ok(pb::ListAgentsResponse {
-                agents: agents
-                    .iter()
-                    .map(|(agent, view)| agent_to_proto(agent, *view))
-                    .collect(),
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListAgentsRequest,
+    ) -> agentshare_kit::Result<pb::ListAgentsResponse> {
+        let caller = Caller::of(&caller)?;
+        let state = pb::AgentState::try_from(request.state)
+            .map_err(|_| Error::invalid("state", "unknown agent state"))?;
+        let state = domain::listed_state(state)?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!(
+                "agents:{}:{}:{}:{}",
+                caller.org_id, caller.user_id, request.owned_by_caller, request.state
+            ),
+        )?;
+        let (agents, next_page_token) = self
+            .agents
+            .list(&caller, request.owned_by_caller, state, &page)
+            .await?;
+        Ok(pb::ListAgentsResponse {
+            agents: agents
+                .iter()
+                .map(|(agent, view)| agent_to_proto(agent, *view))
+                .collect(),
+            next_page_token,
         })
-        .await
     }
 
     async fn update_draft(
         &self,
-        request: Request<pb::UpdateDraftRequest>,
-    ) -> Result<Response<pb::UpdateDraftResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let edit = DraftEdit {
-                agent_id: request.agent_id,
-                expected_draft_revision: request.expected_draft_revision,
-                draft: request.draft.unwrap_or_default(),
-                paths: request.update_mask.map(|m| m.paths).unwrap_or_default(),
-            };
-            let agent = self.agents.update_draft(&caller, edit).await?;
-            Ok(pb::UpdateDraftResponse {
-                agent: Some(agent_to_proto(&agent, View::Editor)),
-            })
+        caller: Principal,
+        request: pb::UpdateDraftRequest,
+    ) -> agentshare_kit::Result<pb::UpdateDraftResponse> {
+        let caller = Caller::of(&caller)?;
+        let edit = DraftEdit {
+            agent_id: request.agent_id,
+            expected_draft_revision: request.expected_draft_revision,
+            draft: request.draft.unwrap_or_default(),
+            paths: request.update_mask.map(|m| m.paths).unwrap_or_default(),
+        };
+        let agent = self.agents.update_draft(&caller, edit).await?;
+        Ok(pb::UpdateDraftResponse {
+            agent: Some(agent_to_proto(&agent, View::Editor)),
         })
-        .await
     }
 
     async fn deploy_agent(
         &self,
-        request: Request<pb::DeployAgentRequest>,
-    ) -> Result<Response<pb::DeployAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let deployed = self
-                .agents
-                .deploy(
-                    &caller,
-                    &request.agent_id,
-                    request.expected_draft_revision,
-                    &request.notes,
-                )
-                .await?;
-            let (agent, version, created) = deployed_to_proto(deployed);
-            Ok(pb::DeployAgentResponse {
-                agent,
-                version,
-                created,
-            })
+        caller: Principal,
+        request: pb::DeployAgentRequest,
+    ) -> agentshare_kit::Result<pb::DeployAgentResponse> {
+        let caller = Caller::of(&caller)?;
+        let deployed = self
+            .agents
+            .deploy(
+                &caller,
+                &request.agent_id,
+                request.expected_draft_revision,
+                &request.notes,
+            )
+            .await?;
+        let (agent, version, created) = deployed_to_proto(deployed);
+        Ok(pb::DeployAgentResponse {
+            agent,
+            version,
+            created,
         })
-        .await
     }
 
     async fn list_versions(
         &self,
-        request: Request<pb::ListVersionsRequest>,
-    ) -> Result<Response<pb::ListVersionsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let (versions, access, next_page_token) = self
-                .agents
-                .versions(
-                    &caller,
-                    &request.agent_id,
-                    request.page_size,
-                    &request.page_token,
-                )
-                .await?;
-            Ok(pb::ListVersionsResponse {
-                versions: versions
-                    .into_iter()
-                    .map(|v| version_to_proto(v, access, false))
-                    .collect(),
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListVersionsRequest,
+    ) -> agentshare_kit::Result<pb::ListVersionsResponse> {
+        let caller = Caller::of(&caller)?;
+        let (versions, access, next_page_token) = self
+            .agents
+            .versions(
+                &caller,
+                &request.agent_id,
+                request.page_size,
+                &request.page_token,
+            )
+            .await?;
+        Ok(pb::ListVersionsResponse {
+            versions: versions
+                .into_iter()
+                .map(|v| version_to_proto(v, access, false))
+                .collect(),
+            next_page_token,
         })
-        .await
     }
 
     async fn get_version(
         &self,
-        request: Request<pb::GetVersionRequest>,
-    ) -> Result<Response<pb::GetVersionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let (version, access) = self
-                .agents
-                .version(&caller, &request.agent_id, request.version_number)
-                .await?;
-            Ok(pb::GetVersionResponse {
-                version: Some(version_to_proto(version, access, true)),
-            })
+        caller: Principal,
+        request: pb::GetVersionRequest,
+    ) -> agentshare_kit::Result<pb::GetVersionResponse> {
+        let caller = Caller::of(&caller)?;
+        let (version, access) = self
+            .agents
+            .version(&caller, &request.agent_id, request.version_number)
+            .await?;
+        Ok(pb::GetVersionResponse {
+            version: Some(version_to_proto(version, access, true)),
         })
-        .await
     }
 
     async fn diff_versions(
         &self,
-        request: Request<pb::DiffVersionsRequest>,
-    ) -> Result<Response<pb::DiffVersionsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let (base, target) = self
-                .agents
-                .diff_sides(
-                    &caller,
-                    &request.agent_id,
-                    selector(request.base.as_ref()),
-                    selector(request.target.as_ref()),
-                )
-                .await?;
-            Ok(pb::DiffVersionsResponse {
-                changes: diff::diff(&base, &target),
-            })
+        caller: Principal,
+        request: pb::DiffVersionsRequest,
+    ) -> agentshare_kit::Result<pb::DiffVersionsResponse> {
+        let caller = Caller::of(&caller)?;
+        let (base, target) = self
+            .agents
+            .diff_sides(
+                &caller,
+                &request.agent_id,
+                selector(request.base.as_ref()),
+                selector(request.target.as_ref()),
+            )
+            .await?;
+        Ok(pb::DiffVersionsResponse {
+            changes: diff::diff(&base, &target),
         })
-        .await
     }
 
     async fn rollback_agent(
         &self,
-        request: Request<pb::RollbackAgentRequest>,
-    ) -> Result<Response<pb::RollbackAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let rollback = Rollback {
-                agent_id: request.agent_id,
-                version_number: request.version_number,
-                expected_latest_version: request.expected_latest_version_number,
-                notes: request.notes,
-            };
-            let (agent, version, created) =
-                deployed_to_proto(self.agents.rollback(&caller, rollback).await?);
-            Ok(pb::RollbackAgentResponse {
-                agent,
-                version,
-                created,
-            })
+        caller: Principal,
+        request: pb::RollbackAgentRequest,
+    ) -> agentshare_kit::Result<pb::RollbackAgentResponse> {
+        let caller = Caller::of(&caller)?;
+        let rollback = Rollback {
+            agent_id: request.agent_id,
+            version_number: request.version_number,
+            expected_latest_version: request.expected_latest_version_number,
+            notes: request.notes,
+        };
+        let (agent, version, created) =
+            deployed_to_proto(self.agents.rollback(&caller, rollback).await?);
+        Ok(pb::RollbackAgentResponse {
+            agent,
+            version,
+            created,
         })
-        .await
     }
 
     async fn delete_agent(
         &self,
-        request: Request<pb::DeleteAgentRequest>,
-    ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let agent = self.agents.delete(&caller, &request.agent_id).await?;
-            Ok(pb::DeleteAgentResponse {
-                agent: Some(agent_to_proto(&agent, View::History)),
-            })
+        caller: Principal,
+        request: pb::DeleteAgentRequest,
+    ) -> agentshare_kit::Result<pb::DeleteAgentResponse> {
+        let caller = Caller::of(&caller)?;
+        let agent = self.agents.delete(&caller, &request.agent_id).await?;
+        Ok(pb::DeleteAgentResponse {
+            agent: Some(agent_to_proto(&agent, View::History)),
         })
-        .await
     }
 
     async fn create_template_from_agent(
         &self,
-        request: Request<pb::CreateTemplateFromAgentRequest>,
-    ) -> Result<Response<pb::CreateTemplateFromAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let publication = Publication {
-                agent_id: request.agent_id,
-                version_number: request.version_number,
-                name: request.name,
-                description: request.description,
-            };
-            let template = self.agents.publish(&caller, publication).await?;
-            Ok(pb::CreateTemplateFromAgentResponse {
-                template: Some(template_to_proto(template, true)),
-            })
+        caller: Principal,
+        request: pb::CreateTemplateFromAgentRequest,
+    ) -> agentshare_kit::Result<pb::CreateTemplateFromAgentResponse> {
+        let caller = Caller::of(&caller)?;
+        let publication = Publication {
+            agent_id: request.agent_id,
+            version_number: request.version_number,
+            name: request.name,
+            description: request.description,
+        };
+        let template = self.agents.publish(&caller, publication).await?;
+        Ok(pb::CreateTemplateFromAgentResponse {
+            template: Some(template_to_proto(template, true)),
         })
-        .await
     }
 
     async fn list_templates(
         &self,
-        request: Request<pb::ListTemplatesRequest>,
-    ) -> Result<Response<pb::ListTemplatesResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let page = Page::of(
-                request.page_size,
-                &request.page_token,
-                format!("templates:{}", caller.org_id),
-            )?;
-            let (templates, next_page_token) = self.agents.templates(&caller, &page).await?;
-            Ok(pb::ListTemplatesResponse {
-                templates: templates
-                    .into_iter()
-                    .map(|t| template_to_proto(t, false))
-                    .collect(),
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListTemplatesRequest,
+    ) -> agentshare_kit::Result<pb::ListTemplatesResponse> {
+        let caller = Caller::of(&caller)?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!("templates:{}", caller.org_id),
+        )?;
+        let (templates, next_page_token) = self.agents.templates(&caller, &page).await?;
+        Ok(pb::ListTemplatesResponse {
+            templates: templates
+                .into_iter()
+                .map(|t| template_to_proto(t, false))
+                .collect(),
+            next_page_token,
         })
-        .await
     }
 
     async fn get_template(
         &self,
-        request: Request<pb::GetTemplateRequest>,
-    ) -> Result<Response<pb::GetTemplateResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let template = self.agents.template(&caller, &request.template_id).await?;
-            Ok(pb::GetTemplateResponse {
-                template: Some(template_to_proto(template, true)),
-            })
+        caller: Principal,
+        request: pb::GetTemplateRequest,
+    ) -> agentshare_kit::Result<pb::GetTemplateResponse> {
+        let caller = Caller::of(&caller)?;
+        let template = self.agents.template(&caller, &request.template_id).await?;
+        Ok(pb::GetTemplateResponse {
+            template: Some(template_to_proto(template, true)),
         })
-        .await
     }
 
     async fn create_agent_from_template(
         &self,
-        request: Request<pb::CreateAgentFromTemplateRequest>,
-    ) -> Result<Response<pb::CreateAgentFromTemplateResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let caller = Caller::of(&caller)?;
-            let agent = self
-                .agents
-                .create_from_template(&caller, &request.template_id, &request.name)
-                .await?;
-            Ok(pb::CreateAgentFromTemplateResponse {
-                agent: Some(agent_to_proto(&agent, View::Editor)),
-            })
+        caller: Principal,
+        request: pb::CreateAgentFromTemplateRequest,
+    ) -> agentshare_kit::Result<pb::CreateAgentFromTemplateResponse> {
+        let caller = Caller::of(&caller)?;
+        let agent = self
+            .agents
+            .create_from_template(&caller, &request.template_id, &request.name)
+            .await?;
+        Ok(pb::CreateAgentFromTemplateResponse {
+            agent: Some(agent_to_proto(&agent, View::Editor)),
         })
-        .await
     }
 
     async fn get_default_agent(
         &self,
-        request: Request<pb::GetDefaultAgentRequest>,
-    ) -> Result<Response<pb::GetDefaultAgentResponse>, Status> {
-        rpc::unary(request, async |caller, _| {
-            let caller = Caller::of(&caller)?;
-            let (agent, view) = self.agents.default_agent(&caller).await?;
-            Ok(pb::GetDefaultAgentResponse {
-                agent: Some(agent_to_proto(&agent, view)),
-            })
+        caller: Principal,
+        _request: pb::GetDefaultAgentRequest,
+    ) -> agentshare_kit::Result<pb::GetDefaultAgentResponse> {
+        let caller = Caller::of(&caller)?;
+        let (agent, view) = self.agents.default_agent(&caller).await?;
+        Ok(pb::GetDefaultAgentResponse {
+            agent: Some(agent_to_proto(&agent, view)),
         })
-        .await
+    }
+}
+
+#[tonic::async_trait]
+impl AgentRegistryService for Registry {
+    agentshare_kit::handlers! {
+        create_agent(pb::CreateAgentRequest) -> pb::CreateAgentResponse;
+        get_agent(pb::GetAgentRequest) -> pb::GetAgentResponse;
+        list_agents(pb::ListAgentsRequest) -> pb::ListAgentsResponse;
+        update_draft(pb::UpdateDraftRequest) -> pb::UpdateDraftResponse;
+        deploy_agent(pb::DeployAgentRequest) -> pb::DeployAgentResponse;
+        list_versions(pb::ListVersionsRequest) -> pb::ListVersionsResponse;
+        get_version(pb::GetVersionRequest) -> pb::GetVersionResponse;
+        diff_versions(pb::DiffVersionsRequest) -> pb::DiffVersionsResponse;
+        rollback_agent(pb::RollbackAgentRequest) -> pb::RollbackAgentResponse;
+        delete_agent(pb::DeleteAgentRequest) -> pb::DeleteAgentResponse;
+        create_template_from_agent(pb::CreateTemplateFromAgentRequest) -> pb::CreateTemplateFromAgentResponse;
+        list_templates(pb::ListTemplatesRequest) -> pb::ListTemplatesResponse;
+        get_template(pb::GetTemplateRequest) -> pb::GetTemplateResponse;
+        create_agent_from_template(pb::CreateAgentFromTemplateRequest) -> pb::CreateAgentFromTemplateResponse;
+        get_default_agent(pb::GetDefaultAgentRequest) -> pb::GetDefaultAgentResponse;
     }
 }

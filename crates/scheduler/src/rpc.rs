@@ -302,416 +302,404 @@ fn inbox_item_to_proto(r: crate::storage::InboxRow) -> pb::InboxItem {
     }
 }
 
-#[tonic::async_trait]
-impl AutomationsService for Automations {
+/// The AutomationsService handlers, one per unary call.
+impl Automations {
     async fn list_automations(
         &self,
-        request: Request<pb::ListAutomationsRequest>,
-    ) -> Result<Response<pb::ListAutomationsResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let agent_id = ids::parse("agent_id", &message.agent_id)?;
-            let page = Page::of(
-                message.page_size,
-                &message.page_token,
-                format!("automations:{agent_id}"),
-            )?;
-            let (view, listed, cannot_enable) = self.subscriptions.list(&caller, &agent_id).await?;
-            let now = self.now();
-            let after = page.after().unwrap_or_default().to_string();
-            let listed: Vec<_> = listed
-                .into_iter()
-                .filter(|l| page.after().is_none() || l.automation.key > after)
-                .take(usize::try_from(page.limit()).unwrap_or(usize::MAX))
-                .collect();
-            let (listed, next_page_token) = page.split(listed, |l| l.automation.key.clone());
-            let rows: Vec<SubscriptionRow> = listed
-                .iter()
-                .filter_map(|l| l.subscription.clone())
-                .collect();
-            let mut shown = self.shown(&rows).await?.into_iter();
-            let mut automations = Vec::with_capacity(listed.len());
-            for item in listed {
-                let my_subscription = item.subscription.as_ref().and_then(|_| shown.next());
-                automations.push(pb::Automation {
-                    agent_id: agent_id.clone(),
-                    key: item.automation.key.clone(),
-                    name: display_name(&item.automation),
-                    task: item.automation.task.clone(),
-                    schedule: Some(schedule_to_proto(&item.schedule)),
-                    catch_up_policy: domain::catch_up_to_proto(domain::catch_up_text(
-                        item.automation.catch_up_policy,
-                    ))
-                    .into(),
-                    next_fire_times: item
-                        .schedule
-                        .fires_after(now, 3)
-                        .iter()
-                        .map(fire_to_proto)
-                        .collect(),
-                    my_subscription,
-                    agent_version_number: view.version,
-                    can_enable: cannot_enable.is_none(),
-                    cannot_enable_reason: cannot_enable.clone().unwrap_or_default(),
-                    suggested_channels: domain::suggested_channels(
-                        &item.automation.suggested_channels,
-                    )
+        principal: Principal,
+        message: pb::ListAutomationsRequest,
+    ) -> agentshare_kit::Result<pb::ListAutomationsResponse> {
+        let caller = Caller::of(&principal)?;
+        let agent_id = ids::parse("agent_id", &message.agent_id)?;
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!("automations:{agent_id}"),
+        )?;
+        let (view, listed, cannot_enable) = self.subscriptions.list(&caller, &agent_id).await?;
+        let now = self.now();
+        let after = page.after().unwrap_or_default().to_string();
+        let listed: Vec<_> = listed
+            .into_iter()
+            .filter(|l| page.after().is_none() || l.automation.key > after)
+            .take(usize::try_from(page.limit()).unwrap_or(usize::MAX))
+            .collect();
+        let (listed, next_page_token) = page.split(listed, |l| l.automation.key.clone());
+        let rows: Vec<SubscriptionRow> = listed
+            .iter()
+            .filter_map(|l| l.subscription.clone())
+            .collect();
+        let mut shown = self.shown(&rows).await?.into_iter();
+        let mut automations = Vec::with_capacity(listed.len());
+        for item in listed {
+            let my_subscription = item.subscription.as_ref().and_then(|_| shown.next());
+            automations.push(pb::Automation {
+                agent_id: agent_id.clone(),
+                key: item.automation.key.clone(),
+                name: display_name(&item.automation),
+                task: item.automation.task.clone(),
+                schedule: Some(schedule_to_proto(&item.schedule)),
+                catch_up_policy: domain::catch_up_to_proto(domain::catch_up_text(
+                    item.automation.catch_up_policy,
+                ))
+                .into(),
+                next_fire_times: item
+                    .schedule
+                    .fires_after(now, 3)
+                    .iter()
+                    .map(fire_to_proto)
+                    .collect(),
+                my_subscription,
+                agent_version_number: view.version,
+                can_enable: cannot_enable.is_none(),
+                cannot_enable_reason: cannot_enable.clone().unwrap_or_default(),
+                suggested_channels: domain::suggested_channels(&item.automation.suggested_channels)
                     .iter()
                     .map(|c| c.to_proto().into())
                     .collect(),
-                });
-            }
-            Ok(pb::ListAutomationsResponse {
-                automations,
-                next_page_token,
-            })
+            });
+        }
+        Ok(pb::ListAutomationsResponse {
+            automations,
+            next_page_token,
         })
-        .await
     }
 
     async fn subscribe(
         &self,
-        request: Request<pb::SubscribeRequest>,
-    ) -> Result<Response<pb::SubscribeResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
-            let channels = if message.channels.is_empty() {
-                None
-            } else {
-                Some(domain::requested_channels(&message.channels, "channels")?)
-            };
-            let row = self
-                .subscriptions
-                .subscribe(&caller, &agent_id, &key, message.enabled, channels)
-                .await?;
-            Ok(pb::SubscribeResponse {
-                subscription: self.shown_one(row).await?,
-            })
+        principal: Principal,
+        message: pb::SubscribeRequest,
+    ) -> agentshare_kit::Result<pb::SubscribeResponse> {
+        let caller = Caller::of(&principal)?;
+        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let channels = if message.channels.is_empty() {
+            None
+        } else {
+            Some(domain::requested_channels(&message.channels, "channels")?)
+        };
+        let row = self
+            .subscriptions
+            .subscribe(&caller, &agent_id, &key, message.enabled, channels)
+            .await?;
+        Ok(pb::SubscribeResponse {
+            subscription: self.shown_one(row).await?,
         })
-        .await
     }
 
     async fn update_subscription(
         &self,
-        request: Request<pb::UpdateSubscriptionRequest>,
-    ) -> Result<Response<pb::UpdateSubscriptionResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
-            let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
-            let (enabled, channels) =
-                domain::settings_change(&paths, &message.settings.unwrap_or_default())?;
-            let row = self
-                .subscriptions
-                .update(&caller, &agent_id, &key, enabled, channels)
-                .await?;
-            Ok(pb::UpdateSubscriptionResponse {
-                subscription: self.shown_one(row).await?,
-            })
+        principal: Principal,
+        message: pb::UpdateSubscriptionRequest,
+    ) -> agentshare_kit::Result<pb::UpdateSubscriptionResponse> {
+        let caller = Caller::of(&principal)?;
+        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
+        let (enabled, channels) =
+            domain::settings_change(&paths, &message.settings.unwrap_or_default())?;
+        let row = self
+            .subscriptions
+            .update(&caller, &agent_id, &key, enabled, channels)
+            .await?;
+        Ok(pb::UpdateSubscriptionResponse {
+            subscription: self.shown_one(row).await?,
         })
-        .await
     }
 
     async fn pause_subscription(
         &self,
-        request: Request<pb::PauseSubscriptionRequest>,
-    ) -> Result<Response<pb::PauseSubscriptionResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
-            let until = domain::pause_end(message.paused_until.as_ref(), self.now())?;
-            let row = self
-                .subscriptions
-                .pause(&caller, &agent_id, &key, until)
-                .await?;
-            Ok(pb::PauseSubscriptionResponse {
-                subscription: self.shown_one(row).await?,
-            })
+        principal: Principal,
+        message: pb::PauseSubscriptionRequest,
+    ) -> agentshare_kit::Result<pb::PauseSubscriptionResponse> {
+        let caller = Caller::of(&principal)?;
+        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let until = domain::pause_end(message.paused_until.as_ref(), self.now())?;
+        let row = self
+            .subscriptions
+            .pause(&caller, &agent_id, &key, until)
+            .await?;
+        Ok(pb::PauseSubscriptionResponse {
+            subscription: self.shown_one(row).await?,
         })
-        .await
     }
 
     async fn resume_subscription(
         &self,
-        request: Request<pb::ResumeSubscriptionRequest>,
-    ) -> Result<Response<pb::ResumeSubscriptionResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
-            let row = self.subscriptions.resume(&caller, &agent_id, &key).await?;
-            Ok(pb::ResumeSubscriptionResponse {
-                subscription: self.shown_one(row).await?,
-            })
+        principal: Principal,
+        message: pb::ResumeSubscriptionRequest,
+    ) -> agentshare_kit::Result<pb::ResumeSubscriptionResponse> {
+        let caller = Caller::of(&principal)?;
+        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let row = self.subscriptions.resume(&caller, &agent_id, &key).await?;
+        Ok(pb::ResumeSubscriptionResponse {
+            subscription: self.shown_one(row).await?,
         })
-        .await
     }
 
     async fn unsubscribe(
         &self,
-        request: Request<pb::UnsubscribeRequest>,
-    ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
-            let subscription_id = self
-                .subscriptions
-                .unsubscribe(&caller, &agent_id, &key)
-                .await?;
-            Ok(pb::UnsubscribeResponse { subscription_id })
-        })
-        .await
+        principal: Principal,
+        message: pb::UnsubscribeRequest,
+    ) -> agentshare_kit::Result<pb::UnsubscribeResponse> {
+        let caller = Caller::of(&principal)?;
+        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let subscription_id = self
+            .subscriptions
+            .unsubscribe(&caller, &agent_id, &key)
+            .await?;
+        Ok(pb::UnsubscribeResponse { subscription_id })
     }
 
     async fn list_my_subscriptions(
         &self,
-        request: Request<pb::ListMySubscriptionsRequest>,
-    ) -> Result<Response<pb::ListMySubscriptionsResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let agent_id = agent_filter(&message.agent_id)?;
-            let mut statuses = each_status(&message.statuses, SubscriptionStatus::of_proto)?;
-            statuses.dedup();
-            let mut scope_statuses: Vec<i32> = message.statuses.clone();
-            scope_statuses.sort_unstable();
-            let page = Page::of(
-                message.page_size,
-                &message.page_token,
-                format!(
-                    "subscriptions:{}:{scope_statuses:?}",
-                    agent_id.as_deref().unwrap_or("")
-                ),
-            )?;
-            let (rows, next_page_token) = self
-                .subscriptions
-                .mine(&caller, agent_id.as_deref(), &statuses, &page)
-                .await?;
-            Ok(pb::ListMySubscriptionsResponse {
-                subscriptions: self.shown(&rows).await?,
-                next_page_token,
-            })
+        principal: Principal,
+        message: pb::ListMySubscriptionsRequest,
+    ) -> agentshare_kit::Result<pb::ListMySubscriptionsResponse> {
+        let caller = Caller::of(&principal)?;
+        let agent_id = agent_filter(&message.agent_id)?;
+        let mut statuses = each_status(&message.statuses, SubscriptionStatus::of_proto)?;
+        statuses.dedup();
+        let mut scope_statuses: Vec<i32> = message.statuses.clone();
+        scope_statuses.sort_unstable();
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!(
+                "subscriptions:{}:{scope_statuses:?}",
+                agent_id.as_deref().unwrap_or("")
+            ),
+        )?;
+        let (rows, next_page_token) = self
+            .subscriptions
+            .mine(&caller, agent_id.as_deref(), &statuses, &page)
+            .await?;
+        Ok(pb::ListMySubscriptionsResponse {
+            subscriptions: self.shown(&rows).await?,
+            next_page_token,
         })
-        .await
     }
 
     async fn list_runs(
         &self,
-        request: Request<pb::ListRunsRequest>,
-    ) -> Result<Response<pb::ListRunsResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let agent_id = agent_filter(&message.agent_id)?;
-            let automation_key = match message.automation_key.as_str() {
-                "" => None,
-                _ if agent_id.is_none() => {
-                    return Err(Error::invalid(
-                        "automation_key",
-                        "needs agent_id: name the agent the automation belongs to",
-                    ));
-                }
-                key => Some(domain::automation_key(key)?),
-            };
-            let mut statuses = each_status(&message.statuses, run_status_text)?;
-            statuses.sort_unstable();
-            statuses.dedup();
-            let page = Page::of(
-                message.page_size,
-                &message.page_token,
-                format!(
-                    "runs:{}:{}:{}",
-                    agent_id.as_deref().unwrap_or(""),
-                    automation_key.as_deref().unwrap_or(""),
-                    statuses.join(",")
-                ),
-            )?;
-            let rows = self
-                .subscriptions
-                .storage
-                .runs_of(&RunFilter {
-                    org_id: &caller.org_id,
-                    user_id: &caller.user_id,
-                    agent_id: agent_id.as_deref(),
-                    automation_key: automation_key.as_deref(),
-                    statuses: &statuses,
-                    after: run_cursor(&page)?,
-                    limit: page.limit(),
-                })
-                .await?;
-            let (rows, next_page_token) =
-                page.split(rows, |r| format!("{}_{}", r.scheduled_at, r.id));
-            Ok(pb::ListRunsResponse {
-                runs: rows
-                    .into_iter()
-                    .map(|row| run_to_proto(row, Vec::new()))
-                    .collect(),
-                next_page_token,
+        principal: Principal,
+        message: pb::ListRunsRequest,
+    ) -> agentshare_kit::Result<pb::ListRunsResponse> {
+        let caller = Caller::of(&principal)?;
+        let agent_id = agent_filter(&message.agent_id)?;
+        let automation_key = match message.automation_key.as_str() {
+            "" => None,
+            _ if agent_id.is_none() => {
+                return Err(Error::invalid(
+                    "automation_key",
+                    "needs agent_id: name the agent the automation belongs to",
+                ));
+            }
+            key => Some(domain::automation_key(key)?),
+        };
+        let mut statuses = each_status(&message.statuses, run_status_text)?;
+        statuses.sort_unstable();
+        statuses.dedup();
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!(
+                "runs:{}:{}:{}",
+                agent_id.as_deref().unwrap_or(""),
+                automation_key.as_deref().unwrap_or(""),
+                statuses.join(",")
+            ),
+        )?;
+        let rows = self
+            .subscriptions
+            .storage
+            .runs_of(&RunFilter {
+                org_id: &caller.org_id,
+                user_id: &caller.user_id,
+                agent_id: agent_id.as_deref(),
+                automation_key: automation_key.as_deref(),
+                statuses: &statuses,
+                after: run_cursor(&page)?,
+                limit: page.limit(),
             })
+            .await?;
+        let (rows, next_page_token) = page.split(rows, |r| format!("{}_{}", r.scheduled_at, r.id));
+        Ok(pb::ListRunsResponse {
+            runs: rows
+                .into_iter()
+                .map(|row| run_to_proto(row, Vec::new()))
+                .collect(),
+            next_page_token,
         })
-        .await
     }
 
     async fn get_run(
         &self,
-        request: Request<pb::GetRunRequest>,
-    ) -> Result<Response<pb::GetRunResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let run_id = ids::parse("run_id", &message.run_id)?;
-            let storage = &self.subscriptions.storage;
-            let run = storage
-                .run(&run_id)
-                .await?
-                .filter(|r| r.user_id == caller.user_id && r.org_id == caller.org_id)
-                .ok_or_else(|| Error::not_found(format!("run {run_id}")))?;
-            let deliveries = storage
-                .deliveries(&run_id)
-                .await?
-                .into_iter()
-                .map(delivery_to_proto)
-                .collect();
-            Ok(pb::GetRunResponse {
-                run: Some(run_to_proto(run, deliveries)),
-            })
+        principal: Principal,
+        message: pb::GetRunRequest,
+    ) -> agentshare_kit::Result<pb::GetRunResponse> {
+        let caller = Caller::of(&principal)?;
+        let run_id = ids::parse("run_id", &message.run_id)?;
+        let storage = &self.subscriptions.storage;
+        let run = storage
+            .run(&run_id)
+            .await?
+            .filter(|r| r.user_id == caller.user_id && r.org_id == caller.org_id)
+            .ok_or_else(|| Error::not_found(format!("run {run_id}")))?;
+        let deliveries = storage
+            .deliveries(&run_id)
+            .await?
+            .into_iter()
+            .map(delivery_to_proto)
+            .collect();
+        Ok(pb::GetRunResponse {
+            run: Some(run_to_proto(run, deliveries)),
         })
-        .await
     }
 
     async fn next_runs(
         &self,
-        request: Request<pb::NextRunsRequest>,
-    ) -> Result<Response<pb::NextRunsResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
-            let count = match message.count {
-                0 => 3,
-                n @ 1..=50 => usize::try_from(n).unwrap_or(3),
-                _ => return Err(Error::invalid("count", "must be 0 to 50; 0 means 3")),
-            };
-            let after = match &message.after_time {
-                Some(t) => t
-                    .seconds
-                    .checked_mul(1_000_000)
-                    .and_then(|s| s.checked_add(i64::from(t.nanos / 1_000)))
-                    .ok_or_else(|| Error::invalid("after_time", "out of range"))?,
-                None => self.now(),
-            };
-            let (view, automation) = self
-                .subscriptions
-                .automation(&caller, &agent_id, &key)
-                .await?;
-            let schedule = crate::subscriptions::definition(&view, &automation)?.schedule;
-            Ok(pb::NextRunsResponse {
-                fire_times: schedule
-                    .fires_after(after, count)
-                    .iter()
-                    .map(fire_to_proto)
-                    .collect(),
-                schedule: Some(schedule_to_proto(&schedule)),
-            })
+        principal: Principal,
+        message: pb::NextRunsRequest,
+    ) -> agentshare_kit::Result<pb::NextRunsResponse> {
+        let caller = Caller::of(&principal)?;
+        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let count = match message.count {
+            0 => 3,
+            n @ 1..=50 => usize::try_from(n).unwrap_or(3),
+            _ => return Err(Error::invalid("count", "must be 0 to 50; 0 means 3")),
+        };
+        let after = match &message.after_time {
+            Some(t) => t
+                .seconds
+                .checked_mul(1_000_000)
+                .and_then(|s| s.checked_add(i64::from(t.nanos / 1_000)))
+                .ok_or_else(|| Error::invalid("after_time", "out of range"))?,
+            None => self.now(),
+        };
+        let (view, automation) = self
+            .subscriptions
+            .automation(&caller, &agent_id, &key)
+            .await?;
+        let schedule = crate::subscriptions::definition(&view, &automation)?.schedule;
+        Ok(pb::NextRunsResponse {
+            fire_times: schedule
+                .fires_after(after, count)
+                .iter()
+                .map(fire_to_proto)
+                .collect(),
+            schedule: Some(schedule_to_proto(&schedule)),
         })
-        .await
     }
 
     async fn list_inbox(
         &self,
-        request: Request<pb::ListInboxRequest>,
-    ) -> Result<Response<pb::ListInboxResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let page = Page::of(
-                message.page_size,
-                &message.page_token,
-                format!("inbox:{}", message.unread_only),
-            )?;
-            let rows = self
-                .subscriptions
-                .storage
-                .inbox(&caller.org_id, &caller.user_id, message.unread_only, &page)
-                .await?;
-            let (rows, next_page_token) = page.split(rows, |r| r.id.clone());
-            Ok(pb::ListInboxResponse {
-                items: rows.into_iter().map(inbox_item_to_proto).collect(),
-                next_page_token,
-                unread_count: self.unread(&caller).await?,
-            })
+        principal: Principal,
+        message: pb::ListInboxRequest,
+    ) -> agentshare_kit::Result<pb::ListInboxResponse> {
+        let caller = Caller::of(&principal)?;
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!("inbox:{}", message.unread_only),
+        )?;
+        let rows = self
+            .subscriptions
+            .storage
+            .inbox(&caller.org_id, &caller.user_id, message.unread_only, &page)
+            .await?;
+        let (rows, next_page_token) = page.split(rows, |r| r.id.clone());
+        Ok(pb::ListInboxResponse {
+            items: rows.into_iter().map(inbox_item_to_proto).collect(),
+            next_page_token,
+            unread_count: self.unread(&caller).await?,
         })
-        .await
     }
 
     async fn mark_inbox_read(
         &self,
-        request: Request<pb::MarkInboxReadRequest>,
-    ) -> Result<Response<pb::MarkInboxReadResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let ids = domain::items_to_mark(&message.item_ids, message.all)?;
-            let marked = self
-                .subscriptions
-                .storage
-                .mark_read(
-                    &caller.org_id,
-                    &caller.user_id,
-                    (!message.all).then_some(ids.as_slice()),
-                )
-                .await?
-                .ok_or_else(|| {
-                    Error::not_found("one of item_ids in your inbox; nothing was marked read")
-                })?;
-            Ok(pb::MarkInboxReadResponse {
-                marked_count: i32::try_from(marked).unwrap_or(i32::MAX),
-                unread_count: self.unread(&caller).await?,
-            })
+        principal: Principal,
+        message: pb::MarkInboxReadRequest,
+    ) -> agentshare_kit::Result<pb::MarkInboxReadResponse> {
+        let caller = Caller::of(&principal)?;
+        let ids = domain::items_to_mark(&message.item_ids, message.all)?;
+        let marked = self
+            .subscriptions
+            .storage
+            .mark_read(
+                &caller.org_id,
+                &caller.user_id,
+                (!message.all).then_some(ids.as_slice()),
+            )
+            .await?
+            .ok_or_else(|| {
+                Error::not_found("one of item_ids in your inbox; nothing was marked read")
+            })?;
+        Ok(pb::MarkInboxReadResponse {
+            marked_count: i32::try_from(marked).unwrap_or(i32::MAX),
+            unread_count: self.unread(&caller).await?,
         })
-        .await
     }
 
     async fn get_inbox_unread_count(
         &self,
-        request: Request<pb::GetInboxUnreadCountRequest>,
-    ) -> Result<Response<pb::GetInboxUnreadCountResponse>, Status> {
-        rpc::unary(request, async |principal, _| {
-            let caller = Caller::of(&principal)?;
-            Ok(pb::GetInboxUnreadCountResponse {
-                unread_count: self.unread(&caller).await?,
-            })
+        principal: Principal,
+        _request: pb::GetInboxUnreadCountRequest,
+    ) -> agentshare_kit::Result<pb::GetInboxUnreadCountResponse> {
+        let caller = Caller::of(&principal)?;
+        Ok(pb::GetInboxUnreadCountResponse {
+            unread_count: self.unread(&caller).await?,
         })
-        .await
     }
 
     async fn get_workspace_automation_cap(
         &self,
-        request: Request<pb::GetWorkspaceAutomationCapRequest>,
-    ) -> Result<Response<pb::GetWorkspaceAutomationCapResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            Caller::of(&principal)?;
-            let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
-            self.cap_access(&principal, &workspace_id, false).await?;
-            Ok(pb::GetWorkspaceAutomationCapResponse {
-                cap: self.cap(&workspace_id).await?,
-            })
+        principal: Principal,
+        message: pb::GetWorkspaceAutomationCapRequest,
+    ) -> agentshare_kit::Result<pb::GetWorkspaceAutomationCapResponse> {
+        Caller::of(&principal)?;
+        let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
+        self.cap_access(&principal, &workspace_id, false).await?;
+        Ok(pb::GetWorkspaceAutomationCapResponse {
+            cap: self.cap(&workspace_id).await?,
         })
-        .await
     }
 
     async fn set_workspace_automation_cap(
         &self,
-        request: Request<pb::SetWorkspaceAutomationCapRequest>,
-    ) -> Result<Response<pb::SetWorkspaceAutomationCapResponse>, Status> {
-        rpc::unary(request, async |principal, message| {
-            let caller = Caller::of(&principal)?;
-            let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
-            let max_active = domain::cap_of(message.max_active_automations)?;
-            self.cap_access(&principal, &workspace_id, true).await?;
-            self.subscriptions
-                .storage
-                .set_cap(&workspace_id, &caller.org_id, max_active, &caller.user_id)
-                .await?;
-            Ok(pb::SetWorkspaceAutomationCapResponse {
-                cap: self.cap(&workspace_id).await?,
-            })
+        principal: Principal,
+        message: pb::SetWorkspaceAutomationCapRequest,
+    ) -> agentshare_kit::Result<pb::SetWorkspaceAutomationCapResponse> {
+        let caller = Caller::of(&principal)?;
+        let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
+        let max_active = domain::cap_of(message.max_active_automations)?;
+        self.cap_access(&principal, &workspace_id, true).await?;
+        self.subscriptions
+            .storage
+            .set_cap(&workspace_id, &caller.org_id, max_active, &caller.user_id)
+            .await?;
+        Ok(pb::SetWorkspaceAutomationCapResponse {
+            cap: self.cap(&workspace_id).await?,
         })
-        .await
+    }
+}
+
+#[tonic::async_trait]
+impl AutomationsService for Automations {
+    agentshare_kit::handlers! {
+        list_automations(pb::ListAutomationsRequest) -> pb::ListAutomationsResponse;
+        subscribe(pb::SubscribeRequest) -> pb::SubscribeResponse;
+        update_subscription(pb::UpdateSubscriptionRequest) -> pb::UpdateSubscriptionResponse;
+        pause_subscription(pb::PauseSubscriptionRequest) -> pb::PauseSubscriptionResponse;
+        resume_subscription(pb::ResumeSubscriptionRequest) -> pb::ResumeSubscriptionResponse;
+        unsubscribe(pb::UnsubscribeRequest) -> pb::UnsubscribeResponse;
+        list_my_subscriptions(pb::ListMySubscriptionsRequest) -> pb::ListMySubscriptionsResponse;
+        list_runs(pb::ListRunsRequest) -> pb::ListRunsResponse;
+        get_run(pb::GetRunRequest) -> pb::GetRunResponse;
+        next_runs(pb::NextRunsRequest) -> pb::NextRunsResponse;
+        list_inbox(pb::ListInboxRequest) -> pb::ListInboxResponse;
+        mark_inbox_read(pb::MarkInboxReadRequest) -> pb::MarkInboxReadResponse;
+        get_inbox_unread_count(pb::GetInboxUnreadCountRequest) -> pb::GetInboxUnreadCountResponse;
+        get_workspace_automation_cap(pb::GetWorkspaceAutomationCapRequest) -> pb::GetWorkspaceAutomationCapResponse;
+        set_workspace_automation_cap(pb::SetWorkspaceAutomationCapRequest) -> pb::SetWorkspaceAutomationCapResponse;
     }
 }
 

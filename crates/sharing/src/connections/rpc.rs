@@ -8,10 +8,8 @@ use agentshare_kit::clock::{duration_micros, timestamp};
 use agentshare_kit::identity::{Principal, random_token, secret_digest};
 use agentshare_kit::ids;
 use agentshare_kit::page::Page;
-use agentshare_kit::rpc;
 use agentshare_proto::sharing::v1 as pb;
 use pb::connections_service_server::ConnectionsService;
-use tonic::{Request, Response, Status};
 
 use crate::access::rules::decision::{self, Action};
 use crate::access::rules::scope;
@@ -265,399 +263,393 @@ impl Connections {
     }
 }
 
-#[tonic::async_trait]
-impl ConnectionsService for Connections {
+/// The ConnectionsService handlers, one per unary call.
+impl Connections {
     async fn create_api_key_connection(
         &self,
-        request: Request<pb::CreateApiKeyConnectionRequest>,
-    ) -> Result<Response<pb::CreateApiKeyConnectionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let providers = &self.credentials.providers;
-            let provider = providers.of_kind(&request.provider, Kind::ApiKey)?;
-            let label = rules::display_name("label", &request.label)?;
-            let key = credentials::pasted_key(&request.api_key)?;
-            let now = self.storage.clock.now_micros();
-            let expires_at = rules::expiry(request.expire_time.as_ref(), now)?;
-            let id = self.storage.connections.new_connection_id();
-            let row = ConnectionRow {
-                secret: self
-                    .credentials
-                    .secrets
-                    .seal(key, &ConnectionRow::secret_context(&id))?,
-                id,
-                user_id: user.to_string(),
-                provider: provider.key.clone(),
-                kind: Kind::ApiKey,
-                label,
-                status: ConnStatus::Live,
-                status_message: String::new(),
-                refresh: None,
-                access_expires_at: None,
-                expires_at,
-                scopes: Vec::new(),
-                created_at: now,
-                last_used_at: None,
-                last_tested_at: None,
-            };
-            self.storage.connections.insert_connection(&row).await?;
-            Ok(pb::CreateApiKeyConnectionResponse {
-                connection: Some(connection_to_proto(&row, now)),
-            })
+        caller: Principal,
+        request: pb::CreateApiKeyConnectionRequest,
+    ) -> agentshare_kit::Result<pb::CreateApiKeyConnectionResponse> {
+        let user = caller.require_user()?;
+        let providers = &self.credentials.providers;
+        let provider = providers.of_kind(&request.provider, Kind::ApiKey)?;
+        let label = rules::display_name("label", &request.label)?;
+        let key = credentials::pasted_key(&request.api_key)?;
+        let now = self.storage.clock.now_micros();
+        let expires_at = rules::expiry(request.expire_time.as_ref(), now)?;
+        let id = self.storage.connections.new_connection_id();
+        let row = ConnectionRow {
+            secret: self
+                .credentials
+                .secrets
+                .seal(key, &ConnectionRow::secret_context(&id))?,
+            id,
+            user_id: user.to_string(),
+            provider: provider.key.clone(),
+            kind: Kind::ApiKey,
+            label,
+            status: ConnStatus::Live,
+            status_message: String::new(),
+            refresh: None,
+            access_expires_at: None,
+            expires_at,
+            scopes: Vec::new(),
+            created_at: now,
+            last_used_at: None,
+            last_tested_at: None,
+        };
+        self.storage.connections.insert_connection(&row).await?;
+        Ok(pb::CreateApiKeyConnectionResponse {
+            connection: Some(connection_to_proto(&row, now)),
         })
-        .await
     }
 
     async fn start_o_auth_connection(
         &self,
-        request: Request<pb::StartOAuthConnectionRequest>,
-    ) -> Result<Response<pb::StartOAuthConnectionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let providers = &self.credentials.providers;
-            let provider = providers.of_kind(&request.provider, Kind::OAuth)?;
-            let label = rules::display_name("label", &request.label)?;
-            let (authorize_url, state, expires_at) =
-                self.start_flow(user, provider, &label, None).await?;
-            Ok(pb::StartOAuthConnectionResponse {
-                authorize_url,
-                state,
-                expire_time: Some(timestamp(expires_at)),
-            })
+        caller: Principal,
+        request: pb::StartOAuthConnectionRequest,
+    ) -> agentshare_kit::Result<pb::StartOAuthConnectionResponse> {
+        let user = caller.require_user()?;
+        let providers = &self.credentials.providers;
+        let provider = providers.of_kind(&request.provider, Kind::OAuth)?;
+        let label = rules::display_name("label", &request.label)?;
+        let (authorize_url, state, expires_at) =
+            self.start_flow(user, provider, &label, None).await?;
+        Ok(pb::StartOAuthConnectionResponse {
+            authorize_url,
+            state,
+            expire_time: Some(timestamp(expires_at)),
         })
-        .await
     }
 
     async fn complete_o_auth_connection(
         &self,
-        request: Request<pb::CompleteOAuthConnectionRequest>,
-    ) -> Result<Response<pb::CompleteOAuthConnectionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let start_again = |why: &str| {
-                Error::invalid(
-                    "state",
-                    format!("{why}: start again with StartOAuthConnection"),
-                )
-            };
-            if request.state.is_empty() {
-                return Err(Error::invalid("state", "must not be empty"));
-            }
-            let digest = secret_digest(&request.state);
-            // Another user's flow reads exactly like an unknown one.
-            let flow = self
-                .storage
-                .connections
-                .take_flow(&digest)
-                .await?
-                .filter(|flow| flow.user_id == user)
-                .ok_or_else(|| start_again("unknown OAuth state"))?;
-            if flow.used_at.is_some() {
-                return Err(start_again("this OAuth state was already used"));
-            }
-            let now = self.storage.clock.now_micros();
-            if flow.expires_at <= now {
-                return Err(start_again("this OAuth flow expired"));
-            }
-            if !request.error.is_empty() {
+        caller: Principal,
+        request: pb::CompleteOAuthConnectionRequest,
+    ) -> agentshare_kit::Result<pb::CompleteOAuthConnectionResponse> {
+        let user = caller.require_user()?;
+        let start_again = |why: &str| {
+            Error::invalid(
+                "state",
+                format!("{why}: start again with StartOAuthConnection"),
+            )
+        };
+        if request.state.is_empty() {
+            return Err(Error::invalid("state", "must not be empty"));
+        }
+        let digest = secret_digest(&request.state);
+        // Another user's flow reads exactly like an unknown one.
+        let flow = self
+            .storage
+            .connections
+            .take_flow(&digest)
+            .await?
+            .filter(|flow| flow.user_id == user)
+            .ok_or_else(|| start_again("unknown OAuth state"))?;
+        if flow.used_at.is_some() {
+            return Err(start_again("this OAuth state was already used"));
+        }
+        let now = self.storage.clock.now_micros();
+        if flow.expires_at <= now {
+            return Err(start_again("this OAuth flow expired"));
+        }
+        if !request.error.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "{} refused the authorization: start again",
+                flow.provider
+            )));
+        }
+        if request.code.is_empty() {
+            return Err(Error::invalid(
+                "code",
+                "must not be empty unless error is set",
+            ));
+        }
+        let providers = &self.credentials.providers;
+        let provider = providers.of_kind(&flow.provider, Kind::OAuth)?;
+        let config = provider
+            .oauth
+            .as_ref()
+            .ok_or_else(|| Error::internal("an OAuth provider without OAuth settings"))?;
+        let verifier = self
+            .credentials
+            .secrets
+            .open(&flow.verifier, &Flow::verifier_context(&digest))
+            .map_err(Error::internal)?;
+        let tokens = match oauth::exchange_code(config, &request.code, &verifier).await {
+            Ok(tokens) => tokens,
+            Err(TokenError::Refused(reason)) => {
                 return Err(Error::FailedPrecondition(format!(
-                    "{} refused the authorization: start again",
+                    "{} refused the code ({reason}): start again",
                     flow.provider
                 )));
             }
-            if request.code.is_empty() {
-                return Err(Error::invalid(
-                    "code",
-                    "must not be empty unless error is set",
-                ));
+            Err(TokenError::Unreachable(reason)) => {
+                return Err(Error::Unavailable(format!(
+                    "{} could not be reached ({reason}); start again later",
+                    flow.provider
+                )));
             }
-            let providers = &self.credentials.providers;
-            let provider = providers.of_kind(&flow.provider, Kind::OAuth)?;
-            let config = provider
-                .oauth
-                .as_ref()
-                .ok_or_else(|| Error::internal("an OAuth provider without OAuth settings"))?;
-            let verifier = self
-                .credentials
-                .secrets
-                .open(&flow.verifier, &Flow::verifier_context(&digest))
-                .map_err(Error::internal)?;
-            let tokens = match oauth::exchange_code(config, &request.code, &verifier).await {
-                Ok(tokens) => tokens,
-                Err(TokenError::Refused(reason)) => {
-                    return Err(Error::FailedPrecondition(format!(
-                        "{} refused the code ({reason}): start again",
-                        flow.provider
-                    )));
-                }
-                Err(TokenError::Unreachable(reason)) => {
-                    return Err(Error::Unavailable(format!(
-                        "{} could not be reached ({reason}); start again later",
-                        flow.provider
-                    )));
-                }
-            };
-            let connections = &self.storage.connections;
-            let row = match &flow.connection_id {
-                Some(id) => {
-                    let material = self.credentials.seal_tokens(id, &tokens, &config.scopes)?;
-                    connections.replace_material(id, &material).await?;
-                    self.own(user, id).await?
-                }
-                None => {
-                    let id = connections.new_connection_id();
-                    let material = self.credentials.seal_tokens(&id, &tokens, &config.scopes)?;
-                    let row = ConnectionRow {
-                        id,
-                        user_id: user.to_string(),
-                        provider: flow.provider.clone(),
-                        kind: Kind::OAuth,
-                        label: flow.label.clone(),
-                        status: ConnStatus::Live,
-                        status_message: String::new(),
-                        secret: material.secret,
-                        refresh: material.refresh,
-                        access_expires_at: material.access_expires_at,
-                        expires_at: None,
-                        scopes: material.scopes,
-                        created_at: now,
-                        last_used_at: None,
-                        last_tested_at: None,
-                    };
-                    connections.insert_connection(&row).await?;
-                    row
-                }
-            };
-            Ok(pb::CompleteOAuthConnectionResponse {
-                connection: Some(connection_to_proto(&row, now)),
-            })
+        };
+        let connections = &self.storage.connections;
+        let row = match &flow.connection_id {
+            Some(id) => {
+                let material = self.credentials.seal_tokens(id, &tokens, &config.scopes)?;
+                connections.replace_material(id, &material).await?;
+                self.own(user, id).await?
+            }
+            None => {
+                let id = connections.new_connection_id();
+                let material = self.credentials.seal_tokens(&id, &tokens, &config.scopes)?;
+                let row = ConnectionRow {
+                    id,
+                    user_id: user.to_string(),
+                    provider: flow.provider.clone(),
+                    kind: Kind::OAuth,
+                    label: flow.label.clone(),
+                    status: ConnStatus::Live,
+                    status_message: String::new(),
+                    secret: material.secret,
+                    refresh: material.refresh,
+                    access_expires_at: material.access_expires_at,
+                    expires_at: None,
+                    scopes: material.scopes,
+                    created_at: now,
+                    last_used_at: None,
+                    last_tested_at: None,
+                };
+                connections.insert_connection(&row).await?;
+                row
+            }
+        };
+        Ok(pb::CompleteOAuthConnectionResponse {
+            connection: Some(connection_to_proto(&row, now)),
         })
-        .await
     }
 
     async fn list_connections(
         &self,
-        request: Request<pb::ListConnectionsRequest>,
-    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let listing = format!("connections:{user}:{}", request.provider);
-            let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let connections = &self.storage.connections;
-            let rows = connections
-                .connections_of(user, &request.provider, &page)
-                .await?;
-            let now = self.storage.clock.now_micros();
-            let answer = |row: ConnectionRow| connection_to_proto(&row, now);
-            let (connections, next_page_token) = page.answer(rows, |row| row.id.clone(), answer);
-            Ok(pb::ListConnectionsResponse {
-                connections,
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListConnectionsRequest,
+    ) -> agentshare_kit::Result<pb::ListConnectionsResponse> {
+        let user = caller.require_user()?;
+        let listing = format!("connections:{user}:{}", request.provider);
+        let page = Page::of(request.page_size, &request.page_token, listing)?;
+        let connections = &self.storage.connections;
+        let rows = connections
+            .connections_of(user, &request.provider, &page)
+            .await?;
+        let now = self.storage.clock.now_micros();
+        let answer = |row: ConnectionRow| connection_to_proto(&row, now);
+        let (connections, next_page_token) = page.answer(rows, |row| row.id.clone(), answer);
+        Ok(pb::ListConnectionsResponse {
+            connections,
+            next_page_token,
         })
-        .await
     }
 
     async fn get_connection(
         &self,
-        request: Request<pb::GetConnectionRequest>,
-    ) -> Result<Response<pb::GetConnectionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            Ok(pb::GetConnectionResponse {
-                connection: Some(self.own_proto(user, &request.connection_id).await?),
-            })
+        caller: Principal,
+        request: pb::GetConnectionRequest,
+    ) -> agentshare_kit::Result<pb::GetConnectionResponse> {
+        let user = caller.require_user()?;
+        Ok(pb::GetConnectionResponse {
+            connection: Some(self.own_proto(user, &request.connection_id).await?),
         })
-        .await
     }
 
     async fn delete_connection(
         &self,
-        request: Request<pb::DeleteConnectionRequest>,
-    ) -> Result<Response<pb::DeleteConnectionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let id = ids::parse("connection_id", &request.connection_id)?;
-            let removed = self
-                .storage
-                .connections
-                .delete_connection(user, &id)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("connection {id}")))?;
-            Ok(pb::DeleteConnectionResponse {
-                removed_binding_count: i32::try_from(removed).unwrap_or(i32::MAX),
-            })
+        caller: Principal,
+        request: pb::DeleteConnectionRequest,
+    ) -> agentshare_kit::Result<pb::DeleteConnectionResponse> {
+        let user = caller.require_user()?;
+        let id = ids::parse("connection_id", &request.connection_id)?;
+        let removed = self
+            .storage
+            .connections
+            .delete_connection(user, &id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("connection {id}")))?;
+        Ok(pb::DeleteConnectionResponse {
+            removed_binding_count: i32::try_from(removed).unwrap_or(i32::MAX),
         })
-        .await
     }
 
     async fn test_connection(
         &self,
-        request: Request<pb::TestConnectionRequest>,
-    ) -> Result<Response<pb::TestConnectionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let row = self.own(user, &request.connection_id).await?;
-            let now = self.storage.clock.now_micros();
-            let (status, message) = row.status_at(now);
-            let (ok, message) = if status == ConnStatus::Expired {
-                (false, message)
-            } else {
-                match self.credentials.fresh_secret(&row).await {
-                    Ok(secret) => {
-                        let provider = self.credentials.providers.get(&row.provider);
-                        let provider = provider.ok_or_else(|| {
-                            Error::FailedPrecondition(format!(
-                                "provider {} is no longer configured",
-                                row.provider
-                            ))
-                        })?;
-                        match provider.check.check(&secret).await {
-                            Ok(()) => (true, format!("{} accepted the credential", row.provider)),
-                            Err(why) => (false, why),
-                        }
+        caller: Principal,
+        request: pb::TestConnectionRequest,
+    ) -> agentshare_kit::Result<pb::TestConnectionResponse> {
+        let user = caller.require_user()?;
+        let row = self.own(user, &request.connection_id).await?;
+        let now = self.storage.clock.now_micros();
+        let (status, message) = row.status_at(now);
+        let (ok, message) = if status == ConnStatus::Expired {
+            (false, message)
+        } else {
+            match self.credentials.fresh_secret(&row).await {
+                Ok(secret) => {
+                    let provider = self.credentials.providers.get(&row.provider);
+                    let provider = provider.ok_or_else(|| {
+                        Error::FailedPrecondition(format!(
+                            "provider {} is no longer configured",
+                            row.provider
+                        ))
+                    })?;
+                    match provider.check.check(&secret).await {
+                        Ok(()) => (true, format!("{} accepted the credential", row.provider)),
+                        Err(why) => (false, why),
                     }
-                    // The refresh was refused and the connection marked FAILED.
-                    Err(Error::FailedPrecondition(why)) => (false, why),
-                    Err(other) => return Err(other),
                 }
-            };
-            let recorded = credentials::checked_status(ok, status);
-            self.storage
-                .connections
-                .record_check(&row.id, recorded, if ok { "" } else { &message })
-                .await?;
-            Ok(pb::TestConnectionResponse {
-                ok,
-                message,
-                connection: Some(self.own_proto(user, &row.id).await?),
-            })
+                // The refresh was refused and the connection marked FAILED.
+                Err(Error::FailedPrecondition(why)) => (false, why),
+                Err(other) => return Err(other),
+            }
+        };
+        let recorded = credentials::checked_status(ok, status);
+        self.storage
+            .connections
+            .record_check(&row.id, recorded, if ok { "" } else { &message })
+            .await?;
+        Ok(pb::TestConnectionResponse {
+            ok,
+            message,
+            connection: Some(self.own_proto(user, &row.id).await?),
         })
-        .await
     }
 
     async fn reconnect_connection(
         &self,
-        request: Request<pb::ReconnectConnectionRequest>,
-    ) -> Result<Response<pb::ReconnectConnectionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let row = self.own(user, &request.connection_id).await?;
-            match row.kind {
-                Kind::ApiKey => {
-                    let key = credentials::pasted_key(&request.api_key)?;
-                    let context = ConnectionRow::secret_context(&row.id);
-                    let material = Material {
-                        secret: self.credentials.secrets.seal(key, &context)?,
-                        refresh: None,
-                        access_expires_at: None,
-                        expires_at: None,
-                        scopes: Vec::new(),
-                    };
-                    self.storage
-                        .connections
-                        .replace_material(&row.id, &material)
-                        .await?;
-                    Ok(pb::ReconnectConnectionResponse {
-                        connection: Some(self.own_proto(user, &row.id).await?),
-                        ..Default::default()
-                    })
-                }
-                Kind::OAuth => {
-                    if !request.api_key.is_empty() {
-                        return Err(Error::invalid(
-                            "api_key",
-                            "an OAuth connection reconnects through its provider: send no key",
-                        ));
-                    }
-                    let providers = &self.credentials.providers;
-                    let provider = providers.of_kind(&row.provider, Kind::OAuth)?;
-                    let (authorize_url, state, _) = self
-                        .start_flow(user, provider, &row.label, Some(row.id.clone()))
-                        .await?;
-                    let now = self.storage.clock.now_micros();
-                    Ok(pb::ReconnectConnectionResponse {
-                        connection: Some(connection_to_proto(&row, now)),
-                        authorize_url,
-                        state,
-                    })
-                }
+        caller: Principal,
+        request: pb::ReconnectConnectionRequest,
+    ) -> agentshare_kit::Result<pb::ReconnectConnectionResponse> {
+        let user = caller.require_user()?;
+        let row = self.own(user, &request.connection_id).await?;
+        match row.kind {
+            Kind::ApiKey => {
+                let key = credentials::pasted_key(&request.api_key)?;
+                let context = ConnectionRow::secret_context(&row.id);
+                let material = Material {
+                    secret: self.credentials.secrets.seal(key, &context)?,
+                    refresh: None,
+                    access_expires_at: None,
+                    expires_at: None,
+                    scopes: Vec::new(),
+                };
+                self.storage
+                    .connections
+                    .replace_material(&row.id, &material)
+                    .await?;
+                Ok(pb::ReconnectConnectionResponse {
+                    connection: Some(self.own_proto(user, &row.id).await?),
+                    ..Default::default()
+                })
             }
-        })
-        .await
+            Kind::OAuth => {
+                if !request.api_key.is_empty() {
+                    return Err(Error::invalid(
+                        "api_key",
+                        "an OAuth connection reconnects through its provider: send no key",
+                    ));
+                }
+                let providers = &self.credentials.providers;
+                let provider = providers.of_kind(&row.provider, Kind::OAuth)?;
+                let (authorize_url, state, _) = self
+                    .start_flow(user, provider, &row.label, Some(row.id.clone()))
+                    .await?;
+                let now = self.storage.clock.now_micros();
+                Ok(pb::ReconnectConnectionResponse {
+                    connection: Some(connection_to_proto(&row, now)),
+                    authorize_url,
+                    state,
+                })
+            }
+        }
     }
 
     async fn get_agent_setup(
         &self,
-        request: Request<pb::GetAgentSetupRequest>,
-    ) -> Result<Response<pb::GetAgentSetupResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let agent = self.configurable(&caller, &request.agent_id).await?;
-            Ok(pb::GetAgentSetupResponse {
-                setup: Some(self.agent_setup(user, &agent).await?),
-            })
+        caller: Principal,
+        request: pb::GetAgentSetupRequest,
+    ) -> agentshare_kit::Result<pb::GetAgentSetupResponse> {
+        let user = caller.require_user()?;
+        let agent = self.configurable(&caller, &request.agent_id).await?;
+        Ok(pb::GetAgentSetupResponse {
+            setup: Some(self.agent_setup(user, &agent).await?),
         })
-        .await
     }
 
     async fn bind_integration(
         &self,
-        request: Request<pb::BindIntegrationRequest>,
-    ) -> Result<Response<pb::BindIntegrationResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
-            let agent_id = &agent.agent.agent_id;
-            let integration = setup::integration(&setups, &request.integration_key, agent_id)?;
-            let connection = self.own(user, &request.connection_id).await?;
-            setup::bindable(integration, &connection.provider)?;
-            let (key, connections) = (&integration.integration.key, &self.storage.connections);
-            connections
-                .bind(agent_id, user, key, &connection.id)
-                .await?;
-            Ok(pb::BindIntegrationResponse {
-                setup: Some(self.agent_setup(user, &agent).await?),
-            })
+        caller: Principal,
+        request: pb::BindIntegrationRequest,
+    ) -> agentshare_kit::Result<pb::BindIntegrationResponse> {
+        let user = caller.require_user()?;
+        let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
+        let agent_id = &agent.agent.agent_id;
+        let integration = setup::integration(&setups, &request.integration_key, agent_id)?;
+        let connection = self.own(user, &request.connection_id).await?;
+        setup::bindable(integration, &connection.provider)?;
+        let (key, connections) = (&integration.integration.key, &self.storage.connections);
+        connections
+            .bind(agent_id, user, key, &connection.id)
+            .await?;
+        Ok(pb::BindIntegrationResponse {
+            setup: Some(self.agent_setup(user, &agent).await?),
         })
-        .await
     }
 
     async fn unbind_integration(
         &self,
-        request: Request<pb::UnbindIntegrationRequest>,
-    ) -> Result<Response<pb::UnbindIntegrationResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
-            let agent_id = &agent.agent.agent_id;
-            let key = &request.integration_key;
-            setup::integration(&setups, key, agent_id)?;
-            self.storage.connections.unbind(agent_id, user, key).await?;
-            Ok(pb::UnbindIntegrationResponse {
-                setup: Some(self.agent_setup(user, &agent).await?),
-            })
+        caller: Principal,
+        request: pb::UnbindIntegrationRequest,
+    ) -> agentshare_kit::Result<pb::UnbindIntegrationResponse> {
+        let user = caller.require_user()?;
+        let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
+        let agent_id = &agent.agent.agent_id;
+        let key = &request.integration_key;
+        setup::integration(&setups, key, agent_id)?;
+        self.storage.connections.unbind(agent_id, user, key).await?;
+        Ok(pb::UnbindIntegrationResponse {
+            setup: Some(self.agent_setup(user, &agent).await?),
         })
-        .await
     }
 
     async fn complete_agent_setup(
         &self,
-        request: Request<pb::CompleteAgentSetupRequest>,
-    ) -> Result<Response<pb::CompleteAgentSetupResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
-            if setup::ready(&setups) {
-                let connections = &self.storage.connections;
-                connections
-                    .complete_setup(&agent.agent.agent_id, user)
-                    .await?;
-            }
-            Ok(pb::CompleteAgentSetupResponse {
-                setup: Some(self.agent_setup(user, &agent).await?),
-            })
+        caller: Principal,
+        request: pb::CompleteAgentSetupRequest,
+    ) -> agentshare_kit::Result<pb::CompleteAgentSetupResponse> {
+        let user = caller.require_user()?;
+        let (agent, setups) = self.setup_of(&caller, &request.agent_id).await?;
+        if setup::ready(&setups) {
+            let connections = &self.storage.connections;
+            connections
+                .complete_setup(&agent.agent.agent_id, user)
+                .await?;
+        }
+        Ok(pb::CompleteAgentSetupResponse {
+            setup: Some(self.agent_setup(user, &agent).await?),
         })
-        .await
+    }
+}
+
+#[tonic::async_trait]
+impl ConnectionsService for Connections {
+    agentshare_kit::handlers! {
+        create_api_key_connection(pb::CreateApiKeyConnectionRequest) -> pb::CreateApiKeyConnectionResponse;
+        start_o_auth_connection(pb::StartOAuthConnectionRequest) -> pb::StartOAuthConnectionResponse;
+        complete_o_auth_connection(pb::CompleteOAuthConnectionRequest) -> pb::CompleteOAuthConnectionResponse;
+        list_connections(pb::ListConnectionsRequest) -> pb::ListConnectionsResponse;
+        get_connection(pb::GetConnectionRequest) -> pb::GetConnectionResponse;
+        delete_connection(pb::DeleteConnectionRequest) -> pb::DeleteConnectionResponse;
+        test_connection(pb::TestConnectionRequest) -> pb::TestConnectionResponse;
+        reconnect_connection(pb::ReconnectConnectionRequest) -> pb::ReconnectConnectionResponse;
+        get_agent_setup(pb::GetAgentSetupRequest) -> pb::GetAgentSetupResponse;
+        bind_integration(pb::BindIntegrationRequest) -> pb::BindIntegrationResponse;
+        unbind_integration(pb::UnbindIntegrationRequest) -> pb::UnbindIntegrationResponse;
+        complete_agent_setup(pb::CompleteAgentSetupRequest) -> pb::CompleteAgentSetupResponse;
     }
 }

@@ -6,10 +6,8 @@ use agentshare_kit::clock::{micros_of, timestamp};
 use agentshare_kit::identity::{API_KEY_PREFIX, Principal, random_token, secret_digest};
 use agentshare_kit::ids;
 use agentshare_kit::page::Page;
-use agentshare_kit::rpc;
 use agentshare_proto::sharing::v1 as pb;
 use pb::tenancy_service_server::TenancyService;
-use tonic::{Request, Response, Status};
 
 use crate::access::rules::scope;
 use crate::common::Storage;
@@ -363,761 +361,733 @@ impl Tenancy {
     }
 }
 
-#[tonic::async_trait]
-impl TenancyService for Tenancy {
+/// The TenancyService handlers, one per unary call.
+impl Tenancy {
     async fn create_org(
         &self,
-        request: Request<pb::CreateOrgRequest>,
-    ) -> Result<Response<pb::CreateOrgResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let name = rules::display_name("name", &request.name)?;
-            let (org, workspace) = self.storage.tenancy.create_org(&name, user).await?;
-            Ok(pb::CreateOrgResponse {
-                org: Some(org_to_proto(org)),
-                default_workspace: Some(workspace_to_proto(workspace)),
-            })
+        caller: Principal,
+        request: pb::CreateOrgRequest,
+    ) -> agentshare_kit::Result<pb::CreateOrgResponse> {
+        let user = caller.require_user()?;
+        let name = rules::display_name("name", &request.name)?;
+        let (org, workspace) = self.storage.tenancy.create_org(&name, user).await?;
+        Ok(pb::CreateOrgResponse {
+            org: Some(org_to_proto(org)),
+            default_workspace: Some(workspace_to_proto(workspace)),
         })
-        .await
     }
 
     async fn get_org(
         &self,
-        request: Request<pb::GetOrgRequest>,
-    ) -> Result<Response<pb::GetOrgResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let org_id = match request.org_id.as_str() {
-                "" => caller.require_org()?.to_string(),
-                named => ids::parse("org_id", named)?,
-            };
-            let (role, org) = self.org_of_member(&org_id, user).await?;
-            Ok(pb::GetOrgResponse {
-                org: Some(org_to_proto(org)),
-                caller_role: role.to_proto().into(),
-            })
+        caller: Principal,
+        request: pb::GetOrgRequest,
+    ) -> agentshare_kit::Result<pb::GetOrgResponse> {
+        let user = caller.require_user()?;
+        let org_id = match request.org_id.as_str() {
+            "" => caller.require_org()?.to_string(),
+            named => ids::parse("org_id", named)?,
+        };
+        let (role, org) = self.org_of_member(&org_id, user).await?;
+        Ok(pb::GetOrgResponse {
+            org: Some(org_to_proto(org)),
+            caller_role: role.to_proto().into(),
         })
-        .await
     }
 
     async fn create_api_key(
         &self,
-        request: Request<pb::CreateApiKeyRequest>,
-    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            rules::may_create_api_key(&caller)?;
-            let user = caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let label = rules::display_name("label", &request.label)?;
-            let now = self.storage.clock.now_micros();
-            let expires_at = rules::expiry(request.expire_time.as_ref(), now)?;
-            let org = self.org(org_id).await?;
-            let preferred = caller.workspace_id.as_deref();
-            let requested = &request.default_workspace_id;
-            let workspace =
-                scope::workspace_of(&self.storage, &org, user, requested, preferred).await?;
-            let workspace = rules::key_workspace(workspace)?;
-            let secret = format!("{API_KEY_PREFIX}{}", random_token()?);
-            let prefix: String = secret.chars().take(api_keys::SHOWN_PREFIX_CHARS).collect();
-            let key = api_keys::NewApiKey {
-                user_id: user,
-                org_id,
-                default_workspace_id: &workspace,
-                label: &label,
-                prefix: &prefix,
-                secret_digest: &secret_digest(&secret),
-                expires_at,
-            };
-            let key = self.storage.tenancy.create_api_key(&caller, key).await?;
-            Ok(pb::CreateApiKeyResponse {
-                api_key: Some(api_key_to_proto(key)),
-                secret,
-            })
+        caller: Principal,
+        request: pb::CreateApiKeyRequest,
+    ) -> agentshare_kit::Result<pb::CreateApiKeyResponse> {
+        rules::may_create_api_key(&caller)?;
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let label = rules::display_name("label", &request.label)?;
+        let now = self.storage.clock.now_micros();
+        let expires_at = rules::expiry(request.expire_time.as_ref(), now)?;
+        let org = self.org(org_id).await?;
+        let preferred = caller.workspace_id.as_deref();
+        let requested = &request.default_workspace_id;
+        let workspace =
+            scope::workspace_of(&self.storage, &org, user, requested, preferred).await?;
+        let workspace = rules::key_workspace(workspace)?;
+        let secret = format!("{API_KEY_PREFIX}{}", random_token()?);
+        let prefix: String = secret.chars().take(api_keys::SHOWN_PREFIX_CHARS).collect();
+        let key = api_keys::NewApiKey {
+            user_id: user,
+            org_id,
+            default_workspace_id: &workspace,
+            label: &label,
+            prefix: &prefix,
+            secret_digest: &secret_digest(&secret),
+            expires_at,
+        };
+        let key = self.storage.tenancy.create_api_key(&caller, key).await?;
+        Ok(pb::CreateApiKeyResponse {
+            api_key: Some(api_key_to_proto(key)),
+            secret,
         })
-        .await
     }
 
     async fn list_api_keys(
         &self,
-        request: Request<pb::ListApiKeysRequest>,
-    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let listing = format!("api-keys:{org_id}:{user}");
-            let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let keys = self.storage.tenancy.api_keys_of(user, org_id, &page);
-            let (api_keys, next_page_token) =
-                page.answer(keys.await?, |key| key.id.clone(), api_key_to_proto);
-            Ok(pb::ListApiKeysResponse {
-                api_keys,
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListApiKeysRequest,
+    ) -> agentshare_kit::Result<pb::ListApiKeysResponse> {
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let listing = format!("api-keys:{org_id}:{user}");
+        let page = Page::of(request.page_size, &request.page_token, listing)?;
+        let keys = self.storage.tenancy.api_keys_of(user, org_id, &page);
+        let (api_keys, next_page_token) =
+            page.answer(keys.await?, |key| key.id.clone(), api_key_to_proto);
+        Ok(pb::ListApiKeysResponse {
+            api_keys,
+            next_page_token,
         })
-        .await
     }
 
     async fn revoke_api_key(
         &self,
-        request: Request<pb::RevokeApiKeyRequest>,
-    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let id = &request.api_key_id;
-            let key = self
-                .storage
-                .tenancy
-                .revoke_api_key(&caller, org_id, id)
-                .await?;
-            let key = key.ok_or_else(|| Error::not_found(format!("API key {id}")))?;
-            Ok(pb::RevokeApiKeyResponse {
-                api_key: Some(api_key_to_proto(key)),
-            })
+        caller: Principal,
+        request: pb::RevokeApiKeyRequest,
+    ) -> agentshare_kit::Result<pb::RevokeApiKeyResponse> {
+        caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let id = &request.api_key_id;
+        let key = self
+            .storage
+            .tenancy
+            .revoke_api_key(&caller, org_id, id)
+            .await?;
+        let key = key.ok_or_else(|| Error::not_found(format!("API key {id}")))?;
+        Ok(pb::RevokeApiKeyResponse {
+            api_key: Some(api_key_to_proto(key)),
         })
-        .await
     }
 
     async fn update_org(
         &self,
-        request: Request<pb::UpdateOrgRequest>,
-    ) -> Result<Response<pb::UpdateOrgResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let org_id = match request.org_id.as_str() {
-                "" => caller.require_org()?,
-                named => named,
-            };
-            let (role, before) = self.org_of_member(org_id, user).await?;
-            rules::may_update_org(role)?;
-            let name = request
-                .name
-                .as_deref()
-                .map(|n| rules::display_name("name", n))
-                .transpose()?;
-            if let Some(enabled) = request.workspaces_enabled
-                && enabled != before.workspaces_enabled
-            {
-                rules::may_switch_workspaces(role)?;
-                self.step_up(&caller)?;
-            }
-            let enabled = request.workspaces_enabled;
-            let org = self
-                .storage
-                .tenancy
-                .update_org(&caller, &before, name.as_deref(), enabled)
-                .await?;
-            Ok(pb::UpdateOrgResponse {
-                org: Some(org_to_proto(org)),
-            })
+        caller: Principal,
+        request: pb::UpdateOrgRequest,
+    ) -> agentshare_kit::Result<pb::UpdateOrgResponse> {
+        let user = caller.require_user()?;
+        let org_id = match request.org_id.as_str() {
+            "" => caller.require_org()?,
+            named => named,
+        };
+        let (role, before) = self.org_of_member(org_id, user).await?;
+        rules::may_update_org(role)?;
+        let name = request
+            .name
+            .as_deref()
+            .map(|n| rules::display_name("name", n))
+            .transpose()?;
+        if let Some(enabled) = request.workspaces_enabled
+            && enabled != before.workspaces_enabled
+        {
+            rules::may_switch_workspaces(role)?;
+            self.step_up(&caller)?;
+        }
+        let enabled = request.workspaces_enabled;
+        let org = self
+            .storage
+            .tenancy
+            .update_org(&caller, &before, name.as_deref(), enabled)
+            .await?;
+        Ok(pb::UpdateOrgResponse {
+            org: Some(org_to_proto(org)),
         })
-        .await
     }
 
     async fn create_workspace(
         &self,
-        request: Request<pb::CreateWorkspaceRequest>,
-    ) -> Result<Response<pb::CreateWorkspaceResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            caller.require_user()?;
-            let org_id = caller.require_org()?;
-            rules::require_org_admin(&caller)?;
-            self.step_up(&caller)?;
-            let name = rules::display_name("name", &request.name)?;
-            rules::workspaces_on(caller.workspaces_enabled)?;
-            let workspace = self
-                .storage
-                .tenancy
-                .create_workspace(&caller, org_id, &name)
-                .await?;
-            Ok(pb::CreateWorkspaceResponse {
-                workspace: Some(workspace_to_proto(workspace)),
-            })
+        caller: Principal,
+        request: pb::CreateWorkspaceRequest,
+    ) -> agentshare_kit::Result<pb::CreateWorkspaceResponse> {
+        caller.require_user()?;
+        let org_id = caller.require_org()?;
+        rules::require_org_admin(&caller)?;
+        self.step_up(&caller)?;
+        let name = rules::display_name("name", &request.name)?;
+        rules::workspaces_on(caller.workspaces_enabled)?;
+        let workspace = self
+            .storage
+            .tenancy
+            .create_workspace(&caller, org_id, &name)
+            .await?;
+        Ok(pb::CreateWorkspaceResponse {
+            workspace: Some(workspace_to_proto(workspace)),
         })
-        .await
     }
 
     async fn get_workspace(
         &self,
-        request: Request<pb::GetWorkspaceRequest>,
-    ) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let id = ids::parse("workspace_id", &request.workspace_id)?;
-            let sees_all = rules::manages_org(&caller);
-            let workspace = self.visible_workspace(org_id, &id, user, sees_all).await?;
-            Ok(pb::GetWorkspaceResponse {
-                workspace: Some(membership_to_proto(workspace)),
-            })
+        caller: Principal,
+        request: pb::GetWorkspaceRequest,
+    ) -> agentshare_kit::Result<pb::GetWorkspaceResponse> {
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let id = ids::parse("workspace_id", &request.workspace_id)?;
+        let sees_all = rules::manages_org(&caller);
+        let workspace = self.visible_workspace(org_id, &id, user, sees_all).await?;
+        Ok(pb::GetWorkspaceResponse {
+            workspace: Some(membership_to_proto(workspace)),
         })
-        .await
     }
 
     async fn list_workspaces(
         &self,
-        request: Request<pb::ListWorkspacesRequest>,
-    ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let listing = format!("workspaces:{org_id}:{user}");
-            let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let sees_all = rules::manages_org(&caller);
-            let rows = self
-                .storage
-                .tenancy
-                .workspace_page(org_id, user, sees_all, &page);
-            let key = |row: &VisibleWorkspace| row.workspace.id.clone();
-            let (workspaces, next_page_token) = page.answer(rows.await?, key, membership_to_proto);
-            Ok(pb::ListWorkspacesResponse {
-                workspaces,
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListWorkspacesRequest,
+    ) -> agentshare_kit::Result<pb::ListWorkspacesResponse> {
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let listing = format!("workspaces:{org_id}:{user}");
+        let page = Page::of(request.page_size, &request.page_token, listing)?;
+        let sees_all = rules::manages_org(&caller);
+        let rows = self
+            .storage
+            .tenancy
+            .workspace_page(org_id, user, sees_all, &page);
+        let key = |row: &VisibleWorkspace| row.workspace.id.clone();
+        let (workspaces, next_page_token) = page.answer(rows.await?, key, membership_to_proto);
+        Ok(pb::ListWorkspacesResponse {
+            workspaces,
+            next_page_token,
         })
-        .await
     }
 
     async fn add_org_member(
         &self,
-        request: Request<pb::AddOrgMemberRequest>,
-    ) -> Result<Response<pb::AddOrgMemberResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (org_id, actor_role) = self.member_admin(&caller)?;
-            let role = rules::org_role_of(request.role)?;
-            rules::may_add_org_member(actor_role, role)?;
-            let (key, by_email) = match &request.user {
-                Some(pb::add_org_member_request::User::UserId(id)) => {
-                    (ids::parse("user_id", id)?, false)
-                }
-                Some(pb::add_org_member_request::User::Email(email))
-                    if !email.trim().is_empty() =>
-                {
-                    (email.trim().to_string(), true)
-                }
-                _ => return Err(Error::invalid("user", "name the user by user_id or email")),
-            };
-            let user = self
-                .storage
-                .tenancy
-                .user_by(&key, by_email)
-                .await?
-                .ok_or_else(|| {
-                    Error::not_found(format!("user {key} (they must sign in to agentshare once)"))
-                })?;
-            let org = self.org(org_id).await?;
-            let home = &org.default_workspace_id;
-            let tenancy = &self.storage.tenancy;
-            if !tenancy
-                .add_org_member(&caller, org_id, home, &user.id, role)
-                .await?
-            {
-                return Err(Error::AlreadyExists(format!(
-                    "user {} is already a member; change their role instead",
-                    user.id
-                )));
+        caller: Principal,
+        request: pb::AddOrgMemberRequest,
+    ) -> agentshare_kit::Result<pb::AddOrgMemberResponse> {
+        let (org_id, actor_role) = self.member_admin(&caller)?;
+        let role = rules::org_role_of(request.role)?;
+        rules::may_add_org_member(actor_role, role)?;
+        let (key, by_email) = match &request.user {
+            Some(pb::add_org_member_request::User::UserId(id)) => {
+                (ids::parse("user_id", id)?, false)
             }
-            let member = tenancy
-                .org_member(org_id, &user.id)
-                .await?
-                .ok_or_else(|| Error::internal("a member just added is missing"))?;
-            Ok(pb::AddOrgMemberResponse {
-                member: Some(member_to_proto(member)),
-            })
+            Some(pb::add_org_member_request::User::Email(email)) if !email.trim().is_empty() => {
+                (email.trim().to_string(), true)
+            }
+            _ => return Err(Error::invalid("user", "name the user by user_id or email")),
+        };
+        let user = self
+            .storage
+            .tenancy
+            .user_by(&key, by_email)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!("user {key} (they must sign in to agentshare once)"))
+            })?;
+        let org = self.org(org_id).await?;
+        let home = &org.default_workspace_id;
+        let tenancy = &self.storage.tenancy;
+        if !tenancy
+            .add_org_member(&caller, org_id, home, &user.id, role)
+            .await?
+        {
+            return Err(Error::AlreadyExists(format!(
+                "user {} is already a member; change their role instead",
+                user.id
+            )));
+        }
+        let member = tenancy
+            .org_member(org_id, &user.id)
+            .await?
+            .ok_or_else(|| Error::internal("a member just added is missing"))?;
+        Ok(pb::AddOrgMemberResponse {
+            member: Some(member_to_proto(member)),
         })
-        .await
     }
 
     async fn list_org_members(
         &self,
-        request: Request<pb::ListOrgMembersRequest>,
-    ) -> Result<Response<pb::ListOrgMembersResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            caller.require_user()?;
-            let org_id = caller.require_org()?;
-            rules::require_non_viewer(&caller, "org members other than viewers")?;
-            let listing = format!("org-members:{org_id}");
-            let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let rows = self.storage.tenancy.org_members(org_id, &page).await?;
-            let (members, next_page_token) =
-                page.answer(rows, |m| m.user.id.clone(), member_to_proto);
-            Ok(pb::ListOrgMembersResponse {
-                members,
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListOrgMembersRequest,
+    ) -> agentshare_kit::Result<pb::ListOrgMembersResponse> {
+        caller.require_user()?;
+        let org_id = caller.require_org()?;
+        rules::require_non_viewer(&caller, "org members other than viewers")?;
+        let listing = format!("org-members:{org_id}");
+        let page = Page::of(request.page_size, &request.page_token, listing)?;
+        let rows = self.storage.tenancy.org_members(org_id, &page).await?;
+        let (members, next_page_token) = page.answer(rows, |m| m.user.id.clone(), member_to_proto);
+        Ok(pb::ListOrgMembersResponse {
+            members,
+            next_page_token,
         })
-        .await
     }
 
     async fn get_me(
         &self,
-        request: Request<pb::GetMeRequest>,
-    ) -> Result<Response<pb::GetMeResponse>, Status> {
-        rpc::unary(request, async |caller, _| {
-            // The gateway refuses a share token here already; a grant's
-            // principal passed on by another service is refused the same way.
-            rules::not_a_grant(&caller)?;
-            let user_id = caller.require_user()?;
-            let user = self
-                .storage
-                .tenancy
-                .user_by(user_id, false)
-                .await?
-                .ok_or_else(|| {
-                    Error::Unauthenticated("your user no longer exists; sign in again".into())
-                })?;
-            Ok(pb::GetMeResponse {
-                user: Some(user_to_proto(user)),
-                org_id: caller.org_id.clone().unwrap_or_default(),
-                org_role: org_role_proto(caller.org_role.as_deref()).into(),
-                workspace_id: caller.workspace_id.clone().unwrap_or_default(),
-                workspaces_enabled: caller.workspaces_enabled,
-                credential_kind: credential_to_proto(audit::credential_kind(&caller)).into(),
-                step_up_fresh: self.step_up(&caller).is_ok(),
-            })
+        caller: Principal,
+        _request: pb::GetMeRequest,
+    ) -> agentshare_kit::Result<pb::GetMeResponse> {
+        // The gateway refuses a share token here already; a grant's
+        // principal passed on by another service is refused the same way.
+        rules::not_a_grant(&caller)?;
+        let user_id = caller.require_user()?;
+        let user = self
+            .storage
+            .tenancy
+            .user_by(user_id, false)
+            .await?
+            .ok_or_else(|| {
+                Error::Unauthenticated("your user no longer exists; sign in again".into())
+            })?;
+        Ok(pb::GetMeResponse {
+            user: Some(user_to_proto(user)),
+            org_id: caller.org_id.clone().unwrap_or_default(),
+            org_role: org_role_proto(caller.org_role.as_deref()).into(),
+            workspace_id: caller.workspace_id.clone().unwrap_or_default(),
+            workspaces_enabled: caller.workspaces_enabled,
+            credential_kind: credential_to_proto(audit::credential_kind(&caller)).into(),
+            step_up_fresh: self.step_up(&caller).is_ok(),
         })
-        .await
     }
 
     async fn list_my_orgs(
         &self,
-        request: Request<pb::ListMyOrgsRequest>,
-    ) -> Result<Response<pb::ListMyOrgsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let listing = format!("my-orgs:{user}");
-            let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let rows = self.storage.tenancy.orgs_of(user, &page).await?;
-            let (orgs, next_page_token) =
-                page.answer(rows, |row| row.org.id.clone(), org_membership_to_proto);
-            Ok(pb::ListMyOrgsResponse {
-                orgs,
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListMyOrgsRequest,
+    ) -> agentshare_kit::Result<pb::ListMyOrgsResponse> {
+        let user = caller.require_user()?;
+        let listing = format!("my-orgs:{user}");
+        let page = Page::of(request.page_size, &request.page_token, listing)?;
+        let rows = self.storage.tenancy.orgs_of(user, &page).await?;
+        let (orgs, next_page_token) =
+            page.answer(rows, |row| row.org.id.clone(), org_membership_to_proto);
+        Ok(pb::ListMyOrgsResponse {
+            orgs,
+            next_page_token,
         })
-        .await
     }
 
     async fn switch_workspace(
         &self,
-        request: Request<pb::SwitchWorkspaceRequest>,
-    ) -> Result<Response<pb::SwitchWorkspaceResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let session = rules::switching_session(&caller)?;
-            let id = ids::parse("workspace_id", &request.workspace_id)?;
-            // Only a workspace the caller belongs to, whatever their org role.
-            let visible = self.visible_workspace(org_id, &id, user, false).await?;
-            self.storage
-                .tenancy
-                .switch_workspace(session, org_id, user, &id)
-                .await?;
-            Ok(pb::SwitchWorkspaceResponse {
-                workspace: Some(workspace_to_proto(visible.workspace)),
-            })
+        caller: Principal,
+        request: pb::SwitchWorkspaceRequest,
+    ) -> agentshare_kit::Result<pb::SwitchWorkspaceResponse> {
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let session = rules::switching_session(&caller)?;
+        let id = ids::parse("workspace_id", &request.workspace_id)?;
+        // Only a workspace the caller belongs to, whatever their org role.
+        let visible = self.visible_workspace(org_id, &id, user, false).await?;
+        self.storage
+            .tenancy
+            .switch_workspace(session, org_id, user, &id)
+            .await?;
+        Ok(pb::SwitchWorkspaceResponse {
+            workspace: Some(workspace_to_proto(visible.workspace)),
         })
-        .await
     }
 
     async fn update_org_member_role(
         &self,
-        request: Request<pb::UpdateOrgMemberRoleRequest>,
-    ) -> Result<Response<pb::UpdateOrgMemberRoleResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (org_id, actor_role) = self.member_admin(&caller)?;
-            let role = rules::org_role_of(request.role)?;
-            let member = self.member_of(org_id, &request.user_id).await?;
-            rules::may_change_org_role(actor_role, member.role, role)?;
-            let tenancy = &self.storage.tenancy;
-            if let Err(members::LastOwner) = tenancy
-                .change_org_role(&caller, org_id, &member, role)
-                .await?
-            {
-                return Err(last_owner());
-            }
-            let member = self.member_of(org_id, &request.user_id).await?;
-            Ok(pb::UpdateOrgMemberRoleResponse {
-                member: Some(member_to_proto(member)),
-            })
+        caller: Principal,
+        request: pb::UpdateOrgMemberRoleRequest,
+    ) -> agentshare_kit::Result<pb::UpdateOrgMemberRoleResponse> {
+        let (org_id, actor_role) = self.member_admin(&caller)?;
+        let role = rules::org_role_of(request.role)?;
+        let member = self.member_of(org_id, &request.user_id).await?;
+        rules::may_change_org_role(actor_role, member.role, role)?;
+        let tenancy = &self.storage.tenancy;
+        if let Err(members::LastOwner) = tenancy
+            .change_org_role(&caller, org_id, &member, role)
+            .await?
+        {
+            return Err(last_owner());
+        }
+        let member = self.member_of(org_id, &request.user_id).await?;
+        Ok(pb::UpdateOrgMemberRoleResponse {
+            member: Some(member_to_proto(member)),
         })
-        .await
     }
 
     async fn remove_org_member(
         &self,
-        request: Request<pb::RemoveOrgMemberRequest>,
-    ) -> Result<Response<pb::RemoveOrgMemberResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (org_id, actor_role) = self.member_admin(&caller)?;
-            let member = self.member_of(org_id, &request.user_id).await?;
-            rules::may_remove_org_member(actor_role, member.role)?;
-            let tenancy = &self.storage.tenancy;
-            if let Err(members::LastOwner) =
-                tenancy.remove_org_member(&caller, org_id, &member).await?
-            {
-                return Err(last_owner());
-            }
-            Ok(pb::RemoveOrgMemberResponse {})
-        })
-        .await
+        caller: Principal,
+        request: pb::RemoveOrgMemberRequest,
+    ) -> agentshare_kit::Result<pb::RemoveOrgMemberResponse> {
+        let (org_id, actor_role) = self.member_admin(&caller)?;
+        let member = self.member_of(org_id, &request.user_id).await?;
+        rules::may_remove_org_member(actor_role, member.role)?;
+        let tenancy = &self.storage.tenancy;
+        if let Err(members::LastOwner) = tenancy.remove_org_member(&caller, org_id, &member).await?
+        {
+            return Err(last_owner());
+        }
+        Ok(pb::RemoveOrgMemberResponse {})
     }
 
     async fn add_workspace_member(
         &self,
-        request: Request<pb::AddWorkspaceMemberRequest>,
-    ) -> Result<Response<pb::AddWorkspaceMemberResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
-            let workspace_id = &visible.workspace.id;
-            let role = rules::workspace_role_of(request.role)?;
-            let user_id = ids::parse("user_id", &request.user_id)?;
-            let tenancy = &self.storage.tenancy;
-            if tenancy.org_role(org_id, &user_id).await?.is_none() {
-                return Err(Error::FailedPrecondition(format!(
-                    "user {user_id} is not a member of this org: add them to the org first"
-                )));
-            }
-            if !tenancy
-                .add_workspace_member(&caller, org_id, workspace_id, &user_id, role.as_str())
-                .await?
-            {
-                return Err(Error::AlreadyExists(format!(
-                    "user {user_id} is already in this workspace"
-                )));
-            }
-            let member = tenancy
-                .workspace_member(workspace_id, &user_id)
-                .await?
-                .ok_or_else(|| Error::internal("a workspace member just added is missing"))?;
-            Ok(pb::AddWorkspaceMemberResponse {
-                member: Some(workspace_member_to_proto(member)),
-            })
+        caller: Principal,
+        request: pb::AddWorkspaceMemberRequest,
+    ) -> agentshare_kit::Result<pb::AddWorkspaceMemberResponse> {
+        let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
+        let workspace_id = &visible.workspace.id;
+        let role = rules::workspace_role_of(request.role)?;
+        let user_id = ids::parse("user_id", &request.user_id)?;
+        let tenancy = &self.storage.tenancy;
+        if tenancy.org_role(org_id, &user_id).await?.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "user {user_id} is not a member of this org: add them to the org first"
+            )));
+        }
+        if !tenancy
+            .add_workspace_member(&caller, org_id, workspace_id, &user_id, role.as_str())
+            .await?
+        {
+            return Err(Error::AlreadyExists(format!(
+                "user {user_id} is already in this workspace"
+            )));
+        }
+        let member = tenancy
+            .workspace_member(workspace_id, &user_id)
+            .await?
+            .ok_or_else(|| Error::internal("a workspace member just added is missing"))?;
+        Ok(pb::AddWorkspaceMemberResponse {
+            member: Some(workspace_member_to_proto(member)),
         })
-        .await
     }
 
     async fn list_workspace_members(
         &self,
-        request: Request<pb::ListWorkspaceMembersRequest>,
-    ) -> Result<Response<pb::ListWorkspaceMembersResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
-            let sees_all = rules::manages_org(&caller);
-            let tenancy = &self.storage.tenancy;
-            if tenancy
-                .workspace_visible_to(org_id, &workspace_id, user, sees_all)
-                .await?
-                .is_none()
-            {
-                return Err(if tenancy.workspace_exists(org_id, &workspace_id).await? {
-                    Error::PermissionDenied(
-                        "only the workspace's members and org admins list its members".into(),
-                    )
-                } else {
-                    Error::not_found(format!("workspace {workspace_id}"))
-                });
-            }
-            let listing = format!("workspace-members:{workspace_id}");
-            let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let rows = tenancy.workspace_members(&workspace_id, &page).await?;
-            let (members, next_page_token) =
-                page.answer(rows, |m| m.user.id.clone(), workspace_member_to_proto);
-            Ok(pb::ListWorkspaceMembersResponse {
-                members,
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListWorkspaceMembersRequest,
+    ) -> agentshare_kit::Result<pb::ListWorkspaceMembersResponse> {
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let workspace_id = ids::parse("workspace_id", &request.workspace_id)?;
+        let sees_all = rules::manages_org(&caller);
+        let tenancy = &self.storage.tenancy;
+        if tenancy
+            .workspace_visible_to(org_id, &workspace_id, user, sees_all)
+            .await?
+            .is_none()
+        {
+            return Err(if tenancy.workspace_exists(org_id, &workspace_id).await? {
+                Error::PermissionDenied(
+                    "only the workspace's members and org admins list its members".into(),
+                )
+            } else {
+                Error::not_found(format!("workspace {workspace_id}"))
+            });
+        }
+        let listing = format!("workspace-members:{workspace_id}");
+        let page = Page::of(request.page_size, &request.page_token, listing)?;
+        let rows = tenancy.workspace_members(&workspace_id, &page).await?;
+        let (members, next_page_token) =
+            page.answer(rows, |m| m.user.id.clone(), workspace_member_to_proto);
+        Ok(pb::ListWorkspaceMembersResponse {
+            members,
+            next_page_token,
         })
-        .await
     }
 
     async fn remove_workspace_member(
         &self,
-        request: Request<pb::RemoveWorkspaceMemberRequest>,
-    ) -> Result<Response<pb::RemoveWorkspaceMemberResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
-            let workspace_id = &visible.workspace.id;
-            let user_id = ids::parse("user_id", &request.user_id)?;
-            if !self
-                .storage
-                .tenancy
-                .remove_workspace_member(&caller, org_id, workspace_id, &user_id)
-                .await?
-            {
-                return Err(Error::not_found(format!(
-                    "member {user_id} of workspace {workspace_id}"
-                )));
-            }
-            Ok(pb::RemoveWorkspaceMemberResponse {})
-        })
-        .await
+        caller: Principal,
+        request: pb::RemoveWorkspaceMemberRequest,
+    ) -> agentshare_kit::Result<pb::RemoveWorkspaceMemberResponse> {
+        let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
+        let workspace_id = &visible.workspace.id;
+        let user_id = ids::parse("user_id", &request.user_id)?;
+        if !self
+            .storage
+            .tenancy
+            .remove_workspace_member(&caller, org_id, workspace_id, &user_id)
+            .await?
+        {
+            return Err(Error::not_found(format!(
+                "member {user_id} of workspace {workspace_id}"
+            )));
+        }
+        Ok(pb::RemoveWorkspaceMemberResponse {})
     }
 
     async fn update_workspace(
         &self,
-        request: Request<pb::UpdateWorkspaceRequest>,
-    ) -> Result<Response<pb::UpdateWorkspaceResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (_, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
-            let mut workspace = visible.workspace;
-            if let Some(name) = request.name.as_deref() {
-                let name = rules::display_name("name", name)?;
-                workspace = self
-                    .storage
-                    .tenancy
-                    .rename_workspace(&caller, &workspace, &name)
-                    .await?;
-            }
-            Ok(pb::UpdateWorkspaceResponse {
-                workspace: Some(workspace_to_proto(workspace)),
-            })
+        caller: Principal,
+        request: pb::UpdateWorkspaceRequest,
+    ) -> agentshare_kit::Result<pb::UpdateWorkspaceResponse> {
+        let (_, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
+        let mut workspace = visible.workspace;
+        if let Some(name) = request.name.as_deref() {
+            let name = rules::display_name("name", name)?;
+            workspace = self
+                .storage
+                .tenancy
+                .rename_workspace(&caller, &workspace, &name)
+                .await?;
+        }
+        Ok(pb::UpdateWorkspaceResponse {
+            workspace: Some(workspace_to_proto(workspace)),
         })
-        .await
     }
 
     async fn delete_workspace(
         &self,
-        request: Request<pb::DeleteWorkspaceRequest>,
-    ) -> Result<Response<pb::DeleteWorkspaceResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (_, visible) = self
-                .changeable_workspace(&caller, &request.workspace_id, rules::may_delete_workspace)
-                .await?;
-            rules::deletable_workspace(visible.workspace.is_default)?;
-            self.storage
-                .tenancy
-                .delete_workspace(&caller, &visible.workspace)
-                .await?;
-            Ok(pb::DeleteWorkspaceResponse {})
-        })
-        .await
+        caller: Principal,
+        request: pb::DeleteWorkspaceRequest,
+    ) -> agentshare_kit::Result<pb::DeleteWorkspaceResponse> {
+        let (_, visible) = self
+            .changeable_workspace(&caller, &request.workspace_id, rules::may_delete_workspace)
+            .await?;
+        rules::deletable_workspace(visible.workspace.is_default)?;
+        self.storage
+            .tenancy
+            .delete_workspace(&caller, &visible.workspace)
+            .await?;
+        Ok(pb::DeleteWorkspaceResponse {})
     }
 
     async fn update_workspace_member_role(
         &self,
-        request: Request<pb::UpdateWorkspaceMemberRoleRequest>,
-    ) -> Result<Response<pb::UpdateWorkspaceMemberRoleResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
-            let workspace_id = &visible.workspace.id;
-            let role = rules::workspace_role_of(request.role)?;
-            let user_id = ids::parse("user_id", &request.user_id)?;
-            let caller_is_owner = rules::acts_as_workspace_owner(
-                rules::manages_org(&caller),
-                visible.role.as_deref().and_then(WorkspaceRole::parse),
-            );
-            let current = self.workspace_member(workspace_id, &user_id).await?;
-            let current_role = WorkspaceRole::parse(&current.role);
-            rules::may_change_workspace_role(caller_is_owner, current_role, role)?;
-            self.storage
-                .tenancy
-                .change_workspace_role(&caller, org_id, workspace_id, &user_id, role.as_str())
-                .await?
-                .ok_or_else(|| {
-                    Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
-                })?;
-            Ok(pb::UpdateWorkspaceMemberRoleResponse {
-                member: Some(workspace_member_to_proto(WorkspaceMemberRow {
-                    role: role.as_str().to_string(),
-                    ..current
-                })),
-            })
+        caller: Principal,
+        request: pb::UpdateWorkspaceMemberRoleRequest,
+    ) -> agentshare_kit::Result<pb::UpdateWorkspaceMemberRoleResponse> {
+        let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
+        let workspace_id = &visible.workspace.id;
+        let role = rules::workspace_role_of(request.role)?;
+        let user_id = ids::parse("user_id", &request.user_id)?;
+        let caller_is_owner = rules::acts_as_workspace_owner(
+            rules::manages_org(&caller),
+            visible.role.as_deref().and_then(WorkspaceRole::parse),
+        );
+        let current = self.workspace_member(workspace_id, &user_id).await?;
+        let current_role = WorkspaceRole::parse(&current.role);
+        rules::may_change_workspace_role(caller_is_owner, current_role, role)?;
+        self.storage
+            .tenancy
+            .change_workspace_role(&caller, org_id, workspace_id, &user_id, role.as_str())
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!("member {user_id} of workspace {workspace_id}"))
+            })?;
+        Ok(pb::UpdateWorkspaceMemberRoleResponse {
+            member: Some(workspace_member_to_proto(WorkspaceMemberRow {
+                role: role.as_str().to_string(),
+                ..current
+            })),
         })
-        .await
     }
 
     async fn create_project(
         &self,
-        request: Request<pb::CreateProjectRequest>,
-    ) -> Result<Response<pb::CreateProjectResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let home = rules::project_home(&caller)?;
-            let name = rules::display_name("name", &request.name)?;
-            let description = rules::description("description", &request.description)?;
-            let now = self.storage.clock.now_micros();
-            let project = projects::new_project(org_id, home, user, name, description, now);
-            self.storage.tenancy.create_project(&project).await?;
-            Ok(pb::CreateProjectResponse {
-                project: Some(project_to_proto(project)),
-            })
+        caller: Principal,
+        request: pb::CreateProjectRequest,
+    ) -> agentshare_kit::Result<pb::CreateProjectResponse> {
+        let user = caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let home = rules::project_home(&caller)?;
+        let name = rules::display_name("name", &request.name)?;
+        let description = rules::description("description", &request.description)?;
+        let now = self.storage.clock.now_micros();
+        let project = projects::new_project(org_id, home, user, name, description, now);
+        self.storage.tenancy.create_project(&project).await?;
+        Ok(pb::CreateProjectResponse {
+            project: Some(project_to_proto(project)),
         })
-        .await
     }
 
     async fn get_project(
         &self,
-        request: Request<pb::GetProjectRequest>,
-    ) -> Result<Response<pb::GetProjectResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let project = self.project(&caller, &request.project_id).await?;
-            Ok(pb::GetProjectResponse {
-                project: Some(project_to_proto(project)),
-            })
+        caller: Principal,
+        request: pb::GetProjectRequest,
+    ) -> agentshare_kit::Result<pb::GetProjectResponse> {
+        let project = self.project(&caller, &request.project_id).await?;
+        Ok(pb::GetProjectResponse {
+            project: Some(project_to_proto(project)),
         })
-        .await
     }
 
     async fn list_projects(
         &self,
-        request: Request<pb::ListProjectsRequest>,
-    ) -> Result<Response<pb::ListProjectsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            caller.require_user()?;
-            let org_id = caller.require_org()?;
-            let workspace = caller.workspace_id.as_deref();
-            let listing = format!("projects:{org_id}:{}", workspace.unwrap_or_default());
-            let page = Page::of(request.page_size, &request.page_token, listing)?;
-            // A null workspace scope sees nothing.
-            let Some(workspace) = workspace else {
-                return Ok(pb::ListProjectsResponse::default());
-            };
-            let rows = self.storage.tenancy.projects_in(org_id, workspace, &page);
-            let (projects, next_page_token) =
-                page.answer(rows.await?, |p| p.id.clone(), project_to_proto);
-            Ok(pb::ListProjectsResponse {
-                projects,
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListProjectsRequest,
+    ) -> agentshare_kit::Result<pb::ListProjectsResponse> {
+        caller.require_user()?;
+        let org_id = caller.require_org()?;
+        let workspace = caller.workspace_id.as_deref();
+        let listing = format!("projects:{org_id}:{}", workspace.unwrap_or_default());
+        let page = Page::of(request.page_size, &request.page_token, listing)?;
+        // A null workspace scope sees nothing.
+        let Some(workspace) = workspace else {
+            return Ok(pb::ListProjectsResponse::default());
+        };
+        let rows = self.storage.tenancy.projects_in(org_id, workspace, &page);
+        let (projects, next_page_token) =
+            page.answer(rows.await?, |p| p.id.clone(), project_to_proto);
+        Ok(pb::ListProjectsResponse {
+            projects,
+            next_page_token,
         })
-        .await
     }
 
     async fn update_project(
         &self,
-        request: Request<pb::UpdateProjectRequest>,
-    ) -> Result<Response<pb::UpdateProjectResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let mut project = self.managed_project(&caller, &request.project_id).await?;
-            let expected = request.expected_revision.unwrap_or(project.revision);
-            if expected != project.revision {
-                return Err(stale_project(&project));
-            }
-            if let Some(name) = request.name.as_deref() {
-                project.name = rules::display_name("name", name)?;
-            }
-            if let Some(description) = request.description.as_deref() {
-                project.description = rules::description("description", description)?;
-            }
-            project.updated_at = self.storage.clock.now_micros();
-            if !self
-                .storage
-                .tenancy
-                .update_project(&project, expected)
-                .await?
-            {
-                return Err(stale_project(&project));
-            }
-            project.revision = expected + 1;
-            Ok(pb::UpdateProjectResponse {
-                project: Some(project_to_proto(project)),
-            })
+        caller: Principal,
+        request: pb::UpdateProjectRequest,
+    ) -> agentshare_kit::Result<pb::UpdateProjectResponse> {
+        let mut project = self.managed_project(&caller, &request.project_id).await?;
+        let expected = request.expected_revision.unwrap_or(project.revision);
+        if expected != project.revision {
+            return Err(stale_project(&project));
+        }
+        if let Some(name) = request.name.as_deref() {
+            project.name = rules::display_name("name", name)?;
+        }
+        if let Some(description) = request.description.as_deref() {
+            project.description = rules::description("description", description)?;
+        }
+        project.updated_at = self.storage.clock.now_micros();
+        if !self
+            .storage
+            .tenancy
+            .update_project(&project, expected)
+            .await?
+        {
+            return Err(stale_project(&project));
+        }
+        project.revision = expected + 1;
+        Ok(pb::UpdateProjectResponse {
+            project: Some(project_to_proto(project)),
         })
-        .await
     }
 
     async fn delete_project(
         &self,
-        request: Request<pb::DeleteProjectRequest>,
-    ) -> Result<Response<pb::DeleteProjectResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let project = self.managed_project(&caller, &request.project_id).await?;
-            self.storage.tenancy.delete_project(&project.id).await?;
-            Ok(pb::DeleteProjectResponse {})
-        })
-        .await
+        caller: Principal,
+        request: pb::DeleteProjectRequest,
+    ) -> agentshare_kit::Result<pb::DeleteProjectResponse> {
+        let project = self.managed_project(&caller, &request.project_id).await?;
+        self.storage.tenancy.delete_project(&project.id).await?;
+        Ok(pb::DeleteProjectResponse {})
     }
 
     async fn get_project_workspaces(
         &self,
-        request: Request<pb::GetProjectWorkspacesRequest>,
-    ) -> Result<Response<pb::GetProjectWorkspacesResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let project = self.project(&caller, &request.project_id).await?;
-            let tenancy = &self.storage.tenancy;
-            let listed = tenancy.project_workspace_ids(&project.id).await?;
-            let workspaces = self
-                .accessible_workspaces(&caller, &project, &listed)
-                .await?;
-            Ok(pb::GetProjectWorkspacesResponse {
-                home_workspace_id: project.home_workspace_id,
-                workspaces,
-            })
+        caller: Principal,
+        request: pb::GetProjectWorkspacesRequest,
+    ) -> agentshare_kit::Result<pb::GetProjectWorkspacesResponse> {
+        let project = self.project(&caller, &request.project_id).await?;
+        let tenancy = &self.storage.tenancy;
+        let listed = tenancy.project_workspace_ids(&project.id).await?;
+        let workspaces = self
+            .accessible_workspaces(&caller, &project, &listed)
+            .await?;
+        Ok(pb::GetProjectWorkspacesResponse {
+            home_workspace_id: project.home_workspace_id,
+            workspaces,
         })
-        .await
     }
 
     async fn set_project_workspaces(
         &self,
-        request: Request<pb::SetProjectWorkspacesRequest>,
-    ) -> Result<Response<pb::SetProjectWorkspacesResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let project = self.managed_project(&caller, &request.project_id).await?;
-            self.step_up(&caller)?;
-            let user = caller.require_user()?;
-            let home = &project.home_workspace_id;
-            let requested = rules::requested_workspaces(&request.workspace_ids, home)?;
-            let tenancy = &self.storage.tenancy;
-            let before = tenancy.project_workspace_ids(&project.id).await?;
-            let mut listed = Vec::new();
-            for id in &before {
-                let visible = tenancy
-                    .is_workspace_member(&project.org_id, id, user)
-                    .await?;
-                listed.push((id.clone(), visible));
-            }
-            let requested = self
-                .reach(&project.org_id, user, &listed, requested)
+        caller: Principal,
+        request: pb::SetProjectWorkspacesRequest,
+    ) -> agentshare_kit::Result<pb::SetProjectWorkspacesResponse> {
+        let project = self.managed_project(&caller, &request.project_id).await?;
+        self.step_up(&caller)?;
+        let user = caller.require_user()?;
+        let home = &project.home_workspace_id;
+        let requested = rules::requested_workspaces(&request.workspace_ids, home)?;
+        let tenancy = &self.storage.tenancy;
+        let before = tenancy.project_workspace_ids(&project.id).await?;
+        let mut listed = Vec::new();
+        for id in &before {
+            let visible = tenancy
+                .is_workspace_member(&project.org_id, id, user)
                 .await?;
-            let change = rules::change_list(&listed, &requested)?;
-            tenancy
-                .set_project_workspaces(&caller, &project, &before, &change.after)
-                .await?;
-            let workspaces = self
-                .accessible_workspaces(&caller, &project, &change.after)
-                .await?;
-            Ok(pb::SetProjectWorkspacesResponse {
-                workspaces,
-                added_workspace_ids: change.added,
-                removed_workspace_ids: change.removed,
-            })
+            listed.push((id.clone(), visible));
+        }
+        let requested = self
+            .reach(&project.org_id, user, &listed, requested)
+            .await?;
+        let change = rules::change_list(&listed, &requested)?;
+        tenancy
+            .set_project_workspaces(&caller, &project, &before, &change.after)
+            .await?;
+        let workspaces = self
+            .accessible_workspaces(&caller, &project, &change.after)
+            .await?;
+        Ok(pb::SetProjectWorkspacesResponse {
+            workspaces,
+            added_workspace_ids: change.added,
+            removed_workspace_ids: change.removed,
         })
-        .await
     }
 
     async fn list_audit_events(
         &self,
-        request: Request<pb::ListAuditEventsRequest>,
-    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            caller.require_user()?;
-            let org_id = caller.require_org()?;
-            rules::may_read_audit(rules::org_role(&caller))?;
-            let listing = format!(
-                "audit:{org_id}:{}:{}:{:?}:{:?}",
-                request.actor_user_id, request.target_id, request.start_time, request.end_time
-            );
-            let page = Page::of(request.page_size, &request.page_token, listing)?;
-            let actor_user_id = ids::parse_optional("actor_user_id", &request.actor_user_id)?;
-            let target_id = ids::parse_optional("target_id", &request.target_id)?;
-            let filter = audit::Filter {
-                org_id,
-                actor_user_id: &actor_user_id,
-                target_id: &target_id,
-                from_micros: request.start_time.as_ref().map(micros_of),
-                until_micros: request.end_time.as_ref().map(micros_of),
-            };
-            let rows = self.storage.tenancy.audit_events(filter, &page).await?;
-            let (events, next_page_token) = page.answer(rows, |row| row.id.clone(), audit_to_proto);
-            Ok(pb::ListAuditEventsResponse {
-                events,
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListAuditEventsRequest,
+    ) -> agentshare_kit::Result<pb::ListAuditEventsResponse> {
+        caller.require_user()?;
+        let org_id = caller.require_org()?;
+        rules::may_read_audit(rules::org_role(&caller))?;
+        let listing = format!(
+            "audit:{org_id}:{}:{}:{:?}:{:?}",
+            request.actor_user_id, request.target_id, request.start_time, request.end_time
+        );
+        let page = Page::of(request.page_size, &request.page_token, listing)?;
+        let actor_user_id = ids::parse_optional("actor_user_id", &request.actor_user_id)?;
+        let target_id = ids::parse_optional("target_id", &request.target_id)?;
+        let filter = audit::Filter {
+            org_id,
+            actor_user_id: &actor_user_id,
+            target_id: &target_id,
+            from_micros: request.start_time.as_ref().map(micros_of),
+            until_micros: request.end_time.as_ref().map(micros_of),
+        };
+        let rows = self.storage.tenancy.audit_events(filter, &page).await?;
+        let (events, next_page_token) = page.answer(rows, |row| row.id.clone(), audit_to_proto);
+        Ok(pb::ListAuditEventsResponse {
+            events,
+            next_page_token,
         })
-        .await
+    }
+}
+
+#[tonic::async_trait]
+impl TenancyService for Tenancy {
+    agentshare_kit::handlers! {
+        create_org(pb::CreateOrgRequest) -> pb::CreateOrgResponse;
+        get_org(pb::GetOrgRequest) -> pb::GetOrgResponse;
+        create_api_key(pb::CreateApiKeyRequest) -> pb::CreateApiKeyResponse;
+        list_api_keys(pb::ListApiKeysRequest) -> pb::ListApiKeysResponse;
+        revoke_api_key(pb::RevokeApiKeyRequest) -> pb::RevokeApiKeyResponse;
+        update_org(pb::UpdateOrgRequest) -> pb::UpdateOrgResponse;
+        create_workspace(pb::CreateWorkspaceRequest) -> pb::CreateWorkspaceResponse;
+        get_workspace(pb::GetWorkspaceRequest) -> pb::GetWorkspaceResponse;
+        list_workspaces(pb::ListWorkspacesRequest) -> pb::ListWorkspacesResponse;
+        add_org_member(pb::AddOrgMemberRequest) -> pb::AddOrgMemberResponse;
+        list_org_members(pb::ListOrgMembersRequest) -> pb::ListOrgMembersResponse;
+        get_me(pb::GetMeRequest) -> pb::GetMeResponse;
+        list_my_orgs(pb::ListMyOrgsRequest) -> pb::ListMyOrgsResponse;
+        switch_workspace(pb::SwitchWorkspaceRequest) -> pb::SwitchWorkspaceResponse;
+        update_org_member_role(pb::UpdateOrgMemberRoleRequest) -> pb::UpdateOrgMemberRoleResponse;
+        remove_org_member(pb::RemoveOrgMemberRequest) -> pb::RemoveOrgMemberResponse;
+        add_workspace_member(pb::AddWorkspaceMemberRequest) -> pb::AddWorkspaceMemberResponse;
+        list_workspace_members(pb::ListWorkspaceMembersRequest) -> pb::ListWorkspaceMembersResponse;
+        remove_workspace_member(pb::RemoveWorkspaceMemberRequest) -> pb::RemoveWorkspaceMemberResponse;
+        update_workspace(pb::UpdateWorkspaceRequest) -> pb::UpdateWorkspaceResponse;
+        delete_workspace(pb::DeleteWorkspaceRequest) -> pb::DeleteWorkspaceResponse;
+        update_workspace_member_role(pb::UpdateWorkspaceMemberRoleRequest) -> pb::UpdateWorkspaceMemberRoleResponse;
+        create_project(pb::CreateProjectRequest) -> pb::CreateProjectResponse;
+        get_project(pb::GetProjectRequest) -> pb::GetProjectResponse;
+        list_projects(pb::ListProjectsRequest) -> pb::ListProjectsResponse;
+        update_project(pb::UpdateProjectRequest) -> pb::UpdateProjectResponse;
+        delete_project(pb::DeleteProjectRequest) -> pb::DeleteProjectResponse;
+        get_project_workspaces(pb::GetProjectWorkspacesRequest) -> pb::GetProjectWorkspacesResponse;
+        set_project_workspaces(pb::SetProjectWorkspacesRequest) -> pb::SetProjectWorkspacesResponse;
+        list_audit_events(pb::ListAuditEventsRequest) -> pb::ListAuditEventsResponse;
     }
 }

@@ -9,7 +9,7 @@ use agentshare_kit::config;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 use agentshare_kit::server::Shutdown;
-use agentshare_kit::{Error, Result, ids, rpc};
+use agentshare_kit::{Error, Result, ids};
 use agentshare_proto::store::v1 as pb;
 use futures::Stream;
 use pb::workspace_store_service_server::WorkspaceStoreService;
@@ -139,147 +139,148 @@ impl WorkspaceStore {
 
 type Changes = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl WorkspaceStoreService for WorkspaceStore {
-    type WatchStream = Changes;
-
+/// The WorkspaceStoreService handlers, one per unary call.
+impl WorkspaceStore {
     async fn workspace_list(
         &self,
-        request: Request<pb::WorkspaceListRequest>,
-    ) -> Result<Response<pb::WorkspaceListResponse>, Status> {
-        rpc::unary(request, async |caller, message| {
-            rules::check_prefix("key_prefix", &message.key_prefix)?;
-            let page = Page::of(
-                message.page_size,
-                &message.page_token,
-                format!("items:{}:{}", message.agent_id, message.key_prefix),
-            )?;
-            let partition = self.partition(&caller, &message.agent_id).await?;
-            // The revision first: a change racing the page then shows up
-            // both in the page and in a watch from this revision, never in
-            // neither.
-            let state = self.storage.partition(&partition.name).await?;
-            let items = self
-                .storage
-                .list(&partition.name, &message.key_prefix, &page)
-                .await?;
-            let (items, next_page_token) = page.split(items, |item| item.key.clone());
-            Ok(pb::WorkspaceListResponse {
-                items: items.into_iter().map(summary_to_proto).collect(),
-                next_page_token,
-                revision: state.revision,
-                usage: Some(usage_to_proto(state, &self.storage.limits)),
-                partition: partition.name,
-            })
+        caller: Principal,
+        message: pb::WorkspaceListRequest,
+    ) -> agentshare_kit::Result<pb::WorkspaceListResponse> {
+        rules::check_prefix("key_prefix", &message.key_prefix)?;
+        let page = Page::of(
+            message.page_size,
+            &message.page_token,
+            format!("items:{}:{}", message.agent_id, message.key_prefix),
+        )?;
+        let partition = self.partition(&caller, &message.agent_id).await?;
+        // The revision first: a change racing the page then shows up
+        // both in the page and in a watch from this revision, never in
+        // neither.
+        let state = self.storage.partition(&partition.name).await?;
+        let items = self
+            .storage
+            .list(&partition.name, &message.key_prefix, &page)
+            .await?;
+        let (items, next_page_token) = page.split(items, |item| item.key.clone());
+        Ok(pb::WorkspaceListResponse {
+            items: items.into_iter().map(summary_to_proto).collect(),
+            next_page_token,
+            revision: state.revision,
+            usage: Some(usage_to_proto(state, &self.storage.limits)),
+            partition: partition.name,
         })
-        .await
     }
 
     async fn workspace_read(
         &self,
-        request: Request<pb::WorkspaceReadRequest>,
-    ) -> Result<Response<pb::WorkspaceReadResponse>, Status> {
-        rpc::unary(request, async |caller, message| {
-            rules::check_key("key", &message.key)?;
-            let partition = self.partition(&caller, &message.agent_id).await?;
-            let item = self.storage.read(&partition.name, &message.key).await?;
-            Ok(pb::WorkspaceReadResponse {
-                item: Some(item_to_proto(item)),
-            })
+        caller: Principal,
+        message: pb::WorkspaceReadRequest,
+    ) -> agentshare_kit::Result<pb::WorkspaceReadResponse> {
+        rules::check_key("key", &message.key)?;
+        let partition = self.partition(&caller, &message.agent_id).await?;
+        let item = self.storage.read(&partition.name, &message.key).await?;
+        Ok(pb::WorkspaceReadResponse {
+            item: Some(item_to_proto(item)),
         })
-        .await
     }
 
     async fn workspace_write(
         &self,
-        request: Request<pb::WorkspaceWriteRequest>,
-    ) -> Result<Response<pb::WorkspaceWriteResponse>, Status> {
-        rpc::unary(request, async |caller, message| {
-            rules::check_key("key", &message.key)?;
-            let content_type = rules::content_type_of(message.content_type)?;
-            let expected = Expected::for_write("expected_revision", message.expected_revision)?;
-            rules::check_value(&message.value, content_type, &self.storage.limits)?;
-            let partition = self.partition(&caller, &message.agent_id).await?;
-            let written = self
-                .write(Put {
-                    partition: &partition.name,
-                    key: &message.key,
-                    value: &message.value,
-                    content_type,
-                    expected,
-                    agent_id: &message.agent_id,
-                })
-                .await?;
-            Ok(pb::WorkspaceWriteResponse {
-                item: Some(item_to_proto(written.item)),
-                created: written.created,
+        caller: Principal,
+        message: pb::WorkspaceWriteRequest,
+    ) -> agentshare_kit::Result<pb::WorkspaceWriteResponse> {
+        rules::check_key("key", &message.key)?;
+        let content_type = rules::content_type_of(message.content_type)?;
+        let expected = Expected::for_write("expected_revision", message.expected_revision)?;
+        rules::check_value(&message.value, content_type, &self.storage.limits)?;
+        let partition = self.partition(&caller, &message.agent_id).await?;
+        let written = self
+            .write(Put {
+                partition: &partition.name,
+                key: &message.key,
+                value: &message.value,
+                content_type,
+                expected,
+                agent_id: &message.agent_id,
             })
+            .await?;
+        Ok(pb::WorkspaceWriteResponse {
+            item: Some(item_to_proto(written.item)),
+            created: written.created,
         })
-        .await
     }
 
     async fn workspace_delete(
         &self,
-        request: Request<pb::WorkspaceDeleteRequest>,
-    ) -> Result<Response<pb::WorkspaceDeleteResponse>, Status> {
-        rpc::unary(request, async |caller, message| {
-            rules::check_key("key", &message.key)?;
-            let expected = Expected::for_delete(message.expected_revision)?;
-            let partition = self.partition(&caller, &message.agent_id).await?;
-            let deleted = self
-                .storage
-                .delete(&partition.name, &message.key, expected)
-                .await?;
-            self.hub.committed(&partition.name);
-            Ok(pb::WorkspaceDeleteResponse {
-                revision: deleted.revision,
-                deleted_item_revision: deleted.item_revision,
-            })
+        caller: Principal,
+        message: pb::WorkspaceDeleteRequest,
+    ) -> agentshare_kit::Result<pb::WorkspaceDeleteResponse> {
+        rules::check_key("key", &message.key)?;
+        let expected = Expected::for_delete(message.expected_revision)?;
+        let partition = self.partition(&caller, &message.agent_id).await?;
+        let deleted = self
+            .storage
+            .delete(&partition.name, &message.key, expected)
+            .await?;
+        self.hub.committed(&partition.name);
+        Ok(pb::WorkspaceDeleteResponse {
+            revision: deleted.revision,
+            deleted_item_revision: deleted.item_revision,
         })
-        .await
     }
 
     async fn workspace_publish(
         &self,
-        request: Request<pb::WorkspacePublishRequest>,
-    ) -> Result<Response<pb::WorkspacePublishResponse>, Status> {
-        rpc::unary(request, async |caller, message| {
-            rules::check_key("key", &message.key)?;
-            let target_key = match message.target_key.as_deref() {
-                None | Some("") => message.key.as_str(),
-                Some(key) => {
-                    rules::check_key("target_key", key)?;
-                    key
-                }
-            };
-            let target_agent_id = agent_named(
-                "target_agent_id",
-                &message.target_agent_id,
-                "must name the shared agent to publish into",
-            )?;
-            let expected =
-                Expected::for_write("expected_target_revision", message.expected_target_revision)?;
-            let source = self.partition(&caller, &message.agent_id).await?;
-            let target = self.access.partition(&caller, &target_agent_id).await?;
-            rules::check_publish(&message.agent_id, &source, &target_agent_id, &target)?;
-            let item = self.storage.read(&source.name, &message.key).await?;
-            let written = self
-                .write(Put {
-                    partition: &target.name,
-                    key: target_key,
-                    value: &item.value,
-                    content_type: item.content_type,
-                    expected,
-                    agent_id: &message.agent_id,
-                })
-                .await?;
-            Ok(pb::WorkspacePublishResponse {
-                item: Some(summary_to_proto(written.item)),
-                created: written.created,
+        caller: Principal,
+        message: pb::WorkspacePublishRequest,
+    ) -> agentshare_kit::Result<pb::WorkspacePublishResponse> {
+        rules::check_key("key", &message.key)?;
+        let target_key = match message.target_key.as_deref() {
+            None | Some("") => message.key.as_str(),
+            Some(key) => {
+                rules::check_key("target_key", key)?;
+                key
+            }
+        };
+        let target_agent_id = agent_named(
+            "target_agent_id",
+            &message.target_agent_id,
+            "must name the shared agent to publish into",
+        )?;
+        let expected =
+            Expected::for_write("expected_target_revision", message.expected_target_revision)?;
+        let source = self.partition(&caller, &message.agent_id).await?;
+        let target = self.access.partition(&caller, &target_agent_id).await?;
+        rules::check_publish(&message.agent_id, &source, &target_agent_id, &target)?;
+        let item = self.storage.read(&source.name, &message.key).await?;
+        let written = self
+            .write(Put {
+                partition: &target.name,
+                key: target_key,
+                value: &item.value,
+                content_type: item.content_type,
+                expected,
+                agent_id: &message.agent_id,
             })
+            .await?;
+        Ok(pb::WorkspacePublishResponse {
+            item: Some(summary_to_proto(written.item)),
+            created: written.created,
         })
-        .await
     }
+}
+
+#[tonic::async_trait]
+impl WorkspaceStoreService for WorkspaceStore {
+    agentshare_kit::handlers! {
+        workspace_list(pb::WorkspaceListRequest) -> pb::WorkspaceListResponse;
+        workspace_read(pb::WorkspaceReadRequest) -> pb::WorkspaceReadResponse;
+        workspace_write(pb::WorkspaceWriteRequest) -> pb::WorkspaceWriteResponse;
+        workspace_delete(pb::WorkspaceDeleteRequest) -> pb::WorkspaceDeleteResponse;
+        workspace_publish(pb::WorkspacePublishRequest) -> pb::WorkspacePublishResponse;
+    }
+
+    type WatchStream = Changes;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Changes>, Status> {
         let principal = Principal::of(&request)?.clone();

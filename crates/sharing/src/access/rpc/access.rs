@@ -4,12 +4,11 @@ use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 use agentshare_kit::server::ServiceChannel;
-use agentshare_kit::{Error, ids, rpc};
+use agentshare_kit::{Error, ids};
 use agentshare_proto::sharing::v1 as pb;
 use agentshare_proto::store::v1 as store_pb;
 use pb::access_service_server::AccessService;
 use store_pb::store_internal_service_client::StoreInternalServiceClient;
-use tonic::{Request, Response, Status};
 
 use crate::access::rules::decision::{self, Action, Explanation, Subject};
 use crate::access::rules::plan::{self, ConnectionOwner, Plan, SessionFacts, VersionSource};
@@ -279,234 +278,230 @@ impl Access {
     }
 }
 
-#[tonic::async_trait]
-impl AccessService for Access {
+/// The AccessService handlers, one per unary call.
+impl Access {
     async fn check(
         &self,
-        request: Request<pb::CheckRequest>,
-    ) -> Result<Response<pb::CheckResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let action = Action::of(request.action, None)?;
-            let explanation = self
-                .explained(
-                    &caller,
-                    &request.agent_id,
-                    request.principal.as_ref(),
-                    action,
-                )
-                .await?;
-            Ok(pb::CheckResponse {
-                allowed: explanation.allowed,
-                reason: explanation.reason.into(),
-            })
+        caller: Principal,
+        request: pb::CheckRequest,
+    ) -> agentshare_kit::Result<pb::CheckResponse> {
+        let action = Action::of(request.action, None)?;
+        let explanation = self
+            .explained(
+                &caller,
+                &request.agent_id,
+                request.principal.as_ref(),
+                action,
+            )
+            .await?;
+        Ok(pb::CheckResponse {
+            allowed: explanation.allowed,
+            reason: explanation.reason.into(),
         })
-        .await
     }
 
     async fn check_bulk(
         &self,
-        request: Request<pb::CheckBulkRequest>,
-    ) -> Result<Response<pb::CheckBulkResponse>, Status> {
-        rpc::unary(request, async |principal, request| {
-            let action = Action::of(request.action, None)?;
-            if request.agent_ids.is_empty() || request.agent_ids.len() > MAX_BULK {
-                return Err(Error::invalid(
-                    "agent_ids",
-                    format!("must hold 1 to {MAX_BULK} agent ids"),
-                ));
+        principal: Principal,
+        request: pb::CheckBulkRequest,
+    ) -> agentshare_kit::Result<pb::CheckBulkResponse> {
+        let action = Action::of(request.action, None)?;
+        if request.agent_ids.is_empty() || request.agent_ids.len() > MAX_BULK {
+            return Err(Error::invalid(
+                "agent_ids",
+                format!("must hold 1 to {MAX_BULK} agent ids"),
+            ));
+        }
+        let ids = request
+            .agent_ids
+            .iter()
+            .map(|id| ids::parse("agent_ids", id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        let agents = self.storage.access.agents(&unique).await?;
+        let caller = scope::caller(&self.storage, &principal).await?;
+        let subject = match asked(request.principal.as_ref(), &caller.user_id)? {
+            Asked::Caller => caller.clone(),
+            Asked::Holder { grant_id, user_id } => {
+                self.holder(&caller, agents.first(), &grant_id, user_id)
+                    .await?
             }
-            let ids = request
-                .agent_ids
-                .iter()
-                .map(|id| ids::parse("agent_ids", id))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut unique = ids.clone();
-            unique.sort_unstable();
-            unique.dedup();
-            let agents = self.storage.access.agents(&unique).await?;
-            let caller = scope::caller(&self.storage, &principal).await?;
-            let subject = match asked(request.principal.as_ref(), &caller.user_id)? {
-                Asked::Caller => caller.clone(),
-                Asked::Holder { grant_id, user_id } => {
-                    self.holder(&caller, agents.first(), &grant_id, user_id)
-                        .await?
+            Asked::Member { user_id, workspace } => {
+                let may = decision::may_ask_about_others(&caller, None)
+                    || agents
+                        .iter()
+                        .any(|a| decision::may_ask_about_others(&caller, Some(a)));
+                if !may {
+                    return Err(Error::PermissionDenied(
+                        "only the user themselves, the agents' owner, or an org owner or admin may ask about a user's access".into(),
+                    ));
                 }
-                Asked::Member { user_id, workspace } => {
-                    let may = decision::may_ask_about_others(&caller, None)
-                        || agents
-                            .iter()
-                            .any(|a| decision::may_ask_about_others(&caller, Some(a)));
-                    if !may {
-                        return Err(Error::PermissionDenied(
-                            "only the user themselves, the agents' owner, or an org owner or admin may ask about a user's access".into(),
-                        ));
-                    }
-                    self.member(&caller, &user_id, &workspace).await?
+                self.member(&caller, &user_id, &workspace).await?
+            }
+        };
+        let about_someone_else = subject.user_id != caller.user_id;
+        let decisions = ids
+            .into_iter()
+            .map(|id| {
+                let agent = agents.iter().find(|a| a.agent_id == id);
+                // About someone else, a plain member answers only for
+                // the agents they own.
+                let may_ask = decision::may_ask(&caller, agent)
+                    && (!about_someone_else || decision::may_ask_about_others(&caller, agent));
+                let (allowed, reason) = if may_ask {
+                    let explanation = decision::explain(agent, &subject, action);
+                    (explanation.allowed, explanation.reason)
+                } else {
+                    (false, pb::DecisionReason::NotFound)
+                };
+                pb::Decision {
+                    agent_id: id,
+                    allowed,
+                    reason: reason.into(),
                 }
-            };
-            let about_someone_else = subject.user_id != caller.user_id;
-            let decisions = ids
-                .into_iter()
-                .map(|id| {
-                    let agent = agents.iter().find(|a| a.agent_id == id);
-                    // About someone else, a plain member answers only for
-                    // the agents they own.
-                    let may_ask = decision::may_ask(&caller, agent)
-                        && (!about_someone_else
-                            || decision::may_ask_about_others(&caller, agent));
-                    let (allowed, reason) = if may_ask {
-                        let explanation = decision::explain(agent, &subject, action);
-                        (explanation.allowed, explanation.reason)
-                    } else {
-                        (false, pb::DecisionReason::NotFound)
-                    };
-                    pb::Decision {
-                        agent_id: id,
-                        allowed,
-                        reason: reason.into(),
-                    }
-                })
-                .collect();
-            Ok(pb::CheckBulkResponse { decisions })
-        })
-        .await
+            })
+            .collect();
+        Ok(pb::CheckBulkResponse { decisions })
     }
 
     async fn explain(
         &self,
-        request: Request<pb::ExplainRequest>,
-    ) -> Result<Response<pb::ExplainResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let action = Action::of(request.action, Some(Action::View))?;
-            let explanation = self
-                .explained(
-                    &caller,
-                    &request.agent_id,
-                    request.principal.as_ref(),
-                    action,
-                )
-                .await?;
-            Ok(explanation_to_proto(explanation))
-        })
-        .await
+        caller: Principal,
+        request: pb::ExplainRequest,
+    ) -> agentshare_kit::Result<pb::ExplainResponse> {
+        let action = Action::of(request.action, Some(Action::View))?;
+        let explanation = self
+            .explained(
+                &caller,
+                &request.agent_id,
+                request.principal.as_ref(),
+                action,
+            )
+            .await?;
+        Ok(explanation_to_proto(explanation))
     }
 
     async fn list_my_agents(
         &self,
-        request: Request<pb::ListMyAgentsRequest>,
-    ) -> Result<Response<pb::ListMyAgentsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let relation = pb::AgentRelation::try_from(request.relation).map_err(|_| {
-                Error::invalid(
-                    "relation",
-                    "must be OWNED, SHARED_WITH_YOU, ORG_DEFAULT or UNSPECIFIED",
-                )
-            })?;
-            let page = Page::of(
-                request.page_size,
-                &request.page_token,
-                format!("my-agents:{}", request.relation),
-            )?;
-            let subject = scope::caller(&self.storage, &caller).await?;
-            let rows = self.my_agents(&subject, relation, &page).await?;
-            let (mut agents, next_page_token) = page.split(rows, |row| row.agent_id.clone());
-            let wanted: Vec<(String, i64, Runner)> = agents
-                .iter()
-                .map(|row| {
-                    let runner = if row.owner_user_id == subject.user_id {
-                        Runner::Owner
-                    } else {
-                        Runner::Member
-                    };
-                    let draft = row.state() == pb::AgentAccessState::Draft;
-                    let version =
-                        plan::listed_version(draft, row.pinned_version, row.latest_version);
-                    (row.agent_id.clone(), version, runner)
-                })
-                .collect();
-            let setups = setup::setups(&self.storage, &subject.user_id, &wanted).await?;
-            for (row, setups) in agents.iter_mut().zip(setups) {
-                row.set_setup_status(if setup::ready(&setups) {
-                    pb::SetupStatus::Ready
+        caller: Principal,
+        request: pb::ListMyAgentsRequest,
+    ) -> agentshare_kit::Result<pb::ListMyAgentsResponse> {
+        let relation = pb::AgentRelation::try_from(request.relation).map_err(|_| {
+            Error::invalid(
+                "relation",
+                "must be OWNED, SHARED_WITH_YOU, ORG_DEFAULT or UNSPECIFIED",
+            )
+        })?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!("my-agents:{}", request.relation),
+        )?;
+        let subject = scope::caller(&self.storage, &caller).await?;
+        let rows = self.my_agents(&subject, relation, &page).await?;
+        let (mut agents, next_page_token) = page.split(rows, |row| row.agent_id.clone());
+        let wanted: Vec<(String, i64, Runner)> = agents
+            .iter()
+            .map(|row| {
+                let runner = if row.owner_user_id == subject.user_id {
+                    Runner::Owner
                 } else {
-                    pb::SetupStatus::SetupRequired
-                });
-            }
-            Ok(pb::ListMyAgentsResponse {
-                agents,
-                next_page_token,
+                    Runner::Member
+                };
+                let draft = row.state() == pb::AgentAccessState::Draft;
+                let version = plan::listed_version(draft, row.pinned_version, row.latest_version);
+                (row.agent_id.clone(), version, runner)
             })
+            .collect();
+        let setups = setup::setups(&self.storage, &subject.user_id, &wanted).await?;
+        for (row, setups) in agents.iter_mut().zip(setups) {
+            row.set_setup_status(if setup::ready(&setups) {
+                pb::SetupStatus::Ready
+            } else {
+                pb::SetupStatus::SetupRequired
+            });
+        }
+        Ok(pb::ListMyAgentsResponse {
+            agents,
+            next_page_token,
         })
-        .await
     }
 
     async fn resolve_invocation(
         &self,
-        request: Request<pb::ResolveInvocationRequest>,
-    ) -> Result<Response<pb::ResolveInvocationResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let run = Run {
-                agent_id: &request.agent_id,
-                project_id: &request.project_id,
-                draft: request.draft,
-                session_id: &request.session_id,
-                session_secret: "",
-            };
-            let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
-            Ok(pb::ResolveInvocationResponse {
-                plan: Some(plan_to_proto(&plan)),
-            })
+        caller: Principal,
+        request: pb::ResolveInvocationRequest,
+    ) -> agentshare_kit::Result<pb::ResolveInvocationResponse> {
+        let run = Run {
+            agent_id: &request.agent_id,
+            project_id: &request.project_id,
+            draft: request.draft,
+            session_id: &request.session_id,
+            session_secret: "",
+        };
+        let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
+        Ok(pb::ResolveInvocationResponse {
+            plan: Some(plan_to_proto(&plan)),
         })
-        .await
     }
 
     async fn pin_version(
         &self,
-        request: Request<pb::PinVersionRequest>,
-    ) -> Result<Response<pb::PinVersionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (user, agent) = self.pinned(&caller, &request.agent_id, Action::Run).await?;
-            plan::check_pin(&agent, request.version)?;
-            let pin = self
-                .storage
-                .access
-                .pin(&agent.agent_id, user, request.version)
-                .await?;
-            Ok(pb::PinVersionResponse {
-                pin: Some(pin_to_proto(pin)),
-            })
+        caller: Principal,
+        request: pb::PinVersionRequest,
+    ) -> agentshare_kit::Result<pb::PinVersionResponse> {
+        let (user, agent) = self.pinned(&caller, &request.agent_id, Action::Run).await?;
+        plan::check_pin(&agent, request.version)?;
+        let pin = self
+            .storage
+            .access
+            .pin(&agent.agent_id, user, request.version)
+            .await?;
+        Ok(pb::PinVersionResponse {
+            pin: Some(pin_to_proto(pin)),
         })
-        .await
     }
 
     async fn unpin_version(
         &self,
-        request: Request<pb::UnpinVersionRequest>,
-    ) -> Result<Response<pb::UnpinVersionResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (user, agent) = self
-                .pinned(&caller, &request.agent_id, Action::View)
-                .await?;
-            let removed = self.storage.access.unpin(&agent.agent_id, user).await?;
-            Ok(pb::UnpinVersionResponse { removed })
-        })
-        .await
+        caller: Principal,
+        request: pb::UnpinVersionRequest,
+    ) -> agentshare_kit::Result<pb::UnpinVersionResponse> {
+        let (user, agent) = self
+            .pinned(&caller, &request.agent_id, Action::View)
+            .await?;
+        let removed = self.storage.access.unpin(&agent.agent_id, user).await?;
+        Ok(pb::UnpinVersionResponse { removed })
     }
 
     async fn get_pin(
         &self,
-        request: Request<pb::GetPinRequest>,
-    ) -> Result<Response<pb::GetPinResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (user, agent) = self
-                .pinned(&caller, &request.agent_id, Action::View)
-                .await?;
-            let pin = self.storage.access.pin_of(&agent.agent_id, user).await?;
-            Ok(pb::GetPinResponse {
-                pin: pin.map(pin_to_proto),
-            })
+        caller: Principal,
+        request: pb::GetPinRequest,
+    ) -> agentshare_kit::Result<pb::GetPinResponse> {
+        let (user, agent) = self
+            .pinned(&caller, &request.agent_id, Action::View)
+            .await?;
+        let pin = self.storage.access.pin_of(&agent.agent_id, user).await?;
+        Ok(pb::GetPinResponse {
+            pin: pin.map(pin_to_proto),
         })
-        .await
+    }
+}
+
+#[tonic::async_trait]
+impl AccessService for Access {
+    agentshare_kit::handlers! {
+        check(pb::CheckRequest) -> pb::CheckResponse;
+        check_bulk(pb::CheckBulkRequest) -> pb::CheckBulkResponse;
+        explain(pb::ExplainRequest) -> pb::ExplainResponse;
+        list_my_agents(pb::ListMyAgentsRequest) -> pb::ListMyAgentsResponse;
+        resolve_invocation(pb::ResolveInvocationRequest) -> pb::ResolveInvocationResponse;
+        pin_version(pb::PinVersionRequest) -> pb::PinVersionResponse;
+        unpin_version(pb::UnpinVersionRequest) -> pb::UnpinVersionResponse;
+        get_pin(pb::GetPinRequest) -> pb::GetPinResponse;
     }
 }
 

@@ -1,6 +1,7 @@
 //! AccessInternalService: what the gateway, registry and scheduler ask of
 //! sharing with their service identity.
 
+use agentshare_kit::identity::Principal;
 use agentshare_kit::identity::secret_digest;
 use agentshare_kit::{Error, rpc};
 use agentshare_proto::sharing::v1 as pb;
@@ -90,8 +91,100 @@ impl AccessInternal {
     }
 }
 
+/// The AccessInternalService handlers, one per unary call.
+impl AccessInternal {
+    async fn resolve_store(
+        &self,
+        caller: Principal,
+        request: pb::ResolveStoreRequest,
+    ) -> agentshare_kit::Result<pb::ResolveStoreResponse> {
+        let (subject, agent_id, agent) =
+            scope::caller_and_agent(&self.storage, &caller, &request.agent_id).await?;
+        // The owner's draft has a store too: they test it in the builder.
+        let action = match &agent {
+            Some(a) if !a.is_default && a.owner_user_id == subject.user_id => {
+                decision::Action::ConfigureOwn
+            }
+            _ => decision::Action::Run,
+        };
+        let agent = decision::require(agent, &agent_id, &subject, action)?;
+        let (store_workspace, scope) = crate::access::rules::plan::store_of(&agent, &subject)?;
+        // A runtime's run token reaches its run's partition of its agent
+        // and nothing else of it, even if the caller's standing changed.
+        if let Some(run) = &caller.run
+            && run.agent_id == agent.agent_id
+            && run.partition != store_workspace
+        {
+            return Err(Error::PermissionDenied(
+                "this run token is bound to another store of the agent".into(),
+            ));
+        }
+        Ok(pb::ResolveStoreResponse {
+            store_workspace,
+            store_scope: scope.to_proto().into(),
+            org_id: agent.org_id,
+        })
+    }
+
+    async fn resolve_invocation_with_secrets(
+        &self,
+        caller: Principal,
+        request: pb::ResolveInvocationWithSecretsRequest,
+    ) -> agentshare_kit::Result<pb::ResolveInvocationWithSecretsResponse> {
+        let run = Run {
+            agent_id: &request.agent_id,
+            project_id: &request.project_id,
+            draft: request.draft,
+            session_id: &request.session_id,
+            session_secret: &request.session_secret,
+        };
+        let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
+        let mut secrets = Vec::with_capacity(plan.integrations.len());
+        for integration in &plan.integrations {
+            let key = &integration.setup.integration.key;
+            secrets.push(self.secret_of(key, integration.connection()?).await?);
+        }
+        Ok(pb::ResolveInvocationWithSecretsResponse {
+            plan: Some(super::access::plan_to_proto(&plan)),
+            secrets,
+        })
+    }
+
+    async fn resolve_connection_secret(
+        &self,
+        caller: Principal,
+        request: pb::ResolveConnectionSecretRequest,
+    ) -> agentshare_kit::Result<pb::ResolveConnectionSecretResponse> {
+        let run = Run {
+            agent_id: &request.agent_id,
+            project_id: "",
+            draft: request.version == 0,
+            session_id: "",
+            session_secret: "",
+        };
+        let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
+        let integration = plan
+            .integrations
+            .iter()
+            .find(|i| i.setup.integration.key == request.integration_key)
+            .ok_or_else(|| Error::not_found("integration key of the run's agent"))?;
+        let secret = self
+            .secret_of(&request.integration_key, integration.connection()?)
+            .await?;
+        Ok(pb::ResolveConnectionSecretResponse {
+            secret: Some(secret),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl AccessInternalService for AccessInternal {
+    agentshare_kit::handlers! {
+        resolve_store(pb::ResolveStoreRequest) -> pb::ResolveStoreResponse;
+        resolve_invocation_with_secrets(pb::ResolveInvocationWithSecretsRequest) -> pb::ResolveInvocationWithSecretsResponse;
+        resolve_connection_secret(pb::ResolveConnectionSecretRequest) -> pb::ResolveConnectionSecretResponse;
+    }
+
     async fn resolve_caller(
         &self,
         request: Request<pb::ResolveCallerRequest>,
@@ -167,41 +260,6 @@ impl AccessInternalService for AccessInternal {
         )
     }
 
-    async fn resolve_store(
-        &self,
-        request: Request<pb::ResolveStoreRequest>,
-    ) -> Result<Response<pb::ResolveStoreResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (subject, agent_id, agent) =
-                scope::caller_and_agent(&self.storage, &caller, &request.agent_id).await?;
-            // The owner's draft has a store too: they test it in the builder.
-            let action = match &agent {
-                Some(a) if !a.is_default && a.owner_user_id == subject.user_id => {
-                    decision::Action::ConfigureOwn
-                }
-                _ => decision::Action::Run,
-            };
-            let agent = decision::require(agent, &agent_id, &subject, action)?;
-            let (store_workspace, scope) = crate::access::rules::plan::store_of(&agent, &subject)?;
-            // A runtime's run token reaches its run's partition of its agent
-            // and nothing else of it, even if the caller's standing changed.
-            if let Some(run) = &caller.run
-                && run.agent_id == agent.agent_id
-                && run.partition != store_workspace
-            {
-                return Err(Error::PermissionDenied(
-                    "this run token is bound to another store of the agent".into(),
-                ));
-            }
-            Ok(pb::ResolveStoreResponse {
-                store_workspace,
-                store_scope: scope.to_proto().into(),
-                org_id: agent.org_id,
-            })
-        })
-        .await
-    }
-
     async fn authenticate_grant_token(
         &self,
         request: Request<pb::AuthenticateGrantTokenRequest>,
@@ -238,60 +296,6 @@ impl AccessInternalService for AccessInternal {
             }
             .await,
         )
-    }
-
-    async fn resolve_invocation_with_secrets(
-        &self,
-        request: Request<pb::ResolveInvocationWithSecretsRequest>,
-    ) -> Result<Response<pb::ResolveInvocationWithSecretsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let run = Run {
-                agent_id: &request.agent_id,
-                project_id: &request.project_id,
-                draft: request.draft,
-                session_id: &request.session_id,
-                session_secret: &request.session_secret,
-            };
-            let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
-            let mut secrets = Vec::with_capacity(plan.integrations.len());
-            for integration in &plan.integrations {
-                let key = &integration.setup.integration.key;
-                secrets.push(self.secret_of(key, integration.connection()?).await?);
-            }
-            Ok(pb::ResolveInvocationWithSecretsResponse {
-                plan: Some(super::access::plan_to_proto(&plan)),
-                secrets,
-            })
-        })
-        .await
-    }
-
-    async fn resolve_connection_secret(
-        &self,
-        request: Request<pb::ResolveConnectionSecretRequest>,
-    ) -> Result<Response<pb::ResolveConnectionSecretResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let run = Run {
-                agent_id: &request.agent_id,
-                project_id: "",
-                draft: request.version == 0,
-                session_id: "",
-                session_secret: "",
-            };
-            let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
-            let integration = plan
-                .integrations
-                .iter()
-                .find(|i| i.setup.integration.key == request.integration_key)
-                .ok_or_else(|| Error::not_found("integration key of the run's agent"))?;
-            let secret = self
-                .secret_of(&request.integration_key, integration.connection()?)
-                .await?;
-            Ok(pb::ResolveConnectionSecretResponse {
-                secret: Some(secret),
-            })
-        })
-        .await
     }
 
     async fn authenticate_api_key(

@@ -8,14 +8,13 @@ use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{Principal, random_token, secret_digest};
 use agentshare_kit::page::Page;
 use agentshare_kit::server::ServiceChannel;
-use agentshare_kit::{Error, ids, rpc};
+use agentshare_kit::{Error, ids};
 use agentshare_proto::scheduler::v1::automations_internal_service_client::AutomationsInternalServiceClient;
 use agentshare_proto::scheduler::v1::{
     ListEnabledSubscriptionsRequest, ListEnabledSubscriptionsResponse,
 };
 use agentshare_proto::sharing::v1 as pb;
 use pb::sharing_service_server::SharingService;
-use tonic::{Request, Response, Status};
 
 use crate::access::rules::decision::{self, Action, Subject};
 use crate::access::rules::grants::{self, GRANT_TOKEN_PREFIX, MAX_ACTIVE_GRANTS};
@@ -172,270 +171,267 @@ impl Sharing {
     }
 }
 
-#[tonic::async_trait]
-impl SharingService for Sharing {
+/// The SharingService handlers, one per unary call.
+impl Sharing {
     async fn share_agent(
         &self,
-        request: Request<pb::ShareAgentRequest>,
-    ) -> Result<Response<pb::ShareAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let sharing = self.set_shared(&caller, &request.agent_id, true).await?;
-            Ok(pb::ShareAgentResponse { sharing })
-        })
-        .await
+        caller: Principal,
+        request: pb::ShareAgentRequest,
+    ) -> agentshare_kit::Result<pb::ShareAgentResponse> {
+        let sharing = self.set_shared(&caller, &request.agent_id, true).await?;
+        Ok(pb::ShareAgentResponse { sharing })
     }
 
     async fn unshare_agent(
         &self,
-        request: Request<pb::UnshareAgentRequest>,
-    ) -> Result<Response<pb::UnshareAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let sharing = self.set_shared(&caller, &request.agent_id, false).await?;
-            Ok(pb::UnshareAgentResponse { sharing })
-        })
-        .await
+        caller: Principal,
+        request: pb::UnshareAgentRequest,
+    ) -> agentshare_kit::Result<pb::UnshareAgentResponse> {
+        let sharing = self.set_shared(&caller, &request.agent_id, false).await?;
+        Ok(pb::UnshareAgentResponse { sharing })
     }
 
     async fn preview_unshare_agent(
         &self,
-        request: Request<pb::PreviewUnshareAgentRequest>,
-    ) -> Result<Response<pb::PreviewUnshareAgentResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (agent, subject) = self
-                .owned(&caller, &request.agent_id, Action::Share)
-                .await?;
-            let losing = if agent.shared && agent.state == AccessState::Active {
-                self.storage
-                    .access
-                    .users_reaching(
-                        &agent,
-                        subject.workspaces_enabled,
-                        &subject.org_default_workspace,
-                    )
-                    .await?
-            } else {
-                Vec::new()
-            };
-            let surviving = self.surviving_grants(&agent.agent_id).await?;
-            let stopping = self.stopping(&agent).await?;
-            let now = self.storage.clock.now_micros();
-            Ok(pb::PreviewUnshareAgentResponse {
-                automations_disabled_total: stopping.total,
-                automations_disabled: stopping
-                    .subscriptions
-                    .into_iter()
-                    .map(|s| pb::AutomationImpact {
-                        user_id: s.user_id,
-                        automation_key: s.automation_key,
-                        subscription_id: s.subscription_id,
-                    })
-                    .collect(),
-                surviving_grants_total: total(surviving.len()),
-                surviving_grants: surviving.iter().map(|g| grant_to_proto(g, now)).collect(),
-                shared: agent.shared,
-                users_losing_access_total: total(losing.len()),
-                users_losing_access: losing
-                    .into_iter()
-                    .map(|user| pb::UserImpact {
-                        user_id: user.user_id,
-                        email: user.email,
-                        display_name: user.display_name,
-                        workspace_ids: user.workspace_ids,
-                    })
-                    .collect(),
-            })
+        caller: Principal,
+        request: pb::PreviewUnshareAgentRequest,
+    ) -> agentshare_kit::Result<pb::PreviewUnshareAgentResponse> {
+        let (agent, subject) = self
+            .owned(&caller, &request.agent_id, Action::Share)
+            .await?;
+        let losing = if agent.shared && agent.state == AccessState::Active {
+            self.storage
+                .access
+                .users_reaching(
+                    &agent,
+                    subject.workspaces_enabled,
+                    &subject.org_default_workspace,
+                )
+                .await?
+        } else {
+            Vec::new()
+        };
+        let surviving = self.surviving_grants(&agent.agent_id).await?;
+        let stopping = self.stopping(&agent).await?;
+        let now = self.storage.clock.now_micros();
+        Ok(pb::PreviewUnshareAgentResponse {
+            automations_disabled_total: stopping.total,
+            automations_disabled: stopping
+                .subscriptions
+                .into_iter()
+                .map(|s| pb::AutomationImpact {
+                    user_id: s.user_id,
+                    automation_key: s.automation_key,
+                    subscription_id: s.subscription_id,
+                })
+                .collect(),
+            surviving_grants_total: total(surviving.len()),
+            surviving_grants: surviving.iter().map(|g| grant_to_proto(g, now)).collect(),
+            shared: agent.shared,
+            users_losing_access_total: total(losing.len()),
+            users_losing_access: losing
+                .into_iter()
+                .map(|user| pb::UserImpact {
+                    user_id: user.user_id,
+                    email: user.email,
+                    display_name: user.display_name,
+                    workspace_ids: user.workspace_ids,
+                })
+                .collect(),
         })
-        .await
     }
 
     async fn get_agent_workspaces(
         &self,
-        request: Request<pb::GetAgentWorkspacesRequest>,
-    ) -> Result<Response<pb::GetAgentWorkspacesResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (agent, subject) = self.owned(&caller, &request.agent_id, Action::View).await?;
-            let sharing = self.sharing_state(&agent, &subject, agent.shared).await?;
-            Ok(pb::GetAgentWorkspacesResponse { sharing })
-        })
-        .await
+        caller: Principal,
+        request: pb::GetAgentWorkspacesRequest,
+    ) -> agentshare_kit::Result<pb::GetAgentWorkspacesResponse> {
+        let (agent, subject) = self.owned(&caller, &request.agent_id, Action::View).await?;
+        let sharing = self.sharing_state(&agent, &subject, agent.shared).await?;
+        Ok(pb::GetAgentWorkspacesResponse { sharing })
     }
 
     async fn set_agent_workspaces(
         &self,
-        request: Request<pb::SetAgentWorkspacesRequest>,
-    ) -> Result<Response<pb::SetAgentWorkspacesResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (agent, subject) = self
-                .owned(&caller, &request.agent_id, Action::Share)
-                .await?;
-            rules::require_unmanaged(&agent)?;
-            tenancy::rules::require_step_up(
-                &caller,
-                self.storage.clock.now_secs(),
-                self.step_up_max_age_secs,
-            )?;
-            let requested = rules::requested_workspaces(&request.workspace_ids)?;
-            let accessible: HashSet<String> = self
-                .accessible(&agent, &subject)
-                .await?
-                .into_iter()
-                .map(|w| w.id)
-                .collect();
-            for id in &requested {
-                if !accessible.contains(id)
-                    && !self
-                        .storage
-                        .tenancy
-                        .workspace_exists(&agent.org_id, id)
-                        .await?
-                {
-                    return Err(Error::not_found(format!("workspace {id}")));
-                }
+        caller: Principal,
+        request: pb::SetAgentWorkspacesRequest,
+    ) -> agentshare_kit::Result<pb::SetAgentWorkspacesResponse> {
+        let (agent, subject) = self
+            .owned(&caller, &request.agent_id, Action::Share)
+            .await?;
+        rules::require_unmanaged(&agent)?;
+        tenancy::rules::require_step_up(
+            &caller,
+            self.storage.clock.now_secs(),
+            self.step_up_max_age_secs,
+        )?;
+        let requested = rules::requested_workspaces(&request.workspace_ids)?;
+        let accessible: HashSet<String> = self
+            .accessible(&agent, &subject)
+            .await?
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        for id in &requested {
+            if !accessible.contains(id)
+                && !self
+                    .storage
+                    .tenancy
+                    .workspace_exists(&agent.org_id, id)
+                    .await?
+            {
+                return Err(Error::not_found(format!("workspace {id}")));
             }
-            let after = rules::workspace_list(&agent, requested, &accessible, &subject)?;
-            let (added, removed) = self
-                .storage
-                .access
-                .set_agent_workspaces(&caller, &agent, &after)
-                .await?;
-            let agent = AgentRow {
-                workspaces: after,
-                ..agent
-            };
-            Ok(pb::SetAgentWorkspacesResponse {
-                sharing: self.sharing_state(&agent, &subject, agent.shared).await?,
-                added_workspace_ids: added,
-                removed_workspace_ids: removed,
-            })
+        }
+        let after = rules::workspace_list(&agent, requested, &accessible, &subject)?;
+        let (added, removed) = self
+            .storage
+            .access
+            .set_agent_workspaces(&caller, &agent, &after)
+            .await?;
+        let agent = AgentRow {
+            workspaces: after,
+            ..agent
+        };
+        Ok(pb::SetAgentWorkspacesResponse {
+            sharing: self.sharing_state(&agent, &subject, agent.shared).await?,
+            added_workspace_ids: added,
+            removed_workspace_ids: removed,
         })
-        .await
     }
 
     async fn create_grant(
         &self,
-        request: Request<pb::CreateGrantRequest>,
-    ) -> Result<Response<pb::CreateGrantResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let user = caller.require_user()?;
-            let agent = self.grants_agent(&caller, &request.agent_id).await?;
-            let now = self.storage.clock.now_micros();
-            let asked = grants::new_grant(&agent, &request, now)?;
-            let active = self
-                .storage
-                .access
-                .active_grant_count(&agent.agent_id)
-                .await?;
-            grants::require_room(&agent.agent_id, active)?;
-            let token = format!("{GRANT_TOKEN_PREFIX}{}", random_token()?);
-            let grant = GrantRow {
-                id: agentshare_kit::db::new_id(),
-                agent_id: agent.agent_id.clone(),
-                org_id: agent.org_id.clone(),
-                kind: asked.kind,
-                label: asked.label,
-                token_prefix: grants::token_prefix(&token),
-                pinned_version: asked.pinned_version,
-                creator_user_id: user.to_string(),
-                created_at: now,
-                expires_at: asked.expires_at,
-                last_used_at: None,
-                revoked_at: None,
-                ended_at: None,
-            };
-            self.storage
-                .access
-                .insert_grant(&grant, &secret_digest(&token))
-                .await?;
-            Ok(pb::CreateGrantResponse {
-                grant: Some(grant_to_proto(&grant, now)),
-                token,
-            })
+        caller: Principal,
+        request: pb::CreateGrantRequest,
+    ) -> agentshare_kit::Result<pb::CreateGrantResponse> {
+        let user = caller.require_user()?;
+        let agent = self.grants_agent(&caller, &request.agent_id).await?;
+        let now = self.storage.clock.now_micros();
+        let asked = grants::new_grant(&agent, &request, now)?;
+        let active = self
+            .storage
+            .access
+            .active_grant_count(&agent.agent_id)
+            .await?;
+        grants::require_room(&agent.agent_id, active)?;
+        let token = format!("{GRANT_TOKEN_PREFIX}{}", random_token()?);
+        let grant = GrantRow {
+            id: agentshare_kit::db::new_id(),
+            agent_id: agent.agent_id.clone(),
+            org_id: agent.org_id.clone(),
+            kind: asked.kind,
+            label: asked.label,
+            token_prefix: grants::token_prefix(&token),
+            pinned_version: asked.pinned_version,
+            creator_user_id: user.to_string(),
+            created_at: now,
+            expires_at: asked.expires_at,
+            last_used_at: None,
+            revoked_at: None,
+            ended_at: None,
+        };
+        self.storage
+            .access
+            .insert_grant(&grant, &secret_digest(&token))
+            .await?;
+        Ok(pb::CreateGrantResponse {
+            grant: Some(grant_to_proto(&grant, now)),
+            token,
         })
-        .await
     }
 
     async fn list_grants(
         &self,
-        request: Request<pb::ListGrantsRequest>,
-    ) -> Result<Response<pb::ListGrantsResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let agent = self.grants_agent(&caller, &request.agent_id).await?;
-            let page = Page::of(
-                request.page_size,
-                &request.page_token,
-                format!("grants:{}:{}", agent.agent_id, request.include_inactive),
-            )?;
-            let now = self.storage.clock.now_micros();
-            let rows = self
-                .grants_page(&agent.agent_id, request.include_inactive, &page, now)
-                .await?;
-            let (rows, next_page_token) = page.split(rows, |g| g.id.clone());
-            Ok(pb::ListGrantsResponse {
-                grants: rows.iter().map(|g| grant_to_proto(g, now)).collect(),
-                next_page_token,
-            })
+        caller: Principal,
+        request: pb::ListGrantsRequest,
+    ) -> agentshare_kit::Result<pb::ListGrantsResponse> {
+        let agent = self.grants_agent(&caller, &request.agent_id).await?;
+        let page = Page::of(
+            request.page_size,
+            &request.page_token,
+            format!("grants:{}:{}", agent.agent_id, request.include_inactive),
+        )?;
+        let now = self.storage.clock.now_micros();
+        let rows = self
+            .grants_page(&agent.agent_id, request.include_inactive, &page, now)
+            .await?;
+        let (rows, next_page_token) = page.split(rows, |g| g.id.clone());
+        Ok(pb::ListGrantsResponse {
+            grants: rows.iter().map(|g| grant_to_proto(g, now)).collect(),
+            next_page_token,
         })
-        .await
     }
 
     async fn revoke_grant(
         &self,
-        request: Request<pb::RevokeGrantRequest>,
-    ) -> Result<Response<pb::RevokeGrantResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let grant_id = ids::parse("grant_id", &request.grant_id)?;
-            let not_found = || Error::not_found(format!("grant {grant_id}"));
-            let grant = self
-                .storage
-                .access
-                .grant(&grant_id)
-                .await?
-                .ok_or_else(not_found)?;
-            // A grant of an agent the caller cannot see reads as no grant.
-            self.grants_agent(&caller, &grant.agent_id)
-                .await
-                .map_err(|e| match e {
-                    Error::NotFound(_) => not_found(),
-                    other => other,
-                })?;
-            self.storage.access.revoke_grant(&grant).await?;
-            let grant = self
-                .storage
-                .access
-                .grant(&grant_id)
-                .await?
-                .ok_or_else(not_found)?;
-            Ok(pb::RevokeGrantResponse {
-                grant: Some(grant_to_proto(&grant, self.storage.clock.now_micros())),
-            })
+        caller: Principal,
+        request: pb::RevokeGrantRequest,
+    ) -> agentshare_kit::Result<pb::RevokeGrantResponse> {
+        let grant_id = ids::parse("grant_id", &request.grant_id)?;
+        let not_found = || Error::not_found(format!("grant {grant_id}"));
+        let grant = self
+            .storage
+            .access
+            .grant(&grant_id)
+            .await?
+            .ok_or_else(not_found)?;
+        // A grant of an agent the caller cannot see reads as no grant.
+        self.grants_agent(&caller, &grant.agent_id)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => not_found(),
+                other => other,
+            })?;
+        self.storage.access.revoke_grant(&grant).await?;
+        let grant = self
+            .storage
+            .access
+            .grant(&grant_id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(pb::RevokeGrantResponse {
+            grant: Some(grant_to_proto(&grant, self.storage.clock.now_micros())),
         })
-        .await
     }
 
     async fn get_agent_reach(
         &self,
-        request: Request<pb::GetAgentReachRequest>,
-    ) -> Result<Response<pb::GetAgentReachResponse>, Status> {
-        rpc::unary(request, async |caller, request| {
-            let (subject, agent_id, agent) =
-                scope::caller_and_agent(&self.storage, &caller, &request.agent_id).await?;
-            let agent = match agent {
-                Some(agent) if rules::reads_reach_as_admin(&agent, &subject) => agent,
-                other => decision::require(other, &agent_id, &subject, Action::ManageGrants)?,
-            };
-            let grants = self.surviving_grants(&agent.agent_id).await?;
-            let pins = self.storage.access.pins_of(&agent.agent_id).await?;
-            let now = self.storage.clock.now_micros();
-            Ok(pb::GetAgentReachResponse {
-                sharing: self.sharing_state(&agent, &subject, agent.shared).await?,
-                is_default: agent.is_default,
-                grants_total: total(grants.len()),
-                grants: grants.iter().map(|g| grant_to_proto(g, now)).collect(),
-                pins_total: total(pins.len()),
-                pins: pins.into_iter().map(super::access::pin_to_proto).collect(),
-            })
+        caller: Principal,
+        request: pb::GetAgentReachRequest,
+    ) -> agentshare_kit::Result<pb::GetAgentReachResponse> {
+        let (subject, agent_id, agent) =
+            scope::caller_and_agent(&self.storage, &caller, &request.agent_id).await?;
+        let agent = match agent {
+            Some(agent) if rules::reads_reach_as_admin(&agent, &subject) => agent,
+            other => decision::require(other, &agent_id, &subject, Action::ManageGrants)?,
+        };
+        let grants = self.surviving_grants(&agent.agent_id).await?;
+        let pins = self.storage.access.pins_of(&agent.agent_id).await?;
+        let now = self.storage.clock.now_micros();
+        Ok(pb::GetAgentReachResponse {
+            sharing: self.sharing_state(&agent, &subject, agent.shared).await?,
+            is_default: agent.is_default,
+            grants_total: total(grants.len()),
+            grants: grants.iter().map(|g| grant_to_proto(g, now)).collect(),
+            pins_total: total(pins.len()),
+            pins: pins.into_iter().map(super::access::pin_to_proto).collect(),
         })
-        .await
+    }
+}
+
+#[tonic::async_trait]
+impl SharingService for Sharing {
+    agentshare_kit::handlers! {
+        share_agent(pb::ShareAgentRequest) -> pb::ShareAgentResponse;
+        unshare_agent(pb::UnshareAgentRequest) -> pb::UnshareAgentResponse;
+        preview_unshare_agent(pb::PreviewUnshareAgentRequest) -> pb::PreviewUnshareAgentResponse;
+        get_agent_workspaces(pb::GetAgentWorkspacesRequest) -> pb::GetAgentWorkspacesResponse;
+        set_agent_workspaces(pb::SetAgentWorkspacesRequest) -> pb::SetAgentWorkspacesResponse;
+        create_grant(pb::CreateGrantRequest) -> pb::CreateGrantResponse;
+        list_grants(pb::ListGrantsRequest) -> pb::ListGrantsResponse;
+        revoke_grant(pb::RevokeGrantRequest) -> pb::RevokeGrantResponse;
+        get_agent_reach(pb::GetAgentReachRequest) -> pb::GetAgentReachResponse;
     }
 }
 

@@ -6,13 +6,13 @@ use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::{Principal, PrincipalKind};
 use agentshare_kit::page::Page;
 use agentshare_kit::server::ServiceChannel;
-use agentshare_kit::{Error, Result, ids, rpc};
+use agentshare_kit::{Error, Result, ids};
 use agentshare_proto::sharing::v1 as sharing;
 use agentshare_proto::store::v1 as pb;
 use pb::usage_service_server::UsageService;
 use prost_types::Timestamp;
 use sharing::access_service_client::AccessServiceClient;
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use super::invocation_to_proto;
 use crate::sessions::rules::{self, Period, Range, Status as RunStatus, SummaryRow, UsageFilter};
@@ -194,88 +194,92 @@ fn summary_row_to_proto(row: SummaryRow, by_agent: bool) -> pb::UsageSummaryRow 
     }
 }
 
-#[tonic::async_trait]
-impl UsageService for Usage {
+/// The UsageService handlers, one per unary call.
+impl Usage {
     async fn list_invocations(
         &self,
-        request: Request<pb::ListInvocationsRequest>,
-    ) -> Result<Response<pb::ListInvocationsResponse>, Status> {
-        rpc::unary(request, async |caller, message| {
-            let status = status_filter(message.status)?;
-            let asked = asked!(message);
-            let reading = self
-                .reading(&caller, asked, "invocations", message.status.to_string())
-                .await?;
-            let records = self
-                .storage
-                .invocations(&reading.filter, reading.range, status, &reading.page)
-                .await?;
-            let (records, next_page_token) = reading.page.split_keyed(records, |record| {
-                vec![record.facts.start_time.to_string(), record.id.clone()]
-            });
-            Ok(pb::ListInvocationsResponse {
-                invocations: records.into_iter().map(invocation_to_proto).collect(),
-                next_page_token,
-            })
+        caller: Principal,
+        message: pb::ListInvocationsRequest,
+    ) -> agentshare_kit::Result<pb::ListInvocationsResponse> {
+        let status = status_filter(message.status)?;
+        let asked = asked!(message);
+        let reading = self
+            .reading(&caller, asked, "invocations", message.status.to_string())
+            .await?;
+        let records = self
+            .storage
+            .invocations(&reading.filter, reading.range, status, &reading.page)
+            .await?;
+        let (records, next_page_token) = reading.page.split_keyed(records, |record| {
+            vec![record.facts.start_time.to_string(), record.id.clone()]
+        });
+        Ok(pb::ListInvocationsResponse {
+            invocations: records.into_iter().map(invocation_to_proto).collect(),
+            next_page_token,
         })
-        .await
     }
 
     async fn summarize_usage(
         &self,
-        request: Request<pb::SummarizeUsageRequest>,
-    ) -> Result<Response<pb::SummarizeUsageResponse>, Status> {
-        rpc::unary(request, async |caller, message| {
-            let by_agent = match pb::UsageGroupBy::try_from(message.group_by) {
-                Ok(pb::UsageGroupBy::Agent) => true,
-                Ok(pb::UsageGroupBy::BilledAccount) => false,
-                Ok(pb::UsageGroupBy::Unspecified) | Err(_) => {
-                    return Err(Error::invalid(
-                        "group_by",
-                        "required: AGENT or BILLED_ACCOUNT",
-                    ));
-                }
-            };
-            let period = match pb::UsagePeriod::try_from(message.period) {
-                Ok(pb::UsagePeriod::Unspecified) => Period::Whole,
-                Ok(pb::UsagePeriod::Day) => Period::Day,
-                Ok(pb::UsagePeriod::Month) => Period::Month,
-                Err(_) => {
-                    return Err(Error::invalid(
-                        "period",
-                        "must be DAY, MONTH or UNSPECIFIED for the whole range",
-                    ));
-                }
-            };
-            let asked = asked!(message);
-            let shape = format!("{}:{}", message.group_by, message.period);
-            let Reading {
-                filter,
-                range,
-                page,
-            } = self.reading(&caller, asked, "summary", shape).await?;
-            let after = match page.after_parts() {
-                Some([start, group]) => Some((rules::cursor_number(start)?, group.clone())),
-                _ => None,
-            };
-            let days = self.storage.daily_totals(&filter, range, by_agent).await?;
-            let rows = rules::summarize(days, period, range);
-            let (rows, more) = rules::summary_page(rows, after.as_ref(), page.size);
-            let next_page_token = match rows.last() {
-                Some(last) if more => page.token_after(&[
-                    last.period_start.unwrap_or(0).to_string(),
-                    last.group.clone(),
-                ]),
-                _ => String::new(),
-            };
-            Ok(pb::SummarizeUsageResponse {
-                rows: rows
-                    .into_iter()
-                    .map(|row| summary_row_to_proto(row, by_agent))
-                    .collect(),
-                next_page_token,
-            })
+        caller: Principal,
+        message: pb::SummarizeUsageRequest,
+    ) -> agentshare_kit::Result<pb::SummarizeUsageResponse> {
+        let by_agent = match pb::UsageGroupBy::try_from(message.group_by) {
+            Ok(pb::UsageGroupBy::Agent) => true,
+            Ok(pb::UsageGroupBy::BilledAccount) => false,
+            Ok(pb::UsageGroupBy::Unspecified) | Err(_) => {
+                return Err(Error::invalid(
+                    "group_by",
+                    "required: AGENT or BILLED_ACCOUNT",
+                ));
+            }
+        };
+        let period = match pb::UsagePeriod::try_from(message.period) {
+            Ok(pb::UsagePeriod::Unspecified) => Period::Whole,
+            Ok(pb::UsagePeriod::Day) => Period::Day,
+            Ok(pb::UsagePeriod::Month) => Period::Month,
+            Err(_) => {
+                return Err(Error::invalid(
+                    "period",
+                    "must be DAY, MONTH or UNSPECIFIED for the whole range",
+                ));
+            }
+        };
+        let asked = asked!(message);
+        let shape = format!("{}:{}", message.group_by, message.period);
+        let Reading {
+            filter,
+            range,
+            page,
+        } = self.reading(&caller, asked, "summary", shape).await?;
+        let after = match page.after_parts() {
+            Some([start, group]) => Some((rules::cursor_number(start)?, group.clone())),
+            _ => None,
+        };
+        let days = self.storage.daily_totals(&filter, range, by_agent).await?;
+        let rows = rules::summarize(days, period, range);
+        let (rows, more) = rules::summary_page(rows, after.as_ref(), page.size);
+        let next_page_token = match rows.last() {
+            Some(last) if more => page.token_after(&[
+                last.period_start.unwrap_or(0).to_string(),
+                last.group.clone(),
+            ]),
+            _ => String::new(),
+        };
+        Ok(pb::SummarizeUsageResponse {
+            rows: rows
+                .into_iter()
+                .map(|row| summary_row_to_proto(row, by_agent))
+                .collect(),
+            next_page_token,
         })
-        .await
+    }
+}
+
+#[tonic::async_trait]
+impl UsageService for Usage {
+    agentshare_kit::handlers! {
+        list_invocations(pb::ListInvocationsRequest) -> pb::ListInvocationsResponse;
+        summarize_usage(pb::SummarizeUsageRequest) -> pb::SummarizeUsageResponse;
     }
 }
