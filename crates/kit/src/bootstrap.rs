@@ -220,6 +220,36 @@ macro_rules! with_message_limit {
     }};
 }
 
+/// Serves a backend's generated tonic servers on `listener` through
+/// [`serve_backend`]: each holds to `max_message_bytes`, and each is
+/// reported SERVING under its own gRPC service name.
+#[macro_export]
+macro_rules! serve_backend {
+    ($context:expr, $listener:expr, $policy:expr, [$($server:expr),+ $(,)?]) => {{
+        let context: &$crate::bootstrap::Context = &$context;
+        let limit = context.config.max_message_size();
+        let mut names: Vec<&'static str> = Vec::new();
+        let mut mounts: Vec<$crate::bootstrap::Mount> = Vec::new();
+        $(
+            let server = $crate::with_message_limit!(limit, $server);
+            names.push($crate::bootstrap::service_name(&server));
+            mounts.push(Box::new(move |routes: ::tonic::service::Routes| routes.add_service(server)));
+        )+
+        $crate::bootstrap::serve_backend(context, $listener, $policy, &names, |routes| {
+            mounts.into_iter().fold(routes, |routes, mount| mount(routes))
+        })
+        .await
+    }};
+}
+
+/// Adds one server to a backend's routes.
+pub type Mount = Box<dyn FnOnce(tonic::service::Routes) -> tonic::service::Routes + Send>;
+
+/// The gRPC name a generated server answers to.
+pub fn service_name<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
 /// This service's event log, stopped with the context.
 pub fn event_log(context: &Context, db: &Db) -> crate::events::EventLog {
     crate::events::EventLog::new(db.clone(), context.event_poll(), context.shutdown.clone())

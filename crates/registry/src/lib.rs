@@ -21,9 +21,7 @@ use agentshare_proto::events::v1::event_log_service_server::{
 use agentshare_proto::registry::v1::agent_registry_internal_service_server::{
     self as registry_internal, AgentRegistryInternalServiceServer,
 };
-use agentshare_proto::registry::v1::agent_registry_service_server::{
-    self as registry, AgentRegistryServiceServer,
-};
+use agentshare_proto::registry::v1::agent_registry_service_server::AgentRegistryServiceServer;
 use tokio::net::TcpListener;
 
 /// `migrations/` for both backends, and `migrations/sqlite/` with
@@ -100,30 +98,16 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         agents: agents.clone(),
     };
     let registry = rpc::Registry { agents };
-    let names = [
-        registry::SERVICE_NAME,
-        registry_internal::SERVICE_NAME,
-        event_log::SERVICE_NAME,
-    ];
-    Ok(
-        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
-            let limit = context.config.max_message_size();
-            routes
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    AgentRegistryServiceServer::new(registry)
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    AgentRegistryInternalServiceServer::new(internal)
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    EventLogServiceServer::new(events)
-                ))
-        })
-        .await,
-    )
+    Ok(agentshare_kit::serve_backend!(
+        context,
+        listener,
+        caller_policy(),
+        [
+            AgentRegistryServiceServer::new(registry),
+            AgentRegistryInternalServiceServer::new(internal),
+            EventLogServiceServer::new(events),
+        ]
+    ))
 }
 
 /// How every host mounts registry.

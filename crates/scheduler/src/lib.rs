@@ -33,9 +33,7 @@ use agentshare_proto::events::v1::event_log_service_server::{
 use agentshare_proto::scheduler::v1::automations_internal_service_server::{
     self as automations_internal, AutomationsInternalServiceServer,
 };
-use agentshare_proto::scheduler::v1::automations_service_server::{
-    self as automations, AutomationsServiceServer,
-};
+use agentshare_proto::scheduler::v1::automations_service_server::AutomationsServiceServer;
 use tokio::net::TcpListener;
 
 pub use delivery::{LoggingSender, Outgoing, Sender};
@@ -89,33 +87,18 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         settings: context.config.scheduler.clone(),
     }
     .spawn(context.shutdown.clone());
-    let names = [
-        automations::SERVICE_NAME,
-        automations_internal::SERVICE_NAME,
-        event_log::SERVICE_NAME,
-    ];
-    let mut running =
-        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
-            let limit = context.config.max_message_size();
-            routes
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    AutomationsServiceServer::new(rpc::Automations {
-                        subscriptions: subscriptions.clone(),
-                    })
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    AutomationsInternalServiceServer::new(rpc::AutomationsInternal {
-                        subscriptions
-                    },)
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    EventLogServiceServer::new(events)
-                ))
-        })
-        .await;
+    let mut running = agentshare_kit::serve_backend!(
+        context,
+        listener,
+        caller_policy(),
+        [
+            AutomationsServiceServer::new(rpc::Automations {
+                subscriptions: subscriptions.clone(),
+            }),
+            AutomationsInternalServiceServer::new(rpc::AutomationsInternal { subscriptions },),
+            EventLogServiceServer::new(events),
+        ]
+    );
     running.loop_passes = firing_passes;
     Ok(running)
 }

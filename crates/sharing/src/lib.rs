@@ -18,18 +18,10 @@ use agentshare_proto::scheduler::v1::automations_internal_service_client::Automa
 use agentshare_proto::sharing::v1::access_internal_service_server::{
     self as access_internal, AccessInternalServiceServer,
 };
-use agentshare_proto::sharing::v1::access_service_server::{
-    self as access_service, AccessServiceServer,
-};
-use agentshare_proto::sharing::v1::connections_service_server::{
-    self as connections_service, ConnectionsServiceServer,
-};
-use agentshare_proto::sharing::v1::sharing_service_server::{
-    self as sharing_service, SharingServiceServer,
-};
-use agentshare_proto::sharing::v1::tenancy_service_server::{
-    self as tenancy_service, TenancyServiceServer,
-};
+use agentshare_proto::sharing::v1::access_service_server::AccessServiceServer;
+use agentshare_proto::sharing::v1::connections_service_server::ConnectionsServiceServer;
+use agentshare_proto::sharing::v1::sharing_service_server::SharingServiceServer;
+use agentshare_proto::sharing::v1::tenancy_service_server::TenancyServiceServer;
 use agentshare_proto::store::v1::store_internal_service_client::StoreInternalServiceClient;
 use tokio::net::TcpListener;
 
@@ -97,65 +89,39 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
             Box::pin(async move { access::storage::agent_access::repair(&storage, &event).await })
         },
     )?;
-    let names = [
-        tenancy_service::SERVICE_NAME,
-        sharing_service::SERVICE_NAME,
-        connections_service::SERVICE_NAME,
-        access_service::SERVICE_NAME,
-        access_internal::SERVICE_NAME,
-        event_log::SERVICE_NAME,
-    ];
     // The step-up rule counts in the clock's whole seconds.
     let step_up_max_age_secs =
         i64::try_from(context.config.auth.step_up_max_age.as_secs()).unwrap_or(i64::MAX);
-    Ok(
-        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
-            let limit = context.config.max_message_size();
-            routes
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    TenancyServiceServer::new(tenancy::rpc::Tenancy {
-                        storage: storage.clone(),
-                        step_up_max_age_secs,
-                    })
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    SharingServiceServer::new(access::rpc::Sharing {
-                        storage: storage.clone(),
-                        step_up_max_age_secs,
-                        automations: AutomationsInternalServiceClient::new(scheduler),
-                    })
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    ConnectionsServiceServer::new(connections::rpc::Connections {
-                        storage: storage.clone(),
-                        credentials: credentials.clone(),
-                    })
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    AccessServiceServer::new(access::rpc::Access {
-                        storage: storage.clone(),
-                        sessions: sessions.clone(),
-                    })
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    AccessInternalServiceServer::new(access::rpc::AccessInternal {
-                        storage,
-                        credentials,
-                        sessions,
-                    })
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    EventLogServiceServer::new(events)
-                ))
-        })
-        .await,
-    )
+    Ok(agentshare_kit::serve_backend!(
+        context,
+        listener,
+        caller_policy(),
+        [
+            TenancyServiceServer::new(tenancy::rpc::Tenancy {
+                storage: storage.clone(),
+                step_up_max_age_secs,
+            }),
+            SharingServiceServer::new(access::rpc::Sharing {
+                storage: storage.clone(),
+                step_up_max_age_secs,
+                automations: AutomationsInternalServiceClient::new(scheduler),
+            }),
+            ConnectionsServiceServer::new(connections::rpc::Connections {
+                storage: storage.clone(),
+                credentials: credentials.clone(),
+            }),
+            AccessServiceServer::new(access::rpc::Access {
+                storage: storage.clone(),
+                sessions: sessions.clone(),
+            }),
+            AccessInternalServiceServer::new(access::rpc::AccessInternal {
+                storage,
+                credentials,
+                sessions,
+            }),
+            EventLogServiceServer::new(events),
+        ]
+    ))
 }
 
 /// How every host mounts sharing.

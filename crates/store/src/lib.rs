@@ -16,16 +16,12 @@ use agentshare_kit::server::{self, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
-use agentshare_proto::store::v1::sessions_service_server::{
-    self as sessions_service, SessionsServiceServer,
-};
+use agentshare_proto::store::v1::sessions_service_server::SessionsServiceServer;
 use agentshare_proto::store::v1::store_internal_service_server::{
     self as store_internal, StoreInternalServiceServer,
 };
-use agentshare_proto::store::v1::usage_service_server::{self as usage, UsageServiceServer};
-use agentshare_proto::store::v1::workspace_store_service_server::{
-    self as workspace_store, WorkspaceStoreServiceServer,
-};
+use agentshare_proto::store::v1::usage_service_server::UsageServiceServer;
+use agentshare_proto::store::v1::workspace_store_service_server::WorkspaceStoreServiceServer;
 use tokio::net::TcpListener;
 
 /// `migrations/` for both backends, and `migrations/sqlite/` with
@@ -139,40 +135,18 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         shutdown: context.shutdown.clone(),
     };
     follow_deleted_agents(&context, db, storage, records)?;
-    let names = [
-        workspace_store::SERVICE_NAME,
-        sessions_service::SERVICE_NAME,
-        usage::SERVICE_NAME,
-        store_internal::SERVICE_NAME,
-        event_log::SERVICE_NAME,
-    ];
-    Ok(
-        bootstrap::serve_backend(&context, listener, caller_policy(), &names, |routes| {
-            let limit = context.config.max_message_size();
-            routes
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    WorkspaceStoreServiceServer::new(workspace_store)
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    SessionsServiceServer::new(sessions)
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    UsageServiceServer::new(usage)
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    StoreInternalServiceServer::new(internal)
-                ))
-                .add_service(agentshare_kit::with_message_limit!(
-                    limit,
-                    EventLogServiceServer::new(events)
-                ))
-        })
-        .await,
-    )
+    Ok(agentshare_kit::serve_backend!(
+        context,
+        listener,
+        caller_policy(),
+        [
+            WorkspaceStoreServiceServer::new(workspace_store),
+            SessionsServiceServer::new(sessions),
+            UsageServiceServer::new(usage),
+            StoreInternalServiceServer::new(internal),
+            EventLogServiceServer::new(events),
+        ]
+    ))
 }
 
 /// How every host mounts the store.
