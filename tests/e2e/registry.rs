@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use agentshare_e2e::{Suite, UserClient, eventually, eventually_within};
-use agentshare_kit::identity::ServiceName;
+use agentshare_kit::identity::{OrgRole, ServiceName};
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
 use registry::schedule::Kind;
@@ -1432,7 +1432,7 @@ fn as_gateway<T>(suite: &Suite, who: &registry::Agent, message: T) -> tonic::Req
     );
     let mut principal = Principal::user(who.owner_user_id.clone());
     principal.org_id = Some(who.org_id.clone());
-    principal.org_role = Some("owner".into());
+    principal.org_role = Some(OrgRole::Owner);
     principal.workspace_id = Some(who.home_workspace_id.clone());
     let token = gateway.sign_principal(&principal).expect("sign");
     let mut request = tonic::Request::new(message);

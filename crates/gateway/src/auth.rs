@@ -4,8 +4,8 @@ use agentshare_kit::Error;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{BadSetting, Config};
 use agentshare_kit::identity::{
-    API_KEY_PREFIX, GRANT_SCOPE_DENIED, Identity, Principal, PrincipalKind, RUN_TOKEN_PREFIX,
-    RunScope,
+    API_KEY_PREFIX, GRANT_SCOPE_DENIED, GrantKind, Identity, OrgRole, Principal, PrincipalKind,
+    RUN_TOKEN_PREFIX, RunScope,
 };
 use agentshare_kit::secret::Secret;
 use agentshare_kit::server::ServiceChannel;
@@ -206,7 +206,11 @@ impl Authenticator {
         principal.api_key_id = user.and_then(|u| u.api_key_id);
         principal.org_id = non_empty(grant.org_id);
         principal.grant_id = Some(grant.grant_id);
-        principal.grant_kind = Some(if invoke { "invoke" } else { "delegate" }.into());
+        principal.grant_kind = Some(if invoke {
+            GrantKind::Invoke
+        } else {
+            GrantKind::Delegate
+        });
         principal.grant_agent_id = Some(grant.agent_id);
         Ok(principal)
     }
@@ -242,7 +246,7 @@ impl Authenticator {
                 .into_inner();
             let mut principal = Principal::user(key.user_id);
             principal.org_id = non_empty(key.org_id);
-            principal.org_role = role_name(key.org_role);
+            principal.org_role = OrgRole::of_proto(key.org_role);
             principal.workspace_id = non_empty(key.workspace_id);
             principal.workspaces_enabled = key.workspaces_enabled;
             // An API key never passes step-up: `step_up_at` stays unset.
@@ -269,7 +273,7 @@ impl Authenticator {
             .any(|m| SECOND_FACTORS.contains(&m.as_str()));
         let mut principal = Principal::user(resolved.user_id);
         principal.org_id = non_empty(resolved.org_id);
-        principal.org_role = role_name(resolved.org_role);
+        principal.org_role = OrgRole::of_proto(resolved.org_role);
         principal.workspace_id = non_empty(resolved.workspace_id);
         principal.workspaces_enabled = resolved.workspaces_enabled;
         principal.org_choice_required = resolved.org_choice_required;
@@ -302,17 +306,6 @@ fn grant_may_call(path: &str) -> bool {
 
 fn non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
-}
-
-/// The role as the Principal carries it: its lowercase name.
-fn role_name(role: i32) -> Option<String> {
-    match sharing::OrgRole::try_from(role).unwrap_or(sharing::OrgRole::Unspecified) {
-        sharing::OrgRole::Unspecified => None,
-        sharing::OrgRole::Owner => Some("owner".into()),
-        sharing::OrgRole::Admin => Some("admin".into()),
-        sharing::OrgRole::Member => Some("member".into()),
-        sharing::OrgRole::Viewer => Some("viewer".into()),
-    }
 }
 
 fn bearer(metadata: &MetadataMap) -> Result<&str, Error> {

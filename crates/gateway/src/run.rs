@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use agentshare_kit::Error;
 use agentshare_kit::clock::{Clock, timestamp};
-use agentshare_kit::identity::{Identity, Principal, PrincipalKind, RunGrant, random_token};
+use agentshare_kit::identity::{
+    GrantKind, Identity, Principal, PrincipalKind, RunGrant, random_token,
+};
 use agentshare_kit::server::{InFlight, ServiceChannel};
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::runtime::v1 as runtime;
@@ -792,10 +794,10 @@ enum CallerKind {
 }
 
 fn caller_kind(principal: &Principal, spec: &RunSpec) -> CallerKind {
-    match (&spec.automation, principal.grant_kind.as_deref()) {
+    match (&spec.automation, principal.grant_kind) {
         (Some(_), _) => CallerKind::Automation,
-        (None, Some("invoke")) => CallerKind::InvokeGrant,
-        (None, Some(_)) => CallerKind::DelegateGrant,
+        (None, Some(GrantKind::Invoke)) => CallerKind::InvokeGrant,
+        (None, Some(GrantKind::Delegate)) => CallerKind::DelegateGrant,
         (None, None) => CallerKind::User,
     }
 }
@@ -1005,11 +1007,11 @@ mod tests {
         }
     }
 
-    fn share_token(kind: &str) -> Principal {
+    fn share_token(kind: GrantKind) -> Principal {
         Principal {
             kind: PrincipalKind::Grant,
             grant_id: Some("grant-1".into()),
-            grant_kind: Some(kind.into()),
+            grant_kind: Some(kind),
             ..Principal::user("carol")
         }
     }
@@ -1055,7 +1057,7 @@ mod tests {
         };
         assert!(validate(&Principal::user("alice"), &in_project).is_ok());
         assert_eq!(
-            fields(validate(&share_token("invoke"), &in_project).expect_err("project")),
+            fields(validate(&share_token(GrantKind::Invoke), &in_project).expect_err("project")),
             ["project_id"]
         );
         let draft = RunSpec {
@@ -1066,7 +1068,7 @@ mod tests {
             validate(&Principal::user("alice"), &draft).is_ok(),
             "sharing's plan decides who tests the draft"
         );
-        for kind in ["invoke", "delegate"] {
+        for kind in [GrantKind::Invoke, GrantKind::Delegate] {
             let error = validate(&share_token(kind), &draft).expect_err("draft");
             assert!(
                 matches!(&error, Error::PermissionDenied(m) if m.starts_with("only the agent's owner runs its draft")),
@@ -1078,7 +1080,7 @@ mod tests {
             ..in_project
         };
         assert_eq!(
-            fields(validate(&share_token("delegate"), &both).expect_err("both")),
+            fields(validate(&share_token(GrantKind::Delegate), &both).expect_err("both")),
             ["project_id"],
             "a malformed request is answered before a refusal"
         );
@@ -1092,8 +1094,16 @@ mod tests {
         };
         let cases = [
             (Principal::user("alice"), spec(), CallerKind::User),
-            (share_token("invoke"), spec(), CallerKind::InvokeGrant),
-            (share_token("delegate"), spec(), CallerKind::DelegateGrant),
+            (
+                share_token(GrantKind::Invoke),
+                spec(),
+                CallerKind::InvokeGrant,
+            ),
+            (
+                share_token(GrantKind::Delegate),
+                spec(),
+                CallerKind::DelegateGrant,
+            ),
             (Principal::user("alice"), automation, CallerKind::Automation),
         ];
         for (principal, spec, kind) in cases {

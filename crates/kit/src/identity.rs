@@ -178,6 +178,81 @@ fn peek_claims<T: for<'de> Deserialize<'de>>(token: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// A role in an org, as the Principal carries it (its lowercase name on
+/// the wire) and as every service decides by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrgRole {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl OrgRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(role: &str) -> Option<Self> {
+        [Self::Owner, Self::Admin, Self::Member, Self::Viewer]
+            .into_iter()
+            .find(|r| r.as_str() == role)
+    }
+
+    /// The role a client names; `None` for an unspecified or unknown one.
+    pub fn of_proto(role: i32) -> Option<Self> {
+        match agentshare_proto::sharing::v1::OrgRole::try_from(role).ok()? {
+            agentshare_proto::sharing::v1::OrgRole::Unspecified => None,
+            agentshare_proto::sharing::v1::OrgRole::Owner => Some(Self::Owner),
+            agentshare_proto::sharing::v1::OrgRole::Admin => Some(Self::Admin),
+            agentshare_proto::sharing::v1::OrgRole::Member => Some(Self::Member),
+            agentshare_proto::sharing::v1::OrgRole::Viewer => Some(Self::Viewer),
+        }
+    }
+
+    pub fn to_proto(self) -> agentshare_proto::sharing::v1::OrgRole {
+        match self {
+            Self::Owner => agentshare_proto::sharing::v1::OrgRole::Owner,
+            Self::Admin => agentshare_proto::sharing::v1::OrgRole::Admin,
+            Self::Member => agentshare_proto::sharing::v1::OrgRole::Member,
+            Self::Viewer => agentshare_proto::sharing::v1::OrgRole::Viewer,
+        }
+    }
+
+    /// Owners and admins run the org: they see every workspace, manage
+    /// members and read the audit trail.
+    pub fn manages_org(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
+}
+
+/// A stored role: one of the four names.
+impl TryFrom<String> for OrgRole {
+    type Error = String;
+
+    fn try_from(role: String) -> Result<Self, String> {
+        Self::parse(&role).ok_or_else(|| format!("unknown org role {role:?}"))
+    }
+}
+
+/// What a share grant lets its holder do (DESIGN.md, "Access model
+/// (sharing)"): run the agent with their own plan, or with the owner's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantKind {
+    /// The holder runs the agent with their own connections and bill.
+    Invoke,
+    /// The holder runs the agent as its owner: the owner's connections and
+    /// bill, with no user needed.
+    Delegate,
+}
+
 /// What kind of caller a Principal speaks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -196,9 +271,9 @@ pub struct Principal {
     pub user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_id: Option<String>,
-    /// The caller's org role, as the lowercase role name.
+    /// The caller's role in `org_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org_role: Option<String>,
+    pub org_role: Option<OrgRole>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<String>,
     #[serde(default)]
@@ -211,9 +286,9 @@ pub struct Principal {
     pub step_up_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
-    /// `invoke` or `delegate`, with `grant_id`.
+    /// What the grant lets its holder do, with `grant_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant_kind: Option<String>,
+    pub grant_kind: Option<GrantKind>,
     /// The one agent the grant reaches, with `grant_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_agent_id: Option<String>,
@@ -747,4 +822,39 @@ pub fn random_token() -> Result<String, Error> {
 pub fn secret_digest(secret: &str) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(secret.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_principal_carries_its_role_and_grant_kind_by_their_lowercase_names() {
+        let mut principal = Principal::user("u-1");
+        principal.kind = PrincipalKind::Grant;
+        principal.org_role = Some(OrgRole::Admin);
+        principal.grant_kind = Some(GrantKind::Delegate);
+        let wire = serde_json::to_value(&principal).expect("serialized");
+        assert_eq!(wire["org_role"], "admin");
+        assert_eq!(wire["grant_kind"], "delegate");
+        let back: Principal = serde_json::from_value(wire).expect("deserialized");
+        assert_eq!(back, principal);
+        let unknown = serde_json::json!({ "kind": "user", "org_role": "emperor" });
+        assert!(serde_json::from_value::<Principal>(unknown).is_err());
+    }
+
+    #[test]
+    fn every_org_role_reads_back_from_its_name_and_its_proto() {
+        for role in [
+            OrgRole::Owner,
+            OrgRole::Admin,
+            OrgRole::Member,
+            OrgRole::Viewer,
+        ] {
+            assert_eq!(OrgRole::parse(role.as_str()), Some(role));
+            assert_eq!(OrgRole::of_proto(role.to_proto().into()), Some(role));
+        }
+        assert_eq!(OrgRole::of_proto(0), None);
+        assert_eq!(OrgRole::of_proto(99), None);
+    }
 }

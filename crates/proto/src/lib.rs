@@ -12,50 +12,17 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub mod access_facts;
 pub mod codec;
 
-pub mod errors {
-    pub mod v1 {
-        tonic::include_proto!("agentshare.errors.v1");
-    }
+/// Each package of the contract, `agentshare.<name>.v1`, as `<name>::v1`.
+macro_rules! packages {
+    ($($name:ident),+) => {$(
+        pub mod $name {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/agentshare.", stringify!($name), ".v1.rs"));
+            }
+        }
+    )+};
 }
 
-pub mod events {
-    pub mod v1 {
-        tonic::include_proto!("agentshare.events.v1");
-    }
-}
-
-pub mod sharing {
-    pub mod v1 {
-        tonic::include_proto!("agentshare.sharing.v1");
-    }
-}
-
-pub mod registry {
-    pub mod v1 {
-        tonic::include_proto!("agentshare.registry.v1");
-    }
-}
-
-pub mod store {
-    pub mod v1 {
-        tonic::include_proto!("agentshare.store.v1");
-    }
-}
-
-pub mod scheduler {
-    pub mod v1 {
-        tonic::include_proto!("agentshare.scheduler.v1");
-    }
-}
-
-pub mod gateway {
-    pub mod v1 {
-        tonic::include_proto!("agentshare.gateway.v1");
-    }
-}
-
-pub mod runtime {
-    pub mod v1 {
-        tonic::include_proto!("agentshare.runtime.v1");
-    }
-}
+packages!(
+    errors, events, sharing, registry, store, scheduler, gateway, runtime
+);

@@ -2,6 +2,7 @@
 //! channels, a subscription's status and its reason, the pause, paging, and
 //! the notifications agentshare sends when it stops a subscription.
 
+use agentshare_kit::identity::OrgRole;
 use agentshare_kit::{Error, ids};
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::scheduler::v1 as pb;
@@ -435,11 +436,11 @@ pub fn cap_of(max_active: Option<i32>) -> Result<Option<i64>, Error> {
 pub fn cap_access(
     workspace_id: &str,
     role: Option<WorkspaceRole>,
-    org_role: Option<&str>,
+    org_role: Option<OrgRole>,
     manage: bool,
 ) -> Result<(), Error> {
     let role = role.ok_or_else(|| Error::not_found(format!("workspace {workspace_id}")))?;
-    let org_admin = matches!(org_role, Some("owner" | "admin"));
+    let org_admin = org_role.is_some_and(OrgRole::manages_org);
     let workspace_admin = matches!(role, WorkspaceRole::Owner | WorkspaceRole::Admin);
     let member = role != WorkspaceRole::Unspecified;
     if !(member || org_admin) {
@@ -591,20 +592,20 @@ mod tests {
     fn members_read_a_cap_and_admins_of_the_workspace_or_org_set_it() {
         let member = Some(WorkspaceRole::Member);
         let admin = Some(WorkspaceRole::Admin);
-        assert!(cap_access("w", member, Some("member"), false).is_ok());
+        assert!(cap_access("w", member, Some(OrgRole::Member), false).is_ok());
         assert!(matches!(
-            cap_access("w", member, Some("member"), true),
+            cap_access("w", member, Some(OrgRole::Member), true),
             Err(Error::PermissionDenied(_))
         ));
-        assert!(cap_access("w", admin, Some("member"), true).is_ok());
+        assert!(cap_access("w", admin, Some(OrgRole::Member), true).is_ok());
         let unseen = Some(WorkspaceRole::Unspecified);
-        assert!(cap_access("w", unseen, Some("admin"), true).is_ok());
+        assert!(cap_access("w", unseen, Some(OrgRole::Admin), true).is_ok());
         assert!(matches!(
-            cap_access("w", unseen, Some("member"), false),
+            cap_access("w", unseen, Some(OrgRole::Member), false),
             Err(Error::NotFound(_))
         ));
         assert!(matches!(
-            cap_access("w", None, Some("owner"), false),
+            cap_access("w", None, Some(OrgRole::Owner), false),
             Err(Error::NotFound(_))
         ));
         assert!(cap_of(Some(-1)).is_err());

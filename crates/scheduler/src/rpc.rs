@@ -221,7 +221,7 @@ impl Automations {
             .peers
             .workspace_role(principal, workspace_id)
             .await?;
-        domain::cap_access(workspace_id, role, principal.org_role.as_deref(), manage)
+        domain::cap_access(workspace_id, role, principal.org_role, manage)
     }
 
     async fn cap(&self, workspace_id: &str) -> Result<Option<pb::WorkspaceAutomationCap>> {

@@ -8,29 +8,7 @@ use agentshare_proto::registry::v1 as pb;
 
 use super::{AgentState, holder_view};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OrgRole {
-    Owner,
-    Admin,
-    Member,
-    Viewer,
-}
-
-impl OrgRole {
-    fn parse(role: &str) -> Option<Self> {
-        match role {
-            "owner" => Some(Self::Owner),
-            "admin" => Some(Self::Admin),
-            "member" => Some(Self::Member),
-            "viewer" => Some(Self::Viewer),
-            _ => None,
-        }
-    }
-
-    fn runs_the_org(self) -> bool {
-        matches!(self, Self::Owner | Self::Admin)
-    }
-}
+pub use agentshare_kit::identity::OrgRole;
 
 /// The signed-in user of a request, in the org of that request.
 #[derive(Clone, Debug)]
@@ -51,8 +29,6 @@ impl Caller {
         let org_id = principal.require_org()?.to_string();
         let role = principal
             .org_role
-            .as_deref()
-            .and_then(OrgRole::parse)
             .ok_or_else(|| Error::not_found(format!("org {org_id}")))?;
         Ok(Self {
             principal: principal.clone(),
@@ -84,7 +60,7 @@ impl Caller {
 
     /// Managed agents are an org decision.
     pub fn require_may_manage(&self) -> Result<(), Error> {
-        if !self.role.runs_the_org() {
+        if !self.role.manages_org() {
             return Err(Error::PermissionDenied(
                 "only org owners and admins may create managed agents".into(),
             ));
@@ -151,7 +127,7 @@ pub fn access(agent: &Standing<'_>, caller: &Caller) -> Option<Access> {
     };
     match agent.state {
         AgentState::Deleted => None,
-        _ if agent.is_default => Some(if caller.role.runs_the_org() {
+        _ if agent.is_default => Some(if caller.role.manages_org() {
             Access::Edit
         } else {
             Access::Read

@@ -87,14 +87,13 @@ fn membership_to_proto(visible: VisibleWorkspace) -> pb::WorkspaceMembership {
 
 fn org_membership_to_proto(membership: OrgMembership) -> pb::OrgMembership {
     pb::OrgMembership {
-        role: org_role_proto(Some(&membership.role)).into(),
+        role: org_role_proto(OrgRole::parse(&membership.role)).into(),
         org: Some(org_to_proto(membership.org)),
     }
 }
 
-fn org_role_proto(role: Option<&str>) -> pb::OrgRole {
-    role.and_then(OrgRole::parse)
-        .map_or(pb::OrgRole::Unspecified, OrgRole::to_proto)
+fn org_role_proto(role: Option<OrgRole>) -> pb::OrgRole {
+    role.map_or(pb::OrgRole::Unspecified, OrgRole::to_proto)
 }
 
 fn workspace_role_proto(role: Option<&str>) -> pb::WorkspaceRole {
@@ -642,7 +641,7 @@ impl Tenancy {
         Ok(pb::GetMeResponse {
             user: Some(user_to_proto(user)),
             org_id: caller.org_id.clone().unwrap_or_default(),
-            org_role: org_role_proto(caller.org_role.as_deref()).into(),
+            org_role: org_role_proto(caller.org_role).into(),
             workspace_id: caller.workspace_id.clone().unwrap_or_default(),
             workspaces_enabled: caller.workspaces_enabled,
             credential_kind: credential_to_proto(audit::credential_kind(&caller)).into(),

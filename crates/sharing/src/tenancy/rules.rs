@@ -6,54 +6,7 @@ use agentshare_kit::Error;
 use agentshare_kit::identity::{GRANT_SCOPE_DENIED, Principal, PrincipalKind};
 use agentshare_proto::sharing::v1 as pb;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OrgRole {
-    Owner,
-    Admin,
-    Member,
-    Viewer,
-}
-
-impl OrgRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Member => "member",
-            Self::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(role: &str) -> Option<Self> {
-        [Self::Owner, Self::Admin, Self::Member, Self::Viewer]
-            .into_iter()
-            .find(|r| r.as_str() == role)
-    }
-
-    pub fn to_proto(self) -> pb::OrgRole {
-        match self {
-            Self::Owner => pb::OrgRole::Owner,
-            Self::Admin => pb::OrgRole::Admin,
-            Self::Member => pb::OrgRole::Member,
-            Self::Viewer => pb::OrgRole::Viewer,
-        }
-    }
-
-    /// Owners and admins run the org: they see every workspace, manage
-    /// members and read the audit trail.
-    pub fn manages_org(self) -> bool {
-        matches!(self, Self::Owner | Self::Admin)
-    }
-}
-
-/// A stored role: one of the four names.
-impl TryFrom<String> for OrgRole {
-    type Error = String;
-
-    fn try_from(role: String) -> Result<Self, String> {
-        Self::parse(&role).ok_or_else(|| format!("unknown org role {role:?}"))
-    }
-}
+pub use agentshare_kit::identity::OrgRole;
 
 /// A role within one workspace. It never lifts an org viewer above reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,7 +166,7 @@ pub fn require_org_role(
 
 /// The caller's org role, if they are a member of the org they act in.
 pub fn org_role(principal: &Principal) -> Option<OrgRole> {
-    principal.org_role.as_deref().and_then(OrgRole::parse)
+    principal.org_role
 }
 
 /// Whether the caller is an owner or admin of the org they act in.
@@ -658,7 +611,7 @@ mod tests {
             assert_eq!(actor.manages_org(), runs, "{actor:?}");
             assert_eq!(may_read_audit(Some(actor)).is_ok(), runs, "{actor:?}");
             let mut principal = Principal::user("u");
-            principal.org_role = Some(actor.as_str().into());
+            principal.org_role = Some(actor);
             assert_eq!(manages_org(&principal), runs, "{actor:?}");
         }
         assert!(may_read_audit(None).is_err());
@@ -811,7 +764,7 @@ mod tests {
     fn viewers_change_nothing_and_builders_need_a_workspace_for_a_project() {
         for role in ORG_ROLES {
             let mut principal = Principal::user("u");
-            principal.org_role = Some(role.as_str().into());
+            principal.org_role = Some(role);
             assert_eq!(
                 may_change_workspaces(&principal).is_ok(),
                 role != OrgRole::Viewer,

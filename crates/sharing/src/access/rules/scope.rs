@@ -8,7 +8,6 @@ use agentshare_kit::{Error, ids};
 use crate::access::rules::decision::{self, Action, GrantHeld, Subject};
 use crate::access::storage::agent_access::AgentRow;
 use crate::common::Storage;
-use crate::tenancy::rules::OrgRole;
 use crate::tenancy::storage::orgs::OrgRow;
 
 /// The workspace of a request in `org`:
@@ -79,25 +78,23 @@ pub async fn caller(storage: &Storage, principal: &Principal) -> Result<Subject,
     let user_id = principal.require_user()?;
     let org_id = principal.require_org()?;
     let org = org(storage, org_id).await?;
-    let org_role = match principal.org_role.as_deref() {
-        Some(role) => OrgRole::parse(role),
+    let org_role = match principal.org_role {
+        Some(role) => role,
         // The scheduler signs a user's Principal when an automation fires
         // and names no role: read it now, so a user removed from the org
         // since they subscribed is refused at fire time.
-        None => Some(
-            storage
-                .tenancy
-                .org_role(org_id, user_id)
-                .await?
-                .ok_or_else(|| {
-                    Error::PermissionDenied("you are no longer a member of this org".into())
-                })?,
-        ),
+        None => storage
+            .tenancy
+            .org_role(org_id, user_id)
+            .await?
+            .ok_or_else(|| {
+                Error::PermissionDenied("you are no longer a member of this org".into())
+            })?,
     };
     Ok(Subject {
         user_id: user_id.to_string(),
         org_id: org_id.to_string(),
-        org_role,
+        org_role: Some(org_role),
         workspaces_enabled: org.workspaces_enabled,
         active_workspace: principal.workspace_id.clone().filter(|w| !w.is_empty()),
         memberships: storage.tenancy.workspace_ids_of(org_id, user_id).await?,
