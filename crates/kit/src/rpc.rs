@@ -54,6 +54,34 @@ macro_rules! handlers {
     )*};
 }
 
+/// As [`handlers!`], for calls between services that carry no user caller
+/// (the identity layer admits only the services listed for them): each
+/// handler is `async fn method(&self, request: Req) -> kit::Result<Res>`.
+#[macro_export]
+macro_rules! internal_handlers {
+    ($($method:ident($request:ty) -> $response:ty;)*) => {$(
+        fn $method<'life0, 'async_trait>(
+            &'life0 self,
+            request: ::tonic::Request<$request>,
+        ) -> ::std::pin::Pin<
+            Box<
+                dyn ::std::future::Future<
+                        Output = ::std::result::Result<::tonic::Response<$response>, ::tonic::Status>,
+                    > + Send
+                    + 'async_trait,
+            >,
+        >
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async move {
+                $crate::rpc::answer(Self::$method(self, request.into_inner()).await)
+            })
+        }
+    )*};
+}
+
 /// The answer of a handler that needs no caller (a service's internal call)
 /// or reads the request itself.
 pub fn answer<Res>(outcome: crate::Result<Res>) -> Result<Response<Res>, Status> {
