@@ -11,7 +11,7 @@ use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
 use super::members::UserRow;
-use super::orgs::{ORG_COLUMNS, OrgRow, StoredOrg, StoredWorkspace, WorkspaceRow};
+use super::orgs::{ORG_COLUMNS, OrgRow, WorkspaceRow};
 use crate::tenancy::storage::audit;
 use agentshare_kit::page::Paged;
 
@@ -36,7 +36,7 @@ fn org_view(org: &OrgRow) -> serde_json::Value {
 /// A workspace with the viewer's role in it, if they are a member.
 #[derive(sqlx::FromRow)]
 pub struct VisibleWorkspace {
-    #[sqlx(flatten, try_from = "StoredWorkspace")]
+    #[sqlx(flatten)]
     pub workspace: WorkspaceRow,
     pub role: Option<String>,
 }
@@ -44,7 +44,7 @@ pub struct VisibleWorkspace {
 /// An org with the user's role in it.
 #[derive(sqlx::FromRow)]
 pub struct OrgMembership {
-    #[sqlx(flatten, try_from = "StoredOrg")]
+    #[sqlx(flatten)]
     pub org: OrgRow,
     pub role: String,
 }
