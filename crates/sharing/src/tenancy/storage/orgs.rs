@@ -190,17 +190,13 @@ impl TenancyStorage {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        events::append(
-            &mut tx,
-            &self.clock,
-            &NewEvent {
-                kind: "org.created",
-                subject_id: org.id.clone(),
-                org_id: org.id.clone(),
-                payload: serde_json::json!({ "owner_user_id": owner_id, "default_workspace_id": workspace.id }),
-            },
-        )
-        .await?;
+        let created = NewEvent {
+            kind: "org.created",
+            subject_id: org.id.clone(),
+            org_id: org.id.clone(),
+            payload: serde_json::json!({ "owner_user_id": owner_id, "default_workspace_id": workspace.id }),
+        };
+        events::append(&mut tx, &self.clock, &created).await?;
         self.commit(tx).await?;
         Ok((org, workspace))
     }
