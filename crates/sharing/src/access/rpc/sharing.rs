@@ -41,10 +41,6 @@ fn total(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-fn no_grant(grant_id: &str) -> Error {
-    Error::not_found(format!("grant {grant_id}"))
-}
-
 impl Sharing {
     /// The agent and the caller, once the caller may `action` it.
     async fn owned(
@@ -435,6 +431,11 @@ impl SharingService for Sharing {
         revoke_grant(pb::RevokeGrantRequest) -> pb::RevokeGrantResponse;
         get_agent_reach(pb::GetAgentReachRequest) -> pb::GetAgentReachResponse;
     }
+}
+
+/// A grant that does not exist, or that the caller may not see.
+fn no_grant(grant_id: &str) -> Error {
+    Error::not_found(format!("grant {grant_id}"))
 }
 
 pub fn grant_to_proto(grant: &GrantRow, now: i64) -> pb::Grant {
