@@ -5,7 +5,7 @@
 //! transaction, so sharing's event follower can repair a missed sync.
 
 use agentshare_kit::clock::Clock;
-use agentshare_kit::db::{Db, is_unique_violation, new_id};
+use agentshare_kit::db::{Db, Stored, is_unique_violation, new_id};
 use agentshare_kit::events::{self, EventLog, NewEvent};
 use agentshare_kit::page::Page;
 use agentshare_kit::{Error, Result};
@@ -160,7 +160,7 @@ fn design_bytes(draft: &pb::AgentDraft) -> Vec<u8> {
 }
 
 /// An agent as stored: the draft's design in bytes beside its own columns,
-/// flags as integers on both backends.
+/// flags as 0 or 1 on both backends.
 #[derive(sqlx::FromRow)]
 struct AgentRecord {
     id: String,
@@ -175,8 +175,10 @@ struct AgentRecord {
     design: Vec<u8>,
     draft_revision: i64,
     revision: i64,
-    is_default: i64,
-    is_managed: i64,
+    #[sqlx(try_from = "Stored<i64>")]
+    is_default: bool,
+    #[sqlx(try_from = "Stored<i64>")]
+    is_managed: bool,
     latest_version: i64,
     latest_deployed_at: Option<i64>,
     created_at: i64,
@@ -201,8 +203,8 @@ impl TryFrom<AgentRecord> for AgentRow {
             owner_user_id: row.owner_user_id,
             home_workspace_id: row.home_workspace_id,
             state: row.state,
-            is_default: row.is_default != 0,
-            is_managed: row.is_managed != 0,
+            is_default: row.is_default,
+            is_managed: row.is_managed,
             draft,
             draft_revision: row.draft_revision,
             revision: row.revision,

@@ -115,6 +115,26 @@ fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A stable key of one entry of a list (a tool's integration key, an
+/// automation's key): well formed, and taken by no earlier entry. `kind` and
+/// `holder` name the key and the entry in the message.
+fn check_unique_key<'d>(
+    key: &'d str,
+    taken: &mut HashSet<&'d str>,
+    (kind, holder): (&str, &str),
+    field: String,
+    v: &mut Vec<FieldViolation>,
+) {
+    if let Err(why) = check_key(key) {
+        v.push(FieldViolation::new(field, why));
+    } else if !taken.insert(key) {
+        v.push(FieldViolation::new(
+            field,
+            format!("duplicate {kind} key {key:?}; each {holder} needs its own"),
+        ));
+    }
+}
+
 fn check_label(label: &str, field: String, v: &mut Vec<FieldViolation>) {
     if label.chars().count() > MAX_LABEL_CHARS {
         v.push(FieldViolation::new(
@@ -134,17 +154,14 @@ fn check_tools(tools: &[pb::Tool], field: &str, v: &mut Vec<FieldViolation>) {
     let mut keys = HashSet::new();
     for (i, tool) in tools.iter().enumerate() {
         let at = |name: &str| format!("{field}[{i}].{name}");
-        if let Err(why) = check_key(&tool.integration_key) {
-            v.push(FieldViolation::new(at("integration_key"), why));
-        } else if !keys.insert(tool.integration_key.as_str()) {
-            v.push(FieldViolation::new(
-                at("integration_key"),
-                format!(
-                    "duplicate integration key {:?}; each tool needs its own",
-                    tool.integration_key
-                ),
-            ));
-        }
+        let key = &tool.integration_key;
+        check_unique_key(
+            key,
+            &mut keys,
+            ("integration", "tool"),
+            at("integration_key"),
+            v,
+        );
         if tool.provider.trim().is_empty() {
             v.push(FieldViolation::new(at("provider"), "must not be empty"));
         }
@@ -214,17 +231,8 @@ fn check_automations(automations: &[pb::Automation], field: &str, v: &mut Vec<Fi
     let mut keys = HashSet::new();
     for (i, automation) in automations.iter().enumerate() {
         let at = |name: &str| format!("{field}[{i}].{name}");
-        if let Err(why) = check_key(&automation.key) {
-            v.push(FieldViolation::new(at("key"), why));
-        } else if !keys.insert(automation.key.as_str()) {
-            v.push(FieldViolation::new(
-                at("key"),
-                format!(
-                    "duplicate automation key {:?}; each automation needs its own",
-                    automation.key
-                ),
-            ));
-        }
+        let key = &automation.key;
+        check_unique_key(key, &mut keys, ("automation", "automation"), at("key"), v);
         check_label(&automation.display_name, at("display_name"), v);
         if let Err((name, why)) = check_schedule(automation.schedule.as_ref()) {
             v.push(FieldViolation::new(at(&format!("schedule{name}")), why));

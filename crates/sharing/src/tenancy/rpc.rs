@@ -17,7 +17,9 @@ use crate::tenancy::storage::audit;
 use crate::tenancy::storage::members;
 use crate::tenancy::storage::orgs::{OrgRow, WorkspaceRow};
 use crate::tenancy::storage::projects;
-use crate::tenancy::storage::workspaces::{OrgMembership, VisibleWorkspace, WorkspaceMemberRow};
+use crate::tenancy::storage::workspaces::{
+    Membership, OrgMembership, VisibleWorkspace, WorkspaceMemberRow,
+};
 
 #[derive(Clone)]
 pub struct Tenancy {
@@ -733,6 +735,11 @@ impl Tenancy {
         let workspace_id = &visible.workspace.id;
         let role = rules::workspace_role_of(request.role)?;
         let user_id = ids::parse("user_id", &request.user_id)?;
+        let member = Membership {
+            org_id,
+            workspace_id,
+            user_id: &user_id,
+        };
         let tenancy = &self.storage.tenancy;
         if tenancy.org_role(org_id, &user_id).await?.is_none() {
             return Err(Error::FailedPrecondition(format!(
@@ -740,7 +747,7 @@ impl Tenancy {
             )));
         }
         if !tenancy
-            .add_workspace_member(&caller, org_id, workspace_id, &user_id, role.as_str())
+            .add_workspace_member(&caller, member, role.as_str())
             .await?
         {
             return Err(Error::AlreadyExists(format!(
@@ -798,10 +805,15 @@ impl Tenancy {
         let (org_id, visible) = self.workspace_admin(&caller, &request.workspace_id).await?;
         let workspace_id = &visible.workspace.id;
         let user_id = ids::parse("user_id", &request.user_id)?;
+        let member = Membership {
+            org_id,
+            workspace_id,
+            user_id: &user_id,
+        };
         if !self
             .storage
             .tenancy
-            .remove_workspace_member(&caller, org_id, workspace_id, &user_id)
+            .remove_workspace_member(&caller, member)
             .await?
         {
             return Err(Error::not_found(format!(
@@ -856,6 +868,11 @@ impl Tenancy {
         let workspace_id = &visible.workspace.id;
         let role = rules::workspace_role_of(request.role)?;
         let user_id = ids::parse("user_id", &request.user_id)?;
+        let member = Membership {
+            org_id,
+            workspace_id,
+            user_id: &user_id,
+        };
         let caller_is_owner = rules::acts_as_workspace_owner(
             rules::manages_org(&caller),
             visible.role.as_deref().and_then(WorkspaceRole::parse),
@@ -865,7 +882,7 @@ impl Tenancy {
         rules::may_change_workspace_role(caller_is_owner, current_role, role)?;
         self.storage
             .tenancy
-            .change_workspace_role(&caller, org_id, workspace_id, &user_id, role.as_str())
+            .change_workspace_role(&caller, member, role.as_str())
             .await?
             .ok_or_else(|| {
                 Error::not_found(format!("member {user_id} of workspace {workspace_id}"))

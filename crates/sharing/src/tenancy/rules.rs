@@ -25,10 +25,10 @@ impl WorkspaceRole {
         }
     }
 
+    const ALL: [Self; 3] = [Self::Owner, Self::Admin, Self::Member];
+
     pub fn parse(role: &str) -> Option<Self> {
-        [Self::Owner, Self::Admin, Self::Member]
-            .into_iter()
-            .find(|r| r.as_str() == role)
+        Self::ALL.into_iter().find(|r| r.as_str() == role)
     }
 
     pub fn to_proto(self) -> pb::WorkspaceRole {
@@ -47,15 +47,15 @@ impl WorkspaceRole {
 
 /// A workspace role named by a client: a known, specified value.
 pub fn workspace_role_of(role: i32) -> Result<WorkspaceRole, Error> {
-    match pb::WorkspaceRole::try_from(role) {
-        Ok(pb::WorkspaceRole::Owner) => Ok(WorkspaceRole::Owner),
-        Ok(pb::WorkspaceRole::Admin) => Ok(WorkspaceRole::Admin),
-        Ok(pb::WorkspaceRole::Member) => Ok(WorkspaceRole::Member),
-        _ => Err(Error::invalid(
-            "role",
-            "must be WORKSPACE_ROLE_OWNER, WORKSPACE_ROLE_ADMIN or WORKSPACE_ROLE_MEMBER",
-        )),
-    }
+    WorkspaceRole::ALL
+        .into_iter()
+        .find(|known| i32::from(known.to_proto()) == role)
+        .ok_or_else(|| {
+            Error::invalid(
+                "role",
+                "must be WORKSPACE_ROLE_OWNER, WORKSPACE_ROLE_ADMIN or WORKSPACE_ROLE_MEMBER",
+            )
+        })
 }
 
 pub const MAX_NAME_CHARS: usize = 200;

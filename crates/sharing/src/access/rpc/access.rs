@@ -285,18 +285,19 @@ impl Access {
         caller: Principal,
         request: pb::CheckRequest,
     ) -> agentshare_kit::Result<pb::CheckResponse> {
-        let action = Action::of(request.action, None)?;
-        let explanation = self
+        let Explanation {
+            allowed, reason, ..
+        } = self
             .explained(
                 &caller,
                 &request.agent_id,
                 request.principal.as_ref(),
-                action,
+                Action::of(request.action, None)?,
             )
             .await?;
         Ok(pb::CheckResponse {
-            allowed: explanation.allowed,
-            reason: explanation.reason.into(),
+            allowed,
+            reason: reason.into(),
         })
     }
 
@@ -371,13 +372,12 @@ impl Access {
         caller: Principal,
         request: pb::ExplainRequest,
     ) -> agentshare_kit::Result<pb::ExplainResponse> {
-        let action = Action::of(request.action, Some(Action::View))?;
         let explanation = self
             .explained(
                 &caller,
                 &request.agent_id,
                 request.principal.as_ref(),
-                action,
+                Action::of(request.action, Some(Action::View))?,
             )
             .await?;
         Ok(explanation_to_proto(explanation))

@@ -137,6 +137,15 @@ impl Sharing {
         Ok(agent)
     }
 
+    /// A grant by id, or NOT_FOUND.
+    async fn grant(&self, grant_id: &str) -> Result<GrantRow, Error> {
+        self.storage
+            .access
+            .grant(grant_id)
+            .await?
+            .ok_or_else(|| no_grant(grant_id))
+    }
+
     async fn surviving_grants(&self, agent_id: &str) -> Result<Vec<GrantRow>, Error> {
         let now = self.storage.clock.now_micros();
         Ok(self
@@ -369,27 +378,16 @@ impl Sharing {
         request: pb::RevokeGrantRequest,
     ) -> agentshare_kit::Result<pb::RevokeGrantResponse> {
         let grant_id = ids::parse("grant_id", &request.grant_id)?;
-        let not_found = || Error::not_found(format!("grant {grant_id}"));
-        let grant = self
-            .storage
-            .access
-            .grant(&grant_id)
-            .await?
-            .ok_or_else(not_found)?;
+        let grant = self.grant(&grant_id).await?;
         // A grant of an agent the caller cannot see reads as no grant.
         self.grants_agent(&caller, &grant.agent_id)
             .await
             .map_err(|e| match e {
-                Error::NotFound(_) => not_found(),
+                Error::NotFound(_) => no_grant(&grant_id),
                 other => other,
             })?;
         self.storage.access.revoke_grant(&grant).await?;
-        let grant = self
-            .storage
-            .access
-            .grant(&grant_id)
-            .await?
-            .ok_or_else(not_found)?;
+        let grant = self.grant(&grant_id).await?;
         Ok(pb::RevokeGrantResponse {
             grant: Some(grant_to_proto(&grant, self.storage.clock.now_micros())),
         })
@@ -433,6 +431,11 @@ impl SharingService for Sharing {
         revoke_grant(pb::RevokeGrantRequest) -> pb::RevokeGrantResponse;
         get_agent_reach(pb::GetAgentReachRequest) -> pb::GetAgentReachResponse;
     }
+}
+
+/// A grant that does not exist, or that the caller may not see.
+fn no_grant(grant_id: &str) -> Error {
+    Error::not_found(format!("grant {grant_id}"))
 }
 
 pub fn grant_to_proto(grant: &GrantRow, now: i64) -> pb::Grant {

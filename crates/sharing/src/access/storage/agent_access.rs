@@ -3,7 +3,7 @@
 //! Registry writes them through `AccessInternal.SyncAgent`; its events repair
 //! a missed write through the same path.
 
-use agentshare_kit::db::placeholders;
+use agentshare_kit::db::{Stored, placeholders};
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::ids;
 use agentshare_kit::{Error, Result};
@@ -403,19 +403,26 @@ pub async fn repair(storage: &AccessStorage, event: &Event) -> Result<(), Error>
     }
 }
 
-/// One agent as sharing knows it.
-#[derive(Clone, Debug)]
+/// One agent as sharing knows it. Flags are stored as 0 or 1 on both
+/// backends.
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct AgentRow {
     pub agent_id: String,
     pub org_id: String,
     pub owner_user_id: String,
     /// Empty only for the org default agent.
     pub home_workspace_id: String,
+    #[sqlx(try_from = "String")]
     pub state: AccessState,
+    #[sqlx(try_from = "Stored<i64>")]
     pub is_default: bool,
+    #[sqlx(try_from = "Stored<i64>")]
     pub is_managed: bool,
+    #[sqlx(try_from = "Stored<i64>")]
     pub shared: bool,
-    /// The home workspace first, then the others in the order added.
+    /// The home workspace first, then the others in the order added; read
+    /// apart from the row, by `attach_workspaces`.
+    #[sqlx(skip)]
     pub workspaces: Vec<String>,
     pub latest_version: i64,
     pub name: String,
@@ -425,53 +432,11 @@ pub struct AgentRow {
 const AGENT_COLUMNS: &str = "a.agent_id, a.org_id, a.owner_user_id, a.home_workspace_id, a.state, \
      a.is_default, a.is_managed, a.shared, a.latest_version, a.name, a.description";
 
-/// An `agent_access` row as stored: flags are integers on both backends.
-#[derive(sqlx::FromRow)]
-struct AgentRecord {
-    agent_id: String,
-    org_id: String,
-    owner_user_id: String,
-    home_workspace_id: String,
-    #[sqlx(try_from = "String")]
-    state: AccessState,
-    is_default: i64,
-    is_managed: i64,
-    shared: i64,
-    latest_version: i64,
-    name: String,
-    description: String,
-}
-
-/// The agent with its home workspace as its only one, until the others
-/// are attached.
-impl From<AgentRecord> for AgentRow {
-    fn from(row: AgentRecord) -> Self {
-        Self {
-            workspaces: if row.home_workspace_id.is_empty() {
-                Vec::new()
-            } else {
-                vec![row.home_workspace_id.clone()]
-            },
-            agent_id: row.agent_id,
-            org_id: row.org_id,
-            owner_user_id: row.owner_user_id,
-            home_workspace_id: row.home_workspace_id,
-            state: row.state,
-            is_default: row.is_default != 0,
-            is_managed: row.is_managed != 0,
-            shared: row.shared != 0,
-            latest_version: row.latest_version,
-            name: row.name,
-            description: row.description,
-        }
-    }
-}
-
 /// A My Agents candidate as stored.
 #[derive(sqlx::FromRow)]
 struct ListedRecord {
     #[sqlx(flatten)]
-    agent: AgentRecord,
+    agent: AgentRow,
     owner_display_name: String,
     pinned_version: Option<i64>,
 }
@@ -518,19 +483,25 @@ impl AccessStorage {
         let list = placeholders(1, ids.len());
         let sql =
             format!("SELECT {AGENT_COLUMNS} FROM agent_access a WHERE a.agent_id IN ({list})");
-        let mut query = sqlx::query_as::<_, AgentRecord>(&sql);
+        let mut query = sqlx::query_as::<_, AgentRow>(&sql);
         for id in ids {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(&self.db.pool).await?;
-        let mut agents: Vec<AgentRow> = rows.into_iter().map(AgentRow::from).collect();
+        let mut agents = query.fetch_all(&self.db.pool).await?;
         self.attach_workspaces(&mut agents).await?;
         Ok(agents)
     }
 
+    /// Fills each agent's workspace list: its home, then the others.
     async fn attach_workspaces(&self, agents: &mut [AgentRow]) -> Result<()> {
         if agents.is_empty() {
             return Ok(());
+        }
+        for agent in agents.iter_mut() {
+            agent.workspaces.clear();
+            if !agent.home_workspace_id.is_empty() {
+                agent.workspaces.push(agent.home_workspace_id.clone());
+            }
         }
         let list = placeholders(1, agents.len());
         let sql = format!(
@@ -747,7 +718,7 @@ impl AccessStorage {
             .into_iter()
             .map(|row| {
                 let about = (row.owner_display_name, row.pinned_version);
-                (AgentRow::from(row.agent), about)
+                (row.agent, about)
             })
             .unzip();
         self.attach_workspaces(&mut agents).await?;

@@ -147,6 +147,22 @@ impl Shared {
         self.commit(tx).await?;
         Ok(())
     }
+
+    /// Commits `tx`, recording `change` only if the change `happened`
+    /// (a row was added or removed); answers whether it did.
+    pub async fn commit_audited_if(
+        &self,
+        happened: bool,
+        tx: Transaction<'static, Any>,
+        change: Change<'_>,
+    ) -> agentshare_kit::Result<bool> {
+        if happened {
+            self.commit_audited(tx, change).await?;
+        } else {
+            self.commit(tx).await?;
+        }
+        Ok(happened)
+    }
 }
 
 /// Filters of a listing; empty strings and `None` mean "any".

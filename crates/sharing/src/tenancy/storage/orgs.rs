@@ -1,76 +1,37 @@
 //! Users and orgs: storage. An org is created with its default workspace and
 //! its owner's memberships in one transaction.
 
-use agentshare_kit::db::{is_unique_violation, new_id};
+use agentshare_kit::db::{Stored, is_unique_violation, new_id};
 use agentshare_kit::events::{self, NewEvent};
 
 use super::TenancyStorage;
 use crate::tenancy::rules::OrgRole;
 
+/// An org; its switch is stored as 0 or 1 on both backends.
+#[derive(sqlx::FromRow)]
 pub struct OrgRow {
     pub id: String,
     pub name: String,
+    #[sqlx(try_from = "Stored<i64>")]
     pub workspaces_enabled: bool,
     pub default_workspace_id: String,
     pub created_at: i64,
 }
 
-/// An org as stored: the switch is 0 or 1 on both backends.
-#[derive(sqlx::FromRow)]
-pub struct StoredOrg {
-    id: String,
-    name: String,
-    workspaces_enabled: i64,
-    default_workspace_id: String,
-    created_at: i64,
-}
-
-impl From<StoredOrg> for OrgRow {
-    fn from(org: StoredOrg) -> Self {
-        Self {
-            id: org.id,
-            name: org.name,
-            workspaces_enabled: org.workspaces_enabled != 0,
-            default_workspace_id: org.default_workspace_id,
-            created_at: org.created_at,
-        }
-    }
-}
-
-/// The columns of [`StoredOrg`], for `orgs o` joined with its default
+/// The columns of [`OrgRow`], for `orgs o` joined with its default
 /// workspace `w`.
 pub const ORG_COLUMNS: &str =
     "o.id, o.name, o.workspaces_enabled, o.created_at, w.id AS default_workspace_id";
 
-#[derive(Clone)]
+/// A workspace; `is_default` is stored as 0 or 1 on both backends.
+#[derive(Clone, sqlx::FromRow)]
 pub struct WorkspaceRow {
     pub id: String,
     pub org_id: String,
     pub name: String,
+    #[sqlx(try_from = "Stored<i64>")]
     pub is_default: bool,
     pub created_at: i64,
-}
-
-/// A workspace as stored: `is_default` is 0 or 1 on both backends.
-#[derive(sqlx::FromRow)]
-pub struct StoredWorkspace {
-    id: String,
-    org_id: String,
-    name: String,
-    is_default: i64,
-    created_at: i64,
-}
-
-impl From<StoredWorkspace> for WorkspaceRow {
-    fn from(workspace: StoredWorkspace) -> Self {
-        Self {
-            id: workspace.id,
-            org_id: workspace.org_id,
-            name: workspace.name,
-            is_default: workspace.is_default != 0,
-            created_at: workspace.created_at,
-        }
-    }
 }
 
 impl TenancyStorage {
@@ -147,14 +108,13 @@ impl TenancyStorage {
     }
 
     pub async fn org(&self, org_id: &str) -> agentshare_kit::Result<Option<OrgRow>> {
-        let org: Option<StoredOrg> = sqlx::query_as(&format!(
+        Ok(sqlx::query_as(&format!(
             "SELECT {ORG_COLUMNS} FROM orgs o JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
              WHERE o.id = $1"
         ))
         .bind(org_id)
         .fetch_optional(&self.db.pool)
-        .await?;
-        Ok(org.map(OrgRow::from))
+        .await?)
     }
 
     /// Whether the user is a member of this workspace of this org.
@@ -230,17 +190,13 @@ impl TenancyStorage {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        events::append(
-            &mut tx,
-            &self.clock,
-            &NewEvent {
-                kind: "org.created",
-                subject_id: org.id.clone(),
-                org_id: org.id.clone(),
-                payload: serde_json::json!({ "owner_user_id": owner_id, "default_workspace_id": workspace.id }),
-            },
-        )
-        .await?;
+        let created = NewEvent {
+            kind: "org.created",
+            subject_id: org.id.clone(),
+            org_id: org.id.clone(),
+            payload: serde_json::json!({ "owner_user_id": owner_id, "default_workspace_id": workspace.id }),
+        };
+        events::append(&mut tx, &self.clock, &created).await?;
         self.commit(tx).await?;
         Ok((org, workspace))
     }

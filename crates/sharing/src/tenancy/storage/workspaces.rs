@@ -11,7 +11,7 @@ use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
 use super::members::UserRow;
-use super::orgs::{ORG_COLUMNS, OrgRow, StoredOrg, StoredWorkspace, WorkspaceRow};
+use super::orgs::{ORG_COLUMNS, OrgRow, WorkspaceRow};
 use crate::tenancy::storage::audit;
 use agentshare_kit::page::Paged;
 
@@ -36,7 +36,7 @@ fn org_view(org: &OrgRow) -> serde_json::Value {
 /// A workspace with the viewer's role in it, if they are a member.
 #[derive(sqlx::FromRow)]
 pub struct VisibleWorkspace {
-    #[sqlx(flatten, try_from = "StoredWorkspace")]
+    #[sqlx(flatten)]
     pub workspace: WorkspaceRow,
     pub role: Option<String>,
 }
@@ -44,9 +44,30 @@ pub struct VisibleWorkspace {
 /// An org with the user's role in it.
 #[derive(sqlx::FromRow)]
 pub struct OrgMembership {
-    #[sqlx(flatten, try_from = "StoredOrg")]
+    #[sqlx(flatten)]
     pub org: OrgRow,
     pub role: String,
+}
+
+/// One user's membership of one workspace of an org, as the calls that
+/// change it name it.
+#[derive(Clone, Copy)]
+pub struct Membership<'a> {
+    pub org_id: &'a str,
+    pub workspace_id: &'a str,
+    pub user_id: &'a str,
+}
+
+impl<'a> Membership<'a> {
+    /// The audit record of `actor` doing `action` to this membership.
+    fn change(self, actor: &'a Principal, action: &'static str) -> audit::Change<'a> {
+        audit::Change::new(
+            actor,
+            self.org_id,
+            action,
+            ("workspace_member", self.user_id),
+        )
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -344,23 +365,17 @@ impl TenancyStorage {
     pub async fn add_workspace_member(
         &self,
         actor: &Principal,
-        org_id: &str,
-        workspace_id: &str,
-        user_id: &str,
+        member: Membership<'_>,
         role: &str,
     ) -> agentshare_kit::Result<bool> {
         let mut tx = self.db.begin_write().await?;
         let now = self.clock.now_micros();
+        let (workspace_id, user_id) = (member.workspace_id, member.user_id);
         let added = join_workspace(&mut tx, workspace_id, user_id, role, now).await?;
-        if !added {
-            self.commit(tx).await?;
-            return Ok(false);
-        }
-        let target = ("workspace_member", user_id);
         let fields = serde_json::json!({ "workspace_id": workspace_id, "role": role });
-        let change = audit::Change::new(actor, org_id, "workspace_member.added", target);
-        self.commit_audited(tx, change.after(fields)).await?;
-        Ok(true)
+        let change = member.change(actor, "workspace_member.added");
+        self.commit_audited_if(added, tx, change.after(fields))
+            .await
     }
 
     /// Removes a user from a workspace, recording `member.removed`;
@@ -368,28 +383,21 @@ impl TenancyStorage {
     pub async fn remove_workspace_member(
         &self,
         actor: &Principal,
-        org_id: &str,
-        workspace_id: &str,
-        user_id: &str,
+        member: Membership<'_>,
     ) -> agentshare_kit::Result<bool> {
         let mut tx = self.db.begin_write().await?;
         let removed =
             sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
-                .bind(workspace_id)
-                .bind(user_id)
+                .bind(member.workspace_id)
+                .bind(member.user_id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
                 == 1;
-        if !removed {
-            self.commit(tx).await?;
-            return Ok(false);
-        }
-        let target = ("workspace_member", user_id);
-        let fields = serde_json::json!({ "workspace_id": workspace_id });
-        let change = audit::Change::new(actor, org_id, "member.removed", target);
-        self.commit_audited(tx, change.before(fields)).await?;
-        Ok(true)
+        let fields = serde_json::json!({ "workspace_id": member.workspace_id });
+        let change = member.change(actor, "member.removed");
+        self.commit_audited_if(removed, tx, change.before(fields))
+            .await
     }
 
     /// Renames a workspace, recording `workspace.updated`.
@@ -488,17 +496,15 @@ impl TenancyStorage {
     pub async fn change_workspace_role(
         &self,
         actor: &Principal,
-        org_id: &str,
-        workspace_id: &str,
-        user_id: &str,
+        member: Membership<'_>,
         role: &str,
     ) -> agentshare_kit::Result<Option<String>> {
         let mut tx = self.db.begin_write().await?;
         let before: Option<String> = sqlx::query_scalar(
             "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
         )
-        .bind(workspace_id)
-        .bind(user_id)
+        .bind(member.workspace_id)
+        .bind(member.user_id)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(before) = before else {
@@ -508,12 +514,13 @@ impl TenancyStorage {
             "UPDATE workspace_members SET role = $1 WHERE workspace_id = $2 AND user_id = $3",
         )
         .bind(role)
-        .bind(workspace_id)
-        .bind(user_id)
+        .bind(member.workspace_id)
+        .bind(member.user_id)
         .execute(&mut *tx)
         .await?;
-        let target = ("workspace_member", user_id);
-        let change = audit::Change::new(actor, org_id, "workspace_member.role_changed", target)
+        let workspace_id = member.workspace_id;
+        let change = member
+            .change(actor, "workspace_member.role_changed")
             .before(serde_json::json!({ "workspace_id": workspace_id, "role": before }))
             .after(serde_json::json!({ "workspace_id": workspace_id, "role": role }));
         self.commit_audited(tx, change).await?;
