@@ -1,10 +1,8 @@
 //! AgentRegistryInternalService: the full design of the version a run uses,
 //! for the gateway and the scheduler only.
 
-use agentshare_kit::rpc;
 use agentshare_proto::registry::v1 as pb;
 use pb::agent_registry_internal_service_server::AgentRegistryInternalService;
-use tonic::{Request, Response, Status};
 
 use crate::agents::Agents;
 
@@ -13,21 +11,26 @@ pub struct RegistryInternal {
     pub agents: Agents,
 }
 
-#[tonic::async_trait]
-impl AgentRegistryInternalService for RegistryInternal {
+impl RegistryInternal {
     async fn get_run_content(
         &self,
-        request: Request<pb::GetRunContentRequest>,
-    ) -> Result<Response<pb::GetRunContentResponse>, Status> {
-        let request = request.into_inner();
-        let run = self
+        request: pb::GetRunContentRequest,
+    ) -> agentshare_kit::Result<pb::GetRunContentResponse> {
+        let (content, agent) = self
             .agents
             .run_content(&request.agent_id, request.version_number)
-            .await;
-        rpc::answer(run.map(|(content, agent)| pb::GetRunContentResponse {
+            .await?;
+        Ok(pb::GetRunContentResponse {
             content: Some(content),
             version_number: request.version_number,
             org_id: agent.org_id,
-        }))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AgentRegistryInternalService for RegistryInternal {
+    agentshare_kit::internal_handlers! {
+        get_run_content(pb::GetRunContentRequest) -> pb::GetRunContentResponse;
     }
 }

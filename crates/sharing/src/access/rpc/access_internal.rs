@@ -1,12 +1,11 @@
 //! AccessInternalService: what the gateway, registry and scheduler ask of
 //! sharing with their service identity.
 
+use agentshare_kit::Error;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::identity::secret_digest;
-use agentshare_kit::{Error, rpc};
 use agentshare_proto::sharing::v1 as pb;
 use pb::access_internal_service_server::AccessInternalService;
-use tonic::{Request, Response, Status};
 
 use super::access::{Run, run_plan};
 use crate::access::rules::decision;
@@ -177,176 +176,161 @@ impl AccessInternal {
     }
 }
 
-#[tonic::async_trait]
-impl AccessInternalService for AccessInternal {
-    agentshare_kit::handlers! {
-        resolve_store(pb::ResolveStoreRequest) -> pb::ResolveStoreResponse;
-        resolve_invocation_with_secrets(pb::ResolveInvocationWithSecretsRequest) -> pb::ResolveInvocationWithSecretsResponse;
-        resolve_connection_secret(pb::ResolveConnectionSecretRequest) -> pb::ResolveConnectionSecretResponse;
-    }
-
+/// The AccessInternalService handlers for calls that carry no user caller.
+impl AccessInternal {
     async fn resolve_caller(
         &self,
-        request: Request<pb::ResolveCallerRequest>,
-    ) -> Result<Response<pb::ResolveCallerResponse>, Status> {
-        let request = request.into_inner();
-        rpc::answer(
-            async {
-                if request.subject.is_empty() {
-                    return Err(Error::invalid("subject", "must not be empty"));
-                }
-                let tenancy = &self.storage.tenancy;
-                let user_id = tenancy
-                    .upsert_user(&request.subject, &request.email, &request.display_name)
-                    .await?;
-                let orgs = tenancy.org_ids_of(&user_id).await?;
-                let mut response = pb::ResolveCallerResponse {
-                    user_id: user_id.clone(),
-                    ..Default::default()
-                };
-                let org_id = match tenancy::rules::choose_org(&request.requested_org_id, &orgs)? {
-                    OrgChoice::Chosen(org_id) => org_id,
-                    OrgChoice::NoOrg => return Ok(response),
-                    OrgChoice::Ambiguous => {
-                        response.org_choice_required = true;
-                        return Ok(response);
-                    }
-                };
-                let chosen = match request.session_id.as_str() {
-                    "" => None,
-                    session => {
-                        tenancy
-                            .session_workspace(session, &org_id, &user_id)
-                            .await?
-                    }
-                };
-                let not_found = || Error::not_found(format!("org {org_id}"));
-                let standing = self
-                    .standing(
-                        &org_id,
-                        &user_id,
-                        (&request.requested_workspace_id, chosen.as_deref()),
-                        not_found(),
-                        not_found(),
-                    )
-                    .await?;
-                response.workspace_id = standing.workspace_id;
-                response.org_role = standing.role.to_proto().into();
-                response.workspaces_enabled = standing.workspaces_enabled;
-                response.org_id = org_id;
-                Ok(response)
+        request: pb::ResolveCallerRequest,
+    ) -> agentshare_kit::Result<pb::ResolveCallerResponse> {
+        if request.subject.is_empty() {
+            return Err(Error::invalid("subject", "must not be empty"));
+        }
+        let tenancy = &self.storage.tenancy;
+        let user_id = tenancy
+            .upsert_user(&request.subject, &request.email, &request.display_name)
+            .await?;
+        let orgs = tenancy.org_ids_of(&user_id).await?;
+        let mut response = pb::ResolveCallerResponse {
+            user_id: user_id.clone(),
+            ..Default::default()
+        };
+        let org_id = match tenancy::rules::choose_org(&request.requested_org_id, &orgs)? {
+            OrgChoice::Chosen(org_id) => org_id,
+            OrgChoice::NoOrg => return Ok(response),
+            OrgChoice::Ambiguous => {
+                response.org_choice_required = true;
+                return Ok(response);
             }
-            .await,
-        )
+        };
+        let chosen = match request.session_id.as_str() {
+            "" => None,
+            session => {
+                tenancy
+                    .session_workspace(session, &org_id, &user_id)
+                    .await?
+            }
+        };
+        let not_found = || Error::not_found(format!("org {org_id}"));
+        let standing = self
+            .standing(
+                &org_id,
+                &user_id,
+                (&request.requested_workspace_id, chosen.as_deref()),
+                not_found(),
+                not_found(),
+            )
+            .await?;
+        response.workspace_id = standing.workspace_id;
+        response.org_role = standing.role.to_proto().into();
+        response.workspaces_enabled = standing.workspaces_enabled;
+        response.org_id = org_id;
+        Ok(response)
     }
 
     async fn sync_agent(
         &self,
-        request: Request<pb::SyncAgentRequest>,
-    ) -> Result<Response<pb::SyncAgentResponse>, Status> {
-        let request = request.into_inner();
-        rpc::answer(
-            async {
-                let facts = request
-                    .agent
-                    .ok_or_else(|| Error::invalid("agent", "must be set"))?;
-                let synced = agent_access::sync(&self.storage.access, facts).await?;
-                Ok(pb::SyncAgentResponse {
-                    applied: synced.applied,
-                    stored_revision: synced.stored_revision,
-                })
-            }
-            .await,
-        )
+        request: pb::SyncAgentRequest,
+    ) -> agentshare_kit::Result<pb::SyncAgentResponse> {
+        let facts = request
+            .agent
+            .ok_or_else(|| Error::invalid("agent", "must be set"))?;
+        let synced = agent_access::sync(&self.storage.access, facts).await?;
+        Ok(pb::SyncAgentResponse {
+            applied: synced.applied,
+            stored_revision: synced.stored_revision,
+        })
     }
 
     async fn authenticate_grant_token(
         &self,
-        request: Request<pb::AuthenticateGrantTokenRequest>,
-    ) -> Result<Response<pb::AuthenticateGrantTokenResponse>, Status> {
-        let token = request.into_inner().token;
-        rpc::answer(
-            async {
-                if token.is_empty() {
-                    return Err(Error::invalid("token", "must not be empty"));
-                }
-                let access = &self.storage.access;
-                let grant = access
-                    .use_grant(&secret_digest(&token))
-                    .await?
-                    .ok_or_else(|| {
-                        Error::Unauthenticated("share token rejected: unknown token".into())
-                    })?;
-                let owner = access
-                    .agent(&grant.agent_id)
-                    .await?
-                    .map(|a| a.owner_user_id)
-                    .unwrap_or_default();
-                let now = self.storage.clock.now_micros();
-                Ok(pb::AuthenticateGrantTokenResponse {
-                    grant_id: grant.id.clone(),
-                    agent_id: grant.agent_id.clone(),
-                    org_id: grant.org_id.clone(),
-                    kind: super::sharing::grant_kind_to_proto(grant.kind).into(),
-                    state: super::sharing::grant_state_to_proto(grant.state_at(now)).into(),
-                    owner_user_id: owner,
-                    pinned_version: grant.pinned_version,
-                    expire_time: grant.expires_at.map(agentshare_kit::clock::timestamp),
-                })
-            }
-            .await,
-        )
+        request: pb::AuthenticateGrantTokenRequest,
+    ) -> agentshare_kit::Result<pb::AuthenticateGrantTokenResponse> {
+        let token = request.token;
+        if token.is_empty() {
+            return Err(Error::invalid("token", "must not be empty"));
+        }
+        let access = &self.storage.access;
+        let grant = access
+            .use_grant(&secret_digest(&token))
+            .await?
+            .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown token".into()))?;
+        let owner = access
+            .agent(&grant.agent_id)
+            .await?
+            .map(|a| a.owner_user_id)
+            .unwrap_or_default();
+        let now = self.storage.clock.now_micros();
+        Ok(pb::AuthenticateGrantTokenResponse {
+            grant_id: grant.id.clone(),
+            agent_id: grant.agent_id.clone(),
+            org_id: grant.org_id.clone(),
+            kind: super::sharing::grant_kind_to_proto(grant.kind).into(),
+            state: super::sharing::grant_state_to_proto(grant.state_at(now)).into(),
+            owner_user_id: owner,
+            pinned_version: grant.pinned_version,
+            expire_time: grant.expires_at.map(agentshare_kit::clock::timestamp),
+        })
     }
 
     async fn authenticate_api_key(
         &self,
-        request: Request<pb::AuthenticateApiKeyRequest>,
-    ) -> Result<Response<pb::AuthenticateApiKeyResponse>, Status> {
-        let request = request.into_inner();
-        rpc::answer(
-            async {
-                let rejected = |why: &str| Error::Unauthenticated(format!("API key rejected: {why}"));
-                let key = self
-                    .storage
-                    .tenancy
-                    .use_api_key(&secret_digest(&request.secret))
-                    .await?
-                    .ok_or_else(|| {
-                        rejected("unknown key; create one with TenancyService.CreateApiKey")
-                    })?;
-                if key.revoked_at.is_some() {
-                    return Err(rejected("API key revoked"));
-                }
-                if key
-                    .expires_at
-                    .is_some_and(|at| at <= self.storage.clock.now_micros())
-                {
-                    return Err(rejected("API key expired; create a new one"));
-                }
-                if !request.requested_org_id.is_empty() && request.requested_org_id != key.org_id {
-                    return Err(Error::PermissionDenied(
-                        "this API key works in its own org only; drop x-agentshare-org or use a key of that org".into(),
-                    ));
-                }
-                let standing = self
-                    .standing(
-                        &key.org_id,
-                        &key.user_id,
-                        (&request.requested_workspace_id, Some(&key.default_workspace_id)),
-                        rejected("its user is no longer a member of its org"),
-                        rejected("its org no longer exists"),
-                    )
-                    .await?;
-                Ok(pb::AuthenticateApiKeyResponse {
-                    api_key_id: key.id,
-                    user_id: key.user_id,
-                    org_id: key.org_id,
-                    org_role: standing.role.to_proto().into(),
-                    workspace_id: standing.workspace_id,
-                    workspaces_enabled: standing.workspaces_enabled,
-                })
-            }
-            .await,
-        )
+        request: pb::AuthenticateApiKeyRequest,
+    ) -> agentshare_kit::Result<pb::AuthenticateApiKeyResponse> {
+        let rejected = |why: &str| Error::Unauthenticated(format!("API key rejected: {why}"));
+        let key = self
+            .storage
+            .tenancy
+            .use_api_key(&secret_digest(&request.secret))
+            .await?
+            .ok_or_else(|| rejected("unknown key; create one with TenancyService.CreateApiKey"))?;
+        if key.revoked_at.is_some() {
+            return Err(rejected("API key revoked"));
+        }
+        if key
+            .expires_at
+            .is_some_and(|at| at <= self.storage.clock.now_micros())
+        {
+            return Err(rejected("API key expired; create a new one"));
+        }
+        if !request.requested_org_id.is_empty() && request.requested_org_id != key.org_id {
+            return Err(Error::PermissionDenied(
+                "this API key works in its own org only; drop x-agentshare-org or use a key of that org".into(),
+            ));
+        }
+        let standing = self
+            .standing(
+                &key.org_id,
+                &key.user_id,
+                (
+                    &request.requested_workspace_id,
+                    Some(&key.default_workspace_id),
+                ),
+                rejected("its user is no longer a member of its org"),
+                rejected("its org no longer exists"),
+            )
+            .await?;
+        Ok(pb::AuthenticateApiKeyResponse {
+            api_key_id: key.id,
+            user_id: key.user_id,
+            org_id: key.org_id,
+            org_role: standing.role.to_proto().into(),
+            workspace_id: standing.workspace_id,
+            workspaces_enabled: standing.workspaces_enabled,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AccessInternalService for AccessInternal {
+    agentshare_kit::internal_handlers! {
+        resolve_caller(pb::ResolveCallerRequest) -> pb::ResolveCallerResponse;
+        sync_agent(pb::SyncAgentRequest) -> pb::SyncAgentResponse;
+        authenticate_grant_token(pb::AuthenticateGrantTokenRequest) -> pb::AuthenticateGrantTokenResponse;
+        authenticate_api_key(pb::AuthenticateApiKeyRequest) -> pb::AuthenticateApiKeyResponse;
+    }
+    agentshare_kit::handlers! {
+        resolve_store(pb::ResolveStoreRequest) -> pb::ResolveStoreResponse;
+        resolve_invocation_with_secrets(pb::ResolveInvocationWithSecretsRequest) -> pb::ResolveInvocationWithSecretsResponse;
+        resolve_connection_secret(pb::ResolveConnectionSecretRequest) -> pb::ResolveConnectionSecretResponse;
     }
 }
