@@ -286,9 +286,11 @@ mod tests {
             .collect()
     }
 
-    /// The fires of `schedule` after `from` are `expected`, as (UTC, local,
-    /// shifted by DST).
-    fn assert_fires(schedule: &Schedule, from: &str, expected: &[(&str, &str, bool)]) {
+    /// A fire as a test expects it: (UTC, local, shifted by DST).
+    type Expected<'a> = (&'a str, &'a str, bool);
+
+    /// The fires of `schedule` after `from` are `expected`.
+    fn assert_fires(schedule: &Schedule, from: &str, expected: &[Expected<'_>]) {
         let expected: Vec<(String, String, bool)> = expected
             .iter()
             .map(|&(at, local, shifted)| (at.into(), local.into(), shifted))
@@ -311,7 +313,7 @@ mod tests {
         let sydney = daily(2, 30, "Australia/Sydney");
         // Each case: the schedule, when it is asked, and the fires that
         // follow as (UTC, local, shifted by DST).
-        let cases: [(&Schedule, &str, &[(&str, &str, bool)]); 11] = [
+        let cases: [(&Schedule, &str, &[Expected<'_>]); 11] = [
             // 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00Z).
             (
                 &berlin,
