@@ -237,6 +237,11 @@ fn status_condition(status: crate::domain::Status) -> &'static str {
 }
 
 impl Storage {
+    /// `select`, locking the rows it reads until the transaction ends.
+    fn locking(&self, select: &str) -> String {
+        format!("{select}{}", self.db.backend.for_update())
+    }
+
     pub async fn subscription(
         &self,
         agent_id: &str,
@@ -409,10 +414,7 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         workspace_id: &str,
     ) -> Result<Option<i64>> {
-        let sql = format!(
-            "SELECT max_active FROM workspace_caps WHERE workspace_id = $1{}",
-            self.db.backend.for_update()
-        );
+        let sql = self.locking("SELECT max_active FROM workspace_caps WHERE workspace_id = $1");
         let cap: Option<(Option<i64>,)> = sqlx::query_as(&sql)
             .bind(workspace_id)
             .fetch_optional(&mut **tx)
@@ -489,10 +491,9 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         id: &str,
     ) -> Result<Option<SubscriptionRow>> {
-        let sql = format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1{}",
-            self.db.backend.for_update()
-        );
+        let sql = self.locking(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1"
+        ));
         Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&mut **tx)
@@ -655,11 +656,10 @@ impl Storage {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let sql = format!(
+        let sql = self.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
-             AND NOT (inactive = 1 AND status_reason = 'agent_deleted'){}",
-            self.db.backend.for_update()
-        );
+             AND NOT (inactive = 1 AND status_reason = 'agent_deleted')"
+        ));
         let rows: Vec<SubscriptionRow> = sqlx::query_as(&sql)
             .bind(agent_id)
             .fetch_all(&mut *tx)
@@ -688,11 +688,10 @@ impl Storage {
     /// owner's, with the reason "agent unshared", notifying each user.
     /// Repeating it changes nothing; sharing again re-enables none.
     pub async fn agent_unshared(&self, agent_id: &str, owner_id: &str) -> Result<usize> {
-        let sql = format!(
+        let sql = self.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
-             AND user_id <> $2 AND enabled = 1 AND inactive = 0{}",
-            self.db.backend.for_update()
-        );
+             AND user_id <> $2 AND enabled = 1 AND inactive = 0"
+        ));
         let mut tx = self.db.begin_write().await?;
         let rows: Vec<SubscriptionRow> = sqlx::query_as(&sql)
             .bind(agent_id)
