@@ -107,9 +107,7 @@ pub fn follow_registry(context: &Context, storage: Storage) -> Result<(), BadSet
 async fn handle(storage: &Storage, event: &Event) -> Result<(), Error> {
     match event.kind.as_str() {
         "agent.deployed" => {
-            let payload: serde_json::Value = serde_json::from_str(&event.payload_json)
-                .map_err(|e| Error::internal(format!("agent.deployed {}: {e}", event.seq)))?;
-            let version = payload
+            let version = payload(event)?
                 .get("version")
                 .and_then(serde_json::Value::as_i64)
                 .ok_or_else(|| {

@@ -14,7 +14,7 @@ use crate::domain::{self, Channel, Status as SubscriptionStatus};
 use crate::runs::{DeliveryRow, RunFilter, RunRow};
 use crate::schedule::{Fire, Schedule};
 use crate::storage::{LastRun, SubscriptionRow};
-use crate::subscriptions::{Caller, Subscriptions, display_name};
+use crate::subscriptions::{Caller, Named, Subscriptions, display_name};
 
 #[derive(Clone)]
 pub struct Automations {
@@ -245,12 +245,13 @@ impl Automations {
     }
 }
 
-/// The agent and the automation key a request names.
-fn automation_named(agent_id: &str, key: &str) -> Result<(String, String)> {
-    Ok((
-        ids::parse("agent_id", agent_id)?,
-        domain::automation_key(key)?,
-    ))
+/// The automation a request names, for its caller.
+fn named<'a>(principal: &'a Principal, agent_id: &str, key: &str) -> Result<Named<'a>> {
+    Ok(Named {
+        caller: Caller::of(principal)?,
+        agent_id: ids::parse("agent_id", agent_id)?,
+        key: domain::automation_key(key)?,
+    })
 }
 
 /// The agent a listing is narrowed to, if any.
@@ -370,8 +371,7 @@ impl Automations {
         principal: Principal,
         message: pb::SubscribeRequest,
     ) -> agentshare_kit::Result<pb::SubscribeResponse> {
-        let caller = Caller::of(&principal)?;
-        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let named = named(&principal, &message.agent_id, &message.automation_key)?;
         let channels = if message.channels.is_empty() {
             None
         } else {
@@ -379,7 +379,7 @@ impl Automations {
         };
         let row = self
             .subscriptions
-            .subscribe(&caller, &agent_id, &key, message.enabled, channels)
+            .subscribe(&named, message.enabled, channels)
             .await?;
         Ok(pb::SubscribeResponse {
             subscription: self.shown_one(row).await?,
@@ -391,15 +391,11 @@ impl Automations {
         principal: Principal,
         message: pb::UpdateSubscriptionRequest,
     ) -> agentshare_kit::Result<pb::UpdateSubscriptionResponse> {
-        let caller = Caller::of(&principal)?;
-        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let named = named(&principal, &message.agent_id, &message.automation_key)?;
         let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
         let (enabled, channels) =
             domain::settings_change(&paths, &message.settings.unwrap_or_default())?;
-        let row = self
-            .subscriptions
-            .update(&caller, &agent_id, &key, enabled, channels)
-            .await?;
+        let row = self.subscriptions.update(&named, enabled, channels).await?;
         Ok(pb::UpdateSubscriptionResponse {
             subscription: self.shown_one(row).await?,
         })
@@ -410,13 +406,9 @@ impl Automations {
         principal: Principal,
         message: pb::PauseSubscriptionRequest,
     ) -> agentshare_kit::Result<pb::PauseSubscriptionResponse> {
-        let caller = Caller::of(&principal)?;
-        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let named = named(&principal, &message.agent_id, &message.automation_key)?;
         let until = domain::pause_end(message.paused_until.as_ref(), self.now())?;
-        let row = self
-            .subscriptions
-            .pause(&caller, &agent_id, &key, until)
-            .await?;
+        let row = self.subscriptions.pause(&named, until).await?;
         Ok(pb::PauseSubscriptionResponse {
             subscription: self.shown_one(row).await?,
         })
@@ -427,9 +419,8 @@ impl Automations {
         principal: Principal,
         message: pb::ResumeSubscriptionRequest,
     ) -> agentshare_kit::Result<pb::ResumeSubscriptionResponse> {
-        let caller = Caller::of(&principal)?;
-        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
-        let row = self.subscriptions.resume(&caller, &agent_id, &key).await?;
+        let named = named(&principal, &message.agent_id, &message.automation_key)?;
+        let row = self.subscriptions.resume(&named).await?;
         Ok(pb::ResumeSubscriptionResponse {
             subscription: self.shown_one(row).await?,
         })
@@ -440,12 +431,8 @@ impl Automations {
         principal: Principal,
         message: pb::UnsubscribeRequest,
     ) -> agentshare_kit::Result<pb::UnsubscribeResponse> {
-        let caller = Caller::of(&principal)?;
-        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
-        let subscription_id = self
-            .subscriptions
-            .unsubscribe(&caller, &agent_id, &key)
-            .await?;
+        let named = named(&principal, &message.agent_id, &message.automation_key)?;
+        let subscription_id = self.subscriptions.unsubscribe(&named).await?;
         Ok(pb::UnsubscribeResponse { subscription_id })
     }
 
@@ -560,8 +547,7 @@ impl Automations {
         principal: Principal,
         message: pb::NextRunsRequest,
     ) -> agentshare_kit::Result<pb::NextRunsResponse> {
-        let caller = Caller::of(&principal)?;
-        let (agent_id, key) = automation_named(&message.agent_id, &message.automation_key)?;
+        let named = named(&principal, &message.agent_id, &message.automation_key)?;
         let count = match message.count {
             0 => 3,
             n @ 1..=50 => usize::try_from(n).unwrap_or(3),
@@ -575,10 +561,7 @@ impl Automations {
                 .ok_or_else(|| Error::invalid("after_time", "out of range"))?,
             None => self.now(),
         };
-        let (view, automation) = self
-            .subscriptions
-            .automation(&caller, &agent_id, &key)
-            .await?;
+        let (view, automation) = self.subscriptions.automation(&named).await?;
         let schedule = crate::subscriptions::definition(&view, &automation)?.schedule;
         Ok(pb::NextRunsResponse {
             fire_times: schedule

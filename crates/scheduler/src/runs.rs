@@ -11,6 +11,7 @@
 
 use agentshare_kit::Result;
 use agentshare_kit::db::{Backend, new_id};
+use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use crate::domain::{self, Notice, RunEnding, StopReason};
@@ -236,6 +237,26 @@ impl Storage {
             .is_some())
     }
 
+    /// The rows `select` reads for a claim in `tx`: those due at `$1`, at
+    /// most `$2` of them, locked, skipping those another replica holds.
+    async fn claimable<T>(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        select: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let sql = format!("{select}{}", skip_locked(self.db.backend));
+        Ok(sqlx::query_as(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await?)
+    }
+
     /// Claims up to `limit` due subscriptions for `owner`: writes each
     /// one's run rows by the catch-up plan, leases the run that executes
     /// now for `lease` microseconds, and moves the subscription to its next
@@ -252,17 +273,12 @@ impl Storage {
             return Ok(Claims::default());
         }
         let mut tx = self.db.begin_write().await?;
-        let sql = format!(
+        let select = format!(
             "SELECT {SUBSCRIPTION_COLUMNS}, next_run_at FROM subscriptions \
              WHERE next_run_at <= $1 AND enabled = 1 AND inactive = 0 \
-             ORDER BY next_run_at LIMIT $2{}",
-            skip_locked(self.db.backend)
+             ORDER BY next_run_at LIMIT $2"
         );
-        let due: Vec<Due> = sqlx::query_as(&sql)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+        let due: Vec<Due> = self.claimable(&mut tx, &select, now, limit).await?;
         let mut claims = Claims {
             runs: Vec::with_capacity(due.len()),
             ..Claims::default()
@@ -390,18 +406,11 @@ impl Storage {
             return Ok(Vec::new());
         }
         let mut tx = self.db.begin_write().await?;
-        let sql = format!(
-            "SELECT id AS run_id, subscription_id, org_id, user_id, workspace_id, agent_id, \
-             automation_key, task, scheduled_at, attempt, lease_owner, note FROM automation_runs \
-             WHERE status = 'running' AND lease_expires_at < $1 \
-             ORDER BY lease_expires_at LIMIT $2{}",
-            skip_locked(self.db.backend)
-        );
-        let expired: Vec<Expired> = sqlx::query_as(&sql)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+        let select = "SELECT id AS run_id, subscription_id, org_id, user_id, workspace_id, \
+             agent_id, automation_key, task, scheduled_at, attempt, lease_owner, note \
+             FROM automation_runs WHERE status = 'running' AND lease_expires_at < $1 \
+             ORDER BY lease_expires_at LIMIT $2";
+        let expired: Vec<Expired> = self.claimable(&mut tx, select, now, limit).await?;
         let mut claimed = Vec::new();
         for Expired {
             run,
@@ -466,34 +475,32 @@ impl Storage {
     /// Extends a lease this replica holds; false when it was lost (it
     /// expired and another replica took the run over).
     pub async fn renew_lease(&self, lease: &Lease<'_>, length: i64) -> Result<bool> {
-        let renewed = sqlx::query(
-            "UPDATE automation_runs SET lease_expires_at = $1 \
-             WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
-        )
-        .bind(self.clock.now_micros() + length)
-        .bind(lease.run_id)
-        .bind(lease.owner)
-        .bind(lease.attempt)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(renewed.rows_affected() == 1)
+        self.lease_until(lease, self.clock.now_micros() + length)
+            .await
     }
 
     /// Gives a lease up at once, when a replica stops with the run
     /// unfinished: another replica retries it without waiting out the
     /// lease.
     pub async fn release_lease(&self, lease: &Lease<'_>) -> Result<()> {
-        sqlx::query(
+        self.lease_until(lease, self.clock.now_micros() - 1).await?;
+        Ok(())
+    }
+
+    /// Moves the end of a lease this replica holds to `expires_at`; false
+    /// when it was lost.
+    async fn lease_until(&self, lease: &Lease<'_>, expires_at: i64) -> Result<bool> {
+        let moved = sqlx::query(
             "UPDATE automation_runs SET lease_expires_at = $1 \
              WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
         )
-        .bind(self.clock.now_micros() - 1)
+        .bind(expires_at)
         .bind(lease.run_id)
         .bind(lease.owner)
         .bind(lease.attempt)
         .execute(&self.db.pool)
         .await?;
-        Ok(())
+        Ok(moved.rows_affected() == 1)
     }
 
     /// Records how a run ended, while this replica still holds its lease,

@@ -286,127 +286,129 @@ mod tests {
             .collect()
     }
 
-    fn fire(at: &str, local: &str, shifted: bool) -> (String, String, bool) {
-        (at.into(), local.into(), shifted)
+    /// A fire as a test expects it: (UTC, local, shifted by DST).
+    type Expected<'a> = (&'a str, &'a str, bool);
+
+    /// The fires of `schedule` after `from` are `expected`.
+    fn assert_fires(schedule: &Schedule, from: &str, expected: &[Expected<'_>]) {
+        let expected: Vec<(String, String, bool)> = expected
+            .iter()
+            .map(|&(at, local, shifted)| (at.into(), local.into(), shifted))
+            .collect();
+        assert_eq!(
+            fires(schedule, from, expected.len()),
+            expected,
+            "{} from {from}",
+            schedule.description()
+        );
     }
 
     #[test]
-    fn berlin_spring_gap_runs_at_the_end_of_the_gap_once() {
-        // 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00Z).
-        let at_0230 = daily(2, 30, "Europe/Berlin");
-        assert_eq!(
-            fires(&at_0230, "2026-03-27T12:00:00Z", 3),
-            [
-                fire("2026-03-28T01:30:00Z", "2026-03-28T02:30:00+01:00", false),
-                fire("2026-03-29T01:00:00Z", "2026-03-29T03:00:00+02:00", true),
-                fire("2026-03-30T00:30:00Z", "2026-03-30T02:30:00+02:00", false),
-            ]
-        );
+    fn daylight_saving_gaps_fire_at_their_end_and_repeats_fire_once() {
+        let berlin = daily(2, 30, "Europe/Berlin");
         // Two gap times and the gap's end are one instant: it fires once.
-        let both = cron("0,30 2,3 * * *", "Europe/Berlin");
-        assert_eq!(
-            fires(&both, "2026-03-29T00:30:00Z", 3),
-            [
-                fire("2026-03-29T01:00:00Z", "2026-03-29T03:00:00+02:00", true),
-                fire("2026-03-29T01:30:00Z", "2026-03-29T03:30:00+02:00", false),
-                fire("2026-03-30T00:00:00Z", "2026-03-30T02:00:00+02:00", false),
-            ]
-        );
-    }
-
-    #[test]
-    fn berlin_autumn_repeated_hour_runs_once() {
-        // 2026-10-25: 03:00 CEST becomes 02:00 CET (01:00Z); 02:00–03:00
-        // happens twice.
-        let at_0230 = daily(2, 30, "Europe/Berlin");
-        assert_eq!(
-            fires(&at_0230, "2026-10-24T12:00:00Z", 2),
-            [
-                fire("2026-10-25T00:30:00Z", "2026-10-25T02:30:00+02:00", false),
-                fire("2026-10-26T01:30:00Z", "2026-10-26T02:30:00+01:00", false),
-            ]
-        );
-        // Asked from inside the second pass of the hour, after the first
-        // 02:30 fired: the second 02:30 is not a new fire.
-        assert_eq!(
-            fires(&at_0230, "2026-10-25T01:10:00Z", 1),
-            [fire(
-                "2026-10-26T01:30:00Z",
-                "2026-10-26T02:30:00+01:00",
-                false
-            )]
-        );
-        // Asked from inside the first pass, before 02:30: it fires then.
-        assert_eq!(
-            fires(&at_0230, "2026-10-25T00:10:00Z", 1),
-            [fire(
-                "2026-10-25T00:30:00Z",
-                "2026-10-25T02:30:00+02:00",
-                false
-            )]
-        );
-    }
-
-    #[test]
-    fn new_york_spring_gap_and_autumn_repeat() {
-        // 2026-03-08: 02:00 EST becomes 03:00 EDT (07:00Z).
-        let at_0230 = daily(2, 30, "America/New_York");
-        assert_eq!(
-            fires(&at_0230, "2026-03-07T12:00:00Z", 3),
-            [
-                fire("2026-03-08T07:00:00Z", "2026-03-08T03:00:00-04:00", true),
-                fire("2026-03-09T06:30:00Z", "2026-03-09T02:30:00-04:00", false),
-                fire("2026-03-10T06:30:00Z", "2026-03-10T02:30:00-04:00", false),
-            ]
-        );
-        // 2026-11-01: 02:00 EDT becomes 01:00 EST (06:00Z); 01:00–02:00
-        // happens twice.
-        let at_0130 = daily(1, 30, "America/New_York");
-        assert_eq!(
-            fires(&at_0130, "2026-10-31T12:00:00Z", 2),
-            [
-                fire("2026-11-01T05:30:00Z", "2026-11-01T01:30:00-04:00", false),
-                fire("2026-11-02T06:30:00Z", "2026-11-02T01:30:00-05:00", false),
-            ]
-        );
-        assert_eq!(
-            fires(&at_0130, "2026-11-01T06:15:00Z", 1),
-            [fire(
-                "2026-11-02T06:30:00Z",
-                "2026-11-02T01:30:00-05:00",
-                false
-            )]
-        );
-    }
-
-    #[test]
-    fn sydney_autumn_repeat_in_april_and_spring_gap_in_october() {
-        // 2026-04-05: 03:00 AEDT becomes 02:00 AEST (2026-04-04T16:00Z).
-        let at_0230 = daily(2, 30, "Australia/Sydney");
-        assert_eq!(
-            fires(&at_0230, "2026-04-04T00:00:00Z", 2),
-            [
-                fire("2026-04-04T15:30:00Z", "2026-04-05T02:30:00+11:00", false),
-                fire("2026-04-05T16:30:00Z", "2026-04-06T02:30:00+10:00", false),
-            ]
-        );
-        assert_eq!(
-            fires(&at_0230, "2026-04-04T16:10:00Z", 1),
-            [fire(
-                "2026-04-05T16:30:00Z",
-                "2026-04-06T02:30:00+10:00",
-                false
-            )]
-        );
-        // 2026-10-04: 02:00 AEST becomes 03:00 AEDT (2026-10-03T16:00Z).
-        assert_eq!(
-            fires(&at_0230, "2026-10-02T12:00:00Z", 3),
-            [
-                fire("2026-10-02T16:30:00Z", "2026-10-03T02:30:00+10:00", false),
-                fire("2026-10-03T16:00:00Z", "2026-10-04T03:00:00+11:00", true),
-                fire("2026-10-04T15:30:00Z", "2026-10-05T02:30:00+11:00", false),
-            ]
-        );
+        let berlin_both = cron("0,30 2,3 * * *", "Europe/Berlin");
+        let new_york = daily(2, 30, "America/New_York");
+        let new_york_0130 = daily(1, 30, "America/New_York");
+        let sydney = daily(2, 30, "Australia/Sydney");
+        // Each case: the schedule, when it is asked, and the fires that
+        // follow as (UTC, local, shifted by DST).
+        let cases: [(&Schedule, &str, &[Expected<'_>]); 11] = [
+            // 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00Z).
+            (
+                &berlin,
+                "2026-03-27T12:00:00Z",
+                &[
+                    ("2026-03-28T01:30:00Z", "2026-03-28T02:30:00+01:00", false),
+                    ("2026-03-29T01:00:00Z", "2026-03-29T03:00:00+02:00", true),
+                    ("2026-03-30T00:30:00Z", "2026-03-30T02:30:00+02:00", false),
+                ],
+            ),
+            (
+                &berlin_both,
+                "2026-03-29T00:30:00Z",
+                &[
+                    ("2026-03-29T01:00:00Z", "2026-03-29T03:00:00+02:00", true),
+                    ("2026-03-29T01:30:00Z", "2026-03-29T03:30:00+02:00", false),
+                    ("2026-03-30T00:00:00Z", "2026-03-30T02:00:00+02:00", false),
+                ],
+            ),
+            // 2026-10-25: 03:00 CEST becomes 02:00 CET (01:00Z); 02:00–03:00
+            // happens twice.
+            (
+                &berlin,
+                "2026-10-24T12:00:00Z",
+                &[
+                    ("2026-10-25T00:30:00Z", "2026-10-25T02:30:00+02:00", false),
+                    ("2026-10-26T01:30:00Z", "2026-10-26T02:30:00+01:00", false),
+                ],
+            ),
+            // Asked from inside the second pass of the hour, after the first
+            // 02:30 fired: the second 02:30 is not a new fire.
+            (
+                &berlin,
+                "2026-10-25T01:10:00Z",
+                &[("2026-10-26T01:30:00Z", "2026-10-26T02:30:00+01:00", false)],
+            ),
+            // Asked from inside the first pass, before 02:30: it fires then.
+            (
+                &berlin,
+                "2026-10-25T00:10:00Z",
+                &[("2026-10-25T00:30:00Z", "2026-10-25T02:30:00+02:00", false)],
+            ),
+            // 2026-03-08: 02:00 EST becomes 03:00 EDT (07:00Z).
+            (
+                &new_york,
+                "2026-03-07T12:00:00Z",
+                &[
+                    ("2026-03-08T07:00:00Z", "2026-03-08T03:00:00-04:00", true),
+                    ("2026-03-09T06:30:00Z", "2026-03-09T02:30:00-04:00", false),
+                    ("2026-03-10T06:30:00Z", "2026-03-10T02:30:00-04:00", false),
+                ],
+            ),
+            // 2026-11-01: 02:00 EDT becomes 01:00 EST (06:00Z); 01:00–02:00
+            // happens twice.
+            (
+                &new_york_0130,
+                "2026-10-31T12:00:00Z",
+                &[
+                    ("2026-11-01T05:30:00Z", "2026-11-01T01:30:00-04:00", false),
+                    ("2026-11-02T06:30:00Z", "2026-11-02T01:30:00-05:00", false),
+                ],
+            ),
+            (
+                &new_york_0130,
+                "2026-11-01T06:15:00Z",
+                &[("2026-11-02T06:30:00Z", "2026-11-02T01:30:00-05:00", false)],
+            ),
+            // 2026-04-05: 03:00 AEDT becomes 02:00 AEST (2026-04-04T16:00Z).
+            (
+                &sydney,
+                "2026-04-04T00:00:00Z",
+                &[
+                    ("2026-04-04T15:30:00Z", "2026-04-05T02:30:00+11:00", false),
+                    ("2026-04-05T16:30:00Z", "2026-04-06T02:30:00+10:00", false),
+                ],
+            ),
+            (
+                &sydney,
+                "2026-04-04T16:10:00Z",
+                &[("2026-04-05T16:30:00Z", "2026-04-06T02:30:00+10:00", false)],
+            ),
+            // 2026-10-04: 02:00 AEST becomes 03:00 AEDT (2026-10-03T16:00Z).
+            (
+                &sydney,
+                "2026-10-02T12:00:00Z",
+                &[
+                    ("2026-10-02T16:30:00Z", "2026-10-03T02:30:00+10:00", false),
+                    ("2026-10-03T16:00:00Z", "2026-10-04T03:00:00+11:00", true),
+                    ("2026-10-04T15:30:00Z", "2026-10-05T02:30:00+11:00", false),
+                ],
+            ),
+        ];
+        for (schedule, from, expected) in cases {
+            assert_fires(schedule, from, expected);
+        }
     }
 
     #[test]
@@ -457,13 +459,14 @@ mod tests {
         })
         .expect("weekly");
         assert_eq!(weekly.cron, "0 18 * * 0");
-        assert_eq!(
-            fires(&weekly, "2026-11-23T09:00:00Z", 3),
-            [
-                fire("2026-11-29T18:00:00Z", "2026-11-29T18:00:00+00:00", false),
-                fire("2026-12-06T18:00:00Z", "2026-12-06T18:00:00+00:00", false),
-                fire("2026-12-13T18:00:00Z", "2026-12-13T18:00:00+00:00", false),
-            ]
+        assert_fires(
+            &weekly,
+            "2026-11-23T09:00:00Z",
+            &[
+                ("2026-11-29T18:00:00Z", "2026-11-29T18:00:00+00:00", false),
+                ("2026-12-06T18:00:00Z", "2026-12-06T18:00:00+00:00", false),
+                ("2026-12-13T18:00:00Z", "2026-12-13T18:00:00+00:00", false),
+            ],
         );
         // Exactly at a fire time, that time is not "next".
         assert_eq!(

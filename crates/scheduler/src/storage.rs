@@ -6,13 +6,15 @@
 
 use agentshare_kit::Result;
 use agentshare_kit::clock::Clock;
+use agentshare_kit::db::Stored;
 use agentshare_kit::db::{Db, new_id};
 use agentshare_kit::page::Page;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
 use sqlx::{Any, Transaction};
 
 use crate::domain::{Channel, Notice, StopReason, Switches};
 use crate::schedule::{Kind, Schedule};
-use agentshare_kit::db::Stored;
 
 #[derive(Clone)]
 pub struct Storage {
@@ -89,6 +91,34 @@ pub(crate) const SUBSCRIPTION_COLUMNS: &str = "id, org_id, agent_id, automation_
     enabled, channels, email, paused_until, inactive, status_reason, status_message, agent_version, \
     checked_version, agent_name, automation_name, schedule_kind, schedule_cron, time_zone, task, \
     catch_up_policy, created_at, updated_at";
+
+/// A query's parameters for what a user or agentshare may change on a
+/// subscription: its columns from `enabled` to `catch_up_policy`, in the
+/// order of [`SUBSCRIPTION_COLUMNS`].
+trait SubscriptionState<'q> {
+    fn state(self, row: &'q SubscriptionRow) -> Self;
+}
+
+impl<'q> SubscriptionState<'q> for Query<'q, Any, AnyArguments<'q>> {
+    fn state(self, row: &'q SubscriptionRow) -> Self {
+        self.bind(i64::from(row.enabled))
+            .bind(Channel::list_text(&row.channels))
+            .bind(&row.email)
+            .bind(row.paused_until)
+            .bind(i64::from(row.inactive))
+            .bind(row.status_reason.as_str())
+            .bind(&row.status_message)
+            .bind(row.agent_version)
+            .bind(row.checked_version)
+            .bind(&row.agent_name)
+            .bind(&row.automation_name)
+            .bind(&row.schedule_kind)
+            .bind(&row.schedule_cron)
+            .bind(&row.time_zone)
+            .bind(&row.task)
+            .bind(&row.catch_up_policy)
+    }
+}
 
 /// An automation's definition as the version a user runs has it.
 #[derive(Clone, Debug)]
@@ -207,6 +237,11 @@ fn status_condition(status: crate::domain::Status) -> &'static str {
 }
 
 impl Storage {
+    /// `select`, locking the rows it reads until the transaction ends.
+    fn locking(&self, select: &str) -> String {
+        format!("{select}{}", self.db.backend.for_update())
+    }
+
     pub async fn subscription(
         &self,
         agent_id: &str,
@@ -357,22 +392,7 @@ impl Storage {
             .bind(&row.automation_key)
             .bind(&row.user_id)
             .bind(&row.workspace_id)
-            .bind(i64::from(row.enabled))
-            .bind(Channel::list_text(&row.channels))
-            .bind(&row.email)
-            .bind(row.paused_until)
-            .bind(0_i64)
-            .bind(row.status_reason.as_str())
-            .bind(&row.status_message)
-            .bind(row.agent_version)
-            .bind(row.checked_version)
-            .bind(&row.agent_name)
-            .bind(&row.automation_name)
-            .bind(&row.schedule_kind)
-            .bind(&row.schedule_cron)
-            .bind(&row.time_zone)
-            .bind(&row.task)
-            .bind(&row.catch_up_policy)
+            .state(&row)
             .bind(now)
             .bind(now)
             .bind(next_run_at)
@@ -394,10 +414,7 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         workspace_id: &str,
     ) -> Result<Option<i64>> {
-        let sql = format!(
-            "SELECT max_active FROM workspace_caps WHERE workspace_id = $1{}",
-            self.db.backend.for_update()
-        );
+        let sql = self.locking("SELECT max_active FROM workspace_caps WHERE workspace_id = $1");
         let cap: Option<(Option<i64>,)> = sqlx::query_as(&sql)
             .bind(workspace_id)
             .fetch_optional(&mut **tx)
@@ -474,10 +491,9 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         id: &str,
     ) -> Result<Option<SubscriptionRow>> {
-        let sql = format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1{}",
-            self.db.backend.for_update()
-        );
+        let sql = self.locking(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1"
+        ));
         Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&mut **tx)
@@ -502,22 +518,7 @@ impl Storage {
              next_run_at = CASE WHEN $20 = 1 AND next_run_at IS NOT NULL AND next_run_at <= $21 \
              THEN next_run_at ELSE $17 END, updated_at = $18 WHERE id = $19",
         )
-        .bind(i64::from(row.enabled))
-        .bind(Channel::list_text(&row.channels))
-        .bind(&row.email)
-        .bind(row.paused_until)
-        .bind(i64::from(row.inactive))
-        .bind(row.status_reason.as_str())
-        .bind(&row.status_message)
-        .bind(row.agent_version)
-        .bind(row.checked_version)
-        .bind(&row.agent_name)
-        .bind(&row.automation_name)
-        .bind(&row.schedule_kind)
-        .bind(&row.schedule_cron)
-        .bind(&row.time_zone)
-        .bind(&row.task)
-        .bind(&row.catch_up_policy)
+        .state(row)
         .bind(row.next_run_at(now))
         .bind(row.updated_at)
         .bind(&row.id)
@@ -655,11 +656,10 @@ impl Storage {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let sql = format!(
+        let sql = self.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
-             AND NOT (inactive = 1 AND status_reason = 'agent_deleted'){}",
-            self.db.backend.for_update()
-        );
+             AND NOT (inactive = 1 AND status_reason = 'agent_deleted')"
+        ));
         let rows: Vec<SubscriptionRow> = sqlx::query_as(&sql)
             .bind(agent_id)
             .fetch_all(&mut *tx)
@@ -688,11 +688,10 @@ impl Storage {
     /// owner's, with the reason "agent unshared", notifying each user.
     /// Repeating it changes nothing; sharing again re-enables none.
     pub async fn agent_unshared(&self, agent_id: &str, owner_id: &str) -> Result<usize> {
-        let sql = format!(
+        let sql = self.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
-             AND user_id <> $2 AND enabled = 1 AND inactive = 0{}",
-            self.db.backend.for_update()
-        );
+             AND user_id <> $2 AND enabled = 1 AND inactive = 0"
+        ));
         let mut tx = self.db.begin_write().await?;
         let rows: Vec<SubscriptionRow> = sqlx::query_as(&sql)
             .bind(agent_id)
@@ -1036,6 +1035,26 @@ where
     Ok(active)
 }
 
+/// The columns of every stored copy of a notice, bound by [`with_notice`].
+const NOTICE_COLUMNS: &str = "id, org_id, user_id, title, body, agent_id, automation_key, run_id";
+
+/// `query` with a new row's id and the fields of `notice` that every copy
+/// keeps, as `$1` to `$8` in the order of [`NOTICE_COLUMNS`].
+fn with_notice<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    notice: &'q Notice,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    query
+        .bind(new_id())
+        .bind(&notice.org_id)
+        .bind(&notice.user_id)
+        .bind(&notice.title)
+        .bind(&notice.body)
+        .bind(&notice.agent_id)
+        .bind(&notice.automation_key)
+        .bind(&notice.run_id)
+}
+
 /// Puts a notice on its channels in `tx`: an inbox item for WEB, an outbox
 /// row for EMAIL (when the user has an address) and for PUSH.
 pub(crate) async fn notify(
@@ -1046,54 +1065,39 @@ pub(crate) async fn notify(
     for channel in &notice.channels {
         match channel {
             Channel::Web => {
-                sqlx::query(
-                    "INSERT INTO inbox_items (id, org_id, user_id, kind, title, body, agent_id, \
-                     automation_key, run_id, session_id, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(new_id())
-                .bind(&notice.org_id)
-                .bind(&notice.user_id)
-                .bind(notice.kind.as_str())
-                .bind(&notice.title)
-                .bind(&notice.body)
-                .bind(&notice.agent_id)
-                .bind(&notice.automation_key)
-                .bind(&notice.run_id)
-                .bind(&notice.session_id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                let sql = format!(
+                    "INSERT INTO inbox_items ({NOTICE_COLUMNS}, kind, session_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                );
+                with_notice(sqlx::query(&sql), notice)
+                    .bind(notice.kind.as_str())
+                    .bind(&notice.session_id)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
             }
             Channel::Email | Channel::Push => {
                 // Push goes to the user's devices, which the sender looks up
                 // by user id.
                 let address = if *channel == Channel::Email {
-                    notice.email.clone()
+                    &notice.email
                 } else {
-                    notice.user_id.clone()
+                    &notice.user_id
                 };
                 if address.is_empty() {
                     continue;
                 }
-                sqlx::query(
-                    "INSERT INTO notification_outbox (id, org_id, user_id, channel, address, title, \
-                     body, agent_id, automation_key, run_id, status, next_attempt_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $11)",
-                )
-                .bind(new_id())
-                .bind(&notice.org_id)
-                .bind(&notice.user_id)
-                .bind(channel.as_str())
-                .bind(&address)
-                .bind(&notice.title)
-                .bind(&notice.body)
-                .bind(&notice.agent_id)
-                .bind(&notice.automation_key)
-                .bind(&notice.run_id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                let sql = format!(
+                    "INSERT INTO notification_outbox ({NOTICE_COLUMNS}, channel, address, status, \
+                     next_attempt_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $11)"
+                );
+                with_notice(sqlx::query(&sql), notice)
+                    .bind(channel.as_str())
+                    .bind(address)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
             }
         }
     }

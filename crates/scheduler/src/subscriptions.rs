@@ -57,6 +57,25 @@ impl<'a> Caller<'a> {
     }
 }
 
+/// An automation a request names for its caller: automation `key` of agent
+/// `agent_id`, and the caller's subscription to it.
+pub struct Named<'a> {
+    pub caller: Caller<'a>,
+    pub agent_id: String,
+    pub key: String,
+}
+
+impl Named<'_> {
+    /// The caller has no subscription to this automation, or can no longer
+    /// see the agent.
+    fn missing(&self) -> Error {
+        Error::not_found(format!(
+            "your subscription to automation {} of agent {}",
+            self.key, self.agent_id
+        ))
+    }
+}
+
 /// One automation as the caller sees it.
 pub struct Listed {
     pub automation: registry::Automation,
@@ -206,15 +225,18 @@ impl Subscriptions {
     /// The automation `key` of the version the caller runs.
     pub async fn automation(
         &self,
-        caller: &Caller<'_>,
-        agent_id: &str,
-        key: &str,
+        named: &Named<'_>,
     ) -> Result<(AgentView, registry::Automation), Error> {
+        let Named {
+            caller,
+            agent_id,
+            key,
+        } = named;
         let view = self.peers.agent_view(caller.principal, agent_id).await?;
         let automation = view
             .automations
             .iter()
-            .find(|a| a.key == key)
+            .find(|a| a.key == *key)
             .cloned()
             .ok_or_else(|| Error::not_found(format!("automation {key} of agent {agent_id}")))?;
         Ok((view, automation))
@@ -283,13 +305,16 @@ impl Subscriptions {
 
     pub async fn subscribe(
         &self,
-        caller: &Caller<'_>,
-        agent_id: &str,
-        key: &str,
+        named: &Named<'_>,
         enabled: bool,
         channels: Option<Vec<Channel>>,
     ) -> Result<SubscriptionRow, Error> {
-        let (view, automation) = self.automation(caller, agent_id, key).await?;
+        let Named {
+            caller,
+            agent_id,
+            key,
+        } = named;
+        let (view, automation) = self.automation(named).await?;
         self.storage
             .agent_deployed(agent_id, &caller.org_id, view.latest_version)
             .await?;
@@ -324,27 +349,23 @@ impl Subscriptions {
 
     /// The caller's subscription, brought up to the version they run;
     /// NOT_FOUND when they have none or can no longer see the agent.
-    async fn own(
-        &self,
-        caller: &Caller<'_>,
-        agent_id: &str,
-        key: &str,
-    ) -> Result<SubscriptionRow, Error> {
-        let (_, rows) = self.view(caller, agent_id).await?;
+    async fn own(&self, named: &Named<'_>) -> Result<SubscriptionRow, Error> {
+        let (_, rows) = self.view(&named.caller, &named.agent_id).await?;
         rows.into_iter()
-            .find(|r| r.automation_key == key)
-            .ok_or_else(|| missing(agent_id, key))
+            .find(|r| r.automation_key == named.key)
+            .ok_or_else(|| named.missing())
     }
 
     pub async fn update(
         &self,
-        caller: &Caller<'_>,
-        agent_id: &str,
-        key: &str,
+        named: &Named<'_>,
         enabled: Option<bool>,
         channels: Option<Vec<Channel>>,
     ) -> Result<SubscriptionRow, Error> {
-        let row = self.own(caller, agent_id, key).await?;
+        let Named {
+            caller, agent_id, ..
+        } = named;
+        let row = self.own(named).await?;
         let enabling = enabled == Some(true) && !row.enabled;
         if enabled == Some(true) && row.inactive {
             return Err(Error::FailedPrecondition(format!(
@@ -375,18 +396,12 @@ impl Subscriptions {
         match changed {
             Ok(row) => Ok(row),
             Err(Refused::CapReached(cap)) => Err(domain::cap_reached(&row.workspace_id, cap)),
-            Err(Refused::Missing | Refused::Exists) => Err(missing(agent_id, key)),
+            Err(Refused::Missing | Refused::Exists) => Err(named.missing()),
         }
     }
 
-    pub async fn pause(
-        &self,
-        caller: &Caller<'_>,
-        agent_id: &str,
-        key: &str,
-        until: i64,
-    ) -> Result<SubscriptionRow, Error> {
-        let row = self.own(caller, agent_id, key).await?;
+    pub async fn pause(&self, named: &Named<'_>, until: i64) -> Result<SubscriptionRow, Error> {
+        let row = self.own(named).await?;
         if row.inactive {
             return Err(Error::FailedPrecondition(format!(
                 "this automation cannot run: {}",
@@ -401,16 +416,11 @@ impl Subscriptions {
         self.storage
             .set_pause(&row.id, Some(until))
             .await?
-            .ok_or_else(|| missing(agent_id, key))
+            .ok_or_else(|| named.missing())
     }
 
-    pub async fn resume(
-        &self,
-        caller: &Caller<'_>,
-        agent_id: &str,
-        key: &str,
-    ) -> Result<SubscriptionRow, Error> {
-        let row = self.own(caller, agent_id, key).await?;
+    pub async fn resume(&self, named: &Named<'_>) -> Result<SubscriptionRow, Error> {
+        let row = self.own(named).await?;
         let now = self.storage.clock.now_micros();
         if row.switches().status(now) != Status::Paused {
             return Ok(row);
@@ -418,25 +428,25 @@ impl Subscriptions {
         self.storage
             .set_pause(&row.id, None)
             .await?
-            .ok_or_else(|| missing(agent_id, key))
+            .ok_or_else(|| named.missing())
     }
 
     /// Deletes the caller's subscription. It needs no look at the agent, so
     /// rows of unshared or deleted agents can always be removed.
-    pub async fn unsubscribe(
-        &self,
-        caller: &Caller<'_>,
-        agent_id: &str,
-        key: &str,
-    ) -> Result<String, Error> {
+    pub async fn unsubscribe(&self, named: &Named<'_>) -> Result<String, Error> {
+        let Named {
+            caller,
+            agent_id,
+            key,
+        } = named;
         let row = self
             .storage
             .subscription(agent_id, key, &caller.user_id)
             .await?
             .filter(|r| r.org_id == caller.org_id)
-            .ok_or_else(|| missing(agent_id, key))?;
+            .ok_or_else(|| named.missing())?;
         if !self.storage.delete_subscription(&row.id).await? {
-            return Err(missing(agent_id, key));
+            return Err(named.missing());
         }
         Ok(row.id)
     }
@@ -455,10 +465,4 @@ impl Subscriptions {
             .await?;
         Ok(page.split(rows, |r| r.id.clone()))
     }
-}
-
-fn missing(agent_id: &str, key: &str) -> Error {
-    Error::not_found(format!(
-        "your subscription to automation {key} of agent {agent_id}"
-    ))
 }

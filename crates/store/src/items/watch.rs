@@ -8,7 +8,7 @@
 //! client resumes from its last revision.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use agentshare_kit::identity::Principal;
@@ -23,6 +23,13 @@ use super::storage::{ChangeRow, Storage};
 
 /// Changes read per query while catching up.
 const BATCH: i64 = 256;
+
+/// Holds `lock`. Each change under these locks is one insert or removal, so
+/// a panic never leaves the map half-changed, and a poisoned lock is held
+/// as it is.
+fn held<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Wakes the watchers of a partition on this replica.
 #[derive(Clone, Default)]
@@ -40,10 +47,7 @@ pub struct Interest {
 
 impl Hub {
     pub fn interest(&self, partition: &str) -> Interest {
-        let mut partitions = self
-            .partitions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut partitions = held(&self.partitions);
         let notify = partitions.entry(partition.to_string()).or_default().clone();
         Interest {
             hub: self.clone(),
@@ -54,10 +58,7 @@ impl Hub {
 
     /// Called after a commit to `partition`.
     pub fn committed(&self, partition: &str) {
-        let partitions = self
-            .partitions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let partitions = held(&self.partitions);
         if let Some(notify) = partitions.get(partition) {
             notify.notify_waiters();
         }
@@ -66,11 +67,7 @@ impl Hub {
 
 impl Drop for Interest {
     fn drop(&mut self) {
-        let mut partitions = self
-            .hub
-            .partitions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut partitions = held(&self.hub.partitions);
         // The map's reference and ours: we are the last watcher.
         if Arc::strong_count(&self.notify) <= 2 {
             partitions.remove(&self.partition);
@@ -93,10 +90,7 @@ pub struct Slot {
 impl Caps {
     /// A slot for `holder`, or `None` when they hold `max` already.
     pub fn take(&self, holder: &str, max: u64) -> Option<Slot> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = held(&self.open);
         let count = open.entry(holder.to_string()).or_insert(0);
         if *count >= max {
             return None;
@@ -111,11 +105,7 @@ impl Caps {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self
-            .caps
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = held(&self.caps.open);
         if let Some(count) = open.get_mut(&self.holder) {
             *count = count.saturating_sub(1);
             if *count == 0 {

@@ -595,28 +595,23 @@ pub fn run_facts(
     now: i64,
 ) -> Result<(String, RunFacts, bool), Error> {
     let field = |name: &str| format!("invocation.{name}");
-    let id = ids::parse(&field("id"), &record.id)?;
+    let required = |name: &str, value: &str| ids::parse(&field(name), value);
+    let optional = |name: &str, value: &str| ids::parse_optional(&field(name), value);
+    let id = required("id", &record.id)?;
     let caller_kind = CallerKind::of_wire(record.caller_kind).ok_or_else(|| {
         Error::invalid(
             field("caller_kind"),
             "must be USER, INVOKE_GRANT, DELEGATE_GRANT or AUTOMATION",
         )
     })?;
-    let user_id = ids::parse_optional(&field("user_id"), &record.user_id)?;
-    match (record.anonymous, user_id.is_empty()) {
-        (true, false) => {
-            return Err(Error::invalid(
-                field("user_id"),
-                "must be empty for an anonymous visitor",
-            ));
-        }
-        (false, true) => {
-            return Err(Error::invalid(
-                field("user_id"),
-                "required unless the caller is an anonymous visitor",
-            ));
-        }
-        _ => {}
+    let user_id = optional("user_id", &record.user_id)?;
+    let user_id_fault = match (record.anonymous, user_id.is_empty()) {
+        (true, false) => Some("must be empty for an anonymous visitor"),
+        (false, true) => Some("required unless the caller is an anonymous visitor"),
+        _ => None,
+    };
+    if let Some(fault) = user_id_fault {
+        return Err(Error::invalid(field("user_id"), fault));
     }
     if record.anonymous && caller_kind != CallerKind::DelegateGrant {
         return Err(Error::invalid(
@@ -624,27 +619,20 @@ pub fn run_facts(
             "only DELEGATE_GRANT runs have anonymous callers",
         ));
     }
-    let grant_id = ids::parse_optional(&field("grant_id"), &record.grant_id)?;
+    let grant_id = optional("grant_id", &record.grant_id)?;
     if grant_id.is_empty() && caller_kind.is_grant() {
         return Err(Error::invalid(
             field("grant_id"),
             "required for a grant's run",
         ));
     }
-    match (record.draft_run, record.agent_version_number) {
-        (true, 0) | (false, 1..) => {}
-        (true, _) => {
-            return Err(Error::invalid(
-                field("agent_version_number"),
-                "must be 0 for a draft run",
-            ));
-        }
-        (false, _) => {
-            return Err(Error::invalid(
-                field("agent_version_number"),
-                "must be 1 or more; set draft_run for a run of the draft",
-            ));
-        }
+    let version_fault = match (record.draft_run, record.agent_version_number) {
+        (true, 0) | (false, 1..) => None,
+        (true, _) => Some("must be 0 for a draft run"),
+        (false, _) => Some("must be 1 or more; set draft_run for a run of the draft"),
+    };
+    if let Some(fault) = version_fault {
+        return Err(Error::invalid(field("agent_version_number"), fault));
     }
     let mut integrations = Vec::with_capacity(record.integrations.len());
     for (i, used) in record.integrations.into_iter().enumerate() {
@@ -670,32 +658,23 @@ pub fn run_facts(
         None => now,
     };
     let facts = RunFacts {
-        org_id: ids::parse(&field("org_id"), &record.org_id)?,
-        agent_id: ids::parse(&field("agent_id"), &record.agent_id)?,
+        org_id: required("org_id", &record.org_id)?,
+        agent_id: required("agent_id", &record.agent_id)?,
         // Empty for the org default agent: no user owns it, and each run
         // is billed to its caller.
-        agent_owner_user_id: ids::parse_optional(
-            &field("agent_owner_user_id"),
-            &record.agent_owner_user_id,
-        )?,
+        agent_owner_user_id: optional("agent_owner_user_id", &record.agent_owner_user_id)?,
         agent_version_number: record.agent_version_number,
         draft_run: record.draft_run,
         caller_kind,
         user_id,
         anonymous: record.anonymous,
         grant_id,
-        session_id: ids::parse_optional(&field("session_id"), &record.session_id)?,
-        project_id: ids::parse_optional(&field("project_id"), &record.project_id)?,
-        automation_run_id: ids::parse_optional(
-            &field("automation_run_id"),
-            &record.automation_run_id,
-        )?,
+        session_id: optional("session_id", &record.session_id)?,
+        project_id: optional("project_id", &record.project_id)?,
+        automation_run_id: optional("automation_run_id", &record.automation_run_id)?,
         integrations,
-        executes_as_user_id: ids::parse(
-            &field("executes_as_user_id"),
-            &record.executes_as_user_id,
-        )?,
-        billed_to_user_id: ids::parse(&field("billed_to_user_id"), &record.billed_to_user_id)?,
+        executes_as_user_id: required("executes_as_user_id", &record.executes_as_user_id)?,
+        billed_to_user_id: required("billed_to_user_id", &record.billed_to_user_id)?,
         store_partition: record.store_partition,
         start_time,
     };
@@ -734,25 +713,25 @@ pub fn final_status(wire: i32) -> Result<Status, Error> {
     }
 }
 
+/// Whole microseconds of a protobuf time of `seconds` and `nanos`; `None`
+/// past the range of i64.
+fn micros(seconds: i64, nanos: i32) -> Option<i64> {
+    seconds
+        .checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(i64::from(nanos / 1_000)))
+}
+
 /// Microseconds of a protobuf timestamp, or INVALID_ARGUMENT naming the
 /// field for one before 1970 or out of range.
 pub fn micros_of(field: &str, time: &prost_types::Timestamp) -> Result<i64, Error> {
-    let micros = time
-        .seconds
-        .checked_mul(1_000_000)
-        .and_then(|s| s.checked_add(i64::from(time.nanos / 1_000)));
-    match micros {
+    match micros(time.seconds, time.nanos) {
         Some(m) if m > 0 && (0..1_000_000_000).contains(&time.nanos) => Ok(m),
         _ => Err(Error::invalid(field, "must be a time after 1970 (UTC)")),
     }
 }
 
 pub fn duration_micros(field: &str, duration: &prost_types::Duration) -> Result<i64, Error> {
-    let micros = duration
-        .seconds
-        .checked_mul(1_000_000)
-        .and_then(|s| s.checked_add(i64::from(duration.nanos / 1_000)));
-    match micros {
+    match micros(duration.seconds, duration.nanos) {
         Some(m) if m >= 0 && duration.nanos >= 0 => Ok(m),
         _ => Err(Error::invalid(field, "must not be negative")),
     }

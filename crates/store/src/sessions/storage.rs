@@ -90,6 +90,10 @@ const INVOCATION_COLUMNS: &str = "id, org_id, agent_id, agent_owner_user_id, \
      store_partition, status, error_code, error_message, duration_micros, start_time, end_time, \
      input_tokens, output_tokens";
 
+/// Sessions and invocations as they are read: (columns, table).
+const SESSIONS: (&str, &str) = (SESSION_COLUMNS, "sessions");
+const INVOCATIONS: (&str, &str) = (INVOCATION_COLUMNS, "invocations");
+
 /// A value bound to a dynamically built query.
 enum Bind {
     Text(String),
@@ -137,12 +141,13 @@ impl Conditions {
         }
     }
 
-    /// The page of rows `select` reads under these conditions, newest
-    /// first by (`column`, `id`), after the row the page's token names.
+    /// The page of `columns` of the rows of `table` under these
+    /// conditions, newest first by (`column`, `id`), after the row the
+    /// page's token names.
     async fn newest_page<T>(
         mut self,
         pool: &sqlx::AnyPool,
-        select: &str,
+        (columns, table): (&str, &str),
         column: &str,
         page: &Page,
     ) -> Result<Vec<T>>
@@ -157,7 +162,7 @@ impl Conditions {
             );
         }
         let sql = format!(
-            "{select}{} ORDER BY {column} DESC, id DESC LIMIT ${}",
+            "SELECT {columns} FROM {table}{} ORDER BY {column} DESC, id DESC LIMIT ${}",
             self.clause(),
             self.next()
         );
@@ -209,7 +214,15 @@ fn usage_conditions(filter: &UsageFilter, range: Range, status: Option<Status>) 
 
 impl Storage {
     pub async fn session(&self, id: &str) -> Result<Option<Session>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+        self.by_id(SESSIONS, id).await
+    }
+
+    /// The `columns` of the row of `table` with this id.
+    async fn by_id<T>(&self, (columns, table): (&str, &str), id: &str) -> Result<Option<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let sql = format!("SELECT {columns} FROM {table} WHERE id = $1");
         Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.db.pool)
@@ -492,9 +505,8 @@ impl Storage {
                 conditions.text(column, value);
             }
         }
-        let select = format!("SELECT {SESSION_COLUMNS} FROM sessions");
         conditions
-            .newest_page(&self.db.pool, &select, "created_at", page)
+            .newest_page(&self.db.pool, SESSIONS, "created_at", page)
             .await
     }
 
@@ -584,11 +596,7 @@ impl Storage {
     }
 
     pub async fn invocation(&self, id: &str) -> Result<Option<Invocation>> {
-        let sql = format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.db.pool)
-            .await?)
+        self.by_id(INVOCATIONS, id).await
     }
 
     /// Records a run's end if it is still RUNNING; whether it was.
@@ -622,10 +630,8 @@ impl Storage {
         status: Option<Status>,
         page: &Page,
     ) -> Result<Vec<Invocation>> {
-        let conditions = usage_conditions(filter, range, status);
-        let select = format!("SELECT {INVOCATION_COLUMNS} FROM invocations");
-        conditions
-            .newest_page(&self.db.pool, &select, "start_time", page)
+        usage_conditions(filter, range, status)
+            .newest_page(&self.db.pool, INVOCATIONS, "start_time", page)
             .await
     }
 
