@@ -404,6 +404,8 @@ paged! {
         => agentshare_proto::registry::v1::ListVersionsResponse, versions;
     agentshare_proto::sharing::v1::ListConnectionsRequest
         => agentshare_proto::sharing::v1::ListConnectionsResponse, connections;
+    agentshare_proto::sharing::v1::ListGrantsRequest
+        => agentshare_proto::sharing::v1::ListGrantsResponse, grants;
     agentshare_proto::scheduler::v1::ListAutomationsRequest
         => agentshare_proto::scheduler::v1::ListAutomationsResponse, automations;
     agentshare_proto::scheduler::v1::ListMySubscriptionsRequest
