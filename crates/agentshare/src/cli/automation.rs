@@ -10,7 +10,7 @@ use agentshare_proto::scheduler::v1 as pb;
 
 use super::client::{Api, Channel, Target, every_page};
 use super::failure::{Failure, Outcome};
-use super::output::{Output, View, label, time};
+use super::output::{Output, View, label, time, with_detail};
 use super::usage::parse_time;
 
 type Automations = pb::automations_service_client::AutomationsServiceClient<Channel>;
@@ -609,11 +609,11 @@ fn run_record(run: Option<&pb::AutomationRun>) -> View {
         fields.push(("note", run.note.clone()));
     }
     for delivery in &run.deliveries {
-        let mut said = label(delivery.status().as_str_name(), "DELIVERY_STATUS_");
-        if !delivery.last_error.is_empty() {
-            said.push_str(&format!(": {}", delivery.last_error));
-        }
-        fields.push((channel_field(delivery.channel()), said));
+        let status = label(delivery.status().as_str_name(), "DELIVERY_STATUS_");
+        fields.push((
+            channel_field(delivery.channel()),
+            with_detail(status, &delivery.last_error),
+        ));
     }
     View::record(run.id, fields)
 }
@@ -642,11 +642,7 @@ fn inbox_table(items: &[pb::InboxItem]) -> View {
 
 fn subscription_status(s: &pb::Subscription) -> String {
     let status = label(s.status().as_str_name(), "SUBSCRIPTION_STATUS_");
-    if s.status_message.is_empty() {
-        status
-    } else {
-        format!("{status}: {}", s.status_message)
-    }
+    with_detail(status, &s.status_message)
 }
 
 fn last_run(run: Option<&pb::AutomationRunSummary>) -> String {

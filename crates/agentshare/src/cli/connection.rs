@@ -177,12 +177,10 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             })
         }
         Command::Test { connection_id } => {
-            let tested = connections
-                .test_connection(pb::TestConnectionRequest {
-                    connection_id: connection_id.clone(),
-                })
-                .await?
-                .into_inner();
+            let call = connections.test_connection(pb::TestConnectionRequest {
+                connection_id: connection_id.clone(),
+            });
+            let tested = call.await?.into_inner();
             let connection = tested.connection.clone().unwrap_or_default();
             let view = View::record(
                 connection.id.clone(),
@@ -205,12 +203,10 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             )))
         }
         Command::Delete { connection_id } => {
-            let deleted = connections
-                .delete_connection(pb::DeleteConnectionRequest {
-                    connection_id: connection_id.clone(),
-                })
-                .await?
-                .into_inner();
+            let call = connections.delete_connection(pb::DeleteConnectionRequest {
+                connection_id: connection_id.clone(),
+            });
+            let deleted = call.await?.into_inner();
             let view = View::record(
                 connection_id.clone(),
                 vec![

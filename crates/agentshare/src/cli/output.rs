@@ -299,6 +299,15 @@ pub fn word<E: TryFrom<i32>>(value: i32, name: fn(&E) -> &'static str, prefix: &
     E::try_from(value).map_or_else(|_| value.to_string(), |known| label(name(&known), prefix))
 }
 
+/// `word`, then `detail` after a colon when there is one: `failed: timeout`.
+pub fn with_detail(word: String, detail: &str) -> String {
+    if detail.is_empty() {
+        word
+    } else {
+        format!("{word}: {detail}")
+    }
+}
+
 /// A timestamp for people, in UTC to the second.
 pub fn time(stamp: Option<&prost_types::Timestamp>) -> String {
     let Some(stamp) = stamp else {
@@ -365,6 +374,8 @@ mod tests {
         let admin = OrgRole::Admin as i32;
         assert_eq!(word(admin, OrgRole::as_str_name, "ORG_ROLE_"), "admin");
         assert_eq!(word(99, OrgRole::as_str_name, "ORG_ROLE_"), "99");
+        assert_eq!(with_detail("failed".into(), "timeout"), "failed: timeout");
+        assert_eq!(with_detail("active".into(), ""), "active");
         let stamp = prost_types::Timestamp {
             seconds: 1_796_428_800,
             nanos: 0,
