@@ -67,50 +67,49 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             Ok(())
         }
         Command::List => {
-            let listed = tenancy
-                .list_api_keys(pb::ListApiKeysRequest::default())
-                .await?
-                .into_inner();
-            let now = now_secs();
-            let view = View::table(
-                vec![
-                    "ID",
-                    "LABEL",
-                    "PREFIX",
-                    "WORKSPACE",
-                    "STATE",
-                    "CREATED",
-                    "LAST USED",
-                    "EXPIRES",
-                ],
-                &listed.api_keys,
-                |key| {
-                    vec![
-                        key.id.clone(),
-                        key.label.clone(),
-                        key.prefix.clone(),
-                        key.default_workspace_id.clone(),
-                        state(key, now).to_string(),
-                        time(key.create_time.as_ref()),
-                        time(key.last_use_time.as_ref()),
-                        expires(key),
-                    ]
-                },
-                |key| key.id.clone(),
-            );
-            out.show(&listed, view)
+            let call = tenancy.list_api_keys(pb::ListApiKeysRequest::default());
+            out.answer(call.await?, |listed| keys_table(&listed.api_keys))
         }
         Command::Revoke { api_key_id } => {
-            let revoked = tenancy
-                .revoke_api_key(pb::RevokeApiKeyRequest { api_key_id })
-                .await?
-                .into_inner();
-            let key = revoked.api_key.clone().unwrap_or_default();
-            let mut fields = key_fields(&key);
-            fields.push(("revoked", time(key.revoke_time.as_ref())));
-            out.show(&revoked, View::record(key.id.clone(), fields))
+            let call = tenancy.revoke_api_key(pb::RevokeApiKeyRequest { api_key_id });
+            out.answer(call.await?, |revoked| {
+                let key = revoked.api_key.clone().unwrap_or_default();
+                let mut fields = key_fields(&key);
+                fields.push(("revoked", time(key.revoke_time.as_ref())));
+                View::record(key.id, fields)
+            })
         }
     }
+}
+
+fn keys_table(keys: &[pb::ApiKey]) -> View {
+    let now = now_secs();
+    View::table(
+        vec![
+            "ID",
+            "LABEL",
+            "PREFIX",
+            "WORKSPACE",
+            "STATE",
+            "CREATED",
+            "LAST USED",
+            "EXPIRES",
+        ],
+        keys,
+        |key| {
+            vec![
+                key.id.clone(),
+                key.label.clone(),
+                key.prefix.clone(),
+                key.default_workspace_id.clone(),
+                state(key, now).to_string(),
+                time(key.create_time.as_ref()),
+                time(key.last_use_time.as_ref()),
+                expires(key),
+            ]
+        },
+        |key| key.id.clone(),
+    )
 }
 
 fn key_fields(key: &pb::ApiKey) -> Vec<(&'static str, String)> {

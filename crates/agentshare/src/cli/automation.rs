@@ -10,7 +10,7 @@ use agentshare_proto::scheduler::v1 as pb;
 
 use super::client::{Api, Channel, Target, every_page};
 use super::failure::{Failure, Outcome};
-use super::output::{Output, View, label, time};
+use super::output::{Output, View, label, time, with_detail};
 use super::usage::parse_time;
 
 type Automations = pb::automations_service_client::AutomationsServiceClient<Channel>;
@@ -222,17 +222,15 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             channels: chosen,
         } => {
             let agent = api.agent_id(&agent).await?;
-            let subscribed = automations
-                .subscribe(pb::SubscribeRequest {
-                    agent_id: agent,
-                    automation_key: key,
-                    enabled: enable,
-                    channels: channels(chosen),
-                })
-                .await?
-                .into_inner();
-            let view = subscription_record(subscribed.subscription.as_ref());
-            out.show(&subscribed, view)
+            let call = automations.subscribe(pb::SubscribeRequest {
+                agent_id: agent,
+                automation_key: key,
+                enabled: enable,
+                channels: channels(chosen),
+            });
+            out.answer(call.await?, |answer| {
+                subscription_record(answer.subscription.as_ref())
+            })
         }
         Command::Enable(which) => switch(&api, which, true, out).await,
         Command::Disable(which) => switch(&api, which, false, out).await,
@@ -241,22 +239,20 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             channels: chosen,
         } => {
             let (agent_id, automation_key) = resolve(&api, which).await?;
-            let updated = automations
-                .update_subscription(pb::UpdateSubscriptionRequest {
-                    agent_id,
-                    automation_key,
-                    settings: Some(pb::SubscriptionSettings {
-                        enabled: false,
-                        channels: channels(chosen),
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["channels".into()],
-                    }),
-                })
-                .await?
-                .into_inner();
-            let view = subscription_record(updated.subscription.as_ref());
-            out.show(&updated, view)
+            let call = automations.update_subscription(pb::UpdateSubscriptionRequest {
+                agent_id,
+                automation_key,
+                settings: Some(pb::SubscriptionSettings {
+                    enabled: false,
+                    channels: channels(chosen),
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["channels".into()],
+                }),
+            });
+            out.answer(call.await?, |answer| {
+                subscription_record(answer.subscription.as_ref())
+            })
         }
         Command::Pause { which, until, for_ } => {
             let paused_until = match (until, for_) {
@@ -265,40 +261,32 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 (None, None) => return Err(Failure::usage("give --until TIME or --for DURATION")),
             };
             let (agent_id, automation_key) = resolve(&api, which).await?;
-            let paused = automations
-                .pause_subscription(pb::PauseSubscriptionRequest {
-                    agent_id,
-                    automation_key,
-                    paused_until: Some(paused_until),
-                })
-                .await?
-                .into_inner();
-            let view = subscription_record(paused.subscription.as_ref());
-            out.show(&paused, view)
+            let call = automations.pause_subscription(pb::PauseSubscriptionRequest {
+                agent_id,
+                automation_key,
+                paused_until: Some(paused_until),
+            });
+            out.answer(call.await?, |answer| {
+                subscription_record(answer.subscription.as_ref())
+            })
         }
         Command::Resume(which) => {
             let (agent_id, automation_key) = resolve(&api, which).await?;
-            let resumed = automations
-                .resume_subscription(pb::ResumeSubscriptionRequest {
-                    agent_id,
-                    automation_key,
-                })
-                .await?
-                .into_inner();
-            let view = subscription_record(resumed.subscription.as_ref());
-            out.show(&resumed, view)
+            let call = automations.resume_subscription(pb::ResumeSubscriptionRequest {
+                agent_id,
+                automation_key,
+            });
+            out.answer(call.await?, |answer| {
+                subscription_record(answer.subscription.as_ref())
+            })
         }
         Command::Unsubscribe(which) => {
             let (agent_id, automation_key) = resolve(&api, which).await?;
-            let removed = automations
-                .unsubscribe(pb::UnsubscribeRequest {
-                    agent_id,
-                    automation_key: automation_key.clone(),
-                })
-                .await?
-                .into_inner();
-            out.show(
-                &removed,
+            let call = automations.unsubscribe(pb::UnsubscribeRequest {
+                agent_id,
+                automation_key: automation_key.clone(),
+            });
+            out.answer(call.await?, |removed| {
                 View::record(
                     removed.subscription_id.clone(),
                     vec![
@@ -306,8 +294,8 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                         ("automation", automation_key),
                         ("runs", "kept, with their inbox items".into()),
                     ],
-                ),
-            )
+                )
+            })
         }
         Command::Mine { agent, status } => {
             let statuses = status
@@ -316,33 +304,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 .collect();
             let mine =
                 my_subscriptions(&mut automations, agent.unwrap_or_default(), statuses).await?;
-            let view = View::table(
-                vec![
-                    "ID",
-                    "AGENT",
-                    "AUTOMATION",
-                    "SCHEDULE",
-                    "STATUS",
-                    "NEXT RUN",
-                    "LAST RUN",
-                    "CHANNELS",
-                ],
-                &mine.subscriptions,
-                |s| {
-                    vec![
-                        s.id.clone(),
-                        s.agent_name.clone(),
-                        format!("{} ({})", s.automation_name, s.automation_key),
-                        s.schedule_description.clone(),
-                        subscription_status(s),
-                        time(s.next_run_time.as_ref()),
-                        last_run(s.last_run.as_ref()),
-                        channel_names(&s.channels),
-                    ]
-                },
-                |s| s.id.clone(),
-            );
-            out.show(&mine, view)
+            out.show(&mine, subscriptions_table(&mine.subscriptions))
         }
         Command::Runs {
             subscription,
@@ -374,68 +336,15 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 })
                 .await?
                 .into_inner();
-            let view = View::table(
-                vec![
-                    "ID",
-                    "AUTOMATION",
-                    "SCHEDULED",
-                    "STATUS",
-                    "FINISHED",
-                    "OUTCOME",
-                ],
-                &listed.runs,
-                |run| {
-                    vec![
-                        run.id.clone(),
-                        run.automation_name.clone(),
-                        time(run.scheduled_time.as_ref()),
-                        run_status(run),
-                        time(run.finish_time.as_ref()),
-                        outcome(run),
-                    ]
-                },
-                |run| run.id.clone(),
-            );
-            out.show(&listed, view)?;
+            out.show(&listed, runs_table(&listed.runs))?;
             if !listed.next_page_token.is_empty() {
                 out.say("more runs are older; raise --limit to see them")?;
             }
             Ok(())
         }
         Command::Run { run_id } => {
-            let got = automations
-                .get_run(pb::GetRunRequest { run_id })
-                .await?
-                .into_inner();
-            let run = got.run.clone().unwrap_or_default();
-            let mut fields = vec![
-                ("run", run.id.clone()),
-                (
-                    "automation",
-                    format!("{} ({})", run.automation_name, run.automation_key),
-                ),
-                ("agent", run.agent_id.clone()),
-                ("scheduled", time(run.scheduled_time.as_ref())),
-                ("status", run_status(&run)),
-                ("started", time(run.start_time.as_ref())),
-                ("finished", time(run.finish_time.as_ref())),
-                ("version", run.agent_version_number.to_string()),
-                ("outcome", outcome(&run)),
-                ("session", run.session_id.clone()),
-                ("invocation", run.invocation_id.clone()),
-                ("attempt", run.attempt.to_string()),
-            ];
-            if !run.note.is_empty() {
-                fields.push(("note", run.note.clone()));
-            }
-            for delivery in &run.deliveries {
-                let mut said = label(delivery.status().as_str_name(), "DELIVERY_STATUS_");
-                if !delivery.last_error.is_empty() {
-                    said.push_str(&format!(": {}", delivery.last_error));
-                }
-                fields.push((channel_field(delivery.channel()), said));
-            }
-            out.show(&got, View::record(run.id, fields))
+            let call = automations.get_run(pb::GetRunRequest { run_id });
+            out.answer(call.await?, |got| run_record(got.run.as_ref()))
         }
         Command::Next { which, count } => {
             let (agent_id, automation_key) = resolve(&api, which).await?;
@@ -477,20 +386,16 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             command: Some(InboxCommand::Read { ids, all }),
             ..
         } => {
-            let marked = automations
-                .mark_inbox_read(pb::MarkInboxReadRequest { item_ids: ids, all })
-                .await?
-                .into_inner();
-            out.show(
-                &marked,
+            let call = automations.mark_inbox_read(pb::MarkInboxReadRequest { item_ids: ids, all });
+            out.answer(call.await?, |marked| {
                 View::record(
                     String::new(),
                     vec![
                         ("marked read", marked.marked_count.to_string()),
                         ("unread", marked.unread_count.to_string()),
                     ],
-                ),
-            )
+                )
+            })
         }
         Command::Inbox {
             command: None,
@@ -504,26 +409,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 })
                 .await?
                 .into_inner();
-            let view = View::table(
-                vec!["ID", "WHEN", "KIND", "TITLE", "BODY", "READ"],
-                &inbox.items,
-                |item| {
-                    vec![
-                        item.id.clone(),
-                        time(item.create_time.as_ref()),
-                        label(item.kind().as_str_name(), "INBOX_ITEM_KIND_"),
-                        item.title.clone(),
-                        item.body.chars().take(60).collect(),
-                        if item.read_time.is_some() {
-                            "read".into()
-                        } else {
-                            "unread".into()
-                        },
-                    ]
-                },
-                |item| item.id.clone(),
-            );
-            out.show(&inbox, view)?;
+            out.show(&inbox, inbox_table(&inbox.items))?;
             out.say(&format!("{} unread", inbox.unread_count))
         }
     }
@@ -566,23 +452,21 @@ async fn list(automations: &mut Automations, agent: String, out: Output) -> Outc
 /// Enables or disables a subscription (UpdateSubscription on `enabled`).
 async fn switch(api: &Api, which: Which, enabled: bool, out: Output) -> Outcome {
     let (agent_id, automation_key) = resolve(api, which).await?;
-    let updated = api
-        .automations()
-        .update_subscription(pb::UpdateSubscriptionRequest {
-            agent_id,
-            automation_key,
-            settings: Some(pb::SubscriptionSettings {
-                enabled,
-                channels: Vec::new(),
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["enabled".into()],
-            }),
-        })
-        .await?
-        .into_inner();
-    let view = subscription_record(updated.subscription.as_ref());
-    out.show(&updated, view)
+    let request = pb::UpdateSubscriptionRequest {
+        agent_id,
+        automation_key,
+        settings: Some(pb::SubscriptionSettings {
+            enabled,
+            channels: Vec::new(),
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["enabled".into()],
+        }),
+    };
+    let call = api.automations().update_subscription(request).await?;
+    out.answer(call, |answer| {
+        subscription_record(answer.subscription.as_ref())
+    })
 }
 
 /// The agent and key a subscription is addressed by.
@@ -647,13 +531,118 @@ fn subscription_record(subscription: Option<&pb::Subscription>) -> View {
     View::record(s.id, fields)
 }
 
+fn subscriptions_table(subscriptions: &[pb::Subscription]) -> View {
+    View::table(
+        vec![
+            "ID",
+            "AGENT",
+            "AUTOMATION",
+            "SCHEDULE",
+            "STATUS",
+            "NEXT RUN",
+            "LAST RUN",
+            "CHANNELS",
+        ],
+        subscriptions,
+        |s| {
+            vec![
+                s.id.clone(),
+                s.agent_name.clone(),
+                format!("{} ({})", s.automation_name, s.automation_key),
+                s.schedule_description.clone(),
+                subscription_status(s),
+                time(s.next_run_time.as_ref()),
+                last_run(s.last_run.as_ref()),
+                channel_names(&s.channels),
+            ]
+        },
+        |s| s.id.clone(),
+    )
+}
+
+fn runs_table(runs: &[pb::AutomationRun]) -> View {
+    View::table(
+        vec![
+            "ID",
+            "AUTOMATION",
+            "SCHEDULED",
+            "STATUS",
+            "FINISHED",
+            "OUTCOME",
+        ],
+        runs,
+        |run| {
+            vec![
+                run.id.clone(),
+                run.automation_name.clone(),
+                time(run.scheduled_time.as_ref()),
+                run_status(run),
+                time(run.finish_time.as_ref()),
+                outcome(run),
+            ]
+        },
+        |run| run.id.clone(),
+    )
+}
+
+/// One run, with the delivery of each notification.
+fn run_record(run: Option<&pb::AutomationRun>) -> View {
+    let run = run.cloned().unwrap_or_default();
+    let mut fields = vec![
+        ("run", run.id.clone()),
+        (
+            "automation",
+            format!("{} ({})", run.automation_name, run.automation_key),
+        ),
+        ("agent", run.agent_id.clone()),
+        ("scheduled", time(run.scheduled_time.as_ref())),
+        ("status", run_status(&run)),
+        ("started", time(run.start_time.as_ref())),
+        ("finished", time(run.finish_time.as_ref())),
+        ("version", run.agent_version_number.to_string()),
+        ("outcome", outcome(&run)),
+        ("session", run.session_id.clone()),
+        ("invocation", run.invocation_id.clone()),
+        ("attempt", run.attempt.to_string()),
+    ];
+    if !run.note.is_empty() {
+        fields.push(("note", run.note.clone()));
+    }
+    for delivery in &run.deliveries {
+        let status = label(delivery.status().as_str_name(), "DELIVERY_STATUS_");
+        fields.push((
+            channel_field(delivery.channel()),
+            with_detail(status, &delivery.last_error),
+        ));
+    }
+    View::record(run.id, fields)
+}
+
+fn inbox_table(items: &[pb::InboxItem]) -> View {
+    View::table(
+        vec!["ID", "WHEN", "KIND", "TITLE", "BODY", "READ"],
+        items,
+        |item| {
+            vec![
+                item.id.clone(),
+                time(item.create_time.as_ref()),
+                label(item.kind().as_str_name(), "INBOX_ITEM_KIND_"),
+                item.title.clone(),
+                item.body.chars().take(60).collect(),
+                if item.read_time.is_some() {
+                    "read".into()
+                } else {
+                    "unread".into()
+                },
+            ]
+        },
+        |item| item.id.clone(),
+    )
+}
+
 fn subscription_status(s: &pb::Subscription) -> String {
     let status = label(s.status().as_str_name(), "SUBSCRIPTION_STATUS_");
-    if s.status_message.is_empty() {
-        status
-    } else {
-        format!("{status}: {}", s.status_message)
-    }
+    with_detail(status, &s.status_message)
 }
 
 fn last_run(run: Option<&pb::AutomationRunSummary>) -> String {

@@ -14,14 +14,16 @@ use agentshare_kit::config::{Config, ConfigArgs};
 use agentshare_kit::secret::Secret;
 use agentshare_kit::session;
 use agentshare_proto::gateway::v1::invoke_service_client::InvokeServiceClient;
-use agentshare_proto::registry::v1::ListAgentsRequest;
 use agentshare_proto::registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use agentshare_proto::registry::v1::{self as registry, ListAgentsRequest};
+use agentshare_proto::scheduler::v1 as scheduler;
 use agentshare_proto::scheduler::v1::automations_service_client::AutomationsServiceClient;
-use agentshare_proto::sharing::v1::ListMyAgentsRequest;
 use agentshare_proto::sharing::v1::access_service_client::AccessServiceClient;
 use agentshare_proto::sharing::v1::connections_service_client::ConnectionsServiceClient;
 use agentshare_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use agentshare_proto::sharing::v1::tenancy_service_client::TenancyServiceClient;
+use agentshare_proto::sharing::v1::{self as sharing, ListMyAgentsRequest};
+use agentshare_proto::store::v1 as store;
 use agentshare_proto::store::v1::sessions_service_client::SessionsServiceClient;
 use agentshare_proto::store::v1::usage_service_client::UsageServiceClient;
 use agentshare_proto::store::v1::workspace_store_service_client::WorkspaceStoreServiceClient;
@@ -398,18 +400,14 @@ macro_rules! paged {
 }
 
 paged! {
-    ListAgentsRequest => agentshare_proto::registry::v1::ListAgentsResponse, agents;
-    ListMyAgentsRequest => agentshare_proto::sharing::v1::ListMyAgentsResponse, agents;
-    agentshare_proto::registry::v1::ListVersionsRequest
-        => agentshare_proto::registry::v1::ListVersionsResponse, versions;
-    agentshare_proto::sharing::v1::ListConnectionsRequest
-        => agentshare_proto::sharing::v1::ListConnectionsResponse, connections;
-    agentshare_proto::scheduler::v1::ListAutomationsRequest
-        => agentshare_proto::scheduler::v1::ListAutomationsResponse, automations;
-    agentshare_proto::scheduler::v1::ListMySubscriptionsRequest
-        => agentshare_proto::scheduler::v1::ListMySubscriptionsResponse, subscriptions;
-    agentshare_proto::store::v1::SummarizeUsageRequest
-        => agentshare_proto::store::v1::SummarizeUsageResponse, rows;
+    registry::ListAgentsRequest => registry::ListAgentsResponse, agents;
+    registry::ListVersionsRequest => registry::ListVersionsResponse, versions;
+    sharing::ListMyAgentsRequest => sharing::ListMyAgentsResponse, agents;
+    sharing::ListConnectionsRequest => sharing::ListConnectionsResponse, connections;
+    sharing::ListGrantsRequest => sharing::ListGrantsResponse, grants;
+    scheduler::ListAutomationsRequest => scheduler::ListAutomationsResponse, automations;
+    scheduler::ListMySubscriptionsRequest => scheduler::ListMySubscriptionsResponse, subscriptions;
+    store::SummarizeUsageRequest => store::SummarizeUsageResponse, rows;
 }
 
 /// Every page of a listing as one answer: `fetch` makes the call for the

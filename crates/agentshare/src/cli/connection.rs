@@ -21,7 +21,7 @@ use tonic_types::StatusExt as _;
 use super::client::{Api, Target, every_page};
 use super::failure::{Failure, Outcome};
 use super::grant::parse_duration;
-use super::output::{Output, View, label, time};
+use super::output::{Output, View, label, time, word};
 use super::progress::Spinner;
 use super::share::{Colour, setup_dot, yes_no};
 
@@ -156,61 +156,31 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                     })
                 })
                 .transpose()?;
-            let created = connections
-                .create_api_key_connection(pb::CreateApiKeyConnectionRequest {
-                    label: args.label.unwrap_or_else(|| args.provider.clone()),
-                    provider: args.provider,
-                    api_key,
-                    expire_time,
-                })
-                .await?
-                .into_inner();
-            let view = connection_record(created.connection.as_ref());
-            out.show(&created, view)
+            let call = connections.create_api_key_connection(pb::CreateApiKeyConnectionRequest {
+                label: args.label.unwrap_or_else(|| args.provider.clone()),
+                provider: args.provider,
+                api_key,
+                expire_time,
+            });
+            out.answer(call.await?, |created| {
+                connection_record(created.connection.as_ref())
+            })
         }
         Command::List { provider } => {
             let listed = all_connections(&api, provider.unwrap_or_default()).await?;
-            let view = View::table(
-                vec![
-                    "ID",
-                    "PROVIDER",
-                    "KIND",
-                    "LABEL",
-                    "STATUS",
-                    "CREATED",
-                    "LAST USED",
-                ],
-                &listed.connections,
-                |connection| {
-                    vec![
-                        connection.id.clone(),
-                        connection.provider.clone(),
-                        connection_kind(connection.kind),
-                        connection.label.clone(),
-                        status(connection.status),
-                        time(connection.create_time.as_ref()),
-                        time(connection.last_use_time.as_ref()),
-                    ]
-                },
-                |connection| connection.id.clone(),
-            );
-            out.show(&listed, view)
+            out.show(&listed, connections_table(&listed.connections))
         }
         Command::Show { connection_id } => {
-            let shown = connections
-                .get_connection(pb::GetConnectionRequest { connection_id })
-                .await?
-                .into_inner();
-            let view = connection_record(shown.connection.as_ref());
-            out.show(&shown, view)
+            let call = connections.get_connection(pb::GetConnectionRequest { connection_id });
+            out.answer(call.await?, |shown| {
+                connection_record(shown.connection.as_ref())
+            })
         }
         Command::Test { connection_id } => {
-            let tested = connections
-                .test_connection(pb::TestConnectionRequest {
-                    connection_id: connection_id.clone(),
-                })
-                .await?
-                .into_inner();
+            let call = connections.test_connection(pb::TestConnectionRequest {
+                connection_id: connection_id.clone(),
+            });
+            let tested = call.await?.into_inner();
             let connection = tested.connection.clone().unwrap_or_default();
             let view = View::record(
                 connection.id.clone(),
@@ -233,12 +203,10 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             )))
         }
         Command::Delete { connection_id } => {
-            let deleted = connections
-                .delete_connection(pb::DeleteConnectionRequest {
-                    connection_id: connection_id.clone(),
-                })
-                .await?
-                .into_inner();
+            let call = connections.delete_connection(pb::DeleteConnectionRequest {
+                connection_id: connection_id.clone(),
+            });
+            let deleted = call.await?.into_inner();
             let view = View::record(
                 connection_id.clone(),
                 vec![
@@ -409,6 +377,33 @@ async fn oauth(api: &Api, args: CreateArgs, out: Output) -> Outcome {
     out.show(&shown, view)
 }
 
+fn connections_table(connections: &[pb::Connection]) -> View {
+    View::table(
+        vec![
+            "ID",
+            "PROVIDER",
+            "KIND",
+            "LABEL",
+            "STATUS",
+            "CREATED",
+            "LAST USED",
+        ],
+        connections,
+        |connection| {
+            vec![
+                connection.id.clone(),
+                connection.provider.clone(),
+                connection_kind(connection.kind),
+                connection.label.clone(),
+                status(connection.status),
+                time(connection.create_time.as_ref()),
+                time(connection.last_use_time.as_ref()),
+            ]
+        },
+        |connection| connection.id.clone(),
+    )
+}
+
 fn connection_record(connection: Option<&pb::Connection>) -> View {
     let connection = connection.cloned().unwrap_or_default();
     let mut fields = vec![
@@ -434,9 +429,7 @@ fn connection_record(connection: Option<&pb::Connection>) -> View {
 }
 
 fn connection_kind(value: i32) -> String {
-    pb::ConnectionKind::try_from(value)
-        .map(|k| label(k.as_str_name(), "CONNECTION_KIND_"))
-        .unwrap_or_else(|_| value.to_string())
+    word(value, pb::ConnectionKind::as_str_name, "CONNECTION_KIND_")
 }
 
 fn status(value: i32) -> String {
@@ -466,57 +459,50 @@ pub async fn setup(mut command: SetupCommand, target: &Target, out: Output) -> O
     let mut connections = api.connections();
     match command {
         SetupCommand::Show { agent_id } => {
-            let shown = connections
-                .get_agent_setup(pb::GetAgentSetupRequest { agent_id })
-                .await?
-                .into_inner();
-            show_setup(out, &shown, shown.setup.as_ref())
+            let call = connections.get_agent_setup(pb::GetAgentSetupRequest { agent_id });
+            show_setup(out, call.await?, |answer| answer.setup.as_ref())
         }
         SetupCommand::Bind {
             agent_id,
             integration,
             connection_id,
         } => {
-            let bound = connections
-                .bind_integration(pb::BindIntegrationRequest {
-                    agent_id,
-                    integration_key: integration,
-                    connection_id,
-                })
-                .await?
-                .into_inner();
-            show_setup(out, &bound, bound.setup.as_ref())
+            let call = connections.bind_integration(pb::BindIntegrationRequest {
+                agent_id,
+                integration_key: integration,
+                connection_id,
+            });
+            show_setup(out, call.await?, |answer| answer.setup.as_ref())
         }
         SetupCommand::Unbind {
             agent_id,
             integration,
         } => {
-            let unbound = connections
-                .unbind_integration(pb::UnbindIntegrationRequest {
-                    agent_id,
-                    integration_key: integration,
-                })
-                .await?
-                .into_inner();
-            show_setup(out, &unbound, unbound.setup.as_ref())
+            let call = connections.unbind_integration(pb::UnbindIntegrationRequest {
+                agent_id,
+                integration_key: integration,
+            });
+            show_setup(out, call.await?, |answer| answer.setup.as_ref())
         }
         SetupCommand::Complete { agent_id } => {
-            let completed = connections
-                .complete_agent_setup(pb::CompleteAgentSetupRequest { agent_id })
-                .await?
-                .into_inner();
-            show_setup(out, &completed, completed.setup.as_ref())
+            let call = connections.complete_agent_setup(pb::CompleteAgentSetupRequest { agent_id });
+            show_setup(out, call.await?, |answer| answer.setup.as_ref())
         }
     }
 }
 
 /// A setup for people: the status dot, a row per integration, and what to
 /// do about each gap.
-fn show_setup<M>(out: Output, answer: &M, setup: Option<&pb::AgentSetup>) -> Outcome
+fn show_setup<M>(
+    out: Output,
+    response: tonic::Response<M>,
+    setup: impl FnOnce(&M) -> Option<&pb::AgentSetup>,
+) -> Outcome
 where
     M: prost::Message + prost::Name,
 {
-    let setup = setup.cloned().unwrap_or_default();
+    let answer = response.into_inner();
+    let setup = setup(&answer).cloned().unwrap_or_default();
     out.say(&format!(
         "Agent {}, version {}: {}",
         setup.agent_id,
@@ -564,7 +550,7 @@ where
         },
         |integration| integration.integration_key.clone(),
     );
-    out.show(answer, view)?;
+    out.show(&answer, view)?;
     for gap in &setup.missing {
         out.say(&gap_advice(&setup.agent_id, gap))?;
     }

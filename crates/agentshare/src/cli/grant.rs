@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use agentshare_proto::sharing::v1 as pb;
 
-use super::client::Target;
+use super::client::{Target, every_page};
 use super::failure::{Failure, Outcome};
-use super::output::{Format, Output, View, label, time};
+use super::output::{Format, Output, View, time, word};
 use super::share::{kind, yes_no};
 
 /// `agentshare grant ...`
@@ -134,66 +134,56 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             out.show(&created, View::record(grant.id.clone(), fields))
         }
         Command::List { agent_id, all } => {
-            let agent_id = api.agent_id(&agent_id).await?;
-            let mut listed = pb::ListGrantsResponse::default();
-            loop {
-                let page = sharing
-                    .list_grants(pb::ListGrantsRequest {
-                        agent_id: agent_id.clone(),
-                        include_inactive: all,
-                        page_size: 1000,
-                        page_token: std::mem::take(&mut listed.next_page_token),
-                    })
-                    .await?
-                    .into_inner();
-                listed.grants.extend(page.grants);
-                listed.next_page_token = page.next_page_token;
-                if listed.next_page_token.is_empty() {
-                    break;
-                }
-            }
-            let view = View::table(
-                vec![
-                    "ID",
-                    "KIND",
-                    "LABEL",
-                    "TOKEN",
-                    "STATE",
-                    "PINNED",
-                    "CREATED",
-                    "EXPIRES",
-                    "LAST USED",
-                ],
-                &listed.grants,
-                |grant| {
-                    vec![
-                        grant.id.clone(),
-                        kind(grant.kind),
-                        grant.label.clone(),
-                        format!("{}…", grant.token_prefix),
-                        state(grant.state),
-                        pinned(grant.pinned_version),
-                        time(grant.create_time.as_ref()),
-                        expires(grant.expire_time.as_ref()),
-                        time(grant.last_use_time.as_ref()),
-                    ]
-                },
-                |grant| grant.id.clone(),
-            );
-            out.show(&listed, view)
+            let request = pb::ListGrantsRequest {
+                agent_id: api.agent_id(&agent_id).await?,
+                include_inactive: all,
+                ..Default::default()
+            };
+            let listed = every_page(request, async |r| sharing.list_grants(r).await).await?;
+            out.show(&listed, grants_table(&listed.grants))
         }
         Command::Revoke { grant_id } => {
-            let revoked = sharing
-                .revoke_grant(pb::RevokeGrantRequest { grant_id })
-                .await?
-                .into_inner();
-            let grant = revoked.grant.clone().unwrap_or_default();
-            let mut fields = grant_fields(&grant);
-            fields.push(("revoked", time(grant.revoke_time.as_ref())));
-            out.show(&revoked, View::record(grant.id.clone(), fields))?;
+            let call = sharing.revoke_grant(pb::RevokeGrantRequest { grant_id });
+            out.answer(call.await?, |revoked| {
+                let grant = revoked.grant.clone().unwrap_or_default();
+                let mut fields = grant_fields(&grant);
+                fields.push(("revoked", time(grant.revoke_time.as_ref())));
+                View::record(grant.id, fields)
+            })?;
             out.say("Its token is refused from the very next call.")
         }
     }
+}
+
+fn grants_table(grants: &[pb::Grant]) -> View {
+    View::table(
+        vec![
+            "ID",
+            "KIND",
+            "LABEL",
+            "TOKEN",
+            "STATE",
+            "PINNED",
+            "CREATED",
+            "EXPIRES",
+            "LAST USED",
+        ],
+        grants,
+        |grant| {
+            vec![
+                grant.id.clone(),
+                kind(grant.kind),
+                grant.label.clone(),
+                format!("{}…", grant.token_prefix),
+                state(grant.state),
+                pinned(grant.pinned_version),
+                time(grant.create_time.as_ref()),
+                expires(grant.expire_time.as_ref()),
+                time(grant.last_use_time.as_ref()),
+            ]
+        },
+        |grant| grant.id.clone(),
+    )
 }
 
 fn grant_fields(grant: &pb::Grant) -> Vec<(&'static str, String)> {
@@ -210,9 +200,7 @@ fn grant_fields(grant: &pb::Grant) -> Vec<(&'static str, String)> {
 }
 
 fn state(value: i32) -> String {
-    pb::GrantState::try_from(value)
-        .map(|s| label(s.as_str_name(), "GRANT_STATE_"))
-        .unwrap_or_else(|_| value.to_string())
+    word(value, pb::GrantState::as_str_name, "GRANT_STATE_")
 }
 
 fn pinned(version: Option<i64>) -> String {
@@ -278,32 +266,26 @@ pub async fn pin(args: PinArgs, target: &Target, out: Output) -> Outcome {
     let mut access = api.access();
     let agent_id = api.agent_id(&args.agent_id).await?;
     if args.clear {
-        let unpinned = access
-            .unpin_version(pb::UnpinVersionRequest {
-                agent_id: agent_id.clone(),
-            })
-            .await?
-            .into_inner();
-        let view = View::record(
-            agent_id.clone(),
-            vec![
-                ("agent", agent_id.clone()),
-                ("pin removed", yes_no(unpinned.removed)),
-                ("runs", "the latest version".into()),
-            ],
-        );
-        return out.show(&unpinned, view);
+        let call = access.unpin_version(pb::UnpinVersionRequest {
+            agent_id: agent_id.clone(),
+        });
+        return out.answer(call.await?, |unpinned| {
+            View::record(
+                agent_id.clone(),
+                vec![
+                    ("agent", agent_id.clone()),
+                    ("pin removed", yes_no(unpinned.removed)),
+                    ("runs", "the latest version".into()),
+                ],
+            )
+        });
     }
     if let Some(version) = args.version {
-        let pinned = access
-            .pin_version(pb::PinVersionRequest {
-                agent_id: agent_id.clone(),
-                version,
-            })
-            .await?
-            .into_inner();
-        let view = pin_record(pinned.pin.as_ref());
-        out.show(&pinned, view)?;
+        let call = access.pin_version(pb::PinVersionRequest {
+            agent_id: agent_id.clone(),
+            version,
+        });
+        out.answer(call.await?, |pinned| pin_record(pinned.pin.as_ref()))?;
         return out.say(&format!(
             "Your runs use version {version} until `agentshare pin {agent_id} --clear`."
         ));

@@ -16,7 +16,7 @@ use pb::watch_response::Event;
 use super::client::Target;
 use super::failure::Outcome;
 use super::invoke::Events;
-use super::output::{Format, Output, View, label, time};
+use super::output::{Format, Output, View, time, word};
 use super::progress::Spinner;
 
 /// `agentshare items ...`
@@ -136,9 +136,11 @@ impl From<ContentType> for pb::ItemContentType {
 }
 
 fn content_type(value: i32) -> String {
-    pb::ItemContentType::try_from(value)
-        .map(|t| label(t.as_str_name(), "ITEM_CONTENT_TYPE_"))
-        .unwrap_or_else(|_| value.to_string())
+    word(
+        value,
+        pb::ItemContentType::as_str_name,
+        "ITEM_CONTENT_TYPE_",
+    )
 }
 
 impl Command {
@@ -212,13 +214,11 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             Ok(())
         }
         Command::Read { agent, key, raw } => {
-            let read = store
-                .workspace_read(pb::WorkspaceReadRequest {
-                    agent_id: agent,
-                    key,
-                })
-                .await?
-                .into_inner();
+            let call = store.workspace_read(pb::WorkspaceReadRequest {
+                agent_id: agent,
+                key,
+            });
+            let read = call.await?.into_inner();
             let item = read.item.clone().unwrap_or_default();
             if raw {
                 return out.write(&item.value);
@@ -260,16 +260,12 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             key,
             if_revision,
         } => {
-            let deleted = store
-                .workspace_delete(pb::WorkspaceDeleteRequest {
-                    agent_id: agent,
-                    key: key.clone(),
-                    expected_revision: if_revision,
-                })
-                .await?
-                .into_inner();
-            out.show(
-                &deleted,
+            let call = store.workspace_delete(pb::WorkspaceDeleteRequest {
+                agent_id: agent,
+                key: key.clone(),
+                expected_revision: if_revision,
+            });
+            out.answer(call.await?, |deleted| {
                 View::record(
                     key.clone(),
                     vec![
@@ -277,8 +273,8 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                         ("item revision", deleted.deleted_item_revision.to_string()),
                         ("store revision", deleted.revision.to_string()),
                     ],
-                ),
-            )
+                )
+            })
         }
         Command::Publish {
             agent,
@@ -287,30 +283,14 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             target_key,
             if_target_revision,
         } => {
-            let published = store
-                .workspace_publish(pb::WorkspacePublishRequest {
-                    agent_id: agent,
-                    key,
-                    target_agent_id: to.clone(),
-                    target_key,
-                    expected_target_revision: if_target_revision,
-                })
-                .await?
-                .into_inner();
-            let item = published.item.clone().unwrap_or_default();
-            out.show(
-                &published,
-                View::record(
-                    item.key.clone(),
-                    vec![
-                        ("published to", to),
-                        ("key", item.key),
-                        ("revision", item.revision.to_string()),
-                        ("size", item.size_bytes.to_string()),
-                        ("created", published.created.to_string()),
-                    ],
-                ),
-            )
+            let call = store.workspace_publish(pb::WorkspacePublishRequest {
+                agent_id: agent,
+                key,
+                target_agent_id: to.clone(),
+                target_key,
+                expected_target_revision: if_target_revision,
+            });
+            out.answer(call.await?, |published| publish_record(published, to))
         }
         Command::Watch {
             agent,
@@ -344,6 +324,21 @@ fn item_record(item: &pb::WorkspaceItem, with_value: bool) -> View {
         fields.push(("value", item.value.clone()));
     }
     View::record(item.key.clone(), fields)
+}
+
+/// Where an item was published, and the copy there.
+fn publish_record(published: &pb::WorkspacePublishResponse, to: String) -> View {
+    let item = published.item.clone().unwrap_or_default();
+    View::record(
+        item.key.clone(),
+        vec![
+            ("published to", to),
+            ("key", item.key),
+            ("revision", item.revision.to_string()),
+            ("size", item.size_bytes.to_string()),
+            ("created", published.created.to_string()),
+        ],
+    )
 }
 
 /// A value's start on one line, for a table cell.

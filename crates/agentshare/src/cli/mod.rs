@@ -22,6 +22,7 @@ mod demo;
 mod grant;
 mod invoke;
 mod items;
+mod member;
 mod org;
 mod share;
 mod usage;

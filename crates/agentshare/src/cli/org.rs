@@ -5,7 +5,8 @@ use agentshare_proto::sharing::v1 as pb;
 
 use super::client::Target;
 use super::failure::{Failure, Outcome};
-use super::output::{Output, View, label, time};
+use super::member::{Member, member_record, members_table};
+use super::output::{Output, View, time, word};
 
 /// `agentshare org ...`
 #[derive(Debug, clap::Subcommand)]
@@ -99,32 +100,36 @@ impl From<Role> for pb::WorkspaceRole {
 }
 
 fn role(value: i32) -> String {
-    pb::OrgRole::try_from(value)
-        .map(|role| label(role.as_str_name(), "ORG_ROLE_"))
-        .unwrap_or_else(|_| value.to_string())
+    word(value, pb::OrgRole::as_str_name, "ORG_ROLE_")
+}
+
+/// An org member as both member views read one.
+fn member(member: &pb::OrgMember) -> Member<'_> {
+    (
+        member.user.as_ref(),
+        role(member.role),
+        member.create_time.as_ref(),
+    )
 }
 
 /// `agentshare me`
 pub async fn me(target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
-    let me = api
-        .tenancy()
-        .get_me(pb::GetMeRequest {})
-        .await?
-        .into_inner();
-    let user = me.user.clone().unwrap_or_default();
-    let view = View::record(
-        user.id.clone(),
-        vec![
-            ("user", user.id),
-            ("email", user.email),
-            ("org", me.org_id.clone()),
-            ("org role", role(me.org_role)),
-            ("workspace", me.workspace_id.clone()),
-            ("workspaces enabled", me.workspaces_enabled.to_string()),
-        ],
-    );
-    out.show(&me, view)
+    let me = api.tenancy().get_me(pb::GetMeRequest {}).await?;
+    out.answer(me, |me| {
+        let user = me.user.clone().unwrap_or_default();
+        View::record(
+            user.id.clone(),
+            vec![
+                ("user", user.id),
+                ("email", user.email),
+                ("org", me.org_id.clone()),
+                ("org role", role(me.org_role)),
+                ("workspace", me.workspace_id.clone()),
+                ("workspaces enabled", me.workspaces_enabled.to_string()),
+            ],
+        )
+    })
 }
 
 pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
@@ -132,14 +137,10 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
     let mut tenancy = api.tenancy();
     match command {
         Command::Create { name } => {
-            let created = tenancy
-                .create_org(pb::CreateOrgRequest { name })
-                .await?
-                .into_inner();
-            let org = created.org.clone().unwrap_or_default();
-            let workspace = created.default_workspace.clone().unwrap_or_default();
-            out.show(
-                &created,
+            let call = tenancy.create_org(pb::CreateOrgRequest { name });
+            out.answer(call.await?, |created| {
+                let org = created.org.clone().unwrap_or_default();
+                let workspace = created.default_workspace.clone().unwrap_or_default();
                 View::record(
                     org.id.clone(),
                     vec![
@@ -147,46 +148,40 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                         ("name", org.name),
                         ("default workspace", workspace.id),
                     ],
-                ),
-            )
+                )
+            })
         }
         Command::Show { org_id } => {
-            let shown = tenancy
-                .get_org(pb::GetOrgRequest {
-                    org_id: org_id.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            let org = shown.org.clone().unwrap_or_default();
-            let view = org_record(&org, Some(role(shown.caller_role)));
-            out.show(&shown, view)
+            let org_id = org_id.unwrap_or_default();
+            let call = tenancy.get_org(pb::GetOrgRequest { org_id });
+            out.answer(call.await?, |shown| {
+                org_record(shown.org.as_ref(), Some(role(shown.caller_role)))
+            })
         }
         Command::List => {
-            let listed = tenancy
-                .list_my_orgs(pb::ListMyOrgsRequest::default())
-                .await?
-                .into_inner();
-            let view = View::table(
-                vec!["ID", "NAME", "ROLE", "WORKSPACES"],
-                &listed.orgs,
-                |membership| {
-                    let org = membership.org.clone().unwrap_or_default();
-                    vec![
-                        org.id,
-                        org.name,
-                        role(membership.role),
-                        org.workspaces_enabled.to_string(),
-                    ]
-                },
-                |membership| {
-                    membership
-                        .org
-                        .as_ref()
-                        .map(|o| o.id.clone())
-                        .unwrap_or_default()
-                },
-            );
-            out.show(&listed, view)
+            let call = tenancy.list_my_orgs(pb::ListMyOrgsRequest::default());
+            out.answer(call.await?, |listed| {
+                View::table(
+                    vec!["ID", "NAME", "ROLE", "WORKSPACES"],
+                    &listed.orgs,
+                    |membership| {
+                        let org = membership.org.clone().unwrap_or_default();
+                        vec![
+                            org.id,
+                            org.name,
+                            role(membership.role),
+                            org.workspaces_enabled.to_string(),
+                        ]
+                    },
+                    |membership| {
+                        membership
+                            .org
+                            .as_ref()
+                            .map(|o| o.id.clone())
+                            .unwrap_or_default()
+                    },
+                )
+            })
         }
         Command::Update {
             org_id,
@@ -198,22 +193,21 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                     "nothing to change: give --name or --workspaces",
                 ));
             }
-            let updated = tenancy
-                .update_org(pb::UpdateOrgRequest {
-                    org_id: org_id.unwrap_or_default(),
-                    name,
-                    workspaces_enabled: workspaces,
-                })
-                .await?
-                .into_inner();
-            let view = org_record(&updated.org.clone().unwrap_or_default(), None);
-            out.show(&updated, view)
+            let call = tenancy.update_org(pb::UpdateOrgRequest {
+                org_id: org_id.unwrap_or_default(),
+                name,
+                workspaces_enabled: workspaces,
+            });
+            out.answer(call.await?, |updated| {
+                org_record(updated.org.as_ref(), None)
+            })
         }
         Command::Members(command) => members(command, &mut tenancy, out).await,
     }
 }
 
-fn org_record(org: &pb::Org, caller_role: Option<String>) -> View {
+fn org_record(org: Option<&pb::Org>, caller_role: Option<String>) -> View {
+    let org = org.cloned().unwrap_or_default();
     let mut fields = vec![
         ("org", org.id.clone()),
         ("name", org.name.clone()),
@@ -224,7 +218,7 @@ fn org_record(org: &pb::Org, caller_role: Option<String>) -> View {
     if let Some(caller_role) = caller_role {
         fields.push(("your role", caller_role));
     }
-    View::record(org.id.clone(), fields)
+    View::record(org.id, fields)
 }
 
 type Tenancy = pb::tenancy_service_client::TenancyServiceClient<super::client::Channel>;
@@ -232,23 +226,8 @@ type Tenancy = pb::tenancy_service_client::TenancyServiceClient<super::client::C
 async fn members(command: MembersCommand, tenancy: &mut Tenancy, out: Output) -> Outcome {
     match command {
         MembersCommand::List => {
-            let listed = tenancy
-                .list_org_members(pb::ListOrgMembersRequest::default())
-                .await?
-                .into_inner();
-            let view = View::table(
-                vec!["USER", "EMAIL", "ROLE", "SINCE"],
-                &listed.members,
-                member_row,
-                |member| {
-                    member
-                        .user
-                        .as_ref()
-                        .map(|u| u.id.clone())
-                        .unwrap_or_default()
-                },
-            );
-            out.show(&listed, view)
+            let call = tenancy.list_org_members(pb::ListOrgMembersRequest::default());
+            out.answer(call.await?, |listed| members_table(&listed.members, member))
         }
         MembersCommand::Add { who, user_id, role } => {
             let user = if user_id {
@@ -256,61 +235,30 @@ async fn members(command: MembersCommand, tenancy: &mut Tenancy, out: Output) ->
             } else {
                 pb::add_org_member_request::User::Email(who)
             };
-            let added = tenancy
-                .add_org_member(pb::AddOrgMemberRequest {
-                    user: Some(user),
-                    role: pb::OrgRole::from(role) as i32,
-                })
-                .await?
-                .into_inner();
-            let view = member_record(added.member.as_ref());
-            out.show(&added, view)
+            let call = tenancy.add_org_member(pb::AddOrgMemberRequest {
+                user: Some(user),
+                role: pb::OrgRole::from(role) as i32,
+            });
+            out.answer(call.await?, |added| {
+                member_record(member(&added.member.clone().unwrap_or_default()))
+            })
         }
         MembersCommand::Role { user_id, role } => {
-            let updated = tenancy
-                .update_org_member_role(pb::UpdateOrgMemberRoleRequest {
-                    user_id,
-                    role: pb::OrgRole::from(role) as i32,
-                })
-                .await?
-                .into_inner();
-            let view = member_record(updated.member.as_ref());
-            out.show(&updated, view)
+            let call = tenancy.update_org_member_role(pb::UpdateOrgMemberRoleRequest {
+                user_id,
+                role: pb::OrgRole::from(role) as i32,
+            });
+            out.answer(call.await?, |updated| {
+                member_record(member(&updated.member.clone().unwrap_or_default()))
+            })
         }
         MembersCommand::Remove { user_id } => {
-            let removed = tenancy
-                .remove_org_member(pb::RemoveOrgMemberRequest {
-                    user_id: user_id.clone(),
-                })
-                .await?
-                .into_inner();
-            out.show(
-                &removed,
-                View::record(user_id.clone(), vec![("removed", user_id)]),
-            )
+            let call = tenancy.remove_org_member(pb::RemoveOrgMemberRequest {
+                user_id: user_id.clone(),
+            });
+            out.answer(call.await?, |_| {
+                View::record(user_id.clone(), vec![("removed", user_id)])
+            })
         }
     }
-}
-
-fn member_row(member: &pb::OrgMember) -> Vec<String> {
-    let user = member.user.clone().unwrap_or_default();
-    vec![
-        user.id,
-        user.email,
-        role(member.role),
-        time(member.create_time.as_ref()),
-    ]
-}
-
-fn member_record(member: Option<&pb::OrgMember>) -> View {
-    let member = member.cloned().unwrap_or_default();
-    let user = member.user.clone().unwrap_or_default();
-    View::record(
-        user.id.clone(),
-        vec![
-            ("user", user.id),
-            ("email", user.email),
-            ("role", role(member.role)),
-        ],
-    )
 }

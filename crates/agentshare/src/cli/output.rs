@@ -85,6 +85,15 @@ impl Output {
         }
     }
 
+    /// Prints what a call answered, and `view` of it for people.
+    pub fn answer<M>(&self, response: tonic::Response<M>, view: impl FnOnce(&M) -> View) -> Outcome
+    where
+        M: prost::Message + prost::Name,
+    {
+        let answer = response.into_inner();
+        self.show(&answer, view(&answer))
+    }
+
     /// Prints a view that stands for no API message (local state).
     pub fn show_plain(&self, view: View) -> Outcome {
         if self.quiet {
@@ -283,6 +292,22 @@ pub fn label(name: &str, prefix: &str) -> String {
         .replace('_', " ")
 }
 
+/// A value of a protobuf enum for people, as [`label`] words it, or its
+/// number when this client does not know it: `name` is the enum's
+/// `as_str_name`, `prefix` what every value's name starts with.
+pub fn word<E: TryFrom<i32>>(value: i32, name: fn(&E) -> &'static str, prefix: &str) -> String {
+    E::try_from(value).map_or_else(|_| value.to_string(), |known| label(name(&known), prefix))
+}
+
+/// `word`, then `detail` after a colon when there is one: `failed: timeout`.
+pub fn with_detail(word: String, detail: &str) -> String {
+    if detail.is_empty() {
+        word
+    } else {
+        format!("{word}: {detail}")
+    }
+}
+
 /// A timestamp for people, in UTC to the second.
 pub fn time(stamp: Option<&prost_types::Timestamp>) -> String {
     let Some(stamp) = stamp else {
@@ -346,6 +371,11 @@ mod tests {
     #[test]
     fn enums_and_times_read_as_words() {
         assert_eq!(label(OrgRole::Admin.as_str_name(), "ORG_ROLE_"), "admin");
+        let admin = OrgRole::Admin as i32;
+        assert_eq!(word(admin, OrgRole::as_str_name, "ORG_ROLE_"), "admin");
+        assert_eq!(word(99, OrgRole::as_str_name, "ORG_ROLE_"), "99");
+        assert_eq!(with_detail("failed".into(), "timeout"), "failed: timeout");
+        assert_eq!(with_detail("active".into(), ""), "active");
         let stamp = prost_types::Timestamp {
             seconds: 1_796_428_800,
             nanos: 0,

@@ -14,7 +14,7 @@ use agentshare_proto::sharing::v1 as pb;
 
 use super::client::{Api, Target, every_page};
 use super::failure::Outcome;
-use super::output::{Output, View, label};
+use super::output::{Output, View, label, word};
 
 /// `agentshare share AGENT`
 #[derive(Debug, clap::Args)]
@@ -231,66 +231,61 @@ fn impact_words(agent_id: &str, preview: &pb::PreviewUnshareAgentResponse) -> St
     let mut text = format!("Unsharing agent {agent_id} now would:\n");
     let users = &preview.users_losing_access;
     let total = preview.users_losing_access_total;
-    if total == 0 {
-        text.push_str("- take it away from nobody: only you can reach it.\n");
-    } else {
-        text.push_str(&format!(
-            "- take it away from {}:\n",
-            count(total, "user", "users")
-        ));
-        for user in users {
+    section(
+        &mut text,
+        total,
+        "- take it away from nobody: only you can reach it.\n",
+        &format!("- take it away from {}:\n", count(total, "user", "users")),
+        users.iter().map(|user| {
             let via = if user.workspace_ids.is_empty() {
                 String::new()
             } else {
                 format!(" (through workspace {})", user.workspace_ids.join(", "))
             };
-            text.push_str(&format!("    {}{via}\n", person(user)));
-        }
-        more(&mut text, total, users.len());
-    }
-    let automations = &preview.automations_disabled;
+            format!("    {}{via}\n", person(user))
+        }),
+    );
     let total = preview.automations_disabled_total;
-    if total == 0 {
-        text.push_str("- stop no automations.\n");
-    } else {
-        text.push_str(&format!(
+    section(
+        &mut text,
+        total,
+        "- stop no automations.\n",
+        &format!(
             "- stop {} (their subscriptions are disabled):\n",
             count(total, "automation", "automations")
-        ));
-        for automation in automations {
+        ),
+        preview.automations_disabled.iter().map(|automation| {
             let owner = users
                 .iter()
                 .find(|user| user.user_id == automation.user_id)
                 .map(person)
                 .unwrap_or_else(|| automation.user_id.clone());
-            text.push_str(&format!(
+            format!(
                 "    {} of {owner} (subscription {})\n",
                 automation.automation_key, automation.subscription_id
-            ));
-        }
-        more(&mut text, total, automations.len());
-    }
-    let grants = &preview.surviving_grants;
+            )
+        }),
+    );
     let total = preview.surviving_grants_total;
-    if total == 0 {
-        text.push_str("- revoke no grant: grants survive an unshare, and it has no active one.\n");
-    } else {
-        text.push_str(&format!(
+    section(
+        &mut text,
+        total,
+        "- revoke no grant: grants survive an unshare, and it has no active one.\n",
+        &format!(
             "- keep {} working: grants survive an unshare (revoke them with \
              `agentshare grant revoke GRANT`):\n",
             count(total, "active grant", "active grants")
-        ));
-        for grant in grants {
-            text.push_str(&format!(
+        ),
+        preview.surviving_grants.iter().map(|grant| {
+            format!(
                 "    {} {:?} ({}, token {}…)\n",
                 grant.id,
                 grant.label,
                 kind(grant.kind),
                 grant.token_prefix
-            ));
-        }
-        more(&mut text, total, grants.len());
-    }
+            )
+        }),
+    );
     text.push_str(
         "Sessions stay readable by their users, and connections are kept.\n\
          Nothing was changed (dry run).\n",
@@ -314,11 +309,25 @@ fn count(total: i32, one: &str, many: &str) -> String {
     }
 }
 
-/// The lists hold at most 1,000 entries; the totals are exact.
-fn more(text: &mut String, total: i32, listed: usize) {
-    let listed = i32::try_from(listed).unwrap_or(i32::MAX);
-    if total > listed {
-        text.push_str(&format!("    … and {} more\n", total - listed));
+/// One part of a dry run: `none` when it touches nothing, else `heading`,
+/// a line per listed entry and how many more there are: the lists hold at
+/// most 1,000 entries, the totals are exact.
+fn section(
+    text: &mut String,
+    total: i32,
+    none: &str,
+    heading: &str,
+    listed: impl ExactSizeIterator<Item = String>,
+) {
+    if total == 0 {
+        text.push_str(none);
+        return;
+    }
+    text.push_str(heading);
+    let shown = i32::try_from(listed.len()).unwrap_or(i32::MAX);
+    text.extend(listed);
+    if total > shown {
+        text.push_str(&format!("    … and {} more\n", total - shown));
     }
 }
 
@@ -346,49 +355,48 @@ fn workspace_names(sharing: &pb::AgentSharingState) -> String {
         .join(", ")
 }
 
+impl AccessCommand {
+    /// The question every access command asks.
+    fn question(&mut self) -> &mut Question {
+        match self {
+            Self::Check { question, .. } | Self::Explain { question, .. } => question,
+        }
+    }
+}
+
 /// `agentshare access ...`
-pub async fn access(command: AccessCommand, target: &Target, out: Output) -> Outcome {
+pub async fn access(mut command: AccessCommand, target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
+    let question = command.question();
+    question.agent_id = api.agent_id(&question.agent_id).await?;
     let mut access = api.access();
     match command {
-        AccessCommand::Check {
-            mut question,
-            action,
-        } => {
-            question.agent_id = api.agent_id(&question.agent_id).await?;
-            let checked = access
-                .check(pb::CheckRequest {
-                    principal: question.principal(),
-                    agent_id: question.agent_id.clone(),
-                    action: pb::Action::from(action) as i32,
-                })
-                .await?
-                .into_inner();
-            let view = View::record(
-                question.agent_id.clone(),
-                vec![
-                    ("agent", question.agent_id.clone()),
-                    ("who", question.who()),
-                    ("action", action_name(pb::Action::from(action) as i32)),
-                    ("allowed", yes_no(checked.allowed)),
-                    ("because", reason_for(checked.reason, &question.who())),
-                ],
-            );
-            out.show(&checked, view)
+        AccessCommand::Check { question, action } => {
+            let call = access.check(pb::CheckRequest {
+                principal: question.principal(),
+                agent_id: question.agent_id.clone(),
+                action: pb::Action::from(action) as i32,
+            });
+            out.answer(call.await?, |checked| {
+                View::record(
+                    question.agent_id.clone(),
+                    vec![
+                        ("agent", question.agent_id.clone()),
+                        ("who", question.who()),
+                        ("action", action_name(pb::Action::from(action) as i32)),
+                        ("allowed", yes_no(checked.allowed)),
+                        ("because", reason_for(checked.reason, &question.who())),
+                    ],
+                )
+            })
         }
-        AccessCommand::Explain {
-            mut question,
-            action,
-        } => {
-            question.agent_id = api.agent_id(&question.agent_id).await?;
-            let explained = access
-                .explain(pb::ExplainRequest {
-                    principal: question.principal(),
-                    agent_id: question.agent_id.clone(),
-                    action: pb::Action::from(action) as i32,
-                })
-                .await?
-                .into_inner();
+        AccessCommand::Explain { question, action } => {
+            let call = access.explain(pb::ExplainRequest {
+                principal: question.principal(),
+                agent_id: question.agent_id.clone(),
+                action: pb::Action::from(action) as i32,
+            });
+            let explained = call.await?.into_inner();
             if !out.for_people() {
                 let view = View::record(question.agent_id.clone(), Vec::new());
                 return out.show(&explained, view);
@@ -519,16 +527,12 @@ fn reason_words(reason: i32) -> &'static str {
 }
 
 fn action_name(action: i32) -> String {
-    pb::Action::try_from(action)
-        .map(|a| label(a.as_str_name(), "ACTION_"))
-        .unwrap_or_else(|_| action.to_string())
+    word(action, pb::Action::as_str_name, "ACTION_")
 }
 
 /// A grant kind for people: `invoke` or `delegate`.
 pub(super) fn kind(value: i32) -> String {
-    pb::GrantKind::try_from(value)
-        .map(|k| label(k.as_str_name(), "GRANT_KIND_"))
-        .unwrap_or_else(|_| value.to_string())
+    word(value, pb::GrantKind::as_str_name, "GRANT_KIND_")
 }
 
 pub(super) fn yes_no(value: bool) -> String {

@@ -12,7 +12,7 @@ use agentshare_proto::store::v1 as pb;
 
 use super::client::{Target, every_page};
 use super::failure::{Failure, Outcome};
-use super::output::{Output, View, label, time};
+use super::output::{Output, View, label, time, with_detail};
 
 /// `agentshare usage`
 #[derive(Debug, clap::Args)]
@@ -322,11 +322,7 @@ fn caller(record: &pb::InvocationRecord) -> String {
 
 fn status_of(record: &pb::InvocationRecord) -> String {
     let status = label(record.status().as_str_name(), "INVOCATION_STATUS_");
-    if record.error_code.is_empty() {
-        status
-    } else {
-        format!("{status}: {}", record.error_code)
-    }
+    with_detail(status, &record.error_code)
 }
 
 /// Whose connection an integration used, for people.

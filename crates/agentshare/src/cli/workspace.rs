@@ -10,6 +10,7 @@ use agentshare_proto::sharing::v1 as pb;
 use super::client::{Channel, Target};
 use super::context::{Contexts, config_dir};
 use super::failure::{Failure, Outcome};
+use super::member::{Member, member_record, members_table};
 use super::org::Role;
 use super::output::{Output, View, label, time};
 
@@ -95,6 +96,15 @@ fn role(value: i32) -> String {
     }
 }
 
+/// A workspace member as both member views read one.
+fn member(member: &pb::WorkspaceMember) -> Member<'_> {
+    (
+        member.user.as_ref(),
+        role(member.role),
+        member.create_time.as_ref(),
+    )
+}
+
 type Tenancy = pb::tenancy_service_client::TenancyServiceClient<Channel>;
 
 pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
@@ -102,12 +112,10 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
     let mut tenancy = api.tenancy();
     match command {
         Command::Create { name } => {
-            let created = tenancy
-                .create_workspace(pb::CreateWorkspaceRequest { name })
-                .await?
-                .into_inner();
-            let view = workspace_record(&created.workspace.clone().unwrap_or_default(), None);
-            out.show(&created, view)
+            let call = tenancy.create_workspace(pb::CreateWorkspaceRequest { name });
+            out.answer(call.await?, |created| {
+                workspace_record(created.workspace.as_ref(), None)
+            })
         }
         Command::List => list(&mut tenancy, out).await,
         Command::Show { workspace_id } => {
@@ -115,40 +123,29 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 Some(id) => id,
                 None => active_workspace(&mut tenancy).await?,
             };
-            let shown = tenancy
-                .get_workspace(pb::GetWorkspaceRequest { workspace_id })
-                .await?
-                .into_inner();
-            let membership = shown.workspace.clone().unwrap_or_default();
-            let view = workspace_record(
-                &membership.workspace.unwrap_or_default(),
-                Some(role(membership.role)),
-            );
-            out.show(&shown, view)
+            let call = tenancy.get_workspace(pb::GetWorkspaceRequest { workspace_id });
+            out.answer(call.await?, |shown| {
+                let membership = shown.workspace.clone().unwrap_or_default();
+                workspace_record(membership.workspace.as_ref(), Some(role(membership.role)))
+            })
         }
         Command::Switch { workspace_id } => switch(target, &mut tenancy, workspace_id, out).await,
         Command::Update { workspace_id, name } => {
-            let updated = tenancy
-                .update_workspace(pb::UpdateWorkspaceRequest {
-                    workspace_id,
-                    name: Some(name),
-                })
-                .await?
-                .into_inner();
-            let view = workspace_record(&updated.workspace.clone().unwrap_or_default(), None);
-            out.show(&updated, view)
+            let call = tenancy.update_workspace(pb::UpdateWorkspaceRequest {
+                workspace_id,
+                name: Some(name),
+            });
+            out.answer(call.await?, |updated| {
+                workspace_record(updated.workspace.as_ref(), None)
+            })
         }
         Command::Delete { workspace_id } => {
-            let deleted = tenancy
-                .delete_workspace(pb::DeleteWorkspaceRequest {
-                    workspace_id: workspace_id.clone(),
-                })
-                .await?
-                .into_inner();
-            out.show(
-                &deleted,
-                View::record(workspace_id.clone(), vec![("deleted", workspace_id)]),
-            )
+            let call = tenancy.delete_workspace(pb::DeleteWorkspaceRequest {
+                workspace_id: workspace_id.clone(),
+            });
+            out.answer(call.await?, |_| {
+                View::record(workspace_id.clone(), vec![("deleted", workspace_id)])
+            })
         }
         Command::Members(command) => {
             let workspace_id = match target.resolve()?.workspace {
@@ -227,8 +224,7 @@ async fn switch(
         }
         None => None,
     };
-    let view = workspace_record(&workspace, None);
-    out.show(&switched, view)?;
+    out.show(&switched, workspace_record(Some(&workspace), None))?;
     match saved_in {
         Some(name) => out.say(&format!("saved as the workspace of context {name}")),
         None if target.as_user.is_some() => {
@@ -254,7 +250,8 @@ async fn active_workspace(tenancy: &mut Tenancy) -> Outcome<String> {
     Ok(me.workspace_id)
 }
 
-fn workspace_record(workspace: &pb::Workspace, caller_role: Option<String>) -> View {
+fn workspace_record(workspace: Option<&pb::Workspace>, caller_role: Option<String>) -> View {
+    let workspace = workspace.cloned().unwrap_or_default();
     let mut fields = vec![
         ("workspace", workspace.id.clone()),
         ("name", workspace.name.clone()),
@@ -265,7 +262,7 @@ fn workspace_record(workspace: &pb::Workspace, caller_role: Option<String>) -> V
     if let Some(caller_role) = caller_role {
         fields.push(("your role", caller_role));
     }
-    View::record(workspace.id.clone(), fields)
+    View::record(workspace.id, fields)
 }
 
 async fn members(
@@ -276,77 +273,46 @@ async fn members(
 ) -> Outcome {
     match command {
         MembersCommand::List => {
-            let listed = tenancy
-                .list_workspace_members(pb::ListWorkspaceMembersRequest {
-                    workspace_id,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            let view = View::table(
-                vec!["USER", "EMAIL", "ROLE", "SINCE"],
-                &listed.members,
-                |member| {
-                    let user = member.user.clone().unwrap_or_default();
-                    vec![
-                        user.id,
-                        user.email,
-                        role(member.role),
-                        time(member.create_time.as_ref()),
-                    ]
-                },
-                |member| {
-                    member
-                        .user
-                        .as_ref()
-                        .map(|u| u.id.clone())
-                        .unwrap_or_default()
-                },
-            );
-            out.show(&listed, view)
+            let call = tenancy.list_workspace_members(pb::ListWorkspaceMembersRequest {
+                workspace_id,
+                ..Default::default()
+            });
+            out.answer(call.await?, |listed| members_table(&listed.members, member))
         }
         MembersCommand::Add { who, role } => {
             let user_id = user_id(tenancy, who).await?;
-            let added = tenancy
-                .add_workspace_member(pb::AddWorkspaceMemberRequest {
-                    workspace_id,
-                    user_id,
-                    role: pb::WorkspaceRole::from(role) as i32,
-                })
-                .await?
-                .into_inner();
-            let view = member_record(added.member.as_ref());
-            out.show(&added, view)
+            let call = tenancy.add_workspace_member(pb::AddWorkspaceMemberRequest {
+                workspace_id,
+                user_id,
+                role: pb::WorkspaceRole::from(role) as i32,
+            });
+            out.answer(call.await?, |added| {
+                member_record(member(&added.member.clone().unwrap_or_default()))
+            })
         }
         MembersCommand::Role { who, role } => {
             let user_id = user_id(tenancy, who).await?;
-            let updated = tenancy
-                .update_workspace_member_role(pb::UpdateWorkspaceMemberRoleRequest {
-                    workspace_id,
-                    user_id,
-                    role: pb::WorkspaceRole::from(role) as i32,
-                })
-                .await?
-                .into_inner();
-            let view = member_record(updated.member.as_ref());
-            out.show(&updated, view)
+            let call = tenancy.update_workspace_member_role(pb::UpdateWorkspaceMemberRoleRequest {
+                workspace_id,
+                user_id,
+                role: pb::WorkspaceRole::from(role) as i32,
+            });
+            out.answer(call.await?, |updated| {
+                member_record(member(&updated.member.clone().unwrap_or_default()))
+            })
         }
         MembersCommand::Remove { who } => {
             let user_id = user_id(tenancy, who).await?;
-            let removed = tenancy
-                .remove_workspace_member(pb::RemoveWorkspaceMemberRequest {
-                    workspace_id: workspace_id.clone(),
-                    user_id: user_id.clone(),
-                })
-                .await?
-                .into_inner();
-            out.show(
-                &removed,
+            let call = tenancy.remove_workspace_member(pb::RemoveWorkspaceMemberRequest {
+                workspace_id: workspace_id.clone(),
+                user_id: user_id.clone(),
+            });
+            out.answer(call.await?, |_| {
                 View::record(
                     user_id.clone(),
                     vec![("removed", user_id), ("from workspace", workspace_id)],
-                ),
-            )
+                )
+            })
         }
     }
 }
@@ -381,17 +347,4 @@ async fn user_id(tenancy: &mut Tenancy, who: String) -> Outcome<String> {
         }
         page_token = page.next_page_token;
     }
-}
-
-fn member_record(member: Option<&pb::WorkspaceMember>) -> View {
-    let member = member.cloned().unwrap_or_default();
-    let user = member.user.clone().unwrap_or_default();
-    View::record(
-        user.id.clone(),
-        vec![
-            ("user", user.id),
-            ("email", user.email),
-            ("role", role(member.role)),
-        ],
-    )
 }

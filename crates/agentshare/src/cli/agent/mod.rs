@@ -21,7 +21,7 @@ use tonic_types::StatusExt as _;
 
 use crate::cli::client::{Api, Channel, Target, every_page};
 use crate::cli::failure::{Failure, Outcome};
-use crate::cli::output::{Output, View, label, time, to_json};
+use crate::cli::output::{Output, View, label, time, to_json, with_detail, word};
 use definition::{Definition, print_definition};
 use diff::{Side, parse_side, render_change};
 
@@ -258,21 +258,19 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
         }
         Command::Delete { agent } => {
             let agent_id = api.agent_id(&agent).await?;
-            let deleted = registry
-                .delete_agent(pb::DeleteAgentRequest { agent_id })
-                .await?
-                .into_inner();
-            let agent = deleted.agent.clone().unwrap_or_default();
-            let view = View::record(
-                agent.id.clone(),
-                vec![
-                    ("agent", agent.id.clone()),
-                    ("name", name_of(&agent)),
-                    ("state", state(agent.state)),
-                    ("deleted", time(agent.delete_time.as_ref())),
-                ],
-            );
-            out.show(&deleted, view)
+            let call = registry.delete_agent(pb::DeleteAgentRequest { agent_id });
+            out.answer(call.await?, |deleted| {
+                let agent = deleted.agent.clone().unwrap_or_default();
+                View::record(
+                    agent.id.clone(),
+                    vec![
+                        ("agent", agent.id.clone()),
+                        ("name", name_of(&agent)),
+                        ("state", state(agent.state)),
+                        ("deleted", time(agent.delete_time.as_ref())),
+                    ],
+                )
+            })
         }
         Command::Template(command) => template(command, &api, &mut registry, out).await,
         Command::Workspaces { agent, command } => {
@@ -293,7 +291,7 @@ async fn create(registry: &mut Registry, file: &str, managed: bool, out: Output)
         .await?
         .into_inner();
     let agent = created.agent.clone().unwrap_or_default();
-    out.show(&created, agent_record(&agent))?;
+    out.show(&created, agent_record(Some(&agent)))?;
     out.say(&format!(
         "created a draft; deploy it with `agentshare agent deploy {}`",
         agent.id
@@ -342,8 +340,7 @@ async fn update(
             )
         })?
         .into_inner();
-    let agent = updated.agent.clone().unwrap_or_default();
-    out.show(&updated, agent_record(&agent))
+    out.show(&updated, agent_record(updated.agent.as_ref()))
 }
 
 async fn show(
@@ -363,7 +360,7 @@ async fn show(
             if definition {
                 return print_definition(agent.draft.as_ref(), out);
             }
-            out.show(&shown, agent_record(&agent))
+            out.show(&shown, agent_record(Some(&agent)))
         }
         Some(version_number) => {
             let shown = registry
@@ -612,8 +609,7 @@ async fn template(
                 })
                 .await?
                 .into_inner();
-            let template = created.template.clone().unwrap_or_default();
-            out.show(&created, template_record(&template))?;
+            out.show(&created, template_record(created.template.as_ref()))?;
             out.say("every member of the org can read this template, instructions included")
         }
         TemplateCommand::List => {
@@ -646,12 +642,10 @@ async fn template(
             out.show(&listed, view)
         }
         TemplateCommand::Show { template_id } => {
-            let shown = registry
-                .get_template(pb::GetTemplateRequest { template_id })
-                .await?
-                .into_inner();
-            let template = shown.template.clone().unwrap_or_default();
-            out.show(&shown, template_record(&template))
+            let call = registry.get_template(pb::GetTemplateRequest { template_id });
+            out.answer(call.await?, |shown| {
+                template_record(shown.template.as_ref())
+            })
         }
         TemplateCommand::Use { template_id, name } => {
             let created = registry
@@ -662,7 +656,7 @@ async fn template(
                 .await?
                 .into_inner();
             let agent = created.agent.clone().unwrap_or_default();
-            out.show(&created, agent_record(&agent))?;
+            out.show(&created, agent_record(Some(&agent)))?;
             let shared = agent.draft.as_ref().is_some_and(|draft| {
                 draft
                     .tools
@@ -770,15 +764,15 @@ fn hinted(status: tonic::Status, code: tonic::Code, hint: &str) -> Failure {
 }
 
 fn state(value: i32) -> String {
-    pb::AgentState::try_from(value)
-        .map(|state| label(state.as_str_name(), "AGENT_STATE_"))
-        .unwrap_or_else(|_| value.to_string())
+    word(value, pb::AgentState::as_str_name, "AGENT_STATE_")
 }
 
 fn scope(value: i32) -> String {
-    pb::IntegrationScope::try_from(value)
-        .map(|scope| label(scope.as_str_name(), "INTEGRATION_SCOPE_"))
-        .unwrap_or_else(|_| value.to_string())
+    word(
+        value,
+        pb::IntegrationScope::as_str_name,
+        "INTEGRATION_SCOPE_",
+    )
 }
 
 fn origin(version: &pb::AgentVersion) -> String {
@@ -799,7 +793,8 @@ fn name_of(agent: &pb::Agent) -> String {
         .unwrap_or_default()
 }
 
-fn agent_record(agent: &pb::Agent) -> View {
+fn agent_record(agent: Option<&pb::Agent>) -> View {
+    let agent = agent.cloned().unwrap_or_default();
     let mut fields = vec![
         ("agent", agent.id.clone()),
         ("state", state(agent.state)),
@@ -825,7 +820,7 @@ fn agent_record(agent: &pb::Agent) -> View {
     if agent.latest_deploy_time.is_some() {
         fields.push(("deployed", time(agent.latest_deploy_time.as_ref())));
     }
-    View::record(agent.id.clone(), fields)
+    View::record(agent.id, fields)
 }
 
 fn version_fields(version: &pb::AgentVersion) -> Vec<(&'static str, String)> {
@@ -841,7 +836,8 @@ fn version_fields(version: &pb::AgentVersion) -> Vec<(&'static str, String)> {
     fields
 }
 
-fn template_record(template: &pb::Template) -> View {
+fn template_record(template: Option<&pb::Template>) -> View {
+    let template = template.cloned().unwrap_or_default();
     let mut fields = vec![
         ("template", template.id.clone()),
         ("from agent", template.source_agent_id.clone()),
@@ -854,7 +850,7 @@ fn template_record(template: &pb::Template) -> View {
     design.name.clone_from(&template.name);
     design.description.clone_from(&template.description);
     fields.extend(design_fields(&design));
-    View::record(template.id.clone(), fields)
+    View::record(template.id, fields)
 }
 
 /// A design as record lines: one per tool and automation.
@@ -885,11 +881,7 @@ fn design_fields(draft: &pb::AgentDraft) -> Vec<(&'static str, String)> {
         fields.push(("file", format!("{} ({})", file.name, file.uri)));
     }
     for automation in &draft.automations {
-        let text = if automation.display_name.is_empty() {
-            automation.key.clone()
-        } else {
-            format!("{}: {}", automation.key, automation.display_name)
-        };
+        let text = with_detail(automation.key.clone(), &automation.display_name);
         fields.push(("automation", text));
     }
     fields

@@ -1,0 +1,40 @@
+//! A member of an org or of a workspace, which `org members` and
+//! `workspace members` print alike: the user, their email, their role and
+//! since when. Only the roles differ, so each group words its own.
+
+use agentshare_proto::sharing::v1 as pb;
+use prost_types::Timestamp;
+
+use super::output::{View, time};
+
+/// One member as the tables and records read it: the user, their role in
+/// words, and when they joined.
+pub type Member<'a> = (Option<&'a pb::User>, String, Option<&'a Timestamp>);
+
+/// Members as a table, `member` reading each one.
+pub fn members_table<M>(members: &[M], member: impl Fn(&M) -> Member<'_>) -> View {
+    View::table(
+        vec!["USER", "EMAIL", "ROLE", "SINCE"],
+        members,
+        |each| {
+            let (user, role, since) = member(each);
+            let user = user.cloned().unwrap_or_default();
+            vec![user.id, user.email, role, time(since)]
+        },
+        |each| {
+            member(each)
+                .0
+                .map(|user| user.id.clone())
+                .unwrap_or_default()
+        },
+    )
+}
+
+/// One member as a record.
+pub fn member_record((user, role, _): Member<'_>) -> View {
+    let user = user.cloned().unwrap_or_default();
+    View::record(
+        user.id.clone(),
+        vec![("user", user.id), ("email", user.email), ("role", role)],
+    )
+}
