@@ -4,11 +4,10 @@
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
-use agentshare_kit::{Error, Result, ids, rpc};
+use agentshare_kit::{Error, Result, ids};
 use agentshare_proto::scheduler::v1 as pb;
 use pb::automations_internal_service_server::AutomationsInternalService;
 use pb::automations_service_server::AutomationsService;
-use tonic::{Request, Response, Status};
 
 use crate::domain::{self, Channel, Status as SubscriptionStatus};
 use crate::runs::{DeliveryRow, RunFilter, RunRow};
@@ -693,7 +692,7 @@ pub struct AutomationsInternal {
 }
 
 impl AutomationsInternal {
-    async fn enabled(
+    async fn list_enabled_subscriptions(
         &self,
         message: pb::ListEnabledSubscriptionsRequest,
     ) -> Result<pb::ListEnabledSubscriptionsResponse> {
@@ -728,10 +727,7 @@ impl AutomationsInternal {
 /// Sharing calls with its service identity and no user caller.
 #[tonic::async_trait]
 impl AutomationsInternalService for AutomationsInternal {
-    async fn list_enabled_subscriptions(
-        &self,
-        request: Request<pb::ListEnabledSubscriptionsRequest>,
-    ) -> Result<Response<pb::ListEnabledSubscriptionsResponse>, Status> {
-        rpc::answer(self.enabled(request.into_inner()).await)
+    agentshare_kit::internal_handlers! {
+        list_enabled_subscriptions(pb::ListEnabledSubscriptionsRequest) -> pb::ListEnabledSubscriptionsResponse;
     }
 }

@@ -3,10 +3,9 @@
 //! identity layer; the facts they send come from sharing's plan and are
 //! stored as given, after checking that they are well formed.
 
-use agentshare_kit::{Error, Result, ids, rpc};
+use agentshare_kit::{Error, Result, ids};
 use agentshare_proto::store::v1 as pb;
 use pb::store_internal_service_server::StoreInternalService;
-use tonic::{Request, Response, Status};
 
 use super::{invocation_to_proto, message_to_proto, session_to_proto};
 use crate::sessions::rules::{
@@ -71,6 +70,16 @@ impl Internal {
                 rules::new_message(i, m.role, m.content, m.tool_name, self.max_message_bytes)
             })
             .collect()
+    }
+
+    async fn complete_invocation(
+        &self,
+        request: pb::CompleteInvocationRequest,
+    ) -> Result<pb::CompleteInvocationResponse> {
+        let completed = self.complete(request).await?;
+        Ok(pb::CompleteInvocationResponse {
+            invocation: Some(invocation_to_proto(completed)),
+        })
     }
 
     async fn complete(&self, request: pb::CompleteInvocationRequest) -> Result<Invocation> {
@@ -139,7 +148,10 @@ impl Internal {
         ))
     }
 
-    async fn record(&self, request: pb::RecordInvocationRequest) -> Result<Invocation> {
+    async fn record_invocation(
+        &self,
+        request: pb::RecordInvocationRequest,
+    ) -> Result<pb::RecordInvocationResponse> {
         let record = request
             .invocation
             .ok_or_else(|| Error::invalid("invocation", "required"))?;
@@ -155,17 +167,25 @@ impl Internal {
             input_tokens: 0,
             output_tokens: 0,
         };
-        match self.storage.record(&invocation).await? {
-            None => Ok(invocation),
-            Some(existing) if existing.facts.same_run(&invocation.facts, start_set) => Ok(existing),
-            Some(_) => Err(Error::AlreadyExists(format!(
-                "invocation {} is already recorded with other facts; use a new id for a new run",
-                invocation.id
-            ))),
-        }
+        let stored = match self.storage.record(&invocation).await? {
+            None => invocation,
+            Some(existing) if existing.facts.same_run(&invocation.facts, start_set) => existing,
+            Some(_) => {
+                return Err(Error::AlreadyExists(format!(
+                    "invocation {} is already recorded with other facts; use a new id for a new run",
+                    invocation.id
+                )));
+            }
+        };
+        Ok(pb::RecordInvocationResponse {
+            invocation: Some(invocation_to_proto(stored)),
+        })
     }
 
-    async fn create_session(&self, message: pb::CreateSessionRequest) -> Result<pb::Session> {
+    async fn create_session(
+        &self,
+        message: pb::CreateSessionRequest,
+    ) -> Result<pb::CreateSessionResponse> {
         let request_id = request_id(&message.request_id)?;
         let spec = rules::session_spec("spec", spec_of(message.spec)?)?;
         let digest =
@@ -177,7 +197,9 @@ impl Internal {
         if created.retried {
             same_owner(&created.session, &spec, &digest)?;
         }
-        Ok(session_to_proto(created.session))
+        Ok(pb::CreateSessionResponse {
+            session: Some(session_to_proto(created.session)),
+        })
     }
 
     async fn append_turn(&self, message: pb::AppendTurnRequest) -> Result<pb::AppendTurnResponse> {
@@ -237,7 +259,10 @@ impl Internal {
         })
     }
 
-    async fn open_session(&self, message: pb::OpenSessionRequest) -> Result<pb::Session> {
+    async fn open_session(
+        &self,
+        message: pb::OpenSessionRequest,
+    ) -> Result<pb::OpenSessionResponse> {
         let session_id = ids::parse("session_id", &message.session_id)?;
         let user_id = ids::parse_optional("user_id", &message.user_id)?;
         let session = self
@@ -246,17 +271,24 @@ impl Internal {
             .await?
             .filter(|session| rules::opens(session, &user_id, &message.session_secret))
             .ok_or_else(|| Error::not_found("session"))?;
-        Ok(session_to_proto(session))
+        Ok(pb::OpenSessionResponse {
+            session: Some(session_to_proto(session)),
+        })
     }
 
-    async fn invocation(&self, invocation_id: &str) -> Result<pb::InvocationRecord> {
-        let id = ids::parse("invocation_id", invocation_id)?;
+    async fn get_invocation(
+        &self,
+        request: pb::GetInvocationRequest,
+    ) -> Result<pb::GetInvocationResponse> {
+        let id = ids::parse("invocation_id", &request.invocation_id)?;
         let invocation = self
             .storage
             .invocation(&id)
             .await?
             .ok_or_else(|| Error::not_found("invocation"))?;
-        Ok(invocation_to_proto(invocation))
+        Ok(pb::GetInvocationResponse {
+            invocation: Some(invocation_to_proto(invocation)),
+        })
     }
 }
 
@@ -264,71 +296,12 @@ impl Internal {
 /// only the services listed for them.
 #[tonic::async_trait]
 impl StoreInternalService for Internal {
-    async fn record_invocation(
-        &self,
-        request: Request<pb::RecordInvocationRequest>,
-    ) -> Result<Response<pb::RecordInvocationResponse>, Status> {
-        rpc::answer(self.record(request.into_inner()).await.map(|stored| {
-            pb::RecordInvocationResponse {
-                invocation: Some(invocation_to_proto(stored)),
-            }
-        }))
-    }
-
-    async fn complete_invocation(
-        &self,
-        request: Request<pb::CompleteInvocationRequest>,
-    ) -> Result<Response<pb::CompleteInvocationResponse>, Status> {
-        rpc::answer(self.complete(request.into_inner()).await.map(|completed| {
-            pb::CompleteInvocationResponse {
-                invocation: Some(invocation_to_proto(completed)),
-            }
-        }))
-    }
-
-    async fn create_session(
-        &self,
-        request: Request<pb::CreateSessionRequest>,
-    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
-        rpc::answer(
-            self.create_session(request.into_inner())
-                .await
-                .map(|session| pb::CreateSessionResponse {
-                    session: Some(session),
-                }),
-        )
-    }
-
-    async fn append_turn(
-        &self,
-        request: Request<pb::AppendTurnRequest>,
-    ) -> Result<Response<pb::AppendTurnResponse>, Status> {
-        rpc::answer(self.append_turn(request.into_inner()).await)
-    }
-
-    async fn open_session(
-        &self,
-        request: Request<pb::OpenSessionRequest>,
-    ) -> Result<Response<pb::OpenSessionResponse>, Status> {
-        rpc::answer(
-            self.open_session(request.into_inner())
-                .await
-                .map(|session| pb::OpenSessionResponse {
-                    session: Some(session),
-                }),
-        )
-    }
-
-    async fn get_invocation(
-        &self,
-        request: Request<pb::GetInvocationRequest>,
-    ) -> Result<Response<pb::GetInvocationResponse>, Status> {
-        rpc::answer(
-            self.invocation(&request.get_ref().invocation_id)
-                .await
-                .map(|invocation| pb::GetInvocationResponse {
-                    invocation: Some(invocation),
-                }),
-        )
+    agentshare_kit::internal_handlers! {
+        record_invocation(pb::RecordInvocationRequest) -> pb::RecordInvocationResponse;
+        complete_invocation(pb::CompleteInvocationRequest) -> pb::CompleteInvocationResponse;
+        create_session(pb::CreateSessionRequest) -> pb::CreateSessionResponse;
+        append_turn(pb::AppendTurnRequest) -> pb::AppendTurnResponse;
+        open_session(pb::OpenSessionRequest) -> pb::OpenSessionResponse;
+        get_invocation(pb::GetInvocationRequest) -> pb::GetInvocationResponse;
     }
 }
