@@ -4,8 +4,8 @@ use agentshare_kit::Error;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{BadSetting, Config};
 use agentshare_kit::identity::{
-    API_KEY_PREFIX, GRANT_SCOPE_DENIED, GrantKind, Identity, OrgRole, Principal, PrincipalKind,
-    RUN_TOKEN_PREFIX, RunScope,
+    API_KEY_PREFIX, GRANT_SCOPE_DENIED, GrantKind, HeldGrant, Identity, OrgRole, Principal,
+    PrincipalKind, RUN_TOKEN_PREFIX, RunScope,
 };
 use agentshare_kit::secret::Secret;
 use agentshare_kit::server::ServiceChannel;
@@ -205,13 +205,15 @@ impl Authenticator {
         principal.session_id = user.as_ref().and_then(|u| u.session_id.clone());
         principal.api_key_id = user.and_then(|u| u.api_key_id);
         principal.org_id = non_empty(grant.org_id);
-        principal.grant_id = Some(grant.grant_id);
-        principal.grant_kind = Some(if invoke {
-            GrantKind::Invoke
-        } else {
-            GrantKind::Delegate
+        principal.grant = Some(HeldGrant {
+            id: grant.grant_id,
+            kind: if invoke {
+                GrantKind::Invoke
+            } else {
+                GrantKind::Delegate
+            },
+            agent_id: grant.agent_id,
         });
-        principal.grant_agent_id = Some(grant.agent_id);
         Ok(principal)
     }
 

@@ -338,7 +338,7 @@ impl Invoke {
             .identity
             .verify_principal(header(PRINCIPAL_HEADER)?)
             .map_err(|e| Status::unauthenticated(format!("principal rejected: {e}")))?;
-        if principal.user_id.is_none() || principal.grant_id.is_some() {
+        if principal.user_id.is_none() || principal.grant.is_some() {
             return Err(Status::invalid_argument(
                 "an automation runs as its subscribing user, with no grant",
             ));

@@ -266,15 +266,14 @@ pub struct GatewayService<S> {
     forwarder: Arc<Forwarder>,
 }
 
+type HttpRequest = http::Request<Body>;
+type HttpResponse = http::Response<Body>;
+
 /// The HTTP service the gateway's layers wrap: tonic's router, or another
 /// layer around it.
 pub trait HttpService:
-    tower::Service<
-        http::Request<Body>,
-        Response = http::Response<Body>,
-        Error = Infallible,
-        Future: Send + 'static,
-    > + Clone
+    tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible, Future: Send + 'static>
+    + Clone
     + Send
     + 'static
 {
@@ -282,8 +281,8 @@ pub trait HttpService:
 
 impl<S> HttpService for S where
     S: tower::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
+            HttpRequest,
+            Response = HttpResponse,
             Error = Infallible,
             Future: Send + 'static,
         > + Clone

@@ -794,7 +794,7 @@ enum CallerKind {
 }
 
 fn caller_kind(principal: &Principal, spec: &RunSpec) -> CallerKind {
-    match (&spec.automation, principal.grant_kind) {
+    match (&spec.automation, principal.grant.as_ref().map(|g| g.kind)) {
         (Some(_), _) => CallerKind::Automation,
         (None, Some(GrantKind::Invoke)) => CallerKind::InvokeGrant,
         (None, Some(GrantKind::Delegate)) => CallerKind::DelegateGrant,
@@ -996,6 +996,7 @@ fn workspace_tools() -> Vec<runtime::WorkspaceTool> {
 mod tests {
     use super::*;
     use agentshare_kit::error::FieldViolation;
+    use agentshare_kit::identity::HeldGrant;
 
     const AGENT: &str = "0190f5e4-7c1a-7000-8000-000000000001";
 
@@ -1010,8 +1011,11 @@ mod tests {
     fn share_token(kind: GrantKind) -> Principal {
         Principal {
             kind: PrincipalKind::Grant,
-            grant_id: Some("grant-1".into()),
-            grant_kind: Some(kind),
+            grant: Some(HeldGrant {
+                id: "grant-1".into(),
+                kind,
+                agent_id: "agent-1".into(),
+            }),
             ..Principal::user("carol")
         }
     }

@@ -253,6 +253,19 @@ pub enum GrantKind {
     Delegate,
 }
 
+/// The share grant a caller holds: its id, what it lets them do, and the
+/// one agent it reaches. On the wire its fields sit beside the Principal's
+/// (`grant_id`, `grant_kind`, `grant_agent_id`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldGrant {
+    #[serde(rename = "grant_id")]
+    pub id: String,
+    #[serde(rename = "grant_kind")]
+    pub kind: GrantKind,
+    #[serde(rename = "grant_agent_id")]
+    pub agent_id: String,
+}
+
 /// What kind of caller a Principal speaks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -284,14 +297,9 @@ pub struct Principal {
     /// When the user last passed a second factor (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_up_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant_id: Option<String>,
-    /// What the grant lets its holder do, with `grant_id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant_kind: Option<GrantKind>,
-    /// The one agent the grant reaches, with `grant_id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant_agent_id: Option<String>,
+    /// The share grant the caller holds, for a grant holder.
+    #[serde(flatten)]
+    pub grant: Option<HeldGrant>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// Set when the caller authenticated with an API key, which never
@@ -318,9 +326,7 @@ impl Principal {
             workspaces_enabled: false,
             org_choice_required: false,
             step_up_at: None,
-            grant_id: None,
-            grant_kind: None,
-            grant_agent_id: None,
+            grant: None,
             session_id: None,
             api_key_id: None,
             run: None,
@@ -833,12 +839,22 @@ mod tests {
         let mut principal = Principal::user("u-1");
         principal.kind = PrincipalKind::Grant;
         principal.org_role = Some(OrgRole::Admin);
-        principal.grant_kind = Some(GrantKind::Delegate);
+        principal.grant = Some(HeldGrant {
+            id: "g-1".into(),
+            kind: GrantKind::Delegate,
+            agent_id: "a-1".into(),
+        });
         let wire = serde_json::to_value(&principal).expect("serialized");
         assert_eq!(wire["org_role"], "admin");
+        assert_eq!(wire["grant_id"], "g-1");
         assert_eq!(wire["grant_kind"], "delegate");
+        assert_eq!(wire["grant_agent_id"], "a-1");
         let back: Principal = serde_json::from_value(wire).expect("deserialized");
         assert_eq!(back, principal);
+        let user = serde_json::to_value(Principal::user("u-2")).expect("serialized");
+        assert!(user.get("grant_id").is_none(), "{user}");
+        let back: Principal = serde_json::from_value(user).expect("deserialized");
+        assert_eq!(back.grant, None);
         let unknown = serde_json::json!({ "kind": "user", "org_role": "emperor" });
         assert!(serde_json::from_value::<Principal>(unknown).is_err());
     }

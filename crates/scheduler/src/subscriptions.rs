@@ -32,7 +32,7 @@ impl<'a> Caller<'a> {
     /// Automations belong to signed-in users; a share token never reaches
     /// them (the gateway refuses it, and so do we).
     pub fn of(principal: &'a Principal) -> Result<Self, Error> {
-        if principal.grant_id.is_some() {
+        if principal.grant.is_some() {
             return Err(Error::PermissionDenied(
                 "a share token may only invoke its agent; automations need your own sign-in".into(),
             ));

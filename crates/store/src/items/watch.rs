@@ -117,8 +117,8 @@ impl Drop for Slot {
 
 /// Who holds a watch, for the cap: the grant or the user behind the call.
 pub fn holder_of(principal: &Principal) -> String {
-    match (&principal.grant_id, &principal.user_id) {
-        (Some(grant), user) => format!("grant:{grant}:{}", user.as_deref().unwrap_or("")),
+    match (&principal.grant, &principal.user_id) {
+        (Some(grant), user) => format!("grant:{}:{}", grant.id, user.as_deref().unwrap_or("")),
         (None, Some(user)) => format!("user:{user}"),
         (None, None) => "anonymous".into(),
     }

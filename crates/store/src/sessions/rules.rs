@@ -224,8 +224,9 @@ impl Reader {
             }),
             PrincipalKind::Grant => {
                 let grant_id = principal
-                    .grant_id
-                    .clone()
+                    .grant
+                    .as_ref()
+                    .map(|g| g.id.clone())
                     .filter(|g| !g.is_empty())
                     .ok_or_else(|| Error::Unauthenticated("share token rejected".into()))?;
                 Ok(match principal.user_id.as_deref() {

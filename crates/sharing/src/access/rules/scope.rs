@@ -72,8 +72,8 @@ pub async fn org(storage: &Storage, org_id: &str) -> Result<OrgRow, Error> {
 /// The caller as an access subject, from the scope the gateway resolved for
 /// this very call (no cache: a membership change shows on the next call).
 pub async fn caller(storage: &Storage, principal: &Principal) -> Result<Subject, Error> {
-    if let Some(grant_id) = &principal.grant_id {
-        return grant_holder(storage, principal, grant_id).await;
+    if let Some(grant) = &principal.grant {
+        return grant_holder(storage, principal, &grant.id).await;
     }
     let user_id = principal.require_user()?;
     let org_id = principal.require_org()?;

@@ -17,7 +17,7 @@ use agentshare_kit::page::Paged;
 pub fn credential_kind(principal: &Principal) -> &'static str {
     if principal.api_key_id.is_some() {
         "api_key"
-    } else if principal.grant_id.is_some() {
+    } else if principal.grant.is_some() {
         "grant_token"
     } else {
         "session"
