@@ -132,9 +132,9 @@ impl Authenticator {
                 invocation_id: grant.run.clone(),
             })
             .await
-            .map_err(|status| match status.code() {
-                tonic::Code::NotFound => rejected("unknown run").into(),
-                _ => status,
+            .map_err(|status| match Error::from(status) {
+                Error::NotFound(_) => rejected("unknown run"),
+                other => other,
             })?
             .into_inner()
             .invocation

@@ -163,10 +163,10 @@ impl RunPath {
                 version_number: plan.version,
             })
             .await
-            .map_err(|status| match status.code() {
+            .map_err(|status| match Error::from(status) {
                 // Deleted between the plan and now.
-                Code::NotFound => Error::not_found(format!("agent {}", spec.agent_id)).into(),
-                _ => status,
+                Error::NotFound(_) => Error::not_found(format!("agent {}", spec.agent_id)),
+                other => other,
             })?
             .into_inner();
         let recorded = self.record(principal, &spec, &plan).await?;
