@@ -22,7 +22,7 @@ impl Shared {
     pub async fn commit(
         &self,
         tx: sqlx::Transaction<'static, sqlx::Any>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> agentshare_kit::Result<()> {
         tx.commit().await?;
         self.events.committed();
         Ok(())

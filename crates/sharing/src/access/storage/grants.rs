@@ -112,7 +112,7 @@ impl AccessStorage {
         });
         self.record(&mut tx, "grant.created", grant, payload)
             .await?;
-        Ok(self.commit(tx).await?)
+        self.commit(tx).await
     }
 
     /// Records an event about a grant.

@@ -92,7 +92,7 @@ pub async fn record(
     tx: &mut Transaction<'static, Any>,
     clock: &Clock,
     change: Change<'_>,
-) -> Result<(), sqlx::Error> {
+) -> agentshare_kit::Result<()> {
     let json = |value: &Option<serde_json::Value>| {
         value.as_ref().map(ToString::to_string).unwrap_or_default()
     };

@@ -121,13 +121,13 @@ impl TenancyStorage {
     async fn owner_count(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         org_id: &str,
-    ) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
+    ) -> agentshare_kit::Result<i64> {
+        Ok(sqlx::query_scalar(
             "SELECT COUNT(*) AS owners FROM org_members WHERE org_id = $1 AND role = 'owner'",
         )
         .bind(org_id)
         .fetch_one(&mut **tx)
-        .await
+        .await?)
     }
 
     /// Changes a member's role, recording `member.role_changed`. Refuses
