@@ -23,7 +23,7 @@ use agentshare_kit::identity::ServiceName;
 use agentshare_proto::events::v1::Event;
 
 use crate::peers::{Peers, Reach};
-use crate::storage::{RunningBy, Storage};
+use crate::subscriptions::storage::{RunningBy, Storage};
 
 /// Where the scheduler's cursor over registry's events is stored.
 const REGISTRY_FOLLOWER: &str = "scheduler.agents";

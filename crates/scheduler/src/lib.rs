@@ -6,17 +6,10 @@
 //! catch-up after downtime, stopped by access events and by the access
 //! check at fire time; and the run history.
 
-mod delivery;
-mod domain;
-mod due;
 mod events;
 mod firing;
-mod metrics;
 mod peers;
-mod rpc;
-mod runs;
 mod schedule;
-mod storage;
 mod stored;
 mod subscriptions;
 
@@ -36,7 +29,7 @@ use agentshare_proto::scheduler::v1::automations_internal_service_server::{
 use agentshare_proto::scheduler::v1::automations_service_server::AutomationsServiceServer;
 use tokio::net::TcpListener;
 
-pub use delivery::{LoggingSender, Outgoing, Sender};
+pub use firing::delivery::{LoggingSender, Outgoing, Sender};
 
 /// `migrations/`, the same SQL on both backends (see `Migrations`).
 static MIGRATIONS: Migrations = Migrations::shared(sqlx::migrate!("./migrations"));
@@ -52,7 +45,7 @@ fn caller_policy() -> CallerPolicy {
 /// Serves the scheduler on `listener` until the context's shutdown.
 pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Running, BadSetting> {
     let events = bootstrap::event_log(&context, &db);
-    let storage = storage::Storage {
+    let storage = subscriptions::storage::Storage {
         db,
         clock: context.clock.clone(),
     };
@@ -64,7 +57,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         &channel(ServiceName::Sharing)?,
         context.identity.clone(),
     );
-    let subscriptions = subscriptions::Subscriptions {
+    let subscriptions = subscriptions::service::Subscriptions {
         storage: storage.clone(),
         peers: peers.clone(),
     };
@@ -73,7 +66,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         events::follow_sharing(&context, storage.clone(), peers)?;
     }
     let firing_passes = Passes::default();
-    firing::Firing::new(
+    firing::passes::Firing::new(
         storage.clone(),
         channel(ServiceName::Gateway)?,
         context.identity.clone(),
@@ -81,7 +74,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         firing_passes.clone(),
     )
     .spawn(context.shutdown.clone());
-    delivery::Delivery {
+    firing::delivery::Delivery {
         storage,
         sender: Arc::new(LoggingSender),
         settings: context.config.scheduler.clone(),
@@ -92,10 +85,12 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         listener,
         caller_policy(),
         [
-            AutomationsServiceServer::new(rpc::Automations {
+            AutomationsServiceServer::new(subscriptions::rpc::Automations {
                 subscriptions: subscriptions.clone(),
             }),
-            AutomationsInternalServiceServer::new(rpc::AutomationsInternal { subscriptions },),
+            AutomationsInternalServiceServer::new(subscriptions::rpc::AutomationsInternal {
+                subscriptions
+            },),
             EventLogServiceServer::new(events),
         ]
     );

@@ -2,7 +2,7 @@
 
 use agentshare_kit::db::StoredList;
 
-use crate::domain::{Channel, StopReason};
+use crate::subscriptions::rules::{Channel, StopReason};
 
 /// Channels are a comma-separated list.
 impl StoredList for Channel {

@@ -12,7 +12,7 @@ use agentshare_kit::telemetry::meter;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 
-use crate::runs::Outcome;
+use crate::firing::storage::Outcome;
 
 #[derive(Clone)]
 pub struct FireMetrics {

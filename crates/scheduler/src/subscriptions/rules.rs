@@ -310,7 +310,7 @@ pub struct Notice {
 
 /// The notice that agentshare stopped one of a user's automations.
 pub fn stopped_notice(
-    subscription: &crate::storage::SubscriptionRow,
+    subscription: &crate::subscriptions::storage::SubscriptionRow,
     why: &str,
     what_to_do: &str,
 ) -> Notice {
@@ -351,7 +351,7 @@ pub enum RunEnding<'a> {
 
 /// The notice that one of a user's automation runs finished.
 pub fn run_notice(
-    subscription: &crate::storage::SubscriptionRow,
+    subscription: &crate::subscriptions::storage::SubscriptionRow,
     run_id: &str,
     session_id: &str,
     ending: &RunEnding<'_>,

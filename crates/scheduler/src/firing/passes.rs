@@ -25,9 +25,9 @@ use tokio::sync::Semaphore;
 use tonic::Code;
 use tracing::Instrument as _;
 
-use crate::metrics::FireMetrics;
-use crate::runs::{Claimed, Lease, Outcome};
-use crate::storage::Storage;
+use crate::firing::metrics::FireMetrics;
+use crate::firing::storage::{Claimed, Lease, Outcome};
+use crate::subscriptions::storage::Storage;
 
 /// Transport failures of one run are retried this many times in place,
 /// with doubling waits from `RETRY_WAIT`, before the run is recorded

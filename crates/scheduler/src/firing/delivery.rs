@@ -11,7 +11,7 @@ use agentshare_kit::config::Scheduler as Settings;
 use agentshare_kit::server::Shutdown;
 use futures::future::BoxFuture;
 
-use crate::storage::{OutboxRow, Storage};
+use crate::subscriptions::storage::{OutboxRow, Storage};
 
 /// One notification to hand to a transport.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ mod tests {
     use sqlx::Row;
 
     use super::*;
-    use crate::domain::{Channel, InboxKind, Notice};
+    use crate::subscriptions::rules::{Channel, InboxKind, Notice};
 
     /// Fails the first `failures` sends, then records each message.
     struct Flaky {

@@ -1,5 +1,5 @@
 //! AutomationsService and AutomationsInternalService: decode, check the
-//! caller, call `subscriptions`, and map rows to the contract.
+//! caller, call the subscription service, and map rows to the contract.
 
 use agentshare_kit::clock::timestamp;
 use agentshare_kit::identity::Principal;
@@ -9,11 +9,11 @@ use agentshare_proto::scheduler::v1 as pb;
 use pb::automations_internal_service_server::AutomationsInternalService;
 use pb::automations_service_server::AutomationsService;
 
-use crate::domain::{self, Channel, Status as SubscriptionStatus};
-use crate::runs::{DeliveryRow, RunFilter, RunRow};
+use crate::firing::storage::{DeliveryRow, RunFilter, RunRow};
 use crate::schedule::{Fire, Schedule};
-use crate::storage::{LastRun, SubscriptionRow};
-use crate::subscriptions::{Caller, Named, Subscriptions, display_name};
+use crate::subscriptions::rules::{self, Channel, Status as SubscriptionStatus};
+use crate::subscriptions::service::{Caller, Named, Subscriptions, display_name};
+use crate::subscriptions::storage::{LastRun, SubscriptionRow};
 
 #[derive(Clone)]
 pub struct Automations {
@@ -220,7 +220,7 @@ impl Automations {
             .peers
             .workspace_role(principal, workspace_id)
             .await?;
-        domain::cap_access(workspace_id, role, principal.org_role, manage)
+        rules::cap_access(workspace_id, role, principal.org_role, manage)
     }
 
     async fn cap(&self, workspace_id: &str) -> Result<Option<pb::WorkspaceAutomationCap>> {
@@ -249,7 +249,7 @@ fn named<'a>(principal: &'a Principal, agent_id: &str, key: &str) -> Result<Name
     Ok(Named {
         caller: Caller::of(principal)?,
         agent_id: ids::parse("agent_id", agent_id)?,
-        key: domain::automation_key(key)?,
+        key: rules::automation_key(key)?,
     })
 }
 
@@ -287,9 +287,9 @@ fn run_cursor(page: &Page) -> Result<Option<(i64, String)>> {
         })
 }
 
-fn inbox_item_to_proto(r: crate::storage::InboxRow) -> pb::InboxItem {
+fn inbox_item_to_proto(r: crate::subscriptions::storage::InboxRow) -> pb::InboxItem {
     pb::InboxItem {
-        kind: domain::InboxKind::to_proto(&r.kind).into(),
+        kind: rules::InboxKind::to_proto(&r.kind).into(),
         id: r.id,
         title: r.title,
         body: r.body,
@@ -339,7 +339,7 @@ impl Automations {
                 name: display_name(&item.automation),
                 task: item.automation.task.clone(),
                 schedule: Some(schedule_to_proto(&item.schedule)),
-                catch_up_policy: domain::catch_up_to_proto(domain::catch_up_text(
+                catch_up_policy: rules::catch_up_to_proto(rules::catch_up_text(
                     item.automation.catch_up_policy,
                 ))
                 .into(),
@@ -353,7 +353,7 @@ impl Automations {
                 agent_version_number: view.version,
                 can_enable: cannot_enable.is_none(),
                 cannot_enable_reason: cannot_enable.clone().unwrap_or_default(),
-                suggested_channels: domain::suggested_channels(&item.automation.suggested_channels)
+                suggested_channels: rules::suggested_channels(&item.automation.suggested_channels)
                     .iter()
                     .map(|c| c.to_proto().into())
                     .collect(),
@@ -374,7 +374,7 @@ impl Automations {
         let channels = if message.channels.is_empty() {
             None
         } else {
-            Some(domain::requested_channels(&message.channels, "channels")?)
+            Some(rules::requested_channels(&message.channels, "channels")?)
         };
         let row = self
             .subscriptions
@@ -393,7 +393,7 @@ impl Automations {
         let named = named(&principal, &message.agent_id, &message.automation_key)?;
         let paths = message.update_mask.map(|m| m.paths).unwrap_or_default();
         let (enabled, channels) =
-            domain::settings_change(&paths, &message.settings.unwrap_or_default())?;
+            rules::settings_change(&paths, &message.settings.unwrap_or_default())?;
         let row = self.subscriptions.update(&named, enabled, channels).await?;
         Ok(pb::UpdateSubscriptionResponse {
             subscription: self.shown_one(row).await?,
@@ -406,7 +406,7 @@ impl Automations {
         message: pb::PauseSubscriptionRequest,
     ) -> agentshare_kit::Result<pb::PauseSubscriptionResponse> {
         let named = named(&principal, &message.agent_id, &message.automation_key)?;
-        let until = domain::pause_end(message.paused_until.as_ref(), self.now())?;
+        let until = rules::pause_end(message.paused_until.as_ref(), self.now())?;
         let row = self.subscriptions.pause(&named, until).await?;
         Ok(pb::PauseSubscriptionResponse {
             subscription: self.shown_one(row).await?,
@@ -479,7 +479,7 @@ impl Automations {
                     "needs agent_id: name the agent the automation belongs to",
                 ));
             }
-            key => Some(domain::automation_key(key)?),
+            key => Some(rules::automation_key(key)?),
         };
         let mut statuses = each_status(&message.statuses, run_status_text)?;
         statuses.sort_unstable();
@@ -561,7 +561,7 @@ impl Automations {
             None => self.now(),
         };
         let (view, automation) = self.subscriptions.automation(&named).await?;
-        let schedule = crate::subscriptions::definition(&view, &automation)?.schedule;
+        let schedule = crate::subscriptions::service::definition(&view, &automation)?.schedule;
         Ok(pb::NextRunsResponse {
             fire_times: schedule
                 .fires_after(after, count)
@@ -602,7 +602,7 @@ impl Automations {
         message: pb::MarkInboxReadRequest,
     ) -> agentshare_kit::Result<pb::MarkInboxReadResponse> {
         let caller = Caller::of(&principal)?;
-        let ids = domain::items_to_mark(&message.item_ids, message.all)?;
+        let ids = rules::items_to_mark(&message.item_ids, message.all)?;
         let marked = self
             .subscriptions
             .storage
@@ -652,7 +652,7 @@ impl Automations {
     ) -> agentshare_kit::Result<pb::SetWorkspaceAutomationCapResponse> {
         let caller = Caller::of(&principal)?;
         let workspace_id = ids::parse("workspace_id", &message.workspace_id)?;
-        let max_active = domain::cap_of(message.max_active_automations)?;
+        let max_active = rules::cap_of(message.max_active_automations)?;
         self.cap_access(&principal, &workspace_id, true).await?;
         self.subscriptions
             .storage

@@ -14,9 +14,9 @@ use agentshare_kit::db::{Backend, new_id};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use crate::domain::{self, Notice, RunEnding, StopReason};
-use crate::due::{self, CatchUp};
-use crate::storage::{self, SUBSCRIPTION_COLUMNS, Storage, SubscriptionRow};
+use crate::firing::due::{self, CatchUp};
+use crate::subscriptions::rules::{self, Notice, RunEnding, StopReason};
+use crate::subscriptions::storage::{self, SUBSCRIPTION_COLUMNS, Storage, SubscriptionRow};
 use agentshare_kit::db::Stored;
 
 /// Locks the rows a claim reads, skipping those another replica holds.
@@ -441,7 +441,7 @@ impl Storage {
                         code: "ABORTED",
                         message,
                     };
-                    let notice = domain::run_notice(&subscription, run_id, "", &ending);
+                    let notice = rules::run_notice(&subscription, run_id, "", &ending);
                     storage::notify(&mut tx, &notice, now).await?;
                 }
                 continue;
@@ -543,7 +543,7 @@ impl Storage {
                 ("skipped", "", code.as_str(), message.as_str(), "", "", 0)
             }
         };
-        let summary = domain::truncated(summary, domain::MAX_SUMMARY_CHARS);
+        let summary = rules::truncated(summary, rules::MAX_SUMMARY_CHARS);
         let mut tx = self.db.begin_write().await?;
         let ended: Option<(String,)> = sqlx::query_as(
             "UPDATE automation_runs SET status = $1, finished_at = $2, output_summary = $3, \
@@ -571,13 +571,13 @@ impl Storage {
         // An unsubscribed user keeps the history but is told nothing more.
         if let Some(mut subscription) = self.locked(&mut tx, &subscription_id).await? {
             let notice = match outcome {
-                Outcome::Succeeded { .. } => Some(domain::run_notice(
+                Outcome::Succeeded { .. } => Some(rules::run_notice(
                     &subscription,
                     lease.run_id,
                     session,
                     &RunEnding::Succeeded { summary: &summary },
                 )),
-                Outcome::Failed { .. } => Some(domain::run_notice(
+                Outcome::Failed { .. } => Some(rules::run_notice(
                     &subscription,
                     lease.run_id,
                     session,
@@ -614,10 +614,10 @@ impl Storage {
         subscription.enabled = false;
         subscription.paused_until = None;
         subscription.status_reason = StopReason::AccessLost;
-        subscription.status_message = domain::ACCESS_LOST_MESSAGE.into();
+        subscription.status_message = rules::ACCESS_LOST_MESSAGE.into();
         subscription.updated_at = now;
         self.write_state(tx, subscription).await?;
-        Ok(Some(domain::stopped_notice(
+        Ok(Some(rules::stopped_notice(
             subscription,
             &format!("you can no longer run the agent ({why})"),
             "Enable it again once you can run the agent.",

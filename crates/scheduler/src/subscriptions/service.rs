@@ -1,17 +1,17 @@
 //! Each user's automations: what they may subscribe to, their settings, and
 //! keeping their subscriptions in step with the version they run. It joins
 //! what registry and sharing answer for the caller with the scheduler's own
-//! rows; the rules themselves live in `domain`.
+//! rows; the rules themselves live in `rules`.
 
 use agentshare_kit::Error;
 use agentshare_kit::identity::Principal;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
 
-use crate::domain::{self, Channel, Status};
 use crate::peers::{AgentView, Peers, Subscriber};
 use crate::schedule::Schedule;
-use crate::storage::{
+use crate::subscriptions::rules::{self, Channel, Status};
+use crate::subscriptions::storage::{
     Definition, NewSubscription, Refused, SettingsChange, Storage, SubscriptionRow,
 };
 
@@ -101,7 +101,7 @@ pub fn definition(
         automation_name: display_name(automation),
         schedule,
         task: automation.task.clone(),
-        catch_up_policy: domain::catch_up_text(automation.catch_up_policy).into(),
+        catch_up_policy: rules::catch_up_text(automation.catch_up_policy).into(),
     })
 }
 
@@ -265,7 +265,7 @@ impl Subscriptions {
         Ok(cap
             .max_active
             .filter(|max| active >= *max)
-            .map(domain::cap_reached_message))
+            .map(rules::cap_reached_message))
     }
 
     /// Refuses a caller who may not subscribe, and, when enabling, one
@@ -321,7 +321,7 @@ impl Subscriptions {
         self.require_subscriber(caller, agent_id, enabled).await?;
         let workspace_id = caller.workspace()?;
         let channels =
-            channels.unwrap_or_else(|| domain::default_channels(&automation.suggested_channels));
+            channels.unwrap_or_else(|| rules::default_channels(&automation.suggested_channels));
         let email = self.email_for(caller, &channels).await?;
         let definition = definition(&view, &automation)?;
         let created = self
@@ -340,7 +340,7 @@ impl Subscriptions {
             .await?;
         match created {
             Ok(row) => Ok(row),
-            Err(Refused::CapReached(cap)) => Err(domain::cap_reached(&workspace_id, cap)),
+            Err(Refused::CapReached(cap)) => Err(rules::cap_reached(&workspace_id, cap)),
             Err(Refused::Exists | Refused::Missing) => Err(Error::AlreadyExists(format!(
                 "you already subscribe to automation {key} of agent {agent_id}; change it with UpdateSubscription"
             ))),
@@ -395,7 +395,7 @@ impl Subscriptions {
             .await?;
         match changed {
             Ok(row) => Ok(row),
-            Err(Refused::CapReached(cap)) => Err(domain::cap_reached(&row.workspace_id, cap)),
+            Err(Refused::CapReached(cap)) => Err(rules::cap_reached(&row.workspace_id, cap)),
             Err(Refused::Missing | Refused::Exists) => Err(named.missing()),
         }
     }

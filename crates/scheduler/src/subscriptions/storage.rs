@@ -13,8 +13,8 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Transaction};
 
-use crate::domain::{Channel, Notice, StopReason, Switches};
 use crate::schedule::{Kind, Schedule};
+use crate::subscriptions::rules::{Channel, Notice, StopReason, Switches};
 
 #[derive(Clone)]
 pub struct Storage {
@@ -224,8 +224,8 @@ struct DueDelivery {
 }
 
 /// Statuses of a subscription, as SQL over its columns at `$now`.
-fn status_condition(status: crate::domain::Status) -> &'static str {
-    use crate::domain::Status;
+fn status_condition(status: crate::subscriptions::rules::Status) -> &'static str {
+    use crate::subscriptions::rules::Status;
     match status {
         Status::Inactive => "inactive = 1",
         Status::Disabled => "(inactive = 0 AND enabled = 0)",
@@ -284,7 +284,7 @@ impl Storage {
         org_id: &str,
         user_id: &str,
         agent_id: Option<&str>,
-        statuses: &[crate::domain::Status],
+        statuses: &[crate::subscriptions::rules::Status],
         page: &Page,
     ) -> Result<Vec<SubscriptionRow>> {
         let after = page.after();
@@ -523,7 +523,7 @@ impl Storage {
         .bind(row.updated_at)
         .bind(&row.id)
         .bind(i64::from(
-            row.switches().status(now) == crate::domain::Status::Active,
+            row.switches().status(now) == crate::subscriptions::rules::Status::Active,
         ))
         .bind(now)
         .execute(&mut **tx)
@@ -577,9 +577,9 @@ impl Storage {
                 let was_running = row.enabled;
                 row.inactive = true;
                 row.status_reason = StopReason::AutomationRemoved;
-                row.status_message = crate::domain::removed_message(version);
+                row.status_message = crate::subscriptions::rules::removed_message(version);
                 if was_running {
-                    stopped = Some(crate::domain::stopped_notice(
+                    stopped = Some(crate::subscriptions::rules::stopped_notice(
                         &row,
                         &row.status_message,
                         "Nothing runs until the builder restores it.",
@@ -668,11 +668,11 @@ impl Storage {
             let was_running = row.enabled && !row.inactive;
             row.inactive = true;
             row.status_reason = StopReason::AgentDeleted;
-            row.status_message = crate::domain::AGENT_DELETED_MESSAGE.into();
+            row.status_message = crate::subscriptions::rules::AGENT_DELETED_MESSAGE.into();
             row.updated_at = now;
             self.write_state(&mut tx, &row).await?;
             if was_running {
-                let notice = crate::domain::stopped_notice(
+                let notice = crate::subscriptions::rules::stopped_notice(
                     &row,
                     "the agent was deleted",
                     "Its run history stays readable.",
@@ -704,7 +704,7 @@ impl Storage {
                 &mut tx,
                 &mut row,
                 StopReason::AgentUnshared,
-                crate::domain::AGENT_UNSHARED_MESSAGE,
+                crate::subscriptions::rules::AGENT_UNSHARED_MESSAGE,
                 "the owner unshared the agent",
             )
             .await?;
@@ -728,7 +728,7 @@ impl Storage {
             &mut tx,
             &mut row,
             StopReason::AccessLost,
-            crate::domain::ACCESS_LOST_MESSAGE,
+            crate::subscriptions::rules::ACCESS_LOST_MESSAGE,
             "you can no longer run the agent",
         )
         .await?;
@@ -787,7 +787,7 @@ impl Storage {
         row.status_message = message.into();
         row.updated_at = now;
         self.write_state(tx, row).await?;
-        let notice = crate::domain::stopped_notice(
+        let notice = crate::subscriptions::rules::stopped_notice(
             row,
             why,
             "It stays listed, disabled; enable it again once you can run the agent.",
