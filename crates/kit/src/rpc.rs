@@ -28,29 +28,7 @@ pub async fn unary<Req, Res>(
 #[macro_export]
 macro_rules! handlers {
     ($($method:ident($request:ty) -> $response:ty;)*) => {$(
-        // The shape `#[tonic::async_trait]` gives trait methods.
-        fn $method<'life0, 'async_trait>(
-            &'life0 self,
-            request: ::tonic::Request<$request>,
-        ) -> ::std::pin::Pin<
-            Box<
-                dyn ::std::future::Future<
-                        Output = ::std::result::Result<::tonic::Response<$response>, ::tonic::Status>,
-                    > + Send
-                    + 'async_trait,
-            >,
-        >
-        where
-            'life0: 'async_trait,
-            Self: 'async_trait,
-        {
-            Box::pin(async move {
-                $crate::rpc::unary(request, async |caller, request| {
-                    Self::$method(self, caller, request).await
-                })
-                .await
-            })
-        }
+        $crate::grpc_method!(caller, $method, $request, $response);
     )*};
 }
 
@@ -60,6 +38,17 @@ macro_rules! handlers {
 #[macro_export]
 macro_rules! internal_handlers {
     ($($method:ident($request:ty) -> $response:ty;)*) => {$(
+        $crate::grpc_method!(internal, $method, $request, $response);
+    )*};
+}
+
+/// One method of a generated tonic service trait, in the shape
+/// `#[tonic::async_trait]` gives trait methods, answered by the inherent
+/// handler of the same name (with the verified caller, or without one).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! grpc_method {
+    ($kind:ident, $method:ident, $request:ty, $response:ty) => {
         fn $method<'life0, 'async_trait>(
             &'life0 self,
             request: ::tonic::Request<$request>,
@@ -75,11 +64,23 @@ macro_rules! internal_handlers {
             'life0: 'async_trait,
             Self: 'async_trait,
         {
-            Box::pin(async move {
-                $crate::rpc::answer(Self::$method(self, request.into_inner()).await)
-            })
+            Box::pin(async move { $crate::grpc_answer!($kind, self, $method, request) })
         }
-    )*};
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! grpc_answer {
+    (caller, $this:ident, $method:ident, $request:ident) => {
+        $crate::rpc::unary($request, async |caller, request| {
+            Self::$method($this, caller, request).await
+        })
+        .await
+    };
+    (internal, $this:ident, $method:ident, $request:ident) => {
+        $crate::rpc::answer(Self::$method($this, $request.into_inner()).await)
+    };
 }
 
 /// The answer of a handler that needs no caller (a service's internal call)
