@@ -290,6 +290,20 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }
 
+/// A service's [`Migrations`] from its `migrations/` folder (both
+/// backends), with `migrations/sqlite/` and `migrations/postgres/` for the
+/// versions whose SQL differs.
+#[macro_export]
+macro_rules! migrations_per_backend {
+    () => {
+        $crate::db::Migrations {
+            shared: ::sqlx::migrate!("./migrations"),
+            sqlite_only: ::sqlx::migrate!("migrations/sqlite"),
+            postgres_only: ::sqlx::migrate!("migrations/postgres"),
+        }
+    };
+}
+
 /// A column as both backends store it, for a field whose domain type the
 /// `Any` driver does not decode: a flag is a BIGINT 0 or 1 (`bool` fields
 /// read one with `#[sqlx(try_from = "Stored<i64>")]`), and a list is text in

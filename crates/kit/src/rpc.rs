@@ -55,7 +55,10 @@ macro_rules! grpc_method {
         ) -> ::std::pin::Pin<
             Box<
                 dyn ::std::future::Future<
-                        Output = ::std::result::Result<::tonic::Response<$response>, ::tonic::Status>,
+                        Output = ::std::result::Result<
+                            ::tonic::Response<$response>,
+                            ::tonic::Status,
+                        >,
                     > + Send
                     + 'async_trait,
             >,

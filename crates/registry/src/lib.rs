@@ -24,13 +24,7 @@ use agentshare_proto::registry::v1::agent_registry_internal_service_server::{
 use agentshare_proto::registry::v1::agent_registry_service_server::AgentRegistryServiceServer;
 use tokio::net::TcpListener;
 
-/// `migrations/` for both backends, and `migrations/sqlite/` with
-/// `migrations/postgres/` for the versions whose SQL differs (see `Migrations`).
-static MIGRATIONS: Migrations = Migrations {
-    shared: sqlx::migrate!("./migrations"),
-    sqlite_only: sqlx::migrate!("migrations/sqlite"),
-    postgres_only: sqlx::migrate!("migrations/postgres"),
-};
+static MIGRATIONS: Migrations = agentshare_kit::migrations_per_backend!();
 
 /// Sharing repairs its access facts from registry's events; the scheduler
 /// follows automation changes; the store drops a deleted agent's items.

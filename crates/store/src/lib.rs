@@ -24,13 +24,7 @@ use agentshare_proto::store::v1::usage_service_server::UsageServiceServer;
 use agentshare_proto::store::v1::workspace_store_service_server::WorkspaceStoreServiceServer;
 use tokio::net::TcpListener;
 
-/// `migrations/` for both backends, and `migrations/sqlite/` with
-/// `migrations/postgres/` for the versions whose SQL differs (see `Migrations`).
-static MIGRATIONS: Migrations = Migrations {
-    shared: sqlx::migrate!("./migrations"),
-    sqlite_only: sqlx::migrate!("migrations/sqlite"),
-    postgres_only: sqlx::migrate!("migrations/postgres"),
-};
+static MIGRATIONS: Migrations = agentshare_kit::migrations_per_backend!();
 
 /// The gateway and the scheduler record runs; sharing also opens a session
 /// to check who continues it before planning a run. The scheduler follows
