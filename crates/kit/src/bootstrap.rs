@@ -98,6 +98,19 @@ pub struct BackendService {
     pub start: StartFn,
 }
 
+/// A backend as every host mounts it: its name, its migrations and its
+/// `start(context, db, listener)`.
+#[macro_export]
+macro_rules! backend_service {
+    ($name:expr, $migrations:expr, $start:path) => {
+        $crate::bootstrap::BackendService {
+            name: $name,
+            migrations: &$migrations,
+            start: |context, db, listener| Box::pin($start(context, db, listener)),
+        }
+    };
+}
+
 /// The body of a backend's `main`: serves it alone until SIGTERM.
 pub fn run_backend(service: &'static BackendService) -> ExitCode {
     run_service(

@@ -105,8 +105,5 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
 }
 
 /// How every host mounts registry.
-pub static SERVICE: BackendService = BackendService {
-    name: ServiceName::Registry,
-    migrations: &MIGRATIONS,
-    start: |context, db, listener| Box::pin(start(context, db, listener)),
-};
+pub static SERVICE: BackendService =
+    agentshare_kit::backend_service!(ServiceName::Registry, MIGRATIONS, start);

@@ -99,8 +99,5 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
 }
 
 /// How every host mounts the scheduler.
-pub static SERVICE: BackendService = BackendService {
-    name: ServiceName::Scheduler,
-    migrations: &MIGRATIONS,
-    start: |context, db, listener| Box::pin(start(context, db, listener)),
-};
+pub static SERVICE: BackendService =
+    agentshare_kit::backend_service!(ServiceName::Scheduler, MIGRATIONS, start);

@@ -125,11 +125,8 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
 }
 
 /// How every host mounts sharing.
-pub static SERVICE: BackendService = BackendService {
-    name: ServiceName::Sharing,
-    migrations: &MIGRATIONS,
-    start: |context, db, listener| Box::pin(start(context, db, listener)),
-};
+pub static SERVICE: BackendService =
+    agentshare_kit::backend_service!(ServiceName::Sharing, MIGRATIONS, start);
 
 /// Re-seals every connection secret and pending OAuth verifier under the
 /// active key, so older keys can then be removed from config. Safe to run

@@ -144,8 +144,5 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
 }
 
 /// How every host mounts the store.
-pub static SERVICE: BackendService = BackendService {
-    name: ServiceName::Store,
-    migrations: &MIGRATIONS,
-    start: |context, db, listener| Box::pin(start(context, db, listener)),
-};
+pub static SERVICE: BackendService =
+    agentshare_kit::backend_service!(ServiceName::Store, MIGRATIONS, start);
