@@ -885,25 +885,21 @@ pub async fn connect(addr: SocketAddr) -> Channel {
         .connect_lazy()
 }
 
-/// Polls health until `service` (empty: the server) reports SERVING.
+/// Waits until `service` (empty: the server) reports SERVING.
 pub async fn wait_ready(addr: SocketAddr, service: &str) {
-    let deadline = tokio::time::Instant::now() + READY_WITHIN;
-    let mut client = HealthClient::new(connect(addr).await);
-    loop {
+    let client = HealthClient::new(connect(addr).await);
+    let what = format!("{addr} {service:?} serving");
+    wait::eventually_within(READY_WITHIN, &what, || {
+        let mut client = client.clone();
         let request = tonic_health::pb::HealthCheckRequest {
             service: service.into(),
         };
-        if let Ok(response) = client.check(request).await
-            && response.get_ref().status == ServingStatus::Serving as i32
-        {
-            return;
+        async move {
+            let status = client.check(request).await.ok()?.into_inner().status;
+            (status == ServingStatus::Serving as i32).then_some(())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{addr} {service:?} not ready within {READY_WITHIN:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// Adds the bearer token and the org and workspace headers to every call.

@@ -802,27 +802,24 @@ fn caller_kind(principal: &Principal, spec: &RunSpec) -> CallerKind {
     }
 }
 
-impl From<CallerKind> for store::CallerKind {
-    fn from(kind: CallerKind) -> Self {
-        match kind {
-            CallerKind::User => Self::User,
-            CallerKind::InvokeGrant => Self::InvokeGrant,
-            CallerKind::DelegateGrant => Self::DelegateGrant,
-            CallerKind::Automation => Self::Automation,
+/// The store and the runtime name the caller kinds alike, each in its own
+/// enum.
+macro_rules! caller_kind_into {
+    ($($target:ty),+) => {$(
+        impl From<CallerKind> for $target {
+            fn from(kind: CallerKind) -> Self {
+                match kind {
+                    CallerKind::User => Self::User,
+                    CallerKind::InvokeGrant => Self::InvokeGrant,
+                    CallerKind::DelegateGrant => Self::DelegateGrant,
+                    CallerKind::Automation => Self::Automation,
+                }
+            }
         }
-    }
+    )+};
 }
 
-impl From<CallerKind> for runtime::CallerKind {
-    fn from(kind: CallerKind) -> Self {
-        match kind {
-            CallerKind::User => Self::User,
-            CallerKind::InvokeGrant => Self::InvokeGrant,
-            CallerKind::DelegateGrant => Self::DelegateGrant,
-            CallerKind::Automation => Self::Automation,
-        }
-    }
-}
+caller_kind_into!(store::CallerKind, runtime::CallerKind);
 
 /// Whose connection an integration used, as the invocation records it.
 fn recorded_owner(owner: sharing::ConnectionOwnerKind) -> store::ConnectionOwner {

@@ -80,16 +80,12 @@ pub fn display_name(field: &str, name: &str) -> Result<String, Error> {
 
 /// A role named by a client: a known, specified value.
 pub fn org_role_of(role: i32) -> Result<OrgRole, Error> {
-    match pb::OrgRole::try_from(role) {
-        Ok(pb::OrgRole::Owner) => Ok(OrgRole::Owner),
-        Ok(pb::OrgRole::Admin) => Ok(OrgRole::Admin),
-        Ok(pb::OrgRole::Member) => Ok(OrgRole::Member),
-        Ok(pb::OrgRole::Viewer) => Ok(OrgRole::Viewer),
-        _ => Err(Error::invalid(
+    OrgRole::of_proto(role).ok_or_else(|| {
+        Error::invalid(
             "role",
             "must be ORG_ROLE_OWNER, ORG_ROLE_ADMIN, ORG_ROLE_MEMBER or ORG_ROLE_VIEWER",
-        )),
-    }
+        )
+    })
 }
 
 pub const MAX_DESCRIPTION_CHARS: usize = 4000;
