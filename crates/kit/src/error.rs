@@ -252,11 +252,6 @@ impl Error {
         )
     }
 
-    /// FAILED_PRECONDITION for one reason the client can act on.
-    pub fn unmet(message: impl Into<String>, precondition: Precondition) -> Self {
-        Self::Unmet(message.into(), vec![precondition])
-    }
-
     /// FAILED_PRECONDITION for a setup that is not READY, in the one form
     /// every service answers it: "setup required: connect crm (crm), …",
     /// and a `PreconditionFailure` violation per integration, type
