@@ -84,32 +84,16 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
 
 fn keys_table(keys: &[pb::ApiKey]) -> View {
     let now = now_secs();
-    View::table(
-        vec![
-            "ID",
-            "LABEL",
-            "PREFIX",
-            "WORKSPACE",
-            "STATE",
-            "CREATED",
-            "LAST USED",
-            "EXPIRES",
-        ],
-        keys,
-        |key| {
-            vec![
-                key.id.clone(),
-                key.label.clone(),
-                key.prefix.clone(),
-                key.default_workspace_id.clone(),
-                state(key, now).to_string(),
-                time(key.create_time.as_ref()),
-                time(key.last_use_time.as_ref()),
-                expires(key),
-            ]
-        },
-        |key| key.id.clone(),
-    )
+    View::table(keys)
+        .id("ID", |key| key.id.clone())
+        .column("LABEL", |key| key.label.clone())
+        .column("PREFIX", |key| key.prefix.clone())
+        .column("WORKSPACE", |key| key.default_workspace_id.clone())
+        .column("STATE", |key| state(key, now).to_string())
+        .column("CREATED", |key| time(key.create_time.as_ref()))
+        .column("LAST USED", |key| time(key.last_use_time.as_ref()))
+        .column("EXPIRES", expires)
+        .into()
 }
 
 fn key_fields(key: &pb::ApiKey) -> Vec<(&'static str, String)> {

@@ -10,7 +10,7 @@ use agentshare_proto::scheduler::v1 as pb;
 
 use super::client::{Api, Channel, Target, every_page};
 use super::failure::{Failure, Outcome};
-use super::output::{Output, View, label, time, with_detail};
+use super::output::{Output, View, flag, label, time, with_detail};
 use super::usage::parse_time;
 
 type Automations = pb::automations_service_client::AutomationsServiceClient<Channel>;
@@ -357,22 +357,12 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 })
                 .await?
                 .into_inner();
-            let view = View::table(
-                vec!["UTC", "LOCAL", "NOTE"],
-                &next.fire_times,
-                |fire| {
-                    vec![
-                        time(fire.fire_time.as_ref()),
-                        fire.local_time.clone(),
-                        if fire.shifted_by_dst {
-                            "moved past a daylight-saving gap".into()
-                        } else {
-                            String::new()
-                        },
-                    ]
-                },
-                |fire| time(fire.fire_time.as_ref()),
-            );
+            let view = View::table(&next.fire_times)
+                .id("UTC", |fire| time(fire.fire_time.as_ref()))
+                .column("LOCAL", |fire| fire.local_time.clone())
+                .column("NOTE", |fire| {
+                    flag(fire.shifted_by_dst, "moved past a daylight-saving gap")
+                });
             out.show(&next, view)?;
             if let Some(schedule) = &next.schedule {
                 out.say(&format!(
@@ -421,31 +411,31 @@ async fn list(automations: &mut Automations, agent: String, out: Output) -> Outc
         ..Default::default()
     };
     let answer = every_page(request, async |r| automations.list_automations(r).await).await?;
-    let view = View::table(
-        vec!["KEY", "NAME", "SCHEDULE", "NEXT", "YOURS", "CAN ENABLE"],
-        &answer.automations,
-        |a| {
-            vec![
-                a.key.clone(),
-                a.name.clone(),
-                a.schedule
-                    .as_ref()
-                    .map(|s| s.description.clone())
-                    .unwrap_or_default(),
-                time(a.next_fire_times.first().and_then(|f| f.fire_time.as_ref())),
-                a.my_subscription
-                    .as_ref()
-                    .map(subscription_status)
-                    .unwrap_or_else(|| "not subscribed".into()),
-                if a.can_enable {
-                    "yes".into()
-                } else {
-                    format!("no: {}", a.cannot_enable_reason)
-                },
-            ]
-        },
-        |a| a.key.clone(),
-    );
+    let view = View::table(&answer.automations)
+        .id("KEY", |a| a.key.clone())
+        .column("NAME", |a| a.name.clone())
+        .column("SCHEDULE", |a| {
+            a.schedule
+                .as_ref()
+                .map(|s| s.description.clone())
+                .unwrap_or_default()
+        })
+        .column("NEXT", |a| {
+            time(a.next_fire_times.first().and_then(|f| f.fire_time.as_ref()))
+        })
+        .column("YOURS", |a| {
+            a.my_subscription
+                .as_ref()
+                .map(subscription_status)
+                .unwrap_or_else(|| "not subscribed".into())
+        })
+        .column("CAN ENABLE", |a| {
+            if a.can_enable {
+                "yes".into()
+            } else {
+                format!("no: {}", a.cannot_enable_reason)
+            }
+        });
     out.show(&answer, view)
 }
 
@@ -532,57 +522,29 @@ fn subscription_record(subscription: Option<&pb::Subscription>) -> View {
 }
 
 fn subscriptions_table(subscriptions: &[pb::Subscription]) -> View {
-    View::table(
-        vec![
-            "ID",
-            "AGENT",
-            "AUTOMATION",
-            "SCHEDULE",
-            "STATUS",
-            "NEXT RUN",
-            "LAST RUN",
-            "CHANNELS",
-        ],
-        subscriptions,
-        |s| {
-            vec![
-                s.id.clone(),
-                s.agent_name.clone(),
-                format!("{} ({})", s.automation_name, s.automation_key),
-                s.schedule_description.clone(),
-                subscription_status(s),
-                time(s.next_run_time.as_ref()),
-                last_run(s.last_run.as_ref()),
-                channel_names(&s.channels),
-            ]
-        },
-        |s| s.id.clone(),
-    )
+    View::table(subscriptions)
+        .id("ID", |s| s.id.clone())
+        .column("AGENT", |s| s.agent_name.clone())
+        .column("AUTOMATION", |s| {
+            format!("{} ({})", s.automation_name, s.automation_key)
+        })
+        .column("SCHEDULE", |s| s.schedule_description.clone())
+        .column("STATUS", subscription_status)
+        .column("NEXT RUN", |s| time(s.next_run_time.as_ref()))
+        .column("LAST RUN", |s| last_run(s.last_run.as_ref()))
+        .column("CHANNELS", |s| channel_names(&s.channels))
+        .into()
 }
 
 fn runs_table(runs: &[pb::AutomationRun]) -> View {
-    View::table(
-        vec![
-            "ID",
-            "AUTOMATION",
-            "SCHEDULED",
-            "STATUS",
-            "FINISHED",
-            "OUTCOME",
-        ],
-        runs,
-        |run| {
-            vec![
-                run.id.clone(),
-                run.automation_name.clone(),
-                time(run.scheduled_time.as_ref()),
-                run_status(run),
-                time(run.finish_time.as_ref()),
-                outcome(run),
-            ]
-        },
-        |run| run.id.clone(),
-    )
+    View::table(runs)
+        .id("ID", |run| run.id.clone())
+        .column("AUTOMATION", |run| run.automation_name.clone())
+        .column("SCHEDULED", |run| time(run.scheduled_time.as_ref()))
+        .column("STATUS", run_status)
+        .column("FINISHED", |run| time(run.finish_time.as_ref()))
+        .column("OUTCOME", outcome)
+        .into()
 }
 
 /// One run, with the delivery of each notification.
@@ -619,25 +581,22 @@ fn run_record(run: Option<&pb::AutomationRun>) -> View {
 }
 
 fn inbox_table(items: &[pb::InboxItem]) -> View {
-    View::table(
-        vec!["ID", "WHEN", "KIND", "TITLE", "BODY", "READ"],
-        items,
-        |item| {
-            vec![
-                item.id.clone(),
-                time(item.create_time.as_ref()),
-                label(item.kind().as_str_name(), "INBOX_ITEM_KIND_"),
-                item.title.clone(),
-                item.body.chars().take(60).collect(),
-                if item.read_time.is_some() {
-                    "read".into()
-                } else {
-                    "unread".into()
-                },
-            ]
-        },
-        |item| item.id.clone(),
-    )
+    View::table(items)
+        .id("ID", |item| item.id.clone())
+        .column("WHEN", |item| time(item.create_time.as_ref()))
+        .column("KIND", |item| {
+            label(item.kind().as_str_name(), "INBOX_ITEM_KIND_")
+        })
+        .column("TITLE", |item| item.title.clone())
+        .column("BODY", |item| item.body.chars().take(60).collect())
+        .column("READ", |item| {
+            if item.read_time.is_some() {
+                "read".into()
+            } else {
+                "unread".into()
+            }
+        })
+        .into()
 }
 
 fn subscription_status(s: &pb::Subscription) -> String {

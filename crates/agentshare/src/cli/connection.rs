@@ -21,7 +21,7 @@ use tonic_types::StatusExt as _;
 use super::client::{Api, Target, every_page};
 use super::failure::{Failure, Outcome};
 use super::grant::parse_duration;
-use super::output::{Output, View, label, time, word};
+use super::output::{Output, View, label, time, word, word_or_blank};
 use super::progress::Spinner;
 use super::share::{Colour, setup_dot, yes_no};
 
@@ -378,30 +378,19 @@ async fn oauth(api: &Api, args: CreateArgs, out: Output) -> Outcome {
 }
 
 fn connections_table(connections: &[pb::Connection]) -> View {
-    View::table(
-        vec![
-            "ID",
-            "PROVIDER",
-            "KIND",
-            "LABEL",
-            "STATUS",
-            "CREATED",
-            "LAST USED",
-        ],
-        connections,
-        |connection| {
-            vec![
-                connection.id.clone(),
-                connection.provider.clone(),
-                connection_kind(connection.kind),
-                connection.label.clone(),
-                status(connection.status),
-                time(connection.create_time.as_ref()),
-                time(connection.last_use_time.as_ref()),
-            ]
-        },
-        |connection| connection.id.clone(),
-    )
+    View::table(connections)
+        .id("ID", |connection| connection.id.clone())
+        .column("PROVIDER", |connection| connection.provider.clone())
+        .column("KIND", |connection| connection_kind(connection.kind))
+        .column("LABEL", |connection| connection.label.clone())
+        .column("STATUS", |connection| status(connection.status))
+        .column("CREATED", |connection| {
+            time(connection.create_time.as_ref())
+        })
+        .column("LAST USED", |connection| {
+            time(connection.last_use_time.as_ref())
+        })
+        .into()
 }
 
 fn connection_record(connection: Option<&pb::Connection>) -> View {
@@ -426,6 +415,14 @@ fn connection_record(connection: Option<&pb::Connection>) -> View {
         fields.push(("scopes", connection.scopes.join(" ")));
     }
     View::record(connection.id, fields)
+}
+
+fn scope(value: i32) -> String {
+    word_or_blank(
+        value,
+        pb::IntegrationScope::as_str_name,
+        "INTEGRATION_SCOPE_",
+    )
 }
 
 fn connection_kind(value: i32) -> String {
@@ -509,52 +506,38 @@ where
         setup.version,
         setup_dot(setup.status, Colour::for_stdout())
     ))?;
-    let view = View::table(
-        vec![
-            "INTEGRATION",
-            "PROVIDER",
-            "SCOPE",
-            "YOU BIND",
-            "CONNECTION",
-            "STATUS",
-        ],
-        &setup.integrations,
-        |integration| {
-            let connection = if integration.bound_connection_id.is_empty() {
-                match (integration.binding_required, integration.scope()) {
-                    (true, _) => "(none)".into(),
-                    (false, pb::IntegrationScope::Shared) => "the builder's".into(),
-                    (false, _) => "(not needed)".into(),
-                }
-            } else {
-                format!(
-                    "{} ({})",
-                    integration.bound_connection_label, integration.bound_connection_id
-                )
-            };
-            let state = match pb::SetupGapReason::try_from(integration.gap) {
-                Ok(pb::SetupGapReason::Unspecified) => "ok".into(),
-                Ok(gap) => label(gap.as_str_name(), "SETUP_GAP_REASON_"),
-                Err(_) => integration.gap.to_string(),
-            };
-            vec![
-                integration.integration_key.clone(),
-                integration.provider.clone(),
-                pb::IntegrationScope::try_from(integration.scope)
-                    .map(|s| label(s.as_str_name(), "INTEGRATION_SCOPE_"))
-                    .unwrap_or_default(),
-                yes_no(integration.binding_required),
-                connection,
-                state,
-            ]
-        },
-        |integration| integration.integration_key.clone(),
-    );
+    let view = View::table(&setup.integrations)
+        .id("INTEGRATION", |i| i.integration_key.clone())
+        .column("PROVIDER", |i| i.provider.clone())
+        .column("SCOPE", |i| scope(i.scope))
+        .column("YOU BIND", |i| yes_no(i.binding_required))
+        .column("CONNECTION", bound_connection)
+        .column("STATUS", |i| match pb::SetupGapReason::try_from(i.gap) {
+            Ok(pb::SetupGapReason::Unspecified) => "ok".into(),
+            Ok(gap) => label(gap.as_str_name(), "SETUP_GAP_REASON_"),
+            Err(_) => i.gap.to_string(),
+        });
     out.show(&answer, view)?;
     for gap in &setup.missing {
         out.say(&gap_advice(&setup.agent_id, gap))?;
     }
     Ok(())
+}
+
+/// The connection an integration runs with, as the setup table words it.
+fn bound_connection(integration: &pb::IntegrationSetup) -> String {
+    if integration.bound_connection_id.is_empty() {
+        match (integration.binding_required, integration.scope()) {
+            (true, _) => "(none)".into(),
+            (false, pb::IntegrationScope::Shared) => "the builder's".into(),
+            (false, _) => "(not needed)".into(),
+        }
+    } else {
+        format!(
+            "{} ({})",
+            integration.bound_connection_label, integration.bound_connection_id
+        )
+    }
 }
 
 /// What to do about one integration that blocks a run.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::Target;
 use super::failure::{Failure, Outcome};
-use super::output::{Output, View};
+use super::output::{Output, View, flag};
 
 /// `agentshare context ...`
 #[derive(Debug, clap::Subcommand)]
@@ -102,36 +102,25 @@ pub fn run(command: Command, target: &Target, out: Output) -> Outcome {
 fn list(contexts: &Contexts, out: Output) -> Outcome {
     let rows: Vec<(&String, &Context)> = contexts.contexts.iter().collect();
     let current = contexts.current.as_deref();
-    let view = View::table(
-        vec![
-            "CURRENT",
-            "NAME",
-            "ENDPOINT",
-            "TOKEN FILE",
-            "ORG",
-            "WORKSPACE",
-        ],
-        &rows,
-        |(name, context)| {
-            vec![
-                if current == Some(name.as_str()) {
-                    "*".into()
-                } else {
-                    String::new()
-                },
-                (*name).clone(),
-                context.endpoint.clone(),
-                context
-                    .token_file
-                    .as_ref()
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_default(),
-                context.org.clone().unwrap_or_default(),
-                context.workspace.clone().unwrap_or_default(),
-            ]
-        },
-        |(name, _)| (*name).clone(),
-    );
+    let view = View::table(&rows)
+        .column("CURRENT", |(name, _)| {
+            flag(current == Some(name.as_str()), "*")
+        })
+        .id("NAME", |(name, _)| (*name).clone())
+        .column("ENDPOINT", |(_, context)| context.endpoint.clone())
+        .column("TOKEN FILE", |(_, context)| {
+            context
+                .token_file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default()
+        })
+        .column("ORG", |(_, context)| {
+            context.org.clone().unwrap_or_default()
+        })
+        .column("WORKSPACE", |(_, context)| {
+            context.workspace.clone().unwrap_or_default()
+        });
     match out.format {
         super::output::Format::Table => out.show_plain(view),
         _ => out.show_serde(contexts, view),

@@ -156,34 +156,17 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
 }
 
 fn grants_table(grants: &[pb::Grant]) -> View {
-    View::table(
-        vec![
-            "ID",
-            "KIND",
-            "LABEL",
-            "TOKEN",
-            "STATE",
-            "PINNED",
-            "CREATED",
-            "EXPIRES",
-            "LAST USED",
-        ],
-        grants,
-        |grant| {
-            vec![
-                grant.id.clone(),
-                kind(grant.kind),
-                grant.label.clone(),
-                format!("{}…", grant.token_prefix),
-                state(grant.state),
-                pinned(grant.pinned_version),
-                time(grant.create_time.as_ref()),
-                expires(grant.expire_time.as_ref()),
-                time(grant.last_use_time.as_ref()),
-            ]
-        },
-        |grant| grant.id.clone(),
-    )
+    View::table(grants)
+        .id("ID", |grant| grant.id.clone())
+        .column("KIND", |grant| kind(grant.kind))
+        .column("LABEL", |grant| grant.label.clone())
+        .column("TOKEN", |grant| format!("{}…", grant.token_prefix))
+        .column("STATE", |grant| state(grant.state))
+        .column("PINNED", |grant| pinned(grant.pinned_version))
+        .column("CREATED", |grant| time(grant.create_time.as_ref()))
+        .column("EXPIRES", |grant| expires(grant.expire_time.as_ref()))
+        .column("LAST USED", |grant| time(grant.last_use_time.as_ref()))
+        .into()
 }
 
 fn grant_fields(grant: &pb::Grant) -> Vec<(&'static str, String)> {

@@ -135,6 +135,17 @@ impl From<ContentType> for pb::ItemContentType {
     }
 }
 
+fn items_table(items: &[pb::WorkspaceItemSummary]) -> View {
+    View::table(items)
+        .id("KEY", |item| item.key.clone())
+        .column("TYPE", |item| content_type(item.content_type))
+        .column("REVISION", |item| item.revision.to_string())
+        .column("SIZE", |item| item.size_bytes.to_string())
+        .column("UPDATED", |item| time(item.update_time.as_ref()))
+        .column("PREVIEW", |item| one_line(&item.preview, 60))
+        .into()
+}
+
 fn content_type(value: i32) -> String {
     word(
         value,
@@ -182,22 +193,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 })
                 .await?
                 .into_inner();
-            let view = View::table(
-                vec!["KEY", "TYPE", "REVISION", "SIZE", "UPDATED", "PREVIEW"],
-                &listed.items,
-                |item| {
-                    vec![
-                        item.key.clone(),
-                        content_type(item.content_type),
-                        item.revision.to_string(),
-                        item.size_bytes.to_string(),
-                        time(item.update_time.as_ref()),
-                        one_line(&item.preview, 60),
-                    ]
-                },
-                |item| item.key.clone(),
-            );
-            out.show(&listed, view)?;
+            out.show(&listed, items_table(&listed.items))?;
             let usage = listed.usage.unwrap_or_default();
             out.say(&format!(
                 "store {} at revision {}: {} of {} items, {} of {} bytes",

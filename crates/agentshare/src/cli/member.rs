@@ -13,21 +13,17 @@ pub type Member<'a> = (Option<&'a pb::User>, String, Option<&'a Timestamp>);
 
 /// Members as a table, `member` reading each one.
 pub fn members_table<M>(members: &[M], member: impl Fn(&M) -> Member<'_>) -> View {
-    View::table(
-        vec!["USER", "EMAIL", "ROLE", "SINCE"],
-        members,
-        |each| {
-            let (user, role, since) = member(each);
-            let user = user.cloned().unwrap_or_default();
-            vec![user.id, user.email, role, time(since)]
-        },
-        |each| {
-            member(each)
-                .0
-                .map(|user| user.id.clone())
-                .unwrap_or_default()
-        },
-    )
+    let members: Vec<Member<'_>> = members.iter().map(member).collect();
+    View::table(&members)
+        .id("USER", |(user, _, _)| {
+            user.map(|user| user.id.clone()).unwrap_or_default()
+        })
+        .column("EMAIL", |(user, _, _)| {
+            user.map(|user| user.email.clone()).unwrap_or_default()
+        })
+        .column("ROLE", |(_, role, _)| role.clone())
+        .column("SINCE", |(_, _, since)| time(*since))
+        .into()
 }
 
 /// One member as a record.

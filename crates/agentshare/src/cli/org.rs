@@ -161,26 +161,17 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
         Command::List => {
             let call = tenancy.list_my_orgs(pb::ListMyOrgsRequest::default());
             out.answer(call.await?, |listed| {
-                View::table(
-                    vec!["ID", "NAME", "ROLE", "WORKSPACES"],
-                    &listed.orgs,
-                    |membership| {
-                        let org = membership.org.clone().unwrap_or_default();
-                        vec![
-                            org.id,
-                            org.name,
-                            role(membership.role),
-                            org.workspaces_enabled.to_string(),
-                        ]
-                    },
-                    |membership| {
-                        membership
-                            .org
-                            .as_ref()
-                            .map(|o| o.id.clone())
-                            .unwrap_or_default()
-                    },
-                )
+                let orgs: Vec<(pb::Org, String)> = listed
+                    .orgs
+                    .iter()
+                    .map(|m| (m.org.clone().unwrap_or_default(), role(m.role)))
+                    .collect();
+                View::table(&orgs)
+                    .id("ID", |(org, _)| org.id.clone())
+                    .column("NAME", |(org, _)| org.name.clone())
+                    .column("ROLE", |(_, role)| role.clone())
+                    .column("WORKSPACES", |(org, _)| org.workspaces_enabled.to_string())
+                    .into()
             })
         }
         Command::Update {

@@ -5,7 +5,6 @@
 use std::io::Write as _;
 use std::sync::OnceLock;
 
-use comfy_table::Table;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, SerializeOptions};
 
 use super::failure::{Failure, Outcome};
@@ -51,27 +50,56 @@ impl View {
         }
     }
 
-    /// Many records as a table with a header.
-    pub fn table<T>(
-        header: Vec<&'static str>,
-        items: &[T],
-        row: impl Fn(&T) -> Vec<String>,
-        id: impl Fn(&T) -> String,
-    ) -> Self {
-        Self {
-            header,
-            rows: items.iter().map(&row).collect(),
-            ids: items.iter().map(&id).collect(),
+    /// Many records as a table, a row per item, built one column at a time.
+    pub fn table<T>(items: &[T]) -> Table<'_, T> {
+        Table {
+            items,
+            view: Self {
+                header: Vec::new(),
+                rows: vec![Vec::new(); items.len()],
+                ids: Vec::new(),
+            },
         }
+    }
+}
+
+/// A table being built: each column's header is written beside the cell
+/// it heads, so the two cannot drift apart.
+pub struct Table<'a, T> {
+    items: &'a [T],
+    view: View,
+}
+
+impl<T> Table<'_, T> {
+    /// A column headed `header`, `cell` reading each item's value.
+    pub fn column(mut self, header: &'static str, cell: impl Fn(&T) -> String) -> Self {
+        self.view.header.push(header);
+        for (row, item) in self.view.rows.iter_mut().zip(self.items) {
+            row.push(cell(item));
+        }
+        self
+    }
+
+    /// The column that names each item: `--quiet` prints its values.
+    pub fn id(mut self, header: &'static str, cell: impl Fn(&T) -> String) -> Self {
+        self.view.ids = self.items.iter().map(&cell).collect();
+        self.column(header, cell)
+    }
+}
+
+impl<T> From<Table<'_, T>> for View {
+    fn from(table: Table<'_, T>) -> Self {
+        table.view
     }
 }
 
 impl Output {
     /// Prints `answer` (the whole response, in JSON and YAML) or its view.
-    pub fn show<M>(&self, answer: &M, view: View) -> Outcome
+    pub fn show<M>(&self, answer: &M, view: impl Into<View>) -> Outcome
     where
         M: prost::Message + prost::Name,
     {
+        let view = view.into();
         match (self.quiet, self.format) {
             (true, _) => {
                 for id in view.ids {
@@ -95,7 +123,8 @@ impl Output {
     }
 
     /// Prints a view that stands for no API message (local state).
-    pub fn show_plain(&self, view: View) -> Outcome {
+    pub fn show_plain(&self, view: impl Into<View>) -> Outcome {
+        let view = view.into();
         if self.quiet {
             for id in view.ids {
                 self.line(&id)?;
@@ -106,7 +135,7 @@ impl Output {
     }
 
     /// Prints local state: its serde form in JSON and YAML, else its view.
-    pub fn show_serde<T: serde::Serialize>(&self, value: &T, view: View) -> Outcome {
+    pub fn show_serde<T: serde::Serialize>(&self, value: &T, view: impl Into<View>) -> Outcome {
         let json = serde_json::to_value(value)
             .map_err(|e| Failure::local(format!("cannot print: {e}")))?;
         match (self.quiet, self.format) {
@@ -168,7 +197,7 @@ fn render(view: &View) -> String {
     if view.rows.is_empty() {
         return "(none)\n".into();
     }
-    let mut table = Table::new();
+    let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::NOTHING);
     table.set_header(view.header.clone());
     for row in &view.rows {
@@ -299,6 +328,18 @@ pub fn word<E: TryFrom<i32>>(value: i32, name: fn(&E) -> &'static str, prefix: &
     E::try_from(value).map_or_else(|_| value.to_string(), |known| label(name(&known), prefix))
 }
 
+/// A value of a protobuf enum as [`word`] gives it, but nothing at all
+/// when this client does not know it.
+pub fn word_or_blank<E: TryFrom<i32>>(
+    value: i32,
+    name: fn(&E) -> &'static str,
+    prefix: &str,
+) -> String {
+    E::try_from(value)
+        .map(|known| label(name(&known), prefix))
+        .unwrap_or_default()
+}
+
 /// `word`, then `detail` after a colon when there is one: `failed: timeout`.
 pub fn with_detail(word: String, detail: &str) -> String {
     if detail.is_empty() {
@@ -306,6 +347,11 @@ pub fn with_detail(word: String, detail: &str) -> String {
     } else {
         format!("{word}: {detail}")
     }
+}
+
+/// `mark` in the rows a column flags, nothing in the others.
+pub fn flag(on: bool, mark: &str) -> String {
+    if on { mark.into() } else { String::new() }
 }
 
 /// A timestamp for people, in UTC to the second.
@@ -384,13 +430,21 @@ mod tests {
     }
 
     #[test]
-    fn a_table_has_a_header_and_a_row_per_item() {
-        let view = View::table(
-            vec!["ID", "NAME"],
-            &[("a1", "Research"), ("a2", "Support")],
-            |(id, name)| vec![(*id).to_string(), (*name).to_string()],
-            |(id, _)| (*id).to_string(),
+    fn an_unknown_value_can_read_as_nothing() {
+        let admin = OrgRole::Admin as i32;
+        assert_eq!(
+            word_or_blank(admin, OrgRole::as_str_name, "ORG_ROLE_"),
+            "admin"
         );
+        assert_eq!(word_or_blank(99, OrgRole::as_str_name, "ORG_ROLE_"), "");
+    }
+
+    #[test]
+    fn a_table_has_a_header_and_a_row_per_item() {
+        let view: View = View::table(&[("a1", "Research"), ("a2", "Support")])
+            .id("ID", |(id, _)| (*id).to_string())
+            .column("NAME", |(_, name)| (*name).to_string())
+            .into();
         let text = render(&view);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");

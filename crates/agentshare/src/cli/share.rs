@@ -14,7 +14,7 @@ use agentshare_proto::sharing::v1 as pb;
 
 use super::client::{Api, Target, every_page};
 use super::failure::Outcome;
-use super::output::{Output, View, label, word};
+use super::output::{Output, View, word, word_or_blank};
 
 /// `agentshare share AGENT`
 #[derive(Debug, clap::Args)]
@@ -209,12 +209,8 @@ async fn preview_unshare(api: &Api, agent_id: String, out: Output) -> Outcome {
         .await?
         .into_inner();
     if !out.for_people() {
-        let view = View::table(
-            vec!["USER"],
-            &preview.users_losing_access,
-            |user| vec![user.user_id.clone()],
-            |user| user.user_id.clone(),
-        );
+        let view =
+            View::table(&preview.users_losing_access).id("USER", |user| user.user_id.clone());
         return out.show(&preview, view);
     }
     out.write(&impact_words(&agent_id, &preview))
@@ -553,38 +549,39 @@ pub async fn my_agents(args: MyAgentsArgs, target: &Target, out: Output) -> Outc
     };
     let listed = every_page(request, async |r| access.list_my_agents(r).await).await?;
     let colour = Colour::for_stdout();
-    let view = View::table(
-        vec![
-            "ID", "NAME", "RELATION", "OWNER", "STATE", "VERSION", "PINNED", "CAN RUN", "SETUP",
-        ],
-        &listed.agents,
-        |agent| {
-            let owner = if agent.owner_display_name.is_empty() {
+    let view = View::table(&listed.agents)
+        .id("ID", |agent| agent.agent_id.clone())
+        .column("NAME", |agent| agent.name.clone())
+        .column("RELATION", |agent| {
+            word_or_blank(
+                agent.relation,
+                pb::AgentRelation::as_str_name,
+                "AGENT_RELATION_",
+            )
+        })
+        .column("OWNER", |agent| {
+            if agent.owner_display_name.is_empty() {
                 agent.owner_user_id.clone()
             } else {
                 agent.owner_display_name.clone()
-            };
-            vec![
-                agent.agent_id.clone(),
-                agent.name.clone(),
-                pb::AgentRelation::try_from(agent.relation)
-                    .map(|r| label(r.as_str_name(), "AGENT_RELATION_"))
-                    .unwrap_or_default(),
-                owner,
-                pb::AgentAccessState::try_from(agent.state)
-                    .map(|s| label(s.as_str_name(), "AGENT_ACCESS_STATE_"))
-                    .unwrap_or_default(),
-                agent.latest_version.to_string(),
-                agent
-                    .pinned_version
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-                yes_no(agent.can_run),
-                setup_dot(agent.setup_status, colour),
-            ]
-        },
-        |agent| agent.agent_id.clone(),
-    );
+            }
+        })
+        .column("STATE", |agent| {
+            word_or_blank(
+                agent.state,
+                pb::AgentAccessState::as_str_name,
+                "AGENT_ACCESS_STATE_",
+            )
+        })
+        .column("VERSION", |agent| agent.latest_version.to_string())
+        .column("PINNED", |agent| {
+            agent
+                .pinned_version
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        })
+        .column("CAN RUN", |agent| yes_no(agent.can_run))
+        .column("SETUP", |agent| setup_dot(agent.setup_status, colour));
     out.show(&listed, view)
 }
 

@@ -180,36 +180,17 @@ async fn summary(
         Group::Agent => "AGENT",
         Group::Account => "BILLED TO",
     };
-    let view = View::table(
-        vec![
-            "PERIOD",
-            who,
-            "RUNS",
-            "OK",
-            "FAILED",
-            "CANCELLED",
-            "RUNNING",
-            "TIME",
-            "TOKENS IN",
-            "TOKENS OUT",
-        ],
-        &answer.rows,
-        |row| {
-            vec![
-                period(row, by),
-                group_of(row, group),
-                row.invocation_count.to_string(),
-                row.succeeded_count.to_string(),
-                row.failed_count.to_string(),
-                row.cancelled_count.to_string(),
-                row.running_count.to_string(),
-                duration(row.total_duration.as_ref()),
-                row.input_tokens.to_string(),
-                row.output_tokens.to_string(),
-            ]
-        },
-        |row| group_of(row, group),
-    );
+    let view = View::table(&answer.rows)
+        .column("PERIOD", |row| period(row, by))
+        .id(who, |row| group_of(row, group))
+        .column("RUNS", |row| row.invocation_count.to_string())
+        .column("OK", |row| row.succeeded_count.to_string())
+        .column("FAILED", |row| row.failed_count.to_string())
+        .column("CANCELLED", |row| row.cancelled_count.to_string())
+        .column("RUNNING", |row| row.running_count.to_string())
+        .column("TIME", |row| duration(row.total_duration.as_ref()))
+        .column("TOKENS IN", |row| row.input_tokens.to_string())
+        .column("TOKENS OUT", |row| row.output_tokens.to_string());
     out.show(&answer, view)
 }
 
@@ -259,51 +240,38 @@ async fn runs(
         })
         .await?
         .into_inner();
-    let view = View::table(
-        vec![
-            "ID",
-            "AGENT",
-            "VERSION",
-            "CALLER",
-            "BILLED TO",
-            "INTEGRATIONS",
-            "STATUS",
-            "STARTED",
-            "TIME",
-            "TOKENS",
-        ],
-        &listed.invocations,
-        |record| {
-            vec![
-                record.id.clone(),
-                record.agent_id.clone(),
-                if record.draft_run {
-                    "draft".into()
-                } else {
-                    record.agent_version_number.to_string()
-                },
-                caller(record),
-                record.billed_to_user_id.clone(),
-                record
-                    .integrations
-                    .iter()
-                    .map(|used| {
-                        format!(
-                            "{}: {}",
-                            used.integration_key,
-                            connection_owner(used.connection_owner())
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                status_of(record),
-                time(record.start_time.as_ref()),
-                duration(record.duration.as_ref()),
-                format!("{}/{}", record.input_tokens, record.output_tokens),
-            ]
-        },
-        |record| record.id.clone(),
-    );
+    let view = View::table(&listed.invocations)
+        .id("ID", |record| record.id.clone())
+        .column("AGENT", |record| record.agent_id.clone())
+        .column("VERSION", |record| {
+            if record.draft_run {
+                "draft".into()
+            } else {
+                record.agent_version_number.to_string()
+            }
+        })
+        .column("CALLER", caller)
+        .column("BILLED TO", |record| record.billed_to_user_id.clone())
+        .column("INTEGRATIONS", |record| {
+            record
+                .integrations
+                .iter()
+                .map(|used| {
+                    format!(
+                        "{}: {}",
+                        used.integration_key,
+                        connection_owner(used.connection_owner())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .column("STATUS", status_of)
+        .column("STARTED", |record| time(record.start_time.as_ref()))
+        .column("TIME", |record| duration(record.duration.as_ref()))
+        .column("TOKENS", |record| {
+            format!("{}/{}", record.input_tokens, record.output_tokens)
+        });
     out.show(&listed, view)?;
     if !listed.next_page_token.is_empty() {
         out.say(&format!("more: --page-token {}", listed.next_page_token))?;

@@ -12,7 +12,7 @@ use super::context::{Contexts, config_dir};
 use super::failure::{Failure, Outcome};
 use super::member::{Member, member_record, members_table};
 use super::org::Role;
-use super::output::{Output, View, label, time};
+use super::output::{Output, View, flag, label, time};
 
 /// `agentshare workspace ...`
 #[derive(Debug, clap::Subcommand)]
@@ -173,28 +173,20 @@ async fn list(tenancy: &mut Tenancy, out: Output) -> Outcome {
     } else {
         String::new()
     };
-    let view = View::table(
-        vec!["", "ID", "NAME", "ROLE", "DEFAULT", "CREATED"],
-        &listed.workspaces,
-        |membership| {
-            let workspace = membership.workspace.clone().unwrap_or_default();
-            vec![
-                if workspace.id == active { "*" } else { "" }.to_string(),
-                workspace.id,
-                workspace.name,
-                role(membership.role),
-                workspace.is_default.to_string(),
-                time(workspace.create_time.as_ref()),
-            ]
-        },
-        |membership| {
-            membership
-                .workspace
-                .as_ref()
-                .map(|w| w.id.clone())
-                .unwrap_or_default()
-        },
-    );
+    let workspaces: Vec<(pb::Workspace, String)> = listed
+        .workspaces
+        .iter()
+        .map(|m| (m.workspace.clone().unwrap_or_default(), role(m.role)))
+        .collect();
+    let view = View::table(&workspaces)
+        .column("", |(workspace, _)| flag(workspace.id == active, "*"))
+        .id("ID", |(workspace, _)| workspace.id.clone())
+        .column("NAME", |(workspace, _)| workspace.name.clone())
+        .column("ROLE", |(_, role)| role.clone())
+        .column("DEFAULT", |(workspace, _)| workspace.is_default.to_string())
+        .column("CREATED", |(workspace, _)| {
+            time(workspace.create_time.as_ref())
+        });
     out.show(&listed, view)
 }
 

@@ -21,7 +21,7 @@ use tonic_types::StatusExt as _;
 
 use crate::cli::client::{Api, Channel, Target, every_page};
 use crate::cli::failure::{Failure, Outcome};
-use crate::cli::output::{Output, View, label, time, to_json, with_detail, word};
+use crate::cli::output::{Output, View, flag, label, time, to_json, with_detail, word};
 use definition::{Definition, print_definition};
 use diff::{Side, parse_side, render_change};
 
@@ -389,29 +389,21 @@ async fn list(registry: &mut Registry, mine: bool, only: Option<State>, out: Out
         ..Default::default()
     };
     let listed = every_page(request, async |r| registry.list_agents(r).await).await?;
-    let view = View::table(
-        vec!["ID", "NAME", "STATE", "VERSION", "OWNER", "UNDEPLOYED"],
-        &listed.agents,
-        |agent| {
-            vec![
-                agent.id.clone(),
-                if agent.is_default {
-                    format!("{} (org default)", name_of(agent))
-                } else {
-                    name_of(agent)
-                },
-                state(agent.state),
-                agent.latest_version_number.to_string(),
-                agent.owner_user_id.clone(),
-                if agent.has_undeployed_changes {
-                    "yes".into()
-                } else {
-                    String::new()
-                },
-            ]
-        },
-        |agent| agent.id.clone(),
-    );
+    let view = View::table(&listed.agents)
+        .id("ID", |agent| agent.id.clone())
+        .column("NAME", |agent| {
+            if agent.is_default {
+                format!("{} (org default)", name_of(agent))
+            } else {
+                name_of(agent)
+            }
+        })
+        .column("STATE", |agent| state(agent.state))
+        .column("VERSION", |agent| agent.latest_version_number.to_string())
+        .column("OWNER", |agent| agent.owner_user_id.clone())
+        .column("UNDEPLOYED", |agent| {
+            flag(agent.has_undeployed_changes, "yes")
+        });
     out.show(&listed, view)
 }
 
@@ -466,20 +458,12 @@ async fn versions(registry: &mut Registry, agent_id: String, out: Output) -> Out
         ..Default::default()
     };
     let listed = every_page(request, async |r| registry.list_versions(r).await).await?;
-    let view = View::table(
-        vec!["VERSION", "ORIGIN", "DEPLOYED", "BY", "NOTES"],
-        &listed.versions,
-        |version| {
-            vec![
-                version.number.to_string(),
-                origin(version),
-                time(version.deploy_time.as_ref()),
-                version.deployer_user_id.clone(),
-                version.notes.clone(),
-            ]
-        },
-        |version| version.number.to_string(),
-    );
+    let view = View::table(&listed.versions)
+        .id("VERSION", |version| version.number.to_string())
+        .column("ORIGIN", origin)
+        .column("DEPLOYED", |version| time(version.deploy_time.as_ref()))
+        .column("BY", |version| version.deployer_user_id.clone())
+        .column("NOTES", |version| version.notes.clone());
     out.show(&listed, view)
 }
 
@@ -617,28 +601,15 @@ async fn template(
                 .list_templates(pb::ListTemplatesRequest::default())
                 .await?
                 .into_inner();
-            let view = View::table(
-                vec![
-                    "ID",
-                    "NAME",
-                    "FROM AGENT",
-                    "VERSION",
-                    "PUBLISHER",
-                    "CREATED",
-                ],
-                &listed.templates,
-                |template| {
-                    vec![
-                        template.id.clone(),
-                        template.name.clone(),
-                        template.source_agent_id.clone(),
-                        template.source_version_number.to_string(),
-                        template.publisher_user_id.clone(),
-                        time(template.create_time.as_ref()),
-                    ]
-                },
-                |template| template.id.clone(),
-            );
+            let view = View::table(&listed.templates)
+                .id("ID", |template| template.id.clone())
+                .column("NAME", |template| template.name.clone())
+                .column("FROM AGENT", |template| template.source_agent_id.clone())
+                .column("VERSION", |template| {
+                    template.source_version_number.to_string()
+                })
+                .column("PUBLISHER", |template| template.publisher_user_id.clone())
+                .column("CREATED", |template| time(template.create_time.as_ref()));
             out.show(&listed, view)
         }
         TemplateCommand::Show { template_id } => {
@@ -719,22 +690,13 @@ async fn workspaces(
 }
 
 fn workspaces_table(state: &sharing::AgentSharingState) -> View {
-    View::table(
-        vec!["ID", "NAME", "HOME"],
-        &state.workspaces,
-        |workspace| {
-            vec![
-                workspace.id.clone(),
-                workspace.name.clone(),
-                if workspace.id == state.home_workspace_id {
-                    "yes".into()
-                } else {
-                    String::new()
-                },
-            ]
-        },
-        |workspace| workspace.id.clone(),
-    )
+    View::table(&state.workspaces)
+        .id("ID", |workspace| workspace.id.clone())
+        .column("NAME", |workspace| workspace.name.clone())
+        .column("HOME", |workspace| {
+            flag(workspace.id == state.home_workspace_id, "yes")
+        })
+        .into()
 }
 
 /// The agent as it is now.
