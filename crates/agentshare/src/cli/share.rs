@@ -52,8 +52,8 @@ pub enum AccessCommand {
         #[command(flatten)]
         question: Question,
         /// The action.
-        #[arg(long, value_enum)]
-        action: Action,
+        #[arg(long, value_parser = action_parser())]
+        action: pb::Action,
     },
     /// Every path that gives someone (you by default) access to an agent,
     /// or every reason why not, and the facts behind the decision.
@@ -61,8 +61,8 @@ pub enum AccessCommand {
         #[command(flatten)]
         question: Question,
         /// The action to decide.
-        #[arg(long, value_enum, default_value_t = Action::View)]
-        action: Action,
+        #[arg(long, value_parser = action_parser(), default_value = "view")]
+        action: pb::Action,
     },
 }
 
@@ -109,32 +109,30 @@ impl Question {
     }
 }
 
-/// An action as the command line names it.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Action {
-    View,
-    Run,
-    ConfigureOwn,
-    Edit,
-    Deploy,
-    Share,
-    Delete,
-    ManageGrants,
+/// The actions as the command line names them: the contract's names
+/// without `ACTION_`, in kebab case.
+const ACTIONS: [&str; 8] = [
+    "view",
+    "run",
+    "configure-own",
+    "edit",
+    "deploy",
+    "share",
+    "delete",
+    "manage-grants",
+];
+
+/// Reads `--action` by the contract's own names, so the command line can
+/// offer no action the contract lacks.
+fn action_parser() -> impl clap::builder::TypedValueParser<Value = pb::Action> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(ACTIONS).map(|word| action(&word))
 }
 
-impl From<Action> for pb::Action {
-    fn from(action: Action) -> Self {
-        match action {
-            Action::View => Self::View,
-            Action::Run => Self::Run,
-            Action::ConfigureOwn => Self::ConfigureOwn,
-            Action::Edit => Self::Edit,
-            Action::Deploy => Self::Deploy,
-            Action::Share => Self::Share,
-            Action::Delete => Self::Delete,
-            Action::ManageGrants => Self::ManageGrants,
-        }
-    }
+/// The contract's action a word of [`ACTIONS`] names.
+fn action(word: &str) -> pb::Action {
+    let name = format!("ACTION_{}", word.to_ascii_uppercase().replace('-', "_"));
+    pb::Action::from_str_name(&name).unwrap_or_default()
 }
 
 /// How an agent comes to be in My Agents, as the command line names it.
@@ -371,7 +369,7 @@ pub async fn access(mut command: AccessCommand, target: &Target, out: Output) ->
             let call = access.check(pb::CheckRequest {
                 principal: question.principal(),
                 agent_id: question.agent_id.clone(),
-                action: pb::Action::from(action) as i32,
+                action: action as i32,
             });
             out.answer(call.await?, |checked| {
                 View::record(
@@ -379,7 +377,7 @@ pub async fn access(mut command: AccessCommand, target: &Target, out: Output) ->
                     vec![
                         ("agent", question.agent_id.clone()),
                         ("who", question.who()),
-                        ("action", action_name(pb::Action::from(action) as i32)),
+                        ("action", action_name(action as i32)),
                         ("allowed", yes_no(checked.allowed)),
                         ("because", reason_for(checked.reason, &question.who())),
                     ],
@@ -390,18 +388,14 @@ pub async fn access(mut command: AccessCommand, target: &Target, out: Output) ->
             let call = access.explain(pb::ExplainRequest {
                 principal: question.principal(),
                 agent_id: question.agent_id.clone(),
-                action: pb::Action::from(action) as i32,
+                action: action as i32,
             });
             let explained = call.await?.into_inner();
             if !out.for_people() {
                 let view = View::record(question.agent_id.clone(), Vec::new());
                 return out.show(&explained, view);
             }
-            out.write(&explanation(
-                &question,
-                pb::Action::from(action) as i32,
-                &explained,
-            ))
+            out.write(&explanation(&question, action as i32, &explained))
         }
     }
 }
@@ -623,6 +617,13 @@ pub(super) fn setup_dot(status: i32, colour: Colour) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_action_of_the_contract_has_its_word() {
+        let named: Vec<pb::Action> = ACTIONS.iter().map(|word| action(word)).collect();
+        let contract: Vec<pb::Action> = (1..).map_while(|n| pb::Action::try_from(n).ok()).collect();
+        assert_eq!(named, contract);
+    }
 
     #[test]
     fn the_setup_dot_always_carries_its_word_and_is_coloured_only_when_asked() {
