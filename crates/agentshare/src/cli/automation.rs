@@ -228,9 +228,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 enabled: enable,
                 channels: channels(chosen),
             });
-            out.answer(call.await?, |answer| {
-                subscription_record(answer.subscription.as_ref())
-            })
+            out.answer(call.await?, subscription_record)
         }
         Command::Enable(which) => switch(&api, which, true, out).await,
         Command::Disable(which) => switch(&api, which, false, out).await,
@@ -238,21 +236,11 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             which,
             channels: chosen,
         } => {
-            let (agent_id, automation_key) = resolve(&api, which).await?;
-            let call = automations.update_subscription(pb::UpdateSubscriptionRequest {
-                agent_id,
-                automation_key,
-                settings: Some(pb::SubscriptionSettings {
-                    enabled: false,
-                    channels: channels(chosen),
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["channels".into()],
-                }),
-            });
-            out.answer(call.await?, |answer| {
-                subscription_record(answer.subscription.as_ref())
-            })
+            let settings = pb::SubscriptionSettings {
+                enabled: false,
+                channels: channels(chosen),
+            };
+            update(&api, which, "channels", settings, out).await
         }
         Command::Pause { which, until, for_ } => {
             let paused_until = match (until, for_) {
@@ -266,9 +254,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 automation_key,
                 paused_until: Some(paused_until),
             });
-            out.answer(call.await?, |answer| {
-                subscription_record(answer.subscription.as_ref())
-            })
+            out.answer(call.await?, subscription_record)
         }
         Command::Resume(which) => {
             let (agent_id, automation_key) = resolve(&api, which).await?;
@@ -276,9 +262,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 agent_id,
                 automation_key,
             });
-            out.answer(call.await?, |answer| {
-                subscription_record(answer.subscription.as_ref())
-            })
+            out.answer(call.await?, subscription_record)
         }
         Command::Unsubscribe(which) => {
             let (agent_id, automation_key) = resolve(&api, which).await?;
@@ -439,24 +423,35 @@ async fn list(automations: &mut Automations, agent: String, out: Output) -> Outc
     out.show(&answer, view)
 }
 
-/// Enables or disables a subscription (UpdateSubscription on `enabled`).
+/// Enables or disables a subscription.
 async fn switch(api: &Api, which: Which, enabled: bool, out: Output) -> Outcome {
+    let settings = pb::SubscriptionSettings {
+        enabled,
+        channels: Vec::new(),
+    };
+    update(api, which, "enabled", settings, out).await
+}
+
+/// Changes the one setting `path` names, leaving the others as they are
+/// (UpdateSubscription with a one-path mask).
+async fn update(
+    api: &Api,
+    which: Which,
+    path: &str,
+    settings: pb::SubscriptionSettings,
+    out: Output,
+) -> Outcome {
     let (agent_id, automation_key) = resolve(api, which).await?;
     let request = pb::UpdateSubscriptionRequest {
         agent_id,
         automation_key,
-        settings: Some(pb::SubscriptionSettings {
-            enabled,
-            channels: Vec::new(),
-        }),
+        settings: Some(settings),
         update_mask: Some(prost_types::FieldMask {
-            paths: vec!["enabled".into()],
+            paths: vec![path.into()],
         }),
     };
     let call = api.automations().update_subscription(request).await?;
-    out.answer(call, |answer| {
-        subscription_record(answer.subscription.as_ref())
-    })
+    out.answer(call, subscription_record)
 }
 
 /// The agent and key a subscription is addressed by.
@@ -499,8 +494,31 @@ async fn my_subscriptions(
     .await
 }
 
-fn subscription_record(subscription: Option<&pb::Subscription>) -> View {
-    let s = subscription.cloned().unwrap_or_default();
+/// An answer that carries the caller's subscription as the call left it.
+trait Subscribed {
+    fn subscription(&self) -> Option<&pb::Subscription>;
+}
+
+macro_rules! subscribed {
+    ($($answer:ty),+) => {$(
+        impl Subscribed for $answer {
+            fn subscription(&self) -> Option<&pb::Subscription> {
+                self.subscription.as_ref()
+            }
+        }
+    )+};
+}
+
+subscribed!(
+    pb::SubscribeResponse,
+    pb::UpdateSubscriptionResponse,
+    pb::PauseSubscriptionResponse,
+    pb::ResumeSubscriptionResponse
+);
+
+/// Every answer that carries a subscription prints as it.
+fn subscription_record(answer: &impl Subscribed) -> View {
+    let s = answer.subscription().cloned().unwrap_or_default();
     let mut fields = vec![
         ("subscription", s.id.clone()),
         ("agent", format!("{} ({})", s.agent_name, s.agent_id)),
