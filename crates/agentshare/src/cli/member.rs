@@ -1,6 +1,7 @@
 //! A member of an org or of a workspace, which `org members` and
 //! `workspace members` print alike: the user, their email, their role and
-//! since when. Only the roles differ, so each group words its own.
+//! since when. Only the roles differ, so each group words its own. `me`
+//! reads the caller's user the same way.
 
 use agentshare_proto::sharing::v1 as pb;
 use prost_types::Timestamp;
@@ -28,9 +29,13 @@ pub fn members_table<M>(members: &[M], member: impl Fn(&M) -> Member<'_>) -> Vie
 
 /// One member as a record.
 pub fn member_record((user, role, _): Member<'_>) -> View {
+    user_record(user, vec![("role", role)])
+}
+
+/// A user as a record named by their id: the id and email, then `more`.
+pub fn user_record(user: Option<&pb::User>, more: Vec<(&'static str, String)>) -> View {
     let user = user.cloned().unwrap_or_default();
-    View::record(
-        user.id.clone(),
-        vec![("user", user.id), ("email", user.email), ("role", role)],
-    )
+    let mut fields = vec![("user", user.id.clone()), ("email", user.email)];
+    fields.extend(more);
+    View::record(user.id, fields)
 }

@@ -5,7 +5,7 @@ use agentshare_proto::sharing::v1 as pb;
 
 use super::client::Target;
 use super::failure::{Failure, Outcome};
-use super::member::{Member, member_record, members_table};
+use super::member::{Member, member_record, members_table, user_record};
 use super::output::{Output, View, time, word};
 
 /// `agentshare org ...`
@@ -117,12 +117,9 @@ pub async fn me(target: &Target, out: Output) -> Outcome {
     let api = target.api()?;
     let me = api.tenancy().get_me(pb::GetMeRequest {}).await?;
     out.answer(me, |me| {
-        let user = me.user.clone().unwrap_or_default();
-        View::record(
-            user.id.clone(),
+        user_record(
+            me.user.as_ref(),
             vec![
-                ("user", user.id),
-                ("email", user.email),
                 ("org", me.org_id.clone()),
                 ("org role", role(me.org_role)),
                 ("workspace", me.workspace_id.clone()),
