@@ -19,7 +19,7 @@ use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::server::{self, Passes, Running};
+use agentshare_kit::server::{Passes, Running};
 use agentshare_proto::events::v1::event_log_service_server::{
     self as event_log, EventLogServiceServer,
 };
@@ -49,12 +49,9 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         db,
         clock: context.clock.clone(),
     };
-    let channel = |service: ServiceName| {
-        server::channel(&context.identity, service, context.config.peers.of(service))
-    };
     let peers = peers::Peers::new(
-        channel(ServiceName::Registry)?,
-        &channel(ServiceName::Sharing)?,
+        context.peer(ServiceName::Registry)?,
+        &context.peer(ServiceName::Sharing)?,
         context.identity.clone(),
     );
     let subscriptions = subscriptions::service::Subscriptions {
@@ -68,7 +65,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     let firing_passes = Passes::default();
     firing::passes::Firing::new(
         storage.clone(),
-        channel(ServiceName::Gateway)?,
+        context.peer(ServiceName::Gateway)?,
         context.identity.clone(),
         context.config.scheduler.clone(),
         firing_passes.clone(),
