@@ -569,6 +569,12 @@ impl CallerPolicy {
         self
     }
 
+    /// Restricts this service's event log to the services that follow it.
+    pub fn event_followers(self, followers: &'static [ServiceName]) -> Self {
+        use agentshare_proto::events::v1::event_log_service_server::SERVICE_NAME;
+        self.internal(SERVICE_NAME, followers)
+    }
+
     /// Restricts one method (`pkg.Service/Method`) of an internal service
     /// to `callers`, in place of the service's list, so a caller that needs
     /// one RPC is granted that RPC only.

@@ -15,9 +15,7 @@ use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::server::Running;
-use agentshare_proto::events::v1::event_log_service_server::{
-    self as event_log, EventLogServiceServer,
-};
+use agentshare_proto::events::v1::event_log_service_server::EventLogServiceServer;
 use agentshare_proto::registry::v1::agent_registry_internal_service_server::{
     self as registry_internal, AgentRegistryInternalServiceServer,
 };
@@ -30,14 +28,11 @@ static MIGRATIONS: Migrations = agentshare_kit::migrations_per_backend!();
 /// follows automation changes; the store drops a deleted agent's items.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
-        .internal(
-            event_log::SERVICE_NAME,
-            &[
-                ServiceName::Sharing,
-                ServiceName::Store,
-                ServiceName::Scheduler,
-            ],
-        )
+        .event_followers(&[
+            ServiceName::Sharing,
+            ServiceName::Store,
+            ServiceName::Scheduler,
+        ])
         .internal(
             registry_internal::SERVICE_NAME,
             &[ServiceName::Gateway, ServiceName::Scheduler],

@@ -20,9 +20,7 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::server::{Passes, Running};
-use agentshare_proto::events::v1::event_log_service_server::{
-    self as event_log, EventLogServiceServer,
-};
+use agentshare_proto::events::v1::event_log_service_server::EventLogServiceServer;
 use agentshare_proto::scheduler::v1::automations_internal_service_server::{
     self as automations_internal, AutomationsInternalServiceServer,
 };
@@ -38,7 +36,7 @@ static MIGRATIONS: Migrations = Migrations::shared(sqlx::migrate!("./migrations"
 /// consumes the scheduler's events yet.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
-        .internal(event_log::SERVICE_NAME, &[])
+        .event_followers(&[])
         .internal(automations_internal::SERVICE_NAME, &[ServiceName::Sharing])
 }
 

@@ -12,9 +12,7 @@ use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::server::Running;
-use agentshare_proto::events::v1::event_log_service_server::{
-    self as event_log, EventLogServiceServer,
-};
+use agentshare_proto::events::v1::event_log_service_server::EventLogServiceServer;
 use agentshare_proto::scheduler::v1::automations_internal_service_client::AutomationsInternalServiceClient;
 use agentshare_proto::sharing::v1::access_internal_service_server::{
     self as access_internal, AccessInternalServiceServer,
@@ -51,14 +49,11 @@ fn caller_policy() -> CallerPolicy {
             "agentshare.sharing.v1.AccessInternalService/ResolveStore",
             &[ServiceName::Store],
         )
-        .internal(
-            event_log::SERVICE_NAME,
-            &[
-                ServiceName::Registry,
-                ServiceName::Store,
-                ServiceName::Scheduler,
-            ],
-        )
+        .event_followers(&[
+            ServiceName::Registry,
+            ServiceName::Store,
+            ServiceName::Scheduler,
+        ])
 }
 
 /// Serves sharing on `listener` until the context's shutdown.

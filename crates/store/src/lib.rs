@@ -15,9 +15,7 @@ use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::server::Running;
 use agentshare_proto::events::v1::Event;
-use agentshare_proto::events::v1::event_log_service_server::{
-    self as event_log, EventLogServiceServer,
-};
+use agentshare_proto::events::v1::event_log_service_server::EventLogServiceServer;
 use agentshare_proto::store::v1::sessions_service_server::SessionsServiceServer;
 use agentshare_proto::store::v1::store_internal_service_server::{
     self as store_internal, StoreInternalServiceServer,
@@ -45,7 +43,7 @@ fn caller_policy() -> CallerPolicy {
                 ServiceName::Sharing,
             ],
         )
-        .internal(event_log::SERVICE_NAME, &[ServiceName::Scheduler])
+        .event_followers(&[ServiceName::Scheduler])
 }
 
 /// Registry's events, as far as the store follows them.
