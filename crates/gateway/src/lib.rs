@@ -45,11 +45,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         ServiceName::Store,
     ];
     for backend in routes.backends().into_iter().chain(needed) {
-        let endpoints = context.config.peers.of(backend);
-        backends.insert(
-            backend,
-            server::channel(&context.identity, backend, endpoints)?,
-        );
+        backends.insert(backend, context.peer(backend)?);
     }
     let backend = |service: ServiceName| {
         backends
