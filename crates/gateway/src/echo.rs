@@ -23,6 +23,9 @@ use serde_json::Value;
 use store::workspace_store_service_client::WorkspaceStoreServiceClient;
 use tokio::sync::mpsc;
 use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::runtime::{RunEvents, Runtime};
@@ -214,7 +217,22 @@ struct Tools {
     agent_id: String,
     token: String,
     address: String,
-    client: Option<WorkspaceStoreServiceClient<Channel>>,
+    client: Option<ToolClient>,
+}
+
+type ToolClient = WorkspaceStoreServiceClient<InterceptedService<Channel, RunToken>>;
+
+/// Puts `authorization: Bearer <run token>` on every tool call.
+#[derive(Clone)]
+struct RunToken(MetadataValue<Ascii>);
+
+impl Interceptor for RunToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
 }
 
 impl Tools {
@@ -231,25 +249,19 @@ impl Tools {
         }
     }
 
-    fn client(&mut self) -> Result<WorkspaceStoreServiceClient<Channel>, String> {
+    fn client(&mut self) -> Result<ToolClient, String> {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
         let channel = Endpoint::from_shared(self.address.clone())
             .map_err(|e| format!("bad gateway address: {e}"))?
             .connect_lazy();
-        let client = WorkspaceStoreServiceClient::new(channel);
-        self.client = Some(client.clone());
-        Ok(client)
-    }
-
-    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
-        let mut request = tonic::Request::new(message);
-        let value = format!("Bearer {}", self.token)
+        let token = format!("Bearer {}", self.token)
             .parse()
             .map_err(|_| "the run token is not a valid header".to_string())?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
+        let client = WorkspaceStoreServiceClient::with_interceptor(channel, RunToken(token));
+        self.client = Some(client.clone());
+        Ok(client)
     }
 
     /// Calls one tool; the result is a one-line summary for the answer.
@@ -267,18 +279,14 @@ impl Tools {
         };
         let agent_id = self.agent_id.clone();
         let mut client = self.client()?;
-        let failed = |status: Status| format!("{:?}: {}", status.code(), status.message());
         match tool {
             "workspace_list" => {
-                let listed = client
-                    .workspace_list(self.request(store::WorkspaceListRequest {
-                        agent_id,
-                        key_prefix: text("key_prefix"),
-                        ..Default::default()
-                    })?)
-                    .await
-                    .map_err(failed)?
-                    .into_inner();
+                let listed = reply(client.workspace_list(store::WorkspaceListRequest {
+                    agent_id,
+                    key_prefix: text("key_prefix"),
+                    ..Default::default()
+                }))
+                .await?;
                 let keys: Vec<String> = listed.items.into_iter().map(|i| i.key).collect();
                 Ok(format!(
                     "partition {} holds [{}]",
@@ -287,59 +295,49 @@ impl Tools {
                 ))
             }
             "workspace_read" => {
-                let item = client
-                    .workspace_read(self.request(store::WorkspaceReadRequest {
-                        agent_id,
-                        key: text("key"),
-                    })?)
-                    .await
-                    .map_err(failed)?
-                    .into_inner()
-                    .item
-                    .unwrap_or_default();
+                let item = reply(client.workspace_read(store::WorkspaceReadRequest {
+                    agent_id,
+                    key: text("key"),
+                }))
+                .await?
+                .item
+                .unwrap_or_default();
                 Ok(format!("{} = {}", item.key, item.value))
             }
             "workspace_write" => {
-                let written = client
-                    .workspace_write(self.request(store::WorkspaceWriteRequest {
-                        agent_id,
-                        key: text("key"),
-                        value: text("value"),
-                        ..Default::default()
-                    })?)
-                    .await
-                    .map_err(failed)?
-                    .into_inner()
-                    .item
-                    .unwrap_or_default();
+                let written = reply(client.workspace_write(store::WorkspaceWriteRequest {
+                    agent_id,
+                    key: text("key"),
+                    value: text("value"),
+                    ..Default::default()
+                }))
+                .await?
+                .item
+                .unwrap_or_default();
                 Ok(format!(
                     "wrote {} at revision {}",
                     written.key, written.revision
                 ))
             }
             "workspace_delete" => {
-                client
-                    .workspace_delete(self.request(store::WorkspaceDeleteRequest {
-                        agent_id,
-                        key: text("key"),
-                        expected_revision: None,
-                    })?)
-                    .await
-                    .map_err(failed)?;
+                reply(client.workspace_delete(store::WorkspaceDeleteRequest {
+                    agent_id,
+                    key: text("key"),
+                    expected_revision: None,
+                }))
+                .await?;
                 Ok(format!("deleted {}", text("key")))
             }
             "workspace_publish" => {
                 let target_key = text("target_key");
-                client
-                    .workspace_publish(self.request(store::WorkspacePublishRequest {
-                        agent_id,
-                        key: text("key"),
-                        target_agent_id: text("target_agent_id"),
-                        target_key: (!target_key.is_empty()).then_some(target_key),
-                        expected_target_revision: None,
-                    })?)
-                    .await
-                    .map_err(failed)?;
+                reply(client.workspace_publish(store::WorkspacePublishRequest {
+                    agent_id,
+                    key: text("key"),
+                    target_agent_id: text("target_agent_id"),
+                    target_key: (!target_key.is_empty()).then_some(target_key),
+                    expected_target_revision: None,
+                }))
+                .await?;
                 Ok(format!(
                     "published {} to agent {}",
                     text("key"),
@@ -349,4 +347,13 @@ impl Tools {
             other => Err(format!("the echo runtime has no tool {other:?}")),
         }
     }
+}
+
+/// A tool's reply, or its failure as the answer reports it.
+async fn reply<T>(
+    call: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, String> {
+    call.await
+        .map(tonic::Response::into_inner)
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
 }

@@ -129,6 +129,23 @@ fn tool_call_event(call: agentshare_proto::runtime::v1::ToolCallRecord) -> pb::T
     }
 }
 
+/// How a run ended, as the stream's last event; the unary reply carries
+/// the same fields.
+fn completed(agent_id: &str, finished: Finished) -> pb::InvokeCompleted {
+    let started = &finished.started;
+    pb::InvokeCompleted {
+        session_id: started.session_id.clone(),
+        invocation_id: started.invocation_id.clone(),
+        version_id: run::version_id(agent_id, started.version_number),
+        version_number: started.version_number,
+        draft: started.draft,
+        usage: Some(usage_of(&finished)),
+        billed_to: billed_to(started).into(),
+        finish_reason: finish_reason(&finished).into(),
+        output_text: finished.output_text,
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::InvokeStreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -146,24 +163,26 @@ impl InvokeService for Invoke {
             .spawn_run(principal, spec, None)
             .await
             .map_err(|failed| failed.status)?;
-        let started = &finished.started;
+        let session_secret = finished.started.session_secret.clone();
+        let tool_calls = finished
+            .tool_calls
+            .iter()
+            .cloned()
+            .map(tool_call_event)
+            .collect();
+        let completed = completed(&agent_id, finished);
         Ok(Response::new(pb::InvokeResponse {
-            session_id: started.session_id.clone(),
-            invocation_id: started.invocation_id.clone(),
-            version_id: run::version_id(&agent_id, started.version_number),
-            version_number: started.version_number,
-            draft: started.draft,
-            usage: Some(usage_of(&finished)),
-            billed_to: billed_to(started).into(),
-            session_secret: started.session_secret.clone(),
-            finish_reason: finish_reason(&finished).into(),
-            tool_calls: finished
-                .tool_calls
-                .iter()
-                .cloned()
-                .map(tool_call_event)
-                .collect(),
-            output_text: finished.output_text,
+            output_text: completed.output_text,
+            session_id: completed.session_id,
+            invocation_id: completed.invocation_id,
+            version_id: completed.version_id,
+            version_number: completed.version_number,
+            draft: completed.draft,
+            usage: completed.usage,
+            billed_to: completed.billed_to,
+            tool_calls,
+            session_secret,
+            finish_reason: completed.finish_reason,
         }))
     }
 
@@ -216,24 +235,11 @@ impl InvokeService for Invoke {
                     }
                 }
                 let last = match run.await {
-                    Ok(Ok(finished)) => {
-                        let started = &finished.started;
-                        Ok(pb::InvokeStreamResponse {
-                            event: Some(pb::invoke_stream_response::Event::Completed(
-                                pb::InvokeCompleted {
-                                    session_id: started.session_id.clone(),
-                                    invocation_id: started.invocation_id.clone(),
-                                    version_id: run::version_id(&agent_id, started.version_number),
-                                    version_number: started.version_number,
-                                    draft: started.draft,
-                                    usage: Some(usage_of(&finished)),
-                                    billed_to: billed_to(started).into(),
-                                    finish_reason: finish_reason(&finished).into(),
-                                    output_text: finished.output_text,
-                                },
-                            )),
-                        })
-                    }
+                    Ok(Ok(finished)) => Ok(pb::InvokeStreamResponse {
+                        event: Some(pb::invoke_stream_response::Event::Completed(completed(
+                            &agent_id, finished,
+                        ))),
+                    }),
                     Ok(Err(failed)) => Err(failed.status),
                     Err(panic) => {
                         tracing::error!(error = %panic, "a streamed run panicked");

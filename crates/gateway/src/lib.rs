@@ -45,11 +45,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
         ServiceName::Store,
     ];
     for backend in routes.backends().into_iter().chain(needed) {
-        let endpoints = context.config.peers.of(backend);
-        backends.insert(
-            backend,
-            server::channel(&context.identity, backend, endpoints)?,
-        );
+        backends.insert(backend, context.peer(backend)?);
     }
     let backend = |service: ServiceName| {
         backends
@@ -150,7 +146,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     let api =
         http::Api::from_contract(contract, limit).map_err(|e| BadSetting::new("contract", e))?;
     let edge = Edge {
-        gateway: proxy::GatewayLayer { forwarder },
+        forwarder,
         api: Arc::new(api),
         cors: http::cors(&context.config.http.allowed_origins),
     };
@@ -177,7 +173,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
 /// gateway's own services.
 #[derive(Clone)]
 struct Edge {
-    gateway: proxy::GatewayLayer,
+    forwarder: Arc<proxy::Forwarder>,
     api: Arc<http::Api>,
     cors: tower_http::cors::CorsLayer,
 }
@@ -188,7 +184,8 @@ impl tower::Layer<tonic::service::Routes> for Edge {
     >;
 
     fn layer(&self, routes: tonic::service::Routes) -> Self::Service {
-        let grpc = tonic_web::GrpcWebLayer::new().layer(self.gateway.layer(routes));
+        let gateway = proxy::GatewayService::new(routes, self.forwarder.clone());
+        let grpc = tonic_web::GrpcWebLayer::new().layer(gateway);
         self.cors.layer(http::Transcoding {
             grpc,
             api: self.api.clone(),

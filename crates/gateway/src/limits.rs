@@ -524,6 +524,13 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// CreateAgentRequest, whose draft holds free-form JSON.
+    fn create_agent_input() -> MessageDescriptor {
+        pool()
+            .get_message_by_name("agentshare.registry.v1.CreateAgentRequest")
+            .expect("input")
+    }
+
     fn framed(messages: &[&[u8]]) -> Vec<u8> {
         let mut body = Vec::new();
         for message in messages {
@@ -610,10 +617,7 @@ mod tests {
 
     #[test]
     fn a_deep_struct_names_the_field_that_holds_it() {
-        let pool = pool();
-        let input = pool
-            .get_message_by_name("agentshare.registry.v1.CreateAgentRequest")
-            .expect("input");
+        let input = create_agent_input();
         // Request, draft, model, parameters: 4 levels, then 3 per JSON level.
         assert_eq!(too_deep(&input, &create_agent(1), 4), None);
         assert_eq!(too_deep(&input, &create_agent(10), 31), None);
@@ -628,10 +632,7 @@ mod tests {
 
     #[test]
     fn deep_unknown_groups_count_too() {
-        let pool = pool();
-        let input = pool
-            .get_message_by_name("agentshare.registry.v1.CreateAgentRequest")
-            .expect("input");
+        let input = create_agent_input();
         // Field 99, a start-group tag, 40 deep, then the matching ends.
         let mut bytes = Vec::new();
         for _ in 0..40 {

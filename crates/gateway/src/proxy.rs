@@ -245,25 +245,15 @@ fn cut_short_by(
 /// Routes public services through the [`Forwarder`] and everything else
 /// (health, reflection, the gateway's own services) to the inner router.
 #[derive(Clone)]
-pub struct GatewayLayer {
-    pub forwarder: Arc<Forwarder>,
-}
-
-impl<S> tower::Layer<S> for GatewayLayer {
-    type Service = GatewayService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GatewayService {
-            inner,
-            forwarder: self.forwarder.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
 pub struct GatewayService<S> {
     inner: S,
     forwarder: Arc<Forwarder>,
+}
+
+impl<S> GatewayService<S> {
+    pub fn new(inner: S, forwarder: Arc<Forwarder>) -> Self {
+        Self { inner, forwarder }
+    }
 }
 
 type HttpRequest = http::Request<Body>;

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::{BadSetting, Config, ConfigArgs};
 use crate::db::{Db, Migrations};
 use crate::identity::{Identity, KeyRing, ServiceName};
-use crate::server::{Running, Shutdown};
+use crate::server::{Running, ServiceChannel, Shutdown};
 
 /// Everything a service needs to start, whichever way it is hosted.
 #[derive(Clone)]
@@ -48,6 +48,12 @@ impl Context {
 
     pub fn drain_delay(&self) -> Duration {
         self.config.shutdown_delay
+    }
+
+    /// A channel to another service at the endpoints configured for it:
+    /// the one way a backend reaches its peers.
+    pub fn peer(&self, service: ServiceName) -> Result<ServiceChannel, BadSetting> {
+        crate::server::channel(&self.identity, service, self.config.peers.of(service))
     }
 
     /// `event_poll_millis`, at least 10 ms: a tighter poll only loads the

@@ -391,22 +391,12 @@ impl From<Status> for Error {
         let message = status.message().to_string();
         let details = status.get_error_details();
         match status.code() {
-            Code::InvalidArgument => {
-                let violations: Vec<FieldViolation> = details
+            Code::InvalidArgument => Self::InvalidArgument(
+                details
                     .bad_request()
-                    .map(|b| {
-                        b.field_violations
-                            .iter()
-                            .map(|v| FieldViolation::new(&v.field, &v.description))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if violations.is_empty() {
-                    Self::InvalidArgument(vec![FieldViolation::new("", message)])
-                } else {
-                    Self::InvalidArgument(violations)
-                }
-            }
+                    .and_then(|b| listed(&b.field_violations))
+                    .unwrap_or_else(|| vec![FieldViolation::new("", message)]),
+            ),
             Code::Unauthenticated => Self::Unauthenticated(message),
             Code::PermissionDenied => Self::PermissionDenied(message),
             Code::NotFound => Self::NotFound(
@@ -415,19 +405,15 @@ impl From<Status> for Error {
                     .unwrap_or(&message)
                     .to_string(),
             ),
-            Code::FailedPrecondition => match details.precondition_failure() {
-                Some(failure) if !failure.violations.is_empty() => Self::Unmet(
-                    message,
-                    failure
-                        .violations
-                        .iter()
-                        .map(|v| {
-                            Precondition::new(reason_of(&v.r#type), &v.subject, &v.description)
-                        })
-                        .collect(),
-                ),
-                _ => Self::FailedPrecondition(message),
-            },
+            Code::FailedPrecondition => {
+                match details
+                    .precondition_failure()
+                    .and_then(|f| listed(&f.violations))
+                {
+                    Some(unmet) => Self::Unmet(message, unmet),
+                    None => Self::FailedPrecondition(message),
+                }
+            }
             Code::Aborted => match details.error_info() {
                 Some(info) => Self::Conflict {
                     message,
@@ -438,20 +424,12 @@ impl From<Status> for Error {
                 None => Self::Aborted(message),
             },
             Code::AlreadyExists => Self::AlreadyExists(message),
-            Code::ResourceExhausted => match details.quota_failure() {
-                Some(quota) if !quota.violations.is_empty() => Self::Quota(
-                    message,
-                    quota
-                        .violations
-                        .iter()
-                        .map(|v| QuotaViolation {
-                            subject: v.subject.clone(),
-                            description: v.description.clone(),
-                        })
-                        .collect(),
-                ),
-                _ => Self::ResourceExhausted(message),
-            },
+            Code::ResourceExhausted => {
+                match details.quota_failure().and_then(|q| listed(&q.violations)) {
+                    Some(quota) => Self::Quota(message, quota),
+                    None => Self::ResourceExhausted(message),
+                }
+            }
             Code::Unavailable => Self::Unavailable(message),
             Code::Unimplemented => Self::Unimplemented(message),
             Code::DeadlineExceeded => Self::DeadlineExceeded(message),
@@ -459,6 +437,33 @@ impl From<Status> for Error {
             Code::Ok | Code::Unknown | Code::OutOfRange | Code::DataLoss | Code::Internal => {
                 Self::Internal(format!("{}: {message}", code_name(status.code())))
             }
+        }
+    }
+}
+
+/// A status detail's violations in our types; none where the peer listed
+/// none, so the error keeps its plain form.
+fn listed<'a, V, T: From<&'a V>>(violations: &'a [V]) -> Option<Vec<T>> {
+    (!violations.is_empty()).then(|| violations.iter().map(T::from).collect())
+}
+
+impl From<&tonic_types::FieldViolation> for FieldViolation {
+    fn from(v: &tonic_types::FieldViolation) -> Self {
+        Self::new(&v.field, &v.description)
+    }
+}
+
+impl From<&tonic_types::PreconditionViolation> for Precondition {
+    fn from(v: &tonic_types::PreconditionViolation) -> Self {
+        Self::new(reason_of(&v.r#type), &v.subject, &v.description)
+    }
+}
+
+impl From<&tonic_types::QuotaViolation> for QuotaViolation {
+    fn from(v: &tonic_types::QuotaViolation) -> Self {
+        Self {
+            subject: v.subject.clone(),
+            description: v.description.clone(),
         }
     }
 }

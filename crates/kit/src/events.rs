@@ -8,6 +8,7 @@
 //! plain sequence would not be: a transaction holding number 5 could commit
 //! after one holding 6, and a watcher that had moved past 6 would miss 5.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::clock::{Clock, timestamp};
 use crate::db::Db;
+use crate::identity::ServiceName;
 use crate::server::Shutdown;
 
 /// A fact to record with the change it describes.
@@ -170,33 +172,49 @@ impl EventLogService for EventLog {
 }
 
 /// What a follower's handler returns.
-pub type Handled = Pin<Box<dyn std::future::Future<Output = Result<(), crate::Error>> + Send>>;
+type Handled = Pin<Box<dyn Future<Output = Result<(), crate::Error>> + Send>>;
 
-/// Follows `source`'s EventLog for as long as the context runs, calling
-/// `handle` with each event in number order. The cursor is stored under
-/// `consumer` in this service's own database after each handled event, so a
-/// restart resumes where the last replica stopped. Delivery is at least once:
-/// a crash between handling and storing replays one event, and every replica
-/// follows on its own, so handlers must be idempotent. A failing handler is
-/// retried with backoff and holds back the events after it, because later
-/// events may depend on it.
-pub fn follow<H>(
+/// A follower's place in another service's events: the service it follows
+/// and the name its cursor is stored under in the follower's own database.
+#[derive(Clone, Copy, Debug)]
+pub struct Feed {
+    pub source: ServiceName,
+    pub consumer: &'static str,
+}
+
+impl Feed {
+    pub const fn new(source: ServiceName, consumer: &'static str) -> Self {
+        Self { source, consumer }
+    }
+}
+
+/// Follows `feed` for as long as the context runs, calling `handle` with
+/// (a clone of) `state` and each event in number order. The cursor is
+/// stored under the feed's consumer in this service's own database after
+/// each handled event, so a restart resumes where the last replica stopped.
+/// Delivery is at least once: a crash between handling and storing replays
+/// one event, and every replica follows on its own, so handlers must be
+/// idempotent. A failing handler is retried with backoff and holds back the
+/// events after it, because later events may depend on it.
+pub fn follow<S, H, F>(
     context: &crate::bootstrap::Context,
     db: Db,
-    source: crate::identity::ServiceName,
-    consumer: &'static str,
+    feed: Feed,
+    state: S,
     handle: H,
 ) -> Result<tokio::task::JoinHandle<()>, crate::config::BadSetting>
 where
-    H: Fn(pb::Event) -> Handled + Send + Sync + 'static,
+    S: Clone + Send + Sync + 'static,
+    H: Fn(S, pb::Event) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), crate::Error>> + Send + 'static,
 {
-    let channel =
-        crate::server::channel(&context.identity, source, context.config.peers.of(source))?;
+    let channel = context.peer(feed.source)?;
     let follower = Follower {
         db,
-        consumer,
+        consumer: feed.consumer,
         shutdown: context.shutdown.clone(),
     };
+    let handle = move |event| -> Handled { Box::pin(handle(state.clone(), event)) };
     Ok(tokio::spawn(follower.run(channel, handle)))
 }
 

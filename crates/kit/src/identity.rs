@@ -52,29 +52,15 @@ pub enum ServiceName {
     Scheduler,
 }
 
+crate::enum_names!(ServiceName {
+    Gateway => "gateway",
+    Registry => "registry",
+    Sharing => "sharing",
+    Store => "store",
+    Scheduler => "scheduler",
+});
+
 impl ServiceName {
-    pub const ALL: [ServiceName; 5] = [
-        Self::Gateway,
-        Self::Registry,
-        Self::Sharing,
-        Self::Store,
-        Self::Scheduler,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Gateway => "gateway",
-            Self::Registry => "registry",
-            Self::Sharing => "sharing",
-            Self::Store => "store",
-            Self::Scheduler => "scheduler",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
     /// Only these may sign a user Principal: the gateway for clients, the
     /// scheduler for automations it fires on a user's behalf.
     pub fn may_sign_principals(self) -> bool {
@@ -189,22 +175,14 @@ pub enum OrgRole {
     Viewer,
 }
 
+crate::enum_names!(OrgRole {
+    Owner => "owner",
+    Admin => "admin",
+    Member => "member",
+    Viewer => "viewer",
+});
+
 impl OrgRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Member => "member",
-            Self::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(role: &str) -> Option<Self> {
-        [Self::Owner, Self::Admin, Self::Member, Self::Viewer]
-            .into_iter()
-            .find(|r| r.as_str() == role)
-    }
-
     /// The role a client names; `None` for an unspecified or unknown one.
     pub fn of_proto(role: i32) -> Option<Self> {
         match agentshare_proto::sharing::v1::OrgRole::try_from(role).ok()? {
@@ -589,6 +567,12 @@ impl CallerPolicy {
     pub fn internal(mut self, service: &'static str, callers: &'static [ServiceName]) -> Self {
         self.internal.insert(service, callers);
         self
+    }
+
+    /// Restricts this service's event log to the services that follow it.
+    pub fn event_followers(self, followers: &'static [ServiceName]) -> Self {
+        use agentshare_proto::events::v1::event_log_service_server::SERVICE_NAME;
+        self.internal(SERVICE_NAME, followers)
     }
 
     /// Restricts one method (`pkg.Service/Method`) of an internal service

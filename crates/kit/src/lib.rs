@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod identity;
 pub mod ids;
+mod names;
 pub mod page;
 pub mod rpc;
 pub mod secret;

@@ -107,6 +107,15 @@ impl<'de> Deserialize<'de> for Secret {
 
 struct SecretVisitor;
 
+/// The visitor methods that refuse a value of one type, naming the type.
+macro_rules! refuse_scalars {
+    ($($visit:ident($type:ty) => $found:literal,)*) => {$(
+        fn $visit<E: de::Error>(self, _: $type) -> Result<Secret, E> {
+            Err(Self::not_a_string($found))
+        }
+    )*};
+}
+
 impl SecretVisitor {
     fn not_a_string<E: de::Error>(found: &str) -> E {
         E::custom(format!(
@@ -130,36 +139,19 @@ impl<'de> Visitor<'de> for SecretVisitor {
         Ok(Secret::new(value))
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
-        Err(Self::not_a_string("a boolean"))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
-        Err(Self::not_a_string("a number"))
-    }
-
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Secret, E> {
-        Err(Self::not_a_string("a number"))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
-        Err(Self::not_a_string("a number"))
-    }
-
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Secret, E> {
-        Err(Self::not_a_string("a number"))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
-        Err(Self::not_a_string("a number"))
-    }
-
     fn visit_char<E: de::Error>(self, value: char) -> Result<Secret, E> {
         Ok(Secret::new(value))
     }
 
-    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Secret, E> {
-        Err(Self::not_a_string("bytes"))
+    // The narrower numbers reach these through serde's default methods.
+    refuse_scalars! {
+        visit_bool(bool) => "a boolean",
+        visit_i64(i64) => "a number",
+        visit_i128(i128) => "a number",
+        visit_u64(u64) => "a number",
+        visit_u128(u128) => "a number",
+        visit_f64(f64) => "a number",
+        visit_bytes(&[u8]) => "bytes",
     }
 
     fn visit_none<E: de::Error>(self) -> Result<Secret, E> {

@@ -14,10 +14,8 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::server::{self, Running};
-use agentshare_proto::events::v1::event_log_service_server::{
-    self as event_log, EventLogServiceServer,
-};
+use agentshare_kit::server::Running;
+use agentshare_proto::events::v1::event_log_service_server::EventLogServiceServer;
 use agentshare_proto::registry::v1::agent_registry_internal_service_server::{
     self as registry_internal, AgentRegistryInternalServiceServer,
 };
@@ -30,42 +28,31 @@ static MIGRATIONS: Migrations = agentshare_kit::migrations_per_backend!();
 /// follows automation changes; the store drops a deleted agent's items.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
-        .internal(
-            event_log::SERVICE_NAME,
-            &[
-                ServiceName::Sharing,
-                ServiceName::Store,
-                ServiceName::Scheduler,
-            ],
-        )
+        .event_followers(&[
+            ServiceName::Sharing,
+            ServiceName::Store,
+            ServiceName::Scheduler,
+        ])
         .internal(
             registry_internal::SERVICE_NAME,
             &[ServiceName::Gateway, ServiceName::Scheduler],
         )
 }
 
-/// Where registry's cursor over sharing's events is stored.
-const ORG_FOLLOWER: &str = "registry.org-default-agents";
+/// Sharing's events, as far as registry follows them.
+const NEW_ORGS: events::Feed =
+    events::Feed::new(ServiceName::Sharing, "registry.org-default-agents");
 
 /// Creates each new org's default agent as sharing announces the org. The
 /// first GetDefaultAgent may have created it already; either way there is
 /// exactly one.
 fn follow_new_orgs(context: &Context, db: Db, agents: agents::Agents) -> Result<(), BadSetting> {
-    events::follow(
-        context,
-        db,
-        ServiceName::Sharing,
-        ORG_FOLLOWER,
-        move |event| {
-            let agents = agents.clone();
-            Box::pin(async move {
-                if event.kind == "org.created" {
-                    agents.ensure_default_agent(&event.subject_id).await?;
-                }
-                Ok(())
-            })
-        },
-    )?;
+    events::follow(context, db, NEW_ORGS, agents, |agents, event| async move {
+        if event.kind == "org.created" {
+            agents.ensure_default_agent(&event.subject_id).await?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -77,11 +64,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         clock: context.clock.clone(),
         events: events.clone(),
     };
-    let sharing = server::channel(
-        &context.identity,
-        ServiceName::Sharing,
-        context.config.peers.of(ServiceName::Sharing),
-    )?;
+    let sharing = context.peer(ServiceName::Sharing)?;
     let agents = agents::Agents {
         storage,
         access: sync::AccessSync::new(sharing.clone()),

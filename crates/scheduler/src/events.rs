@@ -19,28 +19,21 @@
 use agentshare_kit::Error;
 use agentshare_kit::bootstrap::Context;
 use agentshare_kit::config::BadSetting;
+use agentshare_kit::events::{self, Feed};
 use agentshare_kit::identity::ServiceName;
 use agentshare_proto::events::v1::Event;
 
 use crate::peers::{Peers, Reach};
 use crate::subscriptions::storage::{RunningBy, Storage};
 
-/// Where the scheduler's cursor over registry's events is stored.
-const REGISTRY_FOLLOWER: &str = "scheduler.agents";
-/// Where the scheduler's cursor over sharing's events is stored.
-const SHARING_FOLLOWER: &str = "scheduler.access";
+/// Registry's events, as far as the scheduler follows them.
+const AGENTS: Feed = Feed::new(ServiceName::Registry, "scheduler.agents");
+/// Sharing's events, as far as the scheduler follows them.
+const ACCESS: Feed = Feed::new(ServiceName::Sharing, "scheduler.access");
 
 pub fn follow_sharing(context: &Context, storage: Storage, peers: Peers) -> Result<(), BadSetting> {
-    agentshare_kit::events::follow(
-        context,
-        storage.db.clone(),
-        ServiceName::Sharing,
-        SHARING_FOLLOWER,
-        move |event| {
-            let (storage, peers) = (storage.clone(), peers.clone());
-            Box::pin(async move { access_changed(&storage, &peers, &event).await })
-        },
-    )?;
+    let db = storage.db.clone();
+    events::follow(context, db, ACCESS, (storage, peers), access_changed)?;
     Ok(())
 }
 
@@ -49,10 +42,10 @@ fn payload(event: &Event) -> Result<serde_json::Value, Error> {
         .map_err(|e| Error::internal(format!("{} {}: {e}", event.kind, event.seq)))
 }
 
-async fn access_changed(storage: &Storage, peers: &Peers, event: &Event) -> Result<(), Error> {
+async fn access_changed((storage, peers): (Storage, Peers), event: Event) -> Result<(), Error> {
     let (by, subject) = match event.kind.as_str() {
         "agent.unshared" => {
-            let payload = payload(event)?;
+            let payload = payload(&event)?;
             let owner = payload
                 .get("owner_user_id")
                 .and_then(serde_json::Value::as_str)
@@ -91,23 +84,15 @@ async fn access_changed(storage: &Storage, peers: &Peers, event: &Event) -> Resu
 }
 
 pub fn follow_registry(context: &Context, storage: Storage) -> Result<(), BadSetting> {
-    agentshare_kit::events::follow(
-        context,
-        storage.db.clone(),
-        ServiceName::Registry,
-        REGISTRY_FOLLOWER,
-        move |event| {
-            let storage = storage.clone();
-            Box::pin(async move { handle(&storage, &event).await })
-        },
-    )?;
+    let db = storage.db.clone();
+    events::follow(context, db, AGENTS, storage, agent_changed)?;
     Ok(())
 }
 
-async fn handle(storage: &Storage, event: &Event) -> Result<(), Error> {
+async fn agent_changed(storage: Storage, event: Event) -> Result<(), Error> {
     match event.kind.as_str() {
         "agent.deployed" => {
-            let version = payload(event)?
+            let version = payload(&event)?
                 .get("version")
                 .and_then(serde_json::Value::as_i64)
                 .ok_or_else(|| {

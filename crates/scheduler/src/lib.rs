@@ -19,10 +19,8 @@ use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::server::{self, Passes, Running};
-use agentshare_proto::events::v1::event_log_service_server::{
-    self as event_log, EventLogServiceServer,
-};
+use agentshare_kit::server::{Passes, Running};
+use agentshare_proto::events::v1::event_log_service_server::EventLogServiceServer;
 use agentshare_proto::scheduler::v1::automations_internal_service_server::{
     self as automations_internal, AutomationsInternalServiceServer,
 };
@@ -38,7 +36,7 @@ static MIGRATIONS: Migrations = Migrations::shared(sqlx::migrate!("./migrations"
 /// consumes the scheduler's events yet.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
-        .internal(event_log::SERVICE_NAME, &[])
+        .event_followers(&[])
         .internal(automations_internal::SERVICE_NAME, &[ServiceName::Sharing])
 }
 
@@ -49,12 +47,9 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         db,
         clock: context.clock.clone(),
     };
-    let channel = |service: ServiceName| {
-        server::channel(&context.identity, service, context.config.peers.of(service))
-    };
     let peers = peers::Peers::new(
-        channel(ServiceName::Registry)?,
-        &channel(ServiceName::Sharing)?,
+        context.peer(ServiceName::Registry)?,
+        &context.peer(ServiceName::Sharing)?,
         context.identity.clone(),
     );
     let subscriptions = subscriptions::service::Subscriptions {
@@ -68,7 +63,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
     let firing_passes = Passes::default();
     firing::passes::Firing::new(
         storage.clone(),
-        channel(ServiceName::Gateway)?,
+        context.peer(ServiceName::Gateway)?,
         context.identity.clone(),
         context.config.scheduler.clone(),
         firing_passes.clone(),

@@ -34,22 +34,12 @@ pub enum Kind {
     Weekly,
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Cron => "cron",
-            Self::Hourly => "hourly",
-            Self::Daily => "daily",
-            Self::Weekly => "weekly",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Cron, Self::Hourly, Self::Daily, Self::Weekly]
-            .into_iter()
-            .find(|k| k.as_str() == text)
-    }
-}
+agentshare_kit::enum_names!(Kind {
+    Cron => "cron",
+    Hourly => "hourly",
+    Daily => "daily",
+    Weekly => "weekly",
+});
 
 /// A parsed schedule in its zone.
 #[derive(Clone, Debug)]

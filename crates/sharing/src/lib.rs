@@ -9,11 +9,10 @@ mod tenancy;
 use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
+use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
 use agentshare_kit::server::Running;
-use agentshare_proto::events::v1::event_log_service_server::{
-    self as event_log, EventLogServiceServer,
-};
+use agentshare_proto::events::v1::event_log_service_server::EventLogServiceServer;
 use agentshare_proto::scheduler::v1::automations_internal_service_client::AutomationsInternalServiceClient;
 use agentshare_proto::sharing::v1::access_internal_service_server::{
     self as access_internal, AccessInternalServiceServer,
@@ -25,8 +24,13 @@ use agentshare_proto::sharing::v1::tenancy_service_server::TenancyServiceServer;
 use agentshare_proto::store::v1::store_internal_service_client::StoreInternalServiceClient;
 use tokio::net::TcpListener;
 
+use crate::access::storage::agent_access;
+
 /// `migrations/`, the same SQL on both backends (see `Migrations`).
 static MIGRATIONS: Migrations = Migrations::shared(sqlx::migrate!("./migrations"));
+
+/// Registry's events, from which sharing repairs its access facts.
+const AGENTS: events::Feed = events::Feed::new(ServiceName::Registry, "sharing.agent_access");
 
 /// Who may call sharing's internal services: the gateway authenticates
 /// callers and plans runs, registry syncs agents, the store resolves its
@@ -45,14 +49,11 @@ fn caller_policy() -> CallerPolicy {
             "agentshare.sharing.v1.AccessInternalService/ResolveStore",
             &[ServiceName::Store],
         )
-        .internal(
-            event_log::SERVICE_NAME,
-            &[
-                ServiceName::Registry,
-                ServiceName::Store,
-                ServiceName::Scheduler,
-            ],
-        )
+        .event_followers(&[
+            ServiceName::Registry,
+            ServiceName::Store,
+            ServiceName::Scheduler,
+        ])
 }
 
 /// Serves sharing on `listener` until the context's shutdown.
@@ -68,26 +69,14 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         secrets,
         providers,
     };
-    let scheduler = agentshare_kit::server::channel(
-        &context.identity,
-        ServiceName::Scheduler,
-        context.config.peers.of(ServiceName::Scheduler),
-    )?;
-    let sessions = StoreInternalServiceClient::new(agentshare_kit::server::channel(
-        &context.identity,
-        ServiceName::Store,
-        context.config.peers.of(ServiceName::Store),
-    )?);
-    let repaired = storage.access.clone();
-    agentshare_kit::events::follow(
+    let scheduler = context.peer(ServiceName::Scheduler)?;
+    let sessions = StoreInternalServiceClient::new(context.peer(ServiceName::Store)?);
+    events::follow(
         &context,
         db,
-        ServiceName::Registry,
-        "sharing.agent_access",
-        move |event| {
-            let storage = repaired.clone();
-            Box::pin(async move { access::storage::agent_access::repair(&storage, &event).await })
-        },
+        AGENTS,
+        storage.access.clone(),
+        |access, event| async move { agent_access::repair(&access, &event).await },
     )?;
     // The step-up rule counts in the clock's whole seconds.
     let step_up_max_age_secs =

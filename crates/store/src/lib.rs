@@ -7,15 +7,15 @@ mod items;
 mod sessions;
 mod stored;
 
+use agentshare_kit::Error;
 use agentshare_kit::bootstrap::{self, BackendService, Context};
 use agentshare_kit::config::BadSetting;
 use agentshare_kit::db::{Db, Migrations};
 use agentshare_kit::events;
 use agentshare_kit::identity::{CallerPolicy, ServiceName};
-use agentshare_kit::server::{self, Running};
-use agentshare_proto::events::v1::event_log_service_server::{
-    self as event_log, EventLogServiceServer,
-};
+use agentshare_kit::server::Running;
+use agentshare_proto::events::v1::Event;
+use agentshare_proto::events::v1::event_log_service_server::EventLogServiceServer;
 use agentshare_proto::store::v1::sessions_service_server::SessionsServiceServer;
 use agentshare_proto::store::v1::store_internal_service_server::{
     self as store_internal, StoreInternalServiceServer,
@@ -43,46 +43,32 @@ fn caller_policy() -> CallerPolicy {
                 ServiceName::Sharing,
             ],
         )
-        .internal(event_log::SERVICE_NAME, &[ServiceName::Scheduler])
+        .event_followers(&[ServiceName::Scheduler])
 }
 
-/// Where the store's cursor over registry's events is stored.
-const AGENT_FOLLOWER: &str = "store.agent_deleted";
+/// Registry's events, as far as the store follows them.
+const AGENT_DELETIONS: events::Feed =
+    events::Feed::new(ServiceName::Registry, "store.agent_deleted");
 
 /// Drops a deleted agent's store and archives its sessions as registry
 /// announces the deletion. Private `user-*` workspaces are the users' and
 /// stay; so do the sessions, readable but never continued.
-fn follow_deleted_agents(
-    context: &Context,
-    db: Db,
-    storage: items::Storage,
-    sessions: sessions::Storage,
-) -> Result<(), BadSetting> {
-    events::follow(
-        context,
-        db,
-        ServiceName::Registry,
-        AGENT_FOLLOWER,
-        move |event| {
-            let storage = storage.clone();
-            let sessions = sessions.clone();
-            Box::pin(async move {
-                if event.kind != "agent.deleted" {
-                    return Ok(());
-                }
-                // Registry's ids are UUIDs; anything else names no store.
-                let Ok(agent_id) = uuid::Uuid::parse_str(&event.subject_id) else {
-                    tracing::warn!(subject = %event.subject_id, "agent.deleted names no agent id");
-                    return Ok(());
-                };
-                let agent_id = agent_id.hyphenated().to_string();
-                let dropped = storage.drop_agent_store(&agent_id).await?;
-                let archived = sessions.archive_agent(&agent_id).await?;
-                tracing::info!(%agent_id, partitions = dropped, sessions = archived, "deleted agent's store dropped and sessions archived");
-                Ok(())
-            })
-        },
-    )?;
+async fn drop_deleted_agent(
+    (storage, sessions): (items::Storage, sessions::Storage),
+    event: Event,
+) -> Result<(), Error> {
+    if event.kind != "agent.deleted" {
+        return Ok(());
+    }
+    // Registry's ids are UUIDs; anything else names no store.
+    let Ok(agent_id) = uuid::Uuid::parse_str(&event.subject_id) else {
+        tracing::warn!(subject = %event.subject_id, "agent.deleted names no agent id");
+        return Ok(());
+    };
+    let agent_id = agent_id.hyphenated().to_string();
+    let dropped = storage.drop_agent_store(&agent_id).await?;
+    let archived = sessions.archive_agent(&agent_id).await?;
+    tracing::info!(%agent_id, partitions = dropped, sessions = archived, "deleted agent's store dropped and sessions archived");
     Ok(())
 }
 
@@ -100,11 +86,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         limits: items::Limits::from_config(settings),
         retention,
     };
-    let sharing = server::channel(
-        &context.identity,
-        ServiceName::Sharing,
-        context.config.peers.of(ServiceName::Sharing),
-    )?;
+    let sharing = context.peer(ServiceName::Sharing)?;
     let records = sessions::Storage {
         db: db.clone(),
         clock: context.clock.clone(),
@@ -128,7 +110,13 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         settings: items::WatchSettings::new(settings, context.event_poll()),
         shutdown: context.shutdown.clone(),
     };
-    follow_deleted_agents(&context, db, storage, records)?;
+    events::follow(
+        &context,
+        db,
+        AGENT_DELETIONS,
+        (storage, records),
+        drop_deleted_agent,
+    )?;
     Ok(agentshare_kit::serve_backend!(
         context,
         listener,

@@ -424,6 +424,11 @@ mod tests {
         Ok(answer_json(&route.method.input(), &bytes).expect("re-encodes"))
     }
 
+    /// ListAgents, which takes all its fields from the query.
+    fn list_agents(query: &str) -> Result<Json, Error> {
+        build(&http::Method::GET, "/api/v1/agents", Some(query), "")
+    }
+
     #[test]
     fn path_variables_fill_the_message_and_the_body_may_not_repeat_them() {
         let json = build(
@@ -449,25 +454,14 @@ mod tests {
 
     #[test]
     fn query_parameters_fill_a_get() {
-        let json = build(
-            &http::Method::GET,
-            "/api/v1/agents",
-            Some("page_size=7&pageToken=abc"),
-            "",
-        )
-        .expect("valid");
+        let json = list_agents("page_size=7&pageToken=abc").expect("valid");
         assert_eq!(json["pageSize"], 7);
         assert_eq!(json["pageToken"], "abc");
     }
 
     #[test]
     fn a_malformed_query_value_names_its_parameter() {
-        let refused = build(
-            &http::Method::GET,
-            "/api/v1/agents",
-            Some("pageSize=abc"),
-            "",
-        );
+        let refused = list_agents("pageSize=abc");
         assert!(
             matches!(refused, Err(Error::InvalidArgument(ref v)) if v[0].field == "pageSize" && v[0].description == "is not a valid integer"),
             "{refused:?}"
@@ -476,7 +470,7 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_part_to_fix() {
-        let unknown = build(&http::Method::GET, "/api/v1/agents", Some("nope=1"), "");
+        let unknown = list_agents("nope=1");
         assert!(matches!(unknown, Err(Error::InvalidArgument(ref v)) if v[0].field == "query"));
         let not_json = build(&http::Method::POST, "/api/v1/workspaces/switch", None, "{");
         assert!(matches!(not_json, Err(Error::InvalidArgument(ref v)) if v[0].field == "body"));

@@ -11,21 +11,13 @@ pub enum AgentState {
     Deleted,
 }
 
+agentshare_kit::enum_names!(AgentState {
+    Draft => "draft",
+    Active => "active",
+    Deleted => "deleted",
+});
+
 impl AgentState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Active => "active",
-            Self::Deleted => "deleted",
-        }
-    }
-
-    pub fn parse(state: &str) -> Option<Self> {
-        [Self::Draft, Self::Active, Self::Deleted]
-            .into_iter()
-            .find(|s| s.as_str() == state)
-    }
-
     pub fn to_proto(self) -> pb::AgentState {
         match self {
             Self::Draft => pb::AgentState::Draft,
@@ -51,21 +43,13 @@ pub enum Origin {
     Rollback,
 }
 
+agentshare_kit::enum_names!(Origin {
+    Initial => "initial",
+    Deploy => "deploy",
+    Rollback => "rollback",
+});
+
 impl Origin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Initial => "initial",
-            Self::Deploy => "deploy",
-            Self::Rollback => "rollback",
-        }
-    }
-
-    pub fn parse(origin: &str) -> Option<Self> {
-        [Self::Initial, Self::Deploy, Self::Rollback]
-            .into_iter()
-            .find(|o| o.as_str() == origin)
-    }
-
     pub fn to_proto(self) -> pb::VersionOrigin {
         match self {
             Self::Initial => pb::VersionOrigin::Initial,

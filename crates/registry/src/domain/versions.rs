@@ -203,6 +203,10 @@ mod tests {
         draft_revision: 4,
         latest_version: 2,
     };
+    const NEVER_DEPLOYED: Head = Head {
+        latest_version: 0,
+        ..HEAD
+    };
 
     fn draft(name: &str) -> pb::AgentDraft {
         pb::AgentDraft {
@@ -256,12 +260,8 @@ mod tests {
 
     #[test]
     fn a_rollback_needs_a_deployed_version_that_is_still_the_latest() {
-        let never_deployed = Head {
-            latest_version: 0,
-            ..HEAD
-        };
         assert!(matches!(
-            check_rollback(never_deployed, None),
+            check_rollback(NEVER_DEPLOYED, None),
             Err(Error::FailedPrecondition(_))
         ));
         assert!(check_rollback(HEAD, None).is_ok());
@@ -275,12 +275,8 @@ mod tests {
 
     #[test]
     fn a_template_publishes_a_deployed_version() {
-        let never_deployed = Head {
-            latest_version: 0,
-            ..HEAD
-        };
         assert!(matches!(
-            check_publish(never_deployed, 1),
+            check_publish(NEVER_DEPLOYED, 1),
             Err(Error::FailedPrecondition(_))
         ));
         assert!(matches!(

@@ -569,7 +569,6 @@ pub(super) fn plan_to_proto(plan: &Plan) -> pb::InvocationPlan {
     }
 }
 
-/// The plan of a run as the request describes it, for the caller.
 /// The store's internal face, which sharing asks only to open a session a
 /// run would continue.
 pub type SessionStore = StoreInternalServiceClient<ServiceChannel>;
@@ -583,6 +582,19 @@ pub(super) struct Run<'a> {
     pub session_id: &'a str,
     /// An anonymous visitor's proof that the session is theirs.
     pub session_secret: &'a str,
+}
+
+impl<'a> Run<'a> {
+    /// A run of the agent alone: in no project, continuing no session.
+    pub fn of_agent(agent_id: &'a str, draft: bool) -> Self {
+        Self {
+            agent_id,
+            project_id: "",
+            draft,
+            session_id: "",
+            session_secret: "",
+        }
+    }
 }
 
 /// The plan of `run` for the caller, continuing its session if it names

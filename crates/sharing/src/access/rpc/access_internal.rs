@@ -154,13 +154,8 @@ impl AccessInternal {
         caller: Principal,
         request: pb::ResolveConnectionSecretRequest,
     ) -> agentshare_kit::Result<pb::ResolveConnectionSecretResponse> {
-        let run = Run {
-            agent_id: &request.agent_id,
-            project_id: "",
-            draft: request.version == 0,
-            session_id: "",
-            session_secret: "",
-        };
+        // Version 0 names the draft.
+        let run = Run::of_agent(&request.agent_id, request.version == 0);
         let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
         let integration = plan
             .integrations

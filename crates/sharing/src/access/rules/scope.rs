@@ -73,7 +73,8 @@ pub async fn org(storage: &Storage, org_id: &str) -> Result<OrgRow, Error> {
 /// this very call (no cache: a membership change shows on the next call).
 pub async fn caller(storage: &Storage, principal: &Principal) -> Result<Subject, Error> {
     if let Some(grant) = &principal.grant {
-        return grant_holder(storage, principal, &grant.id).await;
+        let user_id = principal.user_id.clone().unwrap_or_default();
+        return grant_holder(storage, &grant.id, user_id).await;
     }
     let user_id = principal.require_user()?;
     let org_id = principal.require_org()?;
@@ -130,12 +131,13 @@ pub async fn member(
     })
 }
 
-/// The holder of a grant as an access subject: the grant alone decides,
-/// read fresh, so a revocation shows on the very next call.
+/// The holder of a grant as an access subject, signed in as `user_id` too
+/// unless it is empty: the grant alone decides, read fresh, so a revocation
+/// shows on the very next call.
 async fn grant_holder(
     storage: &Storage,
-    principal: &Principal,
     grant_id: &str,
+    user_id: String,
 ) -> Result<Subject, Error> {
     let grant = storage
         .access
@@ -143,7 +145,6 @@ async fn grant_holder(
         .await?
         .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown grant".into()))?;
     let org = org(storage, &grant.org_id).await?;
-    let user_id = principal.user_id.clone().unwrap_or_default();
     let held = GrantHeld {
         id: grant.id.clone(),
         kind: grant.kind,
