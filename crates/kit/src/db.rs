@@ -14,6 +14,10 @@ use sqlx::{AnyPool, Executor};
 
 use crate::config::BadSetting;
 
+mod statement;
+
+pub use statement::{Param, Params, execute, exists, fetch_all, fetch_one, fetch_optional, scalar};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
