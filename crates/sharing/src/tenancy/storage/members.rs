@@ -26,8 +26,13 @@ pub struct MemberRow {
     pub joined_at: i64,
 }
 
-const MEMBER_COLUMNS: &str =
+/// A member as [`MemberRow`] reads one, from users `u` and their
+/// memberships `m`.
+pub(super) const MEMBER_COLUMNS: &str =
     "u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at";
+
+/// The members of org `$1`.
+const ORG_MEMBERS: &str = "FROM org_members m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1";
 
 /// A role as the audit trail keeps it.
 fn role_view(role: &str) -> serde_json::Value {
@@ -76,18 +81,14 @@ impl TenancyStorage {
     }
 
     pub async fn org_member(&self, org_id: &str, user_id: &str) -> Result<Option<MemberRow>> {
-        let sql = format!(
-            "SELECT {MEMBER_COLUMNS} FROM org_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.org_id = $1 AND m.user_id = $2"
-        );
+        let sql = format!("SELECT {MEMBER_COLUMNS} {ORG_MEMBERS} AND m.user_id = $2");
         Ok(db::fetch_optional(&self.db.pool, &sql, (org_id, user_id)).await?)
     }
 
     /// The org's members, oldest first (by user id, which is time-ordered).
     pub async fn org_members(&self, org_id: &str, page: &Page) -> Result<Vec<MemberRow>> {
         let sql = format!(
-            "SELECT {MEMBER_COLUMNS} FROM org_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.org_id = $1 AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3"
+            "SELECT {MEMBER_COLUMNS} {ORG_MEMBERS} AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3"
         );
         Ok(db::fetch_all(&self.db.pool, &sql, (org_id, page)).await?)
     }

@@ -5,15 +5,12 @@ use agentshare_kit::db::{self, is_unique_violation, new_id};
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 use agentshare_kit::{Error, Result};
-use sqlx::any::AnyArguments;
-use sqlx::query::QueryAs;
 use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
-use super::members::UserRow;
+use super::members::{MEMBER_COLUMNS, UserRow};
 use super::orgs::{ORG_COLUMNS, OrgRow, WorkspaceRow};
 use crate::tenancy::storage::audit;
-use agentshare_kit::page::Paged;
 
 /// ALREADY_EXISTS for a workspace name the org already uses; any other
 /// database error as it is.
@@ -70,6 +67,11 @@ impl<'a> Membership<'a> {
     }
 }
 
+/// The members of workspace `$1`, whose [`MEMBER_COLUMNS`] make a
+/// [`WorkspaceMemberRow`].
+const WORKSPACE_MEMBERS: &str =
+    "FROM workspace_members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1";
+
 #[derive(sqlx::FromRow)]
 pub struct WorkspaceMemberRow {
     #[sqlx(flatten)]
@@ -79,24 +81,10 @@ pub struct WorkspaceMemberRow {
 }
 
 /// Workspaces of org `$1` with the role of user `$2`, those they may see
-/// (every one when `$3` is 1).
+/// (every one when `$3` is 1); a query narrows it with what it adds.
 const VISIBLE: &str = "SELECT w.id, w.org_id, w.name, w.is_default, w.created_at, m.role FROM workspaces w \
      LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $2 \
      WHERE w.org_id = $1 AND ($3 = 1 OR m.role IS NOT NULL)";
-
-/// [`VISIBLE`] with its three parameters bound, narrowed by what `sql`
-/// adds to it.
-fn visible<'q>(
-    sql: &'q str,
-    org_id: &'q str,
-    user_id: &'q str,
-    all: bool,
-) -> QueryAs<'q, Any, VisibleWorkspace, AnyArguments<'q>> {
-    sqlx::query_as(sql)
-        .bind(org_id)
-        .bind(user_id)
-        .bind(i64::from(all))
-}
 
 /// Inserts a workspace with `owner` as its owner, in `tx`.
 pub(super) async fn insert_workspace(
@@ -209,9 +197,8 @@ impl TenancyStorage {
         all: bool,
     ) -> Result<Vec<WorkspaceRow>> {
         let sql = format!("{VISIBLE} ORDER BY w.id");
-        let rows = visible(&sql, org_id, user_id, all)
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows: Vec<VisibleWorkspace> =
+            db::fetch_all(&self.db.pool, &sql, (org_id, user_id, i64::from(all))).await?;
         Ok(rows.into_iter().map(|row| row.workspace).collect())
     }
 
@@ -225,8 +212,8 @@ impl TenancyStorage {
         page: &Page,
     ) -> Result<Vec<VisibleWorkspace>> {
         let sql = format!("{VISIBLE} AND ($4 = '' OR w.id > $4) ORDER BY w.id LIMIT $5");
-        let query = visible(&sql, org_id, user_id, all).paged(page);
-        Ok(query.fetch_all(&self.db.pool).await?)
+        let visible = (org_id, user_id, i64::from(all), page);
+        Ok(db::fetch_all(&self.db.pool, &sql, visible).await?)
     }
 
     /// One workspace of the org if the user may see it (any when `all`).
@@ -238,8 +225,8 @@ impl TenancyStorage {
         all: bool,
     ) -> Result<Option<VisibleWorkspace>> {
         let sql = format!("{VISIBLE} AND w.id = $4");
-        let query = visible(&sql, org_id, user_id, all).bind(workspace_id);
-        Ok(query.fetch_optional(&self.db.pool).await?)
+        let visible = (org_id, user_id, i64::from(all), workspace_id);
+        Ok(db::fetch_optional(&self.db.pool, &sql, visible).await?)
     }
 
     /// Makes `workspace_id` the session's active workspace in the org.
@@ -313,8 +300,10 @@ impl TenancyStorage {
         workspace_id: &str,
         page: &Page,
     ) -> Result<Vec<WorkspaceMemberRow>> {
-        self.workspace_members_where(workspace_id, "", page.after(), page.limit())
-            .await
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} {WORKSPACE_MEMBERS} AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3"
+        );
+        Ok(db::fetch_all(&self.db.pool, &sql, (workspace_id, page)).await?)
     }
 
     /// One member of a workspace.
@@ -323,28 +312,8 @@ impl TenancyStorage {
         workspace_id: &str,
         user_id: &str,
     ) -> Result<Option<WorkspaceMemberRow>> {
-        Ok(self
-            .workspace_members_where(workspace_id, user_id, None, 1)
-            .await?
-            .pop())
-    }
-
-    async fn workspace_members_where(
-        &self,
-        workspace_id: &str,
-        only_user: &str,
-        after_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<WorkspaceMemberRow>> {
-        Ok(db::fetch_all(
-            &self.db.pool,
-            "SELECT u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at \
-             FROM workspace_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.workspace_id = $1 AND ($2 = '' OR u.id = $2) AND ($3 = '' OR u.id > $3) \
-             ORDER BY u.id LIMIT $4",
-            (workspace_id, only_user, after_id.unwrap_or_default(), limit),
-        )
-        .await?)
+        let sql = format!("SELECT {MEMBER_COLUMNS} {WORKSPACE_MEMBERS} AND u.id = $2");
+        Ok(db::fetch_optional(&self.db.pool, &sql, (workspace_id, user_id)).await?)
     }
 
     /// Adds an org member to a workspace, recording `workspace_member.added`;
