@@ -318,6 +318,18 @@ impl Storage {
         Ok(())
     }
 
+    /// Records an event about an agent, carrying its facts, and commits.
+    async fn commit_recorded(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        kind: &'static str,
+        facts: &AgentAccessFacts,
+        payload: serde_json::Value,
+    ) -> Result<()> {
+        self.record(&mut tx, kind, facts, payload).await?;
+        self.commit(tx).await
+    }
+
     pub async fn create_agent(&self, new: NewAgent<'_>) -> Result<(AgentRow, AgentAccessFacts)> {
         let now = self.clock.now_micros();
         let id = new_id();
@@ -347,9 +359,8 @@ impl Storage {
             "home_workspace_id": agent.home_workspace_id,
             "is_managed": agent.is_managed,
         });
-        self.record(&mut tx, "agent.created", &facts, payload)
+        self.commit_recorded(tx, "agent.created", &facts, payload)
             .await?;
-        self.commit(tx).await?;
         Ok((agent, facts))
     }
 
@@ -394,9 +405,8 @@ impl Storage {
         .await?;
         let (agent, facts) = facts_on(&mut tx, &id).await?;
         let payload = serde_json::json!({ "is_default": true, "version": 1 });
-        self.record(&mut tx, "agent.created", &facts, payload)
+        self.commit_recorded(tx, "agent.created", &facts, payload)
             .await?;
-        self.commit(tx).await?;
         Ok(Some((agent, facts)))
     }
 
@@ -576,9 +586,8 @@ impl Storage {
             "deployer_user_id": version.deployer_user_id,
             "integrations": domain::integrations_json(&version.content),
         });
-        self.record(&mut tx, "agent.deployed", &facts, payload)
+        self.commit_recorded(tx, "agent.deployed", &facts, payload)
             .await?;
-        self.commit(tx).await?;
         Ok(Some((agent, version, facts)))
     }
 
@@ -601,9 +610,8 @@ impl Storage {
         }
         let (agent, facts) = facts_on(&mut tx, agent_id).await?;
         let payload = serde_json::json!({ "owner_user_id": agent.owner_user_id });
-        self.record(&mut tx, "agent.deleted", &facts, payload)
+        self.commit_recorded(tx, "agent.deleted", &facts, payload)
             .await?;
-        self.commit(tx).await?;
         Ok(Some((agent, facts)))
     }
 
