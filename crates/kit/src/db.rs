@@ -277,6 +277,13 @@ impl Backend {
     }
 }
 
+impl Db {
+    /// `select`, locking the rows it reads until the transaction ends.
+    pub fn locking(&self, select: &str) -> String {
+        format!("{select}{}", self.backend.for_update())
+    }
+}
+
 /// A new time-ordered id.
 /// `$first, $first+1, …` for `count` values: the bind markers both
 /// backends accept, for an `IN (…)` of a given length.
