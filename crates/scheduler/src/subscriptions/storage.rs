@@ -2,7 +2,7 @@
 //! registry announced them, runs, workspace caps, the inbox and the
 //! notification outbox. One set of SQL serves SQLite and PostgreSQL; the one
 //! difference, locking a cap row while counting under it, sits in
-//! `Backend::for_update`.
+//! `Db::locking`.
 
 use agentshare_kit::Result;
 use agentshare_kit::clock::Clock;
@@ -237,11 +237,6 @@ fn status_condition(status: crate::subscriptions::rules::Status) -> &'static str
 }
 
 impl Storage {
-    /// `select`, locking the rows it reads until the transaction ends.
-    fn locking(&self, select: &str) -> String {
-        format!("{select}{}", self.db.backend.for_update())
-    }
-
     pub async fn subscription(
         &self,
         agent_id: &str,
@@ -404,7 +399,9 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         workspace_id: &str,
     ) -> Result<Option<i64>> {
-        let sql = self.locking("SELECT max_active FROM workspace_caps WHERE workspace_id = $1");
+        let sql = self
+            .db
+            .locking("SELECT max_active FROM workspace_caps WHERE workspace_id = $1");
         let cap: Option<(Option<i64>,)> =
             db::fetch_optional(&mut **tx, &sql, (workspace_id,)).await?;
         let cap = cap.and_then(|(max_active,)| max_active);
@@ -479,7 +476,7 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         id: &str,
     ) -> Result<Option<SubscriptionRow>> {
-        let sql = self.locking(&format!(
+        let sql = self.db.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1"
         ));
         Ok(db::fetch_optional(&mut **tx, &sql, (id,)).await?)
@@ -638,7 +635,7 @@ impl Storage {
             (agent_id, org_id, now),
         )
         .await?;
-        let sql = self.locking(&format!(
+        let sql = self.db.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
              AND NOT (inactive = 1 AND status_reason = 'agent_deleted')"
         ));
@@ -667,7 +664,7 @@ impl Storage {
     /// owner's, with the reason "agent unshared", notifying each user.
     /// Repeating it changes nothing; sharing again re-enables none.
     pub async fn agent_unshared(&self, agent_id: &str, owner_id: &str) -> Result<usize> {
-        let sql = self.locking(&format!(
+        let sql = self.db.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
              AND user_id <> $2 AND enabled = 1 AND inactive = 0"
         ));

@@ -480,10 +480,9 @@ impl ConnectionStorage {
         let mut tx = self.db.begin_write().await?;
         let flow: Option<Flow> = db::fetch_optional(
             &mut *tx,
-            &format!(
+            &self.db.locking(
                 "SELECT user_id, provider, label, connection_id, key_id, sealed_verifier AS blob, expires_at, \
-                 used_at FROM oauth_flows WHERE state_sha256 = $1{}",
-                self.db.backend.for_update()
+                 used_at FROM oauth_flows WHERE state_sha256 = $1",
             ),
             (state_sha256,),
         )

@@ -360,12 +360,12 @@ impl Storage {
 
     /// Whether the change at `revision` is still retained.
     pub async fn change_retained(&self, partition: &str, revision: i64) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM item_changes WHERE partition = $1 AND revision = $2")
-            .bind(partition)
-            .bind(revision)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        Ok(row.is_some())
+        Ok(db::exists(
+            &self.db.pool,
+            "SELECT 1 FROM item_changes WHERE partition = $1 AND revision = $2",
+            (partition, revision),
+        )
+        .await?)
     }
 
     /// Removes every partition of an agent's store: items, changes and

@@ -273,11 +273,7 @@ impl Storage {
         spec: &SessionSpec,
         secret_digest: &str,
     ) -> Result<Session> {
-        let deleted = sqlx::query("SELECT 1 FROM deleted_agents WHERE agent_id = $1")
-            .bind(&spec.agent_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if deleted.is_some() {
+        if self.agent_deleted(tx, &spec.agent_id).await? {
             return Err(agent_deleted());
         }
         let now = self.clock.now_micros();
@@ -398,16 +394,14 @@ impl Storage {
         let mut title = None;
         if session.title.is_empty()
             && let Some(first_user) = append.messages.iter().find(|m| m.role == Role::User)
-        {
-            let earlier = sqlx::query(
+            && !db::exists(
+                &mut *tx,
                 "SELECT 1 FROM messages WHERE session_id = $1 AND role = 'user' LIMIT 1",
+                (&session.id,),
             )
-            .bind(&session.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if earlier.is_none() {
-                title = Some(rules::title_of(&first_user.content));
-            }
+            .await?
+        {
+            title = Some(rules::title_of(&first_user.content));
         }
         let mut messages = Vec::with_capacity(append.messages.len());
         for (sequence, message) in (first..).zip(append.messages) {
@@ -484,11 +478,12 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         agent_id: &str,
     ) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM deleted_agents WHERE agent_id = $1")
-            .bind(agent_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        Ok(row.is_some())
+        Ok(db::exists(
+            &mut **tx,
+            "SELECT 1 FROM deleted_agents WHERE agent_id = $1",
+            (agent_id,),
+        )
+        .await?)
     }
 
     /// The page of sessions matching `filter`, newest first; the page
@@ -669,14 +664,12 @@ impl Storage {
 
     /// Whether `user_id` owned `agent_id` when any of its runs started.
     pub async fn owned_runs(&self, agent_id: &str, user_id: &str) -> Result<bool> {
-        let row = sqlx::query(
+        Ok(db::exists(
+            &self.db.pool,
             "SELECT 1 FROM invocations WHERE agent_id = $1 AND agent_owner_user_id = $2 LIMIT 1",
+            (agent_id, user_id),
         )
-        .bind(agent_id)
-        .bind(user_id)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        Ok(row.is_some())
+        .await?)
     }
 }
 

@@ -206,10 +206,9 @@ impl AccessStorage {
         let mut tx = self.db.begin_write().await?;
         let stored: Option<i64> = db::scalar::fetch_optional(
             &mut *tx,
-            &format!(
-                "SELECT revision FROM agent_access WHERE agent_id = $1{}",
-                self.db.backend.for_update()
-            ),
+            &self
+                .db
+                .locking("SELECT revision FROM agent_access WHERE agent_id = $1"),
             (&facts.agent_id,),
         )
         .await?;
@@ -229,15 +228,15 @@ impl AccessStorage {
             return Err(Error::not_found(format!("org {}", facts.org_id)));
         }
         if facts.state != AccessState::Deleted && !facts.home_workspace_id.is_empty() {
-            let home = sqlx::query(&format!(
-                "SELECT 1 FROM workspaces WHERE id = $1 AND org_id = $2{}",
-                self.db.backend.for_update()
-            ))
-            .bind(&facts.home_workspace_id)
-            .bind(&facts.org_id)
-            .fetch_optional(&mut *tx)
+            let home_known = db::exists(
+                &mut *tx,
+                &self
+                    .db
+                    .locking("SELECT 1 FROM workspaces WHERE id = $1 AND org_id = $2"),
+                (&facts.home_workspace_id, &facts.org_id),
+            )
             .await?;
-            if home.is_none() {
+            if !home_known {
                 return Err(Error::not_found(format!(
                     "workspace {}",
                     facts.home_workspace_id

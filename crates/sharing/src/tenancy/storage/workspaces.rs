@@ -393,14 +393,13 @@ impl TenancyStorage {
         workspace: &WorkspaceRow,
     ) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
-        let still_there = sqlx::query(&format!(
-            "SELECT id FROM workspaces WHERE id = $1{}",
-            self.db.backend.for_update()
-        ))
-        .bind(&workspace.id)
-        .fetch_optional(&mut *tx)
+        let still_there = db::exists(
+            &mut *tx,
+            &self.db.locking("SELECT id FROM workspaces WHERE id = $1"),
+            (&workspace.id,),
+        )
         .await?;
-        if still_there.is_none() {
+        if !still_there {
             return Err(Error::not_found(format!("workspace {}", workspace.id)));
         }
         const NAMED: i64 = 5;
