@@ -14,6 +14,10 @@ use sqlx::{AnyPool, Executor};
 
 use crate::config::BadSetting;
 
+mod statement;
+
+pub use statement::{Param, Params, execute, exists, fetch_all, fetch_one, fetch_optional, scalar};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -270,6 +274,13 @@ impl Backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE",
         }
+    }
+}
+
+impl Db {
+    /// `select`, locking the rows it reads until the transaction ends.
+    pub fn locking(&self, select: &str) -> String {
+        format!("{select}{}", self.backend.for_update())
     }
 }
 

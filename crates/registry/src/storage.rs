@@ -5,7 +5,7 @@
 //! transaction, so sharing's event follower can repair a missed sync.
 
 use agentshare_kit::clock::Clock;
-use agentshare_kit::db::{Db, Stored, is_unique_violation, new_id};
+use agentshare_kit::db::{self, Db, Stored, is_unique_violation, new_id};
 use agentshare_kit::events::{self, EventLog, NewEvent};
 use agentshare_kit::page::Page;
 use agentshare_kit::{Error, Result};
@@ -246,10 +246,12 @@ fn decoded_one<R, T: TryFrom<R, Error = Error>>(record: Option<R>) -> Result<Opt
 }
 
 async fn agent_on(conn: &mut AnyConnection, agent_id: &str) -> Result<AgentRow> {
-    let row: AgentRecord = sqlx::query_as(&format!("SELECT {AGENT_COLUMNS} WHERE a.id = $1"))
-        .bind(agent_id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let row: AgentRecord = db::fetch_one(
+        &mut *conn,
+        &format!("SELECT {AGENT_COLUMNS} WHERE a.id = $1"),
+        (agent_id,),
+    )
+    .await?;
     row.try_into()
 }
 
@@ -259,11 +261,11 @@ async fn facts_on(
     agent_id: &str,
 ) -> Result<(AgentRow, AgentAccessFacts)> {
     let agent = agent_on(conn, agent_id).await?;
-    let stored: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+    let stored: Vec<(i64, Vec<u8>)> = db::fetch_all(
+        &mut *conn,
         "SELECT number, content FROM agent_versions WHERE agent_id = $1 ORDER BY number",
+        (agent_id,),
     )
-    .bind(agent_id)
-    .fetch_all(&mut *conn)
     .await?;
     let versions = stored
         .into_iter()
@@ -316,26 +318,40 @@ impl Storage {
         Ok(())
     }
 
+    /// Records an event about an agent, carrying its facts, and commits.
+    async fn commit_recorded(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        kind: &'static str,
+        facts: &AgentAccessFacts,
+        payload: serde_json::Value,
+    ) -> Result<()> {
+        self.record(&mut tx, kind, facts, payload).await?;
+        self.commit(tx).await
+    }
+
     pub async fn create_agent(&self, new: NewAgent<'_>) -> Result<(AgentRow, AgentAccessFacts)> {
         let now = self.clock.now_micros();
         let id = new_id();
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO agents (id, org_id, owner_user_id, home_workspace_id, state, name, \
              description, instructions, design, draft_revision, revision, is_managed, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, 1, 1, $9, $10, $10)",
+            (
+                &id,
+                new.org_id,
+                new.owner_user_id,
+                new.home_workspace_id,
+                &new.draft.name,
+                &new.draft.description,
+                &new.draft.instructions,
+                design_bytes(new.draft),
+                i64::from(new.is_managed),
+                now,
+            ),
         )
-        .bind(&id)
-        .bind(new.org_id)
-        .bind(new.owner_user_id)
-        .bind(new.home_workspace_id)
-        .bind(&new.draft.name)
-        .bind(&new.draft.description)
-        .bind(&new.draft.instructions)
-        .bind(design_bytes(new.draft))
-        .bind(i64::from(new.is_managed))
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         let (agent, facts) = facts_on(&mut tx, &id).await?;
         let payload = serde_json::json!({
@@ -343,9 +359,8 @@ impl Storage {
             "home_workspace_id": agent.home_workspace_id,
             "is_managed": agent.is_managed,
         });
-        self.record(&mut tx, "agent.created", &facts, payload)
+        self.commit_recorded(tx, "agent.created", &facts, payload)
             .await?;
-        self.commit(tx).await?;
         Ok((agent, facts))
     }
 
@@ -359,40 +374,39 @@ impl Storage {
         let now = self.clock.now_micros();
         let id = new_id();
         let mut tx = self.db.begin_write().await?;
-        let inserted = sqlx::query(
+        let inserted = db::execute(
+            &mut *tx,
             "INSERT INTO agents (id, org_id, owner_user_id, home_workspace_id, state, name, \
              description, instructions, design, draft_revision, revision, is_default, latest_version, \
              latest_deployed_at, created_at, updated_at) \
              VALUES ($1, $2, '', '', 'active', $3, $4, $5, $6, 1, 1, 1, 1, $7, $7, $7)",
+            (
+                &id,
+                org_id,
+                &content.name,
+                &content.description,
+                &content.instructions,
+                design_bytes(content),
+                now,
+            ),
         )
-        .bind(&id)
-        .bind(org_id)
-        .bind(&content.name)
-        .bind(&content.description)
-        .bind(&content.instructions)
-        .bind(design_bytes(content))
-        .bind(now)
-        .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO agent_versions (agent_id, number, content, deployer_user_id, deployed_at, origin) \
              VALUES ($1, 1, $2, '', $3, 'initial')",
+            (&id, content.encode_to_vec(), now),
         )
-        .bind(&id)
-        .bind(content.encode_to_vec())
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         let (agent, facts) = facts_on(&mut tx, &id).await?;
         let payload = serde_json::json!({ "is_default": true, "version": 1 });
-        self.record(&mut tx, "agent.created", &facts, payload)
+        self.commit_recorded(tx, "agent.created", &facts, payload)
             .await?;
-        self.commit(tx).await?;
         Ok(Some((agent, facts)))
     }
 
@@ -474,20 +488,22 @@ impl Storage {
         changes_facts: bool,
     ) -> Result<Option<(AgentRow, Option<AgentAccessFacts>)>> {
         let mut tx = self.db.begin_write().await?;
-        let updated = sqlx::query(
+        let updated = db::execute(
+            &mut *tx,
             "UPDATE agents SET name = $1, description = $2, instructions = $3, design = $4, \
              draft_revision = draft_revision + 1, revision = revision + $5, updated_at = $6 \
              WHERE id = $7 AND draft_revision = $8 AND state <> 'deleted'",
+            (
+                &draft.name,
+                &draft.description,
+                &draft.instructions,
+                design_bytes(draft),
+                i64::from(changes_facts),
+                self.clock.now_micros(),
+                agent_id,
+                expected_revision,
+            ),
         )
-        .bind(&draft.name)
-        .bind(&draft.description)
-        .bind(&draft.instructions)
-        .bind(design_bytes(draft))
-        .bind(i64::from(changes_facts))
-        .bind(self.clock.now_micros())
-        .bind(agent_id)
-        .bind(expected_revision)
-        .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
             return Ok(None);
@@ -545,20 +561,22 @@ impl Storage {
             rollback_of: new.rollback_of,
             draft_revision: new.draft_revision,
         };
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO agent_versions (agent_id, number, content, deployer_user_id, deployed_at, \
              notes, origin, rollback_of, draft_revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            (
+                &version.agent_id,
+                number,
+                version.content.encode_to_vec(),
+                &version.deployer_user_id,
+                now,
+                &version.notes,
+                version.origin.as_str(),
+                version.rollback_of,
+                version.draft_revision,
+            ),
         )
-        .bind(&version.agent_id)
-        .bind(number)
-        .bind(version.content.encode_to_vec())
-        .bind(&version.deployer_user_id)
-        .bind(now)
-        .bind(&version.notes)
-        .bind(version.origin.as_str())
-        .bind(version.rollback_of)
-        .bind(version.draft_revision)
-        .execute(&mut *tx)
         .await?;
         let (agent, facts) = facts_on(&mut tx, new.agent_id).await?;
         let payload = serde_json::json!({
@@ -568,9 +586,8 @@ impl Storage {
             "deployer_user_id": version.deployer_user_id,
             "integrations": domain::integrations_json(&version.content),
         });
-        self.record(&mut tx, "agent.deployed", &facts, payload)
+        self.commit_recorded(tx, "agent.deployed", &facts, payload)
             .await?;
-        self.commit(tx).await?;
         Ok(Some((agent, version, facts)))
     }
 
@@ -581,22 +598,20 @@ impl Storage {
     ) -> Result<Option<(AgentRow, AgentAccessFacts)>> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
-        let deleted = sqlx::query(
+        let deleted = db::execute(
+            &mut *tx,
             "UPDATE agents SET state = 'deleted', deleted_at = $1, updated_at = $1, \
              revision = revision + 1 WHERE id = $2 AND state <> 'deleted'",
+            (now, agent_id),
         )
-        .bind(now)
-        .bind(agent_id)
-        .execute(&mut *tx)
         .await?;
         if deleted.rows_affected() == 0 {
             return Ok(None);
         }
         let (agent, facts) = facts_on(&mut tx, agent_id).await?;
         let payload = serde_json::json!({ "owner_user_id": agent.owner_user_id });
-        self.record(&mut tx, "agent.deleted", &facts, payload)
+        self.commit_recorded(tx, "agent.deleted", &facts, payload)
             .await?;
-        self.commit(tx).await?;
         Ok(Some((agent, facts)))
     }
 
@@ -609,23 +624,22 @@ impl Storage {
                     .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))
             })
             .transpose()?;
-        Ok(sqlx::query_as(&format!(
-            "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number < $2 ORDER BY number DESC LIMIT $3"
-        ))
-        .bind(agent_id)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(page.limit())
-        .fetch_all(&self.db.pool)
+        Ok(db::fetch_all(
+            &self.db.pool,
+            &format!(
+                "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number < $2 ORDER BY number DESC LIMIT $3"
+            ),
+            (agent_id, before.unwrap_or(i64::MAX), page.limit()),
+        )
         .await?)
     }
 
     pub async fn version(&self, agent_id: &str, number: i64) -> Result<Option<VersionRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number = $2"
-        ))
-        .bind(agent_id)
-        .bind(number)
-        .fetch_optional(&self.db.pool)
+        Ok(db::fetch_optional(
+            &self.db.pool,
+            &format!("SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number = $2"),
+            (agent_id, number),
+        )
         .await?)
     }
 
@@ -642,20 +656,22 @@ impl Storage {
             created_at: self.clock.now_micros(),
         };
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO templates (id, org_id, name, description, content, source_agent_id, \
              source_version, publisher_user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            (
+                &template.id,
+                &template.org_id,
+                &template.name,
+                &template.description,
+                template.content.encode_to_vec(),
+                &template.source_agent_id,
+                template.source_version,
+                &template.publisher_user_id,
+                template.created_at,
+            ),
         )
-        .bind(&template.id)
-        .bind(&template.org_id)
-        .bind(&template.name)
-        .bind(&template.description)
-        .bind(template.content.encode_to_vec())
-        .bind(&template.source_agent_id)
-        .bind(template.source_version)
-        .bind(&template.publisher_user_id)
-        .bind(template.created_at)
-        .execute(&mut *tx)
         .await?;
         events::append(
             &mut tx,
@@ -682,21 +698,15 @@ impl Storage {
             "SELECT {TEMPLATE_COLUMNS} WHERE org_id = $1 AND ($2 = '' OR id < $2) \
              ORDER BY id DESC LIMIT $3"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(org_id)
-            .bind(page.after().unwrap_or_default())
-            .bind(page.limit())
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(db::fetch_all(&self.db.pool, &sql, (org_id, page)).await?)
     }
 
     pub async fn template(&self, org_id: &str, template_id: &str) -> Result<Option<TemplateRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {TEMPLATE_COLUMNS} WHERE id = $1 AND org_id = $2"
-        ))
-        .bind(template_id)
-        .bind(org_id)
-        .fetch_optional(&self.db.pool)
+        Ok(db::fetch_optional(
+            &self.db.pool,
+            &format!("SELECT {TEMPLATE_COLUMNS} WHERE id = $1 AND org_id = $2"),
+            (template_id, org_id),
+        )
         .await?)
     }
 }

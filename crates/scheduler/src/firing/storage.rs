@@ -10,7 +10,7 @@
 //! already serialises claims.
 
 use agentshare_kit::Result;
-use agentshare_kit::db::{Backend, new_id};
+use agentshare_kit::db::{self, Backend, new_id};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
@@ -188,33 +188,35 @@ async fn insert_run(
         Some((owner, expires)) => (owner, Some(expires)),
         None => ("", None),
     };
-    let inserted = sqlx::query(
+    let inserted = db::execute(
+        &mut **tx,
         "INSERT INTO automation_runs (id, subscription_id, org_id, agent_id, automation_key, \
          automation_name, user_id, workspace_id, task, scheduled_at, status, started_at, attempt, \
          lease_owner, lease_expires_at, note, catch_up, missed_count, missed_through, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $14, $15, $16, $17, \
          $18, $19) ON CONFLICT (subscription_id, scheduled_at) DO NOTHING",
+        (
+            &id,
+            &s.id,
+            &s.org_id,
+            &s.agent_id,
+            &s.automation_key,
+            &s.automation_name,
+            &s.user_id,
+            &s.workspace_id,
+            &s.task,
+            new.scheduled_at,
+            new.status,
+            new.lease.map(|_| now),
+            owner,
+            expires,
+            new.note,
+            i64::from(new.catch_up),
+            new.missed_count,
+            new.missed_through,
+            now,
+        ),
     )
-    .bind(&id)
-    .bind(&s.id)
-    .bind(&s.org_id)
-    .bind(&s.agent_id)
-    .bind(&s.automation_key)
-    .bind(&s.automation_name)
-    .bind(&s.user_id)
-    .bind(&s.workspace_id)
-    .bind(&s.task)
-    .bind(new.scheduled_at)
-    .bind(new.status)
-    .bind(new.lease.map(|_| now))
-    .bind(owner)
-    .bind(expires)
-    .bind(new.note)
-    .bind(i64::from(new.catch_up))
-    .bind(new.missed_count)
-    .bind(new.missed_through)
-    .bind(now)
-    .execute(&mut **tx)
     .await?;
     Ok((inserted.rows_affected() == 1).then_some(id))
 }
@@ -230,11 +232,7 @@ impl Storage {
     /// A read before a claim, so an idle replica never takes SQLite's one
     /// write lock (or PostgreSQL row locks) just to find nothing.
     async fn any(&self, sql: &str, now: i64) -> Result<bool> {
-        Ok(sqlx::query(sql)
-            .bind(now)
-            .fetch_optional(&self.db.pool)
-            .await?
-            .is_some())
+        Ok(db::exists(&self.db.pool, sql, (now,)).await?)
     }
 
     /// The rows `select` reads for a claim in `tx`: those due at `$1`, at
@@ -250,11 +248,7 @@ impl Storage {
         T: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
     {
         let sql = format!("{select}{}", skip_locked(self.db.backend));
-        Ok(sqlx::query_as(&sql)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut **tx)
-            .await?)
+        Ok(db::fetch_all(&mut **tx, &sql, (now, limit)).await?)
     }
 
     /// Claims up to `limit` due subscriptions for `owner`: writes each
@@ -316,11 +310,12 @@ impl Storage {
                     None
                 }
             };
-            sqlx::query("UPDATE subscriptions SET next_run_at = $1 WHERE id = $2")
-                .bind(next)
-                .bind(&subscription.id)
-                .execute(&mut *tx)
-                .await?;
+            db::execute(
+                &mut *tx,
+                "UPDATE subscriptions SET next_run_at = $1 WHERE id = $2",
+                (next, &subscription.id),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(claims)
@@ -421,18 +416,14 @@ impl Storage {
             let run_id = &run.run_id;
             if run.attempt >= 2 {
                 let message = "the scheduler replicas running it stopped twice before it finished, so it is not retried again; the next scheduled time runs as usual";
-                let ended = sqlx::query(
+                let ended = db::execute(
+                    &mut *tx,
                     "UPDATE automation_runs SET status = 'failed', finished_at = $1, \
                      error_code = 'ABORTED', error_message = $2, lease_owner = '', \
                      lease_expires_at = NULL WHERE id = $3 AND attempt = $4 AND lease_owner = $5 \
                      AND status = 'running'",
+                    (now, message, run_id, run.attempt, &previous),
                 )
-                .bind(now)
-                .bind(message)
-                .bind(run_id)
-                .bind(run.attempt)
-                .bind(&previous)
-                .execute(&mut *tx)
                 .await?;
                 if ended.rows_affected() == 1
                     && let Some(subscription) = self.locked(&mut tx, &run.subscription_id).await?
@@ -451,18 +442,13 @@ impl Storage {
             } else {
                 format!("{note}; {RETRIED_NOTE}")
             };
-            let taken = sqlx::query(
+            let taken = db::execute(
+                &mut *tx,
                 "UPDATE automation_runs SET attempt = 2, lease_owner = $1, lease_expires_at = $2, \
                  started_at = $3, retried_after_lease_expiry = 1, note = $4 \
                  WHERE id = $5 AND attempt = 1 AND lease_owner = $6 AND status = 'running'",
+                (owner, now + lease, now, &note, run_id, &previous),
             )
-            .bind(owner)
-            .bind(now + lease)
-            .bind(now)
-            .bind(&note)
-            .bind(run_id)
-            .bind(&previous)
-            .execute(&mut *tx)
             .await?;
             if taken.rows_affected() == 1 {
                 claimed.push(Claimed { attempt: 2, ..run });
@@ -490,15 +476,12 @@ impl Storage {
     /// Moves the end of a lease this replica holds to `expires_at`; false
     /// when it was lost.
     async fn lease_until(&self, lease: &Lease<'_>, expires_at: i64) -> Result<bool> {
-        let moved = sqlx::query(
+        let moved = db::execute(
+            &self.db.pool,
             "UPDATE automation_runs SET lease_expires_at = $1 \
              WHERE id = $2 AND lease_owner = $3 AND attempt = $4 AND status = 'running'",
+            (expires_at, lease.run_id, lease.owner, lease.attempt),
         )
-        .bind(expires_at)
-        .bind(lease.run_id)
-        .bind(lease.owner)
-        .bind(lease.attempt)
-        .execute(&self.db.pool)
         .await?;
         Ok(moved.rows_affected() == 1)
     }
@@ -545,25 +528,27 @@ impl Storage {
         };
         let summary = rules::truncated(summary, rules::MAX_SUMMARY_CHARS);
         let mut tx = self.db.begin_write().await?;
-        let ended: Option<(String,)> = sqlx::query_as(
+        let ended: Option<(String,)> = db::fetch_optional(
+            &mut *tx,
             "UPDATE automation_runs SET status = $1, finished_at = $2, output_summary = $3, \
              error_code = $4, error_message = $5, invocation_id = $6, session_id = $7, \
              agent_version = $8, lease_owner = '', lease_expires_at = NULL \
              WHERE id = $9 AND lease_owner = $10 AND attempt = $11 AND status = 'running' \
              RETURNING subscription_id",
+            (
+                status,
+                now,
+                &summary,
+                code,
+                message,
+                invocation,
+                session,
+                version,
+                lease.run_id,
+                lease.owner,
+                lease.attempt,
+            ),
         )
-        .bind(status)
-        .bind(now)
-        .bind(&summary)
-        .bind(code)
-        .bind(message)
-        .bind(invocation)
-        .bind(session)
-        .bind(version)
-        .bind(lease.run_id)
-        .bind(lease.owner)
-        .bind(lease.attempt)
-        .fetch_optional(&mut *tx)
         .await?;
         let Some((subscription_id,)) = ended else {
             return Ok(false);
@@ -668,26 +653,24 @@ impl Storage {
 
     pub async fn run(&self, id: &str) -> Result<Option<RunRow>> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM automation_runs WHERE id = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.db.pool)
-            .await?)
+        Ok(db::fetch_optional(&self.db.pool, &sql, (id,)).await?)
     }
 
     /// Where each notification of a run is: the inbox item (WEB), then the
     /// outbox rows (EMAIL, PUSH).
     pub async fn deliveries(&self, run_id: &str) -> Result<Vec<DeliveryRow>> {
-        let inbox: Vec<(i64,)> =
-            sqlx::query_as("SELECT created_at FROM inbox_items WHERE run_id = $1 ORDER BY id")
-                .bind(run_id)
-                .fetch_all(&self.db.pool)
-                .await?;
-        let outbox: Vec<DeliveryRow> = sqlx::query_as(
+        let inbox: Vec<(i64,)> = db::fetch_all(
+            &self.db.pool,
+            "SELECT created_at FROM inbox_items WHERE run_id = $1 ORDER BY id",
+            (run_id,),
+        )
+        .await?;
+        let outbox: Vec<DeliveryRow> = db::fetch_all(
+            &self.db.pool,
             "SELECT channel, status, attempt_count, last_error, delivered_at, next_attempt_at \
              FROM notification_outbox WHERE run_id = $1 ORDER BY channel",
+            (run_id,),
         )
-        .bind(run_id)
-        .fetch_all(&self.db.pool)
         .await?;
         let web = inbox.into_iter().map(|(created_at,)| DeliveryRow {
             channel: "web".into(),

@@ -2,12 +2,12 @@
 //! registry announced them, runs, workspace caps, the inbox and the
 //! notification outbox. One set of SQL serves SQLite and PostgreSQL; the one
 //! difference, locking a cap row while counting under it, sits in
-//! `Backend::for_update`.
+//! `Db::locking`.
 
 use agentshare_kit::Result;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::db::Stored;
-use agentshare_kit::db::{Db, new_id};
+use agentshare_kit::db::{self, Db, new_id};
 use agentshare_kit::page::Page;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -237,11 +237,6 @@ fn status_condition(status: crate::subscriptions::rules::Status) -> &'static str
 }
 
 impl Storage {
-    /// `select`, locking the rows it reads until the transaction ends.
-    fn locking(&self, select: &str) -> String {
-        format!("{select}{}", self.db.backend.for_update())
-    }
-
     pub async fn subscription(
         &self,
         agent_id: &str,
@@ -252,12 +247,7 @@ impl Storage {
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
              WHERE agent_id = $1 AND automation_key = $2 AND user_id = $3"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(agent_id)
-            .bind(automation_key)
-            .bind(user_id)
-            .fetch_optional(&self.db.pool)
-            .await?)
+        Ok(db::fetch_optional(&self.db.pool, &sql, (agent_id, automation_key, user_id)).await?)
     }
 
     /// A user's subscriptions to one agent.
@@ -270,11 +260,7 @@ impl Storage {
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
              WHERE agent_id = $1 AND user_id = $2 ORDER BY id"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(agent_id)
-            .bind(user_id)
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(db::fetch_all(&self.db.pool, &sql, (agent_id, user_id)).await?)
     }
 
     /// One page of a user's subscriptions in an org, oldest first (ids are
@@ -326,15 +312,14 @@ impl Storage {
     /// The agents of a user's subscriptions whose latest version registry
     /// announced after the subscriptions were last compared with it.
     pub async fn stale_agents_of(&self, org_id: &str, user_id: &str) -> Result<Vec<String>> {
-        let agents: Vec<(String,)> = sqlx::query_as(
+        let agents: Vec<(String,)> = db::fetch_all(
+            &self.db.pool,
             "SELECT DISTINCT s.agent_id FROM subscriptions s \
              JOIN known_agents k ON k.agent_id = s.agent_id \
              WHERE s.org_id = $1 AND s.user_id = $2 AND k.deleted = 0 \
              AND k.latest_version > s.checked_version ORDER BY s.agent_id",
+            (org_id, user_id),
         )
-        .bind(org_id)
-        .bind(user_id)
-        .fetch_all(&self.db.pool)
         .await?;
         Ok(agents.into_iter().map(|(agent_id,)| agent_id).collect())
     }
@@ -414,11 +399,11 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         workspace_id: &str,
     ) -> Result<Option<i64>> {
-        let sql = self.locking("SELECT max_active FROM workspace_caps WHERE workspace_id = $1");
-        let cap: Option<(Option<i64>,)> = sqlx::query_as(&sql)
-            .bind(workspace_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+        let sql = self
+            .db
+            .locking("SELECT max_active FROM workspace_caps WHERE workspace_id = $1");
+        let cap: Option<(Option<i64>,)> =
+            db::fetch_optional(&mut **tx, &sql, (workspace_id,)).await?;
         let cap = cap.and_then(|(max_active,)| max_active);
         let Some(cap) = cap else {
             return Ok(None);
@@ -491,13 +476,10 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         id: &str,
     ) -> Result<Option<SubscriptionRow>> {
-        let sql = self.locking(&format!(
+        let sql = self.db.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1"
         ));
-        Ok(sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?)
+        Ok(db::fetch_optional(&mut **tx, &sql, (id,)).await?)
     }
 
     /// Writes everything a user or agentshare may change on a row, and the
@@ -600,10 +582,12 @@ impl Storage {
     }
 
     pub async fn delete_subscription(&self, id: &str) -> Result<bool> {
-        let deleted = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
-            .bind(id)
-            .execute(&self.db.pool)
-            .await?;
+        let deleted = db::execute(
+            &self.db.pool,
+            "DELETE FROM subscriptions WHERE id = $1",
+            (id,),
+        )
+        .await?;
         Ok(deleted.rows_affected() > 0)
     }
 
@@ -611,12 +595,12 @@ impl Storage {
     pub async fn last_runs(&self, ids: &[String]) -> Result<Vec<LastRun>> {
         let mut runs = Vec::new();
         for id in ids {
-            let run: Option<LastRun> = sqlx::query_as(
+            let run: Option<LastRun> = db::fetch_optional(
+                &self.db.pool,
                 "SELECT subscription_id, id AS run_id, scheduled_at, status, finished_at \
                  FROM automation_runs WHERE subscription_id = $1 ORDER BY scheduled_at DESC LIMIT 1",
+                (id,),
             )
-            .bind(id)
-            .fetch_optional(&self.db.pool)
             .await?;
             runs.extend(run);
         }
@@ -625,18 +609,15 @@ impl Storage {
 
     /// Records registry's latest version of an agent; versions only grow.
     pub async fn agent_deployed(&self, agent_id: &str, org_id: &str, version: i64) -> Result<()> {
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "INSERT INTO known_agents (agent_id, org_id, latest_version, deleted, updated_at) \
              VALUES ($1, $2, $3, 0, $4) ON CONFLICT (agent_id) DO UPDATE SET \
              latest_version = CASE WHEN excluded.latest_version > known_agents.latest_version \
              THEN excluded.latest_version ELSE known_agents.latest_version END, \
              updated_at = excluded.updated_at",
+            (agent_id, org_id, version, self.clock.now_micros()),
         )
-        .bind(agent_id)
-        .bind(org_id)
-        .bind(version)
-        .bind(self.clock.now_micros())
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -646,24 +627,19 @@ impl Storage {
     pub async fn agent_deleted(&self, agent_id: &str, org_id: &str) -> Result<()> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO known_agents (agent_id, org_id, latest_version, deleted, updated_at) \
              VALUES ($1, $2, 0, 1, $3) ON CONFLICT (agent_id) DO UPDATE SET deleted = 1, \
              updated_at = excluded.updated_at",
+            (agent_id, org_id, now),
         )
-        .bind(agent_id)
-        .bind(org_id)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
-        let sql = self.locking(&format!(
+        let sql = self.db.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
              AND NOT (inactive = 1 AND status_reason = 'agent_deleted')"
         ));
-        let rows: Vec<SubscriptionRow> = sqlx::query_as(&sql)
-            .bind(agent_id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows: Vec<SubscriptionRow> = db::fetch_all(&mut *tx, &sql, (agent_id,)).await?;
         for mut row in rows {
             let was_running = row.enabled && !row.inactive;
             row.inactive = true;
@@ -688,16 +664,13 @@ impl Storage {
     /// owner's, with the reason "agent unshared", notifying each user.
     /// Repeating it changes nothing; sharing again re-enables none.
     pub async fn agent_unshared(&self, agent_id: &str, owner_id: &str) -> Result<usize> {
-        let sql = self.locking(&format!(
+        let sql = self.db.locking(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE agent_id = $1 \
              AND user_id <> $2 AND enabled = 1 AND inactive = 0"
         ));
         let mut tx = self.db.begin_write().await?;
-        let rows: Vec<SubscriptionRow> = sqlx::query_as(&sql)
-            .bind(agent_id)
-            .bind(owner_id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows: Vec<SubscriptionRow> =
+            db::fetch_all(&mut *tx, &sql, (agent_id, owner_id)).await?;
         let mut stopped = 0;
         for mut row in rows {
             self.disable(
@@ -739,12 +712,12 @@ impl Storage {
     /// Moves a subscription to another workspace of its user through which
     /// they still run the agent, after they lost the one it ran in.
     pub async fn move_to_workspace(&self, id: &str, workspace_id: &str) -> Result<()> {
-        sqlx::query("UPDATE subscriptions SET workspace_id = $1, updated_at = $2 WHERE id = $3")
-            .bind(workspace_id)
-            .bind(self.clock.now_micros())
-            .bind(id)
-            .execute(&self.db.pool)
-            .await?;
+        db::execute(
+            &self.db.pool,
+            "UPDATE subscriptions SET workspace_id = $1, updated_at = $2 WHERE id = $3",
+            (workspace_id, self.clock.now_micros(), id),
+        )
+        .await?;
         Ok(())
     }
 
@@ -765,11 +738,7 @@ impl Storage {
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {column} = $1 AND org_id = $2 \
              AND enabled = 1 AND inactive = 0 ORDER BY id"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(value)
-            .bind(org_id)
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(db::fetch_all(&self.db.pool, &sql, (value, org_id)).await?)
     }
 
     async fn disable(
@@ -804,33 +773,26 @@ impl Storage {
         page: &Page,
     ) -> Result<(Vec<SubscriptionRow>, i64)> {
         let filter = "agent_id = $1 AND user_id <> $2 AND enabled = 1 AND inactive = 0";
-        let (total,): (i64,) = sqlx::query_as(&format!(
-            "SELECT COUNT(*) FROM subscriptions WHERE {filter}"
-        ))
-        .bind(agent_id)
-        .bind(exclude_user_id)
-        .fetch_one(&self.db.pool)
+        let (total,): (i64,) = db::fetch_one(
+            &self.db.pool,
+            &format!("SELECT COUNT(*) FROM subscriptions WHERE {filter}"),
+            (agent_id, exclude_user_id),
+        )
         .await?;
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {filter} AND id > $3 \
              ORDER BY id LIMIT $4"
         );
-        let rows = sqlx::query_as(&sql)
-            .bind(agent_id)
-            .bind(exclude_user_id)
-            .bind(page.after().unwrap_or(""))
-            .bind(page.limit())
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows = db::fetch_all(&self.db.pool, &sql, (agent_id, exclude_user_id, page)).await?;
         Ok((rows, total))
     }
 
     pub async fn cap(&self, workspace_id: &str) -> Result<(CapRow, i64)> {
-        let cap: Option<CapRow> = sqlx::query_as(
+        let cap: Option<CapRow> = db::fetch_optional(
+            &self.db.pool,
             "SELECT max_active, updated_by, updated_at FROM workspace_caps WHERE workspace_id = $1",
+            (workspace_id,),
         )
-        .bind(workspace_id)
-        .fetch_optional(&self.db.pool)
         .await?;
         let cap = cap.unwrap_or_default();
         let active = active_in(&self.db.pool, workspace_id).await?;
@@ -844,18 +806,20 @@ impl Storage {
         max_active: Option<i64>,
         user_id: &str,
     ) -> Result<()> {
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "INSERT INTO workspace_caps (workspace_id, org_id, max_active, updated_by, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id) DO UPDATE SET \
              max_active = excluded.max_active, updated_by = excluded.updated_by, \
              updated_at = excluded.updated_at",
+            (
+                workspace_id,
+                org_id,
+                max_active,
+                user_id,
+                self.clock.now_micros(),
+            ),
         )
-        .bind(workspace_id)
-        .bind(org_id)
-        .bind(max_active)
-        .bind(user_id)
-        .bind(self.clock.now_micros())
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -884,22 +848,20 @@ impl Storage {
         }
         sql.push_str(" ORDER BY id DESC LIMIT $4");
         // UUID v7 text sorts by time; every id sorts below this bound.
-        Ok(sqlx::query_as(&sql)
-            .bind(org_id)
-            .bind(user_id)
-            .bind(page.after().unwrap_or("~"))
-            .bind(page.limit())
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(db::fetch_all(
+            &self.db.pool,
+            &sql,
+            (org_id, user_id, page.after().unwrap_or("~"), page.limit()),
+        )
+        .await?)
     }
 
     pub async fn unread_count(&self, org_id: &str, user_id: &str) -> Result<i64> {
-        let (unread,): (i64,) = sqlx::query_as(
+        let (unread,): (i64,) = db::fetch_one(
+            &self.db.pool,
             "SELECT COUNT(*) FROM inbox_items WHERE org_id = $1 AND user_id = $2 AND read_at IS NULL",
+            (org_id, user_id),
         )
-        .bind(org_id)
-        .bind(user_id)
-        .fetch_one(&self.db.pool)
         .await?;
         Ok(unread)
     }
@@ -915,38 +877,33 @@ impl Storage {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
         let Some(ids) = ids else {
-            let marked = sqlx::query(
+            let marked = db::execute(
+                &mut *tx,
                 "UPDATE inbox_items SET read_at = $1 WHERE org_id = $2 AND user_id = $3 \
                  AND read_at IS NULL",
+                (now, org_id, user_id),
             )
-            .bind(now)
-            .bind(org_id)
-            .bind(user_id)
-            .execute(&mut *tx)
             .await?;
             tx.commit().await?;
             return Ok(Some(marked.rows_affected()));
         };
         let mut marked = 0;
         for id in ids {
-            let owned: Option<(Option<i64>,)> = sqlx::query_as(
+            let owned: Option<(Option<i64>,)> = db::fetch_optional(
+                &mut *tx,
                 "SELECT read_at FROM inbox_items WHERE id = $1 AND org_id = $2 AND user_id = $3",
+                (id, org_id, user_id),
             )
-            .bind(id)
-            .bind(org_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
             .await?;
             let Some(owned) = owned else {
                 return Ok(None);
             };
             if owned.0.is_none() {
-                marked += sqlx::query(
+                marked += db::execute(
+                    &mut *tx,
                     "UPDATE inbox_items SET read_at = $1 WHERE id = $2 AND read_at IS NULL",
+                    (now, id),
                 )
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
                 .await?
                 .rows_affected();
             }
@@ -960,25 +917,22 @@ impl Storage {
     /// leaves it alone meanwhile, and takes it again if this one dies.
     pub async fn claim_deliveries(&self, limit: i64, lease_micros: i64) -> Result<Vec<OutboxRow>> {
         let now = self.clock.now_micros();
-        let due: Vec<DueDelivery> = sqlx::query_as(
+        let due: Vec<DueDelivery> = db::fetch_all(
+            &self.db.pool,
             "SELECT id, channel, address, title, body, attempt_count, next_attempt_at \
              FROM notification_outbox WHERE status IN ('pending', 'retrying') \
              AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
+            (now, limit),
         )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.db.pool)
         .await?;
         let mut claimed = Vec::with_capacity(due.len());
         for due in due {
-            let taken = sqlx::query(
+            let taken = db::execute(
+                &self.db.pool,
                 "UPDATE notification_outbox SET next_attempt_at = $1 \
                  WHERE id = $2 AND next_attempt_at = $3 AND status IN ('pending', 'retrying')",
+                (now + lease_micros, &due.row.id, due.next_attempt_at),
             )
-            .bind(now + lease_micros)
-            .bind(&due.row.id)
-            .bind(due.next_attempt_at)
-            .execute(&self.db.pool)
             .await?;
             if taken.rows_affected() == 1 {
                 claimed.push(due.row);
@@ -989,13 +943,12 @@ impl Storage {
 
     pub async fn delivered(&self, id: &str) -> Result<()> {
         let now = self.clock.now_micros();
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "UPDATE notification_outbox SET status = 'delivered', attempt_count = attempt_count + 1, \
              delivered_at = $1, last_error = '' WHERE id = $2",
+            (now, id),
         )
-        .bind(now)
-        .bind(id)
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -1007,15 +960,12 @@ impl Storage {
             Some(at) => ("retrying", at),
             None => ("failed", self.clock.now_micros()),
         };
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "UPDATE notification_outbox SET status = $1, attempt_count = attempt_count + 1, \
              last_error = $2, next_attempt_at = $3 WHERE id = $4",
+            (status, error, next, id),
         )
-        .bind(status)
-        .bind(error)
-        .bind(next)
-        .bind(id)
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -1026,11 +976,11 @@ async fn active_in<'e, E>(executor: E, workspace_id: &str) -> Result<i64>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let (active,): (i64,) = sqlx::query_as(
+    let (active,): (i64,) = db::fetch_one(
+        executor,
         "SELECT COUNT(*) FROM subscriptions WHERE workspace_id = $1 AND enabled = 1 AND inactive = 0",
+        (workspace_id,),
     )
-    .bind(workspace_id)
-    .fetch_one(executor)
     .await?;
     Ok(active)
 }

@@ -3,14 +3,13 @@
 //! what.
 
 use agentshare_kit::Result;
-use agentshare_kit::db::{new_id, placeholders};
+use agentshare_kit::db::{self, new_id, placeholders};
 use agentshare_kit::page::Page;
 use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
 use crate::connections::secrets::Sealed;
-use agentshare_kit::page::Paged;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -329,12 +328,12 @@ impl ConnectionStorage {
     /// One of the user's connections; another user's is `None`, exactly
     /// like one that never existed.
     pub async fn connection(&self, user_id: &str, id: &str) -> Result<Option<ConnectionRow>> {
-        let row: Option<StoredConnection> =
-            sqlx::query_as(&connections_where("c.id = $1 AND c.user_id = $2"))
-                .bind(id)
-                .bind(user_id)
-                .fetch_optional(&self.db.pool)
-                .await?;
+        let row: Option<StoredConnection> = db::fetch_optional(
+            &self.db.pool,
+            &connections_where("c.id = $1 AND c.user_id = $2"),
+            (id, user_id),
+        )
+        .await?;
         Ok(row.map(ConnectionRow::from))
     }
 
@@ -361,14 +360,14 @@ impl ConnectionStorage {
         provider: &str,
         page: &Page,
     ) -> Result<Vec<ConnectionRow>> {
-        let rows: Vec<StoredConnection> = sqlx::query_as(&connections_where(
-            "c.user_id = $1 AND ($2 = '' OR c.provider = $2) AND ($3 = '' OR c.id < $3) \
-             ORDER BY c.id DESC LIMIT $4",
-        ))
-        .bind(user_id)
-        .bind(provider)
-        .paged(page)
-        .fetch_all(&self.db.pool)
+        let rows: Vec<StoredConnection> = db::fetch_all(
+            &self.db.pool,
+            &connections_where(
+                "c.user_id = $1 AND ($2 = '' OR c.provider = $2) AND ($3 = '' OR c.id < $3) \
+                 ORDER BY c.id DESC LIMIT $4",
+            ),
+            (user_id, provider, page),
+        )
         .await?;
         Ok(rows.into_iter().map(ConnectionRow::from).collect())
     }
@@ -377,24 +376,23 @@ impl ConnectionStorage {
     /// `None` when the user has no such connection.
     pub async fn delete_connection(&self, user_id: &str, id: &str) -> Result<Option<u64>> {
         let mut tx = self.db.begin_write().await?;
-        let owned = sqlx::query("SELECT 1 FROM connections WHERE id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+        let owned = db::exists(
+            &mut *tx,
+            "SELECT 1 FROM connections WHERE id = $1 AND user_id = $2",
+            (id, user_id),
+        )
+        .await?;
         if !owned {
             return Ok(None);
         }
-        let bindings = sqlx::query("DELETE FROM agent_setups WHERE connection_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM connections WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let bindings = db::execute(
+            &mut *tx,
+            "DELETE FROM agent_setups WHERE connection_id = $1",
+            (id,),
+        )
+        .await?
+        .rows_affected();
+        db::execute(&mut *tx, "DELETE FROM connections WHERE id = $1", (id,)).await?;
         tx.commit().await?;
         Ok(Some(bindings))
     }
@@ -415,64 +413,64 @@ impl ConnectionStorage {
 
     /// Records that a run used the connection.
     pub async fn touch_connection(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE connections SET last_used_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(self.clock.now_micros())
-            .execute(&self.db.pool)
-            .await?;
+        db::execute(
+            &self.db.pool,
+            "UPDATE connections SET last_used_at = $2 WHERE id = $1",
+            (id, self.clock.now_micros()),
+        )
+        .await?;
         Ok(())
     }
 
     /// Records a check's outcome.
     pub async fn record_check(&self, id: &str, status: Status, message: &str) -> Result<()> {
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "UPDATE connections SET status = $2, status_message = $3, last_tested_at = $4 WHERE id = $1",
+            (id, status.as_str(), message, self.clock.now_micros()),
         )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(message)
-        .bind(self.clock.now_micros())
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
 
     /// Marks a connection FAILED, saying what to do.
     pub async fn fail_connection(&self, id: &str, message: &str) -> Result<()> {
-        sqlx::query("UPDATE connections SET status = 'failed', status_message = $2 WHERE id = $1")
-            .bind(id)
-            .bind(message)
-            .execute(&self.db.pool)
-            .await?;
+        db::execute(
+            &self.db.pool,
+            "UPDATE connections SET status = 'failed', status_message = $2 WHERE id = $1",
+            (id, message),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn insert_flow(&self, state_sha256: &str, flow: &Flow) -> Result<()> {
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "INSERT INTO oauth_flows (state_sha256, user_id, provider, label, connection_id, key_id, \
              sealed_verifier, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            (
+                state_sha256,
+                &flow.user_id,
+                &flow.provider,
+                &flow.label,
+                &flow.connection_id,
+                &flow.verifier.key_id,
+                &flow.verifier.blob,
+                flow.expires_at,
+            ),
         )
-        .bind(state_sha256)
-        .bind(&flow.user_id)
-        .bind(&flow.provider)
-        .bind(&flow.label)
-        .bind(&flow.connection_id)
-        .bind(&flow.verifier.key_id)
-        .bind(&flow.verifier.blob)
-        .bind(flow.expires_at)
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
 
     /// The user's pending flows, to cap them.
     pub async fn pending_flows(&self, user_id: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
+        Ok(db::scalar::fetch_one(
+            &self.db.pool,
             "SELECT COUNT(*) FROM oauth_flows WHERE user_id = $1 AND used_at IS NULL AND expires_at > $2",
+            (user_id, self.clock.now_micros()),
         )
-        .bind(user_id)
-        .bind(self.clock.now_micros())
-        .fetch_one(&self.db.pool)
         .await?)
     }
 
@@ -480,23 +478,25 @@ impl ConnectionStorage {
     /// replayed redirect finds it spent.
     pub async fn take_flow(&self, state_sha256: &str) -> Result<Option<Flow>> {
         let mut tx = self.db.begin_write().await?;
-        let flow: Option<Flow> = sqlx::query_as(&format!(
-            "SELECT user_id, provider, label, connection_id, key_id, sealed_verifier AS blob, expires_at, \
-             used_at FROM oauth_flows WHERE state_sha256 = $1{}",
-            self.db.backend.for_update()
-        ))
-        .bind(state_sha256)
-        .fetch_optional(&mut *tx)
+        let flow: Option<Flow> = db::fetch_optional(
+            &mut *tx,
+            &self.db.locking(
+                "SELECT user_id, provider, label, connection_id, key_id, sealed_verifier AS blob, expires_at, \
+                 used_at FROM oauth_flows WHERE state_sha256 = $1",
+            ),
+            (state_sha256,),
+        )
         .await?;
         let Some(flow) = flow else {
             return Ok(None);
         };
         if flow.used_at.is_none() {
-            sqlx::query("UPDATE oauth_flows SET used_at = $2 WHERE state_sha256 = $1")
-                .bind(state_sha256)
-                .bind(self.clock.now_micros())
-                .execute(&mut *tx)
-                .await?;
+            db::execute(
+                &mut *tx,
+                "UPDATE oauth_flows SET used_at = $2 WHERE state_sha256 = $1",
+                (state_sha256, self.clock.now_micros()),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(Some(flow))
@@ -549,54 +549,51 @@ impl ConnectionStorage {
         integration_key: &str,
         connection_id: &str,
     ) -> Result<()> {
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "INSERT INTO agent_setups (agent_id, user_id, integration_key, connection_id, bound_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, user_id, integration_key) \
              DO UPDATE SET connection_id = excluded.connection_id, bound_at = excluded.bound_at",
+            (
+                agent_id,
+                user_id,
+                integration_key,
+                connection_id,
+                self.clock.now_micros(),
+            ),
         )
-        .bind(agent_id)
-        .bind(user_id)
-        .bind(integration_key)
-        .bind(connection_id)
-        .bind(self.clock.now_micros())
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
 
     pub async fn unbind(&self, agent_id: &str, user_id: &str, integration_key: &str) -> Result<()> {
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "DELETE FROM agent_setups WHERE agent_id = $1 AND user_id = $2 AND integration_key = $3",
+            (agent_id, user_id, integration_key),
         )
-        .bind(agent_id)
-        .bind(user_id)
-        .bind(integration_key)
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
 
     pub async fn complete_setup(&self, agent_id: &str, user_id: &str) -> Result<i64> {
         let now = self.clock.now_micros();
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "INSERT INTO agent_setup_completions (agent_id, user_id, completed_at) VALUES ($1, $2, $3) \
              ON CONFLICT (agent_id, user_id) DO UPDATE SET completed_at = excluded.completed_at",
+            (agent_id, user_id, now),
         )
-        .bind(agent_id)
-        .bind(user_id)
-        .bind(now)
-        .execute(&self.db.pool)
         .await?;
         Ok(now)
     }
 
     pub async fn setup_completed_at(&self, agent_id: &str, user_id: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
+        Ok(db::scalar::fetch_optional(
+            &self.db.pool,
             "SELECT completed_at FROM agent_setup_completions WHERE agent_id = $1 AND user_id = $2",
+            (agent_id, user_id),
         )
-        .bind(agent_id)
-        .bind(user_id)
-        .fetch_optional(&self.db.pool)
         .await?)
     }
 
@@ -605,16 +602,17 @@ impl ConnectionStorage {
         &self,
         active: &str,
     ) -> Result<(Vec<ConnectionRow>, Vec<SealedVerifier>)> {
-        let connections: Vec<StoredConnection> =
-            sqlx::query_as(&connections_where("c.key_id <> $1"))
-                .bind(active)
-                .fetch_all(&self.db.pool)
-                .await?;
-        let flows = sqlx::query_as(
-            "SELECT state_sha256, key_id, sealed_verifier AS blob FROM oauth_flows WHERE key_id <> $1",
+        let connections: Vec<StoredConnection> = db::fetch_all(
+            &self.db.pool,
+            &connections_where("c.key_id <> $1"),
+            (active,),
         )
-        .bind(active)
-        .fetch_all(&self.db.pool)
+        .await?;
+        let flows = db::fetch_all(
+            &self.db.pool,
+            "SELECT state_sha256, key_id, sealed_verifier AS blob FROM oauth_flows WHERE key_id <> $1",
+            (active,),
+        )
         .await?;
         Ok((
             connections.into_iter().map(ConnectionRow::from).collect(),
@@ -629,29 +627,29 @@ impl ConnectionStorage {
         secret: &Sealed,
         refresh: Option<&Sealed>,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let done = db::execute(
+            &self.db.pool,
             "UPDATE connections SET key_id = $2, sealed_secret = $3, sealed_refresh = $4 \
              WHERE id = $1 AND key_id = $5 AND sealed_secret = $6",
+            (
+                &before.id,
+                &secret.key_id,
+                &secret.blob,
+                refresh.map(|r| r.blob.clone()),
+                &before.secret.key_id,
+                &before.secret.blob,
+            ),
         )
-        .bind(&before.id)
-        .bind(&secret.key_id)
-        .bind(&secret.blob)
-        .bind(refresh.map(|r| r.blob.clone()))
-        .bind(&before.secret.key_id)
-        .bind(&before.secret.blob)
-        .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub async fn reseal_flow(&self, state_sha256: &str, verifier: &Sealed) -> Result<()> {
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "UPDATE oauth_flows SET key_id = $2, sealed_verifier = $3 WHERE state_sha256 = $1",
+            (state_sha256, &verifier.key_id, &verifier.blob),
         )
-        .bind(state_sha256)
-        .bind(&verifier.key_id)
-        .bind(&verifier.blob)
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }

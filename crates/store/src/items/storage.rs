@@ -8,7 +8,7 @@
 //! exact.
 
 use agentshare_kit::clock::Clock;
-use agentshare_kit::db::Db;
+use agentshare_kit::db::{self, Db};
 use agentshare_kit::page::Page;
 use agentshare_kit::{Error, Result};
 use sqlx::{Any, Transaction};
@@ -119,11 +119,11 @@ struct Current {
 impl Storage {
     /// The partition's counter and use; zero for one never written.
     pub async fn partition(&self, partition: &str) -> Result<PartitionState> {
-        let state = sqlx::query_as(
+        let state = db::fetch_optional(
+            &self.db.pool,
             "SELECT revision, item_count, total_bytes FROM store_partitions WHERE partition = $1",
+            (partition,),
         )
-        .bind(partition)
-        .fetch_optional(&self.db.pool)
         .await?;
         Ok(state.unwrap_or_default())
     }
@@ -138,13 +138,8 @@ impl Storage {
              WHERE partition = $1 AND key >= $2 AND key > $3 ORDER BY key LIMIT $4",
             rules::PREVIEW_CHARS
         );
-        let items: Vec<ItemRow> = sqlx::query_as(&sql)
-            .bind(partition)
-            .bind(prefix)
-            .bind(page.after().unwrap_or(""))
-            .bind(page.limit())
-            .fetch_all(&self.db.pool)
-            .await?;
+        let items: Vec<ItemRow> =
+            db::fetch_all(&self.db.pool, &sql, (partition, prefix, page)).await?;
         // Keys sort byte-wise, so the first key past the prefix ends it.
         Ok(items
             .into_iter()
@@ -156,10 +151,7 @@ impl Storage {
     pub async fn read(&self, partition: &str, key: &str) -> Result<ItemRow> {
         let sql =
             format!("SELECT {ITEM_COLUMNS} FROM workspace_items WHERE partition = $1 AND key = $2");
-        sqlx::query_as(&sql)
-            .bind(partition)
-            .bind(key)
-            .fetch_optional(&self.db.pool)
+        db::fetch_optional(&self.db.pool, &sql, (partition, key))
             .await?
             .ok_or_else(|| Error::not_found(format!("item {key:?}")))
     }
@@ -192,23 +184,25 @@ impl Storage {
             created_at,
             updated_at: now,
         };
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO workspace_items (partition, key, value, content_type, size_bytes, revision, \
              created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (partition, key) DO UPDATE SET value = excluded.value, \
              content_type = excluded.content_type, size_bytes = excluded.size_bytes, \
              revision = excluded.revision, updated_at = excluded.updated_at",
+            (
+                put.partition,
+                &item.key,
+                &item.value,
+                item.content_type.as_str(),
+                item.size_bytes,
+                item.revision,
+                &item.created_by,
+                item.created_at,
+                item.updated_at,
+            ),
         )
-        .bind(put.partition)
-        .bind(&item.key)
-        .bind(&item.value)
-        .bind(item.content_type.as_str())
-        .bind(item.size_bytes)
-        .bind(item.revision)
-        .bind(&item.created_by)
-        .bind(item.created_at)
-        .bind(item.updated_at)
-        .execute(&mut *tx)
         .await?;
         self.record(
             &mut tx,
@@ -236,11 +230,12 @@ impl Storage {
         let Some(existing) = current(&mut tx, partition, key, expected).await? else {
             return Err(Error::not_found(format!("item {key:?}")));
         };
-        sqlx::query("DELETE FROM workspace_items WHERE partition = $1 AND key = $2")
-            .bind(partition)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        db::execute(
+            &mut *tx,
+            "DELETE FROM workspace_items WHERE partition = $1 AND key = $2",
+            (partition, key),
+        )
+        .await?;
         let after = Usage {
             item_count: before.item_count - 1,
             total_bytes: before.total_bytes - existing.size_bytes,
@@ -261,19 +256,19 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         partition: &str,
     ) -> Result<(i64, Usage)> {
-        sqlx::query(
+        db::execute(
+            &mut **tx,
             "INSERT INTO store_partitions (partition, revision, item_count, total_bytes) \
              VALUES ($1, 0, 0, 0) ON CONFLICT (partition) DO NOTHING",
+            (partition,),
         )
-        .bind(partition)
-        .execute(&mut **tx)
         .await?;
-        let state: PartitionState = sqlx::query_as(
+        let state: PartitionState = db::fetch_one(
+            &mut **tx,
             "UPDATE store_partitions SET revision = revision + 1 WHERE partition = $1 \
              RETURNING revision, item_count, total_bytes",
+            (partition,),
         )
-        .bind(partition)
-        .fetch_one(&mut **tx)
         .await?;
         Ok((state.revision, state.usage))
     }
@@ -291,13 +286,11 @@ impl Storage {
         item: Option<&ItemRow>,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
+        db::execute(
+            &mut **tx,
             "UPDATE store_partitions SET item_count = $2, total_bytes = $3 WHERE partition = $1",
+            (partition, usage.item_count, usage.total_bytes),
         )
-        .bind(partition)
-        .bind(usage.item_count)
-        .bind(usage.total_bytes)
-        .execute(&mut **tx)
         .await?;
         let (kind, value, content_type, size, item_revision, created_by, created_at) = match item {
             Some(item) => (
@@ -311,31 +304,35 @@ impl Storage {
             ),
             None => ("delete", "", ContentType::Text.as_str(), 0, 0, "", 0),
         };
-        sqlx::query(
+        db::execute(
+            &mut **tx,
             "INSERT INTO item_changes (partition, revision, kind, key, value, content_type, \
              size_bytes, item_revision, created_by, created_at, changed_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            (
+                partition,
+                revision,
+                kind,
+                key,
+                value,
+                content_type,
+                size,
+                item_revision,
+                created_by,
+                created_at,
+                now,
+            ),
         )
-        .bind(partition)
-        .bind(revision)
-        .bind(kind)
-        .bind(key)
-        .bind(value)
-        .bind(content_type)
-        .bind(size)
-        .bind(item_revision)
-        .bind(created_by)
-        .bind(created_at)
-        .bind(now)
-        .execute(&mut **tx)
         .await?;
-        sqlx::query(
+        db::execute(
+            &mut **tx,
             "DELETE FROM item_changes WHERE partition = $1 AND (revision <= $2 OR changed_at < $3)",
+            (
+                partition,
+                revision - self.retention.changes,
+                now - self.retention.age_micros,
+            ),
         )
-        .bind(partition)
-        .bind(revision - self.retention.changes)
-        .bind(now - self.retention.age_micros)
-        .execute(&mut **tx)
         .await?;
         Ok(())
     }
@@ -347,30 +344,28 @@ impl Storage {
         after: i64,
         limit: i64,
     ) -> Result<Vec<ChangeRow>> {
-        let changes: Vec<StoredChange> = sqlx::query_as(
+        let changes: Vec<StoredChange> = db::fetch_all(
+            &self.db.pool,
             // The item's revision takes the name `revision`, so the
             // change's own is named by its table wherever it is meant.
             "SELECT c.revision AS change_revision, kind, key, value, content_type, size_bytes, \
              item_revision AS revision, created_by, created_at, changed_at AS updated_at \
              FROM item_changes c WHERE c.partition = $1 AND c.revision > $2 \
              ORDER BY c.revision LIMIT $3",
+            (partition, after, limit),
         )
-        .bind(partition)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.db.pool)
         .await?;
         Ok(changes.into_iter().map(ChangeRow::from).collect())
     }
 
     /// Whether the change at `revision` is still retained.
     pub async fn change_retained(&self, partition: &str, revision: i64) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM item_changes WHERE partition = $1 AND revision = $2")
-            .bind(partition)
-            .bind(revision)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        Ok(row.is_some())
+        Ok(db::exists(
+            &self.db.pool,
+            "SELECT 1 FROM item_changes WHERE partition = $1 AND revision = $2",
+            (partition, revision),
+        )
+        .await?)
     }
 
     /// Removes every partition of an agent's store: items, changes and
@@ -378,11 +373,12 @@ impl Storage {
     pub async fn drop_agent_store(&self, agent_id: &str) -> Result<usize> {
         // LIKE narrows the scan; the exact test is the rules', since
         // SQLite's LIKE ignores ASCII case.
-        let candidates: Vec<(String,)> =
-            sqlx::query_as("SELECT partition FROM store_partitions WHERE partition LIKE $1")
-                .bind(format!("agent-{agent_id}%"))
-                .fetch_all(&self.db.pool)
-                .await?;
+        let candidates: Vec<(String,)> = db::fetch_all(
+            &self.db.pool,
+            "SELECT partition FROM store_partitions WHERE partition LIKE $1",
+            (format!("agent-{agent_id}%"),),
+        )
+        .await?;
         let mut dropped = 0;
         for (partition,) in &candidates {
             if !rules::belongs_to_agent(partition, agent_id) {
@@ -390,10 +386,12 @@ impl Storage {
             }
             let mut tx = self.db.begin_write().await?;
             for table in ["workspace_items", "item_changes", "store_partitions"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE partition = $1"))
-                    .bind(partition)
-                    .execute(&mut *tx)
-                    .await?;
+                db::execute(
+                    &mut *tx,
+                    &format!("DELETE FROM {table} WHERE partition = $1"),
+                    (partition,),
+                )
+                .await?;
             }
             tx.commit().await?;
             dropped += 1;
@@ -410,13 +408,12 @@ async fn current(
     key: &str,
     expected: Expected,
 ) -> Result<Option<Current>> {
-    let current: Option<Current> = sqlx::query_as(
+    let current: Option<Current> = db::fetch_optional(
+        &mut **tx,
         "SELECT revision, size_bytes, created_by, created_at FROM workspace_items \
          WHERE partition = $1 AND key = $2",
+        (partition, key),
     )
-    .bind(partition)
-    .bind(key)
-    .fetch_optional(&mut **tx)
     .await?;
     expected.check(current.as_ref().map_or(0, |current| current.revision))?;
     Ok(current)

@@ -9,7 +9,7 @@
 //! its key and, retried, finds the first result.
 
 use agentshare_kit::clock::Clock;
-use agentshare_kit::db::{Db, is_unique_violation, new_id};
+use agentshare_kit::db::{self, Db, is_unique_violation, new_id};
 use agentshare_kit::page::Page;
 use agentshare_kit::{Error, Result};
 use sqlx::{Any, Transaction};
@@ -223,10 +223,7 @@ impl Storage {
         T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
     {
         let sql = format!("SELECT {columns} FROM {table} WHERE id = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.db.pool)
-            .await?)
+        Ok(db::fetch_optional(&self.db.pool, &sql, (id,)).await?)
     }
 
     /// Starts an empty session, or finds the one a retry of `request_id`
@@ -276,11 +273,7 @@ impl Storage {
         spec: &SessionSpec,
         secret_digest: &str,
     ) -> Result<Session> {
-        let deleted = sqlx::query("SELECT 1 FROM deleted_agents WHERE agent_id = $1")
-            .bind(&spec.agent_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if deleted.is_some() {
+        if self.agent_deleted(tx, &spec.agent_id).await? {
             return Err(agent_deleted());
         }
         let now = self.clock.now_micros();
@@ -295,25 +288,27 @@ impl Storage {
             updated_at: now,
             archived_at: None,
         };
-        sqlx::query(
+        db::execute(
+            &mut **tx,
             "INSERT INTO sessions (id, org_id, agent_id, agent_name, user_id, anonymous, \
              secret_digest, grant_id, project_id, workspace_id, state, title, message_count, \
              created_at, updated_at, archived_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', 0, $12, $12, NULL)",
+            (
+                &session.id,
+                &spec.org_id,
+                &spec.agent_id,
+                &spec.agent_name,
+                &spec.user_id,
+                i64::from(spec.anonymous),
+                secret_digest,
+                &spec.grant_id,
+                &spec.project_id,
+                &spec.workspace_id,
+                SessionState::Active.as_str(),
+                now,
+            ),
         )
-        .bind(&session.id)
-        .bind(&spec.org_id)
-        .bind(&spec.agent_id)
-        .bind(&spec.agent_name)
-        .bind(&spec.user_id)
-        .bind(i64::from(spec.anonymous))
-        .bind(secret_digest)
-        .bind(&spec.grant_id)
-        .bind(&spec.project_id)
-        .bind(&spec.workspace_id)
-        .bind(SessionState::Active.as_str())
-        .bind(now)
-        .execute(&mut **tx)
         .await?;
         Ok(session)
     }
@@ -399,16 +394,14 @@ impl Storage {
         let mut title = None;
         if session.title.is_empty()
             && let Some(first_user) = append.messages.iter().find(|m| m.role == Role::User)
-        {
-            let earlier = sqlx::query(
+            && !db::exists(
+                &mut *tx,
                 "SELECT 1 FROM messages WHERE session_id = $1 AND role = 'user' LIMIT 1",
+                (&session.id,),
             )
-            .bind(&session.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if earlier.is_none() {
-                title = Some(rules::title_of(&first_user.content));
-            }
+            .await?
+        {
+            title = Some(rules::title_of(&first_user.content));
         }
         let mut messages = Vec::with_capacity(append.messages.len());
         for (sequence, message) in (first..).zip(append.messages) {
@@ -421,20 +414,22 @@ impl Storage {
                 agent_version_number: append.agent_version_number,
                 created_at: now,
             };
-            sqlx::query(
+            db::execute(
+                &mut *tx,
                 "INSERT INTO messages (session_id, sequence, role, content, tool_name, \
                  invocation_id, agent_version_number, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                (
+                    &session.id,
+                    stored.sequence,
+                    stored.role.as_str(),
+                    &stored.content,
+                    &stored.tool_name,
+                    &stored.invocation_id,
+                    stored.agent_version_number,
+                    stored.created_at,
+                ),
             )
-            .bind(&session.id)
-            .bind(stored.sequence)
-            .bind(stored.role.as_str())
-            .bind(&stored.content)
-            .bind(&stored.tool_name)
-            .bind(&stored.invocation_id)
-            .bind(stored.agent_version_number)
-            .bind(stored.created_at)
-            .execute(&mut *tx)
             .await?;
             messages.push(stored);
         }
@@ -447,16 +442,18 @@ impl Storage {
         }
         session.message_count = last;
         session.updated_at = now;
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "UPDATE sessions SET message_count = $2, updated_at = $3, title = $4, agent_name = $5 \
              WHERE id = $1",
+            (
+                &session.id,
+                session.message_count,
+                now,
+                &session.title,
+                &session.spec.agent_name,
+            ),
         )
-        .bind(&session.id)
-        .bind(session.message_count)
-        .bind(now)
-        .bind(&session.title)
-        .bind(&session.spec.agent_name)
-        .execute(&mut *tx)
         .await?;
         Recorded {
             kind: "append",
@@ -481,11 +478,12 @@ impl Storage {
         tx: &mut Transaction<'static, Any>,
         agent_id: &str,
     ) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM deleted_agents WHERE agent_id = $1")
-            .bind(agent_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        Ok(row.is_some())
+        Ok(db::exists(
+            &mut **tx,
+            "SELECT 1 FROM deleted_agents WHERE agent_id = $1",
+            (agent_id,),
+        )
+        .await?)
     }
 
     /// The page of sessions matching `filter`, newest first; the page
@@ -525,12 +523,7 @@ impl Storage {
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND sequence > $2 \
              ORDER BY sequence LIMIT $3"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(session_id)
-            .bind(after)
-            .bind(page.limit())
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(db::fetch_all(&self.db.pool, &sql, (session_id, after, page.limit())).await?)
     }
 
     /// Archives every session of a deleted agent and refuses it new ones.
@@ -538,13 +531,12 @@ impl Storage {
     pub async fn archive_agent(&self, agent_id: &str) -> Result<u64> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO deleted_agents (agent_id, deleted_at) VALUES ($1, $2) \
              ON CONFLICT (agent_id) DO NOTHING",
+            (agent_id, now),
         )
-        .bind(agent_id)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         let archived = archive(&mut tx, agent_id, now).await?;
         tx.commit().await?;
@@ -556,7 +548,8 @@ impl Storage {
     pub async fn record(&self, invocation: &Invocation) -> Result<Option<Invocation>> {
         let facts = &invocation.facts;
         let integrations = serde_json::to_string(&facts.integrations).map_err(Error::internal)?;
-        let inserted = sqlx::query(
+        let inserted = db::execute(
+            &self.db.pool,
             "INSERT INTO invocations (id, org_id, agent_id, agent_owner_user_id, \
              agent_version_number, draft_run, caller_kind, user_id, anonymous, grant_id, \
              session_id, project_id, automation_run_id, integrations, executes_as_user_id, \
@@ -564,27 +557,28 @@ impl Storage {
              duration_micros, start_time, end_time, input_tokens, output_tokens) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, '', '', NULL, $19, NULL, 0, 0) ON CONFLICT (id) DO NOTHING",
+            (
+                &invocation.id,
+                &facts.org_id,
+                &facts.agent_id,
+                &facts.agent_owner_user_id,
+                facts.agent_version_number,
+                i64::from(facts.draft_run),
+                facts.caller_kind.as_str(),
+                &facts.user_id,
+                i64::from(facts.anonymous),
+                &facts.grant_id,
+                &facts.session_id,
+                &facts.project_id,
+                &facts.automation_run_id,
+                integrations,
+                &facts.executes_as_user_id,
+                &facts.billed_to_user_id,
+                &facts.store_partition,
+                Status::Running.as_str(),
+                facts.start_time,
+            ),
         )
-        .bind(&invocation.id)
-        .bind(&facts.org_id)
-        .bind(&facts.agent_id)
-        .bind(&facts.agent_owner_user_id)
-        .bind(facts.agent_version_number)
-        .bind(i64::from(facts.draft_run))
-        .bind(facts.caller_kind.as_str())
-        .bind(&facts.user_id)
-        .bind(i64::from(facts.anonymous))
-        .bind(&facts.grant_id)
-        .bind(&facts.session_id)
-        .bind(&facts.project_id)
-        .bind(&facts.automation_run_id)
-        .bind(integrations)
-        .bind(&facts.executes_as_user_id)
-        .bind(&facts.billed_to_user_id)
-        .bind(&facts.store_partition)
-        .bind(Status::Running.as_str())
-        .bind(facts.start_time)
-        .execute(&self.db.pool)
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(None);
@@ -601,22 +595,24 @@ impl Storage {
 
     /// Records a run's end if it is still RUNNING; whether it was.
     pub async fn complete(&self, id: &str, end: &Completed<'_>) -> Result<bool> {
-        let done = sqlx::query(
+        let done = db::execute(
+            &self.db.pool,
             "UPDATE invocations SET status = $2, error_code = $3, error_message = $4, \
              end_time = $5, duration_micros = $6, input_tokens = $7, output_tokens = $8, \
              session_id = CASE WHEN $9 = '' THEN session_id ELSE $9 END \
              WHERE id = $1 AND status = 'running'",
+            (
+                id,
+                end.status.as_str(),
+                end.error_code,
+                end.error_message,
+                end.end_time,
+                end.duration_micros,
+                end.input_tokens,
+                end.output_tokens,
+                end.session_id,
+            ),
         )
-        .bind(id)
-        .bind(end.status.as_str())
-        .bind(end.error_code)
-        .bind(end.error_message)
-        .bind(end.end_time)
-        .bind(end.duration_micros)
-        .bind(end.input_tokens)
-        .bind(end.output_tokens)
-        .bind(end.session_id)
-        .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -668,14 +664,12 @@ impl Storage {
 
     /// Whether `user_id` owned `agent_id` when any of its runs started.
     pub async fn owned_runs(&self, agent_id: &str, user_id: &str) -> Result<bool> {
-        let row = sqlx::query(
+        Ok(db::exists(
+            &self.db.pool,
             "SELECT 1 FROM invocations WHERE agent_id = $1 AND agent_owner_user_id = $2 LIMIT 1",
+            (agent_id, user_id),
         )
-        .bind(agent_id)
-        .bind(user_id)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        Ok(row.is_some())
+        .await?)
     }
 }
 
@@ -690,13 +684,12 @@ fn raced() -> Error {
 }
 
 async fn archive(tx: &mut Transaction<'static, Any>, agent_id: &str, now: i64) -> Result<u64> {
-    let done = sqlx::query(
+    let done = db::execute(
+        &mut **tx,
         "UPDATE sessions SET state = 'archived', archived_at = $2 \
          WHERE agent_id = $1 AND state = 'active'",
+        (agent_id, now),
     )
-    .bind(agent_id)
-    .bind(now)
-    .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
 }
@@ -707,10 +700,7 @@ async fn locked_session(
     for_update: &str,
 ) -> Result<Option<Session>> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1{for_update}");
-    Ok(sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?)
+    Ok(db::fetch_optional(&mut **tx, &sql, (id,)).await?)
 }
 
 async fn messages_between(
@@ -723,12 +713,7 @@ async fn messages_between(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 \
          AND sequence >= $2 AND sequence <= $3 ORDER BY sequence"
     );
-    Ok(sqlx::query_as(&sql)
-        .bind(session_id)
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut **tx)
-        .await?)
+    Ok(db::fetch_all(&mut **tx, &sql, (session_id, first, last)).await?)
 }
 
 /// What an earlier call with the same idempotency key did.
@@ -746,13 +731,12 @@ async fn prior_request(
     kind: &str,
     request_id: &str,
 ) -> Result<Option<PriorRequest>> {
-    Ok(sqlx::query_as(
+    Ok(db::fetch_optional(
+        &mut **tx,
         "SELECT session_id, first_sequence, last_sequence, created FROM session_requests \
          WHERE kind = $1 AND request_id = $2",
+        (kind, request_id),
     )
-    .bind(kind)
-    .bind(request_id)
-    .fetch_optional(&mut **tx)
     .await?)
 }
 
@@ -772,18 +756,20 @@ impl Recorded<'_> {
     /// Records the request and commits; ABORTED when a duplicate of the
     /// request committed first, so the caller retries and finds it.
     async fn commit(&self, mut tx: Transaction<'static, Any>) -> Result<()> {
-        let inserted = sqlx::query(
+        let inserted = db::execute(
+            &mut *tx,
             "INSERT INTO session_requests (kind, request_id, session_id, first_sequence, \
              last_sequence, created, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            (
+                self.kind,
+                self.request_id,
+                self.session_id,
+                self.first,
+                self.last,
+                i64::from(self.created),
+                self.now,
+            ),
         )
-        .bind(self.kind)
-        .bind(self.request_id)
-        .bind(self.session_id)
-        .bind(self.first)
-        .bind(self.last)
-        .bind(i64::from(self.created))
-        .bind(self.now)
-        .execute(&mut *tx)
         .await;
         let committed = match inserted {
             Ok(_) => tx.commit().await,

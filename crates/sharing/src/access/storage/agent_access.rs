@@ -3,7 +3,7 @@
 //! Registry writes them through `AccessInternal.SyncAgent`; its events repair
 //! a missed write through the same path.
 
-use agentshare_kit::db::{Stored, placeholders};
+use agentshare_kit::db::{self, Stored, placeholders};
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::ids;
 use agentshare_kit::{Error, Result};
@@ -204,12 +204,13 @@ impl AccessStorage {
     /// either sees this agent or deletes the workspace first.
     pub async fn sync_agent(&self, facts: &Facts) -> Result<Synced, Error> {
         let mut tx = self.db.begin_write().await?;
-        let stored: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT revision FROM agent_access WHERE agent_id = $1{}",
-            self.db.backend.for_update()
-        ))
-        .bind(&facts.agent_id)
-        .fetch_optional(&mut *tx)
+        let stored: Option<i64> = db::scalar::fetch_optional(
+            &mut *tx,
+            &self
+                .db
+                .locking("SELECT revision FROM agent_access WHERE agent_id = $1"),
+            (&facts.agent_id,),
+        )
         .await?;
         if let Some(stored) = stored.filter(|stored| *stored >= facts.revision) {
             return Ok(Synced {
@@ -217,24 +218,25 @@ impl AccessStorage {
                 stored_revision: stored,
             });
         }
-        let org_known = sqlx::query("SELECT 1 FROM orgs WHERE id = $1")
-            .bind(&facts.org_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+        let org_known = db::exists(
+            &mut *tx,
+            "SELECT 1 FROM orgs WHERE id = $1",
+            (&facts.org_id,),
+        )
+        .await?;
         if !org_known {
             return Err(Error::not_found(format!("org {}", facts.org_id)));
         }
         if facts.state != AccessState::Deleted && !facts.home_workspace_id.is_empty() {
-            let home = sqlx::query(&format!(
-                "SELECT 1 FROM workspaces WHERE id = $1 AND org_id = $2{}",
-                self.db.backend.for_update()
-            ))
-            .bind(&facts.home_workspace_id)
-            .bind(&facts.org_id)
-            .fetch_optional(&mut *tx)
+            let home_known = db::exists(
+                &mut *tx,
+                &self
+                    .db
+                    .locking("SELECT 1 FROM workspaces WHERE id = $1 AND org_id = $2"),
+                (&facts.home_workspace_id, &facts.org_id),
+            )
             .await?;
-            if home.is_none() {
+            if !home_known {
                 return Err(Error::not_found(format!(
                     "workspace {}",
                     facts.home_workspace_id
@@ -285,19 +287,20 @@ impl AccessStorage {
         for (version, integrations) in &facts.versions {
             insert_integrations(&mut tx, &facts.agent_id, *version, integrations, true).await?;
         }
-        sqlx::query("DELETE FROM agent_integrations WHERE agent_id = $1 AND version = 0")
-            .bind(&facts.agent_id)
-            .execute(&mut *tx)
-            .await?;
+        db::execute(
+            &mut *tx,
+            "DELETE FROM agent_integrations WHERE agent_id = $1 AND version = 0",
+            (&facts.agent_id,),
+        )
+        .await?;
         insert_integrations(&mut tx, &facts.agent_id, 0, &facts.draft, false).await?;
         if facts.state == AccessState::Deleted {
             // A delete ends every grant: the next call with a token says so.
-            sqlx::query(
+            db::execute(
+                &mut *tx,
                 "UPDATE share_grants SET ended_at = $2 WHERE agent_id = $1 AND ended_at IS NULL",
+                (&facts.agent_id, now),
             )
-            .bind(&facts.agent_id)
-            .bind(now)
-            .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
@@ -315,13 +318,12 @@ pub async fn agents_homed_in(
     workspace_id: &str,
     limit: i64,
 ) -> Result<Vec<String>> {
-    let homed: Vec<(String, String)> = sqlx::query_as(
+    let homed: Vec<(String, String)> = db::fetch_all(
+        &mut **tx,
         "SELECT name, agent_id FROM agent_access WHERE home_workspace_id = $1 \
          AND state <> 'deleted' ORDER BY agent_id LIMIT $2",
+        (workspace_id, limit),
     )
-    .bind(workspace_id)
-    .bind(limit)
-    .fetch_all(&mut **tx)
     .await?;
     Ok(homed
         .into_iter()
@@ -344,18 +346,22 @@ async fn insert_integrations(
         ""
     };
     for (position, integration) in (0_i64..).zip(integrations) {
-        sqlx::query(&format!(
-            "INSERT INTO agent_integrations (agent_id, version, key, position, provider, scope, \
-             builder_connection_id) VALUES ($1, $2, $3, $4, $5, $6, $7){conflict}"
-        ))
-        .bind(agent_id)
-        .bind(version)
-        .bind(&integration.key)
-        .bind(position)
-        .bind(&integration.provider)
-        .bind(integration.scope.as_str())
-        .bind(&integration.builder_connection_id)
-        .execute(&mut **tx)
+        db::execute(
+            &mut **tx,
+            &format!(
+                "INSERT INTO agent_integrations (agent_id, version, key, position, provider, scope, \
+                 builder_connection_id) VALUES ($1, $2, $3, $4, $5, $6, $7){conflict}"
+            ),
+            (
+                agent_id,
+                version,
+                &integration.key,
+                position,
+                &integration.provider,
+                integration.scope.as_str(),
+                &integration.builder_connection_id,
+            ),
+        )
         .await?;
     }
     Ok(())
@@ -526,14 +532,14 @@ impl AccessStorage {
     /// when it changes; false when it already had that value.
     pub async fn set_shared(&self, agent: &AgentRow, shared: bool) -> Result<bool> {
         let mut tx = self.db.begin_write().await?;
-        let changed =
-            sqlx::query("UPDATE agent_access SET shared = $2 WHERE agent_id = $1 AND shared <> $2")
-                .bind(&agent.agent_id)
-                .bind(i64::from(shared))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                > 0;
+        let changed = db::execute(
+            &mut *tx,
+            "UPDATE agent_access SET shared = $2 WHERE agent_id = $1 AND shared <> $2",
+            (&agent.agent_id, i64::from(shared)),
+        )
+        .await?
+        .rows_affected()
+            > 0;
         if changed {
             events::append(
                 &mut tx,
@@ -582,20 +588,19 @@ impl AccessStorage {
         let mut tx = self.db.begin_write().await?;
         let now = self.clock.now_micros();
         for workspace in &removed {
-            sqlx::query("DELETE FROM agent_workspaces WHERE agent_id = $1 AND workspace_id = $2")
-                .bind(&agent.agent_id)
-                .bind(workspace)
-                .execute(&mut *tx)
-                .await?;
+            db::execute(
+                &mut *tx,
+                "DELETE FROM agent_workspaces WHERE agent_id = $1 AND workspace_id = $2",
+                (&agent.agent_id, workspace),
+            )
+            .await?;
         }
         for workspace in &added {
-            sqlx::query(
+            db::execute(
+                &mut *tx,
                 "INSERT INTO agent_workspaces (agent_id, workspace_id, added_at) VALUES ($1, $2, $3)",
+                (&agent.agent_id, workspace, now),
             )
-            .bind(&agent.agent_id)
-            .bind(workspace)
-            .bind(now)
-            .execute(&mut *tx)
             .await?;
         }
         // The audit record is also the `agent.workspaces_changed` event.
@@ -649,14 +654,12 @@ impl AccessStorage {
             }
             query.fetch_all(&self.db.pool).await?
         } else {
-            sqlx::query_as(
+            db::fetch_all(
+                &self.db.pool,
                 "SELECT u.id, u.email, u.display_name, $3 AS workspace_id FROM org_members o \
                  JOIN users u ON u.id = o.user_id WHERE o.org_id = $1 AND o.user_id <> $2 ORDER BY u.id",
+                (&agent.org_id, &agent.owner_user_id, default_workspace_id),
             )
-            .bind(&agent.org_id)
-            .bind(&agent.owner_user_id)
-            .bind(default_workspace_id)
-            .fetch_all(&self.db.pool)
             .await?
         };
         let mut reached: Vec<Reached> = Vec::new();
@@ -706,14 +709,18 @@ impl AccessStorage {
              AND ((a.owner_user_id = $2) OR (a.is_default = 1 AND a.state = 'active') {reach}) \
              ORDER BY a.agent_id LIMIT $5"
         );
-        let rows: Vec<ListedRecord> = sqlx::query_as(&sql)
-            .bind(org_id)
-            .bind(user_id)
-            .bind(after.unwrap_or(""))
-            .bind(standing.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows: Vec<ListedRecord> = db::fetch_all(
+            &self.db.pool,
+            &sql,
+            (
+                org_id,
+                user_id,
+                after.unwrap_or(""),
+                standing.unwrap_or(""),
+                limit,
+            ),
+        )
+        .await?;
         let (mut agents, about): (Vec<AgentRow>, Vec<_>) = rows
             .into_iter()
             .map(|row| {

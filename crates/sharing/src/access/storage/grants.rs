@@ -2,6 +2,7 @@
 //! model (sharing)", Grants): storage, and the state a grant is in at a time.
 
 use agentshare_kit::Result;
+use agentshare_kit::db;
 use agentshare_kit::events::{self, NewEvent};
 
 use super::AccessStorage;
@@ -85,25 +86,29 @@ impl AccessStorage {
     /// Stores a grant, recording `grant.created`.
     pub async fn insert_grant(&self, grant: &GrantRow, token_sha256: &str) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(&format!(
-            "INSERT INTO share_grants ({GRANT_COLUMNS}, token_sha256) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        ))
-        .bind(&grant.id)
-        .bind(&grant.agent_id)
-        .bind(&grant.org_id)
-        .bind(grant.kind.as_str())
-        .bind(&grant.label)
-        .bind(&grant.token_prefix)
-        .bind(grant.pinned_version)
-        .bind(&grant.creator_user_id)
-        .bind(grant.created_at)
-        .bind(grant.expires_at)
-        .bind(grant.last_used_at)
-        .bind(grant.revoked_at)
-        .bind(grant.ended_at)
-        .bind(token_sha256)
-        .execute(&mut *tx)
+        db::execute(
+            &mut *tx,
+            &format!(
+                "INSERT INTO share_grants ({GRANT_COLUMNS}, token_sha256) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ),
+            (
+                &grant.id,
+                &grant.agent_id,
+                &grant.org_id,
+                grant.kind.as_str(),
+                &grant.label,
+                &grant.token_prefix,
+                grant.pinned_version,
+                &grant.creator_user_id,
+                grant.created_at,
+                grant.expires_at,
+                grant.last_used_at,
+                grant.revoked_at,
+                grant.ended_at,
+                token_sha256,
+            ),
+        )
         .await?;
         let payload = serde_json::json!({
             "agent_id": grant.agent_id,
@@ -136,10 +141,7 @@ impl AccessStorage {
     /// The grant whose `column` is `value`.
     async fn grant_by(&self, column: &str, value: &str) -> Result<Option<GrantRow>> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM share_grants WHERE {column} = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(value)
-            .fetch_optional(&self.db.pool)
-            .await?)
+        Ok(db::fetch_optional(&self.db.pool, &sql, (value,)).await?)
     }
 
     pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>> {
@@ -151,11 +153,12 @@ impl AccessStorage {
     pub async fn use_grant(&self, token_sha256: &str) -> Result<Option<GrantRow>> {
         let grant = self.grant_by("token_sha256", token_sha256).await?;
         if let Some(grant) = &grant {
-            sqlx::query("UPDATE share_grants SET last_used_at = $2 WHERE id = $1")
-                .bind(&grant.id)
-                .bind(self.clock.now_micros())
-                .execute(&self.db.pool)
-                .await?;
+            db::execute(
+                &self.db.pool,
+                "UPDATE share_grants SET last_used_at = $2 WHERE id = $1",
+                (&grant.id, self.clock.now_micros()),
+            )
+            .await?;
         }
         Ok(grant)
     }
@@ -168,25 +171,24 @@ impl AccessStorage {
         before_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<GrantRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {GRANT_COLUMNS} FROM share_grants WHERE agent_id = $1 AND ($2 = '' OR id < $2) \
-             ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(agent_id)
-        .bind(before_id.unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.db.pool)
+        Ok(db::fetch_all(
+            &self.db.pool,
+            &format!(
+                "SELECT {GRANT_COLUMNS} FROM share_grants WHERE agent_id = $1 AND ($2 = '' OR id < $2) \
+                 ORDER BY id DESC LIMIT $3"
+            ),
+            (agent_id, before_id.unwrap_or_default(), limit),
+        )
         .await?)
     }
 
     pub async fn active_grant_count(&self, agent_id: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
+        Ok(db::scalar::fetch_one(
+            &self.db.pool,
             "SELECT COUNT(*) FROM share_grants WHERE agent_id = $1 AND revoked_at IS NULL \
              AND ended_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+            (agent_id, self.clock.now_micros()),
         )
-        .bind(agent_id)
-        .bind(self.clock.now_micros())
-        .fetch_one(&self.db.pool)
         .await?)
     }
 
@@ -194,12 +196,11 @@ impl AccessStorage {
     /// was.
     pub async fn revoke_grant(&self, grant: &GrantRow) -> Result<bool> {
         let mut tx = self.db.begin_write().await?;
-        let done = sqlx::query(
+        let done = db::execute(
+            &mut *tx,
             "UPDATE share_grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            (&grant.id, self.clock.now_micros()),
         )
-        .bind(&grant.id)
-        .bind(self.clock.now_micros())
-        .execute(&mut *tx)
         .await?
         .rows_affected()
             > 0;

@@ -3,6 +3,7 @@
 //! the owner deploys newer ones.
 
 use agentshare_kit::Result;
+use agentshare_kit::db;
 
 use super::AccessStorage;
 
@@ -25,47 +26,44 @@ impl AccessStorage {
             version,
             created_at: self.clock.now_micros(),
         };
-        sqlx::query(
+        db::execute(
+            &self.db.pool,
             "INSERT INTO pins (agent_id, user_id, version, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (agent_id, user_id) DO UPDATE SET version = excluded.version, \
              created_at = excluded.created_at",
+            (&pin.agent_id, &pin.user_id, pin.version, pin.created_at),
         )
-        .bind(&pin.agent_id)
-        .bind(&pin.user_id)
-        .bind(pin.version)
-        .bind(pin.created_at)
-        .execute(&self.db.pool)
         .await?;
         Ok(pin)
     }
 
     /// Removes the user's pin; false when there was none.
     pub async fn unpin(&self, agent_id: &str, user_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM pins WHERE agent_id = $1 AND user_id = $2")
-            .bind(agent_id)
-            .bind(user_id)
-            .execute(&self.db.pool)
-            .await?;
+        let done = db::execute(
+            &self.db.pool,
+            "DELETE FROM pins WHERE agent_id = $1 AND user_id = $2",
+            (agent_id, user_id),
+        )
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
     pub async fn pin_of(&self, agent_id: &str, user_id: &str) -> Result<Option<PinRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {PIN_COLUMNS} WHERE agent_id = $1 AND user_id = $2"
-        ))
-        .bind(agent_id)
-        .bind(user_id)
-        .fetch_optional(&self.db.pool)
+        Ok(db::fetch_optional(
+            &self.db.pool,
+            &format!("SELECT {PIN_COLUMNS} WHERE agent_id = $1 AND user_id = $2"),
+            (agent_id, user_id),
+        )
         .await?)
     }
 
     /// Every pin of an agent, for its reach.
     pub async fn pins_of(&self, agent_id: &str) -> Result<Vec<PinRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {PIN_COLUMNS} WHERE agent_id = $1 ORDER BY user_id"
-        ))
-        .bind(agent_id)
-        .fetch_all(&self.db.pool)
+        Ok(db::fetch_all(
+            &self.db.pool,
+            &format!("SELECT {PIN_COLUMNS} WHERE agent_id = $1 ORDER BY user_id"),
+            (agent_id,),
+        )
         .await?)
     }
 }

@@ -1,12 +1,12 @@
 //! API keys: storage of a user's long-lived credentials in one org.
 
-use agentshare_kit::db::new_id;
+use agentshare_kit::Result;
+use agentshare_kit::db::{self, new_id};
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
 use crate::tenancy::storage::audit;
-use agentshare_kit::page::Paged;
 
 /// How much of the secret listings show.
 pub const SHOWN_PREFIX_CHARS: usize = 12;
@@ -53,11 +53,7 @@ const COLUMNS: &str = "id, user_id, org_id, default_workspace_id, label, prefix,
 
 impl TenancyStorage {
     /// Creates a key and records `api_key.created`, in one transaction.
-    pub async fn create_api_key(
-        &self,
-        actor: &Principal,
-        key: NewApiKey<'_>,
-    ) -> agentshare_kit::Result<ApiKeyRow> {
+    pub async fn create_api_key(&self, actor: &Principal, key: NewApiKey<'_>) -> Result<ApiKeyRow> {
         let row = ApiKeyRow {
             id: new_id(),
             user_id: key.user_id.into(),
@@ -71,20 +67,22 @@ impl TenancyStorage {
             revoked_at: None,
         };
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO api_keys (id, user_id, org_id, default_workspace_id, label, prefix, secret_sha256, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            (
+                &row.id,
+                &row.user_id,
+                &row.org_id,
+                &row.default_workspace_id,
+                &row.label,
+                &row.prefix,
+                key.secret_digest,
+                row.created_at,
+                row.expires_at,
+            ),
         )
-        .bind(&row.id)
-        .bind(&row.user_id)
-        .bind(&row.org_id)
-        .bind(&row.default_workspace_id)
-        .bind(&row.label)
-        .bind(&row.prefix)
-        .bind(key.secret_digest)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .execute(&mut *tx)
         .await?;
         let change =
             audit::Change::new(actor, &row.org_id, "api_key.created", ("api_key", &row.id));
@@ -99,17 +97,12 @@ impl TenancyStorage {
         user_id: &str,
         org_id: &str,
         page: &Page,
-    ) -> agentshare_kit::Result<Vec<ApiKeyRow>> {
+    ) -> Result<Vec<ApiKeyRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 AND org_id = $2 AND ($3 = '' OR id < $3) \
              ORDER BY id DESC LIMIT $4"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(user_id)
-            .bind(org_id)
-            .paged(page)
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(db::fetch_all(&self.db.pool, &sql, (user_id, org_id, page)).await?)
     }
 
     /// Revokes one of the user's keys, recording `api_key.revoked` the first
@@ -119,18 +112,14 @@ impl TenancyStorage {
         actor: &Principal,
         org_id: &str,
         id: &str,
-    ) -> agentshare_kit::Result<Option<ApiKeyRow>> {
+    ) -> Result<Option<ApiKeyRow>> {
         let user_id = actor.user_id.as_deref().unwrap_or_default();
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
             "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND user_id = $2 AND org_id = $3"
         );
-        let before: Option<ApiKeyRow> = sqlx::query_as(&sql)
-            .bind(id)
-            .bind(user_id)
-            .bind(org_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let before: Option<ApiKeyRow> =
+            db::fetch_optional(&mut *tx, &sql, (id, user_id, org_id)).await?;
         let Some(before) = before else {
             return Ok(None);
         };
@@ -138,11 +127,12 @@ impl TenancyStorage {
             return Ok(Some(before));
         }
         let now = self.clock.now_micros();
-        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        db::execute(
+            &mut *tx,
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2",
+            (now, id),
+        )
+        .await?;
         let after = ApiKeyRow {
             revoked_at: Some(now),
             ..before.clone()
@@ -157,23 +147,19 @@ impl TenancyStorage {
     }
 
     /// The key with this secret digest, its last use recorded.
-    pub async fn use_api_key(
-        &self,
-        secret_digest: &str,
-    ) -> agentshare_kit::Result<Option<ApiKeyRow>> {
+    pub async fn use_api_key(&self, secret_digest: &str) -> Result<Option<ApiKeyRow>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_sha256 = $1");
-        let key: Option<ApiKeyRow> = sqlx::query_as(&sql)
-            .bind(secret_digest)
-            .fetch_optional(&self.db.pool)
-            .await?;
+        let key: Option<ApiKeyRow> =
+            db::fetch_optional(&self.db.pool, &sql, (secret_digest,)).await?;
         let Some(key) = key else {
             return Ok(None);
         };
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-            .bind(self.clock.now_micros())
-            .bind(&key.id)
-            .execute(&self.db.pool)
-            .await?;
+        db::execute(
+            &self.db.pool,
+            "UPDATE api_keys SET last_used_at = $1 WHERE id = $2",
+            (self.clock.now_micros(), &key.id),
+        )
+        .await?;
         Ok(Some(key))
     }
 }

@@ -2,8 +2,9 @@
 //! after. Each record is written in the transaction of its change and also
 //! emitted on the event log.
 
+use agentshare_kit::Result;
 use agentshare_kit::clock::Clock;
-use agentshare_kit::db::new_id;
+use agentshare_kit::db::{self, new_id};
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
@@ -11,7 +12,6 @@ use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
 use crate::common::Shared;
-use agentshare_kit::page::Paged;
 
 /// How the actor authenticated, as stored.
 pub fn credential_kind(principal: &Principal) -> &'static str {
@@ -92,28 +92,30 @@ pub async fn record(
     tx: &mut Transaction<'static, Any>,
     clock: &Clock,
     change: Change<'_>,
-) -> agentshare_kit::Result<()> {
+) -> Result<()> {
     let json = |value: &Option<serde_json::Value>| {
         value.as_ref().map(ToString::to_string).unwrap_or_default()
     };
     let (before, after) = (json(&change.before), json(&change.after));
     let actor = change.actor.user_id.as_deref().unwrap_or_default();
     let kind = credential_kind(change.actor);
-    sqlx::query(
+    db::execute(
+        &mut **tx,
         "INSERT INTO audit_events (id, org_id, actor_user_id, credential_kind, action, target_type, target_id, \
          before_json, after_json, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        (
+            new_id(),
+            change.org_id,
+            actor,
+            kind,
+            change.action,
+            change.target_type,
+            change.target_id,
+            &before,
+            &after,
+            clock.now_micros(),
+        ),
     )
-    .bind(new_id())
-    .bind(change.org_id)
-    .bind(actor)
-    .bind(kind)
-    .bind(change.action)
-    .bind(change.target_type)
-    .bind(change.target_id)
-    .bind(&before)
-    .bind(&after)
-    .bind(clock.now_micros())
-    .execute(&mut **tx)
     .await?;
     events::append(
         tx,
@@ -142,7 +144,7 @@ impl Shared {
         &self,
         mut tx: Transaction<'static, Any>,
         change: Change<'_>,
-    ) -> agentshare_kit::Result<()> {
+    ) -> Result<()> {
         record(&mut tx, &self.clock, change).await?;
         self.commit(tx).await?;
         Ok(())
@@ -155,7 +157,7 @@ impl Shared {
         happened: bool,
         tx: Transaction<'static, Any>,
         change: Change<'_>,
-    ) -> agentshare_kit::Result<bool> {
+    ) -> Result<bool> {
         if happened {
             self.commit_audited(tx, change).await?;
         } else {
@@ -176,25 +178,23 @@ pub struct Filter<'a> {
 
 impl TenancyStorage {
     /// An org's audit events, newest first.
-    pub async fn audit_events(
-        &self,
-        filter: Filter<'_>,
-        page: &Page,
-    ) -> agentshare_kit::Result<Vec<AuditRow>> {
-        Ok(sqlx::query_as(
+    pub async fn audit_events(&self, filter: Filter<'_>, page: &Page) -> Result<Vec<AuditRow>> {
+        Ok(db::fetch_all(
+            &self.db.pool,
             "SELECT id, org_id, actor_user_id, credential_kind, action, target_type, target_id, before_json, \
              after_json, occurred_at FROM audit_events WHERE org_id = $1 \
              AND ($2 = '' OR actor_user_id = $2) AND ($3 = '' OR target_id = $3) \
              AND occurred_at >= $4 AND occurred_at < $5 AND ($6 = '' OR id < $6) \
              ORDER BY id DESC LIMIT $7",
+            (
+                filter.org_id,
+                filter.actor_user_id,
+                filter.target_id,
+                filter.from_micros.unwrap_or(i64::MIN),
+                filter.until_micros.unwrap_or(i64::MAX),
+                page,
+            ),
         )
-        .bind(filter.org_id)
-        .bind(filter.actor_user_id)
-        .bind(filter.target_id)
-        .bind(filter.from_micros.unwrap_or(i64::MIN))
-        .bind(filter.until_micros.unwrap_or(i64::MAX))
-        .paged(page)
-        .fetch_all(&self.db.pool)
         .await?)
     }
 }

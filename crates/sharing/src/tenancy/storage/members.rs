@@ -1,12 +1,13 @@
 //! Org membership: storage, with each change audited in its transaction.
 
+use agentshare_kit::Result;
+use agentshare_kit::db;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
 use crate::tenancy::rules::OrgRole;
 use crate::tenancy::storage::audit;
-use agentshare_kit::page::Paged;
 
 #[derive(sqlx::FromRow)]
 pub struct UserRow {
@@ -25,8 +26,13 @@ pub struct MemberRow {
     pub joined_at: i64,
 }
 
-const MEMBER_COLUMNS: &str =
+/// A member as [`MemberRow`] reads one, from users `u` and their
+/// memberships `m`.
+pub(super) const MEMBER_COLUMNS: &str =
     "u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at";
+
+/// The members of org `$1`.
+const ORG_MEMBERS: &str = "FROM org_members m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1";
 
 /// A role as the audit trail keeps it.
 fn role_view(role: &str) -> serde_json::Value {
@@ -35,20 +41,13 @@ fn role_view(role: &str) -> serde_json::Value {
 
 impl TenancyStorage {
     /// A user by id, or by email when `by_email`.
-    pub async fn user_by(
-        &self,
-        key: &str,
-        by_email: bool,
-    ) -> agentshare_kit::Result<Option<UserRow>> {
+    pub async fn user_by(&self, key: &str, by_email: bool) -> Result<Option<UserRow>> {
         let sql = if by_email {
             "SELECT id, email, display_name, created_at FROM users WHERE email = $1 ORDER BY created_at LIMIT 1"
         } else {
             "SELECT id, email, display_name, created_at FROM users WHERE id = $1"
         };
-        Ok(sqlx::query_as(sql)
-            .bind(key)
-            .fetch_optional(&self.db.pool)
-            .await?)
+        Ok(db::fetch_optional(&self.db.pool, sql, (key,)).await?)
     }
 
     /// Adds `user` to the org with `role`, and to its default workspace as a
@@ -60,17 +59,14 @@ impl TenancyStorage {
         default_workspace_id: &str,
         user_id: &str,
         role: OrgRole,
-    ) -> agentshare_kit::Result<bool> {
+    ) -> Result<bool> {
         let now = self.clock.now_micros();
         let mut tx = self.db.begin_write().await?;
-        let inserted = sqlx::query(
+        let inserted = db::execute(
+            &mut *tx,
             "INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            (org_id, user_id, role.as_str(), now),
         )
-        .bind(org_id)
-        .bind(user_id)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 0 {
@@ -84,49 +80,29 @@ impl TenancyStorage {
         Ok(true)
     }
 
-    pub async fn org_member(
-        &self,
-        org_id: &str,
-        user_id: &str,
-    ) -> agentshare_kit::Result<Option<MemberRow>> {
-        let sql = format!(
-            "SELECT {MEMBER_COLUMNS} FROM org_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.org_id = $1 AND m.user_id = $2"
-        );
-        Ok(sqlx::query_as(&sql)
-            .bind(org_id)
-            .bind(user_id)
-            .fetch_optional(&self.db.pool)
-            .await?)
+    pub async fn org_member(&self, org_id: &str, user_id: &str) -> Result<Option<MemberRow>> {
+        let sql = format!("SELECT {MEMBER_COLUMNS} {ORG_MEMBERS} AND m.user_id = $2");
+        Ok(db::fetch_optional(&self.db.pool, &sql, (org_id, user_id)).await?)
     }
 
     /// The org's members, oldest first (by user id, which is time-ordered).
-    pub async fn org_members(
-        &self,
-        org_id: &str,
-        page: &Page,
-    ) -> agentshare_kit::Result<Vec<MemberRow>> {
+    pub async fn org_members(&self, org_id: &str, page: &Page) -> Result<Vec<MemberRow>> {
         let sql = format!(
-            "SELECT {MEMBER_COLUMNS} FROM org_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.org_id = $1 AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3"
+            "SELECT {MEMBER_COLUMNS} {ORG_MEMBERS} AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(org_id)
-            .paged(page)
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(db::fetch_all(&self.db.pool, &sql, (org_id, page)).await?)
     }
 
     /// Owners of the org, counted inside `tx`'s snapshot.
     async fn owner_count(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         org_id: &str,
-    ) -> agentshare_kit::Result<i64> {
-        Ok(sqlx::query_scalar(
+    ) -> Result<i64> {
+        Ok(db::scalar::fetch_one(
+            &mut **tx,
             "SELECT COUNT(*) AS owners FROM org_members WHERE org_id = $1 AND role = 'owner'",
+            (org_id,),
         )
-        .bind(org_id)
-        .fetch_one(&mut **tx)
         .await?)
     }
 
@@ -138,7 +114,7 @@ impl TenancyStorage {
         org_id: &str,
         member: &MemberRow,
         role: OrgRole,
-    ) -> agentshare_kit::Result<Result<(), LastOwner>> {
+    ) -> Result<Result<(), LastOwner>> {
         let mut tx = self.db.begin_write().await?;
         if member.role == OrgRole::Owner
             && role != OrgRole::Owner
@@ -146,12 +122,12 @@ impl TenancyStorage {
         {
             return Ok(Err(LastOwner));
         }
-        sqlx::query("UPDATE org_members SET role = $1 WHERE org_id = $2 AND user_id = $3")
-            .bind(role.as_str())
-            .bind(org_id)
-            .bind(&member.user.id)
-            .execute(&mut *tx)
-            .await?;
+        db::execute(
+            &mut *tx,
+            "UPDATE org_members SET role = $1 WHERE org_id = $2 AND user_id = $3",
+            (role.as_str(), org_id, &member.user.id),
+        )
+        .await?;
         let target = ("org_member", member.user.id.as_str());
         let change = audit::Change::new(actor, org_id, "member.role_changed", target)
             .before(role_view(member.role.as_str()))
@@ -167,24 +143,24 @@ impl TenancyStorage {
         actor: &Principal,
         org_id: &str,
         member: &MemberRow,
-    ) -> agentshare_kit::Result<Result<(), LastOwner>> {
+    ) -> Result<Result<(), LastOwner>> {
         let mut tx = self.db.begin_write().await?;
         if member.role == OrgRole::Owner && Self::owner_count(&mut tx, org_id).await? <= 1 {
             return Ok(Err(LastOwner));
         }
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "DELETE FROM workspace_members WHERE user_id = $1 \
              AND workspace_id IN (SELECT id FROM workspaces WHERE org_id = $2)",
+            (&member.user.id, org_id),
         )
-        .bind(&member.user.id)
-        .bind(org_id)
-        .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
-            .bind(org_id)
-            .bind(&member.user.id)
-            .execute(&mut *tx)
-            .await?;
+        db::execute(
+            &mut *tx,
+            "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2",
+            (org_id, &member.user.id),
+        )
+        .await?;
         let target = ("org_member", member.user.id.as_str());
         let change = audit::Change::new(actor, org_id, "member.removed", target);
         self.commit_audited(tx, change.before(role_view(member.role.as_str())))

@@ -1,7 +1,8 @@
 //! Users and orgs: storage. An org is created with its default workspace and
 //! its owner's memberships in one transaction.
 
-use agentshare_kit::db::{Stored, is_unique_violation, new_id};
+use agentshare_kit::Result;
+use agentshare_kit::db::{self, Stored, is_unique_violation, new_id};
 use agentshare_kit::events::{self, NewEvent};
 
 use super::TenancyStorage;
@@ -42,78 +43,73 @@ impl TenancyStorage {
         subject: &str,
         email: &str,
         display_name: &str,
-    ) -> agentshare_kit::Result<String> {
-        let known: Option<(String, String, String)> =
-            sqlx::query_as("SELECT id, email, display_name FROM users WHERE subject = $1")
-                .bind(subject)
-                .fetch_optional(&self.db.pool)
-                .await?;
+    ) -> Result<String> {
+        let known: Option<(String, String, String)> = db::fetch_optional(
+            &self.db.pool,
+            "SELECT id, email, display_name FROM users WHERE subject = $1",
+            (subject,),
+        )
+        .await?;
         if let Some((id, old_email, old_name)) = known {
             if old_email != email || old_name != display_name {
-                sqlx::query("UPDATE users SET email = $1, display_name = $2 WHERE id = $3")
-                    .bind(email)
-                    .bind(display_name)
-                    .bind(&id)
-                    .execute(&self.db.pool)
-                    .await?;
+                db::execute(
+                    &self.db.pool,
+                    "UPDATE users SET email = $1, display_name = $2 WHERE id = $3",
+                    (email, display_name, &id),
+                )
+                .await?;
             }
             return Ok(id);
         }
         let id = new_id();
-        let inserted = sqlx::query(
+        let inserted = db::execute(
+            &self.db.pool,
             "INSERT INTO users (id, subject, email, display_name, created_at) VALUES ($1, $2, $3, $4, $5)",
+            (&id, subject, email, display_name, self.clock.now_micros()),
         )
-        .bind(&id)
-        .bind(subject)
-        .bind(email)
-        .bind(display_name)
-        .bind(self.clock.now_micros())
-        .execute(&self.db.pool)
         .await;
         match inserted {
             Ok(_) => Ok(id),
             // A concurrent first request created it; use theirs.
-            Err(e) if is_unique_violation(&e) => Ok(sqlx::query_scalar(
+            Err(e) if is_unique_violation(&e) => Ok(db::scalar::fetch_one(
+                &self.db.pool,
                 "SELECT id FROM users WHERE subject = $1",
+                (subject,),
             )
-            .bind(subject)
-            .fetch_one(&self.db.pool)
             .await?),
             Err(e) => Err(e.into()),
         }
     }
 
     /// The orgs a user belongs to, oldest membership first.
-    pub async fn org_ids_of(&self, user_id: &str) -> agentshare_kit::Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
+    pub async fn org_ids_of(&self, user_id: &str) -> Result<Vec<String>> {
+        Ok(db::scalar::fetch_all(
+            &self.db.pool,
             "SELECT org_id FROM org_members WHERE user_id = $1 ORDER BY created_at, org_id",
+            (user_id,),
         )
-        .bind(user_id)
-        .fetch_all(&self.db.pool)
         .await?)
     }
 
-    pub async fn org_role(
-        &self,
-        org_id: &str,
-        user_id: &str,
-    ) -> agentshare_kit::Result<Option<OrgRole>> {
-        let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
-                .bind(org_id)
-                .bind(user_id)
-                .fetch_optional(&self.db.pool)
-                .await?;
+    pub async fn org_role(&self, org_id: &str, user_id: &str) -> Result<Option<OrgRole>> {
+        let role: Option<String> = db::scalar::fetch_optional(
+            &self.db.pool,
+            "SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2",
+            (org_id, user_id),
+        )
+        .await?;
         Ok(role.as_deref().and_then(OrgRole::parse))
     }
 
-    pub async fn org(&self, org_id: &str) -> agentshare_kit::Result<Option<OrgRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {ORG_COLUMNS} FROM orgs o JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
-             WHERE o.id = $1"
-        ))
-        .bind(org_id)
-        .fetch_optional(&self.db.pool)
+    pub async fn org(&self, org_id: &str) -> Result<Option<OrgRow>> {
+        Ok(db::fetch_optional(
+            &self.db.pool,
+            &format!(
+                "SELECT {ORG_COLUMNS} FROM orgs o JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
+                 WHERE o.id = $1"
+            ),
+            (org_id,),
+        )
         .await?)
     }
 
@@ -123,42 +119,30 @@ impl TenancyStorage {
         org_id: &str,
         workspace_id: &str,
         user_id: &str,
-    ) -> agentshare_kit::Result<bool> {
-        Ok(sqlx::query(
+    ) -> Result<bool> {
+        Ok(db::exists(
+            &self.db.pool,
             "SELECT 1 FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id \
              WHERE w.org_id = $1 AND m.workspace_id = $2 AND m.user_id = $3",
+            (org_id, workspace_id, user_id),
         )
-        .bind(org_id)
-        .bind(workspace_id)
-        .bind(user_id)
-        .fetch_optional(&self.db.pool)
-        .await?
-        .is_some())
+        .await?)
     }
 
     /// The user's workspaces in an org, the default one first.
-    pub async fn workspace_ids_of(
-        &self,
-        org_id: &str,
-        user_id: &str,
-    ) -> agentshare_kit::Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
+    pub async fn workspace_ids_of(&self, org_id: &str, user_id: &str) -> Result<Vec<String>> {
+        Ok(db::scalar::fetch_all(
+            &self.db.pool,
             "SELECT w.id FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id \
              WHERE w.org_id = $1 AND m.user_id = $2 ORDER BY w.is_default DESC, w.created_at, w.id",
+            (org_id, user_id),
         )
-        .bind(org_id)
-        .bind(user_id)
-        .fetch_all(&self.db.pool)
         .await?)
     }
 
     /// Creates an org, its default workspace and the owner's memberships, and
     /// records `org.created`, in one transaction.
-    pub async fn create_org(
-        &self,
-        name: &str,
-        owner_id: &str,
-    ) -> agentshare_kit::Result<(OrgRow, WorkspaceRow)> {
+    pub async fn create_org(&self, name: &str, owner_id: &str) -> Result<(OrgRow, WorkspaceRow)> {
         let now = self.clock.now_micros();
         let org = OrgRow {
             id: new_id(),
@@ -175,21 +159,19 @@ impl TenancyStorage {
             created_at: now,
         };
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "INSERT INTO orgs (id, name, workspaces_enabled, created_at) VALUES ($1, $2, 0, $3)",
+            (&org.id, &org.name, now),
         )
-        .bind(&org.id)
-        .bind(&org.name)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         super::workspaces::insert_workspace(&mut tx, &workspace, owner_id).await?;
-        sqlx::query("INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
-            .bind(&org.id)
-            .bind(owner_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        db::execute(
+            &mut *tx,
+            "INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
+            (&org.id, owner_id, now),
+        )
+        .await?;
         let created = NewEvent {
             kind: "org.created",
             subject_id: org.id.clone(),

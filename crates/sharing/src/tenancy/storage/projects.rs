@@ -2,13 +2,13 @@
 //! more, by the same rules as agents (DESIGN.md, "Access model (sharing)",
 //! Visibility).
 
-use agentshare_kit::db::new_id;
+use agentshare_kit::Result;
+use agentshare_kit::db::{self, new_id};
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 
 use super::TenancyStorage;
 use crate::tenancy::storage::audit;
-use agentshare_kit::page::Paged;
 
 #[derive(Clone, sqlx::FromRow)]
 pub struct ProjectRow {
@@ -40,20 +40,22 @@ pub struct Viewer<'a> {
 }
 
 impl TenancyStorage {
-    pub async fn create_project(&self, project: &ProjectRow) -> agentshare_kit::Result<()> {
-        sqlx::query(
+    pub async fn create_project(&self, project: &ProjectRow) -> Result<()> {
+        db::execute(
+            &self.db.pool,
             "INSERT INTO projects (id, org_id, home_workspace_id, owner_user_id, name, description, revision, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            (
+                &project.id,
+                &project.org_id,
+                &project.home_workspace_id,
+                &project.owner_user_id,
+                &project.name,
+                &project.description,
+                project.revision,
+                project.created_at,
+            ),
         )
-        .bind(&project.id)
-        .bind(&project.org_id)
-        .bind(&project.home_workspace_id)
-        .bind(&project.owner_user_id)
-        .bind(&project.name)
-        .bind(&project.description)
-        .bind(project.revision)
-        .bind(project.created_at)
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -62,15 +64,19 @@ impl TenancyStorage {
         &self,
         viewer: &Viewer<'_>,
         project_id: &str,
-    ) -> agentshare_kit::Result<Option<ProjectRow>> {
+    ) -> Result<Option<ProjectRow>> {
         let sql = format!("SELECT {COLUMNS} FROM projects p WHERE {VISIBLE} AND p.id = $4");
-        Ok(sqlx::query_as(&sql)
-            .bind(viewer.org_id)
-            .bind(i64::from(viewer.workspaces_enabled))
-            .bind(viewer.user_id)
-            .bind(project_id)
-            .fetch_optional(&self.db.pool)
-            .await?)
+        Ok(db::fetch_optional(
+            &self.db.pool,
+            &sql,
+            (
+                viewer.org_id,
+                i64::from(viewer.workspaces_enabled),
+                viewer.user_id,
+                project_id,
+            ),
+        )
+        .await?)
     }
 
     /// Projects in a workspace (home or listed), oldest first.
@@ -79,18 +85,13 @@ impl TenancyStorage {
         org_id: &str,
         workspace_id: &str,
         page: &Page,
-    ) -> agentshare_kit::Result<Vec<ProjectRow>> {
+    ) -> Result<Vec<ProjectRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM projects p WHERE p.org_id = $1 AND p.deleted_at IS NULL AND \
              (p.home_workspace_id = $2 OR p.id IN (SELECT project_id FROM project_workspaces WHERE workspace_id = $2)) \
              AND ($3 = '' OR p.id > $3) ORDER BY p.id LIMIT $4"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(org_id)
-            .bind(workspace_id)
-            .paged(page)
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(db::fetch_all(&self.db.pool, &sql, (org_id, workspace_id, page)).await?)
     }
 
     /// Writes name and description if the revision still matches; `false`
@@ -99,41 +100,41 @@ impl TenancyStorage {
         &self,
         project: &ProjectRow,
         expected_revision: i64,
-    ) -> agentshare_kit::Result<bool> {
-        Ok(sqlx::query(
+    ) -> Result<bool> {
+        Ok(db::execute(
+            &self.db.pool,
             "UPDATE projects SET name = $1, description = $2, revision = revision + 1, updated_at = $3 \
              WHERE id = $4 AND revision = $5 AND deleted_at IS NULL",
+            (
+                &project.name,
+                &project.description,
+                project.updated_at,
+                &project.id,
+                expected_revision,
+            ),
         )
-        .bind(&project.name)
-        .bind(&project.description)
-        .bind(project.updated_at)
-        .bind(&project.id)
-        .bind(expected_revision)
-        .execute(&self.db.pool)
         .await?
         .rows_affected()
             == 1)
     }
 
-    pub async fn delete_project(&self, project_id: &str) -> agentshare_kit::Result<()> {
-        sqlx::query("UPDATE projects SET deleted_at = $1 WHERE id = $2")
-            .bind(self.clock.now_micros())
-            .bind(project_id)
-            .execute(&self.db.pool)
-            .await?;
+    pub async fn delete_project(&self, project_id: &str) -> Result<()> {
+        db::execute(
+            &self.db.pool,
+            "UPDATE projects SET deleted_at = $1 WHERE id = $2",
+            (self.clock.now_micros(), project_id),
+        )
+        .await?;
         Ok(())
     }
 
     /// The workspaces a project is listed in, beside its home.
-    pub async fn project_workspace_ids(
-        &self,
-        project_id: &str,
-    ) -> agentshare_kit::Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
+    pub async fn project_workspace_ids(&self, project_id: &str) -> Result<Vec<String>> {
+        Ok(db::scalar::fetch_all(
+            &self.db.pool,
             "SELECT workspace_id FROM project_workspaces WHERE project_id = $1 ORDER BY workspace_id",
+            (project_id,),
         )
-        .bind(project_id)
-        .fetch_all(&self.db.pool)
         .await?)
     }
 
@@ -145,19 +146,20 @@ impl TenancyStorage {
         project: &ProjectRow,
         before: &[String],
         after: &[String],
-    ) -> agentshare_kit::Result<()> {
+    ) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("DELETE FROM project_workspaces WHERE project_id = $1")
-            .bind(&project.id)
-            .execute(&mut *tx)
-            .await?;
+        db::execute(
+            &mut *tx,
+            "DELETE FROM project_workspaces WHERE project_id = $1",
+            (&project.id,),
+        )
+        .await?;
         for workspace_id in after {
-            sqlx::query(
+            db::execute(
+                &mut *tx,
                 "INSERT INTO project_workspaces (project_id, workspace_id) VALUES ($1, $2)",
+                (&project.id, workspace_id),
             )
-            .bind(&project.id)
-            .bind(workspace_id)
-            .execute(&mut *tx)
             .await?;
         }
         let removed: Vec<&String> = before.iter().filter(|w| !after.contains(w)).collect();

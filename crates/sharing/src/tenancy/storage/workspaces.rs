@@ -1,19 +1,16 @@
 //! Orgs' settings and workspaces: storage, with each change audited in its
 //! transaction.
 
-use agentshare_kit::Error;
-use agentshare_kit::db::{is_unique_violation, new_id};
+use agentshare_kit::db::{self, is_unique_violation, new_id};
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
-use sqlx::any::AnyArguments;
-use sqlx::query::QueryAs;
+use agentshare_kit::{Error, Result};
 use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
-use super::members::UserRow;
+use super::members::{MEMBER_COLUMNS, UserRow};
 use super::orgs::{ORG_COLUMNS, OrgRow, WorkspaceRow};
 use crate::tenancy::storage::audit;
-use agentshare_kit::page::Paged;
 
 /// ALREADY_EXISTS for a workspace name the org already uses; any other
 /// database error as it is.
@@ -70,6 +67,11 @@ impl<'a> Membership<'a> {
     }
 }
 
+/// The members of workspace `$1`, whose [`MEMBER_COLUMNS`] make a
+/// [`WorkspaceMemberRow`].
+const WORKSPACE_MEMBERS: &str =
+    "FROM workspace_members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1";
+
 #[derive(sqlx::FromRow)]
 pub struct WorkspaceMemberRow {
     #[sqlx(flatten)]
@@ -79,24 +81,10 @@ pub struct WorkspaceMemberRow {
 }
 
 /// Workspaces of org `$1` with the role of user `$2`, those they may see
-/// (every one when `$3` is 1).
+/// (every one when `$3` is 1); a query narrows it with what it adds.
 const VISIBLE: &str = "SELECT w.id, w.org_id, w.name, w.is_default, w.created_at, m.role FROM workspaces w \
      LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $2 \
      WHERE w.org_id = $1 AND ($3 = 1 OR m.role IS NOT NULL)";
-
-/// [`VISIBLE`] with its three parameters bound, narrowed by what `sql`
-/// adds to it.
-fn visible<'q>(
-    sql: &'q str,
-    org_id: &'q str,
-    user_id: &'q str,
-    all: bool,
-) -> QueryAs<'q, Any, VisibleWorkspace, AnyArguments<'q>> {
-    sqlx::query_as(sql)
-        .bind(org_id)
-        .bind(user_id)
-        .bind(i64::from(all))
-}
 
 /// Inserts a workspace with `owner` as its owner, in `tx`.
 pub(super) async fn insert_workspace(
@@ -104,15 +92,17 @@ pub(super) async fn insert_workspace(
     workspace: &WorkspaceRow,
     owner: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    db::execute(
+        &mut **tx,
         "INSERT INTO workspaces (id, org_id, name, is_default, created_at) VALUES ($1, $2, $3, $4, $5)",
+        (
+            &workspace.id,
+            &workspace.org_id,
+            &workspace.name,
+            i64::from(workspace.is_default),
+            workspace.created_at,
+        ),
     )
-    .bind(&workspace.id)
-    .bind(&workspace.org_id)
-    .bind(&workspace.name)
-    .bind(i64::from(workspace.is_default))
-    .bind(workspace.created_at)
-    .execute(&mut **tx)
     .await?;
     join_workspace(tx, &workspace.id, owner, "owner", workspace.created_at).await?;
     Ok(())
@@ -127,15 +117,12 @@ pub(super) async fn join_workspace(
     role: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(db::execute(
+        &mut **tx,
         "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT DO NOTHING",
+        (workspace_id, user_id, role, now),
     )
-    .bind(workspace_id)
-    .bind(user_id)
-    .bind(role)
-    .bind(now)
-    .execute(&mut **tx)
     .await?
     .rows_affected()
         == 1)
@@ -150,7 +137,7 @@ impl TenancyStorage {
         before: &OrgRow,
         name: Option<&str>,
         workspaces_enabled: Option<bool>,
-    ) -> agentshare_kit::Result<OrgRow> {
+    ) -> Result<OrgRow> {
         let after = OrgRow {
             id: before.id.clone(),
             name: name.map_or_else(|| before.name.clone(), str::to_string),
@@ -159,12 +146,12 @@ impl TenancyStorage {
             created_at: before.created_at,
         };
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("UPDATE orgs SET name = $1, workspaces_enabled = $2 WHERE id = $3")
-            .bind(&after.name)
-            .bind(i64::from(after.workspaces_enabled))
-            .bind(&after.id)
-            .execute(&mut *tx)
-            .await?;
+        db::execute(
+            &mut *tx,
+            "UPDATE orgs SET name = $1, workspaces_enabled = $2 WHERE id = $3",
+            (&after.name, i64::from(after.workspaces_enabled), &after.id),
+        )
+        .await?;
         let change = audit::Change::new(actor, &after.id, "org.updated", ("org", &after.id))
             .before(org_view(before))
             .after(org_view(&after));
@@ -178,7 +165,7 @@ impl TenancyStorage {
         actor: &Principal,
         org_id: &str,
         name: &str,
-    ) -> agentshare_kit::Result<WorkspaceRow> {
+    ) -> Result<WorkspaceRow> {
         let owner = actor.user_id.as_deref().unwrap_or_default();
         let workspace = WorkspaceRow {
             id: new_id(),
@@ -208,11 +195,10 @@ impl TenancyStorage {
         org_id: &str,
         user_id: &str,
         all: bool,
-    ) -> agentshare_kit::Result<Vec<WorkspaceRow>> {
+    ) -> Result<Vec<WorkspaceRow>> {
         let sql = format!("{VISIBLE} ORDER BY w.id");
-        let rows = visible(&sql, org_id, user_id, all)
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows: Vec<VisibleWorkspace> =
+            db::fetch_all(&self.db.pool, &sql, (org_id, user_id, i64::from(all))).await?;
         Ok(rows.into_iter().map(|row| row.workspace).collect())
     }
 
@@ -224,10 +210,10 @@ impl TenancyStorage {
         user_id: &str,
         all: bool,
         page: &Page,
-    ) -> agentshare_kit::Result<Vec<VisibleWorkspace>> {
+    ) -> Result<Vec<VisibleWorkspace>> {
         let sql = format!("{VISIBLE} AND ($4 = '' OR w.id > $4) ORDER BY w.id LIMIT $5");
-        let query = visible(&sql, org_id, user_id, all).paged(page);
-        Ok(query.fetch_all(&self.db.pool).await?)
+        let visible = (org_id, user_id, i64::from(all), page);
+        Ok(db::fetch_all(&self.db.pool, &sql, visible).await?)
     }
 
     /// One workspace of the org if the user may see it (any when `all`).
@@ -237,10 +223,10 @@ impl TenancyStorage {
         workspace_id: &str,
         user_id: &str,
         all: bool,
-    ) -> agentshare_kit::Result<Option<VisibleWorkspace>> {
+    ) -> Result<Option<VisibleWorkspace>> {
         let sql = format!("{VISIBLE} AND w.id = $4");
-        let query = visible(&sql, org_id, user_id, all).bind(workspace_id);
-        Ok(query.fetch_optional(&self.db.pool).await?)
+        let visible = (org_id, user_id, i64::from(all), workspace_id);
+        Ok(db::fetch_optional(&self.db.pool, &sql, visible).await?)
     }
 
     /// Makes `workspace_id` the session's active workspace in the org.
@@ -250,18 +236,20 @@ impl TenancyStorage {
         org_id: &str,
         user_id: &str,
         workspace_id: &str,
-    ) -> agentshare_kit::Result<()> {
-        sqlx::query(
+    ) -> Result<()> {
+        db::execute(
+            &self.db.pool,
             "INSERT INTO session_workspaces (session_id, org_id, user_id, workspace_id, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, org_id) \
              DO UPDATE SET workspace_id = excluded.workspace_id, updated_at = excluded.updated_at",
+            (
+                session_id,
+                org_id,
+                user_id,
+                workspace_id,
+                self.clock.now_micros(),
+            ),
         )
-        .bind(session_id)
-        .bind(org_id)
-        .bind(user_id)
-        .bind(workspace_id)
-        .bind(self.clock.now_micros())
-        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -273,48 +261,37 @@ impl TenancyStorage {
         session_id: &str,
         org_id: &str,
         user_id: &str,
-    ) -> agentshare_kit::Result<Option<String>> {
-        Ok(sqlx::query_scalar(
+    ) -> Result<Option<String>> {
+        Ok(db::scalar::fetch_optional(
+            &self.db.pool,
             "SELECT workspace_id FROM session_workspaces WHERE session_id = $1 AND org_id = $2 AND user_id = $3",
+            (session_id, org_id, user_id),
         )
-        .bind(session_id)
-        .bind(org_id)
-        .bind(user_id)
-        .fetch_optional(&self.db.pool)
         .await?)
     }
 
     /// The orgs the user belongs to with their role, oldest membership first.
-    pub async fn orgs_of(
-        &self,
-        user_id: &str,
-        page: &Page,
-    ) -> agentshare_kit::Result<Vec<OrgMembership>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {ORG_COLUMNS}, m.role FROM org_members m JOIN orgs o ON o.id = m.org_id \
-             JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
-             WHERE m.user_id = $1 AND ($2 = '' OR o.id > $2) ORDER BY o.id LIMIT $3"
-        ))
-        .bind(user_id)
-        .paged(page)
-        .fetch_all(&self.db.pool)
+    pub async fn orgs_of(&self, user_id: &str, page: &Page) -> Result<Vec<OrgMembership>> {
+        Ok(db::fetch_all(
+            &self.db.pool,
+            &format!(
+                "SELECT {ORG_COLUMNS}, m.role FROM org_members m JOIN orgs o ON o.id = m.org_id \
+                 JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
+                 WHERE m.user_id = $1 AND ($2 = '' OR o.id > $2) ORDER BY o.id LIMIT $3"
+            ),
+            (user_id, page),
+        )
         .await?)
     }
 
     /// Whether the workspace exists in the org (whoever may see it).
-    pub async fn workspace_exists(
-        &self,
-        org_id: &str,
-        workspace_id: &str,
-    ) -> agentshare_kit::Result<bool> {
-        Ok(
-            sqlx::query("SELECT 1 FROM workspaces WHERE org_id = $1 AND id = $2")
-                .bind(org_id)
-                .bind(workspace_id)
-                .fetch_optional(&self.db.pool)
-                .await?
-                .is_some(),
+    pub async fn workspace_exists(&self, org_id: &str, workspace_id: &str) -> Result<bool> {
+        Ok(db::exists(
+            &self.db.pool,
+            "SELECT 1 FROM workspaces WHERE org_id = $1 AND id = $2",
+            (org_id, workspace_id),
         )
+        .await?)
     }
 
     /// A workspace's members, oldest first (by user id).
@@ -322,9 +299,11 @@ impl TenancyStorage {
         &self,
         workspace_id: &str,
         page: &Page,
-    ) -> agentshare_kit::Result<Vec<WorkspaceMemberRow>> {
-        self.workspace_members_where(workspace_id, "", page.after(), page.limit())
-            .await
+    ) -> Result<Vec<WorkspaceMemberRow>> {
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} {WORKSPACE_MEMBERS} AND ($2 = '' OR u.id > $2) ORDER BY u.id LIMIT $3"
+        );
+        Ok(db::fetch_all(&self.db.pool, &sql, (workspace_id, page)).await?)
     }
 
     /// One member of a workspace.
@@ -332,32 +311,9 @@ impl TenancyStorage {
         &self,
         workspace_id: &str,
         user_id: &str,
-    ) -> agentshare_kit::Result<Option<WorkspaceMemberRow>> {
-        Ok(self
-            .workspace_members_where(workspace_id, user_id, None, 1)
-            .await?
-            .pop())
-    }
-
-    async fn workspace_members_where(
-        &self,
-        workspace_id: &str,
-        only_user: &str,
-        after_id: Option<&str>,
-        limit: i64,
-    ) -> agentshare_kit::Result<Vec<WorkspaceMemberRow>> {
-        Ok(sqlx::query_as(
-            "SELECT u.id, u.email, u.display_name, u.created_at, m.role, m.created_at AS joined_at \
-             FROM workspace_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.workspace_id = $1 AND ($2 = '' OR u.id = $2) AND ($3 = '' OR u.id > $3) \
-             ORDER BY u.id LIMIT $4",
-        )
-        .bind(workspace_id)
-        .bind(only_user)
-        .bind(after_id.unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.db.pool)
-        .await?)
+    ) -> Result<Option<WorkspaceMemberRow>> {
+        let sql = format!("SELECT {MEMBER_COLUMNS} {WORKSPACE_MEMBERS} AND u.id = $2");
+        Ok(db::fetch_optional(&self.db.pool, &sql, (workspace_id, user_id)).await?)
     }
 
     /// Adds an org member to a workspace, recording `workspace_member.added`;
@@ -367,7 +323,7 @@ impl TenancyStorage {
         actor: &Principal,
         member: Membership<'_>,
         role: &str,
-    ) -> agentshare_kit::Result<bool> {
+    ) -> Result<bool> {
         let mut tx = self.db.begin_write().await?;
         let now = self.clock.now_micros();
         let (workspace_id, user_id) = (member.workspace_id, member.user_id);
@@ -384,16 +340,16 @@ impl TenancyStorage {
         &self,
         actor: &Principal,
         member: Membership<'_>,
-    ) -> agentshare_kit::Result<bool> {
+    ) -> Result<bool> {
         let mut tx = self.db.begin_write().await?;
-        let removed =
-            sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
-                .bind(member.workspace_id)
-                .bind(member.user_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
+        let removed = db::execute(
+            &mut *tx,
+            "DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+            (member.workspace_id, member.user_id),
+        )
+        .await?
+        .rows_affected()
+            == 1;
         let fields = serde_json::json!({ "workspace_id": member.workspace_id });
         let change = member.change(actor, "member.removed");
         self.commit_audited_if(removed, tx, change.before(fields))
@@ -406,14 +362,15 @@ impl TenancyStorage {
         actor: &Principal,
         before: &WorkspaceRow,
         name: &str,
-    ) -> agentshare_kit::Result<WorkspaceRow> {
+    ) -> Result<WorkspaceRow> {
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("UPDATE workspaces SET name = $1 WHERE id = $2")
-            .bind(name)
-            .bind(&before.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(name_taken(name))?;
+        db::execute(
+            &mut *tx,
+            "UPDATE workspaces SET name = $1 WHERE id = $2",
+            (name, &before.id),
+        )
+        .await
+        .map_err(name_taken(name))?;
         let target = ("workspace", before.id.as_str());
         let change = audit::Change::new(actor, &before.org_id, "workspace.updated", target)
             .before(serde_json::json!({ "name": before.name }))
@@ -434,26 +391,24 @@ impl TenancyStorage {
         &self,
         actor: &Principal,
         workspace: &WorkspaceRow,
-    ) -> agentshare_kit::Result<()> {
+    ) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
-        let still_there = sqlx::query(&format!(
-            "SELECT id FROM workspaces WHERE id = $1{}",
-            self.db.backend.for_update()
-        ))
-        .bind(&workspace.id)
-        .fetch_optional(&mut *tx)
+        let still_there = db::exists(
+            &mut *tx,
+            &self.db.locking("SELECT id FROM workspaces WHERE id = $1"),
+            (&workspace.id,),
+        )
         .await?;
-        if still_there.is_none() {
+        if !still_there {
             return Err(Error::not_found(format!("workspace {}", workspace.id)));
         }
         const NAMED: i64 = 5;
-        let projects: Vec<(String, String)> = sqlx::query_as(
+        let projects: Vec<(String, String)> = db::fetch_all(
+            &mut *tx,
             "SELECT id, name FROM projects WHERE home_workspace_id = $1 AND deleted_at IS NULL \
              ORDER BY id LIMIT $2",
+            (&workspace.id, NAMED),
         )
-        .bind(&workspace.id)
-        .bind(NAMED)
-        .fetch_all(&mut *tx)
         .await?;
         let mut homed: Vec<String> = projects
             .into_iter()
@@ -476,15 +431,19 @@ impl TenancyStorage {
             "session_workspaces",
             "agent_workspaces",
         ] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1"))
-                .bind(&workspace.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM workspaces WHERE id = $1")
-            .bind(&workspace.id)
-            .execute(&mut *tx)
+            db::execute(
+                &mut *tx,
+                &format!("DELETE FROM {table} WHERE workspace_id = $1"),
+                (&workspace.id,),
+            )
             .await?;
+        }
+        db::execute(
+            &mut *tx,
+            "DELETE FROM workspaces WHERE id = $1",
+            (&workspace.id,),
+        )
+        .await?;
         let target = ("workspace", workspace.id.as_str());
         let change = audit::Change::new(actor, &workspace.org_id, "workspace.deleted", target);
         let fields = serde_json::json!({ "name": workspace.name });
@@ -498,25 +457,22 @@ impl TenancyStorage {
         actor: &Principal,
         member: Membership<'_>,
         role: &str,
-    ) -> agentshare_kit::Result<Option<String>> {
+    ) -> Result<Option<String>> {
         let mut tx = self.db.begin_write().await?;
-        let before: Option<String> = sqlx::query_scalar(
+        let before: Option<String> = db::scalar::fetch_optional(
+            &mut *tx,
             "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+            (member.workspace_id, member.user_id),
         )
-        .bind(member.workspace_id)
-        .bind(member.user_id)
-        .fetch_optional(&mut *tx)
         .await?;
         let Some(before) = before else {
             return Ok(None);
         };
-        sqlx::query(
+        db::execute(
+            &mut *tx,
             "UPDATE workspace_members SET role = $1 WHERE workspace_id = $2 AND user_id = $3",
+            (role, member.workspace_id, member.user_id),
         )
-        .bind(role)
-        .bind(member.workspace_id)
-        .bind(member.user_id)
-        .execute(&mut *tx)
         .await?;
         let workspace_id = member.workspace_id;
         let change = member
