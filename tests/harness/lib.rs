@@ -9,7 +9,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-pub mod bench;
 pub mod cli;
 pub mod collector;
 mod db;
@@ -727,8 +726,10 @@ impl Drop for Suite {
     }
 }
 
+/// Sends `signal` to a child process (SIGTERM to stop it as an operator
+/// would).
 #[allow(unsafe_code)]
-fn signal(child: &tokio::process::Child, signal: i32) {
+pub fn signal(child: &tokio::process::Child, signal: i32) {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) on our own child's pid has no memory effects.
         unsafe {
@@ -764,13 +765,13 @@ pub fn binary(name: &str) -> PathBuf {
                 command.env_remove(key);
             }
         }
-        // target/<profile>/deps/<this binary> → target/<profile>
+        // target/<profile>/deps/<test binary> or target/<profile>/<binary>
+        // → target/<profile>
         let exe = std::env::current_exe().expect("current exe");
-        let target_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_path_buf();
+        let mut target_dir = exe.parent().expect("target dir").to_path_buf();
+        if target_dir.ends_with("deps") {
+            target_dir.pop();
+        }
         command.args(["build", "--quiet", "--bins", "-p", "agentshare"]);
         if target_dir.ends_with("release") {
             command.arg("--release");
