@@ -740,7 +740,8 @@ pub fn signal(child: &tokio::process::Child, signal: i32) {
 
 /// Path of one of the workspace's binaries (`agentshare`, or
 /// `agentshare-<service>`), built on first use so the suite always runs the
-/// code under test.
+/// code under test. Outside a test binary only the first one asked for is
+/// built.
 pub fn binary(name: &str) -> PathBuf {
     static TARGET_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let target_dir = TARGET_DIR.get_or_init(|| {
@@ -769,15 +770,23 @@ pub fn binary(name: &str) -> PathBuf {
         // → target/<profile>
         let exe = std::env::current_exe().expect("current exe");
         let mut target_dir = exe.parent().expect("target dir").to_path_buf();
-        if target_dir.ends_with("deps") {
+        let test = target_dir.ends_with("deps");
+        if test {
             target_dir.pop();
         }
-        command.args(["build", "--quiet", "--bins", "-p", "agentshare"]);
+        command.args(["build", "--quiet", "--bins"]);
         if target_dir.ends_with("release") {
             command.arg("--release");
         }
-        for s in ServiceName::ALL {
-            command.args(["-p", &format!("agentshare-{s}")]);
+        // A suite may start any of them, so it builds them all at once; a
+        // tool such as the bench builds only the one it runs.
+        if test {
+            command.args(["-p", "agentshare"]);
+            for s in ServiceName::ALL {
+                command.args(["-p", &format!("agentshare-{s}")]);
+            }
+        } else {
+            command.args(["-p", name]);
         }
         let status = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
