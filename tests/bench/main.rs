@@ -44,7 +44,7 @@ const FIRE_CONFIG: &str = "[scheduler]\n\
 #[command(
     name = "agentshare-bench",
     about = "Measure agentshare's hot paths against this machine's limits.",
-    after_help = "Run it with: cargo run --release -p agentshare-e2e --bin agentshare-bench"
+    after_help = "Build and run: cargo build --release --bin agentshare --bin agentshare-bench && target/release/agentshare-bench"
 )]
 struct Args {
     #[command(subcommand)]
@@ -56,8 +56,8 @@ struct Args {
     /// With --gateway: the scheduler's database URL, for the mass fire.
     #[arg(long, value_name = "URL")]
     scheduler_database_url: Option<String>,
-    /// The `agentshare` binary to start; by default the one of this build,
-    /// built first if it is missing.
+    /// The `agentshare` binary to start; by default the one beside this
+    /// tool, from the same build.
     #[arg(long, value_name = "FILE")]
     serve: Option<PathBuf>,
     /// Calls in flight at once.
@@ -203,7 +203,7 @@ async fn bench(mut args: Args) -> Result<bool, String> {
             let spawn = Spawn {
                 binary: match &args.serve {
                     Some(path) => path.clone(),
-                    None => agentshare_e2e::binary("agentshare"),
+                    None => beside_this_tool("agentshare")?,
                 },
                 data_dir: scratch.path().join("data"),
                 config_file: scratch.path().join("agentshare.toml"),
@@ -321,4 +321,21 @@ async fn bench(mut args: Args) -> Result<bool, String> {
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+/// A binary of the same build as this tool (`target/<profile>/NAME`).
+/// Building both in one cargo command keeps their dependencies' features
+/// the same, so nothing is compiled twice.
+fn beside_this_tool(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing; build it with this tool: \
+             cargo build --release --bin agentshare --bin agentshare-bench (or pass --serve FILE)",
+            path.display()
+        ))
+    }
 }

@@ -740,8 +740,7 @@ pub fn signal(child: &tokio::process::Child, signal: i32) {
 
 /// Path of one of the workspace's binaries (`agentshare`, or
 /// `agentshare-<service>`), built on first use so the suite always runs the
-/// code under test. Outside a test binary only the first one asked for is
-/// built.
+/// code under test.
 pub fn binary(name: &str) -> PathBuf {
     static TARGET_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let target_dir = TARGET_DIR.get_or_init(|| {
@@ -766,27 +765,19 @@ pub fn binary(name: &str) -> PathBuf {
                 command.env_remove(key);
             }
         }
-        // target/<profile>/deps/<test binary> or target/<profile>/<binary>
-        // → target/<profile>
+        // target/<profile>/deps/<this binary> → target/<profile>
         let exe = std::env::current_exe().expect("current exe");
-        let mut target_dir = exe.parent().expect("target dir").to_path_buf();
-        let test = target_dir.ends_with("deps");
-        if test {
-            target_dir.pop();
-        }
-        command.args(["build", "--quiet", "--bins"]);
+        let target_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        command.args(["build", "--quiet", "--bins", "-p", "agentshare"]);
         if target_dir.ends_with("release") {
             command.arg("--release");
         }
-        // A suite may start any of them, so it builds them all at once; a
-        // tool such as the bench builds only the one it runs.
-        if test {
-            command.args(["-p", "agentshare"]);
-            for s in ServiceName::ALL {
-                command.args(["-p", &format!("agentshare-{s}")]);
-            }
-        } else {
-            command.args(["-p", name]);
+        for s in ServiceName::ALL {
+            command.args(["-p", &format!("agentshare-{s}")]);
         }
         let status = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
