@@ -9,7 +9,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-pub mod bench;
 pub mod cli;
 pub mod collector;
 mod db;
@@ -727,8 +726,10 @@ impl Drop for Suite {
     }
 }
 
+/// Sends `signal` to a child process (SIGTERM to stop it as an operator
+/// would).
 #[allow(unsafe_code)]
-fn signal(child: &tokio::process::Child, signal: i32) {
+pub fn signal(child: &tokio::process::Child, signal: i32) {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) on our own child's pid has no memory effects.
         unsafe {

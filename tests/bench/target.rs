@@ -1,0 +1,193 @@
+//! The server under test, in a process of its own as clients meet it: an
+//! `agentshare serve` this tool starts on a data dir it owns (embedded
+//! SQLite), or a gateway someone else runs, such as the multi-process
+//! topology of `deploy/local` on PostgreSQL.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use agentshare::cli::client::mint;
+use agentshare_e2e::{UserClient, connect, public_services};
+use agentshare_kit::config::ConfigArgs;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// How long a start may take before the tool gives up on it.
+const START_LIMIT: Duration = Duration::from_secs(60);
+/// How often readiness is asked while timing a start: fine enough that
+/// the poll does not hide what the start costs.
+const READY_POLL: Duration = Duration::from_millis(2);
+/// Tokens outlive any run of the tool.
+const TOKEN_SECS: i64 = 24 * 3600;
+
+/// Where the server is and how to sign its users in.
+pub struct Server {
+    /// Minting settings: the data dir (or `AGENTSHARE_KEYS_DIR`) whose
+    /// session key the server trusts.
+    config: ConfigArgs,
+    child: Option<tokio::process::Child>,
+    channel: Channel,
+}
+
+/// An `agentshare serve` to start.
+pub struct Spawn {
+    pub binary: PathBuf,
+    pub data_dir: PathBuf,
+    /// TOML given to `--config`.
+    pub config_file: PathBuf,
+}
+
+impl Server {
+    /// Starts `agentshare serve` and returns it with the time from spawn
+    /// to every public service answering SERVING through the gateway.
+    pub async fn start(spawn: &Spawn) -> Result<(Self, Duration), String> {
+        let begin = Instant::now();
+        let mut child = tokio::process::Command::new(&spawn.binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&spawn.data_dir)
+            .arg("--config")
+            .arg(&spawn.config_file)
+            .env("RUST_LOG", "warn")
+            .env_remove("AGENTSHARE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", spawn.binary.display()))?;
+        let stderr = child.stderr.take().ok_or("serve has no stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let serving = async {
+            let mut said = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("agentshare is serving on ") {
+                    return rest
+                        .split_whitespace()
+                        .next()
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                        .ok_or_else(|| {
+                            format!("serve said an address that does not parse: {line}")
+                        });
+                }
+                said.push(line);
+            }
+            Err(format!(
+                "agentshare serve exited before serving:\n{}",
+                said.join("\n")
+            ))
+        };
+        let addr = tokio::time::timeout(START_LIMIT, serving)
+            .await
+            .map_err(|_| format!("agentshare serve did not serve within {START_LIMIT:?}"))??;
+        // Keep reading, so serve never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let channel = connect(addr).await;
+        every_service_serving(&channel).await?;
+        let took = begin.elapsed();
+        let config = ConfigArgs {
+            data_dir: Some(spawn.data_dir.clone()),
+            config: Some(spawn.config_file.clone()),
+            ..ConfigArgs::default()
+        };
+        Ok((
+            Self {
+                config,
+                child: Some(child),
+                channel,
+            },
+            took,
+        ))
+    }
+
+    /// A gateway run elsewhere; tokens are minted with the session key of
+    /// `AGENTSHARE_KEYS_DIR` (or the data dir's), as `agentshare token` does.
+    pub async fn attach(addr: SocketAddr, data_dir: Option<&Path>) -> Result<Self, String> {
+        let channel = connect(addr).await;
+        every_service_serving(&channel).await?;
+        Ok(Self {
+            config: ConfigArgs {
+                data_dir: data_dir.map(Path::to_path_buf),
+                ..ConfigArgs::default()
+            },
+            child: None,
+            channel,
+        })
+    }
+
+    /// Stops a server this tool started, as its operator would (SIGTERM),
+    /// and waits for it to exit.
+    pub async fn stop(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        agentshare_e2e::signal(&child, libc::SIGTERM);
+        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("waiting for serve to exit: {e}")),
+            Err(_) => {
+                let _ = child.kill().await;
+                Err("serve did not stop within 30 s of SIGTERM".into())
+            }
+        }
+    }
+
+    /// The server's process id, when this tool started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref()?.id()
+    }
+
+    /// `user`, signed in (stepped up) through the gateway on one shared
+    /// connection, as a client library would.
+    pub fn user(&self, user: &str) -> Result<UserClient, String> {
+        let email = format!("{user}@example.com");
+        let token = mint(&self.config, user, Some(&email), true, TOKEN_SECS)
+            .map_err(|e| format!("cannot mint a token for {user}: {e}"))?;
+        Ok(UserClient::new(self.channel.clone(), Some(token)))
+    }
+}
+
+async fn every_service_serving(channel: &Channel) -> Result<(), String> {
+    let mut health = HealthClient::new(channel.clone());
+    let deadline = Instant::now() + START_LIMIT;
+    let mut services = public_services();
+    services.push(String::new());
+    for service in services {
+        loop {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: service.clone(),
+            };
+            let serving = health
+                .check(request)
+                .await
+                .is_ok_and(|a| a.into_inner().status == ServingStatus::Serving as i32);
+            if serving {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{service:?} was not SERVING within {START_LIMIT:?}"
+                ));
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+    Ok(())
+}
+
+/// The resident set of process `pid`, in MiB.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}

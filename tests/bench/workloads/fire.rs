@@ -1,0 +1,236 @@
+//! Mass fire: many enabled subscriptions due in the same instant, each run
+//! through the whole run path (the gateway's RunAutomation: plan, usage
+//! record, session, the echo runtime) and recorded with its notification.
+//! One real subscription is made through the API; the rest are copies of
+//! its row in the scheduler's database, as creating them one by one
+//! would take longer than the runs. Reports the time until every run
+//! finished, the fire lateness, and the duplicates, which must be 0.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use agentshare_e2e::UserClient;
+use agentshare_e2e::fire::{Pair, all_due_at, copy_subscriptions};
+use agentshare_kit::clock::Clock;
+use agentshare_kit::db::Db;
+use agentshare_proto::registry::v1 as registry;
+use agentshare_proto::scheduler::v1 as pb;
+use agentshare_proto::sharing::v1 as sharing;
+use futures::{StreamExt as _, TryStreamExt as _};
+use pb::automations_service_client::AutomationsServiceClient;
+use sqlx::Row as _;
+
+use crate::measure::{Sample, called, histogram, record};
+use crate::report::{Line, Report, Target};
+use crate::target::Server;
+
+/// Automations of the one agent; the users are the runs over this.
+const KEYS: usize = 100;
+const PROGRESS_POLL: Duration = Duration::from_millis(200);
+const PROGRESS_SAY: Duration = Duration::from_secs(10);
+
+/// Where the runs are recorded, and how many to fire.
+pub struct Fire<'a> {
+    pub server: &'a Server,
+    /// The scheduler's database URL.
+    pub database: String,
+    pub runs: usize,
+    /// Give up waiting after this long; what finished by then is reported.
+    pub limit: Duration,
+    pub setting: String,
+}
+
+pub async fn run(fire: Fire<'_>, report: &mut Report) -> Result<(), String> {
+    let users = fire.runs.div_ceil(KEYS).max(1);
+    let total = users * KEYS;
+    let db = Db::connect(&fire.database, 2)
+        .await
+        .map_err(|e| format!("the scheduler's database: {e}"))?;
+    let seeding = Instant::now();
+    seed(fire.server, &db, users).await?;
+    eprintln!(
+        "  mass fire: {total} subscriptions seeded in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
+    let due = Clock::system().now_micros();
+    all_due_at(&db, due).await;
+    let began = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        let (started, finished) = progress(&db).await?;
+        if finished >= total as i64 || began.elapsed() >= fire.limit {
+            break;
+        }
+        if said.elapsed() >= PROGRESS_SAY {
+            eprintln!(
+                "    {:>4.0} s: {started} started, {finished} finished",
+                began.elapsed().as_secs_f64()
+            );
+            said = Instant::now();
+        }
+        tokio::time::sleep(PROGRESS_POLL).await;
+    }
+    let rows = sqlx::query(
+        "SELECT subscription_id, scheduled_at, started_at, finished_at, status FROM automation_runs",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .map_err(|e| format!("reading the runs: {e}"))?;
+    let mut lateness = histogram();
+    let mut keys = HashSet::with_capacity(rows.len());
+    let (mut last_finish, mut failed, mut unfinished) = (due, 0u64, 0u64);
+    let mut first_failure = None;
+    for row in &rows {
+        let subscription: String = row.get(0);
+        let scheduled: i64 = row.get(1);
+        let started: Option<i64> = row.get(2);
+        let finished: Option<i64> = row.get(3);
+        let status: String = row.get(4);
+        keys.insert((subscription, scheduled));
+        if let Some(started) = started {
+            let late = u64::try_from(started - scheduled).unwrap_or(0);
+            record(&mut lateness, Duration::from_micros(late));
+        }
+        match finished {
+            Some(finished) => last_finish = last_finish.max(finished),
+            None => unfinished += 1,
+        }
+        if status != "succeeded" && finished.is_some() {
+            failed += 1;
+            first_failure.get_or_insert(format!("a run ended {status}"));
+        }
+    }
+    let duplicates = rows.len() - keys.len();
+    let seconds = (last_finish - due) as f64 / 1e6;
+    let missing = (total as u64).saturating_sub(rows.len() as u64) + unfinished;
+    let sample = Sample {
+        calls: rows.len() as u64,
+        errors: failed + missing,
+        first_error: first_failure.or_else(|| {
+            (missing > 0).then(|| format!("{missing} runs had not finished after {:?}", fire.limit))
+        }),
+        elapsed: Duration::from_secs_f64(seconds.max(1e-6)),
+        latency: lateness,
+    };
+    let what = format!("{total} due runs, time to finish all; latency = fire lateness");
+    let mut line = Line::rate("Mass fire", format!("{what}, {}", fire.setting), &sample);
+    line.figure = seconds;
+    line.unit = "s";
+    report.add(line.target(Target::Under(60.0)));
+    let duplicates = Line::value(
+        "Mass fire duplicates",
+        fire.setting.clone(),
+        duplicates as f64,
+        "runs",
+    )
+    .target(Target::Exactly(0.0));
+    report.add(duplicates);
+    Ok(())
+}
+
+/// An org of `users` members, an agent with `KEYS` hourly automations
+/// shared with it, and one subscription per (member, automation).
+async fn seed(server: &Server, db: &Db, users: usize) -> Result<(), String> {
+    let owner = server.user("fleet-owner")?;
+    called(
+        owner
+            .tenancy()
+            .create_org(sharing::CreateOrgRequest {
+                name: "Fleet".into(),
+            })
+            .await,
+    )?;
+    let members: Vec<(UserClient, String)> = futures::stream::iter(0..users)
+        .map(|n| {
+            let owner = owner.clone();
+            let member = server.user(&format!("fleet-m{n}"));
+            async move {
+                let member = member?;
+                let id = member.user_id().await;
+                owner.add_member(&id, sharing::OrgRole::Member).await;
+                Ok::<_, String>((member, id))
+            }
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let automations = (0..KEYS)
+        .map(|i| registry::Automation {
+            key: format!("a{i:03}"),
+            display_name: format!("a{i:03}"),
+            schedule: Some(registry::Schedule {
+                kind: Some(registry::schedule::Kind::Hourly(registry::HourlySchedule {
+                    minute: 59,
+                })),
+            }),
+            time_zone: "UTC".into(),
+            task: "Report.".into(),
+            ..Default::default()
+        })
+        .collect();
+    let agent = called(
+        owner
+            .registry()
+            .create_agent(registry::CreateAgentRequest {
+                draft: Some(registry::AgentDraft {
+                    name: "Fleet".into(),
+                    instructions: "You report.".into(),
+                    automations,
+                    ..Default::default()
+                }),
+                is_managed: false,
+            })
+            .await,
+    )?
+    .into_inner()
+    .agent
+    .ok_or("an agent without its agent")?;
+    let agent = owner.deploy(&agent).await;
+    owner.share(&agent.id).await;
+    let (first, _) = &members[0];
+    let template = called(
+        AutomationsServiceClient::new(first.channel())
+            .subscribe(pb::SubscribeRequest {
+                agent_id: agent.id.clone(),
+                automation_key: "a000".into(),
+                enabled: true,
+                channels: vec![pb::NotificationChannel::Web as i32],
+            })
+            .await,
+    )?
+    .into_inner()
+    .subscription
+    .ok_or("a subscription without its subscription")?;
+    let mut pairs = Vec::with_capacity(users * KEYS);
+    for (u, (_, user_id)) in members.iter().enumerate() {
+        for k in 0..KEYS {
+            if u == 0 && k == 0 {
+                continue;
+            }
+            pairs.push(Pair {
+                user_id: user_id.clone(),
+                automation_key: format!("a{k:03}"),
+                task: "Report.".into(),
+            });
+        }
+    }
+    // Far enough ahead that nothing fires while the rest is copied.
+    let later = Clock::system().now_micros() + 3_600_000_000;
+    let copied = copy_subscriptions(db, &template.id, &pairs, later).await;
+    if copied != pairs.len() {
+        return Err(format!("copied {copied} subscriptions of {}", pairs.len()));
+    }
+    Ok(())
+}
+
+/// Runs started and runs finished so far.
+async fn progress(db: &Db) -> Result<(i64, i64), String> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN finished_at IS NULL THEN 0 ELSE 1 END), 0) \
+         FROM automation_runs",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .map_err(|e| format!("reading progress: {e}"))?;
+    Ok((row.get(0), row.get(1)))
+}
