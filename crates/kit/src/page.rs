@@ -138,19 +138,6 @@ impl Page {
     }
 }
 
-/// A listing query's last two parameters: the key its page starts after
-/// (`''` on the first page) and how many rows to fetch.
-pub trait Paged<'q> {
-    fn paged(self, page: &'q Page) -> Self;
-}
-
-impl<'q, O> Paged<'q> for sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
-    fn paged(self, page: &'q Page) -> Self {
-        self.bind(page.after().unwrap_or_default())
-            .bind(page.limit())
-    }
-}
-
 /// Listings and keys are ids, numbers, keys and enum names: none holds a
 /// NUL, which separates them.
 fn token(listing: &str, after: &[String]) -> String {
