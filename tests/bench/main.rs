@@ -60,6 +60,9 @@ struct Args {
     /// tool, from the same build.
     #[arg(long, value_name = "FILE")]
     serve: Option<PathBuf>,
+    /// Append the started serve's log (warnings and errors) to this file.
+    #[arg(long, value_name = "FILE")]
+    serve_log: Option<PathBuf>,
     /// Calls in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -207,6 +210,7 @@ async fn bench(mut args: Args) -> Result<bool, String> {
                 },
                 data_dir: scratch.path().join("data"),
                 config_file: scratch.path().join("agentshare.toml"),
+                log: args.serve_log.clone(),
             };
             std::fs::write(&spawn.config_file, FIRE_CONFIG).map_err(|e| e.to_string())?;
             eprintln!("agentshare serve:");

@@ -3,6 +3,7 @@
 //! SQLite), or a gateway someone else runs, such as the multi-process
 //! topology of `deploy/local` on PostgreSQL.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,6 +40,8 @@ pub struct Spawn {
     pub data_dir: PathBuf,
     /// TOML given to `--config`.
     pub config_file: PathBuf,
+    /// Where serve's log lines go (warnings and errors); dropped without.
+    pub log: Option<PathBuf>,
 }
 
 impl Server {
@@ -83,8 +86,25 @@ impl Server {
         let addr = tokio::time::timeout(START_LIMIT, serving)
             .await
             .map_err(|_| format!("agentshare serve did not serve within {START_LIMIT:?}"))??;
-        // Keep reading, so serve never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep reading, so serve never blocks on a full pipe; what it logs
+        // goes to the log file, when there is one.
+        let mut log = match &spawn.log {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(file) = log.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+        });
         let channel = connect(addr).await;
         every_service_serving(&channel).await?;
         let took = begin.elapsed();
