@@ -1126,3 +1126,58 @@ async fn a_holder_reads_the_holder_view_and_changes_nothing() {
     );
     suite.stop().await;
 }
+
+/// A member lists a thousand agents shared with the org in one page of
+/// 1,000, the most a page holds, each with its setup status.
+#[tokio::test]
+async fn a_page_of_a_thousand_agents_lists_every_one() {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    const AGENTS: usize = 1000;
+    let suite = Suite::start().await;
+    let fixture = suite
+        .org("Acme")
+        .member("bob", sharing::OrgRole::Member)
+        .build()
+        .await;
+    let (alice, bob) = (fixture.owner, fixture.members[0].client.clone());
+    let shared: Vec<String> = futures::stream::iter(0..AGENTS)
+        .map(|n| {
+            let alice = alice.clone();
+            async move { Ok::<_, ()>(alice.shared_agent(&format!("Agent {n}")).await.id) }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await
+        .expect("shared");
+    let page = bob
+        .access()
+        .list_my_agents(sharing::ListMyAgentsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("a page of 1,000")
+        .into_inner();
+    assert_eq!(page.agents.len(), 1000, "a full page");
+    // The org's default agent is visible too, so one more page holds the
+    // rest.
+    let rest = bob
+        .access()
+        .list_my_agents(sharing::ListMyAgentsRequest {
+            page_size: 1000,
+            page_token: page.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .expect("the next page")
+        .into_inner();
+    let mut listed: Vec<String> = page
+        .agents
+        .into_iter()
+        .chain(rest.agents)
+        .map(|a| a.agent_id)
+        .collect();
+    listed.retain(|id| shared.contains(id));
+    assert_eq!(listed.len(), AGENTS);
+    suite.stop().await;
+}

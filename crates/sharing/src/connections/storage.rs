@@ -502,25 +502,29 @@ impl ConnectionStorage {
         Ok(Some(flow))
     }
 
-    /// The integrations of several (agent, version) pairs at once.
+    /// The integrations of several (agent, version) pairs at once, in
+    /// queries of at most `PAIRS_PER_QUERY` pairs: SQLite refuses an
+    /// expression nested 1,000 deep, and each pair is one more OR.
     pub async fn integrations_of(&self, pairs: &[(String, i64)]) -> Result<Vec<IntegrationRow>> {
-        if pairs.is_empty() {
-            return Ok(Vec::new());
+        const PAIRS_PER_QUERY: usize = 200;
+        let mut rows = Vec::new();
+        for chunk in pairs.chunks(PAIRS_PER_QUERY) {
+            let wanted: Vec<String> = (0..chunk.len())
+                .map(|n| format!("(agent_id = ${} AND version = ${})", 2 * n + 1, 2 * n + 2))
+                .collect();
+            let sql = format!(
+                "SELECT agent_id, version, key, provider, scope, builder_connection_id FROM agent_integrations \
+                 WHERE {} ORDER BY agent_id, version, position",
+                wanted.join(" OR ")
+            );
+            let mut query = sqlx::query_as(&sql);
+            for (agent_id, version) in chunk {
+                query = query.bind(agent_id).bind(*version);
+            }
+            let stored: Vec<StoredIntegration> = query.fetch_all(&self.db.pool).await?;
+            rows.extend(stored.into_iter().map(IntegrationRow::from));
         }
-        let wanted: Vec<String> = (0..pairs.len())
-            .map(|n| format!("(agent_id = ${} AND version = ${})", 2 * n + 1, 2 * n + 2))
-            .collect();
-        let sql = format!(
-            "SELECT agent_id, version, key, provider, scope, builder_connection_id FROM agent_integrations \
-             WHERE {} ORDER BY agent_id, version, position",
-            wanted.join(" OR ")
-        );
-        let mut query = sqlx::query_as(&sql);
-        for (agent_id, version) in pairs {
-            query = query.bind(agent_id).bind(*version);
-        }
-        let rows: Vec<StoredIntegration> = query.fetch_all(&self.db.pool).await?;
-        Ok(rows.into_iter().map(IntegrationRow::from).collect())
+        Ok(rows)
     }
 
     /// The user's bindings of these agents, with their connections.
