@@ -195,7 +195,7 @@ async fn bench(mut args: Args) -> Result<bool, String> {
 
     let (mut server, setting, scheduler_db) = match args.gateway {
         Some(addr) => {
-            let server = Server::attach(addr, None).await?;
+            let server = Server::attach(addr).await?;
             (
                 server,
                 format!("gateway {addr}"),

@@ -4,8 +4,6 @@
 //! timed, and its first error is kept for the report.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -78,26 +76,29 @@ pub fn record(latency: &mut Histogram<u64>, elapsed: Duration) {
 
 /// Runs `call(worker, n)` under `load` and returns what it measured. `n`
 /// counts each worker's calls from 0, warm-up included, so a workload can
-/// name keys or sessions after it.
+/// name keys or sessions after it. A call counts when it starts after the
+/// warm-up; each worker stops starting calls when the time is up.
 pub async fn measure<F, Fut>(load: Load, call: F) -> Sample
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send,
 {
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
+    let warm = Instant::now() + load.warmup;
+    let end = warm + load.duration;
     let mut workers = Vec::with_capacity(load.concurrency);
     for worker in 0..load.concurrency {
-        let (call, measuring, stop) = (call.clone(), measuring.clone(), stop.clone());
+        let call = call.clone();
         workers.push(tokio::spawn(async move {
             let mut sample = Sample::empty();
             let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let counted = measuring.load(Ordering::Relaxed);
+            loop {
                 let begin = Instant::now();
+                if begin >= end {
+                    break;
+                }
                 let outcome = call(worker, n).await;
                 n += 1;
-                if !counted {
+                if begin < warm {
                     continue;
                 }
                 match outcome {
@@ -114,11 +115,6 @@ where
             sample
         }));
     }
-    tokio::time::sleep(load.warmup).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(load.duration).await;
-    stop.store(true, Ordering::Relaxed);
     let mut total = Sample::empty();
     for worker in workers {
         match worker.await {
@@ -131,8 +127,9 @@ where
             }
         }
     }
-    // The last calls end after the stop; they count, so the time does too.
-    total.elapsed = started.elapsed();
+    // The last calls end after the time is up; they count, so the time
+    // they took does too.
+    total.elapsed = Instant::now().saturating_duration_since(warm);
     total
 }
 

@@ -5,12 +5,12 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use agentshare::cli::client::mint;
-use agentshare_e2e::{UserClient, connect, public_services};
+use agentshare_e2e::{UserClient, connect, public_services, wait};
 use agentshare_kit::config::ConfigArgs;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tonic::transport::Channel;
@@ -124,15 +124,13 @@ impl Server {
     }
 
     /// A gateway run elsewhere; tokens are minted with the session key of
-    /// `AGENTSHARE_KEYS_DIR` (or the data dir's), as `agentshare token` does.
-    pub async fn attach(addr: SocketAddr, data_dir: Option<&Path>) -> Result<Self, String> {
+    /// `AGENTSHARE_KEYS_DIR` (or `AGENTSHARE_DATA_DIR`'s), as `agentshare
+    /// token` does.
+    pub async fn attach(addr: SocketAddr) -> Result<Self, String> {
         let channel = connect(addr).await;
         every_service_serving(&channel).await?;
         Ok(Self {
-            config: ConfigArgs {
-                data_dir: data_dir.map(Path::to_path_buf),
-                ..ConfigArgs::default()
-            },
+            config: ConfigArgs::default(),
             child: None,
             channel,
         })
@@ -171,29 +169,22 @@ impl Server {
 }
 
 async fn every_service_serving(channel: &Channel) -> Result<(), String> {
-    let mut health = HealthClient::new(channel.clone());
-    let deadline = Instant::now() + START_LIMIT;
+    let health = HealthClient::new(channel.clone());
     let mut services = public_services();
     services.push(String::new());
     for service in services {
-        loop {
+        let what = format!("{service:?} SERVING");
+        wait::polling(READY_POLL, START_LIMIT, &what, || {
+            let mut health = health.clone();
             let request = tonic_health::pb::HealthCheckRequest {
                 service: service.clone(),
             };
-            let serving = health
-                .check(request)
-                .await
-                .is_ok_and(|a| a.into_inner().status == ServingStatus::Serving as i32);
-            if serving {
-                break;
+            async move {
+                let status = health.check(request).await.ok()?.into_inner().status;
+                (status == ServingStatus::Serving as i32).then_some(())
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{service:?} was not SERVING within {START_LIMIT:?}"
-                ));
-            }
-            tokio::time::sleep(READY_POLL).await;
-        }
+        })
+        .await?;
     }
     Ok(())
 }

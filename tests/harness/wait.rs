@@ -47,7 +47,28 @@ where
 }
 
 /// [`eventually`] with a deadline of its own.
-pub async fn eventually_within<P, F, Fut>(limit: Duration, what: &str, mut probe: F) -> P::Value
+pub async fn eventually_within<P, F, Fut>(limit: Duration, what: &str, probe: F) -> P::Value
+where
+    P: Probed,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = P>,
+{
+    match polling(POLL, limit, what, probe).await {
+        Ok(value) => value,
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+/// Asks `probe` every `every` until it is done, for at most `limit`; the
+/// error names `what` and what the probe last saw. For tools that time
+/// what they wait for, such as the bench timing a start, and so need a
+/// finer poll than the tests.
+pub async fn polling<P, F, Fut>(
+    every: Duration,
+    limit: Duration,
+    what: &str,
+    mut probe: F,
+) -> Result<P::Value, String>
 where
     P: Probed,
     F: FnMut() -> Fut,
@@ -56,13 +77,12 @@ where
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let seen = match probe().await.done() {
-            Ok(value) => return value,
+            Ok(value) => return Ok(value),
             Err(seen) => seen,
         };
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within {limit:?}{seen}"
-        );
-        tokio::time::sleep(POLL).await;
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("{what} did not happen within {limit:?}{seen}"));
+        }
+        tokio::time::sleep(every).await;
     }
 }

@@ -48,12 +48,13 @@ pub async fn run(bench: &mut Bench<'_>) {
     let sampler = {
         let sampling = sampling.clone();
         tokio::spawn(async move {
+            let mut every = tokio::time::interval(RSS_SAMPLE);
             let mut peak: Option<f64> = None;
             while sampling.load(Ordering::Relaxed) {
+                every.tick().await;
                 if let Some(mib) = pid.and_then(rss_mib) {
                     peak = Some(peak.map_or(mib, |p: f64| p.max(mib)));
                 }
-                tokio::time::sleep(RSS_SAMPLE).await;
             }
             peak
         })

@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use agentshare_e2e::UserClient;
 use agentshare_e2e::fire::{Pair, all_due_at, copy_subscriptions};
+use agentshare_e2e::{UserClient, wait};
 use agentshare_kit::clock::Clock;
 use agentshare_kit::db::Db;
 use agentshare_proto::registry::v1 as registry;
@@ -55,20 +55,30 @@ pub async fn run(fire: Fire<'_>, report: &mut Report) -> Result<(), String> {
     let due = Clock::system().now_micros();
     all_due_at(&db, due).await;
     let began = Instant::now();
-    let mut said = Instant::now();
-    loop {
-        let (started, finished) = progress(&db, due).await?;
-        if finished >= total as i64 || began.elapsed() >= fire.limit {
-            break;
-        }
-        if said.elapsed() >= PROGRESS_SAY {
+    let said = std::cell::Cell::new(began);
+    let what = format!("all {total} runs ending");
+    let ended = wait::polling(PROGRESS_POLL, fire.limit, &what, || async {
+        let (started, finished) = match progress(&db, due).await {
+            Ok(counts) => counts,
+            Err(e) => return Err(e),
+        };
+        if said.get().elapsed() >= PROGRESS_SAY {
             eprintln!(
                 "    {:>4.0} s: {started} started, {finished} finished",
                 began.elapsed().as_secs_f64()
             );
-            said = Instant::now();
+            said.set(Instant::now());
         }
-        tokio::time::sleep(PROGRESS_POLL).await;
+        if finished >= total as i64 {
+            Ok(())
+        } else {
+            Err(format!("{finished} of {total}"))
+        }
+    })
+    .await;
+    // What had not ended by the limit is reported below, as failures.
+    if let Err(waited) = ended {
+        eprintln!("    {waited}");
     }
     let rows = sqlx::query(
         "SELECT subscription_id, scheduled_at, started_at, finished_at, status FROM automation_runs \
