@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use agentshare_kit::bootstrap::{Context, open_db};
 use agentshare_kit::clock::Clock;
+use agentshare_kit::colocated::Colocated;
 use agentshare_kit::config::Config;
 use agentshare_kit::identity::{Identity, KeyRing, ServiceName, generate_missing_keys};
 use agentshare_kit::server::{Running, ServiceChannel, Shutdown, bind};
@@ -199,6 +200,10 @@ impl SuiteBuilder {
             instances: Vec::new(),
             config: Config::default(),
             processes: self.processes,
+            // One replica of each in one process calls in-process, as
+            // `serve` does; replicas and child processes call over TCP.
+            colocated: (!self.processes && self.replicas.values().all(|count| *count == 1))
+                .then(Colocated::default),
             log_files: self.log_files,
             env: self.env.clone(),
         };
@@ -289,6 +294,7 @@ pub struct Suite {
     instances: Vec<Instance>,
     config: Config,
     processes: bool,
+    colocated: Option<Colocated>,
     log_files: bool,
     env: Vec<(String, String)>,
 }
@@ -320,13 +326,16 @@ impl Suite {
         let mut config = self.config.clone();
         config.database_url = self.databases.url(service).into();
         // Each replica stops on its own, so tests can stop just one.
-        let context = Context::new(
+        let mut context = Context::new(
             config.clone(),
             service,
             self.clock.clone(),
             Shutdown::default(),
         )
         .expect("context");
+        if let Some(colocated) = &self.colocated {
+            context.colocated = colocated.clone();
+        }
         match agentshare::BACKENDS.iter().find(|b| b.name == service) {
             Some(backend) => {
                 let db = open_db(&config, service, backend.migrations)
@@ -651,8 +660,13 @@ impl Suite {
         let keys = KeyRing::load(&self.keys_dir, caller).expect("keys");
         let identity = Identity::new(keys, self.clock.clone());
         let addr = self.addrs(target)[replica];
-        agentshare_kit::server::channel(&identity, target, &[format!("http://{addr}")])
-            .expect("channel")
+        agentshare_kit::server::channel(
+            &identity,
+            target,
+            &[format!("http://{addr}")],
+            &Colocated::default(),
+        )
+        .expect("channel")
     }
 
     /// A pool on `service`'s own database, for tests that write beside it.

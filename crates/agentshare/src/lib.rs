@@ -1,5 +1,7 @@
 //! The embedded mode: all five services in one process on SQLite, each on
-//! its own loopback port, talking real gRPC exactly as they do on Kubernetes.
+//! its own loopback port. They call each other in-process through each
+//! other's whole server stack (identity, caller policy, handlers), as they do
+//! on Kubernetes, without the socket (`kit::colocated`).
 
 pub mod cli;
 
@@ -7,6 +9,7 @@ use std::net::SocketAddr;
 
 use agentshare_kit::bootstrap::{BackendService, Context, open_db};
 use agentshare_kit::clock::Clock;
+use agentshare_kit::colocated::Colocated;
 use agentshare_kit::config::{BadSetting, Config};
 use agentshare_kit::identity::{ServiceName, generate_missing_keys};
 use agentshare_kit::server::{Running, Shutdown, bind};
@@ -94,18 +97,21 @@ pub async fn start(mut config: Config, gateway_shutdown: Shutdown) -> Result<Emb
 
     let clock = Clock::system();
     let backend_shutdown = Shutdown::default();
+    let colocated = Colocated::default();
     let mut running = Vec::new();
     for (service, listener) in listeners {
-        let context = Context::new(
+        let mut context = Context::new(
             config.clone(),
             service.name,
             clock.clone(),
             backend_shutdown.clone(),
         )?;
+        context.colocated = colocated.clone();
         let db = open_db(&config, service.name, service.migrations).await?;
         running.push((service.start)(context, db, listener).await?);
     }
-    let context = Context::new(config, ServiceName::Gateway, clock, gateway_shutdown)?;
+    let mut context = Context::new(config, ServiceName::Gateway, clock, gateway_shutdown)?;
+    context.colocated = colocated;
     let gateway = agentshare_gateway::start(context, gateway_listener).await?;
     Ok(Embedded {
         gateway,

@@ -161,6 +161,8 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             drain_delay: context.drain_delay(),
             in_flight: runs_in_flight,
             shutdown: context.shutdown.clone(),
+            colocated: context.colocated.clone(),
+            service: ServiceName::Gateway,
         },
         edge,
     )

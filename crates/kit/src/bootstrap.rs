@@ -10,6 +10,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
+use crate::colocated::Colocated;
 use crate::config::{BadSetting, Config, ConfigArgs};
 use crate::db::{Db, Migrations};
 use crate::identity::{Identity, KeyRing, ServiceName};
@@ -22,6 +23,9 @@ pub struct Context {
     pub identity: Identity,
     pub clock: Clock,
     pub shutdown: Shutdown,
+    /// The other services of this process, which it calls without a socket
+    /// (`agentshare serve`); empty when it runs alone.
+    pub colocated: Colocated,
 }
 
 impl Context {
@@ -39,6 +43,7 @@ impl Context {
             config,
             clock,
             shutdown,
+            colocated: Colocated::default(),
         })
     }
 
@@ -53,7 +58,12 @@ impl Context {
     /// A channel to another service at the endpoints configured for it:
     /// the one way a backend reaches its peers.
     pub fn peer(&self, service: ServiceName) -> Result<ServiceChannel, BadSetting> {
-        crate::server::channel(&self.identity, service, self.config.peers.of(service))
+        crate::server::channel(
+            &self.identity,
+            service,
+            self.config.peers.of(service),
+            &self.colocated,
+        )
     }
 
     /// `event_poll_millis`, at least 10 ms: a tighter poll only loads the
@@ -219,6 +229,8 @@ pub async fn serve_backend(
             drain_delay: context.drain_delay(),
             in_flight: crate::server::InFlight::default(),
             shutdown: context.shutdown.clone(),
+            colocated: context.colocated.clone(),
+            service: context.identity.me(),
         },
         crate::identity::IdentityLayer::new(context.identity.clone(), policy),
     )

@@ -277,6 +277,27 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// A subquery of the strings of the JSON array bound at `$n`
+    /// ([`json_list`]), for `column IN (…)`: one parameter for any number of
+    /// values. A list of one parameter per value caps out (SQLite takes at
+    /// most 32,766) and binds slowly: sqlx finds each SQLite parameter by
+    /// name, which costs the square of their count.
+    pub fn listed(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Backend::Postgres => format!("SELECT jsonb_array_elements_text(${n}::jsonb)"),
+        }
+    }
+}
+
+/// Strings as the one parameter that [`Backend::listed`] reads.
+pub fn json_list<S: AsRef<str>>(values: &[S]) -> String {
+    let values: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
+    // A list of strings always serialises.
+    serde_json::to_string(&values).unwrap_or_else(|_| "[]".into())
+}
+
 impl Db {
     /// `select`, locking the rows it reads until the transaction ends.
     pub fn locking(&self, select: &str) -> String {
@@ -285,15 +306,6 @@ impl Db {
 }
 
 /// A new time-ordered id.
-/// `$first, $first+1, …` for `count` values: the bind markers both
-/// backends accept, for an `IN (…)` of a given length.
-pub fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 pub use crate::ids::new_id;
 
 /// Whether an error is a uniqueness violation, on either backend.

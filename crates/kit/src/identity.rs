@@ -41,6 +41,12 @@ const SERVICE_TOKEN_TTL_SECS: i64 = 60;
 const SERVICE_TOKEN_REFRESH_SECS: i64 = 20;
 /// Allowed drift between replicas' clocks.
 const LEEWAY_SECS: i64 = 5;
+/// A signed Principal is reused for an identical caller while at least this
+/// long of its life remains, so a run that starts with it still has most of
+/// a minute to pass it on.
+const PRINCIPAL_REUSE_MIN_LEFT_SECS: i64 = 50;
+/// Verified tokens remembered at most; past it the memory starts afresh.
+const VERIFIED_CAPACITY: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -415,11 +421,60 @@ struct RunClaims {
 }
 
 /// Signs and verifies on behalf of one service.
+///
+/// Signing and verifying Ed25519 was a tenth of a call's cost, paid on
+/// every hop, so both are remembered: a token this service signed is reused
+/// for the same claims until near its expiry, and a token it verified is
+/// known by its exact bytes until it expires. What a token says is never
+/// cached apart from the token: a Principal resolved afresh with other
+/// claims is signed afresh, so caching never outlives a change of role,
+/// membership or grant.
 #[derive(Clone)]
 pub struct Identity {
     keys: Arc<KeyRing>,
     clock: Clock,
     cached: Arc<Mutex<HashMap<ServiceName, (String, i64)>>>,
+    signed_principals: Arc<Mutex<Remembered<String, String>>>,
+    verified_services: Arc<Mutex<Remembered<String, ServiceName>>>,
+    verified_principals: Arc<Mutex<Remembered<String, Principal>>>,
+}
+
+/// Values by key with the life (`iat`, `exp`) of the token they belong to,
+/// at most [`VERIFIED_CAPACITY`] of them.
+struct Remembered<K, V> {
+    entries: HashMap<K, (V, i64, i64)>,
+}
+
+impl<K, V> Default for Remembered<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Remembered<K, V> {
+    fn get<Q>(&self, key: &Q) -> Option<(V, i64, i64)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.entries.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: K, value: V, iat: i64, exp: i64) {
+        if self.entries.len() >= VERIFIED_CAPACITY {
+            self.entries.clear();
+        }
+        self.entries.insert(key, (value, iat, exp));
+    }
+}
+
+fn remembered<T>(memory: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic mid-insert leaves at worst a missing entry: still usable.
+    memory
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Identity {
@@ -428,6 +483,9 @@ impl Identity {
             keys: Arc::new(keys),
             clock,
             cached: Arc::default(),
+            signed_principals: Arc::default(),
+            verified_services: Arc::default(),
+            verified_principals: Arc::default(),
         }
     }
 
@@ -449,13 +507,23 @@ impl Identity {
             )));
         }
         let now = self.clock.now_secs();
-        self.keys.sign(&PrincipalClaims {
+        let claims = serde_json::to_string(principal).map_err(Error::internal)?;
+        if let Some((token, iat, exp)) = remembered(&self.signed_principals).get(&claims)
+            && exp - now >= PRINCIPAL_REUSE_MIN_LEFT_SECS
+            && iat <= now
+        {
+            return Ok(token);
+        }
+        let exp = now + PRINCIPAL_TTL_SECS;
+        let token = self.keys.sign(&PrincipalClaims {
             iss: self.me().to_string(),
             aud: PRINCIPAL_AUDIENCE.into(),
             iat: now,
-            exp: now + PRINCIPAL_TTL_SECS,
+            exp,
             principal: principal.clone(),
-        })
+        })?;
+        remembered(&self.signed_principals).insert(claims, token.clone(), now, exp);
+        Ok(token)
     }
 
     /// A run token for the runtime, valid until `expires_at` (Unix
@@ -519,15 +587,29 @@ impl Identity {
 
     /// Verifies a service token addressed to us; returns the caller.
     pub fn verify_service(&self, token: &str) -> Result<ServiceName, String> {
+        if let Some((caller, iat, exp)) = remembered(&self.verified_services).get(token) {
+            self.check_fresh(iat, exp)?;
+            return Ok(caller);
+        }
         let (caller, claims) = self
             .keys
             .verify::<ServiceClaims>(token, self.me().as_str())?;
         self.check_fresh(claims.iat, claims.exp)?;
+        remembered(&self.verified_services).insert(
+            token.to_string(),
+            caller,
+            claims.iat,
+            claims.exp,
+        );
         Ok(caller)
     }
 
     /// Verifies a Principal signed by the gateway or the scheduler.
     pub fn verify_principal(&self, token: &str) -> Result<Principal, String> {
+        if let Some((principal, iat, exp)) = remembered(&self.verified_principals).get(token) {
+            self.check_fresh(iat, exp)?;
+            return Ok(principal);
+        }
         let (signer, claims) = self
             .keys
             .verify::<PrincipalClaims>(token, PRINCIPAL_AUDIENCE)?;
@@ -537,6 +619,12 @@ impl Identity {
         self.check_fresh(claims.iat, claims.exp)?;
         let mut principal = claims.principal;
         principal.token = token.to_string();
+        remembered(&self.verified_principals).insert(
+            token.to_string(),
+            principal.clone(),
+            claims.iat,
+            claims.exp,
+        );
         Ok(principal)
     }
 

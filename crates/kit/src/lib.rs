@@ -2,6 +2,7 @@
 
 pub mod bootstrap;
 pub mod clock;
+pub mod colocated;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -21,6 +21,7 @@ use tonic_health::pb::health_check_response::ServingStatus as WireStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::server::HealthReporter;
 
+use crate::colocated::{Colocated, DeadlineExpired};
 use crate::config::BadSetting;
 use crate::identity::{Identity, Outbound, ServiceName};
 
@@ -165,6 +166,10 @@ pub struct ServerSpec {
     /// it stops accepting (the grace bounds the wait).
     pub in_flight: InFlight,
     pub shutdown: Shutdown,
+    /// Where this server also answers its process's other services, without
+    /// a socket, under `service`'s name.
+    pub colocated: Colocated,
+    pub service: ServiceName,
 }
 
 /// Completed passes of a polling loop that runs beside a server, counted
@@ -256,6 +261,7 @@ where
     L::Service: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     <L::Service as tower::Service<http::Request<Body>>>::Future: Send + 'static,
 {
@@ -280,6 +286,7 @@ where
     let in_flight = spec.in_flight;
     let calls = Arc::new(AtomicU64::new(0));
     let counter = calls.clone();
+    let local_counter = calls.clone();
     // HTTP/1.1 as well as HTTP/2: the gateway's HTTP/JSON and gRPC-Web
     // clients (browsers, curl) often speak 1.1. gRPC itself stays on 2.
     let router = tonic::transport::Server::builder()
@@ -292,8 +299,21 @@ where
                 request
             },
         ))
+        .layer(layer.clone())
+        .add_routes(spec.routes.clone());
+    // The same stack, for the services of this process.
+    let local = tower::ServiceBuilder::new()
+        .layer(RpcMetricsLayer::new())
+        .map_request(move |request: http::Request<Body>| {
+            local_counter.fetch_add(1, Ordering::Relaxed);
+            request
+        })
         .layer(layer)
-        .add_routes(spec.routes);
+        .service(spec.routes.prepare());
+    let local = Traced { inner: local };
+    let colocated = spec.colocated;
+    let service = spec.service;
+    colocated.register(service, crate::colocated::LocalServer::new(local));
     // Without TCP_NODELAY a reply can wait on the peer's delayed ACK (~40 ms).
     let incoming = tonic::transport::server::TcpIncoming::from(spec.listener)
         .with_nodelay(Some(true))
@@ -316,6 +336,8 @@ where
                     "work still in flight after the grace period; stopping anyway"
                 );
             }
+            // Its port closes now, and so does its door in this process.
+            colocated.withdraw(service);
             // Ends every health watch stream, which would otherwise keep
             // its connection, and so the drain, open until the grace ran out.
             let mut reporter = reporter;
@@ -351,6 +373,40 @@ where
         health,
         shutdown: spec.shutdown,
         task,
+    }
+}
+
+/// A server stack called in-process, each call in the span tonic's server
+/// opens for a call that arrives on its port.
+#[derive(Clone)]
+struct Traced<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<http::Request<Body>> for Traced<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = tracing::instrument::Instrumented<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        use tracing::Instrument;
+        let span = crate::telemetry::call_span(request.uri().path(), request.headers());
+        let answer = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        answer.instrument(span)
     }
 }
 
@@ -556,7 +612,44 @@ impl Drop for MeasuredBody {
 }
 
 /// A channel to another service as this service.
-pub type ServiceChannel = Unbroken<InterceptedService<Channel, Outbound>>;
+pub type ServiceChannel = Unbroken<InterceptedService<Transport, Outbound>>;
+
+/// The way to a peer: its server in this process while it has one there,
+/// otherwise its endpoints.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    remote: Channel,
+    colocated: Colocated,
+    target: ServiceName,
+}
+
+impl tower::Service<http::Request<Body>> for Transport {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Which way the call goes is known only when it is made; the remote
+        // channel is readied then.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        use tower::ServiceExt;
+        if let Some(server) = self.colocated.server(self.target) {
+            return Box::pin(async move {
+                crate::colocated::call(server, request)
+                    .await
+                    .map_err(|expired| Box::new(expired) as BoxError)
+            });
+        }
+        let remote = self.remote.clone();
+        Box::pin(async move { remote.oneshot(request).await.map_err(Into::into) })
+    }
+}
 
 /// A channel on which a call that breaks in transport answers UNAVAILABLE.
 ///
@@ -615,7 +708,7 @@ fn broken(error: &(dyn std::error::Error + 'static)) -> tonic::Status {
     // A deadline the caller set is the caller's, not a broken peer.
     let mut cause = Some(error);
     while let Some(error) = cause {
-        if error.is::<tonic::TimeoutExpired>() {
+        if error.is::<tonic::TimeoutExpired>() || error.is::<DeadlineExpired>() {
             return tonic::Status::deadline_exceeded(error.to_string());
         }
         cause = error.source();
@@ -625,13 +718,15 @@ fn broken(error: &(dyn std::error::Error + 'static)) -> tonic::Status {
 }
 
 /// A client channel to `target` that balances over all its `endpoints` and
-/// names us with every call. It connects lazily, so services may start in any
+/// names us with every call; while `target` answers in this process
+/// (`colocated`), calls go to it there. It connects lazily, so services may start in any
 /// order, and follows each replica's health, so a replica that stops or dies
 /// leaves the rotation as soon as its health stream says so or breaks.
 pub fn channel(
     identity: &Identity,
     target: ServiceName,
     endpoints: &[String],
+    colocated: &Colocated,
 ) -> Result<ServiceChannel, BadSetting> {
     if endpoints.is_empty() {
         return Err(BadSetting::new(
@@ -652,8 +747,13 @@ pub fn channel(
     } else {
         balanced(parsed)
     };
+    let transport = Transport {
+        remote: channel,
+        colocated: colocated.clone(),
+        target,
+    };
     Ok(Unbroken {
-        inner: InterceptedService::new(channel, Outbound::new(identity.clone(), target)),
+        inner: InterceptedService::new(transport, Outbound::new(identity.clone(), target)),
     })
 }
 
@@ -784,6 +884,7 @@ mod tests {
             &identity,
             ServiceName::Store,
             &[format!("http://{address}")],
+            &Colocated::default(),
         )
         .unwrap();
 

@@ -348,7 +348,12 @@ pub fn inject_context(metadata: &mut tonic::metadata::MetadataMap) {
 /// one, named and attributed as OpenTelemetry's RPC conventions ask
 /// (`package.Service/Method`, kind server).
 pub fn server_span(request: &http::Request<()>) -> tracing::Span {
-    let path = request.uri().path();
+    call_span(request.uri().path(), request.headers())
+}
+
+/// The span of one call a server answers at `path`, continuing the trace
+/// its caller sent in `headers`.
+pub fn call_span(path: &str, headers: &http::HeaderMap) -> tracing::Span {
     let (service, method) = crate::server::rpc_names(path);
     let span = tracing::info_span!(
         "grpc",
@@ -359,7 +364,7 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
         rpc.method = %method,
         path = %path,
     );
-    let parent = propagator().extract(&HeaderExtractor(request.headers()));
+    let parent = propagator().extract(&HeaderExtractor(headers));
     let _ = span.set_parent(parent);
     span
 }

@@ -194,4 +194,20 @@ mod tests {
             .expect("second page");
         assert_eq!(ids, ["b", "c"]);
     }
+
+    #[tokio::test]
+    async fn a_json_list_is_one_parameter_for_any_number_of_values() {
+        let db = db().await;
+        let mut wanted: Vec<String> = (0..5_000).map(|n| format!("x{n}")).collect();
+        wanted.push("c".into());
+        wanted.push("a".into());
+        let sql = format!(
+            "SELECT id FROM t WHERE id IN ({}) ORDER BY id",
+            db.backend.listed(1)
+        );
+        let ids: Vec<String> = scalar::fetch_all(&db.pool, &sql, (crate::db::json_list(&wanted),))
+            .await
+            .expect("fetch");
+        assert_eq!(ids, ["a", "c"]);
+    }
 }

@@ -2,6 +2,8 @@
 //! uses, following the table in DESIGN.md's "Access model (sharing)", and
 //! what still stops a run.
 
+use std::collections::HashMap;
+
 use agentshare_kit::Error;
 
 use crate::connections::storage::{ConnectionRow, IntegrationRow, Status};
@@ -188,17 +190,33 @@ pub async fn setups(
     builder_ids.dedup();
     let builders = storage.connections.connections_by_id(&builder_ids).await?;
     let now = storage.clock.now_micros();
+    let mut of_pair: HashMap<(&str, i64), Vec<&IntegrationRow>> = HashMap::new();
+    for integration in &integrations {
+        of_pair
+            .entry((integration.agent_id.as_str(), integration.version))
+            .or_default()
+            .push(integration);
+    }
+    let bound: HashMap<(&str, &str), &ConnectionRow> = bindings
+        .iter()
+        .map(|b| {
+            (
+                (b.agent_id.as_str(), b.integration_key.as_str()),
+                &b.connection,
+            )
+        })
+        .collect();
     Ok(wanted
         .iter()
         .map(|(agent, version, runner)| {
-            integrations
-                .iter()
-                .filter(|i| &i.agent_id == agent && i.version == *version)
+            of_pair
+                .get(&(agent.as_str(), *version))
+                .into_iter()
+                .flatten()
                 .map(|integration| {
-                    let binding = bindings
-                        .iter()
-                        .find(|b| &b.agent_id == agent && b.integration_key == integration.key)
-                        .map(|b| &b.connection);
+                    let binding = bound
+                        .get(&(agent.as_str(), integration.key.as_str()))
+                        .copied();
                     integration_setup(*runner, integration, binding, &builders, now)
                 })
                 .collect()

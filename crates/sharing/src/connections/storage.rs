@@ -3,7 +3,7 @@
 //! what.
 
 use agentshare_kit::Result;
-use agentshare_kit::db::{self, new_id, placeholders};
+use agentshare_kit::db::{self, json_list, new_id};
 use agentshare_kit::page::Page;
 use sqlx::Any;
 use sqlx::any::AnyArguments;
@@ -343,12 +343,9 @@ impl ConnectionStorage {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = connections_where(&format!("c.id IN ({})", placeholders(1, ids.len())));
-        let mut query = sqlx::query_as(&sql);
-        for id in ids {
-            query = query.bind(id);
-        }
-        let rows: Vec<StoredConnection> = query.fetch_all(&self.db.pool).await?;
+        let sql = connections_where(&format!("c.id IN ({})", self.db.backend.listed(1)));
+        let rows: Vec<StoredConnection> =
+            db::fetch_all(&self.db.pool, &sql, (json_list(ids),)).await?;
         Ok(rows.into_iter().map(ConnectionRow::from).collect())
     }
 
@@ -502,29 +499,31 @@ impl ConnectionStorage {
         Ok(Some(flow))
     }
 
-    /// The integrations of several (agent, version) pairs at once, in
-    /// queries of at most `PAIRS_PER_QUERY` pairs: SQLite refuses an
-    /// expression nested 1,000 deep, and each pair is one more OR.
+    /// The integrations of several (agent, version) pairs at once: the
+    /// agents' rows by the agent index, narrowed to the wanted versions.
     pub async fn integrations_of(&self, pairs: &[(String, i64)]) -> Result<Vec<IntegrationRow>> {
-        const PAIRS_PER_QUERY: usize = 200;
-        let mut rows = Vec::new();
-        for chunk in pairs.chunks(PAIRS_PER_QUERY) {
-            let wanted: Vec<String> = (0..chunk.len())
-                .map(|n| format!("(agent_id = ${} AND version = ${})", 2 * n + 1, 2 * n + 2))
-                .collect();
-            let sql = format!(
-                "SELECT agent_id, version, key, provider, scope, builder_connection_id FROM agent_integrations \
-                 WHERE {} ORDER BY agent_id, version, position",
-                wanted.join(" OR ")
-            );
-            let mut query = sqlx::query_as(&sql);
-            for (agent_id, version) in chunk {
-                query = query.bind(agent_id).bind(*version);
-            }
-            let stored: Vec<StoredIntegration> = query.fetch_all(&self.db.pool).await?;
-            rows.extend(stored.into_iter().map(IntegrationRow::from));
+        if pairs.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(rows)
+        let agents: Vec<&str> = pairs.iter().map(|(agent, _)| agent.as_str()).collect();
+        let wanted: Vec<String> = pairs
+            .iter()
+            .map(|(agent, version)| format!("{agent}:{version}"))
+            .collect();
+        let sql = format!(
+            "SELECT agent_id, version, key, provider, scope, builder_connection_id FROM agent_integrations \
+             WHERE agent_id IN ({}) AND agent_id || ':' || version IN ({}) \
+             ORDER BY agent_id, version, position",
+            self.db.backend.listed(1),
+            self.db.backend.listed(2)
+        );
+        let stored: Vec<StoredIntegration> = db::fetch_all(
+            &self.db.pool,
+            &sql,
+            (json_list(&agents), json_list(&wanted)),
+        )
+        .await?;
+        Ok(stored.into_iter().map(IntegrationRow::from).collect())
     }
 
     /// The user's bindings of these agents, with their connections.
@@ -537,13 +536,9 @@ impl ConnectionStorage {
              JOIN connections c ON c.id = s.connection_id \
              WHERE s.user_id = $1 AND s.agent_id IN ({})",
             qualified_columns(),
-            placeholders(2, agent_ids.len())
+            self.db.backend.listed(2)
         );
-        let mut query = sqlx::query_as(&sql).bind(user_id);
-        for id in agent_ids {
-            query = query.bind(id);
-        }
-        Ok(query.fetch_all(&self.db.pool).await?)
+        Ok(db::fetch_all(&self.db.pool, &sql, (user_id, json_list(agent_ids))).await?)
     }
 
     pub async fn bind(

@@ -3,7 +3,7 @@
 //! Registry writes them through `AccessInternal.SyncAgent`; its events repair
 //! a missed write through the same path.
 
-use agentshare_kit::db::{self, Stored, placeholders};
+use agentshare_kit::db::{self, Stored, json_list};
 use agentshare_kit::events::{self, NewEvent};
 use agentshare_kit::ids;
 use agentshare_kit::{Error, Result};
@@ -486,14 +486,12 @@ impl AccessStorage {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = placeholders(1, ids.len());
-        let sql =
-            format!("SELECT {AGENT_COLUMNS} FROM agent_access a WHERE a.agent_id IN ({list})");
-        let mut query = sqlx::query_as::<_, AgentRow>(&sql);
-        for id in ids {
-            query = query.bind(id);
-        }
-        let mut agents = query.fetch_all(&self.db.pool).await?;
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agent_access a WHERE a.agent_id IN ({})",
+            self.db.backend.listed(1)
+        );
+        let mut agents: Vec<AgentRow> =
+            db::fetch_all(&self.db.pool, &sql, (json_list(ids),)).await?;
         self.attach_workspaces(&mut agents).await?;
         Ok(agents)
     }
@@ -509,17 +507,21 @@ impl AccessStorage {
                 agent.workspaces.push(agent.home_workspace_id.clone());
             }
         }
-        let list = placeholders(1, agents.len());
         let sql = format!(
-            "SELECT agent_id, workspace_id FROM agent_workspaces WHERE agent_id IN ({list}) \
-             ORDER BY added_at, workspace_id"
+            "SELECT agent_id, workspace_id FROM agent_workspaces WHERE agent_id IN ({}) \
+             ORDER BY added_at, workspace_id",
+            self.db.backend.listed(1)
         );
-        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
-        for agent in agents.iter() {
-            query = query.bind(&agent.agent_id);
-        }
-        for (agent_id, workspace_id) in query.fetch_all(&self.db.pool).await? {
-            if let Some(agent) = agents.iter_mut().find(|a| a.agent_id == agent_id)
+        let ids: Vec<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+        let rows: Vec<(String, String)> =
+            db::fetch_all(&self.db.pool, &sql, (json_list(&ids),)).await?;
+        let position: std::collections::HashMap<String, usize> = agents
+            .iter()
+            .enumerate()
+            .map(|(n, a)| (a.agent_id.clone(), n))
+            .collect();
+        for (agent_id, workspace_id) in rows {
+            if let Some(agent) = position.get(&agent_id).map(|n| &mut agents[*n])
                 && !agent.workspaces.contains(&workspace_id)
             {
                 agent.workspaces.push(workspace_id);
@@ -639,20 +641,20 @@ impl AccessStorage {
             if agent.workspaces.is_empty() {
                 return Ok(Vec::new());
             }
-            let list = placeholders(3, agent.workspaces.len());
             let sql = format!(
                 "SELECT u.id, u.email, u.display_name, m.workspace_id FROM workspace_members m \
                  JOIN users u ON u.id = m.user_id \
                  JOIN org_members o ON o.user_id = m.user_id AND o.org_id = $1 \
-                 WHERE m.user_id <> $2 AND m.workspace_id IN ({list}) ORDER BY u.id, m.workspace_id"
+                 WHERE m.user_id <> $2 AND m.workspace_id IN ({}) ORDER BY u.id, m.workspace_id",
+                self.db.backend.listed(3)
             );
-            let mut query = sqlx::query_as(&sql)
-                .bind(&agent.org_id)
-                .bind(&agent.owner_user_id);
-            for workspace in &agent.workspaces {
-                query = query.bind(workspace);
-            }
-            query.fetch_all(&self.db.pool).await?
+            let workspaces = json_list(&agent.workspaces);
+            db::fetch_all(
+                &self.db.pool,
+                &sql,
+                (&agent.org_id, &agent.owner_user_id, workspaces),
+            )
+            .await?
         } else {
             db::fetch_all(
                 &self.db.pool,
