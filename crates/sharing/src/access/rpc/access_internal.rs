@@ -184,7 +184,8 @@ impl AccessInternal {
         let user_id = tenancy
             .upsert_user(&request.subject, &request.email, &request.display_name)
             .await?;
-        let orgs = tenancy.org_ids_of(&user_id).await?;
+        let memberships = tenancy.memberships_of(&user_id).await?;
+        let orgs: Vec<String> = memberships.iter().map(|m| m.org.id.clone()).collect();
         let mut response = pb::ResolveCallerResponse {
             user_id: user_id.clone(),
             ..Default::default()
@@ -197,6 +198,12 @@ impl AccessInternal {
                 return Ok(response);
             }
         };
+        let not_found = || Error::not_found(format!("org {org_id}"));
+        let membership = memberships
+            .into_iter()
+            .find(|m| m.org.id == org_id)
+            .ok_or_else(not_found)?;
+        let role = OrgRole::parse(&membership.role).ok_or_else(not_found)?;
         let chosen = match request.session_id.as_str() {
             "" => None,
             session => {
@@ -205,19 +212,17 @@ impl AccessInternal {
                     .await?
             }
         };
-        let not_found = || Error::not_found(format!("org {org_id}"));
-        let standing = self
-            .standing(
-                &org_id,
-                &user_id,
-                (&request.requested_workspace_id, chosen.as_deref()),
-                not_found(),
-                not_found(),
-            )
-            .await?;
-        response.workspace_id = standing.workspace_id;
-        response.org_role = standing.role.to_proto().into();
-        response.workspaces_enabled = standing.workspaces_enabled;
+        let workspace_id = scope::workspace_of(
+            &self.storage,
+            &membership.org,
+            &user_id,
+            &request.requested_workspace_id,
+            chosen.as_deref(),
+        )
+        .await?;
+        response.workspace_id = workspace_id;
+        response.org_role = role.to_proto().into();
+        response.workspaces_enabled = membership.org.workspaces_enabled;
         response.org_id = org_id;
         Ok(response)
     }

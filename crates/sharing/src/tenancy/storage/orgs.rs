@@ -6,6 +6,7 @@ use agentshare_kit::db::{self, Stored, is_unique_violation, new_id};
 use agentshare_kit::events::{self, NewEvent};
 
 use super::TenancyStorage;
+use super::workspaces::OrgMembership;
 use crate::tenancy::rules::OrgRole;
 
 /// An org; its switch is stored as 0 or 1 on both backends.
@@ -81,11 +82,16 @@ impl TenancyStorage {
         }
     }
 
-    /// The orgs a user belongs to, oldest membership first.
-    pub async fn org_ids_of(&self, user_id: &str) -> Result<Vec<String>> {
-        Ok(db::scalar::fetch_all(
+    /// Every org the user belongs to, with their role there, oldest
+    /// membership first: a caller's whole standing in one statement.
+    pub async fn memberships_of(&self, user_id: &str) -> Result<Vec<OrgMembership>> {
+        Ok(db::fetch_all(
             &self.db.pool,
-            "SELECT org_id FROM org_members WHERE user_id = $1 ORDER BY created_at, org_id",
+            &format!(
+                "SELECT {ORG_COLUMNS}, m.role FROM org_members m JOIN orgs o ON o.id = m.org_id \
+                 JOIN workspaces w ON w.org_id = o.id AND w.is_default = 1 \
+                 WHERE m.user_id = $1 ORDER BY m.created_at, m.org_id"
+            ),
             (user_id,),
         )
         .await?)
