@@ -4,8 +4,8 @@ use agentshare_kit::Error;
 use agentshare_kit::clock::Clock;
 use agentshare_kit::config::{BadSetting, Config};
 use agentshare_kit::identity::{
-    API_KEY_PREFIX, GRANT_SCOPE_DENIED, GrantKind, HeldGrant, Identity, OrgRole, Principal,
-    PrincipalKind, RUN_TOKEN_PREFIX, RunScope,
+    API_KEY_PREFIX, GRANT_SCOPE_DENIED, GrantKind, HeldGrant, Identity, Memberships, OrgRole,
+    Principal, PrincipalKind, RUN_TOKEN_PREFIX, RunScope,
 };
 use agentshare_kit::secret::Secret;
 use agentshare_kit::server::ServiceChannel;
@@ -279,6 +279,12 @@ impl Authenticator {
         principal.workspace_id = non_empty(resolved.workspace_id);
         principal.workspaces_enabled = resolved.workspaces_enabled;
         principal.org_choice_required = resolved.org_choice_required;
+        if principal.org_id.is_some() {
+            principal.memberships = Some(Memberships {
+                workspace_ids: resolved.workspace_ids,
+                default_workspace_id: resolved.default_workspace_id,
+            });
+        }
         principal.step_up_at = if second_factor {
             claims.auth_time
         } else {

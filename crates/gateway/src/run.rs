@@ -426,6 +426,8 @@ impl RunPath {
         let token_expires = deadline_micros / 1_000_000 + RUN_TOKEN_SLACK_SECS;
         let mut bound = principal.clone();
         bound.token = String::new();
+        // A run lasts; its tool calls read the user's workspaces afresh.
+        bound.memberships = None;
         let run_token = self.identity.sign_run_token(
             &RunGrant {
                 run: started.invocation_id.clone(),

@@ -250,6 +250,16 @@ pub struct HeldGrant {
     pub agent_id: String,
 }
 
+/// A user's workspaces in one org, as resolved for one call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memberships {
+    /// Every workspace of the org the user belongs to, the org's default
+    /// first.
+    pub workspace_ids: Vec<String>,
+    /// The org's default workspace.
+    pub default_workspace_id: String,
+}
+
 /// What kind of caller a Principal speaks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -275,6 +285,11 @@ pub struct Principal {
     pub workspace_id: Option<String>,
     #[serde(default)]
     pub workspaces_enabled: bool,
+    /// The caller's workspaces in `org_id`, resolved with the rest of this
+    /// Principal for this call; absent when its signer did not resolve
+    /// them (the scheduler), and then read where they are needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memberships: Option<Memberships>,
     /// The user belongs to several orgs and named none.
     #[serde(default)]
     pub org_choice_required: bool,
@@ -308,6 +323,7 @@ impl Principal {
             org_role: None,
             workspace_id: None,
             workspaces_enabled: false,
+            memberships: None,
             org_choice_required: false,
             step_up_at: None,
             grant: None,

@@ -212,17 +212,17 @@ impl AccessInternal {
                     .await?
             }
         };
-        let workspace_id = scope::workspace_of(
-            &self.storage,
+        let workspace_ids = tenancy.workspace_ids_of(&org_id, &user_id).await?;
+        response.workspace_id = scope::choose_workspace(
             &membership.org,
-            &user_id,
+            &workspace_ids,
             &request.requested_workspace_id,
             chosen.as_deref(),
-        )
-        .await?;
-        response.workspace_id = workspace_id;
+        )?;
         response.org_role = role.to_proto().into();
         response.workspaces_enabled = membership.org.workspaces_enabled;
+        response.default_workspace_id = membership.org.default_workspace_id;
+        response.workspace_ids = workspace_ids;
         response.org_id = org_id;
         Ok(response)
     }

@@ -25,6 +25,22 @@ pub async fn workspace_of(
     requested: &str,
     preferred: Option<&str>,
 ) -> Result<String, Error> {
+    let memberships = if org.workspaces_enabled {
+        storage.tenancy.workspace_ids_of(&org.id, user_id).await?
+    } else {
+        Vec::new()
+    };
+    choose_workspace(org, &memberships, requested, preferred)
+}
+
+/// [`workspace_of`] for a user whose `memberships` in `org` are read: the
+/// org's default first, as `workspace_ids_of` lists them.
+pub fn choose_workspace(
+    org: &OrgRow,
+    memberships: &[String],
+    requested: &str,
+    preferred: Option<&str>,
+) -> Result<String, Error> {
     let unknown = || Error::not_found(format!("workspace {requested}"));
     if !org.workspaces_enabled {
         if !requested.is_empty() && requested != org.default_workspace_id {
@@ -32,32 +48,18 @@ pub async fn workspace_of(
         }
         return Ok(org.default_workspace_id.clone());
     }
+    let member = |workspace: &str| memberships.iter().any(|m| m == workspace);
     if !requested.is_empty() {
-        return if storage
-            .tenancy
-            .is_workspace_member(&org.id, requested, user_id)
-            .await?
-        {
+        return if member(requested) {
             Ok(requested.to_string())
         } else {
             Err(unknown())
         };
     }
-    if let Some(preferred) = preferred.filter(|w| !w.is_empty())
-        && storage
-            .tenancy
-            .is_workspace_member(&org.id, preferred, user_id)
-            .await?
-    {
+    if let Some(preferred) = preferred.filter(|w| !w.is_empty() && member(w)) {
         return Ok(preferred.to_string());
     }
-    Ok(storage
-        .tenancy
-        .workspace_ids_of(&org.id, user_id)
-        .await?
-        .into_iter()
-        .next()
-        .unwrap_or_default())
+    Ok(memberships.first().cloned().unwrap_or_default())
 }
 
 /// The org a subject acts in, which must exist.
@@ -78,6 +80,20 @@ pub async fn caller(storage: &Storage, principal: &Principal) -> Result<Subject,
     }
     let user_id = principal.require_user()?;
     let org_id = principal.require_org()?;
+    // Resolved with the Principal for this very call: read again, they
+    // would say the same.
+    if let (Some(org_role), Some(resolved)) = (principal.org_role, &principal.memberships) {
+        return Ok(Subject {
+            user_id: user_id.to_string(),
+            org_id: org_id.to_string(),
+            org_role: Some(org_role),
+            workspaces_enabled: principal.workspaces_enabled,
+            active_workspace: principal.workspace_id.clone().filter(|w| !w.is_empty()),
+            memberships: resolved.workspace_ids.clone(),
+            org_default_workspace: resolved.default_workspace_id.clone(),
+            grant: None,
+        });
+    }
     let org = org(storage, org_id).await?;
     let org_role = match principal.org_role {
         Some(role) => role,
@@ -188,4 +204,63 @@ pub async fn agent_for(
     let (subject, agent_id, agent) = caller_and_agent(storage, principal, agent_id).await?;
     let agent = decision::require(agent, &agent_id, &subject, action)?;
     Ok((agent, subject))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org(workspaces_enabled: bool) -> OrgRow {
+        OrgRow {
+            id: "org".into(),
+            name: "Acme".into(),
+            workspaces_enabled,
+            default_workspace_id: "default".into(),
+            created_at: 0,
+        }
+    }
+
+    fn member_of(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_string()).collect()
+    }
+
+    #[test]
+    fn without_workspaces_the_org_is_its_default_workspace() {
+        let off = org(false);
+        assert_eq!(choose_workspace(&off, &[], "", None).unwrap(), "default");
+        assert_eq!(
+            choose_workspace(&off, &[], "default", Some("x")).unwrap(),
+            "default"
+        );
+        let other = choose_workspace(&off, &[], "sales", None).unwrap_err();
+        assert!(matches!(other, Error::NotFound(_)), "{other:?}");
+    }
+
+    #[test]
+    fn the_requested_workspace_must_be_ones_own() {
+        let on = org(true);
+        let mine = member_of(&["default", "sales"]);
+        assert_eq!(
+            choose_workspace(&on, &mine, "sales", None).unwrap(),
+            "sales"
+        );
+        let theirs = choose_workspace(&on, &mine, "legal", Some("sales")).unwrap_err();
+        assert!(matches!(theirs, Error::NotFound(_)), "{theirs:?}");
+    }
+
+    #[test]
+    fn a_preferred_workspace_counts_while_one_still_belongs_to_it() {
+        let on = org(true);
+        let mine = member_of(&["default", "sales"]);
+        assert_eq!(
+            choose_workspace(&on, &mine, "", Some("sales")).unwrap(),
+            "sales"
+        );
+        assert_eq!(
+            choose_workspace(&on, &mine, "", Some("left")).unwrap(),
+            "default",
+            "a workspace the user left falls back to their first"
+        );
+        assert_eq!(choose_workspace(&on, &[], "", Some("left")).unwrap(), "");
+    }
 }
