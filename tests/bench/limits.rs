@@ -1,9 +1,10 @@
 //! This machine's limits, measured by the same loop just before the
 //! workloads so every figure has its ceiling from the same minute: a gRPC
 //! server that does nothing (tonic's health service in a process of its
-//! own, on the same loopback), and sqlx on a SQLite file with the pragmas
-//! and pool size the services use, for point reads and single-row write
-//! transactions.
+//! own, on the same loopback), and sqlx on the database the services use
+//! (a SQLite file with their pragmas, or a PostgreSQL database named with
+//! `--limit-database-url`) at their pool size, for point reads and
+//! single-row write transactions.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -19,7 +20,9 @@ use crate::measure::{Load, Sample, called, measure};
 
 /// What the echo server says once it listens.
 const ECHO_READY: &str = "echo serving on ";
-/// Rows of the raw SQLite table, and the size of each value.
+/// The scratch table of the database limits; dropped when measured.
+const TABLE: &str = "agentshare_bench_kv";
+/// Rows of the raw table, and the size of each value.
 const ROWS: u64 = 10_000;
 const VALUE_BYTES: usize = 1024;
 /// The services' default pool size (`database_max_connections`).
@@ -79,23 +82,48 @@ pub async fn echo(load: Load) -> Result<Sample, String> {
     Ok(sample)
 }
 
-/// Raw SQLite point reads and single-row write transactions on a table of
-/// `ROWS` rows, in a file of `dir`.
-pub async fn sqlite(dir: &std::path::Path, load: Load) -> Result<(Sample, Sample), String> {
-    let db = Db::connect(&sqlite_url(&dir.join("limit.db")), POOL)
+/// A SQLite file in `dir`, as the services open theirs.
+pub fn scratch_sqlite(dir: &std::path::Path) -> String {
+    sqlite_url(&dir.join("limit.db"))
+}
+
+/// Raw point reads and single-row write transactions on a table of `ROWS`
+/// rows in the database at `url`, with the services' pool size.
+pub async fn database(url: &str, load: Load) -> Result<(Sample, Sample), String> {
+    let db = Db::connect(url, POOL).await.map_err(|e| e.to_string())?;
+    let pool = db.pool.clone();
+    for statement in [
+        format!("DROP TABLE IF EXISTS {TABLE}"),
+        format!(
+            "CREATE TABLE {TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL, revision BIGINT NOT NULL)"
+        ),
+    ] {
+        sqlx::query(&statement)
+            .execute(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let measured = rows_read_and_written(&pool, load).await;
+    sqlx::query(&format!("DROP TABLE {TABLE}"))
+        .execute(&pool)
         .await
         .map_err(|e| e.to_string())?;
-    let pool = db.pool.clone();
-    sqlx::query(
-        "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, revision BIGINT NOT NULL)",
-    )
-    .execute(&pool)
-    .await
-    .map_err(|e| e.to_string())?;
+    measured
+}
+
+async fn rows_read_and_written(
+    pool: &sqlx::AnyPool,
+    load: Load,
+) -> Result<(Sample, Sample), String> {
+    let pool = pool.clone();
+    let insert = format!("INSERT INTO {TABLE} (key, value, revision) VALUES ($1, $2, 1)");
+    let read: Arc<str> = format!("SELECT value, revision FROM {TABLE} WHERE key = $1").into();
+    let update: Arc<str> =
+        format!("UPDATE {TABLE} SET value = $1, revision = revision + 1 WHERE key = $2").into();
     let value = Arc::new("v".repeat(VALUE_BYTES));
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
     for n in 0..ROWS {
-        sqlx::query("INSERT INTO kv (key, value, revision) VALUES ($1, $2, 1)")
+        sqlx::query(&insert)
             .bind(format!("k{n}"))
             .bind(value.as_str())
             .execute(&mut *tx)
@@ -107,10 +135,10 @@ pub async fn sqlite(dir: &std::path::Path, load: Load) -> Result<(Sample, Sample
     let reads = {
         let pool = pool.clone();
         measure(load, move |worker, n| {
-            let pool = pool.clone();
+            let (pool, read) = (pool.clone(), read.clone());
             async move {
                 let key = format!("k{}", spread(worker, n) % ROWS);
-                sqlx::query("SELECT value, revision FROM kv WHERE key = $1")
+                sqlx::query(&read)
                     .bind(key)
                     .fetch_one(&pool)
                     .await
@@ -121,10 +149,10 @@ pub async fn sqlite(dir: &std::path::Path, load: Load) -> Result<(Sample, Sample
         .await
     };
     let writes = measure(load, move |worker, n| {
-        let (pool, value) = (pool.clone(), value.clone());
+        let (pool, value, update) = (pool.clone(), value.clone(), update.clone());
         async move {
             let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-            sqlx::query("UPDATE kv SET value = $1, revision = revision + 1 WHERE key = $2")
+            sqlx::query(&update)
                 .bind(value.as_str())
                 .bind(format!("k{}", spread(worker, n) % ROWS))
                 .execute(&mut *tx)

@@ -56,6 +56,11 @@ struct Args {
     /// With --gateway: the scheduler's database URL, for the mass fire.
     #[arg(long, value_name = "URL")]
     scheduler_database_url: Option<String>,
+    /// Measure the database limits on this database instead of a scratch
+    /// SQLite file: a PostgreSQL URL, to bench a deployment on PostgreSQL.
+    /// The tool creates a table `agentshare_bench_kv` there and drops it.
+    #[arg(long, value_name = "URL")]
+    limit_database_url: Option<String>,
     /// The `agentshare` binary to start; by default the one beside this
     /// tool, from the same build.
     #[arg(long, value_name = "FILE")]
@@ -175,9 +180,21 @@ async fn bench(mut args: Args) -> Result<bool, String> {
         ),
         &limits::echo(load).await?,
     ));
-    let (reads, writes) = limits::sqlite(scratch.path(), load).await?;
+    let (database, durability, limit_url) = match &args.limit_database_url {
+        Some(url) => (
+            "PostgreSQL",
+            "synchronous_commit as the server sets it",
+            url.clone(),
+        ),
+        None => (
+            "SQLite",
+            "WAL, synchronous=NORMAL",
+            limits::scratch_sqlite(scratch.path()),
+        ),
+    };
+    let (reads, writes) = limits::database(&limit_url, load).await?;
     let reads = report.add(Line::rate(
-        "limit: SQLite read",
+        &format!("limit: {database} read"),
         format!(
             "c{}, raw sqlx point read, 1 KiB, pool of 8",
             load.concurrency
@@ -185,9 +202,9 @@ async fn bench(mut args: Args) -> Result<bool, String> {
         &reads,
     ));
     let writes = report.add(Line::rate(
-        "limit: SQLite write",
+        &format!("limit: {database} write"),
         format!(
-            "c{}, raw sqlx single-row transaction, 1 KiB, pool of 8, WAL, synchronous=NORMAL",
+            "c{}, raw sqlx single-row transaction, 1 KiB, pool of 8, {durability}",
             load.concurrency
         ),
         &writes,

@@ -32,6 +32,9 @@ pub struct Server {
     config: ConfigArgs,
     child: Option<tokio::process::Child>,
     channel: Channel,
+    /// Put before every user this run signs in as, so runs against one
+    /// long-lived gateway each seed users of their own.
+    users_of_run: String,
 }
 
 /// An `agentshare serve` to start.
@@ -118,6 +121,7 @@ impl Server {
                 config,
                 child: Some(child),
                 channel,
+                users_of_run: String::new(),
             },
             took,
         ))
@@ -133,6 +137,7 @@ impl Server {
             config: ConfigArgs::default(),
             child: None,
             channel,
+            users_of_run: format!("run{}-", agentshare_kit::ids::new_id()),
         })
     }
 
@@ -161,6 +166,7 @@ impl Server {
     /// `user`, signed in (stepped up) through the gateway on one shared
     /// connection, as a client library would.
     pub fn user(&self, user: &str) -> Result<UserClient, String> {
+        let user = &format!("{}{user}", self.users_of_run);
         let email = format!("{user}@example.com");
         let token = mint(&self.config, user, Some(&email), true, TOKEN_SECS)
             .map_err(|e| format!("cannot mint a token for {user}: {e}"))?;
