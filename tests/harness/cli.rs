@@ -28,6 +28,15 @@ impl Serve {
 
     /// As [`Serve::start`], with `toml` as its config file (`--config`).
     pub async fn start_with_config(toml: &str) -> Self {
+        Self::start_with(toml, &[]).await
+    }
+
+    /// As [`Serve::start`], with these flags too.
+    pub async fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with("", args).await
+    }
+
+    async fn start_with(toml: &str, args: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config_dir = tempfile::tempdir().expect("config dir");
         let config_file = config_dir.path().join("agentshare.toml");
@@ -37,6 +46,7 @@ impl Serve {
             .arg(data_dir.path())
             .arg("--config")
             .arg(&config_file)
+            .args(args)
             .env("RUST_LOG", "warn")
             .env_remove("AGENTSHARE_CONFIG")
             .stdin(Stdio::null())

@@ -59,7 +59,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-pub use db::Databases;
+pub use db::{Databases, POSTGRES_URL_VAR};
 pub use org::{Member, OrgBuilder, OrgFixture};
 pub use wait::{eventually, eventually_within};
 

@@ -113,14 +113,20 @@ fn serve(args: &ConfigArgs) -> ExitCode {
         let shutdown = Shutdown::default();
         let data_dir = config.data_dir.clone();
         let demo_providers = config.connections.providers.is_empty();
+        let on_postgres = !config.database_url.is_empty();
         let embedded = match agentshare::start(config, shutdown.clone()).await {
             Ok(embedded) => embedded,
             Err(e) => return fail(&e),
         };
         shutdown.trigger_on_signals();
         let addr = embedded.gateway_addr();
+        let databases = if on_postgres {
+            "; a database per service on the PostgreSQL server of database_url"
+        } else {
+            ""
+        };
         eprintln!(
-            "agentshare is serving on {addr} (data dir {})",
+            "agentshare is serving on {addr} (data dir {}{databases})",
             data_dir.display()
         );
         if demo_providers {

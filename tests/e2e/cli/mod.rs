@@ -5,5 +5,6 @@
 mod agents;
 mod demo;
 mod runs;
+mod serve;
 mod sharing;
 mod tenancy;

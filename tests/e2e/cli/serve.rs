@@ -1,0 +1,62 @@
+//! `agentshare serve` on a PostgreSQL server: every service in one process,
+//! each in a database of its own, made on first start.
+
+use agentshare_e2e::POSTGRES_URL_VAR;
+use agentshare_e2e::cli::Serve;
+use agentshare_kit::identity::ServiceName;
+use sqlx::{Connection, Executor, Row};
+
+#[tokio::test]
+async fn serve_on_postgres_makes_a_database_per_service_and_the_demo_holds() {
+    // PostgreSQL's suite: without a server there is nothing to serve on.
+    let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
+        return;
+    };
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let prefix = format!("e2e_serve_{}", &tag[tag.len() - 12..]);
+    let (server, _) = admin_url
+        .split('?')
+        .next()
+        .and_then(|address| address.rsplit_once('/'))
+        .expect("the admin URL names a database");
+    let url = format!("{server}/{prefix}");
+    let databases: Vec<String> = agentshare::BACKENDS
+        .iter()
+        .map(|backend| format!("{prefix}_{}", backend.name))
+        .collect();
+
+    let serve = Serve::start_with_args(&["--database-url", &url]).await;
+    let demo = serve.cli().arg("demo").run().await.ok();
+    assert!(demo.stdout.contains("The story held"), "{}", demo.stdout);
+    drop(serve);
+
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&admin_url)
+        .await
+        .expect("connect");
+    for database in &databases {
+        let mut own = sqlx::AnyConnection::connect(&format!("{server}/{database}"))
+            .await
+            .unwrap_or_else(|e| panic!("{database} was made: {e}"));
+        let migrated: i64 = own
+            .fetch_one("SELECT count(*) FROM _sqlx_migrations")
+            .await
+            .expect("migrations")
+            .get(0);
+        assert!(migrated > 0, "{database} is migrated");
+        if database.ends_with(&format!("_{}", ServiceName::Sharing)) {
+            let users: i64 = own
+                .fetch_one("SELECT count(*) FROM users")
+                .await
+                .expect("users")
+                .get(0);
+            assert!(users >= 2, "the demo's users live in {database}");
+        }
+        let _ = own.close().await;
+        admin
+            .execute(format!("DROP DATABASE \"{database}\" WITH (FORCE)").as_str())
+            .await
+            .expect("drop");
+    }
+    let _ = admin.close().await;
+}
