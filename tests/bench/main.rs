@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use agentshare_kit::identity::ServiceName;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::measure::Load;
@@ -56,6 +57,13 @@ struct Args {
     /// With --gateway: the scheduler's database URL, for the mass fire.
     #[arg(long, value_name = "URL")]
     scheduler_database_url: Option<String>,
+    /// Start serve on this PostgreSQL server instead of SQLite: serve makes
+    /// a database per service, named after a fresh prefix for this run,
+    /// which the tool drops at the end. The URL names a database that
+    /// exists (such as postgres://HOST/postgres), where the database limits
+    /// are measured too.
+    #[arg(long, value_name = "URL", conflicts_with = "gateway")]
+    serve_on_postgres: Option<String>,
     /// Measure the database limits on this database instead of a scratch
     /// SQLite file: a PostgreSQL URL, to bench a deployment on PostgreSQL.
     /// The tool creates a table `agentshare_bench_kv` there and drops it.
@@ -180,7 +188,11 @@ async fn bench(mut args: Args) -> Result<bool, String> {
         ),
         &limits::echo(load).await?,
     ));
-    let (database, durability, limit_url) = match &args.limit_database_url {
+    let (database, durability, limit_url) = match args
+        .limit_database_url
+        .as_ref()
+        .or(args.serve_on_postgres.as_ref())
+    {
         Some(url) => (
             "PostgreSQL",
             "synchronous_commit as the server sets it",
@@ -210,6 +222,7 @@ async fn bench(mut args: Args) -> Result<bool, String> {
         &writes,
     ));
 
+    let mut dropped_at_end = None;
     let (mut server, setting, scheduler_db) = match args.gateway {
         Some(addr) => {
             let server = Server::attach(addr).await?;
@@ -228,6 +241,15 @@ async fn bench(mut args: Args) -> Result<bool, String> {
                 data_dir: scratch.path().join("data"),
                 config_file: scratch.path().join("agentshare.toml"),
                 log: args.serve_log.clone(),
+                database_url: match &args.serve_on_postgres {
+                    Some(url) => Some(target::fresh_databases(url)?),
+                    None => None,
+                },
+            };
+            let backend = if spawn.database_url.is_some() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
             };
             std::fs::write(&spawn.config_file, FIRE_CONFIG).map_err(|e| e.to_string())?;
             eprintln!("agentshare serve:");
@@ -235,7 +257,7 @@ async fn bench(mut args: Args) -> Result<bool, String> {
             first.stop().await?;
             let (server, existing_dir) = Server::start(&spawn).await?;
             if runs(Group::Start) {
-                let setting = "serve, SQLite".to_string();
+                let setting = format!("serve, {backend}");
                 report.add(
                     Line::value(
                         "start to every service SERVING",
@@ -255,9 +277,13 @@ async fn bench(mut args: Args) -> Result<bool, String> {
                     .target(Target::Under(1.0)),
                 );
             }
-            let scheduler =
-                agentshare_kit::config::sqlite_url(&spawn.data_dir.join("scheduler.db"));
-            (server, "serve, SQLite".to_string(), Some(scheduler))
+            let scheduler = match &spawn.database_url {
+                Some(url) => agentshare::service_database(url, ServiceName::Scheduler)
+                    .map_err(|e| e.to_string())?,
+                None => agentshare_kit::config::sqlite_url(&spawn.data_dir.join("scheduler.db")),
+            };
+            dropped_at_end = spawn.database_url.clone();
+            (server, format!("serve, {backend}"), Some(scheduler))
         }
     };
 
@@ -319,6 +345,9 @@ async fn bench(mut args: Args) -> Result<bool, String> {
         }
     }
     server.stop().await?;
+    if let Some(url) = dropped_at_end {
+        target::drop_databases(&url).await?;
+    }
 
     if !args.json {
         println!("{}", report.table());

@@ -45,6 +45,9 @@ pub struct Spawn {
     pub config_file: PathBuf,
     /// Where serve's log lines go (warnings and errors); dropped without.
     pub log: Option<PathBuf>,
+    /// serve's `database_url`: a PostgreSQL server and database prefix;
+    /// SQLite in the data dir without.
+    pub database_url: Option<String>,
 }
 
 impl Server {
@@ -57,6 +60,12 @@ impl Server {
             .arg(&spawn.data_dir)
             .arg("--config")
             .arg(&spawn.config_file)
+            .args(
+                spawn
+                    .database_url
+                    .iter()
+                    .flat_map(|url| ["--database-url", url.as_str()]),
+            )
             .env("RUST_LOG", "warn")
             .env_remove("AGENTSHARE_CONFIG")
             .stdin(Stdio::null())
@@ -207,4 +216,48 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
         .parse()
         .ok()?;
     Some(kib / 1024.0)
+}
+
+/// `url` (a PostgreSQL URL naming a database that exists) renamed to a
+/// database prefix of its own for this run, so serve makes every service's
+/// database anew.
+pub fn fresh_databases(url: &str) -> Result<String, String> {
+    let (address, query) = url.split_once('?').unwrap_or((url, ""));
+    let (server, _) = address
+        .rsplit_once('/')
+        .filter(|(server, _)| server.contains("://"))
+        .ok_or_else(|| format!("{url:?}: write postgres://HOST/DATABASE"))?;
+    let id = agentshare_kit::ids::new_id().replace('-', "");
+    let mut fresh = format!("{server}/bench_{}", &id[id.len() - 12..]);
+    if !query.is_empty() {
+        fresh.push('?');
+        fresh.push_str(query);
+    }
+    Ok(fresh)
+}
+
+/// Drops the databases serve made under the prefix `url` names, from the
+/// server's maintenance database.
+pub async fn drop_databases(url: &str) -> Result<(), String> {
+    use sqlx::{Connection, Executor};
+    let (address, query) = url.split_once('?').unwrap_or((url, ""));
+    let (server, prefix) = address.rsplit_once('/').ok_or("no database in the URL")?;
+    let mut maintenance = format!("{server}/postgres");
+    if !query.is_empty() {
+        maintenance.push('?');
+        maintenance.push_str(query);
+    }
+    let failed = |e: sqlx::Error| format!("cannot drop the bench's databases: {e}");
+    let mut admin = sqlx::AnyConnection::connect(&maintenance)
+        .await
+        .map_err(failed)?;
+    for backend in agentshare::BACKENDS {
+        let drop = format!(
+            "DROP DATABASE IF EXISTS \"{prefix}_{}\" WITH (FORCE)",
+            backend.name
+        );
+        admin.execute(drop.as_str()).await.map_err(failed)?;
+    }
+    let _ = admin.close().await;
+    Ok(())
 }
