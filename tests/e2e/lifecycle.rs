@@ -69,24 +69,32 @@ fn sigterm(child: &tokio::process::Child) {
     }
 }
 
-/// Registry's pool connections in use, as `serve` last exported them.
+/// Registry's pool connections in use and writes waiting for one, as
+/// `serve` last exported them.
 fn registry_connections_used(collector: &Collector) -> Option<f64> {
-    collector
-        .points()
-        .into_iter()
-        .rev()
-        .find(|p| {
-            p.metric == "db.client.connection.count"
-                && p.attributes
-                    .get("db.client.connection.pool.name")
-                    .map(String::as_str)
-                    == Some("registry")
-                && p.attributes
-                    .get("db.client.connection.state")
-                    .map(String::as_str)
-                    == Some("used")
-        })
-        .and_then(|p| p.value)
+    let points = collector.points();
+    let latest = |metric: &str, state: Option<&str>| {
+        points
+            .iter()
+            .rev()
+            .find(|p| {
+                p.metric == metric
+                    && p.attributes
+                        .get("db.client.connection.pool.name")
+                        .map(String::as_str)
+                        == Some("registry")
+                    && p.attributes
+                        .get("db.client.connection.state")
+                        .map(String::as_str)
+                        == state
+            })
+            .and_then(|p| p.value)
+    };
+    // A write that waits its turn for the writer's connection is in the
+    // server as surely as one that holds a connection.
+    let used = latest("db.client.connection.count", Some("used"))?;
+    let waiting = latest("db.client.connection.pending_requests", None).unwrap_or(0.0);
+    Some(used + waiting)
 }
 
 /// Whether the server at `addr` has begun to stop: it reports NOT_SERVING

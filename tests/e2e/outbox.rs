@@ -74,9 +74,13 @@ async fn held_up(
             .await;
         }
         Backend::Sqlite => {
-            eventually("the later writers holding their connections", || async {
-                let busy = db.pool.size() as usize - db.pool.num_idle();
-                if busy == count + 1 { Ok(()) } else { Err(busy) }
+            eventually("the later writers waiting their turn to write", || async {
+                let waiting = db.waiting_writes();
+                if waiting == count {
+                    Ok(())
+                } else {
+                    Err(waiting)
+                }
             })
             .await;
         }

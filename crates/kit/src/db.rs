@@ -6,6 +6,8 @@
 //! flags as BIGINT 0/1, because the `Any` driver reads no SQLite booleans.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -43,6 +45,14 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Where write transactions run: on SQLite a pool of one connection,
+    /// so writers queue for the one write lock in order, in the process,
+    /// instead of in SQLite's busy handler, which sleeps 1, 2, 5, … 100 ms
+    /// between tries and left the machine idle while writers waited; on
+    /// PostgreSQL the pool itself.
+    writer: AnyPool,
+    /// Write transactions waiting for the writer's connection.
+    waiting_writes: Arc<AtomicI64>,
 }
 
 /// A service's migrations, embedded with `sqlx::migrate!` from one
@@ -169,6 +179,26 @@ impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, BadSetting> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
+        let pool = Self::pool(url, backend, max_connections).await?;
+        // Every connection to an in-memory SQLite is a database of its own.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writer = match backend {
+            Backend::Sqlite if !in_memory => Self::pool(url, backend, 1).await?,
+            Backend::Sqlite | Backend::Postgres => pool.clone(),
+        };
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+            waiting_writes: Arc::default(),
+        })
+    }
+
+    async fn pool(
+        url: &str,
+        backend: Backend,
+        max_connections: u32,
+    ) -> Result<AnyPool, BadSetting> {
         let options = AnyPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(0)
@@ -185,11 +215,10 @@ impl Db {
                     Ok(())
                 })
             });
-        let pool = options
+        options
             .connect(url)
             .await
-            .map_err(|e| BadSetting::new("database_url", format!("cannot connect: {e}")))?;
-        Ok(Self { pool, backend })
+            .map_err(|e| BadSetting::new("database_url", format!("cannot connect: {e}")))
     }
 
     /// Runs kit's migrations and then the service's, for this backend.
@@ -226,6 +255,8 @@ impl Db {
         use opentelemetry::KeyValue;
         let meter = crate::telemetry::meter();
         let pool = self.pool.clone();
+        // SQLite's writer is a pool of its own: its connection counts too.
+        let writer = (self.backend == Backend::Sqlite).then(|| self.writer.clone());
         let name = KeyValue::new("db.client.connection.pool.name", pool_name.to_string());
         let attributes = name.clone();
         let _count = meter
@@ -233,8 +264,12 @@ impl Db {
             .with_unit("{connection}")
             .with_description("Connections of the pool, by state")
             .with_callback(move |observer| {
-                let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
-                let open = i64::from(pool.size());
+                let pools = std::iter::once(&pool).chain(writer.as_ref());
+                let (mut idle, mut open) = (0_i64, 0_i64);
+                for pool in pools {
+                    idle += i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+                    open += i64::from(pool.size());
+                }
                 for (state, value) in [("idle", idle), ("used", (open - idle).max(0))] {
                     observer.observe(
                         value,
@@ -246,6 +281,19 @@ impl Db {
                 }
             })
             .build();
+        let waiting = self.waiting_writes.clone();
+        let pending_name = name.clone();
+        let _pending = meter
+            .i64_observable_up_down_counter("db.client.connection.pending_requests")
+            .with_unit("{request}")
+            .with_description("Write transactions waiting for the connection that writes")
+            .with_callback(move |observer| {
+                observer.observe(
+                    waiting.load(Ordering::Relaxed),
+                    std::slice::from_ref(&pending_name),
+                );
+            })
+            .build();
         let max = i64::from(self.pool.options().get_max_connections());
         let _max = meter
             .i64_observable_up_down_counter("db.client.connection.max")
@@ -255,14 +303,30 @@ impl Db {
             .build();
     }
 
-    /// Begins a transaction that will write. On SQLite it takes the write
-    /// lock up front, so it waits on the busy timeout instead of failing
-    /// when it upgrades from reading.
+    /// Begins a transaction that will write. On SQLite it waits its turn for
+    /// the writer's connection, then takes the write lock up front, so it
+    /// waits on the busy timeout (for writers of other processes) instead of
+    /// failing when it upgrades from reading.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        /// Counts one waiting write until dropped, even when the wait is
+        /// given up.
+        struct Waiting<'a>(&'a AtomicI64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting_writes.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting_writes);
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
+    }
+
+    /// Write transactions of this handle (and its clones) waiting to begin.
+    pub fn waiting_writes(&self) -> usize {
+        usize::try_from(self.waiting_writes.load(Ordering::Relaxed)).unwrap_or(0)
     }
 }
 

@@ -79,11 +79,16 @@ pub fn due_times(schedule: &Schedule, first: i64, now: i64) -> DueTimes {
     }
     keep(first, &mut due);
     let mut after = first;
+    // Most subscriptions are due once: ask for a few times first, and for
+    // more only while they all fall due (a long outage). Asking for 512 at
+    // once made the cron walk most of a mass fire's cost.
+    let mut wanted = 2;
     loop {
         if due.count >= MAX_SCAN && after < now - JUMP_BACK_MICROS {
             after = now - JUMP_BACK_MICROS;
         }
-        let fires = schedule.fires_after(after, 512);
+        let fires = schedule.fires_after(after, wanted);
+        wanted = (wanted * 8).min(512);
         let Some(last) = fires.last().map(|f| f.at_micros) else {
             return due;
         };
