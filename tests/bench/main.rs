@@ -337,7 +337,12 @@ async fn bench(mut args: Args) -> Result<bool, String> {
                     database,
                     runs: args.fire_runs,
                     limit: Duration::from_secs(args.fire_limit_secs),
-                    setting: format!("{setting}, fire_concurrency 64, fire_batch 200"),
+                    // Only a serve this tool starts has its fire settings.
+                    setting: if args.gateway.is_some() {
+                        setting.clone()
+                    } else {
+                        format!("{setting}, fire_concurrency 64, fire_batch 200")
+                    },
                 };
                 workloads::fire::run(fire, &mut report).await?;
             }
