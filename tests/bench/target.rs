@@ -222,40 +222,25 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
 /// database prefix of its own for this run, so serve makes every service's
 /// database anew.
 pub fn fresh_databases(url: &str) -> Result<String, String> {
-    let (address, query) = url.split_once('?').unwrap_or((url, ""));
-    let (server, _) = address
-        .rsplit_once('/')
-        .filter(|(server, _)| server.contains("://"))
-        .ok_or_else(|| format!("{url:?}: write postgres://HOST/DATABASE"))?;
     let id = agentshare_kit::ids::new_id().replace('-', "");
-    let mut fresh = format!("{server}/bench_{}", &id[id.len() - 12..]);
-    if !query.is_empty() {
-        fresh.push('?');
-        fresh.push_str(query);
-    }
-    Ok(fresh)
+    agentshare::with_database(url, &format!("bench_{}", &id[id.len() - 12..]))
+        .map_err(|e| e.to_string())
 }
 
 /// Drops the databases serve made under the prefix `url` names, from the
 /// server's maintenance database.
 pub async fn drop_databases(url: &str) -> Result<(), String> {
     use sqlx::{Connection, Executor};
-    let (address, query) = url.split_once('?').unwrap_or((url, ""));
-    let (server, prefix) = address.rsplit_once('/').ok_or("no database in the URL")?;
-    let mut maintenance = format!("{server}/postgres");
-    if !query.is_empty() {
-        maintenance.push('?');
-        maintenance.push_str(query);
-    }
+    let maintenance = agentshare::with_database(url, "postgres").map_err(|e| e.to_string())?;
     let failed = |e: sqlx::Error| format!("cannot drop the bench's databases: {e}");
     let mut admin = sqlx::AnyConnection::connect(&maintenance)
         .await
         .map_err(failed)?;
     for backend in agentshare::BACKENDS {
-        let drop = format!(
-            "DROP DATABASE IF EXISTS \"{prefix}_{}\" WITH (FORCE)",
-            backend.name
-        );
+        let database =
+            agentshare::service_database(url, backend.name).map_err(|e| e.to_string())?;
+        let name = agentshare::database_of(&database).map_err(|e| e.to_string())?;
+        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
         admin.execute(drop.as_str()).await.map_err(failed)?;
     }
     let _ = admin.close().await;

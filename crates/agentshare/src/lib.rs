@@ -109,13 +109,14 @@ pub async fn start(mut config: Config, gateway_shutdown: Shutdown) -> Result<Emb
     let clock = Clock::system();
     let backend_shutdown = Shutdown::default();
     let colocated = Colocated::default();
+    if let Some(server) = &server {
+        create_databases(server).await?;
+    }
     let mut running = Vec::new();
     for (service, listener) in listeners {
         let mut config = config.clone();
         if let Some(server) = &server {
-            let url = service_database(server, service.name)?;
-            create_database(&url).await?;
-            config.database_url = Secret::new(url);
+            config.database_url = Secret::new(service_database(server, service.name)?);
         }
         let mut context = Context::new(
             config.clone(),
@@ -142,7 +143,12 @@ pub async fn start(mut config: Config, gateway_shutdown: Shutdown) -> Result<Emb
 /// database `url` names, suffixed with the service (`…/agentshare` →
 /// `…/agentshare_sharing`), as `deploy/local` names them.
 pub fn service_database(url: &str, service: ServiceName) -> Result<String, BadSetting> {
-    named(url, &format!("{}_{service}", server_and_database(url)?.1))
+    with_database(url, &format!("{}_{service}", database_of(url)?))
+}
+
+/// The database a PostgreSQL `url` names.
+pub fn database_of(url: &str) -> Result<&str, BadSetting> {
+    Ok(server_and_database(url)?.1)
 }
 
 /// `url`'s server part (`postgres://user@host:port`) and the database it
@@ -165,7 +171,7 @@ fn server_and_database(url: &str) -> Result<(&str, &str), BadSetting> {
 }
 
 /// `url` naming `database` instead, with its parameters.
-fn named(url: &str, database: &str) -> Result<String, BadSetting> {
+pub fn with_database(url: &str, database: &str) -> Result<String, BadSetting> {
     let (server, _) = server_and_database(url)?;
     let mut named = format!("{server}/{database}");
     if let Some((_, query)) = url.split_once('?') {
@@ -175,23 +181,32 @@ fn named(url: &str, database: &str) -> Result<String, BadSetting> {
     Ok(named)
 }
 
-/// Makes `service_url`'s database unless it is there, from the server's
-/// maintenance database `postgres`: the database `database_url` names is
-/// only the prefix, and need not exist.
-async fn create_database(service_url: &str) -> Result<(), BadSetting> {
-    let (_, name) = server_and_database(service_url)?;
-    let admin = Db::connect(&named(service_url, "postgres")?, 1).await?;
-    let refused = |e: &dyn std::fmt::Display| {
-        BadSetting::new("database_url", format!("cannot make database {name}: {e}"))
-    };
-    let exists = agentshare_kit::db::exists(
-        &admin.pool,
-        "SELECT 1 FROM pg_database WHERE datname = $1",
-        (name,),
-    )
-    .await
-    .map_err(|e| refused(&e))?;
-    if !exists {
+/// Makes each backend's database on the server of `url` ([`service_database`])
+/// unless it is there, from the server's maintenance database `postgres`:
+/// the database `url` names is only the prefix, and need not exist.
+async fn create_databases(url: &str) -> Result<(), BadSetting> {
+    let admin = Db::connect(&with_database(url, "postgres")?, 1).await?;
+    for backend in BACKENDS {
+        let service_url = service_database(url, backend.name)?;
+        let name = database_of(&service_url)?;
+        let refused = |e: &dyn std::fmt::Display| {
+            BadSetting::new(
+                "database_url",
+                format!(
+                    "cannot make database {name}: {e}; create it yourself, or give the user CREATEDB"
+                ),
+            )
+        };
+        let exists = agentshare_kit::db::exists(
+            &admin.pool,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            (name,),
+        )
+        .await
+        .map_err(|e| refused(&e))?;
+        if exists {
+            continue;
+        }
         // A name cannot be a bind parameter; it is quoted as an identifier.
         let created = agentshare_kit::db::execute(
             &admin.pool,

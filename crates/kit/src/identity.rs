@@ -449,7 +449,7 @@ struct RunClaims {
 pub struct Identity {
     keys: Arc<KeyRing>,
     clock: Clock,
-    cached: Arc<Mutex<HashMap<ServiceName, (String, i64)>>>,
+    signed_services: Arc<Mutex<Remembered<ServiceName, String>>>,
     signed_principals: Arc<Mutex<Remembered<String, String>>>,
     verified_services: Arc<Mutex<Remembered<String, ServiceName>>>,
     verified_principals: Arc<Mutex<Remembered<String, Principal>>>,
@@ -498,7 +498,7 @@ impl Identity {
         Self {
             keys: Arc::new(keys),
             clock,
-            cached: Arc::default(),
+            signed_services: Arc::default(),
             signed_principals: Arc::default(),
             verified_services: Arc::default(),
             verified_principals: Arc::default(),
@@ -522,24 +522,22 @@ impl Identity {
                 self.me()
             )));
         }
-        let now = self.clock.now_secs();
         let claims = serde_json::to_string(principal).map_err(Error::internal)?;
-        if let Some((token, iat, exp)) = remembered(&self.signed_principals).get(&claims)
-            && exp - now >= PRINCIPAL_REUSE_MIN_LEFT_SECS
-            && iat <= now
-        {
-            return Ok(token);
-        }
-        let exp = now + PRINCIPAL_TTL_SECS;
-        let token = self.keys.sign(&PrincipalClaims {
-            iss: self.me().to_string(),
-            aud: PRINCIPAL_AUDIENCE.into(),
-            iat: now,
-            exp,
-            principal: principal.clone(),
-        })?;
-        remembered(&self.signed_principals).insert(claims, token.clone(), now, exp);
-        Ok(token)
+        self.signed(
+            &self.signed_principals,
+            claims,
+            PRINCIPAL_REUSE_MIN_LEFT_SECS,
+            PRINCIPAL_TTL_SECS,
+            |iat, exp| {
+                self.keys.sign(&PrincipalClaims {
+                    iss: self.me().to_string(),
+                    aud: PRINCIPAL_AUDIENCE.into(),
+                    iat,
+                    exp,
+                    principal: principal.clone(),
+                })
+            },
+        )
     }
 
     /// A run token for the runtime, valid until `expires_at` (Unix
@@ -579,25 +577,42 @@ impl Identity {
 
     /// A token naming us, addressed to `target`; reused until near expiry.
     pub fn service_token(&self, target: ServiceName) -> Result<String, Error> {
+        self.signed(
+            &self.signed_services,
+            target,
+            SERVICE_TOKEN_REFRESH_SECS + 1,
+            SERVICE_TOKEN_TTL_SECS,
+            |iat, exp| {
+                self.keys.sign(&ServiceClaims {
+                    iss: self.me().to_string(),
+                    aud: target.to_string(),
+                    iat,
+                    exp,
+                })
+            },
+        )
+    }
+
+    /// The token `memory` holds for `key` while at least `min_left` seconds
+    /// of its life remain; else one `sign(iat, exp)` makes, living `ttl`.
+    fn signed<K: std::hash::Hash + Eq>(
+        &self,
+        memory: &Mutex<Remembered<K, String>>,
+        key: K,
+        min_left: i64,
+        ttl: i64,
+        sign: impl FnOnce(i64, i64) -> Result<String, Error>,
+    ) -> Result<String, Error> {
         let now = self.clock.now_secs();
-        let mut cached = self
-            .cached
-            .lock()
-            .map_err(|_| Error::internal("identity cache poisoned"))?;
-        if let Some((token, exp)) = cached.get(&target)
-            && exp - now > SERVICE_TOKEN_REFRESH_SECS
-            && *exp - SERVICE_TOKEN_TTL_SECS <= now
+        if let Some((token, iat, exp)) = remembered(memory).get(&key)
+            && exp - now >= min_left
+            && iat <= now
         {
-            return Ok(token.clone());
+            return Ok(token);
         }
-        let exp = now + SERVICE_TOKEN_TTL_SECS;
-        let token = self.keys.sign(&ServiceClaims {
-            iss: self.me().to_string(),
-            aud: target.to_string(),
-            iat: now,
-            exp,
-        })?;
-        cached.insert(target, (token.clone(), exp));
+        let exp = now + ttl;
+        let token = sign(now, exp)?;
+        remembered(memory).insert(key, token.clone(), now, exp);
         Ok(token)
     }
 
@@ -921,6 +936,43 @@ pub fn secret_digest(secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn identities(clock: &Clock) -> (Identity, Identity, tempfile::TempDir) {
+        let keys = tempfile::tempdir().expect("dir");
+        generate_missing_keys(keys.path()).expect("keys");
+        let load = |service| KeyRing::load(keys.path(), service).expect("ring");
+        let gateway = Identity::new(load(ServiceName::Gateway), clock.clone());
+        let store = Identity::new(load(ServiceName::Store), clock.clone());
+        (gateway, store, keys)
+    }
+
+    #[test]
+    fn a_signature_is_reused_only_for_the_same_claims_and_a_remembered_one_still_expires() {
+        let clock = Clock::manual(1_000_000_000_000_000);
+        let (gateway, store, _keys) = identities(&clock);
+        let mut alice = Principal::user("alice");
+        alice.org_id = Some("org".into());
+        let first = gateway.sign_principal(&alice).expect("signed");
+        assert_eq!(gateway.sign_principal(&alice).expect("signed"), first);
+        alice.org_role = Some(OrgRole::Member);
+        let other = gateway.sign_principal(&alice).expect("signed");
+        assert_ne!(other, first, "other claims, another token");
+
+        assert!(store.verify_principal(&first).is_ok());
+        let service = gateway.service_token(ServiceName::Store).expect("token");
+        assert_eq!(store.verify_service(&service), Ok(ServiceName::Gateway));
+        // Remembered above; past their expiry and leeway both are refused.
+        clock.advance(std::time::Duration::from_secs(
+            (PRINCIPAL_TTL_SECS + LEEWAY_SECS + 1) as u64,
+        ));
+        assert_eq!(store.verify_principal(&first), Err("expired".into()));
+        assert_eq!(store.verify_service(&service), Err("expired".into()));
+        assert_ne!(
+            gateway.sign_principal(&alice).expect("signed"),
+            other,
+            "a token near its end is signed afresh"
+        );
+    }
 
     #[test]
     fn a_principal_carries_its_role_and_grant_kind_by_their_lowercase_names() {

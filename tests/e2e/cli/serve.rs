@@ -14,15 +14,13 @@ async fn serve_on_postgres_makes_a_database_per_service_and_the_demo_holds() {
     };
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let prefix = format!("e2e_serve_{}", &tag[tag.len() - 12..]);
-    let (server, _) = admin_url
-        .split('?')
-        .next()
-        .and_then(|address| address.rsplit_once('/'))
-        .expect("the admin URL names a database");
-    let url = format!("{server}/{prefix}");
-    let databases: Vec<String> = agentshare::BACKENDS
+    let url = agentshare::with_database(&admin_url, &prefix).expect("a PostgreSQL URL");
+    let databases: Vec<(ServiceName, String)> = agentshare::BACKENDS
         .iter()
-        .map(|backend| format!("{prefix}_{}", backend.name))
+        .map(|backend| {
+            let url = agentshare::service_database(&url, backend.name).expect("named");
+            (backend.name, url)
+        })
         .collect();
 
     let serve = Serve::start_with_args(&["--database-url", &url]).await;
@@ -34,8 +32,9 @@ async fn serve_on_postgres_makes_a_database_per_service_and_the_demo_holds() {
     let mut admin = sqlx::AnyConnection::connect(&admin_url)
         .await
         .expect("connect");
-    for database in &databases {
-        let mut own = sqlx::AnyConnection::connect(&format!("{server}/{database}"))
+    for (service, database_url) in &databases {
+        let database = agentshare::database_of(database_url).expect("named");
+        let mut own = sqlx::AnyConnection::connect(database_url)
             .await
             .unwrap_or_else(|e| panic!("{database} was made: {e}"));
         let migrated: i64 = own
@@ -44,7 +43,7 @@ async fn serve_on_postgres_makes_a_database_per_service_and_the_demo_holds() {
             .expect("migrations")
             .get(0);
         assert!(migrated > 0, "{database} is migrated");
-        if database.ends_with(&format!("_{}", ServiceName::Sharing)) {
+        if *service == ServiceName::Sharing {
             let users: i64 = own
                 .fetch_one("SELECT count(*) FROM users")
                 .await
