@@ -154,6 +154,22 @@ impl RunPath {
             Status::unavailable("this gateway is stopping; call again to reach another")
         })?;
         let resolved = self.resolve(principal, &spec).await?;
+        let admission_id = resolved.admission_id.clone();
+        let ran = self.run_resolved(principal, spec, progress, resolved).await;
+        if !admission_id.is_empty() {
+            self.release(admission_id).await;
+        }
+        ran
+    }
+
+    /// The run once sharing planned and admitted it.
+    async fn run_resolved(
+        &self,
+        principal: &Principal,
+        spec: RunSpec,
+        progress: Option<mpsc::Sender<Progress>>,
+        resolved: sharing::ResolveInvocationWithSecretsResponse,
+    ) -> Result<Finished, Failed> {
         let plan = resolved.plan.clone().unwrap_or_default();
         let content = self
             .registry
@@ -219,6 +235,22 @@ impl RunPath {
         }
     }
 
+    /// Frees the run's concurrency slot. A slot that cannot be freed now
+    /// frees itself at the run's deadline; the run's own answer stands.
+    async fn release(&self, admission_id: String) {
+        let released = self
+            .access
+            .clone()
+            .release_run(sharing::ReleaseRunRequest { admission_id })
+            .await;
+        if let Err(status) = released {
+            tracing::warn!(
+                error = %status.message(),
+                "could not release a run's concurrency slot; it frees itself at the run's deadline"
+            );
+        }
+    }
+
     async fn resolve(
         &self,
         principal: &Principal,
@@ -230,6 +262,8 @@ impl RunPath {
             project_id: spec.project_id.clone().unwrap_or_default(),
             draft: spec.draft,
             session_secret: spec.session_secret.clone().unwrap_or_default(),
+            run_deadline: prost_types::Duration::try_from(self.deadline).ok(),
+            automation_run: spec.automation.is_some(),
         });
         principal.forward(&mut request);
         let resolved = self

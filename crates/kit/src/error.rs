@@ -71,6 +71,15 @@ pub enum Error {
     /// `QuotaFailure` violation per quota.
     #[error("{0}")]
     Quota(String, Vec<QuotaViolation>),
+    /// A limit on how often is reached: RESOURCE_EXHAUSTED with a
+    /// `QuotaFailure` violation per limit and a `RetryInfo` saying when a
+    /// call fits again.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        violations: Vec<QuotaViolation>,
+        retry_after: std::time::Duration,
+    },
     /// A dependency is down; the client may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -294,7 +303,9 @@ impl Error {
             Self::Aborted(_) => Code::Aborted,
             Self::Conflict { .. } => Code::Aborted,
             Self::AlreadyExists(_) => Code::AlreadyExists,
-            Self::ResourceExhausted(_) | Self::Quota(..) => Code::ResourceExhausted,
+            Self::ResourceExhausted(_) | Self::Quota(..) | Self::Throttled { .. } => {
+                Code::ResourceExhausted
+            }
             Self::Unavailable(_) => Code::Unavailable,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
@@ -340,6 +351,18 @@ impl From<Error> for Status {
                 for v in violations {
                     details.add_quota_failure_violation(v.subject, v.description);
                 }
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            Error::Throttled {
+                message,
+                violations,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_quota_failure_violation(v.subject, v.description);
+                }
+                details.set_retry_info(Some(retry_after));
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
             Error::Conflict {
@@ -425,9 +448,16 @@ impl From<Status> for Error {
             },
             Code::AlreadyExists => Self::AlreadyExists(message),
             Code::ResourceExhausted => {
-                match details.quota_failure().and_then(|q| listed(&q.violations)) {
-                    Some(quota) => Self::Quota(message, quota),
-                    None => Self::ResourceExhausted(message),
+                let quota = details.quota_failure().and_then(|q| listed(&q.violations));
+                let retry_after = details.retry_info().and_then(|r| r.retry_delay);
+                match (quota, retry_after) {
+                    (quota, Some(retry_after)) => Self::Throttled {
+                        message,
+                        violations: quota.unwrap_or_default(),
+                        retry_after,
+                    },
+                    (Some(quota), None) => Self::Quota(message, quota),
+                    (None, None) => Self::ResourceExhausted(message),
                 }
             }
             Code::Unavailable => Self::Unavailable(message),
@@ -683,6 +713,14 @@ mod tests {
             Error::AlreadyExists("that slug is taken".into()),
             Error::ResourceExhausted("too many".into()),
             Error::quota("cap reached", "workspace/w-1", "100 of 100 used"),
+            Error::Throttled {
+                message: "30 runs per minute reached".into(),
+                violations: vec![QuotaViolation {
+                    subject: "grant/g-1/runs_per_minute".into(),
+                    description: "30 of 30 this minute".into(),
+                }],
+                retry_after: std::time::Duration::from_secs(12),
+            },
             Error::Unavailable("retry".into()),
             Error::Unimplemented("later".into()),
             Error::DeadlineExceeded("too slow".into()),

@@ -88,7 +88,8 @@ fn from_peer(status: tonic::Status, what: &str) -> Error {
         | Error::DeadlineExceeded(_)
         | Error::Cancelled(_)
         | Error::ResourceExhausted(_)
-        | Error::Quota(..) => Error::Unavailable(format!(
+        | Error::Quota(..)
+        | Error::Throttled { .. } => Error::Unavailable(format!(
             "cannot reach a service automations depend on ({message}); retry shortly"
         )),
         other => Error::internal(format!("peer answered {what}: {other:?}")),

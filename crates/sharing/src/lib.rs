@@ -33,7 +33,7 @@ static MIGRATIONS: Migrations = Migrations::shared(sqlx::migrate!("./migrations"
 const AGENTS: events::Feed = events::Feed::new(ServiceName::Registry, "sharing.agent_access");
 
 /// Who may call sharing's internal services: the gateway authenticates
-/// callers and plans runs, registry syncs agents, the store resolves its
+/// callers, plans runs and releases their slots, registry syncs agents, the store resolves its
 /// partitions, the scheduler plans automation runs.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
@@ -48,6 +48,10 @@ fn caller_policy() -> CallerPolicy {
         .internal_method(
             "agentshare.sharing.v1.AccessInternalService/ResolveStore",
             &[ServiceName::Store],
+        )
+        .internal_method(
+            "agentshare.sharing.v1.AccessInternalService/ReleaseRun",
+            &[ServiceName::Gateway],
         )
         .event_followers(&[
             ServiceName::Registry,

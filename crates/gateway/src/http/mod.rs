@@ -23,6 +23,7 @@ mod routes;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tonic_types::StatusExt as _;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -506,6 +507,16 @@ fn error_response(pool: &DescriptorPool, status: &Status) -> http::Response<Body
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"agentshare\""),
         );
+    }
+    // A limit on how often says when to come back, as HTTP clients read it.
+    if let Some(delay) = status
+        .get_details_retry_info()
+        .and_then(|retry| retry.retry_delay)
+    {
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
     response
 }

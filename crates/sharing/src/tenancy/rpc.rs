@@ -35,6 +35,13 @@ fn org_to_proto(org: OrgRow) -> pb::Org {
         workspaces_enabled: org.workspaces_enabled,
         default_workspace_id: org.default_workspace_id,
         create_time: Some(timestamp(org.created_at)),
+        policy: Some(pb::OrgPolicy {
+            forbid_delegate_grants: org.policy.forbid_delegate_grants,
+            forbid_external_grants: org.policy.forbid_external_grants,
+            forbid_shared_integrations: org.policy.forbid_shared_integrations,
+            runs_per_minute_per_principal: i32::try_from(org.policy.runs_per_minute_per_principal)
+                .unwrap_or(i32::MAX),
+        }),
     }
 }
 
@@ -490,11 +497,16 @@ impl Tenancy {
             rules::may_switch_workspaces(role)?;
             self.step_up(&caller)?;
         }
+        let policy = request.policy.as_ref().map(rules::policy_of).transpose()?;
+        if policy.is_some_and(|p| p != before.policy) {
+            rules::may_set_policy(role)?;
+            self.step_up(&caller)?;
+        }
         let enabled = request.workspaces_enabled;
         let org = self
             .storage
             .tenancy
-            .update_org(&caller, &before, name.as_deref(), enabled)
+            .update_org(&caller, &before, name.as_deref(), enabled, policy)
             .await?;
         Ok(pb::UpdateOrgResponse {
             org: Some(org_to_proto(org)),

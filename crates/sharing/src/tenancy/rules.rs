@@ -191,6 +191,39 @@ pub fn may_switch_workspaces(actor: OrgRole) -> Result<(), Error> {
     ))
 }
 
+/// Only an owner sets the org's policy: it decides whose credentials and
+/// bills the org lends out.
+pub fn may_set_policy(actor: OrgRole) -> Result<(), Error> {
+    if actor == OrgRole::Owner {
+        return Ok(());
+    }
+    Err(Error::PermissionDenied(
+        "only an org owner may change the org's policy".into(),
+    ))
+}
+
+/// The policy `asked` names, checked.
+pub fn policy_of(
+    asked: &agentshare_proto::sharing::v1::OrgPolicy,
+) -> Result<crate::tenancy::storage::orgs::OrgPolicy, Error> {
+    let runs = asked.runs_per_minute_per_principal;
+    if !(0..=crate::access::rules::budgets::MAX_LIMIT).contains(&runs) {
+        return Err(Error::invalid(
+            "policy.runs_per_minute_per_principal",
+            format!(
+                "must be from 0 (no limit) to {}",
+                crate::access::rules::budgets::MAX_LIMIT
+            ),
+        ));
+    }
+    Ok(crate::tenancy::storage::orgs::OrgPolicy {
+        forbid_delegate_grants: asked.forbid_delegate_grants,
+        forbid_external_grants: asked.forbid_external_grants,
+        forbid_shared_integrations: asked.forbid_shared_integrations,
+        runs_per_minute_per_principal: i64::from(runs),
+    })
+}
+
 /// Only an org owner adds an owner.
 pub fn may_add_org_member(actor: OrgRole, role: OrgRole) -> Result<(), Error> {
     if role == OrgRole::Owner && actor != OrgRole::Owner {

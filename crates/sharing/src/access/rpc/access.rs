@@ -12,7 +12,7 @@ use store_pb::store_internal_service_client::StoreInternalServiceClient;
 
 use crate::access::rules::decision::{self, Action, Explanation, Subject};
 use crate::access::rules::plan::{self, ConnectionOwner, Plan, SessionFacts, VersionSource};
-use crate::access::rules::scope;
+use crate::access::rules::{policy, scope};
 use crate::access::storage::agent_access::{AccessState, AgentRow, Listed};
 use crate::access::storage::grants::GrantKind;
 use crate::access::storage::pins::PinRow;
@@ -697,7 +697,7 @@ async fn plan_for(
         }
     };
     let agent = storage.access.agent(&agent_id).await?;
-    plan::resolve(
+    let mut plan = plan::resolve(
         storage,
         agent,
         &agent_id,
@@ -708,5 +708,12 @@ async fn plan_for(
             session,
         },
     )
-    .await
+    .await?;
+    // Read with the plan, for this very run: a policy turned on shows now.
+    plan.org_policy = scope::org(storage, &plan.agent.org_id).await?.policy;
+    let owner_runs = subject.grant.is_none()
+        && !plan.agent.is_default
+        && plan.agent.owner_user_id == subject.user_id;
+    policy::may_run(&plan.org_policy, &plan, owner_runs)?;
+    Ok(plan)
 }

@@ -1,16 +1,17 @@
 //! AccessInternalService: what the gateway, registry and scheduler ask of
 //! sharing with their service identity.
 
-use agentshare_kit::Error;
 use agentshare_kit::identity::Principal;
 use agentshare_kit::identity::secret_digest;
+use agentshare_kit::{Error, ids};
 use agentshare_proto::sharing::v1 as pb;
 use pb::access_internal_service_server::AccessInternalService;
 
 use super::access::{Run, run_plan};
-use crate::access::rules::decision;
-use crate::access::rules::scope;
+use crate::access::rules::plan::Plan;
+use crate::access::rules::{budgets, decision, scope};
 use crate::access::storage::agent_access;
+use crate::access::storage::budgets::Admitted;
 use crate::common::Storage;
 use crate::connections::storage::{ConnectionRow, Kind};
 use crate::tenancy;
@@ -90,6 +91,55 @@ impl AccessInternal {
     }
 }
 
+impl AccessInternal {
+    /// Admits the run of `plan` against its grant's limits and the org's
+    /// runs per minute per principal; the concurrency slot it holds, if any.
+    async fn admit(
+        &self,
+        caller: &Principal,
+        request: &pb::ResolveInvocationWithSecretsRequest,
+        plan: &Plan,
+    ) -> Result<Option<String>, Error> {
+        let grant = match &plan.grant {
+            Some((grant_id, kind)) => {
+                let limits = self
+                    .storage
+                    .access
+                    .grant(grant_id)
+                    .await?
+                    .map(|g| g.limits())
+                    .unwrap_or_default();
+                Some((grant_id.as_str(), *kind, limits))
+            }
+            None => None,
+        };
+        let principal = match (&caller.api_key_id, &caller.user_id) {
+            _ if request.automation_run => None,
+            (Some(api_key), _) => Some(api_key.as_str()),
+            (None, Some(user)) => Some(user.as_str()),
+            (None, None) => None,
+        };
+        let run_deadline = request
+            .run_deadline
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .unwrap_or(budgets::DEFAULT_RUN_DEADLINE);
+        let now = self.storage.clock.now_micros();
+        let admission = budgets::admission(&budgets::RunFacts {
+            grant,
+            anonymous_session: Some(request.session_id.as_str())
+                .filter(|s| !s.is_empty() && caller.user_id.is_none()),
+            principal,
+            principal_runs_per_minute: plan.org_policy.runs_per_minute_per_principal,
+            now,
+            run_deadline,
+        });
+        match self.storage.access.admit(&admission).await? {
+            Admitted::Yes(slot) => Ok(slot),
+            Admitted::No(counter) => Err(budgets::refusal(&counter, now)),
+        }
+    }
+}
+
 /// The AccessInternalService handlers, one per unary call.
 impl AccessInternal {
     async fn resolve_store(
@@ -138,6 +188,7 @@ impl AccessInternal {
             session_secret: &request.session_secret,
         };
         let plan = run_plan(&self.storage, &self.sessions, &caller, run).await?;
+        let admission_id = self.admit(&caller, &request, &plan).await?;
         let mut secrets = Vec::with_capacity(plan.integrations.len());
         for integration in &plan.integrations {
             let key = &integration.setup.integration.key;
@@ -146,7 +197,17 @@ impl AccessInternal {
         Ok(pb::ResolveInvocationWithSecretsResponse {
             plan: Some(super::access::plan_to_proto(&plan)),
             secrets,
+            admission_id: admission_id.unwrap_or_default(),
         })
+    }
+
+    async fn release_run(
+        &self,
+        request: pb::ReleaseRunRequest,
+    ) -> agentshare_kit::Result<pb::ReleaseRunResponse> {
+        let admission_id = ids::parse("admission_id", &request.admission_id)?;
+        self.storage.access.release(&admission_id).await?;
+        Ok(pb::ReleaseRunResponse {})
     }
 
     async fn resolve_connection_secret(
@@ -327,6 +388,7 @@ impl AccessInternalService for AccessInternal {
         sync_agent(pb::SyncAgentRequest) -> pb::SyncAgentResponse;
         authenticate_grant_token(pb::AuthenticateGrantTokenRequest) -> pb::AuthenticateGrantTokenResponse;
         authenticate_api_key(pb::AuthenticateApiKeyRequest) -> pb::AuthenticateApiKeyResponse;
+        release_run(pb::ReleaseRunRequest) -> pb::ReleaseRunResponse;
     }
     agentshare_kit::handlers! {
         resolve_store(pb::ResolveStoreRequest) -> pb::ResolveStoreResponse;

@@ -18,8 +18,8 @@ use pb::sharing_service_server::SharingService;
 
 use crate::access::rules::decision::{self, Action, Subject};
 use crate::access::rules::grants::{self, GRANT_TOKEN_PREFIX, MAX_ACTIVE_GRANTS};
-use crate::access::rules::scope;
 use crate::access::rules::sharing as rules;
+use crate::access::rules::{budgets, policy, scope};
 use crate::access::storage::agent_access::{AccessState, AgentRow};
 use crate::access::storage::grants::{GrantKind, GrantRow, GrantState};
 use crate::common::Storage;
@@ -138,6 +138,19 @@ impl Sharing {
     }
 
     /// A grant by id, or NOT_FOUND.
+    /// A grant the caller manages; a grant of an agent the caller cannot
+    /// see reads as no grant.
+    async fn owned_grant(&self, principal: &Principal, grant_id: &str) -> Result<GrantRow, Error> {
+        let grant = self.grant(grant_id).await?;
+        self.grants_agent(principal, &grant.agent_id)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => no_grant(grant_id),
+                other => other,
+            })?;
+        Ok(grant)
+    }
+
     async fn grant(&self, grant_id: &str) -> Result<GrantRow, Error> {
         self.storage
             .access
@@ -318,6 +331,9 @@ impl Sharing {
         let agent = self.grants_agent(&caller, &request.agent_id).await?;
         let now = self.storage.clock.now_micros();
         let asked = grants::new_grant(&agent, &request, now)?;
+        let limits = budgets::for_new_grant(asked.kind, request.limits.as_ref())?;
+        let org = scope::org(&self.storage, &agent.org_id).await?;
+        policy::may_create_grant(&org.policy, asked.kind)?;
         let active = self
             .storage
             .access
@@ -325,7 +341,7 @@ impl Sharing {
             .await?;
         grants::require_room(&agent.agent_id, active)?;
         let token = format!("{GRANT_TOKEN_PREFIX}{}", random_token()?);
-        let grant = GrantRow {
+        let mut grant = GrantRow {
             id: agentshare_kit::db::new_id(),
             agent_id: agent.agent_id.clone(),
             org_id: agent.org_id.clone(),
@@ -339,7 +355,15 @@ impl Sharing {
             last_used_at: None,
             revoked_at: None,
             ended_at: None,
+            runs_per_minute: None,
+            runs_per_day: None,
+            concurrent_runs: None,
+            session_runs_per_minute: None,
+            runs_total: 0,
+            refusals_total: 0,
+            last_refusal_at: None,
         };
+        grant.set_limits(limits);
         self.storage
             .access
             .insert_grant(&grant, &secret_digest(&token))
@@ -372,20 +396,40 @@ impl Sharing {
         })
     }
 
+    async fn update_grant(
+        &self,
+        caller: Principal,
+        request: pb::UpdateGrantRequest,
+    ) -> agentshare_kit::Result<pb::UpdateGrantResponse> {
+        let grant_id = ids::parse("grant_id", &request.grant_id)?;
+        let asked = request
+            .limits
+            .ok_or_else(|| Error::invalid("limits", "must be set: name the limits to change"))?;
+        let grant = self.owned_grant(&caller, &grant_id).await?;
+        let now = self.storage.clock.now_micros();
+        if matches!(grant.state_at(now), GrantState::Revoked | GrantState::Ended) {
+            return Err(Error::FailedPrecondition(format!(
+                "grant {grant_id} is revoked or ended; create a new one"
+            )));
+        }
+        let limits = budgets::apply(grant.limits(), &asked)?;
+        self.storage
+            .access
+            .update_grant_limits(&grant, limits)
+            .await?;
+        let grant = self.grant(&grant_id).await?;
+        Ok(pb::UpdateGrantResponse {
+            grant: Some(grant_to_proto(&grant, now)),
+        })
+    }
+
     async fn revoke_grant(
         &self,
         caller: Principal,
         request: pb::RevokeGrantRequest,
     ) -> agentshare_kit::Result<pb::RevokeGrantResponse> {
         let grant_id = ids::parse("grant_id", &request.grant_id)?;
-        let grant = self.grant(&grant_id).await?;
-        // A grant of an agent the caller cannot see reads as no grant.
-        self.grants_agent(&caller, &grant.agent_id)
-            .await
-            .map_err(|e| match e {
-                Error::NotFound(_) => no_grant(&grant_id),
-                other => other,
-            })?;
+        let grant = self.owned_grant(&caller, &grant_id).await?;
         self.storage.access.revoke_grant(&grant).await?;
         let grant = self.grant(&grant_id).await?;
         Ok(pb::RevokeGrantResponse {
@@ -428,6 +472,7 @@ impl SharingService for Sharing {
         set_agent_workspaces(pb::SetAgentWorkspacesRequest) -> pb::SetAgentWorkspacesResponse;
         create_grant(pb::CreateGrantRequest) -> pb::CreateGrantResponse;
         list_grants(pb::ListGrantsRequest) -> pb::ListGrantsResponse;
+        update_grant(pb::UpdateGrantRequest) -> pb::UpdateGrantResponse;
         revoke_grant(pb::RevokeGrantRequest) -> pb::RevokeGrantResponse;
         get_agent_reach(pb::GetAgentReachRequest) -> pb::GetAgentReachResponse;
     }
@@ -453,6 +498,12 @@ pub fn grant_to_proto(grant: &GrantRow, now: i64) -> pb::Grant {
         expire_time: grant.expires_at.map(timestamp),
         last_use_time: grant.last_used_at.map(timestamp),
         revoke_time: grant.revoked_at.or(grant.ended_at).map(timestamp),
+        limits: Some(budgets::to_proto(grant.limits())),
+        usage: Some(pb::GrantUsage {
+            runs: grant.runs_total,
+            refusals: grant.refusals_total,
+            last_refusal_time: grant.last_refusal_at.map(timestamp),
+        }),
     }
 }
 

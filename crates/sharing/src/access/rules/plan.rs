@@ -11,6 +11,7 @@ use crate::access::storage::grants::GrantKind;
 use crate::common::Storage;
 use crate::connections::setup::{self, Gap, IntegrationSetup, Runner};
 use crate::connections::storage::ConnectionRow;
+use crate::tenancy::storage::orgs::OrgPolicy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VersionSource {
@@ -64,6 +65,8 @@ pub struct Plan {
     /// The signed-in user behind the call; empty for an anonymous visitor.
     pub caller_user_id: String,
     pub session_workspace_id: String,
+    /// The policy of the agent's org, which the run passed.
+    pub org_policy: OrgPolicy,
 }
 
 /// What the caller asked for beyond the agent.
@@ -384,6 +387,7 @@ pub fn decide(
         store_workspace,
         store_scope,
         grant: subject.grant.as_ref().map(|g| (g.id.clone(), g.kind)),
+        org_policy: OrgPolicy::default(),
         caller_user_id: subject.user_id.clone(),
         session_workspace_id,
         agent,

@@ -148,8 +148,9 @@ pub async fn member(
 }
 
 /// The holder of a grant as an access subject, signed in as `user_id` too
-/// unless it is empty: the grant alone decides, read fresh, so a revocation
-/// shows on the very next call.
+/// unless it is empty: the grant alone decides, read fresh with its org's
+/// policy, so a revocation or a policy forbidding it shows on the very next
+/// call.
 async fn grant_holder(
     storage: &Storage,
     grant_id: &str,
@@ -161,6 +162,15 @@ async fn grant_holder(
         .await?
         .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown grant".into()))?;
     let org = org(storage, &grant.org_id).await?;
+    let holder_is_member = match user_id.as_str() {
+        "" => false,
+        // Read only when the policy asks: most orgs let anyone hold a grant.
+        user if org.policy.forbid_external_grants => {
+            storage.tenancy.org_role(&org.id, user).await?.is_some()
+        }
+        _ => true,
+    };
+    super::policy::may_use_grant(&org.policy, grant.kind, holder_is_member)?;
     let held = GrantHeld {
         id: grant.id.clone(),
         kind: grant.kind,
@@ -217,6 +227,7 @@ mod tests {
             workspaces_enabled,
             default_workspace_id: "default".into(),
             created_at: 0,
+            policy: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use agentshare_kit::db;
 use agentshare_kit::events::{self, NewEvent};
 
 use super::AccessStorage;
+use crate::access::rules::budgets::GrantLimits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrantKind {
@@ -62,9 +63,32 @@ pub struct GrantRow {
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub ended_at: Option<i64>,
+    pub runs_per_minute: Option<i64>,
+    pub runs_per_day: Option<i64>,
+    pub concurrent_runs: Option<i64>,
+    pub session_runs_per_minute: Option<i64>,
+    pub runs_total: i64,
+    pub refusals_total: i64,
+    pub last_refusal_at: Option<i64>,
 }
 
 impl GrantRow {
+    pub fn limits(&self) -> GrantLimits {
+        GrantLimits {
+            runs_per_minute: self.runs_per_minute,
+            runs_per_day: self.runs_per_day,
+            concurrent_runs: self.concurrent_runs,
+            session_runs_per_minute: self.session_runs_per_minute,
+        }
+    }
+
+    pub fn set_limits(&mut self, limits: GrantLimits) {
+        self.runs_per_minute = limits.runs_per_minute;
+        self.runs_per_day = limits.runs_per_day;
+        self.concurrent_runs = limits.concurrent_runs;
+        self.session_runs_per_minute = limits.session_runs_per_minute;
+    }
+
     /// Revoked and ended outrank expired: they say what the owner did.
     pub fn state_at(&self, now: i64) -> GrantState {
         if self.revoked_at.is_some() {
@@ -79,8 +103,14 @@ impl GrantRow {
     }
 }
 
+/// What a new grant is stored with; its usage starts at none.
+const NEW_GRANT_COLUMNS: &str = "id, agent_id, org_id, kind, label, token_prefix, pinned_version, \
+     creator_user_id, created_at, expires_at, last_used_at, revoked_at, ended_at, \
+     runs_per_minute, runs_per_day, concurrent_runs, session_runs_per_minute";
 const GRANT_COLUMNS: &str = "id, agent_id, org_id, kind, label, token_prefix, pinned_version, \
-     creator_user_id, created_at, expires_at, last_used_at, revoked_at, ended_at";
+     creator_user_id, created_at, expires_at, last_used_at, revoked_at, ended_at, \
+     runs_per_minute, runs_per_day, concurrent_runs, session_runs_per_minute, runs_total, \
+     refusals_total, last_refusal_at";
 
 impl AccessStorage {
     /// Stores a grant, recording `grant.created`.
@@ -89,8 +119,9 @@ impl AccessStorage {
         db::execute(
             &mut *tx,
             &format!(
-                "INSERT INTO share_grants ({GRANT_COLUMNS}, token_sha256) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                "INSERT INTO share_grants ({NEW_GRANT_COLUMNS}, token_sha256) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18)"
             ),
             (
                 &grant.id,
@@ -106,6 +137,10 @@ impl AccessStorage {
                 grant.last_used_at,
                 grant.revoked_at,
                 grant.ended_at,
+                grant.runs_per_minute,
+                grant.runs_per_day,
+                grant.concurrent_runs,
+                grant.session_runs_per_minute,
                 token_sha256,
             ),
         )
@@ -114,6 +149,7 @@ impl AccessStorage {
             "agent_id": grant.agent_id,
             "kind": grant.kind.as_str(),
             "label": grant.label,
+            "limits": limits_json(grant.limits()),
         });
         self.record(&mut tx, "grant.created", grant, payload)
             .await?;
@@ -192,6 +228,32 @@ impl AccessStorage {
         .await?)
     }
 
+    /// Sets a grant's limits, recording `grant.updated`.
+    pub async fn update_grant_limits(&self, grant: &GrantRow, limits: GrantLimits) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        db::execute(
+            &mut *tx,
+            "UPDATE share_grants SET runs_per_minute = $2, runs_per_day = $3, concurrent_runs = $4, \
+             session_runs_per_minute = $5 WHERE id = $1",
+            (
+                &grant.id,
+                limits.runs_per_minute,
+                limits.runs_per_day,
+                limits.concurrent_runs,
+                limits.session_runs_per_minute,
+            ),
+        )
+        .await?;
+        let payload = serde_json::json!({
+            "agent_id": grant.agent_id,
+            "before": limits_json(grant.limits()),
+            "after": limits_json(limits),
+        });
+        self.record(&mut tx, "grant.updated", grant, payload)
+            .await?;
+        self.commit(tx).await
+    }
+
     /// Revokes a grant, recording `grant.revoked`; false when it already
     /// was.
     pub async fn revoke_grant(&self, grant: &GrantRow) -> Result<bool> {
@@ -212,4 +274,14 @@ impl AccessStorage {
         self.commit(tx).await?;
         Ok(done)
     }
+}
+
+/// Limits as events carry them: `null` for no limit.
+fn limits_json(limits: GrantLimits) -> serde_json::Value {
+    serde_json::json!({
+        "runs_per_minute": limits.runs_per_minute,
+        "runs_per_day": limits.runs_per_day,
+        "concurrent_runs": limits.concurrent_runs,
+        "session_runs_per_minute": limits.session_runs_per_minute,
+    })
 }

@@ -1,6 +1,7 @@
-//! Access's SQL: agent access facts, grants and version pins.
+//! Access's SQL: agent access facts, grants, run counters and version pins.
 
 pub mod agent_access;
+pub mod budgets;
 pub mod grants;
 pub mod pins;
 

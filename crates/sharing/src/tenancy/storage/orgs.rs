@@ -18,12 +18,28 @@ pub struct OrgRow {
     pub workspaces_enabled: bool,
     pub default_workspace_id: String,
     pub created_at: i64,
+    #[sqlx(flatten)]
+    pub policy: OrgPolicy,
+}
+
+/// What an org's owners allow in it (DESIGN.md, Grants); flags are stored
+/// as 0 or 1, and 0 runs per minute is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct OrgPolicy {
+    #[sqlx(try_from = "Stored<i64>")]
+    pub forbid_delegate_grants: bool,
+    #[sqlx(try_from = "Stored<i64>")]
+    pub forbid_external_grants: bool,
+    #[sqlx(try_from = "Stored<i64>")]
+    pub forbid_shared_integrations: bool,
+    pub runs_per_minute_per_principal: i64,
 }
 
 /// The columns of [`OrgRow`], for `orgs o` joined with its default
 /// workspace `w`.
-pub const ORG_COLUMNS: &str =
-    "o.id, o.name, o.workspaces_enabled, o.created_at, w.id AS default_workspace_id";
+pub const ORG_COLUMNS: &str = "o.id, o.name, o.workspaces_enabled, o.created_at, \
+     w.id AS default_workspace_id, o.forbid_delegate_grants, o.forbid_external_grants, \
+     o.forbid_shared_integrations, o.runs_per_minute_per_principal";
 
 /// A workspace; `is_default` is stored as 0 or 1 on both backends.
 #[derive(Clone, sqlx::FromRow)]
@@ -156,6 +172,7 @@ impl TenancyStorage {
             workspaces_enabled: false,
             default_workspace_id: new_id(),
             created_at: now,
+            policy: OrgPolicy::default(),
         };
         let workspace = WorkspaceRow {
             id: org.default_workspace_id.clone(),

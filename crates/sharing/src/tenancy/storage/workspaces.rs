@@ -9,7 +9,7 @@ use sqlx::{Any, Transaction};
 
 use super::TenancyStorage;
 use super::members::{MEMBER_COLUMNS, UserRow};
-use super::orgs::{ORG_COLUMNS, OrgRow, WorkspaceRow};
+use super::orgs::{ORG_COLUMNS, OrgPolicy, OrgRow, WorkspaceRow};
 use crate::tenancy::storage::audit;
 
 /// ALREADY_EXISTS for a workspace name the org already uses; any other
@@ -27,7 +27,11 @@ fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> Error {
 }
 
 fn org_view(org: &OrgRow) -> serde_json::Value {
-    serde_json::json!({ "name": org.name, "workspaces_enabled": org.workspaces_enabled })
+    serde_json::json!({
+        "name": org.name,
+        "workspaces_enabled": org.workspaces_enabled,
+        "policy": org.policy,
+    })
 }
 
 /// A workspace with the viewer's role in it, if they are a member.
@@ -137,6 +141,7 @@ impl TenancyStorage {
         before: &OrgRow,
         name: Option<&str>,
         workspaces_enabled: Option<bool>,
+        policy: Option<OrgPolicy>,
     ) -> Result<OrgRow> {
         let after = OrgRow {
             id: before.id.clone(),
@@ -144,12 +149,24 @@ impl TenancyStorage {
             workspaces_enabled: workspaces_enabled.unwrap_or(before.workspaces_enabled),
             default_workspace_id: before.default_workspace_id.clone(),
             created_at: before.created_at,
+            policy: policy.unwrap_or(before.policy),
         };
         let mut tx = self.db.begin_write().await?;
+        let rules = after.policy;
         db::execute(
             &mut *tx,
-            "UPDATE orgs SET name = $1, workspaces_enabled = $2 WHERE id = $3",
-            (&after.name, i64::from(after.workspaces_enabled), &after.id),
+            "UPDATE orgs SET name = $1, workspaces_enabled = $2, forbid_delegate_grants = $4, \
+             forbid_external_grants = $5, forbid_shared_integrations = $6, \
+             runs_per_minute_per_principal = $7 WHERE id = $3",
+            (
+                &after.name,
+                i64::from(after.workspaces_enabled),
+                &after.id,
+                i64::from(rules.forbid_delegate_grants),
+                i64::from(rules.forbid_external_grants),
+                i64::from(rules.forbid_shared_integrations),
+                rules.runs_per_minute_per_principal,
+            ),
         )
         .await?;
         let change = audit::Change::new(actor, &after.id, "org.updated", ("org", &after.id))
