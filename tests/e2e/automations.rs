@@ -621,6 +621,7 @@ async fn only_the_owner_and_workspace_members_subscribe_never_a_grant_or_a_viewe
             label: "partner".into(),
             expire_time: None,
             pinned_version: None,
+            limits: None,
         })
         .await
         .expect("grant")

@@ -294,6 +294,7 @@ async fn org_admins_test_its_draft_viewers_do_not_run_it_and_nobody_grants_it() 
                     label: "widget".into(),
                     expire_time: None,
                     pinned_version: None,
+                    limits: None,
                 })
                 .await,
             Code::PermissionDenied,

@@ -149,6 +149,7 @@ async fn every_documented_invoke_and_get_me_reason_is_what_a_client_gets() {
                 suite.clock.now_micros() + 60_000_000,
             )),
             pinned_version: None,
+            limits: None,
         })
         .await
         .expect("grant")

@@ -45,6 +45,7 @@ fn grant(agent_id: &str, kind: sharing::GrantKind) -> sharing::CreateGrantReques
         label: "widget".into(),
         expire_time: None,
         pinned_version: None,
+        limits: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod access_model;
 mod api_keys;
 mod auth;
 mod automations;
+mod budgets;
 mod cli;
 mod connections;
 mod contract;

@@ -713,6 +713,7 @@ async fn grant_holders_and_anonymous_visitors_read_only_their_own_sessions() {
                     label: "widget".into(),
                     expire_time: None,
                     pinned_version: None,
+                    limits: None,
                 })
                 .await
                 .expect("grant")
@@ -1044,6 +1045,7 @@ async fn usage_is_read_by_the_billed_account_and_the_agents_owner_only() {
                 label: "t".into(),
                 expire_time: None,
                 pinned_version: None,
+                limits: None,
             })
             .await
             .expect("grant")

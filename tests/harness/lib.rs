@@ -1230,6 +1230,16 @@ impl UserClient {
 
     /// Mints a share grant on `agent_id`; returns its id and its token.
     pub async fn grant(&self, agent_id: &str, kind: GrantKind) -> (String, String) {
+        self.grant_limited(agent_id, kind, None).await
+    }
+
+    /// As [`Self::grant`], with `limits` (or the kind's defaults).
+    pub async fn grant_limited(
+        &self,
+        agent_id: &str,
+        kind: GrantKind,
+        limits: Option<agentshare_proto::sharing::v1::GrantLimits>,
+    ) -> (String, String) {
         let created = self
             .sharing()
             .create_grant(CreateGrantRequest {
@@ -1238,6 +1248,7 @@ impl UserClient {
                 label: "test grant".into(),
                 expire_time: None,
                 pinned_version: None,
+                limits,
             })
             .await
             .expect("grant")

@@ -503,6 +503,7 @@ impl Story {
                 label: "website widget".into(),
                 expire_time: None,
                 pinned_version: None,
+                limits: None,
             })
             .await
             .map_err(step_failed("creating the widget's grant"))?
@@ -573,6 +574,7 @@ impl Story {
                 label: "support portal".into(),
                 expire_time: None,
                 pinned_version: None,
+                limits: None,
             })
             .await
             .map_err(step_failed("creating a second grant"))?;

@@ -113,6 +113,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                     label,
                     expire_time,
                     pinned_version: version,
+                    limits: None,
                 })
                 .await?
                 .into_inner();

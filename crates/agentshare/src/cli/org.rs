@@ -185,6 +185,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 org_id: org_id.unwrap_or_default(),
                 name,
                 workspaces_enabled: workspaces,
+                policy: None,
             });
             out.answer(call.await?, |updated| {
                 org_record(updated.org.as_ref(), None)
