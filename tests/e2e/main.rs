@@ -29,6 +29,8 @@ mod registry;
 mod replicas;
 mod sessions_usage;
 mod sharing;
+#[path = "../security/mod.rs"]
+mod security;
 mod slice;
 mod store;
 mod telemetry;
