@@ -27,10 +27,10 @@ mod outbox;
 mod projects;
 mod registry;
 mod replicas;
-mod sessions_usage;
-mod sharing;
 #[path = "../security/mod.rs"]
 mod security;
+mod sessions_usage;
+mod sharing;
 mod slice;
 mod store;
 mod telemetry;

@@ -108,34 +108,62 @@ const RUN_RPCS: &[&str] = &[
 
 pub fn table() -> Vec<Row<World>> {
     let mut rows = vec![
-        row("a revoked DELEGATE token", Code::Unauthenticated, |w: &World| {
-            let agent = w.agent.clone();
-            Attack::by(&Caller::nobody().with_grant(&w.revoked))
-                .grpc(move |c| invoke(c, agent))
-                .post(format!("/api/v1/agents/{}:invoke", w.agent), json!({ "input": "hi" }))
-                .says("token revoked")
-        }),
-        row("an expired DELEGATE token", Code::Unauthenticated, |w: &World| {
-            let agent = w.agent.clone();
-            Attack::by(&Caller::nobody().with_grant(&w.expired))
-                .grpc(move |c| invoke(c, agent))
-                .post(format!("/api/v1/agents/{}:invoke", w.agent), json!({ "input": "hi" }))
-                .says("token expired")
-        }),
-        row("a token for another agent", Code::PermissionDenied, |w: &World| {
-            let agent = w.other.clone();
-            Attack::by(&Caller::nobody().with_grant(&w.delegate))
-                .grpc(move |c| invoke(c, agent))
-                .post(format!("/api/v1/agents/{}:invoke", w.other), json!({ "input": "hi" }))
-                .says("another agent")
-        }),
-        row("an INVOKE token without a user", Code::Unauthenticated, |w: &World| {
-            let agent = w.agent.clone();
-            Attack::by(&Caller::nobody().with_grant(&w.invoke))
-                .grpc(move |c| invoke(c, agent))
-                .post(format!("/api/v1/agents/{}:invoke", w.agent), json!({ "input": "hi" }))
-                .says("signed-in user")
-        }),
+        row(
+            "a revoked DELEGATE token",
+            Code::Unauthenticated,
+            |w: &World| {
+                let agent = w.agent.clone();
+                Attack::by(&Caller::nobody().with_grant(&w.revoked))
+                    .grpc(move |c| invoke(c, agent))
+                    .post(
+                        format!("/api/v1/agents/{}:invoke", w.agent),
+                        json!({ "input": "hi" }),
+                    )
+                    .says("token revoked")
+            },
+        ),
+        row(
+            "an expired DELEGATE token",
+            Code::Unauthenticated,
+            |w: &World| {
+                let agent = w.agent.clone();
+                Attack::by(&Caller::nobody().with_grant(&w.expired))
+                    .grpc(move |c| invoke(c, agent))
+                    .post(
+                        format!("/api/v1/agents/{}:invoke", w.agent),
+                        json!({ "input": "hi" }),
+                    )
+                    .says("token expired")
+            },
+        ),
+        row(
+            "a token for another agent",
+            Code::PermissionDenied,
+            |w: &World| {
+                let agent = w.other.clone();
+                Attack::by(&Caller::nobody().with_grant(&w.delegate))
+                    .grpc(move |c| invoke(c, agent))
+                    .post(
+                        format!("/api/v1/agents/{}:invoke", w.other),
+                        json!({ "input": "hi" }),
+                    )
+                    .says("another agent")
+            },
+        ),
+        row(
+            "an INVOKE token without a user",
+            Code::Unauthenticated,
+            |w: &World| {
+                let agent = w.agent.clone();
+                Attack::by(&Caller::nobody().with_grant(&w.invoke))
+                    .grpc(move |c| invoke(c, agent))
+                    .post(
+                        format!("/api/v1/agents/{}:invoke", w.agent),
+                        json!({ "input": "hi" }),
+                    )
+                    .says("signed-in user")
+            },
+        ),
         row(
             "DELEGATE reading the owner's private key through the shared agent",
             Code::NotFound,
@@ -193,34 +221,42 @@ pub fn table() -> Vec<Row<World>> {
                     )
             },
         ),
-        row("a run token after its run", Code::Unauthenticated, |w: &World| {
-            let agent = w.agent.clone();
-            Attack::by(&Caller::bearer(&w.finished_run_token))
-                .grpc(move |c| async move {
-                    store_client(&c)
-                        .workspace_list(store::WorkspaceListRequest {
-                            agent_id: agent,
-                            ..Default::default()
-                        })
-                        .await
-                })
-                .get(format!("/api/v1/agents/{}/store:list", w.agent))
-                .says("the run has ended")
-        }),
-        row("a live run token on another agent", Code::PermissionDenied, |w: &World| {
-            let agent = w.other.clone();
-            Attack::by(&Caller::bearer(&w.live_run_token))
-                .grpc(move |c| async move {
-                    store_client(&c)
-                        .workspace_list(store::WorkspaceListRequest {
-                            agent_id: agent,
-                            ..Default::default()
-                        })
-                        .await
-                })
-                .get(format!("/api/v1/agents/{}/store:list", w.other))
-                .says("another agent")
-        }),
+        row(
+            "a run token after its run",
+            Code::Unauthenticated,
+            |w: &World| {
+                let agent = w.agent.clone();
+                Attack::by(&Caller::bearer(&w.finished_run_token))
+                    .grpc(move |c| async move {
+                        store_client(&c)
+                            .workspace_list(store::WorkspaceListRequest {
+                                agent_id: agent,
+                                ..Default::default()
+                            })
+                            .await
+                    })
+                    .get(format!("/api/v1/agents/{}/store:list", w.agent))
+                    .says("the run has ended")
+            },
+        ),
+        row(
+            "a live run token on another agent",
+            Code::PermissionDenied,
+            |w: &World| {
+                let agent = w.other.clone();
+                Attack::by(&Caller::bearer(&w.live_run_token))
+                    .grpc(move |c| async move {
+                        store_client(&c)
+                            .workspace_list(store::WorkspaceListRequest {
+                                agent_id: agent,
+                                ..Default::default()
+                            })
+                            .await
+                    })
+                    .get(format!("/api/v1/agents/{}/store:list", w.other))
+                    .says("another agent")
+            },
+        ),
         row(
             "a live run token with its partition rewritten",
             Code::Unauthenticated,
@@ -270,19 +306,30 @@ pub fn table() -> Vec<Row<World>> {
                     )
             },
         ),
-        row("a live run token on GetMe", Code::PermissionDenied, |w: &World| {
-            Attack::by(&Caller::bearer(&w.live_run_token))
-                .grpc(|c| async move { c.tenancy().get_me(sharing::GetMeRequest {}).await })
-                .get("/api/v1/me")
-                .says("five workspace tools")
-        }),
-        row("a live run token on Invoke", Code::PermissionDenied, |w: &World| {
-            let agent = w.agent.clone();
-            Attack::by(&Caller::bearer(&w.live_run_token))
-                .grpc(move |c| invoke(c, agent))
-                .post(format!("/api/v1/agents/{}:invoke", w.agent), json!({ "input": "hi" }))
-                .says("five workspace tools")
-        }),
+        row(
+            "a live run token on GetMe",
+            Code::PermissionDenied,
+            |w: &World| {
+                Attack::by(&Caller::bearer(&w.live_run_token))
+                    .grpc(|c| async move { c.tenancy().get_me(sharing::GetMeRequest {}).await })
+                    .get("/api/v1/me")
+                    .says("five workspace tools")
+            },
+        ),
+        row(
+            "a live run token on Invoke",
+            Code::PermissionDenied,
+            |w: &World| {
+                let agent = w.agent.clone();
+                Attack::by(&Caller::bearer(&w.live_run_token))
+                    .grpc(move |c| invoke(c, agent))
+                    .post(
+                        format!("/api/v1/agents/{}:invoke", w.agent),
+                        json!({ "input": "hi" }),
+                    )
+                    .says("five workspace tools")
+            },
+        ),
         row(
             "a live run token as a share token",
             Code::Unauthenticated,
@@ -290,7 +337,10 @@ pub fn table() -> Vec<Row<World>> {
                 let agent = w.agent.clone();
                 Attack::by(&Caller::nobody().with_grant(&w.live_run_token))
                     .grpc(move |c| invoke(c, agent))
-                    .post(format!("/api/v1/agents/{}:invoke", w.agent), json!({ "input": "hi" }))
+                    .post(
+                        format!("/api/v1/agents/{}:invoke", w.agent),
+                        json!({ "input": "hi" }),
+                    )
                     .says("share token rejected")
             },
         ),
@@ -324,7 +374,8 @@ pub fn table() -> Vec<Row<World>> {
                 let mut attack = Attack::by(&Caller::bearer(&w.carol).with_grant(&w.invoke));
                 if let Some((method, template)) = w.routes.get(&rpc.operation) {
                     let path = fill(template, &w.agent);
-                    attack = if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
+                    attack = if method == reqwest::Method::GET || method == reqwest::Method::DELETE
+                    {
                         attack.http(method.clone(), path)
                     } else {
                         attack.http(method.clone(), path).json_body(json!({}))
@@ -431,7 +482,8 @@ async fn share_and_run_tokens_reach_their_run_and_nothing_else() {
     .await;
     suite.clock.advance(Duration::from_secs(120));
     let (_, delegate) = grant_with(&alice, grant_on(&agent.id, GrantKind::Delegate)).await;
-    let (invoke_id, invoke_token) = grant_with(&alice, grant_on(&agent.id, GrantKind::Invoke)).await;
+    let (invoke_id, invoke_token) =
+        grant_with(&alice, grant_on(&agent.id, GrantKind::Invoke)).await;
 
     bob.run(&agent.id, "a finished run").await.expect("run");
     let finished_run_token = runtime.run_with_input("a finished run").request.run_token;
@@ -446,7 +498,10 @@ async fn share_and_run_tokens_reach_their_run_and_nothing_else() {
         .expect("stream")
         .into_inner();
     held.next().await.expect("an event").expect("started");
-    let live_run_token = runtime.run_with_input("/hold the run open").request.run_token;
+    let live_run_token = runtime
+        .run_with_input("/hold the run open")
+        .request
+        .run_token;
     let live_partition = format!("agent-{}/{}", agent.id, fixture.org.default_workspace_id);
 
     let w = World {

@@ -90,9 +90,12 @@ fn principal_claims(iss: &str, iat: i64, exp: i64, org: &str) -> Value {
 
 /// Signs session `claims` (any JSON) with the suite's dev HS256 key.
 fn sign_session_json(suite: &Suite, claims: &Value) -> String {
-    let secret =
-        std::fs::read(suite.keys_dir().join(agentshare_kit::identity::SESSION_SECRET_FILE))
-            .expect("secret");
+    let secret = std::fs::read(
+        suite
+            .keys_dir()
+            .join(agentshare_kit::identity::SESSION_SECRET_FILE),
+    )
+    .expect("secret");
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -119,9 +122,7 @@ async fn world(suite: &Suite) -> World {
         .member("carol", sharing::OrgRole::Member)
         .build()
         .await;
-    let alice = fixture_org
-        .owner
-        .with_token(&stepped_up(suite, "alice"));
+    let alice = fixture_org.owner.with_token(&stepped_up(suite, "alice"));
     alice.enable_workspaces().await;
     let org = fixture_org.org;
     let bob = fixture_org.members[0].user_id.clone();
@@ -203,7 +204,10 @@ async fn world(suite: &Suite) -> World {
             .expect("mint"),
         ),
         ("RS256 at an HS256 gateway", rs256),
-        ("another issuer", with("iss", json!("https://elsewhere.example"))),
+        (
+            "another issuer",
+            with("iss", json!("https://elsewhere.example")),
+        ),
         ("another audience", with("aud", json!("someone-else"))),
         ("expired", with("exp", json!(now - 10))),
         ("no iat", without("iat")),
@@ -395,7 +399,10 @@ pub fn table() -> Vec<Row<World>> {
             "store's key claiming to be the gateway",
             "principal rejected",
         ),
-        through_store("signed by the store itself", "store may not sign principals"),
+        through_store(
+            "signed by the store itself",
+            "store may not sign principals",
+        ),
         through_store("expired, replayed", "expired"),
         through_store("living an hour", "longer than 60 s"),
         through_store("for another audience", "principal rejected"),
@@ -567,7 +574,10 @@ pub fn table() -> Vec<Row<World>> {
             )
     });
     privileged(&mut rows, "SetProjectWorkspaces", |w, caller| {
-        let (project, list) = (w.project.clone(), vec![w.default_ws.clone(), w.sales.clone()]);
+        let (project, list) = (
+            w.project.clone(),
+            vec![w.default_ws.clone(), w.sales.clone()],
+        );
         Attack::by(&caller)
             .grpc(move |c| async move {
                 c.tenancy()
@@ -582,23 +592,27 @@ pub fn table() -> Vec<Row<World>> {
                 json!({ "workspace_ids": [w.default_ws, w.sales] }),
             )
     });
-    privileged(&mut rows, "UpdateOrg turning workspaces off", |w, caller| {
-        let org = w.org.clone();
-        Attack::by(&caller)
-            .grpc(move |c| async move {
-                c.tenancy()
-                    .update_org(sharing::UpdateOrgRequest {
-                        org_id: org,
-                        workspaces_enabled: Some(false),
-                        ..Default::default()
-                    })
-                    .await
-            })
-            .patch(
-                format!("/api/v1/orgs/{}", w.org),
-                json!({ "workspaces_enabled": false }),
-            )
-    });
+    privileged(
+        &mut rows,
+        "UpdateOrg turning workspaces off",
+        |w, caller| {
+            let org = w.org.clone();
+            Attack::by(&caller)
+                .grpc(move |c| async move {
+                    c.tenancy()
+                        .update_org(sharing::UpdateOrgRequest {
+                            org_id: org,
+                            workspaces_enabled: Some(false),
+                            ..Default::default()
+                        })
+                        .await
+                })
+                .patch(
+                    format!("/api/v1/orgs/{}", w.org),
+                    json!({ "workspaces_enabled": false }),
+                )
+        },
+    );
     rows
 }
 

@@ -73,19 +73,23 @@ fn lists() -> Vec<(&'static str, &'static str, ListCall)> {
                     .map(drop)
             })
         }),
-        ("ListVersions", "/api/v1/agents/{agent}/versions", |c, w, size, token| {
-            let agent = w.agent.clone();
-            Box::pin(async move {
-                c.registry()
-                    .list_versions(registry::ListVersionsRequest {
-                        agent_id: agent,
-                        page_size: size,
-                        page_token: token,
-                    })
-                    .await
-                    .map(drop)
-            })
-        }),
+        (
+            "ListVersions",
+            "/api/v1/agents/{agent}/versions",
+            |c, w, size, token| {
+                let agent = w.agent.clone();
+                Box::pin(async move {
+                    c.registry()
+                        .list_versions(registry::ListVersionsRequest {
+                            agent_id: agent,
+                            page_size: size,
+                            page_token: token,
+                        })
+                        .await
+                        .map(drop)
+                })
+            },
+        ),
         ("ListTemplates", "/api/v1/templates", |c, _, size, token| {
             Box::pin(async move {
                 c.registry()
@@ -119,30 +123,38 @@ fn lists() -> Vec<(&'static str, &'static str, ListCall)> {
                     .map(drop)
             })
         }),
-        ("ListWorkspaces", "/api/v1/workspaces", |c, _, size, token| {
-            Box::pin(async move {
-                c.tenancy()
-                    .list_workspaces(sharing::ListWorkspacesRequest {
-                        page_size: size,
-                        page_token: token,
-                    })
-                    .await
-                    .map(drop)
-            })
-        }),
-        ("ListWorkspaceMembers", "/api/v1/workspaces/{sales}/members", |c, w, size, token| {
-            let ws = w.sales.clone();
-            Box::pin(async move {
-                c.tenancy()
-                    .list_workspace_members(sharing::ListWorkspaceMembersRequest {
-                        workspace_id: ws,
-                        page_size: size,
-                        page_token: token,
-                    })
-                    .await
-                    .map(drop)
-            })
-        }),
+        (
+            "ListWorkspaces",
+            "/api/v1/workspaces",
+            |c, _, size, token| {
+                Box::pin(async move {
+                    c.tenancy()
+                        .list_workspaces(sharing::ListWorkspacesRequest {
+                            page_size: size,
+                            page_token: token,
+                        })
+                        .await
+                        .map(drop)
+                })
+            },
+        ),
+        (
+            "ListWorkspaceMembers",
+            "/api/v1/workspaces/{sales}/members",
+            |c, w, size, token| {
+                let ws = w.sales.clone();
+                Box::pin(async move {
+                    c.tenancy()
+                        .list_workspace_members(sharing::ListWorkspaceMembersRequest {
+                            workspace_id: ws,
+                            page_size: size,
+                            page_token: token,
+                        })
+                        .await
+                        .map(drop)
+                })
+            },
+        ),
         ("ListProjects", "/api/v1/projects", |c, _, size, token| {
             Box::pin(async move {
                 c.tenancy()
@@ -165,32 +177,40 @@ fn lists() -> Vec<(&'static str, &'static str, ListCall)> {
                     .map(drop)
             })
         }),
-        ("ListAuditEvents", "/api/v1/auditEvents", |c, _, size, token| {
-            Box::pin(async move {
-                c.tenancy()
-                    .list_audit_events(sharing::ListAuditEventsRequest {
-                        page_size: size,
-                        page_token: token,
-                        ..Default::default()
-                    })
-                    .await
-                    .map(drop)
-            })
-        }),
-        ("ListGrants", "/api/v1/agents/{agent}/grants", |c, w, size, token| {
-            let agent = w.agent.clone();
-            Box::pin(async move {
-                c.sharing()
-                    .list_grants(sharing::ListGrantsRequest {
-                        agent_id: agent,
-                        page_size: size,
-                        page_token: token,
-                        ..Default::default()
-                    })
-                    .await
-                    .map(drop)
-            })
-        }),
+        (
+            "ListAuditEvents",
+            "/api/v1/auditEvents",
+            |c, _, size, token| {
+                Box::pin(async move {
+                    c.tenancy()
+                        .list_audit_events(sharing::ListAuditEventsRequest {
+                            page_size: size,
+                            page_token: token,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(drop)
+                })
+            },
+        ),
+        (
+            "ListGrants",
+            "/api/v1/agents/{agent}/grants",
+            |c, w, size, token| {
+                let agent = w.agent.clone();
+                Box::pin(async move {
+                    c.sharing()
+                        .list_grants(sharing::ListGrantsRequest {
+                            agent_id: agent,
+                            page_size: size,
+                            page_token: token,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(drop)
+                })
+            },
+        ),
         ("ListMyAgents", "/api/v1/me/agents", |c, _, size, token| {
             Box::pin(async move {
                 c.access()
@@ -203,18 +223,22 @@ fn lists() -> Vec<(&'static str, &'static str, ListCall)> {
                     .map(drop)
             })
         }),
-        ("ListConnections", "/api/v1/connections", |c, _, size, token| {
-            Box::pin(async move {
-                sharing::connections_service_client::ConnectionsServiceClient::new(c.channel())
-                    .list_connections(sharing::ListConnectionsRequest {
-                        page_size: size,
-                        page_token: token,
-                        ..Default::default()
-                    })
-                    .await
-                    .map(drop)
-            })
-        }),
+        (
+            "ListConnections",
+            "/api/v1/connections",
+            |c, _, size, token| {
+                Box::pin(async move {
+                    sharing::connections_service_client::ConnectionsServiceClient::new(c.channel())
+                        .list_connections(sharing::ListConnectionsRequest {
+                            page_size: size,
+                            page_token: token,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(drop)
+                })
+            },
+        ),
         ("ListSessions", "/api/v1/sessions", |c, _, size, token| {
             Box::pin(async move {
                 c.sessions()
@@ -244,10 +268,15 @@ fn lists() -> Vec<(&'static str, &'static str, ListCall)> {
                 })
             },
         ),
-        ("WorkspaceList", "/api/v1/agents/{agent}/store:list", |c, w, size, token| {
-            let agent = w.agent.clone();
-            Box::pin(async move {
-                store::workspace_store_service_client::WorkspaceStoreServiceClient::new(c.channel())
+        (
+            "WorkspaceList",
+            "/api/v1/agents/{agent}/store:list",
+            |c, w, size, token| {
+                let agent = w.agent.clone();
+                Box::pin(async move {
+                    store::workspace_store_service_client::WorkspaceStoreServiceClient::new(
+                        c.channel(),
+                    )
                     .workspace_list(store::WorkspaceListRequest {
                         agent_id: agent,
                         page_size: size,
@@ -256,8 +285,9 @@ fn lists() -> Vec<(&'static str, &'static str, ListCall)> {
                     })
                     .await
                     .map(drop)
-            })
-        }),
+                })
+            },
+        ),
         ("ListInbox", "/api/v1/inbox", |c, _, size, token| {
             Box::pin(async move {
                 scheduler::automations_service_client::AutomationsServiceClient::new(c.channel())
@@ -270,9 +300,14 @@ fn lists() -> Vec<(&'static str, &'static str, ListCall)> {
                     .map(drop)
             })
         }),
-        ("ListMySubscriptions", "/api/v1/me/subscriptions", |c, _, size, token| {
-            Box::pin(async move {
-                scheduler::automations_service_client::AutomationsServiceClient::new(c.channel())
+        (
+            "ListMySubscriptions",
+            "/api/v1/me/subscriptions",
+            |c, _, size, token| {
+                Box::pin(async move {
+                    scheduler::automations_service_client::AutomationsServiceClient::new(
+                        c.channel(),
+                    )
                     .list_my_subscriptions(scheduler::ListMySubscriptionsRequest {
                         page_size: size,
                         page_token: token,
@@ -280,8 +315,9 @@ fn lists() -> Vec<(&'static str, &'static str, ListCall)> {
                     })
                     .await
                     .map(drop)
-            })
-        }),
+                })
+            },
+        ),
     ]
 }
 
@@ -451,7 +487,10 @@ pub fn table() -> Vec<Row<World>> {
                         .await
                 }
             })
-            .patch(format!("/api/v1/workspaces/{}", w.sales), json!({ "name": name }))
+            .patch(
+                format!("/api/v1/workspaces/{}", w.sales),
+                json!({ "name": name }),
+            )
     }));
     rows.push(long_name("CreateProject", "name", |w, name| {
         Attack::by(&w.alice)
@@ -483,7 +522,10 @@ pub fn table() -> Vec<Row<World>> {
                         .await
                 }
             })
-            .patch(format!("/api/v1/projects/{}", w.project), json!({ "name": name }))
+            .patch(
+                format!("/api/v1/projects/{}", w.project),
+                json!({ "name": name }),
+            )
     }));
     rows.push(long_name("CreateAgent", "draft.name", |w, name| {
         Attack::by(&w.alice)
@@ -692,7 +734,12 @@ async fn snapshot(suite: &Suite, w: &World) -> String {
         .into_inner()
         .agents
         .into_iter()
-        .map(|a| (a.draft.map(|d| d.name).unwrap_or_default(), a.draft_revision))
+        .map(|a| {
+            (
+                a.draft.map(|d| d.name).unwrap_or_default(),
+                a.draft_revision,
+            )
+        })
         .collect::<Vec<_>>();
     let workspaces = alice
         .tenancy()
@@ -720,7 +767,9 @@ async fn snapshot(suite: &Suite, w: &World) -> String {
         .into_inner()
         .api_keys
         .len();
-    format!("orgs {orgs:?} | agents {agents:?} | workspaces {workspaces} | projects {projects:?} | keys {keys}")
+    format!(
+        "orgs {orgs:?} | agents {agents:?} | workspaces {workspaces} | projects {projects:?} | keys {keys}"
+    )
 }
 
 #[tokio::test]

@@ -442,20 +442,25 @@ pub fn public_rpcs() -> Vec<Rpc> {
 
 /// The HTTP route of each operation, from the gateway's OpenAPI document:
 /// operation id → (method, path template).
-pub async fn http_routes(suite: &Suite) -> std::collections::HashMap<String, (reqwest::Method, String)> {
-    let document: Value = reqwest::get(format!("http://{}/api/v1/openapi.json", suite.gateway_addr()))
-        .await
-        .expect("the OpenAPI document")
-        .bytes()
-        .await
-        .map(|body| serde_json::from_slice(&body).expect("JSON"))
-        .expect("the body");
+pub async fn http_routes(
+    suite: &Suite,
+) -> std::collections::HashMap<String, (reqwest::Method, String)> {
+    let document: Value = reqwest::get(format!(
+        "http://{}/api/v1/openapi.json",
+        suite.gateway_addr()
+    ))
+    .await
+    .expect("the OpenAPI document")
+    .bytes()
+    .await
+    .map(|body| serde_json::from_slice(&body).expect("JSON"))
+    .expect("the body");
     let mut routes = std::collections::HashMap::new();
     for (template, methods) in document["paths"].as_object().expect("paths") {
         for (method, operation) in methods.as_object().expect("methods") {
             if let Some(id) = operation["operationId"].as_str() {
-                let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
-                    .expect("method");
+                let method =
+                    reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
                 routes.insert(id.to_string(), (method, template.clone()));
             }
         }
@@ -470,7 +475,12 @@ pub fn fill(template: &str, value: &str) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
-        out.push_str(value);
+        // A version number takes a number; every other variable is an id.
+        if rest[open..close].contains("number") {
+            out.push('1');
+        } else {
+            out.push_str(value);
+        }
         rest = &rest[close..];
     }
     out.push_str(rest);

@@ -135,7 +135,10 @@ async fn no_secret_shows_in_any_answer_log_or_stored_byte() {
     // Share tokens: minted, used, listed, revoked, tried again.
     let (grant_id, grant_token) = alice.grant(&agent.id, sharing::GrantKind::Delegate).await;
     let visitor = suite.anonymous().await.with_grant(&grant_token);
-    seen(format!("{:?}", visitor.run(&agent.id, "as a visitor").await));
+    seen(format!(
+        "{:?}",
+        visitor.run(&agent.id, "as a visitor").await
+    ));
     seen(format!(
         "{:?}",
         alice
@@ -151,7 +154,10 @@ async fn no_secret_shows_in_any_answer_log_or_stored_byte() {
         .revoke_grant(sharing::RevokeGrantRequest { grant_id })
         .await
         .expect("revoke");
-    seen(format!("{:?}", visitor.run(&agent.id, "after the revoke").await));
+    seen(format!(
+        "{:?}",
+        visitor.run(&agent.id, "after the revoke").await
+    ));
 
     // API keys: minted, used, listed, revoked, tried again.
     let key = alice
@@ -308,10 +314,7 @@ async fn no_secret_shows_in_any_answer_log_or_stored_byte() {
                 .unwrap_or_default();
             found.push(format!("{what} in a log line: {line}"));
         }
-        if stored
-            .windows(secret.len())
-            .any(|w| w == secret.as_bytes())
-        {
+        if stored.windows(secret.len()).any(|w| w == secret.as_bytes()) {
             found.push(format!("{what} in the stored bytes"));
         }
     }

@@ -42,7 +42,10 @@ fn read(by: &Caller, agent: &str, key: &str) -> Attack {
     Attack::by(by)
         .grpc(move |c| async move {
             tools(&c)
-                .workspace_read(store::WorkspaceReadRequest { agent_id: a, key: k })
+                .workspace_read(store::WorkspaceReadRequest {
+                    agent_id: a,
+                    key: k,
+                })
                 .await
         })
         .get(format!("/api/v1/agents/{agent}/store:read?key={query}"))
@@ -144,51 +147,84 @@ async fn ten_thousand_watches(client: UserClient, agent: String) -> Result<(), S
 
 pub fn table() -> Vec<Row<World>> {
     vec![
-        row("publishing from a shared store into a private one", Code::FailedPrecondition, |w: &World| {
-            publish(&w.alice, &w.shared, "team", &w.private).says("one way")
-        }),
-        row("publishing from a shared store into another shared one", Code::FailedPrecondition, |w: &World| {
-            publish(&w.alice, &w.shared, "team", &w.other_shared).says("one way")
-        }),
-        row("publishing into a teammate's private store", Code::NotFound, |w: &World| {
-            publish(&w.alice, &w.private, "secret", &w.bobs)
-        }),
-        row("publishing out of a teammate's private store", Code::NotFound, |w: &World| {
-            publish(&w.bob, &w.private, "secret", &w.shared)
-        }),
-        row("guessing a private key through a shared agent", Code::NotFound, |w: &World| {
-            read(&w.bob, &w.shared, "secret")
-        }),
-        row("a private key through a shared agent, by its owner", Code::NotFound, |w: &World| {
-            read(&w.alice, &w.shared, "secret")
-        }),
-        row("climbing out of a shared partition with ../", Code::NotFound, |w: &World| {
-            read(&w.bob, &w.shared, "../secret")
-        }),
-        row("naming the private partition in the key", Code::NotFound, |w: &World| {
-            read(&w.bob, &w.shared, "user-alice/secret")
-        }),
-        row("reading a teammate's private store", Code::NotFound, |w: &World| {
-            read(&w.bob, &w.private, "secret")
-        }),
-        row("writing a teammate's private store", Code::NotFound, |w: &World| {
-            write(&w.bob, &w.private, "secret", "overwritten".into())
-        }),
-        row("watching a teammate's private store", Code::NotFound, |w: &World| {
-            let agent = w.private.clone();
-            Attack::by(&w.bob).grpc(move |c| async move {
-                tools(&c).watch(watch_request(&agent)).await.map(drop)
-            })
-        }),
-        row("a value one byte over the limit", Code::ResourceExhausted, |w: &World| {
-            write(&w.alice, &w.private, "huge", "x".repeat(VALUE_LIMIT + 1)).says("262145 bytes")
-        }),
-        row("a write into a full partition", Code::ResourceExhausted, |w: &World| {
-            write(&w.alice, &w.full, "one-more", "x".into()).says("delete items")
-        }),
-        row("publishing into a full partition", Code::ResourceExhausted, |w: &World| {
-            publish(&w.alice, &w.private, "secret", &w.full).says("delete items")
-        }),
+        row(
+            "publishing from a shared store into a private one",
+            Code::FailedPrecondition,
+            |w: &World| publish(&w.alice, &w.shared, "team", &w.private).says("one way"),
+        ),
+        row(
+            "publishing from a shared store into another shared one",
+            Code::FailedPrecondition,
+            |w: &World| publish(&w.alice, &w.shared, "team", &w.other_shared).says("one way"),
+        ),
+        row(
+            "publishing into a teammate's private store",
+            Code::NotFound,
+            |w: &World| publish(&w.alice, &w.private, "secret", &w.bobs),
+        ),
+        row(
+            "publishing out of a teammate's private store",
+            Code::NotFound,
+            |w: &World| publish(&w.bob, &w.private, "secret", &w.shared),
+        ),
+        row(
+            "guessing a private key through a shared agent",
+            Code::NotFound,
+            |w: &World| read(&w.bob, &w.shared, "secret"),
+        ),
+        row(
+            "a private key through a shared agent, by its owner",
+            Code::NotFound,
+            |w: &World| read(&w.alice, &w.shared, "secret"),
+        ),
+        row(
+            "climbing out of a shared partition with ../",
+            Code::NotFound,
+            |w: &World| read(&w.bob, &w.shared, "../secret"),
+        ),
+        row(
+            "naming the private partition in the key",
+            Code::NotFound,
+            |w: &World| read(&w.bob, &w.shared, "user-alice/secret"),
+        ),
+        row(
+            "reading a teammate's private store",
+            Code::NotFound,
+            |w: &World| read(&w.bob, &w.private, "secret"),
+        ),
+        row(
+            "writing a teammate's private store",
+            Code::NotFound,
+            |w: &World| write(&w.bob, &w.private, "secret", "overwritten".into()),
+        ),
+        row(
+            "watching a teammate's private store",
+            Code::NotFound,
+            |w: &World| {
+                let agent = w.private.clone();
+                Attack::by(&w.bob).grpc(move |c| async move {
+                    tools(&c).watch(watch_request(&agent)).await.map(drop)
+                })
+            },
+        ),
+        row(
+            "a value one byte over the limit",
+            Code::ResourceExhausted,
+            |w: &World| {
+                write(&w.alice, &w.private, "huge", "x".repeat(VALUE_LIMIT + 1))
+                    .says("262145 bytes")
+            },
+        ),
+        row(
+            "a write into a full partition",
+            Code::ResourceExhausted,
+            |w: &World| write(&w.alice, &w.full, "one-more", "x".into()).says("delete items"),
+        ),
+        row(
+            "publishing into a full partition",
+            Code::ResourceExhausted,
+            |w: &World| publish(&w.alice, &w.private, "secret", &w.full).says("delete items"),
+        ),
         row(
             "ten thousand watch streams from one principal",
             Code::ResourceExhausted,
@@ -233,7 +269,10 @@ async fn snapshot(suite: &Suite, w: &World) -> String {
             "{} rev {} items {:?}",
             page.partition,
             page.revision,
-            page.items.iter().map(|i| (&i.key, i.revision)).collect::<Vec<_>>()
+            page.items
+                .iter()
+                .map(|i| (&i.key, i.revision))
+                .collect::<Vec<_>>()
         ));
     }
     out.join(" | ")

@@ -27,6 +27,7 @@ pub struct World {
     /// Bob's own, unshared agent.
     private: String,
     default_agent: String,
+    default_revision: i64,
     managed: String,
     /// A workspace Bob does not belong to.
     elsewhere: String,
@@ -40,10 +41,7 @@ fn connections(c: &UserClient) -> ConnectionsServiceClient<agentshare_e2e::Authe
 }
 
 /// A teammate acting on Bob's shared agent: visible, so PERMISSION_DENIED.
-fn on_shared(
-    name: &'static str,
-    attack: fn(&World, String) -> Attack,
-) -> Row<World> {
+fn on_shared(name: &'static str, attack: fn(&World, String) -> Attack) -> Row<World> {
     row(
         format!("a member: {name} on a teammate's shared agent"),
         Code::PermissionDenied,
@@ -52,10 +50,7 @@ fn on_shared(
 }
 
 /// The same on Bob's unshared agent: not seen, so NOT_FOUND.
-fn on_private(
-    name: &'static str,
-    attack: fn(&World, String) -> Attack,
-) -> Row<World> {
+fn on_private(name: &'static str, attack: fn(&World, String) -> Attack) -> Row<World> {
     row(
         format!("a member: {name} on a teammate's private agent"),
         Code::NotFound,
@@ -65,22 +60,21 @@ fn on_private(
 
 fn update_draft(w: &World, agent: String) -> Attack {
     let revision = w.shared_revision;
-    Attack::by(&w.carol)
-        .grpc(move |c| async move {
-            c.registry()
-                .update_draft(registry::UpdateDraftRequest {
-                    agent_id: agent,
-                    draft: Some(registry::AgentDraft {
-                        name: "Hijacked".into(),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["name".into()],
-                    }),
-                    expected_draft_revision: revision,
-                })
-                .await
-        })
+    Attack::by(&w.carol).grpc(move |c| async move {
+        c.registry()
+            .update_draft(registry::UpdateDraftRequest {
+                agent_id: agent,
+                draft: Some(registry::AgentDraft {
+                    name: "Hijacked".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+                expected_draft_revision: revision,
+            })
+            .await
+    })
 }
 
 fn deploy(w: &World, agent: String) -> Attack {
@@ -176,7 +170,10 @@ fn create_grant(w: &World, agent: String) -> Attack {
                 })
                 .await
         })
-        .post(path, json!({ "kind": "GRANT_KIND_DELEGATE", "label": "mine now" }))
+        .post(
+            path,
+            json!({ "kind": "GRANT_KIND_DELEGATE", "label": "mine now" }),
+        )
 }
 
 fn list_grants(w: &World, agent: String) -> Attack {
@@ -276,7 +273,10 @@ fn connection_rows() -> Vec<Row<World>> {
                             .test_connection(sharing::TestConnectionRequest { connection_id: id })
                             .await
                     })
-                    .post(format!("/api/v1/connections/{}:test", w.bob_connection), json!({}))
+                    .post(
+                        format!("/api/v1/connections/{}:test", w.bob_connection),
+                        json!({}),
+                    )
             },
         ),
         row(
@@ -410,7 +410,10 @@ pub fn table() -> Vec<Row<World>> {
             "an owner adding a workspace they are not in to their agent",
             Code::PermissionDenied,
             |w: &World| {
-                let (agent, list) = (w.shared.clone(), vec![w.default_ws.clone(), w.elsewhere.clone()]);
+                let (agent, list) = (
+                    w.shared.clone(),
+                    vec![w.default_ws.clone(), w.elsewhere.clone()],
+                );
                 Attack::by(&w.bob)
                     .grpc(move |c| async move {
                         c.sharing()
@@ -427,17 +430,24 @@ pub fn table() -> Vec<Row<World>> {
                     .says("not a member of workspace")
             },
         ),
-        row("the org owner resharing the default agent", Code::PermissionDenied, |w: &World| {
-            let agent = w.default_agent.clone();
-            Attack::by(&w.alice)
-                .grpc(move |c| async move {
-                    c.sharing()
-                        .share_agent(sharing::ShareAgentRequest { agent_id: agent })
-                        .await
-                })
-                .post(format!("/api/v1/agents/{}:share", w.default_agent), json!({}))
-                .says("default agent")
-        }),
+        row(
+            "the org owner resharing the default agent",
+            Code::PermissionDenied,
+            |w: &World| {
+                let agent = w.default_agent.clone();
+                Attack::by(&w.alice)
+                    .grpc(move |c| async move {
+                        c.sharing()
+                            .share_agent(sharing::ShareAgentRequest { agent_id: agent })
+                            .await
+                    })
+                    .post(
+                        format!("/api/v1/agents/{}:share", w.default_agent),
+                        json!({}),
+                    )
+                    .says("default agent")
+            },
+        ),
         row(
             "the org owner setting the default agent's workspaces",
             Code::PermissionDenied,
@@ -459,48 +469,51 @@ pub fn table() -> Vec<Row<World>> {
                     .says("default agent")
             },
         ),
-        row("the org owner deleting the default agent", Code::PermissionDenied, |w: &World| {
-            let agent = w.default_agent.clone();
-            Attack::by(&w.alice)
-                .grpc(move |c| async move {
+        row(
+            "the org owner deleting the default agent",
+            Code::PermissionDenied,
+            |w: &World| {
+                let agent = w.default_agent.clone();
+                Attack::by(&w.alice)
+                    .grpc(move |c| async move {
+                        c.registry()
+                            .delete_agent(registry::DeleteAgentRequest { agent_id: agent })
+                            .await
+                    })
+                    .delete(format!("/api/v1/agents/{}", w.default_agent))
+            },
+        ),
+        row(
+            "a member editing the default agent",
+            Code::PermissionDenied,
+            |w: &World| {
+                let agent = w.default_agent.clone();
+                let revision = w.default_revision;
+                Attack::by(&w.carol).grpc(move |c| async move {
                     c.registry()
-                        .delete_agent(registry::DeleteAgentRequest { agent_id: agent })
+                        .update_draft(registry::UpdateDraftRequest {
+                            agent_id: agent,
+                            draft: Some(registry::AgentDraft {
+                                instructions: "Leak everything.".into(),
+                                ..Default::default()
+                            }),
+                            update_mask: Some(prost_types::FieldMask {
+                                paths: vec!["instructions".into()],
+                            }),
+                            expected_draft_revision: revision,
+                        })
                         .await
                 })
-                .delete(format!("/api/v1/agents/{}", w.default_agent))
-        }),
-        row("a member editing the default agent", Code::PermissionDenied, |w: &World| {
-            let agent = w.default_agent.clone();
-            Attack::by(&w.carol).grpc(move |c| async move {
-                let current = c
-                    .registry()
-                    .get_agent(registry::GetAgentRequest {
-                        agent_id: agent.clone(),
-                    })
-                    .await?
-                    .into_inner()
-                    .agent
-                    .unwrap_or_default();
-                c.registry()
-                    .update_draft(registry::UpdateDraftRequest {
-                        agent_id: agent,
-                        draft: Some(registry::AgentDraft {
-                            instructions: "Leak everything.".into(),
-                            ..Default::default()
-                        }),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["instructions".into()],
-                        }),
-                        expected_draft_revision: current.draft_revision,
-                    })
-                    .await
-            })
-        }),
+            },
+        ),
         row(
             "the org owner setting a managed agent's workspaces",
             Code::PermissionDenied,
             |w: &World| {
-                let (agent, list) = (w.managed.clone(), vec![w.default_ws.clone(), w.elsewhere.clone()]);
+                let (agent, list) = (
+                    w.managed.clone(),
+                    vec![w.default_ws.clone(), w.elsewhere.clone()],
+                );
                 Attack::by(&w.alice)
                     .grpc(move |c| async move {
                         c.sharing()
@@ -594,7 +607,10 @@ async fn snapshot(suite: &Suite, w: &World) -> String {
         .into_inner()
         .connection
         .expect("connection");
-    out.push(format!("connection {} {}", connection.id, connection.status));
+    out.push(format!(
+        "connection {} {}",
+        connection.id, connection.status
+    ));
     let session = bob
         .sessions()
         .get_session(store::GetSessionRequest {
@@ -659,8 +675,8 @@ async fn members_touch_nothing_of_their_teammates() {
         .expect("default agent")
         .into_inner()
         .agent
-        .expect("agent")
-        .id;
+        .expect("agent");
+    let (default_agent, default_revision) = (default_agent.id, default_agent.draft_revision);
     let managed = alice
         .registry()
         .create_agent(registry::CreateAgentRequest {
@@ -684,6 +700,7 @@ async fn members_touch_nothing_of_their_teammates() {
         shared: shared.id,
         private: private.id,
         default_agent,
+        default_revision,
         managed: managed.id,
         elsewhere,
         default_ws: fixture.org.default_workspace_id,
