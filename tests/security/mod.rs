@@ -92,6 +92,9 @@ impl Caller {
     }
 }
 
+/// Whether a successful answer was the right one.
+type Accepts = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
 type GrpcCall = Box<dyn FnOnce(UserClient) -> Boxed<Result<(), Status>> + Send>;
 
 /// An HTTP/JSON request: method, path (with query) and body.
@@ -109,7 +112,7 @@ pub struct Attack {
     /// Part of the message the answer must carry (gRPC and HTTP alike).
     needle: String,
     /// Checks the successful answer of a row that expects OK.
-    accepts: Option<Box<dyn FnOnce(String) -> Result<(), String> + Send>>,
+    accepts: Option<Accepts>,
 }
 
 impl Attack {
@@ -157,7 +160,7 @@ impl Attack {
                 Ok(())
             })
         }));
-        self.accepts = Some(Box::new(move |_| {
+        self.accepts = Some(Box::new(move || {
             receiver
                 .try_recv()
                 .unwrap_or_else(|_| Err("no answer".into()))
@@ -182,15 +185,18 @@ impl Attack {
         self.http(reqwest::Method::DELETE, path)
     }
 
+    #[allow(clippy::needless_pass_by_value)]
     pub fn post(self, path: impl Into<String>, body: Value) -> Self {
         self.http(reqwest::Method::POST, path).json_body(body)
     }
 
+    #[allow(clippy::needless_pass_by_value)]
     pub fn patch(self, path: impl Into<String>, body: Value) -> Self {
         self.http(reqwest::Method::PATCH, path).json_body(body)
     }
 
-    /// The HTTP request's JSON body.
+    /// The HTTP request's JSON body. Owned, so rows write `json!({..})`.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn json_body(self, body: Value) -> Self {
         self.raw_body(body.to_string())
     }
@@ -365,7 +371,7 @@ where
             transcript.answers.push(answer.raw.clone());
         }
         if let Some(accepts) = attack.accepts
-            && let Err(why) = accepts(String::new())
+            && let Err(why) = accepts()
         {
             failures.push(format!("{}: {why}", row.name));
         }
@@ -377,16 +383,16 @@ where
             ));
             // Later rows compare with what is there now, so one change is
             // reported once.
-            return fail(failures);
+            return fail(&failures);
         }
     }
     if !failures.is_empty() {
-        return fail(failures);
+        return fail(&failures);
     }
     transcript
 }
 
-fn fail(failures: Vec<String>) -> Transcript {
+fn fail(failures: &[String]) -> Transcript {
     panic!(
         "{} row(s) of the attack matrix failed:\n{}",
         failures.len(),

@@ -70,8 +70,8 @@ fn publish(by: &Caller, from: &str, key: &str, to: &str) -> Attack {
         )
 }
 
-fn write(by: &Caller, agent: &str, key: &str, value: String) -> Attack {
-    let (a, k, v) = (agent.to_string(), key.to_string(), value.clone());
+fn write(by: &Caller, agent: &str, key: &str, value: &str) -> Attack {
+    let (a, k, v) = (agent.to_string(), key.to_string(), value.to_string());
     Attack::by(by)
         .grpc(move |c| async move {
             tools(&c)
@@ -195,7 +195,7 @@ pub fn table() -> Vec<Row<World>> {
         row(
             "writing a teammate's private store",
             Code::NotFound,
-            |w: &World| write(&w.bob, &w.private, "secret", "overwritten".into()),
+            |w: &World| write(&w.bob, &w.private, "secret", "overwritten"),
         ),
         row(
             "watching a teammate's private store",
@@ -211,14 +211,14 @@ pub fn table() -> Vec<Row<World>> {
             "a value one byte over the limit",
             Code::ResourceExhausted,
             |w: &World| {
-                write(&w.alice, &w.private, "huge", "x".repeat(VALUE_LIMIT + 1))
+                write(&w.alice, &w.private, "huge", &"x".repeat(VALUE_LIMIT + 1))
                     .says("262145 bytes")
             },
         ),
         row(
             "a write into a full partition",
             Code::ResourceExhausted,
-            |w: &World| write(&w.alice, &w.full, "one-more", "x".into()).says("delete items"),
+            |w: &World| write(&w.alice, &w.full, "one-more", "x").says("delete items"),
         ),
         row(
             "publishing into a full partition",
