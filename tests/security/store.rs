@@ -99,32 +99,65 @@ fn watch_request(agent: &str) -> store::WatchRequest {
     }
 }
 
-/// Opens the cap's worth of watches, then asks for the rest of ten
-/// thousand, 64 at a time: every one past the cap must be refused.
-async fn ten_thousand_watches(client: UserClient, agent: String) -> Result<(), Status> {
+/// Opens the cap's worth of watches, waiting for slots that closed
+/// streams are still giving back.
+async fn hold_the_cap(
+    client: &UserClient,
+    agent: &str,
+) -> Result<Vec<tonic::Streaming<store::WatchResponse>>, Status> {
     let mut open = Vec::new();
     for _ in 0..WATCH_CAP {
-        let mut stream = tools(&client)
-            .watch(watch_request(&agent))
-            .await?
-            .into_inner();
+        let stream = agentshare_e2e::eventually_within(
+            std::time::Duration::from_secs(10),
+            "a watch slot given back",
+            || {
+                let mut tools = tools(client);
+                let request = watch_request(agent);
+                async move {
+                    match tools.watch(request).await {
+                        Ok(stream) => Ok(Ok(stream.into_inner())),
+                        Err(status) if status.code() == Code::ResourceExhausted => Err(status),
+                        Err(status) => Ok(Err(status)),
+                    }
+                }
+            },
+        )
+        .await;
+        let mut stream = stream?;
         stream.message().await?;
         open.push(stream);
     }
-    let refusals: Vec<Result<(), Status>> = futures::stream::iter(WATCH_CAP..WATCH_ATTEMPTS)
-        .map(|_| {
-            let mut tools = tools(&client);
-            let request = watch_request(&agent);
-            async move {
-                match tools.watch(request).await {
-                    Ok(_) => Ok(()),
-                    Err(status) => Err(status),
-                }
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
+    Ok(open)
+}
+
+/// Holds the cap's worth of watches open, then asks for the rest of ten
+/// thousand, 64 at a time: every one past the cap must be refused. A watch
+/// ends when the Principal it was opened with expires (60 s), so the held
+/// ones are opened afresh every 20 s, between batches.
+async fn ten_thousand_watches(client: UserClient, agent: String) -> Result<(), Status> {
+    let mut open = hold_the_cap(&client, &agent).await?;
+    let mut opened_at = std::time::Instant::now();
+    let mut refusals: Vec<Result<(), Status>> = Vec::new();
+    let mut attempted = WATCH_CAP;
+    while attempted < WATCH_ATTEMPTS {
+        if opened_at.elapsed() > std::time::Duration::from_secs(20) {
+            drop(std::mem::take(&mut open));
+            open = hold_the_cap(&client, &agent).await?;
+            opened_at = std::time::Instant::now();
+        }
+        let batch = 500.min(WATCH_ATTEMPTS - attempted);
+        attempted += batch;
+        let answers: Vec<Result<(), Status>> = futures::stream::iter(0..batch)
+            .map(|_| {
+                let mut tools = tools(&client);
+                let request = watch_request(&agent);
+                async move { tools.watch(request).await.map(drop) }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        refusals.extend(answers);
+    }
     drop(open);
     let admitted = refusals.iter().filter(|r| r.is_ok()).count();
     if admitted > 0 {
