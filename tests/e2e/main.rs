@@ -28,6 +28,8 @@ mod outbox;
 mod projects;
 mod registry;
 mod replicas;
+#[path = "../security/mod.rs"]
+mod security;
 mod sessions_usage;
 mod sharing;
 mod slice;

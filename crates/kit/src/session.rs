@@ -18,8 +18,12 @@ pub struct SessionClaims {
     pub aud: String,
     pub sub: String,
     pub exp: i64,
+    /// Issued at (Unix seconds); required, and never in the future.
     #[serde(default)]
     pub iat: i64,
+    /// Not before (Unix seconds), when the provider sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,13 +217,35 @@ impl SessionVerifier {
                 _ => unauthenticated(&format!("invalid token: {e}")),
             }
         })?;
-        if data.claims.exp <= clock.now_secs() {
+        let now = clock.now_secs();
+        if data.claims.exp <= now {
             return Err(unauthenticated(
                 "token expired; sign in again or mint a new token",
             ));
         }
+        not_early(&data.claims, now).map_err(|why| unauthenticated(&why))?;
         Ok(data.claims)
     }
+}
+
+/// How far a provider's clock may run ahead of ours.
+const CLOCK_SKEW_SECS: i64 = 60;
+
+/// A token must say when it was issued, and neither that nor its `nbf`
+/// may lie ahead: a token minted for later is not a credential yet.
+fn not_early(claims: &SessionClaims, now: i64) -> Result<(), String> {
+    if claims.iat <= 0 {
+        return Err(
+            "missing claim iat; the identity provider must say when it issued the token".into(),
+        );
+    }
+    if claims.iat > now + CLOCK_SKEW_SECS {
+        return Err("iat lies in the future; check the identity provider's clock".into());
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS) {
+        return Err("the token is not valid yet (nbf); use it once its time has come".into());
+    }
+    Ok(())
 }
 
 fn declares_alg_none(token: &str) -> bool {
@@ -263,6 +289,7 @@ pub fn dev_claims(
         sub: user.into(),
         exp: now + ttl_secs,
         iat: now,
+        nbf: None,
         email: email.map(str::to_string),
         name: Some(user.into()),
         // Each minted token is its own session, so SwitchWorkspace works in
@@ -274,5 +301,47 @@ pub fn dev_claims(
         } else {
             vec!["pwd".into()]
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"a-test-secret-of-at-least-32-bytes!!";
+
+    fn verify(claims: &SessionClaims, now: i64) -> Result<SessionClaims, Error> {
+        let token = mint_hs256(SECRET, claims).expect("mint");
+        SessionVerifier::hs256(SECRET, DEV_ISSUER, DEV_AUDIENCE)
+            .verify(&token, &Clock::manual(now * 1_000_000))
+    }
+
+    fn refusal(claims: &SessionClaims, now: i64) -> String {
+        match verify(claims, now) {
+            Err(Error::Unauthenticated(why)) => why,
+            other => panic!("expected UNAUTHENTICATED, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_must_say_when_it_was_issued_and_not_claim_a_later_time() {
+        let now = 1_800_000_000;
+        verify(&dev_claims("ann", None, false, now, 600), now).expect("a fresh token");
+
+        let mut missing = dev_claims("ann", None, false, now, 600);
+        missing.iat = 0;
+        assert!(refusal(&missing, now).contains("missing claim iat"));
+
+        let mut future = dev_claims("ann", None, false, now, 600);
+        future.iat = now + 3600;
+        assert!(refusal(&future, now).contains("iat lies in the future"));
+        future.iat = now + CLOCK_SKEW_SECS;
+        verify(&future, now).expect("within the allowed skew");
+
+        let mut early = dev_claims("ann", None, false, now, 600);
+        early.nbf = Some(now + 3600);
+        assert!(refusal(&early, now).contains("not valid yet"));
+        early.nbf = Some(now - 10);
+        verify(&early, now).expect("nbf passed");
     }
 }

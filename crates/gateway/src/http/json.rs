@@ -107,13 +107,20 @@ pub fn request_message(
         Json::Object(object),
         &DeserializeOptions::new(),
     )
-    .map_err(|e| {
-        Error::InvalidArgument(vec![FieldViolation::new(
-            "body",
-            format!("not a valid {} in proto3 JSON: {e}", input.name()),
-        )])
-    })?;
+    .map_err(|e| refused_body(input.name(), &e.to_string()))?;
     Ok(Bytes::from(message.encode_to_vec()))
+}
+
+/// A body the protobuf decoder refused. Nesting past what the decoder
+/// recurses into is named as the nesting limit, as gRPC names it, so the
+/// caller learns which limit it met rather than the decoder's words.
+fn refused_body(message: &str, cause: &str) -> Error {
+    let description = if cause.contains("recursion limit") {
+        "nests deeper than the protobuf decoder allows; flatten it (max_nesting_depth)".to_string()
+    } else {
+        format!("not a valid {message} in proto3 JSON: {cause}")
+    };
+    Error::InvalidArgument(vec![FieldViolation::new("body", description)])
 }
 
 /// How deep a JSON body may nest. The protobuf side has its own, lower
@@ -481,6 +488,23 @@ mod tests {
             r#"{"workspaceId": 5}"#,
         );
         assert!(matches!(wrong_type, Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn nesting_past_the_decoder_names_the_nesting_limit() {
+        let refused = refused_body(
+            "CreateAgentRequest",
+            "failed to decode: recursion limit reached",
+        );
+        assert!(
+            matches!(refused, Error::InvalidArgument(ref v) if v[0].field == "body" && v[0].description.contains("(max_nesting_depth)")),
+            "{refused:?}"
+        );
+        let other = refused_body("CreateAgentRequest", "unknown field `colour`");
+        assert!(
+            matches!(other, Error::InvalidArgument(ref v) if v[0].description.contains("not a valid CreateAgentRequest")),
+            "{other:?}"
+        );
     }
 
     #[test]
