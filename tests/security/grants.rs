@@ -57,6 +57,7 @@ fn grant_on(agent: &str, kind: GrantKind) -> sharing::CreateGrantRequest {
         label: "matrix".into(),
         expire_time: None,
         pinned_version: None,
+        limits: None,
     }
 }
 

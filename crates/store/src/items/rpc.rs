@@ -289,7 +289,8 @@ impl WorkspaceStoreService for WorkspaceStore {
         if message.after_revision.is_some_and(|r| r < 0) {
             return Err(Error::invalid("after_revision", "must not be negative").into());
         }
-        let partition = self.partition(&principal, &message.agent_id).await?;
+        // The cap first: a caller at it costs no call to sharing and no
+        // read, however often they ask.
         let slot = self
             .caps
             .take(
@@ -306,6 +307,7 @@ impl WorkspaceStoreService for WorkspaceStore {
                     format!("{most} of {most} open watches used"),
                 )
             })?;
+        let partition = self.partition(&principal, &message.agent_id).await?;
         let cursor = self
             .watch_cursor(&partition.name, message.after_revision)
             .await?;
