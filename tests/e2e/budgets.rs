@@ -560,41 +560,147 @@ async fn forbidding_shared_integrations_refuses_everyone_but_the_owner() {
     w.suite.stop().await;
 }
 
+/// Runs `count` at once, alternating between `clients`; how many were
+/// admitted, after checking every refusal is RESOURCE_EXHAUSTED.
+async fn admitted_of<F, Fut>(clients: &[UserClient], count: usize, run: F) -> usize
+where
+    F: Fn(UserClient, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<gateway::InvokeResponse, tonic::Status>>,
+{
+    let runs = (0..count).map(|i| run(clients[i % clients.len()].clone(), i));
+    let answers = futures::future::join_all(runs).await;
+    let refused: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(
+        refused.iter().all(|s| s.code() == Code::ResourceExhausted),
+        "{refused:?}"
+    );
+    count - refused.len()
+}
+
+/// Each caller's client on each gateway replica.
+async fn on_every_gateway(suite: &Suite, client: &UserClient) -> Vec<UserClient> {
+    let mut clients = Vec::new();
+    for addr in suite.addrs(ServiceName::Gateway) {
+        clients.push(client.on_channel(agentshare_e2e::connect(addr).await));
+    }
+    assert_eq!(clients.len(), 2);
+    clients
+}
+
 #[tokio::test]
-async fn a_grant_limit_holds_exactly_across_replicas() {
+async fn every_limit_holds_exactly_across_replicas() {
+    let runtime = RecordingRuntime::start().await;
     let suite = Suite::builder()
+        .runtime(&runtime)
         .replicas(ServiceName::Gateway, 2)
         .replicas(ServiceName::Sharing, 2)
         .start()
         .await;
     let w = acme_on(suite).await;
-    let (grant_id, token) = w
-        .alice
-        .grant_limited(&w.agent.id, GrantKind::Delegate, Some(limits(4, 0, 0, 0)))
-        .await;
-    let mut visitors = Vec::new();
-    for addr in w.suite.addrs(ServiceName::Gateway) {
-        let channel = agentshare_e2e::connect(addr).await;
-        visitors.push(UserClient::new(channel, None).with_grant(&token));
-    }
-    assert_eq!(visitors.len(), 2);
-    let runs = (0..10).map(|i| {
-        let visitor = visitors[i % 2].clone();
+    let grant = |limits: sharing::GrantLimits| {
+        let w = &w;
+        async move {
+            w.alice
+                .grant_limited(&w.agent.id, GrantKind::Delegate, Some(limits))
+                .await
+        }
+    };
+    let anonymous = w.suite.anonymous().await;
+    let run = |input: &'static str| {
         let agent_id = w.agent.id.clone();
-        async move { visitor.run(&agent_id, &format!("run {i}")).await }
-    });
-    let answers = futures::future::join_all(runs).await;
-    let admitted = answers.iter().filter(|a| a.is_ok()).count();
-    let refused: Vec<_> = answers.into_iter().filter_map(Result::err).collect();
-    assert_eq!(admitted, 4, "exactly the limit runs: {refused:?}");
-    assert!(
-        refused.iter().all(|s| s.code() == Code::ResourceExhausted),
-        "{refused:?}"
-    );
-    let usage = listed(&w.alice, &w.agent.id, &grant_id)
+        move |client: UserClient, i: usize| {
+            let agent_id = agent_id.clone();
+            async move { client.run(&agent_id, &format!("{input} {i}")).await }
+        }
+    };
+
+    // Per minute and per day: exactly the limit of ten runs at once.
+    let (minute_id, minute) = grant(limits(4, 0, 0, 0)).await;
+    let visitors = on_every_gateway(&w.suite, &anonymous.with_grant(&minute)).await;
+    assert_eq!(admitted_of(&visitors, 10, run("minute")).await, 4);
+    let (_, day) = grant(limits(0, 3, 0, 0)).await;
+    let visitors = on_every_gateway(&w.suite, &anonymous.with_grant(&day)).await;
+    assert_eq!(admitted_of(&visitors, 10, run("day")).await, 3);
+    let usage = listed(&w.alice, &w.agent.id, &minute_id)
         .await
         .usage
         .expect("usage");
     assert_eq!((usage.runs, usage.refusals), (4, 6));
+
+    // Per anonymous session: its continuations, wherever they land.
+    let (_, session) = grant(limits(0, 0, 0, 2)).await;
+    let visitors = on_every_gateway(&w.suite, &anonymous.with_grant(&session)).await;
+    let started = visitors[0]
+        .run(&w.agent.id, "hello")
+        .await
+        .expect("session");
+    let admitted = admitted_of(&visitors, 6, |client: UserClient, i: usize| {
+        let request = gateway::InvokeRequest {
+            agent_id: w.agent.id.clone(),
+            input: format!("again {i}"),
+            session_id: Some(started.session_id.clone()),
+            session_secret: Some(started.session_secret.clone()),
+            ..Default::default()
+        };
+        async move {
+            client
+                .invoke()
+                .invoke(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    })
+    .await;
+    assert_eq!(admitted, 2);
+
+    // Per user across the org.
+    set_policy(
+        &w.alice,
+        sharing::OrgPolicy {
+            runs_per_minute_per_principal: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let bobs = on_every_gateway(&w.suite, &w.bob).await;
+    assert_eq!(admitted_of(&bobs, 8, run("bob")).await, 3);
+    set_policy(&w.alice, sharing::OrgPolicy::default()).await;
+
+    // At once: two runs held, one on each gateway, fill the slots.
+    let (grant_id, concurrent) = grant(limits(0, 0, 2, 0)).await;
+    let visitors = on_every_gateway(&w.suite, &anonymous.with_grant(&concurrent)).await;
+    let mut held = Vec::new();
+    for visitor in &visitors {
+        let mut stream = visitor
+            .invoke()
+            .invoke_stream(gateway::InvokeStreamRequest {
+                agent_id: w.agent.id.clone(),
+                input: "wait /hold".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("a held run starts")
+            .into_inner();
+        stream.next().await.expect("started").expect("started");
+        held.push(stream);
+    }
+    for visitor in &visitors {
+        assert_throttled(
+            visitor.run(&w.agent.id, "a third").await,
+            &format!("grant/{grant_id}/concurrent_runs"),
+            Duration::from_secs(5),
+        );
+    }
+    runtime.release();
+    runtime.release();
+    for mut stream in held {
+        while let Some(event) = stream.next().await {
+            event.expect("the held run completes");
+        }
+    }
+    visitors[1]
+        .run(&w.agent.id, "slots free")
+        .await
+        .expect("both slots are free again");
     w.suite.stop().await;
 }

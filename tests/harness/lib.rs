@@ -996,6 +996,14 @@ impl UserClient {
         next
     }
 
+    /// The same caller and credentials over another channel (another
+    /// gateway replica).
+    pub fn on_channel(&self, channel: Channel) -> Self {
+        let mut next = self.clone();
+        next.channel = channel;
+        next
+    }
+
     /// The same caller presenting a share token too.
     pub fn with_grant(&self, token: &str) -> Self {
         let mut next = self.clone();

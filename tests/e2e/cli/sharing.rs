@@ -854,3 +854,129 @@ async fn an_oauth_connection_prints_where_to_consent_and_ends_when_the_user_come
         .await
         .failed(1, "no gmail connection was completed within 1s");
 }
+
+#[tokio::test]
+async fn a_builder_limits_a_widget_grant_and_an_owner_sets_the_orgs_policy_from_the_shell() {
+    let serve = Serve::start().await;
+    acme(&serve).await;
+    let agent = deploy_agent(&serve, json!({ "name": "Widget" })).await;
+    let token = serve
+        .as_user(
+            "alice",
+            &[
+                "grant",
+                "create",
+                &agent,
+                "--kind",
+                "delegate",
+                "--label",
+                "site",
+                "--runs-per-minute",
+                "1",
+                "-q",
+            ],
+        )
+        .await
+        .ok()
+        .id();
+    let visit = || async {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/agents/{agent}:invoke", serve.endpoint))
+            .header("x-agentshare-grant-token", &token)
+            .header("content-type", "application/json")
+            .body(json!({ "input": "hello" }).to_string())
+            .send()
+            .await
+            .expect("invoke")
+    };
+    assert!(visit().await.status().is_success());
+    let refused = visit().await;
+    assert_eq!(refused.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    let listed = serve
+        .as_user("alice", &["grant", "list", &agent])
+        .await
+        .ok();
+    assert!(
+        listed.stdout.contains("1/min 1000/day 4 at once"),
+        "the limit asked and the delegate defaults: {}",
+        listed.stdout
+    );
+    let grant = serve
+        .as_user("alice", &["grant", "list", &agent, "-o", "json"])
+        .await
+        .ok()
+        .json()["grants"][0]
+        .clone();
+    assert_eq!(grant["usage"]["runs"], "1", "{grant}");
+    assert_eq!(grant["usage"]["refusals"], "1", "{grant}");
+    let grant_id = grant["id"].as_str().expect("id").to_string();
+
+    let lifted = serve
+        .as_user(
+            "alice",
+            &["grant", "limits", &grant_id, "--runs-per-minute", "0"],
+        )
+        .await
+        .ok();
+    assert!(
+        lifted
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("runs per minute") && l.ends_with("none")),
+        "{}",
+        lifted.stdout
+    );
+    assert!(
+        visit().await.status().is_success(),
+        "no limit per minute now"
+    );
+    serve
+        .as_user("alice", &["grant", "limits", &grant_id])
+        .await
+        .failed(2, "nothing to change");
+    serve
+        .as_user(
+            "bob",
+            &["grant", "limits", &grant_id, "--runs-per-day", "5"],
+        )
+        .await
+        .failed(1, "");
+
+    let shown = serve.as_user("alice", &["org", "policy"]).await.ok();
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("forbid delegate grants") && l.ends_with("false")),
+        "{}",
+        shown.stdout
+    );
+    let strict = serve
+        .as_user(
+            "alice",
+            &["org", "policy", "--forbid-delegate-grants", "true"],
+        )
+        .await
+        .ok();
+    assert!(
+        strict
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("forbid delegate grants") && l.ends_with("true")),
+        "{}",
+        strict.stdout
+    );
+    let refused = visit().await;
+    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+    let body = refused.text().await.expect("body");
+    assert!(body.contains("org policy forbid_delegate_grants"), "{body}");
+    serve
+        .as_user(
+            "bob",
+            &["org", "policy", "--forbid-external-grants", "true"],
+        )
+        .await
+        .failed(1, "owner");
+}

@@ -1,4 +1,4 @@
-//! `agentshare grant create|list|revoke` and `agentshare pin`: tokens that
+//! `agentshare grant create|list|limits|revoke` and `agentshare pin`: tokens that
 //! let an app, widget or bot run one agent (SharingService's grants), and
 //! the version a user runs (AccessService's pins).
 //!
@@ -42,6 +42,15 @@ pub enum Command {
         /// the latest.
         #[arg(long, value_name = "VERSION")]
         version: Option<i64>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Change a grant's limits; the limits you leave out keep their value.
+    Limits {
+        /// The grant's id.
+        grant_id: String,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// An agent's grants, newest first, with token prefixes, never tokens.
     List {
@@ -57,6 +66,40 @@ pub enum Command {
         /// The grant's id.
         grant_id: String,
     },
+}
+
+/// How much a grant's token may run. Unset: on `create`, the kind's
+/// default (delegate: 30 a minute, 1000 a day, 4 at once, 10 a minute per
+/// anonymous session; invoke: none); on `limits`, unchanged. 0 is no limit.
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Runs that may start in one minute.
+    #[arg(long, value_name = "N")]
+    runs_per_minute: Option<i32>,
+    /// Runs that may start in one UTC day.
+    #[arg(long, value_name = "N")]
+    runs_per_day: Option<i32>,
+    /// Runs that may be in progress at once.
+    #[arg(long, value_name = "N")]
+    concurrent_runs: Option<i32>,
+    /// For delegate grants: runs one anonymous session may start in a minute.
+    #[arg(long, value_name = "N")]
+    session_runs_per_minute: Option<i32>,
+}
+
+impl LimitArgs {
+    fn to_proto(&self) -> pb::GrantLimits {
+        pb::GrantLimits {
+            runs_per_minute: self.runs_per_minute,
+            runs_per_day: self.runs_per_day,
+            concurrent_runs: self.concurrent_runs,
+            session_runs_per_minute: self.session_runs_per_minute,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.to_proto() == pb::GrantLimits::default()
+    }
 }
 
 /// A grant kind as the command line names it.
@@ -103,6 +146,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             expires_at,
             expires_in,
             version,
+            limits,
         } => {
             let expire_time = expiry(expires_at.as_deref(), expires_in.as_deref())?;
             let agent_id = api.agent_id(&agent_id).await?;
@@ -113,7 +157,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                     label,
                     expire_time,
                     pinned_version: version,
-                    limits: None,
+                    limits: Some(limits.to_proto()),
                 })
                 .await?
                 .into_inner();
@@ -143,6 +187,22 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             let listed = every_page(request, async |r| sharing.list_grants(r).await).await?;
             out.show(&listed, grants_table(&listed.grants))
         }
+        Command::Limits { grant_id, limits } => {
+            if limits.is_empty() {
+                return Err(Failure::usage(
+                    "nothing to change: give --runs-per-minute, --runs-per-day, \
+                     --concurrent-runs or --session-runs-per-minute (0 for no limit)",
+                ));
+            }
+            let call = sharing.update_grant(pb::UpdateGrantRequest {
+                grant_id,
+                limits: Some(limits.to_proto()),
+            });
+            out.answer(call.await?, |updated| {
+                let grant = updated.grant.clone().unwrap_or_default();
+                View::record(grant.id.clone(), grant_fields(&grant))
+            })
+        }
         Command::Revoke { grant_id } => {
             let call = sharing.revoke_grant(pb::RevokeGrantRequest { grant_id });
             out.answer(call.await?, |revoked| {
@@ -167,10 +227,40 @@ fn grants_table(grants: &[pb::Grant]) -> View {
         .column("CREATED", |grant| time(grant.create_time.as_ref()))
         .column("EXPIRES", |grant| expires(grant.expire_time.as_ref()))
         .column("LAST USED", |grant| time(grant.last_use_time.as_ref()))
+        .column("LIMITS", |grant| limits_summary(grant.limits.as_ref()))
+        .column("RUNS", |grant| usage(grant).0)
+        .column("REFUSED", |grant| usage(grant).1)
         .into()
 }
 
+/// Runs and refusals so far.
+fn usage(grant: &pb::Grant) -> (String, String) {
+    let usage = grant.usage.unwrap_or_default();
+    (usage.runs.to_string(), usage.refusals.to_string())
+}
+
+/// One limit as shown: its value, or "none" for 0.
+fn limit(value: Option<i32>) -> String {
+    match value.unwrap_or(0) {
+        0 => "none".into(),
+        n => n.to_string(),
+    }
+}
+
+/// The limits in one cell: per minute / per day / at once.
+fn limits_summary(limits: Option<&pb::GrantLimits>) -> String {
+    let limits = limits.copied().unwrap_or_default();
+    format!(
+        "{}/min {}/day {} at once",
+        limit(limits.runs_per_minute),
+        limit(limits.runs_per_day),
+        limit(limits.concurrent_runs)
+    )
+}
+
 fn grant_fields(grant: &pb::Grant) -> Vec<(&'static str, String)> {
+    let limits = grant.limits.unwrap_or_default();
+    let usage = grant.usage.unwrap_or_default();
     vec![
         ("grant", grant.id.clone()),
         ("agent", grant.agent_id.clone()),
@@ -180,6 +270,16 @@ fn grant_fields(grant: &pb::Grant) -> Vec<(&'static str, String)> {
         ("state", state(grant.state)),
         ("pinned version", pinned(grant.pinned_version)),
         ("expires", expires(grant.expire_time.as_ref())),
+        ("runs per minute", limit(limits.runs_per_minute)),
+        ("runs per day", limit(limits.runs_per_day)),
+        ("concurrent runs", limit(limits.concurrent_runs)),
+        (
+            "session runs per minute",
+            limit(limits.session_runs_per_minute),
+        ),
+        ("runs", usage.runs.to_string()),
+        ("refused", usage.refusals.to_string()),
+        ("last refused", time(usage.last_refusal_time.as_ref())),
     ]
 }
 

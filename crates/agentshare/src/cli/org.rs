@@ -34,6 +34,28 @@ pub enum Command {
         #[arg(long, value_name = "BOOL")]
         workspaces: Option<bool>,
     },
+    /// Show the org's policy, or change it (an owner, with step-up): what
+    /// you leave out keeps its value. Each change holds from the very next
+    /// call.
+    Policy {
+        /// The org's id (default: the org your calls land in).
+        org_id: Option<String>,
+        /// Forbid DELEGATE grants (true): none can be created, and existing
+        /// ones stop working.
+        #[arg(long, value_name = "BOOL")]
+        forbid_delegate_grants: Option<bool>,
+        /// Forbid grants to anyone outside the org (true), anonymous
+        /// visitors included.
+        #[arg(long, value_name = "BOOL")]
+        forbid_external_grants: Option<bool>,
+        /// Forbid runs by anyone but an agent's owner that use its owner's
+        /// credentials for a SHARED integration (true).
+        #[arg(long, value_name = "BOOL")]
+        forbid_shared_integrations: Option<bool>,
+        /// Runs one user or API key may start in a minute; 0 for no limit.
+        #[arg(long, value_name = "N")]
+        runs_per_minute_per_principal: Option<i32>,
+    },
     /// The org's members.
     #[command(subcommand)]
     Members(MembersCommand),
@@ -191,6 +213,44 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
                 org_record(updated.org.as_ref(), None)
             })
         }
+        Command::Policy {
+            org_id,
+            forbid_delegate_grants,
+            forbid_external_grants,
+            forbid_shared_integrations,
+            runs_per_minute_per_principal,
+        } => {
+            let shown = tenancy
+                .get_org(pb::GetOrgRequest {
+                    org_id: org_id.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let org = shown.org.unwrap_or_default();
+            let current = org.policy.unwrap_or_default();
+            let policy = pb::OrgPolicy {
+                forbid_delegate_grants: forbid_delegate_grants
+                    .unwrap_or(current.forbid_delegate_grants),
+                forbid_external_grants: forbid_external_grants
+                    .unwrap_or(current.forbid_external_grants),
+                forbid_shared_integrations: forbid_shared_integrations
+                    .unwrap_or(current.forbid_shared_integrations),
+                runs_per_minute_per_principal: runs_per_minute_per_principal
+                    .unwrap_or(current.runs_per_minute_per_principal),
+            };
+            if policy == current {
+                return out.show(&current, policy_record(&org.id, &current));
+            }
+            let call = tenancy.update_org(pb::UpdateOrgRequest {
+                org_id: org.id.clone(),
+                policy: Some(policy),
+                ..Default::default()
+            });
+            out.answer(call.await?, |updated| {
+                let org = updated.org.clone().unwrap_or_default();
+                policy_record(&org.id, &org.policy.unwrap_or_default())
+            })
+        }
         Command::Members(command) => members(command, &mut tenancy, out).await,
     }
 }
@@ -208,6 +268,31 @@ fn org_record(org: Option<&pb::Org>, caller_role: Option<String>) -> View {
         fields.push(("your role", caller_role));
     }
     View::record(org.id, fields)
+}
+
+fn policy_record(org_id: &str, policy: &pb::OrgPolicy) -> View {
+    let per_principal = match policy.runs_per_minute_per_principal {
+        0 => "none".to_string(),
+        n => n.to_string(),
+    };
+    View::record(
+        org_id.to_string(),
+        vec![
+            (
+                "forbid delegate grants",
+                policy.forbid_delegate_grants.to_string(),
+            ),
+            (
+                "forbid external grants",
+                policy.forbid_external_grants.to_string(),
+            ),
+            (
+                "forbid shared integrations",
+                policy.forbid_shared_integrations.to_string(),
+            ),
+            ("runs per minute per principal", per_principal),
+        ],
+    )
 }
 
 type Tenancy = pb::tenancy_service_client::TenancyServiceClient<super::client::Channel>;
