@@ -11,6 +11,7 @@ mod automations;
 mod cli;
 mod connections;
 mod contract;
+mod crash;
 mod default_agent;
 mod documented_errors;
 mod firing;

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod collector;
 mod db;
 pub mod fire;
+pub mod load;
 pub mod oauth_provider;
 mod org;
 pub mod runtime;
