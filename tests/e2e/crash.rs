@@ -82,12 +82,14 @@ async fn kill_mid_load(
 /// UNAVAILABLE: anything else tells the client something false. With the
 /// gateway itself killed, a call whose connection broke mid-answer is
 /// failed by the client library, not by any server: tonic says UNKNOWN
-/// "transport error" for that, which is allowed too.
+/// "transport error" or "h2 protocol error" for that, which is allowed too.
 fn assert_only_unavailable(service: ServiceName, failures: &[Failure]) {
     let lost_connection = |status: &Status| {
         service == ServiceName::Gateway
             && status.code() == Code::Unknown
-            && status.message() == "transport error"
+            && ["transport error", "h2 protocol error"]
+                .iter()
+                .any(|lost| status.message().starts_with(lost))
     };
     let wrong: Vec<String> = failures
         .iter()
@@ -374,10 +376,27 @@ async fn gateway_killed_mid_load_loses_no_acknowledged_write() {
     suite.stop().await;
 }
 
+type Snapshot = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A read transaction that sees one moment of `db` throughout, so the rows
+/// and events it compares are of the same commits even while the service's
+/// event followers keep writing (registry makes each new org's default
+/// agent).
+async fn snapshot(db: &agentshare_kit::db::Db) -> Snapshot {
+    let mut tx = db.pool.begin().await.expect("begin");
+    if db.backend == agentshare_kit::db::Backend::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await
+            .expect("repeatable read");
+    }
+    tx
+}
+
 /// One column of every row `sql` selects.
-async fn strings(db: &agentshare_kit::db::Db, sql: &str) -> Vec<String> {
+async fn strings(tx: &mut Snapshot, sql: &str) -> Vec<String> {
     sqlx::query(sql)
-        .fetch_all(&db.pool)
+        .fetch_all(&mut **tx)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .iter()
@@ -512,15 +531,15 @@ fn one_for_one(what: &str, rows: &[String], events: &[String]) {
 /// A service's outbox: (kind, subject, payload) in number order, after
 /// checking the numbers run 1, 2, … up to the counter with no hole.
 async fn outbox(
-    db: &agentshare_kit::db::Db,
+    tx: &mut Snapshot,
     service: ServiceName,
 ) -> Vec<(String, String, serde_json::Value)> {
     let rows = sqlx::query("SELECT seq, kind, subject_id, payload FROM events ORDER BY seq")
-        .fetch_all(&db.pool)
+        .fetch_all(&mut **tx)
         .await
         .expect("events");
     let last: i64 = sqlx::query("SELECT last_seq FROM event_counter WHERE id = 1")
-        .fetch_one(&db.pool)
+        .fetch_one(&mut **tx)
         .await
         .expect("counter")
         .try_get(0)
@@ -559,15 +578,16 @@ async fn assert_consistent(suite: &Suite) {
     // Registry: an agent and its agent.created; a deployed version and its
     // agent.deployed; the agent's latest version is its newest row.
     let db = suite.db(ServiceName::Registry).await;
-    let events = outbox(&db, ServiceName::Registry).await;
-    let agents = strings(&db, "SELECT id FROM agents").await;
+    let mut tx = snapshot(&db).await;
+    let events = outbox(&mut tx, ServiceName::Registry).await;
+    let agents = strings(&mut tx, "SELECT id FROM agents").await;
     one_for_one(
         "agents and agent.created",
         &agents,
         &subjects(&events, "agent.created"),
     );
     let deployed: Vec<String> = strings(
-        &db,
+        &mut tx,
         "SELECT agent_id || '#' || CAST(number AS TEXT) FROM agent_versions WHERE origin <> 'initial'",
     )
     .await;
@@ -578,7 +598,7 @@ async fn assert_consistent(suite: &Suite) {
         .collect();
     one_for_one("versions and agent.deployed", &deployed, &deployed_events);
     let stale = strings(
-        &db,
+        &mut tx,
         "SELECT a.id FROM agents a WHERE a.latest_version <> \
          (SELECT COALESCE(MAX(v.number), 0) FROM agent_versions v WHERE v.agent_id = a.id)",
     )
@@ -588,27 +608,29 @@ async fn assert_consistent(suite: &Suite) {
         "agents whose latest version is not their newest row: {stale:?}"
     );
     let latest: BTreeMap<String, i64> = sqlx::query("SELECT id, latest_version FROM agents")
-        .fetch_all(&db.pool)
+        .fetch_all(&mut *tx)
         .await
         .expect("agents")
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    drop(tx);
     db.pool.close().await;
 
     // Sharing: an org with its owner, default workspace and org.created; a
     // grant and its grant.created; an API key, its audit row and its
     // api_key.created.
     let db = suite.db(ServiceName::Sharing).await;
-    let events = outbox(&db, ServiceName::Sharing).await;
-    let orgs = strings(&db, "SELECT id FROM orgs").await;
+    let mut tx = snapshot(&db).await;
+    let events = outbox(&mut tx, ServiceName::Sharing).await;
+    let orgs = strings(&mut tx, "SELECT id FROM orgs").await;
     one_for_one(
         "orgs and org.created",
         &orgs,
         &subjects(&events, "org.created"),
     );
     let incomplete = strings(
-        &db,
+        &mut tx,
         "SELECT o.id FROM orgs o WHERE NOT EXISTS \
          (SELECT 1 FROM org_members m WHERE m.org_id = o.id AND m.role = 'owner') \
          OR NOT EXISTS (SELECT 1 FROM workspaces w WHERE w.org_id = o.id AND w.is_default = 1)",
@@ -618,20 +640,20 @@ async fn assert_consistent(suite: &Suite) {
         incomplete.is_empty(),
         "orgs without their owner or default workspace: {incomplete:?}"
     );
-    let grants = strings(&db, "SELECT id FROM share_grants").await;
+    let grants = strings(&mut tx, "SELECT id FROM share_grants").await;
     one_for_one(
         "grants and grant.created",
         &grants,
         &subjects(&events, "grant.created"),
     );
-    let keys = strings(&db, "SELECT id FROM api_keys").await;
+    let keys = strings(&mut tx, "SELECT id FROM api_keys").await;
     one_for_one(
         "API keys and api_key.created",
         &keys,
         &subjects(&events, "api_key.created"),
     );
     let audited = strings(
-        &db,
+        &mut tx,
         "SELECT target_id FROM audit_events WHERE action = 'api_key.created'",
     )
     .await;
@@ -658,13 +680,15 @@ async fn assert_consistent(suite: &Suite) {
         }
     })
     .await;
+    drop(tx);
     db.pool.close().await;
 
     // Store: each partition's counters agree with its items, and each item
     // has the change that wrote it; each session's messages run 1, 2, ….
     let db = suite.db(ServiceName::Store).await;
+    let mut tx = snapshot(&db).await;
     let wrong = strings(
-        &db,
+        &mut tx,
         "SELECT p.partition FROM store_partitions p WHERE \
          p.item_count <> (SELECT COUNT(*) FROM workspace_items i WHERE i.partition = p.partition) \
          OR p.total_bytes <> (SELECT COALESCE(SUM(i.size_bytes), 0) FROM workspace_items i WHERE i.partition = p.partition) \
@@ -676,7 +700,7 @@ async fn assert_consistent(suite: &Suite) {
         "partitions whose counters disagree with their items: {wrong:?}"
     );
     let unrecorded = strings(
-        &db,
+        &mut tx,
         "SELECT i.key FROM workspace_items i WHERE NOT EXISTS (SELECT 1 FROM item_changes c \
          WHERE c.partition = i.partition AND c.revision = i.revision AND c.kind = 'put' \
          AND c.key = i.key AND c.value = i.value)",
@@ -687,7 +711,7 @@ async fn assert_consistent(suite: &Suite) {
         "items without the change that wrote them: {unrecorded:?}"
     );
     let gapped = strings(
-        &db,
+        &mut tx,
         "SELECT m.session_id FROM messages m GROUP BY m.session_id \
          HAVING MIN(m.sequence) <> 1 OR MAX(m.sequence) <> COUNT(*)",
     )
@@ -696,5 +720,6 @@ async fn assert_consistent(suite: &Suite) {
         gapped.is_empty(),
         "sessions whose messages have a hole: {gapped:?}"
     );
+    drop(tx);
     db.pool.close().await;
 }

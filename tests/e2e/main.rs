@@ -14,6 +14,7 @@ mod contract;
 mod crash;
 mod default_agent;
 mod documented_errors;
+mod faults;
 mod firing;
 mod firing_replicas;
 mod grants;

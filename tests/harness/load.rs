@@ -122,9 +122,24 @@ impl<W: Clone + Send + 'static> WriteLoad<W> {
     pub async fn until_acknowledged(&self, count: usize) {
         crate::eventually(&format!("{count} writes acknowledged"), || async {
             let seen = self.acknowledged();
-            if seen >= count { Ok(()) } else { Err(seen) }
+            if seen >= count {
+                Ok(())
+            } else {
+                Err(self.progress())
+            }
         })
         .await;
+    }
+
+    /// What the load was answered so far, for a failure message.
+    fn progress(&self) -> String {
+        let answers = self.answers.lock().expect("answers");
+        format!(
+            "{} acknowledged, {} failed, the last failure: {:?}",
+            answers.acknowledged.len(),
+            answers.failed.len(),
+            answers.failed.last()
+        )
     }
 
     /// Waits until `count` calls in all failed.
