@@ -22,6 +22,15 @@ async fn a_postgres_connection_dropped_mid_write_rolls_back_and_answers_unavaila
     let alice = suite.user("alice").await;
     alice.new_org("Acme").await;
     let db = suite.db(ServiceName::Registry).await;
+    // Registry makes the new org's default agent on its own time; once it
+    // has, the test's call is the only write to agents.
+    eventually("registry to make the org's default agent", || async {
+        sqlx::query("SELECT 1 FROM agents WHERE is_default = 1")
+            .fetch_optional(&db.pool)
+            .await
+            .expect("agents")
+    })
+    .await;
 
     // Hold a lock that registry's insert of an agent waits for, so its
     // write transaction is surely open when its connection is cut.
@@ -42,8 +51,8 @@ async fn a_postgres_connection_dropped_mid_write_rolls_back_and_answers_unavaila
     });
     let writer: i32 = eventually("registry's write waiting for the lock", || async {
         sqlx::query(
-            "SELECT pid FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND $1 = ANY(pg_blocking_pids(pid))",
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND $1 = ANY(pg_blocking_pids(pid)) AND query LIKE 'INSERT INTO agents %'",
         )
         .bind(holder_pid)
         .fetch_optional(&db.pool)
