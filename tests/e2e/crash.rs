@@ -59,13 +59,13 @@ async fn processes() -> Suite {
 
 /// Runs `load` until `BEFORE_KILL` writes are acknowledged, kills
 /// `service` with SIGKILL, waits for the load to fail on it, starts it
-/// again and waits for `AFTER_RESTART` more acknowledgements; returns what
-/// the load was answered.
+/// again and waits for `AFTER_RESTART` more acknowledgements; returns the
+/// acknowledged writes, once every failure is checked.
 async fn kill_mid_load(
     suite: &mut Suite,
     service: ServiceName,
     load: WriteLoad<Write>,
-) -> (Vec<Write>, Vec<Failure>) {
+) -> Vec<Write> {
     load.until_acknowledged(BEFORE_KILL).await;
     suite.kill_replica(service, 0).await;
     let failed = load.failed();
@@ -75,7 +75,7 @@ async fn kill_mid_load(
     load.until_acknowledged(acknowledged + AFTER_RESTART).await;
     let (acked, failures) = load.stop().await;
     assert_only_unavailable(service, &failures);
-    (acked, failures)
+    acked
 }
 
 /// A call in flight when its service died may fail, but only as
@@ -176,7 +176,7 @@ async fn registry_killed_mid_load_keeps_every_acknowledged_agent_and_its_events(
             }
         }
     });
-    let (acked, _) = kill_mid_load(&mut suite, ServiceName::Registry, load).await;
+    let acked = kill_mid_load(&mut suite, ServiceName::Registry, load).await;
     assert_acknowledged(&suite, &alice, &acked).await;
     assert_consistent(&suite).await;
     suite.stop().await;
@@ -226,7 +226,7 @@ async fn sharing_killed_mid_load_keeps_every_acknowledged_grant_org_and_key() {
             }
         }
     });
-    let (acked, _) = kill_mid_load(&mut suite, ServiceName::Sharing, load).await;
+    let acked = kill_mid_load(&mut suite, ServiceName::Sharing, load).await;
     assert_acknowledged(&suite, &alice, &acked).await;
     assert_consistent(&suite).await;
     suite.stop().await;
@@ -256,7 +256,7 @@ async fn store_killed_mid_load_keeps_every_acknowledged_item_and_run() {
             }
         }
     });
-    let (acked, _) = kill_mid_load(&mut suite, ServiceName::Store, load).await;
+    let acked = kill_mid_load(&mut suite, ServiceName::Store, load).await;
     assert_acknowledged(&suite, &alice, &acked).await;
     assert_consistent(&suite).await;
     suite.stop().await;
@@ -344,7 +344,7 @@ async fn scheduler_killed_mid_load_keeps_every_acknowledged_subscription() {
             }
         }
     });
-    let (acked, _) = kill_mid_load(&mut suite, ServiceName::Scheduler, load).await;
+    let acked = kill_mid_load(&mut suite, ServiceName::Scheduler, load).await;
     assert_acknowledged(&suite, &alice, &acked).await;
     assert_consistent(&suite).await;
     suite.stop().await;
@@ -370,7 +370,7 @@ async fn gateway_killed_mid_load_loses_no_acknowledged_write() {
             }
         }
     });
-    let (acked, _) = kill_mid_load(&mut suite, ServiceName::Gateway, load).await;
+    let acked = kill_mid_load(&mut suite, ServiceName::Gateway, load).await;
     assert_acknowledged(&suite, &alice, &acked).await;
     assert_consistent(&suite).await;
     suite.stop().await;
