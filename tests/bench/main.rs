@@ -7,6 +7,10 @@
 //!
 //! `--smoke` runs every workload briefly at a small scale: CI runs it to
 //! prove the tool works, and never reads its numbers.
+//!
+//! `--soak SECS` runs a mixed load for SECS seconds instead of the
+//! workloads, and fails unless every call succeeds and serve's memory and
+//! open descriptors stay flat (see `soak.rs` for the tolerance).
 
 // A tool run by hand: it prints, and the harness helpers it seeds with
 // stop at the first failed setup call, which is what its user wants.
@@ -16,6 +20,7 @@ mod limits;
 mod measure;
 mod report;
 mod seed;
+mod soak;
 mod target;
 mod workloads;
 
@@ -98,6 +103,11 @@ struct Args {
     /// Each workload briefly at a small scale: proves the tool works.
     #[arg(long)]
     smoke: bool,
+    /// Instead of the workloads: a mixed load of reads and writes for this
+    /// many seconds against the serve the tool starts, failing on any
+    /// failed call or on serve's memory or open descriptors growing.
+    #[arg(long, value_name = "SECS", conflicts_with_all = ["gateway", "smoke"])]
+    soak: Option<f64>,
     /// JSON lines on stdout as results come, instead of the table.
     #[arg(long)]
     json: bool,
@@ -170,6 +180,9 @@ async fn bench(mut args: Args) -> Result<bool, String> {
     if args.concurrency == 0 || args.seconds <= 0.0 || args.seconds.is_nan() {
         return Err("--concurrency and --seconds must be above 0".into());
     }
+    if let Some(seconds) = args.soak {
+        return soak(&args, seconds).await;
+    }
     let runs = |group: Group| args.only.is_empty() || args.only.contains(&group);
     let load = Load {
         concurrency: args.concurrency,
@@ -233,19 +246,7 @@ async fn bench(mut args: Args) -> Result<bool, String> {
             )
         }
         None => {
-            let spawn = Spawn {
-                binary: match &args.serve {
-                    Some(path) => path.clone(),
-                    None => beside_this_tool("agentshare")?,
-                },
-                data_dir: scratch.path().join("data"),
-                config_file: scratch.path().join("agentshare.toml"),
-                log: args.serve_log.clone(),
-                database_url: match &args.serve_on_postgres {
-                    Some(url) => Some(target::fresh_databases(url)?),
-                    None => None,
-                },
-            };
+            let spawn = spawn_of(&args, scratch.path())?;
             let backend = if spawn.database_url.is_some() {
                 "PostgreSQL"
             } else {
@@ -372,6 +373,53 @@ async fn bench(mut args: Args) -> Result<bool, String> {
         .iter()
         .any(|l| l.workload == "Mass fire duplicates" && l.figure > 0.0);
     Ok(failures.is_empty() && !duplicated)
+}
+
+/// The serve this tool starts, in `scratch`.
+fn spawn_of(args: &Args, scratch: &std::path::Path) -> Result<Spawn, String> {
+    Ok(Spawn {
+        binary: match &args.serve {
+            Some(path) => path.clone(),
+            None => beside_this_tool("agentshare")?,
+        },
+        data_dir: scratch.join("data"),
+        config_file: scratch.join("agentshare.toml"),
+        log: args.serve_log.clone(),
+        database_url: match &args.serve_on_postgres {
+            Some(url) => Some(target::fresh_databases(url)?),
+            None => None,
+        },
+    })
+}
+
+/// The soak: serve started, a small org seeded, the mixed load run and
+/// judged, serve stopped (and its PostgreSQL databases dropped).
+async fn soak(args: &Args, seconds: f64) -> Result<bool, String> {
+    if seconds < 5.0 || seconds.is_nan() {
+        return Err("--soak needs 5 seconds at least, to judge growth after a warm-up".into());
+    }
+    let scratch = tempfile::tempdir().map_err(|e| format!("a scratch dir: {e}"))?;
+    let spawn = spawn_of(args, scratch.path())?;
+    std::fs::write(&spawn.config_file, "").map_err(|e| e.to_string())?;
+    eprintln!("agentshare serve:");
+    let (mut server, _) = Server::start(&spawn).await?;
+    let pid = server.pid().ok_or("serve has no process id")?;
+    let scale = Scale {
+        orgs: 1,
+        workspaces: 1,
+        agents: 4,
+        members: 2,
+    };
+    eprintln!("seeding {scale}:");
+    let outcome = match seed::seed(&server, scale).await {
+        Ok(org) => soak::run(&org, pid, args.concurrency, seconds).await,
+        Err(e) => Err(e),
+    };
+    server.stop().await?;
+    if let Some(url) = &spawn.database_url {
+        target::drop_databases(url).await?;
+    }
+    outcome
 }
 
 fn secs(d: Duration) -> f64 {

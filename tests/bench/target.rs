@@ -231,6 +231,8 @@ pub fn fresh_databases(url: &str) -> Result<String, String> {
 /// server's maintenance database.
 pub async fn drop_databases(url: &str) -> Result<(), String> {
     use sqlx::{Connection, Executor};
+    // The workloads' limits install them first; a soak measures none.
+    sqlx::any::install_default_drivers();
     let maintenance = agentshare::with_database(url, "postgres").map_err(|e| e.to_string())?;
     let failed = |e: sqlx::Error| format!("cannot drop the bench's databases: {e}");
     let mut admin = sqlx::AnyConnection::connect(&maintenance)

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod collector;
 mod db;
 pub mod fire;
+pub mod load;
 pub mod oauth_provider;
 mod org;
 pub mod runtime;
@@ -847,7 +848,12 @@ pub fn child_env_of(suite: &Suite, service: ServiceName, replica: usize) -> Vec<
 /// uses, for servers that bind in another process after we chose their port.
 pub fn private_loopback() -> std::net::Ipv4Addr {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(2);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // Each test binary counts in a /24 of its own (from its process id):
+    // test binaries that run at once, on a machine others build and test
+    // on too, would otherwise count through the same addresses, and one
+    // could take the port of a replica a test killed before it restarts.
+    let base = (std::process::id() & 0xFFFF) << 8;
+    let n = base + NEXT.fetch_add(1, Ordering::Relaxed);
     let [_, b, c, d] = n.to_be_bytes();
     std::net::Ipv4Addr::new(127, b, c, d.max(2))
 }

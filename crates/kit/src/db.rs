@@ -318,10 +318,24 @@ impl Db {
         }
         self.waiting_writes.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.waiting_writes);
-        match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+        // The begin runs to the end on a task of its own. sqlx's SQLite
+        // begin awaits once more after the BEGIN has run (to check that it
+        // took), and a caller dropped there (its client went away) leaves
+        // the connection back in the pool inside a transaction that no
+        // guard rolls back: every later write on it then fails with
+        // "non-zero transaction depth", and SQLite's writer is that one
+        // connection. A transaction the task hands to a caller who has
+        // gone is dropped, and rolls back as any does.
+        let (backend, writer, pool) = (self.backend, self.writer.clone(), self.pool.clone());
+        let begin = tokio::spawn(async move {
+            match backend {
+                Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
+                Backend::Postgres => pool.begin().await,
+            }
+        });
+        begin
+            .await
+            .map_err(|stopped| sqlx::Error::Io(std::io::Error::other(stopped)))?
     }
 
     /// Write transactions of this handle (and its clones) waiting to begin.
@@ -456,6 +470,36 @@ mod tests {
                     .collect(),
             ),
             ..Migrator::DEFAULT
+        }
+    }
+
+    /// A write whose caller goes away at any point of its BEGIN leaves the
+    /// writer's connection usable: the next write begins. The caller here
+    /// gives up after a growing number of polls, so it goes away at each
+    /// step of the BEGIN in turn, between the worker's BEGIN and sqlx's
+    /// check that it took among them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_begin_given_up_half_way_leaves_the_writer_usable() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = crate::config::sqlite_url(&dir.path().join("writes.db"));
+        let db = Db::connect(&url, 2).await.expect("connect");
+        for polls in 0..400 {
+            let mut begin = Box::pin(db.begin_write());
+            for _ in 0..polls % 40 {
+                let polled =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(begin.as_mut().poll(cx)))
+                        .await;
+                if polled.is_ready() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            drop(begin);
+            let next = tokio::time::timeout(Duration::from_secs(10), db.begin_write())
+                .await
+                .expect("the next write begins in time")
+                .unwrap_or_else(|e| panic!("after giving up at poll {polls}: {e}"));
+            next.rollback().await.expect("rollback");
         }
     }
 
