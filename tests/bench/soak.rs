@@ -275,6 +275,7 @@ impl Calls {
                             label: format!("soak {worker}.{n}"),
                             expire_time: None,
                             pinned_version: None,
+                            limits: None,
                         })
                         .await,
                 )?

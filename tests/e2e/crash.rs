@@ -157,6 +157,7 @@ async fn create_grant(recorder: &Recorder<Write>, owner: &UserClient, agent_id: 
             label: "crash".into(),
             expire_time: None,
             pinned_version: None,
+            limits: None,
         })
         .await
         .map(|r| r.into_inner().grant.expect("grant"));
