@@ -2,18 +2,20 @@
 //! reference model written from DESIGN.md's tables ("Access model
 //! (sharing)", "Whose connection each integration uses") rather than from
 //! the code: who reaches an agent, what each path allows, which version a
-//! run uses, as whom, and over which store.
+//! run uses, as whom, over which store, and what the org's policy refuses.
 
 use proptest::prelude::*;
 use proptest::sample::select;
 
 use super::decision::{self, Action, GrantHeld, StoreScope, Subject};
 use super::plan::{self, ConnectionOwner, Facts, Options, VersionSource};
+use super::policy;
 use crate::access::storage::agent_access::{AccessState, AgentRow};
 use crate::access::storage::grants::{GrantKind, GrantState};
 use crate::connections::setup::{Gap, IntegrationSetup};
 use crate::connections::storage::IntegrationRow;
 use crate::tenancy::rules::OrgRole;
+use crate::tenancy::storage::orgs::OrgPolicy;
 
 const ORG: &str = "org-1";
 const AGENT: &str = "agent-1";
@@ -323,5 +325,51 @@ proptest! {
             prop_assert_eq!(integration.owner, expected);
         }
         prop_assert_eq!(plan.integrations.len(), gaps.len());
+    }
+
+    #[test]
+    fn the_org_policy_refuses_what_the_model_says(
+        agent in agent(),
+        subject in subject(),
+        forbid in (any::<bool>(), any::<bool>(), any::<bool>()),
+        holder_is_member in any::<bool>(),
+        builder in proptest::collection::vec(any::<bool>(), 0..3),
+    ) {
+        let org_policy = OrgPolicy {
+            forbid_delegate_grants: forbid.0,
+            forbid_external_grants: forbid.1,
+            forbid_shared_integrations: forbid.2,
+            ..OrgPolicy::default()
+        };
+        // A grant works unless the org forbids its kind, or forbids grants
+        // to anyone outside it and the holder is.
+        if let Some(grant) = &subject.grant {
+            let refused = (forbid.0 && grant.kind == GrantKind::Delegate)
+                || (forbid.1 && !holder_is_member);
+            let used = policy::may_use_grant(&org_policy, grant.kind, holder_is_member);
+            prop_assert_eq!(used.is_err(), refused);
+            prop_assert!(used.is_ok() || matches!(used, Err(agentshare_kit::Error::PermissionDenied(_))));
+        }
+        // A run lends the builder's connection to nobody but the owner
+        // while the org forbids it.
+        let gaps = vec![None; builder.len()];
+        let facts = Facts {
+            agent: Some(agent.clone()),
+            grant_pin: None,
+            user_pin: None,
+            setups: setups(&gaps, &builder),
+            builders: Vec::new(),
+            now: 0,
+        };
+        let options = Options { draft: false, project_home: None, session: None };
+        let Ok(plan) = plan::decide(facts, AGENT, &subject, &options) else {
+            return Ok(());
+        };
+        let owner_runs = subject.grant.is_none()
+            && !agent.is_default
+            && agent.owner_user_id == subject.user_id;
+        let lends = builder.iter().any(|b| *b);
+        let ran = policy::may_run(&org_policy, &plan, owner_runs);
+        prop_assert_eq!(ran.is_err(), forbid.2 && lends && !owner_runs);
     }
 }
