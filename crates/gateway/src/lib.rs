@@ -3,7 +3,7 @@
 
 mod auth;
 mod echo;
-mod http;
+pub mod http;
 mod invoke;
 mod limits;
 mod proxy;

@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod colocated;
 pub mod config;
+pub mod cron;
 pub mod db;
 pub mod error;
 pub mod events;

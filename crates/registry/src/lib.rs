@@ -22,6 +22,10 @@ use agentshare_proto::registry::v1::agent_registry_internal_service_server::{
 use agentshare_proto::registry::v1::agent_registry_service_server::AgentRegistryServiceServer;
 use tokio::net::TcpListener;
 
+/// A draft's rules, pure over the decoded request: what the fuzz targets
+/// run after decoding registry's requests.
+pub use domain::{apply_mask, parse_cron, validate_draft};
+
 static MIGRATIONS: Migrations = agentshare_kit::migrations_per_backend!();
 
 /// Sharing repairs its access facts from registry's events; the scheduler

@@ -9,7 +9,7 @@
 mod events;
 mod firing;
 mod peers;
-mod schedule;
+pub mod schedule;
 mod stored;
 mod subscriptions;
 

@@ -23,7 +23,6 @@ use agentshare_proto::registry::v1 as registry;
 use chrono::{DateTime, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
-use croner::parser::{CronParser, Seconds, Year};
 
 /// How the builder expressed the schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,13 +82,6 @@ const LOOKBACK_SECS: i64 = 3 * 3600;
 /// The longest clock jump in any zone is a day (Samoa, 2011).
 const MAX_GAP_SECS: i64 = 86_400;
 
-fn parser() -> CronParser {
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
-}
-
 fn weekday_name(day: u32) -> &'static str {
     match day {
         1 => "Monday",
@@ -143,8 +135,7 @@ impl Schedule {
         let zone: Tz = zone
             .parse()
             .map_err(|_| BadSchedule(format!("{zone:?} is not an IANA time zone")))?;
-        let parsed = parser()
-            .parse(cron)
+        let parsed = agentshare_kit::cron::parse(cron)
             .map_err(|e| BadSchedule(format!("{cron:?} is not five-field cron: {e}")))?;
         Ok(Self {
             kind,

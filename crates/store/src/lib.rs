@@ -24,6 +24,10 @@ use agentshare_proto::store::v1::usage_service_server::UsageServiceServer;
 use agentshare_proto::store::v1::workspace_store_service_server::WorkspaceStoreServiceServer;
 use tokio::net::TcpListener;
 
+/// What an item's key and value may be: pure checks over a decoded
+/// request, reached by the fuzz targets.
+pub use items::rules as item_rules;
+
 static MIGRATIONS: Migrations = agentshare_kit::migrations_per_backend!();
 
 /// The gateway and the scheduler record runs; sharing also opens a session

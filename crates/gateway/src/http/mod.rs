@@ -16,9 +16,9 @@
 //! The OpenAPI document of the same routes is served at
 //! `/api/v1/openapi.json`.
 
-mod json;
+pub mod json;
 mod openapi;
-mod routes;
+pub mod routes;
 
 use std::convert::Infallible;
 use std::sync::Arc;

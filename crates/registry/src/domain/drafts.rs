@@ -301,15 +301,10 @@ fn check_schedule(schedule: Option<&pb::Schedule>) -> Result<(), (&'static str, 
     }
 }
 
-/// Classic cron: minute, hour, day of month, month, day of week.
+/// Classic cron: minute, hour, day of month, month, day of week, read as
+/// the scheduler reads it, and refused if it never fires.
 pub fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
-    use croner::parser::{CronParser, Seconds, Year};
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
-        .parse(expression)
-        .map_err(|e| e.to_string())
+    agentshare_kit::cron::parse(expression)
 }
 
 /// The SHARED tools that name no builder connection: a version may not have

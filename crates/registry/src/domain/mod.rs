@@ -15,7 +15,9 @@ pub use access::{
     Access, Caller, Listing, Standing, View, access, listed_state, listing, not_found,
     require_edit, require_may_delete, sees_deleted, shown,
 };
-pub use drafts::{apply_mask, check_name, check_notes, tools_without_connection, validate_draft};
+pub use drafts::{
+    apply_mask, check_name, check_notes, parse_cron, tools_without_connection, validate_draft,
+};
 pub use facts::{FactsSource, deleted_facts, edit_changes_facts, facts, integrations_json};
 pub use lifecycle::{AgentState, Origin};
 pub use templates::{agent_name_from_template, template_description, template_name};

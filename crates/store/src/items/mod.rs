@@ -5,7 +5,7 @@
 
 mod access;
 mod rpc;
-mod rules;
+pub mod rules;
 mod storage;
 mod watch;
 

@@ -1,0 +1,39 @@
+//! Each request message of the scheduler's services, decoded from the bytes a client
+//! or a peer could send, as the service's codec decodes it. Input: a
+//! first byte picking the message, then its protobuf encoding.
+#![no_main]
+
+use agentshare_fuzz::{Request, decoded_only, run_request};
+use agentshare_proto::scheduler::v1 as pb;
+use libfuzzer_sys::fuzz_target;
+
+/// The packages whose services' requests this target decodes.
+const PACKAGES: &[&str] = &["agentshare.scheduler.v1"];
+
+fn requests() -> Vec<Request> {
+    let mut requests = vec![];
+    requests.extend(decoded_only!(
+        pb::ListAutomationsRequest,
+        pb::SubscribeRequest,
+        pb::UpdateSubscriptionRequest,
+        pb::PauseSubscriptionRequest,
+        pb::ResumeSubscriptionRequest,
+        pb::UnsubscribeRequest,
+        pb::ListMySubscriptionsRequest,
+        pb::ListRunsRequest,
+        pb::GetRunRequest,
+        pb::NextRunsRequest,
+        pb::ListInboxRequest,
+        pb::MarkInboxReadRequest,
+        pb::GetInboxUnreadCountRequest,
+        pb::GetWorkspaceAutomationCapRequest,
+        pb::SetWorkspaceAutomationCapRequest,
+        pb::ListEnabledSubscriptionsRequest,
+    ));
+    requests
+}
+
+fuzz_target!(|data: &[u8]| {
+    static REQUESTS: std::sync::OnceLock<Vec<Request>> = std::sync::OnceLock::new();
+    run_request(PACKAGES, REQUESTS.get_or_init(requests), data);
+});
