@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use agentshare_e2e::fire::{Pair, all_due_at, copy_subscriptions};
+use agentshare_e2e::fire::{Pair, copy_subscriptions};
 use agentshare_e2e::{UserClient, wait};
 use agentshare_kit::clock::Clock;
 use agentshare_kit::db::Db;
@@ -47,18 +47,25 @@ pub async fn run(fire: Fire<'_>, report: &mut Report) -> Result<(), String> {
         .await
         .map_err(|e| format!("the scheduler's database: {e}"))?;
     let seeding = Instant::now();
-    seed(fire.server, &db, users).await?;
+    let agent_id = seed(fire.server, &db, users).await?;
     eprintln!(
         "  mass fire: {total} subscriptions seeded in {:.1} s",
         seeding.elapsed().as_secs_f64()
     );
     let due = Clock::system().now_micros();
-    all_due_at(&db, due).await;
+    // Only this bench's subscriptions: a long-lived server (the topology)
+    // has others, whose runs must count neither as these nor against them.
+    sqlx::query("UPDATE subscriptions SET next_run_at = $1 WHERE enabled = 1 AND agent_id = $2")
+        .bind(due)
+        .bind(&agent_id)
+        .execute(&db.pool)
+        .await
+        .map_err(|e| format!("making the runs due: {e}"))?;
     let began = Instant::now();
     let said = std::cell::Cell::new(began);
     let what = format!("all {total} runs ending");
     let ended = wait::polling(PROGRESS_POLL, fire.limit, &what, || async {
-        let (started, finished) = match progress(&db, due).await {
+        let (started, finished) = match progress(&db, due, &agent_id).await {
             Ok(counts) => counts,
             Err(e) => return Err(e),
         };
@@ -82,9 +89,10 @@ pub async fn run(fire: Fire<'_>, report: &mut Report) -> Result<(), String> {
     }
     let rows = sqlx::query(
         "SELECT subscription_id, scheduled_at, started_at, finished_at, status FROM automation_runs \
-         WHERE scheduled_at = $1",
+         WHERE scheduled_at = $1 AND agent_id = $2",
     )
     .bind(due)
+    .bind(&agent_id)
     .fetch_all(&db.pool)
     .await
     .map_err(|e| format!("reading the runs: {e}"))?;
@@ -145,8 +153,9 @@ pub async fn run(fire: Fire<'_>, report: &mut Report) -> Result<(), String> {
 }
 
 /// An org of `users` members, an agent with `KEYS` hourly automations
-/// shared with it, and one subscription per (member, automation).
-async fn seed(server: &Server, db: &Db, users: usize) -> Result<(), String> {
+/// shared with it, and one subscription per (member, automation); the
+/// agent's id.
+async fn seed(server: &Server, db: &Db, users: usize) -> Result<String, String> {
     let owner = server.user("fleet-owner")?;
     called(
         owner
@@ -242,16 +251,17 @@ async fn seed(server: &Server, db: &Db, users: usize) -> Result<(), String> {
     if copied != pairs.len() {
         return Err(format!("copied {copied} subscriptions of {}", pairs.len()));
     }
-    Ok(())
+    Ok(agent.id)
 }
 
 /// Runs of the time made due started, and those that ended (any way).
-async fn progress(db: &Db, due: i64) -> Result<(i64, i64), String> {
+async fn progress(db: &Db, due: i64, agent_id: &str) -> Result<(i64, i64), String> {
     let row = sqlx::query(
         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'running' THEN 0 ELSE 1 END), 0) \
-         FROM automation_runs WHERE scheduled_at = $1",
+         FROM automation_runs WHERE scheduled_at = $1 AND agent_id = $2",
     )
     .bind(due)
+    .bind(agent_id)
     .fetch_one(&db.pool)
     .await
     .map_err(|e| format!("reading progress: {e}"))?;
