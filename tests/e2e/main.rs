@@ -8,7 +8,6 @@ mod access_model;
 mod api_keys;
 mod auth;
 mod automations;
-mod budgets;
 mod cli;
 mod connections;
 mod contract;

@@ -1,5 +1,6 @@
 //! The attack matrix: one table of attacks per area (identity, grants and
-//! run tokens, tenancy, the store, resource limits, existence, secrets),
+//! run tokens, tenancy, the store, resource limits, existence, secrets,
+//! budgets and org policy),
 //! each row run through the gateway over gRPC and, where the contract
 //! gives the RPC an HTTP route, over HTTP/JSON too. Every row asserts the
 //! exact code, that the answer names nothing of the victim, and that what
@@ -8,6 +9,7 @@
 //! Each file seeds one suite and runs its whole table against it; the
 //! files are separate tests, so they run in parallel.
 
+mod budgets;
 mod existence;
 mod grants;
 mod identity;
