@@ -225,7 +225,7 @@ fn grants_table(grants: &[pb::Grant]) -> View {
         .column("STATE", |grant| state(grant.state))
         .column("PINNED", |grant| pinned(grant.pinned_version))
         .column("CREATED", |grant| time(grant.create_time.as_ref()))
-        .column("EXPIRES", |grant| expires(grant.expire_time.as_ref()))
+        .column("EXPIRES", |grant| or_never(grant.expire_time.as_ref()))
         .column("LAST USED", |grant| time(grant.last_use_time.as_ref()))
         .column("LIMITS", |grant| limits_summary(grant.limits.as_ref()))
         .column("RUNS", |grant| usage(grant).0)
@@ -269,7 +269,7 @@ fn grant_fields(grant: &pb::Grant) -> Vec<(&'static str, String)> {
         ("token prefix", grant.token_prefix.clone()),
         ("state", state(grant.state)),
         ("pinned version", pinned(grant.pinned_version)),
-        ("expires", expires(grant.expire_time.as_ref())),
+        ("expires", or_never(grant.expire_time.as_ref())),
         ("runs per minute", limit(limits.runs_per_minute)),
         ("runs per day", limit(limits.runs_per_day)),
         ("concurrent runs", limit(limits.concurrent_runs)),
@@ -279,7 +279,7 @@ fn grant_fields(grant: &pb::Grant) -> Vec<(&'static str, String)> {
         ),
         ("runs", usage.runs.to_string()),
         ("refused", usage.refusals.to_string()),
-        ("last refused", time(usage.last_refusal_time.as_ref())),
+        ("last refused", or_never(usage.last_refusal_time.as_ref())),
     ]
 }
 
@@ -291,7 +291,8 @@ fn pinned(version: Option<i64>) -> String {
     version.map_or_else(|| "latest".into(), |v| v.to_string())
 }
 
-fn expires(stamp: Option<&prost_types::Timestamp>) -> String {
+/// A time, or "never" when there is none (no expiry, no refusal yet).
+fn or_never(stamp: Option<&prost_types::Timestamp>) -> String {
     stamp.map_or_else(|| "never".into(), |t| time(Some(t)))
 }
 
