@@ -85,7 +85,10 @@ pub async fn run(
         async move {
             let mut samples = Vec::new();
             let mut next_report = 10.0;
+            // A steady period: one sample a second, however long a read took.
+            let mut every = tokio::time::interval(SAMPLE_EVERY);
             while !done.load(Ordering::Relaxed) {
+                every.tick().await;
                 if let Some(sample) = sample(pid, begin) {
                     if sample.at >= next_report {
                         eprintln!(
@@ -96,7 +99,6 @@ pub async fn run(
                     }
                     samples.push(sample);
                 }
-                tokio::time::sleep(SAMPLE_EVERY).await;
             }
             samples
         }
