@@ -704,3 +704,51 @@ async fn every_limit_holds_exactly_across_replicas() {
         .expect("both slots are free again");
     w.suite.stop().await;
 }
+
+#[tokio::test]
+async fn windows_that_ended_days_ago_are_swept() {
+    let w = acme().await;
+    let (_, token) = w
+        .alice
+        .grant_limited(&w.agent.id, GrantKind::Delegate, Some(limits(5, 0, 0, 5)))
+        .await;
+    let visitor = w.suite.anonymous().await.with_grant(&token);
+    let started = visitor.run(&w.agent.id, "hello").await.expect("a session");
+    let again = gateway::InvokeRequest {
+        agent_id: w.agent.id.clone(),
+        input: "again".into(),
+        session_id: Some(started.session_id.clone()),
+        session_secret: Some(started.session_secret.clone()),
+        ..Default::default()
+    };
+    visitor
+        .invoke()
+        .invoke(again)
+        .await
+        .expect("the session's counted run");
+    let db = w.suite.db(ServiceName::Sharing).await;
+    let session = format!("session/{}/runs_per_minute", started.session_id);
+    let windows_of = |counter: String| {
+        let db = &db;
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM run_windows WHERE counter = $1")
+                .bind(counter)
+                .fetch_one(&db.pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(
+        windows_of(session.clone()).await,
+        1,
+        "the session is counted"
+    );
+
+    // The visitor never comes back; three days on, another run begins a
+    // new window, which sweeps the session's.
+    w.suite.clock.advance(Duration::from_secs(3 * 86_400));
+    let next = w.suite.anonymous().await.with_grant(&token);
+    next.run(&w.agent.id, "days later").await.expect("runs");
+    assert_eq!(windows_of(session).await, 0, "the old window is swept");
+    w.suite.stop().await;
+}

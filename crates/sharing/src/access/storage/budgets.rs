@@ -6,10 +6,15 @@
 //! admissions under it take turns), then its concurrency slot, then one
 //! conditional upsert per window, which adds the run only while the window
 //! has room. Any counter without room rolls the whole admission back, so a
-//! refused run counts nowhere but in the grant's refusals.
+//! refused run counts nowhere but in the grant's refusals. Windows that
+//! ended days ago are swept as new ones begin.
 
 use agentshare_kit::Result;
 use agentshare_kit::db;
+
+/// Windows that started this long before an admission are swept: the
+/// longest window is a day, so nothing older counts again.
+const KEEP_WINDOWS_MICROS: i64 = 2 * 24 * 3_600 * 1_000_000;
 
 use super::AccessStorage;
 use crate::access::rules::budgets::{Admission, Counter};
@@ -89,6 +94,17 @@ impl AccessStorage {
                         (&counter.subject, start, counter.limit),
                     )
                     .await?;
+                    // A counter's first run in a window (once a minute at
+                    // most) sweeps every counter's windows that ended long
+                    // ago, such as those of sessions that never came back.
+                    if counted == Some(1) {
+                        db::execute(
+                            &mut *tx,
+                            "DELETE FROM run_windows WHERE window_start < $1",
+                            (now - KEEP_WINDOWS_MICROS,),
+                        )
+                        .await?;
+                    }
                     counted.is_some()
                 }
             };
