@@ -711,9 +711,7 @@ async fn plan_for(
     .await?;
     // Read with the plan, for this very run: a policy turned on shows now.
     plan.org_policy = scope::org(storage, &plan.agent.org_id).await?.policy;
-    let owner_runs = subject.grant.is_none()
-        && !plan.agent.is_default
-        && plan.agent.owner_user_id == subject.user_id;
+    let owner_runs = plan::runner_of(&plan.agent, &subject) == Runner::Owner;
     policy::may_run(&plan.org_policy, &plan, owner_runs)?;
     Ok(plan)
 }

@@ -260,15 +260,17 @@ pub fn refusal(counter: &Counter, now: i64) -> Error {
             Duration::from_secs(1),
         ),
     };
-    let whose = match counter.subject.split('/').next() {
-        Some("grant") => "this grant's limit",
-        Some("session") => "this session's limit",
-        _ => "your org's limit per user and API key",
+    // Who may raise it: the grant's limits are its agent owner's, the
+    // limit per user and API key is the org owners'.
+    let (whose, raiser) = match counter.subject.split('/').next() {
+        Some("grant") => ("this grant's limit", "the agent's owner"),
+        Some("session") => ("this session's limit", "the agent's owner"),
+        _ => ("your org's limit per user and API key", "an org owner"),
     };
     let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     Error::Throttled {
         message: format!(
-            "{whose} of {what} is reached; retry in {seconds} s, or ask the agent's owner to raise it"
+            "{whose} of {what} is reached; retry in {seconds} s, or ask {raiser} to raise it"
         ),
         violations: vec![QuotaViolation {
             subject: counter.subject.clone(),
@@ -407,6 +409,15 @@ mod tests {
         assert_eq!(retry_after, Duration::from_micros(14_500_000));
         assert!(message.contains("30 runs per minute"), "{message}");
         assert!(message.contains("retry in 15 s"), "{message}");
+        assert!(message.contains("ask the agent's owner"), "{message}");
+        let org = Counter {
+            subject: "principal/u-1/runs_per_minute".into(),
+            ..counter
+        };
+        let Error::Throttled { message, .. } = refusal(&org, 10 * MINUTE) else {
+            panic!("a throttle");
+        };
+        assert!(message.contains("ask an org owner"), "{message}");
         assert_eq!(violations[0].subject, "grant/g-1/runs_per_minute");
     }
 }

@@ -131,7 +131,7 @@ fn setup_gap(setup: &IntegrationSetup) -> Option<SetupGap> {
 /// How the subject runs the agent. No user owns the org default agent:
 /// everyone, its org's owners and admins included, runs it as a member, on
 /// their own bindings and billed to themselves.
-fn runner_of(agent: &AgentRow, subject: &Subject) -> Runner {
+pub fn runner_of(agent: &AgentRow, subject: &Subject) -> Runner {
     match &subject.grant {
         Some(grant) if grant.kind == GrantKind::Invoke => Runner::InvokeHolder,
         Some(_) => Runner::Delegate,
