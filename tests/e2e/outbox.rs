@@ -154,6 +154,7 @@ async fn a_late_commit_is_delivered_in_order_and_exactly_once() {
     )
     .watch(pb::WatchRequest {
         after_seq: u64::try_from(start).expect("seq"),
+        ..Default::default()
     })
     .await
     .expect("watch")
@@ -216,6 +217,7 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
     )
     .watch(pb::WatchRequest {
         after_seq: u64::try_from(start).expect("seq"),
+        ..Default::default()
     })
     .await
     .expect("watch")
@@ -260,7 +262,7 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
             .service_channel(ServiceName::Registry, ServiceName::Sharing, 0)
             .await,
     )
-    .watch(pb::WatchRequest { after_seq: middle })
+    .watch(pb::WatchRequest { after_seq: middle, ..Default::default() })
     .await
     .expect("watch")
     .into_inner();

@@ -631,7 +631,7 @@ impl Suite {
             .service_channel(ServiceName::Scheduler, target, 0)
             .await;
         let mut stream = EventLogServiceClient::new(channel)
-            .watch(WatchRequest { after_seq: 0 })
+            .watch(WatchRequest { after_seq: 0, ..Default::default() })
             .await
             .expect("watch")
             .into_inner();

@@ -217,6 +217,25 @@ impl Authenticator {
         Ok(principal)
     }
 
+    /// The agent behind a share token, and whether the grant works now: for
+    /// naming the grant's one MCP tool. Read fresh, like every grant check.
+    pub async fn grant_of(&self, token: &str) -> Result<GrantedAgent, tonic::Status> {
+        let grant = self
+            .sharing
+            .clone()
+            .authenticate_grant_token(sharing::AuthenticateGrantTokenRequest {
+                token: token.trim().to_string(),
+            })
+            .await?
+            .into_inner();
+        Ok(GrantedAgent {
+            active: grant.state == sharing::GrantState::Active as i32,
+            agent_id: grant.agent_id,
+            agent_name: grant.agent_name,
+            agent_description: grant.agent_description,
+        })
+    }
+
     /// The user of the bearer credential. `scoped` resolves the org and
     /// workspace the request names; a grant call needs only who the user is.
     async fn authenticate_user(
@@ -293,6 +312,14 @@ impl Authenticator {
         principal.session_id = claims.sid;
         Ok(principal)
     }
+}
+
+/// A share token's agent (see [`Authenticator::grant_of`]).
+pub struct GrantedAgent {
+    pub active: bool,
+    pub agent_id: String,
+    pub agent_name: String,
+    pub agent_description: String,
 }
 
 /// What a share token's holder may call.

@@ -8,7 +8,10 @@
 //!   the tool through the gateway with the run token, as a real agent would;
 //! - `/fail CODE message` ends the run with that `RunErrorCode` (for example
 //!   `/fail CONNECTION_FAILED crm`, `/fail MODEL_UNAVAILABLE`);
-//! - `/truncate` ends the answer as cut short by a model limit.
+//! - `/truncate` ends the answer as cut short by a model limit;
+//! - `/transport mcp` makes the later tool calls through MCP (`mcp_url`,
+//!   the same run token), as an MCP-capable agent framework would;
+//!   `/transport grpc` goes back to gRPC, the default.
 //!
 //! The answer is `echo: <the other lines>`, one line per tool call with its
 //! result, and which connection each integration used.
@@ -73,6 +76,16 @@ async fn perform(request: pb::RunRequest, events: &Sink, clock: &Clock) -> pb::R
                 return failure(code, message);
             }
             "truncate" => truncated = true,
+            "transport" => match rest.trim() {
+                "mcp" => tools.over_mcp = true,
+                "grpc" => tools.over_mcp = false,
+                other => {
+                    return failure(
+                        "INTERNAL",
+                        &format!("the echo runtime has no transport {other:?}; use mcp or grpc"),
+                    );
+                }
+            },
             tool => {
                 model_calls += 1;
                 let call_id = format!("call-{model_calls}");
@@ -218,7 +231,13 @@ struct Tools {
     token: String,
     address: String,
     client: Option<ToolClient>,
+    /// Whether tool calls go through MCP rather than gRPC.
+    over_mcp: bool,
+    mcp_url: String,
+    mcp: Option<McpClient>,
 }
+
+type McpClient = rmcp::service::RunningService<rmcp::RoleClient, ()>;
 
 type ToolClient = WorkspaceStoreServiceClient<InterceptedService<Channel, RunToken>>;
 
@@ -246,7 +265,103 @@ impl Tools {
             token: request.run_token.clone(),
             address: request.gateway_address.clone(),
             client: None,
+            over_mcp: false,
+            mcp_url: request.mcp_url.clone(),
+            mcp: None,
         }
+    }
+
+    /// The MCP session, opened on first use.
+    async fn mcp(&mut self) -> Result<&McpClient, String> {
+        if self.mcp.is_none() {
+            use rmcp::ServiceExt as _;
+            use rmcp::transport::StreamableHttpClientTransport;
+            use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+            let transport = StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(self.mcp_url.clone())
+                    .auth_header(self.token.clone()),
+            );
+            let client = ()
+                .serve(transport)
+                .await
+                .map_err(|e| format!("cannot open the MCP session at {}: {e}", self.mcp_url))?;
+            self.mcp = Some(client);
+        }
+        self.mcp
+            .as_ref()
+            .ok_or_else(|| "no MCP session".to_string())
+    }
+
+    /// Calls one tool through MCP; the answer is the structured content,
+    /// which mirrors the gRPC answer with the proto's field names.
+    async fn call_mcp(&mut self, tool: &str, args: &Value) -> Result<Value, String> {
+        let arguments = match args {
+            Value::Object(object) => object.clone(),
+            _ => return Err("arguments must be a JSON object".into()),
+        };
+        let result = self
+            .mcp()
+            .await?
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new(tool.to_string()).with_arguments(arguments),
+            )
+            .await
+            .map_err(|e| format!("MCP call failed: {e}"))?;
+        if result.is_error == Some(true) {
+            let said: Vec<String> = result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect();
+            return Err(said.join(" "));
+        }
+        result
+            .structured_content
+            .ok_or_else(|| format!("{tool} answered no structured content"))
+    }
+
+    /// Calls one tool through MCP; the result is the same one-line summary
+    /// as over gRPC.
+    async fn call_over_mcp(&mut self, tool: &str, args: &Value) -> Result<String, String> {
+        let answer = self.call_mcp(tool, args).await?;
+        let text = |value: &Value| match value {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        let arg = |name: &str| text(&args[name]);
+        Ok(match tool {
+            "workspace_list" => {
+                let keys: Vec<String> = answer["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| text(&i["key"]))
+                    .collect();
+                format!(
+                    "partition {} holds [{}]",
+                    text(&answer["partition"]),
+                    keys.join(", ")
+                )
+            }
+            "workspace_read" => format!(
+                "{} = {}",
+                text(&answer["item"]["key"]),
+                text(&answer["item"]["value"])
+            ),
+            "workspace_write" => format!(
+                "wrote {} at revision {}",
+                text(&answer["item"]["key"]),
+                text(&answer["item"]["revision"])
+            ),
+            "workspace_delete" => format!("deleted {}", arg("key")),
+            "workspace_publish" => format!(
+                "published {} to agent {}",
+                arg("key"),
+                arg("target_agent_id")
+            ),
+            other => return Err(format!("the echo runtime has no tool {other:?}")),
+        })
     }
 
     fn client(&mut self) -> Result<ToolClient, String> {
@@ -277,6 +392,9 @@ impl Tools {
                 .unwrap_or_default()
                 .to_string()
         };
+        if self.over_mcp {
+            return self.call_over_mcp(tool, &args).await;
+        }
         let agent_id = self.agent_id.clone();
         let mut client = self.client()?;
         match tool {

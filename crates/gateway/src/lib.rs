@@ -6,6 +6,7 @@ mod echo;
 pub mod http;
 mod invoke;
 mod limits;
+mod mcp;
 mod proxy;
 mod routes;
 mod run;
@@ -80,6 +81,8 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     } else {
         Arc::new(runtime::Remote::new(&context.config.runtime_url)?)
     };
+    let gateway_url = gateway_address.clone();
+    let auth_for_mcp = auth.clone();
     // The run path reads designs and session pages as large as any
     // service may send.
     let limit = context.config.max_message_size();
@@ -134,6 +137,7 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
             ));
         }
     }
+    let contract_for_mcp = contract.clone();
     let forwarder = Arc::new(proxy::Forwarder {
         routes,
         backends,
@@ -145,8 +149,10 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     // A JSON body is held to the same limit as the message it stands for.
     let api =
         http::Api::from_contract(contract, limit).map_err(|e| BadSetting::new("contract", e))?;
+    let mcp = mcp::Mcp::new(&context, auth_for_mcp, contract_for_mcp, &gateway_url, limit)?;
     let edge = Edge {
         forwarder,
+        mcp: Arc::new(mcp),
         api: Arc::new(api),
         cors: http::cors(&context.config.http.allowed_origins),
     };
@@ -169,29 +175,36 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     .await)
 }
 
-/// Every way in on the one port, outermost first: CORS for browsers,
+/// Every way in on the one port, outermost first: CORS for browsers, MCP,
 /// HTTP/JSON transcoded to gRPC, gRPC-Web translated to gRPC, and then the
 /// gRPC side, which authenticates and forwards public calls or serves the
-/// gateway's own services.
+/// gateway's own services. MCP's tool calls go straight to the gRPC side.
 #[derive(Clone)]
 struct Edge {
     forwarder: Arc<proxy::Forwarder>,
+    mcp: Arc<mcp::Mcp>,
     api: Arc<http::Api>,
     cors: tower_http::cors::CorsLayer,
 }
 
 impl tower::Layer<tonic::service::Routes> for Edge {
     type Service = tower_http::cors::Cors<
-        http::Transcoding<tonic_web::GrpcWebService<proxy::GatewayService<tonic::service::Routes>>>,
+        mcp::McpEdge<
+            http::Transcoding<
+                tonic_web::GrpcWebService<proxy::GatewayService<tonic::service::Routes>>,
+            >,
+        >,
     >;
 
     fn layer(&self, routes: tonic::service::Routes) -> Self::Service {
         let gateway = proxy::GatewayService::new(routes, self.forwarder.clone());
+        let calls = tower::util::BoxCloneSyncService::new(gateway.clone());
         let grpc = tonic_web::GrpcWebLayer::new().layer(gateway);
-        self.cors.layer(http::Transcoding {
+        let transcoding = http::Transcoding {
             grpc,
             api: self.api.clone(),
-        })
+        };
+        self.cors.layer(self.mcp.layer(transcoding, calls))
     }
 }
 /// Reports each public service as its backend reports itself, so a probe of

@@ -541,6 +541,11 @@ impl RunPath {
             run_token,
             run_token_expire_time: Some(timestamp(token_expires.saturating_mul(1_000_000))),
             gateway_address: self.gateway_address.clone(),
+            mcp_url: format!(
+                "{}{}",
+                self.gateway_address.trim_end_matches('/'),
+                crate::mcp::RUN_PATH
+            ),
             deadline: Some(timestamp(deadline_micros)),
         })
     }
@@ -974,7 +979,7 @@ fn runtime_error(error: &runtime::RunError) -> Status {
 }
 
 /// The five workspace tools, as every run offers them.
-fn workspace_tools() -> Vec<runtime::WorkspaceTool> {
+pub(crate) fn workspace_tools() -> Vec<runtime::WorkspaceTool> {
     const SERVICE: &str = "/agentshare.store.v1.WorkspaceStoreService";
     let key = r#""key":{"type":"string","description":"The item's key."}"#;
     [

@@ -161,8 +161,16 @@ impl EventLogService for EventLog {
     type WatchStream = Events;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
-        let after = i64::try_from(request.into_inner().after_seq)
-            .map_err(|_| Status::invalid_argument("after_seq is too large"))?;
+        let request = request.into_inner();
+        let after = if request.from_end {
+            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM events")
+                .fetch_one(&self.db.pool)
+                .await
+                .map_err(|e| Status::from(crate::Error::from(e)))?
+        } else {
+            i64::try_from(request.after_seq)
+                .map_err(|_| Status::invalid_argument("after_seq is too large"))?
+        };
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(self.clone().pump(after, tx));
         Ok(Response::new(Box::pin(
@@ -218,6 +226,55 @@ where
     Ok(tokio::spawn(follower.run(channel, handle)))
 }
 
+/// Follows `source`'s events from the moment each stream opens, keeping no
+/// cursor, and calls `changed` for each one, and once more on every
+/// (re)connect since events in a gap are not replayed. For a consumer that
+/// only needs to hear that something changed: the gateway's MCP sessions
+/// list their tools again, and a missed event costs a stale list until the
+/// next one, never a wrong answer, since every call is checked afresh.
+pub fn follow_live<C>(context: &crate::bootstrap::Context, source: ServiceName, changed: C) -> Result<(), crate::config::BadSetting>
+where
+    C: Fn(Option<&pb::Event>) + Send + Sync + 'static,
+{
+    let channel = context.peer(source)?;
+    let mut shutdown = context.shutdown.clone();
+    tokio::spawn(async move {
+        let mut backoff = FOLLOW_BACKOFF_MIN;
+        loop {
+            let mut client =
+                agentshare_proto::events::v1::event_log_service_client::EventLogServiceClient::new(
+                    channel.clone(),
+                );
+            let opened = tokio::select! {
+                opened = client.watch(pb::WatchRequest { after_seq: 0, from_end: true }) => opened,
+                () = shutdown.wait() => return,
+            };
+            if let Ok(stream) = opened {
+                backoff = FOLLOW_BACKOFF_MIN;
+                changed(None);
+                let mut stream = stream.into_inner();
+                loop {
+                    let message = tokio::select! {
+                        message = stream.message() => message,
+                        () = shutdown.wait() => return,
+                    };
+                    match message {
+                        Ok(Some(pb::WatchResponse { event: Some(event) })) => changed(Some(&event)),
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.wait() => return,
+            }
+            backoff = (backoff * 2).min(FOLLOW_BACKOFF_MAX);
+        }
+    });
+    Ok(())
+}
+
 struct Follower {
     db: Db,
     consumer: &'static str,
@@ -271,6 +328,7 @@ impl Follower {
         let mut stream = client
             .watch(pb::WatchRequest {
                 after_seq: u64::try_from(cursor).unwrap_or_default(),
+                from_end: false,
             })
             .await
             .map_err(|s| s.message().to_string())?

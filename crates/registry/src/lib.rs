@@ -29,13 +29,15 @@ pub use domain::{apply_mask, parse_cron, validate_draft};
 static MIGRATIONS: Migrations = agentshare_kit::migrations_per_backend!();
 
 /// Sharing repairs its access facts from registry's events; the scheduler
-/// follows automation changes; the store drops a deleted agent's items.
+/// follows automation changes; the store drops a deleted agent's items;
+/// the gateway tells its MCP sessions that their tools may have changed.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
         .event_followers(&[
             ServiceName::Sharing,
             ServiceName::Store,
             ServiceName::Scheduler,
+            ServiceName::Gateway,
         ])
         .internal(
             registry_internal::SERVICE_NAME,

@@ -53,10 +53,13 @@ fn caller_policy() -> CallerPolicy {
             "agentshare.sharing.v1.AccessInternalService/ReleaseRun",
             &[ServiceName::Gateway],
         )
+        // The gateway hears access change, so its MCP sessions list their
+        // tools again.
         .event_followers(&[
             ServiceName::Registry,
             ServiceName::Store,
             ServiceName::Scheduler,
+            ServiceName::Gateway,
         ])
 }
 

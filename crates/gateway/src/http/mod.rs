@@ -330,7 +330,7 @@ where
         .collect();
     let message =
         json::request_message(&route, &bound, parts.uri.query(), &body).map_err(Status::from)?;
-    let call = grpc_request(&route, &parts.headers, message)?;
+    let call = grpc_request(&route.grpc_path, &parts.headers, message)?;
     let answer = grpc.oneshot(call).await.unwrap_or_else(|e| match e {});
     let mut reader = GrpcReader::new(answer);
     let output = route.method.output();
@@ -386,9 +386,27 @@ where
     Ok(json_response(StatusCode::OK, &json))
 }
 
+/// Makes the unary gRPC call `grpc_path` in this process through `grpc`,
+/// carrying the credentials and scope among `headers`, and answers the
+/// encoded response message. MCP's tool calls take this path, so they meet
+/// the same authentication, limits and owning service as any other call.
+pub async fn call_unary<S: HttpService>(
+    grpc: S,
+    grpc_path: &str,
+    headers: &HeaderMap,
+    message: Bytes,
+) -> Result<Bytes, Status> {
+    let call = grpc_request(grpc_path, headers, message)?;
+    let answer = grpc.oneshot(call).await.unwrap_or_else(|e| match e {});
+    GrpcReader::new(answer)
+        .next()
+        .await?
+        .ok_or_else(|| Status::internal(format!("{grpc_path} answered no message")))
+}
+
 /// The gRPC call an HTTP call stands for.
 fn grpc_request(
-    route: &Route,
+    grpc_path: &str,
     headers: &HeaderMap,
     message: Bytes,
 ) -> Result<http::Request<Body>, Status> {
@@ -401,10 +419,9 @@ fn grpc_request(
     let mut request = http::Request::new(Body::new(http_body_util::Full::new(framed.freeze())));
     *request.method_mut() = Method::POST;
     *request.version_mut() = http::Version::HTTP_2;
-    *request.uri_mut() = route
-        .grpc_path
+    *request.uri_mut() = grpc_path
         .parse()
-        .map_err(|_| Status::internal("a route's gRPC path is malformed"))?;
+        .map_err(|_| Status::internal(format!("the gRPC path {grpc_path} is malformed")))?;
     let out = request.headers_mut();
     out.insert(
         header::CONTENT_TYPE,

@@ -315,10 +315,9 @@ impl AccessInternal {
             .use_grant(&secret_digest(&token))
             .await?
             .ok_or_else(|| Error::Unauthenticated("share token rejected: unknown token".into()))?;
-        let owner = access
-            .agent(&grant.agent_id)
-            .await?
-            .map(|a| a.owner_user_id)
+        let agent = access.agent(&grant.agent_id).await?;
+        let (owner, agent_name, agent_description) = agent
+            .map(|a| (a.owner_user_id, a.name, a.description))
             .unwrap_or_default();
         let now = self.storage.clock.now_micros();
         Ok(pb::AuthenticateGrantTokenResponse {
@@ -330,6 +329,8 @@ impl AccessInternal {
             owner_user_id: owner,
             pinned_version: grant.pinned_version,
             expire_time: grant.expires_at.map(agentshare_kit::clock::timestamp),
+            agent_name,
+            agent_description,
         })
     }
 
