@@ -24,6 +24,7 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod malformed_ids;
+mod mcp;
 mod members;
 mod outbox;
 mod projects;

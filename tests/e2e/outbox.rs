@@ -262,7 +262,10 @@ async fn concurrent_writers_through_the_gateway_are_each_seen_once() {
             .service_channel(ServiceName::Registry, ServiceName::Sharing, 0)
             .await,
     )
-    .watch(pb::WatchRequest { after_seq: middle, ..Default::default() })
+    .watch(pb::WatchRequest {
+        after_seq: middle,
+        ..Default::default()
+    })
     .await
     .expect("watch")
     .into_inner();

@@ -242,7 +242,10 @@ async fn internal_services_accept_only_their_listed_callers() {
     );
 
     // Registry's event log is for sharing and the scheduler only.
-    let watch = events::WatchRequest { after_seq: 0, ..Default::default() };
+    let watch = events::WatchRequest {
+        after_seq: 0,
+        ..Default::default()
+    };
     let mut as_gateway = EventLogServiceClient::new(
         suite
             .service_channel(ServiceName::Gateway, ServiceName::Registry, 0)

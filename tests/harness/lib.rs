@@ -14,6 +14,7 @@ pub mod collector;
 mod db;
 pub mod fire;
 pub mod load;
+pub mod mcp;
 pub mod oauth_provider;
 mod org;
 pub mod runtime;
@@ -631,7 +632,10 @@ impl Suite {
             .service_channel(ServiceName::Scheduler, target, 0)
             .await;
         let mut stream = EventLogServiceClient::new(channel)
-            .watch(WatchRequest { after_seq: 0, ..Default::default() })
+            .watch(WatchRequest {
+                after_seq: 0,
+                ..Default::default()
+            })
             .await
             .expect("watch")
             .into_inner();

@@ -149,7 +149,13 @@ pub async fn start(context: Context, listener: TcpListener) -> Result<Running, B
     // A JSON body is held to the same limit as the message it stands for.
     let api =
         http::Api::from_contract(contract, limit).map_err(|e| BadSetting::new("contract", e))?;
-    let mcp = mcp::Mcp::new(&context, auth_for_mcp, contract_for_mcp, &gateway_url, limit)?;
+    let mcp = mcp::Mcp::new(
+        &context,
+        auth_for_mcp,
+        contract_for_mcp,
+        &gateway_url,
+        limit,
+    )?;
     let edge = Edge {
         forwarder,
         mcp: Arc::new(mcp),

@@ -232,7 +232,11 @@ where
 /// only needs to hear that something changed: the gateway's MCP sessions
 /// list their tools again, and a missed event costs a stale list until the
 /// next one, never a wrong answer, since every call is checked afresh.
-pub fn follow_live<C>(context: &crate::bootstrap::Context, source: ServiceName, changed: C) -> Result<(), crate::config::BadSetting>
+pub fn follow_live<C>(
+    context: &crate::bootstrap::Context,
+    source: ServiceName,
+    changed: C,
+) -> Result<(), crate::config::BadSetting>
 where
     C: Fn(Option<&pb::Event>) + Send + Sync + 'static,
 {

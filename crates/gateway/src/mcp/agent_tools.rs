@@ -138,7 +138,10 @@ impl AgentTools {
     {
         let mut changes = self.changes.subscribe();
         let names = |tools: Vec<AgentTool>| -> BTreeSet<String> {
-            tools.into_iter().map(|t| t.name + "\0" + &t.agent_id).collect()
+            tools
+                .into_iter()
+                .map(|t| t.name + "\0" + &t.agent_id)
+                .collect()
         };
         let mut known = names(self.tools(&headers).await.unwrap_or_default());
         tokio::pin!(closed);
@@ -323,22 +326,29 @@ impl ServerHandler for AgentTools {
                 }
                 other => {
                     return Err(ErrorData::invalid_params(
-                        format!("{other:?} is not an argument of this tool; it takes `input` and optionally `session_id`"),
+                        format!(
+                            "{other:?} is not an argument of this tool; it takes `input` and optionally `session_id`"
+                        ),
                         None,
                     ));
                 }
             }
         }
-        Ok(match self.calls.call(INVOKE, headers, Json::Object(invoke)).await {
-            Ok(answer) => {
-                let text = answer["output_text"].as_str().unwrap_or_default().to_string();
-                let mut result = CallToolResult::structured(answer);
-                result.content = vec![ContentBlock::text(text)];
-                result
+        Ok(
+            match self.calls.call(INVOKE, headers, Json::Object(invoke)).await {
+                Ok(answer) => {
+                    let text = answer["output_text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let mut result = CallToolResult::structured(answer);
+                    result.content = vec![ContentBlock::text(text)];
+                    result
+                }
+                Err(status) => self.calls.refusal(&status),
             }
-            Err(status) => self.calls.refusal(&status),
-        }
-        .into())
+            .into(),
+        )
     }
 
     fn accepted_subscription_filter(
@@ -379,7 +389,7 @@ impl ServerHandler for AgentTools {
                 .announce_changes(headers, std::future::pending(), || {
                     let peer = peer.clone();
                     (!peer.is_transport_closed())
-                        .then(|| async move { peer.notify_tool_list_changed().await.is_ok() })
+                        .then_some(async move { peer.notify_tool_list_changed().await.is_ok() })
                 })
                 .await;
         });

@@ -82,12 +82,22 @@ mod tests {
     #[test]
     fn each_endpoint_names_itself_as_the_resource() {
         let resource = Resource::new("https://gw.example.com/", "https://idp.example.com");
-        let document: serde_json::Value =
-            serde_json::from_slice(&resource.document("/.well-known/oauth-protected-resource/mcp").unwrap())
-                .unwrap();
+        let document: serde_json::Value = serde_json::from_slice(
+            &resource
+                .document("/.well-known/oauth-protected-resource/mcp")
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(document["resource"], "https://gw.example.com/mcp");
-        assert_eq!(document["authorization_servers"][0], "https://idp.example.com");
-        assert!(resource.document("/.well-known/oauth-protected-resource/other").is_none());
+        assert_eq!(
+            document["authorization_servers"][0],
+            "https://idp.example.com"
+        );
+        assert!(
+            resource
+                .document("/.well-known/oauth-protected-resource/other")
+                .is_none()
+        );
     }
 
     #[test]

@@ -271,7 +271,9 @@ impl Mcp {
                         self.resource.metadata_url(endpoint.path())
                     );
                     if let Ok(value) = HeaderValue::from_str(&challenge) {
-                        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                        response
+                            .headers_mut()
+                            .insert(header::WWW_AUTHENTICATE, value);
                     }
                 }
                 Err(response)
@@ -320,7 +322,10 @@ fn share_token_as_grant(headers: &mut HeaderMap) {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| t.starts_with(SHARE_TOKEN_PREFIX))
         .and_then(|t| HeaderValue::from_str(t).ok());
@@ -344,9 +349,9 @@ fn credentials_of(extensions: &rmcp::model::Extensions) -> Result<&HeaderMap, Er
 }
 
 fn request_of(extensions: &rmcp::model::Extensions) -> Result<&http::request::Parts, ErrorData> {
-    extensions
-        .get::<http::request::Parts>()
-        .ok_or_else(|| ErrorData::internal_error("the request's headers did not reach the tool", None))
+    extensions.get::<http::request::Parts>().ok_or_else(|| {
+        ErrorData::internal_error("the request's headers did not reach the tool", None)
+    })
 }
 
 fn plain(status: StatusCode, content_type: &'static str, body: Bytes) -> http::Response<Body> {
@@ -365,15 +370,24 @@ mod tests {
     #[test]
     fn a_bearer_share_token_becomes_the_grant_header() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer asg_abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer asg_abc"),
+        );
         share_token_as_grant(&mut headers);
         assert_eq!(headers.get(GRANT_HEADER).unwrap(), "asg_abc");
         assert!(headers.get(header::AUTHORIZATION).is_none());
 
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer ask_key"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer ask_key"),
+        );
         headers.insert(GRANT_HEADER, HeaderValue::from_static("asg_invoke"));
         share_token_as_grant(&mut headers);
-        assert_eq!(headers.get(header::AUTHORIZATION).unwrap(), "Bearer ask_key");
+        assert_eq!(
+            headers.get(header::AUTHORIZATION).unwrap(),
+            "Bearer ask_key"
+        );
     }
 }

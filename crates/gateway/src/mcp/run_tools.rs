@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ErrorData,
-    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
-    ServerConfig, Tool,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ErrorData, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -98,10 +97,12 @@ impl ServerHandler for RunTools {
         }
         let headers = &request_parts.headers;
         let arguments = Json::Object(arguments);
-        Ok(match self.calls.call(&tool.grpc_path, headers, arguments).await {
-            Ok(answer) => CallToolResult::structured(answer),
-            Err(status) => self.calls.refusal(&status),
-        }
-        .into())
+        Ok(
+            match self.calls.call(&tool.grpc_path, headers, arguments).await {
+                Ok(answer) => CallToolResult::structured(answer),
+                Err(status) => self.calls.refusal(&status),
+            }
+            .into(),
+        )
     }
 }
