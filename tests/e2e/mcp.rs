@@ -476,9 +476,7 @@ async fn a_delete_or_a_removal_takes_the_tool_away_at_once() {
     let bob_id = w.bob.user_id().await;
     w.alice
         .tenancy()
-        .remove_org_member(sharing::RemoveOrgMemberRequest {
-            user_id: bob_id,
-        })
+        .remove_org_member(sharing::RemoveOrgMemberRequest { user_id: bob_id })
         .await
         .expect("remove");
     let refused = call(&bob, "research", json!({ "input": "still a member?" })).await;

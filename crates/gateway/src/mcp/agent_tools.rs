@@ -195,7 +195,7 @@ fn named(agents: Vec<Runnable>) -> Vec<AgentTool> {
             };
             let mut description = format!("Runs the agent \"{}\"", agent.name);
             if !agent.description.is_empty() {
-                description.push_str(&format!(": {}", agent.description));
+                description.push_str(&format!(": {}", agent.description.trim_end_matches('.')));
             }
             if !agent.owner.is_empty() {
                 description.push_str(&format!(" (built by {})", agent.owner));
