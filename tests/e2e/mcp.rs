@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use agentshare_e2e::mcp::{Generation, McpSession, call, text_of, tool_names, tools};
+use agentshare_e2e::runtime::RecordingRuntime;
 use agentshare_e2e::{Suite, UserClient};
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::sharing::v1 as sharing;
@@ -27,7 +28,10 @@ struct Acme {
 }
 
 async fn acme() -> Acme {
-    let suite = Suite::start().await;
+    acme_on(Suite::start().await).await
+}
+
+async fn acme_on(suite: Suite) -> Acme {
     let alice_token = suite.token_with("alice", true, MONTH);
     let bob_token = suite.token_with("bob", false, MONTH);
     let alice = suite.user("alice").await.with_token(&alice_token);
@@ -481,5 +485,88 @@ async fn a_delete_or_a_removal_takes_the_tool_away_at_once() {
         .expect("remove");
     let refused = call(&bob, "research", json!({ "input": "still a member?" })).await;
     assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    w.suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_callers_token_never_reaches_the_runtime_which_gets_a_run_token_of_its_own() {
+    let runtime = RecordingRuntime::start().await;
+    let w = acme_on(Suite::builder().runtime(&runtime).start().await).await;
+    let bob = session(&w.suite, &w.bob_token, Generation::Modern).await;
+    // Held by the runtime until released, so its run token stays alive.
+    let held = tokio::spawn(async move {
+        let answer = call(&bob, "research", json!({ "input": "through MCP /hold" })).await;
+        (bob, answer)
+    });
+    let received = agentshare_e2e::wait::eventually("the runtime receiving the run", || async {
+        runtime
+            .received()
+            .into_iter()
+            .find(|r| r.request.input == "through MCP /hold")
+    })
+    .await;
+    let request = received.request;
+    assert!(
+        !format!("{request:?}").contains(&w.bob_token),
+        "the caller's token must not travel to the runtime"
+    );
+    assert!(request.run_token.starts_with("asr_"));
+    assert_eq!(request.mcp_url, w.suite.url("/mcp/run"));
+
+    // The run token opens the run's tools, and nothing else.
+    let tools = w
+        .suite
+        .mcp(
+            "/mcp/run",
+            Some(&request.run_token),
+            &[],
+            Generation::Legacy,
+        )
+        .await
+        .expect("the run token opens /mcp/run");
+    assert_eq!(
+        tool_names(&tools).await,
+        [
+            "workspace_delete",
+            "workspace_list",
+            "workspace_publish",
+            "workspace_read",
+            "workspace_write"
+        ]
+    );
+    let listed = call(&tools, "workspace_list", json!({})).await;
+    assert_ne!(listed.is_error, Some(true), "{listed:?}");
+    assert!(
+        w.suite
+            .mcp("/mcp", Some(&request.run_token), &[], Generation::Modern)
+            .await
+            .is_err(),
+        "a run token is no person's credential"
+    );
+
+    runtime.release();
+    let (_, answer) = held.await.expect("the held call returns");
+    assert_ne!(answer.is_error, Some(true), "{answer:?}");
+    // The run is over: its token opens nothing.
+    let after = tools.list_all_tools().await;
+    assert!(after.is_err(), "the run token dies with its run");
+    w.suite.stop().await;
+}
+
+#[tokio::test]
+async fn another_orgs_member_sees_none_of_acmes_agents() {
+    let w = acme().await;
+    let carol_token = w.suite.token_with("carol", false, MONTH);
+    let carol = w.suite.user("carol").await.with_token(&carol_token);
+    carol.new_org("Globex").await;
+    let session = session(&w.suite, &carol_token, Generation::Modern).await;
+    let names = tool_names(&session).await;
+    assert!(!names.is_empty(), "Carol has her own org's default agent");
+    assert!(
+        !names.iter().any(|n| n == "research" || n == "scratchpad"),
+        "{names:?}"
+    );
+    let refused = call(&session, "research", json!({ "input": "let me in" })).await;
+    assert!(text_of(&refused).starts_with("NOT_FOUND:"), "{refused:?}");
     w.suite.stop().await;
 }
