@@ -565,4 +565,96 @@ async fn the_owners_store_write_policy_decides_who_writes_and_everyone_still_rea
         .expect("reach")
         .into_inner();
     assert_eq!(reach.store_write_policy, Some(policy));
+
+    // Each change is on the audit trail, before and after; setting what is
+    // already set records nothing.
+    set_policy(
+        &alice,
+        &notes.id,
+        StoreWriters::Runners,
+        AnonymousStoreWrites::Deny,
+    )
+    .await
+    .expect("unchanged");
+    let audited: Vec<sharing::AuditEvent> = alice
+        .tenancy()
+        .list_audit_events(sharing::ListAuditEventsRequest {
+            target_id: notes.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events
+        .into_iter()
+        .filter(|event| event.action == "agent.store_write_policy_changed")
+        .collect();
+    assert_eq!(audited.len(), 3, "{audited:?}");
+    assert!(
+        audited
+            .iter()
+            .any(|event| event.after_json.contains("\"DENY\"")
+                && event.before_json.contains("\"MEMBERS\"")),
+        "{audited:?}"
+    );
+}
+
+#[tokio::test]
+async fn org_owners_and_admins_set_the_default_agents_policy_for_its_org_wide_store() {
+    let suite = Suite::start().await;
+    let acme = suite
+        .org("Acme")
+        .member("bob", sharing::OrgRole::Member)
+        .member("ada", sharing::OrgRole::Admin)
+        .build()
+        .await;
+    let (alice, bob, ada) = (
+        &acme.owner,
+        &acme.members[0].client,
+        &acme.members[1].client,
+    );
+    let assistant = bob
+        .registry()
+        .get_default_agent(registry::GetDefaultAgentRequest {})
+        .await
+        .expect("default agent")
+        .into_inner()
+        .agent
+        .expect("agent");
+    write(bob, &assistant.id, "memo", "by bob")
+        .await
+        .expect("a member writes by default");
+    assert_status(
+        set_policy(
+            bob,
+            &assistant.id,
+            StoreWriters::OwnerOnly,
+            AnonymousStoreWrites::Unspecified,
+        )
+        .await,
+        Code::PermissionDenied,
+        "",
+    );
+    set_policy(
+        ada,
+        &assistant.id,
+        StoreWriters::OwnerOnly,
+        AnonymousStoreWrites::Unspecified,
+    )
+    .await
+    .expect("an org admin sets it");
+    assert_status(
+        write(bob, &assistant.id, "memo", "again").await,
+        Code::PermissionDenied,
+        "store write policy OWNER_ONLY: only org owners and admins write",
+    );
+    assert_eq!(read(bob, &assistant.id, "memo").await.value, "by bob");
+    write(alice, &assistant.id, "memo", "by the org owner")
+        .await
+        .expect("the org owner writes");
+    write(ada, &assistant.id, "note", "by an admin")
+        .await
+        .expect("an admin writes");
+    let writer = writer_of(bob, &assistant.id, "memo").await;
+    assert_eq!(writer.user_id, alice.user_id().await);
 }
