@@ -761,7 +761,7 @@ async fn store_policy(
             .get_agent_reach(sharing::GetAgentReachRequest { agent_id })
             .await?
             .into_inner();
-        let policy = reach.store_write_policy.clone().unwrap_or_default();
+        let policy = reach.store_write_policy.unwrap_or_default();
         return out.show(&reach, store_policy_record(&policy));
     }
     let set = sharing
@@ -774,7 +774,7 @@ async fn store_policy(
         })
         .await?
         .into_inner();
-    let policy = set.policy.clone().unwrap_or_default();
+    let policy = set.policy.unwrap_or_default();
     out.show(&set, store_policy_record(&policy))
 }
 
