@@ -51,6 +51,7 @@ fn requests() -> Vec<Request> {
         pb::UpdateGrantRequest,
         pb::RevokeGrantRequest,
         pb::GetAgentReachRequest,
+        pb::SetStoreWritePolicyRequest,
         pb::GetMeRequest,
         pb::CreateOrgRequest,
         pb::GetOrgRequest,

@@ -54,7 +54,7 @@ async fn suite() -> Suite {
 }
 
 /// Moves the suite clock to `seconds` past the next full hour.
-fn to_next_hour(suite: &Suite, seconds: i64) -> i64 {
+pub(crate) fn to_next_hour(suite: &Suite, seconds: i64) -> i64 {
     let now = suite.clock.now_micros();
     let hour = (now / HOUR_MICROS + 1) * HOUR_MICROS;
     let target = hour + seconds * 1_000_000;

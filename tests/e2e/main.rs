@@ -36,6 +36,7 @@ mod sessions_usage;
 mod sharing;
 mod slice;
 mod store;
+mod store_provenance;
 mod telemetry;
 mod trust;
 mod viewers;

@@ -148,6 +148,7 @@ impl Authenticator {
             run_id: grant.run,
             agent_id: grant.agent_id,
             partition: grant.partition,
+            origin: grant.origin,
         });
         Ok(principal)
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use agentshare_kit::Error;
 use agentshare_kit::clock::{Clock, timestamp};
 use agentshare_kit::identity::{
-    GrantKind, Identity, Principal, PrincipalKind, RunGrant, random_token,
+    GrantKind, Identity, Principal, PrincipalKind, RunGrant, RunOrigin, random_token,
 };
 use agentshare_kit::server::{InFlight, ServiceChannel};
 use agentshare_proto::registry::v1 as registry;
@@ -468,6 +468,15 @@ impl RunPath {
                 agent_id: plan.agent_id.clone(),
                 partition: plan.store_workspace.clone(),
                 principal: bound,
+                // What the run's store writes record as their origin.
+                origin: RunOrigin {
+                    session_id: Some(started.session_id.clone()).filter(|id| !id.is_empty()),
+                    automation_run_id: spec
+                        .automation
+                        .as_ref()
+                        .map(|a| a.run_id.clone())
+                        .filter(|id| !id.is_empty()),
+                },
             },
             token_expires,
         )?;

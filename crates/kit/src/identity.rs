@@ -411,6 +411,23 @@ pub struct RunScope {
     pub run_id: String,
     pub agent_id: String,
     pub partition: String,
+    /// What the run's writes record as their writer, beyond its Principal.
+    #[serde(flatten)]
+    pub origin: RunOrigin,
+}
+
+/// Where a run came from, as far as its writes record it: the conversation
+/// session it continues and, for an automation, its run. Both are absent
+/// from tokens minted before they existed, which then read as neither.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrigin {
+    /// The session (conversation) of the run; an anonymous visitor's writes
+    /// are told apart by it. Not a credential: reading it needs its secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The automation run, when the scheduler fired this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automation_run_id: Option<String>,
 }
 
 /// What a run token binds: one run of one agent, as one Principal, over one
@@ -424,6 +441,8 @@ pub struct RunGrant {
     /// other is refused.
     pub partition: String,
     pub principal: Principal,
+    #[serde(flatten)]
+    pub origin: RunOrigin,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -980,3 +980,123 @@ async fn a_builder_limits_a_widget_grant_and_an_owner_sets_the_orgs_policy_from_
         .await
         .failed(1, "owner");
 }
+
+#[tokio::test]
+async fn an_owner_keeps_a_shared_agents_store_to_themselves_and_items_show_who_wrote_them() {
+    let serve = Serve::start().await;
+    acme(&serve).await;
+    let agent = deploy_agent(&serve, json!({ "name": "Playbook" })).await;
+    serve.as_user("alice", &["share", &agent]).await.ok();
+    let policy_line = |stdout: &str, field: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(field))
+            .map(|l| l[field.len()..].trim().to_string())
+            .unwrap_or_default()
+    };
+
+    let shown = serve
+        .as_user("alice", &["agent", "store-policy", &agent])
+        .await
+        .ok();
+    assert_eq!(
+        policy_line(&shown.stdout, "writers"),
+        "runners",
+        "{}",
+        shown.stdout
+    );
+    assert_eq!(
+        policy_line(&shown.stdout, "anonymous writes"),
+        "allow",
+        "{}",
+        shown.stdout
+    );
+
+    serve
+        .cli()
+        .args(&["--as", "bob", "items", "write", &agent, "tip"])
+        .stdin("bob's tip")
+        .run()
+        .await
+        .ok();
+    let set = serve
+        .as_user(
+            "alice",
+            &[
+                "agent",
+                "store-policy",
+                &agent,
+                "--writers",
+                "owner",
+                "--anonymous-writes",
+                "deny",
+            ],
+        )
+        .await
+        .ok();
+    assert_eq!(
+        policy_line(&set.stdout, "writers"),
+        "owner only",
+        "{}",
+        set.stdout
+    );
+    assert_eq!(
+        policy_line(&set.stdout, "anonymous writes"),
+        "deny",
+        "{}",
+        set.stdout
+    );
+    serve
+        .as_user(
+            "bob",
+            &["agent", "store-policy", &agent, "--writers", "runners"],
+        )
+        .await
+        .failed(1, "PERMISSION_DENIED");
+
+    serve
+        .cli()
+        .args(&["--as", "bob", "items", "write", &agent, "tip"])
+        .stdin("again")
+        .run()
+        .await
+        .failed(1, "store write policy OWNER_ONLY");
+    serve
+        .cli()
+        .args(&["--as", "alice", "items", "write", &agent, "rule"])
+        .stdin("alice's rule")
+        .run()
+        .await
+        .ok();
+
+    let bob_id = serve
+        .as_user("bob", &["me", "-o", "json"])
+        .await
+        .ok()
+        .json()["user"]["id"]
+        .as_str()
+        .expect("bob's id")
+        .to_string();
+    let read = serve
+        .as_user("bob", &["items", "read", &agent, "tip"])
+        .await
+        .ok();
+    assert_eq!(
+        policy_line(&read.stdout, "written by"),
+        format!("user {bob_id}"),
+        "bob still reads his item and sees it is his: {}",
+        read.stdout
+    );
+    let listed = serve
+        .as_user("bob", &["items", "list", &agent, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let kinds: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["writtenBy"]["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["WRITER_KIND_USER", "WRITER_KIND_USER"], "{listed}");
+}

@@ -142,8 +142,52 @@ fn items_table(items: &[pb::WorkspaceItemSummary]) -> View {
         .column("REVISION", |item| item.revision.to_string())
         .column("SIZE", |item| item.size_bytes.to_string())
         .column("UPDATED", |item| time(item.update_time.as_ref()))
+        .column("WRITTEN BY", |item| written_by(item.written_by.as_ref()))
         .column("PREVIEW", |item| one_line(&item.preview, 60))
         .into()
+}
+
+/// Who wrote an item's current value, in a few words: the kind of writer
+/// and the ids that tell one from another.
+fn written_by(writer: Option<&pb::ItemWriter>) -> String {
+    let Some(writer) = writer else {
+        return String::new();
+    };
+    let kind = pb::WriterKind::try_from(writer.kind).unwrap_or(pb::WriterKind::Unspecified);
+    let mut words = match kind {
+        pb::WriterKind::Unspecified => return "unrecorded".into(),
+        pb::WriterKind::User => format!("user {}", writer.user_id),
+        pb::WriterKind::InvokeGrant => {
+            format!(
+                "user {} with INVOKE grant {}",
+                writer.user_id, writer.grant_id
+            )
+        }
+        pb::WriterKind::DelegateGrant => {
+            format!(
+                "user {} with DELEGATE grant {}",
+                writer.user_id, writer.grant_id
+            )
+        }
+        pb::WriterKind::AnonymousSession if writer.session_id.is_empty() => {
+            format!("anonymous visitor with grant {}", writer.grant_id)
+        }
+        pb::WriterKind::AnonymousSession => format!(
+            "anonymous session {} with grant {}",
+            writer.session_id, writer.grant_id
+        ),
+        pb::WriterKind::AutomationRun => format!(
+            "automation run {} for user {}",
+            writer.automation_run_id, writer.user_id
+        ),
+    };
+    if !writer.published_from_agent_id.is_empty() {
+        words.push_str(&format!(
+            ", published from agent {}",
+            writer.published_from_agent_id
+        ));
+    }
+    words
 }
 
 fn content_type(value: i32) -> String {
@@ -315,6 +359,7 @@ fn item_record(item: &pb::WorkspaceItem, with_value: bool) -> View {
         ("created by", item.created_by.clone()),
         ("created", time(item.create_time.as_ref())),
         ("updated", time(item.update_time.as_ref())),
+        ("written by", written_by(item.written_by.as_ref())),
     ];
     if with_value {
         fields.push(("value", item.value.clone()));

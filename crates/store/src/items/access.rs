@@ -1,5 +1,5 @@
-//! Which partition a caller reaches through an agent: sharing decides, on
-//! every call. Nothing is cached, so a revocation is seen by the very next
+//! Which partition a caller reaches through an agent, and whether they may
+//! write it: sharing decides, on every call. Nothing is cached, so a revocation is seen by the very next
 //! call on every replica.
 
 use agentshare_kit::identity::Principal;
@@ -20,7 +20,8 @@ impl Access {
         Self { sharing }
     }
 
-    /// The partition `principal` reads and writes through `agent_id`.
+    /// The partition `principal` reads and writes through `agent_id`, and
+    /// whether the agent's store write policy lets them write it.
     /// Sharing's refusal reaches the client as sharing gave it: NOT_FOUND
     /// for an invisible agent, PERMISSION_DENIED for one it may not RUN.
     pub async fn partition(&self, principal: &Principal, agent_id: &str) -> Result<Partition> {
@@ -51,6 +52,7 @@ impl Access {
         Ok(Partition {
             name: answer.store_workspace,
             scope,
+            write_refusal: Some(answer.write_refusal).filter(|refusal| !refusal.is_empty()),
         })
     }
 }

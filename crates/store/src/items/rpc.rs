@@ -59,6 +59,30 @@ pub fn item_to_proto(item: ItemRow) -> pb::WorkspaceItem {
         create_time: Some(timestamp(item.created_at)),
         update_time: Some(timestamp(item.updated_at)),
         size_bytes: item.size_bytes,
+        written_by: Some(writer_to_proto(item.writer)),
+    }
+}
+
+/// The writer as stored; a kind this build does not know, or the empty
+/// one of an item written before writers were recorded, reads as
+/// UNSPECIFIED.
+fn writer_to_proto(writer: rules::Writer) -> pb::ItemWriter {
+    let kind = match rules::WriterKind::parse(&writer.kind) {
+        Some(rules::WriterKind::User) => pb::WriterKind::User,
+        Some(rules::WriterKind::InvokeGrant) => pb::WriterKind::InvokeGrant,
+        Some(rules::WriterKind::DelegateGrant) => pb::WriterKind::DelegateGrant,
+        Some(rules::WriterKind::AnonymousSession) => pb::WriterKind::AnonymousSession,
+        Some(rules::WriterKind::AutomationRun) => pb::WriterKind::AutomationRun,
+        None => pb::WriterKind::Unspecified,
+    };
+    pb::ItemWriter {
+        kind: kind.into(),
+        user_id: writer.user_id,
+        grant_id: writer.grant_id,
+        session_id: writer.session_id,
+        automation_run_id: writer.automation_run_id,
+        via_agent_id: writer.via_agent_id,
+        published_from_agent_id: writer.published_from_agent_id,
     }
 }
 
@@ -72,6 +96,7 @@ fn summary_to_proto(item: ItemRow) -> pb::WorkspaceItemSummary {
         update_time: Some(timestamp(item.updated_at)),
         revision: item.revision,
         size_bytes: item.size_bytes,
+        written_by: Some(writer_to_proto(item.writer)),
     }
 }
 
@@ -194,6 +219,7 @@ impl WorkspaceStore {
         let expected = Expected::for_write("expected_revision", message.expected_revision)?;
         rules::check_value(&message.value, content_type, &self.storage.limits)?;
         let partition = self.partition(&caller, &message.agent_id).await?;
+        partition.require_writable()?;
         let written = self
             .write(Put {
                 partition: &partition.name,
@@ -202,6 +228,7 @@ impl WorkspaceStore {
                 content_type,
                 expected,
                 agent_id: &message.agent_id,
+                writer: &rules::writer_of(&caller, &message.agent_id, None),
             })
             .await?;
         Ok(pb::WorkspaceWriteResponse {
@@ -218,6 +245,7 @@ impl WorkspaceStore {
         rules::check_key("key", &message.key)?;
         let expected = Expected::for_delete(message.expected_revision)?;
         let partition = self.partition(&caller, &message.agent_id).await?;
+        partition.require_writable()?;
         let deleted = self
             .storage
             .delete(&partition.name, &message.key, expected)
@@ -252,6 +280,7 @@ impl WorkspaceStore {
         let source = self.partition(&caller, &message.agent_id).await?;
         let target = self.access.partition(&caller, &target_agent_id).await?;
         rules::check_publish(&message.agent_id, &source, &target_agent_id, &target)?;
+        target.require_writable()?;
         let item = self.storage.read(&source.name, &message.key).await?;
         let written = self
             .write(Put {
@@ -261,6 +290,7 @@ impl WorkspaceStore {
                 content_type: item.content_type,
                 expected,
                 agent_id: &message.agent_id,
+                writer: &rules::writer_of(&caller, &target_agent_id, Some(&message.agent_id)),
             })
             .await?;
         Ok(pb::WorkspacePublishResponse {

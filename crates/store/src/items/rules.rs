@@ -1,9 +1,11 @@
 //! The workspace store's rules: what a key and a value may be, the quotas,
-//! compare-and-set, where publishing may go, and list pages. Plain functions
+//! compare-and-set, where publishing may go, list pages, and who a write
+//! records as its writer. Plain functions
 //! over plain types; the SQL lives in `storage`, the wire in `rpc`.
 
 use agentshare_kit::Error;
 use agentshare_kit::config;
+use agentshare_kit::identity::Principal;
 use agentshare_proto::errors::v1::ErrorReason;
 
 /// The ErrorInfo domain of the store's details.
@@ -55,6 +57,113 @@ pub enum Scope {
 pub struct Partition {
     pub name: String,
     pub scope: Scope,
+    /// Why the agent's store write policy refuses this caller's writes
+    /// here, as sharing words it; `None` when they may write.
+    pub write_refusal: Option<String>,
+}
+
+impl Partition {
+    /// Whether the caller may write here: PERMISSION_DENIED naming the
+    /// agent's store write policy when not. Reads never ask.
+    pub fn require_writable(&self) -> Result<(), Error> {
+        match &self.write_refusal {
+            Some(refusal) => Err(Error::PermissionDenied(refusal.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What kind of caller made a write. Stored as its lowercase name; an item
+/// written before writers were recorded has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriterKind {
+    User,
+    InvokeGrant,
+    DelegateGrant,
+    AnonymousSession,
+    AutomationRun,
+}
+
+impl WriterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::InvokeGrant => "invoke_grant",
+            Self::DelegateGrant => "delegate_grant",
+            Self::AnonymousSession => "anonymous_session",
+            Self::AutomationRun => "automation_run",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        [
+            Self::User,
+            Self::InvokeGrant,
+            Self::DelegateGrant,
+            Self::AnonymousSession,
+            Self::AutomationRun,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == stored)
+    }
+}
+
+/// Who made one write, as the server saw the caller. Each field is empty
+/// when it does not apply; `kind` is empty for an item written before
+/// writers were recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Writer {
+    #[sqlx(rename = "writer_kind")]
+    pub kind: String,
+    #[sqlx(rename = "writer_user_id")]
+    pub user_id: String,
+    #[sqlx(rename = "writer_grant_id")]
+    pub grant_id: String,
+    #[sqlx(rename = "writer_session_id")]
+    pub session_id: String,
+    #[sqlx(rename = "writer_automation_run_id")]
+    pub automation_run_id: String,
+    #[sqlx(rename = "writer_via_agent_id")]
+    pub via_agent_id: String,
+    #[sqlx(rename = "writer_published_from")]
+    pub published_from_agent_id: String,
+}
+
+/// The writer of a call by `caller` through `via_agent` (for a publish,
+/// the target agent, with the agent it came from). Taken from the signed
+/// Principal alone, so a client cannot claim to be someone else:
+/// - an automation run (its run token says so) writes for its user;
+/// - a grant's holder writes as the grant, a DELEGATE grant without a user
+///   as an anonymous session (the run's session, when there is a run);
+/// - anyone else is the signed-in user.
+pub fn writer_of(caller: &Principal, via_agent: &str, published_from: Option<&str>) -> Writer {
+    use agentshare_kit::identity::GrantKind;
+    let origin = caller.run.as_ref().map(|run| &run.origin);
+    let automation_run = origin.and_then(|o| o.automation_run_id.clone());
+    let kind = match (&caller.grant, &automation_run) {
+        (_, Some(_)) => WriterKind::AutomationRun,
+        (Some(grant), None) if grant.kind == GrantKind::Invoke => WriterKind::InvokeGrant,
+        (Some(_), None) if caller.user_id.is_some() => WriterKind::DelegateGrant,
+        (Some(_), None) => WriterKind::AnonymousSession,
+        (None, None) => WriterKind::User,
+    };
+    let session_id = match kind {
+        WriterKind::AnonymousSession => origin.and_then(|o| o.session_id.clone()),
+        _ => None,
+    };
+    Writer {
+        kind: kind.as_str().into(),
+        user_id: caller.user_id.clone().unwrap_or_default(),
+        grant_id: caller
+            .grant
+            .as_ref()
+            .map(|g| g.id.clone())
+            .unwrap_or_default(),
+        session_id: session_id.unwrap_or_default(),
+        automation_run_id: automation_run.unwrap_or_default(),
+        via_agent_id: via_agent.to_string(),
+        published_from_agent_id: published_from.unwrap_or_default().to_string(),
+    }
 }
 
 /// The quotas in force, from config.
@@ -433,6 +542,110 @@ mod tests {
         assert!(belongs_to_agent("agent-a1/ws", "a1"));
         assert!(!belongs_to_agent("agent-a12/ws", "a1"));
         assert!(!belongs_to_agent("user-a1", "a1"));
+    }
+
+    fn caller(user: Option<&str>, grant: Option<agentshare_kit::identity::GrantKind>) -> Principal {
+        let mut principal = Principal::user(user.unwrap_or_default());
+        principal.user_id = user.map(str::to_string);
+        principal.grant = grant.map(|kind| agentshare_kit::identity::HeldGrant {
+            id: "g1".into(),
+            kind,
+            agent_id: "a1".into(),
+        });
+        principal
+    }
+
+    fn in_run(mut principal: Principal, session: &str, automation: Option<&str>) -> Principal {
+        principal.run = Some(agentshare_kit::identity::RunScope {
+            run_id: "r1".into(),
+            agent_id: "a1".into(),
+            partition: "agent-a1/ws".into(),
+            origin: agentshare_kit::identity::RunOrigin {
+                session_id: Some(session.into()),
+                automation_run_id: automation.map(str::to_string),
+            },
+        });
+        principal
+    }
+
+    #[test]
+    fn a_writer_is_told_by_its_principal_alone() {
+        use agentshare_kit::identity::GrantKind::{Delegate, Invoke};
+        let user = writer_of(&caller(Some("u1"), None), "a1", None);
+        assert_eq!(
+            (
+                user.kind.as_str(),
+                user.user_id.as_str(),
+                user.grant_id.as_str()
+            ),
+            ("user", "u1", "")
+        );
+        assert_eq!(user.via_agent_id, "a1");
+        let invoke = writer_of(&caller(Some("u2"), Some(Invoke)), "a1", None);
+        assert_eq!(
+            (invoke.kind.as_str(), invoke.grant_id.as_str()),
+            ("invoke_grant", "g1")
+        );
+        let delegate = writer_of(&caller(Some("u3"), Some(Delegate)), "a1", None);
+        assert_eq!(delegate.kind, "delegate_grant");
+        let anonymous = writer_of(
+            &in_run(caller(None, Some(Delegate)), "s1", None),
+            "a1",
+            None,
+        );
+        assert_eq!(
+            (
+                anonymous.kind.as_str(),
+                anonymous.user_id.as_str(),
+                anonymous.session_id.as_str()
+            ),
+            ("anonymous_session", "", "s1")
+        );
+        // A signed-in user's run session is not recorded: the user says it.
+        let signed_in = writer_of(&in_run(caller(Some("u1"), None), "s2", None), "a1", None);
+        assert_eq!(
+            (signed_in.kind.as_str(), signed_in.session_id.as_str()),
+            ("user", "")
+        );
+        let automation = writer_of(
+            &in_run(caller(Some("u4"), None), "s3", Some("run-9")),
+            "a1",
+            None,
+        );
+        assert_eq!(
+            (
+                automation.kind.as_str(),
+                automation.user_id.as_str(),
+                automation.automation_run_id.as_str()
+            ),
+            ("automation_run", "u4", "run-9")
+        );
+        let published = writer_of(&caller(Some("u1"), None), "target", Some("private"));
+        assert_eq!(
+            (
+                published.via_agent_id.as_str(),
+                published.published_from_agent_id.as_str()
+            ),
+            ("target", "private")
+        );
+        for writer in [user, invoke, delegate, anonymous, automation] {
+            assert!(WriterKind::parse(&writer.kind).is_some(), "{}", writer.kind);
+        }
+    }
+
+    #[test]
+    fn a_refused_partition_refuses_writes_with_the_policy() {
+        let mut partition = Partition {
+            name: "agent-a1/ws".into(),
+            scope: Scope::Shared,
+            write_refusal: None,
+        };
+        assert!(partition.require_writable().is_ok());
+        partition.write_refusal = Some("store write policy OWNER_ONLY: only the owner".into());
+        assert!(matches!(
+            partition.require_writable(),
+            Err(Error::PermissionDenied(message)) if message.contains("OWNER_ONLY")
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use agentshare_kit::page::Page;
 use agentshare_kit::{Error, Result};
 use sqlx::{Any, Transaction};
 
-use super::rules::{self, ContentType, Expected, Limits, Usage};
+use super::rules::{self, ContentType, Expected, Limits, Usage, Writer};
 
 /// One item as stored; `value` is the preview when listed.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -27,6 +27,9 @@ pub struct ItemRow {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Who wrote the current value.
+    #[sqlx(flatten)]
+    pub writer: Writer,
 }
 
 /// One put or delete of a partition.
@@ -82,6 +85,8 @@ pub struct Put<'a> {
     pub expected: Expected,
     /// The agent that writes; kept as `created_by` when the key is new.
     pub agent_id: &'a str,
+    /// Who writes: the item's writer from now on.
+    pub writer: &'a Writer,
 }
 
 /// What a write did.
@@ -104,8 +109,9 @@ pub struct Storage {
     pub retention: Retention,
 }
 
-const ITEM_COLUMNS: &str =
-    "key, value, content_type, size_bytes, revision, created_by, created_at, updated_at";
+/// The writer's columns, named as [`Writer`] reads them, in both tables.
+const WRITER_COLUMNS: &str = "writer_kind, writer_user_id, writer_grant_id, writer_session_id, \
+     writer_automation_run_id, writer_via_agent_id, writer_published_from";
 
 /// What a write finds of the item it replaces.
 #[derive(sqlx::FromRow)]
@@ -134,7 +140,7 @@ impl Storage {
         // Both backends' substr counts characters, as the preview promises.
         let sql = format!(
             "SELECT key, substr(value, 1, {}) AS value, content_type, size_bytes, revision, \
-             created_by, created_at, updated_at FROM workspace_items \
+             created_by, created_at, updated_at, {WRITER_COLUMNS} FROM workspace_items \
              WHERE partition = $1 AND key >= $2 AND key > $3 ORDER BY key LIMIT $4",
             rules::PREVIEW_CHARS
         );
@@ -149,8 +155,10 @@ impl Storage {
 
     /// One item, or NOT_FOUND naming its key.
     pub async fn read(&self, partition: &str, key: &str) -> Result<ItemRow> {
-        let sql =
-            format!("SELECT {ITEM_COLUMNS} FROM workspace_items WHERE partition = $1 AND key = $2");
+        let sql = format!(
+            "SELECT key, value, content_type, size_bytes, revision, created_by, created_at, \
+             updated_at, {WRITER_COLUMNS} FROM workspace_items WHERE partition = $1 AND key = $2"
+        );
         db::fetch_optional(&self.db.pool, &sql, (partition, key))
             .await?
             .ok_or_else(|| Error::not_found(format!("item {key:?}")))
@@ -183,14 +191,26 @@ impl Storage {
             created_by,
             created_at,
             updated_at: now,
+            writer: put.writer.clone(),
         };
-        db::execute(
-            &mut *tx,
+        let sql = format!(
             "INSERT INTO workspace_items (partition, key, value, content_type, size_bytes, revision, \
-             created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             created_by, created_at, updated_at, {WRITER_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (partition, key) DO UPDATE SET value = excluded.value, \
              content_type = excluded.content_type, size_bytes = excluded.size_bytes, \
-             revision = excluded.revision, updated_at = excluded.updated_at",
+             revision = excluded.revision, updated_at = excluded.updated_at, \
+             writer_kind = excluded.writer_kind, writer_user_id = excluded.writer_user_id, \
+             writer_grant_id = excluded.writer_grant_id, \
+             writer_session_id = excluded.writer_session_id, \
+             writer_automation_run_id = excluded.writer_automation_run_id, \
+             writer_via_agent_id = excluded.writer_via_agent_id, \
+             writer_published_from = excluded.writer_published_from"
+        );
+        let writer = &item.writer;
+        db::execute(
+            &mut *tx,
+            &sql,
             (
                 put.partition,
                 &item.key,
@@ -201,6 +221,13 @@ impl Storage {
                 &item.created_by,
                 item.created_at,
                 item.updated_at,
+                &writer.kind,
+                &writer.user_id,
+                &writer.grant_id,
+                &writer.session_id,
+                &writer.automation_run_id,
+                &writer.via_agent_id,
+                &writer.published_from_agent_id,
             ),
         )
         .await?;
@@ -292,23 +319,38 @@ impl Storage {
             (partition, usage.item_count, usage.total_bytes),
         )
         .await?;
-        let (kind, value, content_type, size, item_revision, created_by, created_at) = match item {
-            Some(item) => (
-                "put",
-                item.value.as_str(),
-                item.content_type.as_str(),
-                item.size_bytes,
-                item.revision,
-                item.created_by.as_str(),
-                item.created_at,
-            ),
-            None => ("delete", "", ContentType::Text.as_str(), 0, 0, "", 0),
-        };
+        let no_writer = Writer::default();
+        let (kind, value, content_type, size, item_revision, created_by, created_at, writer) =
+            match item {
+                Some(item) => (
+                    "put",
+                    item.value.as_str(),
+                    item.content_type.as_str(),
+                    item.size_bytes,
+                    item.revision,
+                    item.created_by.as_str(),
+                    item.created_at,
+                    &item.writer,
+                ),
+                None => (
+                    "delete",
+                    "",
+                    ContentType::Text.as_str(),
+                    0,
+                    0,
+                    "",
+                    0,
+                    &no_writer,
+                ),
+            };
         db::execute(
             &mut **tx,
-            "INSERT INTO item_changes (partition, revision, kind, key, value, content_type, \
-             size_bytes, item_revision, created_by, created_at, changed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &format!(
+                "INSERT INTO item_changes (partition, revision, kind, key, value, content_type, \
+                 size_bytes, item_revision, created_by, created_at, changed_at, {WRITER_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18)"
+            ),
             (
                 partition,
                 revision,
@@ -321,6 +363,13 @@ impl Storage {
                 created_by,
                 created_at,
                 now,
+                &writer.kind,
+                &writer.user_id,
+                &writer.grant_id,
+                &writer.session_id,
+                &writer.automation_run_id,
+                &writer.via_agent_id,
+                &writer.published_from_agent_id,
             ),
         )
         .await?;
@@ -348,10 +397,12 @@ impl Storage {
             &self.db.pool,
             // The item's revision takes the name `revision`, so the
             // change's own is named by its table wherever it is meant.
-            "SELECT c.revision AS change_revision, kind, key, value, content_type, size_bytes, \
-             item_revision AS revision, created_by, created_at, changed_at AS updated_at \
-             FROM item_changes c WHERE c.partition = $1 AND c.revision > $2 \
-             ORDER BY c.revision LIMIT $3",
+            &format!(
+                "SELECT c.revision AS change_revision, kind, key, value, content_type, size_bytes, \
+                 item_revision AS revision, created_by, created_at, changed_at AS updated_at, \
+                 {WRITER_COLUMNS} FROM item_changes c WHERE c.partition = $1 AND c.revision > $2 \
+                 ORDER BY c.revision LIMIT $3"
+            ),
             (partition, after, limit),
         )
         .await?;

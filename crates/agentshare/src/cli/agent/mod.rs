@@ -1,7 +1,8 @@
 //! `agentshare agent ...`: an agent's life as its builder sees it
 //! (AgentRegistryService): a draft written in a definition file, deployed
 //! into immutable versions, compared, rolled back, published as a template,
-//! shared and reaching more workspaces (SharingService), deleted.
+//! shared and reaching more workspaces (SharingService), who may write its
+//! shared store, deleted.
 //!
 //! A definition file is the agent's design, `AgentDraft` in the proto3 JSON
 //! mapping, as YAML or JSON: `name`, `description`, `instructions`, `model`,
@@ -139,6 +140,56 @@ pub enum Command {
         #[command(subcommand)]
         command: WorkspacesCommand,
     },
+    /// Who may write the agent's shared store: show it, or change it with
+    /// --writers and --anonymous-writes (settings left out keep their
+    /// value). Reads are never restricted. Owner only (for the org default
+    /// agent: org owners and admins).
+    StorePolicy {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// Who writes its shared partitions: the owner only, the owner and
+        /// workspace members, or everyone who may run it (the default).
+        #[arg(long, value_enum)]
+        writers: Option<StoreWriters>,
+        /// Whether visitors with a DELEGATE token and no signed-in user may
+        /// write (allowed by default).
+        #[arg(long, value_enum, value_name = "allow|deny")]
+        anonymous_writes: Option<AnonymousWrites>,
+    },
+}
+
+/// Who may write an agent's shared store.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum StoreWriters {
+    Owner,
+    Members,
+    Runners,
+}
+
+impl From<StoreWriters> for sharing::StoreWriters {
+    fn from(writers: StoreWriters) -> Self {
+        match writers {
+            StoreWriters::Owner => Self::OwnerOnly,
+            StoreWriters::Members => Self::Members,
+            StoreWriters::Runners => Self::Runners,
+        }
+    }
+}
+
+/// Whether anonymous visitors may write an agent's store.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AnonymousWrites {
+    Allow,
+    Deny,
+}
+
+impl From<AnonymousWrites> for sharing::AnonymousStoreWrites {
+    fn from(anonymous: AnonymousWrites) -> Self {
+        match anonymous {
+            AnonymousWrites::Allow => Self::Allow,
+            AnonymousWrites::Deny => Self::Deny,
+        }
+    }
 }
 
 /// `agentshare agent template ...`
@@ -277,6 +328,15 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             let agent_id = api.agent_id(&agent).await?;
             let mut sharing = api.sharing();
             workspaces(command, &mut sharing, agent_id, out).await
+        }
+        Command::StorePolicy {
+            agent,
+            writers,
+            anonymous_writes,
+        } => {
+            let agent_id = api.agent_id(&agent).await?;
+            let mut sharing = api.sharing();
+            store_policy(&mut sharing, agent_id, writers, anonymous_writes, out).await
         }
     }
 }
@@ -687,6 +747,59 @@ async fn workspaces(
             Ok(())
         }
     }
+}
+
+async fn store_policy(
+    sharing: &mut Sharing,
+    agent_id: String,
+    writers: Option<StoreWriters>,
+    anonymous_writes: Option<AnonymousWrites>,
+    out: Output,
+) -> Outcome {
+    if writers.is_none() && anonymous_writes.is_none() {
+        let reach = sharing
+            .get_agent_reach(sharing::GetAgentReachRequest { agent_id })
+            .await?
+            .into_inner();
+        let policy = reach.store_write_policy.unwrap_or_default();
+        return out.show(&reach, store_policy_record(&policy));
+    }
+    let set = sharing
+        .set_store_write_policy(sharing::SetStoreWritePolicyRequest {
+            agent_id,
+            writers: writers.map_or(sharing::StoreWriters::Unspecified, Into::into) as i32,
+            anonymous_writes: anonymous_writes
+                .map_or(sharing::AnonymousStoreWrites::Unspecified, Into::into)
+                as i32,
+        })
+        .await?
+        .into_inner();
+    let policy = set.policy.unwrap_or_default();
+    out.show(&set, store_policy_record(&policy))
+}
+
+fn store_policy_record(policy: &sharing::StoreWritePolicy) -> View {
+    View::record(
+        String::new(),
+        vec![
+            (
+                "writers",
+                word(
+                    policy.writers,
+                    sharing::StoreWriters::as_str_name,
+                    "STORE_WRITERS_",
+                ),
+            ),
+            (
+                "anonymous writes",
+                word(
+                    policy.anonymous_writes,
+                    sharing::AnonymousStoreWrites::as_str_name,
+                    "ANONYMOUS_STORE_WRITES_",
+                ),
+            ),
+        ],
+    )
 }
 
 fn workspaces_table(state: &sharing::AgentSharingState) -> View {

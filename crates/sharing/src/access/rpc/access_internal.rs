@@ -168,10 +168,14 @@ impl AccessInternal {
                 "this run token is bound to another store of the agent".into(),
             ));
         }
+        let write_refusal =
+            crate::access::rules::store_policy::write_refusal(&agent, &subject, scope)
+                .unwrap_or_default();
         Ok(pb::ResolveStoreResponse {
             store_workspace,
             store_scope: scope.to_proto().into(),
             org_id: agent.org_id,
+            write_refusal,
         })
     }
 

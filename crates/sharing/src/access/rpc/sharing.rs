@@ -1,6 +1,7 @@
 //! SharingService: sharing an agent with its workspaces, unsharing it, and
 //! setting its workspace list (DESIGN.md, "Access model (sharing)", Agents
-//! and sharing), and the agent's share grants.
+//! and sharing), the agent's share grants, and who may write its shared
+//! store.
 
 use std::collections::HashSet;
 
@@ -458,6 +459,24 @@ impl Sharing {
             grants: grants.iter().map(|g| grant_to_proto(g, now)).collect(),
             pins_total: total(pins.len()),
             pins: pins.into_iter().map(super::access::pin_to_proto).collect(),
+            store_write_policy: Some(agent.store_policy.to_proto()),
+        })
+    }
+
+    async fn set_store_write_policy(
+        &self,
+        caller: Principal,
+        request: pb::SetStoreWritePolicyRequest,
+    ) -> agentshare_kit::Result<pb::SetStoreWritePolicyResponse> {
+        // EDIT: the owner, and org owners and admins for the default agent.
+        let (agent, _) = self.owned(&caller, &request.agent_id, Action::Edit).await?;
+        let after = agent.store_policy.updated(&request)?;
+        self.storage
+            .access
+            .set_store_policy(&caller, &agent, after)
+            .await?;
+        Ok(pb::SetStoreWritePolicyResponse {
+            policy: Some(after.to_proto()),
         })
     }
 }
@@ -475,6 +494,7 @@ impl SharingService for Sharing {
         update_grant(pb::UpdateGrantRequest) -> pb::UpdateGrantResponse;
         revoke_grant(pb::RevokeGrantRequest) -> pb::RevokeGrantResponse;
         get_agent_reach(pb::GetAgentReachRequest) -> pb::GetAgentReachResponse;
+        set_store_write_policy(pb::SetStoreWritePolicyRequest) -> pb::SetStoreWritePolicyResponse;
     }
 }
 

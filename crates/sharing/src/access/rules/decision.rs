@@ -642,6 +642,7 @@ mod tests {
             latest_version: 1,
             name: "Assistant".into(),
             description: String::new(),
+            store_policy: Default::default(),
         }
     }
 

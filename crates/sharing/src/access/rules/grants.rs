@@ -90,6 +90,7 @@ mod tests {
             latest_version: 2,
             name: "A".into(),
             description: String::new(),
+            store_policy: Default::default(),
         }
     }
 

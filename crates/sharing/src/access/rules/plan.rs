@@ -476,6 +476,7 @@ mod tests {
             latest_version: 1,
             name: "Agent".into(),
             description: String::new(),
+            store_policy: Default::default(),
         }
     }
 

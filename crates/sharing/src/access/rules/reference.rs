@@ -68,6 +68,7 @@ fn agent() -> impl Strategy<Value = AgentRow> {
                 },
                 name: "Agent".into(),
                 description: String::new(),
+                store_policy: Default::default(),
             }
         })
 }

@@ -116,6 +116,7 @@ mod tests {
             latest_version: 1,
             name: "A".into(),
             description: String::new(),
+            store_policy: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use agentshare_proto::events::v1::Event;
 use agentshare_proto::sharing::v1 as pb;
 
 use super::AccessStorage;
+use crate::access::rules::store_policy::StoreWritePolicy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccessState {
@@ -433,10 +434,14 @@ pub struct AgentRow {
     pub latest_version: i64,
     pub name: String,
     pub description: String,
+    /// Who may write the agent's shared store.
+    #[sqlx(flatten)]
+    pub store_policy: StoreWritePolicy,
 }
 
 const AGENT_COLUMNS: &str = "a.agent_id, a.org_id, a.owner_user_id, a.home_workspace_id, a.state, \
-     a.is_default, a.is_managed, a.shared, a.latest_version, a.name, a.description";
+     a.is_default, a.is_managed, a.shared, a.latest_version, a.name, a.description, \
+     a.store_writers, a.store_anonymous_writes";
 
 /// A My Agents candidate as stored.
 #[derive(sqlx::FromRow)]
@@ -626,6 +631,47 @@ impl AccessStorage {
         .await?;
         self.commit(tx).await?;
         Ok((added, removed))
+    }
+
+    /// Stores the agent's store write policy, with the audit event
+    /// `agent.store_write_policy_changed` when it changes; false when it
+    /// already was `after`.
+    pub async fn set_store_policy(
+        &self,
+        actor: &agentshare_kit::identity::Principal,
+        agent: &AgentRow,
+        after: StoreWritePolicy,
+    ) -> Result<bool> {
+        if agent.store_policy == after {
+            return Ok(false);
+        }
+        let mut tx = self.db.begin_write().await?;
+        db::execute(
+            &mut *tx,
+            "UPDATE agent_access SET store_writers = $2, store_anonymous_writes = $3 \
+             WHERE agent_id = $1",
+            (
+                &agent.agent_id,
+                after.writers.as_str(),
+                i64::from(after.anonymous_writes),
+            ),
+        )
+        .await?;
+        crate::tenancy::storage::audit::record(
+            &mut tx,
+            &self.clock,
+            crate::tenancy::storage::audit::Change::new(
+                actor,
+                &agent.org_id,
+                "agent.store_write_policy_changed",
+                ("agent", &agent.agent_id),
+            )
+            .before(agent.store_policy.to_json())
+            .after(after.to_json()),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(true)
     }
 
     /// The users other than the owner who reach the agent through its
