@@ -500,7 +500,11 @@ impl GrpcReader {
     }
 }
 
-fn plain(status: StatusCode, content_type: &'static str, body: Bytes) -> http::Response<Body> {
+pub(crate) fn plain(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> http::Response<Body> {
     let mut response = http::Response::new(Body::new(http_body_util::Full::new(body)));
     *response.status_mut() = status;
     response
@@ -514,7 +518,9 @@ fn json_response(status: StatusCode, json: &serde_json::Value) -> http::Response
     plain(status, "application/json", Bytes::from(body))
 }
 
-fn error_response(pool: &DescriptorPool, status: &Status) -> http::Response<Body> {
+/// A refusal as HTTP/JSON answers one: JSON `google.rpc.Status` under the
+/// HTTP status Google's mapping gives its code.
+pub(crate) fn error_response(pool: &DescriptorPool, status: &Status) -> http::Response<Body> {
     let mut response = json_response(
         json::http_status(status.code()),
         &json::status_json(pool, status),

@@ -175,9 +175,9 @@ impl<S: HttpService> Service<http::Request<Body>> for McpEdge<S> {
             && let Some(document) = self.mcp.resource.document(path)
         {
             let response = if matches!(*request.method(), Method::GET | Method::HEAD) {
-                plain(StatusCode::OK, "application/json", document)
+                crate::http::plain(StatusCode::OK, "application/json", document)
             } else {
-                let mut refused = plain(
+                let mut refused = crate::http::plain(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "text/plain",
                     Bytes::from_static(b"the metadata is read with GET\n"),
@@ -300,15 +300,9 @@ impl Mcp {
         response
     }
 
-    /// A refusal as HTTP/JSON answers one: JSON `google.rpc.Status` under
-    /// the HTTP status Google's mapping gives its code.
+    /// A refusal as HTTP/JSON answers one.
     fn refusal(&self, status: &Status) -> http::Response<Body> {
-        let body = crate::http::json::status_json(&self.pool, status);
-        plain(
-            crate::http::json::http_status(status.code()),
-            "application/json",
-            Bytes::from(body.to_string()),
-        )
+        crate::http::error_response(&self.pool, status)
     }
 }
 
@@ -352,15 +346,6 @@ fn request_of(extensions: &rmcp::model::Extensions) -> Result<&http::request::Pa
     extensions.get::<http::request::Parts>().ok_or_else(|| {
         ErrorData::internal_error("the request's headers did not reach the tool", None)
     })
-}
-
-fn plain(status: StatusCode, content_type: &'static str, body: Bytes) -> http::Response<Body> {
-    let mut response = http::Response::new(Body::new(http_body_util::Full::new(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }
 
 #[cfg(test)]
