@@ -319,6 +319,7 @@ impl AccessInternal {
             org_id: agent.org_id,
             agent_name: agent.name,
             pins: Some(pins),
+            latest_version: agent.latest_version,
         })
     }
 
