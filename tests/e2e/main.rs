@@ -29,6 +29,7 @@ mod outbox;
 mod projects;
 mod registry;
 mod replicas;
+mod retirement;
 #[path = "../security/mod.rs"]
 mod security;
 mod sessions_usage;
