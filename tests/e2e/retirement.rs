@@ -345,7 +345,12 @@ async fn a_grant_pinned_to_a_retiring_version_follows_the_same_rule_and_the_owne
     assert_eq!(listed[0].users[0].email, "bob@example.com");
     assert_eq!(listed[0].grants[0].grant_id, grant_id);
     assert_eq!(listed[0].grants[0].label, "site widget");
-    assert!(pins(w.alice.clone(), 2).await.expect("none on v2").is_empty());
+    assert!(
+        pins(w.alice.clone(), 2)
+            .await
+            .expect("none on v2")
+            .is_empty()
+    );
     // Bob, who holds the agent but does not own it, may not ask.
     assert_status(
         w.bob

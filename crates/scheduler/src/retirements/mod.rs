@@ -87,10 +87,9 @@ impl Retirements {
             .iter()
             .map(|recipient| rules::notice(stage, &deprecation, recipient))
             .collect();
-        Ok(self
-            .storage
+        self.storage
             .version_notices(stage, &deprecation, &notices)
-            .await?)
+            .await
     }
 
     /// `version.deprecated`: records the sunset and tells the pinned users.
