@@ -1074,6 +1074,21 @@ async fn an_owner_retires_a_pinned_version_on_a_schedule_and_sees_who_pins_it() 
         .ok();
     assert!(versions.stdout.contains("retires "), "{}", versions.stdout);
 
+    // Over HTTP/JSON too: the owner cancels the deprecation.
+    let cancelled = serve
+        .http("alice")
+        .await
+        .post(
+            &format!("/agents/{agent}/versions/1:undeprecate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled["cancelled"], true, "{cancelled}");
+    assert!(
+        cancelled["version"].get("sunsetTime").is_none(),
+        "{cancelled}"
+    );
+
     // Retired at once: Bob's runs use v2, and his pin says so.
     serve
         .as_user(
