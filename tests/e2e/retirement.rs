@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use agentshare_e2e::{Suite, UserClient, eventually};
 use agentshare_kit::clock::timestamp;
+use agentshare_kit::identity::ServiceName;
 use agentshare_proto::registry::v1 as registry;
 use agentshare_proto::scheduler::v1 as pb;
 use agentshare_proto::sharing::v1 as sharing;
@@ -42,7 +43,10 @@ impl World {
 }
 
 async fn world() -> World {
-    let suite = Suite::start().await;
+    world_on(Suite::start().await).await
+}
+
+async fn world_on(suite: Suite) -> World {
     let alice = suite.user("alice").await;
     let bob = suite.user("bob").await;
     let carol = suite.user("carol").await;
@@ -498,4 +502,41 @@ async fn only_the_owner_deprecates_an_older_version_with_a_sunset_ahead_and_may_
             .iter()
             .all(|item| item.kind() != pb::InboxItemKind::VersionRetired)
     );
+}
+
+#[tokio::test]
+async fn each_pinned_user_is_told_once_per_stage_whatever_the_scheduler_replicas() {
+    let suite = Suite::builder()
+        .replicas(ServiceName::Scheduler, crate::firing::schedulers())
+        .scheduler(crate::firing::fast())
+        .start()
+        .await;
+    let mut w = world_on(suite).await;
+    let id = &w.agent_id.clone();
+    pin(&w.bob, id, 1).await.expect("bob pins v1");
+    pin(&w.carol, id, 1).await.expect("carol pins v1");
+    let sunset = w.suite.clock.now_micros() + 86_400 * 1_000_000;
+    deprecate(&w.alice, id, 1, sunset, "")
+        .await
+        .expect("deprecate");
+    for user in [&w.bob, &w.carol] {
+        notices(user, pb::InboxItemKind::VersionDeprecated, 1).await;
+    }
+    w.advance(2 * DAY);
+    for user in [&w.bob, &w.carol] {
+        notices(user, pb::InboxItemKind::VersionRetired, 1).await;
+    }
+    // Every replica has followed the event and come round its loop since.
+    w.suite.firing_caught_up().await;
+    w.suite.firing_caught_up().await;
+    for user in [&w.bob, &w.carol] {
+        let kinds: Vec<_> = inbox(user).await.iter().map(pb::InboxItem::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                pb::InboxItemKind::VersionRetired,
+                pb::InboxItemKind::VersionDeprecated
+            ]
+        );
+    }
 }
