@@ -32,6 +32,8 @@ fn requests() -> Vec<Request> {
         pb_registry::GetVersionRequest,
         pb_registry::DiffVersionsRequest,
         pb_registry::RollbackAgentRequest,
+        pb_registry::DeprecateVersionRequest,
+        pb_registry::UndeprecateVersionRequest,
         pb_registry::DeleteAgentRequest,
         pb_registry::CreateTemplateFromAgentRequest,
         pb_registry::ListTemplatesRequest,

@@ -37,7 +37,7 @@ pub(crate) fn fast() -> Scheduler {
 }
 
 /// Several schedulers where the backend lets them claim side by side.
-fn schedulers() -> usize {
+pub(crate) fn schedulers() -> usize {
     if std::env::var_os("AGENTSHARE_TEST_POSTGRES_URL").is_some() {
         2
     } else {

@@ -30,6 +30,7 @@ mod outbox;
 mod projects;
 mod registry;
 mod replicas;
+mod retirement;
 #[path = "../security/mod.rs"]
 mod security;
 mod sessions_usage;

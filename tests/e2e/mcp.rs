@@ -560,8 +560,12 @@ async fn another_orgs_member_sees_none_of_acmes_agents() {
     let carol = w.suite.user("carol").await.with_token(&carol_token);
     carol.new_org("Globex").await;
     let session = session(&w.suite, &carol_token, Generation::Modern).await;
-    let names = tool_names(&session).await;
-    assert!(!names.is_empty(), "Carol has her own org's default agent");
+    // Her org's default agent arrives once registry has made it.
+    let names = agentshare_e2e::wait::eventually("Carol's own default agent", || async {
+        let names = tool_names(&session).await;
+        (!names.is_empty()).then_some(names)
+    })
+    .await;
     assert!(
         !names.iter().any(|n| n == "research" || n == "scratchpad"),
         "{names:?}"

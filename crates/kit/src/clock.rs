@@ -71,3 +71,12 @@ pub fn timestamp(micros: i64) -> prost_types::Timestamp {
         nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
     }
 }
+
+/// A time as people read it in notices and summaries, to the minute in UTC:
+/// "2026-12-20 14:00 UTC".
+pub fn utc_minute(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros).map_or_else(
+        || format!("{micros} µs after the epoch"),
+        |time| time.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::sharing::v1::{
-    AgentAccessFacts, AgentAccessState, IntegrationScope, SyncedIntegration, VersionIntegrations,
+    AgentAccessFacts, AgentAccessState, IntegrationScope, SyncedIntegration, VersionDeprecation,
+    VersionIntegrations,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -34,6 +35,32 @@ struct Facts {
     versions: Vec<Version>,
     #[serde(default)]
     draft_integrations: Vec<Integration>,
+    #[serde(default)]
+    deprecations: Vec<Deprecation>,
+}
+
+/// A deprecated version; the sunset in UTC microseconds.
+#[derive(Serialize, Deserialize)]
+struct Deprecation {
+    version: i64,
+    sunset_micros: i64,
+    #[serde(default)]
+    note: String,
+}
+
+fn micros_of(time: Option<&prost_types::Timestamp>) -> i64 {
+    time.map_or(0, |t| {
+        t.seconds
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(t.nanos / 1_000))
+    })
+}
+
+fn timestamp_of(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or_default(),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,6 +162,15 @@ pub fn to_json(facts: &AgentAccessFacts) -> serde_json::Value {
             .iter()
             .map(integration_to_json)
             .collect(),
+        deprecations: facts
+            .deprecations
+            .iter()
+            .map(|d| Deprecation {
+                version: d.version,
+                sunset_micros: micros_of(d.sunset_time.as_ref()),
+                note: d.note.clone(),
+            })
+            .collect(),
     };
     // A struct of strings, numbers, bools and lists always serialises.
     serde_json::to_value(mirror).unwrap_or(serde_json::Value::Null)
@@ -175,5 +211,14 @@ pub fn from_json(value: &serde_json::Value) -> Result<AgentAccessFacts, String> 
             .into_iter()
             .map(integration_of)
             .collect::<Result<_, String>>()?,
+        deprecations: mirror
+            .deprecations
+            .into_iter()
+            .map(|d| VersionDeprecation {
+                version: d.version,
+                sunset_time: Some(timestamp_of(d.sunset_micros)),
+                note: d.note,
+            })
+            .collect(),
     })
 }

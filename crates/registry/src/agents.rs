@@ -8,10 +8,12 @@ use agentshare_kit::ids;
 use agentshare_kit::page::Page;
 use agentshare_proto::registry::v1 as pb;
 
+use crate::diff;
 use crate::domain::{self, Access, AgentState, Caller, DiffSide, Head, NextVersion, Origin, View};
 use crate::holders::Holders;
 use crate::storage::{
-    AgentFilter, AgentRow, NewAgent, NewTemplate, NewVersion, Storage, TemplateRow, VersionRow,
+    AgentFilter, AgentRow, Announced, Deprecation, NewAgent, NewTemplate, NewVersion, Storage,
+    TemplateRow, VersionRow,
 };
 use crate::sync::{AccessSync, NotSynced};
 
@@ -50,6 +52,15 @@ pub struct Rollback {
     pub version_number: i64,
     pub expected_latest_version: Option<i64>,
     pub notes: String,
+}
+
+/// A deprecation as the caller asked for it.
+pub struct Retirement {
+    pub agent_id: String,
+    pub version_number: i64,
+    /// UTC microseconds; `None` when the request left it unset.
+    pub sunset_at: Option<i64>,
+    pub note: String,
 }
 
 /// A template publication as the caller asked for it; empty name and
@@ -471,6 +482,87 @@ impl Agents {
             DiffSide::Version(number) => self.version_of(&agent.id, number).await?.content,
         };
         domain::side_shown(access, side, &content)
+    }
+
+    /// Deprecates an older version: its pins hold until the sunset, then
+    /// run the latest version. The event tells the scheduler whom to notify
+    /// and with which changes, compared as holders see the versions.
+    pub async fn deprecate(
+        &self,
+        caller: &Caller,
+        retirement: Retirement,
+    ) -> Result<VersionRow, Error> {
+        let now = self.storage.clock.now_micros();
+        let sunset_at = domain::check_deprecation(
+            retirement.version_number,
+            retirement.sunset_at,
+            &retirement.note,
+            now,
+        )?;
+        let agent = self.editable(caller, &retirement.agent_id).await?;
+        let version = self
+            .version_of(&agent.id, retirement.version_number)
+            .await?;
+        domain::require_deprecable(head(&agent), version.number, version.sunset_at, now)?;
+        let latest = self.version_of(&agent.id, agent.latest_version).await?;
+        let changes = diff::diff(
+            &domain::holder_view(&version.content),
+            &domain::holder_view(&latest.content),
+        );
+        let changes = domain::changes_summary(&changes);
+        let change = Deprecation {
+            agent_id: &agent.id,
+            version: version.number,
+            by_user_id: &caller.user_id,
+            announced: Some(Announced {
+                sunset_at,
+                note: &retirement.note,
+                latest_version: latest.number,
+                changes: &changes,
+            }),
+        };
+        self.set_deprecation(&change).await
+    }
+
+    /// Cancels a version's deprecation before its sunset; the version as it
+    /// stands, and whether a deprecation was cancelled.
+    pub async fn undeprecate(
+        &self,
+        caller: &Caller,
+        agent_id: &str,
+        version_number: i64,
+    ) -> Result<(VersionRow, bool), Error> {
+        domain::check_version_number(version_number)?;
+        let agent = self.editable(caller, agent_id).await?;
+        let version = self.version_of(&agent.id, version_number).await?;
+        let now = self.storage.clock.now_micros();
+        domain::require_not_retired(version.number, version.sunset_at, now)?;
+        if version.sunset_at.is_none() {
+            self.resync(&agent.id).await?;
+            return Ok((version, false));
+        }
+        let change = Deprecation {
+            agent_id: &agent.id,
+            version: version.number,
+            by_user_id: &caller.user_id,
+            announced: None,
+        };
+        Ok((self.set_deprecation(&change).await?, true))
+    }
+
+    /// Stores a deprecation change and syncs it; FAILED_PRECONDITION when
+    /// the sunset passed between the read and the write.
+    async fn set_deprecation(&self, change: &Deprecation<'_>) -> Result<VersionRow, Error> {
+        let Some((version, facts)) = self.storage.set_deprecation(change).await? else {
+            let now = self.storage.clock.now_micros();
+            let version = self.version_of(change.agent_id, change.version).await?;
+            domain::require_not_retired(version.number, version.sunset_at, now)?;
+            return Err(Error::Aborted(
+                "the version changed while you deprecated it; read it again and retry".into(),
+            ));
+        };
+        self.sync(facts).await?;
+        Ok(version)
     }
 
     /// Ends access in sharing, then deletes the agent here.

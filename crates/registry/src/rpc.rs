@@ -2,13 +2,13 @@
 //! caller, call the application service in `agents` and map its answer.
 
 use agentshare_kit::Error;
-use agentshare_kit::clock::timestamp;
+use agentshare_kit::clock::{micros_of, timestamp};
 use agentshare_kit::identity::Principal;
 use agentshare_kit::page::Page;
 use agentshare_proto::registry::v1 as pb;
 use pb::agent_registry_service_server::AgentRegistryService;
 
-use crate::agents::{Agents, Deployed, DraftEdit, Publication, Rollback};
+use crate::agents::{Agents, Deployed, DraftEdit, Publication, Retirement, Rollback};
 use crate::diff;
 use crate::domain::{self, Access, Caller, View};
 use crate::storage::{AgentRow, TemplateRow, VersionRow};
@@ -49,8 +49,16 @@ fn agent_to_proto(agent: &AgentRow, view: View) -> pb::Agent {
     }
 }
 
-fn version_to_proto(version: VersionRow, access: Access, with_content: bool) -> pb::AgentVersion {
+fn version_to_proto(
+    version: VersionRow,
+    access: Access,
+    with_content: bool,
+    now: i64,
+) -> pb::AgentVersion {
     pb::AgentVersion {
+        retired: domain::retired(version.sunset_at, now),
+        sunset_time: version.sunset_at.map(timestamp),
+        deprecation_note: version.deprecation_note,
         content: with_content.then(|| domain::shown(access, &version.content)),
         agent_id: version.agent_id,
         number: version.number,
@@ -83,10 +91,13 @@ fn template_to_proto(template: TemplateRow, with_content: bool) -> pb::Template 
 
 /// A deploy's or a rollback's new (or unchanged) version, as its editor
 /// sees it.
-fn deployed_to_proto(deployed: Deployed) -> (Option<pb::Agent>, Option<pb::AgentVersion>, bool) {
+fn deployed_to_proto(
+    deployed: Deployed,
+    now: i64,
+) -> (Option<pb::Agent>, Option<pb::AgentVersion>, bool) {
     (
         Some(agent_to_proto(&deployed.agent, View::Editor)),
-        Some(version_to_proto(deployed.version, Access::Edit, true)),
+        Some(version_to_proto(deployed.version, Access::Edit, true, now)),
         deployed.created,
     )
 }
@@ -98,6 +109,45 @@ fn selector(side: Option<&pb::VersionSelector>) -> Option<&pb::version_selector:
 
 /// The AgentRegistryService handlers, one per unary call.
 impl Registry {
+    /// Now, by the service's clock, for whether a version has retired.
+    fn now(&self) -> i64 {
+        self.agents.storage.clock.now_micros()
+    }
+
+    async fn deprecate_version(
+        &self,
+        caller: Principal,
+        request: pb::DeprecateVersionRequest,
+    ) -> agentshare_kit::Result<pb::DeprecateVersionResponse> {
+        let caller = Caller::of(&caller)?;
+        let retirement = Retirement {
+            agent_id: request.agent_id,
+            version_number: request.version_number,
+            sunset_at: request.sunset_time.as_ref().map(micros_of),
+            note: request.note,
+        };
+        let version = self.agents.deprecate(&caller, retirement).await?;
+        Ok(pb::DeprecateVersionResponse {
+            version: Some(version_to_proto(version, Access::Edit, false, self.now())),
+        })
+    }
+
+    async fn undeprecate_version(
+        &self,
+        caller: Principal,
+        request: pb::UndeprecateVersionRequest,
+    ) -> agentshare_kit::Result<pb::UndeprecateVersionResponse> {
+        let caller = Caller::of(&caller)?;
+        let (version, cancelled) = self
+            .agents
+            .undeprecate(&caller, &request.agent_id, request.version_number)
+            .await?;
+        Ok(pb::UndeprecateVersionResponse {
+            version: Some(version_to_proto(version, Access::Edit, false, self.now())),
+            cancelled,
+        })
+    }
+
     async fn create_agent(
         &self,
         caller: Principal,
@@ -189,7 +239,7 @@ impl Registry {
                 &request.notes,
             )
             .await?;
-        let (agent, version, created) = deployed_to_proto(deployed);
+        let (agent, version, created) = deployed_to_proto(deployed, self.now());
         Ok(pb::DeployAgentResponse {
             agent,
             version,
@@ -215,7 +265,7 @@ impl Registry {
         Ok(pb::ListVersionsResponse {
             versions: versions
                 .into_iter()
-                .map(|v| version_to_proto(v, access, false))
+                .map(|v| version_to_proto(v, access, false, self.now()))
                 .collect(),
             next_page_token,
         })
@@ -232,7 +282,7 @@ impl Registry {
             .version(&caller, &request.agent_id, request.version_number)
             .await?;
         Ok(pb::GetVersionResponse {
-            version: Some(version_to_proto(version, access, true)),
+            version: Some(version_to_proto(version, access, true, self.now())),
         })
     }
 
@@ -269,7 +319,7 @@ impl Registry {
             notes: request.notes,
         };
         let (agent, version, created) =
-            deployed_to_proto(self.agents.rollback(&caller, rollback).await?);
+            deployed_to_proto(self.agents.rollback(&caller, rollback).await?, self.now());
         Ok(pb::RollbackAgentResponse {
             agent,
             version,
@@ -380,6 +430,8 @@ impl AgentRegistryService for Registry {
         get_version(pb::GetVersionRequest) -> pb::GetVersionResponse;
         diff_versions(pb::DiffVersionsRequest) -> pb::DiffVersionsResponse;
         rollback_agent(pb::RollbackAgentRequest) -> pb::RollbackAgentResponse;
+        deprecate_version(pb::DeprecateVersionRequest) -> pb::DeprecateVersionResponse;
+        undeprecate_version(pb::UndeprecateVersionRequest) -> pb::UndeprecateVersionResponse;
         delete_agent(pb::DeleteAgentRequest) -> pb::DeleteAgentResponse;
         create_template_from_agent(pb::CreateTemplateFromAgentRequest) -> pb::CreateTemplateFromAgentResponse;
         list_templates(pb::ListTemplatesRequest) -> pb::ListTemplatesResponse;

@@ -63,6 +63,9 @@ pub struct VersionRow {
     pub origin: Origin,
     pub rollback_of: i64,
     pub draft_revision: i64,
+    /// When the version retires; `None` while it is not deprecated.
+    pub sunset_at: Option<i64>,
+    pub deprecation_note: String,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -103,6 +106,23 @@ pub struct NewVersion<'a> {
     pub draft_revision: i64,
 }
 
+/// A version's deprecation to set, or to clear when `announced` is `None`.
+pub struct Deprecation<'a> {
+    pub agent_id: &'a str,
+    pub version: i64,
+    pub by_user_id: &'a str,
+    pub announced: Option<Announced<'a>>,
+}
+
+/// What a deprecation tells the version's pinned users.
+pub struct Announced<'a> {
+    pub sunset_at: i64,
+    pub note: &'a str,
+    /// The version their runs move to, and the changes to it in words.
+    pub latest_version: i64,
+    pub changes: &'a str,
+}
+
 pub struct NewTemplate<'a> {
     pub org_id: &'a str,
     pub name: &'a str,
@@ -135,7 +155,7 @@ const AGENT_COLUMNS: &str = "a.id, a.org_id, a.owner_user_id, a.home_workspace_i
      FROM agents a LEFT JOIN agent_versions v ON v.agent_id = a.id AND v.number = a.latest_version";
 
 const VERSION_COLUMNS: &str = "agent_id, number, content, deployer_user_id, deployed_at, notes, \
-     origin, rollback_of, draft_revision FROM agent_versions";
+     origin, rollback_of, draft_revision, sunset_at, deprecation_note FROM agent_versions";
 
 const TEMPLATE_COLUMNS: &str = "id, org_id, name, description, content, source_agent_id, \
      source_version, publisher_user_id, created_at FROM templates";
@@ -261,15 +281,22 @@ async fn facts_on(
     agent_id: &str,
 ) -> Result<(AgentRow, AgentAccessFacts)> {
     let agent = agent_on(conn, agent_id).await?;
-    let stored: Vec<(i64, Vec<u8>)> = db::fetch_all(
+    let stored: Vec<(i64, Vec<u8>, Option<i64>, String)> = db::fetch_all(
         &mut *conn,
-        "SELECT number, content FROM agent_versions WHERE agent_id = $1 ORDER BY number",
+        "SELECT number, content, sunset_at, deprecation_note FROM agent_versions \
+         WHERE agent_id = $1 ORDER BY number",
         (agent_id,),
     )
     .await?;
+    let deprecations: Vec<(i64, i64, String)> = stored
+        .iter()
+        .filter_map(|(number, _, sunset, note)| {
+            sunset.map(|sunset| (*number, sunset, note.clone()))
+        })
+        .collect();
     let versions = stored
         .into_iter()
-        .map(|(number, content)| Ok((number, decode_design(&content)?)))
+        .map(|(number, content, _, _)| Ok((number, decode_design(&content)?)))
         .collect::<Result<Vec<_>>>()?;
     let facts = domain::facts(&FactsSource {
         agent_id: &agent.id,
@@ -282,6 +309,7 @@ async fn facts_on(
         revision: agent.revision,
         draft: &agent.draft,
         versions: &versions,
+        deprecations: &deprecations,
     });
     Ok((agent, facts))
 }
@@ -560,6 +588,8 @@ impl Storage {
             origin: new.origin,
             rollback_of: new.rollback_of,
             draft_revision: new.draft_revision,
+            sunset_at: None,
+            deprecation_note: String::new(),
         };
         db::execute(
             &mut *tx,
@@ -589,6 +619,65 @@ impl Storage {
         self.commit_recorded(tx, "agent.deployed", &facts, payload)
             .await?;
         Ok(Some((agent, version, facts)))
+    }
+
+    /// Sets or clears a version's deprecation, unless the version retired
+    /// before `now` (a retirement is final): `None` then. Raises the agent's
+    /// revision and records `version.deprecated` (with `announced`, what the
+    /// pinned users are told) or `version.undeprecated`, carrying the facts.
+    pub async fn set_deprecation(
+        &self,
+        change: &Deprecation<'_>,
+    ) -> Result<Option<(VersionRow, AgentAccessFacts)>> {
+        let now = self.clock.now_micros();
+        let mut tx = self.db.begin_write().await?;
+        let (sunset, note) = match &change.announced {
+            Some(announced) => (Some(announced.sunset_at), announced.note),
+            None => (None, ""),
+        };
+        let updated = db::execute(
+            &mut *tx,
+            "UPDATE agent_versions SET sunset_at = $1, deprecation_note = $2 \
+             WHERE agent_id = $3 AND number = $4 AND (sunset_at IS NULL OR sunset_at > $5)",
+            (sunset, note, change.agent_id, change.version, now),
+        )
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        db::execute(
+            &mut *tx,
+            "UPDATE agents SET revision = revision + 1, updated_at = $1 WHERE id = $2",
+            (now, change.agent_id),
+        )
+        .await?;
+        let version: VersionRow = db::fetch_one(
+            &mut *tx,
+            &format!("SELECT {VERSION_COLUMNS} WHERE agent_id = $1 AND number = $2"),
+            (change.agent_id, change.version),
+        )
+        .await?;
+        let (agent, facts) = facts_on(&mut tx, change.agent_id).await?;
+        let (kind, payload) = match &change.announced {
+            Some(announced) => (
+                "version.deprecated",
+                serde_json::json!({
+                    "version": change.version,
+                    "sunset_at": announced.sunset_at,
+                    "note": announced.note,
+                    "latest_version": announced.latest_version,
+                    "agent_name": agent.latest.as_ref().map_or(&agent.draft.name, |l| &l.name),
+                    "changes": announced.changes,
+                    "by_user_id": change.by_user_id,
+                }),
+            ),
+            None => (
+                "version.undeprecated",
+                serde_json::json!({ "version": change.version, "by_user_id": change.by_user_id }),
+            ),
+        };
+        self.commit_recorded(tx, kind, &facts, payload).await?;
+        Ok(Some((version, facts)))
     }
 
     /// Marks the agent DELETED; `None` when it already was.

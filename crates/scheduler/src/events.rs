@@ -2,7 +2,8 @@
 //!
 //! Registry: each deploy announces the agent's latest version, so the next
 //! read of a user's subscriptions compares them with the version that user
-//! runs; a delete stops every subscription of the agent.
+//! runs; a delete stops every subscription of the agent; a deprecated
+//! version's pinned users are told, and its sunset awaited (`retirements`).
 //!
 //! Sharing: an unshare disables every subscription but the owner's; a
 //! member leaving a workspace or the org, an agent leaving a workspace and a
@@ -24,6 +25,7 @@ use agentshare_kit::identity::ServiceName;
 use agentshare_proto::events::v1::Event;
 
 use crate::peers::{Peers, Reach};
+use crate::retirements::Retirements;
 use crate::subscriptions::storage::{RunningBy, Storage};
 
 /// Registry's events, as far as the scheduler follows them.
@@ -83,14 +85,23 @@ async fn access_changed((storage, peers): (Storage, Peers), event: Event) -> Res
     Ok(())
 }
 
-pub fn follow_registry(context: &Context, storage: Storage) -> Result<(), BadSetting> {
+pub fn follow_registry(
+    context: &Context,
+    storage: Storage,
+    retirements: Retirements,
+) -> Result<(), BadSetting> {
     let db = storage.db.clone();
-    events::follow(context, db, AGENTS, storage, agent_changed)?;
+    events::follow(context, db, AGENTS, (storage, retirements), agent_changed)?;
     Ok(())
 }
 
-async fn agent_changed(storage: Storage, event: Event) -> Result<(), Error> {
+async fn agent_changed(
+    (storage, retirements): (Storage, Retirements),
+    event: Event,
+) -> Result<(), Error> {
     match event.kind.as_str() {
+        "version.deprecated" => retirements.deprecated(&event).await?,
+        "version.undeprecated" => retirements.undeprecated(&event).await?,
         "agent.deployed" => {
             let version = payload(&event)?
                 .get("version")

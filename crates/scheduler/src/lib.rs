@@ -4,11 +4,13 @@
 //! the email and push outbox. Firing: exactly one run per
 //! subscription and scheduled time across replicas, under leases, with
 //! catch-up after downtime, stopped by access events and by the access
-//! check at fire time; and the run history.
+//! check at fire time; and the run history. Versions retiring on a
+//! schedule: the notices to the users pinned to them.
 
 mod events;
 mod firing;
 mod peers;
+mod retirements;
 pub mod schedule;
 mod stored;
 mod subscriptions;
@@ -56,8 +58,10 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         storage: storage.clone(),
         peers: peers.clone(),
     };
+    let retirements =
+        retirements::Retirements::new(storage.clone(), context.peer(ServiceName::Sharing)?);
     if context.config.scheduler.follow_events {
-        events::follow_registry(&context, storage.clone())?;
+        events::follow_registry(&context, storage.clone(), retirements.clone())?;
         events::follow_sharing(&context, storage.clone(), peers)?;
     }
     let firing_passes = Passes::default();
@@ -67,6 +71,7 @@ pub async fn start(context: Context, db: Db, listener: TcpListener) -> Result<Ru
         context.identity.clone(),
         context.config.scheduler.clone(),
         firing_passes.clone(),
+        retirements,
     )
     .spawn(context.shutdown.clone());
     firing::delivery::Delivery {

@@ -263,7 +263,12 @@ impl Peers {
             )));
         }
         let pinned = match pin {
-            Ok(pin) => pin.into_inner().pin.map(|p| p.version),
+            // A retired version's pin decides nothing: the latest runs.
+            Ok(pin) => pin
+                .into_inner()
+                .pin
+                .filter(|p| !p.retired)
+                .map(|p| p.version),
             Err(status) => return Err(from_peer(status, &what)),
         };
         let version_number = pinned.unwrap_or(agent.latest_version_number);

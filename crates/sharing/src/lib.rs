@@ -34,7 +34,7 @@ const AGENTS: events::Feed = events::Feed::new(ServiceName::Registry, "sharing.a
 
 /// Who may call sharing's internal services: the gateway authenticates
 /// callers, plans runs and releases their slots, registry syncs agents, the store resolves its
-/// partitions, the scheduler plans automation runs.
+/// partitions, the scheduler plans automation runs and asks who pins a retiring version.
 fn caller_policy() -> CallerPolicy {
     CallerPolicy::default()
         .internal(
@@ -52,6 +52,10 @@ fn caller_policy() -> CallerPolicy {
         .internal_method(
             "agentshare.sharing.v1.AccessInternalService/ReleaseRun",
             &[ServiceName::Gateway],
+        )
+        .internal_method(
+            "agentshare.sharing.v1.AccessInternalService/ListVersionHolders",
+            &[ServiceName::Scheduler],
         )
         // The gateway hears access change, so its MCP sessions list their
         // tools again.

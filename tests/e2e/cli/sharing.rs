@@ -1100,3 +1100,137 @@ async fn an_owner_keeps_a_shared_agents_store_to_themselves_and_items_show_who_w
         .collect();
     assert_eq!(kinds, ["WRITER_KIND_USER", "WRITER_KIND_USER"], "{listed}");
 }
+
+#[tokio::test]
+async fn an_owner_retires_a_pinned_version_on_a_schedule_and_sees_who_pins_it() {
+    let serve = Serve::start().await;
+    acme(&serve).await;
+    let agent = deploy_agent(&serve, json!({ "name": "Research" })).await;
+    serve.as_user("alice", &["share", &agent]).await.ok();
+    let file = serve.config_dir.path().join("v2.yaml");
+    std::fs::write(&file, "description: Now with citations\n").expect("write definition");
+    let path = file.to_str().expect("path");
+    serve
+        .as_user("alice", &["agent", "update", &agent, "-f", path])
+        .await
+        .ok();
+    serve
+        .as_user("alice", &["agent", "deploy", &agent])
+        .await
+        .ok();
+    serve.as_user("bob", &["pin", &agent, "1"]).await.ok();
+
+    // Only the owner deprecates, never the latest version, at a time she
+    // can say.
+    serve
+        .as_user(
+            "bob",
+            &["agent", "deprecate", &agent, "1", "--sunset", "7d"],
+        )
+        .await
+        .failed(1, "error: PERMISSION_DENIED");
+    serve
+        .as_user(
+            "alice",
+            &["agent", "deprecate", &agent, "2", "--sunset", "7d"],
+        )
+        .await
+        .failed(1, "deploy a newer version first");
+    serve
+        .as_user(
+            "alice",
+            &["agent", "deprecate", &agent, "1", "--sunset", "soon"],
+        )
+        .await
+        .failed(2, "--sunset");
+    let deprecated = serve
+        .as_user(
+            "alice",
+            &[
+                "agent",
+                "deprecate",
+                &agent,
+                "1",
+                "--sunset",
+                "7d",
+                "--note",
+                "v2 cites its sources",
+            ],
+        )
+        .await
+        .ok();
+    assert!(
+        deprecated.stdout.contains("retires ")
+            && deprecated.stdout.contains("v2 cites its sources"),
+        "{}",
+        deprecated.stdout
+    );
+
+    // Bob sees the sunset in his list; Alice sees who pins v1 and when it
+    // retires.
+    let mine = serve.as_user("bob", &["my-agents"]).await.ok();
+    let row = mine
+        .stdout
+        .lines()
+        .find(|line| line.contains(&agent))
+        .unwrap_or_else(|| panic!("{}", mine.stdout));
+    assert!(row.contains("1, retires on "), "{row}");
+    let pins = serve
+        .as_user("alice", &["agent", "pins", &agent])
+        .await
+        .ok();
+    let pinned = pins
+        .stdout
+        .lines()
+        .find(|line| line.contains("bob@example.com"))
+        .unwrap_or_else(|| panic!("{}", pins.stdout));
+    assert!(
+        pinned.starts_with('1') && pinned.contains("retires "),
+        "{pinned}"
+    );
+    let versions = serve
+        .as_user("alice", &["agent", "versions", &agent])
+        .await
+        .ok();
+    assert!(versions.stdout.contains("retires "), "{}", versions.stdout);
+
+    // Over HTTP/JSON too: the owner cancels the deprecation.
+    let cancelled = serve
+        .http("alice")
+        .await
+        .post(
+            &format!("/agents/{agent}/versions/1:undeprecate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled["cancelled"], true, "{cancelled}");
+    assert!(
+        cancelled["version"].get("sunsetTime").is_none(),
+        "{cancelled}"
+    );
+
+    // Retired at once: Bob's runs use v2, and his pin says so.
+    serve
+        .as_user(
+            "alice",
+            &["agent", "deprecate", &agent, "1", "--sunset", "now"],
+        )
+        .await
+        .ok();
+    let pin = serve
+        .as_user("bob", &["pin", &agent, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(pin["pin"]["retired"], true);
+    let mine = serve.as_user("bob", &["my-agents"]).await.ok();
+    assert!(
+        mine.stdout.contains("1, retired on ") && mine.stdout.contains(": runs v2"),
+        "{}",
+        mine.stdout
+    );
+    serve
+        .as_user("bob", &["pin", &agent, "1"])
+        .await
+        .failed(1, "error: FAILED_PRECONDITION");
+}

@@ -400,6 +400,7 @@ fn pin_record(pin: Option<&pb::Pin>) -> View {
             ("agent", pin.agent_id.clone()),
             ("version", pin.version.to_string()),
             ("pinned", time(pin.create_time.as_ref())),
+            ("status", pin.summary.clone()),
         ],
     )
 }

@@ -569,10 +569,14 @@ pub async fn my_agents(args: MyAgentsArgs, target: &Target, out: Output) -> Outc
         })
         .column("VERSION", |agent| agent.latest_version.to_string())
         .column("PINNED", |agent| {
-            agent
-                .pinned_version
-                .map(|v| v.to_string())
-                .unwrap_or_default()
+            // "2", or "2, retires on …" once the owner deprecated it.
+            match agent.pin_summary.strip_prefix("pinned to v") {
+                Some(summary) => summary.to_string(),
+                None => agent
+                    .pinned_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            }
         })
         .column("CAN RUN", |agent| yes_no(agent.can_run))
         .column("SETUP", |agent| setup_dot(agent.setup_status, colour));

@@ -19,6 +19,9 @@ pub struct FactsSource<'a> {
     pub draft: &'a pb::AgentDraft,
     /// Every deployed version, oldest first.
     pub versions: &'a [(i64, pb::AgentDraft)],
+    /// Every deprecated version: its number, sunset (UTC microseconds) and
+    /// note.
+    pub deprecations: &'a [(i64, i64, String)],
 }
 
 fn integrations(draft: &pb::AgentDraft) -> Vec<sharing::SyncedIntegration> {
@@ -62,6 +65,15 @@ pub fn facts(source: &FactsSource<'_>) -> sharing::AgentAccessFacts {
             })
             .collect(),
         draft_integrations: integrations(source.draft),
+        deprecations: source
+            .deprecations
+            .iter()
+            .map(|(version, sunset, note)| sharing::VersionDeprecation {
+                version: *version,
+                sunset_time: Some(agentshare_kit::clock::timestamp(*sunset)),
+                note: note.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -126,9 +138,11 @@ mod tests {
             revision: 7,
             draft: &draft,
             versions: &versions,
+            deprecations: &[(1, 5, "moving on".into())],
         });
         assert_eq!(facts.latest_version, 1);
         assert!(facts.versions[0].integrations[0].builder_connection_set);
+        assert_eq!(facts.deprecations[0].note, "moving on");
         let json = agentshare_proto::access_facts::to_json(&facts);
         assert_eq!(json["state"], "active");
         assert_eq!(

@@ -7,6 +7,7 @@ mod access;
 mod drafts;
 mod facts;
 mod lifecycle;
+mod retirement;
 mod templates;
 mod versions;
 mod views;
@@ -20,6 +21,10 @@ pub use drafts::{
 };
 pub use facts::{FactsSource, deleted_facts, edit_changes_facts, facts, integrations_json};
 pub use lifecycle::{AgentState, Origin};
+pub use retirement::{
+    changes_summary, check_deprecation, check_version_number, require_deprecable,
+    require_not_retired, retired,
+};
 pub use templates::{agent_name_from_template, template_description, template_name};
 pub use versions::{
     DiffSide, DraftWrite, Head, NextVersion, aborted_draft, check_expected_revision, check_publish,

@@ -27,6 +27,7 @@ use tracing::Instrument as _;
 
 use crate::firing::metrics::FireMetrics;
 use crate::firing::storage::{Claimed, Lease, Outcome};
+use crate::retirements::Retirements;
 use crate::subscriptions::storage::Storage;
 
 /// Transport failures of one run are retried this many times in place,
@@ -50,6 +51,8 @@ pub struct Firing {
     /// Counts each finished pass, so a host can wait for the loop to come
     /// round (see `Passes`).
     pub passes: Passes,
+    /// Versions whose sunset each pass looks for.
+    pub retirements: Retirements,
     metrics: FireMetrics,
 }
 
@@ -60,6 +63,7 @@ impl Firing {
         identity: Identity,
         settings: Settings,
         passes: Passes,
+        retirements: Retirements,
     ) -> Self {
         Self {
             storage,
@@ -68,6 +72,7 @@ impl Firing {
             settings,
             owner: Arc::from(new_id()),
             passes,
+            retirements,
             metrics: FireMetrics::new(),
         }
     }
@@ -102,6 +107,9 @@ impl Firing {
                     0
                 }
             };
+            if let Err(error) = self.retirements.pass(&self.owner, self.lease()).await {
+                tracing::warn!(%error, "retirement pass failed; retrying");
+            }
             self.passes.completed();
             // A full pass means more is waiting: go again once a slot frees.
             let full = started > 0 && slots.available_permits() == 0;

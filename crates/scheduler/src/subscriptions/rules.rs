@@ -270,6 +270,8 @@ pub enum InboxKind {
     RunSucceeded,
     RunFailed,
     SubscriptionStopped,
+    VersionDeprecated,
+    VersionRetired,
 }
 
 impl InboxKind {
@@ -278,6 +280,8 @@ impl InboxKind {
             Self::RunSucceeded => "run_succeeded",
             Self::RunFailed => "run_failed",
             Self::SubscriptionStopped => "subscription_stopped",
+            Self::VersionDeprecated => "version_deprecated",
+            Self::VersionRetired => "version_retired",
         }
     }
 
@@ -286,6 +290,8 @@ impl InboxKind {
             "run_succeeded" => pb::InboxItemKind::RunSucceeded,
             "run_failed" => pb::InboxItemKind::RunFailed,
             "subscription_stopped" => pb::InboxItemKind::SubscriptionStopped,
+            "version_deprecated" => pb::InboxItemKind::VersionDeprecated,
+            "version_retired" => pb::InboxItemKind::VersionRetired,
             _ => pb::InboxItemKind::Unspecified,
         }
     }

@@ -12,7 +12,7 @@ use agentshare_proto::sharing::v1 as pb;
 use pb::connections_service_server::ConnectionsService;
 
 use crate::access::rules::decision::{self, Action};
-use crate::access::rules::scope;
+use crate::access::rules::{retirement, scope};
 use crate::access::storage::agent_access::{AccessState, AgentRow};
 use crate::common::Storage;
 use crate::connections::credentials::{self, Credentials};
@@ -219,11 +219,27 @@ impl Connections {
                 .and_then(|g| g.pinned_version),
             None => None,
         };
-        let user_pin = self.storage.access.pin_of(&agent.agent_id, user).await?;
+        let user_pin = self
+            .storage
+            .access
+            .pin_of(&agent.agent_id, user)
+            .await?
+            .map(|pin| pin.version);
+        let (grant_pin, user_pin) = if grant_pin.is_some() || user_pin.is_some() {
+            // A retired version's pin decides nothing: set up the latest.
+            let retirements = self.storage.access.retirements_of(&agent.agent_id).await?;
+            let now = self.storage.clock.now_micros();
+            (
+                retirement::in_force(grant_pin, &retirements, now),
+                retirement::in_force(user_pin, &retirements, now),
+            )
+        } else {
+            (grant_pin, user_pin)
+        };
         let version = setup::version_to_set_up(
             agent.state == AccessState::Draft,
             grant_pin,
-            user_pin.map(|pin| pin.version),
+            user_pin,
             agent.latest_version,
         );
         let runner = setup::runner_of(subject.grant.is_some(), agent.owner_user_id == user);

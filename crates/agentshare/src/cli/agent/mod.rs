@@ -123,6 +123,39 @@ pub enum Command {
         #[arg(long, default_value = "")]
         notes: String,
     },
+    /// Retire an older version on a schedule: until the sunset, users and
+    /// grants pinned to it keep it and are told (with the changes to the
+    /// latest); from then on their runs use the latest version. Run again
+    /// to change the sunset or the note.
+    Deprecate {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// The version to retire; never the latest.
+        version: i64,
+        /// When it retires: an RFC 3339 time (2027-01-31T00:00:00Z), a
+        /// duration from now (30d), or `now`.
+        #[arg(long, value_name = "TIME|DURATION|now")]
+        sunset: String,
+        /// What the pinned users should know, shown in their notice.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Cancel a version's deprecation before its sunset.
+    Undeprecate {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// The deprecated version.
+        version: i64,
+    },
+    /// Who pins which version of your agent: users and grants, with each
+    /// version's sunset.
+    Pins {
+        /// The agent: its id, or its exact name.
+        agent: String,
+        /// Only this version.
+        #[arg(long, value_name = "N")]
+        version: Option<i64>,
+    },
     /// Delete an agent: access, grants and automations end; sessions stay
     /// readable.
     Delete {
@@ -306,6 +339,55 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
         } => {
             let agent_id = api.agent_id(&agent).await?;
             rollback(&mut registry, agent_id, to, if_latest, notes, out).await
+        }
+        Command::Deprecate {
+            agent,
+            version,
+            sunset,
+            note,
+        } => {
+            let agent_id = api.agent_id(&agent).await?;
+            let sunset_time = Some(sunset_time(&sunset)?);
+            let call = registry.deprecate_version(pb::DeprecateVersionRequest {
+                agent_id,
+                version_number: version,
+                sunset_time,
+                note,
+            });
+            out.answer(call.await?, |deprecated| {
+                deprecation_record(deprecated.version.clone().unwrap_or_default())
+            })?;
+            out.say(&format!(
+                "Users and grants pinned to version {version} keep it until the sunset and are told; \
+                 `agentshare agent pins {agent}` shows who."
+            ))
+        }
+        Command::Undeprecate { agent, version } => {
+            let agent_id = api.agent_id(&agent).await?;
+            let call = registry.undeprecate_version(pb::UndeprecateVersionRequest {
+                agent_id,
+                version_number: version,
+            });
+            out.answer(call.await?, |undeprecated| {
+                let mut view = deprecation_record(undeprecated.version.clone().unwrap_or_default());
+                view.rows.push(vec![
+                    "cancelled".into(),
+                    crate::cli::share::yes_no(undeprecated.cancelled),
+                ]);
+                view
+            })
+        }
+        Command::Pins { agent, version } => {
+            let agent_id = api.agent_id(&agent).await?;
+            let listed = api
+                .access()
+                .list_version_pins(sharing::ListVersionPinsRequest {
+                    agent_id,
+                    version: version.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            out.show(&listed, pins_table(&listed))
         }
         Command::Delete { agent } => {
             let agent_id = api.agent_id(&agent).await?;
@@ -523,7 +605,8 @@ async fn versions(registry: &mut Registry, agent_id: String, out: Output) -> Out
         .column("ORIGIN", origin)
         .column("DEPLOYED", |version| time(version.deploy_time.as_ref()))
         .column("BY", |version| version.deployer_user_id.clone())
-        .column("NOTES", |version| version.notes.clone());
+        .column("NOTES", |version| version.notes.clone())
+        .column("SUNSET", sunset_of);
     out.show(&listed, view)
 }
 
@@ -898,6 +981,103 @@ fn agent_record(agent: Option<&pb::Agent>) -> View {
     View::record(agent.id, fields)
 }
 
+/// A version's sunset: when it retires, or retired; empty when it is not
+/// deprecated.
+fn sunset_of(version: &pb::AgentVersion) -> String {
+    match (&version.sunset_time, version.retired) {
+        (None, _) => String::new(),
+        (Some(at), false) => format!("retires {}", time(Some(at))),
+        (Some(at), true) => format!("retired {}", time(Some(at))),
+    }
+}
+
+/// The sunset `--sunset` asks for: an RFC 3339 time, a duration from now,
+/// or `now`.
+fn sunset_time(text: &str) -> Outcome<prost_types::Timestamp> {
+    use std::str::FromStr as _;
+    let now = std::time::SystemTime::now();
+    if text.trim() == "now" {
+        return Ok(prost_types::Timestamp::from(now));
+    }
+    if let Ok(at) = prost_types::Timestamp::from_str(text) {
+        return Ok(at);
+    }
+    let within = crate::cli::grant::parse_duration(text).map_err(|why| {
+        Failure::usage(format!(
+            "--sunset {text:?}: not an RFC 3339 time (2027-01-31T00:00:00Z), `now`, or a duration: {why}"
+        ))
+    })?;
+    now.checked_add(within)
+        .map(prost_types::Timestamp::from)
+        .ok_or_else(|| Failure::usage(format!("--sunset {text:?} is too far away")))
+}
+
+fn deprecation_record(version: pb::AgentVersion) -> View {
+    let mut fields = vec![
+        ("agent", version.agent_id.clone()),
+        ("version", version.number.to_string()),
+    ];
+    match &version.sunset_time {
+        Some(_) => fields.push(("sunset", sunset_of(&version))),
+        None => fields.push(("sunset", "none: pins of it hold".into())),
+    }
+    if !version.deprecation_note.is_empty() {
+        fields.push(("note", version.deprecation_note.clone()));
+    }
+    View::record(version.agent_id, fields)
+}
+
+/// One user or grant pinned to one version, as `agent pins` lists it.
+struct PinnedRow {
+    version: String,
+    sunset: String,
+    kind: &'static str,
+    id: String,
+    who: String,
+}
+
+fn pins_table(listed: &sharing::ListVersionPinsResponse) -> View {
+    let mut rows = Vec::new();
+    for pins in &listed.versions {
+        let sunset = match (&pins.sunset_time, pins.retired) {
+            (None, _) => String::new(),
+            (Some(at), false) => format!("retires {}", time(Some(at))),
+            (Some(at), true) => format!("retired {}: runs the latest", time(Some(at))),
+        };
+        for user in &pins.users {
+            let who = match (user.email.as_str(), user.display_name.as_str()) {
+                ("", "") => String::new(),
+                (email, "") => email.to_string(),
+                (email, name) => format!("{name} <{email}>"),
+            };
+            rows.push(PinnedRow {
+                version: pins.version.to_string(),
+                sunset: sunset.clone(),
+                kind: "user",
+                id: user.user_id.clone(),
+                who,
+            });
+        }
+        for grant in &pins.grants {
+            let kind = word(grant.kind, sharing::GrantKind::as_str_name, "GRANT_KIND_");
+            rows.push(PinnedRow {
+                version: pins.version.to_string(),
+                sunset: sunset.clone(),
+                kind: "grant",
+                id: grant.grant_id.clone(),
+                who: format!("{} ({kind})", grant.label),
+            });
+        }
+    }
+    View::table(&rows)
+        .column("VERSION", |row| row.version.clone())
+        .column("SUNSET", |row| row.sunset.clone())
+        .column("PINNED BY", |row| row.kind.into())
+        .id("ID", |row| row.id.clone())
+        .column("WHO", |row| row.who.clone())
+        .into()
+}
+
 fn version_fields(version: &pb::AgentVersion) -> Vec<(&'static str, String)> {
     let mut fields = vec![
         ("version", version.number.to_string()),
@@ -907,6 +1087,12 @@ fn version_fields(version: &pb::AgentVersion) -> Vec<(&'static str, String)> {
     ];
     if !version.notes.is_empty() {
         fields.push(("notes", version.notes.clone()));
+    }
+    if version.sunset_time.is_some() {
+        fields.push(("sunset", sunset_of(version)));
+    }
+    if !version.deprecation_note.is_empty() {
+        fields.push(("deprecation note", version.deprecation_note.clone()));
     }
     fields
 }

@@ -12,10 +12,13 @@ use store_pb::store_internal_service_client::StoreInternalServiceClient;
 
 use crate::access::rules::decision::{self, Action, Explanation, Subject};
 use crate::access::rules::plan::{self, ConnectionOwner, Plan, SessionFacts, VersionSource};
+use crate::access::rules::retirement::{self, Retirement};
 use crate::access::rules::{policy, scope};
 use crate::access::storage::agent_access::{AccessState, AgentRow, Listed};
 use crate::access::storage::grants::GrantKind;
+use crate::access::storage::grants::{GrantRow, GrantState};
 use crate::access::storage::pins::PinRow;
+use crate::access::storage::retirements::PinnedUserRow;
 use crate::common::Storage;
 use crate::connections::setup::{self, Runner};
 
@@ -28,13 +31,96 @@ pub struct Access {
     pub sessions: SessionStore,
 }
 
-pub(super) fn pin_to_proto(pin: PinRow) -> pb::Pin {
+/// A pin with where its version stands at `now`, among the agent's
+/// `retirements`.
+pub(super) fn pin_to_proto(
+    pin: PinRow,
+    retirements: &[Retirement],
+    latest_version: i64,
+    now: i64,
+) -> pb::Pin {
+    let standing = retirement::standing(pin.version, retirements, now);
+    let pinned = pinned_fields(standing);
     pb::Pin {
+        summary: retirement::summary(pin.version, standing, latest_version),
         agent_id: pin.agent_id,
         user_id: pin.user_id,
         version: pin.version,
         create_time: Some(timestamp(pin.created_at)),
+        sunset_time: pinned.sunset_time,
+        deprecation_note: pinned.note,
+        retired: pinned.retired,
     }
+}
+
+/// A pinned version's deprecation as the proto fields show it.
+#[derive(Default)]
+struct PinnedFields {
+    sunset_time: Option<prost_types::Timestamp>,
+    note: String,
+    retired: bool,
+}
+
+fn pinned_fields(standing: retirement::Standing<'_>) -> PinnedFields {
+    match standing {
+        retirement::Standing::Kept => PinnedFields::default(),
+        retirement::Standing::Retiring(r) | retirement::Standing::Retired(r) => PinnedFields {
+            sunset_time: Some(timestamp(r.sunset_at)),
+            note: r.note.clone(),
+            retired: matches!(standing, retirement::Standing::Retired(_)),
+        },
+    }
+}
+
+/// Who pins each version of an agent, oldest version first, with each
+/// version's deprecation at `now`. Only active grants count: an ended one
+/// runs nothing.
+pub(super) fn version_pins(
+    users: Vec<PinnedUserRow>,
+    grants: &[GrantRow],
+    retirements: &[Retirement],
+    now: i64,
+) -> Vec<pb::VersionPins> {
+    let mut versions: Vec<i64> = users
+        .iter()
+        .map(|u| u.version)
+        .chain(grants.iter().filter_map(|g| g.pinned_version))
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let mut users = users.into_iter().peekable();
+    versions
+        .into_iter()
+        .map(|version| {
+            let pinned = pinned_fields(retirement::standing(version, retirements, now));
+            let mut pins = pb::VersionPins {
+                version,
+                sunset_time: pinned.sunset_time,
+                deprecation_note: pinned.note,
+                retired: pinned.retired,
+                users: Vec::new(),
+                grants: grants
+                    .iter()
+                    .filter(|g| g.pinned_version == Some(version))
+                    .map(|g| pb::PinnedGrant {
+                        grant_id: g.id.clone(),
+                        label: g.label.clone(),
+                        kind: super::sharing::grant_kind_to_proto(g.kind).into(),
+                        creator_user_id: g.creator_user_id.clone(),
+                    })
+                    .collect(),
+            };
+            while let Some(user) = users.next_if(|u| u.version == version) {
+                pins.users.push(pb::PinnedUser {
+                    user_id: user.user_id,
+                    email: user.email,
+                    display_name: user.display_name,
+                    pin_time: Some(timestamp(user.created_at)),
+                });
+            }
+            pins
+        })
+        .collect()
 }
 
 fn state_to_proto(state: AccessState) -> pb::AgentAccessState {
@@ -253,12 +339,14 @@ impl Access {
                 )
                 .await
         };
+        let now = self.storage.clock.now_micros();
         let listed = |row: Listed| {
             let agent = &row.agent;
             let kind = decision::relation(agent, subject)?;
             if relation != pb::AgentRelation::Unspecified && relation != kind {
                 return None;
             }
+            let pin = pin_of_listed(&row, now);
             Some(pb::MyAgent {
                 agent_id: agent.agent_id.clone(),
                 name: agent.name.clone(),
@@ -272,9 +360,27 @@ impl Access {
                 setup_status: pb::SetupStatus::Unspecified.into(),
                 latest_version: agent.latest_version,
                 pinned_version: row.pinned_version,
+                ..pin
             })
         };
         super::filtered_page(page, candidates, |row| row.agent.agent_id.clone(), listed).await
+    }
+}
+
+/// The pin fields of a My Agents row at `now`.
+fn pin_of_listed(row: &Listed, now: i64) -> pb::MyAgent {
+    let Some(version) = row.pinned_version else {
+        return pb::MyAgent::default();
+    };
+    let retirements: Vec<Retirement> = row.pin_retirement.iter().cloned().collect();
+    let standing = retirement::standing(version, &retirements, now);
+    let pinned = pinned_fields(standing);
+    pb::MyAgent {
+        pin_summary: retirement::summary(version, standing, row.agent.latest_version),
+        pinned_version_sunset_time: pinned.sunset_time,
+        pinned_version_deprecation_note: pinned.note,
+        pinned_version_retired: pinned.retired,
+        ..Default::default()
     }
 }
 
@@ -411,7 +517,8 @@ impl Access {
                     Runner::Member
                 };
                 let draft = row.state() == pb::AgentAccessState::Draft;
-                let version = plan::listed_version(draft, row.pinned_version, row.latest_version);
+                let pinned = row.pinned_version.filter(|_| !row.pinned_version_retired);
+                let version = plan::listed_version(draft, pinned, row.latest_version);
                 (row.agent_id.clone(), version, runner)
             })
             .collect();
@@ -454,13 +561,16 @@ impl Access {
     ) -> agentshare_kit::Result<pb::PinVersionResponse> {
         let (user, agent) = self.pinned(&caller, &request.agent_id, Action::Run).await?;
         plan::check_pin(&agent, request.version)?;
+        let retirements = self.storage.access.retirements_of(&agent.agent_id).await?;
+        let now = self.storage.clock.now_micros();
+        retirement::require_pinnable("version", request.version, &retirements, now)?;
         let pin = self
             .storage
             .access
             .pin(&agent.agent_id, user, request.version)
             .await?;
         Ok(pb::PinVersionResponse {
-            pin: Some(pin_to_proto(pin)),
+            pin: Some(pin_to_proto(pin, &retirements, agent.latest_version, now)),
         })
     }
 
@@ -484,9 +594,37 @@ impl Access {
         let (user, agent) = self
             .pinned(&caller, &request.agent_id, Action::View)
             .await?;
-        let pin = self.storage.access.pin_of(&agent.agent_id, user).await?;
+        let Some(pin) = self.storage.access.pin_of(&agent.agent_id, user).await? else {
+            return Ok(pb::GetPinResponse { pin: None });
+        };
+        let retirements = self.storage.access.retirements_of(&agent.agent_id).await?;
+        let now = self.storage.clock.now_micros();
         Ok(pb::GetPinResponse {
-            pin: pin.map(pin_to_proto),
+            pin: Some(pin_to_proto(pin, &retirements, agent.latest_version, now)),
+        })
+    }
+
+    async fn list_version_pins(
+        &self,
+        caller: Principal,
+        request: pb::ListVersionPinsRequest,
+    ) -> agentshare_kit::Result<pb::ListVersionPinsResponse> {
+        if request.version < 0 {
+            return Err(Error::invalid(
+                "version",
+                "must be a version number, or 0 for every version",
+            ));
+        }
+        let agent = super::sharing::reach_of(&self.storage, &caller, &request.agent_id).await?;
+        let storage = &self.storage.access;
+        let users = storage
+            .pinned_users(&agent.agent_id, request.version)
+            .await?;
+        let now = self.storage.clock.now_micros();
+        let grants = pinned_grants(&self.storage, &agent.agent_id, request.version, now).await?;
+        let retirements = storage.retirements_of(&agent.agent_id).await?;
+        Ok(pb::ListVersionPinsResponse {
+            versions: version_pins(users, &grants, &retirements, now),
         })
     }
 }
@@ -502,6 +640,7 @@ impl AccessService for Access {
         pin_version(pb::PinVersionRequest) -> pb::PinVersionResponse;
         unpin_version(pb::UnpinVersionRequest) -> pb::UnpinVersionResponse;
         get_pin(pb::GetPinRequest) -> pb::GetPinResponse;
+        list_version_pins(pb::ListVersionPinsRequest) -> pb::ListVersionPinsResponse;
     }
 }
 
@@ -714,4 +853,28 @@ async fn plan_for(
     let owner_runs = plan::runner_of(&plan.agent, &subject) == Runner::Owner;
     policy::may_run(&plan.org_policy, &plan, owner_runs)?;
     Ok(plan)
+}
+
+/// The agent's active grants pinned to `version` (to any version when 0).
+pub(super) async fn pinned_grants(
+    storage: &Storage,
+    agent_id: &str,
+    version: i64,
+    now: i64,
+) -> Result<Vec<GrantRow>, Error> {
+    Ok(storage
+        .access
+        .grants_of(
+            agent_id,
+            None,
+            crate::access::rules::grants::MAX_ACTIVE_GRANTS * 10,
+        )
+        .await?
+        .into_iter()
+        .filter(|g| g.state_at(now) == GrantState::Active)
+        .filter(|g| {
+            g.pinned_version
+                .is_some_and(|pinned| version == 0 || pinned == version)
+        })
+        .collect())
 }

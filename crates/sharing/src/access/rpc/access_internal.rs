@@ -292,6 +292,41 @@ impl AccessInternal {
         Ok(response)
     }
 
+    async fn list_version_holders(
+        &self,
+        request: pb::ListVersionHoldersRequest,
+    ) -> agentshare_kit::Result<pb::ListVersionHoldersResponse> {
+        let agent_id = ids::parse("agent_id", &request.agent_id)?;
+        if request.version < 1 {
+            return Err(Error::invalid("version", "required: 1 or more"));
+        }
+        let Some(agent) = self.storage.access.agent(&agent_id).await? else {
+            return Ok(pb::ListVersionHoldersResponse::default());
+        };
+        let users = self
+            .storage
+            .access
+            .pinned_users(&agent_id, request.version)
+            .await?;
+        let now = self.storage.clock.now_micros();
+        let grants =
+            super::access::pinned_grants(&self.storage, &agent_id, request.version, now).await?;
+        let retirements = self.storage.access.retirements_of(&agent_id).await?;
+        let pins = super::access::version_pins(users, &grants, &retirements, now)
+            .into_iter()
+            .next()
+            .unwrap_or(pb::VersionPins {
+                version: request.version,
+                ..Default::default()
+            });
+        Ok(pb::ListVersionHoldersResponse {
+            org_id: agent.org_id,
+            agent_name: agent.name,
+            pins: Some(pins),
+            latest_version: agent.latest_version,
+        })
+    }
+
     async fn sync_agent(
         &self,
         request: pb::SyncAgentRequest,
@@ -391,6 +426,7 @@ impl AccessInternalService for AccessInternal {
     agentshare_kit::internal_handlers! {
         resolve_caller(pb::ResolveCallerRequest) -> pb::ResolveCallerResponse;
         sync_agent(pb::SyncAgentRequest) -> pb::SyncAgentResponse;
+        list_version_holders(pb::ListVersionHoldersRequest) -> pb::ListVersionHoldersResponse;
         authenticate_grant_token(pb::AuthenticateGrantTokenRequest) -> pb::AuthenticateGrantTokenResponse;
         authenticate_api_key(pb::AuthenticateApiKeyRequest) -> pb::AuthenticateApiKeyResponse;
         release_run(pb::ReleaseRunRequest) -> pb::ReleaseRunResponse;

@@ -20,7 +20,7 @@ use pb::sharing_service_server::SharingService;
 use crate::access::rules::decision::{self, Action, Subject};
 use crate::access::rules::grants::{self, GRANT_TOKEN_PREFIX, MAX_ACTIVE_GRANTS};
 use crate::access::rules::sharing as rules;
-use crate::access::rules::{budgets, policy, scope};
+use crate::access::rules::{budgets, policy, retirement, scope};
 use crate::access::storage::agent_access::{AccessState, AgentRow};
 use crate::access::storage::grants::{GrantKind, GrantRow, GrantState};
 use crate::common::Storage;
@@ -332,6 +332,10 @@ impl Sharing {
         let agent = self.grants_agent(&caller, &request.agent_id).await?;
         let now = self.storage.clock.now_micros();
         let asked = grants::new_grant(&agent, &request, now)?;
+        if let Some(pinned) = asked.pinned_version {
+            let retirements = self.storage.access.retirements_of(&agent.agent_id).await?;
+            retirement::require_pinnable("pinned_version", pinned, &retirements, now)?;
+        }
         let limits = budgets::for_new_grant(asked.kind, request.limits.as_ref())?;
         let org = scope::org(&self.storage, &agent.org_id).await?;
         policy::may_create_grant(&org.policy, asked.kind)?;
@@ -443,14 +447,10 @@ impl Sharing {
         caller: Principal,
         request: pb::GetAgentReachRequest,
     ) -> agentshare_kit::Result<pb::GetAgentReachResponse> {
-        let (subject, agent_id, agent) =
-            scope::caller_and_agent(&self.storage, &caller, &request.agent_id).await?;
-        let agent = match agent {
-            Some(agent) if rules::reads_reach_as_admin(&agent, &subject) => agent,
-            other => decision::require(other, &agent_id, &subject, Action::ManageGrants)?,
-        };
+        let (subject, agent) = reach_and_subject(&self.storage, &caller, &request.agent_id).await?;
         let grants = self.surviving_grants(&agent.agent_id).await?;
         let pins = self.storage.access.pins_of(&agent.agent_id).await?;
+        let retirements = self.storage.access.retirements_of(&agent.agent_id).await?;
         let now = self.storage.clock.now_micros();
         Ok(pb::GetAgentReachResponse {
             sharing: self.sharing_state(&agent, &subject, agent.shared).await?,
@@ -458,7 +458,12 @@ impl Sharing {
             grants_total: total(grants.len()),
             grants: grants.iter().map(|g| grant_to_proto(g, now)).collect(),
             pins_total: total(pins.len()),
-            pins: pins.into_iter().map(super::access::pin_to_proto).collect(),
+            pins: pins
+                .into_iter()
+                .map(|pin| {
+                    super::access::pin_to_proto(pin, &retirements, agent.latest_version, now)
+                })
+                .collect(),
             store_write_policy: Some(agent.store_policy.to_proto()),
         })
     }
@@ -496,6 +501,30 @@ impl SharingService for Sharing {
         get_agent_reach(pb::GetAgentReachRequest) -> pb::GetAgentReachResponse;
         set_store_write_policy(pb::SetStoreWritePolicyRequest) -> pb::SetStoreWritePolicyResponse;
     }
+}
+
+/// The agent whose reach (its grants and pins) the caller reads, and the
+/// caller: its owner, or an org owner or admin.
+async fn reach_and_subject(
+    storage: &Storage,
+    caller: &Principal,
+    agent_id: &str,
+) -> Result<(Subject, AgentRow), Error> {
+    let (subject, agent_id, agent) = scope::caller_and_agent(storage, caller, agent_id).await?;
+    let agent = match agent {
+        Some(agent) if rules::reads_reach_as_admin(&agent, &subject) => agent,
+        other => decision::require(other, &agent_id, &subject, Action::ManageGrants)?,
+    };
+    Ok((subject, agent))
+}
+
+/// The agent whose reach the caller reads, as for GetAgentReach.
+pub(super) async fn reach_of(
+    storage: &Storage,
+    caller: &Principal,
+    agent_id: &str,
+) -> Result<AgentRow, Error> {
+    Ok(reach_and_subject(storage, caller, agent_id).await?.1)
 }
 
 /// A grant that does not exist, or that the caller may not see.

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod grants;
 pub mod plan;
 pub mod policy;
+pub mod retirement;
 pub mod scope;
 pub mod sharing;
 pub mod store_policy;

@@ -6,6 +6,7 @@ use agentshare_kit::Error;
 use agentshare_kit::error::{SetupGap, SetupGapKind};
 
 use crate::access::rules::decision::{self, Action, StoreScope, Subject};
+use crate::access::rules::retirement;
 use crate::access::storage::agent_access::{AccessState, AgentRow};
 use crate::access::storage::grants::GrantKind;
 use crate::common::Storage;
@@ -162,9 +163,11 @@ fn tests_draft(agent: Option<&AgentRow>, subject: &Subject) -> bool {
 pub struct Facts {
     /// The agent, if sharing knows it.
     pub agent: Option<AgentRow>,
-    /// The version the grant the subject holds pins, if it pins one.
+    /// The version the grant the subject holds pins, if it pins one that
+    /// has not retired.
     pub grant_pin: Option<i64>,
-    /// The version the subject pinned for themselves, if they did.
+    /// The version the subject pinned for themselves, if they did and it
+    /// has not retired.
     pub user_pin: Option<i64>,
     /// Each integration's setup for the version the run would use.
     pub setups: Vec<IntegrationSetup>,
@@ -278,6 +281,13 @@ async fn gather(
             .pin_of(&agent.agent_id, &subject.user_id)
             .await?;
         facts.user_pin = pin.map(|pin| pin.version);
+    }
+    if facts.grant_pin.is_some() || facts.user_pin.is_some() {
+        // A pin of a retired version decides nothing: the run follows the
+        // latest version from the sunset on.
+        let retirements = storage.access.retirements_of(&agent.agent_id).await?;
+        facts.grant_pin = retirement::in_force(facts.grant_pin, &retirements, facts.now);
+        facts.user_pin = retirement::in_force(facts.user_pin, &retirements, facts.now);
     }
     let owner_testing = options.draft && tests_draft(Some(agent), subject);
     let (version, _) = version_of(agent, owner_testing, facts.grant_pin, facts.user_pin);

@@ -11,6 +11,7 @@ use agentshare_proto::events::v1::Event;
 use agentshare_proto::sharing::v1 as pb;
 
 use super::AccessStorage;
+use crate::access::rules::retirement::Retirement;
 use crate::access::rules::store_policy::StoreWritePolicy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +84,8 @@ pub struct Facts {
     pub description: String,
     pub versions: Vec<(i64, Vec<Integration>)>,
     pub draft: Vec<Integration>,
+    /// The deprecated versions, each once.
+    pub retirements: Vec<Retirement>,
 }
 
 /// The facts registry sent, or INVALID_ARGUMENT naming what is wrong.
@@ -133,7 +136,9 @@ pub fn facts_of(facts: pb::AgentAccessFacts) -> Result<Facts, Error> {
             integrations_of("agent.versions.integrations", version.integrations)?,
         ));
     }
+    let retirements = retirements_of(facts.latest_version, facts.deprecations)?;
     Ok(Facts {
+        retirements,
         agent_id: ids::parse("agent.agent_id", &facts.agent_id)?,
         org_id: ids::parse("agent.org_id", &facts.org_id)?,
         // No user owns the org default agent: org owners and admins edit it.
@@ -153,6 +158,42 @@ pub fn facts_of(facts: pb::AgentAccessFacts) -> Result<Facts, Error> {
         versions,
         draft: integrations_of("agent.draft_integrations", facts.draft_integrations)?,
     })
+}
+
+/// The deprecated versions registry sent: each an older version, once,
+/// with a sunset.
+fn retirements_of(
+    latest_version: i64,
+    deprecations: Vec<pb::VersionDeprecation>,
+) -> Result<Vec<Retirement>, Error> {
+    let mut retirements: Vec<Retirement> = Vec::with_capacity(deprecations.len());
+    for deprecation in deprecations {
+        if deprecation.version < 1 || deprecation.version >= latest_version {
+            return Err(Error::invalid(
+                "agent.deprecations.version",
+                format!(
+                    "version {} is not below the latest ({latest_version})",
+                    deprecation.version
+                ),
+            ));
+        }
+        if retirements.iter().any(|r| r.version == deprecation.version) {
+            return Err(Error::invalid(
+                "agent.deprecations.version",
+                format!("version {} appears twice", deprecation.version),
+            ));
+        }
+        let sunset = deprecation
+            .sunset_time
+            .as_ref()
+            .ok_or_else(|| Error::invalid("agent.deprecations.sunset_time", "required"))?;
+        retirements.push(Retirement {
+            version: deprecation.version,
+            sunset_at: agentshare_kit::clock::micros_of(sunset),
+            note: deprecation.note,
+        });
+    }
+    Ok(retirements)
 }
 
 fn integrations_of(
@@ -295,6 +336,7 @@ impl AccessStorage {
         )
         .await?;
         insert_integrations(&mut tx, &facts.agent_id, 0, &facts.draft, false).await?;
+        super::retirements::replace(&mut tx, &facts.agent_id, &facts.retirements).await?;
         if facts.state == AccessState::Deleted {
             // A delete ends every grant: the next call with a token says so.
             db::execute(
@@ -450,6 +492,8 @@ struct ListedRecord {
     agent: AgentRow,
     owner_display_name: String,
     pinned_version: Option<i64>,
+    pin_sunset_at: Option<i64>,
+    pin_note: String,
 }
 
 /// One user reaching an agent through one workspace.
@@ -474,6 +518,8 @@ pub struct Listed {
     pub agent: AgentRow,
     pub owner_display_name: String,
     pub pinned_version: Option<i64>,
+    /// The pinned version's deprecation, if the owner deprecated it.
+    pub pin_retirement: Option<Retirement>,
 }
 
 impl AccessStorage {
@@ -749,10 +795,12 @@ impl AccessStorage {
         };
         let sql = format!(
             "SELECT {AGENT_COLUMNS}, \
-             COALESCE(u.display_name, '') AS owner_display_name, p.version AS pinned_version \
+             COALESCE(u.display_name, '') AS owner_display_name, p.version AS pinned_version, \
+             r.sunset_at AS pin_sunset_at, COALESCE(r.note, '') AS pin_note \
              FROM agent_access a \
              LEFT JOIN users u ON u.id = a.owner_user_id \
              LEFT JOIN pins p ON p.agent_id = a.agent_id AND p.user_id = $2 \
+             LEFT JOIN version_retirements r ON r.agent_id = p.agent_id AND r.version = p.version \
              WHERE a.org_id = $1 AND a.state <> 'deleted' AND a.agent_id > $3 \
              AND ((a.owner_user_id = $2) OR (a.is_default = 1 AND a.state = 'active') {reach}) \
              ORDER BY a.agent_id LIMIT $5"
@@ -772,7 +820,15 @@ impl AccessStorage {
         let (mut agents, about): (Vec<AgentRow>, Vec<_>) = rows
             .into_iter()
             .map(|row| {
-                let about = (row.owner_display_name, row.pinned_version);
+                let pin_retirement =
+                    row.pinned_version
+                        .zip(row.pin_sunset_at)
+                        .map(|(version, sunset_at)| Retirement {
+                            version,
+                            sunset_at,
+                            note: row.pin_note,
+                        });
+                let about = (row.owner_display_name, row.pinned_version, pin_retirement);
                 (row.agent, about)
             })
             .unzip();
@@ -780,11 +836,14 @@ impl AccessStorage {
         Ok(agents
             .into_iter()
             .zip(about)
-            .map(|(agent, (owner_display_name, pinned_version))| Listed {
-                agent,
-                owner_display_name,
-                pinned_version,
-            })
+            .map(
+                |(agent, (owner_display_name, pinned_version, pin_retirement))| Listed {
+                    agent,
+                    owner_display_name,
+                    pinned_version,
+                    pin_retirement,
+                },
+            )
             .collect())
     }
 }
