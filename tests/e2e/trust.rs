@@ -241,14 +241,16 @@ async fn internal_services_accept_only_their_listed_callers() {
         "store may not call",
     );
 
-    // Registry's event log is for sharing and the scheduler only.
+    // The store's event log is for the scheduler only (registry's and
+    // sharing's also serve the gateway, whose MCP sessions hear of access
+    // changes).
     let watch = events::WatchRequest {
         after_seq: 0,
         ..Default::default()
     };
     let mut as_gateway = EventLogServiceClient::new(
         suite
-            .service_channel(ServiceName::Gateway, ServiceName::Registry, 0)
+            .service_channel(ServiceName::Gateway, ServiceName::Store, 0)
             .await,
     );
     assert_status(
@@ -256,11 +258,14 @@ async fn internal_services_accept_only_their_listed_callers() {
         Code::PermissionDenied,
         "gateway may not call",
     );
-    let mut as_sharing = EventLogServiceClient::new(
+    let mut as_scheduler = EventLogServiceClient::new(
         suite
-            .service_channel(ServiceName::Sharing, ServiceName::Registry, 0)
+            .service_channel(ServiceName::Scheduler, ServiceName::Store, 0)
             .await,
     );
-    as_sharing.watch(watch).await.expect("sharing is listed");
+    as_scheduler
+        .watch(watch)
+        .await
+        .expect("the scheduler is listed");
     suite.stop().await;
 }
