@@ -13,7 +13,8 @@ import struct
 from contextlib import asynccontextmanager
 
 import httpx2
-from mcp import Client
+import pytest
+from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from serve import CALL_TIMEOUT_SECS, ServeProcess
 
@@ -126,3 +127,13 @@ async def mcp_session(url, token=None, grant_token=None, mode="auto", message_ha
         ) as client:
             yield client
 
+
+
+def refused_over_http():
+    """What the SDK raises when the endpoint answers with an HTTP error (a
+    401) rather than MCP: its MCPError "Server returned an error response",
+    inside the exception groups of its task groups."""
+    return pytest.RaisesGroup(
+        pytest.RaisesExc(MCPError, match="Server returned an error response"),
+        flatten_subgroups=True,
+    )
