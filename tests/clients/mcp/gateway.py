@@ -92,6 +92,9 @@ class Api:
     def post(self, path, body=None):
         return ok(self.request("POST", path, body={} if body is None else body))
 
+    def delete(self, path):
+        return ok(self.request("DELETE", path))
+
 
 def describe(response):
     return (
@@ -129,11 +132,15 @@ async def mcp_session(url, token=None, grant_token=None, mode="auto", message_ha
 
 
 
+# What the SDK says when the endpoint answers with an HTTP error (a 401)
+# rather than MCP.
+HTTP_ERROR = "Server returned an error response"
+
+
 def refused_over_http():
-    """What the SDK raises when the endpoint answers with an HTTP error (a
-    401) rather than MCP: its MCPError "Server returned an error response",
-    inside the exception groups of its task groups."""
+    """Expects a session that cannot open for an HTTP error: the SDK's
+    MCPError (HTTP_ERROR) inside the exception groups of its task groups.
+    (A request of a session that is open raises the MCPError itself.)"""
     return pytest.RaisesGroup(
-        pytest.RaisesExc(MCPError, match="Server returned an error response"),
-        flatten_subgroups=True,
+        pytest.RaisesExc(MCPError, match=HTTP_ERROR), flatten_subgroups=True
     )
