@@ -84,3 +84,17 @@ def test_a_refused_credential_is_an_invalid_token(server, team):
         assert challenge.startswith('Bearer error="invalid_token"'), challenge
         assert f'resource_metadata="{metadata_url(server, endpoint)}"' in challenge
         assert why in refused.json()["message"], refused.json()
+
+
+def test_a_refused_request_leaves_its_connection_usable(server):
+    # An MCP client sends its next message on the same connection; the
+    # Python SDK does when it falls back from 2026-07-28's discovery to the
+    # initialize handshake. Each must get its answer, not a disconnect.
+    refusals = []
+    for _ in range(50):
+        with httpx2.Client(headers={"Authorization": "Bearer asr_ended", "Accept": ACCEPT}) as http:
+            for _ in range(2):
+                refusals.append(
+                    http.post(f"{server.base_url}/mcp/run", json=INITIALIZE, timeout=10).status_code
+                )
+    assert refusals == [401] * 100
