@@ -29,6 +29,7 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::identity::{Principal, RUN_TOKEN_PREFIX};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Limited};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use prost_reflect::DescriptorPool;
@@ -67,6 +68,7 @@ pub struct Mcp {
     run_sessions: Arc<LocalSessionManager>,
     agent_sessions: Arc<LocalSessionManager>,
     config: StreamableHttpServerConfig,
+    max_body_bytes: usize,
 }
 
 impl Mcp {
@@ -101,6 +103,7 @@ impl Mcp {
             run_sessions: Arc::default(),
             agent_sessions: Arc::default(),
             config,
+            max_body_bytes,
         })
     }
 
@@ -202,7 +205,15 @@ impl<S: HttpService> Service<http::Request<Body>> for McpEdge<S> {
             share_token_as_grant(&mut parts.headers);
             let principal = match mcp.admit(endpoint, &parts.headers).await {
                 Ok(principal) => principal,
-                Err(refusal) => return Ok(refusal),
+                Err(refusal) => {
+                    // The message is read before it is refused: hyper closes
+                    // a connection whose request body was left unread, and
+                    // a client that sends its next request on it (the SDKs
+                    // do, falling back from one protocol version to the
+                    // next) meets a disconnect instead of this answer.
+                    let _ = Limited::new(body, mcp.max_body_bytes).collect().await;
+                    return Ok(refusal);
+                }
             };
             if let Some(run) = principal.run {
                 parts.extensions.insert(RunAgent(run.agent_id));
