@@ -23,8 +23,8 @@ use serde_json::{Value as Json, json};
 use tonic::Status;
 
 use super::calls::Calls;
-use super::changes::AccessChanges;
-use super::credentials_of;
+use super::changes::{AccessChanges, ChangeMark};
+use super::{credentials_of, request_of};
 use crate::auth::{Authenticator, GRANT_HEADER};
 
 const LIST_MY_AGENTS: &str = "/agentshare.sharing.v1.AccessService/ListMyAgents";
@@ -127,9 +127,14 @@ impl AgentTools {
     /// whenever its list of tools differs from the last one it was told of.
     /// A list that cannot be read (the credential was revoked) counts as
     /// empty.
+    ///
+    /// A change since `since` (when the request that opened the session
+    /// arrived) is told at once, since the list the client holds may
+    /// predate it.
     async fn announce_changes<N, F>(
         &self,
         headers: HeaderMap,
+        since: Option<ChangeMark>,
         closed: impl std::future::Future<Output = ()>,
         mut notify: N,
     ) where
@@ -144,6 +149,12 @@ impl AgentTools {
                 .collect()
         };
         let mut known = names(self.tools(&headers).await.unwrap_or_default());
+        if since.is_some_and(|mark| mark.passed(&changes)) {
+            let Some(sent) = notify() else { return };
+            if !sent.await {
+                return;
+            }
+        }
         tokio::pin!(closed);
         loop {
             tokio::select! {
@@ -364,9 +375,11 @@ impl ServerHandler for AgentTools {
             context.cancelled().await;
             return Ok(());
         }
-        let headers = credentials_of(&context.request_context().extensions)?.clone();
+        let request = request_of(&context.request_context().extensions)?;
+        let since = request.extensions.get::<ChangeMark>().copied();
+        let headers = request.headers.clone();
         let sink = context.sink().clone();
-        self.announce_changes(headers, context.cancelled(), || {
+        self.announce_changes(headers, since, context.cancelled(), || {
             let sink = sink.clone();
             Some(async move { sink.notify_tool_list_changed().await.is_ok() })
         })
@@ -377,16 +390,17 @@ impl ServerHandler for AgentTools {
     /// Sessions of earlier protocol versions hear changes on their session
     /// stream for as long as the session lasts.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        let Ok(headers) = credentials_of(&context.extensions) else {
+        let Ok(request) = request_of(&context.extensions) else {
             return;
         };
-        let headers = headers.clone();
+        let since = request.extensions.get::<ChangeMark>().copied();
+        let headers = request.headers.clone();
         let tools = self.clone();
         let peer = context.peer;
         // Ends at the first change after the session closed.
         tokio::spawn(async move {
             tools
-                .announce_changes(headers, std::future::pending(), || {
+                .announce_changes(headers, since, std::future::pending(), || {
                     let peer = peer.clone();
                     (!peer.is_transport_closed())
                         .then_some(async move { peer.notify_tool_list_changed().await.is_ok() })

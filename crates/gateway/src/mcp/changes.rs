@@ -32,4 +32,23 @@ impl AccessChanges {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.counter.subscribe()
     }
+
+    /// Where the counter stands now, to stamp a request with.
+    pub fn mark(&self) -> ChangeMark {
+        ChangeMark(*self.counter.borrow())
+    }
+}
+
+/// The counter as it stood when a request arrived. A session that starts
+/// listening later compares it with the counter then: the SDK acknowledges
+/// `subscriptions/listen` before the handler runs, and a change in between
+/// must still be told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeMark(u64);
+
+impl ChangeMark {
+    /// Whether the counter moved since this mark.
+    pub fn passed(self, receiver: &watch::Receiver<u64>) -> bool {
+        *receiver.borrow() != self.0
+    }
 }

@@ -29,9 +29,9 @@ use agentshare_kit::config::BadSetting;
 use agentshare_kit::identity::{Principal, RUN_TOKEN_PREFIX};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::{BodyExt, Limited};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use prost_reflect::DescriptorPool;
 use rmcp::model::ErrorData;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -218,12 +218,21 @@ impl<S: HttpService> Service<http::Request<Body>> for McpEdge<S> {
             if let Some(run) = principal.run {
                 parts.extensions.insert(RunAgent(run.agent_id));
             }
+            parts.extensions.insert(mcp.changes.mark());
+            let ends_session = parts.method == Method::DELETE;
             let request = http::Request::from_parts(parts, body);
             let response = match endpoint {
                 Endpoint::Run => run.oneshot(request).await,
                 Endpoint::Agents => agents.oneshot(request).await,
             };
-            Ok(response.unwrap_or_else(|e| match e {}).map(Body::new))
+            let mut response = response.unwrap_or_else(|e| match e {}).map(Body::new);
+            // The SDK answers a session's end with 202, which the Python
+            // SDK reports to its user as a failure on every close; the
+            // session has ended, which 200 says to every client.
+            if ends_session && response.status() == StatusCode::ACCEPTED {
+                *response.status_mut() = StatusCode::OK;
+            }
+            Ok(response)
         })
     }
 }
