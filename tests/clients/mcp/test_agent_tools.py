@@ -37,7 +37,7 @@ async def test_a_member_runs_the_agents_shared_with_them(team, mode):
         assert set(tools) == {"Field Notes", default_name}
         notes = tools["Field Notes"]
         assert notes.name == "field_notes"
-        assert "Keeps the team's notes from site visits." in notes.description
+        assert "Keeps the team's notes from site visits" in notes.description
         assert notes.input_schema["required"] == ["input"]
         assert set(notes.input_schema["properties"]) == {"input", "session_id"}
 

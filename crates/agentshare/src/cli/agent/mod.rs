@@ -349,7 +349,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             let agent_id = api.agent_id(&agent).await?;
             let sunset_time = Some(sunset_time(&sunset)?);
             let call = registry.deprecate_version(pb::DeprecateVersionRequest {
-                agent_id,
+                agent_id: agent_id.clone(),
                 version_number: version,
                 sunset_time,
                 note,
@@ -359,7 +359,7 @@ pub async fn run(command: Command, target: &Target, out: Output) -> Outcome {
             })?;
             out.say(&format!(
                 "Users and grants pinned to version {version} keep it until the sunset and are told; \
-                 `agentshare agent pins {agent}` shows who."
+                 `agentshare agent pins {agent_id}` shows who."
             ))
         }
         Command::Undeprecate { agent, version } => {
