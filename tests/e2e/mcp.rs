@@ -574,3 +574,41 @@ async fn another_orgs_member_sees_none_of_acmes_agents() {
     assert!(text_of(&refused).starts_with("NOT_FOUND:"), "{refused:?}");
     w.suite.stop().await;
 }
+
+#[tokio::test]
+async fn leaving_the_workspace_takes_its_agents_away() {
+    let w = acme().await;
+    w.alice.enable_workspaces().await;
+    let sales = w.alice.create_workspace("Sales").await;
+    let bob_id = w.bob.user_id().await;
+    w.alice
+        .add_to_workspace(&sales, &bob_id, sharing::WorkspaceRole::Member)
+        .await;
+    let deals = w.alice.in_workspace(&sales).shared_agent("Deals").await;
+    // Bob works in Sales: his session's active workspace.
+    w.bob
+        .tenancy()
+        .switch_workspace(sharing::SwitchWorkspaceRequest {
+            workspace_id: sales.clone(),
+        })
+        .await
+        .expect("switch");
+    let bob = session(&w.suite, &w.bob_token, Generation::Modern).await;
+    let mut subscription = bob
+        .listen(SubscriptionFilter::builder().tools_list_changed().build())
+        .await
+        .expect("subscriptions/listen");
+    assert!(tool_names(&bob).await.contains(&"deals".to_string()));
+
+    w.alice.remove_from_workspace(&sales, &bob_id).await;
+    // The very next list and call no longer reach Sales' agent.
+    assert!(!tool_names(&bob).await.contains(&"deals".to_string()));
+    let refused = call(&bob, "deals", json!({ "input": "still in Sales?" })).await;
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    tokio::time::timeout(Duration::from_secs(20), subscription.next())
+        .await
+        .expect("the removal is announced")
+        .expect("listen stream");
+    let _ = deals;
+    w.suite.stop().await;
+}
