@@ -299,7 +299,7 @@ impl ServerHandler for AgentTools {
         let tools = self
             .tools(headers)
             .await
-            .map_err(|status| ErrorData::invalid_request(refused(&status), None))?;
+            .map_err(|status| ErrorData::invalid_request(super::calls::said(&status), None))?;
         let mut result = ListToolsResult::with_all_items(tools.iter().map(as_tool).collect());
         // The list is this caller's, and access can end on the next call.
         result.cache_scope = Some(CacheScope::Private);
@@ -408,15 +408,6 @@ impl ServerHandler for AgentTools {
                 .await;
         });
     }
-}
-
-/// A refusal's words for a protocol error, which has no details.
-fn refused(status: &Status) -> String {
-    format!(
-        "{}: {}",
-        agentshare_kit::error::code_name(status.code()),
-        status.message()
-    )
 }
 
 #[cfg(test)]

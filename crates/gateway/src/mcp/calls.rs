@@ -92,7 +92,17 @@ impl Calls {
             fields.insert("status".into(), Json::String(code.into()));
         }
         let mut result = CallToolResult::structured_error(structured);
-        result.content = vec![ContentBlock::text(format!("{code}: {}", status.message()))];
+        result.content = vec![ContentBlock::text(said(status))];
         result
     }
+}
+
+/// A refusal in words, code first ("NOT_FOUND: …"): a tool error's text,
+/// and a protocol error's whole message, which carries no details.
+pub fn said(status: &Status) -> String {
+    format!(
+        "{}: {}",
+        agentshare_kit::error::code_name(status.code()),
+        status.message()
+    )
 }
